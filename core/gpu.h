@@ -1,0 +1,98 @@
+/* gpu.h - the only interface through which core/ reaches a GPU. vk/ implements it with Vulkan;
+ * nothing here mentions Vulkan types, so core/ and its tests stay readable and CPU-only.
+ *
+ * Model: one vkm_gpu per device. Buffers are device-local (or host-visible for staging).
+ * Kernels are compiled compute pipelines looked up by shader variant name (shaders/shaders.cmake)
+ * with optional specialization constants. Work is recorded between vkm_gpu_begin() and
+ * vkm_gpu_submit(); every dispatch gets the barrier it needs against earlier dispatches in the
+ * batch. All functions follow err.h: 0 ok, negative VKM_E* with a message. */
+#ifndef VKM_GPU_H
+#define VKM_GPU_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct vkm_gpu vkm_gpu;
+typedef struct vkm_gpu_buf vkm_gpu_buf;
+typedef struct vkm_gpu_kernel vkm_gpu_kernel;
+
+enum vkm_gpu_vendor { VKM_VENDOR_OTHER, VKM_VENDOR_AMD, VKM_VENDOR_INTEL, VKM_VENDOR_NVIDIA };
+enum vkm_gpu_type { VKM_DEV_OTHER, VKM_DEV_DISCRETE, VKM_DEV_INTEGRATED, VKM_DEV_VIRTUAL, VKM_DEV_CPU };
+
+typedef struct vkm_gpu_device_info {
+    int index;                   /* position in Vulkan enumeration order (--device N) */
+    char name[256];              /* "NVIDIA GeForce RTX 4090", "llvmpipe (LLVM 15.0.6, 256 bits)" */
+    int vendor;                  /* enum vkm_gpu_vendor */
+    uint32_t vendor_id, device_id;
+    int type;                    /* enum vkm_gpu_type */
+    char driver[256];            /* driver name and info, e.g. "llvmpipe Mesa 22.3.6 (LLVM 15.0.6)" */
+    uint32_t api_version;        /* VK_MAKE_API_VERSION encoding */
+    uint64_t device_local_bytes; /* size of the largest device-local heap */
+    uint64_t budget_bytes;       /* VK_EXT_memory_budget budget of that heap, else = its size */
+    uint32_t subgroup_size;
+    uint64_t max_buffer_bytes;     /* largest single storage buffer range we may bind */
+    uint32_t max_shared_bytes;     /* maxComputeSharedMemorySize */
+    bool fp16;                   /* shaderFloat16 */
+    bool storage8, storage16;    /* 8/16-bit storage buffer access */
+    bool int8;                   /* shaderInt8 */
+    bool transfer_queue;         /* a dedicated transfer-only queue family exists */
+    bool memory_budget;          /* VK_EXT_memory_budget */
+    bool external_memory_host;   /* VK_EXT_external_memory_host */
+    bool timestamps;             /* compute queue supports timestamps */
+} vkm_gpu_device_info;
+
+const char *vkm_gpu_vendor_name(int vendor); /* "AMD", "Intel", "NVIDIA", "other" */
+const char *vkm_gpu_type_name(int type);     /* "discrete", "integrated", "virtual", "cpu", "other" */
+
+/* Enumerates every Vulkan device. Fills up to `max` entries, sets *count to the total. */
+int vkm_gpu_list(vkm_gpu_device_info *out, int max, int *count);
+
+typedef struct vkm_gpu_options {
+    int device;      /* index from vkm_gpu_list, or -1: first discrete, then integrated, then cpu */
+    bool validation; /* enable VK_LAYER_KHRONOS_validation (if installed); errors are counted */
+    bool no_pipeline_cache; /* do not read/write $XDG_CACHE_HOME/vkmoe/pipelines-*.bin */
+} vkm_gpu_options;
+
+int vkm_gpu_create(const vkm_gpu_options *opt, vkm_gpu **out);
+void vkm_gpu_destroy(vkm_gpu *gpu); /* accepts NULL */
+const vkm_gpu_device_info *vkm_gpu_info(const vkm_gpu *gpu);
+/* Number of validation-layer errors reported since creation (0 if validation is off). */
+uint32_t vkm_gpu_validation_errors(const vkm_gpu *gpu);
+
+/* ---- buffers ---- */
+enum vkm_buf_kind {
+    VKM_BUF_DEVICE, /* device-local storage buffer */
+    VKM_BUF_HOST,   /* host-visible, persistently mapped (staging, readback) */
+};
+int vkm_gpu_buf_create(vkm_gpu *gpu, size_t size, int kind, vkm_gpu_buf **out);
+void vkm_gpu_buf_destroy(vkm_gpu *gpu, vkm_gpu_buf *buf); /* accepts NULL */
+size_t vkm_gpu_buf_size(const vkm_gpu_buf *buf);
+void *vkm_gpu_buf_map(vkm_gpu_buf *buf); /* the mapping of a VKM_BUF_HOST buffer, else NULL */
+/* Synchronous copies between host memory and a buffer (through staging where needed). */
+int vkm_gpu_upload(vkm_gpu *gpu, vkm_gpu_buf *dst, size_t offset, const void *src, size_t size);
+int vkm_gpu_download(vkm_gpu *gpu, vkm_gpu_buf *src, size_t offset, void *dst, size_t size);
+
+/* ---- kernels ---- */
+/* Gets (creating and caching on first use) the pipeline for a shader variant with the given
+ * specialization constants (constant_id i = spec[i]). n_bindings storage buffers at set 0,
+ * bindings 0..n_bindings-1; push_size bytes of push constants. */
+int vkm_gpu_kernel_get(vkm_gpu *gpu, const char *shader, const uint32_t *spec, int n_spec,
+                       int n_bindings, uint32_t push_size, vkm_gpu_kernel **out);
+
+typedef struct vkm_gpu_arg {
+    vkm_gpu_buf *buf;
+    size_t offset; /* bytes; must respect minStorageBufferOffsetAlignment */
+    size_t size;   /* bytes; 0 = to the end of the buffer */
+} vkm_gpu_arg;
+
+/* ---- recording and submission ---- */
+int vkm_gpu_begin(vkm_gpu *gpu);
+int vkm_gpu_dispatch(vkm_gpu *gpu, vkm_gpu_kernel *k, const vkm_gpu_arg *args, int n_args,
+                     const void *push, uint32_t gx, uint32_t gy, uint32_t gz);
+/* Records a timestamp labelled `label` (a static string) when timestamps are enabled. */
+int vkm_gpu_mark(vkm_gpu *gpu, const char *label);
+/* Submits what was recorded since vkm_gpu_begin and waits for completion. */
+int vkm_gpu_submit(vkm_gpu *gpu);
+
+#endif
