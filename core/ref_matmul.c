@@ -1,0 +1,125 @@
+/* ref_matmul.c - reference matmul on ggml weights: dequantize a weight row, dot it with every
+ * activation row in double. Simple loops; the oracle for GPU kernels, not a fast path.
+ * Invariant: all size arithmetic is overflow-checked before any pointer is formed. */
+#include "ref_matmul.h"
+
+#include <stdlib.h>
+
+#include "err.h"
+#include "qtype.h"
+#include "ref_quant.h"
+
+/* Checks a stacked {k, m, n_mat} shape and returns the bytes of one row and of one matrix. */
+static int check_shape(const char *what, uint32_t wtype, int64_t k, int64_t m, int64_t n_mat,
+                       size_t *row_bytes, size_t *mat_bytes) {
+    const vkm_qtype_info *t = vkm_qtype_get(wtype);
+    if (!t) return vkm_error(VKM_EUNSUPPORTED, "%s: unknown weight type %u", what, wtype);
+    if (k <= 0 || m < 0 || n_mat < 0)
+        return vkm_error(VKM_EINVAL, "%s: bad shape {%lld, %lld, %lld}", what, (long long)k,
+                         (long long)m, (long long)n_mat);
+    size_t rb = vkm_ref_row_bytes(wtype, k);
+    if (!rb)
+        return vkm_error(VKM_EINVAL, "%s: k = %lld is not a multiple of the %s block (%u)", what,
+                         (long long)k, t->name, t->block);
+    if ((uint64_t)m > SIZE_MAX / rb || (m && (uint64_t)n_mat > SIZE_MAX / (rb * (size_t)m)))
+        return vkm_error(VKM_ERANGE, "%s: {%lld, %lld, %lld} %s is too large", what, (long long)k,
+                         (long long)m, (long long)n_mat, t->name);
+    *row_bytes = rb;
+    *mat_bytes = rb * (size_t)m;
+    return 0;
+}
+
+static float dot(const float *a, const float *b, int64_t k) {
+    double s = 0.0;
+    for (int64_t i = 0; i < k; i++) s += (double)a[i] * (double)b[i];
+    return (float)s;
+}
+
+/* The weight types vkm_ref_dequant_row handles; checked up front so the error does not depend
+ * on m or n being 0. */
+static int check_type(const char *what, uint32_t wtype) {
+    const vkm_qtype_info *t = vkm_qtype_get(wtype);
+    switch (wtype) {
+    case VKM_F32:
+    case VKM_F16:
+    case VKM_BF16:
+    case VKM_Q4_0:
+    case VKM_Q4_1:
+    case VKM_Q5_0:
+    case VKM_Q5_1:
+    case VKM_Q8_0:
+    case VKM_Q2_K:
+    case VKM_Q3_K:
+    case VKM_Q4_K:
+    case VKM_Q5_K:
+    case VKM_Q6_K:
+        return 0;
+    default:
+        return vkm_error(VKM_EUNSUPPORTED, "%s: weight type %s (%u) not supported", what,
+                         t ? t->name : "unknown", wtype);
+    }
+}
+
+int vkm_ref_matmul(uint32_t wtype, const void *w, int64_t k, int64_t m, const float *x, int64_t n,
+                   float *y) {
+    size_t rb, mb;
+    int rc = check_type("matmul", wtype);
+    if (!rc) rc = check_shape("matmul", wtype, k, m, 1, &rb, &mb);
+    if (rc) return rc;
+    if (n < 0) return vkm_error(VKM_EINVAL, "matmul: n = %lld", (long long)n);
+    if (m == 0 || n == 0) return 0;
+    float *row = malloc((size_t)k * sizeof *row); /* [k]: one dequantized weight row */
+    if (!row) return vkm_error(VKM_ENOMEM, "matmul: out of memory for a row of %lld", (long long)k);
+    const uint8_t *wb = w;
+    for (int64_t r = 0; r < m; r++) {
+        rc = vkm_ref_dequant_row(wtype, wb + (size_t)r * rb, row, k);
+        if (rc) break;
+        for (int64_t j = 0; j < n; j++) y[j * m + r] = dot(row, x + j * k, k);
+    }
+    free(row);
+    return rc;
+}
+
+int vkm_ref_matmul_id(uint32_t wtype, const void *w, int64_t k, int64_t m, int64_t n_mat,
+                      const float *x, int64_t n_rows, const int32_t *mat_of_row, float *y) {
+    size_t rb, mb;
+    int rc = check_type("matmul_id", wtype);
+    if (!rc) rc = check_shape("matmul_id", wtype, k, m, n_mat, &rb, &mb);
+    if (rc) return rc;
+    if (n_rows < 0) return vkm_error(VKM_EINVAL, "matmul_id: n_rows = %lld", (long long)n_rows);
+    for (int64_t j = 0; j < n_rows; j++)
+        if (mat_of_row[j] < 0 || mat_of_row[j] >= n_mat)
+            return vkm_error(VKM_EINVAL, "matmul_id: row %lld uses matrix %d, have %lld",
+                             (long long)j, (int)mat_of_row[j], (long long)n_mat);
+    if (m == 0 || n_rows == 0) return 0;
+    float *row = malloc((size_t)k * sizeof *row); /* [k]: one dequantized weight row */
+    if (!row)
+        return vkm_error(VKM_ENOMEM, "matmul_id: out of memory for a row of %lld", (long long)k);
+    const uint8_t *wb = w;
+    for (int64_t e = 0; e < n_mat && !rc; e++) {
+        int64_t used = 0; /* skip matrices no row selects: they are never dequantized */
+        for (int64_t j = 0; j < n_rows; j++) used += mat_of_row[j] == e;
+        if (!used) continue;
+        for (int64_t r = 0; r < m; r++) {
+            rc = vkm_ref_dequant_row(wtype, wb + (size_t)e * mb + (size_t)r * rb, row, k);
+            if (rc) break;
+            for (int64_t j = 0; j < n_rows; j++)
+                if (mat_of_row[j] == e) y[j * m + r] = dot(row, x + j * k, k);
+        }
+    }
+    free(row);
+    return rc;
+}
+
+int vkm_ref_slice_bytes(uint32_t wtype, int64_t k, int64_t m, int64_t n_mat, int64_t e,
+                        size_t *offset, size_t *size) {
+    size_t rb, mb;
+    int rc = check_shape("slice_bytes", wtype, k, m, n_mat, &rb, &mb);
+    if (rc) return rc;
+    if (e < 0 || e >= n_mat)
+        return vkm_error(VKM_EINVAL, "slice_bytes: slice %lld of %lld", (long long)e,
+                         (long long)n_mat);
+    *offset = (size_t)e * mb; /* e < n_mat and n_mat * mb fits: no overflow */
+    *size = mb;
+    return 0;
+}

@@ -1,0 +1,673 @@
+/* ref_quant.c - plain-C dequantizers and quantizers for ggml weight blocks (the test oracle).
+ *
+ * Every block is read and written byte by byte in little-endian order (GGUF's byte order), so
+ * nothing depends on host struct layout or alignment. Dequantizers follow spec §1.4 literally,
+ * one element at a time with the spec's index names (h, r, j, l, sb, g, c). Clarity over speed.
+ *
+ * Types the spec does not describe follow ggml's definitions:
+ *   Q4_1 (20 B): d:f16, m:f16, qs[16]. x = d*nibble + m; element j < 16 is qs[j] & 0xF,
+ *                element j + 16 is qs[j] >> 4.
+ *   Q5_0 (22 B): d:f16, qh[4] (one u32, LE), qs[16]. For j in 0..15:
+ *                element j      q = ((qs[j] & 0xF) | ((qh >> j) & 1) << 4) - 16,
+ *                element j + 16 q = ((qs[j] >> 4) | ((qh >> (j + 12)) & 0x10)) - 16, i.e. the
+ *                fifth bit is bit j + 16 of qh. x = d*q.
+ *   Q5_1 (24 B): d:f16, m:f16, qh[4], qs[16]. Same 5-bit q without the -16; x = d*q + m.
+ *
+ * Quantizers: round to nearest, with every scale (and min) chosen so that the whole block lies
+ * inside the representable range, which gives a hard worst-case error bound (A = largest |x| of
+ * the (super-)block, R = max(x,0) - min(x,0) of the super-block, ignoring f16 ulps):
+ *   Q8_0  d = amax/127 rounded up to f16            |err| <= d/2      ~ A/254
+ *   Q4_0  d = -vmax/7.5 (vmax = signed largest |x|)  |err| <= |d|/2    ~ A/15
+ *   Q5_0  d = -vmax/15.5                             |err| <= |d|/2    ~ A/31
+ *   Q4_1  m = min rounded down to f16, d = (max-m)/15 up      |err| <= d/2  ~ (max-min)/30
+ *   Q5_1  same with /31                                       |err| <= d/2  ~ (max-min)/62
+ *   Q2_K  per 16: offset = dmin*mi >= -min(x,0) (mi 4-bit, rounded up), step = d*sc >=
+ *         (max + offset)/3 (sc 4-bit, rounded up); dmin = max offset/15, d = max step/15.
+ *         |err| <= step/2 <= R/6 * (16/15)^2 ~ 0.190 R
+ *   Q4_K  the same per 32 with 6-bit sc/mi and 15 levels: |err| <= R/30 * (64/63)^2 ~ 0.0344 R
+ *   Q5_K  31 levels:                                          |err| <= R/62 * (64/63)^2 ~ 0.0166 R
+ *   Q3_K  per 16: sub = -vmax/3.5, s = sign(sub)*ceil(|sub|/d) (6-bit signed, |s| <= 31),
+ *         d = max|sub|/31:                                 |err| <= |d*s|/2 <= A/7 * 32/31
+ *   Q6_K  per 16: sub = -vmax/31.5, int8 s, d = max|sub|/127: |err| <= A/63 * 128/127
+ * ("-vmax/H" maps the block's extreme value to the most negative level, which the asymmetric
+ * signed ranges -4..3, -8..7, -16..15, -32..31 can hold; its mirror image clamps by at most
+ * half a step.) All scales are rounded up to the next f16 so rounding never clips. */
+#include "ref_quant.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "err.h"
+#include "fp16.h"
+#include "qtype.h"
+
+/* ---- byte access -------------------------------------------------------------------------- */
+
+static uint16_t rd16(const uint8_t *p) {
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+static uint32_t rd32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static void wr16(uint8_t *p, uint16_t v) {
+    p[0] = (uint8_t)(v & 0xff);
+    p[1] = (uint8_t)(v >> 8);
+}
+static void wr32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static float rdf16(const uint8_t *p) {
+    return vkm_fp16_to_f32(rd16(p));
+}
+
+/* ---- dequantizers: one block each, spec §1.4 ------------------------------------------------ */
+
+static void dq_q4_0(const uint8_t *b, float *y) {
+    float d = rdf16(b);
+    const uint8_t *qs = b + 2;
+    for (int e = 0; e < 32; e++) {
+        int j = e % 16;
+        int nib = e < 16 ? (qs[j] & 0xF) : (qs[j] >> 4);
+        y[e] = d * (float)(nib - 8);
+    }
+}
+
+static void dq_q4_1(const uint8_t *b, float *y) {
+    float d = rdf16(b), m = rdf16(b + 2);
+    const uint8_t *qs = b + 4;
+    for (int e = 0; e < 32; e++) {
+        int j = e % 16;
+        int nib = e < 16 ? (qs[j] & 0xF) : (qs[j] >> 4);
+        y[e] = d * (float)nib + m;
+    }
+}
+
+/* The 5-bit unsigned q of element e of a Q5_0/Q5_1 block (see the top comment). */
+static int q5_value(uint32_t qh, const uint8_t *qs, int e) {
+    int j = e % 16;
+    if (e < 16) return (int)((qs[j] & 0xFu) | ((qh >> j) & 1u) << 4);
+    return (int)((uint32_t)(qs[j] >> 4) | ((qh >> (j + 12)) & 0x10u));
+}
+
+static void dq_q5_0(const uint8_t *b, float *y) {
+    float d = rdf16(b);
+    uint32_t qh = rd32(b + 2);
+    for (int e = 0; e < 32; e++) y[e] = d * (float)(q5_value(qh, b + 6, e) - 16);
+}
+
+static void dq_q5_1(const uint8_t *b, float *y) {
+    float d = rdf16(b), m = rdf16(b + 2);
+    uint32_t qh = rd32(b + 4);
+    for (int e = 0; e < 32; e++) y[e] = d * (float)q5_value(qh, b + 8, e) + m;
+}
+
+static void dq_q8_0(const uint8_t *b, float *y) {
+    float d = rdf16(b);
+    for (int e = 0; e < 32; e++) y[e] = d * (float)(int8_t)b[2 + e];
+}
+
+/* Q2_K: scales[16] @0, qs[64] @16, d @80, dmin @82. */
+static void dq_q2_k(const uint8_t *b, float *y) {
+    const uint8_t *scales = b, *qs = b + 16;
+    float d = rdf16(b + 80), dmin = rdf16(b + 82);
+    for (int e = 0; e < 256; e++) {
+        int h = e / 128, r = e % 128, j = r / 32, l = r % 32, sb = e / 16;
+        int q = (qs[32 * h + l] >> (2 * j)) & 3;
+        y[e] = d * (float)(scales[sb] & 0xF) * (float)q - dmin * (float)(scales[sb] >> 4);
+    }
+}
+
+/* Q3_K: hmask[32] @0, qs[64] @32, scales[12] @96, d @108. */
+static void dq_q3_k(const uint8_t *b, float *y) {
+    const uint8_t *hmask = b, *qs = b + 32, *sc = b + 96;
+    float d = rdf16(b + 108);
+    int s[16];
+    for (int j = 0; j < 16; j++) {
+        int low4 = j < 8 ? (sc[j] & 0xF) : (sc[j - 8] >> 4);
+        int hi2 = (sc[8 + j % 4] >> (2 * (j / 4))) & 3;
+        s[j] = (low4 | hi2 << 4) - 32;
+    }
+    for (int e = 0; e < 256; e++) {
+        int h = e / 128, r = e % 128, j = r / 32, l = r % 32;
+        int q2 = (qs[32 * h + l] >> (2 * j)) & 3;
+        int hbit = (hmask[l] >> (4 * h + j)) & 1;
+        int q = q2 - (hbit ? 0 : 4);
+        y[e] = d * (float)s[e / 16] * (float)q;
+    }
+}
+
+/* The 6-bit scale and min of sub-block j (0..7) of Q4_K/Q5_K from the 12 packed bytes. */
+static void k_scale_min(const uint8_t *b, int j, int *sc, int *m) {
+    if (j < 4) {
+        *sc = b[j] & 63;
+        *m = b[j + 4] & 63;
+    } else {
+        *sc = (b[j + 4] & 0xF) | ((b[j - 4] >> 6) << 4);
+        *m = (b[j + 4] >> 4) | ((b[j] >> 6) << 4);
+    }
+}
+
+/* Q4_K: d @0, dmin @2, scales[12] @4, qs[128] @16. */
+static void dq_q4_k(const uint8_t *b, float *y) {
+    float d = rdf16(b), dmin = rdf16(b + 2);
+    const uint8_t *qs = b + 16;
+    for (int sb = 0; sb < 8; sb++) {
+        int sc, m;
+        k_scale_min(b + 4, sb, &sc, &m);
+        for (int e = 32 * sb; e < 32 * sb + 32; e++) {
+            int c = e / 64, r = e % 64, l = r % 32;
+            int nib = r < 32 ? (qs[32 * c + l] & 0xF) : (qs[32 * c + l] >> 4);
+            y[e] = d * (float)sc * (float)nib - dmin * (float)m;
+        }
+    }
+}
+
+/* Q5_K: d @0, dmin @2, scales[12] @4, qh[32] @16, qs[128] @48. */
+static void dq_q5_k(const uint8_t *b, float *y) {
+    float d = rdf16(b), dmin = rdf16(b + 2);
+    const uint8_t *qh = b + 16, *qs = b + 48;
+    for (int sb = 0; sb < 8; sb++) {
+        int sc, m;
+        k_scale_min(b + 4, sb, &sc, &m);
+        for (int e = 32 * sb; e < 32 * sb + 32; e++) {
+            int c = e / 64, r = e % 64, l = r % 32;
+            int nib = r < 32 ? (qs[32 * c + l] & 0xF) : (qs[32 * c + l] >> 4);
+            int q = nib + 16 * ((qh[l] >> sb) & 1);
+            y[e] = d * (float)sc * (float)q - dmin * (float)m;
+        }
+    }
+}
+
+/* Q6_K: ql[128] @0, qh[64] @128, scales[16] int8 @192, d @208. */
+static void dq_q6_k(const uint8_t *b, float *y) {
+    const uint8_t *ql = b, *qh = b + 128, *scales = b + 192;
+    float d = rdf16(b + 208);
+    for (int e = 0; e < 256; e++) {
+        int h = e / 128, r = e % 128, g = r / 32, l = r % 32;
+        int L = ql[64 * h + l + 32 * (g & 1)];
+        int low4 = g < 2 ? (L & 0xF) : (L >> 4);
+        int hi2 = (qh[32 * h + l] >> (2 * g)) & 3;
+        int q = (low4 | hi2 << 4) - 32;
+        y[e] = d * (float)(int8_t)scales[e / 16] * (float)q;
+    }
+}
+
+typedef void (*dq_block_fn)(const uint8_t *b, float *y);
+
+static dq_block_fn dq_fn(uint32_t type) {
+    switch (type) {
+    case VKM_Q4_0:
+        return dq_q4_0;
+    case VKM_Q4_1:
+        return dq_q4_1;
+    case VKM_Q5_0:
+        return dq_q5_0;
+    case VKM_Q5_1:
+        return dq_q5_1;
+    case VKM_Q8_0:
+        return dq_q8_0;
+    case VKM_Q2_K:
+        return dq_q2_k;
+    case VKM_Q3_K:
+        return dq_q3_k;
+    case VKM_Q4_K:
+        return dq_q4_k;
+    case VKM_Q5_K:
+        return dq_q5_k;
+    case VKM_Q6_K:
+        return dq_q6_k;
+    default:
+        return NULL;
+    }
+}
+
+static bool is_float_type(uint32_t type) {
+    return type == VKM_F32 || type == VKM_F16 || type == VKM_BF16;
+}
+
+/* Common argument checks; returns the block size in *block. */
+static int check_args(const char *what, uint32_t type, int64_t n, uint32_t *block) {
+    const vkm_qtype_info *t = vkm_qtype_get(type);
+    if (!t || (!is_float_type(type) && !dq_fn(type)))
+        return vkm_error(VKM_EUNSUPPORTED, "%s: type %s (%u) not supported", what,
+                         vkm_qtype_name(type), type);
+    if (n <= 0 || n % t->block)
+        return vkm_error(VKM_EINVAL, "%s: %s row of %lld elements is not a positive multiple of %u",
+                         what, t->name, (long long)n, t->block);
+    *block = t->block;
+    return 0;
+}
+
+size_t vkm_ref_row_bytes(uint32_t type, int64_t n) {
+    if (n <= 0) return 0;
+    return vkm_qtype_row_bytes(type, (uint64_t)n);
+}
+
+int vkm_ref_dequant_row(uint32_t type, const void *src, float *dst, int64_t n) {
+    uint32_t block;
+    int rc = check_args("dequant", type, n, &block);
+    if (rc) return rc;
+    const uint8_t *p = src;
+    switch (type) {
+    case VKM_F32:
+        memcpy(dst, src, (size_t)n * sizeof(float));
+        return 0;
+    case VKM_F16:
+        for (int64_t i = 0; i < n; i++) dst[i] = vkm_fp16_to_f32(rd16(p + 2 * i));
+        return 0;
+    case VKM_BF16:
+        for (int64_t i = 0; i < n; i++) dst[i] = vkm_bf16_to_f32(rd16(p + 2 * i));
+        return 0;
+    default:
+        break;
+    }
+    dq_block_fn fn = dq_fn(type);
+    size_t bytes = vkm_qtype_get(type)->bytes;
+    for (int64_t i = 0; i < n / block; i++) fn(p + (size_t)i * bytes, dst + i * block);
+    return 0;
+}
+
+/* ---- quantizers ------------------------------------------------------------------------------ */
+
+/* Smallest f16 >= v (v >= 0, finite); +inf if v exceeds the largest half. */
+static uint16_t f16_up(float v) {
+    uint16_t h = vkm_fp16_from_f32(v);
+    if (vkm_fp16_to_f32(h) < v) h++; /* positive: the next bit pattern is the next value */
+    return h;
+}
+
+/* Largest f16 <= v (v finite); -inf if v is below the most negative half. */
+static uint16_t f16_down(float v) {
+    uint16_t h = vkm_fp16_from_f32(v);
+    if (vkm_fp16_to_f32(h) > v) {
+        if (h & 0x8000u)
+            h++; /* negative (incl. -0): next pattern has larger magnitude */
+        else
+            h--; /* positive and nonzero, since 0 > v would have the sign bit */
+    }
+    return h;
+}
+
+static int scale_range_error(const char *type) {
+    return vkm_error(VKM_ERANGE, "quant: %s block scale does not fit in f16", type);
+}
+
+static int clampi(int v, int lo, int hi) {
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* The value with the largest magnitude (first one on ties). */
+static float signed_absmax(const float *x, int n) {
+    float v = 0.0f;
+    for (int i = 0; i < n; i++)
+        if (fabsf(x[i]) > fabsf(v)) v = x[i];
+    return v;
+}
+
+/* Symmetric 32-blocks (Q4_0, Q5_0): d = -vmax/H rounded away from zero to f16, so x/d lies in
+ * [-H, H] and vmax lands on qmin; q = round(x/d) clamped to [qmin, qmax] (only +H clamps, by
+ * half a step). Fills q (signed) and the f16 bits of d. */
+static int quant_sym32(const char *name, const float *x, float H, int qmin, int qmax, int *q,
+                       uint16_t *d_bits) {
+    float vmax = signed_absmax(x, 32);
+    uint16_t mag = f16_up(fabsf(vmax) / H);
+    float dmag = vkm_fp16_to_f32(mag);
+    if (!isfinite(dmag)) return scale_range_error(name);
+    float d = vmax > 0 ? -dmag : dmag;
+    *d_bits = vmax > 0 ? (uint16_t)(mag | 0x8000u) : mag;
+    for (int i = 0; i < 32; i++) q[i] = d != 0.0f ? clampi((int)roundf(x[i] / d), qmin, qmax) : 0;
+    return 0;
+}
+
+/* Asymmetric 32-blocks (Q4_1, Q5_1): m = min rounded down, d = (max - m)/L rounded up. */
+static int quant_asym32(const char *name, const float *x, int L, int *q, uint16_t *d_bits,
+                        uint16_t *m_bits) {
+    float mn = x[0], mx = x[0];
+    for (int i = 1; i < 32; i++) {
+        mn = fminf(mn, x[i]);
+        mx = fmaxf(mx, x[i]);
+    }
+    *m_bits = f16_down(mn);
+    float m = vkm_fp16_to_f32(*m_bits);
+    *d_bits = f16_up((mx - m) / (float)L);
+    float d = vkm_fp16_to_f32(*d_bits);
+    if (!isfinite(m) || !isfinite(d)) return scale_range_error(name);
+    for (int i = 0; i < 32; i++) q[i] = d != 0.0f ? clampi((int)roundf((x[i] - m) / d), 0, L) : 0;
+    return 0;
+}
+
+static int q_q4_0(const float *x, uint8_t *b) {
+    int q[32];
+    uint16_t d;
+    int rc = quant_sym32("Q4_0", x, 7.5f, -8, 7, q, &d);
+    if (rc) return rc;
+    wr16(b, d);
+    for (int j = 0; j < 16; j++) b[2 + j] = (uint8_t)((q[j] + 8) | (q[j + 16] + 8) << 4);
+    return 0;
+}
+
+static int q_q5_0(const float *x, uint8_t *b) {
+    int q[32];
+    uint16_t d;
+    int rc = quant_sym32("Q5_0", x, 15.5f, -16, 15, q, &d);
+    if (rc) return rc;
+    wr16(b, d);
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; j++) {
+        int lo = q[j] + 16, hi = q[j + 16] + 16;
+        b[6 + j] = (uint8_t)((lo & 0xF) | (hi & 0xF) << 4);
+        qh |= (uint32_t)(lo >> 4) << j | (uint32_t)(hi >> 4) << (j + 16);
+    }
+    wr32(b + 2, qh);
+    return 0;
+}
+
+static int q_q4_1(const float *x, uint8_t *b) {
+    int q[32];
+    uint16_t d, m;
+    int rc = quant_asym32("Q4_1", x, 15, q, &d, &m);
+    if (rc) return rc;
+    wr16(b, d);
+    wr16(b + 2, m);
+    for (int j = 0; j < 16; j++) b[4 + j] = (uint8_t)(q[j] | q[j + 16] << 4);
+    return 0;
+}
+
+static int q_q5_1(const float *x, uint8_t *b) {
+    int q[32];
+    uint16_t d, m;
+    int rc = quant_asym32("Q5_1", x, 31, q, &d, &m);
+    if (rc) return rc;
+    wr16(b, d);
+    wr16(b + 2, m);
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; j++) {
+        b[8 + j] = (uint8_t)((q[j] & 0xF) | (q[j + 16] & 0xF) << 4);
+        qh |= (uint32_t)(q[j] >> 4) << j | (uint32_t)(q[j + 16] >> 4) << (j + 16);
+    }
+    wr32(b + 4, qh);
+    return 0;
+}
+
+static int q_q8_0(const float *x, uint8_t *b) {
+    float amax = fabsf(signed_absmax(x, 32));
+    uint16_t dh = f16_up(amax / 127.0f);
+    float d = vkm_fp16_to_f32(dh);
+    if (!isfinite(d)) return scale_range_error("Q8_0");
+    wr16(b, dh);
+    for (int i = 0; i < 32; i++) {
+        int q = d != 0.0f ? clampi((int)roundf(x[i] / d), -127, 127) : 0;
+        b[2 + i] = (uint8_t)(int8_t)q;
+    }
+    return 0;
+}
+
+/* Asymmetric K-quant super-block of 256 (Q2_K, Q4_K, Q5_K): nsub sub-blocks of 256/nsub with
+ * x = d*sc*q - dmin*mi, q in 0..L, sc and mi in 0..smax. See the top comment. */
+static int quant_kasym(const char *name, const float *x, int nsub, int L, int smax,
+                       uint16_t *d_bits, uint16_t *dmin_bits, int *sc, int *mi, int *q) {
+    int len = 256 / nsub;
+    float lo[16], hi[16], maxneg = 0.0f;
+    for (int s = 0; s < nsub; s++) {
+        lo[s] = 0.0f; /* the offset can only move the range down: include 0 */
+        hi[s] = x[s * len];
+        for (int i = s * len; i < (s + 1) * len; i++) {
+            lo[s] = fminf(lo[s], x[i]);
+            hi[s] = fmaxf(hi[s], x[i]);
+        }
+        maxneg = fmaxf(maxneg, -lo[s]);
+    }
+    *dmin_bits = f16_up(maxneg / (float)smax);
+    float dmin = vkm_fp16_to_f32(*dmin_bits);
+    if (!isfinite(dmin)) return scale_range_error(name);
+    float off[16], span[16], maxspan = 0.0f;
+    for (int s = 0; s < nsub; s++) {
+        mi[s] = dmin > 0.0f ? clampi((int)ceilf(-lo[s] / dmin), 0, smax) : 0;
+        off[s] = dmin * (float)mi[s]; /* >= -lo[s]: q = 0 reaches below the minimum */
+        span[s] = (hi[s] + off[s]) / (float)L;
+        maxspan = fmaxf(maxspan, span[s]);
+    }
+    *d_bits = f16_up(maxspan / (float)smax);
+    float d = vkm_fp16_to_f32(*d_bits);
+    if (!isfinite(d)) return scale_range_error(name);
+    for (int s = 0; s < nsub; s++) {
+        sc[s] = d > 0.0f ? clampi((int)ceilf(span[s] / d), 0, smax) : 0;
+        float step = d * (float)sc[s];
+        for (int i = s * len; i < (s + 1) * len; i++)
+            q[i] = step > 0.0f ? clampi((int)roundf((x[i] + off[s]) / step), 0, L) : 0;
+    }
+    return 0;
+}
+
+/* Symmetric K-quant super-block of 256 in 16 sub-blocks of 16 (Q3_K, Q6_K): x = d*s*q with
+ * q in qmin..qmax (qmin = -qmax-1) and s in -smax-1..smax; H = qmax + 0.5. */
+static int quant_ksym(const char *name, const float *x, int qmax, int smax, uint16_t *d_bits,
+                      int *s, int *q) {
+    float H = (float)qmax + 0.5f, sub[16], maxsub = 0.0f;
+    for (int k = 0; k < 16; k++) {
+        sub[k] = -signed_absmax(x + 16 * k, 16) / H;
+        maxsub = fmaxf(maxsub, fabsf(sub[k]));
+    }
+    *d_bits = f16_up(maxsub / (float)smax);
+    float d = vkm_fp16_to_f32(*d_bits);
+    if (!isfinite(d)) return scale_range_error(name);
+    for (int k = 0; k < 16; k++) {
+        int mag = d > 0.0f ? clampi((int)ceilf(fabsf(sub[k]) / d), 0, smax) : 0;
+        s[k] = sub[k] < 0.0f ? -mag : mag;
+        float step = d * (float)s[k];
+        for (int i = 16 * k; i < 16 * k + 16; i++)
+            q[i] = step != 0.0f ? clampi((int)roundf(x[i] / step), -qmax - 1, qmax) : 0;
+    }
+    return 0;
+}
+
+static int q_q2_k(const float *x, uint8_t *b) {
+    int sc[16], mi[16], q[256];
+    uint16_t d, dmin;
+    int rc = quant_kasym("Q2_K", x, 16, 3, 15, &d, &dmin, sc, mi, q);
+    if (rc) return rc;
+    memset(b, 0, 84);
+    for (int s = 0; s < 16; s++) b[s] = (uint8_t)(sc[s] | mi[s] << 4);
+    for (int e = 0; e < 256; e++) {
+        int h = e / 128, r = e % 128, j = r / 32, l = r % 32;
+        b[16 + 32 * h + l] |= (uint8_t)(q[e] << (2 * j));
+    }
+    wr16(b + 80, d);
+    wr16(b + 82, dmin);
+    return 0;
+}
+
+static int q_q3_k(const float *x, uint8_t *b) {
+    int s[16], q[256];
+    uint16_t d;
+    int rc = quant_ksym("Q3_K", x, 3, 31, &d, s, q);
+    if (rc) return rc;
+    memset(b, 0, 110);
+    uint8_t *hmask = b, *qs = b + 32, *sc = b + 96;
+    for (int j = 0; j < 16; j++) {
+        int u = s[j] + 32; /* 0..63 */
+        if (j < 8)
+            sc[j] |= (uint8_t)(u & 0xF);
+        else
+            sc[j - 8] |= (uint8_t)((u & 0xF) << 4);
+        sc[8 + j % 4] |= (uint8_t)((u >> 4) << (2 * (j / 4)));
+    }
+    for (int e = 0; e < 256; e++) {
+        int h = e / 128, r = e % 128, j = r / 32, l = r % 32;
+        int u = q[e] + 4; /* 0..7: bit 2 set <=> hbit (no -4) */
+        qs[32 * h + l] |= (uint8_t)((u & 3) << (2 * j));
+        hmask[l] |= (uint8_t)((u >> 2) << (4 * h + j));
+    }
+    wr16(b + 108, d);
+    return 0;
+}
+
+/* Packs 8 six-bit (scale, min) pairs into the 12 bytes Q4_K/Q5_K use (inverse of k_scale_min). */
+static void k_pack_scale_min(uint8_t *b, const int *sc, const int *m) {
+    memset(b, 0, 12);
+    for (int j = 0; j < 4; j++) {
+        b[j] = (uint8_t)(sc[j] | (sc[j + 4] >> 4) << 6);
+        b[j + 4] = (uint8_t)(m[j] | (m[j + 4] >> 4) << 6);
+        b[j + 8] = (uint8_t)((sc[j + 4] & 0xF) | (m[j + 4] & 0xF) << 4);
+    }
+}
+
+static int q_q4_k(const float *x, uint8_t *b) {
+    int sc[8], mi[8], q[256];
+    uint16_t d, dmin;
+    int rc = quant_kasym("Q4_K", x, 8, 15, 63, &d, &dmin, sc, mi, q);
+    if (rc) return rc;
+    memset(b, 0, 144);
+    wr16(b, d);
+    wr16(b + 2, dmin);
+    k_pack_scale_min(b + 4, sc, mi);
+    for (int e = 0; e < 256; e++) {
+        int c = e / 64, r = e % 64, l = r % 32;
+        b[16 + 32 * c + l] |= (uint8_t)(r < 32 ? q[e] : q[e] << 4);
+    }
+    return 0;
+}
+
+static int q_q5_k(const float *x, uint8_t *b) {
+    int sc[8], mi[8], q[256];
+    uint16_t d, dmin;
+    int rc = quant_kasym("Q5_K", x, 8, 31, 63, &d, &dmin, sc, mi, q);
+    if (rc) return rc;
+    memset(b, 0, 176);
+    wr16(b, d);
+    wr16(b + 2, dmin);
+    k_pack_scale_min(b + 4, sc, mi);
+    for (int e = 0; e < 256; e++) {
+        int c = e / 64, r = e % 64, l = r % 32, sb = e / 32;
+        int nib = q[e] & 0xF;
+        b[48 + 32 * c + l] |= (uint8_t)(r < 32 ? nib : nib << 4);
+        b[16 + l] |= (uint8_t)((q[e] >> 4) << sb);
+    }
+    return 0;
+}
+
+static int q_q6_k(const float *x, uint8_t *b) {
+    int s[16], q[256];
+    uint16_t d;
+    int rc = quant_ksym("Q6_K", x, 31, 127, &d, s, q);
+    if (rc) return rc;
+    memset(b, 0, 210);
+    uint8_t *ql = b, *qh = b + 128;
+    for (int e = 0; e < 256; e++) {
+        int h = e / 128, r = e % 128, g = r / 32, l = r % 32;
+        int u = q[e] + 32; /* 0..63 */
+        ql[64 * h + l + 32 * (g & 1)] |= (uint8_t)(g < 2 ? (u & 0xF) : (u & 0xF) << 4);
+        qh[32 * h + l] |= (uint8_t)((u >> 4) << (2 * g));
+    }
+    for (int k = 0; k < 16; k++) b[192 + k] = (uint8_t)(int8_t)s[k];
+    wr16(b + 208, d);
+    return 0;
+}
+
+typedef int (*q_block_fn)(const float *x, uint8_t *b);
+
+static q_block_fn q_fn(uint32_t type) {
+    switch (type) {
+    case VKM_Q4_0:
+        return q_q4_0;
+    case VKM_Q4_1:
+        return q_q4_1;
+    case VKM_Q5_0:
+        return q_q5_0;
+    case VKM_Q5_1:
+        return q_q5_1;
+    case VKM_Q8_0:
+        return q_q8_0;
+    case VKM_Q2_K:
+        return q_q2_k;
+    case VKM_Q3_K:
+        return q_q3_k;
+    case VKM_Q4_K:
+        return q_q4_k;
+    case VKM_Q5_K:
+        return q_q5_k;
+    case VKM_Q6_K:
+        return q_q6_k;
+    default:
+        return NULL;
+    }
+}
+
+int vkm_ref_quant_row(uint32_t type, const float *src, void *dst, int64_t n) {
+    uint32_t block;
+    int rc = check_args("quant", type, n, &block);
+    if (rc) return rc;
+    uint8_t *p = dst;
+    switch (type) {
+    case VKM_F32:
+        memcpy(dst, src, (size_t)n * sizeof(float));
+        return 0;
+    case VKM_F16:
+        for (int64_t i = 0; i < n; i++) wr16(p + 2 * i, vkm_fp16_from_f32(src[i]));
+        return 0;
+    case VKM_BF16:
+        for (int64_t i = 0; i < n; i++) wr16(p + 2 * i, vkm_bf16_from_f32(src[i]));
+        return 0;
+    default:
+        break;
+    }
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(src[i]))
+            return vkm_error(VKM_EINVAL, "quant: %s: element %lld is not finite",
+                             vkm_qtype_name(type), (long long)i);
+    q_block_fn fn = q_fn(type);
+    size_t bytes = vkm_qtype_get(type)->bytes;
+    for (int64_t i = 0; i < n / block; i++) {
+        rc = fn(src + i * block, p + (size_t)i * bytes);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* ---- activation quantizers (spec §4.8) ------------------------------------------------------ */
+
+static int check_act(const char *what, const float *x, int64_t n, int64_t block) {
+    if (n <= 0 || n % block)
+        return vkm_error(VKM_EINVAL, "%s: %lld elements is not a positive multiple of %lld", what,
+                         (long long)n, (long long)block);
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return vkm_error(VKM_EINVAL, "%s: element %lld is not finite", what, (long long)i);
+    return 0;
+}
+
+int vkm_ref_quant_q8_0_act(const float *x, int8_t *q, float *d, int64_t n) {
+    int rc = check_act("quant_q8_0_act", x, n, 32);
+    if (rc) return rc;
+    for (int64_t b = 0; b < n / 32; b++) {
+        const float *xb = x + 32 * b;
+        float amax = 0.0f;
+        for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(xb[i]));
+        float db = amax / 127.0f;
+        float id = db != 0.0f ? 1.0f / db : 0.0f;
+        d[b] = vkm_fp16_round(db);
+        for (int i = 0; i < 32; i++) q[32 * b + i] = (int8_t)roundf(xb[i] * id);
+    }
+    return 0;
+}
+
+int vkm_ref_quant_q8_k_act(const float *x, int8_t *q, float *d, int64_t n) {
+    int rc = check_act("quant_q8_k_act", x, n, 256);
+    if (rc) return rc;
+    for (int64_t b = 0; b < n / 256; b++) {
+        const float *xb = x + 256 * b;
+        float max = signed_absmax(xb, 256);
+        if (max == 0.0f) {
+            d[b] = 0.0f;
+            memset(q + 256 * b, 0, 256);
+            continue;
+        }
+        float iscale = -127.0f / max;
+        for (int i = 0; i < 256; i++) {
+            int v = (int)rintf(iscale * xb[i]); /* round half to even, as llama.cpp's */
+            q[256 * b + i] = (int8_t)(v < 127 ? v : 127);
+        }
+        d[b] = 1.0f / iscale;
+    }
+    return 0;
+}
