@@ -492,7 +492,7 @@ static int read_tensor_info(reader *r, vkm_gguf *g, int part, uint32_t alignment
         return fail_at(r, type_at, "tensor '%s': byte size overflows", name);
     t->nbytes = nb;
 
-    uint64_t off_at = r->pos, off;
+    uint64_t off_at = r->pos, off = 0;
     if ((rc = rd_u64(r, &off, "tensor offset"))) return rc;
     if (off != *expect_offset)
         return fail_at(r, off_at,
@@ -793,7 +793,7 @@ int vkm_gguf_get_f32(const vkm_gguf *g, const char *key, float *out) {
     return get_scalar(g, key, VKM_GGUF_FLOAT32, out, 4);
 }
 int vkm_gguf_get_bool(const vkm_gguf *g, const char *key, bool *out) {
-    uint8_t b;
+    uint8_t b = 0;
     int rc = get_scalar(g, key, VKM_GGUF_BOOL, &b, 1);
     if (!rc) *out = b != 0;
     return rc;
