@@ -30,3 +30,18 @@ if(NOT VOLK_C)
                       "'libvulkan-volk-dev' (or run tools/install-deps.sh).")
 endif()
 vkm_require_header(stb/stb_image_write.h libstb-dev)
+
+# Libraries found through pkg-config.
+find_package(PkgConfig QUIET)
+if(NOT PKG_CONFIG_FOUND)
+  message(FATAL_ERROR "vkmoe: pkg-config not found. Install the Debian package 'pkg-config' "
+                      "(or run tools/install-deps.sh).")
+endif()
+function(vkm_require_pkg prefix module pkg)
+  pkg_check_modules(${prefix} QUIET IMPORTED_TARGET ${module})
+  if(NOT ${prefix}_FOUND)
+    message(FATAL_ERROR "vkmoe: library '${module}' not found. Install the Debian package '${pkg}' "
+                        "(or run tools/install-deps.sh).")
+  endif()
+endfunction()
+vkm_require_pkg(PCRE2 libpcre2-8 libpcre2-dev)

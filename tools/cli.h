@@ -33,5 +33,7 @@ bool cli_is_help(const char *a);
 /* Subcommands (tools/cmd_*.c). */
 int cmd_devices(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
 
 #endif

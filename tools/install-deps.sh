@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake clang git
+  build-essential cmake clang git pkg-config
   libvulkan-dev libvulkan-volk-dev glslang-tools spirv-tools libstb-dev
   mesa-vulkan-drivers vulkan-validationlayers vulkan-tools
   libpcre2-dev libcjson-dev libedit-dev

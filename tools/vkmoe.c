@@ -7,6 +7,8 @@
 static const cli_cmd g_cmds[] = {
     {"devices", "list Vulkan devices and their features", cmd_devices},
     {"info", "print a GGUF file's metadata and tensor summary", cmd_info},
+    {"tokenize", "print the token ids of a text", cmd_tokenize},
+    {"detokenize", "print the text of token ids", cmd_detokenize},
 };
 enum { N_CMDS = sizeof g_cmds / sizeof g_cmds[0] };
 
