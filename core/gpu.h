@@ -18,32 +18,41 @@ typedef struct vkm_gpu_buf vkm_gpu_buf;
 typedef struct vkm_gpu_kernel vkm_gpu_kernel;
 
 enum vkm_gpu_vendor { VKM_VENDOR_OTHER, VKM_VENDOR_AMD, VKM_VENDOR_INTEL, VKM_VENDOR_NVIDIA };
-enum vkm_gpu_type { VKM_DEV_OTHER, VKM_DEV_DISCRETE, VKM_DEV_INTEGRATED, VKM_DEV_VIRTUAL, VKM_DEV_CPU };
+enum vkm_gpu_type {
+    VKM_DEV_OTHER,
+    VKM_DEV_DISCRETE,
+    VKM_DEV_INTEGRATED,
+    VKM_DEV_VIRTUAL,
+    VKM_DEV_CPU
+};
 
 typedef struct vkm_gpu_device_info {
-    int index;                   /* position in Vulkan enumeration order (--device N) */
-    char name[256];              /* "NVIDIA GeForce RTX 4090", "llvmpipe (LLVM 15.0.6, 256 bits)" */
-    int vendor;                  /* enum vkm_gpu_vendor */
+    int index;       /* position in Vulkan enumeration order (--device N) */
+    bool is_default; /* the device vkm_gpu_create picks for device = -1 */
+    char name[256];  /* "NVIDIA GeForce RTX 4090", "llvmpipe (LLVM 15.0.6, 256 bits)" */
+    int vendor;      /* enum vkm_gpu_vendor */
     uint32_t vendor_id, device_id;
-    int type;                    /* enum vkm_gpu_type */
-    char driver[256];            /* driver name and info, e.g. "llvmpipe Mesa 22.3.6 (LLVM 15.0.6)" */
-    uint32_t api_version;        /* VK_MAKE_API_VERSION encoding */
+    int type;             /* enum vkm_gpu_type */
+    char driver[256];     /* driver name and info, e.g. "llvmpipe Mesa 22.3.6 (LLVM 15.0.6)" */
+    uint32_t api_version; /* VK_MAKE_API_VERSION encoding */
     uint64_t device_local_bytes; /* size of the largest device-local heap */
     uint64_t budget_bytes;       /* VK_EXT_memory_budget budget of that heap, else = its size */
     uint32_t subgroup_size;
-    uint64_t max_buffer_bytes;     /* largest single storage buffer range we may bind */
-    uint32_t max_shared_bytes;     /* maxComputeSharedMemorySize */
-    bool fp16;                   /* shaderFloat16 */
-    bool storage8, storage16;    /* 8/16-bit storage buffer access */
-    bool int8;                   /* shaderInt8 */
-    bool transfer_queue;         /* a dedicated transfer-only queue family exists */
-    bool memory_budget;          /* VK_EXT_memory_budget */
-    bool external_memory_host;   /* VK_EXT_external_memory_host */
-    bool timestamps;             /* compute queue supports timestamps */
+    uint64_t max_buffer_bytes; /* largest single storage buffer range we may bind */
+    uint32_t max_shared_bytes; /* maxComputeSharedMemorySize */
+    uint32_t storage_align;    /* minStorageBufferOffsetAlignment: vkm_gpu_arg.offset unit */
+    bool fp16;                 /* shaderFloat16 */
+    bool storage8, storage16;  /* 8/16-bit storage buffer access */
+    bool int8;                 /* shaderInt8 */
+    bool transfer_queue;       /* a dedicated transfer-only queue family exists */
+    bool memory_budget;        /* VK_EXT_memory_budget */
+    bool external_memory_host; /* VK_EXT_external_memory_host */
+    bool timestamps;           /* compute queue supports timestamps */
+    float timestamp_period_ns; /* nanoseconds per timestamp tick */
 } vkm_gpu_device_info;
 
 const char *vkm_gpu_vendor_name(int vendor); /* "AMD", "Intel", "NVIDIA", "other" */
-const char *vkm_gpu_type_name(int type);     /* "discrete", "integrated", "virtual", "cpu", "other" */
+const char *vkm_gpu_type_name(int type); /* "discrete", "integrated", "virtual", "cpu", "other" */
 
 /* Enumerates every Vulkan device. Fills up to `max` entries, sets *count to the total. */
 int vkm_gpu_list(vkm_gpu_device_info *out, int max, int *count);
@@ -52,6 +61,8 @@ typedef struct vkm_gpu_options {
     int device;      /* index from vkm_gpu_list, or -1: first discrete, then integrated, then cpu */
     bool validation; /* enable VK_LAYER_KHRONOS_validation (if installed); errors are counted */
     bool no_pipeline_cache; /* do not read/write $XDG_CACHE_HOME/vkmoe/pipelines-*.bin */
+    bool force_staging;     /* tests: upload/download through the staging buffer and transfer queue
+                               even when device memory is host visible (lavapipe, UMA) */
 } vkm_gpu_options;
 
 int vkm_gpu_create(const vkm_gpu_options *opt, vkm_gpu **out);
@@ -87,12 +98,23 @@ typedef struct vkm_gpu_arg {
 } vkm_gpu_arg;
 
 /* ---- recording and submission ---- */
+/* Starts a batch; anything recorded but not submitted (e.g. after a failed dispatch) is dropped. */
 int vkm_gpu_begin(vkm_gpu *gpu);
 int vkm_gpu_dispatch(vkm_gpu *gpu, vkm_gpu_kernel *k, const vkm_gpu_arg *args, int n_args,
                      const void *push, uint32_t gx, uint32_t gy, uint32_t gz);
-/* Records a timestamp labelled `label` (a static string) when timestamps are enabled. */
+/* Records a timestamp labelled `label` (a static string) when timestamps are enabled: after the
+ * next submit, the label's time is the GPU time between the previous mark (or vkm_gpu_begin) and
+ * this one. A no-op without timestamp support or past the per-batch limit (4096 marks). */
 int vkm_gpu_mark(vkm_gpu *gpu, const char *label);
 /* Submits what was recorded since vkm_gpu_begin and waits for completion. */
 int vkm_gpu_submit(vkm_gpu *gpu);
+
+typedef struct vkm_gpu_timing {
+    const char *label; /* as passed to vkm_gpu_mark */
+    uint64_t ns;       /* GPU time since the previous mark (or the start of the batch) */
+} vkm_gpu_timing;
+/* The marks of the last submitted batch, in recording order: fills up to `max` entries and sets
+ * *n to the number available (0 without timestamp support). */
+int vkm_gpu_timings(vkm_gpu *gpu, vkm_gpu_timing *out, int max, int *n);
 
 #endif

@@ -1,0 +1,145 @@
+/* test_gpu_smoke.c - end-to-end GPU check with validation (and synchronization validation) on:
+ * the smoke shader (y = a*x + b) at awkward sizes and two workgroup sizes set by specialization
+ * constant, chained dispatches in one batch (barriers), timestamps, the kernel cache, and zero
+ * validation errors at the end. Skips (77) without a Vulkan device. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "gpu.h"
+
+typedef struct smoke_push {
+    uint32_t n;
+    float a, b;
+} smoke_push;
+
+static float input(uint32_t i) {
+    return (float)(i % 977) * 0.5f - 200.0f;
+}
+
+static void run_size(vkm_gpu *gpu, uint32_t local, uint32_t n) {
+    uint32_t spec[1] = {local};
+    vkm_gpu_kernel *k = NULL;
+    CHECK_OK(vkm_gpu_kernel_get(gpu, "smoke", spec, 1, 2, sizeof(smoke_push), &k));
+    if (!k) return;
+    float *hx = malloc(n * sizeof *hx), *hy = malloc(n * sizeof *hy);
+    vkm_gpu_buf *x = NULL, *y = NULL, *z = NULL;
+    CHECK(hx && hy);
+    if (!hx || !hy) goto out;
+    for (uint32_t i = 0; i < n; i++) hx[i] = input(i);
+    CHECK_OK(vkm_gpu_buf_create(gpu, n * sizeof(float), VKM_BUF_DEVICE, &x));
+    CHECK_OK(vkm_gpu_buf_create(gpu, n * sizeof(float), VKM_BUF_DEVICE, &y));
+    CHECK_OK(vkm_gpu_buf_create(gpu, n * sizeof(float), VKM_BUF_DEVICE, &z));
+    if (!x || !y || !z) goto out;
+    CHECK_OK(vkm_gpu_upload(gpu, x, 0, hx, n * sizeof(float)));
+    smoke_push p1 = {n, 3.0f, -1.0f}, p2 = {n, 0.5f, 2.0f};
+    uint32_t groups = (n + local - 1) / local;
+    /* Two dependent dispatches in one batch: z = p2(p1(x)) needs the barrier between them. */
+    CHECK_OK(vkm_gpu_begin(gpu));
+    CHECK_OK(vkm_gpu_dispatch(gpu, k, (vkm_gpu_arg[]){{x, 0, 0}, {y, 0, 0}}, 2, &p1, groups, 1, 1));
+    CHECK_OK(vkm_gpu_mark(gpu, "first"));
+    CHECK_OK(vkm_gpu_dispatch(gpu, k, (vkm_gpu_arg[]){{y, 0, 0}, {z, 0, 0}}, 2, &p2, groups, 1, 1));
+    CHECK_OK(vkm_gpu_mark(gpu, "second"));
+    CHECK_OK(vkm_gpu_submit(gpu));
+    CHECK_OK(vkm_gpu_download(gpu, z, 0, hy, n * sizeof(float)));
+    int bad = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        float want = p2.a * (p1.a * hx[i] + p1.b) + p2.b;
+        if (fabsf(hy[i] - want) > 1e-4f * (1.0f + fabsf(want)) && bad++ < 5)
+            fprintf(stderr, "local %u n %u: z[%u] = %g, expected %g\n", local, n, i, (double)hy[i],
+                    (double)want);
+    }
+    CHECK_MSG(bad == 0, "local %u n %u: %d wrong values", local, n, bad);
+
+    vkm_gpu_timing t[4];
+    int nt = -1;
+    CHECK_OK(vkm_gpu_timings(gpu, t, 4, &nt));
+    if (vkm_gpu_info(gpu)->timestamps) {
+        CHECK(nt == 2);
+        if (nt == 2) CHECK(!strcmp(t[0].label, "first") && !strcmp(t[1].label, "second"));
+    } else {
+        CHECK(nt == 0);
+    }
+out:
+    vkm_gpu_buf_destroy(gpu, x);
+    vkm_gpu_buf_destroy(gpu, y);
+    vkm_gpu_buf_destroy(gpu, z);
+    free(hx);
+    free(hy);
+}
+
+/* Many small dispatches in one batch, as the model records: exercises descriptor growth. */
+static void many_dispatches(vkm_gpu *gpu) {
+    enum { N = 256, REPS = 3000 };
+    uint32_t spec[1] = {64};
+    vkm_gpu_kernel *k = NULL;
+    vkm_gpu_buf *a = NULL, *b = NULL;
+    CHECK_OK(vkm_gpu_kernel_get(gpu, "smoke", spec, 1, 2, sizeof(smoke_push), &k));
+    CHECK_OK(vkm_gpu_buf_create(gpu, N * sizeof(float), VKM_BUF_DEVICE, &a));
+    CHECK_OK(vkm_gpu_buf_create(gpu, N * sizeof(float), VKM_BUF_DEVICE, &b));
+    if (!k || !a || !b) goto out;
+    float h[N];
+    for (int i = 0; i < N; i++) h[i] = (float)i;
+    CHECK_OK(vkm_gpu_upload(gpu, a, 0, h, sizeof h));
+    smoke_push p = {N, 1.0f, 1.0f}; /* +1 per dispatch, ping-ponging a -> b -> a ... */
+    CHECK_OK(vkm_gpu_begin(gpu));
+    for (int r = 0; r < REPS; r++) {
+        vkm_gpu_arg args[2] = {{r % 2 ? b : a, 0, 0}, {r % 2 ? a : b, 0, 0}};
+        int rc = vkm_gpu_dispatch(gpu, k, args, 2, &p, N / 64, 1, 1);
+        if (rc < 0) {
+            CHECK_OK(rc);
+            break;
+        }
+    }
+    CHECK_OK(vkm_gpu_submit(gpu));
+    CHECK_OK(vkm_gpu_download(gpu, REPS % 2 ? b : a, 0, h, sizeof h));
+    int bad = 0;
+    for (int i = 0; i < N; i++) bad += h[i] != (float)(i + REPS);
+    CHECK_MSG(bad == 0, "%d wrong values after %d chained dispatches", bad, REPS);
+out:
+    vkm_gpu_buf_destroy(gpu, a);
+    vkm_gpu_buf_destroy(gpu, b);
+}
+
+int main(void) {
+    vkm_gpu_options opt = {.device = -1, .validation = true, .no_pipeline_cache = true};
+    vkm_gpu *gpu = NULL;
+    int rc = vkm_gpu_create(&opt, &gpu);
+    if (rc == VKM_ENODEV) check_skip(vkm_errmsg());
+    CHECK_OK(rc);
+    if (!gpu) return check_done();
+    const vkm_gpu_device_info *info = vkm_gpu_info(gpu);
+    printf("device: %s (%s, subgroup %u)\n", info->name, info->driver, info->subgroup_size);
+    CHECK(info->name[0] != 0);
+    CHECK(info->storage_align >= 1);
+
+    const uint32_t sizes[] = {1, 63, 64, 65, 100000};
+    const uint32_t locals[] = {64, 256};
+    for (size_t l = 0; l < 2; l++)
+        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
+            run_size(gpu, locals[l], sizes[s]);
+    many_dispatches(gpu);
+
+    /* The kernel cache returns the same kernel for the same key, another for other spec. */
+    vkm_gpu_kernel *k1 = NULL, *k2 = NULL, *k3 = NULL;
+    uint32_t s64 = 64, s128 = 128;
+    CHECK_OK(vkm_gpu_kernel_get(gpu, "smoke", &s64, 1, 2, sizeof(smoke_push), &k1));
+    CHECK_OK(vkm_gpu_kernel_get(gpu, "smoke", &s64, 1, 2, sizeof(smoke_push), &k2));
+    CHECK_OK(vkm_gpu_kernel_get(gpu, "smoke", &s128, 1, 2, sizeof(smoke_push), &k3));
+    CHECK(k1 && k1 == k2 && k3 && k3 != k1);
+    /* Bad kernel requests are errors, not crashes. */
+    vkm_gpu_kernel *kb = NULL;
+    CHECK_ERR(vkm_gpu_kernel_get(gpu, "no_such_shader", NULL, 0, 2, 12, &kb));
+    CHECK_ERR(vkm_gpu_kernel_get(gpu, "smoke", NULL, 0, 2, 13, &kb));
+    CHECK_ERR(vkm_gpu_kernel_get(gpu, "smoke", NULL, 0, 1000, 12, &kb));
+    /* Wrong use of the recording API. */
+    CHECK_ERR(vkm_gpu_submit(gpu));
+    CHECK_ERR(vkm_gpu_dispatch(gpu, k1, NULL, 0, NULL, 1, 1, 1));
+
+    CHECK_MSG(vkm_gpu_validation_errors(gpu) == 0, "%u validation errors",
+              vkm_gpu_validation_errors(gpu));
+    vkm_gpu_destroy(gpu);
+    vkm_gpu_destroy(NULL);
+    return check_done();
+}

@@ -1,0 +1,42 @@
+/* cmd.h - command recording and submission: the compute batch (dispatches, barriers,
+ * timestamps) and synchronous buffer copies on the transfer queue.
+ *
+ * Invariants: one compute command buffer is recorded between begin and submit; a dispatch that
+ * follows another in the batch is preceded by a compute->compute memory barrier; a batch ends
+ * with a compute->host barrier so mapped buffers can be read after submit. Queues are ordered by
+ * two timeline semaphores: every compute submit waits for the last transfer and every transfer
+ * waits for the last compute submit, which is correct whether or not the transfer queue is a
+ * separate, dedicated one (and is what an asynchronous pager will extend). Submissions wait on
+ * the host with a 600 s limit. Not thread-safe. */
+#ifndef VKM_VK_CMD_H
+#define VKM_VK_CMD_H
+
+#include <stdint.h>
+#include <volk.h>
+
+#include "device.h"
+#include "gpu.h"
+#include "pipeline.h"
+
+enum { VKM_VK_MAX_MARKS = 4096 };
+
+typedef struct vkm_vk_cmd vkm_vk_cmd;
+
+int vkm_vk_cmd_create(vkm_vk_device *d, vkm_vk_cmd **out);
+void vkm_vk_cmd_destroy(vkm_vk_cmd *c); /* accepts NULL; waits for the device */
+
+/* Starts a batch, discarding anything recorded but not submitted. */
+int vkm_vk_cmd_begin(vkm_vk_cmd *c);
+/* Records one dispatch of k with k->n_bindings buffer ranges (already validated). */
+int vkm_vk_cmd_dispatch(vkm_vk_cmd *c, const vkm_gpu_kernel *k, const VkDescriptorBufferInfo *bufs,
+                        const void *push, uint32_t gx, uint32_t gy, uint32_t gz);
+int vkm_vk_cmd_mark(vkm_vk_cmd *c, const char *label);
+/* Submits the batch and waits for it. */
+int vkm_vk_cmd_submit(vkm_vk_cmd *c);
+int vkm_vk_cmd_timings(const vkm_vk_cmd *c, vkm_gpu_timing *out, int max, int *n);
+/* Copies size bytes between buffers on the transfer queue and waits; the result is visible to
+ * the host and to later batches. */
+int vkm_vk_cmd_copy(vkm_vk_cmd *c, VkBuffer src, uint64_t src_offset, VkBuffer dst,
+                    uint64_t dst_offset, uint64_t size);
+
+#endif

@@ -1,0 +1,281 @@
+/* gpu.c - core/gpu.h implemented on the vk/ modules: instance.c, device.c, mem.c, pipeline.c,
+ * cmd.c. This file only validates arguments and glues the modules together.
+ *
+ * Invariants: a vkm_gpu owns one instance, one device, one allocator, one kernel cache and one
+ * command state, destroyed in reverse order. Host <-> device copies go straight through the
+ * mapping when the buffer's memory is host visible and coherent (UMA, lavapipe, ReBAR), else in
+ * chunks through one lazily created staging buffer on the transfer queue. Not thread-safe. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "device.h"
+#include "err.h"
+#include "gpu.h"
+#include "instance.h"
+#include "mem.h"
+#include "pipeline.h"
+
+#define STAGING_BYTES (16ull << 20)
+
+struct vkm_gpu {
+    vkm_vk_instance *inst;
+    vkm_vk_device *dev;
+    vkm_vk_mem *mem;
+    vkm_vk_pipelines *pipes;
+    vkm_vk_cmd *cmd;
+    vkm_vk_buffer staging; /* host buffer of STAGING_BYTES, created on first use */
+    bool force_staging;    /* never copy through a device buffer's own mapping */
+};
+
+struct vkm_gpu_buf {
+    vkm_vk_buffer b;
+    int kind; /* enum vkm_buf_kind */
+};
+
+const char *vkm_gpu_vendor_name(int vendor) {
+    switch (vendor) {
+    case VKM_VENDOR_AMD:
+        return "AMD";
+    case VKM_VENDOR_INTEL:
+        return "Intel";
+    case VKM_VENDOR_NVIDIA:
+        return "NVIDIA";
+    default:
+        return "other";
+    }
+}
+
+const char *vkm_gpu_type_name(int type) {
+    switch (type) {
+    case VKM_DEV_DISCRETE:
+        return "discrete";
+    case VKM_DEV_INTEGRATED:
+        return "integrated";
+    case VKM_DEV_VIRTUAL:
+        return "virtual";
+    case VKM_DEV_CPU:
+        return "cpu";
+    default:
+        return "other";
+    }
+}
+
+int vkm_gpu_list(vkm_gpu_device_info *out, int max, int *count) {
+    *count = 0;
+    vkm_vk_instance *inst = NULL;
+    VkPhysicalDevice *phys = NULL;
+    vkm_vk_caps *caps = NULL;
+    uint32_t n = 0;
+    int rc = vkm_vk_instance_create(false, &inst);
+    if (rc < 0) return rc;
+    if ((rc = vkm_vk_instance_devices(inst, &phys, &n)) < 0) goto out;
+    caps = calloc(n, sizeof *caps);
+    if (!caps) {
+        rc = vkm_error(VKM_ENOMEM, "out of memory listing devices");
+        goto out;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        if ((rc = vkm_vk_device_query(phys[i], (int)i, &caps[i])) < 0) goto out;
+    int def = -1;
+    if (vkm_vk_device_select(caps, (int)n, -1, &def) < 0) def = -1;
+    for (uint32_t i = 0; i < n; i++) {
+        caps[i].info.is_default = (int)i == def;
+        if ((int)i < max) out[i] = caps[i].info;
+    }
+    *count = (int)n;
+    rc = VKM_OK;
+out:
+    free(caps);
+    free(phys);
+    vkm_vk_instance_destroy(inst);
+    return rc;
+}
+
+int vkm_gpu_create(const vkm_gpu_options *opt, vkm_gpu **out) {
+    *out = NULL;
+    vkm_gpu_options def = {.device = -1};
+    if (!opt) opt = &def;
+    if (opt->device < -1) return vkm_error(VKM_EINVAL, "device %d does not exist", opt->device);
+    vkm_gpu *g = calloc(1, sizeof *g);
+    if (!g) return vkm_error(VKM_ENOMEM, "out of memory creating the GPU");
+    int rc;
+    if ((rc = vkm_vk_instance_create(opt->validation, &g->inst)) < 0 ||
+        (rc = vkm_vk_device_create(g->inst, opt->device, &g->dev)) < 0 ||
+        (rc = vkm_vk_mem_create(g->dev, &g->mem)) < 0 ||
+        (rc = vkm_vk_pipeline_create(g->dev, !opt->no_pipeline_cache, &g->pipes)) < 0 ||
+        (rc = vkm_vk_cmd_create(g->dev, &g->cmd)) < 0) {
+        vkm_gpu_destroy(g);
+        return rc;
+    }
+    g->dev->caps.info.is_default = opt->device == -1;
+    g->force_staging = opt->force_staging;
+    *out = g;
+    return VKM_OK;
+}
+
+void vkm_gpu_destroy(vkm_gpu *g) {
+    if (!g) return;
+    vkm_vk_cmd_destroy(g->cmd);
+    if (g->mem) vkm_vk_mem_buffer_destroy(g->mem, &g->staging);
+    vkm_vk_pipeline_destroy(g->pipes);
+    vkm_vk_mem_destroy(g->mem);
+    vkm_vk_device_destroy(g->dev);
+    vkm_vk_instance_destroy(g->inst);
+    free(g);
+}
+
+const vkm_gpu_device_info *vkm_gpu_info(const vkm_gpu *g) {
+    return &g->dev->caps.info;
+}
+
+uint32_t vkm_gpu_validation_errors(const vkm_gpu *g) {
+    return g ? vkm_vk_instance_errors(g->inst) : 0;
+}
+
+/* ---- buffers ---- */
+
+int vkm_gpu_buf_create(vkm_gpu *g, size_t size, int kind, vkm_gpu_buf **out) {
+    *out = NULL;
+    if (kind != VKM_BUF_DEVICE && kind != VKM_BUF_HOST)
+        return vkm_error(VKM_EINVAL, "buffer kind %d is not valid", kind);
+    vkm_gpu_buf *b = calloc(1, sizeof *b);
+    if (!b) return vkm_error(VKM_ENOMEM, "out of memory creating a buffer");
+    int rc = vkm_vk_mem_buffer_create(
+        g->mem, size, kind == VKM_BUF_HOST ? VKM_VK_MEM_HOST : VKM_VK_MEM_DEVICE, &b->b);
+    if (rc < 0) {
+        free(b);
+        return rc;
+    }
+    b->kind = kind;
+    *out = b;
+    return VKM_OK;
+}
+
+void vkm_gpu_buf_destroy(vkm_gpu *g, vkm_gpu_buf *b) {
+    if (!b) return;
+    vkm_vk_mem_buffer_destroy(g->mem, &b->b);
+    free(b);
+}
+
+size_t vkm_gpu_buf_size(const vkm_gpu_buf *b) {
+    return b ? (size_t)b->b.size : 0;
+}
+
+void *vkm_gpu_buf_map(vkm_gpu_buf *b) {
+    return b && b->kind == VKM_BUF_HOST ? b->b.map : NULL;
+}
+
+static int check_range(const vkm_gpu_buf *b, size_t offset, size_t size, const char *what) {
+    if (!b) return vkm_error(VKM_EINVAL, "%s: NULL buffer", what);
+    if (offset > b->b.size || size > b->b.size - offset)
+        return vkm_error(VKM_EINVAL, "%s: range [%zu, +%zu) outside a buffer of %llu bytes", what,
+                         offset, size, (unsigned long long)b->b.size);
+    return VKM_OK;
+}
+
+static int staging_get(vkm_gpu *g) {
+    if (g->staging.buf) return VKM_OK;
+    int rc = vkm_vk_mem_buffer_create(g->mem, STAGING_BYTES, VKM_VK_MEM_HOST, &g->staging);
+    if (rc < 0) return rc;
+    if (!g->staging.map) {
+        vkm_vk_mem_buffer_destroy(g->mem, &g->staging);
+        return vkm_error(VKM_EUNSUPPORTED, "staging memory is not host visible");
+    }
+    return VKM_OK;
+}
+
+int vkm_gpu_upload(vkm_gpu *g, vkm_gpu_buf *dst, size_t offset, const void *src, size_t size) {
+    int rc = check_range(dst, offset, size, "upload");
+    if (rc < 0 || size == 0) return rc;
+    if (dst->b.map && !(g->force_staging && dst->kind == VKM_BUF_DEVICE)) {
+        memcpy((char *)dst->b.map + offset, src, size);
+        return VKM_OK;
+    }
+    if ((rc = staging_get(g)) < 0) return rc;
+    for (size_t done = 0; done < size;) {
+        size_t n = size - done < STAGING_BYTES ? size - done : (size_t)STAGING_BYTES;
+        memcpy(g->staging.map, (const char *)src + done, n);
+        rc = vkm_vk_cmd_copy(g->cmd, g->staging.buf, 0, dst->b.buf, offset + done, n);
+        if (rc < 0) return rc;
+        done += n;
+    }
+    return VKM_OK;
+}
+
+int vkm_gpu_download(vkm_gpu *g, vkm_gpu_buf *src, size_t offset, void *dst, size_t size) {
+    int rc = check_range(src, offset, size, "download");
+    if (rc < 0 || size == 0) return rc;
+    if (src->b.map && !(g->force_staging && src->kind == VKM_BUF_DEVICE)) {
+        memcpy(dst, (const char *)src->b.map + offset, size);
+        return VKM_OK;
+    }
+    if ((rc = staging_get(g)) < 0) return rc;
+    for (size_t done = 0; done < size;) {
+        size_t n = size - done < STAGING_BYTES ? size - done : (size_t)STAGING_BYTES;
+        rc = vkm_vk_cmd_copy(g->cmd, src->b.buf, offset + done, g->staging.buf, 0, n);
+        if (rc < 0) return rc;
+        memcpy((char *)dst + done, g->staging.map, n);
+        done += n;
+    }
+    return VKM_OK;
+}
+
+/* ---- kernels and batches ---- */
+
+int vkm_gpu_kernel_get(vkm_gpu *g, const char *shader, const uint32_t *spec, int n_spec,
+                       int n_bindings, uint32_t push_size, vkm_gpu_kernel **out) {
+    return vkm_vk_pipeline_get(g->pipes, shader, spec, n_spec, n_bindings, push_size, out);
+}
+
+int vkm_gpu_begin(vkm_gpu *g) {
+    return vkm_vk_cmd_begin(g->cmd);
+}
+
+int vkm_gpu_dispatch(vkm_gpu *g, vkm_gpu_kernel *k, const vkm_gpu_arg *args, int n_args,
+                     const void *push, uint32_t gx, uint32_t gy, uint32_t gz) {
+    if (!k) return vkm_error(VKM_EINVAL, "dispatch: NULL kernel");
+    if (n_args != k->n_bindings || (n_args && !args))
+        return vkm_error(VKM_EINVAL, "dispatch of %s: %d buffers given, the kernel has %d", k->name,
+                         n_args, k->n_bindings);
+    if (k->push_size && !push)
+        return vkm_error(VKM_EINVAL, "dispatch of %s: missing push constants", k->name);
+    const VkPhysicalDeviceLimits *lim = &g->dev->caps.props.limits;
+    uint64_t align =
+        lim->minStorageBufferOffsetAlignment ? lim->minStorageBufferOffsetAlignment : 1;
+    VkDescriptorBufferInfo bi[VKM_VK_MAX_BINDINGS];
+    for (int i = 0; i < n_args; i++) {
+        const vkm_gpu_arg *a = &args[i];
+        if (!a->buf) return vkm_error(VKM_EINVAL, "dispatch of %s: buffer %d is NULL", k->name, i);
+        uint64_t bsize = a->buf->b.size;
+        if (a->offset % align)
+            return vkm_error(VKM_EINVAL,
+                             "dispatch of %s: buffer %d offset %zu is not a multiple of the "
+                             "device's storage buffer alignment %llu",
+                             k->name, i, a->offset, (unsigned long long)align);
+        if (a->offset >= bsize || a->size > bsize - a->offset)
+            return vkm_error(VKM_EINVAL,
+                             "dispatch of %s: buffer %d range [%zu, +%zu) outside its %llu bytes",
+                             k->name, i, a->offset, a->size, (unsigned long long)bsize);
+        uint64_t range = a->size ? a->size : bsize - a->offset;
+        if (range > lim->maxStorageBufferRange)
+            return vkm_error(VKM_EINVAL,
+                             "dispatch of %s: buffer %d range of %llu bytes exceeds the device "
+                             "limit of %u",
+                             k->name, i, (unsigned long long)range, lim->maxStorageBufferRange);
+        bi[i] = (VkDescriptorBufferInfo){a->buf->b.buf, a->offset, range};
+    }
+    return vkm_vk_cmd_dispatch(g->cmd, k, bi, push, gx, gy, gz);
+}
+
+int vkm_gpu_mark(vkm_gpu *g, const char *label) {
+    return vkm_vk_cmd_mark(g->cmd, label);
+}
+
+int vkm_gpu_submit(vkm_gpu *g) {
+    return vkm_vk_cmd_submit(g->cmd);
+}
+
+int vkm_gpu_timings(vkm_gpu *g, vkm_gpu_timing *out, int max, int *n) {
+    return vkm_vk_cmd_timings(g->cmd, out, max, n);
+}

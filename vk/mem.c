@@ -1,0 +1,308 @@
+/* mem.c - block sub-allocator for buffers (see mem.h for the layout and invariants). */
+#include "mem.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "vk_check.h"
+
+#define MIB (1024ull * 1024ull)
+
+typedef struct vkm_vk_range {
+    uint64_t offset, size;
+} vkm_vk_range;
+
+struct vkm_vk_block {
+    VkDeviceMemory memory;
+    uint64_t size;      /* bytes of memory */
+    uint64_t used;      /* bytes handed out */
+    uint32_t type;      /* memory type index */
+    void *map;          /* whole-block mapping, or NULL */
+    bool dedicated;     /* holds exactly one buffer */
+    vkm_vk_range *free; /* [n_free], sorted by offset */
+    int n_free, cap_free;
+    vkm_vk_block *next;
+};
+
+struct vkm_vk_mem {
+    vkm_vk_device *d;
+    uint64_t block_size;
+    vkm_vk_block *blocks[VK_MAX_MEMORY_TYPES]; /* per memory type */
+    uint64_t allocated, used;
+};
+
+int vkm_vk_mem_create(vkm_vk_device *d, vkm_vk_mem **out) {
+    *out = NULL;
+    vkm_vk_mem *m = calloc(1, sizeof *m);
+    if (!m) return vkm_error(VKM_ENOMEM, "out of memory creating the memory allocator");
+    m->d = d;
+    m->block_size = d->caps.info.device_local_bytes >= 8192 * MIB ? 256 * MIB : 64 * MIB;
+    if (m->block_size > d->caps.max_alloc_bytes) m->block_size = d->caps.max_alloc_bytes;
+    *out = m;
+    return VKM_OK;
+}
+
+static void block_free(vkm_vk_mem *m, vkm_vk_block *b) {
+    const struct VolkDeviceTable *vk = &m->d->vk;
+    if (b->map) vk->vkUnmapMemory(m->d->dev, b->memory);
+    if (b->memory) vk->vkFreeMemory(m->d->dev, b->memory, NULL);
+    m->allocated -= b->size;
+    free(b->free);
+    free(b);
+}
+
+void vkm_vk_mem_destroy(vkm_vk_mem *m) {
+    if (!m) return;
+    for (unsigned t = 0; t < VK_MAX_MEMORY_TYPES; t++) {
+        vkm_vk_block *b = m->blocks[t];
+        while (b) {
+            vkm_vk_block *next = b->next;
+            block_free(m, b);
+            b = next;
+        }
+    }
+    free(m);
+}
+
+void vkm_vk_mem_stats(const vkm_vk_mem *m, uint64_t *allocated, uint64_t *used) {
+    *allocated = m->allocated;
+    *used = m->used;
+}
+
+/* First memory type allowed by `bits` having `need`, preferring one that also has `want`. */
+static int pick_type(const VkPhysicalDeviceMemoryProperties *mp, uint32_t bits,
+                     VkMemoryPropertyFlags need, VkMemoryPropertyFlags want) {
+    for (int pass = 0; pass < 2; pass++) {
+        VkMemoryPropertyFlags f = pass == 0 ? need | want : need;
+        for (uint32_t i = 0; i < mp->memoryTypeCount; i++)
+            if ((bits & (1u << i)) && (mp->memoryTypes[i].propertyFlags & f) == f) return (int)i;
+    }
+    return -1;
+}
+
+static int ranges_reserve(vkm_vk_block *b, int n) {
+    if (n <= b->cap_free) return VKM_OK;
+    int cap = b->cap_free ? b->cap_free * 2 : 8;
+    while (cap < n) cap *= 2;
+    vkm_vk_range *r = realloc(b->free, (size_t)cap * sizeof *r);
+    if (!r) return vkm_error(VKM_ENOMEM, "out of memory in the block allocator");
+    b->free = r;
+    b->cap_free = cap;
+    return VKM_OK;
+}
+
+static int block_new(vkm_vk_mem *m, uint32_t type, uint64_t size, bool dedicated,
+                     vkm_vk_block **out) {
+    vkm_vk_device *d = m->d;
+    vkm_vk_block *b = calloc(1, sizeof *b);
+    if (!b || ranges_reserve(b, 8) < 0) {
+        free(b);
+        return vkm_error(VKM_ENOMEM, "out of memory in the block allocator");
+    }
+    VkMemoryAllocateInfo ai = {
+        .sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO,
+        .allocationSize = size,
+        .memoryTypeIndex = type,
+    };
+    VkResult r = d->vk.vkAllocateMemory(d->dev, &ai, NULL, &b->memory);
+    if (r < 0) {
+        free(b->free);
+        free(b);
+        if (r == VK_ERROR_OUT_OF_DEVICE_MEMORY || r == VK_ERROR_OUT_OF_HOST_MEMORY)
+            return vkm_error(VKM_EDEVMEM, "out of device memory allocating %llu MiB (type %u): %s",
+                             (unsigned long long)(size / MIB), type, vkm_vk_result_name(r));
+        return vkm_vk_fail(r, "vkAllocateMemory", __FILE__, __LINE__);
+    }
+    b->size = size;
+    b->type = type;
+    b->dedicated = dedicated;
+    m->allocated += size;
+    VkMemoryPropertyFlags f = d->caps.mem.memoryTypes[type].propertyFlags;
+    if (f & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT) {
+        r = d->vk.vkMapMemory(d->dev, b->memory, 0, VK_WHOLE_SIZE, 0, &b->map);
+        if (r < 0) {
+            b->map = NULL;
+            int rc = vkm_vk_fail(r, "vkMapMemory", __FILE__, __LINE__);
+            block_free(m, b);
+            return rc;
+        }
+    }
+    b->free[0] = (vkm_vk_range){0, size};
+    b->n_free = 1;
+    b->next = m->blocks[type];
+    m->blocks[type] = b;
+    *out = b;
+    return VKM_OK;
+}
+
+/* Takes `size` bytes aligned to `align` from the block's first fitting free range. */
+static bool block_take(vkm_vk_block *b, uint64_t size, uint64_t align, uint64_t *offset) {
+    for (int i = 0; i < b->n_free; i++) {
+        vkm_vk_range r = b->free[i];
+        uint64_t start = (r.offset + align - 1) & ~(align - 1);
+        if (start < r.offset || start - r.offset > r.size || r.size - (start - r.offset) < size)
+            continue;
+        uint64_t pad = start - r.offset, end = start + size, tail = r.offset + r.size - end;
+        if (pad && tail) {
+            if (ranges_reserve(b, b->n_free + 1) < 0) return false;
+            memmove(&b->free[i + 2], &b->free[i + 1],
+                    (size_t)(b->n_free - i - 1) * sizeof *b->free);
+            b->free[i] = (vkm_vk_range){r.offset, pad};
+            b->free[i + 1] = (vkm_vk_range){end, tail};
+            b->n_free++;
+        } else if (pad) {
+            b->free[i].size = pad;
+        } else if (tail) {
+            b->free[i] = (vkm_vk_range){end, tail};
+        } else {
+            memmove(&b->free[i], &b->free[i + 1], (size_t)(b->n_free - i - 1) * sizeof *b->free);
+            b->n_free--;
+        }
+        b->used += size;
+        *offset = start;
+        return true;
+    }
+    return false;
+}
+
+/* Returns [offset, offset+size) to the free list, merging with its neighbours. */
+static int block_give(vkm_vk_block *b, uint64_t offset, uint64_t size) {
+    int i = 0;
+    while (i < b->n_free && b->free[i].offset < offset) i++;
+    bool merge_prev = i > 0 && b->free[i - 1].offset + b->free[i - 1].size == offset;
+    bool merge_next = i < b->n_free && offset + size == b->free[i].offset;
+    if (merge_prev && merge_next) {
+        b->free[i - 1].size += size + b->free[i].size;
+        memmove(&b->free[i], &b->free[i + 1], (size_t)(b->n_free - i - 1) * sizeof *b->free);
+        b->n_free--;
+    } else if (merge_prev) {
+        b->free[i - 1].size += size;
+    } else if (merge_next) {
+        b->free[i].offset = offset;
+        b->free[i].size += size;
+    } else {
+        if (ranges_reserve(b, b->n_free + 1) < 0) return VKM_ENOMEM; /* range leaks; harmless */
+        memmove(&b->free[i + 1], &b->free[i], (size_t)(b->n_free - i) * sizeof *b->free);
+        b->free[i] = (vkm_vk_range){offset, size};
+        b->n_free++;
+    }
+    b->used -= size;
+    return VKM_OK;
+}
+
+int vkm_vk_mem_buffer_create(vkm_vk_mem *m, uint64_t size, int role, vkm_vk_buffer *out) {
+    memset(out, 0, sizeof *out);
+    vkm_vk_device *d = m->d;
+    const vkm_vk_caps *c = &d->caps;
+    if (size == 0) return vkm_error(VKM_EINVAL, "buffer size 0");
+    if (size > c->info.device_local_bytes && role == VKM_VK_MEM_DEVICE)
+        return vkm_error(VKM_EDEVMEM,
+                         "buffer of %llu MiB is larger than the %llu MiB of device "
+                         "memory",
+                         (unsigned long long)(size / MIB),
+                         (unsigned long long)(c->info.device_local_bytes / MIB));
+    if (size > c->max_alloc_bytes)
+        return vkm_error(VKM_EINVAL,
+                         "buffer of %llu MiB exceeds the device's largest allocation "
+                         "(%llu MiB)",
+                         (unsigned long long)(size / MIB),
+                         (unsigned long long)(c->max_alloc_bytes / MIB));
+
+    uint32_t families[2] = {c->compute_family, d->transfer_family};
+    bool concurrent = families[0] != families[1];
+    VkBufferCreateInfo bci = {
+        .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
+        .size = size,
+        .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
+                 VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+        .sharingMode = concurrent ? VK_SHARING_MODE_CONCURRENT : VK_SHARING_MODE_EXCLUSIVE,
+        .queueFamilyIndexCount = concurrent ? 2 : 0,
+        .pQueueFamilyIndices = concurrent ? families : NULL,
+    };
+    VK_CHECK(d->vk.vkCreateBuffer(d->dev, &bci, NULL, &out->buf));
+    VkMemoryRequirements req;
+    d->vk.vkGetBufferMemoryRequirements(d->dev, out->buf, &req);
+
+    const VkMemoryPropertyFlags hv =
+        VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
+    int type = role == VKM_VK_MEM_HOST
+                   ? pick_type(&c->mem, req.memoryTypeBits, hv, VK_MEMORY_PROPERTY_HOST_CACHED_BIT)
+                   : pick_type(&c->mem, req.memoryTypeBits, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT, 0);
+    if (type < 0 && role == VKM_VK_MEM_DEVICE) type = pick_type(&c->mem, req.memoryTypeBits, 0, 0);
+    int rc;
+    if (type < 0) {
+        rc = vkm_error(VKM_EUNSUPPORTED, "no suitable memory type for a %s buffer",
+                       role == VKM_VK_MEM_HOST ? "host" : "device");
+        goto fail;
+    }
+    uint64_t align = req.alignment ? req.alignment : 1;
+    if (align & (align - 1)) {
+        rc = vkm_error(VKM_EDEVICE, "memory alignment %llu is not a power of two",
+                       (unsigned long long)align);
+        goto fail;
+    }
+    vkm_vk_block *blk = NULL;
+    uint64_t offset = 0;
+    if (req.size > m->block_size / 2) {
+        if ((rc = block_new(m, (uint32_t)type, req.size, true, &blk)) < 0) goto fail;
+        block_take(blk, req.size, 1, &offset);
+    } else {
+        for (vkm_vk_block *b = m->blocks[type]; b && !blk; b = b->next)
+            if (!b->dedicated && block_take(b, req.size, align, &offset)) blk = b;
+        if (!blk) {
+            if ((rc = block_new(m, (uint32_t)type, m->block_size, false, &blk)) < 0) goto fail;
+            if (!block_take(blk, req.size, align, &offset)) {
+                rc = vkm_error(VKM_ENOMEM, "out of memory in the block allocator");
+                goto fail;
+            }
+        }
+    }
+    VkResult r = d->vk.vkBindBufferMemory(d->dev, out->buf, blk->memory, offset);
+    if (r < 0) {
+        block_give(blk, offset, req.size);
+        rc = vkm_vk_fail(r, "vkBindBufferMemory", __FILE__, __LINE__);
+        goto fail;
+    }
+    VkMemoryPropertyFlags f = c->mem.memoryTypes[type].propertyFlags;
+    out->size = size;
+    out->block = blk;
+    out->offset = offset;
+    out->range = req.size;
+    out->map = blk->map && (f & hv) == hv ? (char *)blk->map + offset : NULL;
+    out->device_local = (f & VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT) != 0;
+    m->used += req.size;
+    return VKM_OK;
+fail:
+    d->vk.vkDestroyBuffer(d->dev, out->buf, NULL);
+    memset(out, 0, sizeof *out);
+    return rc;
+}
+
+static void block_unlink(vkm_vk_mem *m, vkm_vk_block *b) {
+    vkm_vk_block **p = &m->blocks[b->type];
+    while (*p && *p != b) p = &(*p)->next;
+    if (*p) *p = b->next;
+}
+
+void vkm_vk_mem_buffer_destroy(vkm_vk_mem *m, vkm_vk_buffer *b) {
+    if (!b || !b->buf) return;
+    m->d->vk.vkDestroyBuffer(m->d->dev, b->buf, NULL);
+    vkm_vk_block *blk = b->block;
+    if (blk) {
+        block_give(blk, b->offset, b->range);
+        m->used -= b->range;
+        /* Dedicated blocks go at once; an empty shared block goes unless it is the only
+         * shared block of its type (kept to avoid allocation churn). */
+        if (blk->used == 0) {
+            bool keep = !blk->dedicated;
+            for (vkm_vk_block *o = m->blocks[blk->type]; o && keep; o = o->next)
+                if (o != blk && !o->dedicated) keep = false;
+            if (!keep) {
+                block_unlink(m, blk);
+                block_free(m, blk);
+            }
+        }
+    }
+    memset(b, 0, sizeof *b);
+}

@@ -1,0 +1,47 @@
+/* mem.h - device memory: buffers sub-allocated from large VkDeviceMemory blocks.
+ *
+ * Each memory type has a list of blocks (64 MiB, or 256 MiB on devices with >= 8 GiB of local
+ * memory); a buffer takes a first-fit range of a block's free list, or gets a dedicated
+ * allocation when it is larger than half a block. Host-visible blocks are persistently mapped.
+ * Invariants: a block's free ranges are sorted by offset, disjoint and never adjacent (merged on
+ * free); every buffer is a VkBuffer of its own (offsets in descriptors are relative to it),
+ * shared CONCURRENTly between the compute and transfer families when they differ. Device OOM is
+ * returned as VKM_EDEVMEM and leaves the allocator unchanged. Not thread-safe. */
+#ifndef VKM_VK_MEM_H
+#define VKM_VK_MEM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <volk.h>
+
+#include "device.h"
+
+typedef struct vkm_vk_block vkm_vk_block;
+typedef struct vkm_vk_mem vkm_vk_mem;
+
+enum vkm_vk_mem_role {
+    VKM_VK_MEM_DEVICE, /* DEVICE_LOCAL (may also be host visible: UMA, lavapipe, ReBAR) */
+    VKM_VK_MEM_HOST,   /* HOST_VISIBLE | HOST_COHERENT, HOST_CACHED preferred (readback) */
+};
+
+typedef struct vkm_vk_buffer {
+    VkBuffer buf;
+    uint64_t size;       /* bytes requested */
+    vkm_vk_block *block; /* the memory it lives in */
+    uint64_t offset;     /* of the range in block */
+    uint64_t range;      /* bytes of block reserved (>= size) */
+    void *map;           /* host pointer to byte 0 if the memory is host visible+coherent */
+    bool device_local;   /* memory type is DEVICE_LOCAL */
+} vkm_vk_buffer;
+
+int vkm_vk_mem_create(vkm_vk_device *d, vkm_vk_mem **out);
+/* Frees every block; all buffers must have been destroyed. Accepts NULL. */
+void vkm_vk_mem_destroy(vkm_vk_mem *m);
+/* Creates a storage buffer (+ transfer src/dst) of `size` bytes with the role's memory. */
+int vkm_vk_mem_buffer_create(vkm_vk_mem *m, uint64_t size, int role, vkm_vk_buffer *out);
+/* Releases the buffer and its range. Accepts a zeroed buffer. */
+void vkm_vk_mem_buffer_destroy(vkm_vk_mem *m, vkm_vk_buffer *b);
+/* Bytes of VkDeviceMemory allocated, and bytes of it handed to buffers. */
+void vkm_vk_mem_stats(const vkm_vk_mem *m, uint64_t *allocated, uint64_t *used);
+
+#endif

@@ -1,0 +1,289 @@
+/* pipeline.c - kernel cache and on-disk pipeline cache (see pipeline.h). */
+#include "pipeline.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "err.h"
+#include "shader_table.h"
+#include "vk_check.h"
+
+#define CACHE_MAX_BYTES (256u << 20) /* larger files are not ours or not sane */
+
+struct vkm_vk_pipelines {
+    vkm_vk_device *d;
+    VkPipelineCache cache;
+    bool dirty;               /* pipelines were created since the cache was loaded */
+    size_t loaded_size;       /* bytes of cache data read from disk */
+    char path[1024];          /* disk cache file, "" when disabled */
+    vkm_gpu_kernel **kernels; /* [n_kernels] */
+    int n_kernels, cap_kernels;
+};
+
+/* ---- disk cache ---- */
+
+static bool cache_dir(char *dir, size_t n) {
+    const char *xdg = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME");
+    int w;
+    if (xdg && xdg[0] == '/')
+        w = snprintf(dir, n, "%s/vkmoe", xdg);
+    else if (home && home[0])
+        w = snprintf(dir, n, "%s/.cache/vkmoe", home);
+    else
+        return false;
+    return w > 0 && (size_t)w < n;
+}
+
+static void cache_path(vkm_vk_pipelines *p) {
+    char dir[900];
+    p->path[0] = 0;
+    if (!cache_dir(dir, sizeof dir)) return;
+    char uuid[2 * VK_UUID_SIZE + 1];
+    for (unsigned i = 0; i < VK_UUID_SIZE; i++)
+        snprintf(uuid + 2 * i, 3, "%02x", p->d->caps.device_uuid[i]);
+    snprintf(p->path, sizeof p->path, "%s/pipelines-%s-%08x.bin", dir, uuid,
+             p->d->caps.props.driverVersion);
+}
+
+static uint32_t le32(const unsigned char *b) {
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+/* Reads the cache file if it exists and its header matches this device; else NULL. */
+static void *cache_load(const vkm_vk_pipelines *p, size_t *size) {
+    *size = 0;
+    if (!p->path[0]) return NULL;
+    FILE *f = fopen(p->path, "rb");
+    if (!f) return NULL;
+    unsigned char *data = NULL;
+    long n = -1;
+    if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
+    if (n < 32 || (unsigned long)n > CACHE_MAX_BYTES || fseek(f, 0, SEEK_SET) != 0) goto out;
+    data = malloc((size_t)n);
+    if (!data || fread(data, 1, (size_t)n, f) != (size_t)n) goto bad;
+    const VkPhysicalDeviceProperties *pr = &p->d->caps.props;
+    /* VkPipelineCacheHeaderVersionOne: size, version, vendor, device, uuid[16]. */
+    if (le32(data) < 32 || le32(data) > (uint32_t)n ||
+        le32(data + 4) != VK_PIPELINE_CACHE_HEADER_VERSION_ONE || le32(data + 8) != pr->vendorID ||
+        le32(data + 12) != pr->deviceID ||
+        memcmp(data + 16, pr->pipelineCacheUUID, VK_UUID_SIZE) != 0)
+        goto bad;
+    *size = (size_t)n;
+    goto out;
+bad:
+    free(data);
+    data = NULL;
+out:
+    fclose(f);
+    return data;
+}
+
+static int mkdir_p(const char *dir) {
+    char tmp[1024];
+    if (snprintf(tmp, sizeof tmp, "%s", dir) >= (int)sizeof tmp) return -1;
+    for (char *s = tmp + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = 0;
+        if (mkdir(tmp, 0755) < 0 && errno != EEXIST) return -1;
+        *s = '/';
+    }
+    return mkdir(tmp, 0755) < 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* Best effort: written to a temporary file and renamed, so readers never see half a file. */
+static void cache_save(vkm_vk_pipelines *p) {
+    if (!p->path[0] || !p->dirty || !p->cache) return;
+    vkm_vk_device *d = p->d;
+    size_t n = 0;
+    if (d->vk.vkGetPipelineCacheData(d->dev, p->cache, &n, NULL) < 0 || n == 0 ||
+        n > CACHE_MAX_BYTES || n == p->loaded_size) /* same size: nothing new was compiled */
+        return;
+    void *data = malloc(n);
+    if (!data) return;
+    char dir[900], tmp[1100];
+    if (d->vk.vkGetPipelineCacheData(d->dev, p->cache, &n, data) < 0 ||
+        !cache_dir(dir, sizeof dir) || mkdir_p(dir) < 0)
+        goto out;
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", p->path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) goto out;
+    bool ok = fwrite(data, 1, n, f) == n;
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, p->path) != 0) remove(tmp);
+out:
+    free(data);
+}
+
+/* ---- kernels ---- */
+
+int vkm_vk_pipeline_create(vkm_vk_device *d, bool disk_cache, vkm_vk_pipelines **out) {
+    *out = NULL;
+    vkm_vk_pipelines *p = calloc(1, sizeof *p);
+    if (!p) return vkm_error(VKM_ENOMEM, "out of memory creating the pipeline cache");
+    p->d = d;
+    if (disk_cache) cache_path(p);
+    size_t size = 0;
+    void *data = cache_load(p, &size);
+    p->loaded_size = size;
+    VkPipelineCacheCreateInfo ci = {
+        .sType = VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO,
+        .initialDataSize = size,
+        .pInitialData = data,
+    };
+    VkResult r = d->vk.vkCreatePipelineCache(d->dev, &ci, NULL, &p->cache);
+    if (r < 0 && data) { /* a driver may still reject the data: start empty */
+        ci.initialDataSize = 0;
+        ci.pInitialData = NULL;
+        r = d->vk.vkCreatePipelineCache(d->dev, &ci, NULL, &p->cache);
+    }
+    free(data);
+    if (r < 0) p->cache = VK_NULL_HANDLE; /* pipelines still work without a cache */
+    *out = p;
+    return VKM_OK;
+}
+
+static void kernel_free(vkm_vk_device *d, vkm_gpu_kernel *k) {
+    if (!k) return;
+    if (k->pipeline) d->vk.vkDestroyPipeline(d->dev, k->pipeline, NULL);
+    if (k->layout) d->vk.vkDestroyPipelineLayout(d->dev, k->layout, NULL);
+    if (k->set_layout) d->vk.vkDestroyDescriptorSetLayout(d->dev, k->set_layout, NULL);
+    free(k);
+}
+
+void vkm_vk_pipeline_destroy(vkm_vk_pipelines *p) {
+    if (!p) return;
+    cache_save(p);
+    for (int i = 0; i < p->n_kernels; i++) kernel_free(p->d, p->kernels[i]);
+    free(p->kernels);
+    if (p->cache) p->d->vk.vkDestroyPipelineCache(p->d->dev, p->cache, NULL);
+    free(p);
+}
+
+static const vkm_shader_blob *find_shader(const char *name) {
+    for (unsigned i = 0; i < vkm_shader_count; i++)
+        if (!strcmp(vkm_shader_table[i].name, name)) return &vkm_shader_table[i];
+    return NULL;
+}
+
+static int kernel_build(vkm_vk_pipelines *p, const vkm_shader_blob *sh, vkm_gpu_kernel *k) {
+    vkm_vk_device *d = p->d;
+    VkDescriptorSetLayoutBinding b[VKM_VK_MAX_BINDINGS];
+    for (int i = 0; i < k->n_bindings; i++)
+        b[i] = (VkDescriptorSetLayoutBinding){
+            .binding = (uint32_t)i,
+            .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+            .descriptorCount = 1,
+            .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT,
+        };
+    k->push_descriptor =
+        d->push_descriptor && (uint32_t)k->n_bindings <= d->caps.max_push_descriptors;
+    VkDescriptorSetLayoutCreateInfo dci = {
+        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
+        .flags = k->push_descriptor ? VK_DESCRIPTOR_SET_LAYOUT_CREATE_PUSH_DESCRIPTOR_BIT_KHR : 0,
+        .bindingCount = (uint32_t)k->n_bindings,
+        .pBindings = b,
+    };
+    VK_CHECK(d->vk.vkCreateDescriptorSetLayout(d->dev, &dci, NULL, &k->set_layout));
+    VkPushConstantRange pcr = {VK_SHADER_STAGE_COMPUTE_BIT, 0, k->push_size};
+    VkPipelineLayoutCreateInfo lci = {
+        .sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
+        .setLayoutCount = 1,
+        .pSetLayouts = &k->set_layout,
+        .pushConstantRangeCount = k->push_size ? 1 : 0,
+        .pPushConstantRanges = &pcr,
+    };
+    VK_CHECK(d->vk.vkCreatePipelineLayout(d->dev, &lci, NULL, &k->layout));
+
+    VkShaderModuleCreateInfo sci = {
+        .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
+        .codeSize = sh->size,
+        .pCode = sh->words,
+    };
+    VkShaderModule module;
+    VK_CHECK(d->vk.vkCreateShaderModule(d->dev, &sci, NULL, &module));
+    VkSpecializationMapEntry map[VKM_VK_MAX_SPEC];
+    for (int i = 0; i < k->n_spec; i++)
+        map[i] = (VkSpecializationMapEntry){(uint32_t)i, (uint32_t)(4 * i), 4};
+    VkSpecializationInfo spec = {
+        .mapEntryCount = (uint32_t)k->n_spec,
+        .pMapEntries = map,
+        .dataSize = (size_t)k->n_spec * 4,
+        .pData = k->spec,
+    };
+    VkComputePipelineCreateInfo pci = {
+        .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
+        .stage =
+            {
+                .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
+                .stage = VK_SHADER_STAGE_COMPUTE_BIT,
+                .module = module,
+                .pName = "main",
+                .pSpecializationInfo = k->n_spec ? &spec : NULL,
+            },
+        .layout = k->layout,
+    };
+    VkResult r = d->vk.vkCreateComputePipelines(d->dev, p->cache, 1, &pci, NULL, &k->pipeline);
+    d->vk.vkDestroyShaderModule(d->dev, module, NULL);
+    if (r < 0) {
+        k->pipeline = VK_NULL_HANDLE;
+        return vkm_vk_fail(r, "vkCreateComputePipelines", __FILE__, __LINE__);
+    }
+    p->dirty = true;
+    return VKM_OK;
+}
+
+int vkm_vk_pipeline_get(vkm_vk_pipelines *p, const char *shader, const uint32_t *spec, int n_spec,
+                        int n_bindings, uint32_t push_size, vkm_gpu_kernel **out) {
+    *out = NULL;
+    const VkPhysicalDeviceLimits *lim = &p->d->caps.props.limits;
+    if (!shader || strlen(shader) >= sizeof((vkm_gpu_kernel *)0)->name)
+        return vkm_error(VKM_EINVAL, "kernel: bad shader name");
+    if (n_spec < 0 || n_spec > VKM_VK_MAX_SPEC || (n_spec && !spec))
+        return vkm_error(VKM_EINVAL, "kernel %s: %d specialization constants (max %d)", shader,
+                         n_spec, VKM_VK_MAX_SPEC);
+    if (n_bindings < 0 || n_bindings > VKM_VK_MAX_BINDINGS ||
+        (uint32_t)n_bindings > lim->maxPerStageDescriptorStorageBuffers)
+        return vkm_error(VKM_EINVAL, "kernel %s: %d bindings (max %d)", shader, n_bindings,
+                         VKM_VK_MAX_BINDINGS);
+    if (push_size % 4 || push_size > lim->maxPushConstantsSize)
+        return vkm_error(VKM_EINVAL, "kernel %s: push constant size %u (multiple of 4, max %u)",
+                         shader, push_size, lim->maxPushConstantsSize);
+    for (int i = 0; i < p->n_kernels; i++) {
+        vkm_gpu_kernel *k = p->kernels[i];
+        if (!strcmp(k->name, shader) && k->n_spec == n_spec && k->n_bindings == n_bindings &&
+            k->push_size == push_size &&
+            (n_spec == 0 || !memcmp(k->spec, spec, (size_t)n_spec * sizeof *spec))) {
+            *out = k;
+            return VKM_OK;
+        }
+    }
+    const vkm_shader_blob *sh = find_shader(shader);
+    if (!sh) return vkm_error(VKM_EINVAL, "kernel: no shader named '%s' is built in", shader);
+    if (p->n_kernels == p->cap_kernels) {
+        int cap = p->cap_kernels ? 2 * p->cap_kernels : 32;
+        vkm_gpu_kernel **ks = realloc(p->kernels, (size_t)cap * sizeof *ks);
+        if (!ks) return vkm_error(VKM_ENOMEM, "out of memory caching kernels");
+        p->kernels = ks;
+        p->cap_kernels = cap;
+    }
+    vkm_gpu_kernel *k = calloc(1, sizeof *k);
+    if (!k) return vkm_error(VKM_ENOMEM, "out of memory creating kernel %s", shader);
+    snprintf(k->name, sizeof k->name, "%s", shader);
+    if (n_spec) memcpy(k->spec, spec, (size_t)n_spec * sizeof *spec);
+    k->n_spec = n_spec;
+    k->n_bindings = n_bindings;
+    k->push_size = push_size;
+    int rc = kernel_build(p, sh, k);
+    if (rc < 0) {
+        kernel_free(p->d, k);
+        return rc;
+    }
+    p->kernels[p->n_kernels++] = k;
+    *out = k;
+    return VKM_OK;
+}

@@ -1,0 +1,42 @@
+/* pipeline.h - compute kernels: shader modules from the embedded SPIR-V table, descriptor set
+ * layouts, pipeline layouts with push constants, specialization constants, and the on-disk
+ * VkPipelineCache.
+ *
+ * Invariants: a kernel is created once per (shader name, spec constants, bindings, push size)
+ * and lives until vkm_vk_pipeline_destroy; constant_id i = spec[i] (4 bytes each). The disk
+ * cache ($XDG_CACHE_HOME/vkmoe, else ~/.cache/vkmoe; file named by device UUID and driver
+ * version) is validated against the device's pipelineCacheUUID, and a missing, unreadable or
+ * foreign file is ignored: the cache is never a reason to fail. */
+#ifndef VKM_VK_PIPELINE_H
+#define VKM_VK_PIPELINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <volk.h>
+
+#include "device.h"
+#include "gpu.h"
+
+enum { VKM_VK_MAX_BINDINGS = 32, VKM_VK_MAX_SPEC = 16 };
+
+struct vkm_gpu_kernel {
+    char name[64];                  /* shader variant name */
+    uint32_t spec[VKM_VK_MAX_SPEC]; /* [n_spec] specialization constants */
+    int n_spec;
+    int n_bindings;       /* storage buffers at set 0, bindings 0..n_bindings-1 */
+    uint32_t push_size;   /* bytes of push constants */
+    bool push_descriptor; /* set layout uses VK_KHR_push_descriptor */
+    VkDescriptorSetLayout set_layout;
+    VkPipelineLayout layout;
+    VkPipeline pipeline;
+};
+
+typedef struct vkm_vk_pipelines vkm_vk_pipelines;
+
+int vkm_vk_pipeline_create(vkm_vk_device *d, bool disk_cache, vkm_vk_pipelines **out);
+/* Writes the disk cache if new pipelines were built, destroys every kernel. Accepts NULL. */
+void vkm_vk_pipeline_destroy(vkm_vk_pipelines *p);
+int vkm_vk_pipeline_get(vkm_vk_pipelines *p, const char *shader, const uint32_t *spec, int n_spec,
+                        int n_bindings, uint32_t push_size, vkm_gpu_kernel **out);
+
+#endif
