@@ -2,4 +2,33 @@
 # NAME is what vk/ looks the SPIR-V up by; variants of one source differ by DEFINES.
 vkm_add_shader(smoke smoke.comp)
 
+# Matrix multiplication over GGUF-encoded weights (core/ops_matmul.c): for every weight type, GEMV
+# (matmul_vec_<type>), GEMM (matmul_mm_<type>) and their indexed forms (matmul_vec_id_<type>,
+# matmul_mm_id_<type>). <type> is the lower-case ggml name; quant.glsl picks it from -DTYPE_<TYPE>.
+foreach(vkm_mm_type F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K)
+  string(TOLOWER ${vkm_mm_type} vkm_mm_lc)
+  vkm_add_shader(matmul_vec_${vkm_mm_lc} matmul_vec.comp DEFINES TYPE_${vkm_mm_type}=1)
+  vkm_add_shader(matmul_mm_${vkm_mm_lc} matmul_mm.comp DEFINES TYPE_${vkm_mm_type}=1)
+  vkm_add_shader(matmul_vec_id_${vkm_mm_lc} matmul_vec.comp DEFINES TYPE_${vkm_mm_type}=1 MUL_ID=1)
+  vkm_add_shader(matmul_mm_id_${vkm_mm_lc} matmul_mm.comp DEFINES TYPE_${vkm_mm_type}=1 MUL_ID=1)
+endforeach()
+
+# Non-matmul kernels of the forward pass (core/ops.c; push constants in shaders/ops_common.h).
+vkm_add_shader(rmsnorm rmsnorm.comp)
+vkm_add_shader(rmsnorm_add rmsnorm.comp DEFINES ADD_RESIDUAL=1)
+vkm_add_shader(rope rope.comp)
+vkm_add_shader(kv_store_f32 kv_store.comp)
+vkm_add_shader(kv_store_f16 kv_store.comp DEFINES DST_F16=1)
+vkm_add_shader(mla_attn_f32 mla_attn.comp)
+vkm_add_shader(mla_attn_f16 mla_attn.comp DEFINES CACHE_F16=1)
+vkm_add_shader(router router.comp)
+vkm_add_shader(moe_combine moe_combine.comp)
+vkm_add_shader(swiglu swiglu.comp)
+vkm_add_shader(add add.comp)
+vkm_add_shader(scale scale.comp)
+foreach(vkm_gr_type F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K)
+  string(TOLOWER ${vkm_gr_type} vkm_gr_lc)
+  vkm_add_shader(get_rows_${vkm_gr_lc} get_rows.comp DEFINES TYPE_${vkm_gr_type}=1)
+endforeach()
+
 vkm_embed_shaders()

@@ -1,0 +1,409 @@
+/* ops.c - host side of the non-matmul kernels (core/ops.h): argument checks, push constants and
+ * dispatch sizes.
+ *
+ * Invariants: nothing is recorded unless every check passed; every element a kernel may touch is
+ * inside the bound range (computed in 64-bit, so no size overflows), and every element index
+ * fits the kernels' 32-bit arithmetic. Dispatch dimensions are capped at 65535 groups; the
+ * kernels loop (grid-stride) over the rest. */
+#include "ops.h"
+
+#include <math.h>
+#include <stdio.h>
+
+#include "err.h"
+#include "qtype.h"
+#include "ref_ops.h"
+
+#define MAX_GROUPS VKM_OPS_MAX_GROUPS
+
+static uint32_t groups(uint64_t n, uint32_t per) {
+    uint64_t g = (n + per - 1) / per;
+    if (g == 0) g = 1;
+    return g > MAX_GROUPS ? MAX_GROUPS : (uint32_t)g;
+}
+
+/* The x dimension of element-wise grids does not loop: n invocations must fit one dispatch. */
+static int fits_x(const char *op, uint64_t n) {
+    if (n > (uint64_t)MAX_GROUPS * VKM_OPS_WG)
+        return vkm_error(VKM_ERANGE, "%s: %llu invocations per row exceed one dispatch", op,
+                         (unsigned long long)n);
+    return 0;
+}
+
+/* Checks that `arg` holds at least `elems` elements of `esize` bytes, within 32-bit indexing. */
+static int need(const char *op, const char *name, vkm_gpu_arg arg, uint64_t elems, uint32_t esize) {
+    if (!arg.buf) return vkm_error(VKM_EINVAL, "%s: buffer %s missing", op, name);
+    size_t size = vkm_gpu_buf_size(arg.buf);
+    if (arg.offset > size || (arg.size && arg.size > size - arg.offset))
+        return vkm_error(VKM_EINVAL, "%s: range of %s outside its buffer", op, name);
+    uint64_t avail = arg.size ? arg.size : size - arg.offset;
+    if (elems > UINT32_MAX)
+        return vkm_error(VKM_ERANGE, "%s: %s needs %llu elements, beyond 32-bit indexing", op, name,
+                         (unsigned long long)elems);
+    if (elems * esize > avail)
+        return vkm_error(VKM_EINVAL, "%s: %s needs %llu bytes, range has %llu", op, name,
+                         (unsigned long long)(elems * esize), (unsigned long long)avail);
+    return 0;
+}
+
+/* Elements spanned by n rows of d values with the given stride and offset (0 if n or d is 0). */
+static uint64_t span(uint64_t n, uint64_t stride, uint64_t d, uint64_t off) {
+    if (n == 0 || d == 0) return 0;
+    return (n - 1) * stride + off + d;
+}
+
+/* Elements spanned by a [n_tok][n_head][d] view with strides. */
+static uint64_t span3(uint64_t n_tok, uint64_t tok_stride, uint64_t n_head, uint64_t head_stride,
+                      uint64_t d, uint64_t off) {
+    if (n_tok == 0 || n_head == 0 || d == 0) return 0;
+    return (n_tok - 1) * tok_stride + (n_head - 1) * head_stride + off + d;
+}
+
+static int dispatch(vkm_gpu *gpu, const char *shader, const vkm_gpu_arg *args, int n_args,
+                    const void *push, uint32_t push_size, uint32_t gx, uint32_t gy) {
+    vkm_gpu_kernel *k = NULL;
+    int rc = vkm_gpu_kernel_get(gpu, shader, NULL, 0, n_args, push_size, &k);
+    if (rc) return rc;
+    return vkm_gpu_dispatch(gpu, k, args, n_args, push, gx, gy, 1);
+}
+
+#define CHECK_RC(expr)                                                                             \
+    do {                                                                                           \
+        int rc_ = (expr);                                                                          \
+        if (rc_) return rc_;                                                                       \
+    } while (0)
+
+/* ------------------------------------------------------------------ norms, element-wise ---- */
+
+int vkm_op_rmsnorm(vkm_gpu *gpu, vkm_gpu_arg x, vkm_gpu_arg w, vkm_gpu_arg y, uint32_t n_rows,
+                   uint32_t d, uint32_t x_stride, uint32_t y_stride, float eps) {
+    const char *op = "rmsnorm";
+    if (d == 0 || x_stride < d || y_stride < d)
+        return vkm_error(VKM_EINVAL, "%s: d %u, strides %u/%u", op, d, x_stride, y_stride);
+    if (n_rows == 0) return 0;
+    CHECK_RC(need(op, "x", x, span(n_rows, x_stride, d, 0), 4));
+    CHECK_RC(need(op, "w", w, d, 4));
+    CHECK_RC(need(op, "y", y, span(n_rows, y_stride, d, 0), 4));
+    vkm_push_rmsnorm p = {n_rows, d, x_stride, 0, y_stride, eps};
+    /* binding 3 (res) does not exist in this variant */
+    vkm_gpu_arg args[3] = {x, w, y};
+    return dispatch(gpu, "rmsnorm", args, 3, &p, sizeof p, groups(n_rows, 1), 1);
+}
+
+int vkm_op_rmsnorm_add(vkm_gpu *gpu, vkm_gpu_arg x, vkm_gpu_arg res, vkm_gpu_arg w, vkm_gpu_arg y,
+                       uint32_t n_rows, uint32_t d, float eps) {
+    const char *op = "rmsnorm_add";
+    if (d == 0) return vkm_error(VKM_EINVAL, "%s: d is 0", op);
+    if (n_rows == 0) return 0;
+    uint64_t n = (uint64_t)n_rows * d;
+    CHECK_RC(need(op, "x", x, n, 4));
+    CHECK_RC(need(op, "res", res, n, 4));
+    CHECK_RC(need(op, "w", w, d, 4));
+    CHECK_RC(need(op, "y", y, n, 4));
+    vkm_push_rmsnorm p = {n_rows, d, d, d, d, eps};
+    vkm_gpu_arg args[4] = {x, w, y, res};
+    return dispatch(gpu, "rmsnorm_add", args, 4, &p, sizeof p, groups(n_rows, 1), 1);
+}
+
+int vkm_op_add(vkm_gpu *gpu, vkm_gpu_arg a, vkm_gpu_arg b, vkm_gpu_arg y, uint32_t n) {
+    if (n == 0) return 0;
+    CHECK_RC(need("add", "a", a, n, 4));
+    CHECK_RC(need("add", "b", b, n, 4));
+    CHECK_RC(need("add", "y", y, n, 4));
+    vkm_push_eltwise p = {n, 0.0f};
+    vkm_gpu_arg args[3] = {a, b, y};
+    return dispatch(gpu, "add", args, 3, &p, sizeof p, groups(n, VKM_OPS_WG), 1);
+}
+
+int vkm_op_scale(vkm_gpu *gpu, vkm_gpu_arg x, vkm_gpu_arg y, uint32_t n, float s) {
+    if (n == 0) return 0;
+    CHECK_RC(need("scale", "x", x, n, 4));
+    CHECK_RC(need("scale", "y", y, n, 4));
+    vkm_push_eltwise p = {n, s};
+    vkm_gpu_arg args[2] = {x, y};
+    return dispatch(gpu, "scale", args, 2, &p, sizeof p, groups(n, VKM_OPS_WG), 1);
+}
+
+int vkm_op_swiglu(vkm_gpu *gpu, vkm_gpu_arg g, vkm_gpu_arg u, vkm_gpu_arg y, uint32_t n_rows,
+                  uint32_t d, uint32_t g_stride, uint32_t u_stride) {
+    const char *op = "swiglu";
+    if (d == 0 || g_stride < d || u_stride < d)
+        return vkm_error(VKM_EINVAL, "%s: d %u, strides %u/%u", op, d, g_stride, u_stride);
+    if (n_rows == 0) return 0;
+    CHECK_RC(fits_x(op, d));
+    CHECK_RC(need(op, "g", g, span(n_rows, g_stride, d, 0), 4));
+    CHECK_RC(need(op, "u", u, span(n_rows, u_stride, d, 0), 4));
+    CHECK_RC(need(op, "y", y, (uint64_t)n_rows * d, 4));
+    vkm_push_swiglu p = {n_rows, d, 0, g_stride, 0, u_stride, d};
+    vkm_gpu_arg args[3] = {g, u, y};
+    return dispatch(gpu, "swiglu", args, 3, &p, sizeof p, groups(d, VKM_OPS_WG), groups(n_rows, 1));
+}
+
+int vkm_op_get_rows(vkm_gpu *gpu, uint32_t type, vkm_gpu_arg table, vkm_gpu_arg ids, vkm_gpu_arg y,
+                    uint32_t n_ids, uint32_t d, uint32_t n_vocab) {
+    const char *op = "get_rows";
+    const vkm_qtype_info *qi = vkm_qtype_get(type);
+    static const uint32_t ok_types[] = {VKM_F32,  VKM_F16,  VKM_BF16, VKM_Q4_0, VKM_Q4_1,
+                                        VKM_Q5_0, VKM_Q5_1, VKM_Q8_0, VKM_Q2_K, VKM_Q3_K,
+                                        VKM_Q4_K, VKM_Q5_K, VKM_Q6_K};
+    bool ok = false;
+    for (size_t i = 0; i < sizeof ok_types / sizeof ok_types[0]; i++) ok |= ok_types[i] == type;
+    if (!qi || !qi->name || !ok)
+        return vkm_error(VKM_EUNSUPPORTED, "%s: type %s", op, vkm_qtype_name(type));
+    size_t row_bytes = vkm_qtype_row_bytes(type, d);
+    if (d == 0 || row_bytes == 0)
+        return vkm_error(VKM_EINVAL, "%s: row of %u elements is not a whole number of %s blocks",
+                         op, d, qi->name);
+    if (n_ids == 0) return 0;
+    uint64_t table_bytes = (uint64_t)n_vocab * row_bytes;
+    if (table_bytes > UINT32_MAX)
+        return vkm_error(VKM_ERANGE, "%s: table of %llu bytes beyond 32-bit indexing", op,
+                         (unsigned long long)table_bytes);
+    CHECK_RC(need(op, "table", table, (table_bytes + 3) / 4, 4));
+    CHECK_RC(fits_x(op, (d + 3) / 4));
+    CHECK_RC(need(op, "ids", ids, n_ids, 4));
+    CHECK_RC(need(op, "y", y, (uint64_t)n_ids * d, 4));
+    char name[32];
+    snprintf(name, sizeof name, "get_rows_%s", qi->name);
+    for (char *c = name; *c; c++)
+        if (*c >= 'A' && *c <= 'Z') *c = (char)(*c - 'A' + 'a');
+    vkm_push_get_rows p = {n_ids, d, n_vocab, (uint32_t)row_bytes, d};
+    vkm_gpu_arg args[3] = {table, ids, y};
+    return dispatch(gpu, name, args, 3, &p, sizeof p, groups((d + 3) / 4, VKM_OPS_WG),
+                    groups(n_ids, 1));
+}
+
+/* ---------------------------------------------------------------------------------- RoPE ---- */
+
+int vkm_op_rope_params(vkm_rope_params *out, uint32_t n_rot, float freq_base, float freq_scale,
+                       float ext_factor, float attn_factor, uint32_t n_ctx_orig, float beta_fast,
+                       float beta_slow) {
+    if (n_rot == 0 || n_rot % 2 || n_rot > 1024)
+        return vkm_error(VKM_EINVAL, "rope: n_rot %u must be even, 2..1024", n_rot);
+    if (!(freq_base > 0.0f) || !(freq_scale > 0.0f) || !isfinite(attn_factor))
+        return vkm_error(VKM_EINVAL, "rope: base %g, freq_scale %g, attn_factor %g",
+                         (double)freq_base, (double)freq_scale, (double)attn_factor);
+    if (ext_factor != 0.0f && (n_ctx_orig == 0 || !(beta_fast > 0.0f) || !(beta_slow > 0.0f)))
+        return vkm_error(VKM_EINVAL, "rope: YaRN needs n_ctx_orig and positive betas");
+    out->n_rot = n_rot;
+    out->theta_scale = powf(freq_base, -2.0f / (float)n_rot);
+    out->freq_scale = freq_scale;
+    out->ext_factor = ext_factor;
+    out->mscale = attn_factor;
+    out->corr_low = 0.0f;
+    out->corr_high = 0.0f;
+    if (ext_factor != 0.0f) {
+        float dims[2];
+        vkm_ref_rope_corr_dims((int)n_rot, (int)n_ctx_orig, freq_base, beta_fast, beta_slow, dims);
+        out->corr_low = dims[0];
+        out->corr_high = dims[1];
+        out->mscale *= 1.0f + 0.1f * logf(1.0f / freq_scale);
+    }
+    return 0;
+}
+
+int vkm_op_rope(vkm_gpu *gpu, const vkm_rope_params *rp, vkm_gpu_arg x, vkm_gpu_arg pos,
+                uint32_t n_tok, uint32_t n_head, uint32_t off, uint32_t tok_stride,
+                uint32_t head_stride) {
+    const char *op = "rope";
+    if (rp->n_rot == 0 || rp->n_rot % 2)
+        return vkm_error(VKM_EINVAL, "%s: n_rot %u must be even and positive", op, rp->n_rot);
+    if (n_tok == 0 || n_head == 0) return 0;
+    CHECK_RC(need(op, "x", x, span3(n_tok, tok_stride, n_head, head_stride, rp->n_rot, off), 4));
+    CHECK_RC(need(op, "pos", pos, n_tok, 4));
+    CHECK_RC(fits_x(op, (uint64_t)n_head * (rp->n_rot / 2)));
+    vkm_push_rope p = {n_tok,          n_head,      rp->n_rot,       off,
+                       tok_stride,     head_stride, rp->theta_scale, rp->freq_scale,
+                       rp->ext_factor, rp->mscale,  rp->corr_low,    rp->corr_high};
+    vkm_gpu_arg args[2] = {x, pos};
+    return dispatch(gpu, "rope", args, 2, &p, sizeof p,
+                    groups((uint64_t)n_head * (rp->n_rot / 2), VKM_OPS_WG), groups(n_tok, 1));
+}
+
+/* ----------------------------------------------------------------- KV cache, attention ---- */
+
+int vkm_op_kv_store(vkm_gpu *gpu, bool dst_f16, vkm_gpu_arg src, vkm_gpu_arg dst,
+                    const vkm_push_kv_store *p) {
+    const char *op = "kv_store";
+    if (p->d == 0) return vkm_error(VKM_EINVAL, "%s: d is 0", op);
+    if (dst_f16 && (p->d % 2 || p->dst_off % 2 || p->dst_row_stride % 2 || p->dst_head_stride % 2))
+        return vkm_error(VKM_EINVAL, "%s: f16 cache needs even d, offset and strides", op);
+    if (p->n_tok == 0 || p->n_head == 0) return 0;
+    CHECK_RC(need(
+        op, "src", src,
+        span3(p->n_tok, p->src_tok_stride, p->n_head, p->src_head_stride, p->d, p->src_off), 4));
+    uint64_t rows = (uint64_t)p->dst_row0 + p->n_tok;
+    uint64_t dst_elems =
+        span3(rows, p->dst_row_stride, p->n_head, p->dst_head_stride, p->d, p->dst_off);
+    CHECK_RC(need(op, "dst", dst, dst_f16 ? dst_elems / 2 : dst_elems, 4));
+    vkm_gpu_arg args[2] = {src, dst};
+    uint64_t per_head = dst_f16 ? p->d / 2 : p->d;
+    CHECK_RC(fits_x(op, per_head * p->n_head));
+    return dispatch(gpu, dst_f16 ? "kv_store_f16" : "kv_store_f32", args, 2, p, sizeof *p,
+                    groups(per_head * p->n_head, VKM_OPS_WG), groups(p->n_tok, 1));
+}
+
+int vkm_op_mla_kv_store(vkm_gpu *gpu, bool cache_f16, vkm_gpu_arg src, vkm_gpu_arg cache,
+                        uint32_t n_tok, uint32_t width, uint32_t src_stride, uint32_t pos) {
+    if (src_stride < width)
+        return vkm_error(VKM_EINVAL, "mla_kv_store: src stride %u < width %u", src_stride, width);
+    vkm_push_kv_store p = {.n_tok = n_tok,
+                           .n_head = 1,
+                           .d = width,
+                           .src_tok_stride = src_stride,
+                           .dst_row0 = pos,
+                           .dst_row_stride = width};
+    return vkm_op_kv_store(gpu, cache_f16, src, cache, &p);
+}
+
+int vkm_op_attn(vkm_gpu *gpu, bool cache_f16, const vkm_push_attn *p, vkm_gpu_arg qa,
+                vkm_gpu_arg qb, vkm_gpu_arg k, vkm_gpu_arg v, vkm_gpu_arg o) {
+    const char *op = "attn";
+    uint64_t dk = (uint64_t)p->da + p->db;
+    if (p->da % 2 || p->db % 2 || p->dv % 2 || dk == 0 || p->dv == 0)
+        return vkm_error(VKM_EINVAL, "%s: dims %u+%u, %u must be even and non-zero", op, p->da,
+                         p->db, p->dv);
+    if (dk > VKM_ATTN_MAX_DK || p->dv > VKM_ATTN_MAX_DV)
+        return vkm_error(VKM_EUNSUPPORTED, "%s: dims %llu/%u above the kernel limits %u/%u", op,
+                         (unsigned long long)dk, p->dv, VKM_ATTN_MAX_DK, VKM_ATTN_MAX_DV);
+    if (p->k_row_stride % 2 || p->k_head_stride % 2 || p->v_off % 2 || p->v_row_stride % 2 ||
+        p->v_head_stride % 2)
+        return vkm_error(VKM_EINVAL, "%s: cache offsets and strides must be even", op);
+    if (p->n_head > MAX_GROUPS)
+        return vkm_error(VKM_ERANGE, "%s: %u heads above %u", op, p->n_head, MAX_GROUPS);
+    if ((uint64_t)p->q_pos0 + p->n_q > UINT32_MAX)
+        return vkm_error(VKM_ERANGE, "%s: positions overflow", op);
+    if (p->n_q == 0 || p->n_head == 0) return 0;
+    CHECK_RC(need(op, "qa", qa,
+                  span3(p->n_q, p->qa_tok_stride, p->n_head, p->qa_head_stride, p->da, p->qa_off),
+                  4));
+    if (p->db)
+        CHECK_RC(need(
+            op, "qb", qb,
+            span3(p->n_q, p->qb_tok_stride, p->n_head, p->qb_head_stride, p->db, p->qb_off), 4));
+    if (p->n_kv) {
+        uint32_t es = cache_f16 ? 2 : 4;
+        uint64_t ke = span3(p->n_kv, p->k_row_stride, p->n_head, p->k_head_stride, dk, 0);
+        uint64_t ve = span3(p->n_kv, p->v_row_stride, p->n_head, p->v_head_stride, p->dv, p->v_off);
+        /* need() counts elements of `es` bytes; the kernel indexes f16 caches by word */
+        CHECK_RC(need(op, "k", k, ke, es));
+        CHECK_RC(need(op, "v", v, ve, es));
+    }
+    CHECK_RC(
+        need(op, "o", o, span3(p->n_q, p->o_tok_stride, p->n_head, p->o_head_stride, p->dv, 0), 4));
+    vkm_gpu_arg args[5] = {qa, p->db ? qb : qa, k, v, o};
+    return dispatch(gpu, cache_f16 ? "mla_attn_f16" : "mla_attn_f32", args, 5, p, sizeof *p,
+                    p->n_head, groups(p->n_q, 1));
+}
+
+int vkm_op_mla_attn(vkm_gpu *gpu, const vkm_attn_shape *s, uint32_t ckv, uint32_t n_rot,
+                    uint32_t dqk, vkm_gpu_arg q_abs, vkm_gpu_arg q, vkm_gpu_arg cache,
+                    vkm_gpu_arg o) {
+    if (n_rot > dqk) return vkm_error(VKM_EINVAL, "mla_attn: n_rot %u > head dim %u", n_rot, dqk);
+    uint64_t h = s->n_head;
+    if (h * ckv > UINT32_MAX || h * dqk > UINT32_MAX)
+        return vkm_error(VKM_ERANGE, "mla_attn: head sizes overflow");
+    vkm_push_attn p = {
+        .n_q = s->n_q,
+        .n_head = s->n_head,
+        .q_pos0 = s->q_pos0,
+        .n_kv = s->n_kv,
+        .da = ckv,
+        .db = n_rot,
+        .dv = ckv,
+        .qa_tok_stride = (uint32_t)(h * ckv),
+        .qa_head_stride = ckv,
+        .qb_off = dqk - n_rot,
+        .qb_tok_stride = (uint32_t)(h * dqk),
+        .qb_head_stride = dqk,
+        .k_row_stride = ckv + n_rot,
+        .k_head_stride = 0,
+        .v_off = 0,
+        .v_row_stride = ckv + n_rot,
+        .v_head_stride = 0,
+        .o_tok_stride = (uint32_t)(h * ckv),
+        .o_head_stride = ckv,
+        .kq_scale = s->kq_scale,
+    };
+    return vkm_op_attn(gpu, s->cache_f16, &p, q_abs, q, cache, cache, o);
+}
+
+int vkm_op_naive_attn(vkm_gpu *gpu, const vkm_attn_shape *s, uint32_t dqk, uint32_t dv,
+                      vkm_gpu_arg q, vkm_gpu_arg k_cache, vkm_gpu_arg v_cache, vkm_gpu_arg o) {
+    uint64_t h = s->n_head;
+    if (h * dqk > UINT32_MAX || h * dv > UINT32_MAX)
+        return vkm_error(VKM_ERANGE, "naive_attn: head sizes overflow");
+    vkm_push_attn p = {
+        .n_q = s->n_q,
+        .n_head = s->n_head,
+        .q_pos0 = s->q_pos0,
+        .n_kv = s->n_kv,
+        .da = dqk,
+        .db = 0,
+        .dv = dv,
+        .qa_tok_stride = (uint32_t)(h * dqk),
+        .qa_head_stride = dqk,
+        .k_row_stride = (uint32_t)(h * dqk),
+        .k_head_stride = dqk,
+        .v_row_stride = (uint32_t)(h * dv),
+        .v_head_stride = dv,
+        .o_tok_stride = (uint32_t)(h * dv),
+        .o_head_stride = dv,
+        .kq_scale = s->kq_scale,
+    };
+    return vkm_op_attn(gpu, s->cache_f16, &p, q, q, k_cache, v_cache, o);
+}
+
+/* ------------------------------------------------------------------------------------ MoE ---- */
+
+int vkm_op_router(vkm_gpu *gpu, const vkm_router_cfg *cfg, vkm_gpu_arg logits, vkm_gpu_arg bias,
+                  vkm_gpu_arg ids, vkm_gpu_arg weights, uint32_t n_tok) {
+    const char *op = "router";
+    const uint32_t X = cfg->n_expert, K = cfg->n_used;
+    if (X == 0 || X > VKM_ROUTER_MAX_EXPERT || K == 0 || K > VKM_ROUTER_MAX_USED || K > X)
+        return vkm_error(VKM_EUNSUPPORTED, "%s: %u experts, top-%u (limits %u, %u)", op, X, K,
+                         VKM_ROUTER_MAX_EXPERT, VKM_ROUTER_MAX_USED);
+    if (cfg->gating != 1 && cfg->gating != 2)
+        return vkm_error(VKM_EUNSUPPORTED, "%s: gating function %u", op, cfg->gating);
+    if (cfg->n_group > 1) {
+        uint32_t G = cfg->n_group, per = X / G;
+        if (G > VKM_ROUTER_MAX_GROUP || X % G || per < 2 || cfg->n_group_used == 0 ||
+            cfg->n_group_used > G || (uint64_t)cfg->n_group_used * per < K)
+            return vkm_error(VKM_EINVAL, "%s: %u experts in %u groups, %u used, top-%u", op, X, G,
+                             cfg->n_group_used, K);
+    }
+    if (n_tok == 0) return 0;
+    CHECK_RC(need(op, "logits", logits, (uint64_t)n_tok * X, 4));
+    if (bias.buf) CHECK_RC(need(op, "bias", bias, X, 4));
+    CHECK_RC(need(op, "ids", ids, (uint64_t)n_tok * K, 4));
+    CHECK_RC(need(op, "weights", weights, (uint64_t)n_tok * K, 4));
+    vkm_push_router p = {n_tok,
+                         X,
+                         K,
+                         cfg->n_group > 1 ? cfg->n_group : 1,
+                         cfg->n_group_used,
+                         cfg->gating,
+                         bias.buf != NULL,
+                         cfg->norm,
+                         cfg->scale,
+                         X};
+    vkm_gpu_arg args[4] = {logits, bias.buf ? bias : logits, ids, weights};
+    return dispatch(gpu, "router", args, 4, &p, sizeof p, groups(n_tok, 1), 1);
+}
+
+int vkm_op_moe_combine(vkm_gpu *gpu, vkm_gpu_arg eo, vkm_gpu_arg map, vkm_gpu_arg w, vkm_gpu_arg y,
+                       uint32_t n_tok, uint32_t n_used, uint32_t d, uint32_t n_rows,
+                       bool accumulate) {
+    const char *op = "moe_combine";
+    if (d == 0 || n_used == 0) return vkm_error(VKM_EINVAL, "%s: d %u, n_used %u", op, d, n_used);
+    if (n_tok == 0) return 0;
+    if (n_rows) CHECK_RC(need(op, "eo", eo, (uint64_t)n_rows * d, 4));
+    CHECK_RC(fits_x(op, d));
+    CHECK_RC(need(op, "map", map, (uint64_t)n_tok * n_used, 4));
+    CHECK_RC(need(op, "w", w, (uint64_t)n_tok * n_used, 4));
+    CHECK_RC(need(op, "y", y, (uint64_t)n_tok * d, 4));
+    vkm_push_moe_combine p = {n_tok, n_used, d, n_rows, d, d, accumulate};
+    vkm_gpu_arg args[4] = {n_rows ? eo : y, map, w, y};
+    return dispatch(gpu, "moe_combine", args, 4, &p, sizeof p, groups(d, VKM_OPS_WG),
+                    groups(n_tok, 1));
+}

@@ -1,0 +1,276 @@
+/* ops_matmul.c - records the matmul kernels of shaders/matmul_{vec,mm}.comp through gpu.h:
+ * checks shapes and buffer extents, picks the kernel variant (GEMV for <= 8 columns, tiled GEMM
+ * above; plain or indexed; one per weight type), fills the push constants of
+ * shaders/matmul_common.h and sizes the grid.
+ *
+ * Buffers are bound as windows that start at the byte offset rounded down to 256 (the largest
+ * minStorageBufferOffsetAlignment Vulkan allows), so any tensor offset inside a big buffer works;
+ * the remainder goes into the push constants. Every size is checked with overflow-safe arithmetic
+ * before it reaches the GPU; a window must fit the 32-bit addressing of the shaders. */
+#include "ops_matmul.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../shaders/matmul_common.h"
+#include "err.h"
+#include "qtype.h"
+
+#define WINDOW_ALIGN 256u
+
+bool vkm_op_matmul_supported(uint32_t type) {
+    switch (type) {
+    case VKM_F32:
+    case VKM_F16:
+    case VKM_BF16:
+    case VKM_Q4_0:
+    case VKM_Q4_1:
+    case VKM_Q5_0:
+    case VKM_Q5_1:
+    case VKM_Q8_0:
+    case VKM_Q2_K:
+    case VKM_Q3_K:
+    case VKM_Q4_K:
+    case VKM_Q5_K:
+    case VKM_Q6_K:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Checks the weight type and k, returns the row bytes in *row_bytes. */
+static int check_weight(const char *fn, uint32_t wtype, int64_t k, int64_t m, size_t *row_bytes) {
+    if (!vkm_op_matmul_supported(wtype))
+        return vkm_error(VKM_EUNSUPPORTED, "%s: weight type %s (%u) is not supported", fn,
+                         vkm_qtype_name(wtype), wtype);
+    const vkm_qtype_info *ti = vkm_qtype_get(wtype);
+    if (k <= 0 || m <= 0 || k > UINT32_MAX / 4 || m > UINT32_MAX / 4)
+        return vkm_error(VKM_EINVAL, "%s: bad shape k=%lld m=%lld", fn, (long long)k, (long long)m);
+    if (k % ti->block)
+        return vkm_error(VKM_EINVAL, "%s: k=%lld is not a multiple of the %s block (%u)", fn,
+                         (long long)k, ti->name, ti->block);
+    *row_bytes = vkm_qtype_row_bytes(wtype, (uint64_t)k);
+    return 0;
+}
+
+/* Describes the window of buffer b holding `bytes` bytes at byte `off`: the binding in *arg and
+ * the offset of the data inside the window (in units of `unit` bytes) in *rel. */
+static int bind_window(const char *fn, const char *what, vkm_gpu *gpu, vkm_gpu_buf *b, size_t off,
+                       uint64_t bytes, uint32_t unit, vkm_gpu_arg *arg, uint32_t *rel) {
+    if (!b) return vkm_error(VKM_EINVAL, "%s: no %s buffer", fn, what);
+    size_t bsize = vkm_gpu_buf_size(b);
+    if (off % unit)
+        return vkm_error(VKM_EINVAL, "%s: %s offset %zu is not a multiple of %u", fn, what, off,
+                         unit);
+    if (off > bsize || bytes > bsize - off)
+        return vkm_error(VKM_EINVAL, "%s: %s needs %llu bytes at offset %zu, buffer has %zu", fn,
+                         what, (unsigned long long)bytes, off, bsize);
+    size_t start = off - off % WINDOW_ALIGN;
+    uint64_t end = (uint64_t)off + bytes;
+    end = (end + 3u) & ~(uint64_t)3u; /* the shaders read whole 32-bit words */
+    if (end > bsize)
+        return vkm_error(VKM_EINVAL,
+                         "%s: %s ends at byte %zu, inside the last 32-bit word of a %zu-byte "
+                         "buffer; buffer sizes must leave the data's last word whole",
+                         fn, what, off + (size_t)bytes, bsize);
+    uint64_t size = end - start;
+    uint64_t max = vkm_gpu_info(gpu)->max_buffer_bytes;
+    if (size > UINT32_MAX || (max && size > max))
+        return vkm_error(VKM_EINVAL, "%s: %s range of %llu bytes is too large to bind", fn, what,
+                         (unsigned long long)size);
+    arg->buf = b;
+    arg->offset = start;
+    arg->size = (size_t)size;
+    *rel = (uint32_t)((off - start) / unit);
+    return 0;
+}
+
+/* Bytes of `rows` rows of `len` floats, `stride` floats apart; 0 on overflow (rows, len >= 1). */
+static uint64_t rows_bytes(int64_t rows, int64_t stride, int64_t len) {
+    uint64_t el;
+    if (__builtin_mul_overflow((uint64_t)(rows - 1), (uint64_t)stride, &el) ||
+        __builtin_add_overflow(el, (uint64_t)len, &el) || el > UINT64_MAX / 4)
+        return 0;
+    return el * 4;
+}
+
+/* GEMV tuning from the device: WG threads (a few subgroups), two rows per workgroup (X values
+ * loaded once serve both rows). Not tuned per GPU yet. */
+static void vec_tuning(vkm_gpu *gpu, uint32_t *wg, uint32_t *rows) {
+    uint32_t w = vkm_gpu_info(gpu)->subgroup_size * 4;
+    *wg = w < 64 ? 64 : w > 128 ? 128 : w;
+    *rows = 2;
+}
+
+/* The kernel variant for (GEMV or GEMM, plain or indexed, type); for GEMV `cols` (1..8) is the
+ * number of X columns per pass, rounded up here to a power of two. */
+static int get_kernel(vkm_gpu *gpu, bool gemv, bool id, uint32_t wtype, int64_t cols,
+                      vkm_gpu_kernel **out) {
+    char tname[16], name[64];
+    const char *tn = vkm_qtype_name(wtype);
+    size_t i = 0;
+    for (; tn[i] && i + 1 < sizeof tname; i++) tname[i] = (char)tolower((unsigned char)tn[i]);
+    tname[i] = 0;
+    snprintf(name, sizeof name, "matmul_%s%s_%s", gemv ? "vec" : "mm", id ? "_id" : "", tname);
+    uint32_t spec[3];
+    int n_spec = 0;
+    if (gemv) {
+        uint32_t nc = 1;
+        while (nc < cols && nc < VKM_MM_VEC_MAX_COLS) nc *= 2;
+        vec_tuning(gpu, &spec[0], &spec[1]);
+        spec[2] = nc;
+        n_spec = 3;
+        VKM_ASSERT(spec[0] <= VKM_MM_VEC_MAX_WG && spec[1] <= VKM_MM_VEC_MAX_ROWS &&
+                   spec[0] >= spec[1] * nc);
+    }
+    return vkm_gpu_kernel_get(gpu, name, spec, n_spec, id ? 5 : 3, sizeof(vkm_matmul_push), out);
+}
+
+/* Grid for a GEMV over m rows: row blocks spread over x and y. */
+static int vec_grid(const char *fn, vkm_gpu *gpu, uint32_t m, uint32_t *gx, uint32_t *gy) {
+    uint32_t wg, rows;
+    vec_tuning(gpu, &wg, &rows);
+    uint32_t blocks = (m + rows - 1) / rows;
+    *gx = blocks < VKM_MM_MAX_GROUPS ? blocks : VKM_MM_MAX_GROUPS;
+    *gy = (blocks + *gx - 1) / *gx;
+    if (*gy > VKM_MM_MAX_GROUPS) return vkm_error(VKM_EINVAL, "%s: m=%u is too large", fn, m);
+    return 0;
+}
+
+int vkm_op_matmul(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_off, int64_t k, int64_t m,
+                  vkm_gpu_buf *x, size_t x_off, int64_t n, vkm_gpu_buf *y, size_t y_off) {
+    static const char fn[] = "vkm_op_matmul";
+    size_t row_bytes;
+    int rc = check_weight(fn, wtype, k, m, &row_bytes);
+    if (rc) return rc;
+    if (n < 0 || n > UINT32_MAX / 4)
+        return vkm_error(VKM_EINVAL, "%s: bad column count n=%lld", fn, (long long)n);
+    if (n == 0) return 0;
+
+    vkm_matmul_push pc = {0};
+    vkm_gpu_arg args[3];
+    uint64_t wbytes;
+    if (__builtin_mul_overflow((uint64_t)m, (uint64_t)row_bytes, &wbytes) || !rows_bytes(n, k, k) ||
+        !rows_bytes(n, m, m))
+        return vkm_error(VKM_EINVAL, "%s: tensors too large", fn);
+    if ((rc = bind_window(fn, "weight", gpu, w, w_off, wbytes, wtype == VKM_F32 ? 4 : 2, &args[0],
+                          &pc.w_off)) ||
+        (rc = bind_window(fn, "X", gpu, x, x_off, rows_bytes(n, k, k), 4, &args[1], &pc.x_off)) ||
+        (rc = bind_window(fn, "Y", gpu, y, y_off, rows_bytes(n, m, m), 4, &args[2], &pc.y_off)))
+        return rc;
+    pc.w_off *= wtype == VKM_F32 ? 4 : 2;
+    pc.k = (uint32_t)k;
+    pc.m = (uint32_t)m;
+    pc.n = (uint32_t)n;
+    pc.w_row_bytes = (uint32_t)row_bytes;
+    pc.w_mat_bytes = (uint32_t)wbytes;
+    pc.x_stride = (uint32_t)k;
+    pc.n_x = (uint32_t)n;
+    pc.y_stride = (uint32_t)m;
+    pc.n_y = (uint32_t)n;
+    pc.n_mat = 1;
+
+    bool gemv = n <= VKM_MM_VEC_MAX_COLS;
+    vkm_gpu_kernel *kern;
+    if ((rc = get_kernel(gpu, gemv, false, wtype, n, &kern))) return rc;
+    uint32_t gx, gy;
+    if (gemv) {
+        if ((rc = vec_grid(fn, gpu, pc.m, &gx, &gy))) return rc;
+    } else {
+        gx = (pc.m + VKM_MM_BM - 1) / VKM_MM_BM;
+        gy = (pc.n + VKM_MM_BN - 1) / VKM_MM_BN;
+        if (gy > VKM_MM_MAX_GROUPS) gy = VKM_MM_MAX_GROUPS; /* the kernel strides over tiles */
+        if (gx > VKM_MM_MAX_GROUPS) return vkm_error(VKM_EINVAL, "%s: m=%u is too large", fn, pc.m);
+    }
+    return vkm_gpu_dispatch(gpu, kern, args, 3, &pc, gx, gy, 1);
+}
+
+int vkm_op_matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a) {
+    static const char fn[] = "vkm_op_matmul_id";
+    if (!a) return vkm_error(VKM_EINVAL, "%s: no arguments", fn);
+    size_t row_bytes;
+    int rc = check_weight(fn, a->wtype, a->k, a->m, &row_bytes);
+    if (rc) return rc;
+    if (a->n_mat <= 0 || a->n_mat > VKM_MM_MAX_GROUPS)
+        return vkm_error(VKM_EINVAL, "%s: bad matrix count %lld", fn, (long long)a->n_mat);
+    int64_t x_stride = a->x_stride ? a->x_stride : a->k,
+            y_stride = a->y_stride ? a->y_stride : a->m;
+    if (x_stride < a->k || y_stride < a->m || x_stride > UINT32_MAX / 4 ||
+        y_stride > UINT32_MAX / 4)
+        return vkm_error(VKM_EINVAL, "%s: bad strides x=%lld y=%lld", fn, (long long)x_stride,
+                         (long long)y_stride);
+    if (a->n_x <= 0 || a->n_y <= 0 || a->n_x > UINT32_MAX / 4 || a->n_y > UINT32_MAX / 4)
+        return vkm_error(VKM_EINVAL, "%s: bad row counts n_x=%lld n_y=%lld", fn, (long long)a->n_x,
+                         (long long)a->n_y);
+
+    vkm_matmul_push pc = {0};
+    vkm_gpu_arg args[5];
+    int64_t per_mat; /* upper bound on entries per matrix */
+    if (a->mode == VKM_MATMUL_ID_ROWS) {
+        if (a->n_rows < 0 || a->n_rows > UINT32_MAX / 4 || a->max_per_mat < 0)
+            return vkm_error(VKM_EINVAL, "%s: bad row count %lld", fn, (long long)a->n_rows);
+        if (a->n_rows == 0) return 0;
+        if (a->n_y < a->n_rows)
+            return vkm_error(VKM_EINVAL, "%s: Y has %lld rows, rows[] %lld entries", fn,
+                             (long long)a->n_y, (long long)a->n_rows);
+        per_mat = a->max_per_mat && a->max_per_mat < a->n_rows ? a->max_per_mat : a->n_rows;
+        if ((rc = bind_window(fn, "rows", gpu, a->rows, a->rows_off, (uint64_t)a->n_rows * 4, 4,
+                              &args[3], &pc.rows_off)) ||
+            (rc = bind_window(fn, "mats", gpu, a->mats, a->mats_off, (uint64_t)a->n_mat * 8, 4,
+                              &args[4], &pc.mats_off)))
+            return rc;
+        pc.n_rows = (uint32_t)a->n_rows;
+        pc.mode = VKM_MM_ID_ROWS;
+    } else if (a->mode == VKM_MATMUL_ID_HEADS) {
+        if (a->n_tok < 0 || a->n_tok > UINT32_MAX / 4)
+            return vkm_error(VKM_EINVAL, "%s: bad token count %lld", fn, (long long)a->n_tok);
+        if (a->n_tok == 0) return 0;
+        uint64_t need = (uint64_t)a->n_tok * (uint64_t)a->n_mat;
+        if (need > (uint64_t)a->n_x || need > (uint64_t)a->n_y)
+            return vkm_error(VKM_EINVAL, "%s: %lld tokens x %lld heads need more X/Y rows", fn,
+                             (long long)a->n_tok, (long long)a->n_mat);
+        per_mat = a->n_tok;
+        pc.n = (uint32_t)a->n_tok;
+        pc.mode = VKM_MM_ID_HEADS;
+    } else {
+        return vkm_error(VKM_EINVAL, "%s: bad mode %d", fn, a->mode);
+    }
+
+    uint64_t mat_bytes, wbytes, xbytes = rows_bytes(a->n_x, x_stride, a->k),
+                                ybytes = rows_bytes(a->n_y, y_stride, a->m);
+    if (__builtin_mul_overflow((uint64_t)a->m, (uint64_t)row_bytes, &mat_bytes) ||
+        __builtin_mul_overflow(mat_bytes, (uint64_t)a->n_mat, &wbytes) || !xbytes || !ybytes)
+        return vkm_error(VKM_EINVAL, "%s: tensors too large", fn);
+    uint32_t wunit = a->wtype == VKM_F32 ? 4 : 2;
+    if ((rc = bind_window(fn, "weight", gpu, a->w, a->w_off, wbytes, wunit, &args[0], &pc.w_off)) ||
+        (rc = bind_window(fn, "X", gpu, a->x, a->x_off, xbytes, 4, &args[1], &pc.x_off)) ||
+        (rc = bind_window(fn, "Y", gpu, a->y, a->y_off, ybytes, 4, &args[2], &pc.y_off)))
+        return rc;
+    if (a->mode == VKM_MATMUL_ID_HEADS) args[3] = args[4] = args[1]; /* bound, never read */
+    pc.w_off *= wunit;
+    pc.k = (uint32_t)a->k;
+    pc.m = (uint32_t)a->m;
+    pc.w_row_bytes = (uint32_t)row_bytes;
+    pc.w_mat_bytes = (uint32_t)mat_bytes;
+    pc.x_stride = (uint32_t)x_stride;
+    pc.n_x = (uint32_t)a->n_x;
+    pc.y_stride = (uint32_t)y_stride;
+    pc.n_y = (uint32_t)a->n_y;
+    pc.n_mat = (uint32_t)a->n_mat;
+
+    bool gemv = per_mat <= VKM_MM_VEC_MAX_COLS;
+    vkm_gpu_kernel *kern;
+    if ((rc = get_kernel(gpu, gemv, true, a->wtype, per_mat, &kern))) return rc;
+    uint32_t gx, gy;
+    if (gemv) {
+        if ((rc = vec_grid(fn, gpu, pc.m, &gx, &gy))) return rc;
+    } else {
+        gx = (pc.m + VKM_MM_BM - 1) / VKM_MM_BM;
+        uint64_t tiles = ((uint64_t)per_mat + VKM_MM_BN - 1) / VKM_MM_BN;
+        gy = tiles < VKM_MM_MAX_GROUPS ? (uint32_t)tiles : VKM_MM_MAX_GROUPS;
+        if (gx > VKM_MM_MAX_GROUPS) return vkm_error(VKM_EINVAL, "%s: m=%u is too large", fn, pc.m);
+    }
+    return vkm_gpu_dispatch(gpu, kern, args, 5, &pc, gx, gy, (uint32_t)a->n_mat);
+}

@@ -1,0 +1,74 @@
+/* ops_matmul.h - matrix multiplication over weights in their GGUF encoding, recorded on the GPU.
+ *
+ * Convention (spec §1.5): W is ggml {k, m} (m rows of k elements, each row
+ * vkm_qtype_row_bytes(wtype, k) bytes, rows contiguous), X and Y are f32 row-major, and
+ *     Y[i][j] = sum_t W[j][t] * X[i][t]      (one Y row of m values per X row of k values).
+ * The functions record dispatches into the current batch: the caller brackets them with
+ * vkm_gpu_begin / vkm_gpu_submit. n <= 8 columns use the GEMV kernel (matmul_vec_<type>), more
+ * use the tiled GEMM (matmul_mm_<type>); both accumulate in f32.
+ *
+ * Weight types: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K
+ * (others: VKM_EUNSUPPORTED naming the type). k must be a multiple of the type's block.
+ * Offsets are bytes; any value is accepted as long as the data lies inside the buffer, except
+ * that w_off must be even (a multiple of 4 for F32) and x/y/rows/mats offsets multiples of 4,
+ * and the buffer must extend to the end of the 32-bit word holding the weights' last byte (the
+ * kernels read words: allocate weight buffers in multiples of 4 bytes).
+ * Each bound range must fit in 4 GiB and the device's maxStorageBufferRange. */
+#ifndef VKM_OPS_MATMUL_H
+#define VKM_OPS_MATMUL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gpu.h"
+
+/* Y (n x m f32 at y_off) = X (n x k f32 at x_off) times W^T, W {k, m} of type wtype at w_off.
+ * n == 0 records nothing. */
+int vkm_op_matmul(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_off, int64_t k, int64_t m,
+                  vkm_gpu_buf *x, size_t x_off, int64_t n, vkm_gpu_buf *y, size_t y_off);
+
+/* How the indexed form finds the X and Y rows of each matrix. */
+enum vkm_matmul_id_mode {
+    /* Expert dispatch: rows[n_rows] (int32) lists X row indices grouped by matrix;
+     * mats[2 * n_mat] (int32) gives each matrix its (first, count) range in rows[]. Entry p of
+     * rows[] writes Y row p, so Y has n_rows rows in rows[] order. Matrices with count 0 do no
+     * work. Out-of-range ranges are treated as empty; X rows outside [0, n_x) read as zeros. */
+    VKM_MATMUL_ID_ROWS = 0,
+    /* Per-head matrices: matrix e multiplies X row i*n_mat + e into Y row i*n_mat + e for
+     * i < n_tok (X laid out [token][head][...], Y [token][head][...]). No index buffers. */
+    VKM_MATMUL_ID_HEADS = 1,
+};
+
+typedef struct vkm_matmul_id {
+    uint32_t wtype;
+    vkm_gpu_buf *w; /* stacked W {k, m, n_mat}: matrix e at w_off + e * m * row_bytes */
+    size_t w_off;
+    int64_t k, m, n_mat;
+    vkm_gpu_buf *x; /* X: n_x rows of k f32, x_stride floats apart (0 = k) */
+    size_t x_off;
+    int64_t n_x, x_stride;
+    vkm_gpu_buf *y; /* Y: n_y rows of m f32, y_stride floats apart (0 = m) */
+    size_t y_off;
+    int64_t n_y, y_stride;
+    int mode; /* enum vkm_matmul_id_mode */
+    /* VKM_MATMUL_ID_ROWS: */
+    vkm_gpu_buf *rows; /* int32 rows[n_rows] */
+    size_t rows_off;
+    int64_t n_rows;
+    vkm_gpu_buf *mats; /* int32 mats[2 * n_mat]: (first, count) per matrix */
+    size_t mats_off;
+    int64_t max_per_mat; /* an upper bound on every count (0 = n_rows); <= 8 picks GEMV. The
+                            result is correct for any count, only the speed depends on it. */
+    /* VKM_MATMUL_ID_HEADS: */
+    int64_t n_tok; /* entries per matrix */
+} vkm_matmul_id;
+
+/* The indexed matmul described by *a (see enum vkm_matmul_id_mode). n_rows / n_tok == 0 records
+ * nothing. */
+int vkm_op_matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a);
+
+/* Whether the matmul kernels handle weight type `type`. */
+bool vkm_op_matmul_supported(uint32_t type);
+
+#endif

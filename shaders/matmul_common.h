@@ -1,0 +1,86 @@
+/* matmul_common.h - limits and the push-constant layout of the matmul kernels, shared by C
+ * (core/ops_matmul.c) and GLSL (shaders/matmul_*.comp).
+ *
+ * Y[row][j] = sum_k W[j][k] * X[xrow][k]: W is a weight matrix in its GGUF encoding (ggml {k, m},
+ * m rows of w_row_bytes bytes), X and Y are f32 row-major with row strides x_stride / y_stride.
+ * Every offset here is relative to the buffer window bound for that binding (the C side binds
+ * windows starting at a 256-byte aligned offset, the Vulkan maximum of
+ * minStorageBufferOffsetAlignment, and passes the remainder here), so all of them are small.
+ *
+ * Indexed ("_id") kernels: W is a stack of n_mat matrices, matrix e at byte w_off + e*w_mat_bytes.
+ *   mode VKM_MM_ID_ROWS:  mats[mats_off + 2e] = first entry, mats[mats_off + 2e + 1] = count;
+ *                         entry i of matrix e reads X row rows[rows_off + first + i] and writes
+ *                         Y row first + i. Entries must lie in [0, n_rows).
+ *   mode VKM_MM_ID_HEADS: every matrix has n entries; entry i of matrix e reads X row
+ *                         i*n_mat + e and writes Y row i*n_mat + e (per-head matrices, X laid
+ *                         out [token][head][k], Y [token][head][m]).
+ * Bad indices read from the GPU buffers (X row >= n_x, Y row >= n_y, ranges outside rows) are
+ * skipped or read as zeros, never dereferenced. */
+#ifndef VKM_MATMUL_COMMON_H
+#define VKM_MATMUL_COMMON_H
+
+/* GEMV (decode): at most this many X columns per pass, rows per workgroup, threads. */
+#define VKM_MM_VEC_MAX_COLS 8
+#define VKM_MM_VEC_MAX_ROWS 8
+#define VKM_MM_VEC_MAX_WG 256
+/* Reduction scratch: one slot per subgroup (subgroups are at least 8 wide on every device we
+ * target, so 256 threads give at most 32 subgroups). */
+#define VKM_MM_VEC_MAX_SUBGROUPS 32
+
+/* GEMM (prefill) tile: BM weight rows x BN X columns per workgroup, BK along k per step;
+ * VKM_MM_WG threads each accumulate a (BM/16) x (BN/16) register tile. */
+#define VKM_MM_BM 64
+#define VKM_MM_BN 64
+#define VKM_MM_BK 32
+#define VKM_MM_WG 256
+
+#define VKM_MM_ID_ROWS 0
+#define VKM_MM_ID_HEADS 1
+
+/* Largest grid dimension the C side uses (Vulkan guarantees 65535 in every dimension). */
+#define VKM_MM_MAX_GROUPS 65535
+
+#ifdef VULKAN
+#define VKM_U32 uint
+#define VKM_PUSH_BEGIN(name) layout(push_constant) uniform name {
+#define VKM_PUSH_END(name)                                                                         \
+    }                                                                                              \
+    p;
+#else
+#include <stdint.h>
+#define VKM_U32 uint32_t
+#define VKM_PUSH_BEGIN(name) typedef struct name {
+#define VKM_PUSH_END(name)                                                                         \
+    }                                                                                              \
+    name;
+#endif
+
+VKM_PUSH_BEGIN(vkm_matmul_push)
+VKM_U32 k;           /* elements per W row / X row used */
+VKM_U32 m;           /* W rows = outputs per Y row */
+VKM_U32 n;           /* plain: X columns (rows of X and Y); HEADS: tokens */
+VKM_U32 w_off;       /* byte offset of matrix 0 in the W window (even; 4-aligned for F32) */
+VKM_U32 w_row_bytes; /* bytes per W row */
+VKM_U32 w_mat_bytes; /* bytes per matrix of a stack (m * w_row_bytes) */
+VKM_U32 x_off;       /* element offset of X row 0 in the X window */
+VKM_U32 x_stride;    /* elements between X rows (>= k) */
+VKM_U32 n_x;         /* X rows available */
+VKM_U32 y_off;       /* element offset of Y row 0 */
+VKM_U32 y_stride;    /* elements between Y rows (>= m) */
+VKM_U32 n_y;         /* Y rows available */
+VKM_U32 n_mat;       /* matrices in the stack (id kernels) */
+VKM_U32 mode;        /* VKM_MM_ID_ROWS or VKM_MM_ID_HEADS */
+VKM_U32 rows_off;    /* element offset of rows[] in its window */
+VKM_U32 mats_off;    /* element offset of mats[] in its window */
+VKM_U32 n_rows;      /* entries in rows[] */
+VKM_PUSH_END(vkm_matmul_push)
+
+#ifndef VULKAN
+_Static_assert(sizeof(vkm_matmul_push) == 17 * 4, "vkm_matmul_push must match the GLSL block");
+#endif
+
+#undef VKM_PUSH_BEGIN
+#undef VKM_PUSH_END
+#undef VKM_U32
+
+#endif

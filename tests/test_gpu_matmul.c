@@ -1,0 +1,465 @@
+/* test_gpu_matmul.c - the matmul kernels (core/ops_matmul.c, shaders/matmul_*.comp) against the
+ * CPU reference (core/ref_matmul.c) for every weight type: GEMV (n <= 8), GEMM (n > 8), and the
+ * indexed forms in both modes (expert rows with empty / all-taking matrices, per-head rows with
+ * strides), on awkward shapes and unaligned offsets inside larger buffers.
+ *
+ * Weights are random values quantized with vkm_ref_quant_row, so GPU and reference see the same
+ * bytes. Tolerance per output: |gpu - ref| <= 2e-5 * sum_k |w_k x_k| + 1e-6. The reference sums
+ * exactly (double) and rounds once; the GPU dequantizes in f32 (a few roundings per weight,
+ * relative 2^-23 each, and d*sc*q - dmin*m stays within the magnitude of the block's values)
+ * and accumulates in f32 in another order, whose error grows with sqrt(k) for random data and is
+ * bounded by k * 2^-24 relative to sum |w x| in the worst case (k <= 512 here: 3e-5; observed
+ * errors are ~1e-6 relative). The absolute term covers outputs whose magnitude is ~0.
+ * Guard values around every output region check that nothing else is written. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "gpu.h"
+#include "ops_matmul.h"
+#include "qtype.h"
+#include "ref_matmul.h"
+#include "ref_quant.h"
+
+#define GUARD 12345.0f
+
+static const uint32_t g_types[] = {VKM_F32,  VKM_F16,  VKM_BF16, VKM_Q4_0, VKM_Q4_1,
+                                   VKM_Q5_0, VKM_Q5_1, VKM_Q8_0, VKM_Q2_K, VKM_Q3_K,
+                                   VKM_Q4_K, VKM_Q5_K, VKM_Q6_K};
+
+static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
+static float frand(void) { /* uniform in [-1, 1) */
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return (float)((g_rng >> 40) * (2.0 / 16777216.0) - 1.0);
+}
+
+/* Random weights for n_mat stacked {k, m} matrices in wtype; also their dequantized values. */
+static int make_weights(uint32_t wtype, int64_t k, int64_t m, int64_t n_mat, uint8_t **wq,
+                        float **wf, size_t *bytes) {
+    size_t rb = vkm_ref_row_bytes(wtype, k);
+    int64_t rows = m * n_mat;
+    float *src = malloc((size_t)k * sizeof *src);
+    *wq = malloc(rb * (size_t)rows);
+    *wf = malloc((size_t)(k * rows) * sizeof **wf);
+    *bytes = rb * (size_t)rows;
+    if (!src || !*wq || !*wf) {
+        free(src);
+        return VKM_ENOMEM;
+    }
+    int rc = 0;
+    for (int64_t r = 0; r < rows && !rc; r++) {
+        float scale = 0.25f + (float)(r % 5); /* rows of different magnitude */
+        for (int64_t i = 0; i < k; i++) src[i] = scale * frand();
+        rc = vkm_ref_quant_row(wtype, src, *wq + (size_t)r * rb, k);
+        if (!rc) rc = vkm_ref_dequant_row(wtype, *wq + (size_t)r * rb, *wf + r * k, k);
+    }
+    free(src);
+    return rc;
+}
+
+/* Compares got[n][m] (row stride gs) with want[n][m]; mag[n][m] = sum |w x|. */
+static int compare(const char *what, const float *got, int64_t gs, const float *want,
+                   const double *mag, int64_t n, int64_t m) {
+    int bad = 0;
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t r = 0; r < m; r++) {
+            double g = got[j * gs + r], w = want[j * m + r];
+            double tol = 2e-5 * mag[j * m + r] + 1e-6;
+            if (!(fabs(g - w) <= tol)) {
+                if (bad < 5)
+                    fprintf(stderr, "  %s: y[%lld][%lld] = %.9g, want %.9g (tol %.3g)\n", what,
+                            (long long)j, (long long)r, g, w, tol);
+                bad++;
+            }
+        }
+    CHECK_MSG(bad == 0, "%s: %d of %lld outputs off", what, bad, (long long)(n * m));
+    return bad;
+}
+
+/* mag[j][r] = sum_i |W[r][i] X[j][i]|, W = wf rows of k, X = x rows of k (stride xs). */
+static void magnitude(const float *wf, int64_t k, int64_t m, const float *x, int64_t xs, int64_t n,
+                      double *mag) {
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t r = 0; r < m; r++) {
+            double s = 0;
+            for (int64_t i = 0; i < k; i++) s += fabs((double)wf[r * k + i] * x[j * xs + i]);
+            mag[j * m + r] = s;
+        }
+}
+
+/* Byte offsets inside the buffers: deliberately not multiples of 256 (nor of 4 for W). */
+static size_t w_pad(uint32_t wtype) {
+    return wtype == VKM_F32 ? 260 : 1002;
+}
+#define X_PAD 36
+#define Y_PAD 516
+
+/* One plain matmul: W {k, m} x X [n][k] -> Y [n][m], compared with vkm_ref_matmul. */
+static void test_plain(vkm_gpu *gpu, uint32_t wtype, int64_t k, int64_t m, int64_t n) {
+    char what[96];
+    snprintf(what, sizeof what, "%s k=%lld m=%lld n=%lld", vkm_qtype_name(wtype), (long long)k,
+             (long long)m, (long long)n);
+    uint8_t *wq = NULL;
+    float *wf = NULL, *x = malloc((size_t)(n * k) * 4), *want = malloc((size_t)(n * m) * 4);
+    size_t yb = Y_PAD + (size_t)(n * m) * 4 + 64, wb;
+    float *got = malloc(yb);
+    double *mag = malloc((size_t)(n * m) * sizeof *mag);
+    vkm_gpu_buf *bw = NULL, *bx = NULL, *by = NULL;
+    if (!x || !want || !got || !mag || make_weights(wtype, k, m, 1, &wq, &wf, &wb)) {
+        CHECK_MSG(0, "%s: setup failed: %s", what, vkm_errmsg());
+        goto out;
+    }
+    for (int64_t i = 0; i < n * k; i++) x[i] = frand();
+    for (size_t i = 0; i < yb / 4; i++) got[i] = GUARD;
+    CHECK_OK(vkm_ref_matmul(wtype, wq, k, m, x, n, want));
+    magnitude(wf, k, m, x, k, n, mag);
+
+    size_t wo = w_pad(wtype);
+    CHECK_OK(vkm_gpu_buf_create(gpu, wo + wb + 6, VKM_BUF_DEVICE, &bw));
+    CHECK_OK(vkm_gpu_buf_create(gpu, X_PAD + (size_t)(n * k) * 4 + 8, VKM_BUF_DEVICE, &bx));
+    CHECK_OK(vkm_gpu_buf_create(gpu, yb, VKM_BUF_DEVICE, &by));
+    if (!bw || !bx || !by) goto out;
+    CHECK_OK(vkm_gpu_upload(gpu, bw, wo, wq, wb));
+    CHECK_OK(vkm_gpu_upload(gpu, bx, X_PAD, x, (size_t)(n * k) * 4));
+    CHECK_OK(vkm_gpu_upload(gpu, by, 0, got, yb));
+    CHECK_OK(vkm_gpu_begin(gpu));
+    CHECK_OK(vkm_op_matmul(gpu, wtype, bw, wo, k, m, bx, X_PAD, n, by, Y_PAD));
+    CHECK_OK(vkm_gpu_submit(gpu));
+    CHECK_OK(vkm_gpu_download(gpu, by, 0, got, yb));
+    compare(what, got + Y_PAD / 4, m, want, mag, n, m);
+    int guards = 0;
+    for (size_t i = 0; i < yb / 4; i++)
+        if ((i < Y_PAD / 4 || i >= Y_PAD / 4 + (size_t)(n * m)) && got[i] != GUARD) guards++;
+    CHECK_MSG(guards == 0, "%s: %d guard values overwritten", what, guards);
+out:
+    vkm_gpu_buf_destroy(gpu, bw);
+    vkm_gpu_buf_destroy(gpu, bx);
+    vkm_gpu_buf_destroy(gpu, by);
+    free(wq), free(wf), free(x), free(want), free(got), free(mag);
+}
+
+/* Expert dispatch: n_mat matrices, counts[e] entries each taking random X rows out of n_x. */
+/* hint: the max_per_mat passed (0: the true maximum); a smaller one must still give full results.
+ */
+static void test_id_rows(vkm_gpu *gpu, uint32_t wtype, int64_t k, int64_t m, int64_t n_mat,
+                         const int32_t *counts, int64_t n_x, int64_t hint) {
+    char what[128];
+    int64_t n_rows = 0, max_c = 0;
+    for (int64_t e = 0; e < n_mat; e++) {
+        n_rows += counts[e];
+        if (counts[e] > max_c) max_c = counts[e];
+    }
+    snprintf(what, sizeof what, "%s id-rows k=%lld m=%lld n_mat=%lld rows=%lld max=%lld",
+             vkm_qtype_name(wtype), (long long)k, (long long)m, (long long)n_mat, (long long)n_rows,
+             (long long)max_c);
+    uint8_t *wq = NULL;
+    float *wf = NULL, *x = malloc((size_t)(n_x * k) * 4), *xg = malloc((size_t)(n_rows * k) * 4);
+    float *want = malloc((size_t)(n_rows * m) * 4), *got = malloc((size_t)(n_rows * m) * 4);
+    double *mag = malloc((size_t)(n_rows * m) * sizeof *mag);
+    int32_t *rows = malloc((size_t)n_rows * 4), *mat_of = malloc((size_t)n_rows * 4);
+    int32_t *mats = malloc((size_t)n_mat * 8);
+    vkm_gpu_buf *bw = NULL, *bx = NULL, *by = NULL, *bi = NULL;
+    size_t wb;
+    if (!x || !xg || !want || !got || !mag || !rows || !mat_of || !mats ||
+        make_weights(wtype, k, m, n_mat, &wq, &wf, &wb)) {
+        CHECK_MSG(0, "%s: setup failed: %s", what, vkm_errmsg());
+        goto out;
+    }
+    for (int64_t i = 0; i < n_x * k; i++) x[i] = frand();
+    int64_t p = 0;
+    for (int64_t e = 0; e < n_mat; e++) {
+        mats[2 * e] = (int32_t)p;
+        mats[2 * e + 1] = counts[e];
+        for (int32_t i = 0; i < counts[e]; i++, p++) {
+            rows[p] = (int32_t)((p * 7 + e) % n_x);
+            mat_of[p] = (int32_t)e;
+            memcpy(xg + p * k, x + rows[p] * k, (size_t)k * 4);
+            magnitude(wf + e * m * k, k, m, xg + p * k, k, 1, mag + p * m);
+        }
+    }
+    CHECK_OK(vkm_ref_matmul_id(wtype, wq, k, m, n_mat, xg, n_rows, mat_of, want));
+
+    /* one int32 buffer: rows[] at byte 20, mats[] after it */
+    size_t ro = 20, mo = ro + (size_t)n_rows * 4 + 4;
+    CHECK_OK(vkm_gpu_buf_create(gpu, w_pad(wtype) + wb + 2, VKM_BUF_DEVICE, &bw));
+    CHECK_OK(vkm_gpu_buf_create(gpu, X_PAD + (size_t)(n_x * k) * 4, VKM_BUF_DEVICE, &bx));
+    CHECK_OK(vkm_gpu_buf_create(gpu, (size_t)(n_rows * m) * 4, VKM_BUF_DEVICE, &by));
+    CHECK_OK(vkm_gpu_buf_create(gpu, mo + (size_t)n_mat * 8, VKM_BUF_DEVICE, &bi));
+    if (!bw || !bx || !by || !bi) goto out;
+    CHECK_OK(vkm_gpu_upload(gpu, bw, w_pad(wtype), wq, wb));
+    CHECK_OK(vkm_gpu_upload(gpu, bx, X_PAD, x, (size_t)(n_x * k) * 4));
+    CHECK_OK(vkm_gpu_upload(gpu, bi, ro, rows, (size_t)n_rows * 4));
+    CHECK_OK(vkm_gpu_upload(gpu, bi, mo, mats, (size_t)n_mat * 8));
+    vkm_matmul_id a = {.wtype = wtype,
+                       .w = bw,
+                       .w_off = w_pad(wtype),
+                       .k = k,
+                       .m = m,
+                       .n_mat = n_mat,
+                       .x = bx,
+                       .x_off = X_PAD,
+                       .n_x = n_x,
+                       .y = by,
+                       .n_y = n_rows,
+                       .mode = VKM_MATMUL_ID_ROWS,
+                       .rows = bi,
+                       .rows_off = ro,
+                       .n_rows = n_rows,
+                       .mats = bi,
+                       .mats_off = mo,
+                       .max_per_mat = max_c};
+    CHECK_OK(vkm_gpu_begin(gpu));
+    CHECK_OK(vkm_op_matmul_id(gpu, &a));
+    CHECK_OK(vkm_gpu_submit(gpu));
+    CHECK_OK(vkm_gpu_download(gpu, by, 0, got, (size_t)(n_rows * m) * 4));
+    compare(what, got, m, want, mag, n_rows, m);
+out:
+    vkm_gpu_buf_destroy(gpu, bw);
+    vkm_gpu_buf_destroy(gpu, bx);
+    vkm_gpu_buf_destroy(gpu, by);
+    vkm_gpu_buf_destroy(gpu, bi);
+    free(wq), free(wf), free(x), free(xg), free(want), free(got), free(mag);
+    free(rows), free(mat_of), free(mats);
+}
+
+/* Per-head matrices: X [n_tok][n_head][xs] (first k used), Y [n_tok][n_head][ys]. */
+static void test_id_heads(vkm_gpu *gpu, uint32_t wtype, int64_t k, int64_t m, int64_t n_head,
+                          int64_t n_tok) {
+    char what[128];
+    snprintf(what, sizeof what, "%s id-heads k=%lld m=%lld heads=%lld tok=%lld",
+             vkm_qtype_name(wtype), (long long)k, (long long)m, (long long)n_head,
+             (long long)n_tok);
+    const int64_t xs = k + 12, ys = m + 3, nr = n_tok * n_head;
+    uint8_t *wq = NULL;
+    float *wf = NULL, *x = malloc((size_t)(nr * xs) * 4), *xg = malloc((size_t)(nr * k) * 4);
+    float *want = malloc((size_t)(nr * m) * 4), *got = malloc((size_t)(nr * ys) * 4);
+    double *mag = malloc((size_t)(nr * m) * sizeof *mag);
+    int32_t *mat_of = malloc((size_t)nr * 4);
+    vkm_gpu_buf *bw = NULL, *bx = NULL, *by = NULL;
+    size_t wb;
+    if (!x || !xg || !want || !got || !mag || !mat_of ||
+        make_weights(wtype, k, m, n_head, &wq, &wf, &wb)) {
+        CHECK_MSG(0, "%s: setup failed: %s", what, vkm_errmsg());
+        goto out;
+    }
+    for (int64_t i = 0; i < nr * xs; i++) x[i] = frand();
+    for (int64_t i = 0; i < nr * ys; i++) got[i] = GUARD;
+    for (int64_t r = 0; r < nr; r++) {
+        mat_of[r] = (int32_t)(r % n_head);
+        memcpy(xg + r * k, x + r * xs, (size_t)k * 4);
+        magnitude(wf + (r % n_head) * m * k, k, m, xg + r * k, k, 1, mag + r * m);
+    }
+    CHECK_OK(vkm_ref_matmul_id(wtype, wq, k, m, n_head, xg, nr, mat_of, want));
+    CHECK_OK(vkm_gpu_buf_create(gpu, w_pad(wtype) + wb + 2, VKM_BUF_DEVICE, &bw));
+    CHECK_OK(vkm_gpu_buf_create(gpu, (size_t)(nr * xs) * 4, VKM_BUF_DEVICE, &bx));
+    CHECK_OK(vkm_gpu_buf_create(gpu, (size_t)(nr * ys) * 4, VKM_BUF_DEVICE, &by));
+    if (!bw || !bx || !by) goto out;
+    CHECK_OK(vkm_gpu_upload(gpu, bw, w_pad(wtype), wq, wb));
+    CHECK_OK(vkm_gpu_upload(gpu, bx, 0, x, (size_t)(nr * xs) * 4));
+    CHECK_OK(vkm_gpu_upload(gpu, by, 0, got, (size_t)(nr * ys) * 4));
+    vkm_matmul_id a = {.wtype = wtype,
+                       .w = bw,
+                       .w_off = w_pad(wtype),
+                       .k = k,
+                       .m = m,
+                       .n_mat = n_head,
+                       .x = bx,
+                       .n_x = nr,
+                       .x_stride = xs,
+                       .y = by,
+                       .n_y = nr,
+                       .y_stride = ys,
+                       .mode = VKM_MATMUL_ID_HEADS,
+                       .n_tok = n_tok};
+    CHECK_OK(vkm_gpu_begin(gpu));
+    CHECK_OK(vkm_op_matmul_id(gpu, &a));
+    CHECK_OK(vkm_gpu_submit(gpu));
+    CHECK_OK(vkm_gpu_download(gpu, by, 0, got, (size_t)(nr * ys) * 4));
+    compare(what, got, ys, want, mag, nr, m);
+    int guards = 0;
+    for (int64_t r = 0; r < nr; r++)
+        for (int64_t i = m; i < ys; i++) guards += got[r * ys + i] != GUARD;
+    CHECK_MSG(guards == 0, "%s: %d guard values overwritten", what, guards);
+out:
+    vkm_gpu_buf_destroy(gpu, bw);
+    vkm_gpu_buf_destroy(gpu, bx);
+    vkm_gpu_buf_destroy(gpu, by);
+    free(wq), free(wf), free(x), free(xg), free(want), free(got), free(mag), free(mat_of);
+}
+
+/* Bad indices read on the GPU: X rows outside [0, n_x) give zero outputs, a matrix whose range
+ * leaves rows[] does nothing; both through the GEMM (hint 0) and the GEMV (hint 2) kernels. */
+static void test_id_bad(vkm_gpu *gpu, int64_t hint) {
+    enum { K = 32, M = 5, NX = 3, NR = 12 };
+    static const int32_t rows[NR] = {0, 1, 2, -1, 2, 100, 0, 1, 2, 0, 1, 2};
+    static const int32_t mats[6] = {0, 10, 10, 2, 11, 5}; /* matrix 2: 11 + 5 > 12 */
+    uint8_t *wq = NULL;
+    float *wf = NULL, x[NX * K], xg[NR * K], want[NR * M], got[NR * M];
+    int32_t mat_of[NR];
+    size_t wb;
+    vkm_gpu_buf *bw = NULL, *bx = NULL, *by = NULL, *bi = NULL;
+    if (make_weights(VKM_Q8_0, K, M, 3, &wq, &wf, &wb)) {
+        CHECK_MSG(0, "setup failed: %s", vkm_errmsg());
+        goto out;
+    }
+    for (int i = 0; i < NX * K; i++) x[i] = frand();
+    for (int p = 0; p < NR; p++) {
+        mat_of[p] = p < 10 ? 0 : 1;
+        for (int i = 0; i < K; i++)
+            xg[p * K + i] = rows[p] >= 0 && rows[p] < NX ? x[rows[p] * K + i] : 0;
+    }
+    CHECK_OK(vkm_ref_matmul_id(VKM_Q8_0, wq, K, M, 3, xg, NR, mat_of, want));
+    CHECK_OK(vkm_gpu_buf_create(gpu, wb + 2, VKM_BUF_DEVICE, &bw));
+    CHECK_OK(vkm_gpu_buf_create(gpu, sizeof x, VKM_BUF_DEVICE, &bx));
+    CHECK_OK(vkm_gpu_buf_create(gpu, sizeof got, VKM_BUF_DEVICE, &by));
+    CHECK_OK(vkm_gpu_buf_create(gpu, sizeof rows + sizeof mats, VKM_BUF_DEVICE, &bi));
+    if (!bw || !bx || !by || !bi) goto out;
+    CHECK_OK(vkm_gpu_upload(gpu, bw, 0, wq, wb));
+    CHECK_OK(vkm_gpu_upload(gpu, bx, 0, x, sizeof x));
+    CHECK_OK(vkm_gpu_upload(gpu, bi, 0, rows, sizeof rows));
+    CHECK_OK(vkm_gpu_upload(gpu, bi, sizeof rows, mats, sizeof mats));
+    vkm_matmul_id a = {.wtype = VKM_Q8_0,
+                       .w = bw,
+                       .k = K,
+                       .m = M,
+                       .n_mat = 3,
+                       .x = bx,
+                       .n_x = NX,
+                       .y = by,
+                       .n_y = NR,
+                       .mode = VKM_MATMUL_ID_ROWS,
+                       .rows = bi,
+                       .n_rows = NR,
+                       .mats = bi,
+                       .mats_off = sizeof rows,
+                       .max_per_mat = hint};
+    CHECK_OK(vkm_gpu_begin(gpu));
+    CHECK_OK(vkm_op_matmul_id(gpu, &a));
+    CHECK_OK(vkm_gpu_submit(gpu));
+    CHECK_OK(vkm_gpu_download(gpu, by, 0, got, sizeof got));
+    for (int i = 0; i < NR * M; i++)
+        CHECK_MSG(fabsf(got[i] - want[i]) <= 1e-4f * (1 + fabsf(want[i])),
+                  "bad-index y[%d] = %g, want %g", i, got[i], want[i]);
+out:
+    vkm_gpu_buf_destroy(gpu, bw);
+    vkm_gpu_buf_destroy(gpu, bx);
+    vkm_gpu_buf_destroy(gpu, by);
+    vkm_gpu_buf_destroy(gpu, bi);
+    free(wq), free(wf);
+}
+
+static void test_errors(vkm_gpu *gpu) {
+    vkm_gpu_buf *b = NULL;
+    CHECK_OK(vkm_gpu_buf_create(gpu, 1 << 16, VKM_BUF_DEVICE, &b));
+    if (!b) return;
+    static const int32_t zeros[1 << 14];
+    CHECK_OK(vkm_gpu_upload(gpu, b, 0, zeros, sizeof zeros));
+    CHECK_OK(vkm_gpu_begin(gpu));
+    CHECK(vkm_op_matmul(gpu, VKM_Q8_K, b, 0, 256, 4, b, 0, 1, b, 0) == VKM_EUNSUPPORTED);
+    CHECK(strstr(vkm_errmsg(), "Q8_K") != NULL);
+    CHECK(vkm_op_matmul(gpu, 999, b, 0, 256, 4, b, 0, 1, b, 0) == VKM_EUNSUPPORTED);
+    CHECK(vkm_op_matmul(gpu, VKM_Q4_K, b, 0, 100, 4, b, 0, 1, b, 0) == VKM_EINVAL);   /* k % 256 */
+    CHECK(vkm_op_matmul(gpu, VKM_Q4_0, b, 0, 32, 0, b, 0, 1, b, 0) == VKM_EINVAL);    /* m = 0 */
+    CHECK(vkm_op_matmul(gpu, VKM_F32, b, 0, 32, 4, b, 0, -1, b, 0) == VKM_EINVAL);    /* n < 0 */
+    CHECK(vkm_op_matmul(gpu, VKM_F32, b, 2, 32, 4, b, 0, 1, b, 0) == VKM_EINVAL);     /* w_off */
+    CHECK(vkm_op_matmul(gpu, VKM_F16, b, 0, 32, 4, b, 2, 1, b, 0) == VKM_EINVAL);     /* x_off */
+    CHECK(vkm_op_matmul(gpu, VKM_F32, b, 0, 4096, 8, b, 0, 1, b, 0) == VKM_EINVAL);   /* W size */
+    CHECK(vkm_op_matmul(gpu, VKM_F32, b, 0, 32, 4, b, 0, 1000, b, 0) == VKM_EINVAL);  /* X */
+    CHECK(vkm_op_matmul(gpu, VKM_F32, b, 0, 32, 4, b, 0, 1, b, 65532) == VKM_EINVAL); /* Y */
+    CHECK(vkm_op_matmul(gpu, VKM_F32, b, 0, 32, 4, b, 0, 0, b, 0) == 0); /* nothing to do */
+    vkm_matmul_id a = {.wtype = VKM_Q8_0,
+                       .w = b,
+                       .k = 32,
+                       .m = 4,
+                       .n_mat = 2,
+                       .x = b,
+                       .n_x = 4,
+                       .y = b,
+                       .n_y = 4,
+                       .mode = VKM_MATMUL_ID_ROWS,
+                       .rows = b,
+                       .n_rows = 4,
+                       .mats = b};
+    CHECK(vkm_op_matmul_id(gpu, &a) == 0);
+    a.mode = 7;
+    CHECK(vkm_op_matmul_id(gpu, &a) == VKM_EINVAL);
+    a.mode = VKM_MATMUL_ID_ROWS;
+    a.n_y = 3; /* fewer Y rows than entries */
+    CHECK(vkm_op_matmul_id(gpu, &a) == VKM_EINVAL);
+    a.n_y = 4;
+    a.mats = NULL;
+    CHECK(vkm_op_matmul_id(gpu, &a) == VKM_EINVAL);
+    a.mats = b;
+    a.mode = VKM_MATMUL_ID_HEADS;
+    a.n_tok = 3; /* 3 tokens x 2 heads > 4 rows */
+    CHECK(vkm_op_matmul_id(gpu, &a) == VKM_EINVAL);
+    a.x_stride = 16; /* < k */
+    a.n_tok = 2;
+    CHECK(vkm_op_matmul_id(gpu, &a) == VKM_EINVAL);
+    CHECK_OK(vkm_gpu_submit(gpu));
+    vkm_gpu_buf_destroy(gpu, b);
+    /* a 2-byte aligned Q6_K row ending in the middle of the buffer's last word */
+    CHECK_OK(vkm_gpu_buf_create(gpu, 210, VKM_BUF_DEVICE, &b));
+    CHECK(vkm_op_matmul(gpu, VKM_Q6_K, b, 0, 256, 1, b, 0, 1, b, 0) == VKM_EINVAL);
+    vkm_gpu_buf_destroy(gpu, b);
+}
+
+int main(void) {
+    vkm_gpu *gpu = NULL;
+    vkm_gpu_options opt = {.device = -1, .validation = true};
+    int rc = vkm_gpu_create(&opt, &gpu);
+    if (rc == VKM_ENODEV) check_skip(vkm_errmsg());
+    CHECK_OK(rc);
+    if (rc) return check_done();
+
+    test_errors(gpu);
+    test_id_bad(gpu, 0);
+    test_id_bad(gpu, 2);
+    for (size_t t = 0; t < sizeof g_types / sizeof g_types[0]; t++) {
+        uint32_t ty = g_types[t];
+        const vkm_qtype_info *ti = vkm_qtype_get(ty);
+        int64_t k1 = ti->block == 256 ? 256 : ti->block == 32 ? 32 : 64, k2 = 512;
+        /* GEMV: the variants compiled for 1 and for 3..4 columns (more in the block below) */
+        test_plain(gpu, ty, k1, 1, 1);
+        test_plain(gpu, ty, k2, 7, 1);
+        test_plain(gpu, ty, k2, 300, 3);
+        test_plain(gpu, ty, k1, 64, 4);
+        /* GEMM */
+        test_plain(gpu, ty, k1, 7, 9);
+        test_plain(gpu, ty, k2, 64, 64);
+        test_plain(gpu, ty, k1, 300, 300);
+        if (ti->block == 1) { /* rows of odd length: 2-byte aligned F16/BF16 rows, masked tails */
+            test_plain(gpu, ty, 37, 5, 4);
+            test_plain(gpu, ty, 37, 70, 65);
+        }
+        /* indexed, expert rows: one token routed to 3 of 4 experts (GEMV); prefill (GEMM) with
+         * empty matrices, and one matrix taking every row */
+        static const int32_t c_tok[] = {1, 0, 1, 1};
+        static const int32_t c_mm[] = {0, 70, 30, 0, 9}, c_mm_all[] = {0, 0, 100};
+        test_id_rows(gpu, ty, k1, 7, 4, c_tok, 1, 0);
+        test_id_rows(gpu, ty, k1, 70, 5, c_mm, 40, 0);
+        test_id_rows(gpu, ty, k2, 7, 3, c_mm_all, 100, 0);
+        /* indexed, per-head: one token (GEMV), 20 tokens (GEMM) */
+        test_id_heads(gpu, ty, k1, 7, 3, 1);
+        test_id_heads(gpu, ty, k1, 66, 2, 20);
+        if (ty == VKM_F16 || ty == VKM_Q8_0 || ty == VKM_Q4_K) {
+            /* the GEMV variants for 2 and 5..8 columns, several passes of them, all in one */
+            test_plain(gpu, ty, k1, 33, 2);
+            test_plain(gpu, ty, k2, 300, 7);
+            test_plain(gpu, ty, k1, 64, 8);
+            static const int32_t c_vec[] = {2, 0, 3, 1}, c_all[] = {0, 5, 0, 0}, c_big[] = {0, 200};
+            test_id_rows(gpu, ty, k1, 7, 4, c_vec, 5, 0);
+            test_id_rows(gpu, ty, k1, 7, 4, c_all, 5, 2);    /* 3 passes of 2 columns */
+            test_id_rows(gpu, ty, k1, 66, 2, c_big, 50, 65); /* 4 tiles over 2 workgroups */
+            test_id_rows(gpu, ty, k1, 64, 4, c_all, 3, 0);
+            test_id_heads(gpu, ty, k2, 7, 3, 2);
+        }
+    }
+    uint32_t verr = vkm_gpu_validation_errors(gpu);
+    CHECK_MSG(verr == 0, "%u validation errors", verr);
+    vkm_gpu_destroy(gpu);
+    return check_done();
+}
