@@ -9,6 +9,7 @@ static const cli_cmd g_cmds[] = {
     {"info", "print a GGUF file's metadata and tensor summary", cmd_info},
     {"tokenize", "print the token ids of a text", cmd_tokenize},
     {"detokenize", "print the text of token ids", cmd_detokenize},
+    {"gen-model", "write a deepseek2 GGUF with random weights", cmd_gen_model},
 };
 enum { N_CMDS = sizeof g_cmds / sizeof g_cmds[0] };
 

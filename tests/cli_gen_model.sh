@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# cli_gen_model.sh - `vkmoe gen-model`: writes loadable files (checked with `vkmoe info`), the
+# tiny preset reproduces the fixture's metadata, same seed = same bytes, exit codes 0/1/2.
+# usage: cli_gen_model.sh VKMOE_BINARY FIXTURES_DIR
+set -u
+VKMOE=$1
+FIX=$2
+pass=0
+fail=0
+TMP=$(mktemp -d /tmp/vkmoe-cli-gen-XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+
+# expect NAME WANT_RC PATTERN -- COMMAND...   (PATTERN is grepped in stdout+stderr; "" = none)
+expect() {
+    local name=$1 want=$2 pattern=$3
+    shift 4
+    local out rc
+    out=$("$@" 2>&1)
+    rc=$?
+    if [ "$rc" -ne "$want" ]; then
+        echo "FAIL: $name: exit $rc, expected $want"
+        echo "$out" | head -20
+        fail=$((fail + 1))
+    elif [ -n "$pattern" ] && ! grep -qE -- "$pattern" <<<"$out"; then
+        echo "FAIL: $name: output lacks /$pattern/"
+        echo "$out" | head -20
+        fail=$((fail + 1))
+    else
+        pass=$((pass + 1))
+    fi
+}
+
+# check NAME COMMAND...: passes if the command succeeds
+check() {
+    local name=$1
+    shift
+    if "$@"; then pass=$((pass + 1)); else echo "FAIL: $name"; fail=$((fail + 1)); fi
+}
+
+G="$VKMOE gen-model"
+expect "tiny f32" 0 "wrote .*t32.gguf" -- $G --preset tiny --quant f32 -o "$TMP/t32.gguf"
+expect "info on it" 0 "tensors: 52 " -- "$VKMOE" info -m "$TMP/t32.gguf"
+# the metadata listing equals the fixture's (everything from "metadata:" to the tensor summary)
+meta() { "$VKMOE" info -m "$1" | sed -n '/^metadata:/,/^tensors:/p' | grep -v '^tensors:'; }
+check "tiny metadata equals the fixture's" diff <(meta "$TMP/t32.gguf") <(meta "$FIX/tiny-v3-f32.gguf")
+check "same size as the fixture" test "$(stat -c %s "$TMP/t32.gguf")" = "$(stat -c %s "$FIX/tiny-v3-f32.gguf")"
+expect "tiny default q4_k_m" 0 "Q4_K|Q5_0|Q8_0" -- $G --preset tiny --seed 5 -o "$TMP/a.gguf" --quiet
+expect "info quantized" 0 "general.file_type +UINT32 +15" -- "$VKMOE" info -m "$TMP/a.gguf"
+$G --preset tiny --seed 5 -o "$TMP/b.gguf" --quiet >/dev/null 2>&1
+$G --preset tiny --seed 6 -o "$TMP/c.gguf" --quiet >/dev/null 2>&1
+check "same seed, same bytes" cmp -s "$TMP/a.gguf" "$TMP/b.gguf"
+check "other seed, other bytes" bash -c "! cmp -s '$TMP/a.gguf' '$TMP/c.gguf'"
+expect "layers and experts" 0 "deepseek2.expert_count +UINT32 +8" -- \
+    bash -c "$G --preset tiny --layers 5 --experts 8 --quant q8_0 -o '$TMP/d.gguf' >/dev/null && '$VKMOE' info -m '$TMP/d.gguf'"
+expect "grouping dropped note" 0 "grouping dropped" -- $G --preset tiny --experts 6 -o "$TMP/e.gguf"
+expect "v3 dry run" 0 "tensors: 60 " -- $G --preset v3 --layers 4 --experts 16 --dry-run
+expect "v2-lite lite note" 0 "q_lora" -- $G --preset v3 --layers 27 --dry-run
+expect "--help lists presets" 0 "bench-small" -- $G --help
+expect "--help lists mixes" 0 "q4_k_m" -- $G --help
+expect "--help says byte vocab" 0 "268-token" -- $G --help
+expect "top-level help" 0 "gen-model" -- "$VKMOE" --help
+
+expect "no preset" 2 "usage:" -- $G -o "$TMP/x.gguf"
+expect "no output" 2 "usage:" -- $G --preset tiny
+expect "unknown preset" 2 "unknown preset" -- $G --preset v9 -o "$TMP/x.gguf"
+expect "unknown quant" 2 "unknown quant" -- $G --preset tiny --quant q4_k_s -o "$TMP/x.gguf"
+expect "layers 0" 2 "usage:" -- $G --preset tiny --layers 0 -o "$TMP/x.gguf"
+expect "layers junk" 2 "usage:" -- $G --preset tiny --layers 3x -o "$TMP/x.gguf"
+expect "experts 0" 2 "usage:" -- $G --preset tiny --experts 0 -o "$TMP/x.gguf"
+expect "experts 513" 2 "usage:" -- $G --preset tiny --experts 513 -o "$TMP/x.gguf"
+expect "experts below top-k" 2 "below" -- $G --preset tiny --experts 3 -o "$TMP/x.gguf"
+expect "dense > layers" 2 "usage:" -- $G --preset tiny --layers 2 --dense 3 -o "$TMP/x.gguf"
+expect "bad seed" 2 "usage:" -- $G --preset tiny --seed -1 -o "$TMP/x.gguf"
+expect "unknown flag" 2 "usage:" -- $G --preset tiny --bogus 1 -o "$TMP/x.gguf"
+expect "missing value" 2 "usage:" -- $G --preset tiny -o
+check "nothing written on usage errors" test ! -e "$TMP/x.gguf"
+expect "unwritable" 1 "^vkmoe: " -- $G --preset tiny -o "$TMP/no/such/dir/x.gguf"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
