@@ -36,5 +36,6 @@ int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 int cmd_gen_model(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
 
 #endif

@@ -10,6 +10,7 @@ static const cli_cmd g_cmds[] = {
     {"tokenize", "print the token ids of a text", cmd_tokenize},
     {"detokenize", "print the text of token ids", cmd_detokenize},
     {"gen-model", "write a deepseek2 GGUF with random weights", cmd_gen_model},
+    {"logits", "write the logits of token ids (float32, one row per position)", cmd_logits},
 };
 enum { N_CMDS = sizeof g_cmds / sizeof g_cmds[0] };
 

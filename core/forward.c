@@ -1,0 +1,434 @@
+/* forward.c - records the deepseek2 forward pass of one batch on the GPU (spec §4), following
+ * core/ref_forward.c step by step: embedding; per layer RMSNorm, attention (q / kv compression,
+ * RoPE, latent cache store, absorbed MLA attention or the naive path of legacy files, output
+ * projection), residual, RMSNorm, dense SwiGLU or routed MoE + shared experts, residual; final
+ * norm and the output projection of the wanted rows.
+ *
+ * Everything is recorded with core/ops.h, core/ops_matmul.h and the moe_group kernel below into
+ * the caller's gpu batch; the host only sees the result. The residual adds are fused into the
+ * next RMSNorm (vkm_op_rmsnorm_add): x += o; a = norm(x).
+ *
+ * Invariants: the shapes of every array are those documented in forward.h; offsets passed to
+ * non-matmul ops are multiples of VKM_FWD_ALIGN, so they respect any device's storage alignment. */
+#include "forward.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../shaders/fwd_common.h"
+#include "err.h"
+#include "ops_matmul.h"
+
+#define CK(expr)                                                                                   \
+    do {                                                                                           \
+        int rc_ = (expr);                                                                          \
+        if (rc_) return rc_;                                                                       \
+    } while (0)
+
+/* A profiling mark after the kernel(s) just recorded. */
+#define MARK(label)                                                                                \
+    do {                                                                                           \
+        if (f->b->profile) CK(vkm_gpu_mark(f->gpu, label));                                        \
+    } while (0)
+
+/* Everything one recording needs. */
+typedef struct fwd {
+    vkm_gpu *gpu;
+    const vkm_dmodel *m;
+    const vkm_hparams *hp;
+    const vkm_fwd_work *w;
+    const vkm_fwd_kv *kv;
+    const vkm_fwd_batch *b;
+} fwd;
+
+/* -------------------------------------------------------------------------- experts ---- */
+
+vkm_expert_loc vkm_fwd_expert_where(const vkm_dmodel *m, uint32_t il, int kind, uint32_t e) {
+    const vkm_dlayer *L = &m->layers[il];
+    const vkm_dtensor *t = kind == VKM_EXPERT_GATE      ? &L->ffn_gate_exps
+                           : kind == VKM_EXPERT_UP      ? &L->ffn_up_exps
+                           : kind == VKM_EXPERT_GATE_UP ? &L->ffn_gate_up_exps
+                                                        : &L->ffn_down_exps;
+    const size_t mat = (size_t)t->ne[1] * t->row_bytes;
+    return (vkm_expert_loc){t->buf, t->off + (size_t)e * mat, mat};
+}
+
+/* --------------------------------------------------------------------------- layouts ---- */
+
+typedef struct planner {
+    size_t off;
+    bool overflow;
+} planner;
+
+/* The next span of count elements of esize bytes (at least one word, whole VKM_FWD_ALIGN units).
+ */
+static vkm_fwd_span take(planner *p, uint64_t count, uint64_t esize) {
+    uint64_t bytes;
+    if (__builtin_mul_overflow(count, esize, &bytes) || bytes > SIZE_MAX / 2) {
+        p->overflow = true;
+        return (vkm_fwd_span){0, 0};
+    }
+    if (bytes == 0) bytes = 4;
+    bytes = (bytes + VKM_FWD_ALIGN - 1) / VKM_FWD_ALIGN * VKM_FWD_ALIGN;
+    vkm_fwd_span s = {p->off, (size_t)bytes};
+    if (p->off > SIZE_MAX / 2 - bytes) p->overflow = true;
+    p->off += (size_t)bytes;
+    return s;
+}
+
+int vkm_fwd_work_layout(const vkm_hparams *hp, uint32_t max_batch, vkm_fwd_work *w) {
+    memset(w, 0, sizeof *w);
+    if (max_batch == 0) return vkm_error(VKM_EINVAL, "forward: max_batch is 0");
+    const uint64_t B = max_batch, E = hp->n_embd, H = hp->n_head, K = hp->n_expert_used;
+    const uint64_t X = hp->n_expert, Fe = hp->n_ff_exp, Ckv = hp->n_lora_kv, D = hp->kv_dim;
+    const uint64_t BK = B * (K ? K : 1);
+    uint64_t Fx = hp->n_ff;
+    if ((uint64_t)Fe * hp->n_expert_shared > Fx) Fx = (uint64_t)Fe * hp->n_expert_shared;
+    planner p = {0, false};
+    w->max_batch = max_batch;
+    w->ids = take(&p, B, 4);
+    w->pos = take(&p, B, 4);
+    w->iota = take(&p, BK, 4);
+    w->x = take(&p, B * E, 4);
+    w->a = take(&p, B * E, 4);
+    w->o = take(&p, B * E, 4);
+    w->qa = take(&p, B * hp->n_lora_q, 4);
+    w->q = take(&p, B * H * hp->d_qk, 4);
+    w->kva = take(&p, B * D, 4);
+    w->qabs = take(&p, hp->is_mla ? B * H * Ckv : 0, 4);
+    w->ao = take(&p, hp->is_mla ? B * H * Ckv : 0, 4);
+    w->kvb = take(&p, hp->is_mla ? 0 : B * H * (hp->d_nope + hp->d_v), 4);
+    w->u = take(&p, B * H * hp->d_v, 4);
+    w->fg = take(&p, B * Fx, 4);
+    w->fu = take(&p, B * Fx, 4);
+    w->rlog = take(&p, B * X, 4);
+    w->sel = take(&p, B * K, 4);
+    w->wts = take(&p, B * K, 4);
+    w->rows = take(&p, BK, 4);
+    w->map = take(&p, BK, 4);
+    w->mats = take(&p, 2 * X, 4);
+    w->eg = take(&p, BK * 2 * Fe, 4);
+    w->eu = take(&p, BK * Fe, 4);
+    w->eh = take(&p, BK * Fe, 4);
+    w->eo = take(&p, X ? BK * E : 0, 4);
+    w->logits = take(&p, B * hp->n_vocab, 4);
+    if (p.overflow)
+        return vkm_error(VKM_ERANGE, "forward: work buffers for %u tokens overflow", max_batch);
+    w->bytes = p.off;
+    return 0;
+}
+
+int vkm_fwd_work_init(vkm_gpu *gpu, const vkm_fwd_work *w) {
+    const size_t n = w->iota.size / 4;
+    int32_t *v = malloc(n * sizeof *v);
+    if (!v) return vkm_error(VKM_ENOMEM, "forward: out of memory");
+    for (size_t i = 0; i < n; i++) v[i] = (int32_t)i;
+    int rc = vkm_gpu_upload(gpu, w->buf, w->iota.off, v, n * sizeof *v);
+    free(v);
+    return rc;
+}
+
+int vkm_fwd_kv_layout(const vkm_hparams *hp, uint32_t n_ctx, bool f16, vkm_fwd_kv *kv) {
+    memset(kv, 0, sizeof *kv);
+    if (n_ctx == 0) return vkm_error(VKM_EINVAL, "forward: n_ctx is 0");
+    const uint64_t es = f16 ? 2 : 4, H = hp->n_head;
+    planner p = {0, false};
+    vkm_fwd_span k, v = {0, 0};
+    if (hp->is_mla) {
+        k = take(&p, (uint64_t)n_ctx * hp->kv_dim, es);
+    } else {
+        k = take(&p, (uint64_t)n_ctx * H * hp->d_qk, es);
+        v = take(&p, (uint64_t)n_ctx * H * hp->d_v, es);
+    }
+    const uint64_t layer = p.off;
+    if (p.overflow || layer > SIZE_MAX / hp->n_layer)
+        return vkm_error(VKM_ERANGE, "forward: a KV cache of %u positions overflows", n_ctx);
+    (void)k;
+    kv->f16 = f16;
+    kv->n_ctx = n_ctx;
+    kv->layer_bytes = (size_t)layer;
+    kv->v_off = v.off;
+    kv->bytes = (size_t)layer * hp->n_layer;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------- arguments ---- */
+
+static vkm_gpu_arg act(const fwd *f, vkm_fwd_span s) {
+    return (vkm_gpu_arg){f->w->buf, s.off, s.size};
+}
+
+static vkm_gpu_arg wt(const vkm_dtensor *t) {
+    return (vkm_gpu_arg){t->buf, t->off, (t->nbytes + 3) & ~(size_t)3};
+}
+
+/* The cache of layer il from byte `off` of the layer (K: 0, legacy V: kv->v_off). */
+static vkm_gpu_arg cache(const fwd *f, uint32_t il, size_t off) {
+    const vkm_fwd_kv *kv = f->kv;
+    return (vkm_gpu_arg){kv->buf, (size_t)il * kv->layer_bytes + off, kv->layer_bytes - off};
+}
+
+/* y[n][ne1] = t · x[n][ne0] with x, y rows contiguous (y at byte y_off of the work buffer). */
+static int matmul(const fwd *f, const vkm_dtensor *t, size_t x_off, size_t y_off, uint32_t n) {
+    return vkm_op_matmul(f->gpu, t->type, t->buf, t->off, t->ne[0], t->ne[1], f->w->buf, x_off, n,
+                         f->w->buf, y_off);
+}
+
+/* Per-head matrices (t {k, m, n_mat}): Y[i][h] (m values, y_stride apart) = t[h] · X[i][h]
+ * (the first k values of rows x_stride apart). */
+static int matmul_heads(const fwd *f, const vkm_dtensor *t, vkm_fwd_span x, int64_t x_stride,
+                        vkm_fwd_span y, uint32_t n) {
+    const int64_t rows = (int64_t)n * t->ne[2];
+    vkm_matmul_id a = {.wtype = t->type,
+                       .w = t->buf,
+                       .w_off = t->off,
+                       .k = t->ne[0],
+                       .m = t->ne[1],
+                       .n_mat = t->ne[2],
+                       .x = f->w->buf,
+                       .x_off = x.off,
+                       .n_x = rows,
+                       .x_stride = x_stride,
+                       .y = f->w->buf,
+                       .y_off = y.off,
+                       .n_y = rows,
+                       .mode = VKM_MATMUL_ID_HEADS,
+                       .n_tok = n};
+    return vkm_op_matmul_id(f->gpu, &a);
+}
+
+/* Routed experts: entry p of the grouped rows (work.rows / work.mats) reads X row xrows[p] and
+ * writes Y row p; matrix `kind` of the experts of layer il. */
+static int matmul_experts(const fwd *f, uint32_t il, int kind, int64_t k, int64_t m, vkm_fwd_span x,
+                          int64_t n_x, vkm_fwd_span xrows, vkm_fwd_span y) {
+    const vkm_dlayer *L = &f->m->layers[il];
+    const vkm_dtensor *t = kind == VKM_EXPERT_DOWN      ? &L->ffn_down_exps
+                           : kind == VKM_EXPERT_GATE_UP ? &L->ffn_gate_up_exps
+                           : kind == VKM_EXPERT_UP      ? &L->ffn_up_exps
+                                                        : &L->ffn_gate_exps;
+    const vkm_expert_loc loc = vkm_fwd_expert_where(f->m, il, kind, 0); /* the stack */
+    const int64_t n_rows = (int64_t)f->b->n * f->hp->n_expert_used;
+    vkm_matmul_id a = {.wtype = t->type,
+                       .w = loc.buf,
+                       .w_off = loc.off,
+                       .k = k,
+                       .m = m,
+                       .n_mat = f->hp->n_expert,
+                       .x = f->w->buf,
+                       .x_off = x.off,
+                       .n_x = n_x,
+                       .y = f->w->buf,
+                       .y_off = y.off,
+                       .n_y = n_rows,
+                       .mode = VKM_MATMUL_ID_ROWS,
+                       .rows = f->w->buf,
+                       .rows_off = xrows.off,
+                       .n_rows = n_rows,
+                       .mats = f->w->buf,
+                       .mats_off = f->w->mats.off,
+                       .max_per_mat = f->b->n}; /* a token picks an expert at most once */
+    return vkm_op_matmul_id(f->gpu, &a);
+}
+
+/* Groups the router's choices by expert (shaders/moe_group.comp, layout in fwd_common.h). */
+static int moe_group(const fwd *f) {
+    vkm_gpu_kernel *k = NULL;
+    CK(vkm_gpu_kernel_get(f->gpu, "moe_group", NULL, 0, 4, sizeof(vkm_push_moe_group), &k));
+    vkm_push_moe_group p = {f->b->n, f->hp->n_expert_used, f->hp->n_expert};
+    const vkm_fwd_work *w = f->w;
+    vkm_gpu_arg args[4] = {act(f, w->sel), act(f, w->rows), act(f, w->mats), act(f, w->map)};
+    return vkm_gpu_dispatch(f->gpu, k, args, 4, &p, 1, 1, 1);
+}
+
+/* y[r][0..d) = silu(g[r*stride + 0..d)) * g[r*stride + d + 0..d): the fused gate_up output.
+ * Uses the swiglu kernel of ops.c with its offset fields (no storage alignment needed). */
+static int swiglu_fused(const fwd *f, vkm_fwd_span gu, vkm_fwd_span y, uint32_t n_rows,
+                        uint32_t d) {
+    vkm_gpu_kernel *k = NULL;
+    CK(vkm_gpu_kernel_get(f->gpu, "swiglu", NULL, 0, 3, sizeof(vkm_push_swiglu), &k));
+    vkm_push_swiglu p = {n_rows, d, 0, 2 * d, d, 2 * d, d};
+    vkm_gpu_arg args[3] = {act(f, gu), act(f, gu), act(f, y)};
+    uint32_t gx = (d + VKM_OPS_WG - 1) / VKM_OPS_WG;
+    uint32_t gy = n_rows < VKM_OPS_MAX_GROUPS ? n_rows : VKM_OPS_MAX_GROUPS;
+    return vkm_gpu_dispatch(f->gpu, k, args, 3, &p, gx, gy, 1);
+}
+
+/* ------------------------------------------------------------------------- attention ---- */
+
+/* o[n][E] = Attention(a[n][E]) of layer il (spec §4.3-§4.4); writes the cache rows of the batch.
+ */
+static int attention(const fwd *f, uint32_t il) {
+    const vkm_hparams *hp = f->hp;
+    const vkm_dlayer *L = &f->m->layers[il];
+    const vkm_fwd_work *w = f->w;
+    const uint32_t n = f->b->n, pos0 = f->b->pos0;
+    const uint32_t H = hp->n_head, Dqk = hp->d_qk, Dn = hp->d_nope, R = hp->n_rot, Dv = hp->d_v;
+    const uint32_t Cq = hp->n_lora_q, Ckv = hp->n_lora_kv, D = hp->kv_dim;
+    const bool f16 = f->kv->f16;
+
+    /* q [n][H][Dqk] = W_q_b · norm(W_q_a · a), or W_q · a */
+    if (Cq > 0) {
+        CK(matmul(f, &L->attn_q_a, w->a.off, w->qa.off, n)); /* qa [n][Cq] */
+        CK(vkm_op_rmsnorm(f->gpu, act(f, w->qa), wt(&L->attn_q_a_norm), act(f, w->qa), n, Cq, Cq,
+                          Cq, hp->eps));
+        CK(matmul(f, &L->attn_q_b, w->qa.off, w->q.off, n));
+    } else {
+        CK(matmul(f, &L->attn_q, w->a.off, w->q.off, n));
+    }
+    MARK("attn_q");
+    /* kva [n][Ckv+R] = W_kv_a_mqa · a; c normalised in place; k_pe and every q_pe rotated */
+    CK(matmul(f, &L->attn_kv_a_mqa, w->a.off, w->kva.off, n));
+    CK(vkm_op_rmsnorm(f->gpu, act(f, w->kva), wt(&L->attn_kv_a_norm), act(f, w->kva), n, Ckv, D, D,
+                      hp->eps));
+    MARK("attn_kv");
+    CK(vkm_op_rope(f->gpu, &f->m->rope, act(f, w->kva), act(f, w->pos), n, 1, Ckv, D, 0));
+    CK(vkm_op_rope(f->gpu, &f->m->rope, act(f, w->q), act(f, w->pos), n, H, Dn, H * Dqk, Dqk));
+    MARK("rope");
+
+    const vkm_attn_shape shape = {n, H, pos0, pos0 + n, hp->kq_scale, f16};
+    if (hp->is_mla) { /* spec §4.4a */
+        CK(vkm_op_mla_kv_store(f->gpu, f16, act(f, w->kva), cache(f, il, 0), n, D, D, pos0));
+        MARK("kv_store");
+        /* qabs [n][H][Ckv]: head h's q_nope (first Dn of each Dqk) times attn_k_b[h] */
+        CK(matmul_heads(f, &L->attn_k_b, w->q, Dqk, w->qabs, n));
+        MARK("attn_qabs");
+        CK(vkm_op_mla_attn(f->gpu, &shape, Ckv, R, Dqk, act(f, w->qabs), act(f, w->q),
+                           cache(f, il, 0), act(f, w->ao))); /* ao [n][H][Ckv] */
+        MARK("attn");
+        CK(matmul_heads(f, &L->attn_v_b, w->ao, Ckv, w->u, n)); /* u [n][H][Dv] */
+        MARK("attn_vb");
+    } else { /* spec §4.4b: K/V of the new tokens expanded once and cached per head */
+        /* kvb [n][H][Dn+Dv] = W_kv_b · c (c = the first Ckv of each kva row) */
+        vkm_dtensor kvb = L->attn_kv_b;
+        kvb.ne[2] = 1;
+        CK(matmul_heads(f, &kvb, w->kva, D, w->kvb, n));
+        const uint32_t W = Dn + Dv;
+        vkm_push_kv_store kn = {n, H, Dn, 0, H * W, W, 0, pos0, H * Dqk, Dqk};
+        vkm_push_kv_store kp = {n, H, R, Ckv, D, 0, Dn, pos0, H * Dqk, Dqk};
+        vkm_push_kv_store vv = {n, H, Dv, Dn, H * W, W, 0, pos0, H * Dv, Dv};
+        CK(vkm_op_kv_store(f->gpu, f16, act(f, w->kvb), cache(f, il, 0), &kn));
+        CK(vkm_op_kv_store(f->gpu, f16, act(f, w->kva), cache(f, il, 0), &kp));
+        CK(vkm_op_kv_store(f->gpu, f16, act(f, w->kvb), cache(f, il, f->kv->v_off), &vv));
+        MARK("kv_store");
+        CK(vkm_op_naive_attn(f->gpu, &shape, Dqk, Dv, act(f, w->q), cache(f, il, 0),
+                             cache(f, il, f->kv->v_off), act(f, w->u)));
+        MARK("attn");
+    }
+    /* o [n][E] = W_attn_output · u */
+    CK(matmul(f, &L->attn_output, w->u.off, w->o.off, n));
+    MARK("attn_out");
+    return 0;
+}
+
+/* ---------------------------------------------------------------------- FFN and MoE ---- */
+
+/* o[n][E] = down · swiglu(gate · a, up · a) (dense layers, shared experts). */
+static int ffn(const fwd *f, const vkm_dtensor *gate, const vkm_dtensor *up,
+               const vkm_dtensor *down) {
+    const vkm_fwd_work *w = f->w;
+    const uint32_t n = f->b->n, F = (uint32_t)gate->ne[1];
+    CK(matmul(f, gate, w->a.off, w->fg.off, n)); /* fg [n][F] */
+    CK(matmul(f, up, w->a.off, w->fu.off, n));   /* fu [n][F] */
+    CK(vkm_op_swiglu(f->gpu, act(f, w->fg), act(f, w->fu), act(f, w->fg), n, F, F, F));
+    return matmul(f, down, w->fg.off, w->o.off, n);
+}
+
+/* o[n][E] = routed MoE(a) + shared experts(a) (spec §4.7). */
+static int moe(const fwd *f, uint32_t il) {
+    const vkm_hparams *hp = f->hp;
+    const vkm_dlayer *L = &f->m->layers[il];
+    const vkm_fwd_work *w = f->w;
+    const uint32_t n = f->b->n, E = hp->n_embd, K = hp->n_expert_used, Fe = hp->n_ff_exp;
+
+    /* rlog [n][X] = W_gate_inp · a; sel, wts [n][K] */
+    CK(matmul(f, &L->ffn_gate_inp, w->a.off, w->rlog.off, n));
+    const vkm_router_cfg cfg = {hp->n_expert,
+                                hp->n_expert_used,
+                                hp->n_group,
+                                hp->n_group_used,
+                                hp->gating,
+                                hp->expert_weights_norm,
+                                hp->expert_weights_scale};
+    const vkm_gpu_arg bias = L->exp_probs_b.buf ? wt(&L->exp_probs_b) : (vkm_gpu_arg){0};
+    CK(vkm_op_router(f->gpu, &cfg, act(f, w->rlog), bias, act(f, w->sel), act(f, w->wts), n));
+    MARK("router");
+    CK(moe_group(f)); /* rows, mats, map */
+    MARK("moe_group");
+
+    /* eh [n*K][Fe] = swiglu(gate_e · a_t, up_e · a_t) for every grouped (token t, expert e) */
+    if (L->ffn_gate_up_exps.buf) {
+        CK(matmul_experts(f, il, VKM_EXPERT_GATE_UP, E, 2 * (int64_t)Fe, w->a, n, w->rows, w->eg));
+        MARK("moe_gate_up");
+        CK(swiglu_fused(f, w->eg, w->eh, n * K, Fe));
+    } else {
+        CK(matmul_experts(f, il, VKM_EXPERT_GATE, E, Fe, w->a, n, w->rows, w->eg));
+        CK(matmul_experts(f, il, VKM_EXPERT_UP, E, Fe, w->a, n, w->rows, w->eu));
+        MARK("moe_gate_up");
+        CK(vkm_op_swiglu(f->gpu, act(f, w->eg), act(f, w->eu), act(f, w->eh), n * K, Fe, Fe, Fe));
+    }
+    MARK("moe_swiglu");
+    /* eo [n*K][E] = down_e · eh (entry p reads eh row p) */
+    CK(matmul_experts(f, il, VKM_EXPERT_DOWN, Fe, E, w->eh, (int64_t)n * K, w->iota, w->eo));
+    MARK("moe_down");
+
+    /* o = shared experts(a) + sum_j wts[t][j] eo[map[t][j]] */
+    const bool shared = hp->n_expert_shared > 0;
+    if (shared) {
+        CK(ffn(f, &L->ffn_gate_shexp, &L->ffn_up_shexp, &L->ffn_down_shexp));
+        MARK("moe_shared");
+    }
+    CK(vkm_op_moe_combine(f->gpu, act(f, w->eo), act(f, w->map), act(f, w->wts), act(f, w->o), n, K,
+                          E, n * K, shared));
+    MARK("moe_combine");
+    return 0;
+}
+
+/* --------------------------------------------------------------------------- forward ---- */
+
+int vkm_fwd_record(vkm_gpu *gpu, const vkm_dmodel *m, const vkm_fwd_work *w, const vkm_fwd_kv *kv,
+                   const vkm_fwd_batch *b) {
+    const vkm_hparams *hp = m->hp;
+    if (b->n == 0 || b->n > w->max_batch || (uint64_t)b->pos0 + b->n > kv->n_ctx ||
+        (uint64_t)b->logit_row0 + b->n_logits > b->n)
+        return vkm_error(VKM_EINVAL,
+                         "forward: batch of %u tokens at %u (logits %u+%u) does not "
+                         "fit max_batch %u / n_ctx %u",
+                         b->n, b->pos0, b->logit_row0, b->n_logits, w->max_batch, kv->n_ctx);
+    const fwd fs = {gpu, m, hp, w, kv, b}, *f = &fs;
+    const uint32_t n = b->n, E = hp->n_embd;
+
+    /* x [n][E] = token_embd rows */
+    CK(vkm_op_get_rows(gpu, m->token_embd.type, wt(&m->token_embd), act(f, w->ids), act(f, w->x), n,
+                       E, hp->n_vocab));
+    MARK("embd");
+    for (uint32_t il = 0; il < hp->n_layer; il++) {
+        const vkm_dlayer *L = &m->layers[il];
+        /* a = norm(x) (adding the previous layer's FFN output o first: x = ffo + f_in) */
+        if (il == 0)
+            CK(vkm_op_rmsnorm(gpu, act(f, w->x), wt(&L->attn_norm), act(f, w->a), n, E, E, E,
+                              hp->eps));
+        else
+            CK(vkm_op_rmsnorm_add(gpu, act(f, w->x), act(f, w->o), wt(&L->attn_norm), act(f, w->a),
+                                  n, E, hp->eps));
+        MARK("norm");
+        CK(attention(f, il)); /* o = att */
+        /* x = f_in = att + x_in; a = h = norm(f_in) */
+        CK(vkm_op_rmsnorm_add(gpu, act(f, w->x), act(f, w->o), wt(&L->ffn_norm), act(f, w->a), n, E,
+                              hp->eps));
+        MARK("norm");
+        if (L->moe) {
+            CK(moe(f, il)); /* o = ffo */
+        } else {
+            CK(ffn(f, &L->ffn_gate, &L->ffn_up, &L->ffn_down));
+            MARK("ffn_dense");
+        }
+    }
+    if (b->n_logits == 0) return 0;
+    /* a = norm(x + o); logits [n_logits][V] = output · a[logit_row0 ..] */
+    CK(vkm_op_rmsnorm_add(gpu, act(f, w->x), act(f, w->o), wt(&m->output_norm), act(f, w->a), n, E,
+                          hp->eps));
+    CK(vkm_op_matmul(gpu, m->output.type, m->output.buf, m->output.off, E, hp->n_vocab, w->buf,
+                     w->a.off + (size_t)b->logit_row0 * E * 4, b->n_logits, w->buf, w->logits.off));
+    MARK("output");
+    return 0;
+}

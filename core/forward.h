@@ -1,0 +1,159 @@
+/* forward.h - the deepseek2 forward pass of one batch, recorded on the GPU (spec §4).
+ *
+ * The engine (core/engine.c) uploads the weights into device buffers and describes them with a
+ * vkm_dmodel; a session (core/session.c) owns a latent KV cache (vkm_fwd_kv) and a work buffer of
+ * activations (vkm_fwd_work), both laid out here. vkm_fwd_record() records one batch of n tokens
+ * into the current gpu batch (between vkm_gpu_begin and vkm_gpu_submit) without any host round
+ * trip: embedding, the layers, the final norm and the output projection of the rows whose logits
+ * are wanted. The order of the forward pass is readable top to bottom in forward.c.
+ *
+ * Invariants: every device tensor and every work/cache array starts at a multiple of
+ * VKM_FWD_ALIGN bytes (256, the largest minStorageBufferOffsetAlignment Vulkan allows) and owns
+ * whole 32-bit words up to the next such multiple; the routed expert matrices (ffn_*_exps) live in
+ * their own buffers and are reached only through vkm_fwd_expert_where(). */
+#ifndef VKM_FORWARD_H
+#define VKM_FORWARD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gpu.h"
+#include "model.h"
+#include "ops.h"
+
+#define VKM_FWD_ALIGN 256u
+
+/* A weight tensor resident on the device. */
+typedef struct vkm_dtensor {
+    vkm_gpu_buf *buf; /* NULL when the tensor is absent */
+    size_t off;       /* byte offset in buf, a multiple of VKM_FWD_ALIGN */
+    uint32_t type;    /* ggml type */
+    int64_t ne[4];    /* shape, ne[0] innermost */
+    size_t nbytes;    /* bytes of data (the buffer owns whole words past it) */
+    size_t row_bytes; /* bytes of one ne[0]-row */
+} vkm_dtensor;
+
+/* The device tensors of one layer (shapes as in vkm_layer; letters of spec §3). */
+typedef struct vkm_dlayer {
+    bool moe;
+    vkm_dtensor attn_norm;        /* {E} */
+    vkm_dtensor attn_q_a;         /* {E, Cq}            Cq > 0 */
+    vkm_dtensor attn_q_a_norm;    /* {Cq}               Cq > 0 */
+    vkm_dtensor attn_q_b;         /* {Cq, H*Dqk}        Cq > 0 */
+    vkm_dtensor attn_q;           /* {E, H*Dqk}         Cq == 0 */
+    vkm_dtensor attn_kv_a_mqa;    /* {E, Ckv+R} */
+    vkm_dtensor attn_kv_a_norm;   /* {Ckv} */
+    vkm_dtensor attn_k_b;         /* {Dn, Ckv, H}       MLA */
+    vkm_dtensor attn_v_b;         /* {Ckv, Dv, H}       MLA */
+    vkm_dtensor attn_kv_b;        /* {Ckv, H*(Dn+Dv)}   legacy */
+    vkm_dtensor attn_output;      /* {H*Dv, E} */
+    vkm_dtensor ffn_norm;         /* {E} */
+    vkm_dtensor ffn_gate;         /* {E, F}             dense */
+    vkm_dtensor ffn_up;           /* {E, F}             dense */
+    vkm_dtensor ffn_down;         /* {F, E}             dense */
+    vkm_dtensor ffn_gate_inp;     /* {E, X}             router */
+    vkm_dtensor exp_probs_b;      /* {X}                optional */
+    vkm_dtensor ffn_gate_exps;    /* {E, Fe, X}         use vkm_fwd_expert_where() */
+    vkm_dtensor ffn_up_exps;      /* {E, Fe, X} */
+    vkm_dtensor ffn_gate_up_exps; /* {E, 2*Fe, X}       fused */
+    vkm_dtensor ffn_down_exps;    /* {Fe, E, X} */
+    vkm_dtensor ffn_gate_shexp;   /* {E, Fe*S} */
+    vkm_dtensor ffn_up_shexp;     /* {E, Fe*S} */
+    vkm_dtensor ffn_down_shexp;   /* {Fe*S, E} */
+} vkm_dlayer;
+
+/* A model on the device. */
+typedef struct vkm_dmodel {
+    const vkm_hparams *hp;  /* of the host model */
+    vkm_rope_params rope;   /* RoPE constants of hp */
+    vkm_dtensor token_embd; /* {E, V} */
+    vkm_dtensor output_norm;
+    vkm_dtensor output; /* {E, V}; a copy of token_embd's descriptor when tied */
+    vkm_dlayer *layers; /* [hp->n_layer] */
+} vkm_dmodel;
+
+/* The matrices of a routed expert. */
+enum vkm_expert_kind { VKM_EXPERT_GATE, VKM_EXPERT_UP, VKM_EXPERT_GATE_UP, VKM_EXPERT_DOWN };
+
+typedef struct vkm_expert_loc {
+    vkm_gpu_buf *buf;
+    size_t off;       /* byte offset of the matrix */
+    size_t mat_bytes; /* bytes of one expert's matrix: expert e+1 follows at off + mat_bytes */
+} vkm_expert_loc;
+
+/* Where matrix `kind` of routed expert e of layer il lives. Today every expert is resident in its
+ * layer's stack (expert e at stack + e*mat_bytes); an expert pager replaces this function. */
+vkm_expert_loc vkm_fwd_expert_where(const vkm_dmodel *m, uint32_t il, int kind, uint32_t e);
+
+/* A byte range of a work or cache buffer. */
+typedef struct vkm_fwd_span {
+    size_t off, size;
+} vkm_fwd_span;
+
+/* The activations of one batch of up to max_batch (B) tokens, all in one device buffer.
+ * Letters of spec §3; K = n_expert_used, Fx = max(F, Fe*S). */
+typedef struct vkm_fwd_work {
+    vkm_gpu_buf *buf; /* set by the owner: at least `bytes` bytes */
+    uint32_t max_batch;
+    size_t bytes;
+    vkm_fwd_span ids;    /* int32 [B] token ids (uploaded by the host) */
+    vkm_fwd_span pos;    /* int32 [B] positions (uploaded by the host) */
+    vkm_fwd_span iota;   /* int32 [B*K] 0, 1, 2, ... (uploaded once, vkm_fwd_work_init) */
+    vkm_fwd_span x;      /* f32 [B][E] residual stream */
+    vkm_fwd_span a;      /* f32 [B][E] normalised block input */
+    vkm_fwd_span o;      /* f32 [B][E] block output */
+    vkm_fwd_span qa;     /* f32 [B][Cq] compressed q */
+    vkm_fwd_span q;      /* f32 [B][H][Dqk] q_nope | q_pe per head */
+    vkm_fwd_span kva;    /* f32 [B][Ckv+R] c | k_pe */
+    vkm_fwd_span qabs;   /* f32 [B][H][Ckv] absorbed q (MLA) */
+    vkm_fwd_span ao;     /* f32 [B][H][Ckv] attention output (MLA) */
+    vkm_fwd_span kvb;    /* f32 [B][H][Dn+Dv] expanded k_nope | v (legacy) */
+    vkm_fwd_span u;      /* f32 [B][H][Dv] per-head outputs */
+    vkm_fwd_span fg, fu; /* f32 [B][Fx] dense / shared FFN gate and up */
+    vkm_fwd_span rlog;   /* f32 [B][X] router logits */
+    vkm_fwd_span sel;    /* int32 [B][K] selected experts */
+    vkm_fwd_span wts;    /* f32 [B][K] their weights */
+    vkm_fwd_span rows;   /* int32 [B*K] token of each grouped entry */
+    vkm_fwd_span map;    /* int32 [B][K] entry of each choice */
+    vkm_fwd_span mats;   /* int32 [2*X] (first, count) per expert */
+    vkm_fwd_span eg;     /* f32 [B*K][Fe] expert gate ([B*K][2*Fe] when fused) */
+    vkm_fwd_span eu;     /* f32 [B*K][Fe] expert up */
+    vkm_fwd_span eh;     /* f32 [B*K][Fe] swiglu */
+    vkm_fwd_span eo;     /* f32 [B*K][E] expert outputs */
+    vkm_fwd_span logits; /* f32 [B][V] */
+} vkm_fwd_work;
+
+/* The KV cache of a session: per layer, MLA files keep the latent rows [n_ctx][Ckv+R]
+ * (c normalised | k_pe rotated); legacy files keep K [n_ctx][H][Dqk] then V [n_ctx][H][Dv]. */
+typedef struct vkm_fwd_kv {
+    vkm_gpu_buf *buf; /* set by the owner: at least `bytes` bytes */
+    bool f16;         /* elements are f16 (default) or f32 */
+    uint32_t n_ctx;
+    size_t layer_bytes; /* layer il starts at il * layer_bytes (multiple of VKM_FWD_ALIGN) */
+    size_t v_off;       /* legacy: byte offset of V inside a layer */
+    size_t bytes;
+} vkm_fwd_kv;
+
+/* Lays out the work arrays for batches of up to max_batch tokens (sets everything but buf).
+ * VKM_EINVAL for max_batch 0, VKM_ERANGE when the sizes overflow. */
+int vkm_fwd_work_layout(const vkm_hparams *hp, uint32_t max_batch, vkm_fwd_work *w);
+/* Uploads the constant arrays (iota) into w->buf. */
+int vkm_fwd_work_init(vkm_gpu *gpu, const vkm_fwd_work *w);
+/* Lays out the KV cache for n_ctx positions (sets everything but buf). */
+int vkm_fwd_kv_layout(const vkm_hparams *hp, uint32_t n_ctx, bool f16, vkm_fwd_kv *kv);
+
+typedef struct vkm_fwd_batch {
+    uint32_t n;          /* tokens, 1..max_batch; ids and positions already uploaded */
+    uint32_t pos0;       /* position of token 0; token i is at pos0 + i, pos0 + n <= n_ctx */
+    uint32_t logit_row0; /* logits of tokens logit_row0 .. +n_logits go to work.logits rows 0.. */
+    uint32_t n_logits;   /* 0 = no final norm / output projection */
+    bool profile;        /* vkm_gpu_mark after each kernel */
+} vkm_fwd_batch;
+
+/* Records the forward pass of batch b into the current gpu batch. The cache rows pos0..pos0+n-1
+ * of every layer are overwritten; rows below pos0 must hold the earlier tokens. */
+int vkm_fwd_record(vkm_gpu *gpu, const vkm_dmodel *m, const vkm_fwd_work *w, const vkm_fwd_kv *kv,
+                   const vkm_fwd_batch *b);
+
+#endif

@@ -1,0 +1,162 @@
+/* session.c - vkm_session: one sequence on an engine (core/vkmoe.h): its latent KV cache on the
+ * device, the work buffer of a batch, and evaluation.
+ *
+ * vkm_session_eval() splits the tokens into chunks of up to max_batch; per chunk it uploads the
+ * token ids and positions, records the whole forward pass (core/forward.c) into one gpu batch,
+ * submits it and downloads only the logits that were asked for.
+ *
+ * Invariants: cache rows 0..n_past-1 of every layer hold the tokens evaluated so far; n_past only
+ * grows when a whole eval succeeded, so a failed or refused eval (context overflow, bad token
+ * id) leaves the session as it was (rows past n_past are scratch). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "err.h"
+#include "forward.h"
+#include "vkmoe.h"
+
+#define MAX_CTX (1 << 24)   /* RoPE positions must stay below 2^24 (ops.h) */
+#define MAX_BATCH (1 << 16) /* tokens per gpu batch */
+#define MIB (1024.0 * 1024.0)
+
+struct vkm_session {
+    vkm_engine *e;
+    vkm_gpu *gpu;
+    const vkm_dmodel *dm;
+    int n_ctx;     /* cache capacity in tokens */
+    int max_batch; /* tokens per gpu batch */
+    int n_past;    /* cached positions */
+    vkm_fwd_kv kv;
+    vkm_fwd_work w;
+    int32_t *pos; /* [max_batch] host staging of the positions */
+};
+
+/* A device buffer of `bytes`, with a message naming the purpose on failure. */
+static int make_buf(vkm_gpu *gpu, size_t bytes, const char *what, vkm_gpu_buf **out) {
+    int rc = vkm_gpu_buf_create(gpu, bytes, VKM_BUF_DEVICE, out);
+    if (rc != VKM_EDEVMEM) return rc;
+    char why[512]; /* vkm_error() reuses the buffer vkm_errmsg() points to */
+    snprintf(why, sizeof why, "%s", vkm_errmsg());
+    return vkm_error(VKM_EDEVMEM, "session: the %s needs %.1f MiB of device memory: %s", what,
+                     (double)bytes / MIB, why);
+}
+
+int vkm_session_create(vkm_engine *e, const vkm_session_opts *opts, vkm_session **out) {
+    *out = NULL;
+    vkm_session_opts o = {0};
+    if (opts) o = *opts;
+    const vkm_hparams *hp = &vkm_engine_model(e)->hp;
+    int n_ctx = o.n_ctx;
+    if (n_ctx == 0) n_ctx = hp->n_ctx_train < 4096 ? (int)hp->n_ctx_train : 4096;
+    if (n_ctx <= 0 || n_ctx > MAX_CTX)
+        return vkm_error(VKM_EINVAL, "session: n_ctx = %d, expected 1..%d", o.n_ctx, MAX_CTX);
+    int max_batch = o.max_batch ? o.max_batch : 512;
+    if (max_batch <= 0 || max_batch > MAX_BATCH)
+        return vkm_error(VKM_EINVAL, "session: max_batch = %d, expected 1..%d", o.max_batch,
+                         MAX_BATCH);
+    if (max_batch > n_ctx) max_batch = n_ctx;
+
+    vkm_session *s = calloc(1, sizeof *s);
+    if (!s) return vkm_error(VKM_ENOMEM, "out of memory");
+    s->e = e;
+    s->gpu = vkm_engine_gpu(e);
+    s->dm = vkm_engine_dmodel(e);
+    s->n_ctx = n_ctx;
+    s->max_batch = max_batch;
+    int rc;
+    if ((rc = vkm_fwd_kv_layout(hp, (uint32_t)n_ctx, !o.kv_f32, &s->kv)) ||
+        (rc = vkm_fwd_work_layout(hp, (uint32_t)max_batch, &s->w)))
+        goto fail;
+    if (!(s->pos = malloc((size_t)max_batch * sizeof *s->pos))) {
+        rc = vkm_error(VKM_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if ((rc = make_buf(s->gpu, s->kv.bytes, "KV cache", &s->kv.buf)) ||
+        (rc = make_buf(s->gpu, s->w.bytes, "work buffer", &s->w.buf)) ||
+        (rc = vkm_fwd_work_init(s->gpu, &s->w)))
+        goto fail;
+    *out = s;
+    return 0;
+fail:
+    vkm_session_destroy(s);
+    return rc;
+}
+
+void vkm_session_destroy(vkm_session *s) {
+    if (!s) return;
+    vkm_gpu_buf_destroy(s->gpu, s->kv.buf);
+    vkm_gpu_buf_destroy(s->gpu, s->w.buf);
+    free(s->pos);
+    free(s);
+}
+
+/* Evaluates tokens[0..n) (n <= max_batch) at positions pos0.. in one gpu batch; the logits of
+ * rows row0..row0+n_logits-1 go to logits. */
+static int eval_chunk(vkm_session *s, const int32_t *tokens, int n, int pos0, int row0,
+                      int n_logits, float *logits) {
+    for (int i = 0; i < n; i++) s->pos[i] = pos0 + i;
+    int rc;
+    if ((rc = vkm_gpu_upload(s->gpu, s->w.buf, s->w.ids.off, tokens, (size_t)n * 4)) ||
+        (rc = vkm_gpu_upload(s->gpu, s->w.buf, s->w.pos.off, s->pos, (size_t)n * 4)))
+        return rc;
+    const vkm_fwd_batch b = {(uint32_t)n, (uint32_t)pos0, (uint32_t)row0, (uint32_t)n_logits,
+                             vkm_engine_profiling(s->e)};
+    if ((rc = vkm_gpu_begin(s->gpu)) || (rc = vkm_fwd_record(s->gpu, s->dm, &s->w, &s->kv, &b)) ||
+        (rc = vkm_gpu_submit(s->gpu)))
+        return rc;
+    if (b.profile && (rc = vkm_engine_profile_collect(s->e))) return rc;
+    if (n_logits == 0) return 0;
+    const size_t V = s->dm->hp->n_vocab;
+    return vkm_gpu_download(s->gpu, s->w.buf, s->w.logits.off, logits,
+                            (size_t)n_logits * V * sizeof(float));
+}
+
+int vkm_session_eval(vkm_session *s, const int32_t *tokens, int n, bool all_logits, float *logits) {
+    if (n <= 0 || !tokens) return vkm_error(VKM_EINVAL, "session: eval of %d tokens", n);
+    if (n > s->n_ctx - s->n_past)
+        return vkm_error(VKM_ERANGE,
+                         "session: %d tokens at position %d exceed the %d-token context", n,
+                         s->n_past, s->n_ctx);
+    const uint32_t V = s->dm->hp->n_vocab;
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || (uint32_t)tokens[i] >= V)
+            return vkm_error(VKM_ERANGE, "session: token %d = %d is outside the vocabulary (%u)", i,
+                             tokens[i], V);
+    for (int done = 0; done < n;) {
+        const int c = n - done < s->max_batch ? n - done : s->max_batch;
+        const bool last = done + c == n;
+        int row0 = 0, n_logits = 0;
+        float *dst = NULL;
+        if (logits && all_logits) {
+            n_logits = c;
+            dst = logits + (size_t)done * V;
+        } else if (logits && last) {
+            row0 = c - 1;
+            n_logits = 1;
+            dst = logits;
+        }
+        int rc = eval_chunk(s, tokens + done, c, s->n_past + done, row0, n_logits, dst);
+        if (rc) return rc;
+        done += c;
+    }
+    s->n_past += n;
+    return 0;
+}
+
+int vkm_session_n_past(const vkm_session *s) {
+    return s->n_past;
+}
+
+int vkm_session_n_ctx(const vkm_session *s) {
+    return s->n_ctx;
+}
+
+int vkm_session_truncate(vkm_session *s, int n_past) {
+    if (n_past < 0 || n_past > s->n_past)
+        return vkm_error(VKM_ERANGE, "session: cannot truncate to %d of %d positions", n_past,
+                         s->n_past);
+    s->n_past = n_past;
+    return 0;
+}

@@ -1,0 +1,73 @@
+/* vkmoe.h - the public API of the engine: what tools/ (and any embedding program) use.
+ *
+ * Two opaque types: vkm_engine (a model file loaded onto one Vulkan device: weights resident or
+ * paged, kernels ready) and vkm_session (one sequence: its latent KV cache and position).
+ * Options structs open them; zero-initialised options mean sane defaults. Every function returns
+ * 0 or a negative VKM_E* code with a message (err.h). Thread-compatible, not thread-safe. */
+#ifndef VKMOE_H
+#define VKMOE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+typedef struct vkm_engine vkm_engine;
+typedef struct vkm_session vkm_session;
+
+typedef struct vkm_engine_opts {
+    const char *model_path; /* GGUF file (first part of a split model) */
+    int device;             /* Vulkan device index (vkm_gpu_list order), -1 = default choice */
+    bool validation;        /* enable Vulkan validation layers (tests, diagnostics) */
+    bool profile;           /* record per-kernel GPU timestamps (vkm_engine_profile) */
+    uint64_t vram_budget;   /* bytes for weights + expert cache; 0 = automatic */
+    bool quiet;             /* no progress output on stderr */
+} vkm_engine_opts;
+
+typedef struct vkm_engine_info {
+    int n_vocab;
+    int n_ctx_train;
+    int n_layer;
+    int n_embd;
+    int n_expert, n_expert_used;
+    uint64_t weight_bytes; /* bytes of all weights in the file */
+    char device_name[256];
+    char model_desc[256]; /* one line: "deepseek2 3 layers, 16 experts top-4, Q4_K_M-ish mix" */
+} vkm_engine_info;
+
+/* Loads the model onto the device: every tensor is uploaded once (progress on stderr for large
+ * models unless quiet). VKM_EIO / VKM_EFORMAT for the file, VKM_EUNSUPPORTED for a tensor type or
+ * shape the kernels do not handle, VKM_ENODEV without a device, VKM_EDEVMEM (naming the bytes
+ * needed) when the weights do not fit. */
+int vkm_engine_open(const vkm_engine_opts *opts, vkm_engine **out);
+void vkm_engine_close(vkm_engine *e); /* accepts NULL */
+void vkm_engine_get_info(const vkm_engine *e, vkm_engine_info *out);
+
+typedef struct vkm_session_opts {
+    int n_ctx;     /* KV cache length in tokens; 0 = min(n_ctx_train, 4096) */
+    bool kv_f32;   /* F32 latent KV cache instead of the default F16 */
+    int max_batch; /* largest number of tokens per eval; 0 = 512 */
+} vkm_session_opts;
+
+/* opts may be NULL (defaults). VKM_EINVAL for a bad n_ctx (1..2^24) or max_batch (1..65536;
+ * clamped to n_ctx), VKM_EDEVMEM when the cache or the work buffer does not fit. */
+int vkm_session_create(vkm_engine *e, const vkm_session_opts *opts, vkm_session **out);
+void vkm_session_destroy(vkm_session *s); /* accepts NULL */
+
+/* Runs n tokens at positions n_past .. n_past+n-1 (longer inputs are split into max_batch
+ * chunks) and appends them to the KV cache. logits: NULL, or [n][n_vocab] floats when
+ * all_logits, or [n_vocab] for the last token only. VKM_ERANGE when the context would
+ * overflow or a token id is outside [0, n_vocab) (the session is then unchanged); VKM_EINVAL for
+ * n <= 0. Each max_batch chunk is one GPU submission; only the logits asked for come back. */
+int vkm_session_eval(vkm_session *s, const int32_t *tokens, int n, bool all_logits, float *logits);
+int vkm_session_n_past(const vkm_session *s);
+int vkm_session_n_ctx(const vkm_session *s);
+/* Forgets everything after the first n_past tokens (0 = empty the cache). */
+int vkm_session_truncate(vkm_session *s, int n_past);
+
+/* With opts.profile: per-kernel GPU time accumulated since the last call, printed as a table
+ * (label, calls, total ms, %), then reset. VKM_EINVAL when the engine was opened without it. */
+int vkm_engine_profile_print(vkm_engine *e, void *file /* FILE* */);
+
+#endif

@@ -1,0 +1,202 @@
+/* cmd_logits.c - `vkmoe logits`: runs token ids through the model on the GPU and writes the
+ * logits of every position as little-endian float32, n_tokens x n_vocab, position-major (the
+ * layout of the llama.cpp fixtures), for comparisons against other implementations.
+ *
+ * Without --step the whole prompt is one batch; with --step the tokens go one at a time through
+ * the KV cache (the decode path). Exit codes: 0, 1 (runtime: model, device, token out of range,
+ * output file), 2 (usage, including a token that is not a number). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "err.h"
+#include "vkmoe.h"
+
+static const char *const USAGE =
+    "vkmoe logits -m MODEL.gguf (--tokens \"ID ID ...\" | --tokens-file FILE) -o OUT.f32 "
+    "[--step] [--device N] [--kv-f32] [--ctx N] [--profile]";
+
+static void print_help(void) {
+    printf("usage: %s\n\n"
+           "Evaluates token ids on the GPU and writes the logits of every position to OUT.f32:\n"
+           "n_tokens x n_vocab little-endian float32, one row per position.\n\n"
+           "  -m, --model FILE      the GGUF model (first part of a split model)\n"
+           "  --tokens \"ID ...\"     whitespace-separated token ids\n"
+           "  --tokens-file FILE    a file of whitespace-separated token ids\n"
+           "  -o, --output FILE     where the logits go\n"
+           "  --step                one token at a time through the KV cache (default: one batch)\n"
+           "  --device N            Vulkan device index (see `vkmoe devices`)\n"
+           "  --kv-f32              F32 KV cache instead of the default F16\n"
+           "  --ctx N               KV cache length in tokens (default: min(context, 4096))\n"
+           "  --profile             print per-kernel GPU times to stderr\n"
+           "  -h, --help            this help\n",
+           USAGE);
+}
+
+/* Parses whitespace-separated ids from text into a growing array. CLI_USAGE on a bad id. */
+static int parse_ids(const char *text, int32_t **ids, int *n, int *cap) {
+    const char *p = text;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+        if (!*p) return CLI_OK;
+        const char *q = p;
+        while (*q && *q != ' ' && *q != '\t' && *q != '\n' && *q != '\r') q++;
+        char word[32];
+        long v;
+        if ((size_t)(q - p) >= sizeof word)
+            return cli_usage_error(USAGE, "bad token id '%.*s'", (int)(q - p > 40 ? 40 : q - p), p);
+        memcpy(word, p, (size_t)(q - p));
+        word[q - p] = 0;
+        if (!cli_parse_long(word, INT32_MIN, INT32_MAX, &v))
+            return cli_usage_error(USAGE, "bad token id '%s'", word);
+        if (*n == *cap) {
+            int nc = *cap ? *cap * 2 : 64;
+            int32_t *g = realloc(*ids, (size_t)nc * sizeof *g);
+            if (!g) return cli_fail("out of memory");
+            *ids = g;
+            *cap = nc;
+        }
+        (*ids)[(*n)++] = (int32_t)v;
+        p = q;
+    }
+}
+
+/* Reads a whole text file (NUL-terminated) into *out. */
+static int read_text(const char *path, char **out) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return cli_fail("cannot open tokens file '%s'", path);
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (!buf) break;
+        if (n + 1 >= cap) {
+            char *g = cap > ((size_t)1 << 30) ? NULL : realloc(buf, cap * 2);
+            if (!g) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = g;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - 1 - n, fp);
+        n += got;
+        if (got == 0) break;
+    }
+    int bad = ferror(fp);
+    fclose(fp);
+    if (!buf) return cli_fail("tokens file '%s' is too large", path);
+    if (bad) {
+        free(buf);
+        return cli_fail("cannot read tokens file '%s'", path);
+    }
+    buf[n] = 0;
+    *out = buf;
+    return CLI_OK;
+}
+
+static int write_logits(const char *path, const float *logits, size_t count) {
+    FILE *fp = fopen(path, "wb");
+    if (!fp) return cli_fail("cannot create '%s'", path);
+    size_t put = fwrite(logits, sizeof *logits, count, fp);
+    if (fclose(fp) != 0 || put != count) return cli_fail("cannot write '%s'", path);
+    return CLI_OK;
+}
+
+int cmd_logits(int argc, char **argv) {
+    const char *model = NULL, *tokens = NULL, *tokens_file = NULL, *out = NULL;
+    bool step = false, kv_f32 = false, profile = false;
+    long device = -1, ctx = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool has_val = i + 1 < argc;
+        if (cli_is_help(a)) {
+            print_help();
+            return CLI_OK;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            if (!has_val) return cli_usage_error(USAGE, "%s needs a file", a);
+            model = argv[++i];
+        } else if (!strcmp(a, "--tokens")) {
+            if (!has_val) return cli_usage_error(USAGE, "%s needs token ids", a);
+            tokens = argv[++i];
+        } else if (!strcmp(a, "--tokens-file")) {
+            if (!has_val) return cli_usage_error(USAGE, "%s needs a file", a);
+            tokens_file = argv[++i];
+        } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
+            if (!has_val) return cli_usage_error(USAGE, "%s needs a file", a);
+            out = argv[++i];
+        } else if (!strcmp(a, "--device")) {
+            if (!has_val || !cli_parse_long(argv[i + 1], 0, 1 << 20, &device))
+                return cli_usage_error(USAGE, "%s needs a device index", a);
+            i++;
+        } else if (!strcmp(a, "--ctx")) {
+            if (!has_val || !cli_parse_long(argv[i + 1], 1, 1 << 24, &ctx))
+                return cli_usage_error(USAGE, "%s needs a context length 1..%d", a, 1 << 24);
+            i++;
+        } else if (!strcmp(a, "--step")) {
+            step = true;
+        } else if (!strcmp(a, "--kv-f32")) {
+            kv_f32 = true;
+        } else if (!strcmp(a, "--profile")) {
+            profile = true;
+        } else if (a[0] == '-') {
+            return cli_usage_error(USAGE, "unknown option '%s'", a);
+        } else {
+            return cli_usage_error(USAGE, "unexpected argument '%s'", a);
+        }
+    }
+    if (!model) return cli_usage_error(USAGE, "missing -m MODEL.gguf");
+    if (!out) return cli_usage_error(USAGE, "missing -o OUT.f32");
+    if (!tokens == !tokens_file)
+        return cli_usage_error(USAGE, "give exactly one of --tokens and --tokens-file");
+
+    int32_t *ids = NULL;
+    int n = 0, cap = 0, rc;
+    if (tokens) {
+        rc = parse_ids(tokens, &ids, &n, &cap);
+    } else {
+        char *text = NULL;
+        rc = read_text(tokens_file, &text);
+        if (rc == CLI_OK) rc = parse_ids(text, &ids, &n, &cap);
+        free(text);
+    }
+    if (rc == CLI_OK && n == 0) rc = cli_usage_error(USAGE, "no token ids given");
+    if (rc != CLI_OK) {
+        free(ids);
+        return rc;
+    }
+
+    vkm_engine *e = NULL;
+    vkm_session *s = NULL;
+    float *logits = NULL;
+    vkm_engine_opts eo = {.model_path = model, .device = (int)device, .profile = profile};
+    vkm_session_opts so = {
+        .n_ctx = (int)ctx, .kv_f32 = kv_f32, .max_batch = step ? 1 : (n < 65536 ? n : 65536)};
+    if (vkm_engine_open(&eo, &e) || vkm_session_create(e, &so, &s)) {
+        rc = cli_fail_last();
+        goto done;
+    }
+    vkm_engine_info info;
+    vkm_engine_get_info(e, &info);
+    const size_t V = (size_t)info.n_vocab;
+    if (!(logits = malloc((size_t)n * V * sizeof *logits))) {
+        rc = cli_fail("out of memory for %d x %zu logits", n, V);
+        goto done;
+    }
+    if (step) {
+        for (int i = 0; i < n && rc == CLI_OK; i++)
+            if (vkm_session_eval(s, ids + i, 1, false, logits + (size_t)i * V))
+                rc = cli_fail_last();
+    } else if (vkm_session_eval(s, ids, n, true, logits)) {
+        rc = cli_fail_last();
+    }
+    if (rc == CLI_OK) rc = write_logits(out, logits, (size_t)n * V);
+    if (rc == CLI_OK && profile) vkm_engine_profile_print(e, stderr);
+done:
+    free(logits);
+    vkm_session_destroy(s);
+    vkm_engine_close(e);
+    free(ids);
+    return rc;
+}
