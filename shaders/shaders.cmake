@@ -31,6 +31,9 @@ foreach(vkm_gr_type F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6
   vkm_add_shader(get_rows_${vkm_gr_lc} get_rows.comp DEFINES TYPE_${vkm_gr_type}=1)
 endforeach()
 
+# Benchmark kernels (tools/cmd_bench_micro.c, `vkmoe bench --micro`): a plain uvec4 device copy
+# whose GB/s is the memory-bandwidth roofline the GEMV numbers are compared with.
+vkm_add_shader(bench_copy bench_copy.comp)
 
 # Kernels of the forward pass itself (core/forward.c; push constants in shaders/fwd_common.h):
 # grouping the router's choices by expert for the grouped expert matmuls.

@@ -11,6 +11,7 @@ static const cli_cmd g_cmds[] = {
     {"detokenize", "print the text of token ids", cmd_detokenize},
     {"gen-model", "write a deepseek2 GGUF with random weights", cmd_gen_model},
     {"logits", "write the logits of token ids (float32, one row per position)", cmd_logits},
+    {"bench", "benchmark the device (--micro) or a model; merge results (--report)", cmd_bench},
 };
 enum { N_CMDS = sizeof g_cmds / sizeof g_cmds[0] };
 

@@ -1,0 +1,161 @@
+#!/bin/bash
+# cli_bench.sh - `vkmoe bench`: --micro --quick JSON schema, the model benchmark on the tiny
+# fixture (when the engine can evaluate it), --report markdown + PNG, and exit codes.
+# Usage: bash cli_bench.sh <vkmoe> <fixtures-dir>. Exits 77 (skipped) with no Vulkan device.
+vkmoe="$1"
+fixtures="$2"
+pass=0
+fail=0
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+out="$dir/out"
+
+check() { # check <description> <command...>: the command must succeed
+    local what="$1"
+    shift
+    if "$@"; then
+        pass=$((pass + 1))
+    else
+        fail=$((fail + 1))
+        echo "FAIL: $what" >&2
+    fi
+}
+
+have_python=0
+command -v python3 >/dev/null && have_python=1
+
+"$vkmoe" devices >"$out" 2>&1
+if [ $? -ne 0 ]; then
+    echo "SKIP: no Vulkan device: $(cat "$out")"
+    exit 77
+fi
+
+# ---- micro ----
+micro="$dir/micro.json"
+"$vkmoe" bench --micro --quick -r 3 --max-run 2 --quiet --json "$micro" >"$out" 2>&1
+rc=$?
+check "bench --micro --quick exits 0 (got $rc: $(tail -3 "$out"))" test $rc -eq 0
+check "bench --micro prints the copy bandwidth" grep -q "^copy .* GB/s" "$out"
+check "bench --micro writes JSON" test -s "$micro"
+if [ $have_python -eq 1 ]; then
+    check "micro JSON schema" python3 - "$micro" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+dev, b, m = d["device"], d["build"], d["micro"]
+for k in ("name", "vendor", "type", "driver", "api_version"):
+    assert isinstance(dev[k], str) and dev[k], k
+assert dev["memory_bytes"] > 0
+assert isinstance(b["version"], str) and isinstance(b["commit"], str)
+assert m["copy_gbps"] > 0
+assert isinstance(m["gemv"], list) and isinstance(m["gemm"], list)
+assert isinstance(m["skipped"], list)
+ran = {(g["type"], g["shape"]) for g in m["gemv"]}
+skipped = {(s["type"], s["shape"]) for s in m["skipped"] if s["kind"] == "gemv"}
+for t in ("F16", "Q8_0", "Q4_K"):  # --quick's types: each shape ran or says why not
+    for sh in ("7168x2048", "2048x7168"):
+        assert (t, sh) in ran or (t, sh) in skipped, (t, sh)
+for g in m["gemv"]:
+    assert g["gbps"] > 0 and g["pct_copy"] > 0 and g["k"] * g["m"] > 0, g
+    assert g["shape"] == "%dx%d" % (g["k"], g["m"]), g
+for g in m["gemm"]:
+    assert g["gflops"] > 0 and g["n_tokens"] == 512, g
+for s in m["skipped"]:
+    assert s["kind"] in ("gemv", "gemm") and s["reason"], s
+assert len(m["gemv"]) > 0
+EOF
+else
+    check "micro JSON has copy_gbps" grep -q '"copy_gbps"' "$micro"
+    check "micro JSON has gemv rows" grep -q '"gbps"' "$micro"
+    check "micro JSON has a device name" grep -q '"name"' "$micro"
+fi
+
+# ---- model (only when the engine evaluates the fixture) ----
+model="$fixtures/tiny-v3-f32.gguf"
+res="$dir/model.json"
+echo "264 72 101" >"$dir/ids"
+if "$vkmoe" logits -m "$model" --tokens-file "$dir/ids" -o "$dir/logits.f32" >"$out" 2>&1; then
+    "$vkmoe" bench -m "$model" -p 8 -n 4 -r 2 --json "$res" --csv "$dir/model.csv" >"$out" 2>&1
+    rc=$?
+    check "bench -m exits 0 (got $rc: $(tail -3 "$out"))" test $rc -eq 0
+    check "bench -m table has pp8" grep -q "pp8" "$out"
+    check "bench -m table has tg4" grep -q "tg4" "$out"
+    check "bench -m CSV has a header and two rows" test "$(wc -l <"$dir/model.csv")" -eq 3
+    if [ $have_python -eq 1 ]; then
+        check "model JSON schema" python3 - "$res" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["device"]["name"] and d["build"]["version"]
+m = d["model"]
+assert m["path"].endswith("tiny-v3-f32.gguf") and m["size_bytes"] > 0 and m["type"] == "F32"
+r = {x["test"]: x for x in d["results"]}
+assert set(r) == {"pp8", "tg4"}, r
+assert r["pp8"]["n_tokens"] == 8 and r["tg4"]["n_tokens"] == 4
+for x in r.values():
+    assert x["tokens_per_s"] > 0 and x["stddev"] >= 0 and x["reps"] == 2, x
+EOF
+    else
+        check "model JSON has pp8" grep -q '"pp8"' "$res"
+        check "model JSON has tg4" grep -q '"tg4"' "$res"
+    fi
+    "$vkmoe" bench -m "$dir/missing.gguf" -p 8 -n 4 >"$out" 2>&1
+    check "bench -m on a missing file exits 1" test $? -eq 1
+else
+    echo "note: the engine cannot evaluate $model yet; model benchmark part skipped:" \
+        "$(tail -1 "$out")"
+    res=""
+fi
+
+# ---- report ----
+other="$dir/other.json"
+sed 's/"name":[[:space:]]*"[^"]*"/"name": "Other GPU 9000"/' "$micro" >"$other"
+inputs=("$micro" "$other")
+[ -n "$res" ] && inputs+=("$res")
+"$vkmoe" bench --report "${inputs[@]}" --md "$dir/r.md" --png "$dir/r.png" >"$out" 2>&1
+rc=$?
+check "bench --report exits 0 (got $rc: $(tail -3 "$out"))" test $rc -eq 0
+check "report has a table header" grep -q '^| device | model |' "$dir/r.md"
+check "report has the copy column" grep -q 'copy GB/s' "$dir/r.md"
+check "report lists the real device" grep -qF "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["device"]["name"])' "$micro" 2>/dev/null || echo '|')" "$dir/r.md"
+check "report lists the other device" grep -q "Other GPU 9000" "$dir/r.md"
+check "report has one row per input" test "$(grep -c '^| ' "$dir/r.md")" -eq $((${#inputs[@]} + 1))
+if [ -n "$res" ]; then
+    check "report has the pp8 column" grep -q 'pp8 t/s' "$dir/r.md"
+fi
+check "report PNG has the PNG signature" \
+    test "$(head -c 8 "$dir/r.png" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a"
+
+"$vkmoe" bench --report "$micro" >"$out" 2>&1
+check "report to stdout exits 0" test $? -eq 0
+check "report to stdout prints the table" grep -q '^| device | model |' "$out"
+
+printf '{"device": {"name": "x"}, "micro": ' >"$dir/bad.json"
+"$vkmoe" bench --report "$micro" "$dir/bad.json" --md "$dir/bad.md" >"$out" 2>&1
+rc=$?
+check "report of malformed JSON exits 1 (got $rc)" test $rc -eq 1
+check "report names the malformed file" grep -q "bad.json" "$out"
+echo '{"device": {"name": "x"}}' >"$dir/empty.json"
+"$vkmoe" bench --report "$dir/empty.json" >"$out" 2>&1
+check "report of JSON without results exits 1" test $? -eq 1
+"$vkmoe" bench --report "$dir/nope.json" >"$out" 2>&1
+check "report of a missing file exits 1" test $? -eq 1
+
+# ---- flags ----
+for args in "" "--bogus" "--micro -r 0" "--micro -r abc" "--micro --device x" \
+    "-m" "--micro --max-run -1" "-m x.gguf -p -3" "--report" "--report a.json --micro" \
+    "--micro --md x.md" "--micro -p 8" "-m x.gguf -p 0 -n 0" "--micro --json"; do
+    # shellcheck disable=SC2086
+    "$vkmoe" bench $args >"$out" 2>&1
+    rc=$?
+    check "bench $args exits 2 (got $rc)" test $rc -eq 2
+    check "bench $args prints usage" grep -q "usage:" "$out"
+done
+"$vkmoe" bench --help >"$out" 2>&1
+check "bench --help exits 0" test $? -eq 0
+for word in "--micro" "--quick" "-p N" "-n N" "-r REPS" "--csv F" "--report" "--md F" "--png F"; do
+    check "bench --help documents $word" grep -q -- "$word" "$out"
+done
+"$vkmoe" bench --micro --device 99 >"$out" 2>&1
+check "bench --device 99 exits 1" test $? -eq 1
+
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]

@@ -1,0 +1,58 @@
+/* cmd_bench.h - the pieces of `vkmoe bench` (tools/cmd_bench*.c) and what they share.
+ *
+ * cmd_bench.c parses the flags and picks a mode; each mode fills a cJSON document whose top level
+ * always has "device" and "build" (bench_json_device / bench_json_build), so the report mode can
+ * merge files from different machines:
+ *   --micro  cmd_bench_micro.c   device copy bandwidth, GEMV GB/s and GEMM GFLOP/s per weight type
+ *   -m FILE  cmd_bench_model.c   prefill / decode tokens per second through core/vkmoe.h
+ *   --report cmd_bench_report.c  markdown table and PNG bar chart over several result files
+ * Every function returns a CLI exit status (cli.h): 0 ok, 1 runtime error (already printed). */
+#ifndef VKM_CMD_BENCH_H
+#define VKM_CMD_BENCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "gpu.h"
+
+typedef struct bench_micro_opts {
+    int device;       /* -1 = default device */
+    int reps;         /* most timed repetitions per measurement (adaptive below that) */
+    bool quick;       /* fewer types and shapes, smaller copy */
+    bool quiet;       /* no progress on stderr */
+    double max_run_s; /* skip a measurement whose single run is predicted to take longer */
+} bench_micro_opts;
+
+typedef struct bench_model_opts {
+    const char *model; /* GGUF path */
+    int device;        /* -1 = default device */
+    int n_prompt;      /* pp test tokens; 0 = no pp test */
+    int n_gen;         /* tg test tokens; 0 = no tg test */
+    int reps;          /* repetitions of each test */
+    bool quiet;
+} bench_model_opts;
+
+/* Each mode prints its table on stdout and adds its sections to `root` (which it owns not). */
+int bench_micro_run(const bench_micro_opts *o, cJSON *root);
+int bench_model_run(const bench_model_opts *o, cJSON *root);
+/* inputs[n_inputs] are result files; md/png are output paths or NULL (md NULL = stdout). */
+int bench_report_run(const char *const *inputs, int n_inputs, const char *md, const char *png);
+
+/* ---- shared helpers (cmd_bench.c) ---- */
+/* {"name","vendor","type","driver","api_version","memory_bytes"} of a device. */
+cJSON *bench_json_device(const vkm_gpu_device_info *d);
+/* {"version","commit"} of this build. */
+cJSON *bench_json_build(void);
+/* Adds item under key (taking ownership; deletes it on failure). False if item is NULL or on
+ * failure (out of memory). */
+bool bench_json_add(cJSON *o, const char *key, cJSON *item);
+/* Finds the device vkm_gpu_create would use for `device` (-1 = default); 1 on error (printed). */
+int bench_find_device(int device, vkm_gpu_device_info *out);
+/* Writes `text` to `path`; 1 on error (printed). */
+int bench_write_file(const char *path, const char *text);
+/* Median of v[n] (sorts v in place); 0 for n == 0. */
+double bench_median(double *v, int n);
+
+#endif

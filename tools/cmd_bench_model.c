@@ -1,0 +1,209 @@
+/* cmd_bench_model.c - `vkmoe bench -m MODEL`: llama-bench style prefill and decode speed
+ * through the public API (core/vkmoe.h) only; the GGUF reader is used just to describe the file.
+ *
+ * Tests, each from an empty KV cache (vkm_session_truncate(s, 0) before every repetition):
+ *   ppN  one vkm_session_eval of N tokens (last-token logits read back)
+ *   tgN  N evals of one token each (logits read back after each, as a decoder would)
+ * Token ids are pseudo-random in [0, n_vocab) with a fixed seed. One untimed warm-up (a ppN
+ * eval and a single-token eval) comes first. Times are wall clock around the evals, which
+ * include the logits download. t/s per repetition, reported as mean and sample stddev. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "cmd_bench.h"
+#include "err.h"
+#include "gguf.h"
+#include "qtype.h"
+#include "vkmoe.h"
+
+#define MAX_BATCH 512 /* largest eval batch asked of the session */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Adds "model" {path, size_bytes, weight_bytes, params, type, n_tensors} from the GGUF file;
+ * type = the tensor type holding the most bytes. */
+static int describe_model(const char *path, cJSON *jmodel, char *type_out, size_t type_n,
+                          uint64_t *size_out) {
+    vkm_gguf *g = NULL;
+    int rc = vkm_gguf_open(path, &g);
+    if (rc) return rc;
+    uint64_t by_type[VKM_QTYPE_COUNT] = {0}, weight_bytes = 0;
+    double params = 0;
+    int64_t n = vkm_gguf_n_tensors(g);
+    for (int64_t i = 0; i < n; i++) {
+        const vkm_gguf_tensor *t = vkm_gguf_tensor_at(g, i);
+        if (t->type < VKM_QTYPE_COUNT) by_type[t->type] += t->nbytes;
+        weight_bytes += t->nbytes;
+        params += (double)t->ne[0] * (double)t->ne[1] * (double)t->ne[2] * (double)t->ne[3];
+    }
+    uint32_t best = 0;
+    for (uint32_t ty = 0; ty < VKM_QTYPE_COUNT; ty++)
+        if (by_type[ty] > by_type[best]) best = ty;
+    snprintf(type_out, type_n, "%s", vkm_qtype_name(best));
+    *size_out = vkm_gguf_total_bytes(g);
+    bool ok = cJSON_AddStringToObject(jmodel, "path", path) &&
+              cJSON_AddNumberToObject(jmodel, "size_bytes", (double)*size_out) &&
+              cJSON_AddNumberToObject(jmodel, "weight_bytes", (double)weight_bytes) &&
+              cJSON_AddNumberToObject(jmodel, "params", params) &&
+              cJSON_AddStringToObject(jmodel, "type", type_out) &&
+              cJSON_AddNumberToObject(jmodel, "n_tensors", (double)n);
+    vkm_gguf_close(g);
+    return ok ? VKM_OK : vkm_error(VKM_ENOMEM, "out of memory");
+}
+
+typedef struct test_result {
+    char name[32];
+    int n_tokens;
+    double mean, sd;
+    int reps;
+} test_result;
+
+/* Runs one test `reps` times; gen = tgN (one token per eval) else ppN. */
+static int run_test(vkm_session *s, const int32_t *tok, int n, bool gen, int reps, bool quiet,
+                    float *logits, test_result *r) {
+    snprintf(r->name, sizeof r->name, "%s%d", gen ? "tg" : "pp", n);
+    r->n_tokens = n;
+    r->reps = reps;
+    double *ts = malloc((size_t)reps * sizeof *ts);
+    if (!ts) return vkm_error(VKM_ENOMEM, "out of memory");
+    int rc = VKM_OK;
+    for (int k = 0; !rc && k < reps; k++) {
+        rc = vkm_session_truncate(s, 0);
+        double t0 = now_s();
+        if (gen)
+            for (int i = 0; !rc && i < n; i++) rc = vkm_session_eval(s, &tok[i], 1, false, logits);
+        else if (!rc)
+            rc = vkm_session_eval(s, tok, n, false, logits);
+        double dt = now_s() - t0;
+        if (rc) break;
+        ts[k] = dt > 0 ? n / dt : 0;
+        if (!quiet) {
+            fprintf(stderr, "bench: %s rep %d/%d: %.2f t/s\n", r->name, k + 1, reps, ts[k]);
+            fflush(stderr);
+        }
+    }
+    if (!rc) {
+        double sum = 0, sq = 0;
+        for (int k = 0; k < reps; k++) sum += ts[k];
+        r->mean = sum / reps;
+        for (int k = 0; k < reps; k++) sq += (ts[k] - r->mean) * (ts[k] - r->mean);
+        r->sd = reps > 1 ? sqrt(sq / (reps - 1)) : 0;
+    }
+    free(ts);
+    return rc;
+}
+
+static const char *base_name(const char *path) {
+    const char *b = strrchr(path, '/');
+    return b ? b + 1 : path;
+}
+
+static int run(const bench_model_opts *o, cJSON *root) {
+    cJSON *jmodel = cJSON_CreateObject();
+    if (!jmodel || !bench_json_add(root, "model", jmodel))
+        return vkm_error(VKM_ENOMEM, "out of memory");
+    char type[32];
+    uint64_t size = 0;
+    int rc = describe_model(o->model, jmodel, type, sizeof type, &size);
+    if (rc) return rc;
+
+    vkm_engine_opts eo = {.model_path = o->model, .device = o->device, .quiet = o->quiet};
+    vkm_engine *e = NULL;
+    vkm_session *s = NULL;
+    int32_t *tok = NULL;
+    float *logits = NULL;
+    test_result res[2];
+    int n_res = 0;
+    rc = vkm_engine_open(&eo, &e);
+    vkm_engine_info info;
+    memset(&info, 0, sizeof info);
+    if (!rc) {
+        vkm_engine_get_info(e, &info);
+        if (info.n_vocab <= 0) rc = vkm_error(VKM_EFORMAT, "%s: no vocabulary", o->model);
+    }
+    if (!rc && !cJSON_AddStringToObject(jmodel, "desc", info.model_desc))
+        rc = vkm_error(VKM_ENOMEM, "out of memory");
+    int n_max = o->n_prompt > o->n_gen ? o->n_prompt : o->n_gen;
+    if (!rc) {
+        vkm_session_opts so = {
+            .n_ctx = n_max + 1,
+            .max_batch = o->n_prompt > MAX_BATCH ? MAX_BATCH : (o->n_prompt > 0 ? o->n_prompt : 1),
+        };
+        rc = vkm_session_create(e, &so, &s);
+    }
+    if (!rc) {
+        tok = malloc((size_t)n_max * sizeof *tok);
+        logits = malloc((size_t)info.n_vocab * sizeof *logits);
+        if (!tok || !logits) rc = vkm_error(VKM_ENOMEM, "out of memory");
+    }
+    if (!rc) {
+        uint32_t seed = 1234567u;
+        for (int i = 0; i < n_max; i++) {
+            seed = seed * 1664525u + 1013904223u;
+            tok[i] = (int32_t)((seed >> 8) % (uint32_t)info.n_vocab);
+        }
+        if (!o->quiet) fprintf(stderr, "bench: warm-up\n");
+        if (o->n_prompt > 0) rc = vkm_session_eval(s, tok, o->n_prompt, false, logits);
+        if (!rc) rc = vkm_session_truncate(s, 0);
+        if (!rc) rc = vkm_session_eval(s, tok, 1, false, logits);
+    }
+    if (!rc && o->n_prompt > 0)
+        rc = run_test(s, tok, o->n_prompt, false, o->reps, o->quiet, logits, &res[n_res++]);
+    if (!rc && o->n_gen > 0)
+        rc = run_test(s, tok, o->n_gen, true, o->reps, o->quiet, logits, &res[n_res++]);
+
+    if (!rc) {
+        cJSON *jres = cJSON_CreateArray();
+        if (!jres || !bench_json_add(root, "results", jres)) rc = vkm_error(VKM_ENOMEM, "oom");
+        for (int i = 0; !rc && i < n_res; i++) {
+            cJSON *r = cJSON_CreateObject();
+            if (!r || !cJSON_AddStringToObject(r, "test", res[i].name) ||
+                !cJSON_AddNumberToObject(r, "n_tokens", res[i].n_tokens) ||
+                !cJSON_AddNumberToObject(r, "tokens_per_s", res[i].mean) ||
+                !cJSON_AddNumberToObject(r, "stddev", res[i].sd) ||
+                !cJSON_AddNumberToObject(r, "reps", res[i].reps) ||
+                !cJSON_AddItemToArray(jres, r)) {
+                cJSON_Delete(r);
+                rc = vkm_error(VKM_ENOMEM, "out of memory");
+            }
+        }
+    }
+    if (!rc) {
+        char sz[32];
+        if (size >= (1ull << 30))
+            snprintf(sz, sizeof sz, "%.2f GiB", (double)size / (double)(1ull << 30));
+        else
+            snprintf(sz, sizeof sz, "%.2f MiB", (double)size / (double)(1ull << 20));
+        printf("| %-30s | %10s | %-6s | %-32s | %8s | %20s |\n", "model", "size", "type", "device",
+               "test", "t/s");
+        printf("| %.30s | %.10s | %.6s | %.32s | %.8s | %.20s |\n",
+               "------------------------------------------", "------------------------------",
+               "----------------", "----------------------------------------", "------------------",
+               "--------------------------------");
+        for (int i = 0; i < n_res; i++) {
+            char ts[64];
+            snprintf(ts, sizeof ts, "%.2f ± %.2f", res[i].mean, res[i].sd);
+            printf("| %-30.30s | %10s | %-6s | %-32.32s | %8s | %21s |\n", base_name(o->model), sz,
+                   type, info.device_name, res[i].name, ts);
+        }
+        fflush(stdout);
+    }
+    free(tok);
+    free(logits);
+    vkm_session_destroy(s);
+    vkm_engine_close(e);
+    return rc;
+}
+
+int bench_model_run(const bench_model_opts *o, cJSON *root) {
+    int rc = run(o, root);
+    return rc ? cli_fail("bench -m %s: %s", o->model, vkm_errmsg()) : CLI_OK;
+}
