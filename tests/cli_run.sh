@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# cli_run.sh - `vkmoe run` and `vkmoe chat` on the tiny fixture model: streamed output, same
+# seed = same text, -n 0, chat templates (the fixture has the <｜User｜>/<｜Assistant｜> tokens but
+# no tokenizer.chat_template key, so --chat-template is needed), KV-cache reuse across chat turns
+# (a greedy second turn equals a one-shot run of the whole rendered conversation), context
+# limits, Ctrl-C, and usage errors (exit 2). Exits 77 (skipped) without a Vulkan device; if the
+# engine cannot run the model, only the usage checks run and the script exits 77 with a message.
+# usage: cli_run.sh VKMOE_BINARY FIXTURES_DIR
+set -u
+VKMOE=$1
+FIX=$2
+pass=0
+fail=0
+TMP=$(mktemp -d /tmp/vkmoe-cli-run-XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+TINY=$FIX/tiny-v3-f32.gguf
+
+# expect NAME WANT_RC PATTERN -- COMMAND...   (PATTERN is grepped in stdout+stderr; "" = none)
+expect() {
+    local name=$1 want=$2 pattern=$3
+    shift 4
+    local out rc
+    out=$("$@" 2>&1)
+    rc=$?
+    if [ "$rc" -ne "$want" ]; then
+        echo "FAIL: $name: exit $rc, expected $want"
+        echo "$out" | head -20
+        fail=$((fail + 1))
+    elif [ -n "$pattern" ] && ! grep -qE -- "$pattern" <<<"$out"; then
+        echo "FAIL: $name: output lacks /$pattern/"
+        echo "$out" | head -20
+        fail=$((fail + 1))
+    else
+        pass=$((pass + 1))
+    fi
+}
+
+# ok NAME CONDITION...: the command must succeed
+ok() {
+    local name=$1
+    shift
+    if "$@"; then
+        pass=$((pass + 1))
+    else
+        echo "FAIL: $name"
+        fail=$((fail + 1))
+    fi
+}
+
+if ! "$VKMOE" devices >"$TMP/dev.txt" 2>&1; then
+    echo "SKIP: no Vulkan device: $(head -3 "$TMP/dev.txt")"
+    exit 77
+fi
+
+# ---- usage errors (no engine needed) ----
+R=("$VKMOE" run -m "$TINY" -p hi)
+expect "run --help" 0 "usage: vkmoe run" -- "$VKMOE" run --help
+expect "chat --help" 0 "usage: vkmoe chat" -- "$VKMOE" chat --help
+expect "run no -m" 2 "usage:" -- "$VKMOE" run -p hi
+expect "run no prompt" 2 "usage:" -- "$VKMOE" run -m "$TINY"
+expect "run -p and -f" 2 "usage:" -- "$VKMOE" run -m "$TINY" -p hi -f "$TMP/x"
+expect "run unknown flag" 2 "unknown option" -- "${R[@]}" --bogus
+expect "run extra argument" 2 "unexpected argument" -- "${R[@]}" extra
+expect "run -p without text" 2 "usage:" -- "$VKMOE" run -m "$TINY" -p
+for bad in "--temp -1" "--temp abc" "--top-p 1.5" "--top-p -0.1" "--min-p 2" "-n -2" "-n x" \
+    "-c 0" "-c -5" "--top-k -1" "--seed -3" "--seed 1.5" "--repeat-penalty -1" "--device x" \
+    "--chat-template chatml" "--temp"; do
+    # shellcheck disable=SC2086
+    expect "run $bad" 2 "usage:" -- "${R[@]}" $bad
+done
+expect "run --system without --chat" 2 "need --chat" -- "${R[@]}" --system "be brief"
+expect "chat no -m" 2 "usage:" -- "$VKMOE" chat
+expect "chat unknown flag" 2 "unknown option" -- "$VKMOE" chat -m "$TINY" --bogus
+expect "chat -p is not a chat flag" 2 "usage:" -- "$VKMOE" chat -m "$TINY" -p hi
+expect "run missing model" 1 "^vkmoe: .*nonexistent.gguf" -- \
+    "$VKMOE" run -m "$TMP/nonexistent.gguf" -p hi
+expect "run missing prompt file" 1 "nofile.txt" -- "$VKMOE" run -m "$TINY" -f "$TMP/nofile.txt"
+
+# ---- does the engine run the model at all? ----
+if ! "$VKMOE" run -m "$TINY" -p Hello -n 1 --temp 0 --quiet >"$TMP/probe.out" 2>&1; then
+    echo "SKIP: the engine cannot run $TINY yet; engine-dependent checks skipped:"
+    head -5 "$TMP/probe.out"
+    echo "$pass passed, $fail failed"
+    [ "$fail" -eq 0 ] && exit 77
+    exit 1
+fi
+
+# ---- run ----
+G=("$VKMOE" run -m "$TINY" --quiet)
+"${G[@]}" -p Hello -n 8 --temp 0 >"$TMP/g1.out" 2>"$TMP/g1.err"
+ok "run -n 8 --temp 0 exits 0" test $? -eq 0
+ok "run prints something" test -s "$TMP/g1.out"
+"${G[@]}" -p Hello -n 8 --temp 0 >"$TMP/g2.out" 2>&1
+ok "greedy twice is identical" cmp -s "$TMP/g1.out" "$TMP/g2.out"
+"${G[@]}" -p Hello -n 16 --temp 0.9 --seed 7 >"$TMP/s1.out" 2>&1
+"${G[@]}" -p Hello -n 16 --temp 0.9 --seed 7 >"$TMP/s2.out" 2>&1
+ok "same seed, same text" cmp -s "$TMP/s1.out" "$TMP/s2.out"
+ok "seeded run prints something" test -s "$TMP/s1.out"
+"${G[@]}" -p Hello -n 16 --temp 0.9 --seed 8 >/dev/null 2>&1 # may differ: not asserted
+ok "--seed 8 exits 0" test $? -eq 0
+"${G[@]}" -p Hello -n 0 >"$TMP/n0.out" 2>&1
+ok "-n 0 exits 0" test $? -eq 0
+ok "-n 0 prints nothing" test ! -s "$TMP/n0.out"
+# a longer greedy run starts with the shorter one (streaming is prefix-stable)
+"${G[@]}" -p Hello -n 16 --temp 0 >"$TMP/g16.out" 2>&1
+ok "-n 16 extends -n 8" cmp -s "$TMP/g1.out" <(head -c "$(wc -c <"$TMP/g1.out")" "$TMP/g16.out")
+printf 'Hello' >"$TMP/prompt.txt"
+"${G[@]}" -f "$TMP/prompt.txt" -n 8 --temp 0 >"$TMP/f.out" 2>&1
+ok "-f gives the same as -p" cmp -s "$TMP/g1.out" "$TMP/f.out"
+"${G[@]}" -f - -n 8 --temp 0 <"$TMP/prompt.txt" >"$TMP/fs.out" 2>&1
+ok "-f - reads stdin" cmp -s "$TMP/g1.out" "$TMP/fs.out"
+expect "timings on stderr" 0 "generate .* 8 tokens .*tokens/s" -- \
+    "$VKMOE" run -m "$TINY" -p Hello -n 8 --temp 0
+expect "--quiet has no timings" 0 "" -- "${G[@]}" -p Hello -n 2
+ok "--quiet stderr is empty" test ! -s "$TMP/g1.err"
+expect "--profile" 0 "" -- "$VKMOE" run -m "$TINY" -p Hello -n 2 --profile
+expect "--kv-f32 --no-bos" 0 "" -- "${G[@]}" -p Hello -n 2 --kv-f32 --no-bos
+expect "--repeat-penalty/top-k/top-p/min-p" 0 "" -- \
+    "${G[@]}" -p Hello -n 4 --repeat-penalty 1.3 --top-k 5 --top-p 0.5 --min-p 0.1
+
+# context: prompt "Hello" is 6 tokens with BOS
+expect "prompt longer than -c" 1 "longer than the context" -- "${G[@]}" -p "Hello world" -c 5
+"${G[@]}" -p Hello -n 50 -c 10 --temp 0 >"$TMP/c10.out" 2>"$TMP/c10.err"
+ok "context end exits 0" test $? -eq 0
+ok "context end is reported" grep -q "context is full" "$TMP/c10.err"
+ok "context end output is a prefix of the greedy text" \
+    cmp -s "$TMP/c10.out" <(head -c "$(wc -c <"$TMP/c10.out")" "$TMP/g16.out")
+expect "prompt exactly the context" 0 "" -- "${G[@]}" -p Hello -n 3 -c 6
+
+# ---- chat templates ----
+expect "--chat without a template key" 1 "--chat-template" -- "${G[@]}" -p hi -n 4 --chat
+expect "--chat --chat-template deepseek3" 0 "" -- \
+    "${G[@]}" -p hi -n 4 --chat --chat-template deepseek3
+expect "--chat deepseek2 + system + hide" 0 "" -- "${G[@]}" -p hi -n 4 --chat \
+    --chat-template deepseek2 --system "be brief" --hide-thinking
+# --chat equals the raw run of the rendered template
+"${G[@]}" -p hi -n 8 --temp 0 --chat --chat-template deepseek3 --system S >"$TMP/c1.out" 2>&1
+"${G[@]}" -p 'S
+
+<｜User｜>hi<｜Assistant｜>' -n 8 --temp 0 >"$TMP/c2.out" 2>&1
+ok "--chat renders the deepseek3 template" cmp -s "$TMP/c1.out" "$TMP/c2.out"
+
+# ---- chat ----
+C=("$VKMOE" chat -m "$TINY" --quiet --chat-template deepseek3)
+expect "chat hi /quit" 0 "" -- bash -c 'printf "hi\n/quit\n" | "$@"' _ "${C[@]}" -n 4
+expect "chat EOF" 0 "" -- bash -c 'printf "hi\n" | "$@"' _ "${C[@]}" -n 4
+expect "chat without a template key" 1 "--chat-template" -- \
+    bash -c 'printf "hi\n" | "$@"' _ "$VKMOE" chat -m "$TINY"
+expect "chat /reset" 0 "" -- bash -c 'printf "hi\n/reset\nhi\n" | "$@"' _ "${C[@]}" -n 4
+printf 'hi\nhow are you\n' | "${C[@]}" -n 6 --temp 0 >"$TMP/chat.out" 2>&1
+ok "chat exits 0" test "${PIPESTATUS[1]}" -eq 0
+ok "chat prints one line per answer" test "$(wc -l <"$TMP/chat.out")" -eq 2
+# the second answer continues the KV cache of the first turn; it must equal a fresh run of the
+# whole rendered conversation
+A1=$(head -n 1 "$TMP/chat.out")
+printf '<｜User｜>hi<｜Assistant｜>%s<｜end▁of▁sentence｜><｜User｜>how are you<｜Assistant｜>' \
+    "$A1" >"$TMP/conv.txt"
+"${G[@]}" -f "$TMP/conv.txt" -n 6 --temp 0 >"$TMP/conv.out" 2>&1
+ok "second chat turn reuses the cache correctly" \
+    test "$(sed -n 2p "$TMP/chat.out")" == "$(cat "$TMP/conv.out")"
+# after /reset the first answer comes again
+printf 'hi\n/reset\nhi\n' | "${C[@]}" -n 6 --temp 0 >"$TMP/reset.out" 2>&1
+ok "/reset starts over" test "$(sed -n 1p "$TMP/reset.out")" == "$(sed -n 2p "$TMP/reset.out")"
+expect "chat conversation longer than -c" 0 "more than the context" -- \
+    bash -c 'printf "hello there\n/quit\n" | "$@"' _ "${C[@]}" -c 5
+
+# ---- Ctrl-C ----
+# run: stops generating, prints timings, exits 130
+"$VKMOE" run -m "$TINY" -p hi -n -1 --temp 0 >"$TMP/int.out" 2>"$TMP/int.err" &
+pid=$!
+for _ in $(seq 200); do [ -s "$TMP/int.out" ] && break; sleep 0.1; done
+kill -INT "$pid"
+wait "$pid"
+ok "run Ctrl-C exits 130" test $? -eq 130
+ok "run Ctrl-C prints timings" grep -q "generate" "$TMP/int.err"
+ok "run Ctrl-C says interrupted" grep -q "interrupted" "$TMP/int.err"
+# chat: stops the answer, not the program (greedy "hi" runs for hundreds of tokens)
+mkfifo "$TMP/fifo"
+"${C[@]}" -n 400 --temp 0 <"$TMP/fifo" >"$TMP/cint.out" 2>"$TMP/cint.err" &
+pid=$!
+exec 3>"$TMP/fifo"
+echo hi >&3
+for _ in $(seq 200); do [ -s "$TMP/cint.out" ] && break; sleep 0.1; done
+kill -INT "$pid"
+for _ in $(seq 100); do grep -q interrupted "$TMP/cint.err" && break; sleep 0.1; done
+echo /quit >&3
+exec 3>&-
+wait "$pid"
+ok "chat Ctrl-C during an answer keeps running, /quit exits 0" test $? -eq 0
+ok "chat Ctrl-C reports the interrupted answer" grep -q "answer interrupted" "$TMP/cint.err"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,224 @@
+/* cmd_chat.c - `vkmoe chat`: interactive multi-turn chat with the model's chat template.
+ *
+ * Each turn renders the whole conversation, tokenizes it and lets gen_prefill() evaluate only
+ * what is not already in the KV cache (the common token prefix is kept), so a turn costs its new
+ * tokens, plus the previous answer again when R1 reasoning is stripped from it. On a terminal
+ * input comes through libedit (line editing, history); otherwise lines are read plainly and no
+ * prompt is printed, so a pipe can drive it. Commands: /reset, /quit (or /exit, EOF), /help.
+ * Ctrl-C stops the answer being generated; at the prompt it exits (status 130).
+ *
+ * Invariant: msgs[0..n_msgs) is the conversation so far; each content is owned (malloc'ed). */
+#include <editline/readline.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "gen.h"
+
+static const char *const USAGE =
+    "vkmoe chat -m MODEL.gguf [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] "
+    "[--repeat-penalty R] [--seed S] [-c CTX] [--device N] [--profile] [--system TEXT] "
+    "[--chat-template NAME] [--hide-thinking] [--no-bos] [--kv-f32] [--quiet]";
+
+static const char *const COMMANDS_HELP =
+    "/reset clears the conversation, /quit (or Ctrl-D) exits, Ctrl-C stops an answer\n"
+    "(Ctrl-C at the prompt exits)\n";
+
+static void print_help(void) {
+    printf("usage: %s\n\n"
+           "Interactive chat. Each line you type is a user message; the answer streams back.\n"
+           "Reasoning (R1's <think>...</think>) is dimmed on a terminal, otherwise framed by\n"
+           "\"[thinking]\" and \"[/thinking]\" lines. Earlier answers are sent back without their\n"
+           "reasoning. When stdin is not a terminal, lines are read plainly and no prompt is\n"
+           "printed.\n%s\n",
+           USAGE, COMMANDS_HELP);
+    gen_print_flags_help(stdout, -1);
+    printf("  -h, --help              this help\n");
+}
+
+typedef struct convo {
+    vkm_chat_msg *msgs; /* [cap]; contents owned */
+    size_t n, cap;
+} convo;
+
+static int convo_add(convo *c, enum vkm_chat_role role, const char *text, size_t len) {
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 16;
+        vkm_chat_msg *m = realloc(c->msgs, cap * sizeof *m);
+        if (!m) return cli_fail("out of memory");
+        c->msgs = m;
+        c->cap = cap;
+    }
+    char *copy = malloc(len + 1);
+    if (!copy) return cli_fail("out of memory");
+    memcpy(copy, text, len);
+    copy[len] = 0;
+    c->msgs[c->n++] = (vkm_chat_msg){role, copy};
+    return CLI_OK;
+}
+
+/* Drops messages from index keep on. */
+static void convo_truncate(convo *c, size_t keep) {
+    while (c->n > keep) free((char *)c->msgs[--c->n].content);
+}
+
+/* Collects the raw answer text while displaying it. */
+typedef struct answer {
+    gen_display display;
+    char *text; /* [cap], NULL until the first piece */
+    size_t len, cap;
+    bool oom;
+} answer;
+
+static void on_text(void *user, const char *s, size_t n) {
+    answer *a = user;
+    gen_display_text(&a->display, s, n);
+    if (a->oom) return;
+    if (a->len + n + 1 > a->cap) {
+        size_t cap = a->cap ? a->cap : 1024;
+        while (cap < a->len + n + 1) cap *= 2;
+        char *t = realloc(a->text, cap);
+        if (!t) {
+            a->oom = true;
+            return;
+        }
+        a->text = t;
+        a->cap = cap;
+    }
+    memcpy(a->text + a->len, s, n);
+    a->len += n;
+}
+
+/* Reads one line without its line end into a malloc'ed string; NULL at EOF. */
+static char *read_line(bool interactive) {
+    if (interactive) return readline("> ");
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n = getline(&line, &cap, stdin);
+    if (n < 0) {
+        free(line);
+        return NULL;
+    }
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = 0;
+    return line;
+}
+
+/* One turn: user text in, answer out. CLI_OK also when the turn was refused (too long). */
+static int chat_turn(gen_ctx *g, convo *c, const char *line) {
+    const size_t before = c->n;
+    int rc = convo_add(c, VKM_CHAT_USER, line, strlen(line));
+    if (rc) return rc;
+    char *text = NULL;
+    size_t len = 0;
+    int32_t *ids = NULL;
+    int n_ids = 0;
+    vkm_chat_render_opts ro = {.add_generation_prompt = true};
+    if (vkm_chat_render(g->tmpl, c->msgs, c->n, &ro, &text, &len)) {
+        convo_truncate(c, before);
+        return cli_fail_last();
+    }
+    rc = gen_tokenize(g, text, len, &ids, &n_ids);
+    free(text);
+    if (rc) {
+        convo_truncate(c, before);
+        return rc;
+    }
+    if (n_ids > g->n_ctx) {
+        fprintf(stderr,
+                "vkmoe: the conversation is %d tokens, more than the context of %d; "
+                "/reset to start over (or raise -c)\n",
+                n_ids, g->n_ctx);
+        free(ids);
+        convo_truncate(c, before);
+        return CLI_OK;
+    }
+    rc = gen_prefill(g, ids, n_ids);
+    free(ids);
+    if (rc) {
+        convo_truncate(c, before);
+        return rc;
+    }
+    answer a;
+    memset(&a, 0, sizeof a);
+    gen_display_init(&a.display, stdout, true, g->opts->hide_thinking);
+    enum gen_stop why = GEN_STOP_LIMIT;
+    rc = gen_generate(g, g->opts->n_predict, on_text, &a, &why);
+    gen_display_end(&a.display, true);
+    if (why == GEN_STOP_INTR) fprintf(stderr, "vkmoe: (answer interrupted)\n");
+    if (!rc && a.oom) rc = cli_fail("out of memory");
+    if (!rc && (a.len || why != GEN_STOP_INTR))
+        rc = convo_add(c, VKM_CHAT_ASSISTANT, a.text ? a.text : "", a.len);
+    else if (!rc)
+        convo_truncate(c, before); /* interrupted before any text: forget the question */
+    free(a.text);
+    return rc;
+}
+
+int cmd_chat(int argc, char **argv) {
+    gen_opts o;
+    gen_opts_init(&o, -1);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (cli_is_help(a)) {
+            print_help();
+            return CLI_OK;
+        }
+        int rc = gen_parse_flag(&o, argc, argv, &i, USAGE);
+        if (rc != GEN_NOT_MINE) {
+            if (rc) return rc;
+        } else if (a[0] == '-') {
+            return cli_usage_error(USAGE, "unknown option '%s'", a);
+        } else {
+            return cli_usage_error(USAGE, "unexpected argument '%s'", a);
+        }
+    }
+    if (!o.model) return cli_usage_error(USAGE, "missing -m MODEL.gguf");
+
+    gen_ctx g;
+    convo c = {0};
+    int rc = gen_open(&g, &o, true);
+    const size_t n_fixed = o.system ? 1 : 0; /* messages /reset keeps */
+    if (!rc && o.system) rc = convo_add(&c, VKM_CHAT_SYSTEM, o.system, strlen(o.system));
+    const bool interactive = isatty(STDIN_FILENO);
+    if (!rc && interactive) {
+        if (!o.quiet) fputs(COMMANDS_HELP, stderr);
+        using_history();
+    }
+    if (!rc) gen_sigint_install();
+    while (!rc) {
+        gen_interrupted = 0;
+        gen_at_prompt = 1;
+        fflush(stdout);
+        char *line = read_line(interactive);
+        gen_at_prompt = 0;
+        if (!line) {
+            if (interactive) fputc('\n', stdout);
+            break;
+        }
+        if (!line[0]) {
+            free(line);
+            continue;
+        }
+        if (interactive) add_history(line);
+        if (!strcmp(line, "/quit") || !strcmp(line, "/exit")) {
+            free(line);
+            break;
+        } else if (!strcmp(line, "/reset")) {
+            convo_truncate(&c, n_fixed);
+            rc = gen_reset(&g);
+            if (!o.quiet) fprintf(stderr, "vkmoe: conversation cleared\n");
+        } else if (!strcmp(line, "/help")) {
+            fputs(COMMANDS_HELP, stderr);
+        } else {
+            rc = chat_turn(&g, &c, line);
+        }
+        free(line);
+    }
+    if (g.session) gen_print_timings(&g);
+    convo_truncate(&c, 0);
+    free(c.msgs);
+    gen_close(&g);
+    return rc;
+}

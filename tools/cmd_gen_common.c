@@ -1,0 +1,475 @@
+/* cmd_gen_common.c - the generation machinery shared by `vkmoe run` and `vkmoe chat` (gen.h):
+ * shared flags, open/close, prefill with KV-cache reuse, the sampling loop, SIGINT, timings and
+ * the reasoning display.
+ *
+ * The token mirror gen_ctx.cache is updated only after the session accepted the tokens, so it
+ * always equals the KV cache's contents; every eval is bounded by n_ctx before it is made. */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "err.h"
+#include "gen.h"
+#include "gguf.h"
+
+volatile sig_atomic_t gen_interrupted;
+volatile sig_atomic_t gen_at_prompt;
+
+static const char THINK_OPEN[] = "<think>";
+static const char THINK_CLOSE[] = "</think>";
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* flags                                                                                        */
+
+void gen_opts_init(gen_opts *o, long n_predict) {
+    memset(o, 0, sizeof *o);
+    o->sampling = vkm_sampler_defaults();
+    o->sampling.seed = 0;
+    o->n_predict = n_predict;
+    o->device = -1;
+}
+
+void gen_print_flags_help(FILE *f, long default_n) {
+    fprintf(
+        f,
+        "  -m, --model FILE        the GGUF model (first part of a split model)\n"
+        "  -n, --n-predict N       tokens to generate (default %ld; -1 = until end of text or\n"
+        "                          the end of the context)\n"
+        "  -c, --ctx-size N        context (KV cache) length in tokens (default: the model's\n"
+        "                          training context, at most 4096)\n"
+        "  --temp T                temperature, >= 0 (default 0.8; 0 = greedy)\n"
+        "  --top-k K               keep the K most likely tokens (default 40; 0 = off)\n"
+        "  --top-p P               nucleus sampling, 0..1 (default 0.95; 1 = off)\n"
+        "  --min-p P               drop tokens below P x the top probability, 0..1\n"
+        "                          (default 0.05; 0 = off)\n"
+        "  --repeat-penalty R      penalty for the last 64 tokens, >= 0 (default 1.0 = off)\n"
+        "  --seed S                sampling seed, >= 0 (default 0: runs are reproducible;\n"
+        "                          the same seed and options give the same text)\n"
+        "  --system TEXT           system message (run: with --chat)\n"
+        "  --chat-template NAME    deepseek3 (V3, R1) or deepseek2 (V2); default: detected\n"
+        "                          from the model's tokenizer.chat_template (run: with --chat)\n"
+        "  --hide-thinking         do not show R1 reasoning, <think>...</think> (run: with "
+        "--chat)\n"
+        "  --no-bos                do not add BOS (default: as the model says)\n"
+        "  --device N              Vulkan device index (see `vkmoe devices`)\n"
+        "  --kv-f32                F32 KV cache instead of F16\n"
+        "  --profile               print per-kernel GPU times after the run\n"
+        "  --quiet                 no load progress, model line or timings on stderr\n",
+        default_n);
+}
+
+/* Value of the flag at argv[*i] or NULL (then a usage error is due). */
+static const char *flag_value(int argc, char **argv, int *i) {
+    if (*i + 1 >= argc) return NULL;
+    return argv[++*i];
+}
+
+int gen_parse_flag(gen_opts *o, int argc, char **argv, int *i, const char *usage) {
+    const char *a = argv[*i];
+    const char *v;
+    double d;
+    long l;
+#define IS(x) (!strcmp(a, x))
+    if (IS("-m") || IS("--model")) {
+        if (!(v = flag_value(argc, argv, i))) return cli_usage_error(usage, "%s needs a file", a);
+        o->model = v;
+    } else if (IS("-n") || IS("--n-predict")) {
+        if (!(v = flag_value(argc, argv, i)) || !cli_parse_long(v, -1, INT_MAX, &l))
+            return cli_usage_error(usage, "%s needs a number of tokens >= -1", a);
+        o->n_predict = l;
+    } else if (IS("-c") || IS("--ctx-size") || IS("--ctx")) {
+        if (!(v = flag_value(argc, argv, i)) || !cli_parse_long(v, 1, 1L << 24, &l))
+            return cli_usage_error(usage, "%s needs a context length 1..%ld", a, 1L << 24);
+        o->n_ctx = l;
+    } else if (IS("--temp") || IS("--temperature")) {
+        if (!(v = flag_value(argc, argv, i)) || !cli_parse_float(v, 0, 1e6, &d))
+            return cli_usage_error(usage, "%s needs a temperature >= 0", a);
+        o->sampling.temperature = (float)d;
+    } else if (IS("--top-k")) {
+        if (!(v = flag_value(argc, argv, i)) || !cli_parse_long(v, 0, INT_MAX, &l))
+            return cli_usage_error(usage, "%s needs a count >= 0", a);
+        o->sampling.top_k = (int)l;
+    } else if (IS("--top-p")) {
+        if (!(v = flag_value(argc, argv, i)) || !cli_parse_float(v, 0, 1, &d))
+            return cli_usage_error(usage, "%s needs a probability 0..1", a);
+        o->sampling.top_p = (float)d;
+    } else if (IS("--min-p")) {
+        if (!(v = flag_value(argc, argv, i)) || !cli_parse_float(v, 0, 1, &d))
+            return cli_usage_error(usage, "%s needs a probability 0..1", a);
+        o->sampling.min_p = (float)d;
+    } else if (IS("--repeat-penalty")) {
+        if (!(v = flag_value(argc, argv, i)) || !cli_parse_float(v, 0, 1e6, &d))
+            return cli_usage_error(usage, "%s needs a penalty >= 0", a);
+        o->sampling.repeat_penalty = (float)d;
+    } else if (IS("--seed")) {
+        if (!(v = flag_value(argc, argv, i)) || !cli_parse_long(v, 0, LONG_MAX, &l))
+            return cli_usage_error(usage, "%s needs a seed >= 0", a);
+        o->sampling.seed = (uint64_t)l;
+    } else if (IS("--device")) {
+        if (!(v = flag_value(argc, argv, i)) || !cli_parse_long(v, 0, 1 << 20, &l))
+            return cli_usage_error(usage, "%s needs a device index", a);
+        o->device = l;
+    } else if (IS("--system")) {
+        if (!(v = flag_value(argc, argv, i))) return cli_usage_error(usage, "%s needs a text", a);
+        o->system = v;
+    } else if (IS("--chat-template")) {
+        if (!(v = flag_value(argc, argv, i)))
+            return cli_usage_error(usage, "%s needs a name (deepseek3, deepseek2)", a);
+        enum vkm_chat_template t;
+        if (vkm_chat_template_from_name(v, &t)) return cli_usage_error(usage, "%s", vkm_errmsg());
+        o->chat_template = v;
+    } else if (IS("--hide-thinking")) {
+        o->hide_thinking = true;
+    } else if (IS("--no-bos")) {
+        o->no_bos = true;
+    } else if (IS("--kv-f32")) {
+        o->kv_f32 = true;
+    } else if (IS("--profile")) {
+        o->profile = true;
+    } else if (IS("--quiet")) {
+        o->quiet = true;
+    } else {
+        return GEN_NOT_MINE;
+    }
+#undef IS
+    return CLI_OK;
+}
+
+int gen_read_file(const char *path, char **out, size_t *len) {
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) return cli_fail("%s: %s", path, strerror(errno));
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        n += fread(buf + n, 1, cap - 1 - n, f);
+        if (n < cap - 1) break;
+        char *b = cap <= SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
+        if (!b) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = b;
+        cap *= 2;
+    }
+    int rc = CLI_OK;
+    if (!buf)
+        rc = cli_fail("%s: out of memory", path);
+    else if (ferror(f))
+        rc = cli_fail("%s: read error", path);
+    if (f != stdin) fclose(f);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    buf[n] = 0;
+    *out = buf;
+    *len = n;
+    return CLI_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* open / close                                                                                 */
+
+int gen_open(gen_ctx *g, const gen_opts *o, bool want_template) {
+    memset(g, 0, sizeof *g);
+    g->opts = o;
+    g->think_open = g->think_close = -1;
+    const double t0 = now_s();
+
+    vkm_gguf *gg = NULL;
+    if (vkm_gguf_open(o->model, &gg)) return cli_fail_last();
+    int rc = vkm_tok_load(gg, &g->tok);
+    vkm_gguf_close(gg);
+    if (rc) return cli_fail_last();
+    if (want_template &&
+        vkm_chat_template_select(o->chat_template, vkm_tok_chat_template(g->tok), &g->tmpl))
+        return cli_fail_last();
+
+    vkm_engine_opts eo = {
+        .model_path = o->model, .device = (int)o->device, .profile = o->profile, .quiet = o->quiet};
+    if (vkm_engine_open(&eo, &g->engine)) return cli_fail_last();
+    vkm_engine_info info;
+    vkm_engine_get_info(g->engine, &info);
+    g->n_vocab = info.n_vocab;
+    if (g->n_vocab <= 0 || g->n_vocab > vkm_tok_n_vocab(g->tok))
+        return cli_fail("%s: the model has %d logits but the tokenizer %d tokens", o->model,
+                        g->n_vocab, (int)vkm_tok_n_vocab(g->tok));
+
+    vkm_session_opts so = {.n_ctx = (int)o->n_ctx, .kv_f32 = o->kv_f32};
+    if (vkm_session_create(g->engine, &so, &g->session)) return cli_fail_last();
+    g->n_ctx = vkm_session_n_ctx(g->session);
+    if (vkm_sampler_create(&o->sampling, g->n_vocab, &g->sampler)) return cli_fail_last();
+    g->logits = malloc((size_t)g->n_vocab * sizeof *g->logits);
+    g->cache = malloc((size_t)(g->n_ctx > 0 ? g->n_ctx : 1) * sizeof *g->cache);
+    if (!g->logits || !g->cache) return cli_fail("out of memory");
+
+    g->think_open = vkm_tok_find(g->tok, THINK_OPEN, sizeof THINK_OPEN - 1);
+    g->think_close = vkm_tok_find(g->tok, THINK_CLOSE, sizeof THINK_CLOSE - 1);
+    g->t_load = now_s() - t0;
+    if (!o->quiet) {
+        fprintf(stderr, "vkmoe: %s on %s, context %d", info.model_desc, info.device_name, g->n_ctx);
+        if (want_template) fprintf(stderr, ", chat template %s", vkm_chat_template_name(g->tmpl));
+        fprintf(stderr, ", loaded in %.2f s\n", g->t_load);
+    }
+    return CLI_OK;
+}
+
+void gen_close(gen_ctx *g) {
+    vkm_sampler_destroy(g->sampler);
+    vkm_session_destroy(g->session);
+    vkm_engine_close(g->engine);
+    vkm_tok_free(g->tok);
+    free(g->logits);
+    free(g->cache);
+    memset(g, 0, sizeof *g);
+}
+
+int gen_reset(gen_ctx *g) {
+    if (vkm_session_truncate(g->session, 0)) return cli_fail_last();
+    g->n_cache = 0;
+    g->have_logits = false;
+    vkm_sampler_destroy(g->sampler);
+    g->sampler = NULL;
+    if (vkm_sampler_create(&g->opts->sampling, g->n_vocab, &g->sampler)) return cli_fail_last();
+    return CLI_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* prompt and generation                                                                        */
+
+int gen_tokenize(gen_ctx *g, const char *text, size_t len, int32_t **ids, int *n) {
+    size_t cnt = 0;
+    *ids = NULL;
+    *n = 0;
+    if (vkm_tok_encode(g->tok, text, len, !g->opts->no_bos, true, ids, &cnt))
+        return cli_fail_last();
+    if (cnt > INT_MAX) {
+        free(*ids);
+        *ids = NULL;
+        return cli_fail("the prompt has too many tokens");
+    }
+    *n = (int)cnt;
+    return CLI_OK;
+}
+
+int gen_prefill(gen_ctx *g, const int32_t *ids, int n) {
+    if (n <= 0) return cli_fail("the prompt is empty (no tokens to evaluate)");
+    if (n > g->n_ctx)
+        return cli_fail("the prompt is %d tokens, longer than the context of %d tokens "
+                        "(raise it with -c)",
+                        n, g->n_ctx);
+    int common = 0;
+    while (common < g->n_cache && common < n && g->cache[common] == ids[common]) common++;
+    if (common == n && n == g->n_cache && g->have_logits) return CLI_OK;
+    if (common == n) common = n - 1; /* evaluate the last token again for its logits */
+    if (common < g->n_cache) {
+        if (vkm_session_truncate(g->session, common)) return cli_fail_last();
+        g->n_cache = common;
+    }
+    g->have_logits = false;
+    const double t0 = now_s();
+    int rc = vkm_session_eval(g->session, ids + common, n - common, false, g->logits);
+    g->t_prompt += now_s() - t0;
+    if (rc) {
+        /* keep the mirror equal to whatever the session holds now */
+        int past = vkm_session_n_past(g->session);
+        g->n_cache = past < common ? past : common;
+        vkm_session_truncate(g->session, g->n_cache);
+        return cli_fail_last();
+    }
+    memcpy(g->cache + common, ids + common, (size_t)(n - common) * sizeof *ids);
+    g->n_cache = n;
+    g->have_logits = true;
+    g->n_prompt += n - common;
+    for (int i = common; i < n; i++) vkm_sampler_accept(g->sampler, ids[i]);
+    return CLI_OK;
+}
+
+static void emit_token(gen_ctx *g, vkm_tok_stream *st, int32_t id, gen_text_fn fn, void *user) {
+    const char *text;
+    size_t len;
+    if (id >= 0 && (id == g->think_open || id == g->think_close)) {
+        /* the tags reach the think parser even when they are CONTROL tokens */
+        vkm_tok_stream_flush(st, &text, &len);
+        if (len) fn(user, text, len);
+        if (id == g->think_open)
+            fn(user, THINK_OPEN, sizeof THINK_OPEN - 1);
+        else
+            fn(user, THINK_CLOSE, sizeof THINK_CLOSE - 1);
+        return;
+    }
+    if (vkm_tok_stream_put(st, id, &text, &len) == 0 && len) fn(user, text, len);
+}
+
+int gen_generate(gen_ctx *g, long n_predict, gen_text_fn fn, void *user, enum gen_stop *why) {
+    *why = GEN_STOP_LIMIT;
+    if (n_predict == 0) return CLI_OK;
+    if (!g->have_logits) return cli_fail("internal: generation without a prefill");
+    vkm_tok_stream *st = NULL;
+    if (vkm_tok_stream_create(g->tok, false, &st)) return cli_fail_last();
+    const double t0 = now_s();
+    int rc = CLI_OK;
+    for (long i = 0; n_predict < 0 || i < n_predict; i++) {
+        if (gen_interrupted) {
+            *why = GEN_STOP_INTR;
+            break;
+        }
+        int32_t id = vkm_sampler_sample(g->sampler, g->logits);
+        if (vkm_tok_is_eog(g->tok, id)) {
+            *why = GEN_STOP_EOG;
+            break;
+        }
+        vkm_sampler_accept(g->sampler, id);
+        g->n_gen++;
+        emit_token(g, st, id, fn, user);
+        if (n_predict >= 0 && i + 1 >= n_predict) break; /* no need to evaluate the last one */
+        if (g->n_cache >= g->n_ctx) {
+            *why = GEN_STOP_CTX;
+            break;
+        }
+        if (gen_interrupted) {
+            *why = GEN_STOP_INTR;
+            break;
+        }
+        g->have_logits = false;
+        if (vkm_session_eval(g->session, &id, 1, false, g->logits)) {
+            rc = cli_fail_last();
+            break;
+        }
+        g->cache[g->n_cache++] = id;
+        g->have_logits = true;
+    }
+    const char *text;
+    size_t len;
+    vkm_tok_stream_flush(st, &text, &len);
+    if (len) fn(user, text, len);
+    vkm_tok_stream_destroy(st);
+    g->t_gen += now_s() - t0;
+    if (*why == GEN_STOP_CTX) {
+        fflush(stdout);
+        fprintf(stderr,
+                "\nvkmoe: the context is full (%d tokens); generation stopped "
+                "(raise it with -c)\n",
+                g->n_ctx);
+    }
+    return rc;
+}
+
+void gen_print_timings(gen_ctx *g) {
+    fflush(stdout);
+    if (!g->opts->quiet) {
+        fprintf(stderr, "vkmoe: load      %8.2f s\n", g->t_load);
+        fprintf(stderr, "vkmoe: prompt    %8.2f s  %6ld tokens  %9.2f tokens/s\n", g->t_prompt,
+                g->n_prompt, g->t_prompt > 0 ? (double)g->n_prompt / g->t_prompt : 0.0);
+        fprintf(stderr, "vkmoe: generate  %8.2f s  %6ld tokens  %9.2f tokens/s\n", g->t_gen,
+                g->n_gen, g->t_gen > 0 ? (double)g->n_gen / g->t_gen : 0.0);
+    }
+    if (g->opts->profile && g->engine) vkm_engine_profile_print(g->engine, stderr);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* SIGINT                                                                                       */
+
+static void on_sigint(int sig) {
+    (void)sig;
+    if (gen_at_prompt || gen_interrupted) {
+        if (write(STDERR_FILENO, "\n", 1) < 0) {
+            /* nothing to do: exiting anyway */
+        }
+        _exit(130);
+    }
+    gen_interrupted = 1;
+}
+
+void gen_sigint_install(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;
+    sigaction(SIGINT, &sa, NULL);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* display                                                                                      */
+
+static const char DIM[] = "\x1b[2m";
+static const char UNDIM[] = "\x1b[0m";
+
+static void out_write(gen_display *d, const char *s, size_t n) {
+    if (!n) return;
+    fwrite(s, 1, n, d->out);
+    d->last_nl = s[n - 1] == '\n';
+    d->wrote = true;
+}
+
+/* Ends a reasoning block: a line end, then a blank line (terminal) or "[/thinking]". */
+static void close_reasoning(gen_display *d, bool at_end) {
+    if (!d->reasoning_open) return;
+    d->reasoning_open = false;
+    if (!d->last_nl) out_write(d, "\n", 1);
+    if (!d->tty)
+        out_write(d, "[/thinking]\n", 12);
+    else if (!at_end)
+        out_write(d, "\n", 1);
+}
+
+static void on_think_run(void *user, bool reasoning, const char *text, size_t len) {
+    gen_display *d = user;
+    if (reasoning) {
+        if (d->hide) return;
+        if (!d->reasoning_open) {
+            d->reasoning_open = true;
+            if (!d->tty) out_write(d, "[thinking]\n", 11);
+        }
+        if (d->tty) fputs(DIM, d->out);
+        out_write(d, text, len);
+        if (d->tty) fputs(UNDIM, d->out);
+    } else {
+        close_reasoning(d, false);
+        out_write(d, text, len);
+    }
+}
+
+void gen_display_init(gen_display *d, FILE *out, bool chat, bool hide_thinking) {
+    memset(d, 0, sizeof *d);
+    d->out = out;
+    d->chat = chat;
+    d->hide = hide_thinking;
+    d->tty = isatty(fileno(out));
+    d->last_nl = true;
+    vkm_chat_think_init(&d->think, false);
+}
+
+void gen_display_text(void *user, const char *text, size_t len) {
+    gen_display *d = user;
+    if (d->chat)
+        vkm_chat_think_feed(&d->think, text, len, on_think_run, d);
+    else
+        out_write(d, text, len);
+    fflush(d->out);
+}
+
+void gen_display_end(gen_display *d, bool newline) {
+    if (d->chat) {
+        vkm_chat_think_flush(&d->think, on_think_run, d);
+        close_reasoning(d, true);
+        vkm_chat_think_init(&d->think, false);
+    }
+    if (newline && !d->last_nl) out_write(d, "\n", 1);
+    fflush(d->out);
+}

@@ -1,0 +1,119 @@
+/* gen.h - text generation shared by `vkmoe run` and `vkmoe chat`: the common flags, opening
+ * engine + session + tokenizer + sampler, prefill with KV-cache reuse, the sampling loop with
+ * streamed UTF-8-safe output, reasoning display, SIGINT handling and the timing report.
+ *
+ * Invariant: gen_ctx.cache[0..n_cache) are exactly the tokens in the session's KV cache
+ * (n_cache == vkm_session_n_past), and when have_logits is set, logits are those after
+ * cache[n_cache-1]. */
+#ifndef VKM_GEN_H
+#define VKM_GEN_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "chat.h"
+#include "sampler.h"
+#include "tokenizer.h"
+#include "vkmoe.h"
+
+/* Options shared by run and chat. */
+typedef struct gen_opts {
+    const char *model;
+    vkm_sampler_opts sampling;
+    long n_predict; /* tokens to generate; -1 = until EOS or the context end */
+    long n_ctx;     /* 0 = min(n_ctx_train, 4096) */
+    long device;    /* -1 = default */
+    bool profile, kv_f32, quiet, no_bos;
+    const char *system;        /* system message, or NULL */
+    const char *chat_template; /* template name, NULL = detect from the model */
+    bool hide_thinking;
+} gen_opts;
+
+/* Defaults (n_predict as given: run uses 128, chat -1). */
+void gen_opts_init(gen_opts *o, long n_predict);
+/* Parses the shared flag at argv[*i] (advancing *i past its value). Returns CLI_OK if consumed,
+ * GEN_NOT_MINE if it is not a shared flag, CLI_USAGE (message printed) for a bad value. */
+enum { GEN_NOT_MINE = -1 };
+int gen_parse_flag(gen_opts *o, int argc, char **argv, int *i, const char *usage);
+/* The help lines of the shared flags. */
+void gen_print_flags_help(FILE *f, long default_n);
+
+/* Why generation stopped. */
+enum gen_stop { GEN_STOP_LIMIT, GEN_STOP_EOG, GEN_STOP_CTX, GEN_STOP_INTR };
+
+/* Receives generated text (whole UTF-8 characters) as it is produced. */
+typedef void (*gen_text_fn)(void *user, const char *text, size_t len);
+
+typedef struct gen_ctx {
+    const gen_opts *opts;
+    vkm_engine *engine;
+    vkm_session *session;
+    vkm_tok *tok;
+    vkm_sampler *sampler;
+    enum vkm_chat_template tmpl; /* VKM_CHAT_NONE unless gen_open was asked for one */
+    int n_vocab;
+    int n_ctx;
+    float *logits; /* [n_vocab] after cache[n_cache-1] */
+    bool have_logits;
+    int32_t *cache; /* [n_ctx] token ids in the KV cache */
+    int n_cache;
+    int32_t think_open, think_close; /* ids of "<think>" / "</think>", -1 if absent */
+    /* timings */
+    double t_load;          /* seconds to open everything */
+    long n_prompt, n_gen;   /* tokens evaluated as prompt / generated */
+    double t_prompt, t_gen; /* seconds */
+} gen_ctx;
+
+/* Opens everything; with want_template, also chooses the chat template (errors as chat.h says).
+ * Returns CLI_OK or CLI_ERROR (message printed); gen_close() is safe either way. */
+int gen_open(gen_ctx *g, const gen_opts *o, bool want_template);
+void gen_close(gen_ctx *g);
+
+/* Tokenizes text[0..len) (BOS per the model unless --no-bos, special tokens parsed) into a
+ * malloc'ed array. CLI_OK/CLI_ERROR. */
+int gen_tokenize(gen_ctx *g, const char *text, size_t len, int32_t **ids, int *n);
+/* Reads a whole file ("-" = stdin) into a malloc'ed NUL-terminated buffer. CLI_OK/CLI_ERROR. */
+int gen_read_file(const char *path, char **out, size_t *len);
+/* Makes the KV cache hold exactly ids[0..n): keeps the longest common prefix with what is cached,
+ * truncates the rest and evaluates the remainder (at least one token, for fresh logits).
+ * CLI_ERROR (message printed) if n is 0 or larger than the context, or on an engine error; the
+ * cache mirror stays correct. */
+int gen_prefill(gen_ctx *g, const int32_t *ids, int n);
+/* Samples up to n_predict tokens (-1: no limit) after a prefill, passing their text to fn.
+ * Stops at EOS/EOT, the limit, the context end (a note on stderr) or SIGINT. */
+int gen_generate(gen_ctx *g, long n_predict, gen_text_fn fn, void *user, enum gen_stop *why);
+/* Forgets the conversation: empty KV cache, fresh sampler. */
+int gen_reset(gen_ctx *g);
+/* Load/prompt/generation timings on stderr (unless --quiet); --profile table. */
+void gen_print_timings(gen_ctx *g);
+
+/* ---- SIGINT ----
+ * After gen_sigint_install(): a Ctrl-C sets gen_interrupted (generation stops at the next
+ * token); a second one before it is cleared, or any while gen_at_prompt is set, exits 130. */
+extern volatile sig_atomic_t gen_interrupted;
+extern volatile sig_atomic_t gen_at_prompt;
+void gen_sigint_install(void);
+
+/* ---- reasoning display ----
+ * Chat output goes through the <think> parser: reasoning is dimmed on a terminal, framed as
+ * "[thinking]\n...\n[/thinking]\n" otherwise, or dropped with --hide-thinking; the answer is
+ * printed as is. Without chat the text is printed unchanged. */
+typedef struct gen_display {
+    FILE *out;
+    bool chat, tty, hide;
+    vkm_chat_think think;
+    bool reasoning_open; /* a dim span / [thinking] block has started and not been closed */
+    bool last_nl;        /* the last byte written was '\n' (or nothing written yet) */
+    bool wrote;          /* anything written */
+} gen_display;
+
+void gen_display_init(gen_display *d, FILE *out, bool chat, bool hide_thinking);
+/* A gen_text_fn: user is a gen_display. */
+void gen_display_text(void *user, const char *text, size_t len);
+/* End of output: releases held text, closes a reasoning block, and (on a terminal, or always in
+ * chat) ends the line. */
+void gen_display_end(gen_display *d, bool newline);
+
+#endif
