@@ -20,7 +20,7 @@ function(vkm_add_shader name source)
     list(APPEND defs "-D${d}")
   endforeach()
   add_custom_command(
-    OUTPUT ${out}
+    OUTPUT ${raw} ${out}
     COMMAND ${CMAKE_COMMAND} -E make_directory ${dir}
     COMMAND ${GLSLANG_VALIDATOR} -V --target-env vulkan1.2 -I${CMAKE_SOURCE_DIR}/shaders ${defs}
             --depfile ${dir}/${name}.d -o ${raw} ${src}
