@@ -3,7 +3,8 @@
  * Invariants after vkm_gguf_open() succeeds:
  *  - every KV record and tensor info was parsed with each length/count checked against the bytes
  *    left in the file BEFORE anything was allocated or read, using overflow-safe arithmetic;
- *  - keys are non-empty and unique, tensor names are 1..63 bytes and unique across all parts;
+ *  - keys are non-empty, free of NUL bytes and unique; tensor names are 1..63 bytes and unique
+ *    across all parts;
  *  - each tensor has a known ggml type, 1..4 dims, ne >= 0, ne0 a multiple of the block size,
  *    and lies at offset sum(align_up(nbytes_j)) of the earlier tensors of its part (strict
  *    order), entirely inside the mapping (including its trailing alignment padding);
@@ -254,6 +255,7 @@ static int read_kv(reader *r, gguf_kv *kv) {
     kv->key[len] = 0;
     r->pos += len;
     const char *key = kv->key;
+    if (strlen(key) != len) return fail_at(r, at, "key contains a NUL byte");
 
     uint64_t type_at = r->pos;
     if ((rc = rd_u32(r, &kv->type, "value type"))) return rc;
@@ -310,6 +312,14 @@ static int part_scalar(const gguf_part *p, const char *key, uint32_t type, const
     return (*kv)->type == type ? 0 : wrong_type(p, *kv, type);
 }
 
+/* float -> int64 saturating (NaN -> 0): a plain cast of an out-of-range value is undefined. */
+static int64_t sat_i64(double v) {
+    if (v != v) return 0;
+    if (v >= 9223372036854775808.0) return INT64_MAX;
+    if (v < -9223372036854775808.0) return INT64_MIN;
+    return (int64_t)v;
+}
+
 static int64_t int_value(uint32_t type, const uint8_t *b) {
     switch (type) {
     case VKM_GGUF_UINT8:
@@ -351,12 +361,12 @@ static int64_t int_value(uint32_t type, const uint8_t *b) {
     case VKM_GGUF_FLOAT32: {
         float v;
         memcpy(&v, b, 4);
-        return (int64_t)v;
+        return sat_i64(v);
     }
     case VKM_GGUF_FLOAT64: {
         double v;
         memcpy(&v, b, 8);
-        return (int64_t)v;
+        return sat_i64(v);
     }
     default:
         return 0;

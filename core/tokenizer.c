@@ -1139,7 +1139,7 @@ int vkm_tok_stream_put(vkm_tok_stream *s, int32_t id, const char **text, size_t 
     const char *p = vkm_tok_piece(s->t, id, s->render_special, &l);
     int rc = grow((void **)&s->buf, &s->cap, s->filled + l, 1);
     if (rc) return rc;
-    memcpy(s->buf + s->filled, p, l);
+    if (l) memcpy(s->buf + s->filled, p, l); /* buf is still NULL after only empty pieces */
     s->filled += l;
     s->given = vkm_utf8_complete_prefix(s->buf, s->filled);
     *text = s->buf;
