@@ -6,6 +6,15 @@
  * memory, so the host never holds a second copy). Two pools: the routed experts (ffn_*_exps) in
  * their own buffers, reached through vkm_fwd_expert_where(), and everything else.
  *
+ * Expert paging: when the weights exceed the VRAM budget (vkmoe.h), the experts are not uploaded.
+ * MoE layers whose expert matrices have equal types and sizes form a size class; each class gets
+ * a number of device slots (the same resident fraction for every class, at least top-k), one
+ * stack buffer per matrix kind ([n_slots][matrix bytes]), and a pager (core/pager.c) deciding
+ * residency. The forward pass calls vkm_engine_expert_page() (through the session's hook) after
+ * each MoE router: the chosen experts are made resident in rounds of at most n_slots, misses are
+ * copied from the file mapping through a host staging buffer, and the slots' row ranges go to
+ * the GPU. When everything fits nothing of this exists and the forward is unchanged.
+ *
  * Invariants: each tensor starts at a multiple of VKM_FWD_ALIGN in its buffer and its padded size
  * (a multiple of VKM_FWD_ALIGN, so whole words) lies inside it; no buffer exceeds the device's
  * largest bindable range or 4 GiB. The gguf mapping outlives the model, which outlives the
@@ -17,11 +26,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "err.h"
 #include "gguf.h"
 #include "ops_matmul.h"
+#include "pager.h"
 #include "qtype.h"
 
 #define MIB (1024.0 * 1024.0)
@@ -29,7 +40,10 @@
 #define PROGRESS_MIN ((uint64_t)256 << 20) /* show progress for weights above this */
 #define MAX_BUF_BYTES ((uint64_t)4 << 30)  /* shaders address 32-bit ranges */
 #define MAX_PROFILE_LABELS 64
-#define MAX_MARKS 4096 /* gpu.h: marks per batch */
+#define MAX_MARKS 4096                    /* gpu.h: marks per batch */
+#define STAGING_MAX ((size_t)64 << 20)    /* expert staging buffer, at most */
+#define AUTO_MARGIN ((uint64_t)256 << 20) /* automatic budget: kept free besides a session */
+#define N_KINDS 4                         /* enum vkm_expert_kind */
 
 enum { POOL_MAIN, POOL_EXPERT, N_POOLS };
 
@@ -47,6 +61,18 @@ typedef struct prof_entry {
     uint64_t calls, ns;
 } prof_entry;
 
+/* Paged experts of one size class: the MoE layers whose expert matrices have the same types and
+ * sizes share device slots (a slot holds one (layer, expert) unit: its matrices of every kind). */
+typedef struct expert_class {
+    uint32_t type[N_KINDS]; /* ggml type per kind (enum vkm_expert_kind) */
+    size_t mat[N_KINDS];    /* bytes of one expert's matrix per kind, 0 = kind absent */
+    size_t unit_bytes;      /* sum of mat[] */
+    uint32_t n_layers;      /* MoE layers in the class */
+    uint32_t n_slots;
+    vkm_gpu_buf *buf[N_KINDS]; /* per present kind: the slot stack [n_slots][mat] */
+    vkm_pager *pager;          /* units (layer, expert) of the whole model; this class's only */
+} expert_class;
+
 struct vkm_engine {
     vkm_engine_opts opts;
     vkm_gguf *gguf;
@@ -59,6 +85,20 @@ struct vkm_engine {
     prof_entry prof[MAX_PROFILE_LABELS]; /* [n_prof] totals since the last print */
     int n_prof;
     vkm_gpu_timing *timings; /* [4096] scratch for vkm_gpu_timings */
+    /* expert paging (paged false: every expert resident in the POOL_EXPERT buffers) */
+    bool paged;
+    expert_class *classes; /* [n_classes] */
+    int n_classes;
+    int *layer_class;     /* [n_layer] class of each MoE layer, -1 for dense layers */
+    vkm_gpu_buf *staging; /* host buffer of staging_bytes for expert uploads */
+    size_t staging_bytes;
+    vkm_gpu_buf *mats_buf;    /* int32 [2 * max n_slots]: the slot ranges of the current round */
+    int32_t *mats_host;       /* [2 * max n_slots] */
+    int32_t *ranges;          /* [2 * n_expert] (first, count) of each expert in the grouping */
+    int32_t *todo;            /* [n_expert] the current layer's chosen experts, in round order */
+    int32_t *round_slots;     /* [n_expert] */
+    bool *round_miss;         /* [n_expert] */
+    uint32_t n_todo, todo_at; /* chosen experts of the current layer; first not yet paged */
 };
 
 /* The tensors of a layer, with the pool each goes to. */
@@ -181,6 +221,315 @@ static void release_pages(const void *p, size_t n) {
     if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
+/* ------------------------------------------------------------------ expert paging ---- */
+
+static const vkm_tensor *expert_tensor(const vkm_layer *L, int kind) {
+    return kind == VKM_EXPERT_GATE      ? &L->ffn_gate_exps
+           : kind == VKM_EXPERT_UP      ? &L->ffn_up_exps
+           : kind == VKM_EXPERT_GATE_UP ? &L->ffn_gate_up_exps
+                                        : &L->ffn_down_exps;
+}
+
+static vkm_dtensor *expert_dtensor(vkm_dlayer *L, int kind) {
+    return kind == VKM_EXPERT_GATE      ? &L->ffn_gate_exps
+           : kind == VKM_EXPERT_UP      ? &L->ffn_up_exps
+           : kind == VKM_EXPERT_GATE_UP ? &L->ffn_gate_up_exps
+                                        : &L->ffn_down_exps;
+}
+
+/* Device bytes of n slots of class c (each kind's stack padded to VKM_FWD_ALIGN). */
+static uint64_t class_cost(const expert_class *c, uint64_t n) {
+    uint64_t b = 0;
+    for (int k = 0; k < N_KINDS; k++)
+        if (c->mat[k]) b += (n * c->mat[k] + VKM_FWD_ALIGN - 1) / VKM_FWD_ALIGN * VKM_FWD_ALIGN;
+    return b;
+}
+
+/* Sorts the MoE layers into size classes (e->classes, e->layer_class). */
+static int build_classes(vkm_engine *e) {
+    const vkm_hparams *hp = &e->model->hp;
+    if (!(e->layer_class = malloc(hp->n_layer * sizeof *e->layer_class)) ||
+        !(e->classes = calloc(hp->n_layer, sizeof *e->classes)))
+        return vkm_error(VKM_ENOMEM, "out of memory");
+    for (uint32_t il = 0; il < hp->n_layer; il++) {
+        const vkm_layer *L = &e->model->layers[il];
+        e->layer_class[il] = -1;
+        if (!L->moe || hp->n_expert == 0) continue;
+        expert_class key = {0};
+        for (int k = 0; k < N_KINDS; k++) {
+            const vkm_tensor *t = expert_tensor(L, k);
+            if (!t->data) continue;
+            key.type[k] = t->type;
+            key.mat[k] = (size_t)t->ne[1] * t->row_bytes;
+            key.unit_bytes += key.mat[k];
+        }
+        int c = 0;
+        while (c < e->n_classes && (memcmp(e->classes[c].type, key.type, sizeof key.type) ||
+                                    memcmp(e->classes[c].mat, key.mat, sizeof key.mat)))
+            c++;
+        if (c == e->n_classes) e->classes[e->n_classes++] = key;
+        e->classes[c].n_layers++;
+        e->layer_class[il] = c;
+    }
+    return 0;
+}
+
+/* Decides whether the experts are paged and, if so, how many slots each class gets, from the
+ * budget (see vkmoe.h), the bytes of the other weights (main) and of all experts (experts). */
+static int plan_paging(vkm_engine *e, uint64_t main, uint64_t experts, uint64_t cap) {
+    const vkm_hparams *hp = &e->model->hp;
+    const char *path = e->opts.model_path;
+    uint64_t budget = e->opts.vram_budget;
+    const bool automatic = budget == 0;
+    if (automatic) { /* the heap's budget less a default session and a margin */
+        const vkm_gpu_device_info *di = vkm_gpu_info(e->gpu);
+        const uint32_t n_ctx = hp->n_ctx_train && hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
+        uint64_t session = AUTO_MARGIN;
+        vkm_fwd_kv kv;
+        vkm_fwd_work w;
+        if (!vkm_fwd_kv_layout(hp, n_ctx, true, &kv)) session += kv.bytes;
+        if (!vkm_fwd_work_layout(hp, 512, &w)) session += w.bytes;
+        vkm_error_clear();
+        budget = di->budget_bytes > session ? di->budget_bytes - session : 0;
+    }
+    if (main + experts <= budget) return 0;
+    int rc = build_classes(e);
+    if (rc) return rc;
+    if (e->n_classes == 0) {
+        if (automatic) return 0; /* nothing to page: the allocation will tell */
+        return vkm_error(VKM_EDEVMEM,
+                         "%s: the weights need %.1f MiB of device memory, above the budget of "
+                         "%.1f MiB",
+                         path, (double)(main + experts) / MIB, (double)budget / MIB);
+    }
+    const uint64_t X = hp->n_expert, K = hp->n_expert_used ? hp->n_expert_used : 1;
+    const uint64_t mats =
+        (2 * 4 * (uint64_t)hp->n_layer * X + VKM_FWD_ALIGN - 1) / VKM_FWD_ALIGN * VKM_FWD_ALIGN;
+    uint64_t min_slots = 0, all = 0;
+    for (int c = 0; c < e->n_classes; c++) {
+        min_slots += class_cost(&e->classes[c], K);
+        all += e->classes[c].n_layers * X * e->classes[c].unit_bytes;
+    }
+    const uint64_t minimum = main + mats + min_slots;
+    if (budget < minimum)
+        return vkm_error(VKM_EDEVMEM,
+                         "%s: the weights need %.1f MiB of device memory, above the budget of "
+                         "%.2f MiB, and paging the experts needs a minimum of %.2f MiB (%.2f MiB "
+                         "of other weights + the top-%u experts of one MoE layer%s: %.2f MiB)",
+                         path, (double)(main + experts) / MIB, (double)budget / MIB,
+                         (double)minimum / MIB, (double)main / MIB, (unsigned)K,
+                         e->n_classes > 1 ? " per expert size class" : "", (double)min_slots / MIB);
+    const uint64_t avail = budget - main - mats, extra = avail - min_slots;
+    uint64_t used = 0;
+    for (int c = 0; c < e->n_classes; c++) {
+        expert_class *ec = &e->classes[c];
+        const uint64_t units = ec->n_layers * X;
+        size_t biggest = 0;
+        for (int k = 0; k < N_KINDS; k++) biggest = ec->mat[k] > biggest ? ec->mat[k] : biggest;
+        const uint64_t fit = cap / biggest; /* slots one stack buffer can hold */
+        if (fit < K)
+            return vkm_error(VKM_EUNSUPPORTED,
+                             "%s: an expert matrix of %.1f MiB: %u of them exceed a buffer", path,
+                             (double)biggest / MIB, (unsigned)K);
+        /* the same fraction of every class resident */
+        uint64_t n = K + (uint64_t)((double)extra * ((double)units / (double)all));
+        if (n > units) n = units;
+        if (n > fit) n = fit;
+        while (n > K && used + class_cost(ec, n) > avail) n--;
+        ec->n_slots = (uint32_t)n;
+        used += class_cost(ec, n);
+    }
+    e->paged = true;
+    return 0;
+}
+
+/* Creates the slot stacks, the staging and range buffers and the pagers, and points the expert
+ * descriptors of every MoE layer at its class's stacks. */
+static int setup_paging(vkm_engine *e) {
+    const vkm_hparams *hp = &e->model->hp;
+    uint32_t max_slots = 0;
+    size_t biggest = 0;
+    int rc;
+    for (int c = 0; c < e->n_classes; c++) {
+        expert_class *ec = &e->classes[c];
+        for (int k = 0; k < N_KINDS; k++) {
+            if (!ec->mat[k]) continue;
+            biggest = ec->mat[k] > biggest ? ec->mat[k] : biggest;
+            const size_t bytes = ((size_t)ec->n_slots * ec->mat[k] + VKM_FWD_ALIGN - 1) /
+                                 VKM_FWD_ALIGN * VKM_FWD_ALIGN;
+            if ((rc = vkm_gpu_buf_create(e->gpu, bytes, VKM_BUF_DEVICE, &ec->buf[k]))) return rc;
+        }
+        vkm_pager_opts po = {hp->n_layer, hp->n_expert, ec->n_slots, e->opts.expert_policy, 0};
+        if ((rc = vkm_pager_create(&po, &ec->pager))) return rc;
+        max_slots = ec->n_slots > max_slots ? ec->n_slots : max_slots;
+    }
+    e->staging_bytes = biggest < STAGING_MAX ? biggest : STAGING_MAX;
+    if ((rc = vkm_gpu_buf_create(e->gpu, e->staging_bytes, VKM_BUF_HOST, &e->staging)) ||
+        (rc = vkm_gpu_buf_create(e->gpu, (size_t)max_slots * 8, VKM_BUF_DEVICE, &e->mats_buf)))
+        return rc;
+    if (!vkm_gpu_buf_map(e->staging))
+        return vkm_error(VKM_EUNSUPPORTED, "the expert staging buffer is not host visible");
+    const size_t X = hp->n_expert;
+    if (!(e->mats_host = malloc((size_t)max_slots * 2 * sizeof *e->mats_host)) ||
+        !(e->ranges = malloc(2 * X * sizeof *e->ranges)) ||
+        !(e->todo = malloc(X * sizeof *e->todo)) ||
+        !(e->round_slots = malloc(X * sizeof *e->round_slots)) ||
+        !(e->round_miss = malloc(X * sizeof *e->round_miss)))
+        return vkm_error(VKM_ENOMEM, "out of memory");
+    for (uint32_t il = 0; il < hp->n_layer; il++) {
+        if (e->layer_class[il] < 0) continue;
+        const expert_class *ec = &e->classes[e->layer_class[il]];
+        for (int k = 0; k < N_KINDS; k++) {
+            const vkm_tensor *t = expert_tensor(&e->model->layers[il], k);
+            if (!t->data) continue;
+            *expert_dtensor(&e->dm.layers[il], k) =
+                (vkm_dtensor){ec->buf[k],
+                              0,
+                              t->type,
+                              {t->ne[0], t->ne[1], ec->n_slots, 1},
+                              (size_t)ec->n_slots * ec->mat[k],
+                              t->row_bytes};
+        }
+    }
+    if (!e->opts.quiet) {
+        uint32_t slots = 0;
+        uint64_t bytes = 0;
+        for (int c = 0; c < e->n_classes; c++) {
+            slots += e->classes[c].n_slots;
+            bytes += class_cost(&e->classes[c], e->classes[c].n_slots);
+        }
+        fprintf(stderr, "vkmoe: paging experts: %u slots (%.1f MiB) in %d size class%s, %s\n",
+                slots, (double)bytes / MIB, e->n_classes, e->n_classes > 1 ? "es" : "",
+                e->opts.expert_policy == VKM_EXPERT_LFU ? "LFU" : "LRU");
+    }
+    return 0;
+}
+
+static void destroy_paging(vkm_engine *e) {
+    for (int c = 0; c < e->n_classes; c++) {
+        for (int k = 0; k < N_KINDS; k++) vkm_gpu_buf_destroy(e->gpu, e->classes[c].buf[k]);
+        vkm_pager_destroy(e->classes[c].pager);
+    }
+    free(e->classes);
+    free(e->layer_class);
+    vkm_gpu_buf_destroy(e->gpu, e->staging);
+    vkm_gpu_buf_destroy(e->gpu, e->mats_buf);
+    free(e->mats_host);
+    free(e->ranges);
+    free(e->todo);
+    free(e->round_slots);
+    free(e->round_miss);
+}
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+/* Uploads unit (il, x) of class c into slot s: each matrix from the file mapping through the
+ * staging buffer. */
+static int upload_unit(vkm_engine *e, const expert_class *c, uint32_t il, uint32_t x, uint32_t s) {
+    char *stage = vkm_gpu_buf_map(e->staging);
+    for (int k = 0; k < N_KINDS; k++) {
+        if (!c->mat[k]) continue;
+        const char *src =
+            (const char *)expert_tensor(&e->model->layers[il], k)->data + (size_t)x * c->mat[k];
+        for (size_t at = 0; at < c->mat[k]; at += e->staging_bytes) {
+            const size_t len =
+                c->mat[k] - at < e->staging_bytes ? c->mat[k] - at : e->staging_bytes;
+            memcpy(stage, src + at, len);
+            int rc =
+                vkm_gpu_copy(e->gpu, e->staging, 0, c->buf[k], (size_t)s * c->mat[k] + at, len);
+            if (rc) return rc;
+        }
+    }
+    return 0;
+}
+
+bool vkm_engine_paged(const vkm_engine *e) {
+    return e->paged;
+}
+
+int vkm_engine_expert_page(vkm_engine *e, uint32_t il, uint32_t round, const int32_t *sel,
+                           uint32_t n_sel, vkm_fwd_expert_plan *plan) {
+    const vkm_hparams *hp = &e->model->hp;
+    if (!e->paged || il >= hp->n_layer || e->layer_class[il] < 0 || (round == 0 && !sel))
+        return vkm_error(VKM_EINVAL, "expert paging: layer %u round %u is not a paged MoE layer",
+                         il, round);
+    expert_class *c = &e->classes[e->layer_class[il]];
+    const uint32_t X = hp->n_expert;
+    if (round == 0) {
+        vkm_pager_expert_ranges(sel, n_sel, X, e->ranges);
+        /* resident experts first, so that this layer's misses cannot evict them before use */
+        e->n_todo = e->todo_at = 0;
+        for (int pass = 0; pass < 2; pass++)
+            for (uint32_t x = 0; x < X; x++)
+                if (e->ranges[2 * x + 1] > 0 &&
+                    (vkm_pager_slot_of(c->pager, il, x) >= 0) == (pass == 0))
+                    e->todo[e->n_todo++] = (int32_t)x;
+    } else if (e->todo_at >= e->n_todo) {
+        return vkm_error(VKM_EINVAL, "expert paging: layer %u has no round %u", il, round);
+    }
+    const uint32_t left = e->n_todo - e->todo_at;
+    const uint32_t n = left < c->n_slots ? left : c->n_slots;
+    const int32_t *xs = e->todo + e->todo_at;
+    int rc = vkm_pager_request(c->pager, il, xs, (int)n, e->round_slots, e->round_miss);
+    if (rc) return rc;
+    const double t0 = now_ms();
+    uint64_t bytes = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!e->round_miss[i]) continue;
+        if ((rc = upload_unit(e, c, il, (uint32_t)xs[i], (uint32_t)e->round_slots[i]))) return rc;
+        bytes += c->unit_bytes;
+    }
+    if (bytes) vkm_pager_note_upload(c->pager, bytes, now_ms() - t0);
+    uint32_t lo = n ? (uint32_t)e->round_slots[0] : 0, hi = lo;
+    for (uint32_t i = 1; i < n; i++) {
+        const uint32_t sl = (uint32_t)e->round_slots[i];
+        lo = sl < lo ? sl : lo;
+        hi = sl > hi ? sl : hi;
+    }
+    const uint32_t n_mat = hi - lo + 1;
+    memset(e->mats_host, 0, (size_t)n_mat * 2 * sizeof *e->mats_host);
+    for (uint32_t i = 0; i < n; i++) {
+        const uint32_t j = (uint32_t)e->round_slots[i] - lo;
+        e->mats_host[2 * j] = e->ranges[2 * xs[i]];
+        e->mats_host[2 * j + 1] = e->ranges[2 * xs[i] + 1];
+    }
+    if ((rc = vkm_gpu_upload(e->gpu, e->mats_buf, 0, e->mats_host, (size_t)n_mat * 8))) return rc;
+    e->todo_at += n;
+    *plan = (vkm_fwd_expert_plan){e->mats_buf, 0, lo, n_mat, e->todo_at >= e->n_todo};
+    return 0;
+}
+
+void vkm_engine_expert_stats(const vkm_engine *e, vkm_expert_stats *out) {
+    memset(out, 0, sizeof *out);
+    if (!e->paged) return;
+    out->paged = true;
+    for (int c = 0; c < e->n_classes; c++) {
+        out->n_slots += e->classes[c].n_slots;
+        out->slot_bytes += class_cost(&e->classes[c], e->classes[c].n_slots);
+        vkm_pager_add_stats(e->classes[c].pager, out);
+    }
+}
+
+void vkm_engine_expert_stats_reset(vkm_engine *e) {
+    for (int c = 0; c < e->n_classes; c++)
+        if (e->classes[c].pager) vkm_pager_reset_stats(e->classes[c].pager);
+}
+
+void vkm_expert_stats_line(const vkm_expert_stats *st, char *buf, size_t n) {
+    snprintf(buf, n,
+             "experts: hits=%llu misses=%llu prefetched=%llu prefetch_used=%llu "
+             "uploaded_bytes=%llu stall_ms=%.3f",
+             (unsigned long long)st->hits, (unsigned long long)st->misses,
+             (unsigned long long)st->prefetched, (unsigned long long)st->prefetch_used,
+             (unsigned long long)st->uploaded_bytes, st->stall_ms);
+}
+
+/* ----------------------------------------------------------------------- upload ---- */
+
 static int upload_weights(vkm_engine *e) {
     slot *s = NULL;
     int n = 0, rc = list_slots(e, &s, &n);
@@ -196,7 +545,7 @@ static int upload_weights(vkm_engine *e) {
                        ? di->max_buffer_bytes
                        : MAX_BUF_BYTES;
     cap = cap / VKM_FWD_ALIGN * VKM_FWD_ALIGN;
-    uint64_t total = 0;
+    uint64_t total = 0, pool_bytes[N_POOLS] = {0};
     for (int i = 0; i < n; i++) {
         if (align_up(s[i].src->nbytes) > cap) {
             rc = vkm_error(VKM_EUNSUPPORTED,
@@ -207,13 +556,14 @@ static int upload_weights(vkm_engine *e) {
             goto done;
         }
         total += align_up(s[i].src->nbytes);
+        pool_bytes[s[i].pool] += align_up(s[i].src->nbytes);
     }
-    if (e->opts.vram_budget && total > e->opts.vram_budget) { /* no expert paging yet */
-        rc = vkm_error(VKM_EDEVMEM,
-                       "%s: the weights need %.1f MiB of device memory, above the budget of "
-                       "%.1f MiB (expert paging is not implemented yet)",
-                       e->opts.model_path, (double)total / MIB, (double)e->opts.vram_budget / MIB);
-        goto done;
+    if ((rc = plan_paging(e, pool_bytes[POOL_MAIN], pool_bytes[POOL_EXPERT], cap))) goto done;
+    if (e->paged) { /* the experts stay in the mapping: no buffer, no upload */
+        for (int i = 0; i < n; i++)
+            if (s[i].pool == POOL_EXPERT) s[i].pool = N_POOLS;
+        total = pool_bytes[POOL_MAIN];
+        if ((rc = setup_paging(e))) goto done;
     }
     plan(s, n, cap, sizes, &e->n_bufs);
     if (!(e->bufs = calloc((size_t)e->n_bufs, sizeof *e->bufs))) {
@@ -236,6 +586,7 @@ static int upload_weights(vkm_engine *e) {
     const bool progress = !e->opts.quiet && total >= PROGRESS_MIN;
     uint64_t done_bytes = 0;
     for (int i = 0; i < n; i++) {
+        if (s[i].pool == N_POOLS) continue; /* paged expert: set up by setup_paging */
         const vkm_tensor *t = s[i].src;
         vkm_dtensor *d = s[i].dst;
         *d = (vkm_dtensor){e->bufs[s[i].buf], s[i].off,
@@ -265,6 +616,9 @@ done:
 int vkm_engine_open(const vkm_engine_opts *opts, vkm_engine **out) {
     *out = NULL;
     if (!opts || !opts->model_path) return vkm_error(VKM_EINVAL, "vkm_engine_open: no model path");
+    if (opts->expert_policy != VKM_EXPERT_LRU && opts->expert_policy != VKM_EXPERT_LFU)
+        return vkm_error(VKM_EINVAL, "vkm_engine_open: unknown expert policy %d",
+                         opts->expert_policy);
     vkm_engine *e = calloc(1, sizeof *e);
     if (!e) return vkm_error(VKM_ENOMEM, "out of memory");
     e->opts = *opts;
@@ -309,6 +663,7 @@ void vkm_engine_close(vkm_engine *e) {
     if (!e) return;
     for (int b = 0; b < e->n_bufs; b++) vkm_gpu_buf_destroy(e->gpu, e->bufs[b]);
     free(e->bufs);
+    destroy_paging(e);
     vkm_gpu_destroy(e->gpu);
     free(e->dm.layers);
     free(e->timings);

@@ -16,4 +16,13 @@ bool vkm_engine_profiling(const vkm_engine *e);
 /* Adds the marks of the batch just submitted to the per-label profile totals. */
 int vkm_engine_profile_collect(vkm_engine *e);
 
+/* Whether the routed experts are paged (then every MoE layer needs vkm_engine_expert_page). */
+bool vkm_engine_paged(const vkm_engine *e);
+/* The pager step of forward.h's vkm_fwd_page_fn for MoE layer il, with no batch open: round 0
+ * takes the layer's choices sel[n_sel] (read back from work.sel) and starts the layer; every
+ * round makes up to n_slots of the chosen experts resident (uploading misses) and fills *plan.
+ * VKM_EINVAL when il is not a paged MoE layer or the round does not exist. */
+int vkm_engine_expert_page(vkm_engine *e, uint32_t il, uint32_t round, const int32_t *sel,
+                           uint32_t n_sel, vkm_fwd_expert_plan *plan);
+
 #endif

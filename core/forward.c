@@ -106,7 +106,7 @@ int vkm_fwd_work_layout(const vkm_hparams *hp, uint32_t max_batch, vkm_fwd_work 
     w->wts = take(&p, B * K, 4);
     w->rows = take(&p, BK, 4);
     w->map = take(&p, BK, 4);
-    w->mats = take(&p, 2 * X, 4);
+    w->mats = take(&p, 3 * X + 1, 4); /* + the active list (fwd_common.h) */
     w->eg = take(&p, BK * 2 * Fe, 4);
     w->eu = take(&p, BK * Fe, 4);
     w->eh = take(&p, BK * Fe, 4);
@@ -200,20 +200,22 @@ static int matmul_heads(const fwd *f, const vkm_dtensor *t, vkm_fwd_span x, int6
 /* Routed experts: entry p of the grouped rows (work.rows / work.mats) reads X row xrows[p] and
  * writes Y row p; matrix `kind` of the experts of layer il. */
 static int matmul_experts(const fwd *f, uint32_t il, int kind, int64_t k, int64_t m, vkm_fwd_span x,
-                          int64_t n_x, vkm_fwd_span xrows, vkm_fwd_span y) {
+                          int64_t n_x, vkm_fwd_span xrows, vkm_fwd_span y,
+                          const vkm_fwd_expert_plan *plan) {
     const vkm_dlayer *L = &f->m->layers[il];
     const vkm_dtensor *t = kind == VKM_EXPERT_DOWN      ? &L->ffn_down_exps
                            : kind == VKM_EXPERT_GATE_UP ? &L->ffn_gate_up_exps
                            : kind == VKM_EXPERT_UP      ? &L->ffn_up_exps
                                                         : &L->ffn_gate_exps;
-    const vkm_expert_loc loc = vkm_fwd_expert_where(f->m, il, kind, 0); /* the stack */
+    /* the stack (paged: the slots from plan->base on) */
+    const vkm_expert_loc loc = vkm_fwd_expert_where(f->m, il, kind, plan ? plan->base : 0);
     const int64_t n_rows = (int64_t)f->b->n * f->hp->n_expert_used;
     vkm_matmul_id a = {.wtype = t->type,
                        .w = loc.buf,
                        .w_off = loc.off,
                        .k = k,
                        .m = m,
-                       .n_mat = f->hp->n_expert,
+                       .n_mat = plan ? plan->n_mat : f->hp->n_expert,
                        .x = f->w->buf,
                        .x_off = x.off,
                        .n_x = n_x,
@@ -224,9 +226,10 @@ static int matmul_experts(const fwd *f, uint32_t il, int kind, int64_t k, int64_
                        .rows = f->w->buf,
                        .rows_off = xrows.off,
                        .n_rows = n_rows,
-                       .mats = f->w->buf,
-                       .mats_off = f->w->mats.off,
-                       .max_per_mat = f->b->n}; /* a token picks an expert at most once */
+                       .mats = plan ? plan->mats : f->w->buf,
+                       .mats_off = plan ? plan->mats_off : f->w->mats.off,
+                       .max_per_mat = f->b->n, /* a token picks an expert at most once */
+                       .active_list = !plan}; /* moe_group writes it; paging plans do not */
     return vkm_op_matmul_id(f->gpu, &a);
 }
 
@@ -355,21 +358,33 @@ static int moe(const fwd *f, uint32_t il) {
     CK(moe_group(f)); /* rows, mats, map */
     MARK("moe_group");
 
-    /* eh [n*K][Fe] = swiglu(gate_e · a_t, up_e · a_t) for every grouped (token t, expert e) */
-    if (L->ffn_gate_up_exps.buf) {
-        CK(matmul_experts(f, il, VKM_EXPERT_GATE_UP, E, 2 * (int64_t)Fe, w->a, n, w->rows, w->eg));
-        MARK("moe_gate_up");
-        CK(swiglu_fused(f, w->eg, w->eh, n * K, Fe));
-    } else {
-        CK(matmul_experts(f, il, VKM_EXPERT_GATE, E, Fe, w->a, n, w->rows, w->eg));
-        CK(matmul_experts(f, il, VKM_EXPERT_UP, E, Fe, w->a, n, w->rows, w->eu));
-        MARK("moe_gate_up");
-        CK(vkm_op_swiglu(f->gpu, act(f, w->eg), act(f, w->eu), act(f, w->eh), n * K, Fe, Fe, Fe));
+    /* eh [n*K][Fe] = swiglu(gate_e · a_t, up_e · a_t) for every grouped (token t, expert e);
+     * eo [n*K][E] = down_e · eh (entry p reads eh row p). Paged experts: in rounds of what fits
+     * the slots (vkm_fwd_page_fn), each computing its own entries' rows. */
+    vkm_fwd_expert_plan plan_s, *plan = NULL;
+    for (uint32_t round = 0;; round++) {
+        if (f->b->page) {
+            plan = &plan_s;
+            CK(f->b->page(f->b->page_ctx, il, round, plan));
+        }
+        if (L->ffn_gate_up_exps.buf) {
+            CK(matmul_experts(f, il, VKM_EXPERT_GATE_UP, E, 2 * (int64_t)Fe, w->a, n, w->rows,
+                              w->eg, plan));
+            MARK("moe_gate_up");
+            CK(swiglu_fused(f, w->eg, w->eh, n * K, Fe));
+        } else {
+            CK(matmul_experts(f, il, VKM_EXPERT_GATE, E, Fe, w->a, n, w->rows, w->eg, plan));
+            CK(matmul_experts(f, il, VKM_EXPERT_UP, E, Fe, w->a, n, w->rows, w->eu, plan));
+            MARK("moe_gate_up");
+            CK(vkm_op_swiglu(f->gpu, act(f, w->eg), act(f, w->eu), act(f, w->eh), n * K, Fe, Fe,
+                             Fe));
+        }
+        MARK("moe_swiglu");
+        CK(matmul_experts(f, il, VKM_EXPERT_DOWN, Fe, E, w->eh, (int64_t)n * K, w->iota, w->eo,
+                          plan));
+        MARK("moe_down");
+        if (!plan || plan->last) break;
     }
-    MARK("moe_swiglu");
-    /* eo [n*K][E] = down_e · eh (entry p reads eh row p) */
-    CK(matmul_experts(f, il, VKM_EXPERT_DOWN, Fe, E, w->eh, (int64_t)n * K, w->iota, w->eo));
-    MARK("moe_down");
 
     /* o = shared experts(a) + sum_j wts[t][j] eo[map[t][j]] */
     const bool shared = hp->n_expert_shared > 0;

@@ -4,8 +4,9 @@
  * vkm_dmodel; a session (core/session.c) owns a latent KV cache (vkm_fwd_kv) and a work buffer of
  * activations (vkm_fwd_work), both laid out here. vkm_fwd_record() records one batch of n tokens
  * into the current gpu batch (between vkm_gpu_begin and vkm_gpu_submit) without any host round
- * trip: embedding, the layers, the final norm and the output projection of the rows whose logits
- * are wanted. The order of the forward pass is readable top to bottom in forward.c.
+ * trip (except with paged experts: one per MoE layer, through vkm_fwd_batch.page): embedding, the
+ * layers, the final norm and the output projection of the rows whose logits are wanted. The order
+ * of the forward pass is readable top to bottom in forward.c.
  *
  * Invariants: every device tensor and every work/cache array starts at a multiple of
  * VKM_FWD_ALIGN bytes (256, the largest minStorageBufferOffsetAlignment Vulkan allows) and owns
@@ -82,9 +83,31 @@ typedef struct vkm_expert_loc {
     size_t mat_bytes; /* bytes of one expert's matrix: expert e+1 follows at off + mat_bytes */
 } vkm_expert_loc;
 
-/* Where matrix `kind` of routed expert e of layer il lives. Today every expert is resident in its
- * layer's stack (expert e at stack + e*mat_bytes); an expert pager replaces this function. */
+/* Where matrix `kind` of stack entry e of layer il lives (entry e at stack + e*mat_bytes). When
+ * every expert is resident the stack is the layer's tensor and e the expert; when experts are
+ * paged (core/engine.c) the ffn_*_exps descriptors point at the slot stacks of the layer's size
+ * class and e is a slot. */
 vkm_expert_loc vkm_fwd_expert_where(const vkm_dmodel *m, uint32_t il, int kind, uint32_t e);
+
+/* Paged experts: what the pager tells the forward pass about one round of one MoE layer after it
+ * made some of the layer's chosen experts resident in slots. work.rows / work.map come from
+ * moe_group as always (grouped by expert); mats holds, for stack entries (slots) base ..
+ * base+n_mat-1, the (first, count) range in work.rows of the expert in that slot if this round
+ * computes it, else (0, 0) (int32 [2*n_mat]). When the layer chose more experts than there are
+ * slots it takes several rounds; each computes its experts' rows of eg/eu/eh/eo. */
+typedef struct vkm_fwd_expert_plan {
+    vkm_gpu_buf *mats;
+    size_t mats_off; /* multiple of 4 */
+    uint32_t base;   /* first stack entry (slot) the round uses */
+    uint32_t n_mat;  /* >= 1 */
+    bool last;       /* the layer's last round */
+} vkm_fwd_expert_plan;
+
+/* The pager hook, called for round 0, 1, ... of MoE layer il: round 0 right after the router and
+ * moe_group have been recorded into the open batch, later rounds after the previous round's
+ * expert matmuls. It must submit that batch, (round 0) read the choices work.sel back, make the
+ * round's experts resident, write the plan's mats and begin a new batch. */
+typedef int (*vkm_fwd_page_fn)(void *ctx, uint32_t il, uint32_t round, vkm_fwd_expert_plan *plan);
 
 /* A byte range of a work or cache buffer. */
 typedef struct vkm_fwd_span {
@@ -144,11 +167,13 @@ int vkm_fwd_work_init(vkm_gpu *gpu, const vkm_fwd_work *w);
 int vkm_fwd_kv_layout(const vkm_hparams *hp, uint32_t n_ctx, bool f16, vkm_fwd_kv *kv);
 
 typedef struct vkm_fwd_batch {
-    uint32_t n;          /* tokens, 1..max_batch; ids and positions already uploaded */
-    uint32_t pos0;       /* position of token 0; token i is at pos0 + i, pos0 + n <= n_ctx */
-    uint32_t logit_row0; /* logits of tokens logit_row0 .. +n_logits go to work.logits rows 0.. */
-    uint32_t n_logits;   /* 0 = no final norm / output projection */
-    bool profile;        /* vkm_gpu_mark after each kernel */
+    uint32_t n;           /* tokens, 1..max_batch; ids and positions already uploaded */
+    uint32_t pos0;        /* position of token 0; token i is at pos0 + i, pos0 + n <= n_ctx */
+    uint32_t logit_row0;  /* logits of tokens logit_row0 .. +n_logits go to work.logits rows 0.. */
+    uint32_t n_logits;    /* 0 = no final norm / output projection */
+    bool profile;         /* vkm_gpu_mark after each kernel */
+    vkm_fwd_page_fn page; /* NULL: every expert resident, the whole batch is one recording */
+    void *page_ctx;
 } vkm_fwd_batch;
 
 /* Records the forward pass of batch b into the current gpu batch. The cache rows pos0..pos0+n-1

@@ -83,6 +83,11 @@ void *vkm_gpu_buf_map(vkm_gpu_buf *buf); /* the mapping of a VKM_BUF_HOST buffer
 /* Synchronous copies between host memory and a buffer (through staging where needed). */
 int vkm_gpu_upload(vkm_gpu *gpu, vkm_gpu_buf *dst, size_t offset, const void *src, size_t size);
 int vkm_gpu_download(vkm_gpu *gpu, vkm_gpu_buf *src, size_t offset, void *dst, size_t size);
+/* Copies size bytes from src (at src_offset) to dst (at dst_offset) on the transfer queue and
+ * waits: ordered after every batch submitted before, visible to every batch submitted after (and
+ * to the host). The ranges must lie inside the buffers and must not overlap within one buffer. */
+int vkm_gpu_copy(vkm_gpu *gpu, vkm_gpu_buf *src, size_t src_offset, vkm_gpu_buf *dst,
+                 size_t dst_offset, size_t size);
 
 /* ---- kernels ---- */
 /* Gets (creating and caching on first use) the pipeline for a shader variant with the given
@@ -116,5 +121,21 @@ typedef struct vkm_gpu_timing {
 /* The marks of the last submitted batch, in recording order: fills up to `max` entries and sets
  * *n to the number available (0 without timestamp support). */
 int vkm_gpu_timings(vkm_gpu *gpu, vkm_gpu_timing *out, int max, int *n);
+
+/* ---- fault injection (tests and diagnostics only; vk/fault.c) ----
+ * Process-wide, not thread-safe, free when nothing is armed. vkm_gpu_fault_set(kind, n) with
+ * n >= 1 arms `kind`: the nth event of that kind from now fails, once; n = 0 disarms it and
+ * VKM_FAULT_NONE disarms everything. The environment variable VKMOE_FAULT="device_alloc:N" or
+ * "device_lost:N" (comma-separated for both) arms them at the first vkm_gpu_create. After a
+ * device loss (injected or real) every later call on that gpu fails at once with VKM_EDEVLOST,
+ * except the destroy functions, which still free everything. */
+enum vkm_gpu_fault {
+    VKM_FAULT_NONE = 0,
+    VKM_FAULT_DEVICE_ALLOC_NTH = 1, /* nth buffer creation: out of device memory, VKM_EDEVMEM */
+    VKM_FAULT_DEVICE_LOST_NTH = 2,  /* nth queue submission: VK_ERROR_DEVICE_LOST, VKM_EDEVLOST */
+};
+void vkm_gpu_fault_set(int kind, int n);
+/* True while the armed fault of `kind` has not fired yet. */
+bool vkm_gpu_fault_pending(int kind);
 
 #endif

@@ -96,12 +96,32 @@ static uint64_t rows_bytes(int64_t rows, int64_t stride, int64_t len) {
     return el * 4;
 }
 
-/* GEMV tuning from the device: WG threads (a few subgroups), two rows per workgroup (X values
- * loaded once serve both rows). Not tuned per GPU yet. */
-static void vec_tuning(vkm_gpu *gpu, uint32_t *wg, uint32_t *rows) {
-    uint32_t w = vkm_gpu_info(gpu)->subgroup_size * 4;
-    *wg = w < 64 ? 64 : w > 128 ? 128 : w;
-    *rows = 2;
+/* Kernel tuning from the device.
+ * GPUs: GEMV workgroups of a few subgroups splitting k (LANE_ROWS = 0), two rows each (the X
+ * values loaded once serve both rows); more than 8 columns go to the tiled GEMM (matmul_mm).
+ * CPU devices (lavapipe, subgroup = one SIMD register of >= 8 lanes): every invocation owns a
+ * whole row (LANE_ROWS = 1), so there is no reduction, shared memory or barrier (barriers are
+ * coroutine switches there), weights are decoded a block at a time, and X values travel between
+ * lanes by subgroupShuffle. The same kernel also does the GEMM there, 8 columns per pass (the
+ * shared-memory tiles of matmul_mm cost a per-lane loop per load on llvmpipe). Measured on
+ * llvmpipe (2 cores): GEMV 3-10x the k-split layout, GEMM 3-4x matmul_mm. */
+typedef struct tuning {
+    uint32_t wg;        /* threads per workgroup */
+    uint32_t rows;      /* rows per thread (LANE_ROWS) or per workgroup */
+    uint32_t lane_rows; /* 1: LANE_ROWS layout */
+} tuning;
+
+static tuning get_tuning(vkm_gpu *gpu) {
+    const vkm_gpu_device_info *info = vkm_gpu_info(gpu);
+    if (info->type == VKM_DEV_CPU && info->subgroup_size >= 8 && info->subgroup_size <= 64)
+        return (tuning){32, 1, 1};
+    uint32_t w = info->subgroup_size * 4;
+    return (tuning){w < 64 ? 64 : w > 128 ? 128 : w, 2, 0};
+}
+
+/* Rows one GEMV workgroup computes. */
+static uint32_t vec_rows_per_wg(const tuning *t) {
+    return t->lane_rows ? t->wg * t->rows : t->rows;
 }
 
 /* The kernel variant for (GEMV or GEMM, plain or indexed, type); for GEMV `cols` (1..8) is the
@@ -114,24 +134,27 @@ static int get_kernel(vkm_gpu *gpu, bool gemv, bool id, uint32_t wtype, int64_t 
     for (; tn[i] && i + 1 < sizeof tname; i++) tname[i] = (char)tolower((unsigned char)tn[i]);
     tname[i] = 0;
     snprintf(name, sizeof name, "matmul_%s%s_%s", gemv ? "vec" : "mm", id ? "_id" : "", tname);
-    uint32_t spec[3];
+    uint32_t spec[4];
     int n_spec = 0;
     if (gemv) {
+        const tuning t = get_tuning(gpu);
         uint32_t nc = 1;
         while (nc < cols && nc < VKM_MM_VEC_MAX_COLS) nc *= 2;
-        vec_tuning(gpu, &spec[0], &spec[1]);
+        spec[0] = t.wg;
+        spec[1] = t.rows;
         spec[2] = nc;
-        n_spec = 3;
+        spec[3] = t.lane_rows;
+        n_spec = 4;
         VKM_ASSERT(spec[0] <= VKM_MM_VEC_MAX_WG && spec[1] <= VKM_MM_VEC_MAX_ROWS &&
-                   spec[0] >= spec[1] * nc);
+                   (t.lane_rows || spec[0] >= spec[1] * nc));
     }
     return vkm_gpu_kernel_get(gpu, name, spec, n_spec, id ? 5 : 3, sizeof(vkm_matmul_push), out);
 }
 
 /* Grid for a GEMV over m rows: row blocks spread over x and y. */
 static int vec_grid(const char *fn, vkm_gpu *gpu, uint32_t m, uint32_t *gx, uint32_t *gy) {
-    uint32_t wg, rows;
-    vec_tuning(gpu, &wg, &rows);
+    const tuning t = get_tuning(gpu);
+    const uint32_t rows = vec_rows_per_wg(&t);
     uint32_t blocks = (m + rows - 1) / rows;
     *gx = blocks < VKM_MM_MAX_GROUPS ? blocks : VKM_MM_MAX_GROUPS;
     *gy = (blocks + *gx - 1) / *gx;
@@ -172,7 +195,7 @@ int vkm_op_matmul(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_off, in
     pc.n_y = (uint32_t)n;
     pc.n_mat = 1;
 
-    bool gemv = n <= VKM_MM_VEC_MAX_COLS;
+    bool gemv = n <= VKM_MM_VEC_MAX_COLS || get_tuning(gpu).lane_rows;
     vkm_gpu_kernel *kern;
     if ((rc = get_kernel(gpu, gemv, false, wtype, n, &kern))) return rc;
     uint32_t gx, gy;
@@ -218,10 +241,13 @@ int vkm_op_matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a) {
         per_mat = a->max_per_mat && a->max_per_mat < a->n_rows ? a->max_per_mat : a->n_rows;
         if ((rc = bind_window(fn, "rows", gpu, a->rows, a->rows_off, (uint64_t)a->n_rows * 4, 4,
                               &args[3], &pc.rows_off)) ||
-            (rc = bind_window(fn, "mats", gpu, a->mats, a->mats_off, (uint64_t)a->n_mat * 8, 4,
-                              &args[4], &pc.mats_off)))
+            (rc = bind_window(fn, "mats", gpu, a->mats, a->mats_off,
+                              (uint64_t)a->n_mat * (a->active_list ? 12 : 8) +
+                                  (a->active_list ? 4 : 0),
+                              4, &args[4], &pc.mats_off)))
             return rc;
         pc.n_rows = (uint32_t)a->n_rows;
+        pc.act = a->active_list ? 1 : 0;
         pc.mode = VKM_MM_ID_ROWS;
     } else if (a->mode == VKM_MATMUL_ID_HEADS) {
         if (a->n_tok < 0 || a->n_tok > UINT32_MAX / 4)
@@ -260,7 +286,7 @@ int vkm_op_matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a) {
     pc.n_y = (uint32_t)a->n_y;
     pc.n_mat = (uint32_t)a->n_mat;
 
-    bool gemv = per_mat <= VKM_MM_VEC_MAX_COLS;
+    bool gemv = per_mat <= VKM_MM_VEC_MAX_COLS || get_tuning(gpu).lane_rows;
     vkm_gpu_kernel *kern;
     if ((rc = get_kernel(gpu, gemv, true, a->wtype, per_mat, &kern))) return rc;
     uint32_t gx, gy;
@@ -272,5 +298,8 @@ int vkm_op_matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a) {
         gy = tiles < VKM_MM_MAX_GROUPS ? (uint32_t)tiles : VKM_MM_MAX_GROUPS;
         if (gx > VKM_MM_MAX_GROUPS) return vkm_error(VKM_EINVAL, "%s: m=%u is too large", fn, pc.m);
     }
-    return vkm_gpu_dispatch(gpu, kern, args, 5, &pc, gx, gy, (uint32_t)a->n_mat);
+    /* with the active list, z numbers list entries: at most one matrix per entry of rows[] */
+    uint32_t gz = (uint32_t)a->n_mat;
+    if (pc.act && (uint64_t)a->n_rows < gz) gz = (uint32_t)a->n_rows;
+    return vkm_gpu_dispatch(gpu, kern, args, 5, &pc, gx, gy, gz);
 }

@@ -5,7 +5,8 @@
  *     Y[i][j] = sum_t W[j][t] * X[i][t]      (one Y row of m values per X row of k values).
  * The functions record dispatches into the current batch: the caller brackets them with
  * vkm_gpu_begin / vkm_gpu_submit. n <= 8 columns use the GEMV kernel (matmul_vec_<type>), more
- * use the tiled GEMM (matmul_mm_<type>); both accumulate in f32.
+ * use the tiled GEMM (matmul_mm_<type>) except on CPU devices (lavapipe), where the GEMV kernel's
+ * row-per-invocation layout does both; all accumulate in f32.
  *
  * Weight types: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K
  * (others: VKM_EUNSUPPORTED naming the type). k must be a multiple of the type's block.
@@ -60,6 +61,11 @@ typedef struct vkm_matmul_id {
     size_t mats_off;
     int64_t max_per_mat; /* an upper bound on every count (0 = n_rows); <= 8 picks GEMV. The
                             result is correct for any count, only the speed depends on it. */
+    /* true: mats[] holds 3 * n_mat + 1 values: after the (first, count) pairs,
+     * mats[2 * n_mat] = A, the number of matrices with count > 0, and mats[2 * n_mat + 1 + j]
+     * (j < A) their indices (any order, each once). Work is then launched for at most
+     * min(n_mat, n_rows) matrices instead of all n_mat (shaders/moe_group.comp writes this). */
+    bool active_list;
     /* VKM_MATMUL_ID_HEADS: */
     int64_t n_tok; /* entries per matrix */
 } vkm_matmul_id;

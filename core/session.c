@@ -3,7 +3,9 @@
  *
  * vkm_session_eval() splits the tokens into chunks of up to max_batch; per chunk it uploads the
  * token ids and positions, records the whole forward pass (core/forward.c) into one gpu batch,
- * submits it and downloads only the logits that were asked for.
+ * submits it and downloads only the logits that were asked for. With paged experts the batch is
+ * cut after each MoE router: page_layer() submits, reads the choices back and lets the engine
+ * page the experts in before recording goes on.
  *
  * Invariants: cache rows 0..n_past-1 of every layer hold the tokens evaluated so far; n_past only
  * grows when a whole eval succeeded, so a failed or refused eval (context overflow, bad token
@@ -31,6 +33,8 @@ struct vkm_session {
     vkm_fwd_kv kv;
     vkm_fwd_work w;
     int32_t *pos; /* [max_batch] host staging of the positions */
+    int32_t *sel; /* [max_batch * n_expert_used] router choices read back (paged experts) */
+    uint32_t n;   /* tokens of the batch being recorded */
 };
 
 /* A device buffer of `bytes`, with a message naming the purpose on failure. */
@@ -69,7 +73,9 @@ int vkm_session_create(vkm_engine *e, const vkm_session_opts *opts, vkm_session 
     if ((rc = vkm_fwd_kv_layout(hp, (uint32_t)n_ctx, !o.kv_f32, &s->kv)) ||
         (rc = vkm_fwd_work_layout(hp, (uint32_t)max_batch, &s->w)))
         goto fail;
-    if (!(s->pos = malloc((size_t)max_batch * sizeof *s->pos))) {
+    const size_t n_sel = (size_t)max_batch * (hp->n_expert_used ? hp->n_expert_used : 1);
+    if (!(s->pos = malloc((size_t)max_batch * sizeof *s->pos)) ||
+        !(s->sel = malloc(n_sel * sizeof *s->sel))) {
         rc = vkm_error(VKM_ENOMEM, "out of memory");
         goto fail;
     }
@@ -89,7 +95,23 @@ void vkm_session_destroy(vkm_session *s) {
     vkm_gpu_buf_destroy(s->gpu, s->kv.buf);
     vkm_gpu_buf_destroy(s->gpu, s->w.buf);
     free(s->pos);
+    free(s->sel);
     free(s);
+}
+
+/* vkm_fwd_page_fn with paged experts: ends the open batch, (round 0) reads the layer's router
+ * choices back, lets the engine page the round's experts in, and opens the next batch. */
+static int page_layer(void *ctx, uint32_t il, uint32_t round, vkm_fwd_expert_plan *plan) {
+    vkm_session *s = ctx;
+    const size_t n_sel = (size_t)s->n * s->dm->hp->n_expert_used;
+    int rc;
+    if ((rc = vkm_gpu_submit(s->gpu))) return rc;
+    if (vkm_engine_profiling(s->e) && (rc = vkm_engine_profile_collect(s->e))) return rc;
+    if (round == 0 &&
+        (rc = vkm_gpu_download(s->gpu, s->w.buf, s->w.sel.off, s->sel, n_sel * sizeof *s->sel)))
+        return rc;
+    if ((rc = vkm_engine_expert_page(s->e, il, round, s->sel, (uint32_t)n_sel, plan))) return rc;
+    return vkm_gpu_begin(s->gpu);
 }
 
 /* Evaluates tokens[0..n) (n <= max_batch) at positions pos0.. in one gpu batch; the logits of
@@ -101,8 +123,15 @@ static int eval_chunk(vkm_session *s, const int32_t *tokens, int n, int pos0, in
     if ((rc = vkm_gpu_upload(s->gpu, s->w.buf, s->w.ids.off, tokens, (size_t)n * 4)) ||
         (rc = vkm_gpu_upload(s->gpu, s->w.buf, s->w.pos.off, s->pos, (size_t)n * 4)))
         return rc;
-    const vkm_fwd_batch b = {(uint32_t)n, (uint32_t)pos0, (uint32_t)row0, (uint32_t)n_logits,
-                             vkm_engine_profiling(s->e)};
+    const bool paged = vkm_engine_paged(s->e);
+    const vkm_fwd_batch b = {(uint32_t)n,
+                             (uint32_t)pos0,
+                             (uint32_t)row0,
+                             (uint32_t)n_logits,
+                             vkm_engine_profiling(s->e),
+                             paged ? page_layer : NULL,
+                             paged ? s : NULL};
+    s->n = (uint32_t)n;
     if ((rc = vkm_gpu_begin(s->gpu)) || (rc = vkm_fwd_record(s->gpu, s->dm, &s->w, &s->kv, &b)) ||
         (rc = vkm_gpu_submit(s->gpu)))
         return rc;

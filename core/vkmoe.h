@@ -23,7 +23,26 @@ typedef struct vkm_engine_opts {
     bool profile;           /* record per-kernel GPU timestamps (vkm_engine_profile) */
     uint64_t vram_budget;   /* bytes for weights + expert cache; 0 = automatic */
     bool quiet;             /* no progress output on stderr */
+    int expert_policy;      /* enum vkm_expert_policy: eviction of paged experts (0 = LRU) */
 } vkm_engine_opts;
+
+/* Expert paging: when the routed experts do not fit the budget they stay in host memory (the
+ * mapped file) and each (layer, expert) is uploaded on demand into a fixed set of device slots. */
+enum vkm_expert_policy {
+    VKM_EXPERT_LRU = 0, /* evict the least recently used */
+    VKM_EXPERT_LFU = 1, /* evict the least frequently used, counts decaying with time */
+};
+
+typedef struct vkm_expert_stats {
+    bool paged;              /* false: every expert is resident (the other fields are 0) */
+    uint32_t n_slots;        /* device slots, all size classes together */
+    uint64_t slot_bytes;     /* device bytes of the slots */
+    uint64_t hits, misses;   /* per (eval chunk, MoE layer, distinct chosen expert) */
+    uint64_t prefetched;     /* units uploaded ahead of need (0: no prefetch yet) */
+    uint64_t prefetch_used;  /* prefetched units that were then requested */
+    uint64_t uploaded_bytes; /* host -> device expert bytes */
+    double stall_ms;         /* host time spent waiting for expert uploads */
+} vkm_expert_stats;
 
 typedef struct vkm_engine_info {
     int n_vocab;
@@ -37,9 +56,12 @@ typedef struct vkm_engine_info {
 } vkm_engine_info;
 
 /* Loads the model onto the device: every tensor is uploaded once (progress on stderr for large
- * models unless quiet). VKM_EIO / VKM_EFORMAT for the file, VKM_EUNSUPPORTED for a tensor type or
- * shape the kernels do not handle, VKM_ENODEV without a device, VKM_EDEVMEM (naming the bytes
- * needed) when the weights do not fit. */
+ * models unless quiet), except that routed experts are paged when weights + experts exceed the
+ * budget (opts.vram_budget, or automatically the device heap's budget less a default session
+ * and a margin); a budget below the minimum (the other weights + the top-k experts of one MoE
+ * layer per expert size class) is VKM_EDEVMEM naming that minimum. VKM_EIO / VKM_EFORMAT for the
+ * file, VKM_EUNSUPPORTED for a tensor type or shape the kernels do not handle, VKM_ENODEV without a
+ * device, VKM_EDEVMEM (naming the bytes needed) when the weights do not fit. */
 int vkm_engine_open(const vkm_engine_opts *opts, vkm_engine **out);
 void vkm_engine_close(vkm_engine *e); /* accepts NULL */
 void vkm_engine_get_info(const vkm_engine *e, vkm_engine_info *out);
@@ -65,6 +87,13 @@ int vkm_session_n_past(const vkm_session *s);
 int vkm_session_n_ctx(const vkm_session *s);
 /* Forgets everything after the first n_past tokens (0 = empty the cache). */
 int vkm_session_truncate(vkm_session *s, int n_past);
+
+/* The expert paging counters accumulated since the engine was opened (or the last reset). */
+void vkm_engine_expert_stats(const vkm_engine *e, vkm_expert_stats *out);
+void vkm_engine_expert_stats_reset(vkm_engine *e);
+/* "experts: hits=H misses=M prefetched=P prefetch_used=U uploaded_bytes=B stall_ms=S" (no
+ * newline) into buf (always NUL-terminated). */
+void vkm_expert_stats_line(const vkm_expert_stats *st, char *buf, size_t n);
 
 /* With opts.profile: per-kernel GPU time accumulated since the last call, printed as a table
  * (label, calls, total ms, %), then reset. VKM_EINVAL when the engine was opened without it. */

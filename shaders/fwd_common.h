@@ -6,7 +6,10 @@
  *   ids  int32 [n_tok][n_used]   (from vkm_op_router)
  *   rows int32 [n_tok*n_used]    X row (= token) of each grouped entry, entries grouped by expert
  *                                 in expert order, tokens ascending inside an expert
- *   mats int32 [2*n_expert]      (first entry, count) of each expert in rows[]
+ *   mats int32 [3*n_expert+1]    (first entry, count) of each expert in rows[]; then the active
+ *                                 list: mats[2*n_expert] = A, the number of experts with
+ *                                 entries, mats[2*n_expert+1 ..+A) those experts ascending
+ *                                 (vkm_matmul_id.active_list)
  *   map  int32 [n_tok][n_used]   entry of rows[] holding token t's j-th choice (-1 for an id
  *                                 outside [0, n_expert), which moe_combine then skips)
  * One workgroup does everything; the result is deterministic. */

@@ -11,6 +11,11 @@
  *   mode VKM_MM_ID_ROWS:  mats[mats_off + 2e] = first entry, mats[mats_off + 2e + 1] = count;
  *                         entry i of matrix e reads X row rows[rows_off + first + i] and writes
  *                         Y row first + i. Entries must lie in [0, n_rows).
+ *                         With `act` set, mats[] continues with the active list:
+ *                         mats[mats_off + 2*n_mat] = A, the number of matrices with count > 0,
+ *                         and mats[mats_off + 2*n_mat + 1 + j] (j < A) their indices; the grid's
+ *                         z then numbers list entries (z = min(n_mat, n_rows) >= A; entries
+ *                         j >= A exit at once), so empty matrices cost nothing.
  *   mode VKM_MM_ID_HEADS: every matrix has n entries; entry i of matrix e reads X row
  *                         i*n_mat + e and writes Y row i*n_mat + e (per-head matrices, X laid
  *                         out [token][head][k], Y [token][head][m]).
@@ -73,10 +78,11 @@ VKM_U32 mode;        /* VKM_MM_ID_ROWS or VKM_MM_ID_HEADS */
 VKM_U32 rows_off;    /* element offset of rows[] in its window */
 VKM_U32 mats_off;    /* element offset of mats[] in its window */
 VKM_U32 n_rows;      /* entries in rows[] */
+VKM_U32 act;         /* ROWS mode: 1 = z numbers entries of the active list (see above) */
 VKM_PUSH_END(vkm_matmul_push)
 
 #ifndef VULKAN
-_Static_assert(sizeof(vkm_matmul_push) == 17 * 4, "vkm_matmul_push must match the GLSL block");
+_Static_assert(sizeof(vkm_matmul_push) == 18 * 4, "vkm_matmul_push must match the GLSL block");
 #endif
 
 #undef VKM_PUSH_BEGIN

@@ -42,6 +42,13 @@ void main() {
     uint count = p.n, first = 0u, e = 0u;
 #ifdef MUL_ID
     e = gl_WorkGroupID.z;
+    if (p.mode == VKM_MM_ID_ROWS && p.act != 0u) { // z = entry of the active list
+        const int na = mats[p.mats_off + 2u * p.n_mat];
+        if (na < 0 || e >= uint(na)) return; // uniform over the workgroup
+        const int ae = mats[p.mats_off + 2u * p.n_mat + 1u + e];
+        if (ae < 0 || uint(ae) >= p.n_mat) return;
+        e = uint(ae);
+    }
     wbase += e * p.w_mat_bytes;
     if (p.mode == VKM_MM_ID_ROWS) {
         int f = mats[p.mats_off + 2u * e], c = mats[p.mats_off + 2u * e + 1u];

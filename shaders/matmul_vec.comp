@@ -7,18 +7,23 @@
 // walks groups of 4 elements strided by WG, dequantizes each group of each row once in registers
 // and multiplies it with every column; partial sums are reduced with subgroupAdd and then across
 // subgroups through shared memory. Row blocks are numbered x + y * gridX (grids over 65535).
+// With LANE_ROWS (spec 3, CPU devices) the layout is transposed instead: see main_lane_rows.
 // Invariants: WG <= VKM_MM_VEC_MAX_WG, ROWS <= VKM_MM_VEC_MAX_ROWS, NC <= VKM_MM_VEC_MAX_COLS
 // (checked on the C side).
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
+#extension GL_KHR_shader_subgroup_shuffle : require
+#extension GL_EXT_control_flow_attributes : require
 
 #include "matmul_common.h"
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint ROWS = 2;
 layout(constant_id = 2) const uint NC = VKM_MM_VEC_MAX_COLS;
+// 0: threads split k (GPUs); 1: every thread owns ROWS whole rows (CPU devices, see below)
+layout(constant_id = 3) const uint LANE_ROWS = 0;
 
 layout(std430, set = 0, binding = 0) readonly buffer W { uint wdata[]; };
 layout(std430, set = 0, binding = 1) readonly buffer X { float xdata[]; };
@@ -44,7 +49,225 @@ vec4 load_x4(uint b, uint e) {
     return vec4(xdata[b + e], xdata[b + e + 1u], xdata[b + e + 2u], xdata[b + e + 3u]);
 }
 
+// ---- LANE_ROWS layout (CPU devices such as lavapipe) ----
+// Thread t of a workgroup owns rows row0 + t + WG * r (r < ROWS) and walks them whole, so there is
+// no reduction, shared memory or barrier (a CPU driver runs a workgroup as one thread looping over
+// SIMD chunks of a subgroup; every per-invocation load is a loop over the lanes, and barriers are
+// coroutine switches). All threads need the same X values at the same time: a subgroup loads each
+// once and shares it by shuffles (lane_x). Weights are read in whole blocks (32 elements for the
+// float types, QK for the others) with their scales decoded once per block; each block is
+// multiplied with all NC columns, so this also serves as the GEMM (passes of NC columns).
+
+uint g_xb[NC];  // element offset of column c's X row (0 when absent: reads are masked)
+bool g_xok[NC]; // column c is present and its X row is in range
+float g_acc[ROWS][NC];
+
+// X values: for a run of 32 elements at e0, lane l of the subgroup loads elements e0 + 4l .. +3
+// (all of them distinct, no redundant loads) and the others take them with subgroupShuffle by a
+// constant lane, which on a CPU device is one register permute (subgroupBroadcast, by contrast,
+// compiles to a loop over the lanes on llvmpipe). Needs subgroups of >= 8 invocations, all of them
+// active: the callers only use these in uniform control flow.
+vec4 lane_x(uint c, uint e0) {
+    if (!g_xok[c]) return vec4(0.0);
+    const uint b = g_xb[c] + e0 + 4u * (gl_SubgroupInvocationID & 7u);
+    return vec4(xdata[b], xdata[b + 1u], xdata[b + 2u], xdata[b + 3u]);
+}
+#define XB(v, l) subgroupShuffle(v, l)
+
+#if defined(TYPE_F16) || defined(TYPE_BF16) || defined(TYPE_F32)
+#define LB 32u // elements per step
+#else
+#define LB QK
+#endif
+
+// g_acc[r][c] += the dot products of the LB elements of block `blk` of the row at byte rb
+// (generic form, through dq4).
+void lane_block_generic(uint rb, uint blk, uint r) {
+    for (uint g = 0u; g < LB; g += 32u) {
+        const uint e0 = blk * LB + g;
+        vec4 xl[NC];
+        [[unroll]] for (uint c = 0u; c < NC; c++) xl[c] = lane_x(c, e0);
+#define G(L)                                                                                       \
+    {                                                                                              \
+        const vec4 w = dq4(rb, e0 + 4u * L);                                                       \
+        [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[r][c] += dot(w, XB(xl[c], L));             \
+    }
+        G(0u) G(1u) G(2u) G(3u) G(4u) G(5u) G(6u) G(7u)
+#undef G
+    }
+}
+
+#if defined(TYPE_F16) || defined(TYPE_BF16)
+void lane_block(uint rb, uint blk, uint r) {
+    // 64 bytes at b (2-byte aligned): words i..i+15, and i+16 when b is not 4-aligned; a row
+    // of either alignment is read without branches
+    const uint b = rb + blk * 64u, i = b >> 2, e0 = blk * 32u;
+    const bool al = (b & 2u) == 0u;
+    vec4 xl[NC];
+    [[unroll]] for (uint c = 0u; c < NC; c++) xl[c] = lane_x(c, e0);
+    uint w0 = wdata[i], w1, w2;
+#define G(L)                                                                                       \
+    {                                                                                              \
+        w1 = wdata[i + 2u * L + 1u];                                                               \
+        w2 = wdata[L == 7u ? i + (al ? 15u : 16u) : i + 2u * L + 2u];                              \
+        const uint a0 = al ? w0 : (w0 >> 16) | (w1 << 16);                                         \
+        const uint a1 = al ? w1 : (w1 >> 16) | (w2 << 16);                                         \
+        w0 = w2;                                                                                   \
+        const vec4 w = vec4(h2f(a0), h2f(a1));                                                     \
+        [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[r][c] += dot(w, XB(xl[c], L));             \
+    }
+    G(0u) G(1u) G(2u) G(3u) G(4u) G(5u) G(6u) G(7u)
+#undef G
+}
+#elif defined(TYPE_Q8_0)
+void lane_block(uint rb, uint blk, uint r) {
+    const uint bb = rb + blk * 34u, i = bb >> 2, e0 = blk * 32u;
+    const bool al = (bb & 2u) == 0u;
+    vec4 xl[NC];
+    float sc[NC];
+    [[unroll]] for (uint c = 0u; c < NC; c++) {
+        xl[c] = lane_x(c, e0);
+        sc[c] = 0.0;
+    }
+    uint w0 = wdata[i], w1;
+    const float d = unpackHalf2x16(al ? w0 : (w0 >> 16)).x;
+#define G(L)                                                                                       \
+    {                                                                                              \
+        w1 = wdata[i + L + 1u];                                                                    \
+        const vec4 q = vec4(i8x4(al ? ((w0 >> 16) | (w1 << 16)) : w1));                            \
+        w0 = w1;                                                                                   \
+        [[unroll]] for (uint c = 0u; c < NC; c++) sc[c] += dot(q, XB(xl[c], L));                   \
+    }
+    G(0u) G(1u) G(2u) G(3u) G(4u) G(5u) G(6u) G(7u)
+#undef G
+    [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[r][c] += d * sc[c];
+}
+#elif defined(TYPE_Q4_K)
+void lane_block(uint rb, uint blk, uint r) {
+    const uint bb = rb + blk * 144u;
+    if ((bb & 2u) != 0u) { // every row alike (144-byte blocks): uniform
+        lane_block_generic(rb, blk, r);
+        return;
+    }
+    const uint i = bb >> 2, e0 = blk * 256u;
+    const vec2 dm = unpackHalf2x16(wdata[i]);
+    const uvec4 s0 = u8x4(wdata[i + 1u]), s1 = u8x4(wdata[i + 2u]), s2 = u8x4(wdata[i + 3u]);
+    // scales and mins of sub-blocks 0..3 and 4..7
+    const vec4 sc_lo = dm.x * vec4(s0 & 63u), mn_lo = dm.y * vec4(s1 & 63u);
+    const vec4 sc_hi = dm.x * vec4((s2 & 15u) | ((s0 >> 6) << 4));
+    const vec4 mn_hi = dm.y * vec4((s2 >> 4) | ((s1 >> 6) << 4));
+    [[unroll]] for (uint ch = 0u; ch < 4u; ch++) { // sub-blocks 2ch (low nibbles) and 2ch+1 (high)
+        const float sa = ch < 2u ? sc_lo[2u * ch] : sc_hi[2u * ch - 4u];
+        const float sb = ch < 2u ? sc_lo[2u * ch + 1u] : sc_hi[2u * ch - 3u];
+        const float ma = ch < 2u ? mn_lo[2u * ch] : mn_hi[2u * ch - 4u];
+        const float mb = ch < 2u ? mn_lo[2u * ch + 1u] : mn_hi[2u * ch - 3u];
+        vec4 xa[NC], xb[NC];
+        [[unroll]] for (uint c = 0u; c < NC; c++) {
+            xa[c] = lane_x(c, e0 + 64u * ch);
+            xb[c] = lane_x(c, e0 + 64u * ch + 32u);
+        }
+        const uint qi = i + 4u + 8u * ch;
+#define G(L)                                                                                       \
+    {                                                                                              \
+        const uvec4 q = u8x4(wdata[qi + L]);                                                       \
+        const vec4 wa = sa * vec4(q & 15u) - ma, wb = sb * vec4(q >> 4) - mb;                      \
+        [[unroll]] for (uint c = 0u; c < NC; c++)                                                  \
+            g_acc[r][c] += dot(wa, XB(xa[c], L)) + dot(wb, XB(xb[c], L));                          \
+    }
+        G(0u) G(1u) G(2u) G(3u) G(4u) G(5u) G(6u) G(7u)
+#undef G
+    }
+}
+#else
+void lane_block(uint rb, uint blk, uint r) { lane_block_generic(rb, blk, r); }
+#endif
+
+void main_lane_rows() {
+    const uint tid = gl_LocalInvocationIndex;
+    const uint RW = gl_WorkGroupSize.x * ROWS; // rows per workgroup
+    const uint row0 = (gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x) * RW;
+    if (row0 >= p.m) return; // uniform over the workgroup
+
+    uint wbase = p.w_off;
+    uint count = p.n, first = 0u, e = 0u;
+#ifdef MUL_ID
+    e = gl_WorkGroupID.z;
+    if (p.mode == VKM_MM_ID_ROWS && p.act != 0u) { // z = entry of the active list
+        const int na = mats[p.mats_off + 2u * p.n_mat];
+        if (na < 0 || e >= uint(na)) return; // uniform over the workgroup
+        const int ae = mats[p.mats_off + 2u * p.n_mat + 1u + e];
+        if (ae < 0 || uint(ae) >= p.n_mat) return;
+        e = uint(ae);
+    }
+    wbase += e * p.w_mat_bytes;
+    if (p.mode == VKM_MM_ID_ROWS) {
+        int f = mats[p.mats_off + 2u * e], c = mats[p.mats_off + 2u * e + 1u];
+        bool ok = f >= 0 && c >= 0 && uint(c) <= p.n_rows && uint(f) <= p.n_rows - uint(c);
+        first = ok ? uint(f) : 0u;
+        count = ok ? uint(c) : 0u;
+    }
+#endif
+#if defined(QFLOAT)
+    const uint nblk = p.k / LB; // full steps; the tail is done 4 at a time (dq4 masks k)
+#else
+    const uint nblk = p.k / QK;
+#endif
+    uint rbs[ROWS];
+    [[unroll]] for (uint r = 0u; r < ROWS; r++)
+        rbs[r] = wbase + min(row0 + tid + gl_WorkGroupSize.x * r, p.m - 1u) * p.w_row_bytes;
+
+    for (uint base = 0u; base < count; base += NC) {
+        const uint nc = min(NC, count - base);
+        uint yrow[NC];
+        [[unroll]] for (uint c = 0u; c < NC; c++) {
+            uint i = base + c, xr = i, yr = i;
+#ifdef MUL_ID
+            if (p.mode == VKM_MM_ID_ROWS) {
+                int rr = c < nc ? rows[p.rows_off + first + i] : 0;
+                xr = rr < 0 ? 0xFFFFFFFFu : uint(rr);
+                yr = first + i;
+            } else {
+                xr = i * p.n_mat + e;
+                yr = xr;
+            }
+#endif
+            g_xok[c] = c < nc && xr < p.n_x;
+            g_xb[c] = g_xok[c] ? p.x_off + xr * p.x_stride : 0u;
+            yrow[c] = c < nc ? yr : 0xFFFFFFFFu;
+        }
+        [[unroll]] for (uint r = 0u; r < ROWS; r++)
+            [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[r][c] = 0.0;
+
+        for (uint blk = 0u; blk < nblk; blk++)
+            [[unroll]] for (uint r = 0u; r < ROWS; r++) lane_block(rbs[r], blk, r);
+#if defined(QFLOAT)
+        for (uint k0 = nblk * LB; k0 < p.k; k0 += 4u)
+            [[unroll]] for (uint r = 0u; r < ROWS; r++) {
+                const vec4 w = dq4(rbs[r], k0);
+                [[unroll]] for (uint c = 0u; c < NC; c++) {
+                    vec4 xv = vec4(0.0);
+                    if (g_xok[c])
+                        for (uint j = 0u; j < 4u; j++)
+                            if (k0 + j < p.k) xv[j] = xdata[g_xb[c] + k0 + j];
+                    g_acc[r][c] += dot(w, xv);
+                }
+            }
+#endif
+        [[unroll]] for (uint r = 0u; r < ROWS; r++) {
+            const uint row = row0 + tid + gl_WorkGroupSize.x * r;
+            if (row >= p.m) continue;
+            [[unroll]] for (uint c = 0u; c < NC; c++)
+                if (c < nc && yrow[c] < p.n_y)
+                    ydata[p.y_off + yrow[c] * p.y_stride + row] = g_acc[r][c];
+        }
+    }
+}
+
 void main() {
+    if (LANE_ROWS != 0u) {
+        main_lane_rows();
+        return;
+    }
     const uint tid = gl_LocalInvocationIndex;
     const uint row0 = (gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x) * ROWS;
     if (row0 >= p.m) return; // uniform over the workgroup
@@ -53,6 +276,13 @@ void main() {
     uint count = p.n, first = 0u, e = 0u;
 #ifdef MUL_ID
     e = gl_WorkGroupID.z;
+    if (p.mode == VKM_MM_ID_ROWS && p.act != 0u) { // z = entry of the active list
+        const int na = mats[p.mats_off + 2u * p.n_mat];
+        if (na < 0 || e >= uint(na)) return; // uniform over the workgroup
+        const int ae = mats[p.mats_off + 2u * p.n_mat + 1u + e];
+        if (ae < 0 || uint(ae) >= p.n_mat) return;
+        e = uint(ae);
+    }
     wbase += e * p.w_mat_bytes;
     if (p.mode == VKM_MM_ID_ROWS) {
         int f = mats[p.mats_off + 2u * e], c = mats[p.mats_off + 2u * e + 1u];

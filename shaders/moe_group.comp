@@ -3,7 +3,8 @@
 // turns the counts into first offsets (exclusive prefix sum), then invocation e scatters its
 // entries in token order. Every entry is scanned by every invocation, which is cheap for the
 // n_tok*n_used <= a few thousand entries of one batch and keeps the result deterministic.
-// Bindings: 0 ids (int32 [n_tok*n_used]), 1 rows, 2 mats (int32 [2*n_expert]), 3 map.
+// Invocation 0 also writes the list of experts with entries (mats[2*n_expert..], fwd_common.h).
+// Bindings: 0 ids (int32 [n_tok*n_used]), 1 rows, 2 mats (int32 [3*n_expert+1]), 3 map.
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #include "fwd_common.h"
@@ -31,11 +32,13 @@ void main() {
     }
     barrier();
     if (tid == 0) {
-        uint s = 0;
+        uint s = 0, a = 0;
         for (uint e = 0; e < X; e++) {
             first[e] = s;
             s += cnt[e];
+            if (cnt[e] > 0u) mats[2u * p.n_expert + 1u + a++] = int(e);
         }
+        mats[2u * p.n_expert] = int(a);
     }
     barrier();
     for (uint e = tid; e < X; e += WG) {

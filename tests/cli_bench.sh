@@ -1,7 +1,9 @@
 #!/bin/bash
-# cli_bench.sh - `vkmoe bench`: --micro --quick JSON schema, the model benchmark on the tiny
-# fixture (when the engine can evaluate it), --report markdown + PNG, and exit codes.
-# Usage: bash cli_bench.sh <vkmoe> <fixtures-dir>. Exits 77 (skipped) with no Vulkan device.
+# cli_bench.sh - `vkmoe bench`: --tokenizer (CPU only, runs first), --micro --quick JSON schema,
+# the model benchmark on the tiny fixture (when the engine can evaluate it), --report markdown +
+# PNG, and exit codes.
+# Usage: bash cli_bench.sh <vkmoe> <fixtures-dir>. With no Vulkan device only the --tokenizer
+# part runs: exits 1 if it failed, else 77 (skipped).
 vkmoe="$1"
 fixtures="$2"
 pass=0
@@ -24,9 +26,44 @@ check() { # check <description> <command...>: the command must succeed
 have_python=0
 command -v python3 >/dev/null && have_python=1
 
+# ---- tokenizer (needs no GPU) ----
+vocab="$fixtures/vocab/ggml-vocab-deepseek-llm.gguf"
+tokres="$dir/tok.json"
+"$vkmoe" bench --tokenizer -m "$vocab" -r 1 --quiet --json "$tokres" >"$out" 2>&1
+rc=$?
+check "bench --tokenizer exits 0 (got $rc: $(tail -3 "$out"))" test $rc -eq 0
+check "bench --tokenizer prints the table" grep -q "ggml-vocab-deepseek-llm.gguf .* ± " "$out"
+check "bench --tokenizer writes JSON" test -s "$tokres"
+if [ $have_python -eq 1 ]; then
+    check "tokenizer JSON schema" python3 - "$tokres" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert "device" not in d and d["build"]["version"]
+t = d["tokenizer"]
+assert t["model"].endswith("ggml-vocab-deepseek-llm.gguf"), t
+assert t["bytes"] >= 900000 and 0 < t["tokens"] < t["bytes"], t
+assert t["encode_mb_per_s"] > 0 and t["encode_stddev"] >= 0 and t["decode_mb_per_s"] > 0, t
+assert t["reps"] == 1 and t["roundtrip"] is True, t
+EOF
+else
+    check "tokenizer JSON has encode_mb_per_s > 0" \
+        grep -qE '"encode_mb_per_s":[[:space:]]*([1-9]|0\.[0-9]*[1-9])' "$tokres"
+fi
+for args in "--tokenizer" "--tokenizer -r 2" "--tokenizer -m $vocab --micro" \
+    "--tokenizer -m $vocab -p 8" "--tokenizer -m $vocab --device 0" "--tokenizer -m $vocab -r 0"; do
+    # shellcheck disable=SC2086
+    "$vkmoe" bench $args >"$out" 2>&1
+    rc=$?
+    check "bench $args exits 2 (got $rc)" test $rc -eq 2
+    check "bench $args prints usage" grep -q "usage:" "$out"
+done
+"$vkmoe" bench --tokenizer -m "$dir/missing.gguf" >"$out" 2>&1
+check "bench --tokenizer on a missing file exits 1" test $? -eq 1
+
 "$vkmoe" devices >"$out" 2>&1
 if [ $? -ne 0 ]; then
-    echo "SKIP: no Vulkan device: $(cat "$out")"
+    echo "SKIP: no Vulkan device: $(cat "$out") ($pass passed, $fail failed before the GPU part)"
+    [ $fail -eq 0 ] || exit 1
     exit 77
 fi
 
@@ -151,11 +188,27 @@ for args in "" "--bogus" "--micro -r 0" "--micro -r abc" "--micro --device x" \
 done
 "$vkmoe" bench --help >"$out" 2>&1
 check "bench --help exits 0" test $? -eq 0
-for word in "--micro" "--quick" "-p N" "-n N" "-r REPS" "--csv F" "--report" "--md F" "--png F"; do
+for word in "--micro" "--quick" "-p N" "-n N" "-r REPS" "--csv F" "--report" "--md F" "--png F" \
+    "--tokenizer"; do
     check "bench --help documents $word" grep -q -- "$word" "$out"
 done
 "$vkmoe" bench --micro --device 99 >"$out" 2>&1
-check "bench --device 99 exits 1" test $? -eq 1
+check "bench --device 99 exits 2 with usage" test $? -eq 2
+
+# Expert paging through bench: a budget that holds only part of the experts pages them and
+# --stats prints the one-line counters; below the minimum is a clean runtime error.
+"$vkmoe" bench -m "$fixtures/tiny-v3-f32.gguf" -p 8 -n 4 -r 1 --vram-budget 800K --stats --quiet \
+    >"$out" 2>&1
+check "bench --vram-budget 800K --stats exits 0" test $? -eq 0
+check "bench --stats prints the experts line with misses" \
+    grep -qE "^experts: hits=[0-9]+ misses=[1-9][0-9]* prefetched=0 prefetch_used=0 uploaded_bytes=[1-9][0-9]* stall_ms=" "$out"
+"$vkmoe" bench -m "$fixtures/tiny-v3-f32.gguf" -p 8 -n 4 -r 1 --vram-budget 100K --quiet >"$out" 2>&1
+check "bench below the paging minimum exits 1" test $? -eq 1
+check "bench below the minimum names it" grep -q "minimum" "$out"
+"$vkmoe" bench -m "$fixtures/tiny-v3-f32.gguf" --expert-policy fifo >"$out" 2>&1
+check "bench --expert-policy fifo exits 2" test $? -eq 2
+"$vkmoe" bench --micro --stats >"$out" 2>&1
+check "bench --micro --stats exits 2" test $? -eq 2
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -46,7 +46,7 @@ check "devices --device 0 --test exits 0" test $? -eq 0
 
 "$vkmoe" devices --device 99 >"$out" 2>&1
 rc=$?
-check "devices --device 99 exits 1 (got $rc)" test $rc -eq 1
+check "devices --device 99 exits 2 (got $rc)" test $rc -eq 2
 check "devices --device 99 says it does not exist" grep -q "does not exist" "$out"
 
 "$vkmoe" devices --device abc >"$out" 2>&1

@@ -11,7 +11,7 @@ enum { CLI_OK = 0, CLI_ERROR = 1, CLI_USAGE = 2 };
 
 typedef struct cli_cmd {
     const char *name;
-    const char *summary; /* one line for `vkmoe --help` */
+    const char *summary;                /* one line for `vkmoe --help` */
     int (*main)(int argc, char **argv); /* argv[0] is the subcommand name */
 } cli_cmd;
 
@@ -27,6 +27,10 @@ bool cli_parse_long(const char *s, long min, long max, long *out);
 bool cli_parse_float(const char *s, double min, double max, double *out);
 /* Sizes with an optional K/M/G/T suffix (powers of 1024): "512M", "12G", "4096". */
 bool cli_parse_size(const char *s, uint64_t *out);
+/* Parses a --device value: a non-negative index of an existing Vulkan device. On failure
+ * prints the usage error (exit status 2) and returns false. With no Vulkan device at all the
+ * index is accepted, so the command later fails with the runtime "no device" error. */
+bool cli_parse_device(const char *usage, const char *s, long *out);
 /* True if a is "-h" or "--help". */
 bool cli_is_help(const char *a);
 

@@ -1,6 +1,7 @@
 /* cmd_bench.c - `vkmoe bench`: flag parsing, the JSON/CSV writers and helpers shared by the
  * benchmark modes (see cmd_bench.h). --micro and -m may be combined into one result file;
- * --report is a mode of its own. Exit status per cli.h: 2 for bad flags, 1 for runtime errors. */
+ * --report and --tokenizer (CPU only: no device is looked up or created) are modes of their
+ * own. Exit status per cli.h: 2 for bad flags, 1 for runtime errors. */
 #include "cmd_bench.h"
 
 #include <stdio.h>
@@ -9,11 +10,13 @@
 
 #include "cli.h"
 #include "err.h"
+#include "vkmoe.h"
 
 #define USAGE                                                                                      \
     "vkmoe bench --micro [--quick] [--device N] [-r REPS] [--max-run S] [--json F] [--quiet]\n"    \
     "       vkmoe bench -m MODEL [-p N] [-n N] [-r REPS] [--device N] [--json F] [--csv F] "       \
-    "[--quiet]\n"                                                                                  \
+    "[--vram-budget SIZE] [--expert-policy lru|lfu] [--stats] [--quiet]\n"                         \
+    "       vkmoe bench --tokenizer -m MODEL [-r REPS] [--json F] [--quiet]\n"                     \
     "       vkmoe bench --report A.json [B.json ...] [--md F] [--png F]"
 
 #define MAX_DEVICES 64
@@ -49,7 +52,21 @@ static void print_help(void) {
         "  -n N          decode test tgN: N evals of one token each (default 32, 0 = none)\n"
         "  -r REPS       repetitions of each test (default 3), after one warm-up; reports\n"
         "                tokens/s mean and standard deviation over the repetitions\n"
-        "  --csv F       also write the results as CSV (one row per test)\n\n"
+        "  --csv F       also write the results as CSV (one row per test)\n"
+        "  --vram-budget SIZE  device bytes for weights + expert cache (K/M/G suffixes);\n"
+        "                routed experts beyond it are paged from host memory (default: the\n"
+        "                device's memory budget)\n"
+        "  --expert-policy P   expert cache eviction: lru (default) or lfu\n"
+        "  --stats       print the expert-paging counters on stderr after the run\n\n"
+        "tokenizer benchmark (--tokenizer -m MODEL), CPU only:\n"
+        "  needs no Vulkan device, and a vocab-only GGUF is enough. Encodes ~1 MB of generated\n"
+        "  English-like text (prose with punctuation, numbers and some non-ASCII words) with\n"
+        "  the model's tokenizer on one core (special token texts parsed, no BOS/EOS added),\n"
+        "  then decodes the ids back; reports the token count, encode MB/s (input bytes,\n"
+        "  MB = 10^6 bytes) and tokens/s, and decode MB/s (output bytes), mean and standard\n"
+        "  deviation over the repetitions. The JSON has \"build\" and \"tokenizer\" (no\n"
+        "  \"device\", so --report does not take it)\n"
+        "  -r REPS       timed repetitions (default 3), after a short warm-up encode\n\n"
         "report (--report FILES...): merges result files from several machines into a markdown\n"
         "table (rows = device + model, columns = each test's t/s, copy GB/s and Q4_K GEMV GB/s\n"
         "when present)\n"
@@ -230,7 +247,10 @@ int cmd_bench(int argc, char **argv) {
     double max_run = 5.0;
     const char *inputs[MAX_REPORT_INPUTS];
     int n_inputs = 0;
-    bool have_p = false, have_n = false, have_max_run = false;
+    bool have_p = false, have_n = false, have_max_run = false, stats = false;
+    bool tokenizer = false, have_policy = false;
+    uint64_t vram_budget = 0;
+    int policy = VKM_EXPERT_LRU;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
@@ -245,8 +265,18 @@ int cmd_bench(int argc, char **argv) {
             quiet = true;
         } else if (!strcmp(a, "--report")) {
             report = true;
+        } else if (!strcmp(a, "--tokenizer")) {
+            tokenizer = true;
         } else if (!strcmp(a, "--stats")) {
-            return cli_usage_error(USAGE, "bench: --stats is not available yet");
+            stats = true;
+        } else if (!strcmp(a, "--vram-budget")) {
+            if (!take_value(argc, argv, &i, &v) || !cli_parse_size(v, &vram_budget) || !vram_budget)
+                return cli_usage_error(USAGE, "--vram-budget needs a size such as 512M or 12G");
+        } else if (!strcmp(a, "--expert-policy")) {
+            if (!take_value(argc, argv, &i, &v) || (strcmp(v, "lru") && strcmp(v, "lfu")))
+                return cli_usage_error(USAGE, "--expert-policy needs lru or lfu");
+            policy = !strcmp(v, "lfu") ? VKM_EXPERT_LFU : VKM_EXPERT_LRU;
+            have_policy = true;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             if (!take_value(argc, argv, &i, &model))
                 return cli_usage_error(USAGE, "%s needs a file", a);
@@ -262,8 +292,7 @@ int cmd_bench(int argc, char **argv) {
         } else if (!strcmp(a, "--device")) {
             if (!take_value(argc, argv, &i, &v))
                 return cli_usage_error(USAGE, "--device needs a value");
-            if (!cli_parse_long(v, 0, 1000000, &device))
-                return cli_usage_error(USAGE, "--device: '%s' is not a device index", v);
+            if (!cli_parse_device(USAGE, v, &device)) return CLI_USAGE;
         } else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) {
             if (!take_value(argc, argv, &i, &v) || !cli_parse_long(v, 0, 65536, &n_prompt))
                 return cli_usage_error(USAGE, "%s needs a token count in 0..65536", a);
@@ -290,14 +319,23 @@ int cmd_bench(int argc, char **argv) {
 
     if (report) {
         if (micro || model || json || csv || quick || have_p || have_n || reps > 0 ||
-            have_max_run || device >= 0)
+            have_max_run || device >= 0 || tokenizer)
             return cli_usage_error(USAGE, "--report takes only result files, --md and --png");
         if (n_inputs == 0) return cli_usage_error(USAGE, "--report needs at least one file");
         return bench_report_run(inputs, n_inputs, md, png);
     }
     if (md || png) return cli_usage_error(USAGE, "--md and --png go with --report");
+    if (tokenizer) {
+        if (!model) return cli_usage_error(USAGE, "--tokenizer needs -m MODEL");
+        if (micro || quick || have_p || have_n || csv || have_max_run || device >= 0 || stats ||
+            vram_budget || have_policy)
+            return cli_usage_error(USAGE, "--tokenizer takes only -m, -r, --json and --quiet");
+    }
+    if ((stats || vram_budget) && !model)
+        return cli_usage_error(USAGE, "--stats and --vram-budget go with -m MODEL");
     if (!micro && !model)
-        return cli_usage_error(USAGE, "bench: give --micro, -m MODEL or --report");
+        return cli_usage_error(USAGE,
+                               "bench: give --micro, -m MODEL, --tokenizer -m MODEL or --report");
     if (quick && !micro) return cli_usage_error(USAGE, "--quick goes with --micro");
     if (have_max_run && !micro) return cli_usage_error(USAGE, "--max-run goes with --micro");
     if ((have_p || have_n || csv) && !model)
@@ -306,13 +344,17 @@ int cmd_bench(int argc, char **argv) {
         return cli_usage_error(USAGE, "-p 0 and -n 0: nothing to run");
 
     vkm_gpu_device_info dev;
-    int rc = bench_find_device((int)device, &dev);
+    int rc = tokenizer ? CLI_OK : bench_find_device((int)device, &dev);
     if (rc) return rc;
     cJSON *root = cJSON_CreateObject();
-    if (!root || !bench_json_add(root, "device", bench_json_device(&dev)) ||
+    if (!root || (!tokenizer && !bench_json_add(root, "device", bench_json_device(&dev))) ||
         !bench_json_add(root, "build", bench_json_build())) {
         cJSON_Delete(root);
         return cli_fail("bench: out of memory");
+    }
+    if (tokenizer) {
+        bench_tok_opts to = {.model = model, .reps = reps > 0 ? (int)reps : 3, .quiet = quiet};
+        rc = bench_tok_run(&to, root);
     }
     if (micro) {
         bench_micro_opts mo = {.device = (int)device,
@@ -322,13 +364,16 @@ int cmd_bench(int argc, char **argv) {
                                .max_run_s = max_run};
         rc = bench_micro_run(&mo, root);
     }
-    if (!rc && model) {
+    if (!rc && model && !tokenizer) {
         bench_model_opts bo = {.model = model,
                                .device = (int)device,
                                .n_prompt = (int)n_prompt,
                                .n_gen = (int)n_gen,
                                .reps = reps > 0 ? (int)reps : 3,
-                               .quiet = quiet};
+                               .quiet = quiet,
+                               .vram_budget = vram_budget,
+                               .expert_policy = policy,
+                               .stats = stats};
         rc = bench_model_run(&bo, root);
     }
     if (!rc && json) rc = write_json(json, root);

@@ -2,9 +2,10 @@
  *
  * cmd_bench.c parses the flags and picks a mode; each mode fills a cJSON document whose top level
  * always has "device" and "build" (bench_json_device / bench_json_build), so the report mode can
- * merge files from different machines:
+ * merge files from different machines (--tokenizer, which uses no GPU, has "build" only):
  *   --micro  cmd_bench_micro.c   device copy bandwidth, GEMV GB/s and GEMM GFLOP/s per weight type
  *   -m FILE  cmd_bench_model.c   prefill / decode tokens per second through core/vkmoe.h
+ *   --tokenizer -m FILE  cmd_bench_tok.c  tokenizer encode / decode MB/s on one CPU core
  *   --report cmd_bench_report.c  markdown table and PNG bar chart over several result files
  * Every function returns a CLI exit status (cli.h): 0 ok, 1 runtime error (already printed). */
 #ifndef VKM_CMD_BENCH_H
@@ -32,11 +33,21 @@ typedef struct bench_model_opts {
     int n_gen;         /* tg test tokens; 0 = no tg test */
     int reps;          /* repetitions of each test */
     bool quiet;
+    uint64_t vram_budget; /* bytes for weights + expert cache; 0 = automatic */
+    int expert_policy;    /* enum vkm_expert_policy */
+    bool stats;           /* print the expert-paging stats line on stderr */
 } bench_model_opts;
+
+typedef struct bench_tok_opts {
+    const char *model; /* GGUF path (a vocab-only file is enough) */
+    int reps;          /* timed encode + decode repetitions */
+    bool quiet;
+} bench_tok_opts;
 
 /* Each mode prints its table on stdout and adds its sections to `root` (which it owns not). */
 int bench_micro_run(const bench_micro_opts *o, cJSON *root);
 int bench_model_run(const bench_model_opts *o, cJSON *root);
+int bench_tok_run(const bench_tok_opts *o, cJSON *root);
 /* inputs[n_inputs] are result files; md/png are output paths or NULL (md NULL = stdout). */
 int bench_report_run(const char *const *inputs, int n_inputs, const char *md, const char *png);
 

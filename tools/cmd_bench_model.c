@@ -115,7 +115,11 @@ static int run(const bench_model_opts *o, cJSON *root) {
     int rc = describe_model(o->model, jmodel, type, sizeof type, &size);
     if (rc) return rc;
 
-    vkm_engine_opts eo = {.model_path = o->model, .device = o->device, .quiet = o->quiet};
+    vkm_engine_opts eo = {.model_path = o->model,
+                          .device = o->device,
+                          .quiet = o->quiet,
+                          .vram_budget = o->vram_budget,
+                          .expert_policy = o->expert_policy};
     vkm_engine *e = NULL;
     vkm_session *s = NULL;
     int32_t *tok = NULL;
@@ -175,6 +179,26 @@ static int run(const bench_model_opts *o, cJSON *root) {
                 rc = vkm_error(VKM_ENOMEM, "out of memory");
             }
         }
+    }
+    if (!rc) { /* expert paging counters over warm-up and tests ("paged": false = all resident) */
+        vkm_expert_stats st;
+        vkm_engine_expert_stats(e, &st);
+        if (o->stats) {
+            char line[256];
+            vkm_expert_stats_line(&st, line, sizeof line);
+            fprintf(stderr, "%s\n", line);
+        }
+        cJSON *jx = cJSON_CreateObject();
+        if (!jx || !bench_json_add(root, "experts", jx) ||
+            !cJSON_AddBoolToObject(jx, "paged", st.paged) ||
+            !cJSON_AddNumberToObject(jx, "slots", st.n_slots) ||
+            !cJSON_AddNumberToObject(jx, "hits", (double)st.hits) ||
+            !cJSON_AddNumberToObject(jx, "misses", (double)st.misses) ||
+            !cJSON_AddNumberToObject(jx, "prefetched", (double)st.prefetched) ||
+            !cJSON_AddNumberToObject(jx, "prefetch_used", (double)st.prefetch_used) ||
+            !cJSON_AddNumberToObject(jx, "uploaded_bytes", (double)st.uploaded_bytes) ||
+            !cJSON_AddNumberToObject(jx, "stall_ms", st.stall_ms))
+            rc = vkm_error(VKM_ENOMEM, "out of memory");
     }
     if (!rc) {
         char sz[32];

@@ -171,8 +171,7 @@ int cmd_devices(int argc, char **argv) {
             json = true;
         } else if (!strcmp(a, "--device")) {
             if (i + 1 >= argc) return cli_usage_error(USAGE, "--device needs a value");
-            if (!cli_parse_long(argv[++i], 0, 1000000, &device))
-                return cli_usage_error(USAGE, "--device: '%s' is not a device index", argv[i]);
+            if (!cli_parse_device(USAGE, argv[++i], &device)) return CLI_USAGE;
         } else {
             return cli_usage_error(USAGE, "devices: unknown option '%s'", a);
         }

@@ -119,8 +119,8 @@ int gen_parse_flag(gen_opts *o, int argc, char **argv, int *i, const char *usage
             return cli_usage_error(usage, "%s needs a seed >= 0", a);
         o->sampling.seed = (uint64_t)l;
     } else if (IS("--device")) {
-        if (!(v = flag_value(argc, argv, i)) || !cli_parse_long(v, 0, 1 << 20, &l))
-            return cli_usage_error(usage, "%s needs a device index", a);
+        if (!(v = flag_value(argc, argv, i))) return cli_usage_error(usage, "%s needs a value", a);
+        if (!cli_parse_device(usage, v, &l)) return CLI_USAGE;
         o->device = l;
     } else if (IS("--system")) {
         if (!(v = flag_value(argc, argv, i))) return cli_usage_error(usage, "%s needs a text", a);

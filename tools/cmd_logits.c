@@ -3,8 +3,9 @@
  * layout of the llama.cpp fixtures), for comparisons against other implementations.
  *
  * Without --step the whole prompt is one batch; with --step the tokens go one at a time through
- * the KV cache (the decode path). Exit codes: 0, 1 (runtime: model, device, token out of range,
- * output file), 2 (usage, including a token that is not a number). */
+ * the KV cache (the decode path). --vram-budget / --expert-policy set the expert paging of the
+ * engine, --stats prints its counters. Exit codes: 0, 1 (runtime: model, device, token out of
+ * range, output file), 2 (usage, including a token that is not a number). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,8 @@
 
 static const char *const USAGE =
     "vkmoe logits -m MODEL.gguf (--tokens \"ID ID ...\" | --tokens-file FILE) -o OUT.f32 "
-    "[--step] [--device N] [--kv-f32] [--ctx N] [--profile]";
+    "[--step] [--device N] [--kv-f32] [--ctx N] [--profile] [--vram-budget SIZE] "
+    "[--expert-policy lru|lfu] [--stats]";
 
 static void print_help(void) {
     printf("usage: %s\n\n"
@@ -30,6 +32,10 @@ static void print_help(void) {
            "  --kv-f32              F32 KV cache instead of the default F16\n"
            "  --ctx N               KV cache length in tokens (default: min(context, 4096))\n"
            "  --profile             print per-kernel GPU times to stderr\n"
+           "  --vram-budget SIZE    device bytes for weights + expert cache (K/M/G suffix);\n"
+           "                        experts beyond it are paged from host memory (default: auto)\n"
+           "  --expert-policy P     eviction of paged experts: lru (default) or lfu\n"
+           "  --stats               print the expert cache counters to stderr (one line)\n"
            "  -h, --help            this help\n",
            USAGE);
 }
@@ -106,8 +112,10 @@ static int write_logits(const char *path, const float *logits, size_t count) {
 
 int cmd_logits(int argc, char **argv) {
     const char *model = NULL, *tokens = NULL, *tokens_file = NULL, *out = NULL;
-    bool step = false, kv_f32 = false, profile = false;
+    bool step = false, kv_f32 = false, profile = false, stats = false;
     long device = -1, ctx = 0;
+    uint64_t budget = 0;
+    int policy = VKM_EXPERT_LRU;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has_val = i + 1 < argc;
@@ -127,13 +135,23 @@ int cmd_logits(int argc, char **argv) {
             if (!has_val) return cli_usage_error(USAGE, "%s needs a file", a);
             out = argv[++i];
         } else if (!strcmp(a, "--device")) {
-            if (!has_val || !cli_parse_long(argv[i + 1], 0, 1 << 20, &device))
-                return cli_usage_error(USAGE, "%s needs a device index", a);
+            if (!has_val) return cli_usage_error(USAGE, "%s needs a device index", a);
+            if (!cli_parse_device(USAGE, argv[i + 1], &device)) return CLI_USAGE;
             i++;
         } else if (!strcmp(a, "--ctx")) {
             if (!has_val || !cli_parse_long(argv[i + 1], 1, 1 << 24, &ctx))
                 return cli_usage_error(USAGE, "%s needs a context length 1..%d", a, 1 << 24);
             i++;
+        } else if (!strcmp(a, "--vram-budget")) {
+            if (!has_val || !cli_parse_size(argv[i + 1], &budget) || budget == 0)
+                return cli_usage_error(USAGE, "%s needs a size such as 512M or 12G", a);
+            i++;
+        } else if (!strcmp(a, "--expert-policy")) {
+            if (!has_val || (strcmp(argv[i + 1], "lru") && strcmp(argv[i + 1], "lfu")))
+                return cli_usage_error(USAGE, "%s needs lru or lfu", a);
+            policy = !strcmp(argv[++i], "lfu") ? VKM_EXPERT_LFU : VKM_EXPERT_LRU;
+        } else if (!strcmp(a, "--stats")) {
+            stats = true;
         } else if (!strcmp(a, "--step")) {
             step = true;
         } else if (!strcmp(a, "--kv-f32")) {
@@ -170,7 +188,11 @@ int cmd_logits(int argc, char **argv) {
     vkm_engine *e = NULL;
     vkm_session *s = NULL;
     float *logits = NULL;
-    vkm_engine_opts eo = {.model_path = model, .device = (int)device, .profile = profile};
+    vkm_engine_opts eo = {.model_path = model,
+                          .device = (int)device,
+                          .profile = profile,
+                          .vram_budget = budget,
+                          .expert_policy = policy};
     vkm_session_opts so = {
         .n_ctx = (int)ctx, .kv_f32 = kv_f32, .max_batch = step ? 1 : (n < 65536 ? n : 65536)};
     if (vkm_engine_open(&eo, &e) || vkm_session_create(e, &so, &s)) {
@@ -193,6 +215,13 @@ int cmd_logits(int argc, char **argv) {
     }
     if (rc == CLI_OK) rc = write_logits(out, logits, (size_t)n * V);
     if (rc == CLI_OK && profile) vkm_engine_profile_print(e, stderr);
+    if (rc == CLI_OK && stats) {
+        vkm_expert_stats st;
+        char line[256];
+        vkm_engine_expert_stats(e, &st);
+        vkm_expert_stats_line(&st, line, sizeof line);
+        fprintf(stderr, "%s\n", line);
+    }
 done:
     free(logits);
     vkm_session_destroy(s);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "fault.h"
 #include "vk_check.h"
 
 #define WAIT_NS (600ull * 1000000000ull)
@@ -136,6 +137,9 @@ static int submit(vkm_vk_cmd *c, VkQueue q, VkCommandBuffer cb, VkSemaphore wait
         .signalSemaphoreCount = 1,
         .pSignalSemaphores = &signal_sem,
     };
+    if (VKM_VK_FAULT(VKM_FAULT_DEVICE_LOST_NTH)) /* fault.c: not submitted, reported lost */
+        return vkm_error(VKM_EDEVLOST,
+                         "vkQueueSubmit failed: VK_ERROR_DEVICE_LOST (injected fault)");
     VK_CHECK(c->d->vk.vkQueueSubmit(q, 1, &si, VK_NULL_HANDLE));
     return VKM_OK;
 }

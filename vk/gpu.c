@@ -4,13 +4,18 @@
  * Invariants: a vkm_gpu owns one instance, one device, one allocator, one kernel cache and one
  * command state, destroyed in reverse order. Host <-> device copies go straight through the
  * mapping when the buffer's memory is host visible and coherent (UMA, lavapipe, ReBAR), else in
- * chunks through one lazily created staging buffer on the transfer queue. Not thread-safe. */
+ * chunks through one lazily created staging buffer on the transfer queue. A device loss
+ * (VKM_EDEVLOST from any module, real or injected by fault.c) is sticky: every later call except
+ * the destroy functions fails at once with VKM_EDEVLOST, so nothing waits on a dead device.
+ * Not thread-safe. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cmd.h"
 #include "device.h"
 #include "err.h"
+#include "fault.h"
 #include "gpu.h"
 #include "instance.h"
 #include "mem.h"
@@ -26,6 +31,7 @@ struct vkm_gpu {
     vkm_vk_cmd *cmd;
     vkm_vk_buffer staging; /* host buffer of STAGING_BYTES, created on first use */
     bool force_staging;    /* never copy through a device buffer's own mapping */
+    bool lost;             /* a call returned VKM_EDEVLOST: every later call fails fast */
 };
 
 struct vkm_gpu_buf {
@@ -92,8 +98,27 @@ out:
     return rc;
 }
 
+/* Marks the gpu lost when rc says so (the first time, prefixing the message). */
+static int track(vkm_gpu *g, int rc) {
+    if (rc == VKM_EDEVLOST && !g->lost) {
+        g->lost = true;
+        char why[512]; /* vkm_error() reuses the buffer vkm_errmsg() points to */
+        snprintf(why, sizeof why, "%s", vkm_errmsg());
+        rc = vkm_error(VKM_EDEVLOST, "the GPU device was lost: %s", why);
+    }
+    return rc;
+}
+
+#define LOST_GUARD(g)                                                                              \
+    do {                                                                                           \
+        if ((g)->lost)                                                                             \
+            return vkm_error(VKM_EDEVLOST, "the GPU device was lost earlier; close the engine "    \
+                                           "and open it again");                                   \
+    } while (0)
+
 int vkm_gpu_create(const vkm_gpu_options *opt, vkm_gpu **out) {
     *out = NULL;
+    vkm_vk_fault_from_env();
     vkm_gpu_options def = {.device = -1};
     if (!opt) opt = &def;
     if (opt->device < -1) return vkm_error(VKM_EINVAL, "device %d does not exist", opt->device);
@@ -139,13 +164,14 @@ int vkm_gpu_buf_create(vkm_gpu *g, size_t size, int kind, vkm_gpu_buf **out) {
     *out = NULL;
     if (kind != VKM_BUF_DEVICE && kind != VKM_BUF_HOST)
         return vkm_error(VKM_EINVAL, "buffer kind %d is not valid", kind);
+    LOST_GUARD(g);
     vkm_gpu_buf *b = calloc(1, sizeof *b);
     if (!b) return vkm_error(VKM_ENOMEM, "out of memory creating a buffer");
     int rc = vkm_vk_mem_buffer_create(
         g->mem, size, kind == VKM_BUF_HOST ? VKM_VK_MEM_HOST : VKM_VK_MEM_DEVICE, &b->b);
     if (rc < 0) {
         free(b);
-        return rc;
+        return track(g, rc);
     }
     b->kind = kind;
     *out = b;
@@ -185,7 +211,7 @@ static int staging_get(vkm_gpu *g) {
     return VKM_OK;
 }
 
-int vkm_gpu_upload(vkm_gpu *g, vkm_gpu_buf *dst, size_t offset, const void *src, size_t size) {
+static int upload(vkm_gpu *g, vkm_gpu_buf *dst, size_t offset, const void *src, size_t size) {
     int rc = check_range(dst, offset, size, "upload");
     if (rc < 0 || size == 0) return rc;
     if (dst->b.map && !(g->force_staging && dst->kind == VKM_BUF_DEVICE)) {
@@ -203,7 +229,12 @@ int vkm_gpu_upload(vkm_gpu *g, vkm_gpu_buf *dst, size_t offset, const void *src,
     return VKM_OK;
 }
 
-int vkm_gpu_download(vkm_gpu *g, vkm_gpu_buf *src, size_t offset, void *dst, size_t size) {
+int vkm_gpu_upload(vkm_gpu *g, vkm_gpu_buf *dst, size_t offset, const void *src, size_t size) {
+    LOST_GUARD(g);
+    return track(g, upload(g, dst, offset, src, size));
+}
+
+static int download(vkm_gpu *g, vkm_gpu_buf *src, size_t offset, void *dst, size_t size) {
     int rc = check_range(src, offset, size, "download");
     if (rc < 0 || size == 0) return rc;
     if (src->b.map && !(g->force_staging && src->kind == VKM_BUF_DEVICE)) {
@@ -221,19 +252,41 @@ int vkm_gpu_download(vkm_gpu *g, vkm_gpu_buf *src, size_t offset, void *dst, siz
     return VKM_OK;
 }
 
+int vkm_gpu_download(vkm_gpu *g, vkm_gpu_buf *src, size_t offset, void *dst, size_t size) {
+    LOST_GUARD(g);
+    return track(g, download(g, src, offset, dst, size));
+}
+
+int vkm_gpu_copy(vkm_gpu *g, vkm_gpu_buf *src, size_t src_offset, vkm_gpu_buf *dst,
+                 size_t dst_offset, size_t size) {
+    LOST_GUARD(g);
+    int rc;
+    if ((rc = check_range(src, src_offset, size, "copy source")) < 0 ||
+        (rc = check_range(dst, dst_offset, size, "copy destination")) < 0 || size == 0)
+        return rc;
+    if (src == dst && src_offset < dst_offset + size && dst_offset < src_offset + size)
+        return vkm_error(VKM_EINVAL, "copy: overlapping ranges [%zu, +%zu) and [%zu, +%zu)",
+                         src_offset, size, dst_offset, size);
+    return track(g, vkm_vk_cmd_copy(g->cmd, src->b.buf, src_offset, dst->b.buf, dst_offset, size));
+}
+
 /* ---- kernels and batches ---- */
 
 int vkm_gpu_kernel_get(vkm_gpu *g, const char *shader, const uint32_t *spec, int n_spec,
                        int n_bindings, uint32_t push_size, vkm_gpu_kernel **out) {
-    return vkm_vk_pipeline_get(g->pipes, shader, spec, n_spec, n_bindings, push_size, out);
+    LOST_GUARD(g);
+    return track(g,
+                 vkm_vk_pipeline_get(g->pipes, shader, spec, n_spec, n_bindings, push_size, out));
 }
 
 int vkm_gpu_begin(vkm_gpu *g) {
-    return vkm_vk_cmd_begin(g->cmd);
+    LOST_GUARD(g);
+    return track(g, vkm_vk_cmd_begin(g->cmd));
 }
 
 int vkm_gpu_dispatch(vkm_gpu *g, vkm_gpu_kernel *k, const vkm_gpu_arg *args, int n_args,
                      const void *push, uint32_t gx, uint32_t gy, uint32_t gz) {
+    LOST_GUARD(g);
     if (!k) return vkm_error(VKM_EINVAL, "dispatch: NULL kernel");
     if (n_args != k->n_bindings || (n_args && !args))
         return vkm_error(VKM_EINVAL, "dispatch of %s: %d buffers given, the kernel has %d", k->name,
@@ -265,17 +318,21 @@ int vkm_gpu_dispatch(vkm_gpu *g, vkm_gpu_kernel *k, const vkm_gpu_arg *args, int
                              k->name, i, (unsigned long long)range, lim->maxStorageBufferRange);
         bi[i] = (VkDescriptorBufferInfo){a->buf->b.buf, a->offset, range};
     }
-    return vkm_vk_cmd_dispatch(g->cmd, k, bi, push, gx, gy, gz);
+    return track(g, vkm_vk_cmd_dispatch(g->cmd, k, bi, push, gx, gy, gz));
 }
 
 int vkm_gpu_mark(vkm_gpu *g, const char *label) {
+    LOST_GUARD(g);
     return vkm_vk_cmd_mark(g->cmd, label);
 }
 
 int vkm_gpu_submit(vkm_gpu *g) {
-    return vkm_vk_cmd_submit(g->cmd);
+    LOST_GUARD(g);
+    return track(g, vkm_vk_cmd_submit(g->cmd));
 }
 
 int vkm_gpu_timings(vkm_gpu *g, vkm_gpu_timing *out, int max, int *n) {
+    *n = 0;
+    LOST_GUARD(g);
     return vkm_vk_cmd_timings(g->cmd, out, max, n);
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "fault.h"
 #include "vk_check.h"
 
 #define MIB (1024ull * 1024ull)
@@ -240,6 +241,13 @@ int vkm_vk_mem_buffer_create(vkm_vk_mem *m, uint64_t size, int role, vkm_vk_buff
     if (align & (align - 1)) {
         rc = vkm_error(VKM_EDEVICE, "memory alignment %llu is not a power of two",
                        (unsigned long long)align);
+        goto fail;
+    }
+    if (VKM_VK_FAULT(VKM_FAULT_DEVICE_ALLOC_NTH)) { /* fault.c: as if vkAllocateMemory failed */
+        rc = vkm_error(VKM_EDEVMEM,
+                       "out of device memory allocating %llu bytes (type %d): "
+                       "VK_ERROR_OUT_OF_DEVICE_MEMORY (injected fault)",
+                       (unsigned long long)req.size, type);
         goto fail;
     }
     vkm_vk_block *blk = NULL;

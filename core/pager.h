@@ -1,0 +1,61 @@
+/* pager.h - the bookkeeping of the expert cache: which (layer, expert) unit sits in which device
+ * slot, which unit to evict (LRU, or LFU with exponentially decaying counts), and the counters.
+ * Pure host code: the engine (core/engine.c) owns the slot memory and does the uploads; this
+ * module only decides. Also the expert ranges of shaders/moe_group.comp's grouping, computed on
+ * the host from the router's choices (which the paged forward reads back anyway).
+ *
+ * A request names the distinct experts one MoE layer needs for one batch; every one of them ends
+ * up with a slot, and they stay pinned (never evicted) until the next request, so a request can
+ * never evict a unit it needs itself. Units of other layers are evicted by the policy; free slots
+ * are used first.
+ *
+ * Invariants: slot_of[unit] == s  <=>  unit_in[s] == unit, for every resident unit; a slot holds
+ * at most one unit; n_slots >= 1. */
+#ifndef VKM_PAGER_H
+#define VKM_PAGER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vkmoe.h"
+
+typedef struct vkm_pager vkm_pager;
+
+typedef struct vkm_pager_opts {
+    uint32_t n_layer; /* units are (layer < n_layer, expert < n_expert) */
+    uint32_t n_expert;
+    uint32_t n_slots;     /* 1 .. n_layer * n_expert */
+    int policy;           /* enum vkm_expert_policy */
+    double lfu_half_life; /* LFU: requests after which a count has decayed to half; 0 = 64 */
+} vkm_pager_opts;
+
+/* VKM_EINVAL for an empty unit space, a bad slot count or policy. */
+int vkm_pager_create(const vkm_pager_opts *o, vkm_pager **out);
+void vkm_pager_destroy(vkm_pager *p); /* accepts NULL */
+
+/* Makes the n distinct experts[] of `layer` resident: slots[i] receives expert i's slot and
+ * miss[i] whether it must be uploaded (it was not resident; its slot may have held another unit,
+ * now evicted). Releases the pins of the previous request and pins these. Counts one hit or miss
+ * per expert. VKM_EINVAL for a bad layer, an expert out of range or given twice; VKM_ERANGE when
+ * n exceeds the slots. On error nothing changes. */
+int vkm_pager_request(vkm_pager *p, uint32_t layer, const int32_t *experts, int n, int32_t *slots,
+                      bool *miss);
+/* The slot of a unit, or -1 when it is not resident. */
+int32_t vkm_pager_slot_of(const vkm_pager *p, uint32_t layer, uint32_t expert);
+/* The unit in slot s as layer * n_expert + expert, or -1 when the slot is free. */
+int64_t vkm_pager_unit_in(const vkm_pager *p, uint32_t s);
+uint32_t vkm_pager_n_slots(const vkm_pager *p);
+
+/* Adds an upload of `bytes` that kept the host waiting `ms` milliseconds to the counters. */
+void vkm_pager_note_upload(vkm_pager *p, uint64_t bytes, double ms);
+/* Adds this pager's counters to *st (paged, n_slots and slot_bytes are left alone). */
+void vkm_pager_add_stats(const vkm_pager *p, vkm_expert_stats *st);
+void vkm_pager_reset_stats(vkm_pager *p);
+
+/* The (first, count) of each expert x < n_expert in moe_group.comp's grouping of the choices
+ * sel[n] (entries grouped by expert in expert order): ranges[2*x], ranges[2*x+1]. Ids outside
+ * [0, n_expert) take no entry, as in the kernel. */
+void vkm_pager_expert_ranges(const int32_t *sel, uint32_t n, uint32_t n_expert, int32_t *ranges);
+
+#endif

@@ -1,0 +1,279 @@
+/* test_gpu_paging.c - expert paging end to end (core/engine.c, pager.c, session.c, forward.c) and
+ * vkm_gpu_copy, on the first Vulkan device with validation on; skips (77) without a device.
+ *
+ * For each fixture model, the logits under VRAM budgets that keep every expert resident, half of
+ * them, exactly the minimum (the top-k experts of one MoE layer per size class), and one byte
+ * less (VKM_EDEVMEM naming the minimum), with both eviction policies, for the prompt as one
+ * batch and for a batch followed by single-token steps, against the unpaged engine. Paging runs
+ * the same kernels on the same data in the same order, so the logits must agree to 1e-4 (in
+ * practice exactly). The counters: hits + misses is the number of (eval, MoE layer, distinct
+ * chosen expert) requests (the same for every budget and policy; n_moe_layers * top-k per
+ * single-token eval), misses > 0 when paged, uploaded_bytes = the misses' unit bytes. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "engine.h"
+#include "gguf.h"
+#include "model.h"
+#include "vkmoe.h"
+
+#define N_PROMPT 33
+#define N_CTX 64
+#define ALIGN 256u
+
+static int32_t g_ids[N_PROMPT];
+
+static void *xmalloc(size_t n) {
+    void *p = calloc(1, n ? n : 1);
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    return p;
+}
+
+static int read_prompt(int32_t *ids) {
+    FILE *fp = fopen(VKMOE_FIXTURES_DIR "/prompt.ids", "r");
+    if (!fp) return -1;
+    int n = 0, v;
+    while (n < N_PROMPT && fscanf(fp, "%d", &v) == 1) ids[n++] = v;
+    fclose(fp);
+    return n;
+}
+
+static uint64_t align_up(uint64_t v) {
+    return (v + ALIGN - 1) / ALIGN * ALIGN;
+}
+
+static double max_abs_diff(const float *a, const float *b, size_t n) {
+    double m = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= m)) m = d != d ? INFINITY : d;
+    }
+    return m;
+}
+
+static int open_engine(const char *path, uint64_t budget, int policy, vkm_engine **e) {
+    vkm_engine_opts o = {.model_path = path,
+                         .device = -1,
+                         .validation = true,
+                         .quiet = true,
+                         .vram_budget = budget,
+                         .expert_policy = policy};
+    return vkm_engine_open(&o, e);
+}
+
+/* The first N_PROMPT - n_step tokens as one eval, then the rest one at a time (F32 cache). */
+static int run_prompt(vkm_engine *e, int n_step, float *out) {
+    vkm_session *s = NULL;
+    vkm_session_opts so = {N_CTX, true, 0};
+    int rc = vkm_session_create(e, &so, &s);
+    if (rc) return rc;
+    const int V = (int)vkm_engine_model(e)->hp.n_vocab, n_batch = N_PROMPT - n_step;
+    if (n_batch > 0) rc = vkm_session_eval(s, g_ids, n_batch, true, out);
+    for (int i = n_batch; !rc && i < N_PROMPT; i++)
+        rc = vkm_session_eval(s, g_ids + i, 1, false, out + (size_t)i * V);
+    vkm_session_destroy(s);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------- sizes ---- */
+
+/* What the budget rules of vkmoe.h come to for a model: the bytes of the resident weights and of
+ * all experts, the size classes, and the minimum budget. */
+typedef struct sizes {
+    uint64_t main, experts, minimum, slots_min;
+    int n_classes, n_moe;
+    size_t mat[8][4]; /* per class and kind (gate, up, gate_up, down) */
+    uint64_t unit_min, unit_max;
+} sizes;
+
+static void model_sizes(const vkm_model *m, sizes *z) {
+    memset(z, 0, sizeof *z);
+    const vkm_gguf *g = m->gguf;
+    for (int64_t i = 0; i < vkm_gguf_n_tensors(g); i++) {
+        const vkm_gguf_tensor *t = vkm_gguf_tensor_at(g, i);
+        if (strstr(t->name, "_exps"))
+            z->experts += align_up(t->nbytes);
+        else
+            z->main += align_up(t->nbytes);
+    }
+    const uint32_t K = m->hp.n_expert_used;
+    z->unit_min = UINT64_MAX;
+    for (uint32_t il = 0; il < m->hp.n_layer; il++) {
+        const vkm_layer *L = &m->layers[il];
+        if (!L->moe) continue;
+        z->n_moe++;
+        const vkm_tensor *ts[4] = {&L->ffn_gate_exps, &L->ffn_up_exps, &L->ffn_gate_up_exps,
+                                   &L->ffn_down_exps};
+        size_t key[4] = {0};
+        uint64_t unit = 0;
+        for (int k = 0; k < 4; k++) {
+            key[k] = ts[k]->data ? (size_t)ts[k]->ne[1] * ts[k]->row_bytes : 0;
+            unit += key[k];
+        }
+        z->unit_min = unit < z->unit_min ? unit : z->unit_min;
+        z->unit_max = unit > z->unit_max ? unit : z->unit_max;
+        int c = 0; /* types differ only along with sizes in the fixtures */
+        while (c < z->n_classes && memcmp(z->mat[c], key, sizeof key)) c++;
+        if (c == z->n_classes) {
+            memcpy(z->mat[z->n_classes++], key, sizeof key);
+            for (int k = 0; k < 4; k++)
+                if (key[k]) z->slots_min += align_up((uint64_t)K * key[k]);
+        }
+    }
+    z->minimum = z->main + align_up(8ull * m->hp.n_layer * m->hp.n_expert) + z->slots_min;
+}
+
+/* ------------------------------------------------------------------------- fixtures ---- */
+
+static void run_fixture(const char *name, int n_step) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s.gguf", VKMOE_FIXTURES_DIR, name);
+    vkm_engine *e = NULL;
+    CHECK_OK(open_engine(path, 0, VKM_EXPERT_LRU, &e));
+    if (!e) return;
+    const vkm_hparams *hp = &vkm_engine_model(e)->hp;
+    const int V = (int)hp->n_vocab;
+    const uint32_t K = hp->n_expert_used;
+    const size_t nl = (size_t)N_PROMPT * V;
+    float *ref_batch = xmalloc(nl * 4), *ref_step = xmalloc(nl * 4), *out = xmalloc(nl * 4);
+    sizes z;
+    model_sizes(vkm_engine_model(e), &z);
+    vkm_expert_stats st;
+    vkm_engine_expert_stats(e, &st);
+    CHECK(!st.paged && st.hits == 0 && st.n_slots == 0); /* automatic budget: everything fits */
+    CHECK_OK(run_prompt(e, 0, ref_batch));
+    CHECK_OK(run_prompt(e, n_step, ref_step));
+    vkm_engine_close(e);
+    printf("%s: resident weights %.3f MiB, experts %.3f MiB in %d size class(es), minimum "
+           "budget %.3f MiB\n",
+           name, z.main / 1048576.0, z.experts / 1048576.0, z.n_classes, z.minimum / 1048576.0);
+
+    /* below the minimum: a clear error naming it */
+    CHECK(open_engine(path, z.minimum - 1, VKM_EXPERT_LRU, &e) == VKM_EDEVMEM && !e);
+    CHECK_MSG(strstr(vkm_errmsg(), "minimum of") != NULL, "message: %s", vkm_errmsg());
+    printf("%s: budget minimum - 1: %s\n", name, vkm_errmsg());
+
+    const struct {
+        const char *label;
+        uint64_t budget;
+        bool paged;
+    } budgets[] = {
+        {"all resident", z.main + z.experts, false},
+        {"half", z.minimum + (z.experts - z.slots_min) / 2, true},
+        {"minimum", z.minimum, true},
+    };
+    uint64_t req_batch = 0, req_step = 0; /* requests of the first paged run, for the others */
+    for (size_t b = 0; b < sizeof budgets / sizeof budgets[0]; b++) {
+        for (int policy = VKM_EXPERT_LRU; policy <= VKM_EXPERT_LFU; policy++) {
+            const char *pol = policy == VKM_EXPERT_LFU ? "lfu" : "lru";
+            CHECK_OK(open_engine(path, budgets[b].budget, policy, &e));
+            if (!e) continue;
+            vkm_engine_expert_stats(e, &st);
+            CHECK(st.paged == budgets[b].paged);
+            if (b == 2) CHECK(st.n_slots == K * (uint32_t)z.n_classes);
+            const uint32_t n_slots = st.n_slots;
+            for (int mode = 0; mode < 2; mode++) {
+                const int steps = mode ? n_step : 0;
+                vkm_engine_expert_stats_reset(e);
+                CHECK_OK(run_prompt(e, steps, out));
+                const double d = max_abs_diff(mode ? ref_step : ref_batch, out, nl);
+                vkm_engine_expert_stats(e, &st);
+                char line[256];
+                vkm_expert_stats_line(&st, line, sizeof line);
+                const uint64_t req = st.hits + st.misses;
+                printf("%-16s %-12s %s %-19s slots %4u  max abs vs unpaged %.3g  hit rate "
+                       "%5.1f%%  %s\n",
+                       name, budgets[b].label, pol, mode ? "batch + steps" : "one batch", n_slots,
+                       d, req ? 100.0 * (double)st.hits / (double)req : 0.0, line);
+                CHECK_MSG(d <= 1e-4, "%s %s %s mode %d: max abs %g", name, budgets[b].label, pol,
+                          mode, d);
+                if (!budgets[b].paged) {
+                    CHECK(req == 0 && st.uploaded_bytes == 0);
+                    continue;
+                }
+                uint64_t *want = mode ? &req_step : &req_batch;
+                if (!*want) *want = req;
+                CHECK_MSG(req == *want, "%s: %llu requests, expected %llu", name,
+                          (unsigned long long)req, (unsigned long long)*want);
+                /* every single-token eval asks each MoE layer for exactly K distinct experts;
+                 * a batch for at least K */
+                const uint64_t n_batch_evals = (N_PROMPT - steps) > 0 ? 1 : 0;
+                CHECK(req >= (uint64_t)z.n_moe * K * ((uint64_t)steps + n_batch_evals));
+                if (steps == N_PROMPT) CHECK(req == (uint64_t)z.n_moe * K * N_PROMPT);
+                CHECK(st.misses > 0 && st.prefetched == 0 && st.stall_ms >= 0.0);
+                CHECK(st.uploaded_bytes >= st.misses * z.unit_min &&
+                      st.uploaded_bytes <= st.misses * z.unit_max);
+                if (z.n_classes == 1) CHECK(st.uploaded_bytes == st.misses * z.unit_min);
+            }
+            CHECK(vkm_gpu_validation_errors(vkm_engine_gpu(e)) == 0);
+            vkm_engine_close(e);
+        }
+    }
+    free(ref_batch);
+    free(ref_step);
+    free(out);
+}
+
+/* ---------------------------------------------------------------------- gpu copies ---- */
+
+static void test_copy(void) {
+    vkm_engine *e = NULL;
+    CHECK_OK(open_engine(VKMOE_FIXTURES_DIR "/tiny-v3-f32.gguf", 0, 0, &e));
+    if (!e) return;
+    vkm_gpu *gpu = vkm_engine_gpu(e);
+    vkm_gpu_buf *h = NULL, *d = NULL;
+    CHECK_OK(vkm_gpu_buf_create(gpu, 4096, VKM_BUF_HOST, &h));
+    CHECK_OK(vkm_gpu_buf_create(gpu, 4096, VKM_BUF_DEVICE, &d));
+    unsigned char *map = h ? vkm_gpu_buf_map(h) : NULL;
+    CHECK(map != NULL);
+    if (map && d) {
+        for (int i = 0; i < 4096; i++) map[i] = (unsigned char)(i * 7 + 3);
+        unsigned char zero[4096] = {0}, got[4096];
+        CHECK_OK(vkm_gpu_upload(gpu, d, 0, zero, sizeof zero));
+        CHECK_OK(vkm_gpu_copy(gpu, h, 100, d, 1000, 1234));  /* host -> device */
+        CHECK_OK(vkm_gpu_copy(gpu, d, 1000, d, 3000, 1000)); /* within a buffer, disjoint */
+        CHECK_OK(vkm_gpu_download(gpu, d, 0, got, sizeof got));
+        bool ok = true;
+        for (int i = 0; i < 4096; i++) {
+            unsigned char want = 0;
+            if (i >= 1000 && i < 2234) want = map[i - 900];
+            if (i >= 3000 && i < 4000) want = map[i - 2900];
+            ok &= got[i] == want;
+        }
+        CHECK(ok);
+        CHECK_OK(vkm_gpu_copy(gpu, h, 0, d, 0, 0)); /* empty */
+        CHECK(vkm_gpu_copy(gpu, h, 4000, d, 0, 100) == VKM_EINVAL);
+        CHECK(vkm_gpu_copy(gpu, h, 0, d, 4095, 2) == VKM_EINVAL);
+        CHECK(vkm_gpu_copy(gpu, d, 0, d, 100, 200) == VKM_EINVAL); /* overlapping */
+        CHECK(vkm_gpu_copy(gpu, NULL, 0, d, 0, 4) == VKM_EINVAL);
+    }
+    vkm_gpu_buf_destroy(gpu, h);
+    vkm_gpu_buf_destroy(gpu, d);
+    CHECK(vkm_gpu_validation_errors(gpu) == 0);
+    vkm_engine_close(e);
+}
+
+int main(void) {
+    if (read_prompt(g_ids) != N_PROMPT) {
+        CHECK(!"prompt.ids");
+        return check_done();
+    }
+    vkm_engine *e = NULL;
+    int rc = open_engine(VKMOE_FIXTURES_DIR "/tiny-v3-f32.gguf", 0, 0, &e);
+    if (rc == VKM_ENODEV) check_skip(vkm_errmsg());
+    CHECK_OK(rc);
+    vkm_engine_close(e);
+    /* a bad policy */
+    CHECK(open_engine(VKMOE_FIXTURES_DIR "/tiny-v3-f32.gguf", 700000, 9, &e) == VKM_EINVAL);
+    test_copy();
+    run_fixture("tiny-v3-f32", N_PROMPT); /* every token stepped */
+    run_fixture("small-v3-q4_k_m", 13);   /* 20 + 13: lavapipe is slow */
+    return check_done();
+}
