@@ -476,6 +476,9 @@ int vkm_engine_expert_page(vkm_engine *e, uint32_t il, uint32_t round, const int
     const int32_t *xs = e->todo + e->todo_at;
     int rc = vkm_pager_request(c->pager, il, xs, (int)n, e->round_slots, e->round_miss);
     if (rc) return rc;
+    if (e->opts.expert_trace) /* routing trace hook (vkmoe.h): the request just counted */
+        e->opts.expert_trace(e->opts.expert_trace_user, il, (uint32_t)e->layer_class[il],
+                             c->n_slots, xs, n);
     const double t0 = now_ms();
     uint64_t bytes = 0;
     for (uint32_t i = 0; i < n; i++) {

@@ -16,6 +16,13 @@
 typedef struct vkm_engine vkm_engine;
 typedef struct vkm_session vkm_session;
 
+/* Routing trace hook (offline analysis, e.g. `vkmoe bench --paging`): called once per expert
+ * pager request, only while experts are paged, with the MoE layer, the size class it pages in
+ * (cls) and that class's slot count, and the n distinct experts made resident together. The
+ * pager's hit/miss counters count exactly these requests. */
+typedef void (*vkm_expert_trace_fn)(void *user, uint32_t layer, uint32_t cls, uint32_t cls_slots,
+                                    const int32_t *experts, uint32_t n);
+
 typedef struct vkm_engine_opts {
     const char *model_path; /* GGUF file (first part of a split model) */
     int device;             /* Vulkan device index (vkm_gpu_list order), -1 = default choice */
@@ -24,6 +31,8 @@ typedef struct vkm_engine_opts {
     uint64_t vram_budget;   /* bytes for weights + expert cache; 0 = automatic */
     bool quiet;             /* no progress output on stderr */
     int expert_policy;      /* enum vkm_expert_policy: eviction of paged experts (0 = LRU) */
+    vkm_expert_trace_fn expert_trace; /* NULL = off (see vkm_expert_trace_fn) */
+    void *expert_trace_user;          /* passed to expert_trace */
 } vkm_engine_opts;
 
 /* Expert paging: when the routed experts do not fit the budget they stay in host memory (the

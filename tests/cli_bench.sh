@@ -1,7 +1,7 @@
 #!/bin/bash
 # cli_bench.sh - `vkmoe bench`: --tokenizer (CPU only, runs first), --micro --quick JSON schema,
 # the model benchmark on the tiny fixture (when the engine can evaluate it), --report markdown +
-# PNG, and exit codes.
+# PNG, the --paging budget/policy sweep against Belady's MIN, and exit codes.
 # Usage: bash cli_bench.sh <vkmoe> <fixtures-dir>. With no Vulkan device only the --tokenizer
 # part runs: exits 1 if it failed, else 77 (skipped).
 vkmoe="$1"
@@ -209,6 +209,52 @@ check "bench below the minimum names it" grep -q "minimum" "$out"
 check "bench --expert-policy fifo exits 2" test $? -eq 2
 "$vkmoe" bench --micro --stats >"$out" 2>&1
 check "bench --micro --stats exits 2" test $? -eq 2
+
+# ---- expert paging sweep (--paging): 5 budgets x 2 policies, Belady's MIN never below a policy
+pj="$dir/paging.json"
+"$vkmoe" bench --paging -m "$fixtures/tiny-v3-f32.gguf" -n 8 --json "$pj" --png "$dir/paging.png" \
+    --quiet >"$out" 2>&1
+rc=$?
+check "bench --paging exits 0 (got $rc: $(tail -3 "$out"))" test $rc -eq 0
+check "bench --paging prints the table" grep -q "| budget % |" "$out"
+check "bench --paging PNG has the PNG signature" \
+    test "$(head -c 8 "$dir/paging.png" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a"
+if [ $have_python -eq 1 ]; then
+    check "paging JSON: 5 budgets x 2 policies, rates in [0,1], Belady >= policy" \
+        python3 - "$pj" <<'EOF2'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["device"]["name"] and d["paging_info"]["n_gen"] == 8
+rows = d["paging"]
+assert len(rows) == 10, len(rows)
+assert sorted((r["budget_pct"], r["policy"]) for r in rows) == sorted(
+    (p, q) for p in (100, 75, 50, 25, 10) for q in ("lru", "lfu")), rows
+for r in rows:
+    for k in ("hit_rate", "belady_hit_rate", "decode_hit_rate"):
+        assert 0.0 <= r[k] <= 1.0, (k, r)
+    assert r["belady_hit_rate"] >= r["hit_rate"] - 1e-12, r
+    assert r["belady_hits"] >= r["hits"], r
+    assert r["tokens_per_s"] > 0 and r["mb_per_token"] >= 0 and r["budget_bytes"] > 0, r
+    if r["budget_pct"] == 100:
+        assert not r["paged"] and r["hit_rate"] == 1.0, r
+    else:
+        assert r["paged"] and r["slots"] >= 4 and r["hits"] + r["misses"] > 0, r
+        assert r["belady_hits"] + r["belady_misses"] == r["hits"] + r["misses"], r
+EOF2
+else
+    check "paging JSON has belady_hit_rate" grep -q '"belady_hit_rate"' "$pj"
+fi
+for args in "--paging" "--paging -m x.gguf --micro" "--paging -m x.gguf --tokenizer" \
+    "--paging -m x.gguf --report" "--paging -m x.gguf -n 0" "--paging -m x.gguf -p 8" \
+    "--paging -m x.gguf --vram-budget 1M" "-m x.gguf --png x.png"; do
+    # shellcheck disable=SC2086
+    "$vkmoe" bench $args >"$out" 2>&1
+    rc=$?
+    check "bench $args exits 2 (got $rc)" test $rc -eq 2
+    check "bench $args prints usage" grep -q "usage:" "$out"
+done
+"$vkmoe" bench --help >"$out" 2>&1
+check "bench --help documents --paging" grep -q -- "--paging -m MODEL" "$out"
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -1,7 +1,7 @@
 /* cmd_bench.c - `vkmoe bench`: flag parsing, the JSON/CSV writers and helpers shared by the
  * benchmark modes (see cmd_bench.h). --micro and -m may be combined into one result file;
- * --report and --tokenizer (CPU only: no device is looked up or created) are modes of their
- * own. Exit status per cli.h: 2 for bad flags, 1 for runtime errors. */
+ * --report, --tokenizer (CPU only: no device is looked up or created) and --paging are modes
+ * of their own. Exit status per cli.h: 2 for bad flags, 1 for runtime errors. */
 #include "cmd_bench.h"
 
 #include <stdio.h>
@@ -17,6 +17,7 @@
     "       vkmoe bench -m MODEL [-p N] [-n N] [-r REPS] [--device N] [--json F] [--csv F] "       \
     "[--vram-budget SIZE] [--expert-policy lru|lfu] [--stats] [--quiet]\n"                         \
     "       vkmoe bench --tokenizer -m MODEL [-r REPS] [--json F] [--quiet]\n"                     \
+    "       vkmoe bench --paging -m MODEL [-n N] [--device N] [--json F] [--png F] [--quiet]\n"    \
     "       vkmoe bench --report A.json [B.json ...] [--md F] [--png F]"
 
 #define MAX_DEVICES 64
@@ -67,6 +68,17 @@ static void print_help(void) {
         "  deviation over the repetitions. The JSON has \"build\" and \"tokenizer\" (no\n"
         "  \"device\", so --report does not take it)\n"
         "  -r REPS       timed repetitions (default 3), after a short warm-up encode\n\n"
+        "expert paging (--paging -m MODEL): a fresh engine per VRAM budget (100, 75, 50, 25\n"
+        "  and 10%% of the routed expert bytes, plus the non-expert weights; a budget below the\n"
+        "  paging minimum is raised to it, marked '*') and eviction policy (lru, lfu). Each run:\n"
+        "  8 seeded pseudo-random prompt tokens then N greedy decode steps, one token per eval.\n"
+        "  Prints budget %%, budget bytes, policy, slots, decode tok/s, expert hit rate, the hit\n"
+        "  rate of Belady's MIN (the offline optimum, simulated on the same routing trace with\n"
+        "  the same slots; never below the policy's), and MB moved per decode token. Hit rates\n"
+        "  count every request from a cold cache; at 100%% nothing is paged (hit rate 1).\n"
+        "  The JSON has \"paging_info\" and \"paging\": [one object per budget and policy]\n"
+        "  -n N          decode steps per run (default 32, at least 1)\n"
+        "  --png F       also draw tok/s and hit rate against the budget as PNG\n\n"
         "report (--report FILES...): merges result files from several machines into a markdown\n"
         "table (rows = device + model, columns = each test's t/s, copy GB/s and Q4_K GEMV GB/s\n"
         "when present)\n"
@@ -248,7 +260,7 @@ int cmd_bench(int argc, char **argv) {
     const char *inputs[MAX_REPORT_INPUTS];
     int n_inputs = 0;
     bool have_p = false, have_n = false, have_max_run = false, stats = false;
-    bool tokenizer = false, have_policy = false;
+    bool tokenizer = false, have_policy = false, paging = false, have_r = false;
     uint64_t vram_budget = 0;
     int policy = VKM_EXPERT_LRU;
 
@@ -267,6 +279,8 @@ int cmd_bench(int argc, char **argv) {
             report = true;
         } else if (!strcmp(a, "--tokenizer")) {
             tokenizer = true;
+        } else if (!strcmp(a, "--paging")) {
+            paging = true;
         } else if (!strcmp(a, "--stats")) {
             stats = true;
         } else if (!strcmp(a, "--vram-budget")) {
@@ -304,6 +318,7 @@ int cmd_bench(int argc, char **argv) {
         } else if (!strcmp(a, "-r") || !strcmp(a, "--reps")) {
             if (!take_value(argc, argv, &i, &v) || !cli_parse_long(v, 1, 1000, &reps))
                 return cli_usage_error(USAGE, "%s needs a repetition count in 1..1000", a);
+            have_r = true;
         } else if (!strcmp(a, "--max-run")) {
             if (!take_value(argc, argv, &i, &v) || !cli_parse_float(v, 0.001, 3600, &max_run))
                 return cli_usage_error(USAGE, "--max-run needs seconds in 0.001..3600");
@@ -317,6 +332,14 @@ int cmd_bench(int argc, char **argv) {
         }
     }
 
+    if (paging) {
+        if (micro || tokenizer || report || quick || have_p || have_r || csv || md ||
+            have_max_run || stats || vram_budget || have_policy)
+            return cli_usage_error(USAGE, "--paging takes only -m, -n, --device, --json, --png "
+                                          "and --quiet");
+        if (!model) return cli_usage_error(USAGE, "--paging needs -m MODEL");
+        if (n_gen < 1) return cli_usage_error(USAGE, "--paging needs -n of at least 1");
+    }
     if (report) {
         if (micro || model || json || csv || quick || have_p || have_n || reps > 0 ||
             have_max_run || device >= 0 || tokenizer)
@@ -324,7 +347,8 @@ int cmd_bench(int argc, char **argv) {
         if (n_inputs == 0) return cli_usage_error(USAGE, "--report needs at least one file");
         return bench_report_run(inputs, n_inputs, md, png);
     }
-    if (md || png) return cli_usage_error(USAGE, "--md and --png go with --report");
+    if (md || (png && !paging))
+        return cli_usage_error(USAGE, "--md goes with --report, --png with --report or --paging");
     if (tokenizer) {
         if (!model) return cli_usage_error(USAGE, "--tokenizer needs -m MODEL");
         if (micro || quick || have_p || have_n || csv || have_max_run || device >= 0 || stats ||
@@ -364,7 +388,12 @@ int cmd_bench(int argc, char **argv) {
                                .max_run_s = max_run};
         rc = bench_micro_run(&mo, root);
     }
-    if (!rc && model && !tokenizer) {
+    if (paging) {
+        bench_model_opts po = {
+            .model = model, .device = (int)device, .n_gen = (int)n_gen, .quiet = quiet};
+        rc = bench_paging_run(&po, png, root);
+    }
+    if (!rc && model && !tokenizer && !paging) {
         bench_model_opts bo = {.model = model,
                                .device = (int)device,
                                .n_prompt = (int)n_prompt,

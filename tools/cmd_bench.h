@@ -7,6 +7,8 @@
  *   -m FILE  cmd_bench_model.c   prefill / decode tokens per second through core/vkmoe.h
  *   --tokenizer -m FILE  cmd_bench_tok.c  tokenizer encode / decode MB/s on one CPU core
  *   --report cmd_bench_report.c  markdown table and PNG bar chart over several result files
+ *   --paging -m FILE  cmd_bench_paging.c  expert paging: tok/s and hit rate per VRAM budget and
+ *            eviction policy, against Belady's MIN; PNG line chart (cmd_bench_draw.c draws)
  * Every function returns a CLI exit status (cli.h): 0 ok, 1 runtime error (already printed). */
 #ifndef VKM_CMD_BENCH_H
 #define VKM_CMD_BENCH_H
@@ -48,6 +50,8 @@ typedef struct bench_tok_opts {
 int bench_micro_run(const bench_micro_opts *o, cJSON *root);
 int bench_model_run(const bench_model_opts *o, cJSON *root);
 int bench_tok_run(const bench_tok_opts *o, cJSON *root);
+/* Uses o->model, o->device, o->n_gen (>= 1) and o->quiet; png: chart path or NULL. */
+int bench_paging_run(const bench_model_opts *o, const char *png, cJSON *root);
 /* inputs[n_inputs] are result files; md/png are output paths or NULL (md NULL = stdout). */
 int bench_report_run(const char *const *inputs, int n_inputs, const char *md, const char *png);
 

@@ -5,7 +5,7 @@
  * model tests in first-seen order ("pp64 t/s", ...) then, when any file has them, the micro
  * copy GB/s and Q4_K GEMV GB/s (shape 7168x2048, else the first Q4_K row). The PNG has one
  * panel per column with its own y scale (units differ between columns), one bar per entry in
- * the entry's colour, and a legend; text is drawn with the 5x7 bitmap font below.
+ * the entry's colour, and a legend; drawing (5x7 bitmap font) is cmd_bench_draw.c's.
  * Every input is validated before anything is written: a file that cannot be read, is not
  * JSON, or lacks "device".name or a "results"/"micro" section is an error naming the file. */
 #include <math.h>
@@ -17,81 +17,12 @@
 
 #include "cli.h"
 #include "cmd_bench.h"
+#include "cmd_bench_draw.h"
 
 #define MAX_FILE_BYTES (64u << 20)
 #define MAX_COLS 32
 #define COL_COPY "copy GB/s"
 #define COL_Q4K "Q4_K GEMV GB/s"
-
-/* ---- the 5x7 font: 7 rows of 5 bits (bit 4 = leftmost), upper case; lower case maps up ---- */
-typedef struct glyph {
-    char ch;
-    unsigned char rows[7];
-} glyph;
-
-static const glyph g_font[] = {
-    {'0', {0x0e, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0e}},
-    {'1', {0x04, 0x0c, 0x04, 0x04, 0x04, 0x04, 0x0e}},
-    {'2', {0x0e, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1f}},
-    {'3', {0x1f, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0e}},
-    {'4', {0x02, 0x06, 0x0a, 0x12, 0x1f, 0x02, 0x02}},
-    {'5', {0x1f, 0x10, 0x1e, 0x01, 0x01, 0x11, 0x0e}},
-    {'6', {0x06, 0x08, 0x10, 0x1e, 0x11, 0x11, 0x0e}},
-    {'7', {0x1f, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08}},
-    {'8', {0x0e, 0x11, 0x11, 0x0e, 0x11, 0x11, 0x0e}},
-    {'9', {0x0e, 0x11, 0x11, 0x0f, 0x01, 0x02, 0x0c}},
-    {'A', {0x0e, 0x11, 0x11, 0x1f, 0x11, 0x11, 0x11}},
-    {'B', {0x1e, 0x11, 0x11, 0x1e, 0x11, 0x11, 0x1e}},
-    {'C', {0x0e, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0e}},
-    {'D', {0x1c, 0x12, 0x11, 0x11, 0x11, 0x12, 0x1c}},
-    {'E', {0x1f, 0x10, 0x10, 0x1e, 0x10, 0x10, 0x1f}},
-    {'F', {0x1f, 0x10, 0x10, 0x1e, 0x10, 0x10, 0x10}},
-    {'G', {0x0e, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0f}},
-    {'H', {0x11, 0x11, 0x11, 0x1f, 0x11, 0x11, 0x11}},
-    {'I', {0x0e, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0e}},
-    {'J', {0x07, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0c}},
-    {'K', {0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11}},
-    {'L', {0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1f}},
-    {'M', {0x11, 0x1b, 0x15, 0x15, 0x11, 0x11, 0x11}},
-    {'N', {0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11}},
-    {'O', {0x0e, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0e}},
-    {'P', {0x1e, 0x11, 0x11, 0x1e, 0x10, 0x10, 0x10}},
-    {'Q', {0x0e, 0x11, 0x11, 0x11, 0x15, 0x12, 0x0d}},
-    {'R', {0x1e, 0x11, 0x11, 0x1e, 0x14, 0x12, 0x11}},
-    {'S', {0x0f, 0x10, 0x10, 0x0e, 0x01, 0x01, 0x1e}},
-    {'T', {0x1f, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04}},
-    {'U', {0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0e}},
-    {'V', {0x11, 0x11, 0x11, 0x11, 0x11, 0x0a, 0x04}},
-    {'W', {0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0a}},
-    {'X', {0x11, 0x11, 0x0a, 0x04, 0x0a, 0x11, 0x11}},
-    {'Y', {0x11, 0x11, 0x11, 0x0a, 0x04, 0x04, 0x04}},
-    {'Z', {0x1f, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1f}},
-    {'.', {0x00, 0x00, 0x00, 0x00, 0x00, 0x0c, 0x0c}},
-    {',', {0x00, 0x00, 0x00, 0x00, 0x0c, 0x04, 0x08}},
-    {'-', {0x00, 0x00, 0x00, 0x1f, 0x00, 0x00, 0x00}},
-    {'_', {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x1f}},
-    {'/', {0x00, 0x01, 0x02, 0x04, 0x08, 0x10, 0x00}},
-    {'(', {0x02, 0x04, 0x08, 0x08, 0x08, 0x04, 0x02}},
-    {')', {0x08, 0x04, 0x02, 0x02, 0x02, 0x04, 0x08}},
-    {':', {0x00, 0x0c, 0x0c, 0x00, 0x0c, 0x0c, 0x00}},
-    {'%', {0x18, 0x19, 0x02, 0x04, 0x08, 0x13, 0x03}},
-    {'+', {0x00, 0x04, 0x04, 0x1f, 0x04, 0x04, 0x00}},
-    {'=', {0x00, 0x00, 0x1f, 0x00, 0x1f, 0x00, 0x00}},
-    {'[', {0x0e, 0x08, 0x08, 0x08, 0x08, 0x08, 0x0e}},
-    {']', {0x0e, 0x02, 0x02, 0x02, 0x02, 0x02, 0x0e}},
-    {'?', {0x0e, 0x11, 0x01, 0x02, 0x04, 0x00, 0x04}},
-    {'#', {0x0a, 0x0a, 0x1f, 0x0a, 0x1f, 0x0a, 0x0a}},
-    {'*', {0x00, 0x04, 0x15, 0x0e, 0x15, 0x04, 0x00}},
-    {'|', {0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04}},
-};
-
-static const unsigned char *glyph_rows(char ch) {
-    if (ch >= 'a' && ch <= 'z') ch = (char)(ch - 'a' + 'A');
-    for (size_t i = 0; i < sizeof g_font / sizeof g_font[0]; i++)
-        if (g_font[i].ch == ch) return g_font[i].rows;
-    if (ch == ' ') return NULL;
-    return glyph_rows('?');
-}
 
 /* ---- the merged table ---- */
 
@@ -335,69 +266,6 @@ static int write_md(const table *t, const char *path) {
 
 /* ---- the chart ---- */
 
-typedef struct canvas {
-    unsigned char *px; /* [h][w][3] RGB */
-    int w, h;
-} canvas;
-
-static void fill_rect(canvas *cv, int x, int y, int w, int h, const unsigned char rgb[3]) {
-    for (int j = y < 0 ? 0 : y; j < y + h && j < cv->h; j++)
-        for (int i = x < 0 ? 0 : x; i < x + w && i < cv->w; i++)
-            memcpy(cv->px + ((size_t)j * (size_t)cv->w + (size_t)i) * 3, rgb, 3);
-}
-
-/* Draws text with its top-left corner at (x, y), each font pixel scale x scale; stops at
- * max_w pixels (0 = no limit). Returns the width drawn. */
-static int draw_text(canvas *cv, int x, int y, const char *s, int scale, int max_w,
-                     const unsigned char rgb[3]) {
-    int x0 = x;
-    for (; *s; s++) {
-        if (max_w > 0 && x + 6 * scale - x0 > max_w) break;
-        const unsigned char *g = glyph_rows(*s);
-        for (int r = 0; g && r < 7; r++)
-            for (int c = 0; c < 5; c++)
-                if (g[r] & (0x10 >> c))
-                    fill_rect(cv, x + c * scale, y + r * scale, scale, scale, rgb);
-        x += 6 * scale;
-    }
-    return x - x0;
-}
-
-static int text_width(const char *s, int scale) {
-    return (int)strlen(s) * 6 * scale;
-}
-
-/* A value in at most ~6 characters. */
-static void fmt_value(char *buf, size_t n, double v) {
-    double a = fabs(v);
-    if (a >= 100000)
-        snprintf(buf, n, "%.3g", v);
-    else if (a >= 100)
-        snprintf(buf, n, "%.0f", v);
-    else if (a >= 10)
-        snprintf(buf, n, "%.1f", v);
-    else if (a >= 1 || a == 0)
-        snprintf(buf, n, "%.2f", v);
-    else
-        snprintf(buf, n, "%.2g", v);
-}
-
-/* The smallest 1, 2 or 5 times a power of ten that is >= v (v > 0). */
-static double nice_max(double v) {
-    double p = pow(10, floor(log10(v)));
-    for (int k = 0; k < 3; k++) {
-        double m = (k == 0 ? 1 : k == 1 ? 2 : 5) * p;
-        if (m >= v * (1 - 1e-9)) return m;
-    }
-    return 10 * p;
-}
-
-static const unsigned char g_palette[][3] = {
-    {31, 119, 180}, {255, 127, 14},  {44, 160, 44},   {214, 39, 40},  {148, 103, 189},
-    {140, 86, 75},  {227, 119, 194}, {127, 127, 127}, {188, 189, 34}, {23, 190, 207},
-};
-enum { N_PALETTE = sizeof g_palette / sizeof g_palette[0] };
-
 #define BAR_W 30
 #define BAR_GAP 12
 #define PANEL_H 220
@@ -408,7 +276,7 @@ static int write_png(const table *t, const char *path) {
     int panel_w = AXIS_X + BAR_GAP + t->n * (BAR_W + BAR_GAP);
     int min_w = 0;
     for (int c = 0; c < t->n_cols; c++) {
-        int tw = text_width(t->cols[c], 1) + AXIS_X;
+        int tw = bench_draw_text_width(t->cols[c], 1) + AXIS_X;
         min_w = tw > min_w ? tw : min_w;
     }
     if (panel_w < min_w) panel_w = min_w;
@@ -416,7 +284,7 @@ static int write_png(const table *t, const char *path) {
     int n_panels = t->n_cols > 0 ? t->n_cols : 1;
     int legend_w = 0;
     for (int i = 0; i < t->n; i++) {
-        int tw = 20 + text_width(t->e[i].label, 1);
+        int tw = 20 + bench_draw_text_width(t->e[i].label, 1);
         legend_w = tw > legend_w ? tw : legend_w;
     }
     int w = 20 + n_panels * (panel_w + 10);
@@ -424,40 +292,42 @@ static int write_png(const table *t, const char *path) {
     if (w > 4000) w = 4000;
     int top = 40, panel_y = top + 20, legend_y = panel_y + PANEL_H + 30;
     int h = legend_y + t->n * 14 + 10;
-    canvas cv = {malloc((size_t)w * (size_t)h * 3), w, h};
+    bench_canvas cv = {malloc((size_t)w * (size_t)h * 3), w, h};
     if (!cv.px) return cli_fail("bench --report: out of memory drawing the chart");
     memset(cv.px, 255, (size_t)w * (size_t)h * 3);
-    draw_text(&cv, 10, 10, "vkmoe bench", 2, 0, black);
+    bench_draw_text(&cv, 10, 10, "vkmoe bench", 2, 0, black);
     for (int c = 0; c < t->n_cols; c++) {
         int px = 10 + c * (panel_w + 10), ax = px + AXIS_X, base = panel_y + PANEL_H;
         double vmax = 0;
         for (int i = 0; i < t->n; i++)
             if (t->e[i].has[c] && t->e[i].val[c] > vmax) vmax = t->e[i].val[c];
-        double top_v = vmax > 0 ? nice_max(vmax) : 1;
+        double top_v = vmax > 0 ? bench_draw_nice_max(vmax) : 1;
         char lab[32];
         for (int k = 0; k <= 4; k++) { /* grid lines and scale labels */
             int y = base - (PANEL_H - 20) * k / 4;
-            fill_rect(&cv, ax, y, panel_w - AXIS_X - 4, 1, k ? grey : black);
-            fmt_value(lab, sizeof lab, top_v * k / 4);
-            draw_text(&cv, ax - 4 - text_width(lab, 1), y - 3, lab, 1, 0, black);
+            bench_draw_rect(&cv, ax, y, panel_w - AXIS_X - 4, 1, k ? grey : black);
+            bench_draw_fmt_value(lab, sizeof lab, top_v * k / 4);
+            bench_draw_text(&cv, ax - 4 - bench_draw_text_width(lab, 1), y - 3, lab, 1, 0, black);
         }
-        fill_rect(&cv, ax, base - (PANEL_H - 20), 1, PANEL_H - 20 + 1, black);
+        bench_draw_rect(&cv, ax, base - (PANEL_H - 20), 1, PANEL_H - 20 + 1, black);
         for (int i = 0; i < t->n; i++) {
             if (!t->e[i].has[c]) continue;
             double v = t->e[i].val[c] > 0 ? t->e[i].val[c] : 0;
             int bh = (int)((PANEL_H - 20) * (v / top_v) + 0.5);
             int bx = ax + BAR_GAP + i * (BAR_W + BAR_GAP);
-            fill_rect(&cv, bx, base - bh, BAR_W, bh, g_palette[i % N_PALETTE]);
-            fmt_value(lab, sizeof lab, t->e[i].val[c]);
-            int lw = text_width(lab, 1);
-            draw_text(&cv, bx + (BAR_W - lw) / 2, base - bh - 10, lab, 1, 0, black);
+            bench_draw_rect(&cv, bx, base - bh, BAR_W, bh,
+                            bench_draw_palette[i % BENCH_DRAW_N_PALETTE]);
+            bench_draw_fmt_value(lab, sizeof lab, t->e[i].val[c]);
+            int lw = bench_draw_text_width(lab, 1);
+            bench_draw_text(&cv, bx + (BAR_W - lw) / 2, base - bh - 10, lab, 1, 0, black);
         }
-        int tw = text_width(t->cols[c], 1);
-        draw_text(&cv, ax + (panel_w - AXIS_X - tw) / 2, base + 10, t->cols[c], 1, 0, black);
+        int tw = bench_draw_text_width(t->cols[c], 1);
+        bench_draw_text(&cv, ax + (panel_w - AXIS_X - tw) / 2, base + 10, t->cols[c], 1, 0, black);
     }
     for (int i = 0; i < t->n; i++) {
-        fill_rect(&cv, 10, legend_y + i * 14, 10, 10, g_palette[i % N_PALETTE]);
-        draw_text(&cv, 26, legend_y + i * 14 + 2, t->e[i].label, 1, w - 36, black);
+        bench_draw_rect(&cv, 10, legend_y + i * 14, 10, 10,
+                        bench_draw_palette[i % BENCH_DRAW_N_PALETTE]);
+        bench_draw_text(&cv, 26, legend_y + i * 14 + 2, t->e[i].label, 1, w - 36, black);
     }
     int ok = stbi_write_png(path, w, h, 3, cv.px, w * 3);
     free(cv.px);
