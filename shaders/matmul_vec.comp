@@ -57,6 +57,10 @@ vec4 load_x4(uint b, uint e) {
 // once and shares it by shuffles (lane_x). Weights are read in whole blocks (32 elements for the
 // float types, QK for the others) with their scales decoded once per block; each block is
 // multiplied with all NC columns, so this also serves as the GEMM (passes of NC columns).
+// Dedicated block decoders for F16/BF16, Q8_0, Q5_0, Q4_K and Q6_K (the types of q4_k_m / q8_0
+// files) cost one 32-bit load per word of weights; the other types go through dq4 per 4 values.
+// llvmpipe compiles every per-lane load into a loop over the lanes and runs both sides of any
+// branch under a mask, so these decoders are branch-free and count loads, not arithmetic.
 
 uint g_xb[NC];  // element offset of column c's X row (0 when absent: reads are masked)
 bool g_xok[NC]; // column c is present and its X row is in range
@@ -142,16 +146,72 @@ void lane_block(uint rb, uint blk, uint r) {
 #undef G
     [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[r][c] += d * sc[c];
 }
-#elif defined(TYPE_Q4_K)
+#elif defined(TYPE_Q5_0)
+// 22-byte blocks: raw words 0..5 from the word holding byte 0 cover the block either way. The
+// 5th bits of 4 elements are spread to bit 4 of 4 bytes by a multiply (bit b to bit 8b), giving
+// words of four 5-bit values; q - 16 is the value with bit 4 flipped, sign-extended.
+uint q5_spread(uint qh, uint sh) { return (((qh >> sh) & 15u) * 0x00204081u & 0x01010101u) << 4; }
+
 void lane_block(uint rb, uint blk, uint r) {
-    const uint bb = rb + blk * 144u;
-    if ((bb & 2u) != 0u) { // every row alike (144-byte blocks): uniform
-        lane_block_generic(rb, blk, r);
-        return;
+    const uint bb = rb + blk * 22u, i = bb >> 2;
+    const bool al = (bb & 2u) == 0u;
+    vec4 xl[NC];
+    float t[NC];
+    [[unroll]] for (uint c = 0u; c < NC; c++) {
+        xl[c] = lane_x(c, blk * 32u);
+        t[c] = 0.0;
     }
-    const uint i = bb >> 2, e0 = blk * 256u;
-    const vec2 dm = unpackHalf2x16(wdata[i]);
-    const uvec4 s0 = u8x4(wdata[i + 1u]), s1 = u8x4(wdata[i + 2u]), s2 = u8x4(wdata[i + 3u]);
+    const uint r0 = wdata[i], r1 = wdata[i + 1u];
+    const float d = unpackHalf2x16(al ? r0 : r0 >> 16).x;
+    const uint qh = al ? (r0 >> 16) | (r1 << 16) : r1;
+    uint wp = r1;
+#define G(L)                                                                                       \
+    {                                                                                              \
+        const uint wn = wdata[i + L + 2u];                                                         \
+        const uint v = al ? (wp >> 16) | (wn << 16) : wn; /* qs bytes 4L..4L+3 */                  \
+        wp = wn;                                                                                   \
+        const int lo = int(((v & 0x0F0F0F0Fu) | q5_spread(qh, 4u * L)) ^ 0x10101010u);             \
+        const int hi = int((((v >> 4) & 0x0F0F0F0Fu) | q5_spread(qh, 16u + 4u * L)) ^ 0x10101010u);\
+        const vec4 wl = vec4(bitfieldExtract(lo, 0, 5), bitfieldExtract(lo, 8, 5),                 \
+                             bitfieldExtract(lo, 16, 5), bitfieldExtract(lo, 24, 5));              \
+        const vec4 wh = vec4(bitfieldExtract(hi, 0, 5), bitfieldExtract(hi, 8, 5),                 \
+                             bitfieldExtract(hi, 16, 5), bitfieldExtract(hi, 24, 5));              \
+        [[unroll]] for (uint c = 0u; c < NC; c++)                                                  \
+            t[c] += dot(wl, XB(xl[c], L)) + dot(wh, XB(xl[c], L + 4u));                            \
+    }
+    G(0u) G(1u) G(2u) G(3u)
+#undef G
+    [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[r][c] += d * t[c];
+}
+#elif defined(TYPE_Q4_K) || defined(TYPE_Q6_K)
+// The block types are read a 32-bit word at a time, each word loaded once and its 8 (Q4_K) or
+// 4 (Q6_K) values taken out of it with masks. Blocks that start 2 bytes past a word boundary are
+// handled without branches (llvmpipe runs both sides of a branch under a lane mask, even a
+// uniform one): raw words j and j + 1 are joined by JW, so every word costs one load in a chain.
+#define JW(al, a, b) ((al) ? (a) : ((a) >> 16) | ((b) << 16))
+
+// sum of the 32 X values of which every lane of a group of 8 holds 4 (lane_x), on every lane
+float lane_xsum(vec4 v) {
+    float s = (v.x + v.y) + (v.z + v.w);
+    s += subgroupShuffleXor(s, 1u);
+    s += subgroupShuffleXor(s, 2u);
+    return s + subgroupShuffleXor(s, 4u);
+}
+#if defined(TYPE_Q4_K)
+// The low nibble of byte b of a qs word, masked in place, is q * 2^(8b) (element 4L+b of
+// sub-block 2ch), the high one q * 2^(8b+4) (sub-block 2ch+1; the top one is shifted down). The
+// X values are pre-scaled by the inverse powers of two (exact), so a sub-block's sum(q * x) comes
+// out unscaled; it is multiplied by d * sc once, and dmin * m * sum(x) subtracted.
+const vec4 XS_LO = vec4(1.0, 1.0 / 256.0, 1.0 / 65536.0, 1.0 / 16777216.0);
+const vec4 XS_HI = vec4(1.0 / 16.0, 1.0 / 4096.0, 1.0 / 1048576.0, 1.0);
+
+void lane_block(uint rb, uint blk, uint r) {
+    const uint bb = rb + blk * 144u, i = bb >> 2, e0 = blk * 256u;
+    const bool al = (bb & 2u) == 0u;
+    uint w0 = wdata[i], w1 = wdata[i + 1u], w2 = wdata[i + 2u], w3 = wdata[i + 3u];
+    uint wp = wdata[i + 4u]; // raw word 4 + j, j = the next qs word
+    const vec2 dm = unpackHalf2x16(JW(al, w0, w1));
+    const uvec4 s0 = u8x4(JW(al, w1, w2)), s1 = u8x4(JW(al, w2, w3)), s2 = u8x4(JW(al, w3, wp));
     // scales and mins of sub-blocks 0..3 and 4..7
     const vec4 sc_lo = dm.x * vec4(s0 & 63u), mn_lo = dm.y * vec4(s1 & 63u);
     const vec4 sc_hi = dm.x * vec4((s2 & 15u) | ((s0 >> 6) << 4));
@@ -162,22 +222,86 @@ void lane_block(uint rb, uint blk, uint r) {
         const float ma = ch < 2u ? mn_lo[2u * ch] : mn_hi[2u * ch - 4u];
         const float mb = ch < 2u ? mn_lo[2u * ch + 1u] : mn_hi[2u * ch - 3u];
         vec4 xa[NC], xb[NC];
+        float ta[NC], tb[NC], mx[NC];
         [[unroll]] for (uint c = 0u; c < NC; c++) {
             xa[c] = lane_x(c, e0 + 64u * ch);
             xb[c] = lane_x(c, e0 + 64u * ch + 32u);
+            mx[c] = ma * lane_xsum(xa[c]) + mb * lane_xsum(xb[c]);
+            xa[c] *= XS_LO;
+            xb[c] *= XS_HI;
+            ta[c] = 0.0;
+            tb[c] = 0.0;
         }
-        const uint qi = i + 4u + 8u * ch;
+        const uint qi = i + 5u + 8u * ch; // raw word after the first of this chunk
 #define G(L)                                                                                       \
     {                                                                                              \
-        const uvec4 q = u8x4(wdata[qi + L]);                                                       \
-        const vec4 wa = sa * vec4(q & 15u) - ma, wb = sb * vec4(q >> 4) - mb;                      \
-        [[unroll]] for (uint c = 0u; c < NC; c++)                                                  \
-            g_acc[r][c] += dot(wa, XB(xa[c], L)) + dot(wb, XB(xb[c], L));                          \
+        /* the block's last raw word is only needed (and only in range) when unaligned */          \
+        const uint wn = wdata[ch == 3u && L == 7u ? qi + (al ? 6u : 7u) : qi + L];                 \
+        const uint v = JW(al, wp, wn);                                                             \
+        wp = wn;                                                                                   \
+        const vec4 qa = vec4(ivec4(uvec4(v & 0xFu, v & 0xF00u, v & 0xF0000u, v & 0xF000000u)));   \
+        const vec4 qb = vec4(ivec4(uvec4(v & 0xF0u, v & 0xF000u, v & 0xF00000u, v >> 28)));       \
+        [[unroll]] for (uint c = 0u; c < NC; c++) {                                                \
+            ta[c] += dot(qa, XB(xa[c], L));                                                        \
+            tb[c] += dot(qb, XB(xb[c], L));                                                        \
+        }                                                                                          \
     }
         G(0u) G(1u) G(2u) G(3u) G(4u) G(5u) G(6u) G(7u)
 #undef G
+        [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[r][c] += (sa * ta[c] + sb * tb[c]) - mx[c];
     }
 }
+#else // Q6_K
+// Per half h (128 elements) and word L: ql words A (16h+L) and B (16h+8+L) and qh word H
+// (32+8h+L) hold elements 128h + 32g + 4L + b (b = byte) for g = 0..3, combined four at a time
+// into words of 6-bit values; q - 32 is the value with bit 5 flipped, sign-extended.
+void lane_block(uint rb, uint blk, uint r) {
+    const uint bb = rb + blk * 210u, i = bb >> 2, e0 = blk * 256u;
+    const bool al = (bb & 2u) == 0u;
+    const uint r48 = wdata[i + 48u], r49 = wdata[i + 49u], r50 = wdata[i + 50u];
+    const uint r51 = wdata[i + 51u], r52 = wdata[i + 52u];
+    const float d = unpackHalf2x16(al ? r52 : r52 >> 16).x;
+    const vec4 sc[4] = vec4[4](d * vec4(i8x4(JW(al, r48, r49))), d * vec4(i8x4(JW(al, r49, r50))),
+                               d * vec4(i8x4(JW(al, r50, r51))), d * vec4(i8x4(JW(al, r51, r52))));
+    [[unroll]] for (uint h = 0u; h < 2u; h++) {
+        vec4 x[4][NC];
+        [[unroll]] for (uint g = 0u; g < 4u; g++)
+            [[unroll]] for (uint c = 0u; c < NC; c++) x[g][c] = lane_x(c, e0 + 128u * h + 32u * g);
+        const uint ia = i + 16u * h, ih = i + 32u + 8u * h;
+        uint pa = wdata[ia], pb = wdata[ia + 8u], ph = wdata[ih];
+        [[unroll]] for (uint lh = 0u; lh < 2u; lh++) { // elements 0..15 / 16..31 of each 32
+            float t[4][NC];
+            [[unroll]] for (uint g = 0u; g < 4u; g++)
+                [[unroll]] for (uint c = 0u; c < NC; c++) t[g][c] = 0.0;
+            [[unroll]] for (uint l4 = 0u; l4 < 4u; l4++) {
+                const uint L = 4u * lh + l4;
+                const uint na = wdata[ia + L + 1u], nb = wdata[ia + L + 9u];
+                const uint nh = wdata[ih + L + 1u];
+                const uint A = JW(al, pa, na), B = JW(al, pb, nb), H = JW(al, ph, nh);
+                pa = na;
+                pb = nb;
+                ph = nh;
+                uint q[4];
+                q[0] = (A & 0x0F0F0F0Fu) | ((H << 4) & 0x30303030u);
+                q[1] = (B & 0x0F0F0F0Fu) | ((H << 2) & 0x30303030u);
+                q[2] = ((A >> 4) & 0x0F0F0F0Fu) | (H & 0x30303030u);
+                q[3] = ((B >> 4) & 0x0F0F0F0Fu) | ((H >> 2) & 0x30303030u);
+                [[unroll]] for (uint g = 0u; g < 4u; g++) {
+                    const int v = int(q[g] ^ 0x20202020u);
+                    const vec4 w = vec4(bitfieldExtract(v, 0, 6), bitfieldExtract(v, 8, 6),
+                                        bitfieldExtract(v, 16, 6), bitfieldExtract(v, 24, 6));
+                    [[unroll]] for (uint c = 0u; c < NC; c++)
+                        t[g][c] += dot(w, subgroupShuffle(x[g][c], L));
+                }
+            }
+            [[unroll]] for (uint g = 0u; g < 4u; g++) { // scale 8h + 2g + lh
+                const float s = sc[2u * h + g / 2u][2u * (g & 1u) + lh];
+                [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[r][c] += s * t[g][c];
+            }
+        }
+    }
+}
+#endif
 #else
 void lane_block(uint rb, uint blk, uint r) { lane_block_generic(rb, blk, r); }
 #endif
