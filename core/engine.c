@@ -99,6 +99,7 @@ struct vkm_engine {
     int32_t *round_slots;     /* [n_expert] */
     bool *round_miss;         /* [n_expert] */
     uint32_t n_todo, todo_at; /* chosen experts of the current layer; first not yet paged */
+    uint64_t page_main, page_minimum; /* plan_paging: other weights, minimum budget (bytes) */
 };
 
 /* The tensors of a layer, with the pool each goes to. */
@@ -275,11 +276,13 @@ static int build_classes(vkm_engine *e) {
 }
 
 /* Decides whether the experts are paged and, if so, how many slots each class gets, from the
- * budget (see vkmoe.h), the bytes of the other weights (main) and of all experts (experts). */
-static int plan_paging(vkm_engine *e, uint64_t main, uint64_t experts, uint64_t cap) {
+ * budget (see vkmoe.h; `forced`, when not 0, replaces opts.vram_budget), the bytes of the other
+ * weights (main) and of all experts (experts). */
+static int plan_paging(vkm_engine *e, uint64_t main, uint64_t experts, uint64_t cap,
+                       uint64_t forced) {
     const vkm_hparams *hp = &e->model->hp;
     const char *path = e->opts.model_path;
-    uint64_t budget = e->opts.vram_budget;
+    uint64_t budget = forced ? forced : e->opts.vram_budget;
     const bool automatic = budget == 0;
     if (automatic) { /* the heap's budget less a default session and a margin */
         const vkm_gpu_device_info *di = vkm_gpu_info(e->gpu);
@@ -311,6 +314,8 @@ static int plan_paging(vkm_engine *e, uint64_t main, uint64_t experts, uint64_t 
         all += e->classes[c].n_layers * X * e->classes[c].unit_bytes;
     }
     const uint64_t minimum = main + mats + min_slots;
+    e->page_main = main;
+    e->page_minimum = minimum;
     if (budget < minimum)
         return vkm_error(VKM_EDEVMEM,
                          "%s: the weights need %.1f MiB of device memory, above the budget of "
@@ -343,22 +348,70 @@ static int plan_paging(vkm_engine *e, uint64_t main, uint64_t experts, uint64_t 
     return 0;
 }
 
+/* Creates the slot stacks of every class. When the device is out of memory, frees them, halves
+ * the slots above the minimum (top-k) of every class and tries again; at the minimum, a clear
+ * VKM_EDEVMEM naming it. */
+static int create_slot_bufs(vkm_engine *e) {
+    const uint32_t K = e->model->hp.n_expert_used ? e->model->hp.n_expert_used : 1;
+    bool shrunk = false;
+    for (;;) {
+        int rc = 0;
+        for (int c = 0; !rc && c < e->n_classes; c++) {
+            expert_class *ec = &e->classes[c];
+            for (int k = 0; !rc && k < N_KINDS; k++) {
+                if (!ec->mat[k]) continue;
+                const size_t bytes = ((size_t)ec->n_slots * ec->mat[k] + VKM_FWD_ALIGN - 1) /
+                                     VKM_FWD_ALIGN * VKM_FWD_ALIGN;
+                rc = vkm_gpu_buf_create(e->gpu, bytes, VKM_BUF_DEVICE, &ec->buf[k]);
+            }
+        }
+        if (!rc) break;
+        for (int c = 0; c < e->n_classes; c++)
+            for (int k = 0; k < N_KINDS; k++) {
+                vkm_gpu_buf_destroy(e->gpu, e->classes[c].buf[k]);
+                e->classes[c].buf[k] = NULL;
+            }
+        if (rc != VKM_EDEVMEM) return rc;
+        bool any = false;
+        for (int c = 0; c < e->n_classes; c++) {
+            expert_class *ec = &e->classes[c];
+            if (ec->n_slots <= K) continue;
+            ec->n_slots = K + (ec->n_slots - K) / 2;
+            any = true;
+        }
+        if (!any) {
+            char why[512]; /* vkm_error() reuses the buffer vkm_errmsg() points to */
+            snprintf(why, sizeof why, "%s", vkm_errmsg());
+            return vkm_error(VKM_EDEVMEM,
+                             "%s: out of device memory for the expert cache at the paging minimum "
+                             "of %.2f MiB (%.2f MiB of other weights + the top-%u experts of one "
+                             "MoE layer%s): %s",
+                             e->opts.model_path, (double)e->page_minimum / MIB,
+                             (double)e->page_main / MIB, (unsigned)K,
+                             e->n_classes > 1 ? " per expert size class" : "", why);
+        }
+        shrunk = true;
+    }
+    if (shrunk && !e->opts.quiet) {
+        uint32_t slots = 0;
+        for (int c = 0; c < e->n_classes; c++) slots += e->classes[c].n_slots;
+        fprintf(stderr, "vkmoe: device memory short: expert cache shrunk to %u slots\n", slots);
+    }
+    vkm_error_clear();
+    return 0;
+}
+
 /* Creates the slot stacks, the staging and range buffers and the pagers, and points the expert
  * descriptors of every MoE layer at its class's stacks. */
 static int setup_paging(vkm_engine *e) {
     const vkm_hparams *hp = &e->model->hp;
     uint32_t max_slots = 0;
     size_t biggest = 0;
-    int rc;
+    int rc = create_slot_bufs(e);
+    if (rc) return rc;
     for (int c = 0; c < e->n_classes; c++) {
         expert_class *ec = &e->classes[c];
-        for (int k = 0; k < N_KINDS; k++) {
-            if (!ec->mat[k]) continue;
-            biggest = ec->mat[k] > biggest ? ec->mat[k] : biggest;
-            const size_t bytes = ((size_t)ec->n_slots * ec->mat[k] + VKM_FWD_ALIGN - 1) /
-                                 VKM_FWD_ALIGN * VKM_FWD_ALIGN;
-            if ((rc = vkm_gpu_buf_create(e->gpu, bytes, VKM_BUF_DEVICE, &ec->buf[k]))) return rc;
-        }
+        for (int k = 0; k < N_KINDS; k++) biggest = ec->mat[k] > biggest ? ec->mat[k] : biggest;
         vkm_pager_opts po = {hp->n_layer, hp->n_expert, ec->n_slots, e->opts.expert_policy, 0};
         if ((rc = vkm_pager_create(&po, &ec->pager))) return rc;
         max_slots = ec->n_slots > max_slots ? ec->n_slots : max_slots;
@@ -533,6 +586,41 @@ void vkm_expert_stats_line(const vkm_expert_stats *st, char *buf, size_t n) {
 
 /* ----------------------------------------------------------------------- upload ---- */
 
+/* The resident plan ran out of device memory at buffer b of the expert pool (its buffers are
+ * [first_exp, n_bufs), the other weights' [0, first_exp) are created): frees the expert buffers
+ * and pages the experts instead, planned for a budget of the bytes that were allocated. The
+ * caller has set the message of the allocation failure; on failure it is kept, with the reason
+ * paging cannot help appended. */
+static int fall_back_to_paging(vkm_engine *e, slot *s, int n, const size_t *sizes, int b,
+                               int first_exp, const uint64_t *pool_bytes, uint64_t cap) {
+    char orig[1024];
+    snprintf(orig, sizeof orig, "%s", vkm_errmsg());
+    if (e->layer_class) return VKM_EDEVMEM; /* classes built: nothing to page */
+    uint64_t allocated = 0;
+    for (int i = 0; i < b; i++) allocated += sizes[i];
+    for (int i = first_exp; i < b; i++) {
+        vkm_gpu_buf_destroy(e->gpu, e->bufs[i]);
+        e->bufs[i] = NULL;
+    }
+    e->n_bufs = first_exp;
+    int rc = allocated
+                 ? plan_paging(e, pool_bytes[POOL_MAIN], pool_bytes[POOL_EXPERT], cap, allocated)
+                 : VKM_EDEVMEM;
+    if (!rc && !e->paged) rc = VKM_EDEVMEM; /* no MoE layer to page */
+    if (!rc) {
+        for (int i = 0; i < n; i++)
+            if (s[i].pool == POOL_EXPERT) s[i].pool = N_POOLS;
+        rc = setup_paging(e);
+    }
+    if (!rc) return 0;
+    if (rc != VKM_EDEVMEM) return rc;
+    const bool why = strcmp(vkm_errmsg(), "(no details)") && !strstr(orig, vkm_errmsg());
+    char tail[1024];
+    snprintf(tail, sizeof tail, "%s", why ? vkm_errmsg() : "");
+    return vkm_error(VKM_EDEVMEM, "%s%s%s", orig, why ? "; paging the experts instead: " : "",
+                     tail);
+}
+
 static int upload_weights(vkm_engine *e) {
     slot *s = NULL;
     int n = 0, rc = list_slots(e, &s, &n);
@@ -561,7 +649,7 @@ static int upload_weights(vkm_engine *e) {
         total += align_up(s[i].src->nbytes);
         pool_bytes[s[i].pool] += align_up(s[i].src->nbytes);
     }
-    if ((rc = plan_paging(e, pool_bytes[POOL_MAIN], pool_bytes[POOL_EXPERT], cap))) goto done;
+    if ((rc = plan_paging(e, pool_bytes[POOL_MAIN], pool_bytes[POOL_EXPERT], cap, 0))) goto done;
     if (e->paged) { /* the experts stay in the mapping: no buffer, no upload */
         for (int i = 0; i < n; i++)
             if (s[i].pool == POOL_EXPERT) s[i].pool = N_POOLS;
@@ -573,17 +661,25 @@ static int upload_weights(vkm_engine *e) {
         rc = vkm_error(VKM_ENOMEM, "out of memory");
         goto done;
     }
+    /* the expert pool's buffers follow the others (plan() goes pool by pool) */
+    int first_exp = e->n_bufs;
+    for (int i = 0; i < n; i++)
+        if (s[i].pool == POOL_EXPERT && s[i].buf < first_exp) first_exp = s[i].buf;
     for (int b = 0; b < e->n_bufs; b++) {
         if ((rc = vkm_gpu_buf_create(e->gpu, sizes[b], VKM_BUF_DEVICE, &e->bufs[b]))) {
             char why[512]; /* vkm_error() reuses the buffer vkm_errmsg() points to */
             snprintf(why, sizeof why, "%s", vkm_errmsg());
-            if (rc == VKM_EDEVMEM)
-                rc = vkm_error(VKM_EDEVMEM,
-                               "%s: the weights need %.0f MiB of device memory (%d buffers), "
-                               "%s has %.0f MiB: %s",
-                               e->opts.model_path, (double)total / MIB, e->n_bufs, di->name,
-                               (double)di->device_local_bytes / MIB, why);
-            goto done;
+            if (rc != VKM_EDEVMEM) goto done;
+            rc = vkm_error(VKM_EDEVMEM,
+                           "%s: the weights need %.0f MiB of device memory (%d buffers), "
+                           "%s has %.0f MiB: %s",
+                           e->opts.model_path, (double)total / MIB, e->n_bufs, di->name,
+                           (double)di->device_local_bytes / MIB, why);
+            if (b < first_exp) goto done;
+            rc = fall_back_to_paging(e, s, n, sizes, b, first_exp, pool_bytes, cap);
+            if (rc) goto done;
+            total = pool_bytes[POOL_MAIN];
+            break;
         }
     }
     const bool progress = !e->opts.quiet && total >= PROGRESS_MIN;

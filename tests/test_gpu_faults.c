@@ -65,17 +65,38 @@ static int run_clean(uint64_t budget, float *logits) {
     return rc;
 }
 
-/* Out of device memory at every buffer creation of vkm_engine_open. */
+/* Out of device memory at every buffer creation of vkm_engine_open. A failure while creating
+ * the paged expert cache may instead shrink the cache (the issue's "the pager shrinks its cache
+ * and continues"): then the open succeeds with fewer slots than without the fault. */
 static void test_alloc_open(uint64_t budget, const char *what) {
-    int n = 1;
+    uint32_t full_slots = 0;
+    {
+        vkm_engine *e = NULL;
+        if (!open_engine(budget, &e)) {
+            vkm_expert_stats st;
+            vkm_engine_expert_stats(e, &st);
+            full_slots = st.paged ? st.n_slots : 0;
+        }
+        vkm_engine_close(e);
+    }
+    int n = 1, shrunk = 0;
     for (; n <= MAX_N; n++) {
         vkm_engine *e = NULL;
         vkm_gpu_fault_set(VKM_FAULT_DEVICE_ALLOC_NTH, n);
         int rc = open_engine(budget, &e);
         const bool fired = !vkm_gpu_fault_pending(VKM_FAULT_DEVICE_ALLOC_NTH);
         vkm_gpu_fault_set(VKM_FAULT_NONE, 0);
+        if (rc == 0 && fired) { /* the expert cache absorbed the failure by shrinking */
+            vkm_expert_stats st;
+            vkm_engine_expert_stats(e, &st);
+            CHECK_MSG(full_slots && st.paged && st.n_slots < full_slots,
+                      "%s: open succeeded although allocation %d failed (slots %u of %u)", what, n,
+                      st.n_slots, full_slots);
+            shrunk++;
+            vkm_engine_close(e);
+            continue;
+        }
         if (rc == 0) { /* fewer than n buffers: done */
-            CHECK_MSG(!fired, "%s: open succeeded although allocation %d failed", what, n);
             vkm_engine_close(e);
             break;
         }
@@ -84,7 +105,8 @@ static void test_alloc_open(uint64_t budget, const char *what) {
         CHECK_MSG(has("out of device memory"), "%s: alloc %d: message '%s'", what, n, vkm_errmsg());
         CHECK(e == NULL);
     }
-    printf("engine open, %s: %d buffer creations failed one by one\n", what, n - 1);
+    printf("engine open, %s: %d buffer creations failed one by one (%d shrank the expert cache)\n",
+           what, n - 1, shrunk);
     CHECK(n > 1 && n <= MAX_N);
     vkm_engine *e = NULL;
     CHECK_OK(open_engine(budget, &e)); /* and without a fault it works again */

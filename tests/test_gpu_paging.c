@@ -17,6 +17,7 @@
 
 #include "check.h"
 #include "engine.h"
+#include "gpu.h"
 #include "gguf.h"
 #include "model.h"
 #include "vkmoe.h"
@@ -221,6 +222,69 @@ static void run_fixture(const char *name, int n_step) {
     free(out);
 }
 
+/* ------------------------------------------------------------- device memory short ---- */
+
+/* A paged budget (half the experts) with out of device memory at the nth buffer creation of the
+ * open, n = 1, 2, ...: a slot stack fails -> the cache shrinks (fewer slots) and the logits still
+ * equal the unpaged ones; any other buffer -> a clean VKM_EDEVMEM. Stops at the first n beyond
+ * the open's buffer creations. */
+static void test_shrink(const char *name) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s.gguf", VKMOE_FIXTURES_DIR, name);
+    vkm_engine *e = NULL;
+    CHECK_OK(open_engine(path, 0, VKM_EXPERT_LRU, &e));
+    if (!e) return;
+    const size_t nl = (size_t)N_PROMPT * vkm_engine_model(e)->hp.n_vocab;
+    const uint32_t K = vkm_engine_model(e)->hp.n_expert_used;
+    float *ref = xmalloc(nl * 4), *out = xmalloc(nl * 4);
+    sizes z;
+    model_sizes(vkm_engine_model(e), &z);
+    CHECK_OK(run_prompt(e, 0, ref));
+    vkm_engine_close(e);
+    const uint64_t budget = z.minimum + (z.experts - z.slots_min) / 2;
+    vkm_expert_stats st;
+    CHECK_OK(open_engine(path, budget, VKM_EXPERT_LRU, &e));
+    if (!e) goto out;
+    vkm_engine_expert_stats(e, &st);
+    vkm_engine_close(e);
+    const uint32_t full = st.n_slots;
+    CHECK(st.paged && full > K * (uint32_t)z.n_classes); /* room to shrink */
+    int n = 1, n_shrunk = 0, n_failed = 0;
+    for (; n <= 64; n++) {
+        e = NULL;
+        vkm_gpu_fault_set(VKM_FAULT_DEVICE_ALLOC_NTH, n);
+        const int rc = open_engine(path, budget, VKM_EXPERT_LRU, &e);
+        const bool fired = !vkm_gpu_fault_pending(VKM_FAULT_DEVICE_ALLOC_NTH);
+        vkm_gpu_fault_set(VKM_FAULT_NONE, 0);
+        if (rc) {
+            CHECK_MSG(rc == VKM_EDEVMEM && fired && !e, "alloc %d: rc %d: %s", n, rc, vkm_errmsg());
+            n_failed++;
+            continue;
+        }
+        if (!fired) { /* beyond the open's buffer creations */
+            vkm_engine_close(e);
+            break;
+        }
+        vkm_engine_expert_stats(e, &st);
+        CHECK_MSG(st.paged && st.n_slots < full, "alloc %d: opened with %u slots of %u", n,
+                  st.n_slots, full);
+        CHECK_OK(run_prompt(e, 0, out));
+        const double d = max_abs_diff(ref, out, nl);
+        printf("%s: out of device memory at allocation %d: cache shrunk to %u of %u slots, max abs "
+               "vs unpaged %.3g\n",
+               name, n, st.n_slots, full, d);
+        CHECK_MSG(d <= 1e-4, "alloc %d: max abs %g", n, d);
+        CHECK(vkm_gpu_validation_errors(vkm_engine_gpu(e)) == 0);
+        vkm_engine_close(e);
+        n_shrunk++;
+    }
+    printf("%s: %d allocations shrank the cache, %d failed cleanly\n", name, n_shrunk, n_failed);
+    CHECK(n_shrunk >= 1 && n <= 64);
+out:
+    free(ref);
+    free(out);
+}
+
 /* ---------------------------------------------------------------------- gpu copies ---- */
 
 static void test_copy(void) {
@@ -274,6 +338,7 @@ int main(void) {
     CHECK(open_engine(VKMOE_FIXTURES_DIR "/tiny-v3-f32.gguf", 700000, 9, &e) == VKM_EINVAL);
     test_copy();
     run_fixture("tiny-v3-f32", N_PROMPT); /* every token stepped */
-    run_fixture("small-v3-q4_k_m", 13);   /* 20 + 13: lavapipe is slow */
+    test_shrink("tiny-v3-f32");
+    run_fixture("small-v3-q4_k_m", 13); /* 20 + 13: lavapipe is slow */
     return check_done();
 }
