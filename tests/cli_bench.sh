@@ -6,22 +6,11 @@
 # part runs: exits 1 if it failed, else 77 (skipped).
 vkmoe="$1"
 fixtures="$2"
-pass=0
-fail=0
+# shellcheck source=lib_cli.sh source-path=SCRIPTDIR
+. "$(dirname "$0")/lib_cli.sh" # pass, fail, check, cli_done
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 out="$dir/out"
-
-check() { # check <description> <command...>: the command must succeed
-    local what="$1"
-    shift
-    if "$@"; then
-        pass=$((pass + 1))
-    else
-        fail=$((fail + 1))
-        echo "FAIL: $what" >&2
-    fi
-}
 
 have_python=0
 command -v python3 >/dev/null && have_python=1
@@ -256,5 +245,4 @@ done
 "$vkmoe" bench --help >"$out" 2>&1
 check "bench --help documents --paging" grep -q -- "--paging -m MODEL" "$out"
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+cli_done

@@ -2,21 +2,10 @@
 # cli_devices.sh - `vkmoe devices`: listing, --json, --test (smoke shader), exit codes.
 # Usage: bash cli_devices.sh <vkmoe> <fixtures-dir>. Exits 77 (skipped) with no Vulkan device.
 vkmoe="$1"
-pass=0
-fail=0
+# shellcheck source=lib_cli.sh source-path=SCRIPTDIR
+. "$(dirname "$0")/lib_cli.sh" # pass, fail, check, cli_done
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-
-check() { # check <description> <command...>: the command must succeed
-    local what="$1"
-    shift
-    if "$@"; then
-        pass=$((pass + 1))
-    else
-        fail=$((fail + 1))
-        echo "FAIL: $what" >&2
-    fi
-}
 
 "$vkmoe" devices >"$out" 2>&1
 rc=$?
@@ -64,5 +53,4 @@ check "devices --bogus exits 2" test $? -eq 2
 check "devices --help exits 0" test $? -eq 0
 check "devices --help prints usage" grep -q "usage:" "$out"
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+cli_done

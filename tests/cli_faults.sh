@@ -14,50 +14,12 @@
 # Sanitizer builds cannot run under a small address-space limit: that part is skipped there.
 # usage: cli_faults.sh VKMOE_BINARY FIXTURES_DIR
 set -u
-VKMOE=$1
-FIX=$2
-pass=0
-fail=0
-TMP=$(mktemp -d /tmp/vkmoe-cli-faults-XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
+# shellcheck source=lib_cli.sh source-path=SCRIPTDIR
+. "$(dirname "$0")/lib_cli.sh"
+cli_tmpdir faults
 TINY=$FIX/tiny-v3-f32.gguf
 
-# expect NAME WANT_RC PATTERN -- COMMAND...   (PATTERN is grepped in stdout+stderr; "" = none)
-expect() {
-    local name=$1 want=$2 pattern=$3
-    shift 4
-    local out rc
-    out=$("$@" 2>&1)
-    rc=$?
-    if [ "$rc" -ne "$want" ]; then
-        echo "FAIL: $name: exit $rc, expected $want"
-        echo "$out" | head -20
-        fail=$((fail + 1))
-    elif [ -n "$pattern" ] && ! grep -qE -- "$pattern" <<<"$out"; then
-        echo "FAIL: $name: output lacks /$pattern/"
-        echo "$out" | head -20
-        fail=$((fail + 1))
-    else
-        pass=$((pass + 1))
-    fi
-}
-
-# ok NAME COMMAND...: the command must succeed
-ok() {
-    local name=$1
-    shift
-    if "$@"; then
-        pass=$((pass + 1))
-    else
-        echo "FAIL: $name"
-        fail=$((fail + 1))
-    fi
-}
-
-if ! "$VKMOE" devices >"$TMP/dev.txt" 2>&1; then
-    echo "SKIP: no Vulkan device: $(head -3 "$TMP/dev.txt")"
-    exit 77
-fi
+cli_skip_without_device
 if ! "$VKMOE" run -m "$TINY" -p Hello -n 1 --temp 0 --quiet >"$TMP/probe.out" 2>&1; then
     echo "SKIP: the engine cannot run $TINY:"
     head -5 "$TMP/probe.out"
@@ -230,5 +192,4 @@ else
     done
 fi
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+cli_done

@@ -3,53 +3,23 @@
 # tiny preset reproduces the fixture's metadata, same seed = same bytes, exit codes 0/1/2.
 # usage: cli_gen_model.sh VKMOE_BINARY FIXTURES_DIR
 set -u
-VKMOE=$1
-FIX=$2
-pass=0
-fail=0
-TMP=$(mktemp -d /tmp/vkmoe-cli-gen-XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
-
-# expect NAME WANT_RC PATTERN -- COMMAND...   (PATTERN is grepped in stdout+stderr; "" = none)
-expect() {
-    local name=$1 want=$2 pattern=$3
-    shift 4
-    local out rc
-    out=$("$@" 2>&1)
-    rc=$?
-    if [ "$rc" -ne "$want" ]; then
-        echo "FAIL: $name: exit $rc, expected $want"
-        echo "$out" | head -20
-        fail=$((fail + 1))
-    elif [ -n "$pattern" ] && ! grep -qE -- "$pattern" <<<"$out"; then
-        echo "FAIL: $name: output lacks /$pattern/"
-        echo "$out" | head -20
-        fail=$((fail + 1))
-    else
-        pass=$((pass + 1))
-    fi
-}
-
-# check NAME COMMAND...: passes if the command succeeds
-check() {
-    local name=$1
-    shift
-    if "$@"; then pass=$((pass + 1)); else echo "FAIL: $name"; fail=$((fail + 1)); fi
-}
+# shellcheck source=lib_cli.sh source-path=SCRIPTDIR
+. "$(dirname "$0")/lib_cli.sh"
+cli_tmpdir gen
 
 G="$VKMOE gen-model"
 expect "tiny f32" 0 "wrote .*t32.gguf" -- $G --preset tiny --quant f32 -o "$TMP/t32.gguf"
 expect "info on it" 0 "tensors: 52 " -- "$VKMOE" info -m "$TMP/t32.gguf"
 # the metadata listing equals the fixture's (everything from "metadata:" to the tensor summary)
 meta() { "$VKMOE" info -m "$1" | sed -n '/^metadata:/,/^tensors:/p' | grep -v '^tensors:'; }
-check "tiny metadata equals the fixture's" diff <(meta "$TMP/t32.gguf") <(meta "$FIX/tiny-v3-f32.gguf")
-check "same size as the fixture" test "$(stat -c %s "$TMP/t32.gguf")" = "$(stat -c %s "$FIX/tiny-v3-f32.gguf")"
+ok "tiny metadata equals the fixture's" diff <(meta "$TMP/t32.gguf") <(meta "$FIX/tiny-v3-f32.gguf")
+ok "same size as the fixture" test "$(stat -c %s "$TMP/t32.gguf")" = "$(stat -c %s "$FIX/tiny-v3-f32.gguf")"
 expect "tiny default q4_k_m" 0 "Q4_K|Q5_0|Q8_0" -- $G --preset tiny --seed 5 -o "$TMP/a.gguf" --quiet
 expect "info quantized" 0 "general.file_type +UINT32 +15" -- "$VKMOE" info -m "$TMP/a.gguf"
 $G --preset tiny --seed 5 -o "$TMP/b.gguf" --quiet >/dev/null 2>&1
 $G --preset tiny --seed 6 -o "$TMP/c.gguf" --quiet >/dev/null 2>&1
-check "same seed, same bytes" cmp -s "$TMP/a.gguf" "$TMP/b.gguf"
-check "other seed, other bytes" bash -c "! cmp -s '$TMP/a.gguf' '$TMP/c.gguf'"
+ok "same seed, same bytes" cmp -s "$TMP/a.gguf" "$TMP/b.gguf"
+ok "other seed, other bytes" bash -c "! cmp -s '$TMP/a.gguf' '$TMP/c.gguf'"
 expect "layers and experts" 0 "deepseek2.expert_count +UINT32 +8" -- \
     bash -c "$G --preset tiny --layers 5 --experts 8 --quant q8_0 -o '$TMP/d.gguf' >/dev/null && '$VKMOE' info -m '$TMP/d.gguf'"
 expect "grouping dropped note" 0 "grouping dropped" -- $G --preset tiny --experts 6 -o "$TMP/e.gguf"
@@ -73,8 +43,7 @@ expect "dense > layers" 2 "usage:" -- $G --preset tiny --layers 2 --dense 3 -o "
 expect "bad seed" 2 "usage:" -- $G --preset tiny --seed -1 -o "$TMP/x.gguf"
 expect "unknown flag" 2 "usage:" -- $G --preset tiny --bogus 1 -o "$TMP/x.gguf"
 expect "missing value" 2 "usage:" -- $G --preset tiny -o
-check "nothing written on usage errors" test ! -e "$TMP/x.gguf"
+ok "nothing written on usage errors" test ! -e "$TMP/x.gguf"
 expect "unwritable" 1 "^vkmoe: " -- $G --preset tiny -o "$TMP/no/such/dir/x.gguf"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+cli_done

@@ -2,32 +2,9 @@
 # cli_info.sh - `vkmoe info`: output on a fixture, exit codes 0/1/2 and their messages.
 # usage: cli_info.sh VKMOE_BINARY FIXTURES_DIR
 set -u
-VKMOE=$1
-FIX=$2
-pass=0
-fail=0
-TMP=$(mktemp -d /tmp/vkmoe-cli-info-XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
-
-# expect NAME WANT_RC PATTERN -- COMMAND...   (PATTERN is grepped in stdout+stderr; "" = none)
-expect() {
-    local name=$1 want=$2 pattern=$3
-    shift 4
-    local out rc
-    out=$("$@" 2>&1)
-    rc=$?
-    if [ "$rc" -ne "$want" ]; then
-        echo "FAIL: $name: exit $rc, expected $want"
-        echo "$out" | head -20
-        fail=$((fail + 1))
-    elif [ -n "$pattern" ] && ! grep -qE -- "$pattern" <<<"$out"; then
-        echo "FAIL: $name: output lacks /$pattern/"
-        echo "$out" | head -20
-        fail=$((fail + 1))
-    else
-        pass=$((pass + 1))
-    fi
-}
+# shellcheck source=lib_cli.sh source-path=SCRIPTDIR
+. "$(dirname "$0")/lib_cli.sh"
+cli_tmpdir info
 
 TINY=$FIX/tiny-v3-f32.gguf
 expect "info tiny" 0 "deepseek2" -- "$VKMOE" info -m "$TINY"
@@ -48,5 +25,4 @@ expect "truncated file" 1 "^vkmoe: .*trunc.gguf.*truncated" -- "$VKMOE" info -m 
 printf 'not a gguf file at all, really not' >"$TMP/junk.gguf"
 expect "not gguf" 1 "magic" -- "$VKMOE" info -m "$TMP/junk.gguf"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+cli_done

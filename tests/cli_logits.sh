@@ -3,49 +3,11 @@
 # F32 and F16 cache), exit codes 0/1/2 and their messages.
 # usage: cli_logits.sh VKMOE_BINARY FIXTURES_DIR. Exits 77 (skipped) when no Vulkan device exists.
 set -u
-VKMOE=$1
-FIX=$2
-pass=0
-fail=0
-TMP=$(mktemp -d /tmp/vkmoe-cli-logits-XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
+# shellcheck source=lib_cli.sh source-path=SCRIPTDIR
+. "$(dirname "$0")/lib_cli.sh"
+cli_tmpdir logits
 
-if ! "$VKMOE" devices >"$TMP/devices.txt" 2>&1; then
-    echo "SKIP: no Vulkan device: $(head -3 "$TMP/devices.txt")"
-    exit 77
-fi
-
-# expect NAME WANT_RC PATTERN -- COMMAND...   (PATTERN is grepped in stdout+stderr; "" = none)
-expect() {
-    local name=$1 want=$2 pattern=$3
-    shift 4
-    local out rc
-    out=$("$@" 2>&1)
-    rc=$?
-    if [ "$rc" -ne "$want" ]; then
-        echo "FAIL: $name: exit $rc, expected $want"
-        echo "$out" | head -20
-        fail=$((fail + 1))
-    elif [ -n "$pattern" ] && ! grep -qE -- "$pattern" <<<"$out"; then
-        echo "FAIL: $name: output lacks /$pattern/"
-        echo "$out" | head -20
-        fail=$((fail + 1))
-    else
-        pass=$((pass + 1))
-    fi
-}
-
-# ok NAME COMMAND...: the command must succeed
-ok() {
-    local name=$1
-    shift
-    if "$@"; then
-        pass=$((pass + 1))
-    else
-        echo "FAIL: $name"
-        fail=$((fail + 1))
-    fi
-}
+cli_skip_without_device
 
 # close A B TOL: two float32 files of equal length differ by at most TOL everywhere
 close() {
@@ -101,5 +63,4 @@ expect "missing tokens file" 1 "^vkmoe: .*nope.ids" -- "$VKMOE" logits -m "$TINY
 expect "unwritable output" 1 "^vkmoe: cannot" -- "$VKMOE" logits -m "$TINY" \
     -o "$TMP/no/such/dir/x.f32" --tokens 1
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+cli_done

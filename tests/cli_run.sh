@@ -7,50 +7,12 @@
 # engine cannot run the model, only the usage checks run and the script exits 77 with a message.
 # usage: cli_run.sh VKMOE_BINARY FIXTURES_DIR
 set -u
-VKMOE=$1
-FIX=$2
-pass=0
-fail=0
-TMP=$(mktemp -d /tmp/vkmoe-cli-run-XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
+# shellcheck source=lib_cli.sh source-path=SCRIPTDIR
+. "$(dirname "$0")/lib_cli.sh"
+cli_tmpdir run
 TINY=$FIX/tiny-v3-f32.gguf
 
-# expect NAME WANT_RC PATTERN -- COMMAND...   (PATTERN is grepped in stdout+stderr; "" = none)
-expect() {
-    local name=$1 want=$2 pattern=$3
-    shift 4
-    local out rc
-    out=$("$@" 2>&1)
-    rc=$?
-    if [ "$rc" -ne "$want" ]; then
-        echo "FAIL: $name: exit $rc, expected $want"
-        echo "$out" | head -20
-        fail=$((fail + 1))
-    elif [ -n "$pattern" ] && ! grep -qE -- "$pattern" <<<"$out"; then
-        echo "FAIL: $name: output lacks /$pattern/"
-        echo "$out" | head -20
-        fail=$((fail + 1))
-    else
-        pass=$((pass + 1))
-    fi
-}
-
-# ok NAME CONDITION...: the command must succeed
-ok() {
-    local name=$1
-    shift
-    if "$@"; then
-        pass=$((pass + 1))
-    else
-        echo "FAIL: $name"
-        fail=$((fail + 1))
-    fi
-}
-
-if ! "$VKMOE" devices >"$TMP/dev.txt" 2>&1; then
-    echo "SKIP: no Vulkan device: $(head -3 "$TMP/dev.txt")"
-    exit 77
-fi
+cli_skip_without_device
 
 # ---- usage errors (no engine needed) ----
 R=("$VKMOE" run -m "$TINY" -p hi)
@@ -189,5 +151,4 @@ wait "$pid"
 ok "chat Ctrl-C during an answer keeps running, /quit exits 0" test $? -eq 0
 ok "chat Ctrl-C reports the interrupted answer" grep -q "answer interrupted" "$TMP/cint.err"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+cli_done

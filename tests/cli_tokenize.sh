@@ -3,32 +3,9 @@
 # tiny model, round trips, and exit codes 0/1/2 with their messages.
 # usage: cli_tokenize.sh VKMOE_BINARY FIXTURES_DIR
 set -u
-VKMOE=$1
-FIX=$2
-pass=0
-fail=0
-TMP=$(mktemp -d /tmp/vkmoe-cli-tokenize-XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
-
-# expect NAME WANT_RC PATTERN -- COMMAND...   (PATTERN is grepped in stdout+stderr; "" = none)
-expect() {
-    local name=$1 want=$2 pattern=$3
-    shift 4
-    local out rc
-    out=$("$@" 2>&1)
-    rc=$?
-    if [ "$rc" -ne "$want" ]; then
-        echo "FAIL: $name: exit $rc, expected $want"
-        echo "$out" | head -20
-        fail=$((fail + 1))
-    elif [ -n "$pattern" ] && ! grep -qE -- "$pattern" <<<"$out"; then
-        echo "FAIL: $name: output lacks /$pattern/"
-        echo "$out" | head -20
-        fail=$((fail + 1))
-    else
-        pass=$((pass + 1))
-    fi
-}
+# shellcheck source=lib_cli.sh source-path=SCRIPTDIR
+. "$(dirname "$0")/lib_cli.sh"
+cli_tmpdir tokenize
 
 # same NAME WANT GOT: exact string comparison
 same() {
@@ -89,5 +66,4 @@ expect "detokenize out of range" 1 "out of range" -- \
 expect "detokenize negative" 1 "out of range" -- "$VKMOE" detokenize -m "$VOCAB" --tokens "-1"
 expect "detokenize empty list" 0 "" -- "$VKMOE" detokenize -m "$VOCAB" --tokens ""
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+cli_done

@@ -20,6 +20,7 @@
 #include "fp16.h"
 #include "gguf.h"
 #include "gguf_write.h"
+#include "logits_check.h"
 #include "model.h"
 #include "qtype.h"
 #include "ref_forward.h"
@@ -31,84 +32,6 @@
 static int32_t g_ids[N_PROMPT];
 
 /* ------------------------------------------------------------------------------ helpers ---- */
-
-static void *xmalloc(size_t n) {
-    void *p = calloc(1, n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(1);
-    }
-    return p;
-}
-
-static int read_file(const char *path, void *buf, size_t n) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return -1;
-    size_t got = fread(buf, 1, n, fp);
-    int extra = fgetc(fp);
-    fclose(fp);
-    return got == n && extra == EOF ? 0 : -1;
-}
-
-static int read_prompt(int32_t *ids) {
-    FILE *fp = fopen(VKMOE_FIXTURES_DIR "/prompt.ids", "r");
-    if (!fp) return -1;
-    int n = 0, v;
-    while (n < N_PROMPT && fscanf(fp, "%d", &v) == 1) ids[n++] = v;
-    fclose(fp);
-    return n;
-}
-
-typedef struct stats {
-    double mean_kl, max_abs, top1;
-} stats;
-
-static int argmax(const float *x, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[b]) b = i;
-    return b;
-}
-
-static void log_softmax(const float *x, int n, double *out) {
-    double mx = x[0], s = 0.0;
-    for (int i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-    for (int i = 0; i < n; i++) s += exp((double)x[i] - mx);
-    for (int i = 0; i < n; i++) out[i] = (double)x[i] - mx - log(s);
-}
-
-/* KL(ref || ours) averaged over positions, top-1 agreement, max abs difference (NaN = inf). */
-static stats compare(const float *ref, const float *ours, int n_pos, int V) {
-    stats st = {0, 0, 0};
-    double *lp = xmalloc((size_t)V * sizeof *lp), *lq = xmalloc((size_t)V * sizeof *lq);
-    int agree = 0;
-    for (int p = 0; p < n_pos; p++) {
-        const float *r = ref + (size_t)p * V, *o = ours + (size_t)p * V;
-        log_softmax(r, V, lp);
-        log_softmax(o, V, lq);
-        double kl = 0.0;
-        for (int i = 0; i < V; i++) {
-            kl += exp(lp[i]) * (lp[i] - lq[i]);
-            double d = fabs((double)r[i] - o[i]);
-            if (!(d <= st.max_abs)) st.max_abs = d != d ? INFINITY : d;
-        }
-        st.mean_kl += kl / n_pos;
-        agree += argmax(r, V) == argmax(o, V);
-    }
-    st.top1 = (double)agree / n_pos;
-    free(lp);
-    free(lq);
-    return st;
-}
-
-static double max_abs_diff(const float *a, const float *b, size_t n) {
-    double m = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (!(d <= m)) m = d != d ? INFINITY : d;
-    }
-    return m;
-}
 
 static int open_engine(const char *path, vkm_engine **e) {
     vkm_engine_opts o = {.model_path = path, .device = -1, .validation = true, .quiet = true};
@@ -154,13 +77,13 @@ static void run_fixture(const char *name, double max_kl, double min_top1, double
     const size_t nl = (size_t)N_PROMPT * V;
     float *llama = xmalloc(nl * 4), *batch = xmalloc(nl * 4), *other = xmalloc(nl * 4);
     float *step = xmalloc(nl * 4);
-    CHECK(read_file(lpath, llama, nl * 4) == 0);
+    CHECK(logits_read_f32(lpath, llama, nl) == 0);
 
     /* vs llama.cpp, F32 cache (how the fixtures were made) and the default F16 cache */
     for (int kv32 = 1; kv32 >= 0; kv32--) {
         float *dst = kv32 ? batch : other;
         CHECK_OK(gpu_logits(e, kv32, 0, 0, dst));
-        stats st = compare(llama, dst, N_PROMPT, V);
+        logits_stats st = logits_compare(llama, dst, N_PROMPT, V, false);
         printf("%-16s %s kv, batch: mean KL %.3g  top-1 %.1f%%  max abs %.4g (vs llama.cpp)\n",
                name, kv32 ? "f32" : "f16", st.mean_kl, 100.0 * st.top1, st.max_abs);
         CHECK_MSG(st.mean_kl <= max_kl, "%s: mean KL %g > %g", name, st.mean_kl, max_kl);
@@ -171,8 +94,8 @@ static void run_fixture(const char *name, double max_kl, double min_top1, double
      * rows differ by float rounding; 1e-3 allows that and nothing more (a routing flip or a
      * cache bug gives differences of order 1). */
     CHECK_OK(gpu_logits(e, false, 0, n_step, step));
-    stats st16 = compare(llama, step, N_PROMPT, V);
-    double d16 = max_abs_diff(other, step, nl);
+    logits_stats st16 = logits_compare(llama, step, N_PROMPT, V, false);
+    double d16 = logits_max_abs_diff(other, step, nl);
     printf("%-16s f16 kv, %d batch + %d steps: mean KL %.3g  top-1 %.1f%%  max abs %.4g (vs "
            "llama.cpp); vs f16 batch max abs %.3g\n",
            name, N_PROMPT - n_step, n_step, st16.mean_kl, 100.0 * st16.top1, st16.max_abs, d16);
@@ -181,14 +104,14 @@ static void run_fixture(const char *name, double max_kl, double min_top1, double
 
     /* F32 cache: chunks of 8 with the last 5 tokens stepped, vs the batch (same tolerance) */
     CHECK_OK(gpu_logits(e, true, 8, 5, other));
-    double d_chunk = max_abs_diff(batch, other, nl);
+    double d_chunk = logits_max_abs_diff(batch, other, nl);
     printf("%-16s f32 kv: chunks of 8 + 5 steps vs batch max abs %.3g\n", name, d_chunk);
     CHECK_MSG(d_chunk <= 1e-3, "%s: chunks vs batch %g", name, d_chunk);
 
     /* vs the CPU reference forward on the same model: the same math in another summation order */
     CHECK_OK(ref_logits(vkm_engine_model(e), other));
-    double d_ref = max_abs_diff(batch, other, nl);
-    stats sr = compare(other, batch, N_PROMPT, V);
+    double d_ref = logits_max_abs_diff(batch, other, nl);
+    logits_stats sr = logits_compare(other, batch, N_PROMPT, V, false);
     printf("%-16s f32 kv: GPU vs CPU reference max abs %.3g, mean KL %.3g, top-1 %.1f%%\n", name,
            d_ref, sr.mean_kl, 100.0 * sr.top1);
     CHECK_MSG(d_ref <= max_vs_ref, "%s: GPU vs reference %g > %g", name, d_ref, max_vs_ref);
@@ -198,7 +121,7 @@ static void run_fixture(const char *name, double max_kl, double min_top1, double
     CHECK_OK(vkm_session_create(e, &(vkm_session_opts){N_CTX, true, 0}, &s));
     if (s) {
         CHECK_OK(vkm_session_eval(s, g_ids, N_PROMPT, false, other));
-        CHECK(max_abs_diff(other, batch + (size_t)(N_PROMPT - 1) * V, (size_t)V) <= 1e-3);
+        CHECK(logits_max_abs_diff(other, batch + (size_t)(N_PROMPT - 1) * V, (size_t)V) <= 1e-3);
         CHECK(vkm_session_eval(s, g_ids, N_CTX - N_PROMPT + 1, false, NULL) == VKM_ERANGE);
         int32_t bad = V;
         CHECK(vkm_session_eval(s, &bad, 1, false, NULL) == VKM_ERANGE);
@@ -209,7 +132,7 @@ static void run_fixture(const char *name, double max_kl, double min_top1, double
         CHECK(vkm_session_truncate(s, N_PROMPT + 1) == VKM_ERANGE);
         CHECK_OK(vkm_session_truncate(s, 30));
         CHECK_OK(vkm_session_eval(s, g_ids + 30, 3, true, other));
-        CHECK(max_abs_diff(batch + (size_t)30 * V, other, (size_t)3 * V) <= 1e-3);
+        CHECK(logits_max_abs_diff(batch + (size_t)30 * V, other, (size_t)3 * V) <= 1e-3);
         /* the whole context fills exactly */
         CHECK_OK(vkm_session_truncate(s, 0));
         int32_t fill[N_CTX];
@@ -242,8 +165,8 @@ static void gpu_vs_ref(const char *label, const char *path, double tol) {
     CHECK_OK(gpu_logits(e, true, 0, 0, gpu));
     CHECK_OK(gpu_logits(e, true, 0, 13, step));
     CHECK_OK(ref_logits(vkm_engine_model(e), ref));
-    double d = max_abs_diff(gpu, ref, nl), ds = max_abs_diff(gpu, step, nl);
-    stats st = compare(ref, gpu, N_PROMPT, V);
+    double d = logits_max_abs_diff(gpu, ref, nl), ds = logits_max_abs_diff(gpu, step, nl);
+    logits_stats st = logits_compare(ref, gpu, N_PROMPT, V, false);
     printf("%-28s GPU vs CPU reference max abs %.3g (KL %.3g, top-1 %.1f%%); 20 + 13 steps vs "
            "batch %.3g\n",
            label, d, st.mean_kl, 100.0 * st.top1, ds);
@@ -472,7 +395,7 @@ static void run_written(void) {
 }
 
 int main(void) {
-    if (read_prompt(g_ids) != N_PROMPT) {
+    if (logits_read_prompt(g_ids, N_PROMPT) != N_PROMPT) {
         CHECK(!"prompt.ids");
         return check_done();
     }

@@ -25,6 +25,7 @@
 #include "engine.h"
 #include "genmodel.h"
 #include "gguf.h"
+#include "logits_check.h"
 #include "model.h"
 #include "qtype.h"
 #include "ref_forward.h"
@@ -40,15 +41,6 @@ static char g_dir[64];
 
 /* ------------------------------------------------------------------------------ helpers ---- */
 
-static void *xmalloc(size_t n) {
-    void *p = calloc(1, n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(1);
-    }
-    return p;
-}
-
 /* n token ids in [0, V) from a xorshift generator seeded by seed. */
 static void rand_tokens(uint64_t seed, int32_t *ids, int n, int V) {
     uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
@@ -58,60 +50,6 @@ static void rand_tokens(uint64_t seed, int32_t *ids, int n, int V) {
         x ^= x << 17;
         ids[i] = (int32_t)(x % (uint64_t)V);
     }
-}
-
-static int argmax(const float *x, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[b]) b = i;
-    return b;
-}
-
-static void log_softmax(const float *x, int n, double *out) {
-    double mx = x[0], s = 0.0;
-    for (int i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-    for (int i = 0; i < n; i++) s += exp((double)x[i] - mx);
-    for (int i = 0; i < n; i++) out[i] = (double)x[i] - mx - log(s);
-}
-
-typedef struct stats {
-    double mean_kl, max_abs, top1;
-    long n_nonfinite; /* NaN/Inf values in the GPU logits */
-} stats;
-
-/* KL(ref || gpu) averaged over positions, top-1 agreement, max abs difference. */
-static stats compare(const float *ref, const float *gpu, int n_pos, int V) {
-    stats st = {0, 0, 0, 0};
-    double *lp = xmalloc((size_t)V * sizeof *lp), *lq = xmalloc((size_t)V * sizeof *lq);
-    int agree = 0;
-    for (int p = 0; p < n_pos; p++) {
-        const float *r = ref + (size_t)p * V, *o = gpu + (size_t)p * V;
-        bool finite = true;
-        for (int i = 0; i < V; i++)
-            if (!isfinite(o[i]) || !isfinite(r[i])) {
-                st.n_nonfinite++;
-                finite = false;
-            }
-        if (!finite) {
-            st.mean_kl = INFINITY;
-            st.max_abs = INFINITY;
-            continue;
-        }
-        log_softmax(r, V, lp);
-        log_softmax(o, V, lq);
-        double kl = 0.0;
-        for (int i = 0; i < V; i++) {
-            kl += exp(lp[i]) * (lp[i] - lq[i]);
-            double d = fabs((double)r[i] - o[i]);
-            if (d > st.max_abs) st.max_abs = d;
-        }
-        st.mean_kl += kl / n_pos;
-        agree += argmax(r, V) == argmax(o, V);
-    }
-    st.top1 = (double)agree / n_pos;
-    free(lp);
-    free(lq);
-    return st;
 }
 
 /* Counts the tensors of each type in the file at path into counts[VKM_Q6_K + 1...]. */
@@ -187,7 +125,7 @@ static void run_case(const char *label, const vkm_genmodel_hparams *hp, uint32_t
     vkm_ref_fwd_destroy(f);
 
     if (!rc && !rrc) {
-        stats st = compare(ref, gpu, n, V);
+        logits_stats st = logits_compare(ref, gpu, n, V, true);
         printf("%-22s %3d tok: mean KL %.3g  top-1 %.1f%%  max abs %.4g\n", label, n, st.mean_kl,
                100.0 * st.top1, st.max_abs);
         CHECK_MSG(st.n_nonfinite == 0, "%s: %ld NaN/Inf logits", label, st.n_nonfinite);

@@ -14,81 +14,13 @@
 #include "check.h"
 #include "gguf.h"
 #include "gguf_write.h"
+#include "logits_check.h"
 #include "model.h"
 #include "qtype.h"
 #include "ref_forward.h"
 #include "ref_ops.h"
 
 #define N_PROMPT 33
-
-static int read_file(const char *path, void *buf, size_t n) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return -1;
-    size_t got = fread(buf, 1, n, fp);
-    int extra = fgetc(fp);
-    fclose(fp);
-    return got == n && extra == EOF ? 0 : -1;
-}
-
-/* prompt.ids: whitespace-separated decimal ids. */
-static int read_prompt(int32_t *ids) {
-    FILE *fp = fopen(VKMOE_FIXTURES_DIR "/prompt.ids", "r");
-    if (!fp) return -1;
-    int n = 0, v;
-    while (n < N_PROMPT && fscanf(fp, "%d", &v) == 1) ids[n++] = v;
-    fclose(fp);
-    return n;
-}
-
-typedef struct stats {
-    double mean_kl, max_abs, top1;
-} stats;
-
-static int argmax(const float *x, int n) {
-    int b = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[b]) b = i;
-    return b;
-}
-
-static void log_softmax(const float *x, int n, double *out) {
-    double mx = x[0], s = 0.0;
-    for (int i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-    for (int i = 0; i < n; i++) s += exp((double)x[i] - mx);
-    for (int i = 0; i < n; i++) out[i] = (double)x[i] - mx - log(s);
-}
-
-static stats compare(const float *ref, const float *ours, int n_pos, int n_vocab) {
-    stats st = {0, 0, 0};
-    double *lp = malloc((size_t)n_vocab * sizeof *lp), *lq = malloc((size_t)n_vocab * sizeof *lq);
-    int agree = 0;
-    for (int p = 0; p < n_pos; p++) {
-        const float *r = ref + (size_t)p * n_vocab, *o = ours + (size_t)p * n_vocab;
-        log_softmax(r, n_vocab, lp);
-        log_softmax(o, n_vocab, lq);
-        double kl = 0.0;
-        for (int i = 0; i < n_vocab; i++) {
-            kl += exp(lp[i]) * (lp[i] - lq[i]);
-            double d = fabs((double)r[i] - o[i]);
-            if (d > st.max_abs) st.max_abs = d;
-        }
-        st.mean_kl += kl / n_pos;
-        agree += argmax(r, n_vocab) == argmax(o, n_vocab);
-    }
-    st.top1 = (double)agree / n_pos;
-    free(lp);
-    free(lq);
-    return st;
-}
-
-static double max_abs_diff(const float *a, const float *b, size_t n) {
-    double m = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (d > m || d != d) m = d != d ? INFINITY : d;
-    }
-    return m;
-}
 
 static void run_model(const char *name, double max_kl, double min_top1, const int32_t *ids) {
     char path[512], lpath[512];
@@ -108,7 +40,7 @@ static void run_model(const char *name, double max_kl, double min_top1, const in
     const size_t nl = (size_t)N_PROMPT * V;
     float *ref = malloc(nl * sizeof *ref), *batch = malloc(nl * sizeof *batch);
     float *other = malloc(nl * sizeof *other);
-    CHECK(read_file(lpath, ref, nl * sizeof *ref) == 0);
+    CHECK(logits_read_f32(lpath, ref, nl) == 0);
 
     /* configurations: F32 cache (the fixtures') and the F16 / activation-quantized variants */
     const vkm_ref_fwd_opts variants[] = {{64, false, false}, {64, true, false}, {64, false, true}};
@@ -118,7 +50,7 @@ static void run_model(const char *name, double max_kl, double min_top1, const in
         CHECK_OK(vkm_ref_fwd_create(m, &variants[v], &f));
         if (!f) continue;
         CHECK_OK(vkm_ref_fwd_eval(f, ids, N_PROMPT, v == 0 ? batch : other));
-        stats st = compare(ref, v == 0 ? batch : other, N_PROMPT, V);
+        logits_stats st = logits_compare(ref, v == 0 ? batch : other, N_PROMPT, V, false);
         printf("%-16s %-20s mean KL %.3g  top-1 %.1f%%  max abs %.4g\n", name, vnames[v],
                st.mean_kl, 100.0 * st.top1, st.max_abs);
         if (v == 0) { /* the configuration the fixtures were made with */
@@ -139,14 +71,14 @@ static void run_model(const char *name, double max_kl, double min_top1, const in
         for (int i = 0; i < N_PROMPT; i++)
             CHECK_OK(vkm_ref_fwd_eval(f, ids + i, 1, other + (size_t)i * V));
         CHECK(vkm_ref_fwd_n_past(f) == N_PROMPT);
-        double d1 = max_abs_diff(batch, other, nl);
+        double d1 = logits_max_abs_diff(batch, other, nl);
         printf("%-16s token-by-token vs batch: max abs %.3g\n", name, d1);
         CHECK(d1 <= 1e-4);
 
         CHECK_OK(vkm_ref_fwd_truncate(f, 0));
         CHECK_OK(vkm_ref_fwd_eval(f, ids, 20, other));
         CHECK_OK(vkm_ref_fwd_eval(f, ids + 20, 13, other + (size_t)20 * V));
-        double d2 = max_abs_diff(batch, other, nl);
+        double d2 = logits_max_abs_diff(batch, other, nl);
         printf("%-16s 20 + 13 vs batch: max abs %.3g\n", name, d2);
         CHECK(d2 <= 1e-4);
 
@@ -162,7 +94,7 @@ static void run_model(const char *name, double max_kl, double min_top1, const in
         /* rewinding and re-evaluating the tail reproduces it */
         CHECK_OK(vkm_ref_fwd_truncate(f, 30));
         CHECK_OK(vkm_ref_fwd_eval(f, ids + 30, 3, other));
-        CHECK(max_abs_diff(batch + (size_t)30 * V, other, (size_t)3 * V) <= 1e-4);
+        CHECK(logits_max_abs_diff(batch + (size_t)30 * V, other, (size_t)3 * V) <= 1e-4);
         vkm_ref_fwd_destroy(f);
     }
     vkm_ref_fwd_opts bad_ctx = {-1, false, false};
@@ -275,13 +207,13 @@ static void run_rewrites(const int32_t *ids) {
           *alt = malloc(nl * 4);
     vkm_gguf *g = NULL;
     CHECK_OK(vkm_gguf_open(VKMOE_FIXTURES_DIR "/tiny-v3-f32.gguf", &g));
-    CHECK(read_file(VKMOE_FIXTURES_DIR "/tiny-v3-f32.logits.f32", ref, nl * 4) == 0);
+    CHECK(logits_read_f32(VKMOE_FIXTURES_DIR "/tiny-v3-f32.logits.f32", ref, nl) == 0);
     CHECK_OK(eval_file(VKMOE_FIXTURES_DIR "/tiny-v3-f32.gguf", ids, orig, NULL));
     if (g) {
         CHECK_OK(rewrite(g, REWRITE_LEGACY, tmp));
         CHECK_OK(eval_file(tmp, ids, var, alt));
-        stats st = compare(ref, var, N_PROMPT, 268);
-        double d = max_abs_diff(orig, var, nl), d1 = max_abs_diff(var, alt, nl);
+        logits_stats st = logits_compare(ref, var, N_PROMPT, 268, false);
+        double d = logits_max_abs_diff(orig, var, nl), d1 = logits_max_abs_diff(var, alt, nl);
         printf("tiny legacy (attn_kv_b): mean KL %.3g  top-1 %.1f%%  max abs %.4g vs llama.cpp; "
                "max abs %.3g vs MLA; token-by-token %.3g\n",
                st.mean_kl, 100.0 * st.top1, st.max_abs, d, d1);
@@ -290,7 +222,7 @@ static void run_rewrites(const int32_t *ids) {
 
         CHECK_OK(rewrite(g, REWRITE_FUSED, tmp));
         CHECK_OK(eval_file(tmp, ids, var, NULL));
-        d = max_abs_diff(orig, var, nl);
+        d = logits_max_abs_diff(orig, var, nl);
         printf("tiny fused ffn_gate_up_exps: max abs %.3g vs separate\n", d);
         CHECK(d == 0.0);
         remove(tmp);
@@ -372,7 +304,7 @@ static void test_ops(void) {
 int main(void) {
     test_ops();
     int32_t ids[N_PROMPT];
-    int n = read_prompt(ids);
+    int n = logits_read_prompt(ids, N_PROMPT);
     CHECK(n == N_PROMPT);
     if (n != N_PROMPT) return check_done();
     run_model("tiny-v3-f32", 1e-3, 0.97, ids);
