@@ -54,6 +54,14 @@ ok "run -n 8 --temp 0 exits 0" test $? -eq 0
 ok "run prints something" test -s "$TMP/g1.out"
 "${G[@]}" -p Hello -n 8 --temp 0 >"$TMP/g2.out" 2>&1
 ok "greedy twice is identical" cmp -s "$TMP/g1.out" "$TMP/g2.out"
+# Expert paging on run: a budget holding part of the experts gives the same greedy text and
+# --stats prints the counters line.
+"${G[@]}" -p Hello -n 8 --temp 0 --vram-budget 800K --stats >"$TMP/p1.out" 2>"$TMP/p1.err"
+ok "run --vram-budget 800K --stats exits 0" test $? -eq 0
+ok "paged greedy text equals the resident one" cmp -s "$TMP/g1.out" "$TMP/p1.out"
+ok "run --stats prints the experts line" grep -qE "^experts: hits=[0-9]+ misses=[1-9]" "$TMP/p1.err"
+expect "run --expert-policy bad" 2 "^usage:" -- "${G[@]}" -p Hello --expert-policy fifo
+expect "run --vram-budget bad" 2 "^usage:" -- "${G[@]}" -p Hello --vram-budget -5
 "${G[@]}" -p Hello -n 16 --temp 0.9 --seed 7 >"$TMP/s1.out" 2>&1
 "${G[@]}" -p Hello -n 16 --temp 0.9 --seed 7 >"$TMP/s2.out" 2>&1
 ok "same seed, same text" cmp -s "$TMP/s1.out" "$TMP/s2.out"

@@ -20,7 +20,8 @@
 static const char *const USAGE =
     "vkmoe chat -m MODEL.gguf [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] "
     "[--repeat-penalty R] [--seed S] [-c CTX] [--device N] [--profile] [--system TEXT] "
-    "[--chat-template NAME] [--hide-thinking] [--no-bos] [--kv-f32] [--quiet]";
+    "[--chat-template NAME] [--hide-thinking] [--no-bos] [--kv-f32] [--vram-budget SIZE] "
+    "[--expert-policy lru|lfu] [--stats] [--quiet]";
 
 static const char *const COMMANDS_HELP =
     "/reset clears the conversation, /quit (or Ctrl-D) exits, Ctrl-C stops an answer\n"

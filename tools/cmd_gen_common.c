@@ -67,6 +67,10 @@ void gen_print_flags_help(FILE *f, long default_n) {
         "  --device N              Vulkan device index (see `vkmoe devices`)\n"
         "  --kv-f32                F32 KV cache instead of F16\n"
         "  --profile               print per-kernel GPU times after the run\n"
+        "  --vram-budget SIZE      device bytes for weights + expert cache (K/M/G); routed\n"
+        "                          experts beyond it are paged from host memory\n"
+        "  --expert-policy P       expert cache eviction: lru (default) or lfu\n"
+        "  --stats                 print the expert-paging counters after the run\n"
         "  --quiet                 no load progress, model line or timings on stderr\n",
         default_n);
 }
@@ -139,6 +143,16 @@ int gen_parse_flag(gen_opts *o, int argc, char **argv, int *i, const char *usage
         o->kv_f32 = true;
     } else if (IS("--profile")) {
         o->profile = true;
+    } else if (IS("--stats")) {
+        o->stats = true;
+    } else if (IS("--vram-budget")) {
+        if (!(v = flag_value(argc, argv, i)) || !cli_parse_size(v, &o->vram_budget) ||
+            !o->vram_budget)
+            return cli_usage_error(usage, "%s needs a size such as 512M or 12G", a);
+    } else if (IS("--expert-policy")) {
+        if (!(v = flag_value(argc, argv, i)) || (strcmp(v, "lru") && strcmp(v, "lfu")))
+            return cli_usage_error(usage, "%s needs lru or lfu", a);
+        o->expert_policy = !strcmp(v, "lfu") ? VKM_EXPERT_LFU : VKM_EXPERT_LRU;
     } else if (IS("--quiet")) {
         o->quiet = true;
     } else {
@@ -199,8 +213,12 @@ int gen_open(gen_ctx *g, const gen_opts *o, bool want_template) {
         vkm_chat_template_select(o->chat_template, vkm_tok_chat_template(g->tok), &g->tmpl))
         return cli_fail_last();
 
-    vkm_engine_opts eo = {
-        .model_path = o->model, .device = (int)o->device, .profile = o->profile, .quiet = o->quiet};
+    vkm_engine_opts eo = {.model_path = o->model,
+                          .device = (int)o->device,
+                          .profile = o->profile,
+                          .quiet = o->quiet,
+                          .vram_budget = o->vram_budget,
+                          .expert_policy = o->expert_policy};
     if (vkm_engine_open(&eo, &g->engine)) return cli_fail_last();
     vkm_engine_info info;
     vkm_engine_get_info(g->engine, &info);
@@ -379,6 +397,13 @@ void gen_print_timings(gen_ctx *g) {
                 g->n_gen, g->t_gen > 0 ? (double)g->n_gen / g->t_gen : 0.0);
     }
     if (g->opts->profile && g->engine) vkm_engine_profile_print(g->engine, stderr);
+    if (g->opts->stats && g->engine) {
+        vkm_expert_stats st;
+        char line[256];
+        vkm_engine_expert_stats(g->engine, &st);
+        vkm_expert_stats_line(&st, line, sizeof line);
+        fprintf(stderr, "%s\n", line);
+    }
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -16,7 +16,8 @@
 static const char *const USAGE =
     "vkmoe run -m MODEL.gguf (-p PROMPT | -f FILE) [-n N] [--temp T] [--top-k K] [--top-p P] "
     "[--min-p P] [--repeat-penalty R] [--seed S] [-c CTX] [--device N] [--profile] [--chat] "
-    "[--system TEXT] [--chat-template NAME] [--hide-thinking] [--no-bos] [--kv-f32] [--quiet]";
+    "[--system TEXT] [--chat-template NAME] [--hide-thinking] [--no-bos] [--kv-f32] [--vram-budget "
+    "SIZE] [--expert-policy lru|lfu] [--stats] [--quiet]";
 
 enum { RUN_DEFAULT_N = 128 };
 

@@ -26,6 +26,9 @@ typedef struct gen_opts {
     long n_ctx;     /* 0 = min(n_ctx_train, 4096) */
     long device;    /* -1 = default */
     bool profile, kv_f32, quiet, no_bos;
+    uint64_t vram_budget;      /* bytes for weights + expert cache; 0 = automatic */
+    int expert_policy;         /* enum vkm_expert_policy */
+    bool stats;                /* print the expert-paging counters after the run */
     const char *system;        /* system message, or NULL */
     const char *chat_template; /* template name, NULL = detect from the model */
     bool hide_thinking;
