@@ -15,25 +15,42 @@ int vkm_error(int code, const char *fmt, ...) {
     return code;
 }
 
-const char *vkm_errmsg(void) { return g_msg[0] ? g_msg : "(no details)"; }
+const char *vkm_errmsg(void) {
+    return g_msg[0] ? g_msg : "(no details)";
+}
 
-void vkm_error_clear(void) { g_msg[0] = 0; }
+void vkm_error_clear(void) {
+    g_msg[0] = 0;
+}
 
 const char *vkm_strerror(int code) {
     switch (code) {
-    case VKM_OK: return "ok";
-    case VKM_EINVAL: return "invalid argument";
-    case VKM_ENOMEM: return "out of host memory";
-    case VKM_EIO: return "i/o error";
-    case VKM_EFORMAT: return "malformed file";
-    case VKM_EUNSUPPORTED: return "unsupported";
-    case VKM_ENODEV: return "no usable device";
-    case VKM_EDEVICE: return "device error";
-    case VKM_EDEVMEM: return "out of device memory";
-    case VKM_EDEVLOST: return "device lost";
-    case VKM_EINTR: return "interrupted";
-    case VKM_ERANGE: return "out of range";
-    default: return "unknown error";
+    case VKM_OK:
+        return "ok";
+    case VKM_EINVAL:
+        return "invalid argument";
+    case VKM_ENOMEM:
+        return "out of host memory";
+    case VKM_EIO:
+        return "i/o error";
+    case VKM_EFORMAT:
+        return "malformed file";
+    case VKM_EUNSUPPORTED:
+        return "unsupported";
+    case VKM_ENODEV:
+        return "no usable device";
+    case VKM_EDEVICE:
+        return "device error";
+    case VKM_EDEVMEM:
+        return "out of device memory";
+    case VKM_EDEVLOST:
+        return "device lost";
+    case VKM_EINTR:
+        return "interrupted";
+    case VKM_ERANGE:
+        return "out of range";
+    default:
+        return "unknown error";
     }
 }
 

@@ -229,7 +229,7 @@ static int matmul_experts(const fwd *f, uint32_t il, int kind, int64_t k, int64_
                        .mats = plan ? plan->mats : f->w->buf,
                        .mats_off = plan ? plan->mats_off : f->w->mats.off,
                        .max_per_mat = f->b->n, /* a token picks an expert at most once */
-                       .active_list = !plan}; /* moe_group writes it; paging plans do not */
+                       .active_list = !plan};  /* moe_group writes it; paging plans do not */
     return vkm_op_matmul_id(f->gpu, &a);
 }
 

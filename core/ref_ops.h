@@ -10,8 +10,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define VKM_REF_MAX_EXPERT 512 /* llama.cpp's LLAMA_MAX_EXPERTS; n_expert is validated against it  \
-                                */
+#define VKM_REF_MAX_EXPERT                                                                         \
+    512 /* llama.cpp's LLAMA_MAX_EXPERTS; n_expert is validated against it                         \
+         */
 
 /* Gating functions (deepseek2.expert_gating_func). */
 enum { VKM_GATING_SOFTMAX = 1, VKM_GATING_SIGMOID = 2 };

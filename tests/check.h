@@ -14,45 +14,45 @@
 
 static int check_passed, check_failed;
 
-#define CHECK(cond)                                                                               \
-    do {                                                                                          \
-        if (cond) {                                                                               \
-            check_passed++;                                                                       \
-        } else {                                                                                  \
-            check_failed++;                                                                       \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);              \
-        }                                                                                         \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (cond) {                                                                                \
+            check_passed++;                                                                        \
+        } else {                                                                                   \
+            check_failed++;                                                                        \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_MSG(cond, ...)                                                                      \
-    do {                                                                                          \
-        if (cond) {                                                                               \
-            check_passed++;                                                                       \
-        } else {                                                                                  \
-            check_failed++;                                                                       \
-            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);              \
-            fprintf(stderr, __VA_ARGS__);                                                         \
-            fputc('\n', stderr);                                                                  \
-        }                                                                                         \
+#define CHECK_MSG(cond, ...)                                                                       \
+    do {                                                                                           \
+        if (cond) {                                                                                \
+            check_passed++;                                                                        \
+        } else {                                                                                   \
+            check_failed++;                                                                        \
+            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);               \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_OK(expr)                                                                            \
-    do {                                                                                          \
-        int check_rc_ = (expr);                                                                   \
-        CHECK_MSG(check_rc_ == 0, "%s returned %d: %s", #expr, check_rc_, vkm_errmsg());          \
+#define CHECK_OK(expr)                                                                             \
+    do {                                                                                           \
+        int check_rc_ = (expr);                                                                    \
+        CHECK_MSG(check_rc_ == 0, "%s returned %d: %s", #expr, check_rc_, vkm_errmsg());           \
     } while (0)
 
-#define CHECK_ERR(expr)                                                                           \
-    do {                                                                                          \
-        int check_rc_ = (expr);                                                                   \
-        CHECK_MSG(check_rc_ < 0, "%s returned %d, expected an error", #expr, check_rc_);          \
+#define CHECK_ERR(expr)                                                                            \
+    do {                                                                                           \
+        int check_rc_ = (expr);                                                                    \
+        CHECK_MSG(check_rc_ < 0, "%s returned %d, expected an error", #expr, check_rc_);           \
     } while (0)
 
-#define CHECK_NEAR(a, b, tol)                                                                     \
-    do {                                                                                          \
-        double check_a_ = (a), check_b_ = (b);                                                    \
-        CHECK_MSG(fabs(check_a_ - check_b_) <= (tol), "%s = %g, %s = %g, tol %g", #a, check_a_,   \
-                  #b, check_b_, (double)(tol));                                                   \
+#define CHECK_NEAR(a, b, tol)                                                                      \
+    do {                                                                                           \
+        double check_a_ = (a), check_b_ = (b);                                                     \
+        CHECK_MSG(fabs(check_a_ - check_b_) <= (tol), "%s = %g, %s = %g, tol %g", #a, check_a_,    \
+                  #b, check_b_, (double)(tol));                                                    \
     } while (0)
 
 static inline int check_done(void) {

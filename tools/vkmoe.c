@@ -18,9 +18,10 @@ static const cli_cmd g_cmds[] = {
 enum { N_CMDS = sizeof g_cmds / sizeof g_cmds[0] };
 
 static void print_help(FILE *f) {
-    fprintf(f, "vkmoe %s - DeepSeek-family MoE inference on Vulkan\n\n"
-               "usage: vkmoe <command> [options]   (vkmoe <command> --help for details)\n\n"
-               "commands:\n",
+    fprintf(f,
+            "vkmoe %s - DeepSeek-family MoE inference on Vulkan\n\n"
+            "usage: vkmoe <command> [options]   (vkmoe <command> --help for details)\n\n"
+            "commands:\n",
             VKMOE_VERSION);
     for (int i = 0; i < N_CMDS; i++) fprintf(f, "  %-12s %s\n", g_cmds[i].name, g_cmds[i].summary);
 }
