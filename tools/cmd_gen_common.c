@@ -365,6 +365,8 @@ int gen_generate(gen_ctx *g, long n_predict, gen_text_fn fn, void *user, enum ge
         }
         g->have_logits = false;
         if (vkm_session_eval(g->session, &id, 1, false, g->logits)) {
+            fflush(stdout); /* start the message on its own line after streamed text */
+            if (isatty(STDOUT_FILENO) && isatty(STDERR_FILENO)) fputc('\n', stderr);
             rc = cli_fail_last();
             break;
         }
