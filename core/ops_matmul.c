@@ -20,24 +20,8 @@
 #define WINDOW_ALIGN 256u
 
 bool vkm_op_matmul_supported(uint32_t type) {
-    switch (type) {
-    case VKM_F32:
-    case VKM_F16:
-    case VKM_BF16:
-    case VKM_Q4_0:
-    case VKM_Q4_1:
-    case VKM_Q5_0:
-    case VKM_Q5_1:
-    case VKM_Q8_0:
-    case VKM_Q2_K:
-    case VKM_Q3_K:
-    case VKM_Q4_K:
-    case VKM_Q5_K:
-    case VKM_Q6_K:
-        return true;
-    default:
-        return false;
-    }
+    const vkm_qtype_info *t = vkm_qtype_get(type); /* every type the references handle */
+    return t && t->supported;
 }
 
 /* Checks the weight type and k, returns the row bytes in *row_bytes. */

@@ -39,25 +39,9 @@ static float dot(const float *a, const float *b, int64_t k) {
  * on m or n being 0. */
 static int check_type(const char *what, uint32_t wtype) {
     const vkm_qtype_info *t = vkm_qtype_get(wtype);
-    switch (wtype) {
-    case VKM_F32:
-    case VKM_F16:
-    case VKM_BF16:
-    case VKM_Q4_0:
-    case VKM_Q4_1:
-    case VKM_Q5_0:
-    case VKM_Q5_1:
-    case VKM_Q8_0:
-    case VKM_Q2_K:
-    case VKM_Q3_K:
-    case VKM_Q4_K:
-    case VKM_Q5_K:
-    case VKM_Q6_K:
-        return 0;
-    default:
-        return vkm_error(VKM_EUNSUPPORTED, "%s: weight type %s (%u) not supported", what,
-                         t ? t->name : "unknown", wtype);
-    }
+    if (t && t->supported) return 0;
+    return vkm_error(VKM_EUNSUPPORTED, "%s: weight type %s (%u) not supported", what,
+                     t ? t->name : "unknown", wtype);
 }
 
 int vkm_ref_matmul(uint32_t wtype, const void *w, int64_t k, int64_t m, const float *x, int64_t n,
