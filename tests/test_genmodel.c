@@ -15,36 +15,13 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "tmpdir.h"
 #include "genmodel.h"
 #include "gguf.h"
 #include "model.h"
 #include "qtype.h"
 #include "ref_forward.h"
 #include "ref_ops.h" /* VKM_GATING_* */
-
-static char g_dir[64];
-
-static void make_tmpdir(void) {
-    snprintf(g_dir, sizeof g_dir, "/tmp/vkmoe-genmodel-XXXXXX");
-    if (!mkdtemp(g_dir)) {
-        perror("mkdtemp");
-        exit(1);
-    }
-}
-
-static void remove_tmpdir(void) {
-    DIR *d = opendir(g_dir);
-    if (!d) return;
-    struct dirent *e;
-    char path[512];
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        snprintf(path, sizeof path, "%s/%s", g_dir, e->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(g_dir);
-}
 
 static const char *tmp_path(const char *name) {
     static char path[4][512];
@@ -493,7 +470,7 @@ static void test_forward_sane(void) {
 }
 
 int main(void) {
-    make_tmpdir();
+    tmpdir_make("genmodel");
     test_names();
     test_types();
     test_tiny_all_mixes();
@@ -503,6 +480,6 @@ int main(void) {
     test_structures();
     test_overrides();
     test_forward_sane();
-    remove_tmpdir();
+    tmpdir_remove();
     return check_done();
 }

@@ -10,33 +10,10 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "tmpdir.h"
 #include "gguf.h"
 #include "gguf_write.h"
 #include "qtype.h"
-
-static char g_dir[64];
-
-static void make_tmpdir(void) {
-    snprintf(g_dir, sizeof g_dir, "/tmp/vkmoe-gguf-XXXXXX");
-    if (!mkdtemp(g_dir)) {
-        perror("mkdtemp");
-        exit(1);
-    }
-}
-
-static void remove_tmpdir(void) {
-    DIR *d = opendir(g_dir);
-    if (!d) return;
-    struct dirent *e;
-    char path[512];
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        snprintf(path, sizeof path, "%s/%s", g_dir, e->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(g_dir);
-}
 
 static const char *tmp_path(const char *name) {
     static char path[4][512];
@@ -537,13 +514,13 @@ static void test_split(void) {
 }
 
 int main(void) {
-    make_tmpdir();
+    tmpdir_make("gguf");
     test_tiny();
     test_small();
     test_vocab();
     test_roundtrip();
     test_rewrite_fixture();
     test_split();
-    remove_tmpdir();
+    tmpdir_remove();
     return check_done();
 }

@@ -11,11 +11,11 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "tmpdir.h"
 #include "gguf.h"
 #include "gguf_write.h"
 #include "qtype.h"
 
-static char g_dir[64];
 static char g_path[128];
 
 /* ---- a byte buffer to build files with ---- */
@@ -447,26 +447,8 @@ static void test_io(void) {
     CHECK(vkm_gguf_open(g_dir, &g) == VKM_EIO); /* a directory */
 }
 
-static void remove_tmpdir(void) {
-    DIR *d = opendir(g_dir);
-    if (!d) return;
-    struct dirent *e;
-    char path[512];
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        snprintf(path, sizeof path, "%s/%s", g_dir, e->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(g_dir);
-}
-
 int main(void) {
-    snprintf(g_dir, sizeof g_dir, "/tmp/vkmoe-gguf-bad-XXXXXX");
-    if (!mkdtemp(g_dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    tmpdir_make("gguf-bad");
     test_truncation();
     test_header();
     test_kvs();
@@ -474,6 +456,6 @@ int main(void) {
     test_tensors();
     test_split_names();
     test_io();
-    remove_tmpdir();
+    tmpdir_remove();
     return check_done();
 }
