@@ -49,7 +49,14 @@ typedef struct vkm_gpu_device_info {
     bool external_memory_host; /* VK_EXT_external_memory_host */
     bool timestamps;           /* compute queue supports timestamps */
     float timestamp_period_ns; /* nanoseconds per timestamp tick */
+    bool cpu_kernels; /* kernel layouts for a CPU device (set by vkm_gpu_create: the device type,
+                         or vkm_gpu_options.kernels / $VKMOE_KERNELS) */
 } vkm_gpu_device_info;
+
+/* Kernel layouts (vkm_gpu_options.kernels): the device's own, or forced so that tests cover the
+ * GPU layouts (k-split GEMV, tiled GEMM) on lavapipe and the CPU ones anywhere. The environment
+ * variable VKMOE_KERNELS=gpu|cpu overrides AUTO. */
+enum { VKM_KERNELS_AUTO, VKM_KERNELS_GPU, VKM_KERNELS_CPU };
 
 const char *vkm_gpu_vendor_name(int vendor); /* "AMD", "Intel", "NVIDIA", "other" */
 const char *vkm_gpu_type_name(int type); /* "discrete", "integrated", "virtual", "cpu", "other" */
@@ -63,6 +70,7 @@ typedef struct vkm_gpu_options {
     bool no_pipeline_cache; /* do not read/write $XDG_CACHE_HOME/vkmoe/pipelines-*.bin */
     bool force_staging;     /* tests: upload/download through the staging buffer and transfer queue
                                even when device memory is host visible (lavapipe, UMA) */
+    int kernels;            /* VKM_KERNELS_*: kernel layouts (0 = AUTO) */
 } vkm_gpu_options;
 
 int vkm_gpu_create(const vkm_gpu_options *opt, vkm_gpu **out);

@@ -97,7 +97,7 @@ typedef struct tuning {
 
 static tuning get_tuning(vkm_gpu *gpu) {
     const vkm_gpu_device_info *info = vkm_gpu_info(gpu);
-    if (info->type == VKM_DEV_CPU && info->subgroup_size >= 8 && info->subgroup_size <= 64)
+    if (info->cpu_kernels && info->subgroup_size >= 8 && info->subgroup_size <= 64)
         return (tuning){32, 1, 1};
     uint32_t w = info->subgroup_size * 4;
     return (tuning){w < 64 ? 64 : w > 128 ? 128 : w, 2, 0};

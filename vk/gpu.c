@@ -134,6 +134,19 @@ int vkm_gpu_create(const vkm_gpu_options *opt, vkm_gpu **out) {
         return rc;
     }
     g->dev->caps.info.is_default = opt->device == -1;
+    int kernels = opt->kernels;
+    const char *env = getenv("VKMOE_KERNELS");
+    if (kernels == VKM_KERNELS_AUTO && env && *env) {
+        if (!strcmp(env, "gpu")) kernels = VKM_KERNELS_GPU;
+        else if (!strcmp(env, "cpu")) kernels = VKM_KERNELS_CPU;
+        else {
+            vkm_gpu_destroy(g);
+            return vkm_error(VKM_EINVAL, "VKMOE_KERNELS=%s: expected gpu or cpu", env);
+        }
+    }
+    vkm_gpu_device_info *info = &g->dev->caps.info;
+    info->cpu_kernels = kernels == VKM_KERNELS_CPU ||
+                        (kernels == VKM_KERNELS_AUTO && info->type == VKM_DEV_CPU);
     g->force_staging = opt->force_staging;
     *out = g;
     return VKM_OK;
