@@ -209,7 +209,7 @@ static int read_strings(reader *r, gguf_kv *kv, uint64_t count, const char *key)
                        count, left(r));
     uint64_t start = r->pos, chars = 0;
     for (uint64_t i = 0; i < count; i++) {
-        uint64_t len;
+        uint64_t len = 0;
         int rc = rd_strlen(r, &len, "string");
         if (rc) return rc;
         r->pos += len;
@@ -223,7 +223,7 @@ static int read_strings(reader *r, gguf_kv *kv, uint64_t count, const char *key)
     char *dst = block + table;
     r->pos = start;
     for (uint64_t i = 0; i < count; i++) {
-        uint64_t len;
+        uint64_t len = 0;
         memcpy(&len, r->p + r->pos, 8);
         r->pos += 8;
         memcpy(dst, r->p + r->pos, len);
@@ -245,7 +245,7 @@ static int check_bools(reader *r, const uint8_t *b, uint64_t n, const char *key)
 }
 
 static int read_kv(reader *r, gguf_kv *kv) {
-    uint64_t at = r->pos, len;
+    uint64_t at = r->pos, len = 0;
     int rc = rd_strlen(r, &len, "key");
     if (rc) return rc;
     if (len == 0) return fail_at(r, at, "empty key");
@@ -458,7 +458,7 @@ static int read_tensor_info(reader *r, vkm_gguf *g, int part, uint32_t alignment
     vkm_gguf_tensor *t = &g->tensors[idx];
     char *name = g->names[idx];
     memset(t, 0, sizeof *t);
-    uint64_t at = r->pos, len;
+    uint64_t at = r->pos, len = 0;
     int rc = rd_strlen(r, &len, "tensor name");
     if (rc) return rc;
     if (len == 0) return fail_at(r, at, "empty tensor name");

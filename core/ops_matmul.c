@@ -149,7 +149,7 @@ static int vec_grid(const char *fn, vkm_gpu *gpu, uint32_t m, uint32_t *gx, uint
 int vkm_op_matmul(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_off, int64_t k, int64_t m,
                   vkm_gpu_buf *x, size_t x_off, int64_t n, vkm_gpu_buf *y, size_t y_off) {
     static const char fn[] = "vkm_op_matmul";
-    size_t row_bytes;
+    size_t row_bytes = 0;
     int rc = check_weight(fn, wtype, k, m, &row_bytes);
     if (rc) return rc;
     if (n < 0 || n > UINT32_MAX / 4)
@@ -197,7 +197,7 @@ int vkm_op_matmul(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_off, in
 int vkm_op_matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a) {
     static const char fn[] = "vkm_op_matmul_id";
     if (!a) return vkm_error(VKM_EINVAL, "%s: no arguments", fn);
-    size_t row_bytes;
+    size_t row_bytes = 0;
     int rc = check_weight(fn, a->wtype, a->k, a->m, &row_bytes);
     if (rc) return rc;
     if (a->n_mat <= 0 || a->n_mat > VKM_MM_MAX_GROUPS)

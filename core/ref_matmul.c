@@ -46,7 +46,7 @@ static int check_type(const char *what, uint32_t wtype) {
 
 int vkm_ref_matmul(uint32_t wtype, const void *w, int64_t k, int64_t m, const float *x, int64_t n,
                    float *y) {
-    size_t rb, mb;
+    size_t rb = 0, mb = 0;
     int rc = check_type("matmul", wtype);
     if (!rc) rc = check_shape("matmul", wtype, k, m, 1, &rb, &mb);
     if (rc) return rc;
@@ -66,7 +66,7 @@ int vkm_ref_matmul(uint32_t wtype, const void *w, int64_t k, int64_t m, const fl
 
 int vkm_ref_matmul_id(uint32_t wtype, const void *w, int64_t k, int64_t m, int64_t n_mat,
                       const float *x, int64_t n_rows, const int32_t *mat_of_row, float *y) {
-    size_t rb, mb;
+    size_t rb = 0, mb = 0;
     int rc = check_type("matmul_id", wtype);
     if (!rc) rc = check_shape("matmul_id", wtype, k, m, n_mat, &rb, &mb);
     if (rc) return rc;
@@ -97,7 +97,7 @@ int vkm_ref_matmul_id(uint32_t wtype, const void *w, int64_t k, int64_t m, int64
 
 int vkm_ref_slice_bytes(uint32_t wtype, int64_t k, int64_t m, int64_t n_mat, int64_t e,
                         size_t *offset, size_t *size) {
-    size_t rb, mb;
+    size_t rb = 0, mb = 0;
     int rc = check_shape("slice_bytes", wtype, k, m, n_mat, &rb, &mb);
     if (rc) return rc;
     if (e < 0 || e >= n_mat)

@@ -338,7 +338,7 @@ static int quant_asym32(const char *name, const float *x, int L, int *q, uint16_
 
 static int q_q4_0(const float *x, uint8_t *b) {
     int q[32];
-    uint16_t d;
+    uint16_t d = 0;
     int rc = quant_sym32("Q4_0", x, 7.5f, -8, 7, q, &d);
     if (rc) return rc;
     wr16(b, d);
@@ -348,7 +348,7 @@ static int q_q4_0(const float *x, uint8_t *b) {
 
 static int q_q5_0(const float *x, uint8_t *b) {
     int q[32];
-    uint16_t d;
+    uint16_t d = 0;
     int rc = quant_sym32("Q5_0", x, 15.5f, -16, 15, q, &d);
     if (rc) return rc;
     wr16(b, d);
@@ -364,7 +364,7 @@ static int q_q5_0(const float *x, uint8_t *b) {
 
 static int q_q4_1(const float *x, uint8_t *b) {
     int q[32];
-    uint16_t d, m;
+    uint16_t d = 0, m = 0;
     int rc = quant_asym32("Q4_1", x, 15, q, &d, &m);
     if (rc) return rc;
     wr16(b, d);
@@ -375,7 +375,7 @@ static int q_q4_1(const float *x, uint8_t *b) {
 
 static int q_q5_1(const float *x, uint8_t *b) {
     int q[32];
-    uint16_t d, m;
+    uint16_t d = 0, m = 0;
     int rc = quant_asym32("Q5_1", x, 31, q, &d, &m);
     if (rc) return rc;
     wr16(b, d);
@@ -463,7 +463,7 @@ static int quant_ksym(const char *name, const float *x, int qmax, int smax, uint
 
 static int q_q2_k(const float *x, uint8_t *b) {
     int sc[16], mi[16], q[256];
-    uint16_t d, dmin;
+    uint16_t d = 0, dmin = 0;
     int rc = quant_kasym("Q2_K", x, 16, 3, 15, &d, &dmin, sc, mi, q);
     if (rc) return rc;
     memset(b, 0, 84);
@@ -479,7 +479,7 @@ static int q_q2_k(const float *x, uint8_t *b) {
 
 static int q_q3_k(const float *x, uint8_t *b) {
     int s[16], q[256];
-    uint16_t d;
+    uint16_t d = 0;
     int rc = quant_ksym("Q3_K", x, 3, 31, &d, s, q);
     if (rc) return rc;
     memset(b, 0, 110);
@@ -514,7 +514,7 @@ static void k_pack_scale_min(uint8_t *b, const int *sc, const int *m) {
 
 static int q_q4_k(const float *x, uint8_t *b) {
     int sc[8], mi[8], q[256];
-    uint16_t d, dmin;
+    uint16_t d = 0, dmin = 0;
     int rc = quant_kasym("Q4_K", x, 8, 15, 63, &d, &dmin, sc, mi, q);
     if (rc) return rc;
     memset(b, 0, 144);
@@ -530,7 +530,7 @@ static int q_q4_k(const float *x, uint8_t *b) {
 
 static int q_q5_k(const float *x, uint8_t *b) {
     int sc[8], mi[8], q[256];
-    uint16_t d, dmin;
+    uint16_t d = 0, dmin = 0;
     int rc = quant_kasym("Q5_K", x, 8, 31, 63, &d, &dmin, sc, mi, q);
     if (rc) return rc;
     memset(b, 0, 176);
@@ -548,7 +548,7 @@ static int q_q5_k(const float *x, uint8_t *b) {
 
 static int q_q6_k(const float *x, uint8_t *b) {
     int s[16], q[256];
-    uint16_t d;
+    uint16_t d = 0;
     int rc = quant_ksym("Q6_K", x, 31, 127, &d, s, q);
     if (rc) return rc;
     memset(b, 0, 210);

@@ -127,7 +127,7 @@ static int timed_batch(micro *mc, record_fn fn, void *ctx, int first, int runs, 
 
 /* Warm-up plus adaptive timed runs; *sec = median run time, *reps = timed runs. */
 static int measure(micro *mc, record_fn fn, void *ctx, double *sec, int *reps) {
-    double t1;
+    double t1 = 0;
     int rc = timed_batch(mc, fn, ctx, 0, 1, &t1);
     if (rc) return rc;
     if (t1 * 2 >= TARGET_S || mc->o->reps == 1) {
