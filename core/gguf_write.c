@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -382,23 +383,124 @@ static int writer_alignment(const vkm_gguf_writer *w, uint32_t *align) {
     return 0;
 }
 
-static int write_tensor_data(out_file *o, const vkm_gguf_writer *w, int64_t i, uint8_t **chunk) {
+/* Background writer for streamed tensor data: while a fill callback produces chunk k + 1 into
+ * one buffer, this thread writes chunk k (with the tensor's padding after its last chunk) from
+ * the other. At most one write is in flight, and the out_file is used only by the side whose
+ * turn it is (handed over under mu), so o->err and o->pos are read by the caller only after
+ * io_wait(). Without the thread (it could not be started) writes happen synchronously. */
+typedef struct io_thread {
+    out_file *o;
+    bool started; /* th, mu and cv exist */
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool busy, quit; /* under mu */
+    const void *p;   /* the write in flight: n bytes at p, then padding to `pad` (0: none) */
+    size_t n;
+    uint64_t pad;
+} io_thread;
+
+static void *io_main(void *arg) {
+    io_thread *io = arg;
+    pthread_mutex_lock(&io->mu);
+    for (;;) {
+        while (!io->busy && !io->quit) pthread_cond_wait(&io->cv, &io->mu);
+        if (!io->busy) break;
+        pthread_mutex_unlock(&io->mu);
+        out(io->o, io->p, io->n);
+        if (io->pad) out_pad(io->o, io->pad);
+        pthread_mutex_lock(&io->mu);
+        io->busy = false;
+        pthread_cond_broadcast(&io->cv);
+    }
+    pthread_mutex_unlock(&io->mu);
+    return NULL;
+}
+
+static void io_start(io_thread *io, out_file *o) {
+    *io = (io_thread){.o = o};
+    if (pthread_mutex_init(&io->mu, NULL)) return;
+    if (pthread_cond_init(&io->cv, NULL)) {
+        pthread_mutex_destroy(&io->mu);
+        return;
+    }
+    if (pthread_create(&io->th, NULL, io_main, io)) {
+        pthread_cond_destroy(&io->cv);
+        pthread_mutex_destroy(&io->mu);
+        return;
+    }
+    io->started = true;
+}
+
+/* Waits until no write is in flight. */
+static void io_wait(io_thread *io) {
+    if (!io->started) return;
+    pthread_mutex_lock(&io->mu);
+    while (io->busy) pthread_cond_wait(&io->cv, &io->mu);
+    pthread_mutex_unlock(&io->mu);
+}
+
+/* Writes n bytes at p (kept valid until the next io_wait()), then pads to `pad` if nonzero. The
+ * caller has waited for the previous write. */
+static void io_submit(io_thread *io, const void *p, size_t n, uint64_t pad) {
+    if (!io->started) {
+        out(io->o, p, n);
+        if (pad) out_pad(io->o, pad);
+        return;
+    }
+    pthread_mutex_lock(&io->mu);
+    io->p = p;
+    io->n = n;
+    io->pad = pad;
+    io->busy = true;
+    pthread_cond_broadcast(&io->cv);
+    pthread_mutex_unlock(&io->mu);
+}
+
+static void io_stop(io_thread *io) {
+    if (!io->started) return;
+    pthread_mutex_lock(&io->mu);
+    io->quit = true;
+    pthread_cond_broadcast(&io->cv);
+    pthread_mutex_unlock(&io->mu);
+    pthread_join(io->th, NULL); /* finishes a write in flight first */
+    pthread_cond_destroy(&io->cv);
+    pthread_mutex_destroy(&io->mu);
+    io->started = false;
+}
+
+/* Writes tensor i's data and its padding. chunk[2] are the fill buffers (allocated on first
+ * use), used alternately: *turn counts the chunks filled so far. Stops early (returning 0) once a
+ * write failed: the caller reports o->err. */
+static int write_tensor_data(io_thread *io, const vkm_gguf_writer *w, int64_t i, uint32_t align,
+                             uint8_t **chunk, unsigned *turn) {
     enum { CHUNK = 1 << 22 };
     const w_tensor *t = &w->tensors[i];
-    if (t->data) {
-        out(o, t->data, (size_t)t->nbytes);
-    } else if (!t->fill) {
-        out_zeros(o, t->nbytes);
-    } else {
-        if (!*chunk && !(*chunk = malloc(CHUNK)))
-            return vkm_error(VKM_ENOMEM, "gguf writer: out of memory");
-        for (uint64_t off = 0; off < t->nbytes && !o->err;) {
-            size_t n = t->nbytes - off < CHUNK ? (size_t)(t->nbytes - off) : CHUNK;
-            int rc = t->fill(t->user, i, off, *chunk, n);
-            if (rc) return rc;
-            out(o, *chunk, n);
-            off += n;
-        }
+    out_file *o = io->o;
+    io_wait(io);
+    if (o->err) return 0;
+    if (!t->fill) {
+        if (t->data)
+            out(o, t->data, (size_t)t->nbytes);
+        else
+            out_zeros(o, t->nbytes);
+        out_pad(o, align);
+        return 0;
+    }
+    if (!chunk[0] && !(chunk[0] = malloc(CHUNK)))
+        return vkm_error(VKM_ENOMEM, "gguf writer: out of memory");
+    if (!chunk[1] && !(chunk[1] = malloc(CHUNK)))
+        return vkm_error(VKM_ENOMEM, "gguf writer: out of memory");
+    if (t->nbytes == 0) out_pad(o, align);
+    for (uint64_t off = 0; off < t->nbytes;) {
+        size_t n = t->nbytes - off < CHUNK ? (size_t)(t->nbytes - off) : CHUNK;
+        uint8_t *buf = chunk[(*turn)++ % 2]; /* the other one may be being written */
+        int rc = t->fill(t->user, i, off, buf, n);
+        if (rc) return rc;
+        io_wait(io);
+        if (o->err) return 0;
+        off += n;
+        io_submit(io, buf, n, off == t->nbytes ? align : 0);
     }
     return 0;
 }
@@ -436,12 +538,15 @@ int vkm_gguf_w_write(vkm_gguf_writer *w, const char *path) {
             rc = vkm_error(VKM_EINVAL, "gguf writer: total data size overflows");
     }
     out_pad(&o, align);
-    uint8_t *chunk = NULL;
-    for (int64_t i = 0; i < w->n_tensors && !rc && !o.err; i++) {
-        rc = write_tensor_data(&o, w, i, &chunk);
-        out_pad(&o, align);
-    }
-    free(chunk);
+    uint8_t *chunk[2] = {NULL, NULL};
+    unsigned turn = 0;
+    io_thread io;
+    io_start(&io, &o);
+    for (int64_t i = 0; i < w->n_tensors && !rc; i++)
+        rc = write_tensor_data(&io, w, i, align, chunk, &turn);
+    io_stop(&io);
+    free(chunk[0]);
+    free(chunk[1]);
     if (fclose(o.f) && !o.err) o.err = errno ? errno : EIO;
     if (!rc && o.err) rc = vkm_error(VKM_EIO, "%s: write failed: %s", path, strerror(o.err));
     if (rc) unlink(path);

@@ -273,6 +273,69 @@ static void test_determinism(void) {
     unlink(p3);
 }
 
+/* Sets VKMOE_THREADS (NULL: unset). */
+static void set_threads(const char *v) {
+    if (v)
+        setenv("VKMOE_THREADS", v, 1);
+    else
+        unsetenv("VKMOE_THREADS");
+}
+
+/* The same bytes for 1, 2 and 3 generating threads, on a model whose expert tensors span several
+ * 4 MiB writer chunks with rows that straddle the chunk boundaries (F16 rows of 320 bytes; in
+ * q4_k_m, Q5_0 rows of 110 bytes and Q4_K/Q6_K rows of 432/630 bytes); a bad VKMOE_THREADS is
+ * an error. */
+static void test_threads(void) {
+    const char *saved = getenv("VKMOE_THREADS");
+    char *old = saved ? strdup(saved) : NULL;
+    vkm_genmodel_hparams hp = preset("tiny");
+    CHECK_OK(vkm_genmodel_set_layers(&hp, 2, VKM_GENMODEL_AUTO, NULL, 0));
+    CHECK_OK(vkm_genmodel_set_experts(&hp, 64, NULL, 0));
+    hp.n_embd = 160;
+    hp.n_ff_exp = 768;
+    CHECK_OK(vkm_genmodel_check(&hp));
+    const uint32_t mixes[] = {VKM_GENMODEL_F16, VKM_GENMODEL_Q4_K_M};
+    for (size_t m = 0; m < sizeof mixes / sizeof mixes[0]; m++) {
+        vkm_genmodel_plan *plan = NULL;
+        CHECK_OK(vkm_genmodel_plan_create(&hp, mixes[m], &plan));
+        int straddling = 0; /* tensors of > 1 chunk whose rows do not divide a chunk */
+        for (int64_t i = 0; plan && i < plan->n; i++) {
+            const vkm_genmodel_tensor *t = &plan->tensors[i];
+            uint64_t rb = vkm_qtype_row_bytes(t->type, (uint64_t)t->ne[0]);
+            straddling += t->nbytes > (4u << 20) && (4u << 20) % rb != 0;
+        }
+        CHECK(straddling >= 3);
+        vkm_genmodel_plan_destroy(plan);
+        const char *p1 = tmp_path("thr1.gguf"), *p2 = tmp_path("thr2.gguf");
+        const char *p3 = tmp_path("thr3.gguf");
+        set_threads("1");
+        CHECK_OK(vkm_genmodel_write(&hp, mixes[m], 11, p1, NULL, NULL));
+        set_threads("3");
+        g_progress_calls = 0;
+        g_progress_done = g_progress_total = 0;
+        CHECK_OK(vkm_genmodel_write(&hp, mixes[m], 11, p3, on_progress, NULL));
+        CHECK(g_progress_calls > 0 && g_progress_done == g_progress_total);
+        set_threads("2");
+        CHECK_OK(vkm_genmodel_write(&hp, mixes[m], 11, p2, NULL, NULL));
+        CHECK(files_equal(p1, p3) == 1);
+        CHECK(files_equal(p1, p2) == 1);
+        opened o;
+        if (open_model(p3, &o)) check_against_plan(o.g, &hp, mixes[m]);
+        close_model(&o);
+        unlink(p1);
+        unlink(p2);
+        unlink(p3);
+    }
+    const char *bad[] = {"0", "-1", "x", "3x", "100000"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        set_threads(bad[i]);
+        CHECK_ERR(vkm_genmodel_write(&hp, VKM_GENMODEL_F32, 1, tmp_path("bad.gguf"), NULL, NULL));
+        CHECK(access(tmp_path("bad.gguf"), F_OK) != 0);
+    }
+    set_threads(old);
+    free(old);
+}
+
 /* bench-small with 2 layers (1 dense + 1 MoE): real widths, q4_k_m types. */
 static void test_bench_small(void) {
     vkm_genmodel_hparams hp = preset("bench-small");
@@ -475,6 +538,7 @@ int main(void) {
     test_types();
     test_tiny_all_mixes();
     test_determinism();
+    test_threads();
     test_bench_small();
     test_real_plans();
     test_structures();
