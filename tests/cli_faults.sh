@@ -40,8 +40,18 @@ expect "run, device OOM at the 2nd buffer" 1 "^vkmoe: .*out of device memory" --
     env VKMOE_FAULT=device_alloc:2 "$VKMOE" run -m "$TINY" -p hi -n 4 --quiet
 expect "run, device OOM at the 1st buffer" 1 "^vkmoe: .*out of device memory" -- \
     env VKMOE_FAULT=device_alloc:1 "$VKMOE" run -m "$TINY" -p hi -n 4 --quiet
+# The session's buffers come after the engine's; how many allocations the engine makes depends
+# on the device (staging buffers where device memory is not host visible), so N is searched.
+for n in 3 4 5 6 7 8 9 10 11 12; do
+    out=$(env VKMOE_FAULT=device_alloc:$n "$VKMOE" logits -m "$TINY" --tokens "1 2" \
+        -o "$TMP/oom.f32" 2>&1)
+    rc=$?
+    grep -qE "^vkmoe: session: .*out of device memory" <<<"$out" && break
+    check "logits, device OOM at allocation $n: exit 1 with a message (got $rc)" \
+        test "$rc" -eq 1 -a -n "$(grep -E '^vkmoe: .*out of device memory' <<<"$out")"
+done
 expect "logits, device OOM in the session" 1 "^vkmoe: session: .*out of device memory" -- \
-    env VKMOE_FAULT=device_alloc:3 "$VKMOE" logits -m "$TINY" --tokens "1 2" -o "$TMP/oom.f32"
+    env VKMOE_FAULT=device_alloc:$n "$VKMOE" logits -m "$TINY" --tokens "1 2" -o "$TMP/oom.f32"
 expect "both faults armed" 1 "^vkmoe: .*out of device memory" -- \
     env VKMOE_FAULT=device_lost:1,device_alloc:1 "$VKMOE" run -m "$TINY" -p hi -n 2 --quiet
 expect "a fault beyond the run changes nothing" 0 "" -- \
