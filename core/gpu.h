@@ -51,12 +51,14 @@ typedef struct vkm_gpu_device_info {
     float timestamp_period_ns; /* nanoseconds per timestamp tick */
     bool cpu_kernels; /* kernel layouts for a CPU device (set by vkm_gpu_create: the device type,
                          or vkm_gpu_options.kernels / $VKMOE_KERNELS) */
+    bool ksplit_gemv; /* GPU layouts with the older k-split GEMV (VKM_KERNELS_KSPLIT) */
 } vkm_gpu_device_info;
 
 /* Kernel layouts (vkm_gpu_options.kernels): the device's own, or forced so that tests cover the
  * GPU layouts (k-split GEMV, tiled GEMM) on lavapipe and the CPU ones anywhere. The environment
- * variable VKMOE_KERNELS=gpu|cpu overrides AUTO. */
-enum { VKM_KERNELS_AUTO, VKM_KERNELS_GPU, VKM_KERNELS_CPU };
+ * variable VKMOE_KERNELS=gpu|cpu|ksplit overrides AUTO (ksplit: the GPU layouts with the older
+ * k-split GEMV, kept to compare against). */
+enum { VKM_KERNELS_AUTO, VKM_KERNELS_GPU, VKM_KERNELS_CPU, VKM_KERNELS_KSPLIT };
 
 const char *vkm_gpu_vendor_name(int vendor); /* "AMD", "Intel", "NVIDIA", "other" */
 const char *vkm_gpu_type_name(int type); /* "discrete", "integrated", "virtual", "cpu", "other" */

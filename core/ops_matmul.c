@@ -93,14 +93,20 @@ typedef struct tuning {
     uint32_t wg;        /* threads per workgroup */
     uint32_t rows;      /* rows per thread (LANE_ROWS) or per workgroup */
     uint32_t lane_rows; /* 1: LANE_ROWS layout */
+    uint32_t sg;        /* 1: GEMV by matmul_sg.comp, one subgroup per row (GPUs) */
 } tuning;
 
 static tuning get_tuning(vkm_gpu *gpu) {
     const vkm_gpu_device_info *info = vkm_gpu_info(gpu);
     if (info->cpu_kernels && info->subgroup_size >= 8 && info->subgroup_size <= 64)
-        return (tuning){32, 1, 1};
+        return (tuning){32, 1, 1, 0};
+    if (!info->ksplit_gemv) { /* matmul_sg: 4 subgroups of one row each */
+        const uint32_t s = info->subgroup_size;
+        const uint32_t w = s * 4 < 32 ? 32 : s * 4 > VKM_MM_VEC_MAX_WG ? VKM_MM_VEC_MAX_WG : s * 4;
+        return (tuning){w, s && w / s ? w / s : 1, 0, 1};
+    }
     uint32_t w = info->subgroup_size * 4;
-    return (tuning){w < 64 ? 64 : w > 128 ? 128 : w, 2, 0};
+    return (tuning){w < 64 ? 64 : w > 128 ? 128 : w, 2, 0, 0};
 }
 
 /* Rows one GEMV workgroup computes. */
@@ -117,20 +123,25 @@ static int get_kernel(vkm_gpu *gpu, bool gemv, bool id, uint32_t wtype, int64_t 
     size_t i = 0;
     for (; tn[i] && i + 1 < sizeof tname; i++) tname[i] = (char)tolower((unsigned char)tn[i]);
     tname[i] = 0;
-    snprintf(name, sizeof name, "matmul_%s%s_%s", gemv ? "vec" : "mm", id ? "_id" : "", tname);
+    const tuning t = get_tuning(gpu);
+    snprintf(name, sizeof name, "matmul_%s%s_%s",
+             !gemv  ? "mm"
+             : t.sg ? "sg"
+                    : "vec",
+             id ? "_id" : "", tname);
     uint32_t spec[4];
     int n_spec = 0;
     if (gemv) {
-        const tuning t = get_tuning(gpu);
         uint32_t nc = 1;
         while (nc < cols && nc < VKM_MM_VEC_MAX_COLS) nc *= 2;
         spec[0] = t.wg;
         spec[1] = t.rows;
         spec[2] = nc;
-        spec[3] = t.lane_rows;
-        n_spec = 4;
-        VKM_ASSERT(spec[0] <= VKM_MM_VEC_MAX_WG && spec[1] <= VKM_MM_VEC_MAX_ROWS &&
-                   (t.lane_rows || spec[0] >= spec[1] * nc));
+        spec[3] = t.lane_rows; /* matmul_vec only */
+        n_spec = t.sg ? 3 : 4;
+        VKM_ASSERT(
+            spec[0] <= VKM_MM_VEC_MAX_WG &&
+            (t.sg || (spec[1] <= VKM_MM_VEC_MAX_ROWS && (t.lane_rows || spec[0] >= spec[1] * nc))));
     }
     return vkm_gpu_kernel_get(gpu, name, spec, n_spec, id ? 5 : 3, sizeof(vkm_matmul_push), out);
 }

@@ -11,6 +11,8 @@ foreach(vkm_mm_type F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6
   vkm_add_shader(matmul_mm_${vkm_mm_lc} matmul_mm.comp DEFINES TYPE_${vkm_mm_type}=1)
   vkm_add_shader(matmul_vec_id_${vkm_mm_lc} matmul_vec.comp DEFINES TYPE_${vkm_mm_type}=1 MUL_ID=1)
   vkm_add_shader(matmul_mm_id_${vkm_mm_lc} matmul_mm.comp DEFINES TYPE_${vkm_mm_type}=1 MUL_ID=1)
+  vkm_add_shader(matmul_sg_${vkm_mm_lc} matmul_sg.comp DEFINES TYPE_${vkm_mm_type}=1)
+  vkm_add_shader(matmul_sg_id_${vkm_mm_lc} matmul_sg.comp DEFINES TYPE_${vkm_mm_type}=1 MUL_ID=1)
 endforeach()
 
 # Non-matmul kernels of the forward pass (core/ops.c; push constants in shaders/ops_common.h).

@@ -137,16 +137,21 @@ int vkm_gpu_create(const vkm_gpu_options *opt, vkm_gpu **out) {
     int kernels = opt->kernels;
     const char *env = getenv("VKMOE_KERNELS");
     if (kernels == VKM_KERNELS_AUTO && env && *env) {
-        if (!strcmp(env, "gpu")) kernels = VKM_KERNELS_GPU;
-        else if (!strcmp(env, "cpu")) kernels = VKM_KERNELS_CPU;
+        if (!strcmp(env, "gpu"))
+            kernels = VKM_KERNELS_GPU;
+        else if (!strcmp(env, "cpu"))
+            kernels = VKM_KERNELS_CPU;
+        else if (!strcmp(env, "ksplit"))
+            kernels = VKM_KERNELS_KSPLIT;
         else {
             vkm_gpu_destroy(g);
-            return vkm_error(VKM_EINVAL, "VKMOE_KERNELS=%s: expected gpu or cpu", env);
+            return vkm_error(VKM_EINVAL, "VKMOE_KERNELS=%s: expected gpu, cpu or ksplit", env);
         }
     }
     vkm_gpu_device_info *info = &g->dev->caps.info;
-    info->cpu_kernels = kernels == VKM_KERNELS_CPU ||
-                        (kernels == VKM_KERNELS_AUTO && info->type == VKM_DEV_CPU);
+    info->cpu_kernels =
+        kernels == VKM_KERNELS_CPU || (kernels == VKM_KERNELS_AUTO && info->type == VKM_DEV_CPU);
+    info->ksplit_gemv = kernels == VKM_KERNELS_KSPLIT;
     g->force_staging = opt->force_staging;
     *out = g;
     return VKM_OK;
