@@ -12,8 +12,13 @@
  * stack buffer per matrix kind ([n_slots][matrix bytes]), and a pager (core/pager.c) deciding
  * residency. The forward pass calls vkm_engine_expert_page() (through the session's hook) after
  * each MoE router: the chosen experts are made resident in rounds of at most n_slots, misses are
- * copied from the file mapping through a host staging buffer, and the slots' row ranges go to
- * the GPU. When everything fits nothing of this exists and the forward is unchanged.
+ * copied from the file mapping into a ring of host staging chunks and from there into their
+ * slots with asynchronous copies (gpu.h tickets; the memcpy of one chunk overlaps the copy of
+ * the previous one), the next batch waits on the device for the tickets of the round's slots,
+ * and the slots' row ranges go to the GPU through a host-visible buffer. With prefetch on,
+ * vkm_engine_expert_prefetch() then uploads the experts forward.c guessed for the next MoE layer
+ * into free or cold slots (pager.h) without the next batch waiting for them. When everything
+ * fits nothing of this exists and the forward is unchanged.
  *
  * Invariants: each tensor starts at a multiple of VKM_FWD_ALIGN in its buffer and its padded size
  * (a multiple of VKM_FWD_ALIGN, so whole words) lies inside it; no buffer exceeds the device's
@@ -41,7 +46,8 @@
 #define MAX_BUF_BYTES ((uint64_t)4 << 30)  /* shaders address 32-bit ranges */
 #define MAX_PROFILE_LABELS 64
 #define MAX_MARKS 4096                    /* gpu.h: marks per batch */
-#define STAGING_MAX ((size_t)64 << 20)    /* expert staging buffer, at most */
+#define STAGING_CHUNK ((size_t)8 << 20)   /* bytes per staging ring chunk, at most */
+#define RING_CHUNKS 4                     /* staging ring chunks */
 #define AUTO_MARGIN ((uint64_t)256 << 20) /* automatic budget: kept free besides a session */
 #define N_KINDS 4                         /* enum vkm_expert_kind */
 
@@ -70,6 +76,7 @@ typedef struct expert_class {
     uint32_t n_layers;      /* MoE layers in the class */
     uint32_t n_slots;
     vkm_gpu_buf *buf[N_KINDS]; /* per present kind: the slot stack [n_slots][mat] */
+    uint64_t *ticket;          /* [n_slots] ticket of the last upload into the slot, 0 = none */
     vkm_pager *pager;          /* units (layer, expert) of the whole model; this class's only */
 } expert_class;
 
@@ -89,16 +96,22 @@ struct vkm_engine {
     bool paged;
     expert_class *classes; /* [n_classes] */
     int n_classes;
-    int *layer_class;     /* [n_layer] class of each MoE layer, -1 for dense layers */
-    vkm_gpu_buf *staging; /* host buffer of staging_bytes for expert uploads */
-    size_t staging_bytes;
-    vkm_gpu_buf *mats_buf;    /* int32 [2 * max n_slots]: the slot ranges of the current round */
-    int32_t *mats_host;       /* [2 * max n_slots] */
+    int *layer_class;                  /* [n_layer] class of each MoE layer, -1 for dense layers */
+    vkm_gpu_buf *ring[RING_CHUNKS];    /* host staging chunks of chunk_bytes, reused in turn */
+    uint64_t ring_ticket[RING_CHUNKS]; /* ticket of the copy reading each chunk, 0 = none */
+    int ring_next;
+    size_t chunk_bytes;
+    vkm_gpu_buf *mats_buf; /* host-visible int32 [2][2 * max n_slots] (regions mats_region
+                              bytes apart): the slot ranges of a round, alternating */
+    size_t mats_region;
+    uint32_t mats_flip;       /* region of the next round */
     int32_t *ranges;          /* [2 * n_expert] (first, count) of each expert in the grouping */
     int32_t *todo;            /* [n_expert] the current layer's chosen experts, in round order */
     int32_t *round_slots;     /* [n_expert] */
     bool *round_miss;         /* [n_expert] */
     uint32_t n_todo, todo_at; /* chosen experts of the current layer; first not yet paged */
+    bool prefetch;            /* speculative prefetch on (opts.prefetch resolved) */
+    int32_t *votes;           /* [n_expert] prefetch: tokens guessing each expert */
     uint64_t page_main, page_minimum; /* plan_paging: other weights, minimum budget (bytes) */
 };
 
@@ -416,18 +429,26 @@ static int setup_paging(vkm_engine *e) {
         if ((rc = vkm_pager_create(&po, &ec->pager))) return rc;
         max_slots = ec->n_slots > max_slots ? ec->n_slots : max_slots;
     }
-    e->staging_bytes = biggest < STAGING_MAX ? biggest : STAGING_MAX;
-    if ((rc = vkm_gpu_buf_create(e->gpu, e->staging_bytes, VKM_BUF_HOST, &e->staging)) ||
-        (rc = vkm_gpu_buf_create(e->gpu, (size_t)max_slots * 8, VKM_BUF_DEVICE, &e->mats_buf)))
+    e->chunk_bytes = biggest < STAGING_CHUNK ? biggest : STAGING_CHUNK;
+    for (int i = 0; i < RING_CHUNKS; i++) {
+        if ((rc = vkm_gpu_buf_create(e->gpu, e->chunk_bytes, VKM_BUF_HOST, &e->ring[i]))) return rc;
+        if (!vkm_gpu_buf_map(e->ring[i]))
+            return vkm_error(VKM_EUNSUPPORTED, "the expert staging buffer is not host visible");
+    }
+    e->mats_region = align_up((size_t)max_slots * 8);
+    if ((rc = vkm_gpu_buf_create(e->gpu, 2 * e->mats_region, VKM_BUF_HOST, &e->mats_buf)))
         return rc;
-    if (!vkm_gpu_buf_map(e->staging))
-        return vkm_error(VKM_EUNSUPPORTED, "the expert staging buffer is not host visible");
+    if (!vkm_gpu_buf_map(e->mats_buf))
+        return vkm_error(VKM_EUNSUPPORTED, "the expert range buffer is not host visible");
+    for (int c = 0; c < e->n_classes; c++)
+        if (!(e->classes[c].ticket = calloc(e->classes[c].n_slots, sizeof(uint64_t))))
+            return vkm_error(VKM_ENOMEM, "out of memory");
     const size_t X = hp->n_expert;
-    if (!(e->mats_host = malloc((size_t)max_slots * 2 * sizeof *e->mats_host)) ||
-        !(e->ranges = malloc(2 * X * sizeof *e->ranges)) ||
+    if (!(e->ranges = malloc(2 * X * sizeof *e->ranges)) ||
         !(e->todo = malloc(X * sizeof *e->todo)) ||
         !(e->round_slots = malloc(X * sizeof *e->round_slots)) ||
-        !(e->round_miss = malloc(X * sizeof *e->round_miss)))
+        !(e->round_miss = malloc(X * sizeof *e->round_miss)) ||
+        !(e->votes = malloc(X * sizeof *e->votes)))
         return vkm_error(VKM_ENOMEM, "out of memory");
     for (uint32_t il = 0; il < hp->n_layer; il++) {
         if (e->layer_class[il] < 0) continue;
@@ -462,16 +483,17 @@ static void destroy_paging(vkm_engine *e) {
     for (int c = 0; c < e->n_classes; c++) {
         for (int k = 0; k < N_KINDS; k++) vkm_gpu_buf_destroy(e->gpu, e->classes[c].buf[k]);
         vkm_pager_destroy(e->classes[c].pager);
+        free(e->classes[c].ticket);
     }
     free(e->classes);
     free(e->layer_class);
-    vkm_gpu_buf_destroy(e->gpu, e->staging);
+    for (int i = 0; i < RING_CHUNKS; i++) vkm_gpu_buf_destroy(e->gpu, e->ring[i]);
     vkm_gpu_buf_destroy(e->gpu, e->mats_buf);
-    free(e->mats_host);
     free(e->ranges);
     free(e->todo);
     free(e->round_slots);
     free(e->round_miss);
+    free(e->votes);
 }
 
 static double now_ms(void) {
@@ -480,21 +502,32 @@ static double now_ms(void) {
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
 }
 
-/* Uploads unit (il, x) of class c into slot s: each matrix from the file mapping through the
- * staging buffer. */
-static int upload_unit(vkm_engine *e, const expert_class *c, uint32_t il, uint32_t x, uint32_t s) {
-    char *stage = vkm_gpu_buf_map(e->staging);
+/* Starts the upload of unit (il, x) of class c into slot s: each matrix from the file mapping,
+ * in pieces of up to chunk_bytes, memcpy'd into the next staging ring chunk (waiting first for
+ * the copy that last read it) and copied asynchronously into the slot, so the memcpy of one
+ * piece overlaps the copy of the previous ones. c->ticket[s] receives the last piece's ticket
+ * (which covers the earlier ones). A slot whose previous upload is still in flight is waited
+ * for first (its bytes are about to be overwritten). */
+static int upload_unit(vkm_engine *e, expert_class *c, uint32_t il, uint32_t x, uint32_t s) {
+    int rc;
+    if (c->ticket[s] && (rc = vkm_gpu_ticket_wait(e->gpu, c->ticket[s]))) return rc;
     for (int k = 0; k < N_KINDS; k++) {
         if (!c->mat[k]) continue;
         const char *src =
             (const char *)expert_tensor(&e->model->layers[il], k)->data + (size_t)x * c->mat[k];
-        for (size_t at = 0; at < c->mat[k]; at += e->staging_bytes) {
-            const size_t len =
-                c->mat[k] - at < e->staging_bytes ? c->mat[k] - at : e->staging_bytes;
-            memcpy(stage, src + at, len);
-            int rc =
-                vkm_gpu_copy(e->gpu, e->staging, 0, c->buf[k], (size_t)s * c->mat[k] + at, len);
-            if (rc) return rc;
+        for (size_t at = 0; at < c->mat[k]; at += e->chunk_bytes) {
+            const size_t len = c->mat[k] - at < e->chunk_bytes ? c->mat[k] - at : e->chunk_bytes;
+            const int r = e->ring_next;
+            if (e->ring_ticket[r] && (rc = vkm_gpu_ticket_wait(e->gpu, e->ring_ticket[r])))
+                return rc;
+            memcpy(vkm_gpu_buf_map(e->ring[r]), src + at, len);
+            uint64_t t = 0;
+            if ((rc = vkm_gpu_copy_async(e->gpu, e->ring[r], 0, c->buf[k],
+                                         (size_t)s * c->mat[k] + at, len, &t)))
+                return rc;
+            e->ring_ticket[r] = t;
+            e->ring_next = (r + 1) % RING_CHUNKS;
+            c->ticket[s] = t;
         }
     }
     return 0;
@@ -547,15 +580,68 @@ int vkm_engine_expert_page(vkm_engine *e, uint32_t il, uint32_t round, const int
         hi = sl > hi ? sl : hi;
     }
     const uint32_t n_mat = hi - lo + 1;
-    memset(e->mats_host, 0, (size_t)n_mat * 2 * sizeof *e->mats_host);
+    /* the round's batch waits (on the device) for the uploads of its slots, including
+     * prefetched ones still in flight */
+    uint64_t need = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const uint64_t t = c->ticket[e->round_slots[i]];
+        need = t > need ? t : need;
+    }
+    if ((rc = vkm_gpu_wait_ticket_on_next_submit(e->gpu, need))) return rc;
+    /* no batch is in flight now, so the host-visible range buffer can be written */
+    const size_t mats_off = (size_t)(e->mats_flip++ & 1) * e->mats_region;
+    int32_t *mats = (int32_t *)((char *)vkm_gpu_buf_map(e->mats_buf) + mats_off);
+    memset(mats, 0, (size_t)n_mat * 2 * sizeof *mats);
     for (uint32_t i = 0; i < n; i++) {
         const uint32_t j = (uint32_t)e->round_slots[i] - lo;
-        e->mats_host[2 * j] = e->ranges[2 * xs[i]];
-        e->mats_host[2 * j + 1] = e->ranges[2 * xs[i] + 1];
+        mats[2 * j] = e->ranges[2 * xs[i]];
+        mats[2 * j + 1] = e->ranges[2 * xs[i] + 1];
     }
-    if ((rc = vkm_gpu_upload(e->gpu, e->mats_buf, 0, e->mats_host, (size_t)n_mat * 8))) return rc;
     e->todo_at += n;
-    *plan = (vkm_fwd_expert_plan){e->mats_buf, 0, lo, n_mat, e->todo_at >= e->n_todo};
+    *plan = (vkm_fwd_expert_plan){e->mats_buf, mats_off, lo, n_mat, e->todo_at >= e->n_todo};
+    return 0;
+}
+
+int vkm_engine_prefetch_target(const vkm_engine *e, uint32_t il) {
+    if (!e->paged || !e->prefetch) return -1;
+    const uint32_t nl = e->model->hp.n_layer;
+    for (uint32_t j = il + 1; j < nl; j++)
+        if (e->model->layers[j].moe)
+            return e->layer_class[j] >= 0 && e->model->layers[j].ffn_gate_inp.data ? (int)j : -1;
+    return -1;
+}
+
+int vkm_engine_expert_prefetch(vkm_engine *e, uint32_t il, const int32_t *sel, uint32_t n_sel) {
+    const vkm_hparams *hp = &e->model->hp;
+    if (!e->paged || !e->prefetch) return 0;
+    if (il >= hp->n_layer || e->layer_class[il] < 0 || !sel)
+        return vkm_error(VKM_EINVAL, "expert prefetch: layer %u is not a paged MoE layer", il);
+    /* while the current layer has rounds left, its next experts need the slots */
+    if (e->todo_at < e->n_todo) return 0;
+    expert_class *c = &e->classes[e->layer_class[il]];
+    const uint32_t X = hp->n_expert;
+    memset(e->votes, 0, X * sizeof *e->votes);
+    uint32_t n_guess = 0;
+    for (uint32_t i = 0; i < n_sel; i++)
+        if (sel[i] >= 0 && (uint32_t)sel[i] < X && e->votes[sel[i]]++ == 0) n_guess++;
+    const double t0 = now_ms();
+    uint64_t bytes = 0;
+    /* most voted first (ties: lower expert); stops when no slot may take another */
+    for (uint32_t done = 0; done < n_guess && done < c->n_slots; done++) {
+        int32_t best = -1;
+        for (uint32_t x = 0; x < X; x++)
+            if (e->votes[x] > 0 && (best < 0 || e->votes[x] > e->votes[best])) best = (int32_t)x;
+        e->votes[best] = 0;
+        int32_t sl;
+        bool placed;
+        int rc = vkm_pager_prefetch(c->pager, il, best, &sl, &placed);
+        if (rc) return rc;
+        if (sl < 0) break;
+        if (!placed) continue;
+        if ((rc = upload_unit(e, c, il, (uint32_t)best, (uint32_t)sl))) return rc;
+        bytes += c->unit_bytes;
+    }
+    if (bytes) vkm_pager_note_upload(c->pager, bytes, now_ms() - t0);
     return 0;
 }
 
@@ -718,6 +804,8 @@ int vkm_engine_open(const vkm_engine_opts *opts, vkm_engine **out) {
     if (opts->expert_policy != VKM_EXPERT_LRU && opts->expert_policy != VKM_EXPERT_LFU)
         return vkm_error(VKM_EINVAL, "vkm_engine_open: unknown expert policy %d",
                          opts->expert_policy);
+    if (opts->prefetch < VKM_PREFETCH_AUTO || opts->prefetch > VKM_PREFETCH_OFF)
+        return vkm_error(VKM_EINVAL, "vkm_engine_open: unknown prefetch mode %d", opts->prefetch);
     vkm_engine *e = calloc(1, sizeof *e);
     if (!e) return vkm_error(VKM_ENOMEM, "out of memory");
     e->opts = *opts;
@@ -739,6 +827,8 @@ int vkm_engine_open(const vkm_engine_opts *opts, vkm_engine **out) {
     vkm_gpu_options go = {.device = opts->device, .validation = opts->validation};
     if ((rc = vkm_gpu_create(&go, &e->gpu))) goto fail;
     if ((rc = upload_weights(e))) goto fail;
+    e->prefetch = opts->prefetch == VKM_PREFETCH_ON ||
+                  (opts->prefetch == VKM_PREFETCH_AUTO && vkm_gpu_info(e->gpu)->transfer_queue);
 
     vkm_engine_info *in = &e->info;
     in->n_vocab = (int)hp->n_vocab;

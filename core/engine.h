@@ -24,5 +24,13 @@ bool vkm_engine_paged(const vkm_engine *e);
  * VKM_EINVAL when il is not a paged MoE layer or the round does not exist. */
 int vkm_engine_expert_page(vkm_engine *e, uint32_t il, uint32_t round, const int32_t *sel,
                            uint32_t n_sel, vkm_fwd_expert_plan *plan);
+/* With prefetch on: the MoE layer whose choices forward.c guesses at layer il's cut (the next
+ * MoE layer, when it is paged and has a router), else -1. */
+int vkm_engine_prefetch_target(const vkm_engine *e, uint32_t il);
+/* Speculative prefetch, after vkm_engine_expert_page's round 0 for the previous MoE layer: the
+ * experts of layer il named in the guessed choices sel[n_sel] (most voted first) are uploaded
+ * asynchronously into free or cold slots (pager.h) without the next batch waiting for them.
+ * Does nothing while prefetch is off or the current layer has rounds left. */
+int vkm_engine_expert_prefetch(vkm_engine *e, uint32_t il, const int32_t *sel, uint32_t n_sel);
 
 #endif

@@ -99,6 +99,30 @@ int vkm_gpu_download(vkm_gpu *gpu, vkm_gpu_buf *src, size_t offset, void *dst, s
 int vkm_gpu_copy(vkm_gpu *gpu, vkm_gpu_buf *src, size_t src_offset, vkm_gpu_buf *dst,
                  size_t dst_offset, size_t size);
 
+/* Asynchronous copies (the expert pager's uploads). vkm_gpu_copy_async submits the copy on the
+ * transfer queue (the compute queue where the device has no dedicated transfer family) and
+ * returns at once with a ticket (> 0): ordered after every batch submitted before, it runs while
+ * the host goes on (e.g. fills another staging buffer) and, on a dedicated transfer queue, while
+ * later batches compute. Tickets grow in issue order and completing one completes every earlier
+ * one. The source range must not be written by the host, nor the destination range read or
+ * written by anything, until the ticket completed (or a batch that waited for it ran). Same
+ * range rules as vkm_gpu_copy. */
+int vkm_gpu_copy_async(vkm_gpu *gpu, vkm_gpu_buf *src, size_t src_offset, vkm_gpu_buf *dst,
+                       size_t dst_offset, size_t size, uint64_t *ticket);
+/* Makes every batch submitted from now on wait (on the device, not the host) for the ticket,
+ * so it sees the copied bytes. Ticket 0 is a no-op. */
+int vkm_gpu_wait_ticket_on_next_submit(vkm_gpu *gpu, uint64_t ticket);
+/* Waits on the host until the ticket completed (its source may then be reused). */
+int vkm_gpu_ticket_wait(vkm_gpu *gpu, uint64_t ticket);
+/* Whether the ticket completed, without waiting. */
+int vkm_gpu_ticket_done(vkm_gpu *gpu, uint64_t ticket, bool *done);
+/* Records a copy into the open batch (vkm_gpu_begin .. vkm_gpu_submit): after the dispatches
+ * recorded before it, before those after it, its result visible to the host after submit (e.g.
+ * device results into a VKM_BUF_HOST buffer for readback without a transfer-queue round trip).
+ * Same range rules as vkm_gpu_copy. */
+int vkm_gpu_record_copy(vkm_gpu *gpu, vkm_gpu_buf *src, size_t src_offset, vkm_gpu_buf *dst,
+                        size_t dst_offset, size_t size);
+
 /* ---- kernels ---- */
 /* Gets (creating and caching on first use) the pipeline for a shader variant with the given
  * specialization constants (constant_id i = spec[i]). n_bindings storage buffers at set 0,

@@ -28,6 +28,8 @@ struct vkm_pager {
     int64_t *unit_in;     /* [n_slots] unit or -1 */
     uint64_t *last_use;   /* [n_slots] tick of the last request that used the slot */
     uint64_t *pin;        /* [n_slots] == tick while the current request needs it */
+    bool *pf;             /* [n_slots] holds a prefetched unit not yet requested */
+    uint64_t *guard;      /* [n_slots] == tick: holds a unit guessed since the last request */
     vkm_expert_stats st;
 };
 
@@ -56,7 +58,10 @@ int vkm_pager_create(const vkm_pager_opts *o, vkm_pager **out) {
     p->unit_in = malloc(o->n_slots * sizeof *p->unit_in);
     p->last_use = calloc(o->n_slots, sizeof *p->last_use);
     p->pin = calloc(o->n_slots, sizeof *p->pin);
-    if (!p->slot_of || !p->count || !p->count_tick || !p->unit_in || !p->last_use || !p->pin) {
+    p->pf = calloc(o->n_slots, sizeof *p->pf);
+    p->guard = calloc(o->n_slots, sizeof *p->guard);
+    if (!p->guard || !p->slot_of || !p->count || !p->count_tick || !p->unit_in || !p->last_use ||
+        !p->pin || !p->pf) {
         vkm_pager_destroy(p);
         return vkm_error(VKM_ENOMEM, "out of memory");
     }
@@ -74,6 +79,8 @@ void vkm_pager_destroy(vkm_pager *p) {
     free(p->unit_in);
     free(p->last_use);
     free(p->pin);
+    free(p->pf);
+    free(p->guard);
     free(p);
 }
 
@@ -84,13 +91,17 @@ static double decayed(const vkm_pager *p, int64_t u) {
 }
 
 /* The slot to (re)use for a miss: a free one first, else the policy's victim among the slots
- * the current request has not pinned. -1 when every slot is pinned. */
-static int32_t victim(const vkm_pager *p) {
+ * the current request has not pinned. -1 when every slot is pinned. For a prefetch, also skips
+ * slots holding a unit guessed since the last request or a prefetched unit not yet requested.
+ * (Sparing every unit of the guessed layer instead measured worse: with one layer per size class
+ * its slots could then never take a guess.) */
+static int32_t victim(const vkm_pager *p, bool prefetch) {
     int32_t best = -1;
     double best_score = 0.0;
     for (uint32_t s = 0; s < p->n_slots; s++) {
         if (p->pin[s] == p->tick) continue;
         if (p->unit_in[s] < 0) return (int32_t)s;
+        if (prefetch && (p->pf[s] || p->guard[s] == p->tick)) continue;
         const double score = p->policy == VKM_EXPERT_LFU ? decayed(p, p->unit_in[s]) : 0.0;
         if (best < 0 || score < best_score ||
             (score == best_score && p->last_use[s] < p->last_use[best])) {
@@ -125,13 +136,21 @@ int vkm_pager_request(vkm_pager *p, uint32_t layer, const int32_t *experts, int 
         miss[i] = s < 0;
         slots[i] = s;
         if (s >= 0) p->pin[s] = p->tick;
+        if (s >= 0 && p->pf[s]) {
+            p->st.prefetch_used++;
+            p->pf[s] = false;
+        }
     }
+    /* this layer's other prefetched units were guessed wrong: ordinary residents from now on */
+    for (uint32_t s = 0; s < p->n_slots; s++)
+        if (p->pf[s] && p->unit_in[s] / p->n_expert == (int64_t)layer) p->pf[s] = false;
     for (int i = 0; i < n; i++) {
         const int64_t u = base + experts[i];
         if (miss[i]) {
-            const int32_t s = victim(p);
+            const int32_t s = victim(p, false);
             VKM_ASSERT(s >= 0); /* n <= n_slots and only this request's slots are pinned */
             if (p->unit_in[s] >= 0) p->slot_of[p->unit_in[s]] = -1;
+            p->pf[s] = false;
             p->unit_in[s] = u;
             p->slot_of[u] = s;
             p->pin[s] = p->tick;
@@ -144,6 +163,31 @@ int vkm_pager_request(vkm_pager *p, uint32_t layer, const int32_t *experts, int 
         p->count[u] = decayed(p, u) + 1.0;
         p->count_tick[u] = p->tick;
     }
+    return 0;
+}
+
+int vkm_pager_prefetch(vkm_pager *p, uint32_t layer, int32_t expert, int32_t *slot, bool *placed) {
+    *slot = -1;
+    *placed = false;
+    if (layer >= p->n_layer || expert < 0 || (uint32_t)expert >= p->n_expert)
+        return vkm_error(VKM_EINVAL, "pager: prefetch of expert %d of layer %u", expert, layer);
+    const int64_t u = (int64_t)layer * p->n_expert + expert;
+    if (p->slot_of[u] >= 0) {
+        *slot = p->slot_of[u];
+        p->guard[*slot] = p->tick;
+        return 0;
+    }
+    const int32_t s = victim(p, true);
+    if (s < 0) return 0;
+    p->guard[s] = p->tick;
+    if (p->unit_in[s] >= 0) p->slot_of[p->unit_in[s]] = -1;
+    p->unit_in[s] = u;
+    p->slot_of[u] = s;
+    p->pf[s] = true;
+    p->last_use[s] = p->tick; /* as recent as the current request */
+    p->st.prefetched++;
+    *slot = s;
+    *placed = true;
     return 0;
 }
 

@@ -9,8 +9,16 @@
  * never evict a unit it needs itself. Units of other layers are evicted by the policy; free slots
  * are used first.
  *
+ * Speculative prefetch (vkm_pager_prefetch) places a guessed unit of the next layer into a free
+ * or cold slot (the policy's victim among the rest): never one the current request pinned, one
+ * holding a unit guessed since that request, or an earlier prefetched unit not yet requested.
+ * Counters: hits = requested units found resident (prefetched ones included); prefetched = units
+ * placed by vkm_pager_prefetch; prefetch_used = of those, the ones requested before they were
+ * evicted. A prefetched unit stays marked until its layer's next request (used or not) or its
+ * eviction.
+ *
  * Invariants: slot_of[unit] == s  <=>  unit_in[s] == unit, for every resident unit; a slot holds
- * at most one unit; n_slots >= 1. */
+ * at most one unit; n_slots >= 1; pf[s] only for an occupied slot. */
 #ifndef VKM_PAGER_H
 #define VKM_PAGER_H
 
@@ -41,6 +49,11 @@ void vkm_pager_destroy(vkm_pager *p); /* accepts NULL */
  * n exceeds the slots. On error nothing changes. */
 int vkm_pager_request(vkm_pager *p, uint32_t layer, const int32_t *experts, int n, int32_t *slots,
                       bool *miss);
+/* Speculatively makes (layer, expert) resident without pinning it: *slot receives its slot
+ * (-1 when no slot may be used: see above), *placed whether it must be uploaded (false when it
+ * was resident already, or no slot). Counts one prefetched unit when placed. VKM_EINVAL for a
+ * bad layer or expert. */
+int vkm_pager_prefetch(vkm_pager *p, uint32_t layer, int32_t expert, int32_t *slot, bool *placed);
 /* The slot of a unit, or -1 when it is not resident. */
 int32_t vkm_pager_slot_of(const vkm_pager *p, uint32_t layer, uint32_t expert);
 /* The unit in slot s as layer * n_expert + expert, or -1 when the slot is free. */

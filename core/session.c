@@ -4,8 +4,11 @@
  * vkm_session_eval() splits the tokens into chunks of up to max_batch; per chunk it uploads the
  * token ids and positions, records the whole forward pass (core/forward.c) into one gpu batch,
  * submits it and downloads only the logits that were asked for. With paged experts the batch is
- * cut after each MoE router: page_layer() submits, reads the choices back and lets the engine
- * page the experts in before recording goes on.
+ * cut after each MoE router: page_layer() copies the choices (and, with prefetch, forward.c's
+ * guess of the next MoE layer's choices in work.fg) into a host-visible readback buffer at the
+ * end of the batch, submits, lets the engine page the layer's experts in (asynchronous uploads
+ * the next batch waits for on the device), starts the prefetch of the guessed experts and
+ * begins the next batch.
  *
  * Invariants: cache rows 0..n_past-1 of every layer hold the tokens evaluated so far; n_past only
  * grows when a whole eval succeeded, so a failed or refused eval (context overflow, bad token
@@ -34,7 +37,8 @@ struct vkm_session {
     vkm_fwd_work w;
     int32_t *pos; /* [max_batch] host staging of the positions */
     int32_t *sel; /* [max_batch * n_expert_used] router choices read back (paged experts) */
-    uint32_t n;   /* tokens of the batch being recorded */
+    vkm_gpu_buf *readback; /* host int32 [2][max_batch * n_expert_used]: choices, guess */
+    uint32_t n;            /* tokens of the batch being recorded */
 };
 
 /* A device buffer of `bytes`, with a message naming the purpose on failure. */
@@ -83,6 +87,9 @@ int vkm_session_create(vkm_engine *e, const vkm_session_opts *opts, vkm_session 
         (rc = make_buf(s->gpu, s->w.bytes, "work buffer", &s->w.buf)) ||
         (rc = vkm_fwd_work_init(s->gpu, &s->w)))
         goto fail;
+    if (vkm_engine_paged(e) &&
+        (rc = vkm_gpu_buf_create(s->gpu, 2 * n_sel * sizeof *s->sel, VKM_BUF_HOST, &s->readback)))
+        goto fail;
     *out = s;
     return 0;
 fail:
@@ -94,23 +101,35 @@ void vkm_session_destroy(vkm_session *s) {
     if (!s) return;
     vkm_gpu_buf_destroy(s->gpu, s->kv.buf);
     vkm_gpu_buf_destroy(s->gpu, s->w.buf);
+    vkm_gpu_buf_destroy(s->gpu, s->readback);
     free(s->pos);
     free(s->sel);
     free(s);
 }
 
 /* vkm_fwd_page_fn with paged experts: ends the open batch, (round 0) reads the layer's router
- * choices back, lets the engine page the round's experts in, and opens the next batch. */
+ * choices back, lets the engine page the round's experts in, (round 0, prefetch on) starts the
+ * prefetch of the next MoE layer's guessed experts, and opens the next batch. */
 static int page_layer(void *ctx, uint32_t il, uint32_t round, vkm_fwd_expert_plan *plan) {
     vkm_session *s = ctx;
-    const size_t n_sel = (size_t)s->n * s->dm->hp->n_expert_used;
+    const size_t n_sel = (size_t)s->n * s->dm->hp->n_expert_used, bytes = n_sel * sizeof *s->sel;
+    /* forward.c recorded the guess into work.fg under this very condition (router_guess) */
+    const int target = round == 0 ? vkm_engine_prefetch_target(s->e, il) : -1;
+    const bool guess = target >= 0 && s->w.fg.size >= bytes && s->w.fu.size >= bytes;
     int rc;
+    if (round == 0 &&
+        ((rc = vkm_gpu_record_copy(s->gpu, s->w.buf, s->w.sel.off, s->readback, 0, bytes)) ||
+         (guess &&
+          (rc = vkm_gpu_record_copy(s->gpu, s->w.buf, s->w.fg.off, s->readback, bytes, bytes)))))
+        return rc;
     if ((rc = vkm_gpu_submit(s->gpu))) return rc;
     if (vkm_engine_profiling(s->e) && (rc = vkm_engine_profile_collect(s->e))) return rc;
-    if (round == 0 &&
-        (rc = vkm_gpu_download(s->gpu, s->w.buf, s->w.sel.off, s->sel, n_sel * sizeof *s->sel)))
-        return rc;
+    const int32_t *back = vkm_gpu_buf_map(s->readback);
+    if (round == 0) memcpy(s->sel, back, bytes);
     if ((rc = vkm_engine_expert_page(s->e, il, round, s->sel, (uint32_t)n_sel, plan))) return rc;
+    if (guess &&
+        (rc = vkm_engine_expert_prefetch(s->e, (uint32_t)target, back + n_sel, (uint32_t)n_sel)))
+        return rc;
     return vkm_gpu_begin(s->gpu);
 }
 

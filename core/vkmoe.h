@@ -33,7 +33,17 @@ typedef struct vkm_engine_opts {
     int expert_policy;      /* enum vkm_expert_policy: eviction of paged experts (0 = LRU) */
     vkm_expert_trace_fn expert_trace; /* NULL = off (see vkm_expert_trace_fn) */
     void *expert_trace_user;          /* passed to expert_trace */
+    int prefetch; /* enum vkm_prefetch: speculative expert prefetch while paging (0 = auto) */
 } vkm_engine_opts;
+
+/* Speculative prefetch of paged experts: at each MoE layer the GPU also applies the next MoE
+ * layer's router to the current hidden state; the experts it picks are uploaded asynchronously
+ * into free or cold slots while the current layer computes. */
+enum vkm_prefetch {
+    VKM_PREFETCH_AUTO = 0, /* on where the device has a dedicated transfer queue */
+    VKM_PREFETCH_ON = 1,
+    VKM_PREFETCH_OFF = 2,
+};
 
 /* Expert paging: when the routed experts do not fit the budget they stay in host memory (the
  * mapped file) and each (layer, expert) is uploaded on demand into a fixed set of device slots. */
@@ -46,11 +56,13 @@ typedef struct vkm_expert_stats {
     bool paged;              /* false: every expert is resident (the other fields are 0) */
     uint32_t n_slots;        /* device slots, all size classes together */
     uint64_t slot_bytes;     /* device bytes of the slots */
-    uint64_t hits, misses;   /* per (eval chunk, MoE layer, distinct chosen expert) */
-    uint64_t prefetched;     /* units uploaded ahead of need (0: no prefetch yet) */
-    uint64_t prefetch_used;  /* prefetched units that were then requested */
-    uint64_t uploaded_bytes; /* host -> device expert bytes */
-    double stall_ms;         /* host time spent waiting for expert uploads */
+    uint64_t hits, misses;   /* per (eval chunk, MoE layer, distinct chosen expert): found
+                                resident (prefetched units included) or not */
+    uint64_t prefetched;     /* units uploaded speculatively (prefetch) */
+    uint64_t prefetch_used;  /* prefetched units requested before they were evicted */
+    uint64_t uploaded_bytes; /* host -> device expert bytes (misses and prefetches) */
+    double stall_ms;         /* host time the forward pass spent issuing expert uploads (staging
+                                memcpy + waits for staging/slots), misses and prefetches */
 } vkm_expert_stats;
 
 typedef struct vkm_engine_info {

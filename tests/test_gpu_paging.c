@@ -59,14 +59,20 @@ static double max_abs_diff(const float *a, const float *b, size_t n) {
     return m;
 }
 
-static int open_engine(const char *path, uint64_t budget, int policy, vkm_engine **e) {
+static int open_engine_pf(const char *path, uint64_t budget, int policy, int prefetch,
+                          vkm_engine **e) {
     vkm_engine_opts o = {.model_path = path,
                          .device = -1,
                          .validation = true,
                          .quiet = true,
                          .vram_budget = budget,
-                         .expert_policy = policy};
+                         .expert_policy = policy,
+                         .prefetch = prefetch};
     return vkm_engine_open(&o, e);
+}
+
+static int open_engine(const char *path, uint64_t budget, int policy, vkm_engine **e) {
+    return open_engine_pf(path, budget, policy, VKM_PREFETCH_OFF, e);
 }
 
 /* The first N_PROMPT - n_step tokens as one eval, then the rest one at a time (F32 cache). */
@@ -171,10 +177,15 @@ static void run_fixture(const char *name, int n_step) {
         {"minimum", z.minimum, true},
     };
     uint64_t req_batch = 0, req_step = 0; /* requests of the first paged run, for the others */
+    uint64_t pf_total = 0, pf_used = 0;   /* over the runs with prefetch */
     for (size_t b = 0; b < sizeof budgets / sizeof budgets[0]; b++) {
-        for (int policy = VKM_EXPERT_LRU; policy <= VKM_EXPERT_LFU; policy++) {
-            const char *pol = policy == VKM_EXPERT_LFU ? "lfu" : "lru";
-            CHECK_OK(open_engine(path, budgets[b].budget, policy, &e));
+        for (int pv = 0; pv < (budgets[b].paged ? 4 : 2); pv++) {
+            const int policy = pv & 1 ? VKM_EXPERT_LFU : VKM_EXPERT_LRU;
+            const bool pf = pv >= 2;
+            const char *pol = pf ? (policy == VKM_EXPERT_LFU ? "lfu+pf" : "lru+pf")
+                                 : (policy == VKM_EXPERT_LFU ? "lfu" : "lru");
+            CHECK_OK(open_engine_pf(path, budgets[b].budget, policy,
+                                    pf ? VKM_PREFETCH_ON : VKM_PREFETCH_OFF, &e));
             if (!e) continue;
             vkm_engine_expert_stats(e, &st);
             CHECK(st.paged == budgets[b].paged);
@@ -189,7 +200,7 @@ static void run_fixture(const char *name, int n_step) {
                 char line[256];
                 vkm_expert_stats_line(&st, line, sizeof line);
                 const uint64_t req = st.hits + st.misses;
-                printf("%-16s %-12s %s %-19s slots %4u  max abs vs unpaged %.3g  hit rate "
+                printf("%-16s %-12s %-6s %-19s slots %4u  max abs vs unpaged %.3g  hit rate "
                        "%5.1f%%  %s\n",
                        name, budgets[b].label, pol, mode ? "batch + steps" : "one batch", n_slots,
                        d, req ? 100.0 * (double)st.hits / (double)req : 0.0, line);
@@ -208,15 +219,26 @@ static void run_fixture(const char *name, int n_step) {
                 const uint64_t n_batch_evals = (N_PROMPT - steps) > 0 ? 1 : 0;
                 CHECK(req >= (uint64_t)z.n_moe * K * ((uint64_t)steps + n_batch_evals));
                 if (steps == N_PROMPT) CHECK(req == (uint64_t)z.n_moe * K * N_PROMPT);
-                CHECK(st.misses > 0 && st.prefetched == 0 && st.stall_ms >= 0.0);
-                CHECK(st.uploaded_bytes >= st.misses * z.unit_min &&
-                      st.uploaded_bytes <= st.misses * z.unit_max);
-                if (z.n_classes == 1) CHECK(st.uploaded_bytes == st.misses * z.unit_min);
+                CHECK(st.misses > 0 && st.stall_ms >= 0.0);
+                CHECK(pf || st.prefetched == 0);
+                CHECK(st.prefetch_used <= st.prefetched && st.prefetch_used <= st.hits);
+                /* a budget of exactly one layer's top-k: with one size class no slot is ever
+                 * free for a guess (they are all pinned by the current layer) */
+                if (b == 2 && z.n_classes == 1) CHECK(st.prefetched == 0);
+                pf_total += st.prefetched;
+                pf_used += st.prefetch_used;
+                const uint64_t units = st.misses + st.prefetched;
+                CHECK(st.uploaded_bytes >= units * z.unit_min &&
+                      st.uploaded_bytes <= units * z.unit_max);
+                if (z.n_classes == 1) CHECK(st.uploaded_bytes == units * z.unit_min);
             }
             CHECK(vkm_gpu_validation_errors(vkm_engine_gpu(e)) == 0);
             vkm_engine_close(e);
         }
     }
+    printf("%s: prefetch: %llu units prefetched, %llu used\n", name, (unsigned long long)pf_total,
+           (unsigned long long)pf_used);
+    CHECK(pf_total > 0); /* the half budget leaves room for guesses */
     free(ref_batch);
     free(ref_step);
     free(out);
@@ -324,6 +346,61 @@ static void test_copy(void) {
     vkm_engine_close(e);
 }
 
+/* vkm_gpu_copy_async and friends: host -> device copies through several staging buffers
+ * without host waits, a batch that waits for their tickets and reads the bytes back in-batch
+ * (vkm_gpu_record_copy), more copies than the command buffer ring holds, and bad arguments. */
+static void test_copy_async(void) {
+    vkm_engine *e = NULL;
+    CHECK_OK(open_engine(VKMOE_FIXTURES_DIR "/tiny-v3-f32.gguf", 0, 0, &e));
+    if (!e) return;
+    vkm_gpu *gpu = vkm_engine_gpu(e);
+    enum { N = 200, PIECE = 1024, RING = 3 };
+    vkm_gpu_buf *h[RING] = {0}, *d = NULL, *back = NULL;
+    for (int i = 0; i < RING; i++) CHECK_OK(vkm_gpu_buf_create(gpu, PIECE, VKM_BUF_HOST, &h[i]));
+    CHECK_OK(vkm_gpu_buf_create(gpu, (size_t)N * PIECE, VKM_BUF_DEVICE, &d));
+    CHECK_OK(vkm_gpu_buf_create(gpu, (size_t)N * PIECE, VKM_BUF_HOST, &back));
+    uint64_t tickets[RING] = {0}, last = 0;
+    bool ok = d && back;
+    for (int p = 0; ok && p < N; p++) { /* piece p through ring buffer p % RING */
+        const int r = p % RING;
+        if (tickets[r]) CHECK_OK(vkm_gpu_ticket_wait(gpu, tickets[r]));
+        unsigned char *m = vkm_gpu_buf_map(h[r]);
+        for (int i = 0; i < PIECE; i++) m[i] = (unsigned char)(p * 31 + i * 7 + 1);
+        uint64_t t = 0;
+        CHECK_OK(vkm_gpu_copy_async(gpu, h[r], 0, d, (size_t)p * PIECE, PIECE, &t));
+        ok &= t > last; /* tickets grow */
+        tickets[r] = last = t;
+    }
+    CHECK(ok);
+    /* a batch that waits on the device for the last ticket sees every piece */
+    CHECK_OK(vkm_gpu_wait_ticket_on_next_submit(gpu, last));
+    CHECK_OK(vkm_gpu_begin(gpu));
+    CHECK_OK(vkm_gpu_record_copy(gpu, d, 0, back, 0, (size_t)N * PIECE));
+    CHECK_OK(vkm_gpu_submit(gpu));
+    const unsigned char *got = back ? vkm_gpu_buf_map(back) : NULL;
+    for (int p = 0; got && p < N; p++)
+        for (int i = 0; i < PIECE; i++)
+            ok &= got[(size_t)p * PIECE + i] == (unsigned char)(p * 31 + i * 7 + 1);
+    CHECK(ok && got);
+    bool done = false;
+    CHECK_OK(vkm_gpu_ticket_done(gpu, last, &done));
+    CHECK(done); /* the batch waited for it */
+    CHECK_OK(vkm_gpu_ticket_wait(gpu, last));
+    CHECK_OK(vkm_gpu_ticket_wait(gpu, 0));
+    CHECK(vkm_gpu_ticket_wait(gpu, last + 1000) == VKM_EINVAL); /* never issued */
+    uint64_t t = 7;
+    CHECK_OK(vkm_gpu_copy_async(gpu, h[0], 0, d, 0, 0, &t)); /* empty: ticket 0 */
+    CHECK(t == 0);
+    CHECK(vkm_gpu_copy_async(gpu, h[0], 1000, d, 0, 100, &t) == VKM_EINVAL);
+    CHECK(vkm_gpu_copy_async(gpu, d, 0, d, 10, 100, &t) == VKM_EINVAL); /* overlapping */
+    CHECK(vkm_gpu_record_copy(gpu, d, 0, back, 0, 16) == VKM_EINVAL);   /* no batch open */
+    for (int i = 0; i < RING; i++) vkm_gpu_buf_destroy(gpu, h[i]);
+    vkm_gpu_buf_destroy(gpu, d);
+    vkm_gpu_buf_destroy(gpu, back);
+    CHECK(vkm_gpu_validation_errors(gpu) == 0);
+    vkm_engine_close(e);
+}
+
 int main(void) {
     if (read_prompt(g_ids) != N_PROMPT) {
         CHECK(!"prompt.ids");
@@ -334,9 +411,11 @@ int main(void) {
     if (rc == VKM_ENODEV) check_skip(vkm_errmsg());
     CHECK_OK(rc);
     vkm_engine_close(e);
-    /* a bad policy */
+    /* a bad policy, a bad prefetch mode */
     CHECK(open_engine(VKMOE_FIXTURES_DIR "/tiny-v3-f32.gguf", 700000, 9, &e) == VKM_EINVAL);
+    CHECK(open_engine_pf(VKMOE_FIXTURES_DIR "/tiny-v3-f32.gguf", 700000, 0, 3, &e) == VKM_EINVAL);
     test_copy();
+    test_copy_async();
     run_fixture("tiny-v3-f32", N_PROMPT); /* every token stepped */
     test_shrink("tiny-v3-f32");
     run_fixture("small-v3-q4_k_m", 13); /* 20 + 13: lavapipe is slow */

@@ -15,9 +15,10 @@
 #define USAGE                                                                                      \
     "vkmoe bench --micro [--quick] [--device N] [-r REPS] [--max-run S] [--json F] [--quiet]\n"    \
     "       vkmoe bench -m MODEL [-p N] [-n N] [-r REPS] [--device N] [--json F] [--csv F] "       \
-    "[--vram-budget SIZE] [--expert-policy lru|lfu] [--stats] [--quiet]\n"                         \
+    "[--vram-budget SIZE] [--expert-policy lru|lfu] [--prefetch on|off] [--stats] [--quiet]\n"     \
     "       vkmoe bench --tokenizer -m MODEL [-r REPS] [--json F] [--quiet]\n"                     \
-    "       vkmoe bench --paging -m MODEL [-n N] [--device N] [--json F] [--png F] [--quiet]\n"    \
+    "       vkmoe bench --paging -m MODEL [-n N] [--device N] [--prefetch on|off] [--json F] "     \
+    "[--png F] [--quiet]\n"                                                                        \
     "       vkmoe bench --report A.json [B.json ...] [--md F] [--png F]"
 
 #define MAX_DEVICES 64
@@ -58,6 +59,8 @@ static void print_help(void) {
         "                routed experts beyond it are paged from host memory (default: the\n"
         "                device's memory budget)\n"
         "  --expert-policy P   expert cache eviction: lru (default) or lfu\n"
+        "  --prefetch on|off   speculative expert prefetch while paging (default: on with a\n"
+        "                      dedicated transfer queue)\n"
         "  --stats       print the expert-paging counters on stderr after the run\n\n"
         "tokenizer benchmark (--tokenizer -m MODEL), CPU only:\n"
         "  needs no Vulkan device, and a vocab-only GGUF is enough. Encodes ~1 MB of generated\n"
@@ -262,7 +265,7 @@ int cmd_bench(int argc, char **argv) {
     bool have_p = false, have_n = false, have_max_run = false, stats = false;
     bool tokenizer = false, have_policy = false, paging = false, have_r = false;
     uint64_t vram_budget = 0;
-    int policy = VKM_EXPERT_LRU;
+    int policy = VKM_EXPERT_LRU, prefetch = VKM_PREFETCH_AUTO;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
@@ -291,6 +294,10 @@ int cmd_bench(int argc, char **argv) {
                 return cli_usage_error(USAGE, "--expert-policy needs lru or lfu");
             policy = !strcmp(v, "lfu") ? VKM_EXPERT_LFU : VKM_EXPERT_LRU;
             have_policy = true;
+        } else if (!strcmp(a, "--prefetch")) {
+            if (!take_value(argc, argv, &i, &v) || (strcmp(v, "on") && strcmp(v, "off")))
+                return cli_usage_error(USAGE, "--prefetch needs on or off");
+            prefetch = !strcmp(v, "on") ? VKM_PREFETCH_ON : VKM_PREFETCH_OFF;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             if (!take_value(argc, argv, &i, &model))
                 return cli_usage_error(USAGE, "%s needs a file", a);
@@ -335,8 +342,8 @@ int cmd_bench(int argc, char **argv) {
     if (paging) {
         if (micro || tokenizer || report || quick || have_p || have_r || csv || md ||
             have_max_run || stats || vram_budget || have_policy)
-            return cli_usage_error(USAGE, "--paging takes only -m, -n, --device, --json, --png "
-                                          "and --quiet");
+            return cli_usage_error(USAGE, "--paging takes only -m, -n, --device, --prefetch, "
+                                          "--json, --png and --quiet");
         if (!model) return cli_usage_error(USAGE, "--paging needs -m MODEL");
         if (n_gen < 1) return cli_usage_error(USAGE, "--paging needs -n of at least 1");
     }
@@ -389,8 +396,11 @@ int cmd_bench(int argc, char **argv) {
         rc = bench_micro_run(&mo, root);
     }
     if (paging) {
-        bench_model_opts po = {
-            .model = model, .device = (int)device, .n_gen = (int)n_gen, .quiet = quiet};
+        bench_model_opts po = {.model = model,
+                               .device = (int)device,
+                               .n_gen = (int)n_gen,
+                               .quiet = quiet,
+                               .prefetch = prefetch};
         rc = bench_paging_run(&po, png, root);
     }
     if (!rc && model && !tokenizer && !paging) {
@@ -402,7 +412,8 @@ int cmd_bench(int argc, char **argv) {
                                .quiet = quiet,
                                .vram_budget = vram_budget,
                                .expert_policy = policy,
-                               .stats = stats};
+                               .stats = stats,
+                               .prefetch = prefetch};
         rc = bench_model_run(&bo, root);
     }
     if (!rc && json) rc = write_json(json, root);

@@ -38,6 +38,7 @@ typedef struct bench_model_opts {
     uint64_t vram_budget; /* bytes for weights + expert cache; 0 = automatic */
     int expert_policy;    /* enum vkm_expert_policy */
     bool stats;           /* print the expert-paging stats line on stderr */
+    int prefetch;         /* enum vkm_prefetch */
 } bench_model_opts;
 
 typedef struct bench_tok_opts {

@@ -119,7 +119,8 @@ static int run(const bench_model_opts *o, cJSON *root) {
                           .device = o->device,
                           .quiet = o->quiet,
                           .vram_budget = o->vram_budget,
-                          .expert_policy = o->expert_policy};
+                          .expert_policy = o->expert_policy,
+                          .prefetch = o->prefetch};
     vkm_engine *e = NULL;
     vkm_session *s = NULL;
     int32_t *tok = NULL;

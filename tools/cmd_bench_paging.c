@@ -283,6 +283,7 @@ static int run_one(const bench_model_opts *o, int n_gen, row *r) {
                           .quiet = true,
                           .vram_budget = r->budget,
                           .expert_policy = r->policy,
+                          .prefetch = o->prefetch,
                           .expert_trace = on_request,
                           .expert_trace_user = &tr};
     vkm_engine *e = NULL;
@@ -331,6 +332,9 @@ static int run_one(const bench_model_opts *o, int n_gen, row *r) {
         rc = belady(&tr, (uint32_t)info.n_layer, (uint32_t)info.n_expert, &r->b_hits, &r->b_misses);
         for (size_t at = 0; at + 4 <= tr.len; at += 4 + tr.v[at + 3]) r->requests++;
         r->belady_rate = rate(r->b_hits, r->b_misses);
+        if (!o->quiet && st1.prefetched)
+            fprintf(stderr, "bench --paging: prefetched %llu, used %llu\n",
+                    (unsigned long long)st1.prefetched, (unsigned long long)st1.prefetch_used);
         if (!rc && r->paged && r->b_hits + r->b_misses != r->hits + r->misses)
             rc = vkm_error(VKM_EINVAL,
                            "routing trace: %llu requested experts, the pager counted "

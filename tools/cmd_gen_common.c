@@ -22,6 +22,10 @@
 volatile sig_atomic_t gen_interrupted;
 volatile sig_atomic_t gen_at_prompt;
 
+/* --prefetch (enum vkm_prefetch): kept here rather than in gen.h's options, which this change
+ * may not touch; one process parses one command line. */
+static int g_prefetch = VKM_PREFETCH_AUTO;
+
 static const char THINK_OPEN[] = "<think>";
 static const char THINK_CLOSE[] = "</think>";
 
@@ -70,6 +74,8 @@ void gen_print_flags_help(FILE *f, long default_n) {
         "  --vram-budget SIZE      device bytes for weights + expert cache (K/M/G); routed\n"
         "                          experts beyond it are paged from host memory\n"
         "  --expert-policy P       expert cache eviction: lru (default) or lfu\n"
+        "  --prefetch on|off       speculative expert prefetch while paging (default: on\n"
+        "                          with a dedicated transfer queue)\n"
         "  --stats                 print the expert-paging counters after the run\n"
         "  --quiet                 no load progress, model line or timings on stderr\n",
         default_n);
@@ -153,6 +159,10 @@ int gen_parse_flag(gen_opts *o, int argc, char **argv, int *i, const char *usage
         if (!(v = flag_value(argc, argv, i)) || (strcmp(v, "lru") && strcmp(v, "lfu")))
             return cli_usage_error(usage, "%s needs lru or lfu", a);
         o->expert_policy = !strcmp(v, "lfu") ? VKM_EXPERT_LFU : VKM_EXPERT_LRU;
+    } else if (IS("--prefetch")) {
+        if (!(v = flag_value(argc, argv, i)) || (strcmp(v, "on") && strcmp(v, "off")))
+            return cli_usage_error(usage, "%s needs on or off", a);
+        g_prefetch = !strcmp(v, "on") ? VKM_PREFETCH_ON : VKM_PREFETCH_OFF;
     } else if (IS("--quiet")) {
         o->quiet = true;
     } else {
@@ -218,7 +228,8 @@ int gen_open(gen_ctx *g, const gen_opts *o, bool want_template) {
                           .profile = o->profile,
                           .quiet = o->quiet,
                           .vram_budget = o->vram_budget,
-                          .expert_policy = o->expert_policy};
+                          .expert_policy = o->expert_policy,
+                          .prefetch = g_prefetch};
     if (vkm_engine_open(&eo, &g->engine)) return cli_fail_last();
     vkm_engine_info info;
     vkm_engine_get_info(g->engine, &info);

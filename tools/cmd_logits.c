@@ -17,7 +17,7 @@
 static const char *const USAGE =
     "vkmoe logits -m MODEL.gguf (--tokens \"ID ID ...\" | --tokens-file FILE) -o OUT.f32 "
     "[--step] [--device N] [--kv-f32] [--ctx N] [--profile] [--vram-budget SIZE] "
-    "[--expert-policy lru|lfu] [--stats]";
+    "[--expert-policy lru|lfu] [--prefetch on|off] [--stats]";
 
 static void print_help(void) {
     printf("usage: %s\n\n"
@@ -35,6 +35,8 @@ static void print_help(void) {
            "  --vram-budget SIZE    device bytes for weights + expert cache (K/M/G suffix);\n"
            "                        experts beyond it are paged from host memory (default: auto)\n"
            "  --expert-policy P     eviction of paged experts: lru (default) or lfu\n"
+           "  --prefetch on|off     speculative expert prefetch while paging (default: on with\n"
+           "                        a dedicated transfer queue)\n"
            "  --stats               print the expert cache counters to stderr (one line)\n"
            "  -h, --help            this help\n",
            USAGE);
@@ -115,7 +117,7 @@ int cmd_logits(int argc, char **argv) {
     bool step = false, kv_f32 = false, profile = false, stats = false;
     long device = -1, ctx = 0;
     uint64_t budget = 0;
-    int policy = VKM_EXPERT_LRU;
+    int policy = VKM_EXPERT_LRU, prefetch = VKM_PREFETCH_AUTO;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has_val = i + 1 < argc;
@@ -150,6 +152,10 @@ int cmd_logits(int argc, char **argv) {
             if (!has_val || (strcmp(argv[i + 1], "lru") && strcmp(argv[i + 1], "lfu")))
                 return cli_usage_error(USAGE, "%s needs lru or lfu", a);
             policy = !strcmp(argv[++i], "lfu") ? VKM_EXPERT_LFU : VKM_EXPERT_LRU;
+        } else if (!strcmp(a, "--prefetch")) {
+            if (!has_val || (strcmp(argv[i + 1], "on") && strcmp(argv[i + 1], "off")))
+                return cli_usage_error(USAGE, "%s needs on or off", a);
+            prefetch = !strcmp(argv[++i], "on") ? VKM_PREFETCH_ON : VKM_PREFETCH_OFF;
         } else if (!strcmp(a, "--stats")) {
             stats = true;
         } else if (!strcmp(a, "--step")) {
@@ -192,7 +198,8 @@ int cmd_logits(int argc, char **argv) {
                           .device = (int)device,
                           .profile = profile,
                           .vram_budget = budget,
-                          .expert_policy = policy};
+                          .expert_policy = policy,
+                          .prefetch = prefetch};
     vkm_session_opts so = {
         .n_ctx = (int)ctx, .kv_f32 = kv_f32, .max_batch = step ? 1 : (n < 65536 ? n : 65536)};
     if (vkm_engine_open(&eo, &e) || vkm_session_create(e, &so, &s)) {

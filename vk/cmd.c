@@ -1,4 +1,6 @@
-/* cmd.c - compute batches and transfer copies (see cmd.h for the synchronisation scheme). */
+/* cmd.c - compute batches and transfer copies (see cmd.h for the synchronisation scheme).
+ * Asynchronous copies each get a command buffer of a small ring (async[]), reused once the
+ * ticket it signalled has completed (waiting for the oldest when all are in flight). */
 #include "cmd.h"
 
 #include <stdlib.h>
@@ -10,6 +12,7 @@
 
 #define WAIT_NS (600ull * 1000000000ull)
 #define POOL_SETS 1024 /* descriptor sets per pool when push descriptors are unavailable */
+#define ASYNC_CBS 64   /* command buffers for asynchronous copies */
 
 struct vkm_vk_cmd {
     vkm_vk_device *d;
@@ -17,6 +20,11 @@ struct vkm_vk_cmd {
     VkCommandBuffer cb, xfer_cb;
     VkSemaphore compute_sem, xfer_sem;  /* timelines */
     uint64_t compute_value, xfer_value; /* last values signalled */
+    uint64_t need_value;                /* compute submits wait for xfer_sem >= this */
+    VkCommandPool async_pool;           /* transfer family, resettable command buffers */
+    VkCommandBuffer async_cb[ASYNC_CBS];
+    uint64_t async_ticket[ASYNC_CBS]; /* ticket each command buffer signalled last, 0 = none */
+    int async_next;                   /* next command buffer to (re)use, round robin */
     /* descriptor pools (only without VK_KHR_push_descriptor): [n_pools], [0, pool_used) in use */
     VkDescriptorPool *pools;
     int n_pools, pool_used;
@@ -28,7 +36,8 @@ struct vkm_vk_cmd {
     int n_timings;
     /* recording state */
     bool recording;
-    uint32_t n_dispatch;
+    uint32_t n_dispatch; /* dispatches and copies recorded */
+    bool copied;         /* a copy was recorded into the batch */
     VkPipeline bound;
 };
 
@@ -70,6 +79,20 @@ int vkm_vk_cmd_create(vkm_vk_device *d, vkm_vk_cmd **out) {
         (rc = make_pool(d, d->transfer_family, &c->xfer_pool, &c->xfer_cb)) < 0 ||
         (rc = make_semaphore(d, &c->compute_sem)) < 0 || (rc = make_semaphore(d, &c->xfer_sem)) < 0)
         goto fail;
+    VkCommandPoolCreateInfo pci = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
+        .flags =
+            VK_COMMAND_POOL_CREATE_TRANSIENT_BIT | VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
+        .queueFamilyIndex = d->transfer_family,
+    };
+    VK_CHECK_GOTO(d->vk.vkCreateCommandPool(d->dev, &pci, NULL, &c->async_pool), rc, fail);
+    VkCommandBufferAllocateInfo ai = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+        .commandPool = c->async_pool,
+        .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+        .commandBufferCount = ASYNC_CBS,
+    };
+    VK_CHECK_GOTO(d->vk.vkAllocateCommandBuffers(d->dev, &ai, c->async_cb), rc, fail);
     if (d->caps.info.timestamps) {
         VkQueryPoolCreateInfo qci = {
             .sType = VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO,
@@ -96,6 +119,7 @@ void vkm_vk_cmd_destroy(vkm_vk_cmd *c) {
     if (c->xfer_sem) d->vk.vkDestroySemaphore(d->dev, c->xfer_sem, NULL);
     if (c->pool) d->vk.vkDestroyCommandPool(d->dev, c->pool, NULL);
     if (c->xfer_pool) d->vk.vkDestroyCommandPool(d->dev, c->xfer_pool, NULL);
+    if (c->async_pool) d->vk.vkDestroyCommandPool(d->dev, c->async_pool, NULL);
     free(c);
 }
 
@@ -161,6 +185,7 @@ int vkm_vk_cmd_begin(vkm_vk_cmd *c) {
     VK_CHECK(d->vk.vkBeginCommandBuffer(c->cb, &bi));
     c->n_marks = 0;
     c->n_dispatch = 0;
+    c->copied = false;
     c->bound = VK_NULL_HANDLE;
     if (c->queries) {
         d->vk.vkCmdResetQueryPool(c->cb, c->queries, 0, VKM_VK_MAX_MARKS + 1);
@@ -214,12 +239,14 @@ int vkm_vk_cmd_dispatch(vkm_vk_cmd *c, const vkm_gpu_kernel *k, const VkDescript
     if (c->n_dispatch > 0) {
         VkMemoryBarrier mb = {
             .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
-            .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
+            .srcAccessMask =
+                VK_ACCESS_SHADER_WRITE_BIT | (c->copied ? VK_ACCESS_TRANSFER_WRITE_BIT : 0),
             .dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT,
         };
-        d->vk.vkCmdPipelineBarrier(c->cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
-                                   VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb, 0, NULL, 0,
-                                   NULL);
+        d->vk.vkCmdPipelineBarrier(
+            c->cb,
+            VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | (c->copied ? VK_PIPELINE_STAGE_TRANSFER_BIT : 0),
+            VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
     }
     if (c->bound != k->pipeline) {
         d->vk.vkCmdBindPipeline(c->cb, VK_PIPELINE_BIND_POINT_COMPUTE, k->pipeline);
@@ -295,18 +322,22 @@ int vkm_vk_cmd_submit(vkm_vk_cmd *c) {
     vkm_vk_device *d = c->d;
     if (!c->recording) return vkm_error(VKM_EINVAL, "submit without begin");
     c->recording = false;
-    if (c->n_dispatch > 0) { /* make shader writes visible to the host (mapped buffers) */
+    if (c->n_dispatch > 0) { /* make shader (and copy) writes visible to the host */
         VkMemoryBarrier mb = {
             .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
-            .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT,
+            .srcAccessMask =
+                VK_ACCESS_SHADER_WRITE_BIT | (c->copied ? VK_ACCESS_TRANSFER_WRITE_BIT : 0),
             .dstAccessMask = VK_ACCESS_HOST_READ_BIT,
         };
-        d->vk.vkCmdPipelineBarrier(c->cb, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+        d->vk.vkCmdPipelineBarrier(c->cb,
+                                   VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT |
+                                       (c->copied ? VK_PIPELINE_STAGE_TRANSFER_BIT : 0),
                                    VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
     }
     VK_CHECK(d->vk.vkEndCommandBuffer(c->cb));
-    int rc = submit(c, d->compute_queue, c->cb, c->xfer_sem, c->xfer_value,
-                    VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, c->compute_sem, c->compute_value + 1);
+    int rc = submit(c, d->compute_queue, c->cb, c->xfer_sem, c->need_value,
+                    VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+                    c->compute_sem, c->compute_value + 1);
     if (rc < 0) return rc;
     c->compute_value++;
     if ((rc = wait_value(c, c->compute_sem, c->compute_value, "the GPU batch")) < 0) return rc;
@@ -344,5 +375,92 @@ int vkm_vk_cmd_copy(vkm_vk_cmd *c, VkBuffer src, uint64_t src_offset, VkBuffer d
                     VK_PIPELINE_STAGE_TRANSFER_BIT, c->xfer_sem, c->xfer_value + 1);
     if (rc < 0) return rc;
     c->xfer_value++;
+    c->need_value = c->xfer_value; /* later batches see it (and every earlier transfer) */
     return wait_value(c, c->xfer_sem, c->xfer_value, "a buffer copy");
+}
+
+int vkm_vk_cmd_ticket_done(vkm_vk_cmd *c, uint64_t ticket, bool *done) {
+    uint64_t v = 0;
+    VK_CHECK(c->d->vk.vkGetSemaphoreCounterValue(c->d->dev, c->xfer_sem, &v));
+    *done = v >= ticket;
+    return VKM_OK;
+}
+
+int vkm_vk_cmd_ticket_wait(vkm_vk_cmd *c, uint64_t ticket) {
+    if (ticket == 0) return VKM_OK;
+    if (ticket > c->xfer_value)
+        return vkm_error(VKM_EINVAL, "ticket %llu was never issued (last %llu)",
+                         (unsigned long long)ticket, (unsigned long long)c->xfer_value);
+    return wait_value(c, c->xfer_sem, ticket, "an asynchronous copy");
+}
+
+void vkm_vk_cmd_drain(vkm_vk_cmd *c) {
+    if (!c || !c->xfer_sem) return;
+    uint64_t v = 0;
+    if (c->d->vk.vkGetSemaphoreCounterValue(c->d->dev, c->xfer_sem, &v) != VK_SUCCESS ||
+        v >= c->xfer_value)
+        return;
+    VkSemaphoreWaitInfo wi = {
+        .sType = VK_STRUCTURE_TYPE_SEMAPHORE_WAIT_INFO,
+        .semaphoreCount = 1,
+        .pSemaphores = &c->xfer_sem,
+        .pValues = &c->xfer_value,
+    };
+    (void)c->d->vk.vkWaitSemaphores(c->d->dev, &wi, WAIT_NS);
+}
+
+void vkm_vk_cmd_wait_ticket(vkm_vk_cmd *c, uint64_t ticket) {
+    if (ticket > c->xfer_value) ticket = c->xfer_value;
+    if (ticket > c->need_value) c->need_value = ticket;
+}
+
+int vkm_vk_cmd_copy_async(vkm_vk_cmd *c, VkBuffer src, uint64_t src_offset, VkBuffer dst,
+                          uint64_t dst_offset, uint64_t size, uint64_t *ticket) {
+    vkm_vk_device *d = c->d;
+    *ticket = 0;
+    const int i = c->async_next;
+    int rc;
+    /* the command buffer's previous copy must have completed before it is reset */
+    if (c->async_ticket[i] && (rc = vkm_vk_cmd_ticket_wait(c, c->async_ticket[i])) < 0) return rc;
+    VkCommandBuffer cb = c->async_cb[i];
+    VK_CHECK(d->vk.vkResetCommandBuffer(cb, 0));
+    VkCommandBufferBeginInfo bi = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+        .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT,
+    };
+    VK_CHECK(d->vk.vkBeginCommandBuffer(cb, &bi));
+    VkBufferCopy region = {src_offset, dst_offset, size};
+    d->vk.vkCmdCopyBuffer(cb, src, dst, 1, &region);
+    VK_CHECK(d->vk.vkEndCommandBuffer(cb));
+    rc = submit(c, d->transfer_queue, cb, c->compute_sem, c->compute_value,
+                VK_PIPELINE_STAGE_TRANSFER_BIT, c->xfer_sem, c->xfer_value + 1);
+    if (rc < 0) return rc;
+    c->xfer_value++;
+    c->async_ticket[i] = c->xfer_value;
+    c->async_next = (i + 1) % ASYNC_CBS;
+    *ticket = c->xfer_value;
+    return VKM_OK;
+}
+
+int vkm_vk_cmd_record_copy(vkm_vk_cmd *c, VkBuffer src, uint64_t src_offset, VkBuffer dst,
+                           uint64_t dst_offset, uint64_t size) {
+    vkm_vk_device *d = c->d;
+    if (!c->recording) return vkm_error(VKM_EINVAL, "copy recorded outside begin/submit");
+    if (c->n_dispatch > 0) { /* after the writes (and reads) of everything before */
+        VkMemoryBarrier mb = {
+            .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
+            .srcAccessMask =
+                VK_ACCESS_SHADER_WRITE_BIT | (c->copied ? VK_ACCESS_TRANSFER_WRITE_BIT : 0),
+            .dstAccessMask = VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
+        };
+        d->vk.vkCmdPipelineBarrier(c->cb,
+                                   VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT |
+                                       (c->copied ? VK_PIPELINE_STAGE_TRANSFER_BIT : 0),
+                                   VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
+    }
+    VkBufferCopy region = {src_offset, dst_offset, size};
+    d->vk.vkCmdCopyBuffer(c->cb, src, dst, 1, &region);
+    c->copied = true;
+    c->n_dispatch++;
+    return VKM_OK;
 }

@@ -1,16 +1,22 @@
 /* cmd.h - command recording and submission: the compute batch (dispatches, barriers,
- * timestamps) and synchronous buffer copies on the transfer queue.
+ * timestamps), synchronous buffer copies and asynchronous ones (tickets) on the transfer queue.
  *
  * Invariants: one compute command buffer is recorded between begin and submit; a dispatch that
  * follows another in the batch is preceded by a compute->compute memory barrier; a batch ends
  * with a compute->host barrier so mapped buffers can be read after submit. Queues are ordered by
- * two timeline semaphores: every compute submit waits for the last transfer and every transfer
- * waits for the last compute submit, which is correct whether or not the transfer queue is a
- * separate, dedicated one (and is what an asynchronous pager will extend). Submissions wait on
- * the host with a 600 s limit. Not thread-safe. */
+ * two timeline semaphores: every transfer (synchronous or not) waits for the last compute submit;
+ * every compute submit waits for the last synchronous transfer and for the largest ticket asked
+ * for with vkm_vk_cmd_wait_ticket (the "need" value, which only grows), not for asynchronous
+ * copies nobody asked for, so these may run on a dedicated transfer queue while the compute
+ * batch runs. A ticket is the transfer timeline value its copy signals; tickets grow in
+ * submission order and the signal of a value covers every earlier transfer submission, so
+ * waiting for a ticket waits for all earlier ones. This is correct whether or not the transfer
+ * queue is a separate, dedicated one. Submissions wait on the host with a 600 s limit.
+ * Not thread-safe. */
 #ifndef VKM_VK_CMD_H
 #define VKM_VK_CMD_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <volk.h>
 
@@ -38,5 +44,22 @@ int vkm_vk_cmd_timings(const vkm_vk_cmd *c, vkm_gpu_timing *out, int max, int *n
  * the host and to later batches. */
 int vkm_vk_cmd_copy(vkm_vk_cmd *c, VkBuffer src, uint64_t src_offset, VkBuffer dst,
                     uint64_t dst_offset, uint64_t size);
+/* Submits the copy on the transfer queue (after the last compute submit) without waiting;
+ * *ticket receives the transfer timeline value that signals its completion. */
+int vkm_vk_cmd_copy_async(vkm_vk_cmd *c, VkBuffer src, uint64_t src_offset, VkBuffer dst,
+                          uint64_t dst_offset, uint64_t size, uint64_t *ticket);
+/* Whether a ticket has completed (no wait). */
+int vkm_vk_cmd_ticket_done(vkm_vk_cmd *c, uint64_t ticket, bool *done);
+/* Waits on the host for a ticket. */
+int vkm_vk_cmd_ticket_wait(vkm_vk_cmd *c, uint64_t ticket);
+/* Waits (best effort, errors ignored: also after a device loss) until every transfer issued so
+ * far has completed, so that buffers they touch may be destroyed. */
+void vkm_vk_cmd_drain(vkm_vk_cmd *c);
+/* Makes every later compute submit wait (on the device) for the ticket. */
+void vkm_vk_cmd_wait_ticket(vkm_vk_cmd *c, uint64_t ticket);
+/* Records a copy into the open compute batch, ordered after the dispatches before it and before
+ * those after it; visible to the host after submit. */
+int vkm_vk_cmd_record_copy(vkm_vk_cmd *c, VkBuffer src, uint64_t src_offset, VkBuffer dst,
+                           uint64_t dst_offset, uint64_t size);
 
 #endif

@@ -4,7 +4,8 @@
  * Invariants: a vkm_gpu owns one instance, one device, one allocator, one kernel cache and one
  * command state, destroyed in reverse order. Host <-> device copies go straight through the
  * mapping when the buffer's memory is host visible and coherent (UMA, lavapipe, ReBAR), else in
- * chunks through one lazily created staging buffer on the transfer queue. A device loss
+ * chunks through one lazily created staging buffer on the transfer queue. Asynchronous copies
+ * (tickets) are cmd.c's; this file checks their ranges. A device loss
  * (VKM_EDEVLOST from any module, real or injected by fault.c) is sticky: every later call except
  * the destroy functions fails at once with VKM_EDEVLOST, so nothing waits on a dead device.
  * Not thread-safe. */
@@ -198,6 +199,7 @@ int vkm_gpu_buf_create(vkm_gpu *g, size_t size, int kind, vkm_gpu_buf **out) {
 
 void vkm_gpu_buf_destroy(vkm_gpu *g, vkm_gpu_buf *b) {
     if (!b) return;
+    vkm_vk_cmd_drain(g->cmd); /* no asynchronous copy may still touch it (free when none) */
     vkm_vk_mem_buffer_destroy(g->mem, &b->b);
     free(b);
 }
@@ -275,17 +277,62 @@ int vkm_gpu_download(vkm_gpu *g, vkm_gpu_buf *src, size_t offset, void *dst, siz
     return track(g, download(g, src, offset, dst, size));
 }
 
-int vkm_gpu_copy(vkm_gpu *g, vkm_gpu_buf *src, size_t src_offset, vkm_gpu_buf *dst,
-                 size_t dst_offset, size_t size) {
-    LOST_GUARD(g);
+/* The range checks of every copy; 1 when there is nothing to copy. */
+static int check_copy(const vkm_gpu_buf *src, size_t src_offset, const vkm_gpu_buf *dst,
+                      size_t dst_offset, size_t size) {
     int rc;
     if ((rc = check_range(src, src_offset, size, "copy source")) < 0 ||
-        (rc = check_range(dst, dst_offset, size, "copy destination")) < 0 || size == 0)
+        (rc = check_range(dst, dst_offset, size, "copy destination")) < 0)
         return rc;
+    if (size == 0) return 1;
     if (src == dst && src_offset < dst_offset + size && dst_offset < src_offset + size)
         return vkm_error(VKM_EINVAL, "copy: overlapping ranges [%zu, +%zu) and [%zu, +%zu)",
                          src_offset, size, dst_offset, size);
+    return VKM_OK;
+}
+
+int vkm_gpu_copy(vkm_gpu *g, vkm_gpu_buf *src, size_t src_offset, vkm_gpu_buf *dst,
+                 size_t dst_offset, size_t size) {
+    LOST_GUARD(g);
+    int rc = check_copy(src, src_offset, dst, dst_offset, size);
+    if (rc) return rc < 0 ? rc : VKM_OK;
     return track(g, vkm_vk_cmd_copy(g->cmd, src->b.buf, src_offset, dst->b.buf, dst_offset, size));
+}
+
+int vkm_gpu_copy_async(vkm_gpu *g, vkm_gpu_buf *src, size_t src_offset, vkm_gpu_buf *dst,
+                       size_t dst_offset, size_t size, uint64_t *ticket) {
+    *ticket = 0;
+    LOST_GUARD(g);
+    int rc = check_copy(src, src_offset, dst, dst_offset, size);
+    if (rc) return rc < 0 ? rc : VKM_OK;
+    return track(g, vkm_vk_cmd_copy_async(g->cmd, src->b.buf, src_offset, dst->b.buf, dst_offset,
+                                          size, ticket));
+}
+
+int vkm_gpu_wait_ticket_on_next_submit(vkm_gpu *g, uint64_t ticket) {
+    LOST_GUARD(g);
+    vkm_vk_cmd_wait_ticket(g->cmd, ticket);
+    return VKM_OK;
+}
+
+int vkm_gpu_ticket_wait(vkm_gpu *g, uint64_t ticket) {
+    LOST_GUARD(g);
+    return track(g, vkm_vk_cmd_ticket_wait(g->cmd, ticket));
+}
+
+int vkm_gpu_ticket_done(vkm_gpu *g, uint64_t ticket, bool *done) {
+    *done = false;
+    LOST_GUARD(g);
+    return track(g, vkm_vk_cmd_ticket_done(g->cmd, ticket, done));
+}
+
+int vkm_gpu_record_copy(vkm_gpu *g, vkm_gpu_buf *src, size_t src_offset, vkm_gpu_buf *dst,
+                        size_t dst_offset, size_t size) {
+    LOST_GUARD(g);
+    int rc = check_copy(src, src_offset, dst, dst_offset, size);
+    if (rc) return rc < 0 ? rc : VKM_OK;
+    return track(
+        g, vkm_vk_cmd_record_copy(g->cmd, src->b.buf, src_offset, dst->b.buf, dst_offset, size));
 }
 
 /* ---- kernels and batches ---- */
