@@ -11,6 +11,7 @@
 
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../shaders/matmul_common.h"
@@ -93,20 +94,25 @@ typedef struct tuning {
     uint32_t wg;        /* threads per workgroup */
     uint32_t rows;      /* rows per thread (LANE_ROWS) or per workgroup */
     uint32_t lane_rows; /* 1: LANE_ROWS layout */
-    uint32_t sg;        /* 1: GEMV by matmul_sg.comp, one subgroup per row (GPUs) */
+    uint32_t sg;        /* 1: GEMV by matmul_sg.comp, `ks` subgroups per row (GPUs) */
+    uint32_t ks;
 } tuning;
 
-static tuning get_tuning(vkm_gpu *gpu) {
+/* `rows` = the rows of all matrices one GEMV dispatch covers: matmul_sg splits each row over
+ * more subgroups when there are few (fewer than 4096 subgroups would leave a large GPU idle). */
+static tuning get_tuning(vkm_gpu *gpu, uint64_t rows) {
     const vkm_gpu_device_info *info = vkm_gpu_info(gpu);
     if (info->cpu_kernels && info->subgroup_size >= 8 && info->subgroup_size <= 64)
-        return (tuning){32, 1, 1, 0};
-    if (!info->ksplit_gemv) { /* matmul_sg: 4 subgroups of one row each */
+        return (tuning){32, 1, 1, 0, 1};
+    if (!info->ksplit_gemv) { /* matmul_sg: 4 subgroups, ks per row */
         const uint32_t s = info->subgroup_size;
         const uint32_t w = s * 4 < 32 ? 32 : s * 4 > VKM_MM_VEC_MAX_WG ? VKM_MM_VEC_MAX_WG : s * 4;
-        return (tuning){w, s && w / s ? w / s : 1, 0, 1};
+        const uint32_t n_sg = s && w / s ? w / s : 1;
+        const uint32_t ks = rows >= 4096 || n_sg < 2 ? 1 : rows >= 1024 || n_sg < 4 ? 2 : 4;
+        return (tuning){w, n_sg / ks, 0, 1, ks};
     }
     uint32_t w = info->subgroup_size * 4;
-    return (tuning){w < 64 ? 64 : w > 128 ? 128 : w, 2, 0, 0};
+    return (tuning){w < 64 ? 64 : w > 128 ? 128 : w, 2, 0, 0, 1};
 }
 
 /* Rows one GEMV workgroup computes. */
@@ -116,14 +122,14 @@ static uint32_t vec_rows_per_wg(const tuning *t) {
 
 /* The kernel variant for (GEMV or GEMM, plain or indexed, type); for GEMV `cols` (1..8) is the
  * number of X columns per pass, rounded up here to a power of two. */
-static int get_kernel(vkm_gpu *gpu, bool gemv, bool id, uint32_t wtype, int64_t cols,
-                      vkm_gpu_kernel **out) {
+static int get_kernel(vkm_gpu *gpu, const tuning *tp, bool gemv, bool id, uint32_t wtype,
+                      int64_t cols, vkm_gpu_kernel **out) {
     char tname[16], name[64];
     const char *tn = vkm_qtype_name(wtype);
     size_t i = 0;
     for (; tn[i] && i + 1 < sizeof tname; i++) tname[i] = (char)tolower((unsigned char)tn[i]);
     tname[i] = 0;
-    const tuning t = get_tuning(gpu);
+    const tuning t = *tp;
     snprintf(name, sizeof name, "matmul_%s%s_%s",
              !gemv  ? "mm"
              : t.sg ? "sg"
@@ -137,8 +143,8 @@ static int get_kernel(vkm_gpu *gpu, bool gemv, bool id, uint32_t wtype, int64_t 
         spec[0] = t.wg;
         spec[1] = t.rows;
         spec[2] = nc;
-        spec[3] = t.lane_rows; /* matmul_vec only */
-        n_spec = t.sg ? 3 : 4;
+        spec[3] = t.sg ? t.ks : t.lane_rows;
+        n_spec = 4;
         VKM_ASSERT(
             spec[0] <= VKM_MM_VEC_MAX_WG &&
             (t.sg || (spec[1] <= VKM_MM_VEC_MAX_ROWS && (t.lane_rows || spec[0] >= spec[1] * nc))));
@@ -147,9 +153,8 @@ static int get_kernel(vkm_gpu *gpu, bool gemv, bool id, uint32_t wtype, int64_t 
 }
 
 /* Grid for a GEMV over m rows: row blocks spread over x and y. */
-static int vec_grid(const char *fn, vkm_gpu *gpu, uint32_t m, uint32_t *gx, uint32_t *gy) {
-    const tuning t = get_tuning(gpu);
-    const uint32_t rows = vec_rows_per_wg(&t);
+static int vec_grid(const char *fn, const tuning *t, uint32_t m, uint32_t *gx, uint32_t *gy) {
+    const uint32_t rows = vec_rows_per_wg(t);
     uint32_t blocks = (m + rows - 1) / rows;
     *gx = blocks < VKM_MM_MAX_GROUPS ? blocks : VKM_MM_MAX_GROUPS;
     *gy = (blocks + *gx - 1) / *gx;
@@ -190,12 +195,13 @@ int vkm_op_matmul(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_off, in
     pc.n_y = (uint32_t)n;
     pc.n_mat = 1;
 
-    bool gemv = n <= VKM_MM_VEC_MAX_COLS || get_tuning(gpu).lane_rows;
+    const tuning t = get_tuning(gpu, pc.m);
+    bool gemv = n <= VKM_MM_VEC_MAX_COLS || t.lane_rows;
     vkm_gpu_kernel *kern;
-    if ((rc = get_kernel(gpu, gemv, false, wtype, n, &kern))) return rc;
+    if ((rc = get_kernel(gpu, &t, gemv, false, wtype, n, &kern))) return rc;
     uint32_t gx, gy;
     if (gemv) {
-        if ((rc = vec_grid(fn, gpu, pc.m, &gx, &gy))) return rc;
+        if ((rc = vec_grid(fn, &t, pc.m, &gx, &gy))) return rc;
     } else {
         gx = (pc.m + VKM_MM_BM - 1) / VKM_MM_BM;
         gy = (pc.n + VKM_MM_BN - 1) / VKM_MM_BN;
@@ -281,20 +287,21 @@ int vkm_op_matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a) {
     pc.n_y = (uint32_t)a->n_y;
     pc.n_mat = (uint32_t)a->n_mat;
 
-    bool gemv = per_mat <= VKM_MM_VEC_MAX_COLS || get_tuning(gpu).lane_rows;
+    /* with the active list, z numbers list entries: at most one matrix per entry of rows[] */
+    uint32_t gz = (uint32_t)a->n_mat;
+    if (pc.act && (uint64_t)a->n_rows < gz) gz = (uint32_t)a->n_rows;
+    const tuning t = get_tuning(gpu, (uint64_t)pc.m * gz);
+    bool gemv = per_mat <= VKM_MM_VEC_MAX_COLS || t.lane_rows;
     vkm_gpu_kernel *kern;
-    if ((rc = get_kernel(gpu, gemv, true, a->wtype, per_mat, &kern))) return rc;
+    if ((rc = get_kernel(gpu, &t, gemv, true, a->wtype, per_mat, &kern))) return rc;
     uint32_t gx, gy;
     if (gemv) {
-        if ((rc = vec_grid(fn, gpu, pc.m, &gx, &gy))) return rc;
+        if ((rc = vec_grid(fn, &t, pc.m, &gx, &gy))) return rc;
     } else {
         gx = (pc.m + VKM_MM_BM - 1) / VKM_MM_BM;
         uint64_t tiles = ((uint64_t)per_mat + VKM_MM_BN - 1) / VKM_MM_BN;
         gy = tiles < VKM_MM_MAX_GROUPS ? (uint32_t)tiles : VKM_MM_MAX_GROUPS;
         if (gx > VKM_MM_MAX_GROUPS) return vkm_error(VKM_EINVAL, "%s: m=%u is too large", fn, pc.m);
     }
-    /* with the active list, z numbers list entries: at most one matrix per entry of rows[] */
-    uint32_t gz = (uint32_t)a->n_mat;
-    if (pc.act && (uint64_t)a->n_rows < gz) gz = (uint32_t)a->n_rows;
     return vkm_gpu_dispatch(gpu, kern, args, 5, &pc, gx, gy, gz);
 }

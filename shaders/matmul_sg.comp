@@ -2,16 +2,18 @@
 // once (any count is covered in passes of NC), W in its GGUF encoding (quant.glsl, -DTYPE_*).
 // With -DMUL_ID: the indexed form over a stack of matrices (matmul_common.h), matrix = z group.
 //
-// Layout: one subgroup per W row. A workgroup of WG threads (spec 0) computes RPW consecutive
-// rows (spec 1); its subgroups take rows RPW-strided by their subgroup index, so any subgroup
-// size works (the C side sizes RPW = WG / the device's subgroup size). Within a row, lane l
-// handles the units l, l + S, l + 2S, ... (S = subgroup size) of UNIT consecutive elements: a
+// Layout: KS subgroups per W row (spec 3: 1, or 2-4 for matrices of few rows, where one subgroup
+// per row would leave the GPU mostly idle). A workgroup of WG threads (spec 0) computes RPW
+// consecutive rows (spec 1): its subgroups form groups of KS (slots), and slot s takes rows s,
+// s + slots, ... (the C side sizes RPW = WG / (KS * the device's subgroup size); any other
+// subgroup count still covers every row). Within a row, lane l of part q (< KS) handles the units
+// (q * S + l) + i * KS * S (S = subgroup size) of UNIT consecutive elements: a
 // whole 32-element block (Q4_0 .. Q8_0), a 32-element sub-block (the K-quants) or a run of
 // floats, decoded from whole 32-bit words (every byte of the unit loaded once, neighbouring
 // lanes reading neighbouring bytes) with its scales read once; X is read as vec4 when its rows
-// are 16-byte aligned. The row's sum is one subgroupAdd: no shared memory and no barrier, so a
-// workgroup's rows never wait for each other. Rows are numbered by workgroup x + y * gridX
-// (grids over 65535 workgroups).
+// are 16-byte aligned; two units per loop step, so that their loads are in flight together. With
+// KS = 1 the row's sum is one subgroupAdd: no shared memory and no barrier; with KS > 1 the parts'
+// sums meet in shared memory. Rows are numbered by workgroup x + y * gridX (grids over 65535).
 // Float rows whose length is not a multiple of UNIT end with a tail of dq4 groups.
 // Invariants: NC <= VKM_MM_VEC_MAX_COLS (checked on the C side); W offsets are even (4-aligned
 // for F32), as quant.glsl requires.
@@ -26,6 +28,7 @@
 layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint RPW = 4;
 layout(constant_id = 2) const uint NC = 1;
+layout(constant_id = 3) const uint KS = 1;
 
 layout(std430, set = 0, binding = 0) readonly buffer W {
     uint wdata[];
@@ -49,6 +52,8 @@ layout(std430, set = 0, binding = 4) readonly buffer M {
 #endif
 
 #include "quant.glsl"
+
+shared float red[VKM_MM_VEC_MAX_SUBGROUPS][VKM_MM_VEC_MAX_COLS]; // KS > 1: the parts' sums
 
 #if defined(TYPE_F32)
 #define UNIT 16u
@@ -293,30 +298,54 @@ void main() {
             yrow[c] = c < nc ? yr : 0xFFFFFFFFu;
         }
 
-        for (uint r = gl_SubgroupID; r < RPW; r += gl_NumSubgroups) {
-            const uint row = row0 + r;
-            if (row >= p.m) break; // uniform over the subgroup
-            const uint rb = wbase + row * p.w_row_bytes;
+        // KS subgroups per row when the subgroup count allows it (else 1); every subgroup runs
+        // the same number of steps, so the barriers below are in uniform control flow
+        const uint ks = (KS > 1u && gl_NumSubgroups % KS == 0u) ? KS : 1u;
+        const uint slots = gl_NumSubgroups / ks, slot = gl_SubgroupID / ks;
+        const uint part = gl_SubgroupID % ks, stride = ks * S, u0 = part * S + lane;
+        for (uint r0 = 0u; r0 < RPW; r0 += slots) {
+            const uint row = row0 + r0 + slot;
+            const bool live = r0 + slot < RPW && row < p.m; // uniform over the subgroup
             [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[c] = 0.0;
-            for (uint u = lane; u < n_unit; u += S) unit(rb, u);
-#if defined(QFLOAT)
-            // the row's last k % UNIT elements, 4 per lane (dq4 reads elements >= k as 0)
-            for (uint k0 = n_unit * UNIT + 4u * lane; k0 < p.k; k0 += 4u * S) {
-                const vec4 w = dq4(rb, k0);
-                [[unroll]] for (uint c = 0u; c < NC; c++) {
-                    vec4 xv = vec4(0.0);
-                    if (g_xok[c])
-                        for (uint j = 0u; j < 4u; j++)
-                            if (k0 + j < p.k) xv[j] = xdata[g_xb[c] + k0 + j];
-                    g_acc[c] += dot(w, xv);
+            if (live) {
+                const uint rb = wbase + row * p.w_row_bytes;
+                uint u = u0;
+                for (; u + stride < n_unit; u += 2u * stride) {
+                    unit(rb, u);
+                    unit(rb, u + stride);
                 }
-            }
+                if (u < n_unit) unit(rb, u);
+#if defined(QFLOAT)
+                // the row's last k % UNIT elements, 4 per lane (dq4 reads elements >= k as 0)
+                for (uint k0 = n_unit * UNIT + 4u * (part * S + lane); k0 < p.k;
+                     k0 += 4u * stride) {
+                    const vec4 w = dq4(rb, k0);
+                    [[unroll]] for (uint c = 0u; c < NC; c++) {
+                        vec4 xv = vec4(0.0);
+                        if (g_xok[c])
+                            for (uint j = 0u; j < 4u; j++)
+                                if (k0 + j < p.k) xv[j] = xdata[g_xb[c] + k0 + j];
+                        g_acc[c] += dot(w, xv);
+                    }
+                }
 #endif
-            [[unroll]] for (uint c = 0u; c < NC; c++) {
-                const float s = subgroupAdd(g_acc[c]);
-                if (lane == 0u && c < nc && yrow[c] < p.n_y)
-                    ydata[p.y_off + yrow[c] * p.y_stride + row] = s;
             }
+            float sum[NC];
+            [[unroll]] for (uint c = 0u; c < NC; c++) sum[c] = subgroupAdd(g_acc[c]);
+            if (ks > 1u) {
+                if (lane == 0u) [[unroll]]
+                    for (uint c = 0u; c < NC; c++) red[gl_SubgroupID][c] = sum[c];
+                barrier();
+                if (part == 0u)
+                    for (uint q = 1u; q < ks; q++)
+                        [[unroll]] for (uint c = 0u; c < NC; c++) sum[c] +=
+                            red[gl_SubgroupID + q][c];
+                barrier();
+            }
+            if (live && part == 0u && lane == 0u) [[unroll]]
+                for (uint c = 0u; c < NC; c++)
+                    if (c < nc && yrow[c] < p.n_y)
+                        ydata[p.y_off + yrow[c] * p.y_stride + row] = sum[c];
         }
     }
 }
