@@ -7,6 +7,9 @@
  * TARGET_S seconds in all, at least 3 (or 1 when a single run already takes TARGET_S / 2).
  * Without timestamp support the batch wall time divided by the runs is used instead.
  *   copy: bench_copy over COPY_BYTES; GB/s = (read + write bytes) / time.
+ *   upload: host-visible memory -> a device buffer with vkm_gpu_copy (the transfer queue, as the
+ *         expert pager's uploads), UPLOAD_BYTES per copy, wall-clock time (submit and wait
+ *         included), median of UPLOAD_REPS; GB/s = bytes / time (over PCIe on a discrete GPU).
  *   GEMV: n = 1; GB/s = weight bytes / time; weights are rotated over several copies totalling
  *         ROTATE_BYTES so that small matrices are not served from the GPU's last-level cache.
  *   GEMM: n = 512 tokens; GFLOP/s = 2 * k * m * n / time.
@@ -27,7 +30,9 @@
 #include "ref_quant.h"
 
 #define MIB (1024.0 * 1024.0)
-#define TARGET_S 1.0                /* timed seconds per measurement, roughly */
+#define TARGET_S 1.0                      /* timed seconds per measurement, roughly */
+#define UPLOAD_BYTES ((uint64_t)64 << 20) /* host -> device copy size */
+#define UPLOAD_REPS 5
 #define COPY_BYTES (256ull << 20)   /* per buffer; --quick: 64 MiB */
 #define ROTATE_BYTES (256ull << 20) /* GEMV weight copies in rotation; --quick: 32 MiB */
 #define MAX_COPIES 16
@@ -178,6 +183,36 @@ static int fill_pattern(micro *mc, vkm_gpu_buf *buf, size_t size) {
     return rc;
 }
 
+/* Host -> device copy bandwidth (see the top); *gbps = 0 when it cannot be measured. */
+static int bench_upload(micro *mc, uint64_t bytes, double *gbps) {
+    *gbps = 0;
+    vkm_gpu_buf *h = NULL, *d = NULL;
+    double t[UPLOAD_REPS];
+    int rc = vkm_gpu_buf_create(mc->gpu, (size_t)bytes, VKM_BUF_HOST, &h);
+    if (!rc) rc = vkm_gpu_buf_create(mc->gpu, (size_t)bytes, VKM_BUF_DEVICE, &d);
+    if (!rc) memset(vkm_gpu_buf_map(h), 0x5A, (size_t)bytes);
+    if (!rc) rc = vkm_gpu_copy(mc->gpu, h, 0, d, 0, (size_t)bytes); /* warm-up */
+    for (int i = 0; !rc && i < UPLOAD_REPS; i++) {
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        rc = vkm_gpu_copy(mc->gpu, h, 0, d, 0, (size_t)bytes);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        t[i] = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) * 1e-9;
+    }
+    vkm_gpu_buf_destroy(mc->gpu, h);
+    vkm_gpu_buf_destroy(mc->gpu, d);
+    if (rc) return rc;
+    for (int i = 1; i < UPLOAD_REPS; i++) /* insertion sort: the median */
+        for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
+            double x = t[j];
+            t[j] = t[j - 1];
+            t[j - 1] = x;
+        }
+    const double med = t[UPLOAD_REPS / 2];
+    *gbps = med > 0 ? (double)bytes / med * 1e-9 : 0;
+    return VKM_OK;
+}
+
 static int bench_copy(micro *mc, cJSON *jm) {
     uint64_t bytes = mc->o->quick ? COPY_BYTES / 4 : COPY_BYTES;
     if (bytes > mc->max_buf) bytes = mc->max_buf;
@@ -205,6 +240,17 @@ static int bench_copy(micro *mc, cJSON *jm) {
     if (!cJSON_AddNumberToObject(jm, "copy_bytes", (double)bytes) ||
         !cJSON_AddNumberToObject(jm, "copy_gbps", mc->copy_gbps) ||
         !cJSON_AddNumberToObject(jm, "copy_reps", reps))
+        return vkm_error(VKM_ENOMEM, "out of memory");
+
+    uint64_t ub = bytes < UPLOAD_BYTES ? bytes : UPLOAD_BYTES;
+    double up = 0;
+    progress("bench: %s upload bandwidth%s\n", "measuring", "");
+    if ((rc = bench_upload(mc, ub, &up))) return rc;
+    printf("upload %.0f MiB host -> device: %.2f GB/s (transfer queue, median of %d)\n\n",
+           (double)ub / MIB, up, UPLOAD_REPS);
+    fflush(stdout);
+    if (!cJSON_AddNumberToObject(jm, "upload_bytes", (double)ub) ||
+        !cJSON_AddNumberToObject(jm, "upload_gbps", up))
         return vkm_error(VKM_ENOMEM, "out of memory");
     return VKM_OK;
 }
