@@ -51,14 +51,16 @@ typedef struct vkm_gpu_device_info {
     float timestamp_period_ns; /* nanoseconds per timestamp tick */
     bool cpu_kernels; /* kernel layouts for a CPU device (set by vkm_gpu_create: the device type,
                          or vkm_gpu_options.kernels / $VKMOE_KERNELS) */
-    bool ksplit_gemv; /* GPU layouts with the older k-split GEMV (VKM_KERNELS_KSPLIT) */
+    bool ksplit_gemv; /* GPU layouts, every GEMV by the k-split kernel (VKM_KERNELS_KSPLIT) */
+    bool sg_gemv;     /* GPU layouts, every GEMV by the subgroup-row kernel (VKM_KERNELS_SG) */
 } vkm_gpu_device_info;
 
 /* Kernel layouts (vkm_gpu_options.kernels): the device's own, or forced so that tests cover the
  * GPU layouts (k-split GEMV, tiled GEMM) on lavapipe and the CPU ones anywhere. The environment
- * variable VKMOE_KERNELS=gpu|cpu|ksplit overrides AUTO (ksplit: the GPU layouts with the older
- * k-split GEMV, kept to compare against). */
-enum { VKM_KERNELS_AUTO, VKM_KERNELS_GPU, VKM_KERNELS_CPU, VKM_KERNELS_KSPLIT };
+ * variable VKMOE_KERNELS=gpu|cpu|ksplit|sg overrides AUTO. On GPUs each weight type's GEMV uses
+ * whichever of two kernels measured faster (core/ops_matmul.c); ksplit and sg force one of them
+ * for every type, to compare. */
+enum { VKM_KERNELS_AUTO, VKM_KERNELS_GPU, VKM_KERNELS_CPU, VKM_KERNELS_KSPLIT, VKM_KERNELS_SG };
 
 const char *vkm_gpu_vendor_name(int vendor); /* "AMD", "Intel", "NVIDIA", "other" */
 const char *vkm_gpu_type_name(int type); /* "discrete", "integrated", "virtual", "cpu", "other" */

@@ -98,13 +98,31 @@ typedef struct tuning {
     uint32_t ks;
 } tuning;
 
+/* Weight types whose GEMV is faster with matmul_sg than with the k-split matmul_vec on GPUs
+ * (bench --micro, both kernels in one run; see README). */
+static bool sg_preferred(uint32_t wtype) {
+    switch (wtype) {
+    case VKM_Q5_0:
+    case VKM_Q5_1:
+    case VKM_Q2_K:
+    case VKM_Q3_K:
+    case VKM_Q4_K:
+    case VKM_Q5_K:
+    case VKM_Q6_K:
+        return true;
+    default:
+        return false;
+    }
+}
+
 /* `rows` = the rows of all matrices one GEMV dispatch covers: matmul_sg splits each row over
  * more subgroups when there are few (fewer than 4096 subgroups would leave a large GPU idle). */
-static tuning get_tuning(vkm_gpu *gpu, uint64_t rows) {
+static tuning get_tuning(vkm_gpu *gpu, uint64_t rows, uint32_t wtype) {
     const vkm_gpu_device_info *info = vkm_gpu_info(gpu);
     if (info->cpu_kernels && info->subgroup_size >= 8 && info->subgroup_size <= 64)
         return (tuning){32, 1, 1, 0, 1};
-    if (!info->ksplit_gemv) { /* matmul_sg: 4 subgroups, ks per row */
+    if (!info->ksplit_gemv &&
+        (info->sg_gemv || sg_preferred(wtype))) { /* 4 subgroups, ks per row */
         const uint32_t s = info->subgroup_size;
         const uint32_t w = s * 4 < 32 ? 32 : s * 4 > VKM_MM_VEC_MAX_WG ? VKM_MM_VEC_MAX_WG : s * 4;
         const uint32_t n_sg = s && w / s ? w / s : 1;
@@ -195,7 +213,7 @@ int vkm_op_matmul(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_off, in
     pc.n_y = (uint32_t)n;
     pc.n_mat = 1;
 
-    const tuning t = get_tuning(gpu, pc.m);
+    const tuning t = get_tuning(gpu, pc.m, wtype);
     bool gemv = n <= VKM_MM_VEC_MAX_COLS || t.lane_rows;
     vkm_gpu_kernel *kern;
     if ((rc = get_kernel(gpu, &t, gemv, false, wtype, n, &kern))) return rc;
@@ -290,7 +308,7 @@ int vkm_op_matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a) {
     /* with the active list, z numbers list entries: at most one matrix per entry of rows[] */
     uint32_t gz = (uint32_t)a->n_mat;
     if (pc.act && (uint64_t)a->n_rows < gz) gz = (uint32_t)a->n_rows;
-    const tuning t = get_tuning(gpu, (uint64_t)pc.m * gz);
+    const tuning t = get_tuning(gpu, (uint64_t)pc.m * gz, a->wtype);
     bool gemv = per_mat <= VKM_MM_VEC_MAX_COLS || t.lane_rows;
     vkm_gpu_kernel *kern;
     if ((rc = get_kernel(gpu, &t, gemv, true, a->wtype, per_mat, &kern))) return rc;

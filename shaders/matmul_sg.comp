@@ -7,10 +7,11 @@
 // consecutive rows (spec 1): its subgroups form groups of KS (slots), and slot s takes rows s,
 // s + slots, ... (the C side sizes RPW = WG / (KS * the device's subgroup size); any other
 // subgroup count still covers every row). Within a row, lane l of part q (< KS) handles the units
-// (q * S + l) + i * KS * S (S = subgroup size) of UNIT consecutive elements: a
-// whole 32-element block (Q4_0 .. Q8_0), a 32-element sub-block (the K-quants) or a run of
-// floats, decoded from whole 32-bit words (every byte of the unit loaded once, neighbouring
-// lanes reading neighbouring bytes) with its scales read once; X is read as vec4 when its rows
+// (q * S + l) + i * KS * S (S = subgroup size) of UNIT consecutive elements: 16 bytes of a float
+// row (one 128-bit load when the rows are 16-byte aligned), half a Q8_0 block, a whole 32-element
+// block (Q4_0 .. Q5_1) or a 32-element sub-block (the K-quants), decoded from whole words (every
+// byte of the unit loaded once, neighbouring lanes reading neighbouring bytes) with its scales
+// read once; X is read as vec4 when its rows
 // are 16-byte aligned; two units per loop step, so that their loads are in flight together. With
 // KS = 1 the row's sum is one subgroupAdd: no shared memory and no barrier; with KS > 1 the parts'
 // sums meet in shared memory. Rows are numbered by workgroup x + y * gridX (grids over 65535).
@@ -30,36 +31,33 @@ layout(constant_id = 1) const uint RPW = 4;
 layout(constant_id = 2) const uint NC = 1;
 layout(constant_id = 3) const uint KS = 1;
 
-layout(std430, set = 0, binding = 0) readonly buffer W {
-    uint wdata[];
-};
-layout(std430, set = 0, binding = 1) readonly buffer X {
-    float xdata[];
-};
-layout(std430, set = 0, binding = 1) readonly buffer X4 {
-    vec4 xdata4[];
-};
-layout(std430, set = 0, binding = 2) writeonly buffer Y {
-    float ydata[];
-};
+layout(std430, set = 0, binding = 0) readonly buffer W { uint wdata[]; };
+layout(std430, set = 0, binding = 0) readonly buffer W4 { uvec4 wdata4[]; };
+layout(std430, set = 0, binding = 1) readonly buffer X { float xdata[]; };
+layout(std430, set = 0, binding = 1) readonly buffer X4 { vec4 xdata4[]; };
+layout(std430, set = 0, binding = 2) writeonly buffer Y { float ydata[]; };
 #ifdef MUL_ID
-layout(std430, set = 0, binding = 3) readonly buffer R {
-    int rows[];
-};
-layout(std430, set = 0, binding = 4) readonly buffer M {
-    int mats[];
-};
+layout(std430, set = 0, binding = 3) readonly buffer R { int rows[]; };
+layout(std430, set = 0, binding = 4) readonly buffer M { int mats[]; };
 #endif
 
 #include "quant.glsl"
 
 shared float red[VKM_MM_VEC_MAX_SUBGROUPS][VKM_MM_VEC_MAX_COLS]; // KS > 1: the parts' sums
 
+// Elements per unit: 16 bytes of weights for the float types (neighbouring lanes read
+// neighbouring 16-byte pieces: one 128-bit load each when aligned), half a block for Q8_0.
 #if defined(TYPE_F32)
+#define UNIT 4u
+#elif defined(TYPE_F16) || defined(TYPE_BF16)
+#define UNIT 8u
+#elif defined(TYPE_Q8_0)
 #define UNIT 16u
 #else
 #define UNIT 32u
 #endif
+
+bool g_w16; // W rows and matrices start 16-byte aligned: w_16a may use 128-bit loads
 
 // The 4 little-endian words at byte b (b even): one load per word when b is 4-aligned, else
 // five loads joined by shifts.
@@ -70,6 +68,13 @@ uvec4 w_16(uint b) {
     const uint e = wdata[i + 4u];
     return uvec4((a.x >> 16) | (a.y << 16), (a.y >> 16) | (a.z << 16), (a.z >> 16) | (a.w << 16),
                  (a.w >> 16) | (e << 16));
+}
+
+// w_16(b) for b % 16 == 0 when g_w16 holds (the K-quant and float layouts keep that alignment
+// inside their rows): one 128-bit load
+uvec4 w_16a(uint b) {
+    if (g_w16) return wdata4[b >> 4];
+    return w_16(b);
 }
 
 vec4 nib_lo(uint v) {
@@ -104,21 +109,13 @@ void fma4s(vec4 q, float s, float mn, uint e) {
 // ---- units: g_acc += the products of unit u (elements UNIT*u ..) of the row at byte rb ----
 #if defined(TYPE_F32)
 void unit(uint rb, uint u) {
-    const uint i = (rb >> 2) + 16u * u, e = 16u * u;
-    [[unroll]] for (uint g = 0u; g < 4u; g++) {
-        const uvec4 a = uvec4(wdata[i + 4u * g], wdata[i + 4u * g + 1u], wdata[i + 4u * g + 2u],
-                              wdata[i + 4u * g + 3u]);
-        fma4(uintBitsToFloat(a), e + 4u * g);
-    }
+    fma4(uintBitsToFloat(w_16a(rb + 16u * u)), 4u * u);
 }
 #elif defined(TYPE_F16) || defined(TYPE_BF16)
 void unit(uint rb, uint u) {
-    const uint b = rb + 64u * u, e = 32u * u;
-    [[unroll]] for (uint h = 0u; h < 4u; h++) {
-        const uvec4 a = w_16(b + 16u * h);
-        fma4(vec4(h2f(a.x), h2f(a.y)), e + 8u * h);
-        fma4(vec4(h2f(a.z), h2f(a.w)), e + 8u * h + 4u);
-    }
+    const uvec4 a = w_16a(rb + 16u * u);
+    fma4(vec4(h2f(a.x), h2f(a.y)), 8u * u);
+    fma4(vec4(h2f(a.z), h2f(a.w)), 8u * u + 4u);
 }
 #elif defined(TYPE_Q4_0) || defined(TYPE_Q4_1)
 #if defined(TYPE_Q4_0)
@@ -170,13 +167,11 @@ void unit(uint rb, uint u) {
     }
 }
 #elif defined(TYPE_Q8_0)
-void unit(uint rb, uint u) {
-    const uint bb = rb + 34u * u, e = 32u * u;
+void unit(uint rb, uint u) { // half u % 2 of block u / 2
+    const uint bb = rb + 34u * (u >> 1);
     const float d = w_f16(bb);
-    [[unroll]] for (uint h = 0u; h < 2u; h++) {
-        const uvec4 q = w_16(bb + 2u + 16u * h);
-        [[unroll]] for (uint j = 0u; j < 4u; j++) fma4(d * vec4(i8x4(q[j])), e + 16u * h + 4u * j);
-    }
+    const uvec4 q = w_16(bb + 2u + 16u * (u & 1u));
+    [[unroll]] for (uint j = 0u; j < 4u; j++) fma4(d * vec4(i8x4(q[j])), 16u * u + 4u * j);
 }
 #elif defined(TYPE_Q2_K)
 // unit = 32 elements j0 = 32 * (u % 8) of block u / 8: 2 scale bytes, 32 quant bytes (2 bits each)
@@ -219,9 +214,9 @@ void unit(uint rb, uint u) {
     const vec2 dm = unpackHalf2x16(w_u32(bb));
     const float d = dm.x * float(sm.x), mn = -dm.y * float(sm.y);
     [[unroll]] for (uint half_ = 0u; half_ < 2u; half_++) {
-        const uvec4 q = w_16(bb + QS_OFF + 32u * c + 16u * half_);
+        const uvec4 q = w_16a(bb + QS_OFF + 32u * c + 16u * half_);
 #if defined(TYPE_Q5_K)
-        const uvec4 qh = w_16(bb + 16u + 16u * half_);
+        const uvec4 qh = w_16a(bb + 16u + 16u * half_);
 #endif
         [[unroll]] for (uint j = 0u; j < 4u; j++) {
             vec4 v = vec4(u8x4((q[j] >> sh) & 0x0F0F0F0Fu));
@@ -277,6 +272,7 @@ void main() {
     const uint lane = gl_SubgroupInvocationID, S = gl_SubgroupSize;
     const uint n_unit = p.k / UNIT;
     g_x4 = ((p.x_off | p.x_stride) & 3u) == 0u;
+    g_w16 = ((p.w_off | p.w_row_bytes | p.w_mat_bytes) & 15u) == 0u;
 
     for (uint base = 0u; base < count; base += NC) {
         const uint nc = min(NC, count - base);

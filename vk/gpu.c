@@ -144,15 +144,18 @@ int vkm_gpu_create(const vkm_gpu_options *opt, vkm_gpu **out) {
             kernels = VKM_KERNELS_CPU;
         else if (!strcmp(env, "ksplit"))
             kernels = VKM_KERNELS_KSPLIT;
+        else if (!strcmp(env, "sg"))
+            kernels = VKM_KERNELS_SG;
         else {
             vkm_gpu_destroy(g);
-            return vkm_error(VKM_EINVAL, "VKMOE_KERNELS=%s: expected gpu, cpu or ksplit", env);
+            return vkm_error(VKM_EINVAL, "VKMOE_KERNELS=%s: expected gpu, cpu, ksplit or sg", env);
         }
     }
     vkm_gpu_device_info *info = &g->dev->caps.info;
     info->cpu_kernels =
         kernels == VKM_KERNELS_CPU || (kernels == VKM_KERNELS_AUTO && info->type == VKM_DEV_CPU);
     info->ksplit_gemv = kernels == VKM_KERNELS_KSPLIT;
+    info->sg_gemv = kernels == VKM_KERNELS_SG;
     g->force_staging = opt->force_staging;
     *out = g;
     return VKM_OK;
