@@ -98,20 +98,23 @@ typedef struct tuning {
     uint32_t ks;
 } tuning;
 
-/* Weight types whose GEMV is faster with matmul_sg than with the k-split matmul_vec on GPUs
- * (bench --micro, both kernels in one run; see README). */
-static bool sg_preferred(uint32_t wtype) {
+/* Whether matmul_sg beats the k-split matmul_vec for a GEMV of `rows` rows of wtype on GPUs.
+ * Measured with bench --micro, both kernels in one session on an NVIDIA H200 (README): matmul_sg
+ * wins for the float types at every shape (F16: 49-54% of copy on the expert shapes, against
+ * 35-36%), and for Q8_0, Q5_x and the K-quants on the expert and attention shapes (Q4_K 7168x2048:
+ * 9.5% against 6.9%), while the k-split kernel wins for Q4_0/Q4_1 and, among the block types, on
+ * the 129280-row output matrix. */
+static bool sg_preferred(uint32_t wtype, uint64_t rows) {
     switch (wtype) {
-    case VKM_Q5_0:
-    case VKM_Q5_1:
-    case VKM_Q2_K:
-    case VKM_Q3_K:
-    case VKM_Q4_K:
-    case VKM_Q5_K:
-    case VKM_Q6_K:
+    case VKM_F32:
+    case VKM_F16:
+    case VKM_BF16:
         return true;
-    default:
+    case VKM_Q4_0:
+    case VKM_Q4_1:
         return false;
+    default:
+        return rows < 32768;
     }
 }
 
@@ -122,7 +125,7 @@ static tuning get_tuning(vkm_gpu *gpu, uint64_t rows, uint32_t wtype) {
     if (info->cpu_kernels && info->subgroup_size >= 8 && info->subgroup_size <= 64)
         return (tuning){32, 1, 1, 0, 1};
     if (!info->ksplit_gemv &&
-        (info->sg_gemv || sg_preferred(wtype))) { /* 4 subgroups, ks per row */
+        (info->sg_gemv || sg_preferred(wtype, rows))) { /* 4 subgroups, ks per row */
         const uint32_t s = info->subgroup_size;
         const uint32_t w = s * 4 < 32 ? 32 : s * 4 > VKM_MM_VEC_MAX_WG ? VKM_MM_VEC_MAX_WG : s * 4;
         const uint32_t n_sg = s && w / s ? w / s : 1;

@@ -185,9 +185,11 @@ done
 check "bench --device 99 exits 2 with usage" test $? -eq 2
 
 # Expert paging through bench: a budget that holds only part of the experts pages them and
-# --stats prints the one-line counters; below the minimum is a clean runtime error.
+# --stats prints the one-line counters; below the minimum is a clean runtime error. Prefetch is
+# off here (its default is on where the device has a transfer queue), so nothing is prefetched
+# and the sweep below can compare demand paging with Belady's MIN.
 "$vkmoe" bench -m "$fixtures/tiny-v3-f32.gguf" -p 8 -n 4 -r 1 --vram-budget 800K --stats --quiet \
-    >"$out" 2>&1
+    --prefetch off >"$out" 2>&1
 check "bench --vram-budget 800K --stats exits 0" test $? -eq 0
 check "bench --stats prints the experts line with misses" \
     grep -qE "^experts: hits=[0-9]+ misses=[1-9][0-9]* prefetched=0 prefetch_used=0 uploaded_bytes=[1-9][0-9]* stall_ms=" "$out"
@@ -202,7 +204,7 @@ check "bench --micro --stats exits 2" test $? -eq 2
 # ---- expert paging sweep (--paging): 5 budgets x 2 policies, Belady's MIN never below a policy
 pj="$dir/paging.json"
 "$vkmoe" bench --paging -m "$fixtures/tiny-v3-f32.gguf" -n 8 --json "$pj" --png "$dir/paging.png" \
-    --quiet >"$out" 2>&1
+    --prefetch off --quiet >"$out" 2>&1
 rc=$?
 check "bench --paging exits 0 (got $rc: $(tail -3 "$out"))" test $rc -eq 0
 check "bench --paging prints the table" grep -q "| budget % |" "$out"

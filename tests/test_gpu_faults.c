@@ -23,6 +23,7 @@
 #include "check.h"
 #include "engine.h"
 #include "gpu.h"
+#include "gpu_keep.h"
 #include "vkmoe.h"
 
 #define TINY VKMOE_FIXTURES_DIR "/tiny-v3-f32.gguf"
@@ -289,15 +290,13 @@ static uint64_t paged_budget(void) {
 
 int main(void) {
     signal(SIGALRM, on_alarm);
-    vkm_gpu *keep = NULL; /* keeps the driver loaded (see the top) */
-    vkm_gpu_options keep_opt = {.device = -1, .validation = true};
-    if (vkm_gpu_create(&keep_opt, &keep)) keep = NULL;
+    gpu_keep_open();
     vkm_engine *e = NULL;
     int rc = open_engine(0, &e);
     if (rc == VKM_ENODEV) check_skip(vkm_errmsg());
     CHECK_OK(rc);
     if (rc) {
-        vkm_gpu_destroy(keep);
+        gpu_keep_close();
         return check_done();
     }
     const size_t V = g_vocab = (size_t)vkm_engine_model(e)->hp.n_vocab;
@@ -305,7 +304,7 @@ int main(void) {
     float *ref = malloc(N_TOK * V * sizeof *ref), *again = malloc(N_TOK * V * sizeof *again);
     CHECK(ref && again);
     if (!ref || !again) {
-        vkm_gpu_destroy(keep);
+        gpu_keep_close();
         return check_done();
     }
     CHECK_OK(run_clean(0, ref));
@@ -340,6 +339,6 @@ int main(void) {
     CHECK(memcmp(ref, again, N_TOK * V * sizeof *ref) == 0);
     free(ref);
     free(again);
-    vkm_gpu_destroy(keep);
+    gpu_keep_close();
     return check_done();
 }

@@ -18,6 +18,7 @@
 #include "check.h"
 #include "engine.h"
 #include "gpu.h"
+#include "gpu_keep.h"
 #include "gguf.h"
 #include "model.h"
 #include "vkmoe.h"
@@ -406,6 +407,7 @@ int main(void) {
         CHECK(!"prompt.ids");
         return check_done();
     }
+    gpu_keep_open(); /* many engines follow */
     vkm_engine *e = NULL;
     int rc = open_engine(VKMOE_FIXTURES_DIR "/tiny-v3-f32.gguf", 0, 0, &e);
     if (rc == VKM_ENODEV) check_skip(vkm_errmsg());
@@ -419,5 +421,6 @@ int main(void) {
     run_fixture("tiny-v3-f32", N_PROMPT); /* every token stepped */
     test_shrink("tiny-v3-f32");
     run_fixture("small-v3-q4_k_m", 13); /* 20 + 13: lavapipe is slow */
+    gpu_keep_close();
     return check_done();
 }
