@@ -56,139 +56,49 @@ vec4 load_x4(uint b, uint e) {
 // coroutine switches). All threads need the same X values at the same time: a subgroup loads each
 // once and shares it by shuffles (lane_x). Weights are read in whole blocks (32 elements for the
 // float types, QK for the others) with their scales decoded once per block; each block is
-// multiplied with all NC columns, so this also serves as the GEMM (passes of NC columns).
-// Dedicated block decoders for F16/BF16, Q8_0, Q5_0, Q4_K and Q6_K (the types of q4_k_m / q8_0
-// files) cost one 32-bit load per word of weights; the other types go through dq4 per 4 values.
-// llvmpipe compiles every per-lane load into a loop over the lanes and runs both sides of any
-// branch under a mask, so these decoders are branch-free and count loads, not arithmetic.
+// multiplied with all NC columns, so this also serves as the GEMM (passes of NC columns), and the
+// X values of a block are loaded and prepared once for the ROWS rows of the thread.
+// llvmpipe compiles every per-lane load into a loop over the lanes (one loop per load
+// instruction, whatever its width) and runs both sides of any branch under a mask, so a block
+// is fetched as 16-byte uvec4 loads through the alias wdata4 (lane_fetch: a third to a quarter of
+// the load loops of 32-bit words) and realigned in registers, and the decoders (one per type) are
+// branch-free and count loads, not arithmetic. Measured on llvmpipe (2 cores), the remaining
+// costs are the X loads (one 16-byte chunk per lane per 32 elements, shared by the ROWS rows) and,
+// for the 4-bit types, the arithmetic per element (mask, convert, permute, multiply-add).
+
+layout(std430, set = 0, binding = 0) readonly buffer W4 { uvec4 wdata4[]; }; // = wdata
+layout(std430, set = 0, binding = 1) readonly buffer X4 { vec4 xdata4[]; };  // = xdata
 
 uint g_xb[NC];  // element offset of column c's X row (0 when absent: reads are masked)
 bool g_xok[NC]; // column c is present and its X row is in range
 float g_acc[ROWS][NC];
+uint g_rb[ROWS]; // byte offset of each row of the thread (clamped to the last row)
 
-// X values: for a run of 32 elements at e0, lane l of the subgroup loads elements e0 + 4l .. +3
-// (all of them distinct, no redundant loads) and the others take them with subgroupShuffle by a
-// constant lane, which on a CPU device is one register permute (subgroupBroadcast, by contrast,
-// compiles to a loop over the lanes on llvmpipe). Needs subgroups of >= 8 invocations, all of them
-// active: the callers only use these in uniform control flow.
-vec4 lane_x(uint c, uint e0) {
+// X values: for a run of 32 elements at e0, lane l of the subgroup holds elements e0 + 4l .. +3
+// and the others take them with subgroupShuffle by a constant lane (XB), which on a CPU device is
+// one register permute (subgroupBroadcast, by contrast, compiles to a loop over the lanes on
+// llvmpipe). Lane l loads the 16-byte chunk of X holding element e0 + 4l (one load loop instead
+// of four) and takes the next chunk from lane l + 1; lane 7 loads its next chunk itself (masked),
+// and the pair is shifted by the column's (uniform) misalignment with selects. The chunks reach
+// at most 7 elements past the run, which are inside the row's next step; the row's last step
+// (`last`, no next step) loads its 4 elements one by one instead. Needs subgroups of >= 8
+// invocations, all of them active: the callers only use these in uniform control flow.
+vec4 lane_x(uint c, uint e0, bool last) {
     if (!g_xok[c]) return vec4(0.0);
-    const uint b = g_xb[c] + e0 + 4u * (gl_SubgroupInvocationID & 7u);
-    return vec4(xdata[b], xdata[b + 1u], xdata[b + 2u], xdata[b + 3u]);
+    const uint l = gl_SubgroupInvocationID & 7u, a = g_xb[c] + e0;
+    if (last) {
+        const uint b = a + 4u * l;
+        return vec4(xdata[b], xdata[b + 1u], xdata[b + 2u], xdata[b + 3u]);
+    }
+    const uint q = (a >> 2) + l, s = a & 3u;
+    const vec4 c0 = xdata4[q];
+    vec4 c1 = subgroupShuffle(c0, (l + 1u) & 7u);
+    if (l == 7u) c1 = xdata4[q + 1u];
+    const vec4 h = (s & 2u) != 0u ? vec4(c0.zw, c1.xy) : c0; // shifted by 2 elements
+    const float n = (s & 2u) != 0u ? c1.z : c1.x;              // the element after h
+    return (s & 1u) != 0u ? vec4(h.yzw, n) : h;
 }
 #define XB(v, l) subgroupShuffle(v, l)
-
-#if defined(TYPE_F16) || defined(TYPE_BF16) || defined(TYPE_F32)
-#define LB 32u // elements per step
-#else
-#define LB QK
-#endif
-
-// g_acc[r][c] += the dot products of the LB elements of block `blk` of the row at byte rb
-// (generic form, through dq4).
-void lane_block_generic(uint rb, uint blk, uint r) {
-    for (uint g = 0u; g < LB; g += 32u) {
-        const uint e0 = blk * LB + g;
-        vec4 xl[NC];
-        [[unroll]] for (uint c = 0u; c < NC; c++) xl[c] = lane_x(c, e0);
-#define G(L)                                                                                       \
-    {                                                                                              \
-        const vec4 w = dq4(rb, e0 + 4u * L);                                                       \
-        [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[r][c] += dot(w, XB(xl[c], L));             \
-    }
-        G(0u) G(1u) G(2u) G(3u) G(4u) G(5u) G(6u) G(7u)
-#undef G
-    }
-}
-
-#if defined(TYPE_F16) || defined(TYPE_BF16)
-void lane_block(uint rb, uint blk, uint r) {
-    // 64 bytes at b (2-byte aligned): words i..i+15, and i+16 when b is not 4-aligned; a row
-    // of either alignment is read without branches
-    const uint b = rb + blk * 64u, i = b >> 2, e0 = blk * 32u;
-    const bool al = (b & 2u) == 0u;
-    vec4 xl[NC];
-    [[unroll]] for (uint c = 0u; c < NC; c++) xl[c] = lane_x(c, e0);
-    uint w0 = wdata[i], w1, w2;
-#define G(L)                                                                                       \
-    {                                                                                              \
-        w1 = wdata[i + 2u * L + 1u];                                                               \
-        w2 = wdata[L == 7u ? i + (al ? 15u : 16u) : i + 2u * L + 2u];                              \
-        const uint a0 = al ? w0 : (w0 >> 16) | (w1 << 16);                                         \
-        const uint a1 = al ? w1 : (w1 >> 16) | (w2 << 16);                                         \
-        w0 = w2;                                                                                   \
-        const vec4 w = vec4(h2f(a0), h2f(a1));                                                     \
-        [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[r][c] += dot(w, XB(xl[c], L));             \
-    }
-    G(0u) G(1u) G(2u) G(3u) G(4u) G(5u) G(6u) G(7u)
-#undef G
-}
-#elif defined(TYPE_Q8_0)
-void lane_block(uint rb, uint blk, uint r) {
-    const uint bb = rb + blk * 34u, i = bb >> 2, e0 = blk * 32u;
-    const bool al = (bb & 2u) == 0u;
-    vec4 xl[NC];
-    float sc[NC];
-    [[unroll]] for (uint c = 0u; c < NC; c++) {
-        xl[c] = lane_x(c, e0);
-        sc[c] = 0.0;
-    }
-    uint w0 = wdata[i], w1;
-    const float d = unpackHalf2x16(al ? w0 : (w0 >> 16)).x;
-#define G(L)                                                                                       \
-    {                                                                                              \
-        w1 = wdata[i + L + 1u];                                                                    \
-        const vec4 q = vec4(i8x4(al ? ((w0 >> 16) | (w1 << 16)) : w1));                            \
-        w0 = w1;                                                                                   \
-        [[unroll]] for (uint c = 0u; c < NC; c++) sc[c] += dot(q, XB(xl[c], L));                   \
-    }
-    G(0u) G(1u) G(2u) G(3u) G(4u) G(5u) G(6u) G(7u)
-#undef G
-    [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[r][c] += d * sc[c];
-}
-#elif defined(TYPE_Q5_0)
-// 22-byte blocks: raw words 0..5 from the word holding byte 0 cover the block either way. The
-// 5th bits of 4 elements are spread to bit 4 of 4 bytes by a multiply (bit b to bit 8b), giving
-// words of four 5-bit values; q - 16 is the value with bit 4 flipped, sign-extended.
-uint q5_spread(uint qh, uint sh) { return (((qh >> sh) & 15u) * 0x00204081u & 0x01010101u) << 4; }
-
-void lane_block(uint rb, uint blk, uint r) {
-    const uint bb = rb + blk * 22u, i = bb >> 2;
-    const bool al = (bb & 2u) == 0u;
-    vec4 xl[NC];
-    float t[NC];
-    [[unroll]] for (uint c = 0u; c < NC; c++) {
-        xl[c] = lane_x(c, blk * 32u);
-        t[c] = 0.0;
-    }
-    const uint r0 = wdata[i], r1 = wdata[i + 1u];
-    const float d = unpackHalf2x16(al ? r0 : r0 >> 16).x;
-    const uint qh = al ? (r0 >> 16) | (r1 << 16) : r1;
-    uint wp = r1;
-#define G(L)                                                                                       \
-    {                                                                                              \
-        const uint wn = wdata[i + L + 2u];                                                         \
-        const uint v = al ? (wp >> 16) | (wn << 16) : wn; /* qs bytes 4L..4L+3 */                  \
-        wp = wn;                                                                                   \
-        const int lo = int(((v & 0x0F0F0F0Fu) | q5_spread(qh, 4u * L)) ^ 0x10101010u);             \
-        const int hi = int((((v >> 4) & 0x0F0F0F0Fu) | q5_spread(qh, 16u + 4u * L)) ^ 0x10101010u);\
-        const vec4 wl = vec4(bitfieldExtract(lo, 0, 5), bitfieldExtract(lo, 8, 5),                 \
-                             bitfieldExtract(lo, 16, 5), bitfieldExtract(lo, 24, 5));              \
-        const vec4 wh = vec4(bitfieldExtract(hi, 0, 5), bitfieldExtract(hi, 8, 5),                 \
-                             bitfieldExtract(hi, 16, 5), bitfieldExtract(hi, 24, 5));              \
-        [[unroll]] for (uint c = 0u; c < NC; c++)                                                  \
-            t[c] += dot(wl, XB(xl[c], L)) + dot(wh, XB(xl[c], L + 4u));                            \
-    }
-    G(0u) G(1u) G(2u) G(3u)
-#undef G
-    [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[r][c] += d * t[c];
-}
-#elif defined(TYPE_Q4_K) || defined(TYPE_Q6_K)
-// The block types are read a 32-bit word at a time, each word loaded once and its 8 (Q4_K) or
-// 4 (Q6_K) values taken out of it with masks. Blocks that start 2 bytes past a word boundary are
-// handled without branches (llvmpipe runs both sides of a branch under a lane mask, even a
-// uniform one): raw words j and j + 1 are joined by JW, so every word costs one load in a chain.
-#define JW(al, a, b) ((al) ? (a) : ((a) >> 16) | ((b) << 16))
 
 // sum of the 32 X values of which every lane of a group of 8 holds 4 (lane_x), on every lane
 float lane_xsum(vec4 v) {
@@ -197,114 +107,396 @@ float lane_xsum(vec4 v) {
     s += subgroupShuffleXor(s, 2u);
     return s + subgroupShuffleXor(s, 4u);
 }
-#if defined(TYPE_Q4_K)
-// The low nibble of byte b of a qs word, masked in place, is q * 2^(8b) (element 4L+b of
-// sub-block 2ch), the high one q * 2^(8b+4) (sub-block 2ch+1; the top one is shifted down). The
-// X values are pre-scaled by the inverse powers of two (exact), so a sub-block's sum(q * x) comes
-// out unscaled; it is multiplied by d * sc once, and dmin * m * sum(x) subtracted.
+// the sums of the first and the second 16 of those 32 X values, on every lane
+vec2 lane_xsum16(vec4 v) {
+    float s = (v.x + v.y) + (v.z + v.w);
+    s += subgroupShuffleXor(s, 1u);
+    s += subgroupShuffleXor(s, 2u);
+    return vec2(subgroupShuffle(s, 0u), subgroupShuffle(s, 4u));
+}
+
+// Nibbles or bit fields masked in place: byte b of a word holds q * 2^(8b); X values pre-scaled
+// by the inverse powers of two (exact) make dot() give the unscaled sum(q * x). XS_HI is for the
+// high nibbles (q * 2^(8b+4), the top one shifted down to q).
 const vec4 XS_LO = vec4(1.0, 1.0 / 256.0, 1.0 / 65536.0, 1.0 / 16777216.0);
 const vec4 XS_HI = vec4(1.0 / 16.0, 1.0 / 4096.0, 1.0 / 1048576.0, 1.0);
+vec4 lo4(uint v) {
+    return vec4(ivec4(uvec4(v & 0xFu, v & 0xF00u, v & 0xF0000u, v & 0xF000000u)));
+}
+vec4 hi4(uint v) {
+    return vec4(ivec4(uvec4(v & 0xF0u, v & 0xF000u, v & 0xF00000u, v >> 28)));
+}
+// the 4 bytes of v (each < 128), in place (scale with XS_LO)
+vec4 b4(uint v) {
+    return vec4(ivec4(uvec4(v & 0xFFu, v & 0xFF00u, v & 0xFF0000u, v & 0x7F000000u)));
+}
+// bits sh of the 4 bytes of qh moved to bit 4 (5-bit quants: Q5_K)
+uint hbit4(uint qh, uint sh) { return ((qh >> sh) & 0x01010101u) << 4; }
+// the 32 bits from bit 16 of a (low half) and b: the word 2 bytes into a
+uint w16(uint a, uint b) { return (a >> 16) | (b << 16); }
 
-void lane_block(uint rb, uint blk, uint r) {
-    const uint bb = rb + blk * 144u, i = bb >> 2, e0 = blk * 256u;
-    const bool al = (bb & 2u) == 0u;
-    uint w0 = wdata[i], w1 = wdata[i + 1u], w2 = wdata[i + 2u], w3 = wdata[i + 3u];
-    uint wp = wdata[i + 4u]; // raw word 4 + j, j = the next qs word
-    const vec2 dm = unpackHalf2x16(JW(al, w0, w1));
-    const uvec4 s0 = u8x4(JW(al, w1, w2)), s1 = u8x4(JW(al, w2, w3)), s2 = u8x4(JW(al, w3, wp));
-    // scales and mins of sub-blocks 0..3 and 4..7
-    const vec4 sc_lo = dm.x * vec4(s0 & 63u), mn_lo = dm.y * vec4(s1 & 63u);
-    const vec4 sc_hi = dm.x * vec4((s2 & 15u) | ((s0 >> 6) << 4));
-    const vec4 mn_hi = dm.y * vec4((s2 >> 4) | ((s1 >> 6) << 4));
-    [[unroll]] for (uint ch = 0u; ch < 4u; ch++) { // sub-blocks 2ch (low nibbles) and 2ch+1 (high)
-        const float sa = ch < 2u ? sc_lo[2u * ch] : sc_hi[2u * ch - 4u];
-        const float sb = ch < 2u ? sc_lo[2u * ch + 1u] : sc_hi[2u * ch - 3u];
-        const float ma = ch < 2u ? mn_lo[2u * ch] : mn_hi[2u * ch - 4u];
-        const float mb = ch < 2u ? mn_lo[2u * ch + 1u] : mn_hi[2u * ch - 3u];
-        vec4 xa[NC], xb[NC];
-        float ta[NC], tb[NC], mx[NC];
-        [[unroll]] for (uint c = 0u; c < NC; c++) {
-            xa[c] = lane_x(c, e0 + 64u * ch);
-            xb[c] = lane_x(c, e0 + 64u * ch + 32u);
-            mx[c] = ma * lane_xsum(xa[c]) + mb * lane_xsum(xb[c]);
-            xa[c] *= XS_LO;
-            xb[c] *= XS_HI;
-            ta[c] = 0.0;
-            tb[c] = 0.0;
+#if defined(TYPE_F32)
+#define LB 32u      // elements per step
+#define LBYTES 128u // bytes per step
+#elif defined(TYPE_F16) || defined(TYPE_BF16)
+#define LB 32u
+#define LBYTES 64u
+#else
+#define LB QK
+#if defined(TYPE_Q4_0)
+#define LBYTES 18u
+#elif defined(TYPE_Q4_1)
+#define LBYTES 20u
+#elif defined(TYPE_Q5_0)
+#define LBYTES 22u
+#elif defined(TYPE_Q5_1)
+#define LBYTES 24u
+#elif defined(TYPE_Q8_0)
+#define LBYTES 34u
+#elif defined(TYPE_Q2_K)
+#define LBYTES 84u
+#elif defined(TYPE_Q3_K)
+#define LBYTES 110u
+#elif defined(TYPE_Q4_K)
+#define LBYTES 144u
+#elif defined(TYPE_Q5_K)
+#define LBYTES 176u
+#else
+#define LBYTES 210u // Q6_K
+#endif
+#endif
+#define NW ((LBYTES + 3u) / 4u)         // words of a step
+#define NCH ((LBYTES + 13u) / 16u + 1u) // 16-byte chunks that hold it, at any (even) offset
+#define NSAFE (LBYTES / 16u)            // of which always wholly inside the step
+#define NF (4u * NCH + 8u)
+
+// w[j] = bytes bb + 4j .. bb + 4j + 3 of the row's step at byte bb (even): chunks from bb / 16,
+// shifted down by bb % 16 bytes in three branch-free stages (8, 4, 2 bytes). Bytes past the step
+// in the last word are unspecified. Range: a chunk that the step needs ends at most 14 bytes past
+// it, which is inside the next step of the row; the ones it does not need are clamped to the last
+// chunk wholly before the end of the next step. With `last` (the row's last step, no next step)
+// the chunks that may reach past the step are read as words clamped to its last word instead.
+void lane_fetch(uint bb, bool last, out uint w[NW]) {
+    const uint q0 = bb >> 4, lw = (bb + LBYTES - 1u) >> 2;
+    const uint qmax = ((bb + 2u * LBYTES) >> 4) - 1u;
+    uint f[NF];
+    [[unroll]] for (uint k = 0u; k < NCH; k++) {
+        uvec4 v;
+        if (last && k >= NSAFE) {
+            const uint i = 4u * (q0 + k);
+            v = uvec4(wdata[min(i, lw)], wdata[min(i + 1u, lw)], wdata[min(i + 2u, lw)],
+                      wdata[min(i + 3u, lw)]);
+        } else {
+            v = wdata4[k < NSAFE ? q0 + k : min(q0 + k, qmax)];
         }
-        const uint qi = i + 5u + 8u * ch; // raw word after the first of this chunk
-#define G(L)                                                                                       \
-    {                                                                                              \
-        /* the block's last raw word is only needed (and only in range) when unaligned */          \
-        const uint wn = wdata[ch == 3u && L == 7u ? qi + (al ? 6u : 7u) : qi + L];                 \
-        const uint v = JW(al, wp, wn);                                                             \
-        wp = wn;                                                                                   \
-        const vec4 qa = vec4(ivec4(uvec4(v & 0xFu, v & 0xF00u, v & 0xF0000u, v & 0xF000000u)));   \
-        const vec4 qb = vec4(ivec4(uvec4(v & 0xF0u, v & 0xF000u, v & 0xF00000u, v >> 28)));       \
-        [[unroll]] for (uint c = 0u; c < NC; c++) {                                                \
-            ta[c] += dot(qa, XB(xa[c], L));                                                        \
-            tb[c] += dot(qb, XB(xb[c], L));                                                        \
-        }                                                                                          \
+        f[4u * k] = v.x;
+        f[4u * k + 1u] = v.y;
+        f[4u * k + 2u] = v.z;
+        f[4u * k + 3u] = v.w;
     }
-        G(0u) G(1u) G(2u) G(3u) G(4u) G(5u) G(6u) G(7u)
-#undef G
-        [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[r][c] += (sa * ta[c] + sb * tb[c]) - mx[c];
+    [[unroll]] for (uint i = 4u * NCH; i < NF; i++) f[i] = 0u;
+    const bool s8 = (bb & 8u) != 0u, s4 = (bb & 4u) != 0u, s2 = (bb & 2u) != 0u;
+    uint g1[NW + 2u], g2[NW + 1u];
+    [[unroll]] for (uint i = 0u; i < NW + 2u; i++) g1[i] = s8 ? f[i + 2u] : f[i];
+    [[unroll]] for (uint i = 0u; i < NW + 1u; i++) g2[i] = s4 ? g1[i + 1u] : g1[i];
+    [[unroll]] for (uint i = 0u; i < NW; i++) w[i] = s2 ? w16(g2[i], g2[i + 1u]) : g2[i];
+}
+
+// g_acc[r][c] += the dot products of the LB elements of step `blk` of every row r (at byte
+// g_rb[r]). The X values of the step are loaded and prepared once for all ROWS rows (X loads,
+// one loop over the lanes per element run, cost more than the weights' chunk loads); each row's
+// words are fetched whole first.
+#define FETCH(w)                                                                                   \
+    uint w[ROWS][NW];                                                                              \
+    [[unroll]] for (uint r = 0u; r < ROWS; r++) lane_fetch(g_rb[r] + blk * LBYTES, last, w[r])
+
+#if defined(TYPE_F32) || defined(TYPE_F16) || defined(TYPE_BF16)
+void lane_block(uint blk, bool last) {
+    FETCH(w);
+    vec4 xl[NC];
+    [[unroll]] for (uint c = 0u; c < NC; c++) xl[c] = lane_x(c, blk * 32u, last);
+    [[unroll]] for (uint L = 0u; L < 8u; L++)
+        [[unroll]] for (uint c = 0u; c < NC; c++) {
+            const vec4 xv = XB(xl[c], L);
+            [[unroll]] for (uint r = 0u; r < ROWS; r++) {
+#if defined(TYPE_F32)
+                const vec4 v = uintBitsToFloat(
+                    uvec4(w[r][4u * L], w[r][4u * L + 1u], w[r][4u * L + 2u], w[r][4u * L + 3u]));
+#else
+                const vec4 v = vec4(h2f(w[r][2u * L]), h2f(w[r][2u * L + 1u]));
+#endif
+                g_acc[r][c] += dot(v, xv);
+            }
+        }
+}
+#elif defined(TYPE_Q8_0)
+void lane_block(uint blk, bool last) {
+    FETCH(w);
+    vec4 xl[NC];
+    [[unroll]] for (uint c = 0u; c < NC; c++) xl[c] = lane_x(c, blk * 32u, last);
+    float t[ROWS][NC];
+    [[unroll]] for (uint r = 0u; r < ROWS; r++)
+        [[unroll]] for (uint c = 0u; c < NC; c++) t[r][c] = 0.0;
+    [[unroll]] for (uint L = 0u; L < 8u; L++)
+        [[unroll]] for (uint c = 0u; c < NC; c++) {
+            const vec4 xv = XB(xl[c], L);
+            [[unroll]] for (uint r = 0u; r < ROWS; r++)
+                t[r][c] += dot(vec4(i8x4(w16(w[r][L], w[r][L + 1u]))), xv);
+        }
+    [[unroll]] for (uint r = 0u; r < ROWS; r++) {
+        const float d = unpackHalf2x16(w[r][0]).x;
+        [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[r][c] += d * t[r][c];
     }
+}
+#elif defined(TYPE_Q4_0) || defined(TYPE_Q4_1) || defined(TYPE_Q5_0) || defined(TYPE_Q5_1)
+// 32-element blocks: qs word L (bytes 4L..4L+3 of qs) holds elements 4L+b in its low nibbles and
+// 16+4L+b in its high ones; the 5-bit types add bit 4 from qh (bit j = element j), spread to
+// bit 4 of 4 bytes by a multiply (bit b to bit 8b). Value = d * q + m: d * sum(q x) + m * sum(x)
+// (m = -8d, -16d for the symmetric types).
+uint q5_spread(uint qh, uint sh) { return (((qh >> sh) & 15u) * 0x00204081u & 0x01010101u) << 4; }
+
+#if defined(TYPE_Q4_0)
+#define QS(w, L) w16(w[L], w[L + 1u]) // qs from byte 2
+#elif defined(TYPE_Q5_0)
+#define QS(w, L) w16(w[L + 1u], w[L + 2u]) // byte 6; qh from byte 2
+#elif defined(TYPE_Q4_1)
+#define QS(w, L) w[L + 1u]
+#else
+#define QS(w, L) w[L + 2u]
+#endif
+
+void lane_block(uint blk, bool last) {
+    FETCH(w);
+    vec4 xs[NC], xh[NC];
+    float xsum[NC];
+    [[unroll]] for (uint c = 0u; c < NC; c++) {
+        const vec4 xl = lane_x(c, blk * 32u, last);
+        xsum[c] = lane_xsum(xl);
+        xs[c] = xl * XS_LO;
+#if defined(TYPE_Q4_0) || defined(TYPE_Q4_1)
+        xh[c] = xl * XS_HI;
+#else
+        xh[c] = xs[c];
+#endif
+    }
+    float t[ROWS][NC];
+    [[unroll]] for (uint r = 0u; r < ROWS; r++)
+        [[unroll]] for (uint c = 0u; c < NC; c++) t[r][c] = 0.0;
+    [[unroll]] for (uint L = 0u; L < 4u; L++) {
+        vec4 yl[NC], yh[NC]; // shuffled once for all rows
+        [[unroll]] for (uint c = 0u; c < NC; c++) {
+            yl[c] = XB(xs[c], L);
+            yh[c] = XB(xh[c], L + 4u);
+        }
+        [[unroll]] for (uint r = 0u; r < ROWS; r++) {
+            const uint v = QS(w[r], L);
+#if defined(TYPE_Q4_0) || defined(TYPE_Q4_1)
+            const vec4 wl = lo4(v), wh = hi4(v);
+#else
+#if defined(TYPE_Q5_0)
+            const uint qh = w16(w[r][0], w[r][1]);
+#else
+            const uint qh = w[r][1];
+#endif
+            const vec4 wl = b4((v & 0x0F0F0F0Fu) | q5_spread(qh, 4u * L));
+            const vec4 wh = b4(((v >> 4) & 0x0F0F0F0Fu) | q5_spread(qh, 16u + 4u * L));
+#endif
+            [[unroll]] for (uint c = 0u; c < NC; c++) t[r][c] += dot(wl, yl[c]) + dot(wh, yh[c]);
+        }
+    }
+    [[unroll]] for (uint r = 0u; r < ROWS; r++) {
+#if defined(TYPE_Q4_0) || defined(TYPE_Q5_0)
+        const float d = unpackHalf2x16(w[r][0]).x;
+#if defined(TYPE_Q4_0)
+        const float m = -8.0 * d;
+#else
+        const float m = -16.0 * d;
+#endif
+#else
+        const vec2 dm = unpackHalf2x16(w[r][0]);
+        const float d = dm.x, m = dm.y;
+#endif
+        [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[r][c] += d * t[r][c] + m * xsum[c];
+    }
+}
+#undef QS
+#elif defined(TYPE_Q4_K) || defined(TYPE_Q5_K)
+// Per chunk ch of 64 elements, qs word L holds elements 64ch + 4L + b in its low nibbles
+// (sub-block 2ch) and 64ch + 32 + 4L + b in its high ones (sub-block 2ch + 1); Q5_K adds bit 4 of
+// each from qh word L (bits 2ch and 2ch + 1 of each byte). A sub-block's sum(q * x) is multiplied
+// by d * sc once, and dmin * m * sum(x) subtracted.
+void lane_block(uint blk, bool last) {
+    FETCH(w);
+    const uint e0 = blk * 256u;
+    vec4 sc[ROWS][2], mn[ROWS][2]; // scales and mins of sub-blocks 0..3 and 4..7
+    [[unroll]] for (uint r = 0u; r < ROWS; r++) {
+        const vec2 dm = unpackHalf2x16(w[r][0]);
+        const uvec4 s0 = u8x4(w[r][1]), s1 = u8x4(w[r][2]), s2 = u8x4(w[r][3]);
+        sc[r][0] = dm.x * vec4(s0 & 63u);
+        mn[r][0] = dm.y * vec4(s1 & 63u);
+        sc[r][1] = dm.x * vec4((s2 & 15u) | ((s0 >> 6) << 4));
+        mn[r][1] = dm.y * vec4((s2 >> 4) | ((s1 >> 6) << 4));
+    }
+    [[unroll]] for (uint ch = 0u; ch < 4u; ch++) {
+        vec4 xa[NC], xb[NC];
+        float sa[NC], sb[NC];
+        [[unroll]] for (uint c = 0u; c < NC; c++) {
+            xa[c] = lane_x(c, e0 + 64u * ch, last);
+            xb[c] = lane_x(c, e0 + 64u * ch + 32u, last);
+            sa[c] = lane_xsum(xa[c]);
+            sb[c] = lane_xsum(xb[c]);
+            xa[c] *= XS_LO;
+#if defined(TYPE_Q4_K)
+            xb[c] *= XS_HI;
+#else
+            xb[c] *= XS_LO;
+#endif
+        }
+        float ta[ROWS][NC], tb[ROWS][NC];
+        [[unroll]] for (uint r = 0u; r < ROWS; r++)
+            [[unroll]] for (uint c = 0u; c < NC; c++) {
+                ta[r][c] = 0.0;
+                tb[r][c] = 0.0;
+            }
+        [[unroll]] for (uint L = 0u; L < 8u; L++) {
+            vec4 ya[NC], yb[NC]; // shuffled once for all rows
+            [[unroll]] for (uint c = 0u; c < NC; c++) {
+                ya[c] = XB(xa[c], L);
+                yb[c] = XB(xb[c], L);
+            }
+            [[unroll]] for (uint r = 0u; r < ROWS; r++) {
+#if defined(TYPE_Q4_K)
+                const uint v = w[r][4u + 8u * ch + L];
+                const vec4 qa = lo4(v), qb = hi4(v);
+#else
+                const uint v = w[r][12u + 8u * ch + L], h = w[r][4u + L];
+                const vec4 qa = b4((v & 0x0F0F0F0Fu) | hbit4(h, 2u * ch));
+                const vec4 qb = b4(((v >> 4) & 0x0F0F0F0Fu) | hbit4(h, 2u * ch + 1u));
+#endif
+                [[unroll]] for (uint c = 0u; c < NC; c++) {
+                    ta[r][c] += dot(qa, ya[c]);
+                    tb[r][c] += dot(qb, yb[c]);
+                }
+            }
+        }
+        const uint i = ch / 2u, j = 2u * (ch % 2u); // sub-blocks 2ch, 2ch + 1
+        [[unroll]] for (uint r = 0u; r < ROWS; r++)
+            [[unroll]] for (uint c = 0u; c < NC; c++)
+                g_acc[r][c] += (sc[r][i][j] * ta[r][c] + sc[r][i][j + 1u] * tb[r][c]) -
+                               (mn[r][i][j] * sa[c] + mn[r][i][j + 1u] * sb[c]);
+    }
+}
+#elif defined(TYPE_Q2_K) || defined(TYPE_Q3_K)
+// Per half h (128 elements) and group g (32 elements at 128h + 32g), qs word 8h + L holds the
+// 2-bit quants of elements 128h + 32g + 4L + b at bits 2g of its bytes; Q3_K adds bit 2 from
+// hmask word L (bit 4h + g of each byte) and subtracts 4. Words L < 4 are sub-block 8h + 2g, the
+// others 8h + 2g + 1: sum(q * x) per sub-block times its scale, minus its min (Q2_K: dmin * m;
+// Q3_K: 4 d s) times the sub-block's sum(x).
+void lane_block(uint blk, bool last) {
+    FETCH(w);
+    const uint e0 = blk * 256u;
+    vec4 sc[ROWS][4], mn[ROWS][4]; // sub-block 4i + j: sc[r][i][j], mn[r][i][j]
+    [[unroll]] for (uint r = 0u; r < ROWS; r++) {
+#if defined(TYPE_Q2_K)
+        const vec2 dm = unpackHalf2x16(w[r][20]);
+        [[unroll]] for (uint i = 0u; i < 4u; i++) {
+            const uvec4 s = u8x4(w[r][i]);
+            sc[r][i] = dm.x * vec4(s & 15u);
+            mn[r][i] = dm.y * vec4(s >> 4);
+        }
+#else
+        const float d = unpackHalf2x16(w[r][27]).x;
+        const uvec4 a = u8x4(w[r][24]), b = u8x4(w[r][25]), s = u8x4(w[r][26]);
+        sc[r][0] = d * (vec4((a & 15u) | ((s & 3u) << 4)) - 32.0);
+        sc[r][1] = d * (vec4((b & 15u) | (((s >> 2) & 3u) << 4)) - 32.0);
+        sc[r][2] = d * (vec4((a >> 4) | (((s >> 4) & 3u) << 4)) - 32.0);
+        sc[r][3] = d * (vec4((b >> 4) | ((s >> 6) << 4)) - 32.0);
+        [[unroll]] for (uint i = 0u; i < 4u; i++) mn[r][i] = 4.0 * sc[r][i];
+#endif
+    }
+    [[unroll]] for (uint h = 0u; h < 2u; h++)
+        [[unroll]] for (uint g = 0u; g < 4u; g++) {
+            const uint i = h * 2u + g / 2u, j = 2u * (g % 2u); // sub-blocks 4i + j, 4i + j + 1
+            vec4 xl[NC];
+            vec2 s16[NC];
+            [[unroll]] for (uint c = 0u; c < NC; c++) {
+                xl[c] = lane_x(c, e0 + 128u * h + 32u * g, last);
+                s16[c] = lane_xsum16(xl[c]);
+                xl[c] *= XS_LO;
+            }
+            float t[2][ROWS][NC]; // sub-blocks 4i + j, 4i + j + 1
+            [[unroll]] for (uint r = 0u; r < ROWS; r++)
+                [[unroll]] for (uint c = 0u; c < NC; c++) {
+                    t[0][r][c] = 0.0;
+                    t[1][r][c] = 0.0;
+                }
+            [[unroll]] for (uint L = 0u; L < 8u; L++) {
+                vec4 y[NC]; // shuffled once for all rows
+                [[unroll]] for (uint c = 0u; c < NC; c++) y[c] = XB(xl[c], L);
+                [[unroll]] for (uint r = 0u; r < ROWS; r++) {
+#if defined(TYPE_Q2_K)
+                    const uint q = (w[r][4u + 8u * h + L] >> (2u * g)) & 0x03030303u;
+#else
+                    const uint q = ((w[r][8u + 8u * h + L] >> (2u * g)) & 0x03030303u) |
+                                   (((w[r][L] >> (4u * h + g)) & 0x01010101u) << 2);
+#endif
+                    const vec4 v = b4(q);
+                    [[unroll]] for (uint c = 0u; c < NC; c++) t[L / 4u][r][c] += dot(v, y[c]);
+                }
+            }
+            [[unroll]] for (uint r = 0u; r < ROWS; r++)
+                [[unroll]] for (uint c = 0u; c < NC; c++)
+                    g_acc[r][c] += (sc[r][i][j] * t[0][r][c] + sc[r][i][j + 1u] * t[1][r][c]) -
+                                   (mn[r][i][j] * s16[c].x + mn[r][i][j + 1u] * s16[c].y);
+        }
 }
 #else // Q6_K
 // Per half h (128 elements) and word L: ql words A (16h+L) and B (16h+8+L) and qh word H
 // (32+8h+L) hold elements 128h + 32g + 4L + b (b = byte) for g = 0..3, combined four at a time
 // into words of 6-bit values; q - 32 is the value with bit 5 flipped, sign-extended.
-void lane_block(uint rb, uint blk, uint r) {
-    const uint bb = rb + blk * 210u, i = bb >> 2, e0 = blk * 256u;
-    const bool al = (bb & 2u) == 0u;
-    const uint r48 = wdata[i + 48u], r49 = wdata[i + 49u], r50 = wdata[i + 50u];
-    const uint r51 = wdata[i + 51u], r52 = wdata[i + 52u];
-    const float d = unpackHalf2x16(al ? r52 : r52 >> 16).x;
-    const vec4 sc[4] = vec4[4](d * vec4(i8x4(JW(al, r48, r49))), d * vec4(i8x4(JW(al, r49, r50))),
-                               d * vec4(i8x4(JW(al, r50, r51))), d * vec4(i8x4(JW(al, r51, r52))));
+void lane_block(uint blk, bool last) {
+    FETCH(w);
+    const uint e0 = blk * 256u;
     [[unroll]] for (uint h = 0u; h < 2u; h++) {
         vec4 x[4][NC];
         [[unroll]] for (uint g = 0u; g < 4u; g++)
-            [[unroll]] for (uint c = 0u; c < NC; c++) x[g][c] = lane_x(c, e0 + 128u * h + 32u * g);
-        const uint ia = i + 16u * h, ih = i + 32u + 8u * h;
-        uint pa = wdata[ia], pb = wdata[ia + 8u], ph = wdata[ih];
-        [[unroll]] for (uint lh = 0u; lh < 2u; lh++) { // elements 0..15 / 16..31 of each 32
-            float t[4][NC];
-            [[unroll]] for (uint g = 0u; g < 4u; g++)
-                [[unroll]] for (uint c = 0u; c < NC; c++) t[g][c] = 0.0;
-            [[unroll]] for (uint l4 = 0u; l4 < 4u; l4++) {
-                const uint L = 4u * lh + l4;
-                const uint na = wdata[ia + L + 1u], nb = wdata[ia + L + 9u];
-                const uint nh = wdata[ih + L + 1u];
-                const uint A = JW(al, pa, na), B = JW(al, pb, nb), H = JW(al, ph, nh);
-                pa = na;
-                pb = nb;
-                ph = nh;
-                uint q[4];
-                q[0] = (A & 0x0F0F0F0Fu) | ((H << 4) & 0x30303030u);
-                q[1] = (B & 0x0F0F0F0Fu) | ((H << 2) & 0x30303030u);
-                q[2] = ((A >> 4) & 0x0F0F0F0Fu) | (H & 0x30303030u);
-                q[3] = ((B >> 4) & 0x0F0F0F0Fu) | ((H >> 2) & 0x30303030u);
-                [[unroll]] for (uint g = 0u; g < 4u; g++) {
-                    const int v = int(q[g] ^ 0x20202020u);
-                    const vec4 w = vec4(bitfieldExtract(v, 0, 6), bitfieldExtract(v, 8, 6),
-                                        bitfieldExtract(v, 16, 6), bitfieldExtract(v, 24, 6));
-                    [[unroll]] for (uint c = 0u; c < NC; c++)
-                        t[g][c] += dot(w, subgroupShuffle(x[g][c], L));
+            [[unroll]] for (uint c = 0u; c < NC; c++)
+                x[g][c] = lane_x(c, e0 + 128u * h + 32u * g, last);
+        [[unroll]] for (uint r = 0u; r < ROWS; r++) {
+            const float d = unpackHalf2x16(w[r][52]).x;
+            [[unroll]] for (uint lh = 0u; lh < 2u; lh++) { // elements 0..15 / 16..31 of each 32
+                float t[4][NC];
+                [[unroll]] for (uint g = 0u; g < 4u; g++)
+                    [[unroll]] for (uint c = 0u; c < NC; c++) t[g][c] = 0.0;
+                [[unroll]] for (uint l4 = 0u; l4 < 4u; l4++) {
+                    const uint L = 4u * lh + l4;
+                    const uint A = w[r][16u * h + L], B = w[r][16u * h + 8u + L];
+                    const uint H = w[r][32u + 8u * h + L];
+                    uint q[4];
+                    q[0] = (A & 0x0F0F0F0Fu) | ((H << 4) & 0x30303030u);
+                    q[1] = (B & 0x0F0F0F0Fu) | ((H << 2) & 0x30303030u);
+                    q[2] = ((A >> 4) & 0x0F0F0F0Fu) | (H & 0x30303030u);
+                    q[3] = ((B >> 4) & 0x0F0F0F0Fu) | ((H >> 2) & 0x30303030u);
+                    [[unroll]] for (uint g = 0u; g < 4u; g++) {
+                        const int v = int(q[g] ^ 0x20202020u);
+                        const vec4 wv = vec4(bitfieldExtract(v, 0, 6), bitfieldExtract(v, 8, 6),
+                                             bitfieldExtract(v, 16, 6), bitfieldExtract(v, 24, 6));
+                        [[unroll]] for (uint c = 0u; c < NC; c++)
+                            t[g][c] += dot(wv, XB(x[g][c], L));
+                    }
                 }
-            }
-            [[unroll]] for (uint g = 0u; g < 4u; g++) { // scale 8h + 2g + lh
-                const float s = sc[2u * h + g / 2u][2u * (g & 1u) + lh];
-                [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[r][c] += s * t[g][c];
+                [[unroll]] for (uint g = 0u; g < 4u; g++) { // scale 8h + 2g + lh (int8)
+                    const uint sb = 8u * h + 2u * g + lh;
+                    const float s = d * float(bitfieldExtract(int(w[r][48u + sb / 4u]),
+                                                              int(8u * (sb % 4u)), 8));
+                    [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[r][c] += s * t[g][c];
+                }
             }
         }
     }
 }
 #endif
-#else
-void lane_block(uint rb, uint blk, uint r) { lane_block_generic(rb, blk, r); }
-#endif
+#undef FETCH
 
 void main_lane_rows() {
     const uint tid = gl_LocalInvocationIndex;
@@ -336,9 +528,8 @@ void main_lane_rows() {
 #else
     const uint nblk = p.k / QK;
 #endif
-    uint rbs[ROWS];
     [[unroll]] for (uint r = 0u; r < ROWS; r++)
-        rbs[r] = wbase + min(row0 + tid + gl_WorkGroupSize.x * r, p.m - 1u) * p.w_row_bytes;
+        g_rb[r] = wbase + min(row0 + tid + gl_WorkGroupSize.x * r, p.m - 1u) * p.w_row_bytes;
 
     for (uint base = 0u; base < count; base += NC) {
         const uint nc = min(NC, count - base);
@@ -362,12 +553,13 @@ void main_lane_rows() {
         [[unroll]] for (uint r = 0u; r < ROWS; r++)
             [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[r][c] = 0.0;
 
-        for (uint blk = 0u; blk < nblk; blk++)
-            [[unroll]] for (uint r = 0u; r < ROWS; r++) lane_block(rbs[r], blk, r);
+        // the row's last step is peeled off: it may not read past its end (lane_fetch)
+        for (uint blk = 0u; blk + 1u < nblk; blk++) lane_block(blk, false);
+        if (nblk != 0u) lane_block(nblk - 1u, true);
 #if defined(QFLOAT)
         for (uint k0 = nblk * LB; k0 < p.k; k0 += 4u)
             [[unroll]] for (uint r = 0u; r < ROWS; r++) {
-                const vec4 w = dq4(rbs[r], k0);
+                const vec4 w = dq4(g_rb[r], k0);
                 [[unroll]] for (uint c = 0u; c < NC; c++) {
                     vec4 xv = vec4(0.0);
                     if (g_xok[c])
