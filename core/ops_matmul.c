@@ -144,9 +144,12 @@ static uint32_t vec_rows_per_wg(const tuning *t) {
 }
 
 /* The kernel variant for (GEMV or GEMM, plain or indexed, type); for GEMV `cols` (1..8) is the
- * number of X columns per pass, rounded up here to a power of two. */
+ * number of X columns per pass, rounded up here to a power of two. `pc` is the dispatch's push
+ * block (x_off / x_stride filled in): the LANE_ROWS layout gets XAL = 1 (spec 4) when every X row
+ * starts 16-byte aligned in the X window, so its X loads are single aligned chunks (llvmpipe runs
+ * both sides of a branch, so this is chosen per dispatch, not tested in the shader). */
 static int get_kernel(vkm_gpu *gpu, const tuning *tp, bool gemv, bool id, uint32_t wtype,
-                      int64_t cols, vkm_gpu_kernel **out) {
+                      int64_t cols, const vkm_matmul_push *pc, vkm_gpu_kernel **out) {
     char tname[16], name[64];
     const char *tn = vkm_qtype_name(wtype);
     size_t i = 0;
@@ -158,7 +161,7 @@ static int get_kernel(vkm_gpu *gpu, const tuning *tp, bool gemv, bool id, uint32
              : t.sg ? "sg"
                     : "vec",
              id ? "_id" : "", tname);
-    uint32_t spec[4];
+    uint32_t spec[5];
     int n_spec = 0;
     if (gemv) {
         uint32_t nc = 1;
@@ -168,6 +171,10 @@ static int get_kernel(vkm_gpu *gpu, const tuning *tp, bool gemv, bool id, uint32
         spec[2] = nc;
         spec[3] = t.sg ? t.ks : t.lane_rows;
         n_spec = 4;
+        if (!t.sg) { /* matmul_vec: XAL */
+            spec[4] = t.lane_rows && pc->x_off % 4 == 0 && pc->x_stride % 4 == 0;
+            n_spec = 5;
+        }
         VKM_ASSERT(
             spec[0] <= VKM_MM_VEC_MAX_WG &&
             (t.sg || (spec[1] <= VKM_MM_VEC_MAX_ROWS && (t.lane_rows || spec[0] >= spec[1] * nc))));
@@ -221,7 +228,7 @@ int vkm_op_matmul(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_off, in
     const tuning t = get_tuning(gpu, pc.m, wtype);
     bool gemv = n <= VKM_MM_VEC_MAX_COLS || t.lane_rows;
     vkm_gpu_kernel *kern;
-    if ((rc = get_kernel(gpu, &t, gemv, false, wtype, n, &kern))) return rc;
+    if ((rc = get_kernel(gpu, &t, gemv, false, wtype, n, &pc, &kern))) return rc;
     uint32_t gx, gy;
     if (gemv) {
         if ((rc = vec_grid(fn, &t, pc.m, &gx, &gy))) return rc;
@@ -316,7 +323,7 @@ int vkm_op_matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a) {
     const tuning t = get_tuning(gpu, (uint64_t)pc.m * gz, a->wtype);
     bool gemv = per_mat <= VKM_MM_VEC_MAX_COLS || t.lane_rows;
     vkm_gpu_kernel *kern;
-    if ((rc = get_kernel(gpu, &t, gemv, true, a->wtype, per_mat, &kern))) return rc;
+    if ((rc = get_kernel(gpu, &t, gemv, true, a->wtype, per_mat, &pc, &kern))) return rc;
     uint32_t gx, gy;
     if (gemv) {
         if ((rc = vec_grid(fn, &t, pc.m, &gx, &gy))) return rc;

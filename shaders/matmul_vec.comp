@@ -24,6 +24,9 @@ layout(constant_id = 1) const uint ROWS = 2;
 layout(constant_id = 2) const uint NC = VKM_MM_VEC_MAX_COLS;
 // 0: threads split k (GPUs); 1: every thread owns ROWS whole rows (CPU devices, see below)
 layout(constant_id = 3) const uint LANE_ROWS = 0;
+// LANE_ROWS only: 1 when every X row of the dispatch starts 16-byte aligned (x_off and x_stride
+// multiples of 4 elements; chosen on the C side per dispatch), so lane_x loads whole chunks
+layout(constant_id = 4) const uint XAL = 0;
 
 layout(std430, set = 0, binding = 0) readonly buffer W { uint wdata[]; };
 layout(std430, set = 0, binding = 1) readonly buffer X { float xdata[]; };
@@ -81,11 +84,14 @@ uint g_rb[ROWS]; // byte offset of each row of the thread (clamped to the last r
 // of four) and takes the next chunk from lane l + 1; lane 7 loads its next chunk itself (masked),
 // and the pair is shifted by the column's (uniform) misalignment with selects. The chunks reach
 // at most 7 elements past the run, which are inside the row's next step; the row's last step
-// (`last`, no next step) loads its 4 elements one by one instead. Needs subgroups of >= 8
-// invocations, all of them active: the callers only use these in uniform control flow.
+// (`last`, no next step) loads its 4 elements one by one instead. With XAL (aligned rows) lane l
+// simply loads the chunk at e0 + 4l, which lies inside the run (e0 + 32 <= k): one load, no
+// shuffle, no shifts, in range at every step. Needs subgroups of >= 8 invocations, all of them
+// active: the callers only use these in uniform control flow.
 vec4 lane_x(uint c, uint e0, bool last) {
     if (!g_xok[c]) return vec4(0.0);
     const uint l = gl_SubgroupInvocationID & 7u, a = g_xb[c] + e0;
+    if (XAL != 0u) return xdata4[(a >> 2) + l]; // a % 4 == 0 (g_xb[c] % 4 == 0, e0 % 32 == 0)
     if (last) {
         const uint b = a + 4u * l;
         return vec4(xdata[b], xdata[b + 1u], xdata[b + 2u], xdata[b + 3u]);
