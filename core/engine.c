@@ -14,11 +14,13 @@
  * each MoE router: the chosen experts are made resident in rounds of at most n_slots, misses are
  * copied from the file mapping into a ring of host staging chunks and from there into their
  * slots with asynchronous copies (gpu.h tickets; the memcpy of one chunk overlaps the copy of
- * the previous one), the next batch waits on the device for the tickets of the round's slots,
- * and the slots' row ranges go to the GPU through a host-visible buffer. With prefetch on,
- * vkm_engine_expert_prefetch() then uploads the experts forward.c guessed for the next MoE layer
- * into free or cold slots (pager.h) without the next batch waiting for them. When everything
- * fits nothing of this exists and the forward is unchanged.
+ * the previous one; each chunk's memcpy is split into pieces of >= 1 MiB shared by a small
+ * persistent pool of staging threads, min(4, online CPUs - 1) by default, VKMOE_STAGING_THREADS
+ * overrides, 0 = the calling thread alone), the next batch waits on the device for the tickets of
+ * the round's slots, and the slots' row ranges go to the GPU through a host-visible buffer. With
+ * prefetch on, vkm_engine_expert_prefetch() then uploads the experts forward.c guessed for the next
+ * MoE layer into free or cold slots (pager.h) without the next batch waiting for them. When
+ * everything fits nothing of this exists and the forward is unchanged.
  *
  * Invariants: each tensor starts at a multiple of VKM_FWD_ALIGN in its buffer and its padded size
  * (a multiple of VKM_FWD_ALIGN, so whole words) lies inside it; no buffer exceeds the device's
@@ -26,6 +28,8 @@
  * device tensors. */
 #include "engine.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +54,9 @@
 #define RING_CHUNKS 4                     /* staging ring chunks */
 #define AUTO_MARGIN ((uint64_t)256 << 20) /* automatic budget: kept free besides a session */
 #define N_KINDS 4                         /* enum vkm_expert_kind */
+#define STAGING_PIECE ((size_t)1 << 20)   /* parallel staging copy: bytes per piece, at least */
+#define MAX_STAGING_THREADS 16            /* VKMOE_STAGING_THREADS: at most */
+#define DEFAULT_STAGING_THREADS 4         /* default: min(this, online CPUs - 1) */
 
 enum { POOL_MAIN, POOL_EXPERT, N_POOLS };
 
@@ -61,6 +68,25 @@ typedef struct slot {
     int buf;    /* index into vkm_engine.bufs */
     size_t off; /* in that buffer */
 } slot;
+
+/* Paged experts: the persistent workers that copy a staging chunk from the file mapping in
+ * pieces together with the thread that asks (staging_copy). One job at a time; every field past
+ * the threads is read and written under mu only (the pieces' bytes are disjoint and the asking
+ * thread sees them complete through mu once finished == n_pieces). */
+typedef struct staging_pool {
+    pthread_t th[MAX_STAGING_THREADS]; /* [n_threads] started workers */
+    int n_threads;
+    pthread_mutex_t mu;
+    pthread_cond_t work; /* a job was posted, or stop */
+    pthread_cond_t done; /* finished reached n_pieces */
+    bool stop;
+    char *dst;
+    const char *src;
+    size_t min_piece;        /* bytes per piece at least: STAGING_PIECE (tests: env) */
+    size_t len, piece;       /* the job: len bytes in pieces of `piece` (the last shorter) */
+    uint32_t n_pieces, next; /* pieces of the job; first not yet taken */
+    uint32_t finished;       /* pieces copied */
+} staging_pool;
 
 typedef struct prof_entry {
     const char *label;
@@ -101,6 +127,7 @@ struct vkm_engine {
     uint64_t ring_ticket[RING_CHUNKS]; /* ticket of the copy reading each chunk, 0 = none */
     int ring_next;
     size_t chunk_bytes;
+    staging_pool *staging; /* NULL: each chunk is copied by the calling thread alone */
     vkm_gpu_buf *mats_buf; /* host-visible int32 [2][2 * max n_slots] (regions mats_region
                               bytes apart): the slot ranges of a round, alternating */
     size_t mats_region;
@@ -236,6 +263,131 @@ static void release_pages(const void *p, size_t n) {
 }
 
 /* ------------------------------------------------------------------ expert paging ---- */
+
+/* Copies the pieces of the posted job that nobody has taken yet; called and returns with mu
+ * held. */
+static void staging_run_pieces(staging_pool *p) {
+    while (p->next < p->n_pieces) {
+        const size_t i = p->next++;
+        const size_t at = i * p->piece, n = p->len - at < p->piece ? p->len - at : p->piece;
+        char *dst = p->dst + at;
+        const char *src = p->src + at;
+        pthread_mutex_unlock(&p->mu);
+        memcpy(dst, src, n);
+        pthread_mutex_lock(&p->mu);
+        if (++p->finished == p->n_pieces) pthread_cond_signal(&p->done);
+    }
+}
+
+static void *staging_worker(void *arg) {
+    staging_pool *p = arg;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!p->stop && p->next >= p->n_pieces) pthread_cond_wait(&p->work, &p->mu);
+        if (p->stop) break;
+        staging_run_pieces(p);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* Stops and joins the workers; accepts NULL. */
+static void staging_destroy(staging_pool *p) {
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = true;
+    pthread_cond_broadcast(&p->work);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->n_threads; i++) pthread_join(p->th[i], NULL);
+    pthread_cond_destroy(&p->done);
+    pthread_cond_destroy(&p->work);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
+
+/* A non-negative integer environment variable up to max: *out unchanged when unset or empty,
+ * VKM_EINVAL when malformed. */
+static int env_count(const char *name, long max, long *out) {
+    const char *v = getenv(name);
+    if (!v || !*v) return 0;
+    char *end;
+    errno = 0;
+    const long n = strtol(v, &end, 10);
+    if (*end || errno || n < 0 || n > max)
+        return vkm_error(VKM_EINVAL, "%s='%s' must be 0..%ld", name, v, max);
+    *out = n;
+    return 0;
+}
+
+/* Starts the staging workers (e->staging stays NULL for none). Failing to start threads is not an
+ * error: the copies then use the workers that did start, or none. */
+static int staging_create(vkm_engine *e) {
+    /* workers: VKMOE_STAGING_THREADS, else min(DEFAULT_STAGING_THREADS, online CPUs - 1);
+     * VKMOE_STAGING_PIECE (bytes, tests only) lowers the piece size so small models split too */
+    const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    long n = cpus <= 1                            ? 0
+             : cpus - 1 < DEFAULT_STAGING_THREADS ? cpus - 1
+                                                  : DEFAULT_STAGING_THREADS;
+    long piece = (long)STAGING_PIECE;
+    int rc;
+    if ((rc = env_count("VKMOE_STAGING_THREADS", MAX_STAGING_THREADS, &n)) ||
+        (rc = env_count("VKMOE_STAGING_PIECE", (long)STAGING_PIECE, &piece)))
+        return rc;
+    if (n == 0) return 0;
+    staging_pool *p = calloc(1, sizeof *p);
+    if (!p) return vkm_error(VKM_ENOMEM, "out of memory");
+    if (pthread_mutex_init(&p->mu, NULL)) {
+        free(p);
+        return 0;
+    }
+    if (pthread_cond_init(&p->work, NULL)) {
+        pthread_mutex_destroy(&p->mu);
+        free(p);
+        return 0;
+    }
+    if (pthread_cond_init(&p->done, NULL)) {
+        pthread_cond_destroy(&p->work);
+        pthread_mutex_destroy(&p->mu);
+        free(p);
+        return 0;
+    }
+    p->min_piece = piece > 64 ? (size_t)piece : 64;
+    while (p->n_threads < n && !pthread_create(&p->th[p->n_threads], NULL, staging_worker, p))
+        p->n_threads++;
+    if (p->n_threads == 0) {
+        staging_destroy(p);
+        return 0;
+    }
+    e->staging = p;
+    return 0;
+}
+
+/* memcpy(dst, src, len), split into pieces of at least min_piece bytes copied by the staging
+ * workers and the calling thread; returns when every byte is in place. */
+static void staging_copy(vkm_engine *e, void *dst, const void *src, size_t len) {
+    staging_pool *p = e->staging;
+    const size_t most = p ? (size_t)p->n_threads + 1 : 1;
+    size_t n = p ? len / p->min_piece : 0;
+    n = n < most ? n : most;
+    if (n < 2) {
+        memcpy(dst, src, len);
+        return;
+    }
+    size_t piece = (len + n - 1) / n;
+    piece = (piece + 63) & ~(size_t)63; /* whole cache lines */
+    pthread_mutex_lock(&p->mu);
+    p->dst = dst;
+    p->src = src;
+    p->len = len;
+    p->piece = piece;
+    p->n_pieces = (uint32_t)((len + piece - 1) / piece);
+    p->next = p->finished = 0;
+    pthread_cond_broadcast(&p->work);
+    staging_run_pieces(p);
+    while (p->finished < p->n_pieces) pthread_cond_wait(&p->done, &p->mu);
+    p->n_pieces = p->next = p->finished = 0;
+    pthread_mutex_unlock(&p->mu);
+}
 
 static const vkm_tensor *expert_tensor(const vkm_layer *L, int kind) {
     return kind == VKM_EXPERT_GATE      ? &L->ffn_gate_exps
@@ -430,6 +582,7 @@ static int setup_paging(vkm_engine *e) {
         max_slots = ec->n_slots > max_slots ? ec->n_slots : max_slots;
     }
     e->chunk_bytes = biggest < STAGING_CHUNK ? biggest : STAGING_CHUNK;
+    if ((rc = staging_create(e))) return rc;
     for (int i = 0; i < RING_CHUNKS; i++) {
         if ((rc = vkm_gpu_buf_create(e->gpu, e->chunk_bytes, VKM_BUF_HOST, &e->ring[i]))) return rc;
         if (!vkm_gpu_buf_map(e->ring[i]))
@@ -480,6 +633,8 @@ static int setup_paging(vkm_engine *e) {
 }
 
 static void destroy_paging(vkm_engine *e) {
+    staging_destroy(e->staging);
+    e->staging = NULL;
     for (int c = 0; c < e->n_classes; c++) {
         for (int k = 0; k < N_KINDS; k++) vkm_gpu_buf_destroy(e->gpu, e->classes[c].buf[k]);
         vkm_pager_destroy(e->classes[c].pager);
@@ -520,7 +675,7 @@ static int upload_unit(vkm_engine *e, expert_class *c, uint32_t il, uint32_t x, 
             const int r = e->ring_next;
             if (e->ring_ticket[r] && (rc = vkm_gpu_ticket_wait(e->gpu, e->ring_ticket[r])))
                 return rc;
-            memcpy(vkm_gpu_buf_map(e->ring[r]), src + at, len);
+            staging_copy(e, vkm_gpu_buf_map(e->ring[r]), src + at, len);
             uint64_t t = 0;
             if ((rc = vkm_gpu_copy_async(e->gpu, e->ring[r], 0, c->buf[k],
                                          (size_t)s * c->mat[k] + at, len, &t)))
@@ -535,6 +690,10 @@ static int upload_unit(vkm_engine *e, expert_class *c, uint32_t il, uint32_t x, 
 
 bool vkm_engine_paged(const vkm_engine *e) {
     return e->paged;
+}
+
+bool vkm_engine_prefetching(const vkm_engine *e) {
+    return e->paged && e->prefetch;
 }
 
 int vkm_engine_expert_page(vkm_engine *e, uint32_t il, uint32_t round, const int32_t *sel,

@@ -107,6 +107,8 @@ int vkm_fwd_work_layout(const vkm_hparams *hp, uint32_t max_batch, vkm_fwd_work 
     w->rows = take(&p, BK, 4);
     w->map = take(&p, BK, 4);
     w->mats = take(&p, 3 * X + 1, 4); /* + the active list (fwd_common.h) */
+    w->gsel = take(&p, B * K, 4);
+    w->gwts = take(&p, B * K, 4);
     w->eg = take(&p, BK * 2 * Fe, 4);
     w->eu = take(&p, BK * Fe, 4);
     w->eh = take(&p, BK * Fe, 4);
@@ -336,13 +338,13 @@ static int ffn(const fwd *f, const vkm_dtensor *gate, const vkm_dtensor *up,
     return matmul(f, down, w->fg.off, w->o.off, n);
 }
 
-/* Paged experts, expert prefetch: the next MoE layer's router (its ffn_gate_inp, exp_probs_b
- * and top-k) applied to this layer's FFN input a, recorded before the pager hook so the guess
- * comes back with the layer's own choices: rlog (free once the router ran) takes the logits, the
- * guessed ids go to work.fg as int32 [n][K] and their weights to work.fu (both free until the
- * shared experts run after the hook). core/session.c reads work.fg; nothing else does. Skipped
- * (and the session knows it by the same rule) without a next MoE layer or when fg/fu are too
- * small. */
+/* Paged experts, expert prefetch (vkm_fwd_batch.guess): the next MoE layer's router (its
+ * ffn_gate_inp, exp_probs_b and top-k) applied to this layer's FFN input a, recorded before the
+ * pager hook so the guess comes back with the layer's own choices: rlog (free once the router
+ * ran) takes the logits, the guessed ids go to work.gsel as int32 [n][K] and their weights to
+ * work.gwts (spans of their own, nothing else touches them). core/session.c reads work.gsel back.
+ * Skipped without a next MoE layer or router; the session then gets no prefetch target from the
+ * engine (vkm_engine_prefetch_target) and does not read gsel. */
 static int router_guess(const fwd *f, uint32_t il) {
     const vkm_hparams *hp = f->hp;
     const vkm_fwd_work *w = f->w;
@@ -351,8 +353,7 @@ static int router_guess(const fwd *f, uint32_t il) {
     while (nl < hp->n_layer && !f->m->layers[nl].moe) nl++;
     if (nl >= hp->n_layer) return 0;
     const vkm_dlayer *N = &f->m->layers[nl];
-    const size_t ids = (size_t)n * hp->n_expert_used * 4;
-    if (!N->ffn_gate_inp.buf || w->fg.size < ids || w->fu.size < ids) return 0;
+    if (!N->ffn_gate_inp.buf) return 0;
     CK(matmul(f, &N->ffn_gate_inp, w->a.off, w->rlog.off, n));
     const vkm_router_cfg cfg = {hp->n_expert,
                                 hp->n_expert_used,
@@ -362,7 +363,7 @@ static int router_guess(const fwd *f, uint32_t il) {
                                 hp->expert_weights_norm,
                                 hp->expert_weights_scale};
     const vkm_gpu_arg bias = N->exp_probs_b.buf ? wt(&N->exp_probs_b) : (vkm_gpu_arg){0};
-    CK(vkm_op_router(f->gpu, &cfg, act(f, w->rlog), bias, act(f, w->fg), act(f, w->fu), n));
+    CK(vkm_op_router(f->gpu, &cfg, act(f, w->rlog), bias, act(f, w->gsel), act(f, w->gwts), n));
     MARK("router_guess");
     return 0;
 }
@@ -388,7 +389,7 @@ static int moe(const fwd *f, uint32_t il) {
     MARK("router");
     CK(moe_group(f)); /* rows, mats, map */
     MARK("moe_group");
-    if (f->b->page) CK(router_guess(f, il)); /* fg = the next MoE layer's guessed choices */
+    if (f->b->page && f->b->guess) CK(router_guess(f, il)); /* gsel = next layer's guess */
 
     /* eh [n*K][Fe] = swiglu(gate_e · a_t, up_e · a_t) for every grouped (token t, expert e);
      * eo [n*K][E] = down_e · eh (entry p reads eh row p). Paged experts: in rounds of what fits

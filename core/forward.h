@@ -140,6 +140,9 @@ typedef struct vkm_fwd_work {
     vkm_fwd_span rows;   /* int32 [B*K] token of each grouped entry */
     vkm_fwd_span map;    /* int32 [B][K] entry of each choice */
     vkm_fwd_span mats;   /* int32 [2*X] (first, count) per expert */
+    vkm_fwd_span gsel;   /* int32 [B][K] paged prefetch: the next MoE layer's guessed experts
+                            (router_guess in forward.c, read back by core/session.c) */
+    vkm_fwd_span gwts;   /* f32 [B][K] their weights (written by the router kernel, unused) */
     vkm_fwd_span eg;     /* f32 [B*K][Fe] expert gate ([B*K][2*Fe] when fused) */
     vkm_fwd_span eu;     /* f32 [B*K][Fe] expert up */
     vkm_fwd_span eh;     /* f32 [B*K][Fe] swiglu */
@@ -174,6 +177,9 @@ typedef struct vkm_fwd_batch {
     bool profile;         /* vkm_gpu_mark after each kernel */
     vkm_fwd_page_fn page; /* NULL: every expert resident, the whole batch is one recording */
     void *page_ctx;
+    bool guess; /* with page: before each MoE layer's hook, also apply the next MoE layer's router
+                   to this layer's FFN input, writing its choices to work.gsel (expert prefetch;
+                   false when prefetch is off) */
 } vkm_fwd_batch;
 
 /* Records the forward pass of batch b into the current gpu batch. The cache rows pos0..pos0+n-1

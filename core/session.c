@@ -5,7 +5,7 @@
  * token ids and positions, records the whole forward pass (core/forward.c) into one gpu batch,
  * submits it and downloads only the logits that were asked for. With paged experts the batch is
  * cut after each MoE router: page_layer() copies the choices (and, with prefetch, forward.c's
- * guess of the next MoE layer's choices in work.fg) into a host-visible readback buffer at the
+ * guess of the next MoE layer's choices in work.gsel) into a host-visible readback buffer at the
  * end of the batch, submits, lets the engine page the layer's experts in (asynchronous uploads
  * the next batch waits for on the device), starts the prefetch of the guessed experts and
  * begins the next batch.
@@ -113,14 +113,15 @@ void vkm_session_destroy(vkm_session *s) {
 static int page_layer(void *ctx, uint32_t il, uint32_t round, vkm_fwd_expert_plan *plan) {
     vkm_session *s = ctx;
     const size_t n_sel = (size_t)s->n * s->dm->hp->n_expert_used, bytes = n_sel * sizeof *s->sel;
-    /* forward.c recorded the guess into work.fg under this very condition (router_guess) */
+    /* with prefetch on (vkm_fwd_batch.guess) forward.c recorded the guess into work.gsel
+     * whenever the engine names a target (router_guess) */
     const int target = round == 0 ? vkm_engine_prefetch_target(s->e, il) : -1;
-    const bool guess = target >= 0 && s->w.fg.size >= bytes && s->w.fu.size >= bytes;
+    const bool guess = target >= 0;
     int rc;
     if (round == 0 &&
         ((rc = vkm_gpu_record_copy(s->gpu, s->w.buf, s->w.sel.off, s->readback, 0, bytes)) ||
          (guess &&
-          (rc = vkm_gpu_record_copy(s->gpu, s->w.buf, s->w.fg.off, s->readback, bytes, bytes)))))
+          (rc = vkm_gpu_record_copy(s->gpu, s->w.buf, s->w.gsel.off, s->readback, bytes, bytes)))))
         return rc;
     if ((rc = vkm_gpu_submit(s->gpu))) return rc;
     if (vkm_engine_profiling(s->e) && (rc = vkm_engine_profile_collect(s->e))) return rc;
@@ -143,13 +144,14 @@ static int eval_chunk(vkm_session *s, const int32_t *tokens, int n, int pos0, in
         (rc = vkm_gpu_upload(s->gpu, s->w.buf, s->w.pos.off, s->pos, (size_t)n * 4)))
         return rc;
     const bool paged = vkm_engine_paged(s->e);
-    const vkm_fwd_batch b = {(uint32_t)n,
-                             (uint32_t)pos0,
-                             (uint32_t)row0,
-                             (uint32_t)n_logits,
-                             vkm_engine_profiling(s->e),
-                             paged ? page_layer : NULL,
-                             paged ? s : NULL};
+    const vkm_fwd_batch b = {.n = (uint32_t)n,
+                             .pos0 = (uint32_t)pos0,
+                             .logit_row0 = (uint32_t)row0,
+                             .n_logits = (uint32_t)n_logits,
+                             .profile = vkm_engine_profiling(s->e),
+                             .page = paged ? page_layer : NULL,
+                             .page_ctx = paged ? s : NULL,
+                             .guess = paged && vkm_engine_prefetching(s->e)};
     s->n = (uint32_t)n;
     if ((rc = vkm_gpu_begin(s->gpu)) || (rc = vkm_fwd_record(s->gpu, s->dm, &s->w, &s->kv, &b)) ||
         (rc = vkm_gpu_submit(s->gpu)))

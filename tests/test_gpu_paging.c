@@ -8,7 +8,12 @@
  * the same kernels on the same data in the same order, so the logits must agree to 1e-4 (in
  * practice exactly). The counters: hits + misses is the number of (eval, MoE layer, distinct
  * chosen expert) requests (the same for every budget and policy; n_moe_layers * top-k per
- * single-token eval), misses > 0 when paged, uploaded_bytes = the misses' unit bytes. */
+ * single-token eval), misses > 0 when paged, uploaded_bytes = the misses' unit bytes.
+ *
+ * Parallel staging copies: the whole test runs with VKMOE_STAGING_PIECE=256 (unless set) so the
+ * fixtures' small expert matrices are split among the staging threads too (their count from
+ * VKMOE_STAGING_THREADS as the test is run, e.g. 0 and 3); test_staging_threads also checks
+ * 0, 1 and 3 threads explicitly against the unpaged logits and that bad values are refused. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -308,6 +313,63 @@ out:
     free(out);
 }
 
+/* ------------------------------------------------------------------ staging threads ---- */
+
+/* Paged logits (minimum budget, prefetch on and off) with 0, 1 and 3 staging threads equal the
+ * unpaged ones exactly; malformed VKMOE_STAGING_THREADS / VKMOE_STAGING_PIECE values are
+ * VKM_EINVAL naming the variable. The caller's environment is restored. */
+static void test_staging_threads(void) {
+    const char *path = VKMOE_FIXTURES_DIR "/tiny-v3-f32.gguf";
+    const char *saved = getenv("VKMOE_STAGING_THREADS");
+    char *keep = saved ? strdup(saved) : NULL;
+    vkm_engine *e = NULL;
+    CHECK_OK(open_engine(path, 0, VKM_EXPERT_LRU, &e));
+    if (!e) return;
+    const int V = (int)vkm_engine_model(e)->hp.n_vocab;
+    const size_t nl = (size_t)N_PROMPT * V;
+    float *ref = xmalloc(nl * 4), *out = xmalloc(nl * 4);
+    sizes z;
+    model_sizes(vkm_engine_model(e), &z);
+    CHECK_OK(run_prompt(e, 8, ref));
+    vkm_engine_close(e);
+    const char *counts[] = {"0", "1", "3"};
+    for (int i = 0; i < 3; i++)
+        for (int pf = 0; pf < 2; pf++) {
+            setenv("VKMOE_STAGING_THREADS", counts[i], 1);
+            e = NULL;
+            CHECK_OK(open_engine_pf(path, z.minimum, VKM_EXPERT_LRU,
+                                    pf ? VKM_PREFETCH_ON : VKM_PREFETCH_OFF, &e));
+            if (!e) continue;
+            memset(out, 0, nl * 4);
+            CHECK_OK(run_prompt(e, 8, out));
+            vkm_expert_stats st;
+            vkm_engine_expert_stats(e, &st);
+            CHECK(st.paged && st.misses > 0);
+            CHECK_MSG(!memcmp(ref, out, nl * 4), "%s staging threads, prefetch %d: max diff %g",
+                      counts[i], pf, max_abs_diff(ref, out, nl));
+            CHECK(vkm_gpu_validation_errors(vkm_engine_gpu(e)) == 0);
+            vkm_engine_close(e);
+        }
+    const char *bad[] = {"x", "-1", "17", "3 "};
+    for (int i = 0; i < 4; i++) {
+        setenv("VKMOE_STAGING_THREADS", bad[i], 1);
+        e = NULL;
+        CHECK(open_engine(path, z.minimum, VKM_EXPERT_LRU, &e) == VKM_EINVAL && !e);
+        CHECK_MSG(strstr(vkm_errmsg(), "VKMOE_STAGING_THREADS") != NULL, "message: %s",
+                  vkm_errmsg());
+    }
+    /* not paged: the variable is not read */
+    CHECK_OK(open_engine(path, 0, VKM_EXPERT_LRU, &e));
+    vkm_engine_close(e);
+    if (keep)
+        setenv("VKMOE_STAGING_THREADS", keep, 1);
+    else
+        unsetenv("VKMOE_STAGING_THREADS");
+    free(keep);
+    free(ref);
+    free(out);
+}
+
 /* ---------------------------------------------------------------------- gpu copies ---- */
 
 static void test_copy(void) {
@@ -407,7 +469,8 @@ int main(void) {
         CHECK(!"prompt.ids");
         return check_done();
     }
-    gpu_keep_open(); /* many engines follow */
+    setenv("VKMOE_STAGING_PIECE", "256", 0); /* split the fixtures' small matrices too */
+    gpu_keep_open();                         /* many engines follow */
     vkm_engine *e = NULL;
     int rc = open_engine(VKMOE_FIXTURES_DIR "/tiny-v3-f32.gguf", 0, 0, &e);
     if (rc == VKM_ENODEV) check_skip(vkm_errmsg());
@@ -418,6 +481,7 @@ int main(void) {
     CHECK(open_engine_pf(VKMOE_FIXTURES_DIR "/tiny-v3-f32.gguf", 700000, 0, 3, &e) == VKM_EINVAL);
     test_copy();
     test_copy_async();
+    test_staging_threads();
     run_fixture("tiny-v3-f32", N_PROMPT); /* every token stepped */
     test_shrink("tiny-v3-f32");
     run_fixture("small-v3-q4_k_m", 13); /* 20 + 13: lavapipe is slow */

@@ -22,10 +22,6 @@
 volatile sig_atomic_t gen_interrupted;
 volatile sig_atomic_t gen_at_prompt;
 
-/* --prefetch (enum vkm_prefetch): kept here rather than in gen.h's options, which this change
- * may not touch; one process parses one command line. */
-static int g_prefetch = VKM_PREFETCH_AUTO;
-
 static const char THINK_OPEN[] = "<think>";
 static const char THINK_CLOSE[] = "</think>";
 
@@ -44,6 +40,7 @@ void gen_opts_init(gen_opts *o, long n_predict) {
     o->sampling.seed = 0;
     o->n_predict = n_predict;
     o->device = -1;
+    o->prefetch = VKM_PREFETCH_AUTO;
 }
 
 void gen_print_flags_help(FILE *f, long default_n) {
@@ -162,7 +159,7 @@ int gen_parse_flag(gen_opts *o, int argc, char **argv, int *i, const char *usage
     } else if (IS("--prefetch")) {
         if (!(v = flag_value(argc, argv, i)) || (strcmp(v, "on") && strcmp(v, "off")))
             return cli_usage_error(usage, "%s needs on or off", a);
-        g_prefetch = !strcmp(v, "on") ? VKM_PREFETCH_ON : VKM_PREFETCH_OFF;
+        o->prefetch = !strcmp(v, "on") ? VKM_PREFETCH_ON : VKM_PREFETCH_OFF;
     } else if (IS("--quiet")) {
         o->quiet = true;
     } else {
@@ -229,7 +226,7 @@ int gen_open(gen_ctx *g, const gen_opts *o, bool want_template) {
                           .quiet = o->quiet,
                           .vram_budget = o->vram_budget,
                           .expert_policy = o->expert_policy,
-                          .prefetch = g_prefetch};
+                          .prefetch = o->prefetch};
     if (vkm_engine_open(&eo, &g->engine)) return cli_fail_last();
     vkm_engine_info info;
     vkm_engine_get_info(g->engine, &info);

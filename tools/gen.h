@@ -28,6 +28,7 @@ typedef struct gen_opts {
     bool profile, kv_f32, quiet, no_bos;
     uint64_t vram_budget;      /* bytes for weights + expert cache; 0 = automatic */
     int expert_policy;         /* enum vkm_expert_policy */
+    int prefetch;              /* enum vkm_prefetch (--prefetch on|off); 0 = auto */
     bool stats;                /* print the expert-paging counters after the run */
     const char *system;        /* system message, or NULL */
     const char *chat_template; /* template name, NULL = detect from the model */
