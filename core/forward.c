@@ -345,16 +345,12 @@ static int ffn(const fwd *f, const vkm_dtensor *gate, const vkm_dtensor *up,
  * work.gwts (spans of their own, nothing else touches them). core/session.c reads work.gsel back.
  * Skipped without a next MoE layer or router; the session then gets no prefetch target from the
  * engine (vkm_engine_prefetch_target) and does not read gsel. */
-static int router_guess(const fwd *f, uint32_t il) {
+/* The router of layer L on the batch's normed input a (spec §4.7): rlog [n][X] = W_gate_inp · a,
+ * then the choices sel [n][K] and their weights wts [n][K]. */
+static int route(const fwd *f, const vkm_dlayer *L, vkm_fwd_span sel, vkm_fwd_span wts) {
     const vkm_hparams *hp = f->hp;
     const vkm_fwd_work *w = f->w;
-    const uint32_t n = f->b->n;
-    uint32_t nl = il + 1;
-    while (nl < hp->n_layer && !f->m->layers[nl].moe) nl++;
-    if (nl >= hp->n_layer) return 0;
-    const vkm_dlayer *N = &f->m->layers[nl];
-    if (!N->ffn_gate_inp.buf) return 0;
-    CK(matmul(f, &N->ffn_gate_inp, w->a.off, w->rlog.off, n));
+    CK(matmul(f, &L->ffn_gate_inp, w->a.off, w->rlog.off, f->b->n));
     const vkm_router_cfg cfg = {hp->n_expert,
                                 hp->n_expert_used,
                                 hp->n_group,
@@ -362,8 +358,18 @@ static int router_guess(const fwd *f, uint32_t il) {
                                 hp->gating,
                                 hp->expert_weights_norm,
                                 hp->expert_weights_scale};
-    const vkm_gpu_arg bias = N->exp_probs_b.buf ? wt(&N->exp_probs_b) : (vkm_gpu_arg){0};
-    CK(vkm_op_router(f->gpu, &cfg, act(f, w->rlog), bias, act(f, w->gsel), act(f, w->gwts), n));
+    const vkm_gpu_arg bias = L->exp_probs_b.buf ? wt(&L->exp_probs_b) : (vkm_gpu_arg){0};
+    return vkm_op_router(f->gpu, &cfg, act(f, w->rlog), bias, act(f, sel), act(f, wts), f->b->n);
+}
+
+static int router_guess(const fwd *f, uint32_t il) {
+    const vkm_hparams *hp = f->hp;
+    uint32_t nl = il + 1;
+    while (nl < hp->n_layer && !f->m->layers[nl].moe) nl++;
+    if (nl >= hp->n_layer) return 0;
+    const vkm_dlayer *N = &f->m->layers[nl];
+    if (!N->ffn_gate_inp.buf) return 0;
+    CK(route(f, N, f->w->gsel, f->w->gwts));
     MARK("router_guess");
     return 0;
 }
@@ -376,16 +382,7 @@ static int moe(const fwd *f, uint32_t il) {
     const uint32_t n = f->b->n, E = hp->n_embd, K = hp->n_expert_used, Fe = hp->n_ff_exp;
 
     /* rlog [n][X] = W_gate_inp · a; sel, wts [n][K] */
-    CK(matmul(f, &L->ffn_gate_inp, w->a.off, w->rlog.off, n));
-    const vkm_router_cfg cfg = {hp->n_expert,
-                                hp->n_expert_used,
-                                hp->n_group,
-                                hp->n_group_used,
-                                hp->gating,
-                                hp->expert_weights_norm,
-                                hp->expert_weights_scale};
-    const vkm_gpu_arg bias = L->exp_probs_b.buf ? wt(&L->exp_probs_b) : (vkm_gpu_arg){0};
-    CK(vkm_op_router(f->gpu, &cfg, act(f, w->rlog), bias, act(f, w->sel), act(f, w->wts), n));
+    CK(route(f, L, w->sel, w->wts));
     MARK("router");
     CK(moe_group(f)); /* rows, mats, map */
     MARK("moe_group");
