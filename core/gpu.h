@@ -49,10 +49,8 @@ typedef struct vkm_gpu_device_info {
     bool external_memory_host; /* VK_EXT_external_memory_host */
     bool timestamps;           /* compute queue supports timestamps */
     float timestamp_period_ns; /* nanoseconds per timestamp tick */
-    bool cpu_kernels; /* kernel layouts for a CPU device (set by vkm_gpu_create: the device type,
-                         or vkm_gpu_options.kernels / $VKMOE_KERNELS) */
-    bool ksplit_gemv; /* GPU layouts, every GEMV by the k-split kernel (VKM_KERNELS_KSPLIT) */
-    bool sg_gemv;     /* GPU layouts, every GEMV by the subgroup-row kernel (VKM_KERNELS_SG) */
+    int kernels; /* VKM_KERNELS_* other than AUTO: the kernel layouts, set by vkm_gpu_create from
+                    vkm_gpu_options.kernels / $VKMOE_KERNELS, or else the device type */
 } vkm_gpu_device_info;
 
 /* Kernel layouts (vkm_gpu_options.kernels): the device's own, or forced so that tests cover the

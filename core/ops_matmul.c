@@ -124,10 +124,10 @@ static tuning get_tuning(vkm_gpu *gpu, uint64_t rows, uint32_t wtype) {
     const vkm_gpu_device_info *info = vkm_gpu_info(gpu);
     /* CPU devices: 2 rows per thread share each X load (X loads cost more than the weights'
      * 16-byte chunk loads on llvmpipe); 32 x 2 and 16 x 4 measured alike, 1 row ~15% slower. */
-    if (info->cpu_kernels && info->subgroup_size >= 8 && info->subgroup_size <= 64)
+    if (info->kernels == VKM_KERNELS_CPU && info->subgroup_size >= 8 && info->subgroup_size <= 64)
         return (tuning){32, 2, 1, 0, 1};
-    if (!info->ksplit_gemv &&
-        (info->sg_gemv || sg_preferred(wtype, rows))) { /* 4 subgroups, ks per row */
+    if (info->kernels != VKM_KERNELS_KSPLIT &&
+        (info->kernels == VKM_KERNELS_SG || sg_preferred(wtype, rows))) { /* 4 sgs, ks per row */
         const uint32_t s = info->subgroup_size;
         const uint32_t w = s * 4 < 32 ? 32 : s * 4 > VKM_MM_VEC_MAX_WG ? VKM_MM_VEC_MAX_WG : s * 4;
         const uint32_t n_sg = s && w / s ? w / s : 1;

@@ -2,7 +2,8 @@
  *
  * CHECK(cond) records a failure and continues; CHECK_OK(expr) expects 0 from a vkmoe call and
  * prints vkm_errmsg() otherwise; CHECK_ERR(expr) expects a negative code. check_done() prints
- * "N passed, N failed" and returns the exit status. check_skip() exits 77 (ctest: skipped). */
+ * "N passed, N failed" and returns the exit status. check_skip() exits 77 (ctest: skipped).
+ * xmalloc() is calloc that exits on out of memory. */
 #ifndef VKM_CHECK_H
 #define VKM_CHECK_H
 
@@ -13,6 +14,16 @@
 #include "err.h"
 
 static int check_passed, check_failed;
+
+/* calloc that never returns NULL (exits 1 on out of memory); n == 0 allocates one byte. */
+static inline void *xmalloc(size_t n) {
+    void *p = calloc(1, n ? n : 1);
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    return p;
+}
 
 #define CHECK(cond)                                                                                \
     do {                                                                                           \

@@ -33,6 +33,14 @@ check "devices --test prints smoke test: ok" grep -q "smoke test: ok" "$out"
 "$vkmoe" devices --device 0 --test >"$out" 2>&1
 check "devices --device 0 --test exits 0" test $? -eq 0
 
+# a bad kernel-layout override (diagnostics, core/gpu.h) is a clean error naming the variable
+VKMOE_KERNELS=bogus "$vkmoe" devices --test >"$out" 2>&1
+rc=$?
+check "VKMOE_KERNELS=bogus exits 1 (got $rc)" test $rc -eq 1
+check "VKMOE_KERNELS=bogus names the variable" grep -q "VKMOE_KERNELS=bogus" "$out"
+VKMOE_KERNELS=ksplit "$vkmoe" devices --test >"$out" 2>&1
+check "VKMOE_KERNELS=ksplit devices --test exits 0" test $? -eq 0
+
 "$vkmoe" devices --device 99 >"$out" 2>&1
 rc=$?
 check "devices --device 99 exits 2 (got $rc)" test $rc -eq 2

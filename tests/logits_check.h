@@ -1,7 +1,7 @@
 /* logits_check.h - shared helpers of the tests that compare logits (test_ref_forward.c,
  * test_gpu_forward.c, test_gpu_variants.c): reading llama.cpp's .f32 logits files and
- * fixtures/prompt.ids, log-softmax, argmax, and the per-position comparison (mean KL(ref || ours),
- * top-1 agreement, max abs difference).
+ * fixtures/prompt.ids, running a prompt through a GPU session, log-softmax, argmax, and the
+ * per-position comparison (mean KL(ref || ours), top-1 agreement, max abs difference).
  *
  * Invariants: every function is static inline and header-only (each test is one executable);
  * logits are row-major [n_pos][n_vocab] float arrays; a NaN difference counts as an infinite
@@ -15,15 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* calloc that never returns NULL (exits 1 on out of memory); n == 0 allocates one byte. */
-static inline void *xmalloc(size_t n) {
-    void *p = calloc(1, n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(1);
-    }
-    return p;
-}
+#include "check.h"
+#include "engine.h" /* vkm_engine_model */
 
 /* Reads exactly n floats from the file at path (it must hold nothing more): 0, or -1. */
 static inline int logits_read_f32(const char *path, float *buf, size_t n) {
@@ -107,6 +100,23 @@ static inline logits_stats logits_compare(const float *ref, const float *ours, i
     free(lp);
     free(lq);
     return st;
+}
+
+/* The prompt ids[0..n_prompt) through a new session of e (n_ctx, kv_f32, max_batch; 0 = the
+ * default): the first n_prompt - n_step tokens as one eval, then the rest one at a time (the
+ * decode path); out [n_prompt][n_vocab]. 0 or the first error. */
+static inline int logits_gpu_prompt(vkm_engine *e, const int32_t *ids, int n_prompt, int n_ctx,
+                                    bool kv_f32, int max_batch, int n_step, float *out) {
+    vkm_session *s = NULL;
+    vkm_session_opts so = {n_ctx, kv_f32, max_batch};
+    int rc = vkm_session_create(e, &so, &s);
+    if (rc) return rc;
+    const int V = (int)vkm_engine_model(e)->hp.n_vocab, n_batch = n_prompt - n_step;
+    if (n_batch > 0) rc = vkm_session_eval(s, ids, n_batch, true, out);
+    for (int i = n_batch; !rc && i < n_prompt; i++)
+        rc = vkm_session_eval(s, ids + i, 1, false, out + (size_t)i * V);
+    vkm_session_destroy(s);
+    return rc;
 }
 
 /* max |a[i] - b[i]| over n values; inf if any difference is NaN. */

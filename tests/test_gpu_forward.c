@@ -41,16 +41,7 @@ static int open_engine(const char *path, vkm_engine **e) {
 /* The prompt on the GPU: the first N_PROMPT - n_step tokens as one eval (split into chunks of
  * max_batch; 0 = the default), then the last n_step tokens one at a time (the decode path). */
 static int gpu_logits(vkm_engine *e, bool kv_f32, int max_batch, int n_step, float *out) {
-    vkm_session *s = NULL;
-    vkm_session_opts so = {N_CTX, kv_f32, max_batch};
-    int rc = vkm_session_create(e, &so, &s);
-    if (rc) return rc;
-    const int V = (int)vkm_engine_model(e)->hp.n_vocab, n_batch = N_PROMPT - n_step;
-    if (n_batch > 0) rc = vkm_session_eval(s, g_ids, n_batch, true, out);
-    for (int i = n_batch; !rc && i < N_PROMPT; i++)
-        rc = vkm_session_eval(s, g_ids + i, 1, false, out + (size_t)i * V);
-    vkm_session_destroy(s);
-    return rc;
+    return logits_gpu_prompt(e, g_ids, N_PROMPT, N_CTX, kv_f32, max_batch, n_step, out);
 }
 
 /* The prompt through the CPU reference forward (F32 cache, float activations). */

@@ -38,15 +38,6 @@ static void fill(float *x, size_t n, float lo, float hi) {
     for (size_t i = 0; i < n; i++) x[i] = frand(lo, hi);
 }
 
-static void *xmalloc(size_t n) {
-    void *p = calloc(1, n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(1);
-    }
-    return p;
-}
-
 /* A device buffer of `size` bytes holding `data` (if not NULL; else zeros). */
 static vkm_gpu_buf *buf_new(const void *data, size_t size) {
     vkm_gpu_buf *b = NULL;

@@ -24,6 +24,7 @@
 #include "engine.h"
 #include "gpu.h"
 #include "gpu_keep.h"
+#include "logits_check.h"
 #include "gguf.h"
 #include "model.h"
 #include "vkmoe.h"
@@ -34,35 +35,8 @@
 
 static int32_t g_ids[N_PROMPT];
 
-static void *xmalloc(size_t n) {
-    void *p = calloc(1, n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(1);
-    }
-    return p;
-}
-
-static int read_prompt(int32_t *ids) {
-    FILE *fp = fopen(VKMOE_FIXTURES_DIR "/prompt.ids", "r");
-    if (!fp) return -1;
-    int n = 0, v;
-    while (n < N_PROMPT && fscanf(fp, "%d", &v) == 1) ids[n++] = v;
-    fclose(fp);
-    return n;
-}
-
 static uint64_t align_up(uint64_t v) {
     return (v + ALIGN - 1) / ALIGN * ALIGN;
-}
-
-static double max_abs_diff(const float *a, const float *b, size_t n) {
-    double m = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (!(d <= m)) m = d != d ? INFINITY : d;
-    }
-    return m;
 }
 
 static int open_engine_pf(const char *path, uint64_t budget, int policy, int prefetch,
@@ -83,16 +57,7 @@ static int open_engine(const char *path, uint64_t budget, int policy, vkm_engine
 
 /* The first N_PROMPT - n_step tokens as one eval, then the rest one at a time (F32 cache). */
 static int run_prompt(vkm_engine *e, int n_step, float *out) {
-    vkm_session *s = NULL;
-    vkm_session_opts so = {N_CTX, true, 0};
-    int rc = vkm_session_create(e, &so, &s);
-    if (rc) return rc;
-    const int V = (int)vkm_engine_model(e)->hp.n_vocab, n_batch = N_PROMPT - n_step;
-    if (n_batch > 0) rc = vkm_session_eval(s, g_ids, n_batch, true, out);
-    for (int i = n_batch; !rc && i < N_PROMPT; i++)
-        rc = vkm_session_eval(s, g_ids + i, 1, false, out + (size_t)i * V);
-    vkm_session_destroy(s);
-    return rc;
+    return logits_gpu_prompt(e, g_ids, N_PROMPT, N_CTX, true, 0, n_step, out);
 }
 
 /* ---------------------------------------------------------------------------- sizes ---- */
@@ -201,7 +166,7 @@ static void run_fixture(const char *name, int n_step) {
                 const int steps = mode ? n_step : 0;
                 vkm_engine_expert_stats_reset(e);
                 CHECK_OK(run_prompt(e, steps, out));
-                const double d = max_abs_diff(mode ? ref_step : ref_batch, out, nl);
+                const double d = logits_max_abs_diff(mode ? ref_step : ref_batch, out, nl);
                 vkm_engine_expert_stats(e, &st);
                 char line[256];
                 vkm_expert_stats_line(&st, line, sizeof line);
@@ -297,7 +262,7 @@ static void test_shrink(const char *name) {
         CHECK_MSG(st.paged && st.n_slots < full, "alloc %d: opened with %u slots of %u", n,
                   st.n_slots, full);
         CHECK_OK(run_prompt(e, 0, out));
-        const double d = max_abs_diff(ref, out, nl);
+        const double d = logits_max_abs_diff(ref, out, nl);
         printf("%s: out of device memory at allocation %d: cache shrunk to %u of %u slots, max abs "
                "vs unpaged %.3g\n",
                name, n, st.n_slots, full, d);
@@ -346,7 +311,7 @@ static void test_staging_threads(void) {
             vkm_engine_expert_stats(e, &st);
             CHECK(st.paged && st.misses > 0);
             CHECK_MSG(!memcmp(ref, out, nl * 4), "%s staging threads, prefetch %d: max diff %g",
-                      counts[i], pf, max_abs_diff(ref, out, nl));
+                      counts[i], pf, logits_max_abs_diff(ref, out, nl));
             CHECK(vkm_gpu_validation_errors(vkm_engine_gpu(e)) == 0);
             vkm_engine_close(e);
         }
@@ -465,7 +430,7 @@ static void test_copy_async(void) {
 }
 
 int main(void) {
-    if (read_prompt(g_ids) != N_PROMPT) {
+    if (logits_read_prompt(g_ids, N_PROMPT) != N_PROMPT) {
         CHECK(!"prompt.ids");
         return check_done();
     }

@@ -70,5 +70,7 @@ int bench_find_device(int device, vkm_gpu_device_info *out);
 int bench_write_file(const char *path, const char *text);
 /* Median of v[n] (sorts v in place); 0 for n == 0. */
 double bench_median(double *v, int n);
+/* Seconds on the monotonic clock (differences only). */
+double bench_now_s(void);
 
 #endif

@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
 #include "cmd_bench.h"
@@ -92,12 +91,6 @@ static void progress(const char *fmt, const char *a, const char *b) {
     fflush(stderr);
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* ---- timing ---- */
 
 typedef int (*record_fn)(micro *mc, void *ctx, int run);
@@ -110,9 +103,9 @@ static int timed_batch(micro *mc, record_fn fn, void *ctx, int first, int runs, 
         rc = fn(mc, ctx, first + r);
         if (!rc) rc = vkm_gpu_mark(mc->gpu, "bench");
     }
-    double t0 = now_s();
+    double t0 = bench_now_s();
     if (!rc) rc = vkm_gpu_submit(mc->gpu);
-    double wall = now_s() - t0;
+    double wall = bench_now_s() - t0;
     if (rc) return rc;
     vkm_gpu_timing *t = malloc((size_t)runs * sizeof *t);
     if (!t) return vkm_error(VKM_ENOMEM, "out of memory reading timings");
@@ -193,22 +186,14 @@ static int bench_upload(micro *mc, uint64_t bytes, double *gbps) {
     if (!rc) memset(vkm_gpu_buf_map(h), 0x5A, (size_t)bytes);
     if (!rc) rc = vkm_gpu_copy(mc->gpu, h, 0, d, 0, (size_t)bytes); /* warm-up */
     for (int i = 0; !rc && i < UPLOAD_REPS; i++) {
-        struct timespec a, b;
-        clock_gettime(CLOCK_MONOTONIC, &a);
+        const double t0 = bench_now_s();
         rc = vkm_gpu_copy(mc->gpu, h, 0, d, 0, (size_t)bytes);
-        clock_gettime(CLOCK_MONOTONIC, &b);
-        t[i] = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) * 1e-9;
+        t[i] = bench_now_s() - t0;
     }
     vkm_gpu_buf_destroy(mc->gpu, h);
     vkm_gpu_buf_destroy(mc->gpu, d);
     if (rc) return rc;
-    for (int i = 1; i < UPLOAD_REPS; i++) /* insertion sort: the median */
-        for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
-            double x = t[j];
-            t[j] = t[j - 1];
-            t[j - 1] = x;
-        }
-    const double med = t[UPLOAD_REPS / 2];
+    const double med = bench_median(t, UPLOAD_REPS);
     *gbps = med > 0 ? (double)bytes / med * 1e-9 : 0;
     return VKM_OK;
 }

@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
 #include "cmd_bench.h"
@@ -21,12 +20,6 @@
 #include "vkmoe.h"
 
 #define MAX_BATCH 512 /* largest eval batch asked of the session */
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Adds "model" {path, size_bytes, weight_bytes, params, type, n_tensors} from the GGUF file;
  * type = the tensor type holding the most bytes. */
@@ -77,12 +70,12 @@ static int run_test(vkm_session *s, const int32_t *tok, int n, bool gen, int rep
     int rc = VKM_OK;
     for (int k = 0; !rc && k < reps; k++) {
         rc = vkm_session_truncate(s, 0);
-        double t0 = now_s();
+        double t0 = bench_now_s();
         if (gen)
             for (int i = 0; !rc && i < n; i++) rc = vkm_session_eval(s, &tok[i], 1, false, logits);
         else if (!rc)
             rc = vkm_session_eval(s, tok, n, false, logits);
-        double dt = now_s() - t0;
+        double dt = bench_now_s() - t0;
         if (rc) break;
         ts[k] = dt > 0 ? n / dt : 0;
         if (!quiet) {

@@ -25,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <stb/stb_image_write.h>
 
@@ -48,12 +47,6 @@ static const int k_pct[N_BUDGETS] = {100, 75, 50, 25, 10};
 static const char *const k_policy_name[N_POLICIES] = {"lru", "lfu"};
 static const char *const k_kind_name[MAX_KINDS] = {"ffn_gate_exps", "ffn_up_exps",
                                                    "ffn_gate_up_exps", "ffn_down_exps"};
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static uint64_t align_up(uint64_t v) {
     return (v + VKM_FWD_ALIGN - 1) / VKM_FWD_ALIGN * VKM_FWD_ALIGN;
@@ -307,14 +300,14 @@ static int run_one(const bench_model_opts *o, int n_gen, row *r) {
     }
     vkm_expert_stats st0, st1;
     if (!rc) vkm_engine_expert_stats(e, &st0);
-    const double t0 = now_s();
+    const double t0 = bench_now_s();
     for (int i = 0; !rc && i < n_gen; i++) {
         int32_t best = 0;
         for (int v = 1; v < info.n_vocab; v++)
             if (logits[v] > logits[best]) best = v;
         rc = vkm_session_eval(s, &best, 1, false, logits);
     }
-    const double dt = now_s() - t0;
+    const double dt = bench_now_s() - t0;
     if (!rc && tr.oom) rc = vkm_error(VKM_ENOMEM, "out of memory recording the routing trace");
     if (!rc) {
         vkm_engine_expert_stats(e, &st1);

@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
 #include "cmd_bench.h"
@@ -54,12 +53,6 @@ static const char *const SENTENCES[] = {
     "The museum's collection includes # paintings, # sculptures and a Gutenberg Bible.",
 };
 #define N_SENTENCES (sizeof SENTENCES / sizeof SENTENCES[0])
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Appends sentence s to buf at *n (room for SENTENCE_MAX bytes guaranteed by the caller),
  * replacing each '#' with a number from *counter, then the separator sep. */
@@ -149,9 +142,9 @@ static int measure(const vkm_tok *tok, const char *text, size_t len, int reps, b
     r->tokens = 0;
     r->roundtrip = true;
     for (int k = 0; !rc && k < reps; k++) {
-        double t0 = now_s();
+        double t0 = bench_now_s();
         rc = vkm_tok_encode(tok, text, len, false, true, &ids, &n_ids);
-        double t1 = now_s();
+        double t1 = bench_now_s();
         if (rc) break;
         if (n_ids == 0) {
             rc = vkm_error(VKM_EFORMAT, "the tokenizer produced no tokens");
@@ -159,9 +152,9 @@ static int measure(const vkm_tok *tok, const char *text, size_t len, int reps, b
         }
         char *out = NULL;
         size_t out_len = 0;
-        double t2 = now_s();
+        double t2 = bench_now_s();
         rc = vkm_tok_decode(tok, ids, n_ids, true, &out, &out_len);
-        double t3 = now_s();
+        double t3 = bench_now_s();
         if (!rc && k == 0) {
             r->tokens = n_ids;
             r->roundtrip = out_len == len && memcmp(out, text, len) == 0;

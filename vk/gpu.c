@@ -135,27 +135,24 @@ int vkm_gpu_create(const vkm_gpu_options *opt, vkm_gpu **out) {
         return rc;
     }
     g->dev->caps.info.is_default = opt->device == -1;
+    static const char *const names[] = {[VKM_KERNELS_GPU] = "gpu",
+                                        [VKM_KERNELS_CPU] = "cpu",
+                                        [VKM_KERNELS_KSPLIT] = "ksplit",
+                                        [VKM_KERNELS_SG] = "sg"};
     int kernels = opt->kernels;
     const char *env = getenv("VKMOE_KERNELS");
     if (kernels == VKM_KERNELS_AUTO && env && *env) {
-        if (!strcmp(env, "gpu"))
-            kernels = VKM_KERNELS_GPU;
-        else if (!strcmp(env, "cpu"))
-            kernels = VKM_KERNELS_CPU;
-        else if (!strcmp(env, "ksplit"))
-            kernels = VKM_KERNELS_KSPLIT;
-        else if (!strcmp(env, "sg"))
-            kernels = VKM_KERNELS_SG;
-        else {
+        for (int i = VKM_KERNELS_GPU; i <= VKM_KERNELS_SG; i++)
+            if (!strcmp(env, names[i])) kernels = i;
+        if (kernels == VKM_KERNELS_AUTO) {
             vkm_gpu_destroy(g);
             return vkm_error(VKM_EINVAL, "VKMOE_KERNELS=%s: expected gpu, cpu, ksplit or sg", env);
         }
     }
     vkm_gpu_device_info *info = &g->dev->caps.info;
-    info->cpu_kernels =
-        kernels == VKM_KERNELS_CPU || (kernels == VKM_KERNELS_AUTO && info->type == VKM_DEV_CPU);
-    info->ksplit_gemv = kernels == VKM_KERNELS_KSPLIT;
-    info->sg_gemv = kernels == VKM_KERNELS_SG;
+    if (kernels == VKM_KERNELS_AUTO)
+        kernels = info->type == VKM_DEV_CPU ? VKM_KERNELS_CPU : VKM_KERNELS_GPU;
+    info->kernels = kernels;
     g->force_staging = opt->force_staging;
     *out = g;
     return VKM_OK;
