@@ -97,6 +97,7 @@ int vkm_fwd_work_layout(const vkm_hparams *hp, uint32_t max_batch, vkm_fwd_work 
     w->kva = take(&p, B * D, 4);
     w->qabs = take(&p, hp->is_mla ? B * H * Ckv : 0, 4);
     w->ao = take(&p, hp->is_mla ? B * H * Ckv : 0, 4);
+    w->ast = take(&p, B * H * 2, 4);
     w->kvb = take(&p, hp->is_mla ? 0 : B * H * (hp->d_nope + hp->d_v), 4);
     w->u = take(&p, B * H * hp->d_v, 4);
     w->fg = take(&p, B * Fx, 4);
@@ -290,7 +291,7 @@ static int attention(const fwd *f, uint32_t il) {
     CK(vkm_op_rope(f->gpu, &f->m->rope, act(f, w->q), act(f, w->pos), n, H, Dn, H * Dqk, Dqk));
     MARK("rope");
 
-    const vkm_attn_shape shape = {n, H, pos0, pos0 + n, hp->kq_scale, f16};
+    const vkm_attn_shape shape = {n, H, pos0, pos0 + n, hp->kq_scale, f16, act(f, w->ast)};
     if (hp->is_mla) { /* spec §4.4a */
         CK(vkm_op_mla_kv_store(f->gpu, f16, act(f, w->kva), cache(f, il, 0), n, D, D, pos0));
         MARK("kv_store");

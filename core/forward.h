@@ -130,6 +130,7 @@ typedef struct vkm_fwd_work {
     vkm_fwd_span q;      /* f32 [B][H][Dqk] q_nope | q_pe per head */
     vkm_fwd_span kva;    /* f32 [B][Ckv+R] c | k_pe */
     vkm_fwd_span qabs;   /* f32 [B][H][Ckv] absorbed q (MLA) */
+    vkm_fwd_span ast;    /* f32 [B][H][2] attention state between key passes (ops.h) */
     vkm_fwd_span ao;     /* f32 [B][H][Ckv] attention output (MLA) */
     vkm_fwd_span kvb;    /* f32 [B][H][Dn+Dv] expanded k_nope | v (legacy) */
     vkm_fwd_span u;      /* f32 [B][H][Dv] per-head outputs */

@@ -256,8 +256,40 @@ int vkm_op_mla_kv_store(vkm_gpu *gpu, bool cache_f16, vkm_gpu_arg src, vkm_gpu_a
     return vkm_op_kv_store(gpu, cache_f16, src, cache, &p);
 }
 
+/* Attention on CPU devices (mla_attn_lane.comp): one (query, head) pair per invocation, the keys
+ * in passes of VKM_ATTN_LANE_KEYS (the first pass starts each pair's running max and sum, the
+ * later ones continue them from `state`, the last one normalises the output). */
+static int attn_lane(vkm_gpu *gpu, bool cache_f16, const vkm_push_attn *p, vkm_gpu_arg *args,
+                     vkm_gpu_arg state) {
+    const char *op = "attn";
+    const uint64_t pairs = (uint64_t)p->n_q * p->n_head;
+    if (pairs > UINT32_MAX / 2)
+        return vkm_error(VKM_ERANGE, "%s: %u queries x %u heads", op, p->n_q, p->n_head);
+    const uint32_t passes =
+        p->n_kv > VKM_ATTN_LANE_KEYS ? (p->n_kv + VKM_ATTN_LANE_KEYS - 1) / VKM_ATTN_LANE_KEYS : 1;
+    if (passes > 1 || state.buf) CHECK_RC(need(op, "state", state, pairs * 2, 4));
+    if (!state.buf) state = args[4]; /* bound but unused: one pass */
+    const uint32_t wg = vkm_gpu_info(gpu)->subgroup_size * 4;
+    const uint64_t blocks = (pairs + wg - 1) / wg;
+    const uint32_t gx = blocks < MAX_GROUPS ? (uint32_t)blocks : MAX_GROUPS;
+    const uint64_t gy = (blocks + gx - 1) / gx;
+    if (gy > MAX_GROUPS)
+        return vkm_error(VKM_ERANGE, "%s: %llu pairs", op, (unsigned long long)pairs);
+    vkm_gpu_kernel *k = NULL;
+    CHECK_RC(vkm_gpu_kernel_get(gpu, cache_f16 ? "mla_attn_lane_f16" : "mla_attn_lane_f32", &wg, 1,
+                                6, sizeof *p, &k));
+    const vkm_gpu_arg all[6] = {args[0], args[1], args[2], args[3], args[4], state};
+    vkm_push_attn q = *p;
+    for (uint32_t i = 0; i < passes; i++) {
+        q.k_begin = i * VKM_ATTN_LANE_KEYS;
+        q.k_end = i + 1 == passes ? p->n_kv : q.k_begin + VKM_ATTN_LANE_KEYS;
+        CHECK_RC(vkm_gpu_dispatch(gpu, k, all, 6, &q, gx, (uint32_t)gy, 1));
+    }
+    return 0;
+}
+
 int vkm_op_attn(vkm_gpu *gpu, bool cache_f16, const vkm_push_attn *p, vkm_gpu_arg qa,
-                vkm_gpu_arg qb, vkm_gpu_arg k, vkm_gpu_arg v, vkm_gpu_arg o) {
+                vkm_gpu_arg qb, vkm_gpu_arg k, vkm_gpu_arg v, vkm_gpu_arg o, vkm_gpu_arg state) {
     const char *op = "attn";
     uint64_t dk = (uint64_t)p->da + p->db;
     if (p->da % 2 || p->db % 2 || p->dv % 2 || dk == 0 || p->dv == 0)
@@ -292,6 +324,9 @@ int vkm_op_attn(vkm_gpu *gpu, bool cache_f16, const vkm_push_attn *p, vkm_gpu_ar
     CHECK_RC(
         need(op, "o", o, span3(p->n_q, p->o_tok_stride, p->n_head, p->o_head_stride, p->dv, 0), 4));
     vkm_gpu_arg args[5] = {qa, p->db ? qb : qa, k, v, o};
+    const vkm_gpu_device_info *info = vkm_gpu_info(gpu);
+    if (info->kernels == VKM_KERNELS_CPU && info->subgroup_size >= 4 && info->subgroup_size <= 64)
+        return attn_lane(gpu, cache_f16, p, args, state);
     return dispatch(gpu, cache_f16 ? "mla_attn_f16" : "mla_attn_f32", args, 5, p, sizeof *p,
                     p->n_head, groups(p->n_q, 1));
 }
@@ -325,7 +360,7 @@ int vkm_op_mla_attn(vkm_gpu *gpu, const vkm_attn_shape *s, uint32_t ckv, uint32_
         .o_head_stride = ckv,
         .kq_scale = s->kq_scale,
     };
-    return vkm_op_attn(gpu, s->cache_f16, &p, q_abs, q, cache, cache, o);
+    return vkm_op_attn(gpu, s->cache_f16, &p, q_abs, q, cache, cache, o, s->state);
 }
 
 int vkm_op_naive_attn(vkm_gpu *gpu, const vkm_attn_shape *s, uint32_t dqk, uint32_t dv,
@@ -351,7 +386,7 @@ int vkm_op_naive_attn(vkm_gpu *gpu, const vkm_attn_shape *s, uint32_t dqk, uint3
         .o_head_stride = dv,
         .kq_scale = s->kq_scale,
     };
-    return vkm_op_attn(gpu, s->cache_f16, &p, q, q, k_cache, v_cache, o);
+    return vkm_op_attn(gpu, s->cache_f16, &p, q, q, k_cache, v_cache, o, s->state);
 }
 
 /* ------------------------------------------------------------------------------------ MoE ---- */

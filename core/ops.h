@@ -92,6 +92,9 @@ typedef struct vkm_attn_shape {
     uint32_t n_kv;   /* valid cache rows (keys at p >= n_kv are ignored) */
     float kq_scale;  /* spec §4.6 */
     bool cache_f16;  /* cache holds f16 (default of llama.cpp) instead of f32 */
+    /* f32 [n_q][H][2] scratch: the running max and sum between passes of the CPU-device kernel
+     * (mla_attn_lane.comp), needed there when n_kv > VKM_ATTN_LANE_KEYS; may be empty else */
+    vkm_gpu_arg state;
 } vkm_attn_shape;
 
 /* Absorbed MLA attention (spec §4.4a) over the latent cache [n_ctx][ckv + n_rot]:
@@ -109,7 +112,7 @@ int vkm_op_naive_attn(vkm_gpu *gpu, const vkm_attn_shape *s, uint32_t dqk, uint3
 
 /* The general form behind both (fields of vkm_push_attn in ops_common.h). */
 int vkm_op_attn(vkm_gpu *gpu, bool cache_f16, const vkm_push_attn *p, vkm_gpu_arg qa,
-                vkm_gpu_arg qb, vkm_gpu_arg k, vkm_gpu_arg v, vkm_gpu_arg o);
+                vkm_gpu_arg qb, vkm_gpu_arg k, vkm_gpu_arg v, vkm_gpu_arg o, vkm_gpu_arg state);
 
 /* ---- MoE ---- */
 

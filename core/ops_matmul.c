@@ -182,6 +182,40 @@ static int get_kernel(vkm_gpu *gpu, const tuning *tp, bool gemv, bool id, uint32
     return vkm_gpu_kernel_get(gpu, name, spec, n_spec, id ? 5 : 3, sizeof(vkm_matmul_push), out);
 }
 
+/* Loop iterations one LANE_ROWS invocation may spend: lavapipe (gallivm) ends a shader invocation
+ * after 65535 loop iterations in all, silently, so a GEMM whose column passes times k-steps would
+ * exceed it is split into several dispatches over column windows (vkm_matmul_push.c_begin/c_end);
+ * the margin covers the kernel's small loops outside the k loop. */
+#define LANE_LOOP_BUDGET 50000u
+
+/* Records the dispatch(es) of a matmul kernel: GPU layouts in one; the LANE_ROWS layout in
+ * windows of whole NC-column passes short enough for the loop limit above (one window for all
+ * but very large batches). `cols` bounds the columns (entries) of any matrix. */
+static int dispatch_windows(vkm_gpu *gpu, vkm_gpu_kernel *kern, const tuning *t, uint32_t wtype,
+                            int64_t cols, const vkm_gpu_arg *args, int n_args, vkm_matmul_push *pc,
+                            uint32_t gx, uint32_t gy, uint32_t gz) {
+    uint64_t window = UINT32_MAX;
+    if (t->lane_rows) {
+        const vkm_qtype_info *ti = vkm_qtype_get(wtype);
+        const bool flt = wtype == VKM_F32 || wtype == VKM_F16 || wtype == VKM_BF16;
+        uint64_t nc = 1;
+        while (nc < (uint64_t)cols && nc < VKM_MM_VEC_MAX_COLS) nc *= 2;
+        /* per pass: the k steps, the float types' 4-element tail (each with a small loop per
+         * row and column), the pass's own setup */
+        uint64_t steps = pc->k / (flt ? 32u : ti->block) + 4;
+        if (flt && pc->k % 32) steps += 8 * 5 * nc * t->rows;
+        uint64_t passes = LANE_LOOP_BUDGET / steps;
+        window = (passes ? passes : 1) * nc;
+    }
+    int rc = 0;
+    for (uint64_t c = 0; c < (uint64_t)cols && !rc; c += window) {
+        pc->c_begin = (uint32_t)c;
+        pc->c_end = c + window < UINT32_MAX ? (uint32_t)(c + window) : UINT32_MAX;
+        rc = vkm_gpu_dispatch(gpu, kern, args, n_args, pc, gx, gy, gz);
+    }
+    return rc;
+}
+
 /* Grid for a GEMV over m rows: row blocks spread over x and y. */
 static int vec_grid(const char *fn, const tuning *t, uint32_t m, uint32_t *gx, uint32_t *gy) {
     const uint32_t rows = vec_rows_per_wg(t);
@@ -238,7 +272,7 @@ int vkm_op_matmul(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_off, in
         if (gy > VKM_MM_MAX_GROUPS) gy = VKM_MM_MAX_GROUPS; /* the kernel strides over tiles */
         if (gx > VKM_MM_MAX_GROUPS) return vkm_error(VKM_EINVAL, "%s: m=%u is too large", fn, pc.m);
     }
-    return vkm_gpu_dispatch(gpu, kern, args, 3, &pc, gx, gy, 1);
+    return dispatch_windows(gpu, kern, &t, wtype, n, args, 3, &pc, gx, gy, 1);
 }
 
 int vkm_op_matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a) {
@@ -333,5 +367,5 @@ int vkm_op_matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a) {
         gy = tiles < VKM_MM_MAX_GROUPS ? (uint32_t)tiles : VKM_MM_MAX_GROUPS;
         if (gx > VKM_MM_MAX_GROUPS) return vkm_error(VKM_EINVAL, "%s: m=%u is too large", fn, pc.m);
     }
-    return vkm_gpu_dispatch(gpu, kern, args, 5, &pc, gx, gy, gz);
+    return dispatch_windows(gpu, kern, &t, a->wtype, per_mat, args, 5, &pc, gx, gy, gz);
 }

@@ -19,6 +19,7 @@
 
 #include "engine.h"
 #include "err.h"
+#include "../shaders/fwd_common.h"
 #include "forward.h"
 #include "vkmoe.h"
 
@@ -65,6 +66,16 @@ int vkm_session_create(vkm_engine *e, const vkm_session_opts *opts, vkm_session 
         return vkm_error(VKM_EINVAL, "session: max_batch = %d, expected 1..%d", o.max_batch,
                          MAX_BATCH);
     if (max_batch > n_ctx) max_batch = n_ctx;
+    if (vkm_gpu_info(vkm_engine_gpu(e))->type == VKM_DEV_CPU) {
+        /* lavapipe ends a shader invocation after 65535 loop iterations in all, silently; the
+         * expert grouping (moe_group.comp) scans every (token, choice) entry twice per expert an
+         * invocation owns, so a batch stays below that (the matmul and attention kernels split
+         * their own loops, core/ops*.c) */
+        const uint64_t per_tok = 2ull * (hp->n_expert_used ? hp->n_expert_used : 1) *
+                                 ((hp->n_expert + VKM_MOE_GROUP_WG - 1) / VKM_MOE_GROUP_WG + 1);
+        const uint64_t cap = (60000 - VKM_MOE_GROUP_MAX_EXPERT) / per_tok;
+        if ((uint64_t)max_batch > cap) max_batch = (int)cap;
+    }
 
     vkm_session *s = calloc(1, sizeof *s);
     if (!s) return vkm_error(VKM_ENOMEM, "out of memory");

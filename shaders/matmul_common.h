@@ -79,10 +79,12 @@ VKM_U32 rows_off;    /* element offset of rows[] in its window */
 VKM_U32 mats_off;    /* element offset of mats[] in its window */
 VKM_U32 n_rows;      /* entries in rows[] */
 VKM_U32 act;         /* ROWS mode: 1 = z numbers entries of the active list (see above) */
+VKM_U32 c_begin;     /* matmul_vec: only the columns / entries c_begin <= c < c_end of each */
+VKM_U32 c_end;       /* matrix (lavapipe's 65535-iteration loop limit splits big GEMMs) */
 VKM_PUSH_END(vkm_matmul_push)
 
 #ifndef VULKAN
-_Static_assert(sizeof(vkm_matmul_push) == 18 * 4, "vkm_matmul_push must match the GLSL block");
+_Static_assert(sizeof(vkm_matmul_push) == 20 * 4, "vkm_matmul_push must match the GLSL block");
 #endif
 
 #undef VKM_PUSH_BEGIN

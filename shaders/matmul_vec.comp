@@ -537,7 +537,7 @@ void main_lane_rows() {
     [[unroll]] for (uint r = 0u; r < ROWS; r++)
         g_rb[r] = wbase + min(row0 + tid + gl_WorkGroupSize.x * r, p.m - 1u) * p.w_row_bytes;
 
-    for (uint base = 0u; base < count; base += NC) {
+    for (uint base = p.c_begin; base < min(count, p.c_end); base += NC) {
         const uint nc = min(NC, count - base);
         uint yrow[NC];
         [[unroll]] for (uint c = 0u; c < NC; c++) {
@@ -615,7 +615,7 @@ void main() {
 #endif
     const uint groups = (p.k + 3u) / 4u;
 
-    for (uint base = 0u; base < count; base += NC) {
+    for (uint base = p.c_begin; base < min(count, p.c_end); base += NC) {
         const uint nc = min(NC, count - base);
         uint xb[NC];
         bool xok[NC];

@@ -31,6 +31,9 @@
 #define VKM_ATTN_WG 64      /* attention: invocations per (query, head); also the key block size */
 #define VKM_ATTN_MAX_DK 576 /* largest score dimension (Ckv 512 + R 64) */
 #define VKM_ATTN_MAX_DV 512 /* largest value dimension (Ckv) */
+/* mla_attn_lane.comp: keys per pass. lavapipe ends any shader invocation after 65535 loop
+ * iterations in all (gallivm's loop limiter), so longer contexts take several passes */
+#define VKM_ATTN_LANE_KEYS 512
 #define VKM_ROUTER_MAX_EXPERT 512
 #define VKM_ROUTER_MAX_USED 16
 #define VKM_ROUTER_MAX_GROUP 64
@@ -110,6 +113,8 @@ VKM_PC_STRUCT(vkm_push_attn) {
     VKM_PC_U32 o_tok_stride;
     VKM_PC_U32 o_head_stride;
     VKM_PC_F32 kq_scale;
+    VKM_PC_U32 k_begin; /* mla_attn_lane.comp: this pass takes keys k_begin <= p < k_end */
+    VKM_PC_U32 k_end;
 };
 
 /* router.comp: one workgroup per token; see core/ops.h vkm_op_router. */
@@ -170,7 +175,7 @@ VKM_PC_STRUCT(vkm_push_get_rows) {
 _Static_assert(sizeof(vkm_push_rmsnorm) == 24, "vkm_push_rmsnorm layout");
 _Static_assert(sizeof(vkm_push_rope) == 48, "vkm_push_rope layout");
 _Static_assert(sizeof(vkm_push_kv_store) == 40, "vkm_push_kv_store layout");
-_Static_assert(sizeof(vkm_push_attn) == 84, "vkm_push_attn layout");
+_Static_assert(sizeof(vkm_push_attn) == 92, "vkm_push_attn layout");
 _Static_assert(sizeof(vkm_push_router) == 40, "vkm_push_router layout");
 _Static_assert(sizeof(vkm_push_moe_combine) == 28, "vkm_push_moe_combine layout");
 _Static_assert(sizeof(vkm_push_swiglu) == 28, "vkm_push_swiglu layout");

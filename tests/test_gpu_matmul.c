@@ -458,6 +458,11 @@ int main(void) {
             test_id_heads(gpu, ty, k2, 7, 3, 2);
         }
     }
+    /* more column passes x k steps than lavapipe's 65535 loop iterations per invocation: the
+     * CPU-device kernel takes the columns in several dispatches (core/ops_matmul.c) */
+    test_plain(gpu, VKM_F32, 4096, 16, 4200);
+    static const int32_t c_long[] = {0, 4100};
+    test_id_rows(gpu, VKM_Q8_0, 4096, 16, 2, c_long, 4100, 0);
     uint32_t verr = vkm_gpu_validation_errors(gpu);
     CHECK_MSG(verr == 0, "%u validation errors", verr);
     vkm_gpu_destroy(gpu);

@@ -402,9 +402,15 @@ static void mla_case(uint32_t ckv, uint32_t R, uint32_t H, uint32_t dn, bool f16
     void *cb = cache_encode(cv, nc, f16);
     vkm_gpu_buf *bqa = buf_new(qa, nqa * 4), *bq = buf_new(q, nq * 4),
                 *bc = buf_new(cb, nc * (f16 ? 2 : 4)), *bo = buf_new(NULL, no * 4);
-    vkm_attn_shape s = {n_q, H, q_pos0, n_kv, kq_scale, f16};
+    vkm_gpu_buf *bst = buf_new(NULL, (size_t)n_q * H * 2 * 4); /* state between key passes */
+    vkm_attn_shape s = {n_q, H, q_pos0, n_kv, kq_scale, f16, A(bst)};
     CHECK_OK(begin());
     CHECK_OK(vkm_op_mla_attn(gpu, &s, ckv, R, dqk, A(bqa), A(bq), A(bc), A(bo)));
+    if (n_kv > VKM_ATTN_LANE_KEYS && vkm_gpu_info(gpu)->kernels == VKM_KERNELS_CPU) {
+        vkm_attn_shape s0 = s; /* several key passes need the state buffer */
+        s0.state = (vkm_gpu_arg){0};
+        CHECK_ERR(vkm_op_mla_attn(gpu, &s0, ckv, R, dqk, A(bqa), A(bq), A(bc), A(bo)));
+    }
     CHECK_OK(submit());
     buf_get(bo, o, no * 4);
     vkm_push_attn p = {.n_q = n_q,
@@ -432,6 +438,7 @@ static void mla_case(uint32_t ckv, uint32_t R, uint32_t H, uint32_t dn, bool f16
     vkm_gpu_buf_destroy(gpu, bq);
     vkm_gpu_buf_destroy(gpu, bc);
     vkm_gpu_buf_destroy(gpu, bo);
+    vkm_gpu_buf_destroy(gpu, bst);
     free(qa), free(q), free(cv), free(o), free(ref), free(cb);
 }
 
@@ -450,7 +457,8 @@ static void naive_case(uint32_t dn, uint32_t R, uint32_t dv, uint32_t H, bool f1
     size_t es = f16 ? 2 : 4;
     vkm_gpu_buf *bq = buf_new(q, nq * 4), *bk = buf_new(kb, nk * es), *bv = buf_new(vb, nv * es),
                 *bo = buf_new(NULL, no * 4);
-    vkm_attn_shape s = {n_q, H, q_pos0, n_kv, kq_scale, f16};
+    vkm_gpu_buf *bst = buf_new(NULL, (size_t)n_q * H * 2 * 4); /* state between key passes */
+    vkm_attn_shape s = {n_q, H, q_pos0, n_kv, kq_scale, f16, A(bst)};
     CHECK_OK(begin());
     CHECK_OK(vkm_op_naive_attn(gpu, &s, dqk, dv, A(bq), A(bk), A(bv), A(bo)));
     CHECK_OK(submit());
@@ -479,6 +487,7 @@ static void naive_case(uint32_t dn, uint32_t R, uint32_t dv, uint32_t H, bool f1
     vkm_gpu_buf_destroy(gpu, bk);
     vkm_gpu_buf_destroy(gpu, bv);
     vkm_gpu_buf_destroy(gpu, bo);
+    vkm_gpu_buf_destroy(gpu, bst);
     free(q), free(k), free(v), free(o), free(ref), free(kb), free(vb);
 }
 
@@ -497,6 +506,11 @@ static void test_attention(void) {
         /* V3 dims at the kernel limit (Ckv 512 + R 64 = 576), a longer decode */
         mla_case(512, 64, 2, 128, f16, 1, 999, 1000);
         mla_case(512, 64, 1, 128, f16, 3, 997, 1000);
+        /* keys in several passes on CPU devices (VKM_ATTN_LANE_KEYS = 512): 3 passes, the
+         * queries' causal limits in different passes */
+        mla_case(256, 64, 2, 128, f16, 600, 0, 600);
+        mla_case(32, 8, 4, 16, f16, 5, 1200, 1205);
+        naive_case(16, 8, 16, 4, f16, 3, 1100, 1103);
         /* naive layout */
         naive_case(16, 8, 16, 4, f16, 1, 0, 1);
         naive_case(16, 8, 16, 4, f16, 33, 0, 33);
@@ -515,7 +529,7 @@ static void test_attention(void) {
         vkm_gpu_buf *bkv = buf_new(kv, n * w * 4), *bc = buf_new(NULL, 64 * w * 2),
                     *bqa = buf_new(qa, n * H * ckv * 4), *bq = buf_new(q, n * H * dqk * 4),
                     *bo = buf_new(NULL, n * H * ckv * 4);
-        vkm_attn_shape s = {n, H, 0, n, 0.2f, true};
+        vkm_attn_shape s = {n, H, 0, n, 0.2f, true, {0}};
         CHECK_OK(begin());
         CHECK_OK(vkm_op_mla_kv_store(gpu, true, A(bkv), A(bc), n, w, w, 0));
         CHECK_OK(vkm_op_mla_attn(gpu, &s, ckv, R, dqk, A(bqa), A(bq), A(bc), A(bo)));
