@@ -22,10 +22,23 @@
  * MoE layer into free or cold slots (pager.h) without the next batch waiting for them. When
  * everything fits nothing of this exists and the forward is unchanged.
  *
- * Invariants: each tensor starts at a multiple of VKM_FWD_ALIGN in its buffer and its padded size
- * (a multiple of VKM_FWD_ALIGN, so whole words) lies inside it; no buffer exceeds the device's
- * largest bindable range or 4 GiB. The gguf mapping outlives the model, which outlives the
- * device tensors. */
+ * Imports (VKMOE_IMPORT, engine.h): tensors are grouped into page-aligned regions of the file
+ * mapping (each within the largest buffer, a tensor wholly inside one, a gap above IMPORT_GAP
+ * starting a new one, neighbours possibly sharing a boundary page) and imported as buffers
+ * (gpu.h vkm_gpu_buf_import). On cpu/integrated devices the resident tensors then point into
+ * their regions (no device copy; a tensor whose address is not a multiple of the device's
+ * storage offset alignment is uploaded instead); with VKMOE_IMPORT=on on discrete devices, or
+ * copy, the regions are only the source of device copies, one imported at a time. Paged experts
+ * are copied into their slots straight from imported regions, with one asynchronous copy per
+ * matrix and no staging ring. A region the driver refuses falls back to the upload path for
+ * its tensors; imported pages are never dropped with madvise.
+ *
+ * Invariants: each uploaded tensor starts at a multiple of VKM_FWD_ALIGN in its buffer and its
+ * padded size (a multiple of VKM_FWD_ALIGN, so whole words) lies inside it; a tensor used in
+ * place starts at a multiple of the device's storage offset alignment (and of 4) in its region,
+ * which holds its bytes padded to VKM_FWD_ALIGN (or, at the very end of the mapping, to whole
+ * words); no buffer exceeds the device's largest bindable range or 4 GiB. The gguf mapping
+ * outlives the model, which outlives the device tensors and the imported regions. */
 #include "engine.h"
 
 #include <errno.h>
@@ -58,16 +71,30 @@
 #define MAX_STAGING_THREADS 16            /* VKMOE_STAGING_THREADS: at most */
 #define DEFAULT_STAGING_THREADS 4         /* default: min(this, online CPUs - 1) */
 
-enum { POOL_MAIN, POOL_EXPERT, N_POOLS };
+#define IMPORT_GAP ((uintptr_t)1 << 20) /* a gap above this between tensors starts a new region */
+
+/* POOL_PAGED: a paged expert (no buffer); POOL_IMPORTED: used in place from an imported region */
+enum { POOL_MAIN, POOL_EXPERT, N_POOLS, POOL_PAGED = N_POOLS, POOL_IMPORTED };
 
 /* One tensor to upload. */
 typedef struct slot {
     const vkm_tensor *src;
     vkm_dtensor *dst;
     int pool;
-    int buf;    /* index into vkm_engine.bufs */
-    size_t off; /* in that buffer */
+    int buf;     /* index into vkm_engine.bufs */
+    size_t off;  /* in that buffer */
+    int region;  /* imports: index into vkm_engine.regions covering the tensor, -1 = none */
+    size_t roff; /* offset of the tensor's data in that region */
 } slot;
+
+/* A page-aligned range of the file mapping of one part, imported as a buffer (gpu.h
+ * vkm_gpu_buf_import). Regions may share a boundary page; each is at most the largest buffer. */
+typedef struct region {
+    vkm_gpu_buf *buf; /* NULL: not imported (refused, or released after use as a copy source) */
+    int file;         /* split part */
+    const char *base; /* start in that part's mapping, a multiple of the import granule */
+    size_t size;      /* bytes, a multiple of the import granule */
+} region;
 
 /* Paged experts: the persistent workers that copy a staging chunk from the file mapping in
  * pieces together with the thread that asks (staging_copy). One job at a time; every field past
@@ -140,6 +167,14 @@ struct vkm_engine {
     bool prefetch;            /* speculative prefetch on (opts.prefetch resolved) */
     int32_t *votes;           /* [n_expert] prefetch: tokens guessing each expert */
     uint64_t page_main, page_minimum; /* plan_paging: other weights, minimum budget (bytes) */
+    /* imports of the file mapping (engine.h vkm_import_mode) */
+    int import_mode; /* enum vkm_import_mode from VKMOE_IMPORT */
+    region *regions; /* [n_regions] every region planned (resident and experts) */
+    int n_regions, cap_regions;
+    int32_t *exp_region; /* [n_layer * N_KINDS] region holding each paged expert tensor, -1 =
+                            staging ring; NULL when no expert is imported */
+    size_t *exp_off;     /* [n_layer * N_KINDS] offset of its data in that region */
+    vkm_engine_import_stats imp;
 };
 
 /* The tensors of a layer, with the pool each goes to. */
@@ -213,17 +248,18 @@ static int list_slots(vkm_engine *e, slot **out, int *n_out) {
     slot *s = calloc((size_t)nl * N_LAYER_FIELDS + 3, sizeof *s);
     if (!s) return vkm_error(VKM_ENOMEM, "out of memory");
     int n = 0;
-    s[n++] = (slot){&m->token_embd, &e->dm.token_embd, POOL_MAIN, 0, 0};
-    s[n++] = (slot){&m->output_norm, &e->dm.output_norm, POOL_MAIN, 0, 0};
-    if (!m->tied_output) s[n++] = (slot){&m->output, &e->dm.output, POOL_MAIN, 0, 0};
+    s[n++] = (slot){&m->token_embd, &e->dm.token_embd, POOL_MAIN, 0, 0, -1, 0};
+    s[n++] = (slot){&m->output_norm, &e->dm.output_norm, POOL_MAIN, 0, 0, -1, 0};
+    if (!m->tied_output) s[n++] = (slot){&m->output, &e->dm.output, POOL_MAIN, 0, 0, -1, 0};
     for (uint32_t il = 0; il < nl; il++) {
         const char *src = (const char *)&m->layers[il];
         char *dst = (char *)&e->dm.layers[il];
         for (int f = 0; f < N_LAYER_FIELDS; f++) {
             const vkm_tensor *t = (const vkm_tensor *)(src + k_layer_fields[f].src);
             if (!t->data) continue;
-            s[n++] = (slot){t, (vkm_dtensor *)(dst + k_layer_fields[f].dst), k_layer_fields[f].pool,
-                            0, 0};
+            s[n++] = (slot){
+                t, (vkm_dtensor *)(dst + k_layer_fields[f].dst), k_layer_fields[f].pool, 0, 0, -1,
+                0};
         }
     }
     *out = s;
@@ -260,6 +296,195 @@ static void release_pages(const void *p, size_t n) {
     uintptr_t a = ((uintptr_t)p + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
     uintptr_t b = ((uintptr_t)p + n) & ~((uintptr_t)page - 1);
     if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+/* ------------------------------------------------------------------------ imports ---- */
+
+static const vkm_tensor *expert_tensor(const vkm_layer *L, int kind);
+
+/* VKMOE_IMPORT (engine.h): *out = the mode; VKM_EINVAL naming the variable when malformed. */
+static int import_mode_from_env(int *out) {
+    static const char *const names[] = {[VKM_IMPORT_AUTO] = "auto",
+                                        [VKM_IMPORT_ON] = "on",
+                                        [VKM_IMPORT_OFF] = "off",
+                                        [VKM_IMPORT_COPY] = "copy"};
+    const char *v = getenv("VKMOE_IMPORT");
+    *out = VKM_IMPORT_AUTO;
+    if (!v || !*v) return 0;
+    for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
+        if (!strcmp(v, names[i])) {
+            *out = i;
+            return 0;
+        }
+    return vkm_error(VKM_EINVAL, "VKMOE_IMPORT='%s' must be auto, on, off or copy", v);
+}
+
+/* The unit of imported regions: the device's import alignment, at least the page size (both
+ * powers of two); 0 when the device cannot import host memory. */
+static size_t import_granule(const vkm_engine *e) {
+    const size_t a = vkm_gpu_info(e->gpu)->import_align;
+    const long page = sysconf(_SC_PAGESIZE);
+    if (!a) return 0;
+    return page > 0 && (size_t)page > a ? (size_t)page : a;
+}
+
+/* A tensor to place in a region: need bytes from data, in the mapping of part `file`, which
+ * ends (its last page included) at map_end. */
+typedef struct imp_item {
+    const char *data;
+    size_t need;
+    uintptr_t map_end;
+    int file;
+    int idx;     /* the caller's index (slot, or layer * N_KINDS + kind) */
+    int region;  /* out: index into e->regions, -1 = not in any */
+    size_t roff; /* out: offset of data in the region */
+} imp_item;
+
+static int item_cmp(const void *a, const void *b) {
+    const imp_item *x = a, *y = b;
+    if (x->file != y->file) return x->file < y->file ? -1 : 1;
+    const uintptr_t p = (uintptr_t)x->data, q = (uintptr_t)y->data;
+    return p < q ? -1 : p > q ? 1 : 0;
+}
+
+/* The item of tensor t (need: bytes from its data that the region must cover). */
+static imp_item item_of(const vkm_engine *e, const vkm_tensor *t, size_t need, int idx) {
+    const long page = sysconf(_SC_PAGESIZE);
+    const uint64_t ps = page > 0 ? (uint64_t)page : 4096;
+    const uint64_t fsize = vkm_gguf_file_size(e->gguf, t->file);
+    const uint64_t mapped = fsize > UINT64_MAX - ps ? fsize : (fsize + ps - 1) / ps * ps;
+    /* the part is mapped whole from offset 0: its mapping starts file_offset bytes before data */
+    const uintptr_t base = (uintptr_t)t->data - (uintptr_t)t->file_offset;
+    return (imp_item){t->data, need, base + (uintptr_t)mapped, t->file, idx, -1, 0};
+}
+
+/* Sorts the items by (part, address) and groups them into regions of whole granules of at most
+ * cap bytes, appended to e->regions (not imported yet): consecutive items share a region while
+ * it stays within cap and no gap above IMPORT_GAP separates them; a new region may start on the
+ * last granule of the previous one. An item whose address is not a multiple of item_align, or
+ * whose rounded-out range exceeds cap or its mapping, stays in none (region -1). */
+static int group_regions(vkm_engine *e, imp_item *it, int n, size_t gran, uint64_t cap,
+                         size_t item_align) {
+    qsort(it, (size_t)n, sizeof *it, item_cmp);
+    int cur = -1;
+    for (int i = 0; i < n; i++) {
+        imp_item *t = &it[i];
+        t->region = -1;
+        const uintptr_t a = (uintptr_t)t->data;
+        if ((item_align > 1 && a % item_align) || a > t->map_end || t->need > t->map_end - a)
+            continue;
+        const uintptr_t lo = a & ~(uintptr_t)(gran - 1);
+        const uintptr_t hi = (a + t->need + gran - 1) & ~(uintptr_t)(gran - 1);
+        if (hi > t->map_end || hi <= lo || hi - lo > cap) continue;
+        const region *r = cur >= 0 ? &e->regions[cur] : NULL;
+        const uintptr_t rb = r ? (uintptr_t)r->base : 0, re = r ? rb + r->size : 0;
+        if (r && r->file == t->file && lo <= re + IMPORT_GAP && hi - rb <= cap) {
+            if (hi > re) e->regions[cur].size = hi - rb;
+        } else {
+            if (e->n_regions == e->cap_regions) {
+                const int ncap = e->cap_regions ? 2 * e->cap_regions : 16;
+                region *g = realloc(e->regions, (size_t)ncap * sizeof *g);
+                if (!g) return vkm_error(VKM_ENOMEM, "out of memory");
+                e->regions = g;
+                e->cap_regions = ncap;
+            }
+            cur = e->n_regions++;
+            e->regions[cur] = (region){NULL, t->file, (const char *)lo, hi - lo};
+        }
+        t->region = cur;
+        t->roff = a - (uintptr_t)e->regions[cur].base;
+    }
+    return 0;
+}
+
+/* Imports region r. A refusal (or any failure but a lost device) leaves its buf NULL, counted
+ * in imp.n_failed (the first one noted on stderr unless quiet): its tensors are uploaded. */
+static int import_region(vkm_engine *e, int r) {
+    region *g = &e->regions[r];
+    const int rc = vkm_gpu_buf_import(e->gpu, g->base, g->size, &g->buf);
+    if (!rc) {
+        e->imp.n_regions++;
+        return 0;
+    }
+    g->buf = NULL;
+    if (rc == VKM_EDEVLOST) return rc;
+    if (e->imp.n_failed++ == 0 && !e->opts.quiet)
+        fprintf(stderr, "vkmoe: importing the file mapping failed, uploading instead: %s\n",
+                vkm_errmsg());
+    vkm_error_clear();
+    return 0;
+}
+
+static void region_release(vkm_engine *e, int r) {
+    if (!e->regions[r].buf) return;
+    vkm_gpu_buf_destroy(e->gpu, e->regions[r].buf);
+    e->regions[r].buf = NULL;
+    e->imp.n_regions--;
+}
+
+/* Whether [p, p + n) overlaps an imported region (then its pages must stay mapped as they are). */
+static bool in_imported_region(const vkm_engine *e, const void *p, size_t n) {
+    const uintptr_t a = (uintptr_t)p;
+    for (int r = 0; r < e->n_regions; r++) {
+        const uintptr_t b = (uintptr_t)e->regions[r].base;
+        if (e->regions[r].buf && a < b + e->regions[r].size && b < a + n) return true;
+    }
+    return false;
+}
+
+/* Paged experts: imports the regions of the paged expert tensors, so that upload_unit copies a
+ * unit into its slot straight from them. Without import support, with VKMOE_IMPORT=off, or (auto)
+ * when the expert bytes exceed half the physical memory, nothing happens: the staging ring
+ * serves every upload. A region the driver refuses leaves its tensors to the ring too. */
+static int import_experts(vkm_engine *e) {
+    const size_t gran = import_granule(e);
+    if (e->import_mode == VKM_IMPORT_OFF || !gran) return 0;
+    const vkm_hparams *hp = &e->model->hp;
+    const int n_idx = (int)hp->n_layer * N_KINDS;
+    imp_item *it = malloc((size_t)n_idx * sizeof *it);
+    if (!it) return vkm_error(VKM_ENOMEM, "out of memory");
+    int n = 0;
+    uint64_t bytes = 0;
+    for (uint32_t il = 0; il < hp->n_layer; il++) {
+        if (e->layer_class[il] < 0) continue;
+        for (int k = 0; k < N_KINDS; k++) {
+            const vkm_tensor *t = expert_tensor(&e->model->layers[il], k);
+            if (!t->data) continue;
+            it[n++] = item_of(e, t, t->nbytes, (int)il * N_KINDS + k);
+            bytes += t->nbytes;
+        }
+    }
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    const uint64_t phys = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
+    if (e->import_mode == VKM_IMPORT_AUTO && phys && bytes > phys / 2) {
+        if (!e->opts.quiet)
+            fprintf(stderr,
+                    "vkmoe: paged experts (%.0f MiB) exceed half the memory: not imported, "
+                    "staged (VKMOE_IMPORT=on imports them)\n",
+                    (double)bytes / MIB);
+        free(it);
+        return 0;
+    }
+    const vkm_gpu_device_info *di = vkm_gpu_info(e->gpu);
+    uint64_t cap = di->max_buffer_bytes < MAX_BUF_BYTES ? di->max_buffer_bytes : MAX_BUF_BYTES;
+    cap = cap / gran * gran;
+    const int first = e->n_regions;
+    int rc = group_regions(e, it, n, gran, cap, 1);
+    for (int r = first; !rc && r < e->n_regions; r++) rc = import_region(e, r);
+    if (!rc && !(e->exp_region = malloc((size_t)n_idx * sizeof *e->exp_region)))
+        rc = vkm_error(VKM_ENOMEM, "out of memory");
+    if (!rc && !(e->exp_off = calloc((size_t)n_idx, sizeof *e->exp_off)))
+        rc = vkm_error(VKM_ENOMEM, "out of memory");
+    if (!rc) {
+        for (int i = 0; i < n_idx; i++) e->exp_region[i] = -1;
+        for (int i = 0; i < n; i++)
+            if (it[i].region >= 0 && e->regions[it[i].region].buf) {
+                e->exp_region[it[i].idx] = it[i].region;
+                e->exp_off[it[i].idx] = it[i].roff;
+            }
+    }
+    free(it);
+    return rc;
 }
 
 /* ------------------------------------------------------------------ expert paging ---- */
@@ -618,6 +843,7 @@ static int setup_paging(vkm_engine *e) {
                               t->row_bytes};
         }
     }
+    if ((rc = import_experts(e))) return rc;
     if (!e->opts.quiet) {
         uint32_t slots = 0;
         uint64_t bytes = 0;
@@ -649,6 +875,8 @@ static void destroy_paging(vkm_engine *e) {
     free(e->round_slots);
     free(e->round_miss);
     free(e->votes);
+    free(e->exp_region);
+    free(e->exp_off);
 }
 
 static double now_ms(void) {
@@ -657,17 +885,30 @@ static double now_ms(void) {
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
 }
 
-/* Starts the upload of unit (il, x) of class c into slot s: each matrix from the file mapping,
- * in pieces of up to chunk_bytes, memcpy'd into the next staging ring chunk (waiting first for
- * the copy that last read it) and copied asynchronously into the slot, so the memcpy of one
- * piece overlaps the copy of the previous ones. c->ticket[s] receives the last piece's ticket
- * (which covers the earlier ones). A slot whose previous upload is still in flight is waited
- * for first (its bytes are about to be overwritten). */
+/* Starts the upload of unit (il, x) of class c into slot s, each matrix either with one
+ * asynchronous copy straight from its imported region of the file mapping (import_experts), or
+ * from the mapping in pieces of up to chunk_bytes, memcpy'd into the next staging ring chunk
+ * (waiting first for the copy that last read it) and copied asynchronously into the slot, so the
+ * memcpy of one piece overlaps the copy of the previous ones. c->ticket[s] receives the last
+ * copy's ticket (which covers the earlier ones). A slot whose previous upload is still in flight
+ * is waited for first (its bytes are about to be overwritten). */
 static int upload_unit(vkm_engine *e, expert_class *c, uint32_t il, uint32_t x, uint32_t s) {
     int rc;
     if (c->ticket[s] && (rc = vkm_gpu_ticket_wait(e->gpu, c->ticket[s]))) return rc;
     for (int k = 0; k < N_KINDS; k++) {
         if (!c->mat[k]) continue;
+        const int ri = e->exp_region ? e->exp_region[il * N_KINDS + (uint32_t)k] : -1;
+        if (ri >= 0) {
+            uint64_t t = 0;
+            if ((rc = vkm_gpu_copy_async(e->gpu, e->regions[ri].buf,
+                                         e->exp_off[il * N_KINDS + (uint32_t)k] +
+                                             (size_t)x * c->mat[k],
+                                         c->buf[k], (size_t)s * c->mat[k], c->mat[k], &t)))
+                return rc;
+            c->ticket[s] = t;
+            e->imp.expert_bytes += c->mat[k];
+            continue;
+        }
         const char *src =
             (const char *)expert_tensor(&e->model->layers[il], k)->data + (size_t)x * c->mat[k];
         for (size_t at = 0; at < c->mat[k]; at += e->chunk_bytes) {
@@ -854,7 +1095,7 @@ static int fall_back_to_paging(vkm_engine *e, slot *s, int n, const size_t *size
     if (!rc && !e->paged) rc = VKM_EDEVMEM; /* no MoE layer to page */
     if (!rc) {
         for (int i = 0; i < n; i++)
-            if (s[i].pool == POOL_EXPERT) s[i].pool = N_POOLS;
+            if (s[i].pool == POOL_EXPERT) s[i].pool = POOL_PAGED;
         rc = setup_paging(e);
     }
     if (!rc) return 0;
@@ -864,6 +1105,85 @@ static int fall_back_to_paging(vkm_engine *e, slot *s, int n, const size_t *size
     snprintf(tail, sizeof tail, "%s", why ? vkm_errmsg() : "");
     return vkm_error(VKM_EDEVMEM, "%s%s%s", orig, why ? "; paging the experts instead: " : "",
                      tail);
+}
+
+/* Uploads the tensor of slot sl (its dst set) from the mapping in chunks; the pages uploaded are
+ * dropped from memory unless an imported region holds them. */
+static int upload_slot(vkm_engine *e, const slot *sl, bool progress, uint64_t total,
+                       uint64_t *done_bytes) {
+    const vkm_tensor *t = sl->src;
+    const vkm_dtensor *d = sl->dst;
+    for (size_t at = 0; at < t->nbytes; at += UPLOAD_CHUNK) {
+        const size_t len = t->nbytes - at < UPLOAD_CHUNK ? t->nbytes - at : UPLOAD_CHUNK;
+        const char *src = (const char *)t->data + at;
+        int rc = vkm_gpu_upload(e->gpu, d->buf, d->off + at, src, len);
+        if (rc) return rc;
+        if (!in_imported_region(e, src, len)) release_pages(src, len);
+        *done_bytes += len;
+        if (progress)
+            fprintf(stderr, "\rvkmoe: uploading weights %.0f / %.0f MiB", *done_bytes / MIB,
+                    (double)total / MIB);
+    }
+    e->imp.uploaded_bytes += t->nbytes;
+    return 0;
+}
+
+/* Places the tensors still to upload (pools below N_POOLS) in regions of at most cap bytes
+ * (s[i].region, s[i].roff), appended to e->regions, not imported yet; item_align as in
+ * group_regions. Each region covers its tensors' bytes padded to VKM_FWD_ALIGN where the mapping
+ * allows, else to whole words. */
+static int group_resident(vkm_engine *e, slot *s, int n, uint64_t cap, size_t item_align) {
+    const size_t gran = import_granule(e);
+    imp_item *it = malloc(((size_t)n + 1) * sizeof *it);
+    if (!it) return vkm_error(VKM_ENOMEM, "out of memory");
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i].pool >= N_POOLS) continue;
+        const vkm_tensor *t = s[i].src;
+        imp_item x = item_of(e, t, align_up(t->nbytes), i);
+        const uintptr_t a = (uintptr_t)t->data;
+        if (a <= x.map_end && x.need > x.map_end - a) x.need = (t->nbytes + 3) & ~(size_t)3;
+        it[m++] = x;
+    }
+    int rc = group_regions(e, it, m, gran, cap / gran * gran, item_align);
+    for (int j = 0; !rc && j < m; j++) {
+        s[it[j].idx].region = it[j].region;
+        s[it[j].idx].roff = it[j].roff;
+    }
+    free(it);
+    return rc;
+}
+
+/* One line on stderr (unless quiet) saying where the weights came from. */
+static void print_load_line(const vkm_engine *e) {
+    if (e->opts.quiet) return;
+    const vkm_engine_import_stats *m = &e->imp;
+    char line[512];
+    int k = snprintf(line, sizeof line, "vkmoe: weights");
+    const char *sep = ":";
+    if (m->in_place_bytes) {
+        k += snprintf(line + k, sizeof line - (size_t)k,
+                      "%s %.1f MiB imported from the file mapping (used in place)", sep,
+                      (double)m->in_place_bytes / MIB);
+        sep = ",";
+    }
+    if (m->copied_bytes && k < (int)sizeof line) {
+        k += snprintf(line + k, sizeof line - (size_t)k,
+                      "%s %.1f MiB uploaded by device copies from the imported file mapping", sep,
+                      (double)m->copied_bytes / MIB);
+        sep = ",";
+    }
+    if ((m->uploaded_bytes || sep[0] == ':') && k < (int)sizeof line) {
+        k += snprintf(line + k, sizeof line - (size_t)k, "%s %.1f MiB uploaded%s", sep,
+                      (double)m->uploaded_bytes / MIB,
+                      e->import_mode == VKM_IMPORT_OFF ? " (VKMOE_IMPORT=off)" : "");
+        sep = ",";
+    }
+    if (e->paged && k < (int)sizeof line)
+        snprintf(line + k, sizeof line - (size_t)k, "; paged experts %s",
+                 e->exp_region ? "copied to their slots from the imported file mapping"
+                               : "uploaded through the staging ring");
+    fprintf(stderr, "%s\n", line);
 }
 
 static int upload_weights(vkm_engine *e) {
@@ -897,12 +1217,46 @@ static int upload_weights(vkm_engine *e) {
     if ((rc = plan_paging(e, pool_bytes[POOL_MAIN], pool_bytes[POOL_EXPERT], cap, 0))) goto done;
     if (e->paged) { /* the experts stay in the mapping: no buffer, no upload */
         for (int i = 0; i < n; i++)
-            if (s[i].pool == POOL_EXPERT) s[i].pool = N_POOLS;
+            if (s[i].pool == POOL_EXPERT) s[i].pool = POOL_PAGED;
         total = pool_bytes[POOL_MAIN];
         if ((rc = setup_paging(e))) goto done;
     }
+    /* imports (engine.h): resident tensors in place where device memory is host memory, or
+     * imported regions as the source of device copies */
+    const size_t gran = import_granule(e);
+    const bool uma = di->type == VKM_DEV_CPU || di->type == VKM_DEV_INTEGRATED;
+    const int mode = e->import_mode;
+    if (mode == VKM_IMPORT_ON && !gran && !e->opts.quiet)
+        fprintf(stderr, "vkmoe: VKMOE_IMPORT=on: %s cannot import host memory; uploading\n",
+                di->name);
+    const bool in_place = gran && uma && (mode == VKM_IMPORT_AUTO || mode == VKM_IMPORT_ON);
+    const bool copy_src = gran && (mode == VKM_IMPORT_COPY || (mode == VKM_IMPORT_ON && !uma));
+    const int first_res = e->n_regions;
+    if (in_place || copy_src) {
+        /* in place, a tensor's offset in its region is a descriptor offset */
+        const size_t salign = di->storage_align > 4 ? di->storage_align : 4;
+        if ((rc = group_resident(e, s, n, cap, in_place ? salign : 1))) goto done;
+    }
+    const int end_res = e->n_regions;
+    if (in_place) {
+        for (int r = first_res; r < end_res; r++)
+            if ((rc = import_region(e, r))) goto done;
+        for (int i = 0; i < n; i++) {
+            if (s[i].region < 0 || !e->regions[s[i].region].buf) continue;
+            const vkm_tensor *t = s[i].src;
+            *s[i].dst = (vkm_dtensor){e->regions[s[i].region].buf,
+                                      s[i].roff,
+                                      t->type,
+                                      {t->ne[0], t->ne[1], t->ne[2], t->ne[3]},
+                                      t->nbytes,
+                                      t->row_bytes};
+            s[i].pool = POOL_IMPORTED;
+            total -= align_up(t->nbytes);
+            e->imp.in_place_bytes += t->nbytes;
+        }
+    }
     plan(s, n, cap, sizes, &e->n_bufs);
-    if (!(e->bufs = calloc((size_t)e->n_bufs, sizeof *e->bufs))) {
+    if (!(e->bufs = calloc((size_t)e->n_bufs + 1, sizeof *e->bufs))) {
         rc = vkm_error(VKM_ENOMEM, "out of memory");
         goto done;
     }
@@ -923,32 +1277,57 @@ static int upload_weights(vkm_engine *e) {
             if (b < first_exp) goto done;
             rc = fall_back_to_paging(e, s, n, sizes, b, first_exp, pool_bytes, cap);
             if (rc) goto done;
-            total = pool_bytes[POOL_MAIN];
             break;
         }
     }
-    const bool progress = !e->opts.quiet && total >= PROGRESS_MIN;
-    uint64_t done_bytes = 0;
+    uint64_t up_total = 0, done_bytes = 0;
+    for (int i = 0; i < n; i++)
+        if (s[i].pool < N_POOLS) up_total += s[i].src->nbytes;
+    const bool progress = !e->opts.quiet && up_total >= PROGRESS_MIN;
     for (int i = 0; i < n; i++) {
-        if (s[i].pool == N_POOLS) continue; /* paged expert: set up by setup_paging */
+        if (s[i].pool >= N_POOLS) continue; /* paged (setup_paging) or imported in place */
         const vkm_tensor *t = s[i].src;
         vkm_dtensor *d = s[i].dst;
         *d = (vkm_dtensor){e->bufs[s[i].buf], s[i].off,
                            t->type,           {t->ne[0], t->ne[1], t->ne[2], t->ne[3]},
                            t->nbytes,         t->row_bytes};
-        for (size_t at = 0; at < t->nbytes; at += UPLOAD_CHUNK) {
-            const size_t len = t->nbytes - at < UPLOAD_CHUNK ? t->nbytes - at : UPLOAD_CHUNK;
-            const char *src = (const char *)t->data + at;
-            if ((rc = vkm_gpu_upload(e->gpu, d->buf, d->off + at, src, len))) goto done;
-            release_pages(src, len);
-            done_bytes += len;
-            if (progress)
-                fprintf(stderr, "\rvkmoe: uploading weights %.0f / %.0f MiB", done_bytes / MIB,
-                        (double)total / MIB);
+        if (copy_src && s[i].region >= 0) continue; /* below, region by region */
+        if ((rc = upload_slot(e, &s[i], progress, up_total, &done_bytes))) goto done;
+    }
+    /* copy_src: one region imported at a time, its tensors copied on the device, released */
+    for (int r = first_res; copy_src && r < end_res; r++) {
+        if ((rc = import_region(e, r))) goto done;
+        uint64_t last = 0;
+        for (int i = 0; i < n; i++) {
+            if (s[i].region != r || s[i].pool >= N_POOLS) continue;
+            const vkm_tensor *t = s[i].src;
+            if (!e->regions[r].buf) {
+                if ((rc = upload_slot(e, &s[i], progress, up_total, &done_bytes))) goto done;
+                continue;
+            }
+            if ((rc = vkm_gpu_copy_async(e->gpu, e->regions[r].buf, s[i].roff, s[i].dst->buf,
+                                         s[i].dst->off, t->nbytes, &last)))
+                goto done;
+            e->imp.copied_bytes += t->nbytes;
+            done_bytes += t->nbytes;
         }
+        if (!e->regions[r].buf) continue;
+        /* every later batch waits for the copies; the region goes once they are done */
+        if ((rc = vkm_gpu_wait_ticket_on_next_submit(e->gpu, last)) ||
+            (rc = vkm_gpu_ticket_wait(e->gpu, last)))
+            goto done;
+        region_release(e, r);
+        for (int i = 0; i < n; i++)
+            if (s[i].region == r && s[i].pool < N_POOLS &&
+                !in_imported_region(e, s[i].src->data, s[i].src->nbytes))
+                release_pages(s[i].src->data, s[i].src->nbytes);
+        if (progress)
+            fprintf(stderr, "\rvkmoe: uploading weights %.0f / %.0f MiB", done_bytes / MIB,
+                    (double)up_total / MIB);
     }
     if (progress) fprintf(stderr, "\n");
     if (e->model->tied_output) e->dm.output = e->dm.token_embd;
+    print_load_line(e);
 done:
     free(sizes);
     free(s);
@@ -983,6 +1362,8 @@ int vkm_engine_open(const vkm_engine_opts *opts, vkm_engine **out) {
     if ((rc = vkm_op_rope_params(&e->dm.rope, hp->n_rot, hp->rope_freq_base, hp->freq_scale,
                                  hp->ext_factor, hp->attn_factor, hp->n_ctx_orig, 32.0f, 1.0f)))
         goto fail;
+    if ((rc = import_mode_from_env(&e->import_mode))) goto fail;
+    e->imp.mode = e->import_mode;
     vkm_gpu_options go = {.device = opts->device, .validation = opts->validation};
     if ((rc = vkm_gpu_create(&go, &e->gpu))) goto fail;
     if ((rc = upload_weights(e))) goto fail;
@@ -1012,6 +1393,8 @@ void vkm_engine_close(vkm_engine *e) {
     for (int b = 0; b < e->n_bufs; b++) vkm_gpu_buf_destroy(e->gpu, e->bufs[b]);
     free(e->bufs);
     destroy_paging(e);
+    for (int r = 0; r < e->n_regions; r++) vkm_gpu_buf_destroy(e->gpu, e->regions[r].buf);
+    free(e->regions);
     vkm_gpu_destroy(e->gpu);
     free(e->dm.layers);
     free(e->timings);
@@ -1034,6 +1417,10 @@ const vkm_model *vkm_engine_model(const vkm_engine *e) {
 
 const vkm_dmodel *vkm_engine_dmodel(const vkm_engine *e) {
     return &e->dm;
+}
+
+void vkm_engine_import_stats_get(const vkm_engine *e, vkm_engine_import_stats *out) {
+    *out = e->imp;
 }
 
 bool vkm_engine_profiling(const vkm_engine *e) {

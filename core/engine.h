@@ -37,4 +37,32 @@ int vkm_engine_prefetch_target(const vkm_engine *e, uint32_t il);
  * Does nothing while prefetch is off or the current layer has rounds left. */
 int vkm_engine_expert_prefetch(vkm_engine *e, uint32_t il, const int32_t *sel, uint32_t n_sel);
 
+/* Weights from the file mapping through VK_EXT_external_memory_host (gpu.h vkm_gpu_buf_import),
+ * chosen by the environment variable VKMOE_IMPORT at vkm_engine_open:
+ *   auto (default, also unset/empty): where device memory is host memory (device type cpu or
+ *        integrated) the resident weights are used in place from imported page-aligned regions
+ *        of the mapping (no copy); on other devices they are uploaded as before. Paged experts
+ *        are copied into their slots straight from imported regions (no staging memcpy), unless
+ *        all expert bytes exceed half the physical memory (a driver may pin imported pages).
+ *   on:   as auto, and on discrete devices the resident uploads are GPU copies from imported
+ *        regions (one region imported at a time); the expert guard is off. Without import
+ *        support a one-line note, then uploads.
+ *   copy: (tests) the discrete behaviour on any device: resident weights uploaded by GPU copies
+ *        from imported regions, paged experts imported as with on.
+ *   off:  no import at all: uploads and the staging ring.
+ * Any import the driver refuses falls back, region by region, to the upload path. */
+enum vkm_import_mode { VKM_IMPORT_AUTO, VKM_IMPORT_ON, VKM_IMPORT_OFF, VKM_IMPORT_COPY };
+
+typedef struct vkm_engine_import_stats {
+    int mode;                /* enum vkm_import_mode in effect */
+    uint64_t in_place_bytes; /* resident tensor bytes used in place from imported regions */
+    uint64_t copied_bytes; /* resident tensor bytes uploaded by GPU copies from imported regions */
+    uint64_t uploaded_bytes; /* resident tensor bytes uploaded from host memory (memcpy/staging) */
+    uint64_t expert_bytes;   /* paged expert bytes copied to slots from imported regions */
+    int n_regions;           /* imported regions the engine holds now */
+    int n_failed;            /* imports refused (each fell back to uploads) */
+} vkm_engine_import_stats;
+
+void vkm_engine_import_stats_get(const vkm_engine *e, vkm_engine_import_stats *out);
+
 #endif

@@ -1,7 +1,8 @@
 /* gpu.h - the only interface through which core/ reaches a GPU. vk/ implements it with Vulkan;
  * nothing here mentions Vulkan types, so core/ and its tests stay readable and CPU-only.
  *
- * Model: one vkm_gpu per device. Buffers are device-local (or host-visible for staging).
+ * Model: one vkm_gpu per device. Buffers are device-local (or host-visible for staging), or
+ * read-only views of imported host memory (vkm_gpu_buf_import: VK_EXT_external_memory_host).
  * Kernels are compiled compute pipelines looked up by shader variant name (shaders/shaders.cmake)
  * with optional specialization constants. Work is recorded between vkm_gpu_begin() and
  * vkm_gpu_submit(); every dispatch gets the barrier it needs against earlier dispatches in the
@@ -47,6 +48,9 @@ typedef struct vkm_gpu_device_info {
     bool transfer_queue;       /* a dedicated transfer-only queue family exists */
     bool memory_budget;        /* VK_EXT_memory_budget */
     bool external_memory_host; /* VK_EXT_external_memory_host */
+    uint32_t import_align;     /* minImportedHostPointerAlignment where vkm_gpu_buf_import works
+                                  (extension present, storage + transfer-source buffers importable),
+                                  else 0 */
     bool timestamps;           /* compute queue supports timestamps */
     float timestamp_period_ns; /* nanoseconds per timestamp tick */
     int kernels; /* VKM_KERNELS_* other than AUTO: the kernel layouts, set by vkm_gpu_create from
@@ -83,13 +87,26 @@ uint32_t vkm_gpu_validation_errors(const vkm_gpu *gpu);
 
 /* ---- buffers ---- */
 enum vkm_buf_kind {
-    VKM_BUF_DEVICE, /* device-local storage buffer */
-    VKM_BUF_HOST,   /* host-visible, persistently mapped (staging, readback) */
+    VKM_BUF_DEVICE,   /* device-local storage buffer */
+    VKM_BUF_HOST,     /* host-visible, persistently mapped (staging, readback) */
+    VKM_BUF_IMPORTED, /* vkm_gpu_buf_import only (vkm_gpu_buf_create refuses it) */
 };
 int vkm_gpu_buf_create(vkm_gpu *gpu, size_t size, int kind, vkm_gpu_buf **out);
+/* A storage + transfer-source buffer over the caller's host memory [host, host + size)
+ * (VK_EXT_external_memory_host, HOST_ALLOCATION handle): no copy is made, kernels and copies read
+ * those bytes in place. host and size must be multiples of vkm_gpu_device_info.import_align and
+ * size at most max_buffer_bytes. The memory may be read-only (e.g. a PROT_READ MAP_PRIVATE file
+ * mapping): the buffer is a read-only source, so uploads into it and copies to it are refused
+ * (VKM_EINVAL); kernels must not write it. The memory must stay mapped, and its contents
+ * unchanged, until the buffer is destroyed. Errors: VKM_EUNSUPPORTED when the device cannot
+ * import (import_align 0) or the driver refuses this memory (then fall back to an upload),
+ * VKM_EINVAL for a NULL/misaligned pointer, a size of 0, not a multiple of import_align or above
+ * max_buffer_bytes, VKM_EDEVMEM when the driver runs out of memory. */
+int vkm_gpu_buf_import(vkm_gpu *gpu, const void *host, size_t size, vkm_gpu_buf **out);
 void vkm_gpu_buf_destroy(vkm_gpu *gpu, vkm_gpu_buf *buf); /* accepts NULL */
 size_t vkm_gpu_buf_size(const vkm_gpu_buf *buf);
-void *vkm_gpu_buf_map(vkm_gpu_buf *buf); /* the mapping of a VKM_BUF_HOST buffer, else NULL */
+void *vkm_gpu_buf_map(vkm_gpu_buf *buf);      /* the mapping of a VKM_BUF_HOST buffer, else NULL */
+int vkm_gpu_buf_kind(const vkm_gpu_buf *buf); /* enum vkm_buf_kind */
 /* Synchronous copies between host memory and a buffer (through staging where needed). */
 int vkm_gpu_upload(vkm_gpu *gpu, vkm_gpu_buf *dst, size_t offset, const void *src, size_t size);
 int vkm_gpu_download(vkm_gpu *gpu, vkm_gpu_buf *src, size_t offset, void *dst, size_t size);
@@ -159,14 +176,17 @@ int vkm_gpu_timings(vkm_gpu *gpu, vkm_gpu_timing *out, int max, int *n);
 /* ---- fault injection (tests and diagnostics only; vk/fault.c) ----
  * Process-wide, not thread-safe, free when nothing is armed. vkm_gpu_fault_set(kind, n) with
  * n >= 1 arms `kind`: the nth event of that kind from now fails, once; n = 0 disarms it and
- * VKM_FAULT_NONE disarms everything. The environment variable VKMOE_FAULT="device_alloc:N" or
- * "device_lost:N" (comma-separated for both) arms them at the first vkm_gpu_create. After a
+ * VKM_FAULT_NONE disarms everything. The environment variable VKMOE_FAULT="device_alloc:N",
+ * "device_lost:N" or "import:N" (comma-separated for several) arms them at the first
+ * vkm_gpu_create. After a
  * device loss (injected or real) every later call on that gpu fails at once with VKM_EDEVLOST,
  * except the destroy functions, which still free everything. */
 enum vkm_gpu_fault {
     VKM_FAULT_NONE = 0,
     VKM_FAULT_DEVICE_ALLOC_NTH = 1, /* nth buffer creation: out of device memory, VKM_EDEVMEM */
     VKM_FAULT_DEVICE_LOST_NTH = 2,  /* nth queue submission: VK_ERROR_DEVICE_LOST, VKM_EDEVLOST */
+    VKM_FAULT_IMPORT_NTH = 3,       /* nth vkm_gpu_buf_import: the driver refuses the host memory,
+                                       VKM_EUNSUPPORTED (callers fall back to uploads) */
 };
 void vkm_gpu_fault_set(int kind, int n);
 /* True while the armed fault of `kind` has not fired yet. */

@@ -77,7 +77,8 @@ typedef struct vkm_engine_info {
 } vkm_engine_info;
 
 /* Loads the model onto the device: every tensor is uploaded once (progress on stderr for large
- * models unless quiet), except that routed experts are paged when weights + experts exceed the
+ * models unless quiet), or on devices whose memory is host memory (lavapipe, integrated GPUs) used
+ * in place from the imported file mapping (VKMOE_IMPORT, core/engine.h), except that routed experts are paged when weights + experts exceed the
  * budget (opts.vram_budget, or automatically the device heap's budget less a default session
  * and a margin); a budget below the minimum (the other weights + the top-k experts of one MoE
  * layer per expert size class) is VKM_EDEVMEM naming that minimum. VKM_EIO / VKM_EFORMAT for the

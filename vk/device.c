@@ -46,6 +46,24 @@ static int type_of(VkPhysicalDeviceType t) {
     }
 }
 
+/* The import alignment vkm_gpu_buf_import uses: minImportedHostPointerAlignment when the device
+ * has VK_EXT_external_memory_host and can import host allocations into storage + transfer-source
+ * buffers, a power of two up to 1 GiB; else 0 (no import). */
+static uint32_t import_alignment(const vkm_vk_caps *c, VkDeviceSize align) {
+    if (!c->info.external_memory_host || align == 0 || (align & (align - 1)) || align > (1u << 30))
+        return 0;
+    VkPhysicalDeviceExternalBufferInfo bi = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_BUFFER_INFO,
+        .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT,
+        .handleType = VK_EXTERNAL_MEMORY_HANDLE_TYPE_HOST_ALLOCATION_BIT_EXT};
+    VkExternalBufferProperties bp = {.sType = VK_STRUCTURE_TYPE_EXTERNAL_BUFFER_PROPERTIES};
+    vkGetPhysicalDeviceExternalBufferProperties(c->phys, &bi, &bp);
+    if (!(bp.externalMemoryProperties.externalMemoryFeatures &
+          VK_EXTERNAL_MEMORY_FEATURE_IMPORTABLE_BIT))
+        return 0;
+    return (uint32_t)align;
+}
+
 static void query_queues(vkm_vk_caps *c) {
     c->compute_family = UINT32_MAX;
     c->transfer_family = UINT32_MAX;
@@ -114,6 +132,8 @@ int vkm_vk_device_query(VkPhysicalDevice phys, int index, vkm_vk_caps *c) {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PUSH_DESCRIPTOR_PROPERTIES_KHR};
     VkPhysicalDeviceSubgroupSizeControlProperties sgc = {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_PROPERTIES};
+    VkPhysicalDeviceExternalMemoryHostPropertiesEXT emh = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_EXTERNAL_MEMORY_HOST_PROPERTIES_EXT};
     VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2,
                                       .pNext = v12 ? (void *)&drv : (void *)&idp};
     if (c->ext_push_descriptor) {
@@ -123,6 +143,10 @@ int vkm_vk_device_query(VkPhysicalDevice phys, int index, vkm_vk_caps *c) {
     if (v13 || c->ext_subgroup_size_control) {
         sgc.pNext = p2.pNext;
         p2.pNext = &sgc;
+    }
+    if (info->external_memory_host) {
+        emh.pNext = p2.pNext;
+        p2.pNext = &emh;
     }
     vkGetPhysicalDeviceProperties2(phys, &p2);
 
@@ -150,6 +174,7 @@ int vkm_vk_device_query(VkPhysicalDevice phys, int index, vkm_vk_caps *c) {
     info->storage_align = (uint32_t)p->limits.minStorageBufferOffsetAlignment;
     uint64_t max_buf = p->limits.maxStorageBufferRange;
     info->max_buffer_bytes = max_buf < c->max_alloc_bytes ? max_buf : c->max_alloc_bytes;
+    info->import_align = import_alignment(c, emh.minImportedHostPointerAlignment);
 
     /* ---- features ---- */
     VkPhysicalDeviceVulkan13Features f13 = {

@@ -1,6 +1,6 @@
 /* fault.c - fault injection for tests and diagnostics (core/gpu.h: vkm_gpu_fault_set).
  *
- * Two kinds of faults, each armed with a count n >= 1 ("the nth event from now fails, once"):
+ * Three kinds of faults, each armed with a count n >= 1 ("the nth event from now fails, once"):
  *   VKM_FAULT_DEVICE_ALLOC_NTH  the nth buffer creation (vk/mem.c) fails as if vkAllocateMemory
  *                               had returned VK_ERROR_OUT_OF_DEVICE_MEMORY: VKM_EDEVMEM. Every
  *                               buffer counts (weights, KV cache, staging), whether or not it
@@ -11,26 +11,32 @@
  *                               VKM_EDEVLOST. vk/gpu.c then treats the gpu as lost, exactly as
  *                               after a real loss: every later call on it fails at once with
  *                               VKM_EDEVLOST; destroying buffers and the gpu still works.
- * The environment variable VKMOE_FAULT="device_alloc:N" / "device_lost:N" (comma-separated for
- * both) arms the same faults at the first vkm_gpu_create of the process, for CLI tests.
+ *   VKM_FAULT_IMPORT_NTH        the nth host-memory import (vk/mem.c vkm_vk_mem_import, reached
+ *                               through vkm_gpu_buf_import) fails as if the driver had refused the
+ *                               memory (VK_ERROR_INVALID_EXTERNAL_HANDLE): VKM_EUNSUPPORTED, so the
+ *                               callers' fallback to uploads is tested on any device.
+ * The environment variable VKMOE_FAULT="device_alloc:N" / "device_lost:N" / "import:N"
+ * (comma-separated for several) arms the same faults at the first vkm_gpu_create of the process,
+ * for CLI tests.
  *
  * Invariants: vkm_vk_fault_armed has bit (1 << kind) set exactly while countdown[kind] > 0; when
  * it is 0 (no fault, the normal case) the hooks cost one load and branch on paths that are
- * already slow (buffer creation, queue submission). Process-wide, not thread-safe. */
+ * already slow (buffer creation, queue submission, import). Process-wide, not thread-safe. */
 #include "fault.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum { N_KINDS = VKM_FAULT_DEVICE_LOST_NTH + 1 };
+enum { N_KINDS = VKM_FAULT_IMPORT_NTH + 1 };
 
 int vkm_vk_fault_armed;
 static long countdown[N_KINDS]; /* events left until the fault fires, 0 = disarmed */
 static bool env_read;
 
 static bool kind_ok(int kind) {
-    return kind == VKM_FAULT_DEVICE_ALLOC_NTH || kind == VKM_FAULT_DEVICE_LOST_NTH;
+    return kind == VKM_FAULT_DEVICE_ALLOC_NTH || kind == VKM_FAULT_DEVICE_LOST_NTH ||
+           kind == VKM_FAULT_IMPORT_NTH;
 }
 
 void vkm_gpu_fault_set(int kind, int n) {
@@ -75,13 +81,16 @@ void vkm_vk_fault_from_env(void) {
         } else if (!strncmp(item, "device_lost:", 12)) {
             kind = VKM_FAULT_DEVICE_LOST_NTH;
             num = item + 12;
+        } else if (!strncmp(item, "import:", 7)) {
+            kind = VKM_FAULT_IMPORT_NTH;
+            num = item + 7;
         }
         char *end = NULL;
         long n = num ? strtol(num, &end, 10) : 0;
         if (kind == VKM_FAULT_NONE || end == num || *end || n < 1 || n > 1000000000) {
             fprintf(stderr,
-                    "vkmoe: ignoring VKMOE_FAULT item '%s' (expected device_alloc:N or "
-                    "device_lost:N, N >= 1)\n",
+                    "vkmoe: ignoring VKMOE_FAULT item '%s' (expected device_alloc:N, "
+                    "device_lost:N or import:N, N >= 1)\n",
                     item);
             continue;
         }

@@ -15,8 +15,8 @@ extern int vkm_vk_fault_armed;
 
 /* Counts one event of `kind`; true if it is the one that must fail (the fault then disarms). */
 bool vkm_vk_fault_hit(int kind);
-/* Arms faults from the environment variable VKMOE_FAULT ("device_alloc:N", "device_lost:N", or a
- * comma-separated list of them); only the first call in the process reads it. */
+/* Arms faults from the environment variable VKMOE_FAULT ("device_alloc:N", "device_lost:N",
+ * "import:N", or a comma-separated list of them); only the first call in the process reads it. */
 void vkm_vk_fault_from_env(void);
 
 #define VKM_VK_FAULT(kind) (vkm_vk_fault_armed && vkm_vk_fault_hit(kind))

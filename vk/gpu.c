@@ -5,7 +5,9 @@
  * command state, destroyed in reverse order. Host <-> device copies go straight through the
  * mapping when the buffer's memory is host visible and coherent (UMA, lavapipe, ReBAR), else in
  * chunks through one lazily created staging buffer on the transfer queue. Asynchronous copies
- * (tickets) are cmd.c's; this file checks their ranges. A device loss
+ * (tickets) are cmd.c's; this file checks their ranges. Imported buffers (vkm_gpu_buf_import:
+ * the caller's host memory, possibly read-only) are sources only: no upload into them, no copy
+ * to them. A device loss
  * (VKM_EDEVLOST from any module, real or injected by fault.c) is sticky: every later call except
  * the destroy functions fails at once with VKM_EDEVLOST, so nothing waits on a dead device.
  * Not thread-safe. */
@@ -197,6 +199,43 @@ int vkm_gpu_buf_create(vkm_gpu *g, size_t size, int kind, vkm_gpu_buf **out) {
     return VKM_OK;
 }
 
+int vkm_gpu_buf_import(vkm_gpu *g, const void *host, size_t size, vkm_gpu_buf **out) {
+    *out = NULL;
+    LOST_GUARD(g);
+    const vkm_gpu_device_info *info = &g->dev->caps.info;
+    const uint64_t align = info->import_align;
+    if (!align)
+        return vkm_error(VKM_EUNSUPPORTED,
+                         "%s cannot import host memory (no VK_EXT_external_memory_host with "
+                         "importable storage buffers)",
+                         info->name);
+    if (!host || size == 0)
+        return vkm_error(VKM_EINVAL, "import of host memory: %s", host ? "size 0" : "NULL pointer");
+    if ((uintptr_t)host % align || size % align)
+        return vkm_error(VKM_EINVAL,
+                         "import of host memory at %p (%zu bytes): pointer and size must be "
+                         "multiples of the device's import alignment of %llu bytes",
+                         host, size, (unsigned long long)align);
+    if ((uintptr_t)host > UINTPTR_MAX - size)
+        return vkm_error(VKM_EINVAL, "import of host memory at %p: %zu bytes wrap around", host,
+                         size);
+    if (size > info->max_buffer_bytes)
+        return vkm_error(VKM_EINVAL,
+                         "import of %zu bytes of host memory: larger than the device's largest "
+                         "buffer (%llu bytes)",
+                         size, (unsigned long long)info->max_buffer_bytes);
+    vkm_gpu_buf *b = calloc(1, sizeof *b);
+    if (!b) return vkm_error(VKM_ENOMEM, "out of memory creating a buffer");
+    int rc = vkm_vk_mem_import(g->mem, host, size, &b->b);
+    if (rc < 0) {
+        free(b);
+        return track(g, rc);
+    }
+    b->kind = VKM_BUF_IMPORTED;
+    *out = b;
+    return VKM_OK;
+}
+
 void vkm_gpu_buf_destroy(vkm_gpu *g, vkm_gpu_buf *b) {
     if (!b) return;
     vkm_vk_cmd_drain(g->cmd); /* no asynchronous copy may still touch it (free when none) */
@@ -210,6 +249,10 @@ size_t vkm_gpu_buf_size(const vkm_gpu_buf *b) {
 
 void *vkm_gpu_buf_map(vkm_gpu_buf *b) {
     return b && b->kind == VKM_BUF_HOST ? b->b.map : NULL;
+}
+
+int vkm_gpu_buf_kind(const vkm_gpu_buf *b) {
+    return b ? b->kind : VKM_BUF_DEVICE;
 }
 
 static int check_range(const vkm_gpu_buf *b, size_t offset, size_t size, const char *what) {
@@ -234,6 +277,8 @@ static int staging_get(vkm_gpu *g) {
 static int upload(vkm_gpu *g, vkm_gpu_buf *dst, size_t offset, const void *src, size_t size) {
     int rc = check_range(dst, offset, size, "upload");
     if (rc < 0 || size == 0) return rc;
+    if (dst->kind == VKM_BUF_IMPORTED)
+        return vkm_error(VKM_EINVAL, "upload: the destination is imported host memory (read only)");
     if (dst->b.map && !(g->force_staging && dst->kind == VKM_BUF_DEVICE)) {
         memcpy((char *)dst->b.map + offset, src, size);
         return VKM_OK;
@@ -284,6 +329,8 @@ static int check_copy(const vkm_gpu_buf *src, size_t src_offset, const vkm_gpu_b
     if ((rc = check_range(src, src_offset, size, "copy source")) < 0 ||
         (rc = check_range(dst, dst_offset, size, "copy destination")) < 0)
         return rc;
+    if (dst->kind == VKM_BUF_IMPORTED)
+        return vkm_error(VKM_EINVAL, "copy: the destination is imported host memory (read only)");
     if (size == 0) return 1;
     if (src == dst && src_offset < dst_offset + size && dst_offset < src_offset + size)
         return vkm_error(VKM_EINVAL, "copy: overlapping ranges [%zu, +%zu) and [%zu, +%zu)",

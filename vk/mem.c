@@ -1,4 +1,5 @@
-/* mem.c - block sub-allocator for buffers (see mem.h for the layout and invariants). */
+/* mem.c - block sub-allocator for buffers, and buffers over imported host memory (see mem.h for
+ * the layout and invariants). */
 #include "mem.h"
 
 #include <stdlib.h>
@@ -287,6 +288,97 @@ fail:
     return rc;
 }
 
+int vkm_vk_mem_import(vkm_vk_mem *m, const void *host, uint64_t size, vkm_vk_buffer *out) {
+    memset(out, 0, sizeof *out);
+    vkm_vk_device *d = m->d;
+    const vkm_vk_caps *c = &d->caps;
+    const VkExternalMemoryHandleTypeFlagBits ht =
+        VK_EXTERNAL_MEMORY_HANDLE_TYPE_HOST_ALLOCATION_BIT_EXT;
+    if (!d->vk.vkGetMemoryHostPointerPropertiesEXT)
+        return vkm_error(VKM_EUNSUPPORTED, "%s: VK_EXT_external_memory_host is not enabled",
+                         c->info.name);
+    uint32_t families[2] = {c->compute_family, d->transfer_family};
+    bool concurrent = families[0] != families[1];
+    VkExternalMemoryBufferCreateInfo ext = {
+        .sType = VK_STRUCTURE_TYPE_EXTERNAL_MEMORY_BUFFER_CREATE_INFO, .handleTypes = ht};
+    VkBufferCreateInfo bci = {
+        .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
+        .pNext = &ext,
+        .size = size,
+        .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT,
+        .sharingMode = concurrent ? VK_SHARING_MODE_CONCURRENT : VK_SHARING_MODE_EXCLUSIVE,
+        .queueFamilyIndexCount = concurrent ? 2 : 0,
+        .pQueueFamilyIndices = concurrent ? families : NULL,
+    };
+    VK_CHECK(d->vk.vkCreateBuffer(d->dev, &bci, NULL, &out->buf));
+    VkMemoryRequirements req;
+    d->vk.vkGetBufferMemoryRequirements(d->dev, out->buf, &req);
+    VkMemoryHostPointerPropertiesEXT hp = {
+        .sType = VK_STRUCTURE_TYPE_MEMORY_HOST_POINTER_PROPERTIES_EXT};
+    int rc;
+    VkResult r = d->vk.vkGetMemoryHostPointerPropertiesEXT(d->dev, ht, host, &hp);
+    if (r < 0) {
+        rc = vkm_error(VKM_EUNSUPPORTED, "%s refuses to import host memory at %p (%llu bytes): %s",
+                       c->info.name, host, (unsigned long long)size, vkm_vk_result_name(r));
+        goto fail;
+    }
+    const uint32_t bits = hp.memoryTypeBits & req.memoryTypeBits;
+    const int type = pick_type(&c->mem, bits, 0, 0);
+    if (type < 0 || req.size > size) {
+        rc = vkm_error(VKM_EUNSUPPORTED,
+                       "%s cannot import host memory into a buffer (memory types 0x%x of the "
+                       "pointer, 0x%x of the buffer; %llu of %llu bytes needed)",
+                       c->info.name, hp.memoryTypeBits, req.memoryTypeBits,
+                       (unsigned long long)req.size, (unsigned long long)size);
+        goto fail;
+    }
+    if (VKM_VK_FAULT(VKM_FAULT_IMPORT_NTH)) { /* fault.c: as if the driver refused the memory */
+        rc = vkm_error(VKM_EUNSUPPORTED,
+                       "%s refuses to import host memory at %p (%llu bytes): "
+                       "VK_ERROR_INVALID_EXTERNAL_HANDLE (injected fault)",
+                       c->info.name, host, (unsigned long long)size);
+        goto fail;
+    }
+    VkImportMemoryHostPointerInfoEXT imp = {
+        .sType = VK_STRUCTURE_TYPE_IMPORT_MEMORY_HOST_POINTER_INFO_EXT,
+        .handleType = ht,
+        .pHostPointer = (void *)(uintptr_t)host, /* read only: the buffer is a source only */
+    };
+    VkMemoryAllocateInfo ai = {
+        .sType = VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO,
+        .pNext = &imp,
+        .allocationSize = size,
+        .memoryTypeIndex = (uint32_t)type,
+    };
+    r = d->vk.vkAllocateMemory(d->dev, &ai, NULL, &out->imported);
+    if (r < 0) {
+        out->imported = VK_NULL_HANDLE;
+        if (r == VK_ERROR_OUT_OF_DEVICE_MEMORY || r == VK_ERROR_OUT_OF_HOST_MEMORY)
+            rc = vkm_error(VKM_EDEVMEM, "out of memory importing %llu MiB of host memory: %s",
+                           (unsigned long long)(size / MIB), vkm_vk_result_name(r));
+        else
+            rc = vkm_error(VKM_EUNSUPPORTED,
+                           "%s refuses to import host memory at %p (%llu bytes): %s", c->info.name,
+                           host, (unsigned long long)size, vkm_vk_result_name(r));
+        goto fail;
+    }
+    r = d->vk.vkBindBufferMemory(d->dev, out->buf, out->imported, 0);
+    if (r < 0) {
+        rc = vkm_vk_fail(r, "vkBindBufferMemory (imported host memory)", __FILE__, __LINE__);
+        goto fail;
+    }
+    out->size = size;
+    out->range = size;
+    out->device_local =
+        (c->mem.memoryTypes[type].propertyFlags & VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT) != 0;
+    return VKM_OK;
+fail:
+    d->vk.vkDestroyBuffer(d->dev, out->buf, NULL);
+    if (out->imported) d->vk.vkFreeMemory(d->dev, out->imported, NULL);
+    memset(out, 0, sizeof *out);
+    return rc;
+}
+
 static void block_unlink(vkm_vk_mem *m, vkm_vk_block *b) {
     vkm_vk_block **p = &m->blocks[b->type];
     while (*p && *p != b) p = &(*p)->next;
@@ -296,6 +388,7 @@ static void block_unlink(vkm_vk_mem *m, vkm_vk_block *b) {
 void vkm_vk_mem_buffer_destroy(vkm_vk_mem *m, vkm_vk_buffer *b) {
     if (!b || !b->buf) return;
     m->d->vk.vkDestroyBuffer(m->d->dev, b->buf, NULL);
+    if (b->imported) m->d->vk.vkFreeMemory(m->d->dev, b->imported, NULL);
     vkm_vk_block *blk = b->block;
     if (blk) {
         block_give(blk, b->offset, b->range);

@@ -6,7 +6,10 @@
  * Invariants: a block's free ranges are sorted by offset, disjoint and never adjacent (merged on
  * free); every buffer is a VkBuffer of its own (offsets in descriptors are relative to it),
  * shared CONCURRENTly between the compute and transfer families when they differ. Device OOM is
- * returned as VKM_EDEVMEM and leaves the allocator unchanged. Not thread-safe. */
+ * returned as VKM_EDEVMEM and leaves the allocator unchanged. Imported host memory
+ * (vkm_vk_mem_import) is outside the blocks: each such buffer owns its own VkDeviceMemory
+ * (`imported`, block NULL), freed with the buffer, and is counted in no block statistic.
+ * Not thread-safe. */
 #ifndef VKM_VK_MEM_H
 #define VKM_VK_MEM_H
 
@@ -26,12 +29,13 @@ enum vkm_vk_mem_role {
 
 typedef struct vkm_vk_buffer {
     VkBuffer buf;
-    uint64_t size;       /* bytes requested */
-    vkm_vk_block *block; /* the memory it lives in */
-    uint64_t offset;     /* of the range in block */
-    uint64_t range;      /* bytes of block reserved (>= size) */
-    void *map;           /* host pointer to byte 0 if the memory is host visible+coherent */
-    bool device_local;   /* memory type is DEVICE_LOCAL */
+    uint64_t size;           /* bytes requested */
+    vkm_vk_block *block;     /* the memory it lives in */
+    uint64_t offset;         /* of the range in block */
+    uint64_t range;          /* bytes of block reserved (>= size) */
+    void *map;               /* host pointer to byte 0 if the memory is host visible+coherent */
+    bool device_local;       /* memory type is DEVICE_LOCAL */
+    VkDeviceMemory imported; /* vkm_vk_mem_import: the import of the caller's memory, else 0 */
 } vkm_vk_buffer;
 
 int vkm_vk_mem_create(vkm_vk_device *d, vkm_vk_mem **out);
@@ -39,6 +43,12 @@ int vkm_vk_mem_create(vkm_vk_device *d, vkm_vk_mem **out);
 void vkm_vk_mem_destroy(vkm_vk_mem *m);
 /* Creates a storage buffer (+ transfer src/dst) of `size` bytes with the role's memory. */
 int vkm_vk_mem_buffer_create(vkm_vk_mem *m, uint64_t size, int role, vkm_vk_buffer *out);
+/* A storage + transfer-source buffer over host memory [host, host + size) imported with
+ * VK_EXT_external_memory_host (HOST_ALLOCATION handle type); map stays NULL. The caller checks
+ * the alignment (device.h caps: info.import_align) and size limits. VKM_EUNSUPPORTED when the
+ * driver refuses the memory (or VKM_FAULT_IMPORT_NTH fires), VKM_EDEVMEM when it is out of
+ * memory; nothing is left behind on failure. */
+int vkm_vk_mem_import(vkm_vk_mem *m, const void *host, uint64_t size, vkm_vk_buffer *out);
 /* Releases the buffer and its range. Accepts a zeroed buffer. */
 void vkm_vk_mem_buffer_destroy(vkm_vk_mem *m, vkm_vk_buffer *b);
 /* Bytes of VkDeviceMemory allocated, and bytes of it handed to buffers. */
