@@ -21,6 +21,7 @@ check "devices shows features" grep -q "features:" "$out"
 "$vkmoe" devices --json >"$out" 2>&1
 check "devices --json exits 0" test $? -eq 0
 check "devices --json is an array with a name" grep -q '"name": ' "$out"
+check "devices --json gives the host-import alignment" grep -q '"import_align": [0-9]' "$out"
 if command -v python3 >/dev/null; then
     check "devices --json parses" python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$out"
 fi

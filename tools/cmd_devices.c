@@ -98,14 +98,14 @@ static void print_json(const vkm_gpu_device_info *d, bool last) {
            "\"subgroup_size\": %u, \"max_buffer_bytes\": %llu, \"max_shared_bytes\": %u, "
            "\"fp16\": %s, \"int8\": %s, \"storage8\": %s, \"storage16\": %s, "
            "\"transfer_queue\": %s, \"memory_budget\": %s, \"external_memory_host\": %s, "
-           "\"timestamps\": %s}%s\n",
+           "\"import_align\": %u, \"timestamps\": %s}%s\n",
            API_MAJOR(d->api_version), API_MINOR(d->api_version), API_PATCH(d->api_version),
            (unsigned long long)d->device_local_bytes, (unsigned long long)d->budget_bytes,
            d->subgroup_size, (unsigned long long)d->max_buffer_bytes, d->max_shared_bytes,
            d->fp16 ? "true" : "false", d->int8 ? "true" : "false", d->storage8 ? "true" : "false",
            d->storage16 ? "true" : "false", d->transfer_queue ? "true" : "false",
            d->memory_budget ? "true" : "false", d->external_memory_host ? "true" : "false",
-           d->timestamps ? "true" : "false", last ? "" : ",");
+           d->import_align, d->timestamps ? "true" : "false", last ? "" : ",");
 }
 
 /* y = a*x + b over SMOKE_N floats on the device, checked on the host. */
