@@ -120,13 +120,15 @@ static bool sg_preferred(uint32_t wtype, uint64_t rows) {
 
 /* `rows` = the rows of all matrices one GEMV dispatch covers: matmul_sg splits each row over
  * more subgroups when there are few (fewer than 4096 subgroups would leave a large GPU idle). */
-static tuning get_tuning(vkm_gpu *gpu, uint64_t rows, uint32_t wtype) {
+static tuning get_tuning(vkm_gpu *gpu, uint64_t rows, uint32_t wtype, int64_t cols) {
     const vkm_gpu_device_info *info = vkm_gpu_info(gpu);
-    /* CPU devices: 4 rows per thread share each X load (X loads cost more than the weights'
-     * 16-byte chunk loads on llvmpipe). Measured on llvmpipe (2 cores), 4 rows against 2: GEMM
-     * (64 columns) Q4_K 1.5-1.9x, Q8_0 2x, Q6_K 1.5x, F16 1.1x, 8 columns 1.7x; GEMV alike. */
+    /* CPU devices: several rows per thread share each X load (X loads cost more than the
+     * weights' 16-byte chunk loads on llvmpipe). Measured on llvmpipe (2 cores), 4 rows against
+     * 2: GEMM (64 columns) Q4_K 1.5-1.9x, Q8_0 2x, Q6_K 1.5x, F16 1.1x, 8 columns 1.7x; GEMV
+     * (1 column) alike, so that keeps 2 rows: lavapipe compiles the 4-row variants about 2x
+     * slower, on every process start (2.5 s more for bench-small). */
     if (info->kernels == VKM_KERNELS_CPU && info->subgroup_size >= 8 && info->subgroup_size <= 64)
-        return (tuning){32, 4, 1, 0, 1};
+        return (tuning){32, cols > 1 ? 4 : 2, 1, 0, 1};
     if (info->kernels != VKM_KERNELS_KSPLIT &&
         (info->kernels == VKM_KERNELS_SG || sg_preferred(wtype, rows))) { /* 4 sgs, ks per row */
         const uint32_t s = info->subgroup_size;
@@ -260,7 +262,7 @@ int vkm_op_matmul(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_off, in
     pc.n_y = (uint32_t)n;
     pc.n_mat = 1;
 
-    const tuning t = get_tuning(gpu, pc.m, wtype);
+    const tuning t = get_tuning(gpu, pc.m, wtype, n);
     bool gemv = n <= VKM_MM_VEC_MAX_COLS || t.lane_rows;
     vkm_gpu_kernel *kern;
     if ((rc = get_kernel(gpu, &t, gemv, false, wtype, n, &pc, &kern))) return rc;
@@ -355,7 +357,7 @@ int vkm_op_matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a) {
     /* with the active list, z numbers list entries: at most one matrix per entry of rows[] */
     uint32_t gz = (uint32_t)a->n_mat;
     if (pc.act && (uint64_t)a->n_rows < gz) gz = (uint32_t)a->n_rows;
-    const tuning t = get_tuning(gpu, (uint64_t)pc.m * gz, a->wtype);
+    const tuning t = get_tuning(gpu, (uint64_t)pc.m * gz, a->wtype, per_mat);
     bool gemv = per_mat <= VKM_MM_VEC_MAX_COLS || t.lane_rows;
     vkm_gpu_kernel *kern;
     if ((rc = get_kernel(gpu, &t, gemv, true, a->wtype, per_mat, &pc, &kern))) return rc;
