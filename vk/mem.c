@@ -168,6 +168,27 @@ static bool block_take(vkm_vk_block *b, uint64_t size, uint64_t align, uint64_t 
     return false;
 }
 
+/* Creates a buffer of `size` bytes with `usage` (and pNext, e.g. external-memory info), shared by
+ * the compute and transfer queue families (concurrent when they differ), and gets its memory
+ * requirements; no memory is bound. */
+static int create_buffer(vkm_vk_device *d, uint64_t size, VkBufferUsageFlags usage,
+                         const void *pnext, VkBuffer *buf, VkMemoryRequirements *req) {
+    uint32_t families[2] = {d->caps.compute_family, d->transfer_family};
+    bool concurrent = families[0] != families[1];
+    VkBufferCreateInfo bci = {
+        .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
+        .pNext = pnext,
+        .size = size,
+        .usage = usage,
+        .sharingMode = concurrent ? VK_SHARING_MODE_CONCURRENT : VK_SHARING_MODE_EXCLUSIVE,
+        .queueFamilyIndexCount = concurrent ? 2 : 0,
+        .pQueueFamilyIndices = concurrent ? families : NULL,
+    };
+    VK_CHECK(d->vk.vkCreateBuffer(d->dev, &bci, NULL, buf));
+    d->vk.vkGetBufferMemoryRequirements(d->dev, *buf, req);
+    return VKM_OK;
+}
+
 /* Returns [offset, offset+size) to the free list, merging with its neighbours. */
 static int block_give(vkm_vk_block *b, uint64_t offset, uint64_t size) {
     int i = 0;
@@ -211,20 +232,12 @@ int vkm_vk_mem_buffer_create(vkm_vk_mem *m, uint64_t size, int role, vkm_vk_buff
                          (unsigned long long)(size / MIB),
                          (unsigned long long)(c->max_alloc_bytes / MIB));
 
-    uint32_t families[2] = {c->compute_family, d->transfer_family};
-    bool concurrent = families[0] != families[1];
-    VkBufferCreateInfo bci = {
-        .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
-        .size = size,
-        .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
-                 VK_BUFFER_USAGE_TRANSFER_DST_BIT,
-        .sharingMode = concurrent ? VK_SHARING_MODE_CONCURRENT : VK_SHARING_MODE_EXCLUSIVE,
-        .queueFamilyIndexCount = concurrent ? 2 : 0,
-        .pQueueFamilyIndices = concurrent ? families : NULL,
-    };
-    VK_CHECK(d->vk.vkCreateBuffer(d->dev, &bci, NULL, &out->buf));
     VkMemoryRequirements req;
-    d->vk.vkGetBufferMemoryRequirements(d->dev, out->buf, &req);
+    int brc = create_buffer(d, size,
+                            VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
+                                VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+                            NULL, &out->buf, &req);
+    if (brc) return brc;
 
     const VkMemoryPropertyFlags hv =
         VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
@@ -297,22 +310,13 @@ int vkm_vk_mem_import(vkm_vk_mem *m, const void *host, uint64_t size, vkm_vk_buf
     if (!d->vk.vkGetMemoryHostPointerPropertiesEXT)
         return vkm_error(VKM_EUNSUPPORTED, "%s: VK_EXT_external_memory_host is not enabled",
                          c->info.name);
-    uint32_t families[2] = {c->compute_family, d->transfer_family};
-    bool concurrent = families[0] != families[1];
     VkExternalMemoryBufferCreateInfo ext = {
         .sType = VK_STRUCTURE_TYPE_EXTERNAL_MEMORY_BUFFER_CREATE_INFO, .handleTypes = ht};
-    VkBufferCreateInfo bci = {
-        .sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO,
-        .pNext = &ext,
-        .size = size,
-        .usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT,
-        .sharingMode = concurrent ? VK_SHARING_MODE_CONCURRENT : VK_SHARING_MODE_EXCLUSIVE,
-        .queueFamilyIndexCount = concurrent ? 2 : 0,
-        .pQueueFamilyIndices = concurrent ? families : NULL,
-    };
-    VK_CHECK(d->vk.vkCreateBuffer(d->dev, &bci, NULL, &out->buf));
     VkMemoryRequirements req;
-    d->vk.vkGetBufferMemoryRequirements(d->dev, out->buf, &req);
+    int brc = create_buffer(d, size,
+                            VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT,
+                            &ext, &out->buf, &req);
+    if (brc) return brc;
     VkMemoryHostPointerPropertiesEXT hp = {
         .sType = VK_STRUCTURE_TYPE_MEMORY_HOST_POINTER_PROPERTIES_EXT};
     int rc;
