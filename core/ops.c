@@ -256,9 +256,9 @@ int vkm_op_mla_kv_store(vkm_gpu *gpu, bool cache_f16, vkm_gpu_arg src, vkm_gpu_a
     return vkm_op_kv_store(gpu, cache_f16, src, cache, &p);
 }
 
-/* Attention on CPU devices (mla_attn_lane.comp): one (query, head) pair per invocation, the keys
- * in passes of VKM_ATTN_LANE_KEYS (the first pass starts each pair's running max and sum, the
- * later ones continue them from `state`, the last one normalises the output). */
+/* Attention on CPU devices (mla_attn_lane.comp): 1, 2 or 4 queries of one head per invocation,
+ * the keys in passes of VKM_ATTN_LANE_KEYS (the first pass starts each query's running max and
+ * sum, the later ones continue them from `state`, the last one normalises the output). */
 static int attn_lane(vkm_gpu *gpu, bool cache_f16, const vkm_push_attn *p, vkm_gpu_arg *args,
                      vkm_gpu_arg state) {
     const char *op = "attn";

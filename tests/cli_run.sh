@@ -159,4 +159,10 @@ wait "$pid"
 ok "chat Ctrl-C during an answer keeps running, /quit exits 0" test $? -eq 0
 ok "chat Ctrl-C reports the interrupted answer" grep -q "answer interrupted" "$TMP/cint.err"
 
+# a malformed VKMOE_IMPORT (core/engine.h) is an error naming the variable, exit 1
+VKMOE_IMPORT=bogus "$VKMOE" run -m "$TINY" -p hi -n 1 >"$TMP/imp.out" 2>"$TMP/imp.err"
+rc=$?
+ok "VKMOE_IMPORT=bogus exits 1 (got $rc)" test $rc -eq 1
+ok "VKMOE_IMPORT=bogus names the variable" grep -q "VKMOE_IMPORT='bogus'" "$TMP/imp.err"
+
 cli_done
