@@ -537,8 +537,16 @@ void main_lane_rows() {
     [[unroll]] for (uint r = 0u; r < ROWS; r++)
         g_rb[r] = wbase + min(row0 + tid + gl_WorkGroupSize.x * r, p.m - 1u) * p.w_row_bytes;
 
-    for (uint base = p.c_begin; base < min(count, p.c_end); base += NC) {
-        const uint nc = min(NC, count - base);
+    // llvmpipe runs every loop as a do-while under a lane mask: a `for` loop executes its body
+    // once more with all lanes off after the last iteration (and once when it has none), and an
+    // `if` never skips code, it only masks it. So the loops here test at the end: a pass of NC
+    // columns is not paid twice, nor a block step once more per pass. With no columns at all
+    // the one pass still runs, but reads no X and stores nothing (nc = 0).
+    const uint cend = min(count, p.c_end);
+    uint base = p.c_begin;
+    do {
+        const bool live = base < cend;
+        const uint nc = live ? min(NC, count - base) : 0u;
         uint yrow[NC];
         [[unroll]] for (uint c = 0u; c < NC; c++) {
             uint i = base + c, xr = i, yr = i;
@@ -560,7 +568,12 @@ void main_lane_rows() {
             [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[r][c] = 0.0;
 
         // the row's last step is peeled off: it may not read past its end (lane_fetch)
-        for (uint blk = 0u; blk + 1u < nblk; blk++) lane_block(blk, false);
+        if (nblk > 1u) {
+            uint blk = 0u;
+            do {
+                lane_block(blk, false);
+            } while (++blk + 1u < nblk);
+        }
         if (nblk != 0u) lane_block(nblk - 1u, true);
 #if defined(QFLOAT)
         for (uint k0 = nblk * LB; k0 < p.k; k0 += 4u)
@@ -582,7 +595,8 @@ void main_lane_rows() {
                 if (c < nc && yrow[c] < p.n_y)
                     ydata[p.y_off + yrow[c] * p.y_stride + row] = g_acc[r][c];
         }
-    }
+        base += NC;
+    } while (base < cend);
 }
 
 void main() {
