@@ -45,6 +45,7 @@ typedef struct vkm_gpu_device_info {
     bool fp16;                 /* shaderFloat16 */
     bool storage8, storage16;  /* 8/16-bit storage buffer access */
     bool int8;                 /* shaderInt8 */
+    bool int64;                /* shaderInt64 */
     bool transfer_queue;       /* a dedicated transfer-only queue family exists */
     bool memory_budget;        /* VK_EXT_memory_budget */
     bool external_memory_host; /* VK_EXT_external_memory_host */
@@ -55,14 +56,24 @@ typedef struct vkm_gpu_device_info {
     float timestamp_period_ns; /* nanoseconds per timestamp tick */
     int kernels; /* VKM_KERNELS_* other than AUTO: the kernel layouts, set by vkm_gpu_create from
                     vkm_gpu_options.kernels / $VKMOE_KERNELS, or else the device type */
+    bool lane64; /* the CPU-layout matmuls load 64 bits at a time (matmul_lane_*): kernels CPU,
+                    int64, and not forced off with kernels CPU32 */
 } vkm_gpu_device_info;
 
 /* Kernel layouts (vkm_gpu_options.kernels): the device's own, or forced so that tests cover the
  * GPU layouts (k-split GEMV, tiled GEMM) on lavapipe and the CPU ones anywhere. The environment
- * variable VKMOE_KERNELS=gpu|cpu|ksplit|sg overrides AUTO. On GPUs each weight type's GEMV uses
- * whichever of two kernels measured faster (core/ops_matmul.c); ksplit and sg force one of them
- * for every type, to compare. */
-enum { VKM_KERNELS_AUTO, VKM_KERNELS_GPU, VKM_KERNELS_CPU, VKM_KERNELS_KSPLIT, VKM_KERNELS_SG };
+ * variable VKMOE_KERNELS=gpu|cpu|ksplit|sg|cpu32 overrides AUTO. On GPUs each weight type's GEMV
+ * uses whichever of two kernels measured faster (core/ops_matmul.c); ksplit and sg force one of
+ * them for every type, to compare. CPU32 is the CPU layout with the 32-bit loads that devices
+ * without shaderInt64 use (vkm_gpu_create turns it into CPU with lane64 off). */
+enum {
+    VKM_KERNELS_AUTO,
+    VKM_KERNELS_GPU,
+    VKM_KERNELS_CPU,
+    VKM_KERNELS_KSPLIT,
+    VKM_KERNELS_SG,
+    VKM_KERNELS_CPU32
+};
 
 const char *vkm_gpu_vendor_name(int vendor); /* "AMD", "Intel", "NVIDIA", "other" */
 const char *vkm_gpu_type_name(int type); /* "discrete", "integrated", "virtual", "cpu", "other" */

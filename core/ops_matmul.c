@@ -146,11 +146,21 @@ static uint32_t vec_rows_per_wg(const tuning *t) {
     return t->lane_rows ? t->wg * t->rows : t->rows;
 }
 
+/* Whether the LANE_ROWS kernel's weight steps (32 elements for the float types, one block for
+ * the others: matmul_vec.comp LBYTES) are a multiple of 16 bytes, so that 16-byte aligned rows
+ * keep every step aligned (WAL). */
+static bool steps_aligned(uint32_t wtype) {
+    return wtype == VKM_F32 || wtype == VKM_F16 || wtype == VKM_BF16 || wtype == VKM_Q4_K ||
+           wtype == VKM_Q5_K;
+}
+
 /* The kernel variant for (GEMV or GEMM, plain or indexed, type); for GEMV `cols` (1..8) is the
  * number of X columns per pass, rounded up here to a power of two. `pc` is the dispatch's push
  * block (x_off / x_stride filled in): the LANE_ROWS layout gets XAL = 1 (spec 4) when every X row
- * starts 16-byte aligned in the X window, so its X loads are single aligned chunks (llvmpipe runs
- * both sides of a branch, so this is chosen per dispatch, not tested in the shader). */
+ * starts 16-byte aligned in the X window, so its X loads are single aligned chunks, and WAL = 1
+ * (spec 5) when every weight step starts 16-byte aligned, so its weight loads need no realignment
+ * (llvmpipe runs both sides of a branch, so these are chosen per dispatch, not tested in the
+ * shader). `pc` must have w_off (in bytes), w_row_bytes and w_mat_bytes filled in. */
 static int get_kernel(vkm_gpu *gpu, const tuning *tp, bool gemv, bool id, uint32_t wtype,
                       int64_t cols, const vkm_matmul_push *pc, vkm_gpu_kernel **out) {
     char tname[16], name[64];
@@ -159,12 +169,14 @@ static int get_kernel(vkm_gpu *gpu, const tuning *tp, bool gemv, bool id, uint32
     for (; tn[i] && i + 1 < sizeof tname; i++) tname[i] = (char)tolower((unsigned char)tn[i]);
     tname[i] = 0;
     const tuning t = *tp;
+    const bool lane64 = gemv && t.lane_rows && vkm_gpu_info(gpu)->lane64;
     snprintf(name, sizeof name, "matmul_%s%s_%s",
-             !gemv  ? "mm"
-             : t.sg ? "sg"
-                    : "vec",
+             !gemv    ? "mm"
+             : t.sg   ? "sg"
+             : lane64 ? "lane"
+                      : "vec",
              id ? "_id" : "", tname);
-    uint32_t spec[5];
+    uint32_t spec[6];
     int n_spec = 0;
     if (gemv) {
         uint32_t nc = 1;
@@ -174,9 +186,11 @@ static int get_kernel(vkm_gpu *gpu, const tuning *tp, bool gemv, bool id, uint32
         spec[2] = nc;
         spec[3] = t.sg ? t.ks : t.lane_rows;
         n_spec = 4;
-        if (!t.sg) { /* matmul_vec: XAL */
+        if (!t.sg) { /* matmul_vec: XAL, WAL */
             spec[4] = t.lane_rows && pc->x_off % 4 == 0 && pc->x_stride % 4 == 0;
-            n_spec = 5;
+            spec[5] = t.lane_rows && steps_aligned(wtype) && pc->w_off % 16 == 0 &&
+                      pc->w_row_bytes % 16 == 0 && (!id || pc->w_mat_bytes % 16 == 0);
+            n_spec = 6;
         }
         VKM_ASSERT(
             spec[0] <= VKM_MM_VEC_MAX_WG &&

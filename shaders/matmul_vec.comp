@@ -8,6 +8,8 @@
 // and multiplies it with every column; partial sums are reduced with subgroupAdd and then across
 // subgroups through shared memory. Row blocks are numbered x + y * gridX (grids over 65535).
 // With LANE_ROWS (spec 3, CPU devices) the layout is transposed instead: see main_lane_rows.
+// With -DLANE_I64 (the matmul_lane_* variants, for CPU devices with shaderInt64) only that layout
+// is compiled, and its 16-byte loads are made of two 64-bit halves (see load_w16).
 // Invariants: WG <= VKM_MM_VEC_MAX_WG, ROWS <= VKM_MM_VEC_MAX_ROWS, NC <= VKM_MM_VEC_MAX_COLS
 // (checked on the C side).
 #version 450
@@ -16,6 +18,9 @@
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #extension GL_KHR_shader_subgroup_shuffle : require
 #extension GL_EXT_control_flow_attributes : require
+#ifdef LANE_I64
+#extension GL_EXT_shader_explicit_arithmetic_types_int64 : require
+#endif
 
 #include "matmul_common.h"
 
@@ -27,6 +32,10 @@ layout(constant_id = 3) const uint LANE_ROWS = 0;
 // LANE_ROWS only: 1 when every X row of the dispatch starts 16-byte aligned (x_off and x_stride
 // multiples of 4 elements; chosen on the C side per dispatch), so lane_x loads whole chunks
 layout(constant_id = 4) const uint XAL = 0;
+// LANE_ROWS only: 1 when every step of every W row starts 16-byte aligned (the step's byte count,
+// the row and matrix strides and w_off multiples of 16; chosen on the C side), so lane_fetch
+// loads the step's whole chunks with no realignment
+layout(constant_id = 5) const uint WAL = 0;
 
 layout(std430, set = 0, binding = 0) readonly buffer W { uint wdata[]; };
 layout(std430, set = 0, binding = 1) readonly buffer X { float xdata[]; };
@@ -72,6 +81,25 @@ vec4 load_x4(uint b, uint e) {
 layout(std430, set = 0, binding = 0) readonly buffer W4 { uvec4 wdata4[]; }; // = wdata
 layout(std430, set = 0, binding = 1) readonly buffer X4 { vec4 xdata4[]; };  // = xdata
 
+// The 16-byte chunk q of W and of X. llvmpipe turns a load whose address differs across lanes
+// into a loop over the lanes, with a bounds check and an insert per component: two 64-bit
+// components cost less than four 32-bit ones (GEMV 1.2-1.25x in all, measured).
+#ifdef LANE_I64
+layout(std430, set = 0, binding = 0) readonly buffer W8 { u64vec2 wdata8[]; }; // = wdata
+layout(std430, set = 0, binding = 1) readonly buffer X8 { u64vec2 xdata8[]; }; // = xdata
+uvec4 load_w16(uint q) {
+    const u64vec2 v = wdata8[q];
+    return uvec4(unpackUint2x32(v.x), unpackUint2x32(v.y));
+}
+vec4 load_x16(uint q) {
+    const u64vec2 v = xdata8[q];
+    return uintBitsToFloat(uvec4(unpackUint2x32(v.x), unpackUint2x32(v.y)));
+}
+#else
+uvec4 load_w16(uint q) { return wdata4[q]; }
+vec4 load_x16(uint q) { return xdata4[q]; }
+#endif
+
 uint g_xb[NC];  // element offset of column c's X row (0 when absent: reads are masked)
 bool g_xok[NC]; // column c is present and its X row is in range
 float g_acc[ROWS][NC];
@@ -91,15 +119,15 @@ uint g_rb[ROWS]; // byte offset of each row of the thread (clamped to the last r
 vec4 lane_x(uint c, uint e0, bool last) {
     if (!g_xok[c]) return vec4(0.0);
     const uint l = gl_SubgroupInvocationID & 7u, a = g_xb[c] + e0;
-    if (XAL != 0u) return xdata4[(a >> 2) + l]; // a % 4 == 0 (g_xb[c] % 4 == 0, e0 % 32 == 0)
+    if (XAL != 0u) return load_x16((a >> 2) + l); // a % 4 == 0 (g_xb[c] % 4 == 0, e0 % 32 == 0)
     if (last) {
         const uint b = a + 4u * l;
         return vec4(xdata[b], xdata[b + 1u], xdata[b + 2u], xdata[b + 3u]);
     }
     const uint q = (a >> 2) + l, s = a & 3u;
-    const vec4 c0 = xdata4[q];
+    const vec4 c0 = load_x16(q);
     vec4 c1 = subgroupShuffle(c0, (l + 1u) & 7u);
-    if (l == 7u) c1 = xdata4[q + 1u];
+    if (l == 7u) c1 = load_x16(q + 1u);
     const vec4 h = (s & 2u) != 0u ? vec4(c0.zw, c1.xy) : c0; // shifted by 2 elements
     const float n = (s & 2u) != 0u ? c1.z : c1.x;              // the element after h
     return (s & 1u) != 0u ? vec4(h.yzw, n) : h;
@@ -144,9 +172,11 @@ uint w16(uint a, uint b) { return (a >> 16) | (b << 16); }
 #if defined(TYPE_F32)
 #define LB 32u      // elements per step
 #define LBYTES 128u // bytes per step
+#define LB16        // LBYTES is a multiple of 16
 #elif defined(TYPE_F16) || defined(TYPE_BF16)
 #define LB 32u
 #define LBYTES 64u
+#define LB16
 #else
 #define LB QK
 #if defined(TYPE_Q4_0)
@@ -165,8 +195,10 @@ uint w16(uint a, uint b) { return (a >> 16) | (b << 16); }
 #define LBYTES 110u
 #elif defined(TYPE_Q4_K)
 #define LBYTES 144u
+#define LB16
 #elif defined(TYPE_Q5_K)
 #define LBYTES 176u
+#define LB16
 #else
 #define LBYTES 210u // Q6_K
 #endif
@@ -183,6 +215,18 @@ uint w16(uint a, uint b) { return (a >> 16) | (b << 16); }
 // chunk wholly before the end of the next step. With `last` (the row's last step, no next step)
 // the chunks that may reach past the step are read as words clamped to its last word instead.
 void lane_fetch(uint bb, bool last, out uint w[NW]) {
+#ifdef LB16 // LBYTES % 16 == 0
+    if (WAL != 0u) { // bb % 16 == 0: the step is exactly its NW / 4 chunks
+        [[unroll]] for (uint k = 0u; k < NW / 4u; k++) {
+            const uvec4 v = load_w16((bb >> 4) + k);
+            w[4u * k] = v.x;
+            w[4u * k + 1u] = v.y;
+            w[4u * k + 2u] = v.z;
+            w[4u * k + 3u] = v.w;
+        }
+        return;
+    }
+#endif
     const uint q0 = bb >> 4, lw = (bb + LBYTES - 1u) >> 2;
     const uint qmax = ((bb + 2u * LBYTES) >> 4) - 1u;
     uint f[NF];
@@ -193,7 +237,7 @@ void lane_fetch(uint bb, bool last, out uint w[NW]) {
             v = uvec4(wdata[min(i, lw)], wdata[min(i + 1u, lw)], wdata[min(i + 2u, lw)],
                       wdata[min(i + 3u, lw)]);
         } else {
-            v = wdata4[k < NSAFE ? q0 + k : min(q0 + k, qmax)];
+            v = load_w16(k < NSAFE ? q0 + k : min(q0 + k, qmax));
         }
         f[4u * k] = v.x;
         f[4u * k + 1u] = v.y;
@@ -457,49 +501,54 @@ void lane_block(uint blk, bool last) {
         }
 }
 #else // Q6_K
-// Per half h (128 elements) and word L: ql words A (16h+L) and B (16h+8+L) and qh word H
-// (32+8h+L) hold elements 128h + 32g + 4L + b (b = byte) for g = 0..3, combined four at a time
-// into words of 6-bit values; q - 32 is the value with bit 5 flipped, sign-extended.
+// Per half h (128 elements), group g (32 elements at 128h + 32g) and word L: ql words A (16h+L)
+// and B (16h+8+L) and qh word H (32+8h+L) hold elements 128h + 32g + 4L + b (b = byte), combined
+// into a word of four 6-bit values q (bits masked in place, scaled back by XS_LO). Words L < 4
+// are sub-block 8h + 2g, the others 8h + 2g + 1 (int8 scales): value = d * s * (q - 32), so a
+// sub-block gives d * s * (sum(q * x) - 32 * sum(x)). The X shuffles are shared by all rows.
+uint q6_word(uint A, uint B, uint H, uint g) {
+    const uint Q = g % 2u == 0u ? A : B;
+    const uint Hs = g == 0u ? H << 4 : g == 1u ? H << 2 : g == 2u ? H : H >> 2;
+    return ((g < 2u ? Q : Q >> 4) & 0x0F0F0F0Fu) | (Hs & 0x30303030u);
+}
 void lane_block(uint blk, bool last) {
     FETCH(w);
     const uint e0 = blk * 256u;
-    [[unroll]] for (uint h = 0u; h < 2u; h++) {
-        vec4 x[4][NC];
-        [[unroll]] for (uint g = 0u; g < 4u; g++)
-            [[unroll]] for (uint c = 0u; c < NC; c++)
-                x[g][c] = lane_x(c, e0 + 128u * h + 32u * g, last);
-        [[unroll]] for (uint r = 0u; r < ROWS; r++) {
-            const float d = unpackHalf2x16(w[r][52]).x;
-            [[unroll]] for (uint lh = 0u; lh < 2u; lh++) { // elements 0..15 / 16..31 of each 32
-                float t[4][NC];
-                [[unroll]] for (uint g = 0u; g < 4u; g++)
-                    [[unroll]] for (uint c = 0u; c < NC; c++) t[g][c] = 0.0;
-                [[unroll]] for (uint l4 = 0u; l4 < 4u; l4++) {
-                    const uint L = 4u * lh + l4;
-                    const uint A = w[r][16u * h + L], B = w[r][16u * h + 8u + L];
-                    const uint H = w[r][32u + 8u * h + L];
-                    uint q[4];
-                    q[0] = (A & 0x0F0F0F0Fu) | ((H << 4) & 0x30303030u);
-                    q[1] = (B & 0x0F0F0F0Fu) | ((H << 2) & 0x30303030u);
-                    q[2] = ((A >> 4) & 0x0F0F0F0Fu) | (H & 0x30303030u);
-                    q[3] = ((B >> 4) & 0x0F0F0F0Fu) | ((H >> 2) & 0x30303030u);
-                    [[unroll]] for (uint g = 0u; g < 4u; g++) {
-                        const int v = int(q[g] ^ 0x20202020u);
-                        const vec4 wv = vec4(bitfieldExtract(v, 0, 6), bitfieldExtract(v, 8, 6),
-                                             bitfieldExtract(v, 16, 6), bitfieldExtract(v, 24, 6));
-                        [[unroll]] for (uint c = 0u; c < NC; c++)
-                            t[g][c] += dot(wv, XB(x[g][c], L));
-                    }
+    float d[ROWS];
+    [[unroll]] for (uint r = 0u; r < ROWS; r++) d[r] = unpackHalf2x16(w[r][52]).x;
+    [[unroll]] for (uint h = 0u; h < 2u; h++)
+        [[unroll]] for (uint g = 0u; g < 4u; g++) {
+            vec4 xs[NC];
+            vec2 s16[NC];
+            [[unroll]] for (uint c = 0u; c < NC; c++) {
+                const vec4 xl = lane_x(c, e0 + 128u * h + 32u * g, last);
+                s16[c] = 32.0 * lane_xsum16(xl);
+                xs[c] = xl * XS_LO;
+            }
+            float t[2][ROWS][NC]; // sub-blocks 8h + 2g, 8h + 2g + 1
+            [[unroll]] for (uint r = 0u; r < ROWS; r++)
+                [[unroll]] for (uint c = 0u; c < NC; c++) {
+                    t[0][r][c] = 0.0;
+                    t[1][r][c] = 0.0;
                 }
-                [[unroll]] for (uint g = 0u; g < 4u; g++) { // scale 8h + 2g + lh (int8)
-                    const uint sb = 8u * h + 2u * g + lh;
-                    const float s = d * float(bitfieldExtract(int(w[r][48u + sb / 4u]),
-                                                              int(8u * (sb % 4u)), 8));
-                    [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[r][c] += s * t[g][c];
+            [[unroll]] for (uint L = 0u; L < 8u; L++) {
+                vec4 y[NC]; // shuffled once for all rows
+                [[unroll]] for (uint c = 0u; c < NC; c++) y[c] = XB(xs[c], L);
+                [[unroll]] for (uint r = 0u; r < ROWS; r++) {
+                    const vec4 v = b4(q6_word(w[r][16u * h + L], w[r][16u * h + 8u + L],
+                                              w[r][32u + 8u * h + L], g));
+                    [[unroll]] for (uint c = 0u; c < NC; c++) t[L / 4u][r][c] += dot(v, y[c]);
                 }
             }
+            [[unroll]] for (uint r = 0u; r < ROWS; r++) {
+                const uint sb = 8u * h + 2u * g; // int8 scales sb, sb + 1 (same word)
+                const int sw = int(w[r][48u + sb / 4u]);
+                const float s0 = d[r] * float(bitfieldExtract(sw, int(8u * (sb % 4u)), 8));
+                const float s1 = d[r] * float(bitfieldExtract(sw, int(8u * (sb % 4u) + 8u), 8));
+                [[unroll]] for (uint c = 0u; c < NC; c++)
+                    g_acc[r][c] += s0 * (t[0][r][c] - s16[c].x) + s1 * (t[1][r][c] - s16[c].y);
+            }
         }
-    }
 }
 #endif
 #undef FETCH
@@ -599,6 +648,9 @@ void main_lane_rows() {
     } while (base < cend);
 }
 
+#ifdef LANE_I64
+void main() { main_lane_rows(); }
+#else
 void main() {
     if (LANE_ROWS != 0u) {
         main_lane_rows();
@@ -685,3 +737,4 @@ void main() {
         barrier();
     }
 }
+#endif

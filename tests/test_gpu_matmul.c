@@ -90,9 +90,14 @@ static void magnitude(const float *wf, int64_t k, int64_t m, const float *x, int
         }
 }
 
-/* Byte offsets inside the buffers: deliberately not multiples of 256 (nor of 4 for W). */
+/* Weights at a 16-byte aligned offset (set for one pass in main): the CPU-device kernel then
+ * loads whole 16-byte chunks of the types whose steps are multiples of 16 bytes (WAL). */
+static bool g_w16;
+
+/* Byte offsets inside the buffers: deliberately not multiples of 256 (nor of 4 for W, unless
+ * g_w16: then of 16). */
 static size_t w_pad(uint32_t wtype) {
-    return wtype == VKM_F32 ? 260 : 1002;
+    return g_w16 ? 1072 : wtype == VKM_F32 ? 260 : 1002;
 }
 #define X_PAD 36
 #define Y_PAD 516
@@ -458,6 +463,24 @@ int main(void) {
             test_id_heads(gpu, ty, k2, 7, 3, 2);
         }
     }
+    /* 16-byte aligned weights (WAL on CPU devices): plain GEMV and GEMM, expert rows, heads;
+     * F16 with 37-element rows keeps unaligned steps */
+    static const uint32_t w16_types[] = {VKM_F32, VKM_F16, VKM_BF16, VKM_Q4_K, VKM_Q5_K};
+    static const int32_t c_w16[] = {1, 0, 1, 1}, c_w16_mm[] = {0, 70, 30, 0, 9};
+    g_w16 = true;
+    for (size_t t = 0; t < sizeof w16_types / sizeof w16_types[0]; t++) {
+        const uint32_t ty = w16_types[t];
+        const int64_t k1 = vkm_qtype_get(ty)->block == 256 ? 256 : 64;
+        test_plain(gpu, ty, k1, 7, 1);
+        test_plain(gpu, ty, 512, 300, 3);
+        test_plain(gpu, ty, 512, 64, 64);
+        test_id_rows(gpu, ty, 512, 7, 4, c_w16, 1, 0);
+        test_id_rows(gpu, ty, k1, 70, 5, c_w16_mm, 40, 0);
+        test_id_heads(gpu, ty, k1, 7, 3, 1);
+    }
+    test_plain(gpu, VKM_F16, 37, 5, 4);
+    g_w16 = false;
+
     /* more column passes x k steps than lavapipe's 65535 loop iterations per invocation: the
      * CPU-device kernel takes the columns in several dispatches (core/ops_matmul.c) */
     test_plain(gpu, VKM_F32, 4096, 16, 4200);

@@ -195,6 +195,7 @@ int vkm_vk_device_query(VkPhysicalDevice phys, int index, vkm_vk_caps *c) {
     }
     vkGetPhysicalDeviceFeatures2(phys, &f2);
     c->shader_int16 = f2.features.shaderInt16;
+    info->int64 = f2.features.shaderInt64;
     if (v12) {
         info->storage16 = f11.storageBuffer16BitAccess;
         info->storage8 = f12.storageBuffer8BitAccess;
@@ -317,6 +318,7 @@ static int create_logical(vkm_vk_device *d) {
     VkPhysicalDeviceFeatures2 f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2,
                                     .pNext = &f11};
     f2.features.shaderInt16 = c->shader_int16;
+    f2.features.shaderInt64 = c->info.int64;
 
     float prio = 1.0f;
     VkDeviceQueueCreateInfo qci[2] = {

@@ -140,21 +140,24 @@ int vkm_gpu_create(const vkm_gpu_options *opt, vkm_gpu **out) {
     static const char *const names[] = {[VKM_KERNELS_GPU] = "gpu",
                                         [VKM_KERNELS_CPU] = "cpu",
                                         [VKM_KERNELS_KSPLIT] = "ksplit",
-                                        [VKM_KERNELS_SG] = "sg"};
+                                        [VKM_KERNELS_SG] = "sg",
+                                        [VKM_KERNELS_CPU32] = "cpu32"};
     int kernels = opt->kernels;
     const char *env = getenv("VKMOE_KERNELS");
     if (kernels == VKM_KERNELS_AUTO && env && *env) {
-        for (int i = VKM_KERNELS_GPU; i <= VKM_KERNELS_SG; i++)
+        for (int i = VKM_KERNELS_GPU; i <= VKM_KERNELS_CPU32; i++)
             if (!strcmp(env, names[i])) kernels = i;
         if (kernels == VKM_KERNELS_AUTO) {
             vkm_gpu_destroy(g);
-            return vkm_error(VKM_EINVAL, "VKMOE_KERNELS=%s: expected gpu, cpu, ksplit or sg", env);
+            return vkm_error(VKM_EINVAL, "VKMOE_KERNELS=%s: expected gpu, cpu, ksplit, sg or cpu32",
+                             env);
         }
     }
     vkm_gpu_device_info *info = &g->dev->caps.info;
     if (kernels == VKM_KERNELS_AUTO)
         kernels = info->type == VKM_DEV_CPU ? VKM_KERNELS_CPU : VKM_KERNELS_GPU;
-    info->kernels = kernels;
+    info->lane64 = kernels == VKM_KERNELS_CPU && info->int64;
+    info->kernels = kernels == VKM_KERNELS_CPU32 ? VKM_KERNELS_CPU : kernels;
     g->force_staging = opt->force_staging;
     *out = g;
     return VKM_OK;
