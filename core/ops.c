@@ -427,6 +427,11 @@ int vkm_op_router(vkm_gpu *gpu, const vkm_router_cfg *cfg, vkm_gpu_arg logits, v
                          cfg->scale,
                          X};
     vkm_gpu_arg args[4] = {logits, bias.buf ? bias : logits, ids, weights};
+    if (vkm_gpu_info(gpu)->kernels == VKM_KERNELS_CPU) { /* an invocation per token, no grid loop */
+        if (n_tok > (uint64_t)MAX_GROUPS * 64)
+            return vkm_error(VKM_ERANGE, "%s: %u tokens exceed one dispatch", op, n_tok);
+        return dispatch(gpu, "router_lane", args, 4, &p, sizeof p, (n_tok + 63) / 64, 1);
+    }
     return dispatch(gpu, "router", args, 4, &p, sizeof p, groups(n_tok, 1), 1);
 }
 

@@ -644,6 +644,7 @@ static void test_router(void) {
     }
     router_case("v2", &v2, false, 33, false);
     router_case("512 experts top-16", &big, false, 33, false);
+    router_case("v3, 130 tokens", &v3, true, 130, false); /* CPU layout: 3 workgroups */
     /* exact ties everywhere: lowest group and expert indices first (same as the reference) */
     router_case("ties fixture", &fixture, true, 3, true);
     router_case("ties v3", &v3, true, 3, true);
