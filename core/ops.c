@@ -273,14 +273,22 @@ static int attn_lane(vkm_gpu *gpu, bool cache_f16, const vkm_push_attn *p, vkm_g
     if (passes > 1 || state.buf)
         CHECK_RC(need(op, "state", state, (uint64_t)p->n_q * p->n_head * 2, 4));
     if (!state.buf) state = args[4]; /* bound but unused: one pass */
-    const uint32_t spec[2] = {vkm_gpu_info(gpu)->subgroup_size * 4, ql};
+    /* chunked cache loads (the shader's CH): shared rows, whole 16-byte chunks, 8-lane groups */
+    const vkm_gpu_device_info *info = vkm_gpu_info(gpu);
+    const uint32_t es = cache_f16 ? 2 : 4, span = 128 / es; /* elements per 8 chunks */
+    const bool ch = info->subgroup_size >= 8 && p->k_head_stride == 0 && p->v_head_stride == 0 &&
+                    (p->da + p->db) % span == 0 && p->dv % span == 0 &&
+                    (uint64_t)p->k_row_stride * es % 16 == 0 &&
+                    (uint64_t)p->v_row_stride * es % 16 == 0 && (uint64_t)p->v_off * es % 16 == 0 &&
+                    args[2].offset % 16 == 0 && args[3].offset % 16 == 0;
+    const uint32_t spec[3] = {info->subgroup_size * 4, ql, ch};
     const uint64_t blocks = (pairs + spec[0] - 1) / spec[0];
     const uint32_t gx = blocks < MAX_GROUPS ? (uint32_t)blocks : MAX_GROUPS;
     const uint64_t gy = (blocks + gx - 1) / gx;
     if (gy > MAX_GROUPS)
         return vkm_error(VKM_ERANGE, "%s: %llu pairs", op, (unsigned long long)pairs);
     vkm_gpu_kernel *k = NULL;
-    CHECK_RC(vkm_gpu_kernel_get(gpu, cache_f16 ? "mla_attn_lane_f16" : "mla_attn_lane_f32", spec, 2,
+    CHECK_RC(vkm_gpu_kernel_get(gpu, cache_f16 ? "mla_attn_lane_f16" : "mla_attn_lane_f32", spec, 3,
                                 6, sizeof *p, &k));
     const vkm_gpu_arg all[6] = {args[0], args[1], args[2], args[3], args[4], state};
     vkm_push_attn q = *p;

@@ -17,10 +17,16 @@
 // Passes: lavapipe ends an invocation after 65535 loop iterations in all, so the host splits the
 // keys into passes [k_begin, k_end) of VKM_ATTN_LANE_KEYS; between passes the unnormalised output
 // stays in o and (running max, running sum) in `state`, and the last pass normalises.
+// Chunked loads (spec 2 CH = 1; the host sets it when the heads share the cache rows, every
+// row and the two dimensions are whole 16-byte chunks): llvmpipe loads a value at the same
+// address on every lane once per lane, so instead lane l loads chunk l of each 128-byte span of
+// a key (value) row and the subgroup passes the chunks around with shuffles by constant lanes.
+// Needs subgroups of >= 8 invocations, all active (the loops here are uniform).
 // Grid: x = pair blocks of WG (grid-stride over x * y). Limits as mla_attn.comp.
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
+#extension GL_KHR_shader_subgroup_shuffle : require
 #extension GL_EXT_control_flow_attributes : require
 #include "ops_common.h"
 
@@ -38,14 +44,29 @@ layout(std430, set = 0, binding = 3) readonly buffer VC { float vc[]; };
 vec2 load_k(uint e) { return vec2(kc[e], kc[e + 1]); }
 vec2 load_v(uint e) { return vec2(vc[e], vc[e + 1]); }
 #endif
+layout(std430, set = 0, binding = 2) readonly buffer KC4 { uvec4 kc4[]; }; // = kc
+layout(std430, set = 0, binding = 3) readonly buffer VC4 { uvec4 vc4[]; }; // = vc
+#ifdef CACHE_F16
+#define PPL 4u // (value) pairs per 16-byte chunk
+vec2 pair_of(uvec4 w, uint m) { return unpackHalf2x16(w[m]); }
+uvec4 k_chunk(uint e) { return kc4[e >> 3]; } // the chunk starting at element e
+uvec4 v_chunk(uint e) { return vc4[e >> 3]; }
+#else
+#define PPL 2u
+vec2 pair_of(uvec4 w, uint m) { return uintBitsToFloat(uvec2(w[2u * m], w[2u * m + 1u])); }
+uvec4 k_chunk(uint e) { return kc4[e >> 2]; }
+uvec4 v_chunk(uint e) { return vc4[e >> 2]; }
+#endif
+#define CW (8u * PPL) // pairs per span of 8 chunks
 layout(std430, set = 0, binding = 4) buffer O { float o[]; };
 layout(std430, set = 0, binding = 5) buffer S { vec2 state[]; }; // [query][head] (max, sum)
 layout(push_constant) uniform Push { vkm_push_attn p; };
 
-#define KB 8u   // keys per online-softmax block
+#define KB 16u // keys per online-softmax block (16: 1.3x 8 with chunked loads)
 #define MAX_QL 4u // queries per invocation, at most
 // queries per invocation (1, 2 or 4): the queries of one head share every cache load
 layout(constant_id = 1) const uint QL = 1;
+layout(constant_id = 2) const uint CH = 0; // chunked cache loads (see the top)
 
 vec2 g_q[MAX_QL][VKM_ATTN_MAX_DK / 2];   // this lane's queries, in pairs
 vec2 g_acc[MAX_QL][VKM_ATTN_MAX_DV / 2]; // their output accumulators, in pairs
@@ -102,12 +123,35 @@ void main() {
                 [[unroll]] for (uint u = 0u; u < QL; u++) s[u][jj] = 0.0;
                 kb[jj] = min(blk + jj, n_loop - 1u) * p.k_row_stride + kh; // in range on every lane
             }
-            for (uint e2 = 0u; e2 < dk2; e2++) {
-                vec2 q[MAX_QL];
-                [[unroll]] for (uint u = 0u; u < QL; u++) q[u] = g_q[u][e2];
-                [[unroll]] for (uint jj = 0u; jj < KB; jj++) {
-                    const vec2 k = load_k(kb[jj] + 2u * e2);
-                    [[unroll]] for (uint u = 0u; u < QL; u++) s[u][jj] += dot(q[u], k);
+            if (CH != 0u) {
+                const uint lq = gl_SubgroupInvocationID & 7u;
+                for (uint c = 0u; c < dk2; c += CW) {
+                    uvec4 wk[KB];
+                    [[unroll]] for (uint jj = 0u; jj < KB; jj++)
+                        wk[jj] = k_chunk(kb[jj] + 2u * (c + PPL * lq));
+                    [[unroll]] for (uint L = 0u; L < 8u; L++) {
+                        uvec4 kw[KB];
+                        [[unroll]] for (uint jj = 0u; jj < KB; jj++)
+                            kw[jj] = subgroupShuffle(wk[jj], L);
+                        [[unroll]] for (uint m = 0u; m < PPL; m++) {
+                            vec2 q[MAX_QL];
+                            [[unroll]] for (uint u = 0u; u < QL; u++)
+                                q[u] = g_q[u][c + PPL * L + m];
+                            [[unroll]] for (uint jj = 0u; jj < KB; jj++) {
+                                const vec2 k = pair_of(kw[jj], m);
+                                [[unroll]] for (uint u = 0u; u < QL; u++) s[u][jj] += dot(q[u], k);
+                            }
+                        }
+                    }
+                }
+            } else {
+                for (uint e2 = 0u; e2 < dk2; e2++) {
+                    vec2 q[MAX_QL];
+                    [[unroll]] for (uint u = 0u; u < QL; u++) q[u] = g_q[u][e2];
+                    [[unroll]] for (uint jj = 0u; jj < KB; jj++) {
+                        const vec2 k = load_k(kb[jj] + 2u * e2);
+                        [[unroll]] for (uint u = 0u; u < QL; u++) s[u][jj] += dot(q[u], k);
+                    }
                 }
             }
             float pj[MAX_QL][KB], corr[MAX_QL];
@@ -127,6 +171,30 @@ void main() {
                 m[u] = m_blk;
             }
             const uint nb = min(KB, n_loop - blk);
+            if (CH != 0u) { // rows past n_loop are clamped to the last one: their pj are 0
+                const uint lq = gl_SubgroupInvocationID & 7u;
+                for (uint c = 0u; c < dv2; c += CW) {
+                    uvec4 wv[KB];
+                    [[unroll]] for (uint jj = 0u; jj < KB; jj++)
+                        wv[jj] = v_chunk(min(blk + jj, n_loop - 1u) * p.v_row_stride + vh +
+                                         2u * (c + PPL * lq));
+                    [[unroll]] for (uint L = 0u; L < 8u; L++) {
+                        uvec4 vw[KB];
+                        [[unroll]] for (uint jj = 0u; jj < KB; jj++)
+                            vw[jj] = subgroupShuffle(wv[jj], L);
+                        [[unroll]] for (uint m = 0u; m < PPL; m++) {
+                            const uint c2 = c + PPL * L + m;
+                            vec2 a[MAX_QL];
+                            [[unroll]] for (uint u = 0u; u < QL; u++) a[u] = g_acc[u][c2] * corr[u];
+                            [[unroll]] for (uint jj = 0u; jj < KB; jj++) {
+                                const vec2 v = pair_of(vw[jj], m);
+                                [[unroll]] for (uint u = 0u; u < QL; u++) a[u] += pj[u][jj] * v;
+                            }
+                            [[unroll]] for (uint u = 0u; u < QL; u++) g_acc[u][c2] = a[u];
+                        }
+                    }
+                }
+            } else
             for (uint c2 = 0u; c2 < dv2; c2++) {
                 vec2 a[MAX_QL];
                 [[unroll]] for (uint u = 0u; u < QL; u++) a[u] = g_acc[u][c2] * corr[u];
