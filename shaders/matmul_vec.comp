@@ -70,13 +70,13 @@ vec4 load_x4(uint b, uint e) {
 // float types, QK for the others) with their scales decoded once per block; each block is
 // multiplied with all NC columns, so this also serves as the GEMM (passes of NC columns), and the
 // X values of a block are loaded and prepared once for the ROWS rows of the thread.
-// llvmpipe compiles every per-lane load into a loop over the lanes (one loop per load
-// instruction, whatever its width) and runs both sides of any branch under a mask, so a block
-// is fetched as 16-byte uvec4 loads through the alias wdata4 (lane_fetch: a third to a quarter of
-// the load loops of 32-bit words) and realigned in registers, and the decoders (one per type) are
-// branch-free and count loads, not arithmetic. Measured on llvmpipe (2 cores), the remaining
-// costs are the X loads (one 16-byte chunk per lane per 32 elements, shared by the ROWS rows) and,
-// for the 4-bit types, the arithmetic per element (mask, convert, permute, multiply-add).
+// llvmpipe compiles every per-lane load into a loop over the lanes, with a bounds check and an
+// insert per component, and runs both sides of any branch under a mask, so a block is fetched
+// as 16-byte chunks (load_w16: two 64-bit components in the matmul_lane_* variants, four 32-bit
+// ones otherwise) and realigned in registers (not at all with WAL), and the decoders (one per
+// type) are branch-free. Measured on llvmpipe (2 cores, perf samples of the generated code), the
+// weight and X load loops are still most of the time (about 60% with 32-bit components), the
+// arithmetic per element (mask, convert, permute, multiply-add) about 15%.
 
 layout(std430, set = 0, binding = 0) readonly buffer W4 { uvec4 wdata4[]; }; // = wdata
 layout(std430, set = 0, binding = 1) readonly buffer X4 { vec4 xdata4[]; };  // = xdata
