@@ -1,7 +1,13 @@
 /* test_gpu_smoke.c - end-to-end GPU check with validation (and synchronization validation) on:
  * the smoke shader (y = a*x + b) at awkward sizes and two workgroup sizes set by specialization
  * constant, chained dispatches in one batch (barriers), timestamps, the kernel cache, and zero
- * validation errors at the end. Skips (77) without a Vulkan device. */
+ * validation errors at the end; on a CPU device (Linux, 2+ cores), that the driver's threads were
+ * pinned (vk/cpu_threads.c). Skips (77) without a Vulkan device. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dirent.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,7 +108,27 @@ out:
     vkm_gpu_buf_destroy(gpu, b);
 }
 
+/* Threads of this process allowed on exactly one core (-1 where /proc cannot be read). */
+static int pinned_threads(void) {
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        cpu_set_t s;
+        const int tid = atoi(e->d_name);
+        if (tid > 0 && !sched_getaffinity(tid, sizeof s, &s) && CPU_COUNT(&s) == 1) n++;
+    }
+    closedir(d);
+    return n;
+}
+
 int main(void) {
+    cpu_set_t allowed;
+    const bool multicore =
+        !sched_getaffinity(0, sizeof allowed, &allowed) && CPU_COUNT(&allowed) > 1;
+    const bool pin_off = getenv("VKMOE_PIN_THREADS") && !strcmp(getenv("VKMOE_PIN_THREADS"), "0");
+    const int pinned_before = pinned_threads();
     vkm_gpu_options opt = {.device = -1, .validation = true, .no_pipeline_cache = true};
     vkm_gpu *gpu = NULL;
     int rc = vkm_gpu_create(&opt, &gpu);
@@ -113,6 +139,8 @@ int main(void) {
     printf("device: %s (%s, subgroup %u)\n", info->name, info->driver, info->subgroup_size);
     CHECK(info->name[0] != 0);
     CHECK(info->storage_align >= 1);
+    if (info->type == VKM_DEV_CPU && multicore && !pin_off && pinned_before == 0)
+        CHECK_MSG(pinned_threads() >= 1, "no driver thread was pinned on the CPU device");
 
     const uint32_t sizes[] = {1, 63, 64, 65, 100000};
     const uint32_t locals[] = {64, 256};

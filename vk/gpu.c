@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "cpu_threads.h"
 #include "device.h"
 #include "err.h"
 #include "fault.h"
@@ -128,6 +129,8 @@ int vkm_gpu_create(const vkm_gpu_options *opt, vkm_gpu **out) {
     vkm_gpu *g = calloc(1, sizeof *g);
     if (!g) return vkm_error(VKM_ENOMEM, "out of memory creating the GPU");
     int rc;
+    vkm_vk_threads before;
+    vkm_vk_threads_snapshot(&before);
     if ((rc = vkm_vk_instance_create(opt->validation, &g->inst)) < 0 ||
         (rc = vkm_vk_device_create(g->inst, opt->device, &g->dev)) < 0 ||
         (rc = vkm_vk_mem_create(g->dev, &g->mem)) < 0 ||
@@ -159,6 +162,7 @@ int vkm_gpu_create(const vkm_gpu_options *opt, vkm_gpu **out) {
     info->lane64 = kernels == VKM_KERNELS_CPU && info->int64;
     info->kernels = kernels == VKM_KERNELS_CPU32 ? VKM_KERNELS_CPU : kernels;
     g->force_staging = opt->force_staging;
+    if (info->type == VKM_DEV_CPU) vkm_vk_threads_pin_new(&before);
     *out = g;
     return VKM_OK;
 }
