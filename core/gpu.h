@@ -58,21 +58,28 @@ typedef struct vkm_gpu_device_info {
                     vkm_gpu_options.kernels / $VKMOE_KERNELS, or else the device type */
     bool lane64; /* the CPU-layout matmuls load 64 bits at a time (matmul_lane_*): kernels CPU,
                     int64, and not forced off with kernels CPU32 */
+    uint64_t texel_bytes; /* CPU devices: the largest uniform texel buffer of 16-byte texels
+                             (R32G32B32A32 uint and float) the buffers can be viewed as, for the
+                             matmul_tex_* kernels; 0 = none (not a CPU device, no support, or
+                             turned off with kernels CPU32 / CPU64) */
 } vkm_gpu_device_info;
 
 /* Kernel layouts (vkm_gpu_options.kernels): the device's own, or forced so that tests cover the
  * GPU layouts (k-split GEMV, tiled GEMM) on lavapipe and the CPU ones anywhere. The environment
- * variable VKMOE_KERNELS=gpu|cpu|ksplit|sg|cpu32 overrides AUTO. On GPUs each weight type's GEMV
- * uses whichever of two kernels measured faster (core/ops_matmul.c); ksplit and sg force one of
- * them for every type, to compare. CPU32 is the CPU layout with the 32-bit loads that devices
- * without shaderInt64 use (vkm_gpu_create turns it into CPU with lane64 off). */
+ * variable VKMOE_KERNELS=gpu|cpu|ksplit|sg|cpu32|cpu64 overrides AUTO. On GPUs each weight type's
+ * GEMV uses whichever of two kernels measured faster (core/ops_matmul.c); ksplit and sg force one
+ * of them for every type, to compare. CPU32 is the CPU layout with the 32-bit loads that devices
+ * without shaderInt64 use (vkm_gpu_create turns it into CPU with lane64 off); CPU64 the CPU layout
+ * with 64-bit storage-buffer loads instead of the texel-buffer fetches CPU devices use by default
+ * (CPU with texel_bytes 0). */
 enum {
     VKM_KERNELS_AUTO,
     VKM_KERNELS_GPU,
     VKM_KERNELS_CPU,
     VKM_KERNELS_KSPLIT,
     VKM_KERNELS_SG,
-    VKM_KERNELS_CPU32
+    VKM_KERNELS_CPU32,
+    VKM_KERNELS_CPU64
 };
 
 const char *vkm_gpu_vendor_name(int vendor); /* "AMD", "Intel", "NVIDIA", "other" */

@@ -161,18 +161,36 @@ static bool steps_aligned(uint32_t wtype) {
  * (spec 5) when every weight step starts 16-byte aligned, so its weight loads need no realignment
  * (llvmpipe runs both sides of a branch, so these are chosen per dispatch, not tested in the
  * shader). `pc` must have w_off (in bytes), w_row_bytes and w_mat_bytes filled in. */
-static int get_kernel(vkm_gpu *gpu, const tuning *tp, bool gemv, bool id, uint32_t wtype,
-                      int64_t cols, const vkm_matmul_push *pc, vkm_gpu_kernel **out) {
+/* Whether the bound window `a` can be viewed as 16-byte texels (vk/gpu.c): its offset a multiple
+ * of 256 (bind_window's windows are), and its range rounded up to whole texels inside the buffer
+ * and within the device's texel-buffer limit. */
+static bool texel_window(const vkm_gpu_device_info *info, const vkm_gpu_arg *a) {
+    const uint64_t range = ((uint64_t)a->size + 15u) & ~(uint64_t)15u;
+    const size_t bsize = vkm_gpu_buf_size(a->buf);
+    return a->offset % 256 == 0 && a->offset <= bsize && range <= bsize - a->offset &&
+           range <= info->texel_bytes;
+}
+
+static int get_kernel(vkm_gpu *gpu, tuning *tp, bool gemv, bool id, uint32_t wtype, int64_t cols,
+                      const vkm_matmul_push *pc, const vkm_gpu_arg *args, vkm_gpu_kernel **out) {
     char tname[16], name[64];
     const char *tn = vkm_qtype_name(wtype);
     size_t i = 0;
     for (; tn[i] && i + 1 < sizeof tname; i++) tname[i] = (char)tolower((unsigned char)tn[i]);
     tname[i] = 0;
+    const vkm_gpu_device_info *info = vkm_gpu_info(gpu);
+    const bool tex = gemv && tp->lane_rows && info->texel_bytes && texel_window(info, &args[0]) &&
+                     texel_window(info, &args[1]);
+    /* The texel kernels keep 2 rows per thread for several columns too: lavapipe compiles them
+     * like the 4-row 64-bit kernels (8-9 s for a Q4_K GEMM variant), runs them 1.2-1.3x faster
+     * (GEMM, 64 columns), and their 4-row variants compile 1.8x slower (measured, 2 cores). */
+    if (tex) tp->rows = 2;
     const tuning t = *tp;
-    const bool lane64 = gemv && t.lane_rows && vkm_gpu_info(gpu)->lane64;
+    const bool lane64 = gemv && t.lane_rows && info->lane64;
     snprintf(name, sizeof name, "matmul_%s%s_%s",
              !gemv    ? "mm"
              : t.sg   ? "sg"
+             : tex    ? "tex"
              : lane64 ? "lane"
                       : "vec",
              id ? "_id" : "", tname);
@@ -276,10 +294,10 @@ int vkm_op_matmul(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_off, in
     pc.n_y = (uint32_t)n;
     pc.n_mat = 1;
 
-    const tuning t = get_tuning(gpu, pc.m, wtype, n);
+    tuning t = get_tuning(gpu, pc.m, wtype, n);
     bool gemv = n <= VKM_MM_VEC_MAX_COLS || t.lane_rows;
     vkm_gpu_kernel *kern;
-    if ((rc = get_kernel(gpu, &t, gemv, false, wtype, n, &pc, &kern))) return rc;
+    if ((rc = get_kernel(gpu, &t, gemv, false, wtype, n, &pc, args, &kern))) return rc;
     uint32_t gx, gy;
     if (gemv) {
         if ((rc = vec_grid(fn, &t, pc.m, &gx, &gy))) return rc;
@@ -371,10 +389,10 @@ int vkm_op_matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a) {
     /* with the active list, z numbers list entries: at most one matrix per entry of rows[] */
     uint32_t gz = (uint32_t)a->n_mat;
     if (pc.act && (uint64_t)a->n_rows < gz) gz = (uint32_t)a->n_rows;
-    const tuning t = get_tuning(gpu, (uint64_t)pc.m * gz, a->wtype, per_mat);
+    tuning t = get_tuning(gpu, (uint64_t)pc.m * gz, a->wtype, per_mat);
     bool gemv = per_mat <= VKM_MM_VEC_MAX_COLS || t.lane_rows;
     vkm_gpu_kernel *kern;
-    if ((rc = get_kernel(gpu, &t, gemv, true, a->wtype, per_mat, &pc, &kern))) return rc;
+    if ((rc = get_kernel(gpu, &t, gemv, true, a->wtype, per_mat, &pc, args, &kern))) return rc;
     uint32_t gx, gy;
     if (gemv) {
         if ((rc = vec_grid(fn, &t, pc.m, &gx, &gy))) return rc;

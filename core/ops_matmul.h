@@ -6,7 +6,9 @@
  * The functions record dispatches into the current batch: the caller brackets them with
  * vkm_gpu_begin / vkm_gpu_submit. n <= 8 columns use the GEMV kernel (matmul_vec_<type>), more
  * use the tiled GEMM (matmul_mm_<type>) except on CPU devices (lavapipe), where the GEMV kernel's
- * row-per-invocation layout does both; all accumulate in f32.
+ * row-per-invocation layout does both, reading W and X as uniform texel buffers where the bound
+ * windows allow (matmul_tex_<type>; else 64-bit storage loads, matmul_lane_<type>); all
+ * accumulate in f32.
  *
  * Weight types: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K
  * (others: VKM_EUNSUPPORTED naming the type). k must be a multiple of the type's block.

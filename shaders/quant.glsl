@@ -4,7 +4,8 @@
 // The includer declares, before including this file:
 //   - `wdata`: a readonly storage buffer `uint wdata[]` holding the raw GGUF bytes (read as 32-bit
 //     words and unpacked, so no 8/16-bit storage feature is needed; blocks of 18/22/34/110/210
-//     bytes are only 2-byte aligned, hence the w_u32 that joins two words),
+//     bytes are only 2-byte aligned, hence the w_u32 that joins two words), or else a macro
+//     WORD(i) that returns word i of them (matmul_vec.comp's texel-buffer variants),
 //   - the push constants `p` (matmul_common.h), of which the float types use p.k.
 // It provides:
 //   QK                        elements per block (float types: a virtual block of 4)
@@ -15,14 +16,18 @@
 // Every group of 4 consecutive elements lies in one block and one sub-block of every format, so
 // dq4 reads one scale and 4 contiguous quant bytes.
 
-uint w_u8(uint b) { return (wdata[b >> 2] >> ((b & 3u) * 8u)) & 0xFFu; }
+#ifndef WORD
+#define WORD(i) wdata[i]
+#endif
+
+uint w_u8(uint b) { return (WORD(b >> 2) >> ((b & 3u) * 8u)) & 0xFFu; }
 // b even
-uint w_u16(uint b) { return (wdata[b >> 2] >> ((b & 2u) * 8u)) & 0xFFFFu; }
+uint w_u16(uint b) { return (WORD(b >> 2) >> ((b & 2u) * 8u)) & 0xFFFFu; }
 // b even: the 4 bytes at b..b+3 as a little-endian word
 uint w_u32(uint b) {
     uint i = b >> 2;
-    if ((b & 2u) == 0u) return wdata[i];
-    return (wdata[i] >> 16) | (wdata[i + 1u] << 16);
+    if ((b & 2u) == 0u) return WORD(i);
+    return (WORD(i) >> 16) | (WORD(i + 1u) << 16);
 }
 float w_f16(uint b) { return unpackHalf2x16(w_u16(b)).x; }
 uvec4 u8x4(uint v) { return uvec4(v & 0xFFu, (v >> 8) & 0xFFu, (v >> 16) & 0xFFu, v >> 24); }
@@ -37,11 +42,11 @@ ivec4 i8x4(uint v) {
 #define QFLOAT 1
 vec4 dq4(uint rb, uint e) {
     uint i = (rb >> 2) + e;
-    if (e + 4u <= p.k) return vec4(uintBitsToFloat(wdata[i]), uintBitsToFloat(wdata[i + 1u]),
-                                   uintBitsToFloat(wdata[i + 2u]), uintBitsToFloat(wdata[i + 3u]));
+    if (e + 4u <= p.k) return vec4(uintBitsToFloat(WORD(i)), uintBitsToFloat(WORD(i + 1u)),
+                                   uintBitsToFloat(WORD(i + 2u)), uintBitsToFloat(WORD(i + 3u)));
     vec4 v = vec4(0.0);
     for (uint j = 0u; j < 4u; j++)
-        if (e + j < p.k) v[j] = uintBitsToFloat(wdata[i + j]);
+        if (e + j < p.k) v[j] = uintBitsToFloat(WORD(i + j));
     return v;
 }
 
@@ -58,7 +63,7 @@ float h1f(uint v) { return uintBitsToFloat(v << 16); }
 vec4 dq4(uint rb, uint e) {
     uint b = rb + 2u * e;
     if (e + 4u <= p.k) {
-        if ((b & 2u) == 0u) return vec4(h2f(wdata[b >> 2]), h2f(wdata[(b >> 2) + 1u]));
+        if ((b & 2u) == 0u) return vec4(h2f(WORD(b >> 2)), h2f(WORD((b >> 2) + 1u)));
         return vec4(h2f(w_u32(b)), h2f(w_u32(b + 4u)));
     }
     vec4 v = vec4(0.0);

@@ -5,8 +5,11 @@ vkm_add_shader(smoke smoke.comp)
 # Matrix multiplication over GGUF-encoded weights (core/ops_matmul.c): for every weight type, GEMV
 # (matmul_vec_<type>), GEMM (matmul_mm_<type>) and their indexed forms (matmul_vec_id_<type>,
 # matmul_mm_id_<type>). <type> is the lower-case ggml name; quant.glsl picks it from -DTYPE_<TYPE>.
-# matmul_lane_<type> / matmul_lane_id_<type>: matmul_vec's CPU-device layout alone, with 64-bit
-# loads (needs shaderInt64; CPU devices without it use matmul_vec with LANE_ROWS).
+# matmul_tex_<type> / matmul_tex_id_<type>: matmul_vec's CPU-device layout alone, reading W and X
+# as uniform texel buffers (what CPU devices use); matmul_lane_<type> / matmul_lane_id_<type>: the
+# same layout with 64-bit storage-buffer loads (needs shaderInt64; the fallback where a window is
+# too large for a texel buffer, and VKMOE_KERNELS=cpu64; CPU devices without shaderInt64 use
+# matmul_vec with LANE_ROWS).
 foreach(vkm_mm_type F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K)
   string(TOLOWER ${vkm_mm_type} vkm_mm_lc)
   vkm_add_shader(matmul_vec_${vkm_mm_lc} matmul_vec.comp DEFINES TYPE_${vkm_mm_type}=1)
@@ -15,6 +18,8 @@ foreach(vkm_mm_type F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6
   vkm_add_shader(matmul_mm_id_${vkm_mm_lc} matmul_mm.comp DEFINES TYPE_${vkm_mm_type}=1 MUL_ID=1)
   vkm_add_shader(matmul_lane_${vkm_mm_lc} matmul_vec.comp DEFINES TYPE_${vkm_mm_type}=1 LANE_I64=1)
   vkm_add_shader(matmul_lane_id_${vkm_mm_lc} matmul_vec.comp DEFINES TYPE_${vkm_mm_type}=1 MUL_ID=1 LANE_I64=1)
+  vkm_add_shader(matmul_tex_${vkm_mm_lc} matmul_vec.comp DEFINES TYPE_${vkm_mm_type}=1 LANE_TEX=1)
+  vkm_add_shader(matmul_tex_id_${vkm_mm_lc} matmul_vec.comp DEFINES TYPE_${vkm_mm_type}=1 MUL_ID=1 LANE_TEX=1)
   vkm_add_shader(matmul_sg_${vkm_mm_lc} matmul_sg.comp DEFINES TYPE_${vkm_mm_type}=1)
   vkm_add_shader(matmul_sg_id_${vkm_mm_lc} matmul_sg.comp DEFINES TYPE_${vkm_mm_type}=1 MUL_ID=1)
 endforeach()

@@ -10,7 +10,10 @@
  * and accumulates in f32 in another order, whose error grows with sqrt(k) for random data and is
  * bounded by k * 2^-24 relative to sum |w x| in the worst case (k <= 512 here: 3e-5; observed
  * errors are ~1e-6 relative). The absolute term covers outputs whose magnitude is ~0.
- * Guard values around every output region check that nothing else is written. */
+ * Guard values around every output region check that nothing else is written.
+ * W and X buffers end TEX_SLACK bytes past the data, so that CPU devices view them as 16-byte
+ * texels and use the matmul_tex_* kernels (vk/gpu.c rounds a window up to whole texels); the
+ * tight buffers of the edge cases at the end get the 64-bit matmul_lane_* kernels there. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +26,7 @@
 #include "ref_quant.h"
 
 #define GUARD 12345.0f
+#define TEX_SLACK 16
 
 static const uint32_t g_types[] = {VKM_F32,  VKM_F16,  VKM_BF16, VKM_Q4_0, VKM_Q4_1,
                                    VKM_Q5_0, VKM_Q5_1, VKM_Q8_0, VKM_Q2_K, VKM_Q3_K,
@@ -123,8 +127,9 @@ static void test_plain(vkm_gpu *gpu, uint32_t wtype, int64_t k, int64_t m, int64
     magnitude(wf, k, m, x, k, n, mag);
 
     size_t wo = w_pad(wtype);
-    CHECK_OK(vkm_gpu_buf_create(gpu, wo + wb + 6, VKM_BUF_DEVICE, &bw));
-    CHECK_OK(vkm_gpu_buf_create(gpu, X_PAD + (size_t)(n * k) * 4 + 8, VKM_BUF_DEVICE, &bx));
+    CHECK_OK(vkm_gpu_buf_create(gpu, wo + wb + 6 + TEX_SLACK, VKM_BUF_DEVICE, &bw));
+    CHECK_OK(
+        vkm_gpu_buf_create(gpu, X_PAD + (size_t)(n * k) * 4 + 8 + TEX_SLACK, VKM_BUF_DEVICE, &bx));
     CHECK_OK(vkm_gpu_buf_create(gpu, yb, VKM_BUF_DEVICE, &by));
     if (!bw || !bx || !by) goto out;
     CHECK_OK(vkm_gpu_upload(gpu, bw, wo, wq, wb));
@@ -189,8 +194,9 @@ static void test_id_rows(vkm_gpu *gpu, uint32_t wtype, int64_t k, int64_t m, int
 
     /* one int32 buffer: rows[] at byte 20, mats[] after it */
     size_t ro = 20, mo = ro + (size_t)n_rows * 4 + 4;
-    CHECK_OK(vkm_gpu_buf_create(gpu, w_pad(wtype) + wb + 2, VKM_BUF_DEVICE, &bw));
-    CHECK_OK(vkm_gpu_buf_create(gpu, X_PAD + (size_t)(n_x * k) * 4, VKM_BUF_DEVICE, &bx));
+    CHECK_OK(vkm_gpu_buf_create(gpu, w_pad(wtype) + wb + 2 + TEX_SLACK, VKM_BUF_DEVICE, &bw));
+    CHECK_OK(
+        vkm_gpu_buf_create(gpu, X_PAD + (size_t)(n_x * k) * 4 + TEX_SLACK, VKM_BUF_DEVICE, &bx));
     CHECK_OK(vkm_gpu_buf_create(gpu, (size_t)(n_rows * m) * 4, VKM_BUF_DEVICE, &by));
     CHECK_OK(vkm_gpu_buf_create(gpu, mo + (size_t)n_mat * 8, VKM_BUF_DEVICE, &bi));
     if (!bw || !bx || !by || !bi) goto out;
@@ -258,8 +264,8 @@ static void test_id_heads(vkm_gpu *gpu, uint32_t wtype, int64_t k, int64_t m, in
         magnitude(wf + (r % n_head) * m * k, k, m, xg + r * k, k, 1, mag + r * m);
     }
     CHECK_OK(vkm_ref_matmul_id(wtype, wq, k, m, n_head, xg, nr, mat_of, want));
-    CHECK_OK(vkm_gpu_buf_create(gpu, w_pad(wtype) + wb + 2, VKM_BUF_DEVICE, &bw));
-    CHECK_OK(vkm_gpu_buf_create(gpu, (size_t)(nr * xs) * 4, VKM_BUF_DEVICE, &bx));
+    CHECK_OK(vkm_gpu_buf_create(gpu, w_pad(wtype) + wb + 2 + TEX_SLACK, VKM_BUF_DEVICE, &bw));
+    CHECK_OK(vkm_gpu_buf_create(gpu, (size_t)(nr * xs) * 4 + TEX_SLACK, VKM_BUF_DEVICE, &bx));
     CHECK_OK(vkm_gpu_buf_create(gpu, (size_t)(nr * ys) * 4, VKM_BUF_DEVICE, &by));
     if (!bw || !bx || !by) goto out;
     CHECK_OK(vkm_gpu_upload(gpu, bw, w_pad(wtype), wq, wb));

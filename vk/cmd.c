@@ -213,13 +213,14 @@ static int alloc_set(vkm_vk_cmd *c, VkDescriptorSetLayout layout, VkDescriptorSe
             VkDescriptorPool *ps = realloc(c->pools, (size_t)(c->n_pools + 1) * sizeof *ps);
             if (!ps) return vkm_error(VKM_ENOMEM, "out of memory growing descriptor pools");
             c->pools = ps;
-            VkDescriptorPoolSize size = {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                                         POOL_SETS * VKM_VK_MAX_BINDINGS / 4};
+            VkDescriptorPoolSize sizes[2] = {
+                {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, POOL_SETS * VKM_VK_MAX_BINDINGS / 4},
+                {VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER, POOL_SETS * 2}};
             VkDescriptorPoolCreateInfo pci = {
                 .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
                 .maxSets = POOL_SETS,
-                .poolSizeCount = 1,
-                .pPoolSizes = &size,
+                .poolSizeCount = 2,
+                .pPoolSizes = sizes,
             };
             VK_CHECK(d->vk.vkCreateDescriptorPool(d->dev, &pci, NULL, &c->pools[c->n_pools]));
             c->n_pools++;
@@ -229,7 +230,8 @@ static int alloc_set(vkm_vk_cmd *c, VkDescriptorSetLayout layout, VkDescriptorSe
 }
 
 int vkm_vk_cmd_dispatch(vkm_vk_cmd *c, const vkm_gpu_kernel *k, const VkDescriptorBufferInfo *bufs,
-                        const void *push, uint32_t gx, uint32_t gy, uint32_t gz) {
+                        const VkBufferView *views, const void *push, uint32_t gx, uint32_t gy,
+                        uint32_t gz) {
     vkm_vk_device *d = c->d;
     if (!c->recording) return vkm_error(VKM_EINVAL, "dispatch of %s outside begin/submit", k->name);
     const uint32_t *maxg = d->caps.props.limits.maxComputeWorkGroupCount;
@@ -265,8 +267,11 @@ int vkm_vk_cmd_dispatch(vkm_vk_cmd *c, const vkm_gpu_kernel *k, const VkDescript
                 .dstSet = set,
                 .dstBinding = (uint32_t)i,
                 .descriptorCount = 1,
-                .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-                .pBufferInfo = &bufs[i],
+                .descriptorType = k->kinds[i] == VKM_VK_BIND_STORAGE
+                                      ? VK_DESCRIPTOR_TYPE_STORAGE_BUFFER
+                                      : VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER,
+                .pBufferInfo = k->kinds[i] == VKM_VK_BIND_STORAGE ? &bufs[i] : NULL,
+                .pTexelBufferView = k->kinds[i] == VKM_VK_BIND_STORAGE ? NULL : &views[i],
             };
         if (k->push_descriptor) {
             d->vk.vkCmdPushDescriptorSetKHR(c->cb, VK_PIPELINE_BIND_POINT_COMPUTE, k->layout, 0,

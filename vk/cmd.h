@@ -33,9 +33,11 @@ void vkm_vk_cmd_destroy(vkm_vk_cmd *c); /* accepts NULL; waits for the device */
 
 /* Starts a batch, discarding anything recorded but not submitted. */
 int vkm_vk_cmd_begin(vkm_vk_cmd *c);
-/* Records one dispatch of k with k->n_bindings buffer ranges (already validated). */
+/* Records one dispatch of k with k->n_bindings buffer ranges (already validated): bufs[i] for
+ * storage-buffer bindings, views[i] for texel-buffer bindings (k->kinds; spirv_bindings.h). */
 int vkm_vk_cmd_dispatch(vkm_vk_cmd *c, const vkm_gpu_kernel *k, const VkDescriptorBufferInfo *bufs,
-                        const void *push, uint32_t gx, uint32_t gy, uint32_t gz);
+                        const VkBufferView *views, const void *push, uint32_t gx, uint32_t gy,
+                        uint32_t gz);
 int vkm_vk_cmd_mark(vkm_vk_cmd *c, const char *label);
 /* Submits the batch and waits for it. */
 int vkm_vk_cmd_submit(vkm_vk_cmd *c);

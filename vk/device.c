@@ -228,6 +228,16 @@ int vkm_vk_device_query(VkPhysicalDevice phys, int index, vkm_vk_caps *c) {
                                  : info->device_local_bytes;
     }
 
+    /* ---- uniform texel buffers of 16-byte texels: the CPU-device matmuls (core/ops_matmul.c) ----
+     */
+    VkFormatProperties fu, ff;
+    vkGetPhysicalDeviceFormatProperties(phys, VK_FORMAT_R32G32B32A32_UINT, &fu);
+    vkGetPhysicalDeviceFormatProperties(phys, VK_FORMAT_R32G32B32A32_SFLOAT, &ff);
+    const VkFormatFeatureFlags tb = VK_FORMAT_FEATURE_UNIFORM_TEXEL_BUFFER_BIT;
+    if (info->type == VKM_DEV_CPU && (fu.bufferFeatures & tb) && (ff.bufferFeatures & tb) &&
+        p->limits.minTexelBufferOffsetAlignment <= 256)
+        info->texel_bytes = (uint64_t)p->limits.maxTexelBufferElements * 16;
+
     /* ---- queues ---- */
     query_queues(c);
     info->transfer_queue = c->transfer_family != UINT32_MAX;

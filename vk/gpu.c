@@ -140,27 +140,27 @@ int vkm_gpu_create(const vkm_gpu_options *opt, vkm_gpu **out) {
         return rc;
     }
     g->dev->caps.info.is_default = opt->device == -1;
-    static const char *const names[] = {[VKM_KERNELS_GPU] = "gpu",
-                                        [VKM_KERNELS_CPU] = "cpu",
-                                        [VKM_KERNELS_KSPLIT] = "ksplit",
-                                        [VKM_KERNELS_SG] = "sg",
-                                        [VKM_KERNELS_CPU32] = "cpu32"};
+    static const char *const names[] = {
+        [VKM_KERNELS_GPU] = "gpu", [VKM_KERNELS_CPU] = "cpu",     [VKM_KERNELS_KSPLIT] = "ksplit",
+        [VKM_KERNELS_SG] = "sg",   [VKM_KERNELS_CPU32] = "cpu32", [VKM_KERNELS_CPU64] = "cpu64"};
     int kernels = opt->kernels;
     const char *env = getenv("VKMOE_KERNELS");
     if (kernels == VKM_KERNELS_AUTO && env && *env) {
-        for (int i = VKM_KERNELS_GPU; i <= VKM_KERNELS_CPU32; i++)
+        for (int i = VKM_KERNELS_GPU; i <= VKM_KERNELS_CPU64; i++)
             if (!strcmp(env, names[i])) kernels = i;
         if (kernels == VKM_KERNELS_AUTO) {
             vkm_gpu_destroy(g);
-            return vkm_error(VKM_EINVAL, "VKMOE_KERNELS=%s: expected gpu, cpu, ksplit, sg or cpu32",
-                             env);
+            return vkm_error(
+                VKM_EINVAL, "VKMOE_KERNELS=%s: expected gpu, cpu, ksplit, sg, cpu32 or cpu64", env);
         }
     }
     vkm_gpu_device_info *info = &g->dev->caps.info;
     if (kernels == VKM_KERNELS_AUTO)
         kernels = info->type == VKM_DEV_CPU ? VKM_KERNELS_CPU : VKM_KERNELS_GPU;
-    info->lane64 = kernels == VKM_KERNELS_CPU && info->int64;
-    info->kernels = kernels == VKM_KERNELS_CPU32 ? VKM_KERNELS_CPU : kernels;
+    info->lane64 = (kernels == VKM_KERNELS_CPU || kernels == VKM_KERNELS_CPU64) && info->int64;
+    if (kernels != VKM_KERNELS_CPU) info->texel_bytes = 0; /* no buffer gets texel usage then */
+    info->kernels =
+        kernels == VKM_KERNELS_CPU32 || kernels == VKM_KERNELS_CPU64 ? VKM_KERNELS_CPU : kernels;
     g->force_staging = opt->force_staging;
     if (info->type == VKM_DEV_CPU) vkm_vk_threads_pin_new(&before);
     *out = g;
@@ -416,6 +416,7 @@ int vkm_gpu_dispatch(vkm_gpu *g, vkm_gpu_kernel *k, const vkm_gpu_arg *args, int
     uint64_t align =
         lim->minStorageBufferOffsetAlignment ? lim->minStorageBufferOffsetAlignment : 1;
     VkDescriptorBufferInfo bi[VKM_VK_MAX_BINDINGS];
+    VkBufferView views[VKM_VK_MAX_BINDINGS];
     for (int i = 0; i < n_args; i++) {
         const vkm_gpu_arg *a = &args[i];
         if (!a->buf) return vkm_error(VKM_EINVAL, "dispatch of %s: buffer %d is NULL", k->name, i);
@@ -436,8 +437,24 @@ int vkm_gpu_dispatch(vkm_gpu *g, vkm_gpu_kernel *k, const vkm_gpu_arg *args, int
                              "limit of %u",
                              k->name, i, (unsigned long long)range, lim->maxStorageBufferRange);
         bi[i] = (VkDescriptorBufferInfo){a->buf->b.buf, a->offset, range};
+        views[i] = VK_NULL_HANDLE;
+        if (k->kinds[i] != VKM_VK_BIND_STORAGE) { /* a view of 16-byte texels */
+            const uint64_t trange = (range + 15) & ~(uint64_t)15;
+            if (a->offset % 256 || trange > bsize - a->offset ||
+                trange > g->dev->caps.info.texel_bytes)
+                return vkm_error(VKM_EINVAL,
+                                 "dispatch of %s: buffer %d range [%zu, +%llu) cannot be viewed as "
+                                 "16-byte texels (offset a multiple of 256, whole texels inside "
+                                 "the buffer, at most %llu bytes)",
+                                 k->name, i, a->offset, (unsigned long long)range,
+                                 (unsigned long long)g->dev->caps.info.texel_bytes);
+            const VkFormat f = k->kinds[i] == VKM_VK_BIND_TEXEL_U32 ? VK_FORMAT_R32G32B32A32_UINT
+                                                                    : VK_FORMAT_R32G32B32A32_SFLOAT;
+            int rc = vkm_vk_mem_view(g->mem, &a->buf->b, f, a->offset, trange, &views[i]);
+            if (rc) return track(g, rc);
+        }
     }
-    return track(g, vkm_vk_cmd_dispatch(g->cmd, k, bi, push, gx, gy, gz));
+    return track(g, vkm_vk_cmd_dispatch(g->cmd, k, bi, views, push, gx, gy, gz));
 }
 
 int vkm_gpu_mark(vkm_gpu *g, const char *label) {

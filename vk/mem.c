@@ -171,6 +171,11 @@ static bool block_take(vkm_vk_block *b, uint64_t size, uint64_t align, uint64_t 
 /* Creates a buffer of `size` bytes with `usage` (and pNext, e.g. external-memory info), shared by
  * the compute and transfer queue families (concurrent when they differ), and gets its memory
  * requirements; no memory is bound. */
+/* The texel-buffer usage the CPU-device matmul kernels need (device.h info.texel_bytes). */
+static VkBufferUsageFlags texel_usage(const vkm_vk_device *d) {
+    return d->caps.info.texel_bytes ? VK_BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT : 0;
+}
+
 static int create_buffer(vkm_vk_device *d, uint64_t size, VkBufferUsageFlags usage,
                          const void *pnext, VkBuffer *buf, VkMemoryRequirements *req) {
     uint32_t families[2] = {d->caps.compute_family, d->transfer_family};
@@ -235,7 +240,7 @@ int vkm_vk_mem_buffer_create(vkm_vk_mem *m, uint64_t size, int role, vkm_vk_buff
     VkMemoryRequirements req;
     int brc = create_buffer(d, size,
                             VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
-                                VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+                                VK_BUFFER_USAGE_TRANSFER_DST_BIT | texel_usage(d),
                             NULL, &out->buf, &req);
     if (brc) return brc;
 
@@ -314,7 +319,8 @@ int vkm_vk_mem_import(vkm_vk_mem *m, const void *host, uint64_t size, vkm_vk_buf
         .sType = VK_STRUCTURE_TYPE_EXTERNAL_MEMORY_BUFFER_CREATE_INFO, .handleTypes = ht};
     VkMemoryRequirements req;
     int brc = create_buffer(d, size,
-                            VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT,
+                            VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
+                                texel_usage(d),
                             &ext, &out->buf, &req);
     if (brc) return brc;
     VkMemoryHostPointerPropertiesEXT hp = {
@@ -389,8 +395,45 @@ static void block_unlink(vkm_vk_mem *m, vkm_vk_block *b) {
     if (*p) *p = b->next;
 }
 
+struct vkm_vk_view {
+    VkBufferView view;
+    VkFormat format;
+    uint64_t offset, range;
+};
+
+int vkm_vk_mem_view(vkm_vk_mem *m, vkm_vk_buffer *b, VkFormat format, uint64_t offset,
+                    uint64_t range, VkBufferView *out) {
+    for (int i = 0; i < b->n_views; i++) {
+        const vkm_vk_view *v = &b->views[i];
+        if (v->format == format && v->offset == offset && v->range == range) {
+            *out = v->view;
+            return VKM_OK;
+        }
+    }
+    if (b->n_views == b->cap_views) {
+        const int cap = b->cap_views ? 2 * b->cap_views : 16;
+        vkm_vk_view *vs = realloc(b->views, (size_t)cap * sizeof *vs);
+        if (!vs) return vkm_error(VKM_ENOMEM, "out of memory for buffer views");
+        b->views = vs;
+        b->cap_views = cap;
+    }
+    VkBufferViewCreateInfo vi = {
+        .sType = VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO,
+        .buffer = b->buf,
+        .format = format,
+        .offset = offset,
+        .range = range,
+    };
+    VK_CHECK(m->d->vk.vkCreateBufferView(m->d->dev, &vi, NULL, out));
+    b->views[b->n_views++] = (vkm_vk_view){*out, format, offset, range};
+    return VKM_OK;
+}
+
 void vkm_vk_mem_buffer_destroy(vkm_vk_mem *m, vkm_vk_buffer *b) {
     if (!b || !b->buf) return;
+    for (int i = 0; i < b->n_views; i++)
+        m->d->vk.vkDestroyBufferView(m->d->dev, b->views[i].view, NULL);
+    free(b->views);
     m->d->vk.vkDestroyBuffer(m->d->dev, b->buf, NULL);
     if (b->imported) m->d->vk.vkFreeMemory(m->d->dev, b->imported, NULL);
     vkm_vk_block *blk = b->block;

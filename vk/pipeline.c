@@ -10,6 +10,7 @@
 
 #include "err.h"
 #include "shader_table.h"
+#include "spirv_bindings.h"
 #include "vk_check.h"
 
 #define CACHE_MAX_BYTES (256u << 20) /* larger files are not ours or not sane */
@@ -172,11 +173,19 @@ static const vkm_shader_blob *find_shader(const char *name) {
 
 static int kernel_build(vkm_vk_pipelines *p, const vkm_shader_blob *sh, vkm_gpu_kernel *k) {
     vkm_vk_device *d = p->d;
+    int rc = vkm_vk_spirv_bindings(sh->words, sh->size / 4, k->n_bindings, k->kinds);
+    if (rc) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s", vkm_errmsg());
+        return vkm_error(rc, "shader %s: %s", sh->name, msg);
+    }
     VkDescriptorSetLayoutBinding b[VKM_VK_MAX_BINDINGS];
     for (int i = 0; i < k->n_bindings; i++)
         b[i] = (VkDescriptorSetLayoutBinding){
             .binding = (uint32_t)i,
-            .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+            .descriptorType = k->kinds[i] == VKM_VK_BIND_STORAGE
+                                  ? VK_DESCRIPTOR_TYPE_STORAGE_BUFFER
+                                  : VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER,
             .descriptorCount = 1,
             .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT,
         };

@@ -16,6 +16,7 @@
 
 #include "device.h"
 #include "gpu.h"
+#include "spirv_bindings.h"
 
 enum { VKM_VK_MAX_BINDINGS = 32, VKM_VK_MAX_SPEC = 16 };
 
@@ -23,9 +24,10 @@ struct vkm_gpu_kernel {
     char name[64];                  /* shader variant name */
     uint32_t spec[VKM_VK_MAX_SPEC]; /* [n_spec] specialization constants */
     int n_spec;
-    int n_bindings;       /* storage buffers at set 0, bindings 0..n_bindings-1 */
-    uint32_t push_size;   /* bytes of push constants */
-    bool push_descriptor; /* set layout uses VK_KHR_push_descriptor */
+    int n_bindings;                     /* buffers at set 0, bindings 0..n_bindings-1 */
+    uint8_t kinds[VKM_VK_MAX_BINDINGS]; /* per binding: enum vkm_vk_binding_kind (from SPIR-V) */
+    uint32_t push_size;                 /* bytes of push constants */
+    bool push_descriptor;               /* set layout uses VK_KHR_push_descriptor */
     VkDescriptorSetLayout set_layout;
     VkPipelineLayout layout;
     VkPipeline pipeline;
