@@ -134,7 +134,7 @@ typedef struct vkm_fwd_work {
     vkm_fwd_span ao;     /* f32 [B][H][Ckv] attention output (MLA) */
     vkm_fwd_span kvb;    /* f32 [B][H][Dn+Dv] expanded k_nope | v (legacy) */
     vkm_fwd_span u;      /* f32 [B][H][Dv] per-head outputs */
-    vkm_fwd_span fg, fu; /* f32 [B][Fx] dense / shared FFN gate and up */
+    vkm_fwd_span fg, fu; /* f32 [B][2*Fx] (gate and up back to back), [B][Fx]: dense / shared FFN */
     vkm_fwd_span rlog;   /* f32 [B][X] router logits */
     vkm_fwd_span sel;    /* int32 [B][K] selected experts */
     vkm_fwd_span wts;    /* f32 [B][K] their weights */

@@ -172,8 +172,9 @@ static void gpu_vs_ref(const char *label, const char *path, double tol) {
 
 enum { REWRITE_LEGACY, REWRITE_FUSED };
 
-/* The tiny model as a legacy attn_kv_b file, or with fused ffn_gate_up_exps (its dims: E 64,
- * H 4, Ckv 32, Dn 16, Dv 16, Fe 32, 16 experts). */
+/* The tiny model as a legacy attn_kv_b file, or with fused ffn_gate_up_exps (and every ffn_up /
+ * ffn_up_shexp written before its gate) (its dims: E 64, H 4, Ckv 32, Dn 16, Dv 16, Fe 32,
+ * 16 experts). */
 static int rewrite_tiny(int mode, const char *path) {
     enum { E = 64, H = 4, C = 32, DN = 16, DV = 16, FE = 32, X = 16 };
     vkm_gguf *g = NULL;
@@ -196,9 +197,22 @@ static int rewrite_tiny(int mode, const char *path) {
         char kind[64] = "", other[96];
         sscanf(t->name, "blk.%d.%63s", &il, kind);
         int64_t r;
+        const bool fused = mode == REWRITE_FUSED;
         if ((mode == REWRITE_LEGACY && !strcmp(kind, "attn_v_b.weight")) ||
-            (mode == REWRITE_FUSED && !strcmp(kind, "ffn_up_exps.weight")))
+            (fused && (!strcmp(kind, "ffn_up_exps.weight") || !strcmp(kind, "ffn_up.weight") ||
+                       !strcmp(kind, "ffn_up_shexp.weight"))))
             continue;
+        if (fused && (!strcmp(kind, "ffn_gate.weight") || !strcmp(kind, "ffn_gate_shexp.weight"))) {
+            /* up written before gate: the dense and shared FFNs take forward.c's two-matmul path
+             * instead of the one over gate and up back to back */
+            snprintf(other, sizeof other, "blk.%d.ffn_up%s", il, kind + strlen("ffn_gate"));
+            const vkm_gguf_tensor *u = vkm_gguf_find_tensor(g, other);
+            r = u ? vkm_gguf_w_add_tensor(w, u->name, u->n_dims, u->ne, u->type, u->data) : -1;
+            if (r < 0) {
+                rc = u ? (int)r : VKM_EFORMAT;
+                break;
+            }
+        }
         if (mode == REWRITE_LEGACY && !strcmp(kind, "attn_k_b.weight") && nb < 8) {
             /* kv_b row h*(Dn+Dv)+d = k_b(d, :, h); row h*(Dn+Dv)+Dn+j = v_b(:, j, h) */
             snprintf(other, sizeof other, "blk.%d.attn_v_b.weight", il);
