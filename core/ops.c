@@ -75,6 +75,22 @@ static int dispatch(vkm_gpu *gpu, const char *shader, const vkm_gpu_arg *args, i
 
 /* ------------------------------------------------------------------ norms, element-wise ---- */
 
+/* The rmsnorm kernels with their workgroup size: VKM_OPS_RED_WG and a shared-memory reduction, or
+ * on CPU devices one subgroup and subgroupAdd (no barriers: each one is a switch between the SIMD
+ * chunks of the workgroup on llvmpipe). One workgroup per row. */
+static int dispatch_norm(vkm_gpu *gpu, const char *shader, const vkm_gpu_arg *args, int n_args,
+                         const vkm_push_rmsnorm *p, uint32_t n_rows) {
+    const vkm_gpu_device_info *info = vkm_gpu_info(gpu);
+    const uint32_t s = info->subgroup_size;
+    const bool sg =
+        info->kernels == VKM_KERNELS_CPU && s >= 4 && s <= VKM_OPS_RED_WG && (s & (s - 1)) == 0;
+    const uint32_t spec[2] = {sg ? s : VKM_OPS_RED_WG, sg};
+    vkm_gpu_kernel *k = NULL;
+    int rc = vkm_gpu_kernel_get(gpu, shader, spec, 2, n_args, sizeof *p, &k);
+    if (rc) return rc;
+    return vkm_gpu_dispatch(gpu, k, args, n_args, p, groups(n_rows, 1), 1, 1);
+}
+
 int vkm_op_rmsnorm(vkm_gpu *gpu, vkm_gpu_arg x, vkm_gpu_arg w, vkm_gpu_arg y, uint32_t n_rows,
                    uint32_t d, uint32_t x_stride, uint32_t y_stride, float eps) {
     const char *op = "rmsnorm";
@@ -87,7 +103,7 @@ int vkm_op_rmsnorm(vkm_gpu *gpu, vkm_gpu_arg x, vkm_gpu_arg w, vkm_gpu_arg y, ui
     vkm_push_rmsnorm p = {n_rows, d, x_stride, 0, y_stride, eps};
     /* binding 3 (res) does not exist in this variant */
     vkm_gpu_arg args[3] = {x, w, y};
-    return dispatch(gpu, "rmsnorm", args, 3, &p, sizeof p, groups(n_rows, 1), 1);
+    return dispatch_norm(gpu, "rmsnorm", args, 3, &p, n_rows);
 }
 
 int vkm_op_rmsnorm_add(vkm_gpu *gpu, vkm_gpu_arg x, vkm_gpu_arg res, vkm_gpu_arg w, vkm_gpu_arg y,
@@ -102,7 +118,7 @@ int vkm_op_rmsnorm_add(vkm_gpu *gpu, vkm_gpu_arg x, vkm_gpu_arg res, vkm_gpu_arg
     CHECK_RC(need(op, "y", y, n, 4));
     vkm_push_rmsnorm p = {n_rows, d, d, d, d, eps};
     vkm_gpu_arg args[4] = {x, w, y, res};
-    return dispatch(gpu, "rmsnorm_add", args, 4, &p, sizeof p, groups(n_rows, 1), 1);
+    return dispatch_norm(gpu, "rmsnorm_add", args, 4, &p, n_rows);
 }
 
 int vkm_op_add(vkm_gpu *gpu, vkm_gpu_arg a, vkm_gpu_arg b, vkm_gpu_arg y, uint32_t n) {

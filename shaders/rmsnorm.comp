@@ -4,11 +4,16 @@
 // The sum of squares is a float tree reduction (llama.cpp sums in double; see tests for the
 // tolerance). Bindings: 0 x (f32, read, or read-write with ADD_RESIDUAL), 1 w (f32 [d]),
 // 2 y (f32), 3 res (f32, ADD_RESIDUAL only).
+// Spec 0: invocations per workgroup (at most VKM_OPS_RED_WG); spec 1 SG = 1 when that is one
+// whole subgroup (CPU devices): the sum is a subgroupAdd, with no shared memory and no barrier
+// (on llvmpipe every barrier switches between the SIMD chunks of the workgroup).
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
 #include "ops_common.h"
 
-layout(local_size_x = VKM_OPS_RED_WG) in;
+layout(local_size_x_id = 0) in;
+layout(constant_id = 1) const uint SG = 0;
 layout(std430, set = 0, binding = 0) buffer X { float x[]; };
 layout(std430, set = 0, binding = 1) readonly buffer W { float w[]; };
 layout(std430, set = 0, binding = 2) writeonly buffer Y { float y[]; };
@@ -24,7 +29,7 @@ void main() {
     for (uint r = gl_WorkGroupID.x; r < p.n_rows; r += gl_NumWorkGroups.x) {
         const uint xb = r * p.x_stride;
         float sum = 0.0;
-        for (uint i = tid; i < p.d; i += VKM_OPS_RED_WG) {
+        for (uint i = tid; i < p.d; i += gl_WorkGroupSize.x) {
 #ifdef ADD_RESIDUAL
             float v = x[xb + i] + res[r * p.res_stride + i];
             x[xb + i] = v;
@@ -33,15 +38,21 @@ void main() {
 #endif
             sum += v * v;
         }
-        red[tid] = sum;
-        barrier();
-        for (uint s = VKM_OPS_RED_WG / 2; s > 0; s >>= 1) {
-            if (tid < s) red[tid] += red[tid + s];
+        float total;
+        if (SG != 0u) {
+            total = subgroupAdd(sum);
+        } else {
+            red[tid] = sum;
             barrier();
+            for (uint s = gl_WorkGroupSize.x / 2; s > 0; s >>= 1) {
+                if (tid < s) red[tid] += red[tid + s];
+                barrier();
+            }
+            total = red[0];
+            barrier(); // red[0] is read by everyone before the next row overwrites it
         }
-        const float scale = 1.0 / sqrt(red[0] / float(p.d) + p.eps);
-        barrier(); // red[0] is read by everyone before the next row overwrites it
+        const float scale = 1.0 / sqrt(total / float(p.d) + p.eps);
         const uint yb = r * p.y_stride;
-        for (uint i = tid; i < p.d; i += VKM_OPS_RED_WG) y[yb + i] = (x[xb + i] * scale) * w[i];
+        for (uint i = tid; i < p.d; i += gl_WorkGroupSize.x) y[yb + i] = (x[xb + i] * scale) * w[i];
     }
 }
