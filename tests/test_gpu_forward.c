@@ -24,6 +24,7 @@
 #include "model.h"
 #include "qtype.h"
 #include "ref_forward.h"
+#include "tmpdir.h"
 #include "vkmoe.h"
 
 #define N_PROMPT 33
@@ -372,7 +373,11 @@ static int write_lite(const char *path) {
 }
 
 static void run_written(void) {
-    const char *tmp = VKMOE_BINARY_DIR "/test_gpu_forward.tmp.gguf";
+    /* a directory of this process's own: ctest runs this program in several kernel layouts at
+     * once, and rewriting a file another process has mapped kills that one with SIGBUS */
+    tmpdir_make("forward");
+    char tmp[sizeof g_dir + 16];
+    snprintf(tmp, sizeof tmp, "%s/model.gguf", g_dir);
     /* Tolerances vs the CPU reference: F32 weights, float math in both, different summation
      * order (f32 GPU vs double CPU accumulators): 1e-3 on logits of order 1-10. */
     CHECK_OK(rewrite_tiny(REWRITE_LEGACY, tmp));
@@ -396,7 +401,7 @@ static void run_written(void) {
     for (int i = 0; i < N_PROMPT; i++) g_ids[i] %= LT_V;
     gpu_vs_ref("V2-Lite shape (27 layers)", tmp, 1e-3);
     memcpy(g_ids, saved, sizeof saved);
-    remove(tmp);
+    tmpdir_remove();
 }
 
 int main(void) {
