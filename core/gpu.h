@@ -171,6 +171,12 @@ typedef struct vkm_gpu_arg {
     size_t size;   /* bytes; 0 = to the end of the buffer */
 } vkm_gpu_arg;
 
+/* Whether a kernel binding declared as a texel buffer (the matmul_tex_* kernels, CPU devices) can
+ * take `a`: the device has texel kernels on (info.texel_bytes), the offset is a multiple of 256,
+ * and the range rounded up to whole 16-byte texels lies inside the buffer and within
+ * info.texel_bytes. vkm_gpu_dispatch refuses such a binding otherwise. */
+bool vkm_gpu_texel_window(const vkm_gpu *gpu, const vkm_gpu_arg *a);
+
 /* ---- recording and submission ---- */
 /* Starts a batch; anything recorded but not submitted (e.g. after a failed dispatch) is dropped. */
 int vkm_gpu_begin(vkm_gpu *gpu);

@@ -160,17 +160,9 @@ static bool steps_aligned(uint32_t wtype) {
  * starts 16-byte aligned in the X window, so its X loads are single aligned chunks, and WAL = 1
  * (spec 5) when every weight step starts 16-byte aligned, so its weight loads need no realignment
  * (llvmpipe runs both sides of a branch, so these are chosen per dispatch, not tested in the
- * shader). `pc` must have w_off (in bytes), w_row_bytes and w_mat_bytes filled in. */
-/* Whether the bound window `a` can be viewed as 16-byte texels (vk/gpu.c): its offset a multiple
- * of 256 (bind_window's windows are), and its range rounded up to whole texels inside the buffer
- * and within the device's texel-buffer limit. */
-static bool texel_window(const vkm_gpu_device_info *info, const vkm_gpu_arg *a) {
-    const uint64_t range = ((uint64_t)a->size + 15u) & ~(uint64_t)15u;
-    const size_t bsize = vkm_gpu_buf_size(a->buf);
-    return a->offset % 256 == 0 && a->offset <= bsize && range <= bsize - a->offset &&
-           range <= info->texel_bytes;
-}
-
+ * shader). `pc` must have w_off (in bytes), w_row_bytes and w_mat_bytes filled in. The texel
+ * kernels need W and X windows that vkm_gpu_texel_window accepts (bind_window's windows start
+ * at multiples of 256). */
 static int get_kernel(vkm_gpu *gpu, tuning *tp, bool gemv, bool id, uint32_t wtype, int64_t cols,
                       const vkm_matmul_push *pc, const vkm_gpu_arg *args, vkm_gpu_kernel **out) {
     char tname[16], name[64];
@@ -179,8 +171,8 @@ static int get_kernel(vkm_gpu *gpu, tuning *tp, bool gemv, bool id, uint32_t wty
     for (; tn[i] && i + 1 < sizeof tname; i++) tname[i] = (char)tolower((unsigned char)tn[i]);
     tname[i] = 0;
     const vkm_gpu_device_info *info = vkm_gpu_info(gpu);
-    const bool tex = gemv && tp->lane_rows && info->texel_bytes && texel_window(info, &args[0]) &&
-                     texel_window(info, &args[1]);
+    const bool tex = gemv && tp->lane_rows && vkm_gpu_texel_window(gpu, &args[0]) &&
+                     vkm_gpu_texel_window(gpu, &args[1]);
     /* The texel kernels keep 2 rows per thread for several columns too: lavapipe compiles them
      * like the 4-row 64-bit kernels (8-9 s for a Q4_K GEMM variant), runs them 1.2-1.3x faster
      * (GEMM, 64 columns), and their 4-row variants compile 1.8x slower (measured, 2 cores). */

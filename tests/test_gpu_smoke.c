@@ -2,7 +2,8 @@
  * the smoke shader (y = a*x + b) at awkward sizes and two workgroup sizes set by specialization
  * constant, chained dispatches in one batch (barriers), timestamps, the kernel cache, and zero
  * validation errors at the end; on a CPU device (Linux, 2+ cores), that the driver's threads were
- * pinned (vk/cpu_threads.c). Skips (77) without a Vulkan device. */
+ * pinned (vk/cpu_threads.c), and which windows a texel-buffer binding takes (a bad one is an
+ * error at dispatch, not a crash). Skips (77) without a Vulkan device. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../shaders/matmul_common.h"
 #include "check.h"
 #include "gpu.h"
 
@@ -123,6 +125,32 @@ static int pinned_threads(void) {
     return n;
 }
 
+/* Texel-buffer bindings (CPU devices, vk/gpu.c): the windows vkm_gpu_texel_window accepts, and a
+ * dispatch of a texel kernel with one it refuses fails with an error. */
+static void texel_windows(vkm_gpu *gpu) {
+    if (!vkm_gpu_info(gpu)->texel_bytes) return;
+    vkm_gpu_buf *b = NULL;
+    CHECK_OK(vkm_gpu_buf_create(gpu, 4096, VKM_BUF_DEVICE, &b));
+    if (!b) return;
+    CHECK(vkm_gpu_texel_window(gpu, &(vkm_gpu_arg){b, 0, 4096}));
+    CHECK(vkm_gpu_texel_window(gpu, &(vkm_gpu_arg){b, 256, 1000}));  /* rounded up to 1008 */
+    CHECK(vkm_gpu_texel_window(gpu, &(vkm_gpu_arg){b, 256, 0}));     /* to the end */
+    CHECK(!vkm_gpu_texel_window(gpu, &(vkm_gpu_arg){b, 16, 64}));    /* offset not 256-aligned */
+    CHECK(!vkm_gpu_texel_window(gpu, &(vkm_gpu_arg){b, 3840, 260})); /* 272 > 256 left */
+    CHECK(!vkm_gpu_texel_window(gpu, &(vkm_gpu_arg){b, 4352, 16}));  /* outside the buffer */
+    const uint32_t spec[6] = {32, 2, 1, 1, 0, 0};
+    vkm_gpu_kernel *k = NULL;
+    CHECK_OK(vkm_gpu_kernel_get(gpu, "matmul_tex_q4_k", spec, 6, 3, sizeof(vkm_matmul_push), &k));
+    if (k) {
+        vkm_matmul_push pc = {0};
+        CHECK_OK(vkm_gpu_begin(gpu));
+        CHECK_ERR(vkm_gpu_dispatch(gpu, k, (vkm_gpu_arg[]){{b, 16, 64}, {b, 0, 256}, {b, 0, 256}},
+                                   3, &pc, 1, 1, 1));
+        CHECK_OK(vkm_gpu_submit(gpu));
+    }
+    vkm_gpu_buf_destroy(gpu, b);
+}
+
 int main(void) {
     cpu_set_t allowed;
     const bool multicore =
@@ -148,6 +176,7 @@ int main(void) {
         for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
             run_size(gpu, locals[l], sizes[s]);
     many_dispatches(gpu);
+    texel_windows(gpu);
 
     /* The kernel cache returns the same kernel for the same key, another for other spec. */
     vkm_gpu_kernel *k1 = NULL, *k2 = NULL, *k3 = NULL;

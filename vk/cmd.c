@@ -267,9 +267,7 @@ int vkm_vk_cmd_dispatch(vkm_vk_cmd *c, const vkm_gpu_kernel *k, const VkDescript
                 .dstSet = set,
                 .dstBinding = (uint32_t)i,
                 .descriptorCount = 1,
-                .descriptorType = k->kinds[i] == VKM_VK_BIND_STORAGE
-                                      ? VK_DESCRIPTOR_TYPE_STORAGE_BUFFER
-                                      : VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER,
+                .descriptorType = vkm_vk_descriptor_type(k->kinds[i]),
                 .pBufferInfo = k->kinds[i] == VKM_VK_BIND_STORAGE ? &bufs[i] : NULL,
                 .pTexelBufferView = k->kinds[i] == VKM_VK_BIND_STORAGE ? NULL : &views[i],
             };

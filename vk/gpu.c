@@ -250,6 +250,18 @@ void vkm_gpu_buf_destroy(vkm_gpu *g, vkm_gpu_buf *b) {
     free(b);
 }
 
+/* The range of `a` rounded up to whole 16-byte texels. */
+static uint64_t texel_range(const vkm_gpu_arg *a) {
+    const uint64_t range = a->size ? a->size : a->buf->b.size - a->offset;
+    return (range + 15) & ~(uint64_t)15;
+}
+
+bool vkm_gpu_texel_window(const vkm_gpu *g, const vkm_gpu_arg *a) {
+    const uint64_t limit = g->dev->caps.info.texel_bytes, bsize = a->buf ? a->buf->b.size : 0;
+    return limit && a->buf && a->offset % 256 == 0 && a->offset <= bsize &&
+           texel_range(a) <= bsize - a->offset && texel_range(a) <= limit;
+}
+
 size_t vkm_gpu_buf_size(const vkm_gpu_buf *b) {
     return b ? (size_t)b->b.size : 0;
 }
@@ -439,9 +451,7 @@ int vkm_gpu_dispatch(vkm_gpu *g, vkm_gpu_kernel *k, const vkm_gpu_arg *args, int
         bi[i] = (VkDescriptorBufferInfo){a->buf->b.buf, a->offset, range};
         views[i] = VK_NULL_HANDLE;
         if (k->kinds[i] != VKM_VK_BIND_STORAGE) { /* a view of 16-byte texels */
-            const uint64_t trange = (range + 15) & ~(uint64_t)15;
-            if (a->offset % 256 || trange > bsize - a->offset ||
-                trange > g->dev->caps.info.texel_bytes)
+            if (!vkm_gpu_texel_window(g, a))
                 return vkm_error(VKM_EINVAL,
                                  "dispatch of %s: buffer %d range [%zu, +%llu) cannot be viewed as "
                                  "16-byte texels (offset a multiple of 256, whole texels inside "
@@ -450,7 +460,7 @@ int vkm_gpu_dispatch(vkm_gpu *g, vkm_gpu_kernel *k, const vkm_gpu_arg *args, int
                                  (unsigned long long)g->dev->caps.info.texel_bytes);
             const VkFormat f = k->kinds[i] == VKM_VK_BIND_TEXEL_U32 ? VK_FORMAT_R32G32B32A32_UINT
                                                                     : VK_FORMAT_R32G32B32A32_SFLOAT;
-            int rc = vkm_vk_mem_view(g->mem, &a->buf->b, f, a->offset, trange, &views[i]);
+            int rc = vkm_vk_mem_view(g->mem, &a->buf->b, f, a->offset, texel_range(a), &views[i]);
             if (rc) return track(g, rc);
         }
     }

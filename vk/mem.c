@@ -168,14 +168,14 @@ static bool block_take(vkm_vk_block *b, uint64_t size, uint64_t align, uint64_t 
     return false;
 }
 
-/* Creates a buffer of `size` bytes with `usage` (and pNext, e.g. external-memory info), shared by
- * the compute and transfer queue families (concurrent when they differ), and gets its memory
- * requirements; no memory is bound. */
 /* The texel-buffer usage the CPU-device matmul kernels need (device.h info.texel_bytes). */
 static VkBufferUsageFlags texel_usage(const vkm_vk_device *d) {
     return d->caps.info.texel_bytes ? VK_BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT : 0;
 }
 
+/* Creates a buffer of `size` bytes with `usage` (and pNext, e.g. external-memory info), shared by
+ * the compute and transfer queue families (concurrent when they differ), and gets its memory
+ * requirements; no memory is bound. */
 static int create_buffer(vkm_vk_device *d, uint64_t size, VkBufferUsageFlags usage,
                          const void *pnext, VkBuffer *buf, VkMemoryRequirements *req) {
     uint32_t families[2] = {d->caps.compute_family, d->transfer_family};

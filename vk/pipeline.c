@@ -183,9 +183,7 @@ static int kernel_build(vkm_vk_pipelines *p, const vkm_shader_blob *sh, vkm_gpu_
     for (int i = 0; i < k->n_bindings; i++)
         b[i] = (VkDescriptorSetLayoutBinding){
             .binding = (uint32_t)i,
-            .descriptorType = k->kinds[i] == VKM_VK_BIND_STORAGE
-                                  ? VK_DESCRIPTOR_TYPE_STORAGE_BUFFER
-                                  : VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER,
+            .descriptorType = vkm_vk_descriptor_type(k->kinds[i]),
             .descriptorCount = 1,
             .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT,
         };

@@ -33,6 +33,12 @@ struct vkm_gpu_kernel {
     VkPipeline pipeline;
 };
 
+/* The descriptor type of a binding of kind `kind` (enum vkm_vk_binding_kind). */
+static inline VkDescriptorType vkm_vk_descriptor_type(uint8_t kind) {
+    return kind == VKM_VK_BIND_STORAGE ? VK_DESCRIPTOR_TYPE_STORAGE_BUFFER
+                                       : VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER;
+}
+
 typedef struct vkm_vk_pipelines vkm_vk_pipelines;
 
 int vkm_vk_pipeline_create(vkm_vk_device *d, bool disk_cache, vkm_vk_pipelines **out);
