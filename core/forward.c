@@ -152,6 +152,15 @@ int vkm_fwd_kv_layout(const vkm_hparams *hp, uint32_t n_ctx, bool f16, vkm_fwd_k
     kv->layer_bytes = (size_t)layer;
     kv->v_off = v.off;
     kv->bytes = (size_t)layer * hp->n_layer;
+    if (hp->is_mla) {
+        p.off = kv->bytes;
+        const vkm_fwd_span sc = take(&p, (uint64_t)n_ctx * ((H + 7) & ~(uint64_t)7), 4);
+        if (p.overflow)
+            return vkm_error(VKM_ERANGE, "forward: a KV cache of %u positions overflows", n_ctx);
+        kv->scores_off = sc.off;
+        kv->scores_bytes = sc.size;
+        kv->bytes = p.off;
+    }
     return 0;
 }
 
@@ -169,6 +178,13 @@ static vkm_gpu_arg wt(const vkm_dtensor *t) {
 static vkm_gpu_arg cache(const fwd *f, uint32_t il, size_t off) {
     const vkm_fwd_kv *kv = f->kv;
     return (vkm_gpu_arg){kv->buf, (size_t)il * kv->layer_bytes + off, kv->layer_bytes - off};
+}
+
+/* The one-query attention scratch (vkm_fwd_kv.scores_off); empty for legacy files. */
+static vkm_gpu_arg scores(const fwd *f) {
+    const vkm_fwd_kv *kv = f->kv;
+    return kv->scores_bytes ? (vkm_gpu_arg){kv->buf, kv->scores_off, kv->scores_bytes}
+                            : (vkm_gpu_arg){0};
 }
 
 /* y[n][ne1] = t · x[n][ne0] with x, y rows contiguous (y at byte y_off of the work buffer). */
@@ -291,7 +307,8 @@ static int attention(const fwd *f, uint32_t il) {
     CK(vkm_op_rope(f->gpu, &f->m->rope, act(f, w->q), act(f, w->pos), n, H, Dn, H * Dqk, Dqk));
     MARK("rope");
 
-    const vkm_attn_shape shape = {n, H, pos0, pos0 + n, hp->kq_scale, f16, act(f, w->ast)};
+    const vkm_attn_shape shape = {n,        H, pos0, pos0 + n, hp->kq_scale, f16, act(f, w->ast),
+                                  scores(f)};
     if (hp->is_mla) { /* spec §4.4a */
         CK(vkm_op_mla_kv_store(f->gpu, f16, act(f, w->kva), cache(f, il, 0), n, D, D, pos0));
         MARK("kv_store");

@@ -159,6 +159,9 @@ typedef struct vkm_fwd_kv {
     uint32_t n_ctx;
     size_t layer_bytes; /* layer il starts at il * layer_bytes (multiple of VKM_FWD_ALIGN) */
     size_t v_off;       /* legacy: byte offset of V inside a layer */
+    /* MLA: the f32 [n_ctx][round_up(H, 8)] scratch of one-query attention on CPU devices
+     * (ops.h vkm_attn_shape.scores), after the layers; 0 bytes for legacy files */
+    size_t scores_off, scores_bytes;
     size_t bytes;
 } vkm_fwd_kv;
 

@@ -297,7 +297,11 @@ static int attn_lane(vkm_gpu *gpu, bool cache_f16, const vkm_push_attn *p, vkm_g
                     (uint64_t)p->k_row_stride * es % 16 == 0 &&
                     (uint64_t)p->v_row_stride * es % 16 == 0 && (uint64_t)p->v_off * es % 16 == 0 &&
                     args[2].offset % 16 == 0 && args[3].offset % 16 == 0;
-    const uint32_t spec[3] = {info->subgroup_size * 4, ql, ch};
+    /* one subgroup per workgroup when that holds every (query group, head) pair: the lanes of
+     * the other subgroups would run the whole setup for nothing (one query, one key: 89 -> 56 us
+     * on llvmpipe, measured) */
+    const uint32_t sgw = pairs <= info->subgroup_size ? 1 : 4;
+    const uint32_t spec[3] = {info->subgroup_size * sgw, ql, ch};
     const uint64_t blocks = (pairs + spec[0] - 1) / spec[0];
     const uint32_t gx = blocks < MAX_GROUPS ? (uint32_t)blocks : MAX_GROUPS;
     const uint64_t gy = (blocks + gx - 1) / gx;
@@ -316,8 +320,9 @@ static int attn_lane(vkm_gpu *gpu, bool cache_f16, const vkm_push_attn *p, vkm_g
     return 0;
 }
 
-int vkm_op_attn(vkm_gpu *gpu, bool cache_f16, const vkm_push_attn *p, vkm_gpu_arg qa,
-                vkm_gpu_arg qb, vkm_gpu_arg k, vkm_gpu_arg v, vkm_gpu_arg o, vkm_gpu_arg state) {
+/* The shape and buffer checks of every attention call; 1 when there is nothing to do. */
+static int attn_check(bool cache_f16, const vkm_push_attn *p, vkm_gpu_arg qa, vkm_gpu_arg qb,
+                      vkm_gpu_arg k, vkm_gpu_arg v, vkm_gpu_arg o) {
     const char *op = "attn";
     uint64_t dk = (uint64_t)p->da + p->db;
     if (p->da % 2 || p->db % 2 || p->dv % 2 || dk == 0 || p->dv == 0)
@@ -333,7 +338,7 @@ int vkm_op_attn(vkm_gpu *gpu, bool cache_f16, const vkm_push_attn *p, vkm_gpu_ar
         return vkm_error(VKM_ERANGE, "%s: %u heads above %u", op, p->n_head, MAX_GROUPS);
     if ((uint64_t)p->q_pos0 + p->n_q > UINT32_MAX)
         return vkm_error(VKM_ERANGE, "%s: positions overflow", op);
-    if (p->n_q == 0 || p->n_head == 0) return 0;
+    if (p->n_q == 0 || p->n_head == 0) return 1;
     CHECK_RC(need(op, "qa", qa,
                   span3(p->n_q, p->qa_tok_stride, p->n_head, p->qa_head_stride, p->da, p->qa_off),
                   4));
@@ -351,12 +356,79 @@ int vkm_op_attn(vkm_gpu *gpu, bool cache_f16, const vkm_push_attn *p, vkm_gpu_ar
     }
     CHECK_RC(
         need(op, "o", o, span3(p->n_q, p->o_tok_stride, p->n_head, p->o_head_stride, p->dv, 0), 4));
+    return 0;
+}
+
+/* The checked call of vkm_op_attn: the CPU-device (lane) or the GPU kernel. */
+static int attn_run(vkm_gpu *gpu, bool cache_f16, const vkm_push_attn *p, vkm_gpu_arg qa,
+                    vkm_gpu_arg qb, vkm_gpu_arg k, vkm_gpu_arg v, vkm_gpu_arg o,
+                    vkm_gpu_arg state) {
     vkm_gpu_arg args[5] = {qa, p->db ? qb : qa, k, v, o};
     const vkm_gpu_device_info *info = vkm_gpu_info(gpu);
     if (info->kernels == VKM_KERNELS_CPU && info->subgroup_size >= 4 && info->subgroup_size <= 64)
         return attn_lane(gpu, cache_f16, p, args, state);
     return dispatch(gpu, cache_f16 ? "mla_attn_f16" : "mla_attn_f32", args, 5, p, sizeof *p,
                     p->n_head, groups(p->n_q, 1));
+}
+
+int vkm_op_attn(vkm_gpu *gpu, bool cache_f16, const vkm_push_attn *p, vkm_gpu_arg qa,
+                vkm_gpu_arg qb, vkm_gpu_arg k, vkm_gpu_arg v, vkm_gpu_arg o, vkm_gpu_arg state) {
+    int rc = attn_check(cache_f16, p, qa, qb, k, v, o);
+    if (rc) return rc < 0 ? rc : 0;
+    return attn_run(gpu, cache_f16, p, qa, qb, k, v, o, state);
+}
+
+/* The one-query MLA attention of CPU devices (mla_attn_dec.comp: score, softmax and value passes;
+ * llvmpipe 2 cores, bench-small dims, against mla_attn_lane.comp: 1.9x at 64 keys, 2.2x at 2048),
+ * for a checked call `p` of
+ * vkm_op_mla_attn; 1 when it does not apply (then the general kernel runs): not a CPU device with
+ * texel kernels, more than one query, a key count past VKM_ATTN_DEC_MAX_KEYS, dimensions or a
+ * cache window that are not whole 16-byte texels, or no (large enough) scores scratch. */
+static int attn_dec(vkm_gpu *gpu, const vkm_attn_shape *s, const vkm_push_attn *p, vkm_gpu_arg qa,
+                    vkm_gpu_arg q, vkm_gpu_arg cache, vkm_gpu_arg o) {
+    const vkm_gpu_device_info *info = vkm_gpu_info(gpu);
+    const uint32_t sg = info->subgroup_size, es = s->cache_f16 ? 2 : 4, H = p->n_head;
+    const uint32_t s_stride = (H + 7u) & ~7u, row = p->da + p->db;
+    if (info->kernels != VKM_KERNELS_CPU || !info->texel_bytes || sg < 4 || sg > 64 ||
+        p->n_q != 1 || p->n_kv == 0 || p->n_kv > VKM_ATTN_DEC_MAX_KEYS ||
+        p->q_pos0 + 1u < p->n_kv || p->da % 8 || p->db % 8 || p->dv % 8 || p->o_head_stride % 4 ||
+        p->qa_head_stride % 4 || p->qb_off % 4 || p->qb_head_stride % 4 || !s->scores.buf ||
+        H > UINT32_MAX / 8)
+        return 1;
+    const uint64_t s_elems = (uint64_t)p->n_kv * s_stride;
+    if (s_elems > UINT32_MAX / 4 ||
+        (s->scores.size ? s->scores.size : vkm_gpu_buf_size(s->scores.buf) - s->scores.offset) <
+            s_elems * 4)
+        return 1;
+    vkm_gpu_arg kc = cache; /* the rows the call reads, whole texels */
+    kc.size = (size_t)((uint64_t)p->n_kv * row * es);
+    if (!vkm_gpu_texel_window(gpu, &kc)) return 1;
+    vkm_gpu_arg sc = s->scores, qat = qa, qbt = q;
+    sc.size = (size_t)(s_elems * 4);
+    /* the queries as texels: the heads' rows, rounded up to whole texels */
+    qat.size = (size_t)(((uint64_t)(H - 1) * p->qa_head_stride + p->da) * 4);
+    qbt.size = (size_t)(((uint64_t)(H - 1) * p->qb_head_stride + p->qb_off + p->db) * 4);
+    if (!vkm_gpu_texel_window(gpu, &qat) || !vkm_gpu_texel_window(gpu, &qbt) ||
+        !vkm_gpu_texel_window(gpu, &sc))
+        return 1;
+    const vkm_push_attn_dec d = {
+        H,          p->n_kv,           p->da, p->db, p->dv,    p->qa_head_stride,
+        p->qb_off,  p->qb_head_stride, 0,     row,   s_stride, p->o_head_stride,
+        p->kq_scale};
+    const uint32_t spec[1] = {sg};
+    vkm_gpu_kernel *k = NULL;
+    CHECK_RC(vkm_gpu_kernel_get(gpu,
+                                s->cache_f16 ? "mla_attn_dec_score_f16" : "mla_attn_dec_score_f32",
+                                spec, 1, 4, sizeof d, &k));
+    const vkm_gpu_arg a0[4] = {qat, qbt, kc, sc};
+    CHECK_RC(vkm_gpu_dispatch(gpu, k, a0, 4, &d, groups(p->n_kv, 4u * sg), 1, 1));
+    CHECK_RC(vkm_gpu_kernel_get(gpu, "mla_attn_dec_softmax", spec, 1, 1, sizeof d, &k));
+    CHECK_RC(vkm_gpu_dispatch(gpu, k, &sc, 1, &d, groups(H, 4), 1, 1));
+    CHECK_RC(vkm_gpu_kernel_get(gpu,
+                                s->cache_f16 ? "mla_attn_dec_value_f16" : "mla_attn_dec_value_f32",
+                                spec, 1, 3, sizeof d, &k));
+    const vkm_gpu_arg a2[3] = {sc, kc, o};
+    return vkm_gpu_dispatch(gpu, k, a2, 3, &d, groups(p->dv, 8u * sg), groups(H, 8), 1);
 }
 
 int vkm_op_mla_attn(vkm_gpu *gpu, const vkm_attn_shape *s, uint32_t ckv, uint32_t n_rot,
@@ -388,7 +460,10 @@ int vkm_op_mla_attn(vkm_gpu *gpu, const vkm_attn_shape *s, uint32_t ckv, uint32_
         .o_head_stride = ckv,
         .kq_scale = s->kq_scale,
     };
-    return vkm_op_attn(gpu, s->cache_f16, &p, q_abs, q, cache, cache, o, s->state);
+    int rc = attn_check(s->cache_f16, &p, q_abs, q, cache, cache, o);
+    if (rc) return rc < 0 ? rc : 0;
+    if ((rc = attn_dec(gpu, s, &p, q_abs, q, cache, o)) <= 0) return rc;
+    return attn_run(gpu, s->cache_f16, &p, q_abs, q, cache, cache, o, s->state);
 }
 
 int vkm_op_naive_attn(vkm_gpu *gpu, const vkm_attn_shape *s, uint32_t dqk, uint32_t dv,

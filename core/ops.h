@@ -95,6 +95,9 @@ typedef struct vkm_attn_shape {
     /* f32 [n_q][H][2] scratch: the running max and sum between passes of the CPU-device kernel
      * (mla_attn_lane.comp), needed there when n_kv > VKM_ATTN_LANE_KEYS; may be empty else */
     vkm_gpu_arg state;
+    /* f32 [n_kv][round_up(H, 8)] scratch of the one-query kernel of CPU devices (mla_attn_dec.comp,
+     * vkm_op_mla_attn with n_q 1); may be empty: then the general kernel runs */
+    vkm_gpu_arg scores;
 } vkm_attn_shape;
 
 /* Absorbed MLA attention (spec §4.4a) over the latent cache [n_ctx][ckv + n_rot]:

@@ -2,11 +2,12 @@
  * by C and GLSL so the two sides cannot drift apart.
  *
  * Included from C (core/ops.c, tests) and from the shaders in this folder (rmsnorm.comp, rope.comp,
- * mla_attn.comp, kv_store.comp, router.comp, moe_combine.comp, swiglu.comp, add.comp, scale.comp,
- * get_rows.comp). Every struct holds only 32-bit scalars, so its std430 layout in a push-constant
- * block equals the C layout; the C side asserts each size (Vulkan guarantees 128 bytes of push
- * constants, every struct here must stay within that). Strides and offsets are in elements.
- * In GLSL a shader declares `layout(push_constant) uniform Push { vkm_push_X p; };`. */
+ * mla_attn.comp, mla_attn_dec.comp, kv_store.comp, router.comp, moe_combine.comp, swiglu.comp,
+ * add.comp, scale.comp, get_rows.comp). Every struct holds only 32-bit scalars, so its std430
+ * layout in a push-constant block equals the C layout; the C side asserts each size (Vulkan
+ * guarantees 128 bytes of push constants, every struct here must stay within that). Strides and
+ * offsets are in elements. In GLSL a shader declares `layout(push_constant) uniform Push {
+ * vkm_push_X p; };`. */
 #ifndef VKM_OPS_COMMON_H
 #define VKM_OPS_COMMON_H
 
@@ -34,6 +35,8 @@
 /* mla_attn_lane.comp: keys per pass. lavapipe ends any shader invocation after 65535 loop
  * iterations in all (gallivm's loop limiter), so longer contexts take several passes */
 #define VKM_ATTN_LANE_KEYS 512
+/* mla_attn_dec.comp: most keys of one call (its value pass loops over all of them) */
+#define VKM_ATTN_DEC_MAX_KEYS 32768
 #define VKM_ROUTER_MAX_EXPERT 512
 #define VKM_ROUTER_MAX_USED 16
 #define VKM_ROUTER_MAX_GROUP 64
@@ -117,6 +120,30 @@ VKM_PC_STRUCT(vkm_push_attn) {
     VKM_PC_U32 k_end;
 };
 
+/* mla_attn_dec.comp (CPU devices, one query, heads sharing the cache rows): with
+ *   Q_h = [qa[h*qa_head_stride + 0..da), qb[qb_off + h*qb_head_stride + 0..db)],
+ *   K_p = cache elements [p*row_elems, + da+db), V_p = its first dv (element e of the cache is in
+ *   texel k_tex0 + e / (16 / element size) of the texel binding),
+ * pass 0 writes s[p*s_stride + h] = kq_scale * Q_h.K_p for p < n_kv, pass 1 replaces every column
+ * h by its softmax over p, pass 2 writes o[h*o_head_stride + c] = sum_p s[p*s_stride + h] V_p[c].
+ * da, db, dv and row_elems are multiples of 8, s_stride of 8 (>= n_head; the columns past
+ * n_head are scratch), o_head_stride of 4; 1 <= n_kv <= VKM_ATTN_DEC_MAX_KEYS. */
+VKM_PC_STRUCT(vkm_push_attn_dec) {
+    VKM_PC_U32 n_head;
+    VKM_PC_U32 n_kv;
+    VKM_PC_U32 da;
+    VKM_PC_U32 db;
+    VKM_PC_U32 dv;
+    VKM_PC_U32 qa_head_stride;
+    VKM_PC_U32 qb_off;
+    VKM_PC_U32 qb_head_stride;
+    VKM_PC_U32 k_tex0;
+    VKM_PC_U32 row_elems;
+    VKM_PC_U32 s_stride;
+    VKM_PC_U32 o_head_stride;
+    VKM_PC_F32 kq_scale;
+};
+
 /* router.comp: one workgroup per token; see core/ops.h vkm_op_router. */
 VKM_PC_STRUCT(vkm_push_router) {
     VKM_PC_U32 n_tok;
@@ -176,6 +203,7 @@ _Static_assert(sizeof(vkm_push_rmsnorm) == 24, "vkm_push_rmsnorm layout");
 _Static_assert(sizeof(vkm_push_rope) == 48, "vkm_push_rope layout");
 _Static_assert(sizeof(vkm_push_kv_store) == 40, "vkm_push_kv_store layout");
 _Static_assert(sizeof(vkm_push_attn) == 92, "vkm_push_attn layout");
+_Static_assert(sizeof(vkm_push_attn_dec) == 52, "vkm_push_attn_dec layout");
 _Static_assert(sizeof(vkm_push_router) == 40, "vkm_push_router layout");
 _Static_assert(sizeof(vkm_push_moe_combine) == 28, "vkm_push_moe_combine layout");
 _Static_assert(sizeof(vkm_push_swiglu) == 28, "vkm_push_swiglu layout");

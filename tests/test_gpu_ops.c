@@ -388,28 +388,50 @@ static void *cache_encode(float *vals, size_t n, bool f16) {
 #define ATTN_ABS 2e-5
 #define ATTN_REL 1e-4
 
-static void mla_case(uint32_t ckv, uint32_t R, uint32_t H, uint32_t dn, bool f16, uint32_t n_q,
-                     uint32_t q_pos0, uint32_t n_kv) {
-    const uint32_t dqk = dn + R, w = ckv + R, n_ctx = n_kv + 3;
+/* Whether the one-query kernel of CPU devices (mla_attn_dec.comp) takes a call like mla_case's. */
+static bool dec_path(uint32_t ckv, uint32_t R, uint32_t n_q, uint32_t n_kv) {
+    const vkm_gpu_device_info *info = vkm_gpu_info(gpu);
+    return info->kernels == VKM_KERNELS_CPU && info->texel_bytes && n_q == 1 && ckv % 8 == 0 &&
+           R % 8 == 0 && n_kv <= VKM_ATTN_DEC_MAX_KEYS;
+}
+
+#define CACHE_OFF 256 /* the cache starts this far into its buffer (a layer of a bigger cache) */
+
+/* mla_attn of n_q queries against n_kv cache rows, checked against attn_ref. `scratch`: 0 none
+ * (the general kernels), 1 a scores scratch of the right size (one query on CPU devices: the
+ * three-pass kernel, whose scratch then holds each head's probabilities: columns summing to 1),
+ * 2 one float too small (the general kernels, scratch untouched). */
+static void mla_case_s(uint32_t ckv, uint32_t R, uint32_t H, uint32_t dn, bool f16, uint32_t n_q,
+                       uint32_t q_pos0, uint32_t n_kv, int scratch) {
+    const uint32_t dqk = dn + R, w = ckv + R, n_ctx = n_kv + 3, hs = (H + 7) / 8 * 8;
     const float kq_scale = 1.368888f * 1.368888f / sqrtf((float)dqk);
     size_t nqa = (size_t)n_q * H * ckv, nq = (size_t)n_q * H * dqk, nc = (size_t)n_ctx * w,
-           no = (size_t)n_q * H * ckv;
+           no = (size_t)n_q * H * ckv, es = f16 ? 2 : 4;
+    size_t ns = (size_t)n_kv * hs - (scratch == 2 ? 1 : 0);
     float *qa = xmalloc(nqa * 4), *q = xmalloc(nq * 4), *cv = xmalloc(nc * 4), *o = xmalloc(no * 4),
-          *ref = xmalloc(no * 4);
+          *ref = xmalloc(no * 4), *sc = xmalloc(ns * 4);
     fill(qa, nqa, -1.0f, 1.0f);
     fill(q, nq, -1.0f, 1.0f);
     fill(cv, nc, -1.0f, 1.0f);
     void *cb = cache_encode(cv, nc, f16);
+    unsigned char *cpad = xmalloc(CACHE_OFF + nc * es);
+    memset(cpad, 0x7b, CACHE_OFF);
+    memcpy(cpad + CACHE_OFF, cb, nc * es);
+    for (size_t i = 0; i < ns; i++) sc[i] = -7.0f;
     vkm_gpu_buf *bqa = buf_new(qa, nqa * 4), *bq = buf_new(q, nq * 4),
-                *bc = buf_new(cb, nc * (f16 ? 2 : 4)), *bo = buf_new(NULL, no * 4);
+                *bc = buf_new(cpad, CACHE_OFF + nc * es), *bo = buf_new(NULL, no * 4);
     vkm_gpu_buf *bst = buf_new(NULL, (size_t)n_q * H * 2 * 4); /* state between key passes */
-    vkm_attn_shape s = {n_q, H, q_pos0, n_kv, kq_scale, f16, A(bst)};
+    vkm_gpu_buf *bsc = buf_new(sc, ns * 4);
+    vkm_attn_shape s = {n_q, H, q_pos0, n_kv, kq_scale, f16, A(bst), {0}};
+    if (scratch) s.scores = A(bsc);
+    const vkm_gpu_arg cache = {bc, CACHE_OFF, 0};
     CHECK_OK(begin());
-    CHECK_OK(vkm_op_mla_attn(gpu, &s, ckv, R, dqk, A(bqa), A(bq), A(bc), A(bo)));
-    if (n_kv > VKM_ATTN_LANE_KEYS && vkm_gpu_info(gpu)->kernels == VKM_KERNELS_CPU) {
+    CHECK_OK(vkm_op_mla_attn(gpu, &s, ckv, R, dqk, A(bqa), A(bq), cache, A(bo)));
+    if (n_kv > VKM_ATTN_LANE_KEYS && vkm_gpu_info(gpu)->kernels == VKM_KERNELS_CPU &&
+        !(scratch == 1 && dec_path(ckv, R, n_q, n_kv))) {
         vkm_attn_shape s0 = s; /* several key passes need the state buffer */
         s0.state = (vkm_gpu_arg){0};
-        CHECK_ERR(vkm_op_mla_attn(gpu, &s0, ckv, R, dqk, A(bqa), A(bq), A(bc), A(bo)));
+        CHECK_ERR(vkm_op_mla_attn(gpu, &s0, ckv, R, dqk, A(bqa), A(bq), cache, A(bo)));
     }
     CHECK_OK(submit());
     buf_get(bo, o, no * 4);
@@ -432,14 +454,34 @@ static void mla_case(uint32_t ckv, uint32_t R, uint32_t H, uint32_t dn, bool f16
                        .kq_scale = kq_scale};
     attn_ref(ref, qa, q, cv, cv, &p);
     CHECK_CLOSE(o, ref, no, ATTN_ABS, ATTN_REL,
-                "mla_attn ckv=%u R=%u H=%u %s n_q=%u pos0=%u n_kv=%u", ckv, R, H,
-                f16 ? "f16" : "f32", n_q, q_pos0, n_kv);
+                "mla_attn ckv=%u R=%u H=%u %s n_q=%u pos0=%u n_kv=%u scratch %d", ckv, R, H,
+                f16 ? "f16" : "f32", n_q, q_pos0, n_kv, scratch);
+    /* which kernel ran: the three-pass one leaves probabilities in the scratch */
+    buf_get(bsc, sc, ns * 4);
+    const bool dec = scratch == 1 && dec_path(ckv, R, n_q, n_kv);
+    int bad = 0;
+    for (uint32_t h = 0; h < H && dec; h++) {
+        double sum = 0.0;
+        for (uint32_t j = 0; j < n_kv; j++) sum += sc[(size_t)j * hs + h];
+        bad += fabs(sum - 1.0) > 1e-4;
+    }
+    for (size_t i = 0; i < ns && !dec; i++) bad += sc[i] != -7.0f;
+    CHECK_MSG(bad == 0, "mla_attn n_q=%u n_kv=%u scratch %d: %s (%d bad)", n_q, n_kv, scratch,
+              dec ? "scratch columns do not sum to 1" : "scratch touched", bad);
     vkm_gpu_buf_destroy(gpu, bqa);
     vkm_gpu_buf_destroy(gpu, bq);
     vkm_gpu_buf_destroy(gpu, bc);
     vkm_gpu_buf_destroy(gpu, bo);
     vkm_gpu_buf_destroy(gpu, bst);
-    free(qa), free(q), free(cv), free(o), free(ref), free(cb);
+    vkm_gpu_buf_destroy(gpu, bsc);
+    free(qa), free(q), free(cv), free(o), free(ref), free(cb), free(cpad), free(sc);
+}
+
+/* mla_case_s without and with the scores scratch (one query: both kernels on CPU devices). */
+static void mla_case(uint32_t ckv, uint32_t R, uint32_t H, uint32_t dn, bool f16, uint32_t n_q,
+                     uint32_t q_pos0, uint32_t n_kv) {
+    mla_case_s(ckv, R, H, dn, f16, n_q, q_pos0, n_kv, 0);
+    mla_case_s(ckv, R, H, dn, f16, n_q, q_pos0, n_kv, 1);
 }
 
 static void naive_case(uint32_t dn, uint32_t R, uint32_t dv, uint32_t H, bool f16, uint32_t n_q,
@@ -458,7 +500,7 @@ static void naive_case(uint32_t dn, uint32_t R, uint32_t dv, uint32_t H, bool f1
     vkm_gpu_buf *bq = buf_new(q, nq * 4), *bk = buf_new(kb, nk * es), *bv = buf_new(vb, nv * es),
                 *bo = buf_new(NULL, no * 4);
     vkm_gpu_buf *bst = buf_new(NULL, (size_t)n_q * H * 2 * 4); /* state between key passes */
-    vkm_attn_shape s = {n_q, H, q_pos0, n_kv, kq_scale, f16, A(bst)};
+    vkm_attn_shape s = {n_q, H, q_pos0, n_kv, kq_scale, f16, A(bst), {0}};
     CHECK_OK(begin());
     CHECK_OK(vkm_op_naive_attn(gpu, &s, dqk, dv, A(bq), A(bk), A(bv), A(bo)));
     CHECK_OK(submit());
@@ -510,6 +552,11 @@ static void test_attention(void) {
          * queries' causal limits in different passes */
         mla_case(256, 64, 2, 128, f16, 600, 0, 600);
         mla_case(32, 8, 4, 16, f16, 5, 1200, 1205);
+        /* one query, more heads than a block of 8 (and not a multiple of 8), a long context;
+         * a scratch too small falls back to the general kernel */
+        mla_case(256, 64, 12, 128, f16, 1, 40, 41);
+        mla_case(32, 8, 16, 16, f16, 1, 1299, 1300);
+        mla_case_s(32, 8, 4, 16, f16, 1, 70, 71, 2);
         naive_case(16, 8, 16, 4, f16, 3, 1100, 1103);
         /* naive layout */
         naive_case(16, 8, 16, 4, f16, 1, 0, 1);
@@ -529,7 +576,7 @@ static void test_attention(void) {
         vkm_gpu_buf *bkv = buf_new(kv, n * w * 4), *bc = buf_new(NULL, 64 * w * 2),
                     *bqa = buf_new(qa, n * H * ckv * 4), *bq = buf_new(q, n * H * dqk * 4),
                     *bo = buf_new(NULL, n * H * ckv * 4);
-        vkm_attn_shape s = {n, H, 0, n, 0.2f, true, {0}};
+        vkm_attn_shape s = {n, H, 0, n, 0.2f, true, {0}, {0}};
         CHECK_OK(begin());
         CHECK_OK(vkm_op_mla_kv_store(gpu, true, A(bkv), A(bc), n, w, w, 0));
         CHECK_OK(vkm_op_mla_attn(gpu, &s, ckv, R, dqk, A(bqa), A(bq), A(bc), A(bo)));
