@@ -396,9 +396,9 @@ static int attn_dec(vkm_gpu *gpu, const vkm_attn_shape *s, const vkm_push_attn *
         H > UINT32_MAX / 8)
         return 1;
     const uint64_t s_elems = (uint64_t)p->n_kv * s_stride;
-    if (s_elems > UINT32_MAX / 4 ||
-        (s->scores.size ? s->scores.size : vkm_gpu_buf_size(s->scores.buf) - s->scores.offset) <
-            s_elems * 4)
+    const size_t s_buf = vkm_gpu_buf_size(s->scores.buf);
+    if (s_elems > UINT32_MAX / 4 || s->scores.offset > s_buf ||
+        (s->scores.size ? s->scores.size : s_buf - s->scores.offset) < s_elems * 4)
         return 1;
     vkm_gpu_arg kc = cache; /* the rows the call reads, whole texels */
     kc.size = (size_t)((uint64_t)p->n_kv * row * es);
