@@ -125,6 +125,22 @@ EOF
     fi
     "$vkmoe" bench -m "$dir/missing.gguf" -p 8 -n 4 >"$out" 2>&1
     check "bench -m on a missing file exits 1" test $? -eq 1
+    # depth: both tests start from 16 cached tokens, named as llama-bench names them
+    "$vkmoe" bench -m "$model" -p 8 -n 4 -d 16 -r 1 --json "$dir/depth.json" \
+        --csv "$dir/depth.csv" >"$out" 2>&1
+    rc=$?
+    check "bench -d 16 exits 0 (got $rc: $(tail -3 "$out"))" test $rc -eq 0
+    check "bench -d 16 table has 'pp8 @ d16'" grep -q "pp8 @ d16" "$out"
+    check "bench -d 16 table has 'tg4 @ d16'" grep -q "tg4 @ d16" "$out"
+    check "bench -d 16 CSV has n_depth 16" grep -q ",tg4 @ d16,4,16," "$dir/depth.csv"
+    if [ $have_python -eq 1 ]; then
+        check "depth JSON" python3 - "$dir/depth.json" <<'EOF'
+import json, sys
+r = {x["test"]: x for x in json.load(open(sys.argv[1]))["results"]}
+assert set(r) == {"pp8 @ d16", "tg4 @ d16"}, r
+assert all(x["n_depth"] == 16 and x["tokens_per_s"] > 0 for x in r.values()), r
+EOF
+    fi
 else
     echo "note: the engine cannot evaluate $model yet; model benchmark part skipped:" \
         "$(tail -1 "$out")"
@@ -168,7 +184,8 @@ check "report of a missing file exits 1" test $? -eq 1
 # ---- flags ----
 for args in "" "--bogus" "--micro -r 0" "--micro -r abc" "--micro --device x" \
     "-m" "--micro --max-run -1" "-m x.gguf -p -3" "--report" "--report a.json --micro" \
-    "--micro --md x.md" "--micro -p 8" "-m x.gguf -p 0 -n 0" "--micro --json"; do
+    "--micro --md x.md" "--micro -p 8" "-m x.gguf -p 0 -n 0" "--micro --json" "--micro -d 8" \
+    "-m x.gguf -d -1" "-m x.gguf -d 70000"; do
     # shellcheck disable=SC2086
     "$vkmoe" bench $args >"$out" 2>&1
     rc=$?
@@ -177,8 +194,8 @@ for args in "" "--bogus" "--micro -r 0" "--micro -r abc" "--micro --device x" \
 done
 "$vkmoe" bench --help >"$out" 2>&1
 check "bench --help exits 0" test $? -eq 0
-for word in "--micro" "--quick" "-p N" "-n N" "-r REPS" "--csv F" "--report" "--md F" "--png F" \
-    "--tokenizer"; do
+for word in "--micro" "--quick" "-p N" "-n N" "-d N" "-r REPS" "--csv F" "--report" "--md F" \
+    "--png F" "--tokenizer"; do
     check "bench --help documents $word" grep -q -- "$word" "$out"
 done
 "$vkmoe" bench --micro --device 99 >"$out" 2>&1
@@ -237,7 +254,7 @@ else
 fi
 for args in "--paging" "--paging -m x.gguf --micro" "--paging -m x.gguf --tokenizer" \
     "--paging -m x.gguf --report" "--paging -m x.gguf -n 0" "--paging -m x.gguf -p 8" \
-    "--paging -m x.gguf --vram-budget 1M" "-m x.gguf --png x.png"; do
+    "--paging -m x.gguf --vram-budget 1M" "-m x.gguf --png x.png" "--paging -m x.gguf -d 8"; do
     # shellcheck disable=SC2086
     "$vkmoe" bench $args >"$out" 2>&1
     rc=$?

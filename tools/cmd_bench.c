@@ -15,7 +15,8 @@
 
 #define USAGE                                                                                      \
     "vkmoe bench --micro [--quick] [--device N] [-r REPS] [--max-run S] [--json F] [--quiet]\n"    \
-    "       vkmoe bench -m MODEL [-p N] [-n N] [-r REPS] [--device N] [--json F] [--csv F] "       \
+    "       vkmoe bench -m MODEL [-p N] [-n N] [-d N] [-r REPS] [--device N] [--json F] [--csv "   \
+    "F] "                                                                                          \
     "[--vram-budget SIZE] [--expert-policy lru|lfu] [--prefetch on|off] [--stats] [--quiet]\n"     \
     "       vkmoe bench --tokenizer -m MODEL [-r REPS] [--json F] [--quiet]\n"                     \
     "       vkmoe bench --paging -m MODEL [-n N] [--device N] [--prefetch on|off] [--json F] "     \
@@ -53,6 +54,10 @@ static void print_help(void) {
         "  -p N          prefill test ppN: N tokens in one eval from an empty cache (default 64,\n"
         "                0 = none)\n"
         "  -n N          decode test tgN: N evals of one token each (default 32, 0 = none)\n"
+        "  -d N          depth: both tests start with N tokens already in the KV cache\n"
+        "                (default 0; named \"pp64 @ d512\" as llama-bench does). The N tokens\n"
+        "                are evaluated once, untimed; each repetition cuts the cache back to\n"
+        "                them\n"
         "  -r REPS       repetitions of each test (default 3), after one warm-up; reports\n"
         "                tokens/s mean and standard deviation over the repetitions\n"
         "  --csv F       also write the results as CSV (one row per test)\n"
@@ -208,8 +213,8 @@ static int write_csv(const char *path, const cJSON *root) {
     const cJSON *dev = cJSON_GetObjectItemCaseSensitive(root, "device");
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     const cJSON *res = cJSON_GetObjectItemCaseSensitive(root, "results");
-    fputs("device,driver,model,model_size_bytes,model_type,test,n_tokens,tokens_per_s,stddev,"
-          "reps\n",
+    fputs("device,driver,model,model_size_bytes,model_type,test,n_tokens,n_depth,tokens_per_s,"
+          "stddev,reps\n",
           f);
     const cJSON *r;
     cJSON_ArrayForEach(r, res) {
@@ -222,6 +227,8 @@ static int write_csv(const char *path, const cJSON *root) {
         csv_field(f, json_str(model, "type"), false);
         csv_field(f, json_str(r, "test"), false);
         snprintf(num, sizeof num, "%.0f", json_num(r, "n_tokens"));
+        csv_field(f, num, false);
+        snprintf(num, sizeof num, "%.0f", json_num(r, "n_depth"));
         csv_field(f, num, false);
         snprintf(num, sizeof num, "%.3f", json_num(r, "tokens_per_s"));
         csv_field(f, num, false);
@@ -265,11 +272,11 @@ static bool take_value(int argc, char **argv, int *i, const char **val) {
 int cmd_bench(int argc, char **argv) {
     bool micro = false, quick = false, quiet = false, report = false;
     const char *model = NULL, *json = NULL, *csv = NULL, *md = NULL, *png = NULL;
-    long device = -1, n_prompt = 64, n_gen = 32, reps = -1;
+    long device = -1, n_prompt = 64, n_gen = 32, n_depth = 0, reps = -1;
     double max_run = 5.0;
     const char *inputs[MAX_REPORT_INPUTS];
     int n_inputs = 0;
-    bool have_p = false, have_n = false, have_max_run = false, stats = false;
+    bool have_p = false, have_n = false, have_d = false, have_max_run = false, stats = false;
     bool tokenizer = false, have_policy = false, paging = false, have_r = false;
     uint64_t vram_budget = 0;
     int policy = VKM_EXPERT_LRU, prefetch = VKM_PREFETCH_AUTO;
@@ -329,6 +336,10 @@ int cmd_bench(int argc, char **argv) {
             if (!take_value(argc, argv, &i, &v) || !cli_parse_long(v, 0, 65536, &n_gen))
                 return cli_usage_error(USAGE, "%s needs a token count in 0..65536", a);
             have_n = true;
+        } else if (!strcmp(a, "-d") || !strcmp(a, "--n-depth")) {
+            if (!take_value(argc, argv, &i, &v) || !cli_parse_long(v, 0, 65536, &n_depth))
+                return cli_usage_error(USAGE, "%s needs a token count in 0..65536", a);
+            have_d = true;
         } else if (!strcmp(a, "-r") || !strcmp(a, "--reps")) {
             if (!take_value(argc, argv, &i, &v) || !cli_parse_long(v, 1, 1000, &reps))
                 return cli_usage_error(USAGE, "%s needs a repetition count in 1..1000", a);
@@ -347,7 +358,7 @@ int cmd_bench(int argc, char **argv) {
     }
 
     if (paging) {
-        if (micro || tokenizer || report || quick || have_p || have_r || csv || md ||
+        if (micro || tokenizer || report || quick || have_p || have_d || have_r || csv || md ||
             have_max_run || stats || vram_budget || have_policy)
             return cli_usage_error(USAGE, "--paging takes only -m, -n, --device, --prefetch, "
                                           "--json, --png and --quiet");
@@ -355,7 +366,7 @@ int cmd_bench(int argc, char **argv) {
         if (n_gen < 1) return cli_usage_error(USAGE, "--paging needs -n of at least 1");
     }
     if (report) {
-        if (micro || model || json || csv || quick || have_p || have_n || reps > 0 ||
+        if (micro || model || json || csv || quick || have_p || have_n || have_d || reps > 0 ||
             have_max_run || device >= 0 || tokenizer)
             return cli_usage_error(USAGE, "--report takes only result files, --md and --png");
         if (n_inputs == 0) return cli_usage_error(USAGE, "--report needs at least one file");
@@ -365,8 +376,8 @@ int cmd_bench(int argc, char **argv) {
         return cli_usage_error(USAGE, "--md goes with --report, --png with --report or --paging");
     if (tokenizer) {
         if (!model) return cli_usage_error(USAGE, "--tokenizer needs -m MODEL");
-        if (micro || quick || have_p || have_n || csv || have_max_run || device >= 0 || stats ||
-            vram_budget || have_policy)
+        if (micro || quick || have_p || have_n || have_d || csv || have_max_run || device >= 0 ||
+            stats || vram_budget || have_policy)
             return cli_usage_error(USAGE, "--tokenizer takes only -m, -r, --json and --quiet");
     }
     if ((stats || vram_budget) && !model)
@@ -376,8 +387,8 @@ int cmd_bench(int argc, char **argv) {
                                "bench: give --micro, -m MODEL, --tokenizer -m MODEL or --report");
     if (quick && !micro) return cli_usage_error(USAGE, "--quick goes with --micro");
     if (have_max_run && !micro) return cli_usage_error(USAGE, "--max-run goes with --micro");
-    if ((have_p || have_n || csv) && !model)
-        return cli_usage_error(USAGE, "-p, -n and --csv go with -m MODEL");
+    if ((have_p || have_n || have_d || csv) && !model)
+        return cli_usage_error(USAGE, "-p, -n, -d and --csv go with -m MODEL");
     if (model && n_prompt == 0 && n_gen == 0)
         return cli_usage_error(USAGE, "-p 0 and -n 0: nothing to run");
 
@@ -415,6 +426,7 @@ int cmd_bench(int argc, char **argv) {
                                .device = (int)device,
                                .n_prompt = (int)n_prompt,
                                .n_gen = (int)n_gen,
+                               .n_depth = (int)n_depth,
                                .reps = reps > 0 ? (int)reps : 3,
                                .quiet = quiet,
                                .vram_budget = vram_budget,

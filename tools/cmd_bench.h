@@ -33,6 +33,7 @@ typedef struct bench_model_opts {
     int device;        /* -1 = default device */
     int n_prompt;      /* pp test tokens; 0 = no pp test */
     int n_gen;         /* tg test tokens; 0 = no tg test */
+    int n_depth;       /* tokens already in the KV cache when each test starts (-d) */
     int reps;          /* repetitions of each test */
     bool quiet;
     uint64_t vram_budget; /* bytes for weights + expert cache; 0 = automatic */

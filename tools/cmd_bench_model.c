@@ -1,11 +1,14 @@
 /* cmd_bench_model.c - `vkmoe bench -m MODEL`: llama-bench style prefill and decode speed
  * through the public API (core/vkmoe.h) only; the GGUF reader is used just to describe the file.
  *
- * Tests, each from an empty KV cache (vkm_session_truncate(s, 0) before every repetition):
+ * Tests, each from a KV cache holding the depth's D tokens (-d, default 0: empty; they are
+ * evaluated once, untimed, and vkm_session_truncate(s, D) restores them before every
+ * repetition, as cache rows below n_past are never touched):
  *   ppN  one vkm_session_eval of N tokens (last-token logits read back)
  *   tgN  N evals of one token each (logits read back after each, as a decoder would)
- * Token ids are pseudo-random in [0, n_vocab) with a fixed seed. One untimed warm-up (a ppN
- * eval and a single-token eval) comes first. Times are wall clock around the evals, which
+ * named "ppN @ dD" / "tgN @ dD" with a depth (llama-bench's names). Token ids are pseudo-random
+ * in [0, n_vocab) with a fixed seed. One untimed warm-up (a ppN eval and a single-token eval)
+ * comes first. Times are wall clock around the evals, which
  * include the logits download. t/s per repetition, reported as mean and sample stddev. */
 #include <math.h>
 #include <stdio.h>
@@ -54,22 +57,27 @@ static int describe_model(const char *path, cJSON *jmodel, char *type_out, size_
 
 typedef struct test_result {
     char name[32];
-    int n_tokens;
+    int n_tokens, n_depth;
     double mean, sd;
     int reps;
 } test_result;
 
-/* Runs one test `reps` times; gen = tgN (one token per eval) else ppN. */
-static int run_test(vkm_session *s, const int32_t *tok, int n, bool gen, int reps, bool quiet,
-                    float *logits, test_result *r) {
-    snprintf(r->name, sizeof r->name, "%s%d", gen ? "tg" : "pp", n);
+/* Runs one test `reps` times from the `depth` tokens in the cache; gen = tgN (one token per
+ * eval) else ppN. */
+static int run_test(vkm_session *s, const int32_t *tok, int n, int depth, bool gen, int reps,
+                    bool quiet, float *logits, test_result *r) {
+    if (depth)
+        snprintf(r->name, sizeof r->name, "%s%d @ d%d", gen ? "tg" : "pp", n, depth);
+    else
+        snprintf(r->name, sizeof r->name, "%s%d", gen ? "tg" : "pp", n);
     r->n_tokens = n;
+    r->n_depth = depth;
     r->reps = reps;
     double *ts = malloc((size_t)reps * sizeof *ts);
     if (!ts) return vkm_error(VKM_ENOMEM, "out of memory");
     int rc = VKM_OK;
     for (int k = 0; !rc && k < reps; k++) {
-        rc = vkm_session_truncate(s, 0);
+        rc = vkm_session_truncate(s, depth);
         double t0 = bench_now_s();
         if (gen)
             for (int i = 0; !rc && i < n; i++) rc = vkm_session_eval(s, &tok[i], 1, false, logits);
@@ -130,9 +138,10 @@ static int run(const bench_model_opts *o, cJSON *root) {
     if (!rc && !cJSON_AddStringToObject(jmodel, "desc", info.model_desc))
         rc = vkm_error(VKM_ENOMEM, "out of memory");
     int n_max = o->n_prompt > o->n_gen ? o->n_prompt : o->n_gen;
+    if (o->n_depth > n_max) n_max = o->n_depth;
     if (!rc) {
         vkm_session_opts so = {
-            .n_ctx = n_max + 1,
+            .n_ctx = o->n_depth + (o->n_prompt > o->n_gen ? o->n_prompt : o->n_gen) + 1,
             .max_batch = o->n_prompt > MAX_BATCH ? MAX_BATCH : (o->n_prompt > 0 ? o->n_prompt : 1),
         };
         rc = vkm_session_create(e, &so, &s);
@@ -152,11 +161,17 @@ static int run(const bench_model_opts *o, cJSON *root) {
         if (o->n_prompt > 0) rc = vkm_session_eval(s, tok, o->n_prompt, false, logits);
         if (!rc) rc = vkm_session_truncate(s, 0);
         if (!rc) rc = vkm_session_eval(s, tok, 1, false, logits);
+        if (!rc) rc = vkm_session_truncate(s, 0);
+        if (!rc && o->n_depth > 0) { /* the depth's tokens, once (the session cuts batches) */
+            if (!o->quiet) fprintf(stderr, "bench: filling the KV cache to depth %d\n", o->n_depth);
+            rc = vkm_session_eval(s, tok, o->n_depth, false, logits);
+        }
     }
     if (!rc && o->n_prompt > 0)
-        rc = run_test(s, tok, o->n_prompt, false, o->reps, o->quiet, logits, &res[n_res++]);
+        rc = run_test(s, tok, o->n_prompt, o->n_depth, false, o->reps, o->quiet, logits,
+                      &res[n_res++]);
     if (!rc && o->n_gen > 0)
-        rc = run_test(s, tok, o->n_gen, true, o->reps, o->quiet, logits, &res[n_res++]);
+        rc = run_test(s, tok, o->n_gen, o->n_depth, true, o->reps, o->quiet, logits, &res[n_res++]);
 
     if (!rc) {
         cJSON *jres = cJSON_CreateArray();
@@ -165,6 +180,7 @@ static int run(const bench_model_opts *o, cJSON *root) {
             cJSON *r = cJSON_CreateObject();
             if (!r || !cJSON_AddStringToObject(r, "test", res[i].name) ||
                 !cJSON_AddNumberToObject(r, "n_tokens", res[i].n_tokens) ||
+                !cJSON_AddNumberToObject(r, "n_depth", res[i].n_depth) ||
                 !cJSON_AddNumberToObject(r, "tokens_per_s", res[i].mean) ||
                 !cJSON_AddNumberToObject(r, "stddev", res[i].sd) ||
                 !cJSON_AddNumberToObject(r, "reps", res[i].reps) ||
@@ -200,17 +216,20 @@ static int run(const bench_model_opts *o, cJSON *root) {
             snprintf(sz, sizeof sz, "%.2f GiB", (double)size / (double)(1ull << 30));
         else
             snprintf(sz, sizeof sz, "%.2f MiB", (double)size / (double)(1ull << 20));
-        printf("| %-30s | %10s | %-6s | %-32s | %8s | %20s |\n", "model", "size", "type", "device",
-               "test", "t/s");
-        printf("| %.30s | %.10s | %.6s | %.32s | %.8s | %.20s |\n",
+        int tw = 8; /* the test column fits "tg64 @ d1024" */
+        for (int i = 0; i < n_res; i++)
+            if ((int)strlen(res[i].name) > tw) tw = (int)strlen(res[i].name);
+        printf("| %-30s | %10s | %-6s | %-32s | %*s | %20s |\n", "model", "size", "type", "device",
+               tw, "test", "t/s");
+        printf("| %.30s | %.10s | %.6s | %.32s | %.*s | %.20s |\n",
                "------------------------------------------", "------------------------------",
-               "----------------", "----------------------------------------", "------------------",
-               "--------------------------------");
+               "----------------", "----------------------------------------", tw,
+               "--------------------------------", "--------------------------------");
         for (int i = 0; i < n_res; i++) {
             char ts[64];
             snprintf(ts, sizeof ts, "%.2f ± %.2f", res[i].mean, res[i].sd);
-            printf("| %-30.30s | %10s | %-6s | %-32.32s | %8s | %21s |\n", base_name(o->model), sz,
-                   type, info.device_name, res[i].name, ts);
+            printf("| %-30.30s | %10s | %-6s | %-32.32s | %*s | %21s |\n", base_name(o->model), sz,
+                   type, info.device_name, tw, res[i].name, ts);
         }
         fflush(stdout);
     }
