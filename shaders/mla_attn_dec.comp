@@ -1,20 +1,23 @@
 // mla_attn_dec.comp - absorbed MLA attention of ONE query (decode) on CPU devices such as lavapipe,
 // in three passes over the latent cache that every head shares (push constants and the exact
 // formulas: ops_common.h vkm_push_attn_dec; the result is mla_attn.comp's):
-//   PASS 0 (score):   lanes over keys: each invocation reads its key's cache row once (texel
-//                     fetches, converted once) and scores it against 8 heads at a time; the
-//                     queries are uniform loads (one scalar load per value, broadcast);
+//   PASS 0 (score):   lanes over keys, KL keys per lane: each lane converts its keys' cache rows
+//                     once and scores them against 8 heads at a time; each fetch of the queries
+//                     serves the KL keys;
 //   PASS 1 (softmax): one subgroup per 4 heads, lanes over keys, turns the scores into
 //                     probabilities in place (vec4 accesses: 4 heads per key);
 //   PASS 2 (value):   lanes over the value dimension (8 values each, one f16 texel), 8 heads per
-//                     workgroup; every key's probabilities are uniform loads.
+//                     workgroup; a key's 8 probabilities are two texel fetches.
 // Why: mla_attn_lane.comp gives each lane a head, so every lane converts the same f16 cache
 // values and a one-query dispatch is one workgroup on one core. Here the work of a key is done
 // once and the passes spread over the cores (keys, head blocks, value blocks).
+// Loads: llvmpipe (Mesa 22.3) turns every storage-buffer load into a loop over the lanes, even
+// when all lanes read the same address, but fetches a texel with vector loads: the cache, the
+// queries and the probabilities are read as uniform texel buffers of 16-byte texels (the cache
+// as R32G32B32A32_UINT: f16 pairs with CACHE_F16, else f32 bit patterns; the others as floats).
 // Workgroups are one subgroup (spec 0 = the subgroup size): no barrier, no shared memory.
-// The cache binding is a uniform texel buffer of 16-byte texels (R32G32B32A32_UINT): f16 pairs
-// (CACHE_F16) or f32 bit patterns. Loop trip counts stay far below lavapipe's 65535 iterations per
-// invocation for n_kv <= VKM_ATTN_DEC_MAX_KEYS (the host checks).
+// Loop trip counts stay far below lavapipe's 65535 iterations per invocation for
+// n_kv <= VKM_ATTN_DEC_MAX_KEYS (the host checks).
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
