@@ -680,7 +680,8 @@ static int plan_paging(vkm_engine *e, uint64_t main, uint64_t experts, uint64_t 
         uint64_t session = AUTO_MARGIN;
         vkm_fwd_kv kv;
         vkm_fwd_work w;
-        if (!vkm_fwd_kv_layout(hp, n_ctx, true, &kv)) session += kv.bytes;
+        if (!vkm_fwd_kv_layout(hp, n_ctx, true, vkm_fwd_kv_scratch(e->gpu), &kv))
+            session += kv.bytes;
         if (!vkm_fwd_work_layout(hp, 512, &w)) session += w.bytes;
         vkm_error_clear();
         budget = di->budget_bytes > session ? di->budget_bytes - session : 0;

@@ -131,7 +131,13 @@ int vkm_fwd_work_init(vkm_gpu *gpu, const vkm_fwd_work *w) {
     return rc;
 }
 
-int vkm_fwd_kv_layout(const vkm_hparams *hp, uint32_t n_ctx, bool f16, vkm_fwd_kv *kv) {
+bool vkm_fwd_kv_scratch(vkm_gpu *gpu) {
+    const vkm_gpu_device_info *info = vkm_gpu_info(gpu);
+    return info->kernels == VKM_KERNELS_CPU && info->texel_bytes > 0;
+}
+
+int vkm_fwd_kv_layout(const vkm_hparams *hp, uint32_t n_ctx, bool f16, bool scores,
+                      vkm_fwd_kv *kv) {
     memset(kv, 0, sizeof *kv);
     if (n_ctx == 0) return vkm_error(VKM_EINVAL, "forward: n_ctx is 0");
     const uint64_t es = f16 ? 2 : 4, H = hp->n_head;
@@ -152,7 +158,7 @@ int vkm_fwd_kv_layout(const vkm_hparams *hp, uint32_t n_ctx, bool f16, vkm_fwd_k
     kv->layer_bytes = (size_t)layer;
     kv->v_off = v.off;
     kv->bytes = (size_t)layer * hp->n_layer;
-    if (hp->is_mla) {
+    if (hp->is_mla && scores) {
         p.off = kv->bytes;
         const vkm_fwd_span sc = take(&p, (uint64_t)n_ctx * ((H + 7) & ~(uint64_t)7), 4);
         if (p.overflow)

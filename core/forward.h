@@ -159,8 +159,9 @@ typedef struct vkm_fwd_kv {
     uint32_t n_ctx;
     size_t layer_bytes; /* layer il starts at il * layer_bytes (multiple of VKM_FWD_ALIGN) */
     size_t v_off;       /* legacy: byte offset of V inside a layer */
-    /* MLA: the f32 [n_ctx][round_up(H, 8)] scratch of one-query attention on CPU devices
-     * (ops.h vkm_attn_shape.scores), after the layers; 0 bytes for legacy files */
+    /* MLA with `scores` (vkm_fwd_kv_layout): the f32 [n_ctx][round_up(H, 8)] scratch of
+     * one-query attention on CPU devices (ops.h vkm_attn_shape.scores), after the layers; else
+     * 0 bytes */
     size_t scores_off, scores_bytes;
     size_t bytes;
 } vkm_fwd_kv;
@@ -170,8 +171,12 @@ typedef struct vkm_fwd_kv {
 int vkm_fwd_work_layout(const vkm_hparams *hp, uint32_t max_batch, vkm_fwd_work *w);
 /* Uploads the constant arrays (iota) into w->buf. */
 int vkm_fwd_work_init(vkm_gpu *gpu, const vkm_fwd_work *w);
-/* Lays out the KV cache for n_ctx positions (sets everything but buf). */
-int vkm_fwd_kv_layout(const vkm_hparams *hp, uint32_t n_ctx, bool f16, vkm_fwd_kv *kv);
+/* Lays out the KV cache for n_ctx positions (sets everything but buf); `scores`: with the scratch
+ * of one-query attention on CPU devices (MLA files; vkm_fwd_kv_scratch says when). */
+int vkm_fwd_kv_layout(const vkm_hparams *hp, uint32_t n_ctx, bool f16, bool scores, vkm_fwd_kv *kv);
+/* Whether a KV cache on `gpu` wants the one-query attention scratch: CPU devices with the texel
+ * kernels (ops.h vkm_attn_shape.scores); elsewhere the scratch would never be read. */
+bool vkm_fwd_kv_scratch(vkm_gpu *gpu);
 
 typedef struct vkm_fwd_batch {
     uint32_t n;           /* tokens, 1..max_batch; ids and positions already uploaded */

@@ -85,7 +85,8 @@ int vkm_session_create(vkm_engine *e, const vkm_session_opts *opts, vkm_session 
     s->n_ctx = n_ctx;
     s->max_batch = max_batch;
     int rc;
-    if ((rc = vkm_fwd_kv_layout(hp, (uint32_t)n_ctx, !o.kv_f32, &s->kv)) ||
+    if ((rc = vkm_fwd_kv_layout(hp, (uint32_t)n_ctx, !o.kv_f32, vkm_fwd_kv_scratch(s->gpu),
+                                &s->kv)) ||
         (rc = vkm_fwd_work_layout(hp, (uint32_t)max_batch, &s->w)))
         goto fail;
     const size_t n_sel = (size_t)max_batch * (hp->n_expert_used ? hp->n_expert_used : 1);
