@@ -509,6 +509,9 @@ int vkm_fwd_record(vkm_gpu *gpu, const vkm_dmodel *m, const vkm_fwd_work *w, con
             CK(ffn(f, &L->ffn_gate, &L->ffn_up, &L->ffn_down));
             MARK("ffn_dense");
         }
+        /* the device starts on layers 0, 1-2, 3-6, ... while the host records the next ones
+         * (no host wait: vkm_gpu_flush); the first parts are short so it starts early */
+        if (((il + 1) & il) == 0 && il + 1 < hp->n_layer) CK(vkm_gpu_flush(gpu));
     }
     if (b->n_logits == 0) return 0;
     /* a = norm(x + o); logits [n_logits][V] = output · a[logit_row0 ..] */

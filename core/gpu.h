@@ -186,6 +186,10 @@ int vkm_gpu_dispatch(vkm_gpu *gpu, vkm_gpu_kernel *k, const vkm_gpu_arg *args, i
  * next submit, the label's time is the GPU time between the previous mark (or vkm_gpu_begin) and
  * this one. A no-op without timestamp support or past the per-batch limit (4096 marks). */
 int vkm_gpu_mark(vkm_gpu *gpu, const char *label);
+/* Starts the device on what was recorded so far in the batch, without waiting: the host records
+ * the rest while it runs (vkm_gpu_submit still submits and waits for the whole batch; the
+ * batch's order is kept). A few per batch at most: past that, a no-op. */
+int vkm_gpu_flush(vkm_gpu *gpu);
 /* Submits what was recorded since vkm_gpu_begin and waits for completion. */
 int vkm_gpu_submit(vkm_gpu *gpu);
 

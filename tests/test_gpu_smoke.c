@@ -77,7 +77,37 @@ out:
     free(hy);
 }
 
-/* Many small dispatches in one batch, as the model records: exercises descriptor growth. */
+/* REPS chained dispatches of the smoke kernel (+1 each, ping-ponging a -> b -> a ...) from
+ * h[i] = i, flushing every `flush_every` dispatches (0: never); with `abandon` the batch is left
+ * unsubmitted half way. Returns the number of wrong values (0 when abandoned). */
+static int chain(vkm_gpu *gpu, vkm_gpu_kernel *k, vkm_gpu_buf *a, vkm_gpu_buf *b, int n, int reps,
+                 int flush_every, bool abandon) {
+    float h[256];
+    for (int i = 0; i < n; i++) h[i] = (float)i;
+    CHECK_OK(vkm_gpu_upload(gpu, a, 0, h, (size_t)n * sizeof *h));
+    smoke_push p = {(uint32_t)n, 1.0f, 1.0f};
+    CHECK_OK(vkm_gpu_begin(gpu));
+    for (int r = 0; r < reps; r++) {
+        vkm_gpu_arg args[2] = {{r % 2 ? b : a, 0, 0}, {r % 2 ? a : b, 0, 0}};
+        int rc = vkm_gpu_dispatch(gpu, k, args, 2, &p, (uint32_t)n / 64, 1, 1);
+        if (!rc && flush_every && r % flush_every == flush_every - 1) rc = vkm_gpu_flush(gpu);
+        if (rc < 0) {
+            CHECK_OK(rc);
+            return n;
+        }
+        if (abandon && r == reps / 2) return 0;
+    }
+    CHECK_OK(vkm_gpu_submit(gpu));
+    CHECK_OK(vkm_gpu_download(gpu, reps % 2 ? b : a, 0, h, (size_t)n * sizeof *h));
+    int bad = 0;
+    for (int i = 0; i < n; i++) bad += h[i] != (float)(i + reps);
+    return bad;
+}
+
+/* Many small dispatches in one batch, as the model records: exercises descriptor growth; then
+ * the same batch flushed every 100 dispatches (more flushes than a batch has command buffers:
+ * the last takes the rest), and a flushed batch abandoned half way, after which uploads, a new
+ * batch and freeing the buffers must wait for its submitted parts (validation would say). */
 static void many_dispatches(vkm_gpu *gpu) {
     enum { N = 256, REPS = 3000 };
     uint32_t spec[1] = {64};
@@ -87,24 +117,14 @@ static void many_dispatches(vkm_gpu *gpu) {
     CHECK_OK(vkm_gpu_buf_create(gpu, N * sizeof(float), VKM_BUF_DEVICE, &a));
     CHECK_OK(vkm_gpu_buf_create(gpu, N * sizeof(float), VKM_BUF_DEVICE, &b));
     if (!k || !a || !b) goto out;
-    float h[N];
-    for (int i = 0; i < N; i++) h[i] = (float)i;
-    CHECK_OK(vkm_gpu_upload(gpu, a, 0, h, sizeof h));
-    smoke_push p = {N, 1.0f, 1.0f}; /* +1 per dispatch, ping-ponging a -> b -> a ... */
-    CHECK_OK(vkm_gpu_begin(gpu));
-    for (int r = 0; r < REPS; r++) {
-        vkm_gpu_arg args[2] = {{r % 2 ? b : a, 0, 0}, {r % 2 ? a : b, 0, 0}};
-        int rc = vkm_gpu_dispatch(gpu, k, args, 2, &p, N / 64, 1, 1);
-        if (rc < 0) {
-            CHECK_OK(rc);
-            break;
-        }
-    }
-    CHECK_OK(vkm_gpu_submit(gpu));
-    CHECK_OK(vkm_gpu_download(gpu, REPS % 2 ? b : a, 0, h, sizeof h));
-    int bad = 0;
-    for (int i = 0; i < N; i++) bad += h[i] != (float)(i + REPS);
+    int bad = chain(gpu, k, a, b, N, REPS, 0, false);
     CHECK_MSG(bad == 0, "%d wrong values after %d chained dispatches", bad, REPS);
+    bad = chain(gpu, k, a, b, N, REPS, 100, false);
+    CHECK_MSG(bad == 0, "%d wrong values after %d chained dispatches, flushed", bad, REPS);
+    chain(gpu, k, a, b, N, REPS, 100, true);
+    bad = chain(gpu, k, a, b, N, REPS, 0, false);
+    CHECK_MSG(bad == 0, "%d wrong values after an abandoned flushed batch", bad);
+    chain(gpu, k, a, b, N, REPS, 100, true); /* left in flight for the frees below */
 out:
     vkm_gpu_buf_destroy(gpu, a);
     vkm_gpu_buf_destroy(gpu, b);

@@ -1,4 +1,6 @@
 /* cmd.c - compute batches and transfer copies (see cmd.h for the synchronisation scheme).
+ * A batch is recorded into up to PARTS command buffers of one pool (vkm_vk_cmd_flush submits the
+ * current one early); begin resets them all, which is safe because submit waited for the last.
  * Asynchronous copies each get a command buffer of a small ring (async[]), reused once the
  * ticket it signalled has completed (waiting for the oldest when all are in flight). */
 #include "cmd.h"
@@ -13,11 +15,14 @@
 #define WAIT_NS (600ull * 1000000000ull)
 #define POOL_SETS 1024 /* descriptor sets per pool when push descriptors are unavailable */
 #define ASYNC_CBS 64   /* command buffers for asynchronous copies */
+#define PARTS 8        /* command buffers of one compute batch (vkm_vk_cmd_flush) */
 
 struct vkm_vk_cmd {
     vkm_vk_device *d;
     VkCommandPool pool, xfer_pool;
-    VkCommandBuffer cb, xfer_cb;
+    VkCommandBuffer parts[PARTS];       /* the batch's command buffers, in submission order */
+    int part;                           /* the one being recorded */
+    VkCommandBuffer cb, xfer_cb;        /* cb = parts[part] */
     VkSemaphore compute_sem, xfer_sem;  /* timelines */
     uint64_t compute_value, xfer_value; /* last values signalled */
     uint64_t need_value;                /* compute submits wait for xfer_sem >= this */
@@ -52,7 +57,8 @@ static int make_semaphore(vkm_vk_device *d, VkSemaphore *out) {
     return VKM_OK;
 }
 
-static int make_pool(vkm_vk_device *d, uint32_t family, VkCommandPool *pool, VkCommandBuffer *cb) {
+static int make_pool(vkm_vk_device *d, uint32_t family, VkCommandPool *pool, VkCommandBuffer *cb,
+                     uint32_t n) {
     VkCommandPoolCreateInfo pci = {
         .sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
         .flags = VK_COMMAND_POOL_CREATE_TRANSIENT_BIT,
@@ -63,7 +69,7 @@ static int make_pool(vkm_vk_device *d, uint32_t family, VkCommandPool *pool, VkC
         .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
         .commandPool = *pool,
         .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
-        .commandBufferCount = 1,
+        .commandBufferCount = n,
     };
     VK_CHECK(d->vk.vkAllocateCommandBuffers(d->dev, &ai, cb));
     return VKM_OK;
@@ -75,8 +81,8 @@ int vkm_vk_cmd_create(vkm_vk_device *d, vkm_vk_cmd **out) {
     if (!c) return vkm_error(VKM_ENOMEM, "out of memory creating command state");
     c->d = d;
     int rc;
-    if ((rc = make_pool(d, d->caps.compute_family, &c->pool, &c->cb)) < 0 ||
-        (rc = make_pool(d, d->transfer_family, &c->xfer_pool, &c->xfer_cb)) < 0 ||
+    if ((rc = make_pool(d, d->caps.compute_family, &c->pool, c->parts, PARTS)) < 0 ||
+        (rc = make_pool(d, d->transfer_family, &c->xfer_pool, &c->xfer_cb, 1)) < 0 ||
         (rc = make_semaphore(d, &c->compute_sem)) < 0 || (rc = make_semaphore(d, &c->xfer_sem)) < 0)
         goto fail;
     VkCommandPoolCreateInfo pci = {
@@ -173,11 +179,17 @@ static int submit(vkm_vk_cmd *c, VkQueue q, VkCommandBuffer cb, VkSemaphore wait
 int vkm_vk_cmd_begin(vkm_vk_cmd *c) {
     vkm_vk_device *d = c->d;
     c->recording = false;
-    /* The previous batch was waited for in submit, so the pools are idle. */
+    /* The previous batch was waited for in submit, so the pools are idle, unless it was abandoned
+     * after a flush (an error while recording): then its submitted parts are waited for here. */
+    int rc = c->compute_value ? wait_value(c, c->compute_sem, c->compute_value, "the GPU batch")
+                              : VKM_OK;
+    if (rc < 0) return rc;
     VK_CHECK(d->vk.vkResetCommandPool(d->dev, c->pool, 0));
     for (int i = 0; i < c->pool_used; i++)
         VK_CHECK(d->vk.vkResetDescriptorPool(d->dev, c->pools[i], 0));
     c->pool_used = 0;
+    c->part = 0;
+    c->cb = c->parts[0];
     VkCommandBufferBeginInfo bi = {
         .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
         .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT,
@@ -347,6 +359,31 @@ int vkm_vk_cmd_submit(vkm_vk_cmd *c) {
     return read_timings(c);
 }
 
+int vkm_vk_cmd_flush(vkm_vk_cmd *c) {
+    vkm_vk_device *d = c->d;
+    if (!c->recording) return vkm_error(VKM_EINVAL, "flush without begin");
+    if (c->part + 1 >= PARTS) return VKM_OK; /* the batch's last part takes the rest */
+    VK_CHECK(d->vk.vkEndCommandBuffer(c->cb));
+    int rc = submit(c, d->compute_queue, c->cb, c->xfer_sem, c->need_value,
+                    VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+                    c->compute_sem, c->compute_value + 1);
+    if (rc < 0) {
+        c->recording = false; /* begin starts over */
+        return rc;
+    }
+    c->compute_value++;
+    c->cb = c->parts[++c->part];
+    c->bound = VK_NULL_HANDLE;
+    VkCommandBufferBeginInfo bi = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+        .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT,
+    };
+    VK_CHECK(d->vk.vkBeginCommandBuffer(c->cb, &bi));
+    /* n_dispatch stays: the next dispatch or copy begins with the barrier after the work of the
+     * parts before (a barrier's first scope takes in everything earlier in submission order) */
+    return VKM_OK;
+}
+
 int vkm_vk_cmd_timings(const vkm_vk_cmd *c, vkm_gpu_timing *out, int max, int *n) {
     *n = c->n_timings;
     for (int i = 0; i < c->n_timings && i < max; i++) out[i] = c->timings[i];
@@ -397,19 +434,29 @@ int vkm_vk_cmd_ticket_wait(vkm_vk_cmd *c, uint64_t ticket) {
     return wait_value(c, c->xfer_sem, ticket, "an asynchronous copy");
 }
 
-void vkm_vk_cmd_drain(vkm_vk_cmd *c) {
-    if (!c || !c->xfer_sem) return;
+/* Waits (best effort) until `sem` reaches `value`. */
+static void drain_sem(vkm_vk_cmd *c, VkSemaphore sem, uint64_t value) {
     uint64_t v = 0;
-    if (c->d->vk.vkGetSemaphoreCounterValue(c->d->dev, c->xfer_sem, &v) != VK_SUCCESS ||
-        v >= c->xfer_value)
+    if (!sem || !value || c->d->vk.vkGetSemaphoreCounterValue(c->d->dev, sem, &v) != VK_SUCCESS ||
+        v >= value)
         return;
     VkSemaphoreWaitInfo wi = {
         .sType = VK_STRUCTURE_TYPE_SEMAPHORE_WAIT_INFO,
         .semaphoreCount = 1,
-        .pSemaphores = &c->xfer_sem,
-        .pValues = &c->xfer_value,
+        .pSemaphores = &sem,
+        .pValues = &value,
     };
     (void)c->d->vk.vkWaitSemaphores(c->d->dev, &wi, WAIT_NS);
+}
+
+void vkm_vk_cmd_drain(vkm_vk_cmd *c) {
+    if (!c) return;
+    drain_sem(c, c->xfer_sem, c->xfer_value);
+    vkm_vk_cmd_drain_compute(c);
+}
+
+void vkm_vk_cmd_drain_compute(vkm_vk_cmd *c) {
+    if (c) drain_sem(c, c->compute_sem, c->compute_value); /* an abandoned batch's parts */
 }
 
 void vkm_vk_cmd_wait_ticket(vkm_vk_cmd *c, uint64_t ticket) {

@@ -299,6 +299,8 @@ static int upload(vkm_gpu *g, vkm_gpu_buf *dst, size_t offset, const void *src, 
     if (dst->kind == VKM_BUF_IMPORTED)
         return vkm_error(VKM_EINVAL, "upload: the destination is imported host memory (read only)");
     if (dst->b.map && !(g->force_staging && dst->kind == VKM_BUF_DEVICE)) {
+        vkm_vk_cmd_drain_compute(g->cmd); /* after what was submitted (the staging copies wait
+                                              for it on the device) */
         memcpy((char *)dst->b.map + offset, src, size);
         return VKM_OK;
     }
@@ -322,6 +324,7 @@ static int download(vkm_gpu *g, vkm_gpu_buf *src, size_t offset, void *dst, size
     int rc = check_range(src, offset, size, "download");
     if (rc < 0 || size == 0) return rc;
     if (src->b.map && !(g->force_staging && src->kind == VKM_BUF_DEVICE)) {
+        vkm_vk_cmd_drain_compute(g->cmd);
         memcpy(dst, (const char *)src->b.map + offset, size);
         return VKM_OK;
     }
@@ -470,6 +473,11 @@ int vkm_gpu_dispatch(vkm_gpu *g, vkm_gpu_kernel *k, const vkm_gpu_arg *args, int
 int vkm_gpu_mark(vkm_gpu *g, const char *label) {
     LOST_GUARD(g);
     return vkm_vk_cmd_mark(g->cmd, label);
+}
+
+int vkm_gpu_flush(vkm_gpu *g) {
+    LOST_GUARD(g);
+    return track(g, vkm_vk_cmd_flush(g->cmd));
 }
 
 int vkm_gpu_submit(vkm_gpu *g) {
