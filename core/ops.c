@@ -379,11 +379,11 @@ int vkm_op_attn(vkm_gpu *gpu, bool cache_f16, const vkm_push_attn *p, vkm_gpu_ar
 }
 
 /* The one-query MLA attention of CPU devices (mla_attn_dec.comp: score, softmax and value passes;
- * llvmpipe 2 cores, bench-small dims, against mla_attn_lane.comp: 1.9x at 64 keys, 2.2x at 2048),
- * for a checked call `p` of
- * vkm_op_mla_attn; 1 when it does not apply (then the general kernel runs): not a CPU device with
- * texel kernels, more than one query, a key count past VKM_ATTN_DEC_MAX_KEYS, dimensions or a
- * cache window that are not whole 16-byte texels, or no (large enough) scores scratch. */
+ * llvmpipe 2 cores, bench-small dims, against mla_attn_lane.comp: 1.9x at 64 keys, 2.2x at 2048)
+ * for a checked call `p` of vkm_op_mla_attn. 1 when it does not apply (then the general kernel
+ * runs): not a CPU device with texel kernels, more than one query, a key count past
+ * VKM_ATTN_DEC_MAX_KEYS, dimensions or windows (cache, queries, scratch) that texel buffers
+ * cannot take, or no (large enough) scores scratch. */
 static int attn_dec(vkm_gpu *gpu, const vkm_attn_shape *s, const vkm_push_attn *p, vkm_gpu_arg qa,
                     vkm_gpu_arg q, vkm_gpu_arg cache, vkm_gpu_arg o) {
     const vkm_gpu_device_info *info = vkm_gpu_info(gpu);
