@@ -132,8 +132,7 @@ int vkm_fwd_work_init(vkm_gpu *gpu, const vkm_fwd_work *w) {
 }
 
 bool vkm_fwd_kv_scratch(vkm_gpu *gpu) {
-    const vkm_gpu_device_info *info = vkm_gpu_info(gpu);
-    return info->kernels == VKM_KERNELS_CPU && info->texel_bytes > 0;
+    return vkm_gpu_info(gpu)->texel_bytes > 0; /* 0 unless the kernels are the CPU ones */
 }
 
 int vkm_fwd_kv_layout(const vkm_hparams *hp, uint32_t n_ctx, bool f16, bool scores,

@@ -389,11 +389,11 @@ static int attn_dec(vkm_gpu *gpu, const vkm_attn_shape *s, const vkm_push_attn *
     const vkm_gpu_device_info *info = vkm_gpu_info(gpu);
     const uint32_t sg = info->subgroup_size, es = s->cache_f16 ? 2 : 4, H = p->n_head;
     const uint32_t s_stride = (H + 7u) & ~7u, row = p->da + p->db;
-    if (info->kernels != VKM_KERNELS_CPU || !info->texel_bytes || sg < 4 || sg > 64 ||
-        p->n_q != 1 || p->n_kv == 0 || p->n_kv > VKM_ATTN_DEC_MAX_KEYS ||
-        p->q_pos0 + 1u < p->n_kv || p->da % 8 || p->db % 8 || p->dv % 8 || p->o_head_stride % 4 ||
-        p->qa_head_stride % 4 || p->qb_off % 4 || p->qb_head_stride % 4 || !s->scores.buf ||
-        H > UINT32_MAX / 8)
+    /* texel_bytes is 0 unless the kernels are the CPU-device ones; attn_check bounds H */
+    if (!info->texel_bytes || sg < 4 || sg > 64 || p->n_q != 1 || p->n_kv == 0 ||
+        p->n_kv > VKM_ATTN_DEC_MAX_KEYS || p->q_pos0 + 1u < p->n_kv || p->da % 8 || p->db % 8 ||
+        p->dv % 8 || p->o_head_stride % 4 || p->qa_head_stride % 4 || p->qb_off % 4 ||
+        p->qb_head_stride % 4 || !s->scores.buf)
         return 1;
     const uint64_t s_elems = (uint64_t)p->n_kv * s_stride;
     const size_t s_buf = vkm_gpu_buf_size(s->scores.buf);

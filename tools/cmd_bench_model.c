@@ -137,11 +137,11 @@ static int run(const bench_model_opts *o, cJSON *root) {
     }
     if (!rc && !cJSON_AddStringToObject(jmodel, "desc", info.model_desc))
         rc = vkm_error(VKM_ENOMEM, "out of memory");
-    int n_max = o->n_prompt > o->n_gen ? o->n_prompt : o->n_gen;
-    if (o->n_depth > n_max) n_max = o->n_depth;
+    const int n_test = o->n_prompt > o->n_gen ? o->n_prompt : o->n_gen;
+    const int n_max = n_test > o->n_depth ? n_test : o->n_depth; /* token ids needed */
     if (!rc) {
         vkm_session_opts so = {
-            .n_ctx = o->n_depth + (o->n_prompt > o->n_gen ? o->n_prompt : o->n_gen) + 1,
+            .n_ctx = o->n_depth + n_test + 1,
             .max_batch = o->n_prompt > MAX_BATCH ? MAX_BATCH : (o->n_prompt > 0 ? o->n_prompt : 1),
         };
         rc = vkm_session_create(e, &so, &s);

@@ -25,6 +25,7 @@ struct vkm_vk_cmd {
     VkCommandBuffer cb, xfer_cb;        /* cb = parts[part] */
     VkSemaphore compute_sem, xfer_sem;  /* timelines */
     uint64_t compute_value, xfer_value; /* last values signalled */
+    uint64_t compute_done;              /* compute value last waited for (<= compute_value) */
     uint64_t need_value;                /* compute submits wait for xfer_sem >= this */
     VkCommandPool async_pool;           /* transfer family, resettable command buffers */
     VkCommandBuffer async_cb[ASYNC_CBS];
@@ -176,13 +177,43 @@ static int submit(vkm_vk_cmd *c, VkQueue q, VkCommandBuffer cb, VkSemaphore wait
 
 /* ---- compute batches ---- */
 
+/* Begins recording the batch's command buffer c->cb. */
+static int begin_part(vkm_vk_cmd *c) {
+    VkCommandBufferBeginInfo bi = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+        .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT,
+    };
+    VK_CHECK(c->d->vk.vkBeginCommandBuffer(c->cb, &bi));
+    return VKM_OK;
+}
+
+/* Ends c->cb and submits it (after the transfers the batch needs), signalling the next compute
+ * value. */
+static int submit_part(vkm_vk_cmd *c) {
+    vkm_vk_device *d = c->d;
+    VK_CHECK(d->vk.vkEndCommandBuffer(c->cb));
+    int rc = submit(c, d->compute_queue, c->cb, c->xfer_sem, c->need_value,
+                    VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
+                    c->compute_sem, c->compute_value + 1);
+    if (rc < 0) return rc;
+    c->compute_value++;
+    return VKM_OK;
+}
+
+/* Waits for every compute part submitted so far. */
+static int wait_compute(vkm_vk_cmd *c) {
+    if (c->compute_done == c->compute_value) return VKM_OK;
+    int rc = wait_value(c, c->compute_sem, c->compute_value, "the GPU batch");
+    if (rc == VKM_OK) c->compute_done = c->compute_value;
+    return rc;
+}
+
 int vkm_vk_cmd_begin(vkm_vk_cmd *c) {
     vkm_vk_device *d = c->d;
     c->recording = false;
     /* The previous batch was waited for in submit, so the pools are idle, unless it was abandoned
      * after a flush (an error while recording): then its submitted parts are waited for here. */
-    int rc = c->compute_value ? wait_value(c, c->compute_sem, c->compute_value, "the GPU batch")
-                              : VKM_OK;
+    int rc = wait_compute(c);
     if (rc < 0) return rc;
     VK_CHECK(d->vk.vkResetCommandPool(d->dev, c->pool, 0));
     for (int i = 0; i < c->pool_used; i++)
@@ -190,11 +221,7 @@ int vkm_vk_cmd_begin(vkm_vk_cmd *c) {
     c->pool_used = 0;
     c->part = 0;
     c->cb = c->parts[0];
-    VkCommandBufferBeginInfo bi = {
-        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
-        .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT,
-    };
-    VK_CHECK(d->vk.vkBeginCommandBuffer(c->cb, &bi));
+    if ((rc = begin_part(c)) < 0) return rc;
     c->n_marks = 0;
     c->n_dispatch = 0;
     c->copied = false;
@@ -349,36 +376,22 @@ int vkm_vk_cmd_submit(vkm_vk_cmd *c) {
                                        (c->copied ? VK_PIPELINE_STAGE_TRANSFER_BIT : 0),
                                    VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
     }
-    VK_CHECK(d->vk.vkEndCommandBuffer(c->cb));
-    int rc = submit(c, d->compute_queue, c->cb, c->xfer_sem, c->need_value,
-                    VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
-                    c->compute_sem, c->compute_value + 1);
-    if (rc < 0) return rc;
-    c->compute_value++;
-    if ((rc = wait_value(c, c->compute_sem, c->compute_value, "the GPU batch")) < 0) return rc;
+    int rc;
+    if ((rc = submit_part(c)) < 0 || (rc = wait_compute(c)) < 0) return rc;
     return read_timings(c);
 }
 
 int vkm_vk_cmd_flush(vkm_vk_cmd *c) {
-    vkm_vk_device *d = c->d;
     if (!c->recording) return vkm_error(VKM_EINVAL, "flush without begin");
     if (c->part + 1 >= PARTS) return VKM_OK; /* the batch's last part takes the rest */
-    VK_CHECK(d->vk.vkEndCommandBuffer(c->cb));
-    int rc = submit(c, d->compute_queue, c->cb, c->xfer_sem, c->need_value,
-                    VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
-                    c->compute_sem, c->compute_value + 1);
+    int rc = submit_part(c);
     if (rc < 0) {
         c->recording = false; /* begin starts over */
         return rc;
     }
-    c->compute_value++;
     c->cb = c->parts[++c->part];
     c->bound = VK_NULL_HANDLE;
-    VkCommandBufferBeginInfo bi = {
-        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
-        .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT,
-    };
-    VK_CHECK(d->vk.vkBeginCommandBuffer(c->cb, &bi));
+    if ((rc = begin_part(c)) < 0) return rc;
     /* n_dispatch stays: the next dispatch or copy begins with the barrier after the work of the
      * parts before (a barrier's first scope takes in everything earlier in submission order) */
     return VKM_OK;
@@ -456,7 +469,8 @@ void vkm_vk_cmd_drain(vkm_vk_cmd *c) {
 }
 
 void vkm_vk_cmd_drain_compute(vkm_vk_cmd *c) {
-    if (c) drain_sem(c, c->compute_sem, c->compute_value); /* an abandoned batch's parts */
+    if (!c || c->compute_done == c->compute_value) return; /* nothing unwaited: no driver call */
+    drain_sem(c, c->compute_sem, c->compute_value);        /* an abandoned batch's parts */
 }
 
 void vkm_vk_cmd_wait_ticket(vkm_vk_cmd *c, uint64_t ticket) {
