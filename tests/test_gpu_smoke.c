@@ -212,6 +212,7 @@ int main(void) {
     CHECK_ERR(vkm_gpu_kernel_get(gpu, "smoke", NULL, 0, 1000, 12, &kb));
     /* Wrong use of the recording API. */
     CHECK_ERR(vkm_gpu_submit(gpu));
+    CHECK_ERR(vkm_gpu_flush(gpu));
     CHECK_ERR(vkm_gpu_dispatch(gpu, k1, NULL, 0, NULL, 1, 1, 1));
 
     CHECK_MSG(vkm_gpu_validation_errors(gpu) == 0, "%u validation errors",
