@@ -303,20 +303,18 @@ static int attention(const fwd *f, uint32_t il) {
         CK(matmul(f, &L->attn_q, w->a.off, w->q.off, n));
     }
     MARK("attn_q");
-    /* kva [n][Ckv+R] = W_kv_a_mqa · a; c normalised in place; k_pe and every q_pe rotated */
+    /* kva [n][Ckv+R] = W_kv_a_mqa · a */
     CK(matmul(f, &L->attn_kv_a_mqa, w->a.off, w->kva.off, n));
-    CK(vkm_op_rmsnorm(f->gpu, act(f, w->kva), wt(&L->attn_kv_a_norm), act(f, w->kva), n, Ckv, D, D,
-                      hp->eps));
     MARK("attn_kv");
-    CK(vkm_op_rope(f->gpu, &f->m->rope, act(f, w->kva), act(f, w->pos), n, 1, Ckv, D, 0));
-    CK(vkm_op_rope(f->gpu, &f->m->rope, act(f, w->q), act(f, w->pos), n, H, Dn, H * Dqk, Dqk));
-    MARK("rope");
 
     const vkm_attn_shape shape = {n,        H, pos0, pos0 + n, hp->kq_scale, f16, act(f, w->ast),
                                   scores(f)};
     if (hp->is_mla) { /* spec §4.4a */
-        CK(vkm_op_mla_kv_store(f->gpu, f16, act(f, w->kva), cache(f, il, 0), n, D, D, pos0));
-        MARK("kv_store");
+        /* cache rows pos0.. = [norm(c), rope(k_pe)]; every q_pe rotated in place */
+        const vkm_mla_kv_shape ks = {n, Ckv, D, pos0, H, Dn, H * Dqk, Dqk, hp->eps};
+        CK(vkm_op_mla_kv_rope(f->gpu, &f->m->rope, f16, &ks, act(f, w->kva), wt(&L->attn_kv_a_norm),
+                              act(f, w->pos), act(f, w->q), cache(f, il, 0)));
+        MARK("kv_rope");
         /* qabs [n][H][Ckv]: head h's q_nope (first Dn of each Dqk) times attn_k_b[h] */
         CK(matmul_heads(f, &L->attn_k_b, w->q, Dqk, w->qabs, n));
         MARK("attn_qabs");
@@ -326,6 +324,12 @@ static int attention(const fwd *f, uint32_t il) {
         CK(matmul_heads(f, &L->attn_v_b, w->ao, Ckv, w->u, n)); /* u [n][H][Dv] */
         MARK("attn_vb");
     } else { /* spec §4.4b: K/V of the new tokens expanded once and cached per head */
+        /* c normalised in place; k_pe and every q_pe rotated */
+        CK(vkm_op_rmsnorm(f->gpu, act(f, w->kva), wt(&L->attn_kv_a_norm), act(f, w->kva), n, Ckv, D,
+                          D, hp->eps));
+        CK(vkm_op_rope(f->gpu, &f->m->rope, act(f, w->kva), act(f, w->pos), n, 1, Ckv, D, 0));
+        CK(vkm_op_rope(f->gpu, &f->m->rope, act(f, w->q), act(f, w->pos), n, H, Dn, H * Dqk, Dqk));
+        MARK("rope");
         /* kvb [n][H][Dn+Dv] = W_kv_b · c (c = the first Ckv of each kva row) */
         vkm_dtensor kvb = L->attn_kv_b;
         kvb.ne[2] = 1;

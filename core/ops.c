@@ -78,13 +78,19 @@ static int dispatch(vkm_gpu *gpu, const char *shader, const vkm_gpu_arg *args, i
 /* The rmsnorm kernels with their workgroup size: VKM_OPS_RED_WG and a shared-memory reduction, or
  * on CPU devices one subgroup and subgroupAdd (no barriers: each one is a switch between the SIMD
  * chunks of the workgroup on llvmpipe). One workgroup per row. */
-static int dispatch_norm(vkm_gpu *gpu, const char *shader, const vkm_gpu_arg *args, int n_args,
-                         const vkm_push_rmsnorm *p, uint32_t n_rows) {
+static void norm_spec(vkm_gpu *gpu, uint32_t spec[2]) {
     const vkm_gpu_device_info *info = vkm_gpu_info(gpu);
     const uint32_t s = info->subgroup_size;
     const bool sg =
         info->kernels == VKM_KERNELS_CPU && s >= 4 && s <= VKM_OPS_RED_WG && (s & (s - 1)) == 0;
-    const uint32_t spec[2] = {sg ? s : VKM_OPS_RED_WG, sg};
+    spec[0] = sg ? s : VKM_OPS_RED_WG;
+    spec[1] = sg;
+}
+
+static int dispatch_norm(vkm_gpu *gpu, const char *shader, const vkm_gpu_arg *args, int n_args,
+                         const vkm_push_rmsnorm *p, uint32_t n_rows) {
+    uint32_t spec[2];
+    norm_spec(gpu, spec);
     vkm_gpu_kernel *k = NULL;
     int rc = vkm_gpu_kernel_get(gpu, shader, spec, 2, n_args, sizeof *p, &k);
     if (rc) return rc;
@@ -270,6 +276,39 @@ int vkm_op_mla_kv_store(vkm_gpu *gpu, bool cache_f16, vkm_gpu_arg src, vkm_gpu_a
                            .dst_row0 = pos,
                            .dst_row_stride = width};
     return vkm_op_kv_store(gpu, cache_f16, src, cache, &p);
+}
+
+int vkm_op_mla_kv_rope(vkm_gpu *gpu, const vkm_rope_params *rp, bool cache_f16,
+                       const vkm_mla_kv_shape *s, vkm_gpu_arg kva, vkm_gpu_arg w, vkm_gpu_arg pos,
+                       vkm_gpu_arg q, vkm_gpu_arg cache) {
+    const char *op = "mla_kv_rope";
+    const uint32_t R = rp->n_rot;
+    if (R == 0 || R % 2 || s->ckv == 0 || (cache_f16 && s->ckv % 2) ||
+        s->kva_stride < (uint64_t)s->ckv + R)
+        return vkm_error(VKM_EINVAL, "%s: ckv %u, n_rot %u, kva stride %u%s", op, s->ckv, R,
+                         s->kva_stride, cache_f16 ? " (f16 cache: ckv and n_rot even)" : "");
+    if (s->n_tok == 0) return 0;
+    const uint64_t width = (uint64_t)s->ckv + R;
+    CHECK_RC(need(op, "kva", kva, span(s->n_tok, s->kva_stride, width, 0), 4));
+    CHECK_RC(need(op, "w", w, s->ckv, 4));
+    CHECK_RC(need(op, "pos", pos, s->n_tok, 4));
+    CHECK_RC(need(op, "q", q,
+                  span3(s->n_tok, s->q_tok_stride, s->n_head, s->q_head_stride, R, s->q_off), 4));
+    const uint64_t cells = ((uint64_t)s->row0 + s->n_tok) * width;
+    CHECK_RC(need(op, "cache", cache, cache_f16 ? cells / 2 : cells, 4));
+    vkm_push_mla_kv_rope p = {s->n_tok,       s->ckv,          R,
+                              s->kva_stride,  s->row0,         s->n_head,
+                              s->q_off,       s->q_tok_stride, s->q_head_stride,
+                              s->eps,         rp->theta_scale, rp->freq_scale,
+                              rp->ext_factor, rp->mscale,      rp->corr_low,
+                              rp->corr_high};
+    vkm_gpu_arg args[5] = {kva, w, pos, q, cache};
+    uint32_t spec[2]; /* the rmsnorm kernels' workgroup, so the sums of squares are the same */
+    norm_spec(gpu, spec);
+    vkm_gpu_kernel *k = NULL;
+    CHECK_RC(vkm_gpu_kernel_get(gpu, cache_f16 ? "mla_kv_rope_f16" : "mla_kv_rope_f32", spec, 2, 5,
+                                sizeof p, &k));
+    return vkm_gpu_dispatch(gpu, k, args, 5, &p, groups(s->n_tok, 1), 1, 1);
 }
 
 /* Attention on CPU devices (mla_attn_lane.comp): 1, 2 or 4 queries of one head per invocation,

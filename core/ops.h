@@ -84,6 +84,21 @@ int vkm_op_kv_store(vkm_gpu *gpu, bool dst_f16, vkm_gpu_arg src, vkm_gpu_arg dst
 int vkm_op_mla_kv_store(vkm_gpu *gpu, bool cache_f16, vkm_gpu_arg src, vkm_gpu_arg cache,
                         uint32_t n_tok, uint32_t width, uint32_t src_stride, uint32_t pos);
 
+/* The MLA kv path of a batch in one dispatch (spec §4.3-§4.5), what vkm_op_rmsnorm (c in place),
+ * vkm_op_rope (k_pe, then q_pe) and vkm_op_mla_kv_store do, except that kva is left unchanged:
+ * for t < n_tok, cache row row0 + t (ckv + R values, f16 or f32) = [rmsnorm(kva[t*kva_stride +
+ * 0..ckv)) * w, kva[t*kva_stride + ckv + 0..R) roped at pos[t]], and q[t*q_tok_stride +
+ * h*q_head_stride + q_off + 0..R) roped in place for h < n_head (R = rp->n_rot). kva and q must
+ * not overlap. With cache_f16, ckv must be even. */
+typedef struct vkm_mla_kv_shape {
+    uint32_t n_tok, ckv, kva_stride, row0;
+    uint32_t n_head, q_off, q_tok_stride, q_head_stride;
+    float eps;
+} vkm_mla_kv_shape;
+int vkm_op_mla_kv_rope(vkm_gpu *gpu, const vkm_rope_params *rp, bool cache_f16,
+                       const vkm_mla_kv_shape *s, vkm_gpu_arg kva, vkm_gpu_arg w, vkm_gpu_arg pos,
+                       vkm_gpu_arg q, vkm_gpu_arg cache);
+
 /* What every attention call shares. */
 typedef struct vkm_attn_shape {
     uint32_t n_q;    /* query tokens */

@@ -2,8 +2,8 @@
  * by C and GLSL so the two sides cannot drift apart.
  *
  * Included from C (core/ops.c, tests) and from the shaders in this folder (rmsnorm.comp, rope.comp,
- * mla_attn.comp, mla_attn_dec.comp, kv_store.comp, router.comp, moe_combine.comp, swiglu.comp,
- * add.comp, scale.comp, get_rows.comp). Every struct holds only 32-bit scalars, so its std430
+ * mla_attn.comp, mla_attn_dec.comp, kv_store.comp, mla_kv_rope.comp, router.comp,
+ * moe_combine.comp, swiglu.comp, add.comp, scale.comp, get_rows.comp). Every struct holds only 32-bit scalars, so its std430
  * layout in a push-constant block equals the C layout; the C side asserts each size (Vulkan
  * guarantees 128 bytes of push constants, every struct here must stay within that). Strides and
  * offsets are in elements. In GLSL a shader declares `layout(push_constant) uniform Push {
@@ -84,6 +84,29 @@ VKM_PC_STRUCT(vkm_push_kv_store) {
     VKM_PC_U32 dst_row0;
     VKM_PC_U32 dst_row_stride;
     VKM_PC_U32 dst_head_stride;
+};
+
+/* mla_kv_rope.comp: for t < n_tok, cache row (row0 + t) (ckv + n_rot values) = [the rmsnorm of
+ * kva[t*kva_stride + 0..ckv) times w, kva[t*kva_stride + ckv + 0..n_rot) roped at pos[t]], and
+ * q[t*q_tok_stride + h*q_head_stride + q_off + 0..n_rot) roped in place for h < n_head. The rope
+ * fields are vkm_push_rope's. */
+VKM_PC_STRUCT(vkm_push_mla_kv_rope) {
+    VKM_PC_U32 n_tok;
+    VKM_PC_U32 ckv;
+    VKM_PC_U32 n_rot;
+    VKM_PC_U32 kva_stride;
+    VKM_PC_U32 row0;
+    VKM_PC_U32 n_head;
+    VKM_PC_U32 q_off;
+    VKM_PC_U32 q_tok_stride;
+    VKM_PC_U32 q_head_stride;
+    VKM_PC_F32 eps;
+    VKM_PC_F32 theta_scale;
+    VKM_PC_F32 freq_scale;
+    VKM_PC_F32 ext_factor;
+    VKM_PC_F32 mscale;
+    VKM_PC_F32 corr_low;
+    VKM_PC_F32 corr_high;
 };
 
 /* mla_attn.comp: for query i < n_q at position q_pos0 + i and head h < n_head:
@@ -202,6 +225,7 @@ VKM_PC_STRUCT(vkm_push_get_rows) {
 _Static_assert(sizeof(vkm_push_rmsnorm) == 24, "vkm_push_rmsnorm layout");
 _Static_assert(sizeof(vkm_push_rope) == 48, "vkm_push_rope layout");
 _Static_assert(sizeof(vkm_push_kv_store) == 40, "vkm_push_kv_store layout");
+_Static_assert(sizeof(vkm_push_mla_kv_rope) == 64, "vkm_push_mla_kv_rope layout");
 _Static_assert(sizeof(vkm_push_attn) == 92, "vkm_push_attn layout");
 _Static_assert(sizeof(vkm_push_attn_dec) == 52, "vkm_push_attn_dec layout");
 _Static_assert(sizeof(vkm_push_router) == 40, "vkm_push_router layout");

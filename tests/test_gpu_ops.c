@@ -254,6 +254,115 @@ static void test_rope(void) {
     rope_case("plain", 64, 10000.0f, 1.0f, 0.0f, 1.0f, 4096, 5000);
 }
 
+/* -------------------------------------------------------------------------- mla_kv_rope ---- */
+
+/* One case of the fused MLA kv path against (a) the CPU references (rmsnorm then rope, converted
+ * like the cache: the tolerances of the rmsnorm and rope tests, plus half an f16 ulp) and (b) the
+ * four separate kernels it replaces (rmsnorm, rope k_pe, rope q, mla_kv_store), which must give
+ * the same values (1e-6 absolute / one f16 ulp: the same float operations, only a device free to
+ * contract them differently in two shaders could differ). Also: kva is left unchanged, the cache
+ * rows outside row0..row0+n stay zero, bad shapes record nothing. */
+static void kv_rope_case(const char *what, bool f16, uint32_t n, uint32_t H, uint32_t dn,
+                         uint32_t ckv, uint32_t R, uint32_t row0, float freq_scale, float ext) {
+    const uint32_t dqk = dn + R, D = ckv + R, st = D + 4, rows = row0 + n + 3;
+    vkm_rope_params rp;
+    CHECK_OK(vkm_op_rope_params(&rp, R, 10000.0f, freq_scale, ext, 1.0f, 4096, 32.0f, 1.0f));
+    vkm_ref_rope ref_p = {(int)R, 10000.0f, freq_scale, ext, 1.0f, rp.corr_low, rp.corr_high};
+    const size_t nq = (size_t)n * H * dqk, nk = (size_t)n * st, ncell = (size_t)rows * D;
+    const size_t es = f16 ? 2 : 4;
+    float *q = xmalloc(nq * 4), *k = xmalloc(nk * 4), *w = xmalloc(ckv * 4), *qr = xmalloc(nq * 4),
+          *cr = xmalloc(ncell * 4), *cs = xmalloc(R * 4), *got = xmalloc((nq + nk + ncell) * 4),
+          *want = xmalloc((nq + nk + ncell) * 4);
+    int32_t *pos = xmalloc(n * 4);
+    fill(q, nq, -1.0f, 1.0f);
+    fill(k, nk, -2.0f, 2.0f);
+    fill(w, ckv, 0.5f, 1.5f);
+    for (uint32_t t = 0; t < n; t++) pos[t] = (int32_t)(row0 + t);
+    memcpy(qr, q, nq * 4);
+    memset(cr, 0, ncell * 4);
+    for (uint32_t t = 0; t < n; t++) {
+        float *c = cr + (size_t)(row0 + t) * D;
+        vkm_ref_rmsnorm(c, k + (size_t)t * st, w, (int)ckv, 1e-6f);
+        memcpy(c + ckv, k + (size_t)t * st + ckv, R * 4);
+        vkm_ref_rope_cache(cs, pos[t], &ref_p);
+        vkm_ref_rope_apply(c + ckv, cs, (int)R);
+        for (uint32_t h = 0; h < H; h++)
+            vkm_ref_rope_apply(qr + (t * H + h) * dqk + dn, cs, (int)R);
+    }
+    vkm_gpu_buf *bq = buf_new(q, nq * 4), *bk = buf_new(k, nk * 4), *bw = buf_new(w, ckv * 4),
+                *bp = buf_new(pos, n * 4), *bc = buf_new(NULL, ncell * es),
+                *bq2 = buf_new(q, nq * 4), *bk2 = buf_new(k, nk * 4),
+                *bc2 = buf_new(NULL, ncell * es);
+    const vkm_mla_kv_shape sh = {n, ckv, st, row0, H, dn, H * dqk, dqk, 1e-6f};
+    CHECK_OK(begin());
+    CHECK_OK(vkm_op_mla_kv_rope(gpu, &rp, f16, &sh, A(bk), A(bw), A(bp), A(bq), A(bc)));
+    /* the separate kernels, on copies */
+    CHECK_OK(vkm_op_rmsnorm(gpu, A(bk2), A(bw), A(bk2), n, ckv, st, st, 1e-6f));
+    CHECK_OK(vkm_op_rope(gpu, &rp, A(bk2), A(bp), n, 1, ckv, st, 0));
+    CHECK_OK(vkm_op_rope(gpu, &rp, A(bq2), A(bp), n, H, dn, H * dqk, dqk));
+    CHECK_OK(vkm_op_mla_kv_store(gpu, f16, A(bk2), A(bc2), n, D, st, row0));
+    CHECK_OK(submit());
+
+    /* the cache as floats (f16 decoded), from the fused kernel and from the separate ones */
+    unsigned char *raw = xmalloc(ncell * es);
+    float *c1 = got + nq + nk, *c2 = want + nq + nk;
+    for (int which = 0; which < 2; which++) {
+        buf_get(which ? bc2 : bc, raw, ncell * es);
+        float *c = which ? c2 : c1;
+        for (size_t i = 0; i < ncell; i++) {
+            if (f16) {
+                uint16_t h;
+                memcpy(&h, raw + i * 2, 2);
+                c[i] = vkm_fp16_to_f32(h);
+            } else {
+                memcpy(&c[i], raw + i * 4, 4);
+            }
+        }
+    }
+    buf_get(bq, got, nq * 4);
+    CHECK_CLOSE(got, qr, nq, 2e-5, 0.0, "mla_kv_rope %s: q against the reference", what);
+    buf_get(bq2, want, nq * 4);
+    CHECK_CLOSE(got, want, nq, 1e-6, 0.0, "mla_kv_rope %s: q against rope", what);
+    buf_get(bk, got + nq, nk * 4);
+    CHECK_CLOSE(got + nq, k, nk, 0.0, 0.0, "mla_kv_rope %s: kva unchanged", what);
+    /* f16: plus half an ulp (2^-11 relative) for the rounding */
+    CHECK_CLOSE(c1, cr, ncell, 2e-5, f16 ? 1e-3 : 1e-5,
+                "mla_kv_rope %s: cache against the references", what);
+    CHECK_CLOSE(c1, c2, ncell, f16 ? 0.0 : 1e-6, f16 ? 1e-3 : 1e-6,
+                "mla_kv_rope %s: cache against the separate kernels", what);
+
+    /* bad shapes: cache one row short, odd ckv with f16, kva stride too small, pos too short */
+    vkm_mla_kv_shape bad = sh;
+    bad.row0 = rows - n + 1;
+    CHECK_ERR(vkm_op_mla_kv_rope(gpu, &rp, f16, &bad, A(bk), A(bw), A(bp), A(bq), A(bc)));
+    bad = sh;
+    bad.kva_stride = D - 1;
+    CHECK_ERR(vkm_op_mla_kv_rope(gpu, &rp, f16, &bad, A(bk), A(bw), A(bp), A(bq), A(bc)));
+    bad = sh;
+    bad.n_tok = n + 1;
+    CHECK_ERR(vkm_op_mla_kv_rope(gpu, &rp, f16, &bad, A(bk), A(bw), A(bp), A(bq), A(bc)));
+    if (f16) {
+        bad = sh;
+        bad.ckv = ckv - 1;
+        CHECK_ERR(vkm_op_mla_kv_rope(gpu, &rp, f16, &bad, A(bk), A(bw), A(bp), A(bq), A(bc)));
+    }
+    vkm_gpu_buf *all[] = {bq, bk, bw, bp, bc, bq2, bk2, bc2};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) vkm_gpu_buf_destroy(gpu, all[i]);
+    free(q), free(k), free(w), free(qr), free(cr), free(cs), free(got), free(want), free(pos);
+    free(raw);
+}
+
+static void test_mla_kv_rope(void) {
+    for (int f16 = 0; f16 < 2; f16++) {
+        /* decode with the bench-small / V3 head shapes, YaRN (x4 like the bench preset) */
+        kv_rope_case("decode yarn", f16, 1, 8, 128, 256, 64, 700, 0.25f, 1.0f);
+        /* a batch: tiny-v3's R 8, 3 heads, more tokens than the subgroup, no YaRN */
+        kv_rope_case("batch plain", f16, 37, 3, 16, 32, 8, 5, 1.0f, 0.0f);
+        /* V3's 512-wide latent and YaRN x40, 2 tokens, V2-Lite's 16 heads */
+        kv_rope_case("ckv 512", f16, 2, 16, 128, 512, 64, 3000, 1.0f / 40.0f, 1.0f);
+    }
+}
+
 /* ----------------------------------------------------------------------------- kv store ---- */
 
 static void test_kv_store(void) {
@@ -867,6 +976,7 @@ int main(void) {
     test_rmsnorm();
     test_rope();
     test_kv_store();
+    test_mla_kv_rope();
     test_attention();
     test_router();
     test_elementwise();
