@@ -4,9 +4,13 @@
  * projection), residual, RMSNorm, dense SwiGLU or routed MoE + shared experts, residual; final
  * norm and the output projection of the wanted rows.
  *
- * Everything is recorded with core/ops.h, core/ops_matmul.h and the moe_group kernel below into
- * the caller's gpu batch; the host only sees the result. The residual adds are fused into the
- * next RMSNorm (vkm_op_rmsnorm_add): x += o; a = norm(x).
+ * Everything is recorded with core/ops.h and core/ops_matmul.h into the caller's gpu batch; the
+ * host only sees the result. The residual adds are fused into the next RMSNorm
+ * (vkm_op_rmsnorm_add: x += o; a = norm(x)), after a MoE layer together with the combination of
+ * the experts' outputs (vkm_op_moe_combine_norm). Where the kernels allow, fewer dispatches do
+ * the same work: the kv path in one (vkm_op_mla_kv_rope), gate, up and SwiGLU in one
+ * (vkm_op_matmul_glu / _id_glu), routing and grouping in one (vkm_op_router_group); lavapipe
+ * spends 10-15 us per dispatch (thread wake-ups), so these count at decode.
  *
  * Invariants: the shapes of every array are those documented in forward.h; offsets passed to
  * non-matmul ops are multiples of VKM_FWD_ALIGN, so they respect any device's storage alignment. */
@@ -111,7 +115,6 @@ int vkm_fwd_work_layout(const vkm_hparams *hp, uint32_t max_batch, vkm_fwd_work 
     w->gsel = take(&p, B * K, 4);
     w->gwts = take(&p, B * K, 4);
     w->eg = take(&p, BK * 2 * Fe, 4);
-    w->eu = take(&p, BK * Fe, 4);
     w->eh = take(&p, BK * Fe, 4);
     w->eo = take(&p, X ? BK * E : 0, 4);
     w->logits = take(&p, B * hp->n_vocab, 4);
@@ -223,9 +226,9 @@ static int matmul_heads(const fwd *f, const vkm_dtensor *t, vkm_fwd_span x, int6
 
 /* Routed experts: entry p of the grouped rows (work.rows / work.mats) reads X row xrows[p] and
  * writes Y row p; matrix `kind` of the experts of layer il. */
-static int matmul_experts(const fwd *f, uint32_t il, int kind, int64_t k, int64_t m, vkm_fwd_span x,
-                          int64_t n_x, vkm_fwd_span xrows, vkm_fwd_span y,
-                          const vkm_fwd_expert_plan *plan) {
+static vkm_matmul_id experts_args(const fwd *f, uint32_t il, int kind, int64_t k, int64_t m,
+                                  vkm_fwd_span x, int64_t n_x, vkm_fwd_span xrows, vkm_fwd_span y,
+                                  const vkm_fwd_expert_plan *plan) {
     const vkm_dlayer *L = &f->m->layers[il];
     const vkm_dtensor *t = kind == VKM_EXPERT_DOWN      ? &L->ffn_down_exps
                            : kind == VKM_EXPERT_GATE_UP ? &L->ffn_gate_up_exps
@@ -234,50 +237,26 @@ static int matmul_experts(const fwd *f, uint32_t il, int kind, int64_t k, int64_
     /* the stack (paged: the slots from plan->base on) */
     const vkm_expert_loc loc = vkm_fwd_expert_where(f->m, il, kind, plan ? plan->base : 0);
     const int64_t n_rows = (int64_t)f->b->n * f->hp->n_expert_used;
-    vkm_matmul_id a = {.wtype = t->type,
-                       .w = loc.buf,
-                       .w_off = loc.off,
-                       .k = k,
-                       .m = m,
-                       .n_mat = plan ? plan->n_mat : f->hp->n_expert,
-                       .x = f->w->buf,
-                       .x_off = x.off,
-                       .n_x = n_x,
-                       .y = f->w->buf,
-                       .y_off = y.off,
-                       .n_y = n_rows,
-                       .mode = VKM_MATMUL_ID_ROWS,
-                       .rows = f->w->buf,
-                       .rows_off = xrows.off,
-                       .n_rows = n_rows,
-                       .mats = plan ? plan->mats : f->w->buf,
-                       .mats_off = plan ? plan->mats_off : f->w->mats.off,
-                       .max_per_mat = f->b->n, /* a token picks an expert at most once */
-                       .active_list = !plan};  /* moe_group writes it; paging plans do not */
-    return vkm_op_matmul_id(f->gpu, &a);
-}
-
-/* Groups the router's choices by expert (shaders/moe_group.comp, layout in fwd_common.h). */
-static int moe_group(const fwd *f) {
-    vkm_gpu_kernel *k = NULL;
-    CK(vkm_gpu_kernel_get(f->gpu, "moe_group", NULL, 0, 4, sizeof(vkm_push_moe_group), &k));
-    vkm_push_moe_group p = {f->b->n, f->hp->n_expert_used, f->hp->n_expert};
-    const vkm_fwd_work *w = f->w;
-    vkm_gpu_arg args[4] = {act(f, w->sel), act(f, w->rows), act(f, w->mats), act(f, w->map)};
-    return vkm_gpu_dispatch(f->gpu, k, args, 4, &p, 1, 1, 1);
-}
-
-/* y[r][0..d) = silu(g[r*stride + 0..d)) * g[r*stride + d + 0..d): the fused gate_up output.
- * Uses the swiglu kernel of ops.c with its offset fields (no storage alignment needed). */
-static int swiglu_fused(const fwd *f, vkm_fwd_span gu, vkm_fwd_span y, uint32_t n_rows,
-                        uint32_t d) {
-    vkm_gpu_kernel *k = NULL;
-    CK(vkm_gpu_kernel_get(f->gpu, "swiglu", NULL, 0, 3, sizeof(vkm_push_swiglu), &k));
-    vkm_push_swiglu p = {n_rows, d, 0, 2 * d, d, 2 * d, d};
-    vkm_gpu_arg args[3] = {act(f, gu), act(f, gu), act(f, y)};
-    uint32_t gx = (d + VKM_OPS_WG - 1) / VKM_OPS_WG;
-    uint32_t gy = n_rows < VKM_OPS_MAX_GROUPS ? n_rows : VKM_OPS_MAX_GROUPS;
-    return vkm_gpu_dispatch(f->gpu, k, args, 3, &p, gx, gy, 1);
+    return (vkm_matmul_id){.wtype = t->type,
+                           .w = loc.buf,
+                           .w_off = loc.off,
+                           .k = k,
+                           .m = m,
+                           .n_mat = plan ? plan->n_mat : f->hp->n_expert,
+                           .x = f->w->buf,
+                           .x_off = x.off,
+                           .n_x = n_x,
+                           .y = f->w->buf,
+                           .y_off = y.off,
+                           .n_y = n_rows,
+                           .mode = VKM_MATMUL_ID_ROWS,
+                           .rows = f->w->buf,
+                           .rows_off = xrows.off,
+                           .n_rows = n_rows,
+                           .mats = plan ? plan->mats : f->w->buf,
+                           .mats_off = plan ? plan->mats_off : f->w->mats.off,
+                           .max_per_mat = f->b->n, /* a token picks an expert at most once */
+                           .active_list = !plan};  /* moe_group writes it; paging plans do not */
 }
 
 /* ------------------------------------------------------------------------- attention ---- */
@@ -354,28 +333,16 @@ static int attention(const fwd *f, uint32_t il) {
 
 /* ---------------------------------------------------------------------- FFN and MoE ---- */
 
-/* Whether up's rows follow gate's in the same buffer, same type and shape (GGUF writers store
- * ffn_gate then ffn_up; an imported file keeps them back to back): then they are one matrix. */
-static bool back_to_back(const vkm_dtensor *gate, const vkm_dtensor *up) {
-    return gate->buf && gate->buf == up->buf && gate->type == up->type &&
-           gate->ne[0] == up->ne[0] && gate->ne[1] == up->ne[1] && gate->ne[2] <= 1 &&
-           up->ne[2] <= 1 && up->off == gate->off + gate->nbytes;
-}
-
-/* o[n][E] = down · swiglu(gate · a, up · a) (dense layers, shared experts). With gate and up back
- * to back, one matmul of 2F rows writes [gate | up] rows into fg (when n of them fit) and the
- * fused swiglu reads them: one dispatch less per FFN (measured on lavapipe, decode). */
+/* o[n][E] = down · swiglu(gate · a, up · a) (dense layers, shared experts): gate, up and swiglu
+ * in one dispatch where the kernels allow it (vkm_op_matmul_glu; fg is its scratch otherwise). */
 static int ffn(const fwd *f, const vkm_dtensor *gate, const vkm_dtensor *up,
                const vkm_dtensor *down) {
     const vkm_fwd_work *w = f->w;
     const uint32_t n = f->b->n, F = (uint32_t)gate->ne[1];
-    if (back_to_back(gate, up) && (uint64_t)n * 2u * F * 4u <= w->fg.size) {
-        vkm_dtensor gu = *gate;
-        gu.ne[1] = 2 * (int64_t)F;
-        gu.nbytes = 2 * gate->nbytes;
-        CK(matmul(f, &gu, w->a.off, w->fg.off, n)); /* fg [n][2F] */
-        CK(swiglu_fused(f, w->fg, w->fu, n, F));    /* fu [n][F] */
-        return matmul(f, down, w->fu.off, w->o.off, n);
+    if (gate->type == up->type && gate->ne[0] == up->ne[0] && gate->ne[1] == up->ne[1]) {
+        CK(vkm_op_matmul_glu(f->gpu, gate->type, gate->ne[0], F, gate->buf, gate->off, up->buf,
+                             up->off, w->buf, w->a.off, n, w->buf, w->fu.off, act(f, w->fg)));
+        return matmul(f, down, w->fu.off, w->o.off, n); /* fu [n][F] */
     }
     CK(matmul(f, gate, w->a.off, w->fg.off, n)); /* fg [n][F] */
     CK(matmul(f, up, w->a.off, w->fu.off, n));   /* fu [n][F] */
@@ -391,8 +358,10 @@ static int ffn(const fwd *f, const vkm_dtensor *gate, const vkm_dtensor *up,
  * Skipped without a next MoE layer or router; the session then gets no prefetch target from the
  * engine (vkm_engine_prefetch_target) and does not read gsel. */
 /* The router of layer L on the batch's normed input a (spec §4.7): rlog [n][X] = W_gate_inp · a,
- * then the choices sel [n][K] and their weights wts [n][K]. */
-static int route(const fwd *f, const vkm_dlayer *L, vkm_fwd_span sel, vkm_fwd_span wts) {
+ * then the choices sel [n][K] and their weights wts [n][K]; with `group`, also grouped by expert
+ * into work.rows / mats / map (shaders/fwd_common.h). */
+static int route(const fwd *f, const vkm_dlayer *L, vkm_fwd_span sel, vkm_fwd_span wts,
+                 bool group) {
     const vkm_hparams *hp = f->hp;
     const vkm_fwd_work *w = f->w;
     CK(matmul(f, &L->ffn_gate_inp, w->a.off, w->rlog.off, f->b->n));
@@ -404,7 +373,12 @@ static int route(const fwd *f, const vkm_dlayer *L, vkm_fwd_span sel, vkm_fwd_sp
                                 hp->expert_weights_norm,
                                 hp->expert_weights_scale};
     const vkm_gpu_arg bias = L->exp_probs_b.buf ? wt(&L->exp_probs_b) : (vkm_gpu_arg){0};
-    return vkm_op_router(f->gpu, &cfg, act(f, w->rlog), bias, act(f, sel), act(f, wts), f->b->n);
+    if (!group)
+        return vkm_op_router(f->gpu, &cfg, act(f, w->rlog), bias, act(f, sel), act(f, wts),
+                             f->b->n);
+    const vkm_moe_grouping g = {act(f, w->rows), act(f, w->mats), act(f, w->map)};
+    return vkm_op_router_group(f->gpu, &cfg, act(f, w->rlog), bias, act(f, sel), act(f, wts), &g,
+                               f->b->n);
 }
 
 static int router_guess(const fwd *f, uint32_t il) {
@@ -414,23 +388,22 @@ static int router_guess(const fwd *f, uint32_t il) {
     if (nl >= hp->n_layer) return 0;
     const vkm_dlayer *N = &f->m->layers[nl];
     if (!N->ffn_gate_inp.buf) return 0;
-    CK(route(f, N, f->w->gsel, f->w->gwts));
+    CK(route(f, N, f->w->gsel, f->w->gwts, false));
     MARK("router_guess");
     return 0;
 }
 
-/* o[n][E] = routed MoE(a) + shared experts(a) (spec §4.7). */
-static int moe(const fwd *f, uint32_t il) {
+/* o[n][E] = routed MoE(a) + shared experts(a) (spec §4.7). With next_norm, the residual add and
+ * the next RMSNorm are done too (x += o; a = norm(x) * next_norm) and o is left partial. */
+static int moe(const fwd *f, uint32_t il, const vkm_dtensor *next_norm) {
     const vkm_hparams *hp = f->hp;
     const vkm_dlayer *L = &f->m->layers[il];
     const vkm_fwd_work *w = f->w;
     const uint32_t n = f->b->n, E = hp->n_embd, K = hp->n_expert_used, Fe = hp->n_ff_exp;
 
-    /* rlog [n][X] = W_gate_inp · a; sel, wts [n][K] */
-    CK(route(f, L, w->sel, w->wts));
+    /* rlog [n][X] = W_gate_inp · a; sel, wts [n][K]; rows, mats, map */
+    CK(route(f, L, w->sel, w->wts, true));
     MARK("router");
-    CK(moe_group(f)); /* rows, mats, map */
-    MARK("moe_group");
     if (f->b->page && f->b->guess) CK(router_guess(f, il)); /* gsel = next layer's guess */
 
     /* eh [n*K][Fe] = swiglu(gate_e · a_t, up_e · a_t) for every grouped (token t, expert e);
@@ -442,21 +415,24 @@ static int moe(const fwd *f, uint32_t il) {
             plan = &plan_s;
             CK(f->b->page(f->b->page_ctx, il, round, plan));
         }
-        if (L->ffn_gate_up_exps.buf) {
-            CK(matmul_experts(f, il, VKM_EXPERT_GATE_UP, E, 2 * (int64_t)Fe, w->a, n, w->rows,
-                              w->eg, plan));
+        if (L->ffn_gate_up_exps.buf) { /* one stack of [gate; up] matrices */
+            vkm_matmul_id a = experts_args(f, il, VKM_EXPERT_GATE_UP, E, 2 * (int64_t)Fe, w->a, n,
+                                           w->rows, w->eg, plan);
+            CK(vkm_op_matmul_id(f->gpu, &a));
             MARK("moe_gate_up");
-            CK(swiglu_fused(f, w->eg, w->eh, n * K, Fe));
-        } else {
-            CK(matmul_experts(f, il, VKM_EXPERT_GATE, E, Fe, w->a, n, w->rows, w->eg, plan));
-            CK(matmul_experts(f, il, VKM_EXPERT_UP, E, Fe, w->a, n, w->rows, w->eu, plan));
+            CK(vkm_op_swiglu_in(f->gpu, act(f, w->eg), Fe, 2 * Fe, act(f, w->eh), n * K, Fe));
+            MARK("moe_swiglu");
+        } else { /* gate, up and swiglu in one dispatch where the kernels allow it */
+            vkm_matmul_id a =
+                experts_args(f, il, VKM_EXPERT_GATE, E, Fe, w->a, n, w->rows, w->eh, plan);
+            const vkm_expert_loc up =
+                vkm_fwd_expert_where(f->m, il, VKM_EXPERT_UP, plan ? plan->base : 0);
+            CK(vkm_op_matmul_id_glu(f->gpu, &a, up.buf, up.off, act(f, w->eg)));
             MARK("moe_gate_up");
-            CK(vkm_op_swiglu(f->gpu, act(f, w->eg), act(f, w->eu), act(f, w->eh), n * K, Fe, Fe,
-                             Fe));
         }
-        MARK("moe_swiglu");
-        CK(matmul_experts(f, il, VKM_EXPERT_DOWN, Fe, E, w->eh, (int64_t)n * K, w->iota, w->eo,
-                          plan));
+        vkm_matmul_id d = experts_args(f, il, VKM_EXPERT_DOWN, Fe, E, w->eh, (int64_t)n * K,
+                                       w->iota, w->eo, plan);
+        CK(vkm_op_matmul_id(f->gpu, &d));
         MARK("moe_down");
         if (!plan || plan->last) break;
     }
@@ -467,8 +443,25 @@ static int moe(const fwd *f, uint32_t il) {
         CK(ffn(f, &L->ffn_gate_shexp, &L->ffn_up_shexp, &L->ffn_down_shexp));
         MARK("moe_shared");
     }
-    CK(vkm_op_moe_combine(f->gpu, act(f, w->eo), act(f, w->map), act(f, w->wts), act(f, w->o), n, K,
-                          E, n * K, shared));
+    if (next_norm) {
+        const vkm_moe_combine_norm c = {act(f, w->eo),
+                                        act(f, w->map),
+                                        act(f, w->wts),
+                                        act(f, w->o),
+                                        act(f, w->x),
+                                        wt(next_norm),
+                                        act(f, w->a),
+                                        n,
+                                        K,
+                                        E,
+                                        n * K,
+                                        shared,
+                                        hp->eps};
+        CK(vkm_op_moe_combine_norm(f->gpu, &c));
+    } else {
+        CK(vkm_op_moe_combine(f->gpu, act(f, w->eo), act(f, w->map), act(f, w->wts), act(f, w->o),
+                              n, K, E, n * K, shared));
+    }
     MARK("moe_combine");
     return 0;
 }
@@ -491,13 +484,14 @@ int vkm_fwd_record(vkm_gpu *gpu, const vkm_dmodel *m, const vkm_fwd_work *w, con
     CK(vkm_op_get_rows(gpu, m->token_embd.type, wt(&m->token_embd), act(f, w->ids), act(f, w->x), n,
                        E, hp->n_vocab));
     MARK("embd");
+    bool normed = false; /* the previous MoE layer did the residual add and this norm */
     for (uint32_t il = 0; il < hp->n_layer; il++) {
         const vkm_dlayer *L = &m->layers[il];
         /* a = norm(x) (adding the previous layer's FFN output o first: x = ffo + f_in) */
         if (il == 0)
             CK(vkm_op_rmsnorm(gpu, act(f, w->x), wt(&L->attn_norm), act(f, w->a), n, E, E, E,
                               hp->eps));
-        else
+        else if (!normed)
             CK(vkm_op_rmsnorm_add(gpu, act(f, w->x), act(f, w->o), wt(&L->attn_norm), act(f, w->a),
                                   n, E, hp->eps));
         MARK("norm");
@@ -506,11 +500,16 @@ int vkm_fwd_record(vkm_gpu *gpu, const vkm_dmodel *m, const vkm_fwd_work *w, con
         CK(vkm_op_rmsnorm_add(gpu, act(f, w->x), act(f, w->o), wt(&L->ffn_norm), act(f, w->a), n, E,
                               hp->eps));
         MARK("norm");
-        if (L->moe) {
-            CK(moe(f, il)); /* o = ffo */
+        if (L->moe) { /* o = ffo, with the next norm: x = ffo + f_in, a = norm(x) */
+            const vkm_dtensor *next = il + 1 < hp->n_layer ? &m->layers[il + 1].attn_norm
+                                      : b->n_logits        ? &m->output_norm
+                                                           : NULL;
+            CK(moe(f, il, next));
+            normed = next != NULL;
         } else {
             CK(ffn(f, &L->ffn_gate, &L->ffn_up, &L->ffn_down));
             MARK("ffn_dense");
+            normed = false;
         }
         /* the device starts on layers 0, 1-2, 3-6, ... while the host records the next ones
          * (no host wait: vkm_gpu_flush); the first parts are short so it starts early */
@@ -518,8 +517,9 @@ int vkm_fwd_record(vkm_gpu *gpu, const vkm_dmodel *m, const vkm_fwd_work *w, con
     }
     if (b->n_logits == 0) return 0;
     /* a = norm(x + o); logits [n_logits][V] = output · a[logit_row0 ..] */
-    CK(vkm_op_rmsnorm_add(gpu, act(f, w->x), act(f, w->o), wt(&m->output_norm), act(f, w->a), n, E,
-                          hp->eps));
+    if (!normed)
+        CK(vkm_op_rmsnorm_add(gpu, act(f, w->x), act(f, w->o), wt(&m->output_norm), act(f, w->a), n,
+                              E, hp->eps));
     CK(vkm_op_matmul(gpu, m->output.type, m->output.buf, m->output.off, E, hp->n_vocab, w->buf,
                      w->a.off + (size_t)b->logit_row0 * E * 4, b->n_logits, w->buf, w->logits.off));
     MARK("output");

@@ -94,7 +94,7 @@ vkm_expert_loc vkm_fwd_expert_where(const vkm_dmodel *m, uint32_t il, int kind, 
  * moe_group as always (grouped by expert); mats holds, for stack entries (slots) base ..
  * base+n_mat-1, the (first, count) range in work.rows of the expert in that slot if this round
  * computes it, else (0, 0) (int32 [2*n_mat]). When the layer chose more experts than there are
- * slots it takes several rounds; each computes its experts' rows of eg/eu/eh/eo. */
+ * slots it takes several rounds; each computes its experts' rows of eg/eh/eo. */
 typedef struct vkm_fwd_expert_plan {
     vkm_gpu_buf *mats;
     size_t mats_off; /* multiple of 4 */
@@ -134,7 +134,8 @@ typedef struct vkm_fwd_work {
     vkm_fwd_span ao;     /* f32 [B][H][Ckv] attention output (MLA) */
     vkm_fwd_span kvb;    /* f32 [B][H][Dn+Dv] expanded k_nope | v (legacy) */
     vkm_fwd_span u;      /* f32 [B][H][Dv] per-head outputs */
-    vkm_fwd_span fg, fu; /* f32 [B][2*Fx] (gate and up back to back), [B][Fx]: dense / shared FFN */
+    vkm_fwd_span fg, fu; /* f32 [B][2*Fx] (gate and up: the scratch of vkm_op_matmul_glu), [B][Fx]:
+                            dense / shared FFN */
     vkm_fwd_span rlog;   /* f32 [B][X] router logits */
     vkm_fwd_span sel;    /* int32 [B][K] selected experts */
     vkm_fwd_span wts;    /* f32 [B][K] their weights */
@@ -144,8 +145,8 @@ typedef struct vkm_fwd_work {
     vkm_fwd_span gsel;   /* int32 [B][K] paged prefetch: the next MoE layer's guessed experts
                             (router_guess in forward.c, read back by core/session.c) */
     vkm_fwd_span gwts;   /* f32 [B][K] their weights (written by the router kernel, unused) */
-    vkm_fwd_span eg;     /* f32 [B*K][Fe] expert gate ([B*K][2*Fe] when fused) */
-    vkm_fwd_span eu;     /* f32 [B*K][Fe] expert up */
+    vkm_fwd_span eg;     /* f32 [B*K][2*Fe] expert gate and up (a fused gate_up stack's output,
+                            or the scratch of vkm_op_matmul_id_glu) */
     vkm_fwd_span eh;     /* f32 [B*K][Fe] swiglu */
     vkm_fwd_span eo;     /* f32 [B*K][E] expert outputs */
     vkm_fwd_span logits; /* f32 [B][V] */

@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdio.h>
 
+#include "../shaders/fwd_common.h"
 #include "err.h"
 #include "qtype.h"
 #include "ref_ops.h"
@@ -158,6 +159,21 @@ int vkm_op_swiglu(vkm_gpu *gpu, vkm_gpu_arg g, vkm_gpu_arg u, vkm_gpu_arg y, uin
     CHECK_RC(need(op, "y", y, (uint64_t)n_rows * d, 4));
     vkm_push_swiglu p = {n_rows, d, 0, g_stride, 0, u_stride, d};
     vkm_gpu_arg args[3] = {g, u, y};
+    return dispatch(gpu, "swiglu", args, 3, &p, sizeof p, groups(d, VKM_OPS_WG), groups(n_rows, 1));
+}
+
+int vkm_op_swiglu_in(vkm_gpu *gpu, vkm_gpu_arg gu, uint32_t u_off, uint32_t stride, vkm_gpu_arg y,
+                     uint32_t n_rows, uint32_t d) {
+    const char *op = "swiglu_in";
+    if (d == 0 || stride < d) return vkm_error(VKM_EINVAL, "%s: d %u, stride %u", op, d, stride);
+    if (n_rows == 0) return 0;
+    CHECK_RC(fits_x(op, d));
+    CHECK_RC(need(op, "gu", gu, span(n_rows, stride, d, 0), 4));
+    CHECK_RC(need(op, "gu", gu, span(n_rows, stride, d, u_off), 4));
+    CHECK_RC(need(op, "y", y, (uint64_t)n_rows * d, 4));
+    /* both inputs bound to gu, up at element offset u_off (no storage alignment needed) */
+    vkm_push_swiglu p = {n_rows, d, 0, stride, u_off, stride, d};
+    vkm_gpu_arg args[3] = {gu, gu, y};
     return dispatch(gpu, "swiglu", args, 3, &p, sizeof p, groups(d, VKM_OPS_WG), groups(n_rows, 1));
 }
 
@@ -533,9 +549,20 @@ int vkm_op_naive_attn(vkm_gpu *gpu, const vkm_attn_shape *s, uint32_t dqk, uint3
 
 /* ------------------------------------------------------------------------------------ MoE ---- */
 
-int vkm_op_router(vkm_gpu *gpu, const vkm_router_cfg *cfg, vkm_gpu_arg logits, vkm_gpu_arg bias,
-                  vkm_gpu_arg ids, vkm_gpu_arg weights, uint32_t n_tok) {
-    const char *op = "router";
+/* The grouping buffers hold n_tok x n_used entries of n_expert experts (fwd_common.h). */
+static int group_need(const char *op, const vkm_moe_grouping *g, uint32_t n_tok, uint32_t n_used,
+                      uint32_t n_expert) {
+    const uint64_t n = (uint64_t)n_tok * n_used;
+    CHECK_RC(need(op, "rows", g->rows, n, 4));
+    CHECK_RC(need(op, "mats", g->mats, 3 * (uint64_t)n_expert + 1, 4));
+    return need(op, "map", g->map, n, 4);
+}
+
+/* vkm_op_router, then (group) the grouping of vkm_op_moe_group */
+static int router(vkm_gpu *gpu, const vkm_router_cfg *cfg, vkm_gpu_arg logits, vkm_gpu_arg bias,
+                  vkm_gpu_arg ids, vkm_gpu_arg weights, uint32_t n_tok,
+                  const vkm_moe_grouping *group) {
+    const char *op = group ? "router_group" : "router";
     const uint32_t X = cfg->n_expert, K = cfg->n_used;
     if (X == 0 || X > VKM_ROUTER_MAX_EXPERT || K == 0 || K > VKM_ROUTER_MAX_USED || K > X)
         return vkm_error(VKM_EUNSUPPORTED, "%s: %u experts, top-%u (limits %u, %u)", op, X, K,
@@ -564,13 +591,50 @@ int vkm_op_router(vkm_gpu *gpu, const vkm_router_cfg *cfg, vkm_gpu_arg logits, v
                          cfg->norm,
                          cfg->scale,
                          X};
-    vkm_gpu_arg args[4] = {logits, bias.buf ? bias : logits, ids, weights};
-    if (vkm_gpu_info(gpu)->kernels == VKM_KERNELS_CPU) { /* an invocation per token, no grid loop */
-        if (n_tok > (uint64_t)MAX_GROUPS * 64)
-            return vkm_error(VKM_ERANGE, "%s: %u tokens exceed one dispatch", op, n_tok);
-        return dispatch(gpu, "router_lane", args, 4, &p, sizeof p, (n_tok + 63) / 64, 1);
+    vkm_gpu_arg args[7] = {logits, bias.buf ? bias : logits, ids, weights};
+    const bool lane = vkm_gpu_info(gpu)->kernels == VKM_KERNELS_CPU;
+    if (group && lane && n_tok <= VKM_ROUTER_LANE_WG && X <= VKM_MOE_GROUP_MAX_EXPERT) {
+        /* one workgroup routes and groups (router_lane.comp, GROUP) */
+        CHECK_RC(group_need(op, group, n_tok, K, X));
+        args[4] = group->rows, args[5] = group->mats, args[6] = group->map;
+        return dispatch(gpu, "router_lane_group", args, 7, &p, sizeof p, 1, 1);
     }
-    return dispatch(gpu, "router", args, 4, &p, sizeof p, groups(n_tok, 1), 1);
+    int rc;
+    if (lane) { /* an invocation per token, no grid loop */
+        if (n_tok > (uint64_t)MAX_GROUPS * VKM_ROUTER_LANE_WG)
+            return vkm_error(VKM_ERANGE, "%s: %u tokens exceed one dispatch", op, n_tok);
+        rc = dispatch(gpu, "router_lane", args, 4, &p, sizeof p,
+                      (n_tok + VKM_ROUTER_LANE_WG - 1) / VKM_ROUTER_LANE_WG, 1);
+    } else {
+        rc = dispatch(gpu, "router", args, 4, &p, sizeof p, groups(n_tok, 1), 1);
+    }
+    return rc || !group ? rc : vkm_op_moe_group(gpu, ids, group, n_tok, K, X);
+}
+
+int vkm_op_router(vkm_gpu *gpu, const vkm_router_cfg *cfg, vkm_gpu_arg logits, vkm_gpu_arg bias,
+                  vkm_gpu_arg ids, vkm_gpu_arg weights, uint32_t n_tok) {
+    return router(gpu, cfg, logits, bias, ids, weights, n_tok, NULL);
+}
+
+int vkm_op_router_group(vkm_gpu *gpu, const vkm_router_cfg *cfg, vkm_gpu_arg logits,
+                        vkm_gpu_arg bias, vkm_gpu_arg ids, vkm_gpu_arg weights,
+                        const vkm_moe_grouping *group, uint32_t n_tok) {
+    if (!group) return vkm_error(VKM_EINVAL, "router_group: no grouping buffers");
+    return router(gpu, cfg, logits, bias, ids, weights, n_tok, group);
+}
+
+int vkm_op_moe_group(vkm_gpu *gpu, vkm_gpu_arg ids, const vkm_moe_grouping *group, uint32_t n_tok,
+                     uint32_t n_used, uint32_t n_expert) {
+    const char *op = "moe_group";
+    if (n_expert == 0 || n_expert > VKM_MOE_GROUP_MAX_EXPERT || n_used == 0)
+        return vkm_error(VKM_EINVAL, "%s: %u experts (at most %u), %u used", op, n_expert,
+                         VKM_MOE_GROUP_MAX_EXPERT, n_used);
+    if (n_tok == 0) return 0;
+    CHECK_RC(need(op, "ids", ids, (uint64_t)n_tok * n_used, 4));
+    CHECK_RC(group_need(op, group, n_tok, n_used, n_expert));
+    vkm_push_moe_group p = {n_tok, n_used, n_expert};
+    vkm_gpu_arg args[4] = {ids, group->rows, group->mats, group->map};
+    return dispatch(gpu, "moe_group", args, 4, &p, sizeof p, 1, 1);
 }
 
 int vkm_op_moe_combine(vkm_gpu *gpu, vkm_gpu_arg eo, vkm_gpu_arg map, vkm_gpu_arg w, vkm_gpu_arg y,
@@ -584,8 +648,32 @@ int vkm_op_moe_combine(vkm_gpu *gpu, vkm_gpu_arg eo, vkm_gpu_arg map, vkm_gpu_ar
     CHECK_RC(need(op, "map", map, (uint64_t)n_tok * n_used, 4));
     CHECK_RC(need(op, "w", w, (uint64_t)n_tok * n_used, 4));
     CHECK_RC(need(op, "y", y, (uint64_t)n_tok * d, 4));
-    vkm_push_moe_combine p = {n_tok, n_used, d, n_rows, d, d, accumulate};
+    vkm_push_moe_combine p = {n_tok, n_used, d, n_rows, d, d, accumulate, 0.0f};
     vkm_gpu_arg args[4] = {n_rows ? eo : y, map, w, y};
     return dispatch(gpu, "moe_combine", args, 4, &p, sizeof p, groups(d, VKM_OPS_WG),
                     groups(n_tok, 1));
+}
+
+int vkm_op_moe_combine_norm(vkm_gpu *gpu, const vkm_moe_combine_norm *c) {
+    const char *op = "moe_combine_norm";
+    const uint32_t n_tok = c->n_tok, K = c->n_used, d = c->d;
+    if (d == 0 || K == 0) return vkm_error(VKM_EINVAL, "%s: d %u, n_used %u", op, d, K);
+    if (n_tok == 0) return 0;
+    const uint64_t n = (uint64_t)n_tok * d;
+    if (c->n_rows) CHECK_RC(need(op, "eo", c->eo, (uint64_t)c->n_rows * d, 4));
+    CHECK_RC(need(op, "map", c->map, (uint64_t)n_tok * K, 4));
+    CHECK_RC(need(op, "w", c->w, (uint64_t)n_tok * K, 4));
+    if (c->accumulate) CHECK_RC(need(op, "y", c->y, n, 4));
+    CHECK_RC(need(op, "x", c->x, n, 4));
+    CHECK_RC(need(op, "norm_w", c->norm_w, d, 4));
+    CHECK_RC(need(op, "a", c->a, n, 4));
+    vkm_push_moe_combine p = {n_tok, K, d, c->n_rows, d, d, c->accumulate, c->eps};
+    /* unused bindings get a bound range all the same */
+    vkm_gpu_arg args[7] = {
+        c->n_rows ? c->eo : c->x, c->map, c->w, c->accumulate ? c->y : c->x, c->x, c->norm_w, c->a};
+    uint32_t spec[2];
+    norm_spec(gpu, spec);
+    vkm_gpu_kernel *k = NULL;
+    CHECK_RC(vkm_gpu_kernel_get(gpu, "moe_combine_norm", spec, 2, 7, sizeof p, &k));
+    return vkm_gpu_dispatch(gpu, k, args, 7, &p, groups(n_tok, 1), 1, 1);
 }

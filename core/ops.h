@@ -41,6 +41,12 @@ int vkm_op_scale(vkm_gpu *gpu, vkm_gpu_arg x, vkm_gpu_arg y, uint32_t n, float s
 int vkm_op_swiglu(vkm_gpu *gpu, vkm_gpu_arg g, vkm_gpu_arg u, vkm_gpu_arg y, uint32_t n_rows,
                   uint32_t d, uint32_t g_stride, uint32_t u_stride);
 
+/* The same with gate and up in one array: y[r][i] = silu(gu[r*stride + i]) *
+ * gu[u_off + r*stride + i], r < n_rows, i < d (u_off d, stride 2d: rows of [gate | up], as one
+ * matmul over the gate and up rows writes them). gu needs no alignment beyond the buffer's. */
+int vkm_op_swiglu_in(vkm_gpu *gpu, vkm_gpu_arg gu, uint32_t u_off, uint32_t stride, vkm_gpu_arg y,
+                     uint32_t n_rows, uint32_t d);
+
 /* Embedding lookup: y[i][0..d) = dequantized row ids[i] of table (GGUF type `type`, n_vocab rows
  * of vkm_qtype_row_bytes(type, d) bytes). ids int32 [n_ids]; y f32 [n_ids][d]. Ids outside
  * [0, n_vocab) give zero rows. Types: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K. */
@@ -150,11 +156,42 @@ typedef struct vkm_router_cfg {
 int vkm_op_router(vkm_gpu *gpu, const vkm_router_cfg *cfg, vkm_gpu_arg logits, vkm_gpu_arg bias,
                   vkm_gpu_arg ids, vkm_gpu_arg weights, uint32_t n_tok);
 
+/* Where the grouping of the choices by expert goes (layouts in shaders/fwd_common.h): rows and
+ * map int32 [n_tok * n_used], mats int32 [3 * n_expert + 1]. */
+typedef struct vkm_moe_grouping {
+    vkm_gpu_arg rows, mats, map;
+} vkm_moe_grouping;
+
+/* Groups ids (int32 [n_tok][n_used], a router's choices) by expert into *group
+ * (shaders/moe_group.comp); n_expert <= VKM_MOE_GROUP_MAX_EXPERT. */
+int vkm_op_moe_group(vkm_gpu *gpu, vkm_gpu_arg ids, const vkm_moe_grouping *group, uint32_t n_tok,
+                     uint32_t n_used, uint32_t n_expert);
+
+/* vkm_op_router followed by vkm_op_moe_group of its choices: one dispatch on CPU devices for
+ * batches of at most VKM_ROUTER_LANE_WG tokens (router_lane.comp's GROUP variant), two
+ * elsewhere. */
+int vkm_op_router_group(vkm_gpu *gpu, const vkm_router_cfg *cfg, vkm_gpu_arg logits,
+                        vkm_gpu_arg bias, vkm_gpu_arg ids, vkm_gpu_arg weights,
+                        const vkm_moe_grouping *group, uint32_t n_tok);
+
 /* y[t][c] = (accumulate ? y[t][c] : 0) + sum_j w[t][j] * eo[map[t][j]][c]: eo f32 [n_rows][d]
  * (the expert outputs, rows grouped by expert), map int32 [n_tok][n_used] (row of token t's j-th
  * expert; rows outside [0, n_rows) are skipped), w f32 [n_tok][n_used], y f32 [n_tok][d]. */
 int vkm_op_moe_combine(vkm_gpu *gpu, vkm_gpu_arg eo, vkm_gpu_arg map, vkm_gpu_arg w, vkm_gpu_arg y,
                        uint32_t n_tok, uint32_t n_used, uint32_t d, uint32_t n_rows,
                        bool accumulate);
+
+/* vkm_op_moe_combine followed by the residual add and RMSNorm of vkm_op_rmsnorm_add, in one
+ * dispatch: with o[t][c] = (accumulate ? y[t][c] : 0) + sum_j w[t][j] * eo[map[t][j]][c],
+ * x[t][c] += o[t][c] and a[t] = rmsnorm(x[t]) * norm_w (the same values as the two ops; y is only
+ * read). x, y, a f32 [n_tok][d]; eo, map, w as there. */
+typedef struct vkm_moe_combine_norm {
+    vkm_gpu_arg eo, map, w, y; /* y may be empty without accumulate */
+    vkm_gpu_arg x, norm_w, a;
+    uint32_t n_tok, n_used, d, n_rows;
+    bool accumulate;
+    float eps;
+} vkm_moe_combine_norm;
+int vkm_op_moe_combine_norm(vkm_gpu *gpu, const vkm_moe_combine_norm *c);
 
 #endif

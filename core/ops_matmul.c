@@ -16,6 +16,7 @@
 
 #include "../shaders/matmul_common.h"
 #include "err.h"
+#include "ops.h"
 #include "qtype.h"
 
 #define WINDOW_ALIGN 256u
@@ -199,7 +200,8 @@ static int get_kernel(vkm_gpu *gpu, tuning *tp, bool gemv, bool id, uint32_t wty
         if (!t.sg) { /* matmul_vec: XAL, WAL */
             spec[4] = t.lane_rows && pc->x_off % 4 == 0 && pc->x_stride % 4 == 0;
             spec[5] = t.lane_rows && steps_aligned(wtype) && pc->w_off % 16 == 0 &&
-                      pc->w_row_bytes % 16 == 0 && (!id || pc->w_mat_bytes % 16 == 0);
+                      pc->w_row_bytes % 16 == 0 && (!id || pc->w_mat_bytes % 16 == 0) &&
+                      pc->glu % 16 == 0;
             n_spec = 6;
         }
         VKM_ASSERT(
@@ -302,7 +304,13 @@ int vkm_op_matmul(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_off, in
     return dispatch_windows(gpu, kern, &t, wtype, n, args, 3, &pc, gx, gy, 1);
 }
 
-int vkm_op_matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a) {
+/* matmul_id's answer when the gated form cannot run as one dispatch here: nothing was recorded
+ * and no error set (internal to this file; the public functions fall back). */
+#define GLU_UNFIT 1
+
+/* vkm_op_matmul_id; up_off != 0 asks for the gated form (vkm_op_matmul_id_glu) in one dispatch,
+ * or GLU_UNFIT. */
+static int matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a, int64_t up_off) {
     static const char fn[] = "vkm_op_matmul_id";
     if (!a) return vkm_error(VKM_EINVAL, "%s: no arguments", fn);
     size_t row_bytes = 0;
@@ -362,12 +370,25 @@ int vkm_op_matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a) {
         __builtin_mul_overflow(mat_bytes, (uint64_t)a->n_mat, &wbytes) || !xbytes || !ybytes)
         return vkm_error(VKM_EINVAL, "%s: tensors too large", fn);
     uint32_t wunit = a->wtype == VKM_F32 ? 4 : 2;
-    if ((rc = bind_window(fn, "weight", gpu, a->w, a->w_off, wbytes, wunit, &args[0], &pc.w_off)) ||
+    /* the gated form binds one window over both stacks; W starts at w_off - lo inside it */
+    size_t lo = a->w_off;
+    uint64_t wspan = wbytes;
+    if (up_off) {
+        if (up_off < 0 ? (uint64_t)-up_off > a->w_off : (uint64_t)up_off > SIZE_MAX - a->w_off)
+            return vkm_error(VKM_EINVAL, "%s: up matrices outside the buffer", fn);
+        const size_t u = a->w_off + (size_t)up_off;
+        if ((uint64_t)(up_off < 0 ? -up_off : up_off) < wbytes)
+            return vkm_error(VKM_EINVAL, "%s: gate and up matrices overlap", fn);
+        lo = u < a->w_off ? u : a->w_off;
+        wspan = (uint64_t)(u < a->w_off ? a->w_off - u : u - a->w_off) + wbytes;
+    }
+    if ((rc = bind_window(fn, "weight", gpu, a->w, lo, wspan, wunit, &args[0], &pc.w_off)) ||
         (rc = bind_window(fn, "X", gpu, a->x, a->x_off, xbytes, 4, &args[1], &pc.x_off)) ||
         (rc = bind_window(fn, "Y", gpu, a->y, a->y_off, ybytes, 4, &args[2], &pc.y_off)))
         return rc;
     if (a->mode == VKM_MATMUL_ID_HEADS) args[3] = args[4] = args[1]; /* bound, never read */
-    pc.w_off *= wunit;
+    pc.w_off = pc.w_off * wunit + (uint32_t)(a->w_off - lo);         /* < the window size */
+    pc.glu = (uint32_t)up_off; /* modulo 2^32, as the shader adds */
     pc.k = (uint32_t)a->k;
     pc.m = (uint32_t)a->m;
     pc.w_row_bytes = (uint32_t)row_bytes;
@@ -383,11 +404,17 @@ int vkm_op_matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a) {
     if (pc.act && (uint64_t)a->n_rows < gz) gz = (uint32_t)a->n_rows;
     tuning t = get_tuning(gpu, (uint64_t)pc.m * gz, a->wtype, per_mat);
     bool gemv = per_mat <= VKM_MM_VEC_MAX_COLS || t.lane_rows;
+    /* the gated form: the texel kernels (2 rows per thread: gate and up) */
+    if (up_off && !(gemv && t.lane_rows && vkm_gpu_texel_window(gpu, &args[0]) &&
+                    vkm_gpu_texel_window(gpu, &args[1])))
+        return GLU_UNFIT;
     vkm_gpu_kernel *kern;
     if ((rc = get_kernel(gpu, &t, gemv, true, a->wtype, per_mat, &pc, args, &kern))) return rc;
     uint32_t gx, gy;
     if (gemv) {
-        if ((rc = vec_grid(fn, &t, pc.m, &gx, &gy))) return rc;
+        tuning tg = t;
+        if (up_off) tg.rows = 1; /* one output row per thread */
+        if ((rc = vec_grid(fn, &tg, pc.m, &gx, &gy))) return rc;
     } else {
         gx = (pc.m + VKM_MM_BM - 1) / VKM_MM_BM;
         uint64_t tiles = ((uint64_t)per_mat + VKM_MM_BN - 1) / VKM_MM_BN;
@@ -395,4 +422,98 @@ int vkm_op_matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a) {
         if (gx > VKM_MM_MAX_GROUPS) return vkm_error(VKM_EINVAL, "%s: m=%u is too large", fn, pc.m);
     }
     return dispatch_windows(gpu, kern, &t, a->wtype, per_mat, args, 5, &pc, gx, gy, gz);
+}
+
+int vkm_op_matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a) {
+    return matmul_id(gpu, a, 0);
+}
+
+int vkm_op_matmul_id_glu(vkm_gpu *gpu, const vkm_matmul_id *a, vkm_gpu_buf *up, size_t up_off,
+                         vkm_gpu_arg scratch) {
+    static const char fn[] = "vkm_op_matmul_id_glu";
+    if (!a || !up) return vkm_error(VKM_EINVAL, "%s: missing arguments", fn);
+    if (up == a->w && up_off != a->w_off) {
+        const int rc = matmul_id(gpu, a, (int64_t)up_off - (int64_t)a->w_off);
+        if (rc != GLU_UNFIT) return rc;
+    }
+    /* gate and up into the scratch, then swiglu into Y */
+    const int64_t rows = a->mode == VKM_MATMUL_ID_ROWS ? a->n_rows : a->n_tok * a->n_mat;
+    if (rows <= 0) return matmul_id(gpu, a, 0); /* records nothing, or reports the error */
+    const uint64_t half = (uint64_t)rows * (uint64_t)a->m * 4;
+    if (!scratch.buf || (scratch.size && scratch.size < 2 * half) ||
+        vkm_gpu_buf_size(scratch.buf) < scratch.offset ||
+        vkm_gpu_buf_size(scratch.buf) - scratch.offset < 2 * half || a->y_stride > a->m)
+        return vkm_error(VKM_EINVAL,
+                         "%s: the separate form needs a scratch of 2 x %lld x %lld floats and a "
+                         "contiguous Y",
+                         fn, (long long)rows, (long long)a->m);
+    vkm_matmul_id g = *a;
+    g.y = scratch.buf;
+    g.y_off = scratch.offset;
+    g.n_y = rows;
+    g.y_stride = 0;
+    vkm_matmul_id u = g;
+    u.w = up;
+    u.w_off = up_off;
+    u.y_off = scratch.offset + half;
+    int rc;
+    if ((rc = matmul_id(gpu, &g, 0)) || (rc = matmul_id(gpu, &u, 0))) return rc;
+    const vkm_gpu_arg sa = {scratch.buf, scratch.offset, 2 * half}, ya = {a->y, a->y_off, half};
+    return vkm_op_swiglu_in(gpu, sa, (uint32_t)(half / 4), (uint32_t)a->m, ya, (uint32_t)rows,
+                            (uint32_t)a->m);
+}
+
+int vkm_op_matmul_glu(vkm_gpu *gpu, uint32_t wtype, int64_t k, int64_t m, vkm_gpu_buf *gate,
+                      size_t gate_off, vkm_gpu_buf *up, size_t up_off, vkm_gpu_buf *x, size_t x_off,
+                      int64_t n, vkm_gpu_buf *y, size_t y_off, vkm_gpu_arg scratch) {
+    static const char fn[] = "vkm_op_matmul_glu";
+    size_t row_bytes = 0;
+    int rc = check_weight(fn, wtype, k, m, &row_bytes);
+    if (rc) return rc;
+    if (n < 0 || n > UINT32_MAX / 4)
+        return vkm_error(VKM_EINVAL, "%s: bad column count n=%lld", fn, (long long)n);
+    if (n == 0) return 0;
+    /* one matrix, X row i into Y row i: the HEADS form with one head */
+    vkm_matmul_id a = {.wtype = wtype,
+                       .w = gate,
+                       .w_off = gate_off,
+                       .k = k,
+                       .m = m,
+                       .n_mat = 1,
+                       .x = x,
+                       .x_off = x_off,
+                       .n_x = n,
+                       .y = y,
+                       .y_off = y_off,
+                       .n_y = n,
+                       .mode = VKM_MATMUL_ID_HEADS,
+                       .n_tok = n};
+    if (gate && up == gate && up_off != gate_off) {
+        rc = matmul_id(gpu, &a, (int64_t)up_off - (int64_t)gate_off);
+        if (rc != GLU_UNFIT) return rc;
+    }
+    if (!scratch.buf || !x || !y) return vkm_error(VKM_EINVAL, "%s: missing buffers", fn);
+    const uint64_t half = (uint64_t)n * (uint64_t)m * 4;
+    if ((scratch.size && scratch.size < 2 * half) ||
+        vkm_gpu_buf_size(scratch.buf) < scratch.offset ||
+        vkm_gpu_buf_size(scratch.buf) - scratch.offset < 2 * half)
+        return vkm_error(VKM_EINVAL,
+                         "%s: the separate form needs a scratch of 2 x %lld x %lld floats", fn,
+                         (long long)n, (long long)m);
+    const vkm_gpu_arg ya = {y, y_off, half};
+    if (gate && up == gate && up_off == gate_off + (size_t)m * row_bytes) {
+        /* up's rows follow gate's: one matmul of 2m rows, scratch rows [gate | up] */
+        if ((rc = vkm_op_matmul(gpu, wtype, gate, gate_off, k, 2 * m, x, x_off, n, scratch.buf,
+                                scratch.offset)))
+            return rc;
+        return vkm_op_swiglu_in(gpu, (vkm_gpu_arg){scratch.buf, scratch.offset, 2 * half},
+                                (uint32_t)m, 2 * (uint32_t)m, ya, (uint32_t)n, (uint32_t)m);
+    }
+    if ((rc = vkm_op_matmul(gpu, wtype, gate, gate_off, k, m, x, x_off, n, scratch.buf,
+                            scratch.offset)) ||
+        (rc = vkm_op_matmul(gpu, wtype, up, up_off, k, m, x, x_off, n, scratch.buf,
+                            scratch.offset + half)))
+        return rc;
+    return vkm_op_swiglu_in(gpu, (vkm_gpu_arg){scratch.buf, scratch.offset, 2 * half},
+                            (uint32_t)(half / 4), (uint32_t)m, ya, (uint32_t)n, (uint32_t)m);
 }

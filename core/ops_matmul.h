@@ -76,6 +76,24 @@ typedef struct vkm_matmul_id {
  * nothing. */
 int vkm_op_matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a);
 
+/* The gated (SwiGLU) form, spec §4.7: Y[p][j] = silu(G[j] · X[p]) * (U[j] · X[p]) for j < m,
+ * where G is the stack *a describes and U a stack of the same type and shape at up_off in `up`;
+ * everything else as in vkm_op_matmul_id. One dispatch with the texel kernels of CPU devices
+ * when U lies in the same buffer as G; otherwise G and U are computed into `scratch` (2 x
+ * entries x m f32) and combined by a swiglu dispatch, which needs Y contiguous (y_stride 0 or
+ * m) and the scratch and Y offsets aligned like the element-wise ops' (core/ops.h: the device's
+ * storage buffer offset alignment, at most 256). */
+int vkm_op_matmul_id_glu(vkm_gpu *gpu, const vkm_matmul_id *a, vkm_gpu_buf *up, size_t up_off,
+                         vkm_gpu_arg scratch);
+
+/* The gated form of vkm_op_matmul: Y (n x m) = silu(X G^T) * (X U^T), G {k, m} at gate_off in
+ * `gate`, U {k, m} at up_off in `up`, same type; scratch as for vkm_op_matmul_id_glu (2 x n x m
+ * f32). Where the one-dispatch form cannot run and U's rows follow G's, the fallback is one
+ * matmul of 2m rows and a swiglu (two dispatches), else three. */
+int vkm_op_matmul_glu(vkm_gpu *gpu, uint32_t wtype, int64_t k, int64_t m, vkm_gpu_buf *gate,
+                      size_t gate_off, vkm_gpu_buf *up, size_t up_off, vkm_gpu_buf *x, size_t x_off,
+                      int64_t n, vkm_gpu_buf *y, size_t y_off, vkm_gpu_arg scratch);
+
 /* Whether the matmul kernels handle weight type `type`. */
 bool vkm_op_matmul_supported(uint32_t type);
 

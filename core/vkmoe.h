@@ -78,12 +78,13 @@ typedef struct vkm_engine_info {
 
 /* Loads the model onto the device: every tensor is uploaded once (progress on stderr for large
  * models unless quiet), or on devices whose memory is host memory (lavapipe, integrated GPUs) used
- * in place from the imported file mapping (VKMOE_IMPORT, core/engine.h), except that routed experts are paged when weights + experts exceed the
- * budget (opts.vram_budget, or automatically the device heap's budget less a default session
- * and a margin); a budget below the minimum (the other weights + the top-k experts of one MoE
- * layer per expert size class) is VKM_EDEVMEM naming that minimum. VKM_EIO / VKM_EFORMAT for the
- * file, VKM_EUNSUPPORTED for a tensor type or shape the kernels do not handle, VKM_ENODEV without a
- * device, VKM_EDEVMEM (naming the bytes needed) when the weights do not fit. */
+ * in place from the imported file mapping (VKMOE_IMPORT, core/engine.h), except that routed experts
+ * are paged when weights + experts exceed the budget (opts.vram_budget, or automatically the device
+ * heap's budget less a default session and a margin); a budget below the minimum (the other weights
+ * + the top-k experts of one MoE layer per expert size class) is VKM_EDEVMEM naming that minimum.
+ * VKM_EIO / VKM_EFORMAT for the file, VKM_EUNSUPPORTED for a tensor type or shape the kernels do
+ * not handle, VKM_ENODEV without a device, VKM_EDEVMEM (naming the bytes needed) when the weights
+ * do not fit. */
 int vkm_engine_open(const vkm_engine_opts *opts, vkm_engine **out);
 void vkm_engine_close(vkm_engine *e); /* accepts NULL */
 void vkm_engine_get_info(const vkm_engine *e, vkm_engine_info *out);

@@ -81,10 +81,12 @@ VKM_U32 n_rows;      /* entries in rows[] */
 VKM_U32 act;         /* ROWS mode: 1 = z numbers entries of the active list (see above) */
 VKM_U32 c_begin;     /* matmul_vec: only the columns / entries c_begin <= c < c_end of each */
 VKM_U32 c_end;       /* matrix (lavapipe's 65535-iteration loop limit splits big GEMMs) */
+VKM_U32 glu;         /* matmul_vec LANE_ROWS with ROWS = 2 only, 0 = off: the gated form, Y = */
+                     /* silu(W row j · X) * (row j of the matrix glu bytes further · X) */
 VKM_PUSH_END(vkm_matmul_push)
 
 #ifndef VULKAN
-_Static_assert(sizeof(vkm_matmul_push) == 20 * 4, "vkm_matmul_push must match the GLSL block");
+_Static_assert(sizeof(vkm_matmul_push) == 21 * 4, "vkm_matmul_push must match the GLSL block");
 #endif
 
 #undef VKM_PUSH_BEGIN

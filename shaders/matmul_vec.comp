@@ -579,9 +579,13 @@ void lane_block(uint blk, bool last) {
 #endif
 #undef FETCH
 
+// The gated form (p.glu != 0, ROWS = 2, chosen on the C side): thread t's two rows are gate row
+// j = row0 + t and up row j (p.glu bytes after it, modulo 2^32: it may lie before), and it writes
+// silu(gate) * up, as swiglu.comp computes it, into Y[.][j].
 void main_lane_rows() {
     const uint tid = gl_LocalInvocationIndex;
-    const uint RW = gl_WorkGroupSize.x * ROWS; // rows per workgroup
+    const bool glu = p.glu != 0u;
+    const uint RW = gl_WorkGroupSize.x * (glu ? 1u : ROWS); // rows (outputs) per workgroup
     const uint row0 = (gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x) * RW;
     if (row0 >= p.m) return; // uniform over the workgroup
 
@@ -610,7 +614,8 @@ void main_lane_rows() {
     const uint nblk = p.k / QK;
 #endif
     [[unroll]] for (uint r = 0u; r < ROWS; r++)
-        g_rb[r] = wbase + min(row0 + tid + gl_WorkGroupSize.x * r, p.m - 1u) * p.w_row_bytes;
+        g_rb[r] = glu ? wbase + min(row0 + tid, p.m - 1u) * p.w_row_bytes + (r == 0u ? 0u : p.glu)
+                      : wbase + min(row0 + tid + gl_WorkGroupSize.x * r, p.m - 1u) * p.w_row_bytes;
 
     // llvmpipe runs every loop as a do-while under a lane mask: a `for` loop executes its body
     // once more with all lanes off after the last iteration (and once when it has none), and an
@@ -663,12 +668,22 @@ void main_lane_rows() {
                 }
             }
 #endif
-        [[unroll]] for (uint r = 0u; r < ROWS; r++) {
-            const uint row = row0 + tid + gl_WorkGroupSize.x * r;
-            if (row >= p.m) continue;
+        if (glu) {
+            const uint row = row0 + tid;
             [[unroll]] for (uint c = 0u; c < NC; c++)
-                if (c < nc && yrow[c] < p.n_y)
-                    ydata[p.y_off + yrow[c] * p.y_stride + row] = g_acc[r][c];
+                if (row < p.m && c < nc && yrow[c] < p.n_y) {
+                    const float a = g_acc[0][c];
+                    ydata[p.y_off + yrow[c] * p.y_stride + row] =
+                        a / (1.0 + exp(-a)) * g_acc[ROWS - 1u][c];
+                }
+        } else {
+            [[unroll]] for (uint r = 0u; r < ROWS; r++) {
+                const uint row = row0 + tid + gl_WorkGroupSize.x * r;
+                if (row >= p.m) continue;
+                [[unroll]] for (uint c = 0u; c < NC; c++)
+                    if (c < nc && yrow[c] < p.n_y)
+                        ydata[p.y_off + yrow[c] * p.y_stride + row] = g_acc[r][c];
+            }
         }
         base += NC;
     } while (base < cend);

@@ -6,27 +6,85 @@
 // Bindings: 0 eo (f32 [n_rows][eo_stride]), 1 map (int32 [n_tok][n_used]),
 // 2 w (f32 [n_tok][n_used]), 3 y (f32 [n_tok][y_stride], read-write).
 // Grid: x over c, y over tokens (grid-stride).
+//
+// With -DNORM (variant moe_combine_norm) the sum goes on into the residual add and the RMSNorm
+// that follow it (what rmsnorm.comp's rmsnorm_add does next, with the same arithmetic and order):
+//   v = (accumulate ? y[t][c] : 0) + sum (y itself is only read);  x[t][c] += v;
+//   a[t][c] = x[t][c] / sqrt(mean(x[t]^2) + eps) * nw[c]
+// Extra bindings: 4 x (f32 [n_tok][d], read-write), 5 nw (f32 [d]), 6 a (f32 [n_tok][d]). One
+// workgroup per token (grid-stride); spec 0: invocations per workgroup (at most VKM_OPS_RED_WG),
+// spec 1 SG = 1 when that is one whole subgroup (subgroupAdd, no barriers), as in rmsnorm.comp.
 #version 450
 #extension GL_GOOGLE_include_directive : require
+#ifdef NORM
+#extension GL_KHR_shader_subgroup_arithmetic : require
+#endif
 #include "ops_common.h"
 
+#ifdef NORM
+layout(local_size_x_id = 0) in;
+layout(constant_id = 1) const uint SG = 0;
+#else
 layout(local_size_x = VKM_OPS_WG) in;
+#endif
 layout(std430, set = 0, binding = 0) readonly buffer E { float eo[]; };
 layout(std430, set = 0, binding = 1) readonly buffer M { int map[]; };
 layout(std430, set = 0, binding = 2) readonly buffer W { float w[]; };
+#ifdef NORM
+layout(std430, set = 0, binding = 3) readonly buffer Y { float y[]; };
+layout(std430, set = 0, binding = 4) buffer X { float x[]; };
+layout(std430, set = 0, binding = 5) readonly buffer NW { float nw[]; };
+layout(std430, set = 0, binding = 6) writeonly buffer A { float a[]; };
+#else
 layout(std430, set = 0, binding = 3) buffer Y { float y[]; };
+#endif
 layout(push_constant) uniform Push { vkm_push_moe_combine p; };
 
+// the combined value of token t, column c
+float combined(uint t, uint c) {
+    float s = 0.0;
+    for (uint j = 0; j < p.n_used; j++) {
+        const int r = map[t * p.n_used + j];
+        if (r >= 0 && uint(r) < p.n_rows) s += w[t * p.n_used + j] * eo[uint(r) * p.eo_stride + c];
+    }
+    return p.accumulate != 0 ? y[t * p.y_stride + c] + s : s;
+}
+
+#ifdef NORM
+shared float red[VKM_OPS_RED_WG];
+
+void main() {
+    const uint tid = gl_LocalInvocationID.x, nt = gl_WorkGroupSize.x;
+    for (uint t = gl_WorkGroupID.x; t < p.n_tok; t += gl_NumWorkGroups.x) {
+        const uint xb = t * p.d;
+        float sum = 0.0;
+        for (uint c = tid; c < p.d; c += nt) {
+            const float v = x[xb + c] + combined(t, c);
+            x[xb + c] = v;
+            sum += v * v;
+        }
+        float total;
+        if (SG != 0u) {
+            total = subgroupAdd(sum);
+        } else {
+            red[tid] = sum;
+            barrier();
+            for (uint s = nt / 2; s > 0; s >>= 1) {
+                if (tid < s) red[tid] += red[tid + s];
+                barrier();
+            }
+            total = red[0];
+            barrier(); // red[0] is read by everyone before the next token overwrites it
+        }
+        const float scale = 1.0 / sqrt(total / float(p.d) + p.eps);
+        for (uint c = tid; c < p.d; c += nt) a[xb + c] = (x[xb + c] * scale) * nw[c];
+    }
+}
+#else
 void main() {
     const uint c = gl_GlobalInvocationID.x;
     if (c >= p.d) return;
-    for (uint t = gl_WorkGroupID.y; t < p.n_tok; t += gl_NumWorkGroups.y) {
-        float s = 0.0;
-        for (uint j = 0; j < p.n_used; j++) {
-            const int r = map[t * p.n_used + j];
-            if (r >= 0 && uint(r) < p.n_rows) s += w[t * p.n_used + j] * eo[uint(r) * p.eo_stride + c];
-        }
-        const uint yi = t * p.y_stride + c;
-        y[yi] = p.accumulate != 0 ? y[yi] + s : s;
-    }
+    for (uint t = gl_WorkGroupID.y; t < p.n_tok; t += gl_NumWorkGroups.y)
+        y[t * p.y_stride + c] = combined(t, c);
 }
+#endif

@@ -3,11 +3,11 @@
  *
  * Included from C (core/ops.c, tests) and from the shaders in this folder (rmsnorm.comp, rope.comp,
  * mla_attn.comp, mla_attn_dec.comp, kv_store.comp, mla_kv_rope.comp, router.comp,
- * moe_combine.comp, swiglu.comp, add.comp, scale.comp, get_rows.comp). Every struct holds only 32-bit scalars, so its std430
- * layout in a push-constant block equals the C layout; the C side asserts each size (Vulkan
- * guarantees 128 bytes of push constants, every struct here must stay within that). Strides and
- * offsets are in elements. In GLSL a shader declares `layout(push_constant) uniform Push {
- * vkm_push_X p; };`. */
+ * moe_combine.comp, swiglu.comp, add.comp, scale.comp, get_rows.comp). Every struct holds only
+ * 32-bit scalars, so its std430 layout in a push-constant block equals the C layout; the C side
+ * asserts each size (Vulkan guarantees 128 bytes of push constants, every struct here must stay
+ * within that). Strides and offsets are in elements. In GLSL a shader declares
+ * `layout(push_constant) uniform Push { vkm_push_X p; };`. */
 #ifndef VKM_OPS_COMMON_H
 #define VKM_OPS_COMMON_H
 
@@ -40,6 +40,7 @@
 #define VKM_ROUTER_MAX_EXPERT 512
 #define VKM_ROUTER_MAX_USED 16
 #define VKM_ROUTER_MAX_GROUP 64
+#define VKM_ROUTER_LANE_WG 64 /* router_lane.comp: invocations (tokens) per workgroup */
 #define VKM_OPS_MAX_GROUPS 65535u /* dispatch size limit per dimension used by the host */
 
 /* rmsnorm.comp: per row r < n_rows: y[r*y_stride + i] = x[r] / sqrt(mean(x[r]^2) + eps) * w[i]
@@ -192,6 +193,7 @@ VKM_PC_STRUCT(vkm_push_moe_combine) {
     VKM_PC_U32 eo_stride;
     VKM_PC_U32 y_stride;
     VKM_PC_U32 accumulate;
+    VKM_PC_F32 eps; /* moe_combine_norm only */
 };
 
 /* swiglu.comp: y[r*y_stride + i] = silu(g[g_off + r*g_stride + i]) * u[u_off + r*u_stride + i]. */
@@ -229,7 +231,7 @@ _Static_assert(sizeof(vkm_push_mla_kv_rope) == 64, "vkm_push_mla_kv_rope layout"
 _Static_assert(sizeof(vkm_push_attn) == 92, "vkm_push_attn layout");
 _Static_assert(sizeof(vkm_push_attn_dec) == 52, "vkm_push_attn_dec layout");
 _Static_assert(sizeof(vkm_push_router) == 40, "vkm_push_router layout");
-_Static_assert(sizeof(vkm_push_moe_combine) == 28, "vkm_push_moe_combine layout");
+_Static_assert(sizeof(vkm_push_moe_combine) == 32, "vkm_push_moe_combine layout");
 _Static_assert(sizeof(vkm_push_swiglu) == 28, "vkm_push_swiglu layout");
 _Static_assert(sizeof(vkm_push_eltwise) == 8, "vkm_push_eltwise layout");
 _Static_assert(sizeof(vkm_push_get_rows) == 20, "vkm_push_get_rows layout");

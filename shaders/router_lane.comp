@@ -12,23 +12,33 @@
 // (selection value, index) pairs in the order "larger value, then lower index": pick j is the
 // best pair ranked after pick j - 1, so no "taken" set is needed; groups are picked the same way
 // and kept in a 64-bit mask (VKM_ROUTER_MAX_GROUP = 64).
+//
+// With -DGROUP (variant router_lane_group, for batches of at most VKM_ROUTER_LANE_WG tokens, one
+// workgroup) the workgroup then groups the choices by expert as moe_group.comp does
+// (moe_group.glsl), saving that dispatch; extra bindings 4 rows, 5 mats, 6 map (fwd_common.h).
 #version 450
 #extension GL_GOOGLE_include_directive : require
-#include "ops_common.h"
+#include "fwd_common.h"
 
-layout(local_size_x = 64) in;
+layout(local_size_x = VKM_ROUTER_LANE_WG) in;
 layout(std430, set = 0, binding = 0) readonly buffer L { float logits[]; };
 layout(std430, set = 0, binding = 1) readonly buffer B { float bias[]; };
+#ifdef GROUP
+layout(std430, set = 0, binding = 2) buffer I { int ids[]; };
+layout(std430, set = 0, binding = 4) writeonly buffer R { int rows[]; };
+layout(std430, set = 0, binding = 5) writeonly buffer M { int mats[]; };
+layout(std430, set = 0, binding = 6) writeonly buffer P { int map[]; };
+#else
 layout(std430, set = 0, binding = 2) writeonly buffer I { int ids[]; };
+#endif
 layout(std430, set = 0, binding = 3) writeonly buffer W { float wts[]; };
 layout(push_constant) uniform Push { vkm_push_router p; };
 
 // (v, i) ranks before (bv, bi): larger value, ties to the lower index
 bool before(float v, uint i, float bv, uint bi) { return v > bv || (v == bv && i < bi); }
 
-void main() {
-    const uint t = gl_GlobalInvocationID.x;
-    if (t >= p.n_tok) return;
+// routes token t
+void route(uint t) {
     const uint X = p.n_expert, lb = t * p.logit_stride;
     const float NEG_INF = uintBitsToFloat(0xff800000u);
 
@@ -117,3 +127,20 @@ void main() {
         wts[t * p.n_used + j] = v;
     }
 }
+
+#ifdef GROUP
+#include "moe_group.glsl"
+
+void main() {
+    const uint t = gl_LocalInvocationID.x; // one workgroup: n_tok <= VKM_ROUTER_LANE_WG
+    if (t < p.n_tok) route(t);
+    memoryBarrierBuffer(); // the ids written above are read by every invocation
+    barrier();
+    moe_group(VKM_ROUTER_LANE_WG);
+}
+#else
+void main() {
+    const uint t = gl_GlobalInvocationID.x;
+    if (t < p.n_tok) route(t);
+}
+#endif

@@ -14,6 +14,7 @@
  * W and X buffers end TEX_SLACK bytes past the data, so that CPU devices view them as 16-byte
  * texels and use the matmul_tex_* kernels (vk/gpu.c rounds a window up to whole texels); the
  * tight buffers of the edge cases at the end get the 64-bit matmul_lane_* kernels there. */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #include "ops_matmul.h"
 #include "qtype.h"
 #include "ref_matmul.h"
+#include "ref_ops.h"
 #include "ref_quant.h"
 
 #define GUARD 12345.0f
@@ -234,6 +236,137 @@ out:
     vkm_gpu_buf_destroy(gpu, bi);
     free(wq), free(wf), free(x), free(xg), free(want), free(got), free(mag);
     free(rows), free(mat_of), free(mats);
+}
+
+/* The gated form (vkm_op_matmul_glu / vkm_op_matmul_id_glu): gate matrices G and up matrices U
+ * of the same type and shape; Y = silu(G x) * (U x), compared with the reference matmuls and
+ * vkm_ref_silu. Tolerance: the matmul tolerance of each factor (tg, tu) carried through the
+ * product, |silu'| <= 1.1: 1.1 tg |u| + |silu(g)| tu + tg tu + 1e-6.
+ * n_mat 0: plain (n columns, X row j -> Y row j); else expert rows with counts[] (n_x X rows).
+ * Placement of U: 0 right after G in the same buffer (the fused stacks of a GGUF file), 1 before G
+ * with a gap, 2 in another buffer (always the separate form). CPU devices run 0 and 1 as one
+ * dispatch, GPU layouts fall back to separate matmuls and a swiglu through the scratch (whose
+ * offsets, like Y's, must then meet the storage alignment of element-wise ops: Y_GLU_PAD). */
+#define Y_GLU_PAD 512
+static void test_glu(vkm_gpu *gpu, uint32_t wtype, int64_t k, int64_t m, int64_t n_mat,
+                     const int32_t *counts, int64_t n, int placement) {
+    char what[128];
+    const bool id = n_mat > 0;
+    int64_t n_rows = id ? 0 : n, n_x = n, nm = id ? n_mat : 1;
+    for (int64_t e = 0; id && e < n_mat; e++) n_rows += counts[e];
+    snprintf(what, sizeof what, "%s glu %s k=%lld m=%lld rows=%lld up=%d", vkm_qtype_name(wtype),
+             id ? "id" : "plain", (long long)k, (long long)m, (long long)n_rows, placement);
+    uint8_t *gq = NULL, *uq = NULL;
+    float *gf = NULL, *uf = NULL, *x = malloc((size_t)(n_x * k) * 4);
+    float *xg = malloc((size_t)(n_rows * k) * 4), *yg = malloc((size_t)(n_rows * m) * 4);
+    float *yu = malloc((size_t)(n_rows * m) * 4);
+    size_t yb = Y_GLU_PAD + (size_t)(n_rows * m) * 4 + 64;
+    float *got = malloc(yb);
+    double *mg = malloc((size_t)(n_rows * m) * sizeof *mg), *mu = malloc((size_t)(n_rows * m) * 8);
+    int32_t *rows = malloc((size_t)n_rows * 4 + 4), *mat_of = malloc((size_t)n_rows * 4 + 4);
+    int32_t *mats = malloc((size_t)nm * 8);
+    vkm_gpu_buf *bw = NULL, *bu = NULL, *bx = NULL, *by = NULL, *bi = NULL, *bs = NULL;
+    size_t wb, ub;
+    if (!x || !xg || !yg || !yu || !got || !mg || !mu || !rows || !mat_of || !mats ||
+        make_weights(wtype, k, m, nm, &gq, &gf, &wb) ||
+        make_weights(wtype, k, m, nm, &uq, &uf, &ub)) {
+        CHECK_MSG(0, "%s: setup failed: %s", what, vkm_errmsg());
+        goto out;
+    }
+    for (int64_t i = 0; i < n_x * k; i++) x[i] = frand();
+    int64_t p = 0;
+    for (int64_t e = 0; e < nm; e++) {
+        const int32_t c = id ? counts[e] : (int32_t)n;
+        mats[2 * e] = (int32_t)p;
+        mats[2 * e + 1] = c;
+        for (int32_t i = 0; i < c; i++, p++) {
+            rows[p] = id ? (int32_t)((p * 7 + e) % n_x) : (int32_t)p;
+            mat_of[p] = (int32_t)e;
+            memcpy(xg + p * k, x + rows[p] * k, (size_t)k * 4);
+            magnitude(gf + e * m * k, k, m, xg + p * k, k, 1, mg + p * m);
+            magnitude(uf + e * m * k, k, m, xg + p * k, k, 1, mu + p * m);
+        }
+    }
+    CHECK_OK(vkm_ref_matmul_id(wtype, gq, k, m, nm, xg, n_rows, mat_of, yg));
+    CHECK_OK(vkm_ref_matmul_id(wtype, uq, k, m, nm, xg, n_rows, mat_of, yu));
+    for (size_t i = 0; i < yb / 4; i++) got[i] = GUARD;
+
+    /* W: [pad][G][U] (0), [pad][U][gap][G] (1), [pad][G] and U alone in bu (2) */
+    const size_t wo = w_pad(wtype), gap = 1024;
+    const size_t g_off = placement == 1 ? wo + ub + gap : wo;
+    const size_t u_off = placement == 0 ? wo + wb : placement == 1 ? wo : 64;
+    CHECK_OK(vkm_gpu_buf_create(gpu, wo + wb + ub + gap + 6 + TEX_SLACK, VKM_BUF_DEVICE, &bw));
+    CHECK_OK(vkm_gpu_buf_create(gpu, placement == 2 ? 64 + ub + 6 + TEX_SLACK : 16, VKM_BUF_DEVICE,
+                                &bu));
+    CHECK_OK(vkm_gpu_buf_create(gpu, X_PAD + (size_t)(n_x * k) * 4 + 8 + TEX_SLACK, VKM_BUF_DEVICE,
+                                &bx));
+    CHECK_OK(vkm_gpu_buf_create(gpu, yb, VKM_BUF_DEVICE, &by));
+    CHECK_OK(
+        vkm_gpu_buf_create(gpu, 64 + (size_t)nm * 8 + (size_t)n_rows * 4, VKM_BUF_DEVICE, &bi));
+    CHECK_OK(vkm_gpu_buf_create(gpu, 256 + (size_t)(n_rows * m) * 8, VKM_BUF_DEVICE, &bs));
+    if (!bw || !bu || !bx || !by || !bi || !bs) goto out;
+    vkm_gpu_buf *ubuf = placement == 2 ? bu : bw;
+    CHECK_OK(vkm_gpu_upload(gpu, bw, g_off, gq, wb));
+    CHECK_OK(vkm_gpu_upload(gpu, ubuf, u_off, uq, ub));
+    CHECK_OK(vkm_gpu_upload(gpu, bx, X_PAD, x, (size_t)(n_x * k) * 4));
+    CHECK_OK(vkm_gpu_upload(gpu, by, 0, got, yb));
+    const size_t mo = 64, ro = 64 + (size_t)nm * 8;
+    CHECK_OK(vkm_gpu_upload(gpu, bi, mo, mats, (size_t)nm * 8));
+    CHECK_OK(vkm_gpu_upload(gpu, bi, ro, rows, (size_t)n_rows * 4));
+    const vkm_gpu_arg scratch = {bs, 256, 0};
+    CHECK_OK(vkm_gpu_begin(gpu));
+    if (id) {
+        vkm_matmul_id a = {.wtype = wtype,
+                           .w = bw,
+                           .w_off = g_off,
+                           .k = k,
+                           .m = m,
+                           .n_mat = n_mat,
+                           .x = bx,
+                           .x_off = X_PAD,
+                           .n_x = n_x,
+                           .y = by,
+                           .y_off = Y_GLU_PAD,
+                           .n_y = n_rows,
+                           .mode = VKM_MATMUL_ID_ROWS,
+                           .rows = bi,
+                           .rows_off = ro,
+                           .n_rows = n_rows,
+                           .mats = bi,
+                           .mats_off = mo};
+        CHECK_OK(vkm_op_matmul_id_glu(gpu, &a, ubuf, u_off, scratch));
+    } else {
+        CHECK_OK(vkm_op_matmul_glu(gpu, wtype, k, m, bw, g_off, ubuf, u_off, bx, X_PAD, n, by,
+                                   Y_GLU_PAD, scratch));
+    }
+    CHECK_OK(vkm_gpu_submit(gpu));
+    CHECK_OK(vkm_gpu_download(gpu, by, 0, got, yb));
+    int bad = 0, guards = 0;
+    for (int64_t i = 0; i < n_rows * m; i++) {
+        const double g = yg[i], u = yu[i], tg = 2e-5 * mg[i] + 1e-6, tu = 2e-5 * mu[i] + 1e-6;
+        const double want = (double)vkm_ref_silu(yg[i]) * u, v = got[Y_GLU_PAD / 4 + i];
+        const double tol = 1.1 * tg * fabs(u) + fabs(g / (1.0 + exp(-g))) * tu + tg * tu + 1e-6;
+        if (!(fabs(v - want) <= tol)) {
+            if (bad < 5)
+                fprintf(stderr, "  %s: y[%lld] = %.9g, want %.9g (tol %.3g)\n", what, (long long)i,
+                        v, want, tol);
+            bad++;
+        }
+    }
+    for (size_t i = 0; i < yb / 4; i++)
+        if ((i < Y_GLU_PAD / 4 || i >= Y_GLU_PAD / 4 + (size_t)(n_rows * m)) && got[i] != GUARD)
+            guards++;
+    CHECK_MSG(bad == 0, "%s: %d of %lld outputs off", what, bad, (long long)(n_rows * m));
+    CHECK_MSG(guards == 0, "%s: %d guard values overwritten", what, guards);
+out:
+    vkm_gpu_buf_destroy(gpu, bw);
+    vkm_gpu_buf_destroy(gpu, bu);
+    vkm_gpu_buf_destroy(gpu, bx);
+    vkm_gpu_buf_destroy(gpu, by);
+    vkm_gpu_buf_destroy(gpu, bi);
+    vkm_gpu_buf_destroy(gpu, bs);
+    free(gq), free(uq), free(gf), free(uf), free(x), free(xg), free(yg), free(yu), free(got);
+    free(mg), free(mu), free(rows), free(mat_of), free(mats);
 }
 
 /* Per-head matrices: X [n_tok][n_head][xs] (first k used), Y [n_tok][n_head][ys]. */
@@ -469,6 +602,21 @@ int main(void) {
             test_id_heads(gpu, ty, k2, 7, 3, 2);
         }
     }
+    /* the gated form: expert rows at decode (one token, 3 of 4 experts) and prefill (empty
+     * matrices, several columns), plain GEMV and GEMM; up after gate, before it, elsewhere */
+    static const uint32_t glu_types[] = {VKM_F32, VKM_F16, VKM_Q4_0, VKM_Q8_0, VKM_Q4_K, VKM_Q6_K};
+    for (size_t t = 0; t < sizeof glu_types / sizeof glu_types[0]; t++) {
+        const uint32_t ty = glu_types[t];
+        const int64_t k1 = vkm_qtype_get(ty)->block == 256 ? 256 : 64;
+        static const int32_t c_tok[] = {1, 0, 1, 1}, c_mm[] = {0, 30, 12, 0, 9};
+        for (int up = 0; up < 3; up++) {
+            test_glu(gpu, ty, k1, 70, 4, c_tok, 1, up);
+            test_glu(gpu, ty, k1, 7, 5, c_mm, 40, up);
+            test_glu(gpu, ty, k1, 300, 0, NULL, 1, up);
+            test_glu(gpu, ty, k1, 33, 0, NULL, 20, up);
+        }
+    }
+
     /* 16-byte aligned weights (WAL on CPU devices): plain GEMV and GEMM, expert rows, heads;
      * F16 with 37-element rows keeps unaligned steps */
     static const uint32_t w16_types[] = {VKM_F32, VKM_F16, VKM_BF16, VKM_Q4_K, VKM_Q5_K};

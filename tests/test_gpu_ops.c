@@ -779,6 +779,50 @@ static void router_case(const char *what, const vkm_router_cfg *cfg, bool bias_o
     CHECK_MSG(wrong == 0, "router %s: %d ids differ from the reference", what, wrong);
     if (near_ties) printf("note: router %s: %d ids differ on float near-ties\n", what, near_ties);
     if (!near_ties) CHECK_CLOSE(w, wref, n * K, 1e-7, 1e-5, "router weights %s", what);
+
+    /* routing and grouping (one dispatch on CPU devices up to 64 tokens): the same ids and
+     * weights as vkm_op_router (same expressions), grouped as fwd_common.h says (checked against
+     * the grouping of those ids computed here) */
+    const uint32_t nk = n * K, nm = 3 * X + 1;
+    vkm_gpu_buf *bi2 = buf_new(NULL, nk * 4), *bw2 = buf_new(NULL, nk * 4),
+                *bgr = buf_new(NULL, nk * 4), *bgm = buf_new(NULL, nm * 4),
+                *bgp = buf_new(NULL, nk * 4);
+    const vkm_moe_grouping g = {A(bgr), A(bgm), A(bgp)};
+    CHECK_OK(begin());
+    CHECK_OK(vkm_op_router_group(gpu, cfg, A(bl), barg, A(bi2), A(bw2), &g, n));
+    CHECK_OK(submit());
+    int32_t *ids2 = xmalloc(nk * 4), *gg = xmalloc((2 * nk + nm) * 4);
+    float *w2 = xmalloc(nk * 4);
+    buf_get(bi2, ids2, nk * 4);
+    buf_get(bw2, w2, nk * 4);
+    buf_get(bgr, gg, nk * 4);
+    buf_get(bgm, gg + nk, nm * 4);
+    buf_get(bgp, gg + nk + nm, nk * 4);
+    CHECK_MSG(memcmp(ids2, ids, nk * 4) == 0, "router_group %s: ids differ from router", what);
+    CHECK_CLOSE(w2, w, nk, 0.0, 0.0, "router_group %s: weights against router", what);
+    const int32_t *rows = gg, *mats = gg + nk, *map = gg + nk + nm;
+    int bad = 0;
+    uint32_t k = 0, active = 0;
+    for (uint32_t e = 0; e < X; e++) {
+        bad += mats[2 * e] != (int32_t)k;
+        uint32_t c = 0;
+        for (uint32_t r = 0; r < nk; r++)
+            if (ids[r] == (int32_t)e) {
+                bad += rows[k] != (int32_t)(r / K) || map[r] != (int32_t)k;
+                k++, c++;
+            }
+        bad += mats[2 * e + 1] != (int32_t)c;
+        if (c) bad += mats[2 * X + 1 + active++] != (int32_t)e;
+    }
+    bad += mats[2 * X] != (int32_t)active;
+    CHECK_MSG(bad == 0 && k == nk, "router_group %s: %d grouping values wrong", what, bad);
+    vkm_gpu_buf_destroy(gpu, bi2);
+    vkm_gpu_buf_destroy(gpu, bw2);
+    vkm_gpu_buf_destroy(gpu, bgr);
+    vkm_gpu_buf_destroy(gpu, bgm);
+    vkm_gpu_buf_destroy(gpu, bgp);
+    free(ids2), free(gg), free(w2);
+
     vkm_gpu_buf_destroy(gpu, bl);
     vkm_gpu_buf_destroy(gpu, bb);
     vkm_gpu_buf_destroy(gpu, bi);
@@ -897,6 +941,46 @@ static void test_elementwise(void) {
             CHECK_OK(submit());
             buf_get(byc, cgot, n * D * 4);
             CHECK_CLOSE(cgot, cref, n * D, 1e-6, 1e-6, "moe_combine n=%u acc=%d", n, acc);
+
+            /* moe_combine_norm: the same sum, then x += o and a = rmsnorm(x) * nw; against the
+             * references (the tolerances of moe_combine and rmsnorm) and against moe_combine +
+             * rmsnorm_add on copies (same operations in the same order: 1e-6 relative) */
+            float *x0 = xmalloc(n * D * 4), *nw = xmalloc(D * 4), *xr = xmalloc(n * D * 4),
+                  *ar = xmalloc(n * D * 4), *g1 = xmalloc(n * D * 4), *g2 = xmalloc(n * D * 4);
+            fill(x0, n * D, -2.0f, 2.0f);
+            fill(nw, D, 0.5f, 1.5f);
+            for (uint32_t i = 0; i < n * D; i++) xr[i] = x0[i] + cref[i];
+            for (uint32_t t = 0; t < n; t++) vkm_ref_rmsnorm(ar + t * D, xr + t * D, nw, D, 1e-6f);
+            vkm_gpu_buf *by0 = buf_new(y0, n * D * 4), *bx = buf_new(x0, n * D * 4),
+                        *bn = buf_new(nw, D * 4), *ba = buf_new(NULL, n * D * 4),
+                        *by1 = buf_new(y0, n * D * 4), *bx1 = buf_new(x0, n * D * 4),
+                        *ba1 = buf_new(NULL, n * D * 4);
+            const vkm_moe_combine_norm cn = {A(be), A(bm), A(bw), A(by0), A(bx), A(bn), A(ba),
+                                             n,     K,     D,     rows,   acc,   1e-6f};
+            CHECK_OK(begin());
+            CHECK_OK(vkm_op_moe_combine_norm(gpu, &cn));
+            CHECK_OK(vkm_op_moe_combine(gpu, A(be), A(bm), A(bw), A(by1), n, K, D, rows, acc));
+            CHECK_OK(vkm_op_rmsnorm_add(gpu, A(bx1), A(by1), A(bn), A(ba1), n, D, 1e-6f));
+            CHECK_OK(submit());
+            buf_get(bx, g1, n * D * 4);
+            CHECK_CLOSE(g1, xr, n * D, 1e-6, 1e-6, "moe_combine_norm x n=%u acc=%d", n, acc);
+            buf_get(bx1, g2, n * D * 4);
+            CHECK_CLOSE(g1, g2, n * D, 0.0, 1e-6, "moe_combine_norm x n=%u acc=%d (separate)", n,
+                        acc);
+            buf_get(ba, g1, n * D * 4);
+            CHECK_CLOSE(g1, ar, n * D, 1e-6, 1e-5, "moe_combine_norm a n=%u acc=%d", n, acc);
+            buf_get(ba1, g2, n * D * 4);
+            CHECK_CLOSE(g1, g2, n * D, 1e-7, 1e-6, "moe_combine_norm a n=%u acc=%d (separate)", n,
+                        acc);
+            buf_get(by0, g1, n * D * 4);
+            CHECK_CLOSE(g1, y0, n * D, 0.0, 0.0, "moe_combine_norm y unchanged n=%u", n);
+            vkm_moe_combine_norm bad = cn;
+            bad.n_tok = n + 1; /* x, a too small */
+            CHECK_ERR(vkm_op_moe_combine_norm(gpu, &bad));
+            vkm_gpu_buf *more[] = {by0, bx, bn, ba, by1, bx1, ba1};
+            for (size_t i = 0; i < sizeof more / sizeof *more; i++)
+                vkm_gpu_buf_destroy(gpu, more[i]);
+            free(x0), free(nw), free(xr), free(ar), free(g1), free(g2);
             vkm_gpu_buf_destroy(gpu, be);
             vkm_gpu_buf_destroy(gpu, bm);
             vkm_gpu_buf_destroy(gpu, bw);
