@@ -41,6 +41,16 @@ static int check_weight(const char *fn, uint32_t wtype, int64_t k, int64_t m, si
     return 0;
 }
 
+/* check_weight, and the column count n of a plain matmul. */
+static int check_plain(const char *fn, uint32_t wtype, int64_t k, int64_t m, int64_t n,
+                       size_t *row_bytes) {
+    int rc = check_weight(fn, wtype, k, m, row_bytes);
+    if (rc) return rc;
+    if (n < 0 || n > UINT32_MAX / 4)
+        return vkm_error(VKM_EINVAL, "%s: bad column count n=%lld", fn, (long long)n);
+    return 0;
+}
+
 /* Describes the window of buffer b holding `bytes` bytes at byte `off`: the binding in *arg and
  * the offset of the data inside the window (in units of `unit` bytes) in *rel. */
 static int bind_window(const char *fn, const char *what, vkm_gpu *gpu, vkm_gpu_buf *b, size_t off,
@@ -259,11 +269,8 @@ int vkm_op_matmul(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_off, in
                   vkm_gpu_buf *x, size_t x_off, int64_t n, vkm_gpu_buf *y, size_t y_off) {
     static const char fn[] = "vkm_op_matmul";
     size_t row_bytes = 0;
-    int rc = check_weight(fn, wtype, k, m, &row_bytes);
-    if (rc) return rc;
-    if (n < 0 || n > UINT32_MAX / 4)
-        return vkm_error(VKM_EINVAL, "%s: bad column count n=%lld", fn, (long long)n);
-    if (n == 0) return 0;
+    int rc = check_plain(fn, wtype, k, m, n, &row_bytes);
+    if (rc || n == 0) return rc;
 
     vkm_matmul_push pc = {0};
     vkm_gpu_arg args[3];
@@ -468,11 +475,8 @@ int vkm_op_matmul_glu(vkm_gpu *gpu, uint32_t wtype, int64_t k, int64_t m, vkm_gp
                       int64_t n, vkm_gpu_buf *y, size_t y_off, vkm_gpu_arg scratch) {
     static const char fn[] = "vkm_op_matmul_glu";
     size_t row_bytes = 0;
-    int rc = check_weight(fn, wtype, k, m, &row_bytes);
-    if (rc) return rc;
-    if (n < 0 || n > UINT32_MAX / 4)
-        return vkm_error(VKM_EINVAL, "%s: bad column count n=%lld", fn, (long long)n);
-    if (n == 0) return 0;
+    int rc = check_plain(fn, wtype, k, m, n, &row_bytes);
+    if (rc || n == 0) return rc;
     /* one matrix, X row i into Y row i: the HEADS form with one head */
     vkm_matmul_id a = {.wtype = wtype,
                        .w = gate,
