@@ -381,13 +381,17 @@ static int matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a, int64_t up_off) {
     size_t lo = a->w_off;
     uint64_t wspan = wbytes;
     if (up_off) {
-        if (up_off < 0 ? (uint64_t)-up_off > a->w_off : (uint64_t)up_off > SIZE_MAX - a->w_off)
-            return vkm_error(VKM_EINVAL, "%s: up matrices outside the buffer", fn);
-        const size_t u = a->w_off + (size_t)up_off;
-        if ((uint64_t)(up_off < 0 ? -up_off : up_off) < wbytes)
-            return vkm_error(VKM_EINVAL, "%s: gate and up matrices overlap", fn);
+        /* the separate form instead (whose own checks report bad ranges) when U starts outside
+         * the buffer's address range, overlaps G (harmless there), or the window over both is
+         * more than a binding holds (bind_window adds at most 255 + 3 bytes of alignment) */
+        const uint64_t dist = up_off < 0 ? 0 - (uint64_t)up_off : (uint64_t)up_off;
+        if (up_off < 0 ? dist > a->w_off : dist > SIZE_MAX - a->w_off) return GLU_UNFIT;
+        const size_t u = up_off < 0 ? a->w_off - (size_t)dist : a->w_off + (size_t)dist;
+        const uint64_t max = vkm_gpu_info(gpu)->max_buffer_bytes;
+        if (dist < wbytes || dist > UINT32_MAX || wbytes > UINT32_MAX) return GLU_UNFIT;
+        wspan = dist + wbytes;
+        if (wspan > UINT32_MAX - 512 || (max && wspan + 512 > max)) return GLU_UNFIT;
         lo = u < a->w_off ? u : a->w_off;
-        wspan = (uint64_t)(u < a->w_off ? a->w_off - u : u - a->w_off) + wbytes;
     }
     if ((rc = bind_window(fn, "weight", gpu, a->w, lo, wspan, wunit, &args[0], &pc.w_off)) ||
         (rc = bind_window(fn, "X", gpu, a->x, a->x_off, xbytes, 4, &args[1], &pc.x_off)) ||
