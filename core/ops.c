@@ -549,6 +549,9 @@ int vkm_op_naive_attn(vkm_gpu *gpu, const vkm_attn_shape *s, uint32_t dqk, uint3
 
 /* ------------------------------------------------------------------------------------ MoE ---- */
 
+/* router_group may group whatever the router accepts */
+_Static_assert(VKM_MOE_GROUP_MAX_EXPERT >= VKM_ROUTER_MAX_EXPERT, "moe_group expert limit");
+
 /* The grouping buffers hold n_tok x n_used entries of n_expert experts (fwd_common.h). */
 static int group_need(const char *op, const vkm_moe_grouping *g, uint32_t n_tok, uint32_t n_used,
                       uint32_t n_expert) {
@@ -592,10 +595,10 @@ static int router(vkm_gpu *gpu, const vkm_router_cfg *cfg, vkm_gpu_arg logits, v
                          cfg->scale,
                          X};
     vkm_gpu_arg args[7] = {logits, bias.buf ? bias : logits, ids, weights};
+    if (group) CHECK_RC(group_need(op, group, n_tok, K, X)); /* before anything is recorded */
     const bool lane = vkm_gpu_info(gpu)->kernels == VKM_KERNELS_CPU;
-    if (group && lane && n_tok <= VKM_ROUTER_LANE_WG && X <= VKM_MOE_GROUP_MAX_EXPERT) {
+    if (group && lane && n_tok <= VKM_ROUTER_LANE_WG) { /* X <= VKM_MOE_GROUP_MAX_EXPERT */
         /* one workgroup routes and groups (router_lane.comp, GROUP) */
-        CHECK_RC(group_need(op, group, n_tok, K, X));
         args[4] = group->rows, args[5] = group->mats, args[6] = group->map;
         return dispatch(gpu, "router_lane_group", args, 7, &p, sizeof p, 1, 1);
     }
