@@ -147,34 +147,30 @@ int vkm_op_scale(vkm_gpu *gpu, vkm_gpu_arg x, vkm_gpu_arg y, uint32_t n, float s
     return dispatch(gpu, "scale", args, 2, &p, sizeof p, groups(n, VKM_OPS_WG), 1);
 }
 
-int vkm_op_swiglu(vkm_gpu *gpu, vkm_gpu_arg g, vkm_gpu_arg u, vkm_gpu_arg y, uint32_t n_rows,
-                  uint32_t d, uint32_t g_stride, uint32_t u_stride) {
-    const char *op = "swiglu";
+/* y[r][i] = silu(g[r*g_stride + i]) * u[u_off + r*u_stride + i] (both swiglu ops) */
+static int swiglu(vkm_gpu *gpu, const char *op, vkm_gpu_arg g, uint32_t g_stride, vkm_gpu_arg u,
+                  uint32_t u_off, uint32_t u_stride, vkm_gpu_arg y, uint32_t n_rows, uint32_t d) {
     if (d == 0 || g_stride < d || u_stride < d)
         return vkm_error(VKM_EINVAL, "%s: d %u, strides %u/%u", op, d, g_stride, u_stride);
     if (n_rows == 0) return 0;
     CHECK_RC(fits_x(op, d));
     CHECK_RC(need(op, "g", g, span(n_rows, g_stride, d, 0), 4));
-    CHECK_RC(need(op, "u", u, span(n_rows, u_stride, d, 0), 4));
+    CHECK_RC(need(op, "u", u, span(n_rows, u_stride, d, u_off), 4));
     CHECK_RC(need(op, "y", y, (uint64_t)n_rows * d, 4));
-    vkm_push_swiglu p = {n_rows, d, 0, g_stride, 0, u_stride, d};
+    vkm_push_swiglu p = {n_rows, d, 0, g_stride, u_off, u_stride, d};
     vkm_gpu_arg args[3] = {g, u, y};
     return dispatch(gpu, "swiglu", args, 3, &p, sizeof p, groups(d, VKM_OPS_WG), groups(n_rows, 1));
 }
 
+int vkm_op_swiglu(vkm_gpu *gpu, vkm_gpu_arg g, vkm_gpu_arg u, vkm_gpu_arg y, uint32_t n_rows,
+                  uint32_t d, uint32_t g_stride, uint32_t u_stride) {
+    return swiglu(gpu, "swiglu", g, g_stride, u, 0, u_stride, y, n_rows, d);
+}
+
+/* both inputs bound to gu, up at element offset u_off (no storage alignment needed) */
 int vkm_op_swiglu_in(vkm_gpu *gpu, vkm_gpu_arg gu, uint32_t u_off, uint32_t stride, vkm_gpu_arg y,
                      uint32_t n_rows, uint32_t d) {
-    const char *op = "swiglu_in";
-    if (d == 0 || stride < d) return vkm_error(VKM_EINVAL, "%s: d %u, stride %u", op, d, stride);
-    if (n_rows == 0) return 0;
-    CHECK_RC(fits_x(op, d));
-    CHECK_RC(need(op, "gu", gu, span(n_rows, stride, d, 0), 4));
-    CHECK_RC(need(op, "gu", gu, span(n_rows, stride, d, u_off), 4));
-    CHECK_RC(need(op, "y", y, (uint64_t)n_rows * d, 4));
-    /* both inputs bound to gu, up at element offset u_off (no storage alignment needed) */
-    vkm_push_swiglu p = {n_rows, d, 0, stride, u_off, stride, d};
-    vkm_gpu_arg args[3] = {gu, gu, y};
-    return dispatch(gpu, "swiglu", args, 3, &p, sizeof p, groups(d, VKM_OPS_WG), groups(n_rows, 1));
+    return swiglu(gpu, "swiglu_in", gu, stride, gu, u_off, stride, y, n_rows, d);
 }
 
 int vkm_op_get_rows(vkm_gpu *gpu, uint32_t type, vkm_gpu_arg table, vkm_gpu_arg ids, vkm_gpu_arg y,

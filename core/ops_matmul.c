@@ -439,6 +439,12 @@ int vkm_op_matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a) {
     return matmul_id(gpu, a, 0);
 }
 
+/* Whether the gated form's scratch range holds `bytes`. */
+static bool scratch_holds(vkm_gpu_arg s, uint64_t bytes) {
+    const size_t size = s.buf ? vkm_gpu_buf_size(s.buf) : 0;
+    return s.buf && (!s.size || s.size >= bytes) && size >= s.offset && size - s.offset >= bytes;
+}
+
 int vkm_op_matmul_id_glu(vkm_gpu *gpu, const vkm_matmul_id *a, vkm_gpu_buf *up, size_t up_off,
                          vkm_gpu_arg scratch) {
     static const char fn[] = "vkm_op_matmul_id_glu";
@@ -451,9 +457,7 @@ int vkm_op_matmul_id_glu(vkm_gpu *gpu, const vkm_matmul_id *a, vkm_gpu_buf *up, 
     const int64_t rows = a->mode == VKM_MATMUL_ID_ROWS ? a->n_rows : a->n_tok * a->n_mat;
     if (rows <= 0) return matmul_id(gpu, a, 0); /* records nothing, or reports the error */
     const uint64_t half = (uint64_t)rows * (uint64_t)a->m * 4;
-    if (!scratch.buf || (scratch.size && scratch.size < 2 * half) ||
-        vkm_gpu_buf_size(scratch.buf) < scratch.offset ||
-        vkm_gpu_buf_size(scratch.buf) - scratch.offset < 2 * half || a->y_stride > a->m)
+    if (!scratch_holds(scratch, 2 * half) || a->y_stride > a->m)
         return vkm_error(VKM_EINVAL,
                          "%s: the separate form needs a scratch of 2 x %lld x %lld floats and a "
                          "contiguous Y",
@@ -500,11 +504,9 @@ int vkm_op_matmul_glu(vkm_gpu *gpu, uint32_t wtype, int64_t k, int64_t m, vkm_gp
         rc = matmul_id(gpu, &a, (int64_t)up_off - (int64_t)gate_off);
         if (rc != GLU_UNFIT) return rc;
     }
-    if (!scratch.buf || !x || !y) return vkm_error(VKM_EINVAL, "%s: missing buffers", fn);
+    if (!x || !y) return vkm_error(VKM_EINVAL, "%s: missing buffers", fn);
     const uint64_t half = (uint64_t)n * (uint64_t)m * 4;
-    if ((scratch.size && scratch.size < 2 * half) ||
-        vkm_gpu_buf_size(scratch.buf) < scratch.offset ||
-        vkm_gpu_buf_size(scratch.buf) - scratch.offset < 2 * half)
+    if (!scratch_holds(scratch, 2 * half))
         return vkm_error(VKM_EINVAL,
                          "%s: the separate form needs a scratch of 2 x %lld x %lld floats", fn,
                          (long long)n, (long long)m);

@@ -3,8 +3,8 @@
 //   cache row (row0 + t) = [ rmsnorm(kva[t][0..ckv)) * w , rope(kva[t][ckv..ckv+n_rot)) ]
 //   q[t*q_tok_stride + h*q_head_stride + q_off + 0..n_rot) roped in place, h < n_head.
 // It does what rmsnorm.comp, rope.comp (k_pe, then q_pe) and kv_store.comp do in four dispatches,
-// with the same arithmetic: the sum of squares like rmsnorm.comp (same workgroup size and
-// order), the angles of rope.glsl (each pair's cos/sin computed once for k_pe and every head).
+// with the same arithmetic: the sum of squares of rms.glsl with rmsnorm.comp's workgroup, the
+// angles of rope.glsl (each pair's cos/sin computed once for k_pe and every head).
 // kva is only read. The cache is f16 pairs (-DDST_F16, variant mla_kv_rope_f16: ckv and the row
 // width even, checked on the host) or f32 (mla_kv_rope_f32).
 // Bindings: 0 kva (f32 [n_tok][kva_stride]), 1 w (f32 [ckv]), 2 pos (int32 [n_tok]),
@@ -29,9 +29,8 @@ layout(std430, set = 0, binding = 4) writeonly buffer C { float cache[]; };
 #endif
 layout(push_constant) uniform Push { vkm_push_mla_kv_rope p; };
 
+#include "rms.glsl"
 #include "rope.glsl"
-
-shared float red[VKM_OPS_RED_WG];
 
 void main() {
     const uint tid = gl_LocalInvocationID.x, nt = gl_WorkGroupSize.x;
@@ -43,19 +42,7 @@ void main() {
             float v = kva[xb + i];
             sum += v * v;
         }
-        float total;
-        if (SG != 0u) {
-            total = subgroupAdd(sum);
-        } else {
-            red[tid] = sum;
-            barrier();
-            for (uint s = nt / 2; s > 0; s >>= 1) {
-                if (tid < s) red[tid] += red[tid + s];
-                barrier();
-            }
-            total = red[0];
-            barrier(); // red[0] is read by everyone before the next token overwrites it
-        }
+        const float total = rms_total(sum);
         const float scale = 1.0 / sqrt(total / float(p.ckv) + p.eps);
         const uint cb = (p.row0 + t) * width;
 #ifdef DST_F16

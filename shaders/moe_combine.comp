@@ -51,7 +51,7 @@ float combined(uint t, uint c) {
 }
 
 #ifdef NORM
-shared float red[VKM_OPS_RED_WG];
+#include "rms.glsl"
 
 void main() {
     const uint tid = gl_LocalInvocationID.x, nt = gl_WorkGroupSize.x;
@@ -63,19 +63,7 @@ void main() {
             x[xb + c] = v;
             sum += v * v;
         }
-        float total;
-        if (SG != 0u) {
-            total = subgroupAdd(sum);
-        } else {
-            red[tid] = sum;
-            barrier();
-            for (uint s = nt / 2; s > 0; s >>= 1) {
-                if (tid < s) red[tid] += red[tid + s];
-                barrier();
-            }
-            total = red[0];
-            barrier(); // red[0] is read by everyone before the next token overwrites it
-        }
+        const float total = rms_total(sum);
         const float scale = 1.0 / sqrt(total / float(p.d) + p.eps);
         for (uint c = tid; c < p.d; c += nt) a[xb + c] = (x[xb + c] * scale) * nw[c];
     }

@@ -22,7 +22,7 @@ layout(std430, set = 0, binding = 3) readonly buffer R { float res[]; };
 #endif
 layout(push_constant) uniform Push { vkm_push_rmsnorm p; };
 
-shared float red[VKM_OPS_RED_WG];
+#include "rms.glsl"
 
 void main() {
     const uint tid = gl_LocalInvocationID.x;
@@ -38,19 +38,7 @@ void main() {
 #endif
             sum += v * v;
         }
-        float total;
-        if (SG != 0u) {
-            total = subgroupAdd(sum);
-        } else {
-            red[tid] = sum;
-            barrier();
-            for (uint s = gl_WorkGroupSize.x / 2; s > 0; s >>= 1) {
-                if (tid < s) red[tid] += red[tid + s];
-                barrier();
-            }
-            total = red[0];
-            barrier(); // red[0] is read by everyone before the next row overwrites it
-        }
+        const float total = rms_total(sum);
         const float scale = 1.0 / sqrt(total / float(p.d) + p.eps);
         const uint yb = r * p.y_stride;
         for (uint i = tid; i < p.d; i += gl_WorkGroupSize.x) y[yb + i] = (x[xb + i] * scale) * w[i];
