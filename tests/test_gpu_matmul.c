@@ -543,6 +543,22 @@ static void test_errors(vkm_gpu *gpu) {
     a.x_stride = 16; /* < k */
     a.n_tok = 2;
     CHECK(vkm_op_matmul_id(gpu, &a) == VKM_EINVAL);
+    /* the gated form's separate path (up in another buffer): its scratch and Y, missing up */
+    vkm_gpu_buf *b2 = NULL;
+    CHECK_OK(vkm_gpu_buf_create(gpu, 4096, VKM_BUF_DEVICE, &b2));
+    a.x_stride = 0;
+    a.mode = VKM_MATMUL_ID_ROWS;
+    const vkm_gpu_arg small = {b, 0, 2 * 4 * 4 * 4 - 4}, enough = {b, 0, 2 * 4 * 4 * 4};
+    CHECK(vkm_op_matmul_id_glu(gpu, &a, b2, 0, small) == VKM_EINVAL);
+    CHECK(vkm_op_matmul_id_glu(gpu, &a, b2, 0, (vkm_gpu_arg){0}) == VKM_EINVAL);
+    CHECK(vkm_op_matmul_id_glu(gpu, &a, NULL, 0, enough) == VKM_EINVAL);
+    a.y_stride = 8; /* not contiguous */
+    CHECK(vkm_op_matmul_id_glu(gpu, &a, b2, 0, enough) == VKM_EINVAL);
+    const vkm_gpu_arg small1 = {b, 0, 2 * 4 * 4 - 4}; /* one column */
+    CHECK(vkm_op_matmul_glu(gpu, VKM_F32, 32, 4, b, 0, b2, 0, b, 0, 1, b, 0, small1) == VKM_EINVAL);
+    CHECK(vkm_op_matmul_glu(gpu, VKM_F32, 32, 4, b, 0, b2, 0, NULL, 0, 1, b, 0, enough) ==
+          VKM_EINVAL);
+    vkm_gpu_buf_destroy(gpu, b2);
     CHECK_OK(vkm_gpu_submit(gpu));
     vkm_gpu_buf_destroy(gpu, b);
     /* a 2-byte aligned Q6_K row ending in the middle of the buffer's last word */
