@@ -1003,6 +1003,14 @@ int vkm_engine_expert_page(vkm_engine *e, uint32_t il, uint32_t round, const int
     return 0;
 }
 
+int vkm_engine_expert_plan_dry(const vkm_engine *e, uint32_t il, vkm_fwd_expert_plan *plan) {
+    if (!e->paged || il >= e->model->hp.n_layer || e->layer_class[il] < 0)
+        return vkm_error(VKM_EINVAL, "expert paging: layer %u is not a paged MoE layer", il);
+    const expert_class *c = &e->classes[e->layer_class[il]];
+    *plan = (vkm_fwd_expert_plan){e->mats_buf, 0, 0, c->n_slots, true};
+    return 0;
+}
+
 int vkm_engine_prefetch_target(const vkm_engine *e, uint32_t il) {
     if (!e->paged || !e->prefetch) return -1;
     const uint32_t nl = e->model->hp.n_layer;

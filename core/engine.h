@@ -24,6 +24,9 @@ bool vkm_engine_paged(const vkm_engine *e);
  * VKM_EINVAL when il is not a paged MoE layer or the round does not exist. */
 int vkm_engine_expert_page(vkm_engine *e, uint32_t il, uint32_t round, const int32_t *sel,
                            uint32_t n_sel, vkm_fwd_expert_plan *plan);
+/* The plan of a dry recording (vkm_session_warmup) for MoE layer il: one round over every slot
+ * of its size class, nothing paged. VKM_EINVAL when il is not a paged MoE layer. */
+int vkm_engine_expert_plan_dry(const vkm_engine *e, uint32_t il, vkm_fwd_expert_plan *plan);
 /* Whether speculative prefetch is in effect: experts paged and opts.prefetch on (auto: on where
  * the device has a dedicated transfer queue). The session asks forward.c for the router guess
  * (vkm_fwd_batch.guess) only then. */

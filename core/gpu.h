@@ -164,6 +164,8 @@ int vkm_gpu_record_copy(vkm_gpu *gpu, vkm_gpu_buf *src, size_t src_offset, vkm_g
  * bindings 0..n_bindings-1; push_size bytes of push constants. */
 int vkm_gpu_kernel_get(vkm_gpu *gpu, const char *shader, const uint32_t *spec, int n_spec,
                        int n_bindings, uint32_t push_size, vkm_gpu_kernel **out);
+/* How many kernels the cache holds (tests: what a warm-up left to build later). */
+int vkm_gpu_kernel_count(const vkm_gpu *gpu);
 
 typedef struct vkm_gpu_arg {
     vkm_gpu_buf *buf;
@@ -192,6 +194,12 @@ int vkm_gpu_mark(vkm_gpu *gpu, const char *label);
 int vkm_gpu_flush(vkm_gpu *gpu);
 /* Submits what was recorded since vkm_gpu_begin and waits for completion. */
 int vkm_gpu_submit(vkm_gpu *gpu);
+/* Dry recording (warm-up): while on, vkm_gpu_dispatch checks its arguments and records nothing,
+ * and vkm_gpu_begin, _mark, _record_copy, _flush and _submit do nothing, so that recording a
+ * pass only creates the pipelines it uses (vkm_gpu_kernel_get). Turning it off builds the
+ * pipelines requested meanwhile, several at once on the host's cores (vkm_gpu_kernel_get hands
+ * out their handles at once while dry); a failed build is its return value then. */
+int vkm_gpu_set_dry(vkm_gpu *gpu, bool dry);
 
 typedef struct vkm_gpu_timing {
     const char *label; /* as passed to vkm_gpu_mark */

@@ -146,6 +146,28 @@ static int page_layer(void *ctx, uint32_t il, uint32_t round, vkm_fwd_expert_pla
     return vkm_gpu_begin(s->gpu);
 }
 
+/* vkm_fwd_page_fn of a dry recording (vkm_session_warmup): every slot, nothing paged. */
+static int page_dry(void *ctx, uint32_t il, uint32_t round, vkm_fwd_expert_plan *plan) {
+    (void)round;
+    return vkm_engine_expert_plan_dry(((vkm_session *)ctx)->e, il, plan);
+}
+
+/* The forward pass of n tokens at positions pos0.., logits of rows row0..row0+n_logits-1. */
+static vkm_fwd_batch chunk_batch(vkm_session *s, int n, int pos0, int row0, int n_logits,
+                                 bool dry) {
+    const bool paged = vkm_engine_paged(s->e);
+    return (vkm_fwd_batch){.n = (uint32_t)n,
+                           .pos0 = (uint32_t)pos0,
+                           .logit_row0 = (uint32_t)row0,
+                           .n_logits = (uint32_t)n_logits,
+                           .profile = !dry && vkm_engine_profiling(s->e),
+                           .page = !paged ? NULL
+                                   : dry  ? page_dry
+                                          : page_layer,
+                           .page_ctx = paged ? s : NULL,
+                           .guess = paged && vkm_engine_prefetching(s->e)};
+}
+
 /* Evaluates tokens[0..n) (n <= max_batch) at positions pos0.. in one gpu batch; the logits of
  * rows row0..row0+n_logits-1 go to logits. */
 static int eval_chunk(vkm_session *s, const int32_t *tokens, int n, int pos0, int row0,
@@ -155,15 +177,7 @@ static int eval_chunk(vkm_session *s, const int32_t *tokens, int n, int pos0, in
     if ((rc = vkm_gpu_upload(s->gpu, s->w.buf, s->w.ids.off, tokens, (size_t)n * 4)) ||
         (rc = vkm_gpu_upload(s->gpu, s->w.buf, s->w.pos.off, s->pos, (size_t)n * 4)))
         return rc;
-    const bool paged = vkm_engine_paged(s->e);
-    const vkm_fwd_batch b = {.n = (uint32_t)n,
-                             .pos0 = (uint32_t)pos0,
-                             .logit_row0 = (uint32_t)row0,
-                             .n_logits = (uint32_t)n_logits,
-                             .profile = vkm_engine_profiling(s->e),
-                             .page = paged ? page_layer : NULL,
-                             .page_ctx = paged ? s : NULL,
-                             .guess = paged && vkm_engine_prefetching(s->e)};
+    const vkm_fwd_batch b = chunk_batch(s, n, pos0, row0, n_logits, false);
     s->n = (uint32_t)n;
     if ((rc = vkm_gpu_begin(s->gpu)) || (rc = vkm_fwd_record(s->gpu, s->dm, &s->w, &s->kv, &b)) ||
         (rc = vkm_gpu_submit(s->gpu)))
@@ -205,6 +219,28 @@ int vkm_session_eval(vkm_session *s, const int32_t *tokens, int n, bool all_logi
     }
     s->n_past += n;
     return 0;
+}
+
+int vkm_session_warmup(vkm_session *s, int n_prompt) {
+    /* the chunks vkm_session_eval would record: full ones, the last one with its logit row;
+     * then one token after them */
+    int n = n_prompt < s->n_ctx - s->n_past ? n_prompt : s->n_ctx - s->n_past;
+    if (n < 0) n = 0;
+    const int last = n == 0 ? 0 : (n - 1) % s->max_batch + 1;
+    int rc = vkm_gpu_set_dry(s->gpu, true);
+    if (rc) return rc;
+    vkm_fwd_batch b[3];
+    int nb = 0;
+    if (n > s->max_batch) b[nb++] = chunk_batch(s, s->max_batch, s->n_past, 0, 0, true);
+    if (n > 0) b[nb++] = chunk_batch(s, last, s->n_past + n - last, last - 1, 1, true);
+    const int pos = s->n_past + n < s->n_ctx ? s->n_past + n : s->n_ctx - 1;
+    b[nb++] = chunk_batch(s, 1, pos, 0, 1, true);
+    for (int i = 0; i < nb && !rc; i++) {
+        s->n = b[i].n;
+        rc = vkm_fwd_record(s->gpu, s->dm, &s->w, &s->kv, &b[i]);
+    }
+    const int built = vkm_gpu_set_dry(s->gpu, false);
+    return rc ? rc : built;
 }
 
 int vkm_session_n_past(const vkm_session *s) {

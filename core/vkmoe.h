@@ -106,6 +106,13 @@ void vkm_session_destroy(vkm_session *s); /* accepts NULL */
  * overflow or a token id is outside [0, n_vocab) (the session is then unchanged); VKM_EINVAL for
  * n <= 0. Each max_batch chunk is one GPU submission; only the logits asked for come back. */
 int vkm_session_eval(vkm_session *s, const int32_t *tokens, int n, bool all_logits, float *logits);
+/* Creates the device pipelines that evaluating n_prompt tokens from n_past on (as
+ * vkm_session_eval with the last token's logits) and then generating one token at a time will
+ * use, without running anything: those passes are recorded dry (gpu.h vkm_gpu_set_dry) and the
+ * new kernels built at the end, several at once. The evaluations that follow then do not pay for
+ * shader compilation (on lavapipe up to seconds per process; a driver's own caches make it short
+ * on GPUs). Changes nothing else; n_prompt <= 0 prepares the one-token pass only. */
+int vkm_session_warmup(vkm_session *s, int n_prompt);
 int vkm_session_n_past(const vkm_session *s);
 int vkm_session_n_ctx(const vkm_session *s);
 /* Forgets everything after the first n_past tokens (0 = empty the cache). */

@@ -81,6 +81,8 @@ ok "-f gives the same as -p" cmp -s "$TMP/g1.out" "$TMP/f.out"
 ok "-f - reads stdin" cmp -s "$TMP/g1.out" "$TMP/fs.out"
 expect "timings on stderr" 0 "generate .* 8 tokens .*tokens/s" -- \
     "$VKMOE" run -m "$TINY" -p Hello -n 8 --temp 0
+expect "warm-up time on stderr" 0 "warm-up .* s  \(device pipelines" -- \
+    "$VKMOE" run -m "$TINY" -p Hello -n 2 --temp 0
 expect "--quiet has no timings" 0 "" -- "${G[@]}" -p Hello -n 2
 ok "--quiet stderr is empty" test ! -s "$TMP/g1.err"
 expect "--profile" 0 "" -- "$VKMOE" run -m "$TINY" -p Hello -n 2 --profile

@@ -119,6 +119,32 @@ static inline int logits_gpu_prompt(vkm_engine *e, const int32_t *ids, int n_pro
     return rc;
 }
 
+/* vkm_session_warmup on a new session of e (F16 cache, max_batch; 0 = the default) for
+ * ids[0..n_prompt - 2), then that prompt in one eval and the last two tokens one at a time:
+ * checks that the warm-up built kernels, left the session empty, and that the evaluations
+ * built none; `last` [n_vocab] gets the final logits. */
+static inline void logits_check_warmup(vkm_engine *e, const int32_t *ids, int n_prompt, int n_ctx,
+                                       int max_batch, float *last) {
+    vkm_session *s = NULL;
+    vkm_session_opts so = {n_ctx, false, max_batch};
+    CHECK_OK(vkm_session_create(e, &so, &s));
+    if (!s) return;
+    vkm_gpu *gpu = vkm_engine_gpu(e);
+    const int k0 = vkm_gpu_kernel_count(gpu), n_batch = n_prompt - 2;
+    CHECK_OK(vkm_session_warmup(s, n_batch));
+    const int k1 = vkm_gpu_kernel_count(gpu);
+    CHECK_MSG(k1 > k0 && vkm_session_n_past(s) == 0, "warm-up: %d kernels built, %d past", k1 - k0,
+              vkm_session_n_past(s));
+    CHECK_OK(vkm_session_eval(s, ids, n_batch, false, last));
+    for (int i = n_batch; i < n_prompt; i++) CHECK_OK(vkm_session_eval(s, ids + i, 1, false, last));
+    CHECK_MSG(vkm_gpu_kernel_count(gpu) == k1, "%d kernels were built after the warm-up",
+              vkm_gpu_kernel_count(gpu) - k1);
+    CHECK_OK(vkm_session_warmup(s, 1)); /* decoding further on: nothing new */
+    CHECK_MSG(vkm_gpu_kernel_count(gpu) == k1, "a second warm-up built %d kernels",
+              vkm_gpu_kernel_count(gpu) - k1);
+    vkm_session_destroy(s);
+}
+
 /* max |a[i] - b[i]| over n values; inf if any difference is NaN. */
 static inline double logits_max_abs_diff(const float *a, const float *b, size_t n) {
     double m = 0.0;

@@ -108,6 +108,18 @@ static void run_fixture(const char *name, double max_kl, double min_top1, double
            d_ref, sr.mean_kl, 100.0 * sr.top1);
     CHECK_MSG(d_ref <= max_vs_ref, "%s: GPU vs reference %g > %g", name, d_ref, max_vs_ref);
 
+    /* a warm-up on a fresh engine (no kernels yet) builds every kernel a prompt in chunks of 8
+     * and decoding use; the logits after it are the batch's */
+    vkm_engine *fresh = NULL;
+    CHECK_OK(open_engine(path, &fresh));
+    if (fresh) {
+        logits_check_warmup(fresh, g_ids, N_PROMPT, N_CTX, 8, other);
+        const double dw = logits_max_abs_diff(other, step + (size_t)(N_PROMPT - 1) * V, (size_t)V);
+        CHECK_MSG(dw <= 1e-3, "%s: logits after the warm-up vs steps %g", name, dw);
+        CHECK(vkm_gpu_validation_errors(vkm_engine_gpu(fresh)) == 0);
+        vkm_engine_close(fresh);
+    }
+
     /* errors leave the session unchanged; truncation and re-evaluation reproduce the tail */
     vkm_session *s = NULL;
     CHECK_OK(vkm_session_create(e, &(vkm_session_opts){N_CTX, true, 0}, &s));

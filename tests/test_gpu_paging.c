@@ -210,6 +210,31 @@ static void run_fixture(const char *name, int n_step) {
     printf("%s: prefetch: %llu units prefetched, %llu used\n", name, (unsigned long long)pf_total,
            (unsigned long long)pf_used);
     CHECK(pf_total > 0); /* the half budget leaves room for guesses */
+
+    /* the warm-up with paged experts (prefetch on) pages nothing and builds every kernel the
+     * batch and the steps use; the last logits are the unpaged ones */
+    CHECK_OK(open_engine_pf(path, budgets[1].budget, VKM_EXPERT_LRU, VKM_PREFETCH_ON, &e));
+    vkm_session *s = NULL;
+    if (e) CHECK_OK(vkm_session_create(e, &(vkm_session_opts){N_CTX, true, 0}, &s));
+    if (s) {
+        vkm_gpu *gpu = vkm_engine_gpu(e);
+        const int k0 = vkm_gpu_kernel_count(gpu), n_batch = N_PROMPT - n_step;
+        CHECK_OK(vkm_session_warmup(s, n_batch));
+        const int k1 = vkm_gpu_kernel_count(gpu);
+        vkm_engine_expert_stats(e, &st);
+        CHECK(k1 > k0 && vkm_session_n_past(s) == 0);
+        CHECK(st.hits + st.misses == 0 && st.uploaded_bytes == 0 && st.prefetched == 0);
+        if (n_batch > 0) CHECK_OK(vkm_session_eval(s, g_ids, n_batch, false, out));
+        for (int i = n_batch; i < N_PROMPT; i++)
+            CHECK_OK(vkm_session_eval(s, g_ids + i, 1, false, out));
+        CHECK_MSG(vkm_gpu_kernel_count(gpu) == k1, "%s: %d kernels built after the warm-up", name,
+                  vkm_gpu_kernel_count(gpu) - k1);
+        const double d = logits_max_abs_diff(ref_step + (size_t)(N_PROMPT - 1) * V, out, V);
+        CHECK_MSG(d <= 1e-4, "%s: paged after the warm-up: max abs %g", name, d);
+        CHECK(vkm_gpu_validation_errors(gpu) == 0);
+    }
+    vkm_session_destroy(s);
+    vkm_engine_close(e);
     free(ref_batch);
     free(ref_step);
     free(out);

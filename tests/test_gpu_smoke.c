@@ -77,6 +77,55 @@ out:
     free(hy);
 }
 
+/* Dry recording: kernels come unbuilt, dispatches are checked but not recorded and the other
+ * recording calls do nothing; turning it off builds the kernels (several at once), which then
+ * run like any other. */
+static void dry_record(vkm_gpu *gpu) {
+    const int before = vkm_gpu_kernel_count(gpu);
+    const uint32_t locals[3] = {32, 16, 8};
+    vkm_gpu_kernel *k[3] = {0}, *again = NULL;
+    vkm_gpu_buf *x = NULL, *y = NULL;
+    float h[1024];
+    CHECK_OK(vkm_gpu_buf_create(gpu, sizeof h, VKM_BUF_DEVICE, &x));
+    CHECK_OK(vkm_gpu_buf_create(gpu, sizeof h, VKM_BUF_DEVICE, &y));
+    if (!x || !y) goto out;
+    for (int i = 0; i < 1024; i++) h[i] = 7.0f;
+    CHECK_OK(vkm_gpu_upload(gpu, y, 0, h, sizeof h));
+    CHECK_OK(vkm_gpu_set_dry(gpu, true));
+    CHECK_OK(vkm_gpu_set_dry(gpu, true));
+    for (int i = 0; i < 3; i++)
+        CHECK_OK(vkm_gpu_kernel_get(gpu, "smoke", &locals[i], 1, 2, sizeof(smoke_push), &k[i]));
+    CHECK_OK(vkm_gpu_kernel_get(gpu, "smoke", &locals[0], 1, 2, sizeof(smoke_push), &again));
+    CHECK(k[0] && k[1] && k[2] && again == k[0]);
+    CHECK(vkm_gpu_kernel_count(gpu) == before + 3);
+    if (!k[0]) goto out;
+    const smoke_push p = {1024, 2.0f, 1.0f};
+    CHECK_OK(vkm_gpu_begin(gpu));
+    CHECK_OK(vkm_gpu_dispatch(gpu, k[0], (vkm_gpu_arg[]){{x, 0, 0}, {y, 0, 0}}, 2, &p, 32, 1, 1));
+    CHECK_OK(vkm_gpu_mark(gpu, "dry"));
+    CHECK_OK(vkm_gpu_flush(gpu));
+    CHECK_OK(vkm_gpu_record_copy(gpu, x, 0, y, 0, 64));
+    /* still checked while dry */
+    CHECK_ERR(vkm_gpu_dispatch(gpu, k[0], (vkm_gpu_arg[]){{x, 0, 0}}, 1, &p, 32, 1, 1));
+    CHECK_ERR(
+        vkm_gpu_dispatch(gpu, k[0], (vkm_gpu_arg[]){{x, sizeof h, 0}, {y, 0, 0}}, 2, &p, 32, 1, 1));
+    CHECK_ERR(
+        vkm_gpu_dispatch(gpu, k[0], (vkm_gpu_arg[]){{x, 0, 0}, {y, 0, 0}}, 2, NULL, 32, 1, 1));
+    CHECK_OK(vkm_gpu_submit(gpu));
+    CHECK_OK(vkm_gpu_set_dry(gpu, false));
+    CHECK(vkm_gpu_kernel_count(gpu) == before + 3);
+    /* nothing ran: y is as uploaded */
+    CHECK_OK(vkm_gpu_download(gpu, y, 0, h, sizeof h));
+    int changed = 0;
+    for (int i = 0; i < 1024; i++) changed += h[i] != 7.0f;
+    CHECK_MSG(changed == 0, "a dry recording changed %d values", changed);
+    for (int i = 0; i < 3; i++) run_size(gpu, locals[i], 1000);
+    CHECK(vkm_gpu_kernel_count(gpu) == before + 3);
+out:
+    vkm_gpu_buf_destroy(gpu, x);
+    vkm_gpu_buf_destroy(gpu, y);
+}
+
 /* REPS chained dispatches of the smoke kernel (+1 each, ping-ponging a -> b -> a ...) from
  * h[i] = i, flushing every `flush_every` dispatches (0: never); with `abandon` the batch is left
  * unsubmitted half way. Returns the number of wrong values (0 when abandoned). */
@@ -197,6 +246,7 @@ int main(void) {
             run_size(gpu, locals[l], sizes[s]);
     many_dispatches(gpu);
     texel_windows(gpu);
+    dry_record(gpu);
 
     /* The kernel cache returns the same kernel for the same key, another for other spec. */
     vkm_gpu_kernel *k1 = NULL, *k2 = NULL, *k3 = NULL;

@@ -307,7 +307,12 @@ int gen_prefill(gen_ctx *g, const int32_t *ids, int n) {
         g->n_cache = common;
     }
     g->have_logits = false;
-    const double t0 = now_s();
+    /* the kernels of this prompt and of decoding, all built now (several at once) rather than
+     * one by one inside the timed evaluations */
+    double t0 = now_s();
+    if (vkm_session_warmup(g->session, n - common)) return cli_fail_last();
+    g->t_warmup += now_s() - t0;
+    t0 = now_s();
     int rc = vkm_session_eval(g->session, ids + common, n - common, false, g->logits);
     g->t_prompt += now_s() - t0;
     if (rc) {
@@ -401,6 +406,9 @@ void gen_print_timings(gen_ctx *g) {
     fflush(stdout);
     if (!g->opts->quiet) {
         fprintf(stderr, "vkmoe: load      %8.2f s\n", g->t_load);
+        fprintf(stderr,
+                "vkmoe: warm-up   %8.2f s  (device pipelines for the prompt and decoding)\n",
+                g->t_warmup);
         fprintf(stderr, "vkmoe: prompt    %8.2f s  %6ld tokens  %9.2f tokens/s\n", g->t_prompt,
                 g->n_prompt, g->t_prompt > 0 ? (double)g->n_prompt / g->t_prompt : 0.0);
         fprintf(stderr, "vkmoe: generate  %8.2f s  %6ld tokens  %9.2f tokens/s\n", g->t_gen,

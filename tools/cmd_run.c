@@ -23,8 +23,9 @@ enum { RUN_DEFAULT_N = 128 };
 
 static void print_help(void) {
     printf("usage: %s\n\n"
-           "Generates text from a prompt and streams it to stdout; load time, prompt and\n"
-           "generation speed go to stderr. Ctrl-C stops generation (exit status 130).\n\n"
+           "Generates text from a prompt and streams it to stdout; load time, warm-up time\n"
+           "(building the device pipelines the prompt and decoding use), prompt and generation\n"
+           "speed go to stderr. Ctrl-C stops generation (exit status 130).\n\n"
            "  -p, --prompt TEXT       the prompt\n"
            "  -f, --file FILE         read the prompt from FILE (\"-\" = stdin)\n"
            "  --chat                  format the prompt as one user turn of the model's chat\n"

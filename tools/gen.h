@@ -66,6 +66,7 @@ typedef struct gen_ctx {
     int32_t think_open, think_close; /* ids of "<think>" / "</think>", -1 if absent */
     /* timings */
     double t_load;          /* seconds to open everything */
+    double t_warmup;        /* seconds building device pipelines (vkm_session_warmup) */
     long n_prompt, n_gen;   /* tokens evaluated as prompt / generated */
     double t_prompt, t_gen; /* seconds */
 } gen_ctx;

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd.h"
 #include "cpu_threads.h"
@@ -36,6 +37,7 @@ struct vkm_gpu {
     vkm_vk_buffer staging; /* host buffer of STAGING_BYTES, created on first use */
     bool force_staging;    /* never copy through a device buffer's own mapping */
     bool lost;             /* a call returned VKM_EDEVLOST: every later call fails fast */
+    bool dry;              /* vkm_gpu_set_dry: record nothing, build pipelines at the end */
 };
 
 struct vkm_gpu_buf {
@@ -398,6 +400,7 @@ int vkm_gpu_ticket_done(vkm_gpu *g, uint64_t ticket, bool *done) {
 int vkm_gpu_record_copy(vkm_gpu *g, vkm_gpu_buf *src, size_t src_offset, vkm_gpu_buf *dst,
                         size_t dst_offset, size_t size) {
     LOST_GUARD(g);
+    if (g->dry) return VKM_OK;
     int rc = check_copy(src, src_offset, dst, dst_offset, size);
     if (rc) return rc < 0 ? rc : VKM_OK;
     return track(
@@ -413,8 +416,13 @@ int vkm_gpu_kernel_get(vkm_gpu *g, const char *shader, const uint32_t *spec, int
                  vkm_vk_pipeline_get(g->pipes, shader, spec, n_spec, n_bindings, push_size, out));
 }
 
+int vkm_gpu_kernel_count(const vkm_gpu *g) {
+    return vkm_vk_pipeline_count(g->pipes);
+}
+
 int vkm_gpu_begin(vkm_gpu *g) {
     LOST_GUARD(g);
+    if (g->dry) return VKM_OK;
     return track(g, vkm_vk_cmd_begin(g->cmd));
 }
 
@@ -422,6 +430,8 @@ int vkm_gpu_dispatch(vkm_gpu *g, vkm_gpu_kernel *k, const vkm_gpu_arg *args, int
                      const void *push, uint32_t gx, uint32_t gy, uint32_t gz) {
     LOST_GUARD(g);
     if (!k) return vkm_error(VKM_EINVAL, "dispatch: NULL kernel");
+    if (!g->dry && !k->pipeline)
+        return vkm_error(VKM_EINVAL, "dispatch of %s: the kernel was not built", k->name);
     if (n_args != k->n_bindings || (n_args && !args))
         return vkm_error(VKM_EINVAL, "dispatch of %s: %d buffers given, the kernel has %d", k->name,
                          n_args, k->n_bindings);
@@ -463,26 +473,39 @@ int vkm_gpu_dispatch(vkm_gpu *g, vkm_gpu_kernel *k, const vkm_gpu_arg *args, int
                                  (unsigned long long)g->dev->caps.info.texel_bytes);
             const VkFormat f = k->kinds[i] == VKM_VK_BIND_TEXEL_U32 ? VK_FORMAT_R32G32B32A32_UINT
                                                                     : VK_FORMAT_R32G32B32A32_SFLOAT;
+            if (g->dry) continue;
             int rc = vkm_vk_mem_view(g->mem, &a->buf->b, f, a->offset, texel_range(a), &views[i]);
             if (rc) return track(g, rc);
         }
     }
+    if (g->dry) return VKM_OK;
     return track(g, vkm_vk_cmd_dispatch(g->cmd, k, bi, views, push, gx, gy, gz));
 }
 
 int vkm_gpu_mark(vkm_gpu *g, const char *label) {
     LOST_GUARD(g);
+    if (g->dry) return VKM_OK;
     return vkm_vk_cmd_mark(g->cmd, label);
 }
 
 int vkm_gpu_flush(vkm_gpu *g) {
     LOST_GUARD(g);
+    if (g->dry) return VKM_OK;
     return track(g, vkm_vk_cmd_flush(g->cmd));
 }
 
 int vkm_gpu_submit(vkm_gpu *g) {
     LOST_GUARD(g);
+    if (g->dry) return VKM_OK;
     return track(g, vkm_vk_cmd_submit(g->cmd));
+}
+
+int vkm_gpu_set_dry(vkm_gpu *g, bool dry) {
+    LOST_GUARD(g);
+    if (dry == g->dry) return VKM_OK;
+    g->dry = dry;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return track(g, vkm_vk_pipeline_defer(g->pipes, dry, cores < 1 ? 1 : (int)cores));
 }
 
 int vkm_gpu_timings(vkm_gpu *g, vkm_gpu_timing *out, int max, int *n) {

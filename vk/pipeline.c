@@ -2,6 +2,7 @@
 #include "pipeline.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@ struct vkm_vk_pipelines {
     char path[1024];          /* disk cache file, "" when disabled */
     vkm_gpu_kernel **kernels; /* [n_kernels] */
     int n_kernels, cap_kernels;
+    bool defer; /* vkm_vk_pipeline_defer: new kernels wait (pipeline NULL) for the end of it */
 };
 
 /* ---- disk cache ---- */
@@ -240,8 +242,84 @@ static int kernel_build(vkm_vk_pipelines *p, const vkm_shader_blob *sh, vkm_gpu_
         k->pipeline = VK_NULL_HANDLE;
         return vkm_vk_fail(r, "vkCreateComputePipelines", __FILE__, __LINE__);
     }
-    p->dirty = true;
     return VKM_OK;
+}
+
+/* Deferred builds (vkm_vk_pipeline_defer): workers take kernels n_kernels - n .. n_kernels - 1
+ * in turn; each failure keeps its own message (vkm_error's buffer is per thread). */
+typedef struct build_job {
+    vkm_vk_pipelines *p;
+    int first, n;
+    int next; /* next index to take, under lock */
+    pthread_mutex_t lock;
+    int *rc;          /* [n] */
+    char (*msg)[256]; /* [n] */
+} build_job;
+
+static void *build_worker(void *arg) {
+    build_job *j = arg;
+    for (;;) {
+        pthread_mutex_lock(&j->lock);
+        const int i = j->next++;
+        pthread_mutex_unlock(&j->lock);
+        if (i >= j->n) return NULL;
+        vkm_gpu_kernel *k = j->p->kernels[j->first + i];
+        j->rc[i] = kernel_build(j->p, find_shader(k->name), k);
+        if (j->rc[i]) snprintf(j->msg[i], sizeof j->msg[i], "%s", vkm_errmsg());
+    }
+}
+
+/* Builds the kernels requested while deferred on up to `threads` threads (this one included);
+ * those that fail are dropped from the cache. Returns the first failure. */
+static int build_pending(vkm_vk_pipelines *p, int threads) {
+    int first = p->n_kernels;
+    while (first > 0 && !p->kernels[first - 1]->pipeline) first--;
+    const int n = p->n_kernels - first;
+    if (n == 0) return VKM_OK;
+    build_job j = {.p = p, .first = first, .n = n};
+    j.rc = calloc((size_t)n, sizeof *j.rc);
+    j.msg = calloc((size_t)n, sizeof *j.msg);
+    if (!j.rc || !j.msg) {
+        free(j.rc);
+        free(j.msg);
+        for (int i = first; i < p->n_kernels; i++) kernel_free(p->d, p->kernels[i]);
+        p->n_kernels = first;
+        return vkm_error(VKM_ENOMEM, "out of memory building %d kernels", n);
+    }
+    pthread_mutex_init(&j.lock, NULL);
+    pthread_t tid[16];
+    int started = 0;
+    if (threads > n) threads = n;
+    if (threads > 16) threads = 16;
+    while (started < threads - 1 && pthread_create(&tid[started], NULL, build_worker, &j) == 0)
+        started++;
+    build_worker(&j);
+    for (int i = 0; i < started; i++) pthread_join(tid[i], NULL);
+    pthread_mutex_destroy(&j.lock);
+    int rc = VKM_OK, kept = first;
+    for (int i = 0; i < n; i++) {
+        vkm_gpu_kernel *k = p->kernels[first + i];
+        if (j.rc[i] == VKM_OK) {
+            p->kernels[kept++] = k;
+            p->dirty = true;
+            continue;
+        }
+        if (rc == VKM_OK) rc = vkm_error(j.rc[i], "%s", j.msg[i]);
+        kernel_free(p->d, k);
+    }
+    p->n_kernels = kept;
+    free(j.rc);
+    free(j.msg);
+    return rc;
+}
+
+int vkm_vk_pipeline_count(const vkm_vk_pipelines *p) {
+    return p->n_kernels;
+}
+
+int vkm_vk_pipeline_defer(vkm_vk_pipelines *p, bool on, int threads) {
+    p->defer = on;
+    return on ? VKM_OK : build_pending(p, threads < 1 ? 1 : threads);
 }
 
 int vkm_vk_pipeline_get(vkm_vk_pipelines *p, const char *shader, const uint32_t *spec, int n_spec,
@@ -285,11 +363,17 @@ int vkm_vk_pipeline_get(vkm_vk_pipelines *p, const char *shader, const uint32_t 
     k->n_spec = n_spec;
     k->n_bindings = n_bindings;
     k->push_size = push_size;
+    if (p->defer) { /* built by vkm_vk_pipeline_defer(p, false) */
+        p->kernels[p->n_kernels++] = k;
+        *out = k;
+        return VKM_OK;
+    }
     int rc = kernel_build(p, sh, k);
     if (rc < 0) {
         kernel_free(p->d, k);
         return rc;
     }
+    p->dirty = true;
     p->kernels[p->n_kernels++] = k;
     *out = k;
     return VKM_OK;

@@ -3,7 +3,9 @@
  * VkPipelineCache.
  *
  * Invariants: a kernel is created once per (shader name, spec constants, bindings, push size)
- * and lives until vkm_vk_pipeline_destroy; constant_id i = spec[i] (4 bytes each). The disk
+ * and lives until vkm_vk_pipeline_destroy; constant_id i = spec[i] (4 bytes each). Kernels
+ * requested while deferred (vkm_vk_pipeline_defer) are the last ones of the cache and have no
+ * pipeline until the deferral ends. The disk
  * cache ($XDG_CACHE_HOME/vkmoe, else ~/.cache/vkmoe; file named by device UUID and driver
  * version) is validated against the device's pipelineCacheUUID, and a missing, unreadable or
  * foreign file is ignored: the cache is never a reason to fail. */
@@ -46,5 +48,11 @@ int vkm_vk_pipeline_create(vkm_vk_device *d, bool disk_cache, vkm_vk_pipelines *
 void vkm_vk_pipeline_destroy(vkm_vk_pipelines *p);
 int vkm_vk_pipeline_get(vkm_vk_pipelines *p, const char *shader, const uint32_t *spec, int n_spec,
                         int n_bindings, uint32_t push_size, vkm_gpu_kernel **out);
+/* Deferred building: with on, vkm_vk_pipeline_get hands out new kernels unbuilt (pipeline
+ * VK_NULL_HANDLE; they must not be dispatched); with off, they are built on up to `threads`
+ * threads at once, those that fail are dropped (a later get tries again), and the first
+ * failure is returned. */
+int vkm_vk_pipeline_count(const vkm_vk_pipelines *p); /* kernels in the cache, built or not */
+int vkm_vk_pipeline_defer(vkm_vk_pipelines *p, bool on, int threads);
 
 #endif
