@@ -7,9 +7,10 @@
  *   ppN  one vkm_session_eval of N tokens (last-token logits read back)
  *   tgN  N evals of one token each (logits read back after each, as a decoder would)
  * named "ppN @ dD" / "tgN @ dD" with a depth (llama-bench's names). Token ids are pseudo-random
- * in [0, n_vocab) with a fixed seed. One untimed warm-up (a ppN eval and a single-token eval)
- * comes first. Times are wall clock around the evals, which
- * include the logits download. t/s per repetition, reported as mean and sample stddev. */
+ * in [0, n_vocab) with a fixed seed. One untimed warm-up (vkm_session_warmup for both tests'
+ * pipelines, then a ppN eval and a single-token eval) comes first. Times are wall clock around the
+ * evals, which include the logits download. t/s per repetition, reported as mean and sample stddev.
+ */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,7 +159,9 @@ static int run(const bench_model_opts *o, cJSON *root) {
             tok[i] = (int32_t)((seed >> 8) % (uint32_t)info.n_vocab);
         }
         if (!o->quiet) fprintf(stderr, "bench: warm-up\n");
-        if (o->n_prompt > 0) rc = vkm_session_eval(s, tok, o->n_prompt, false, logits);
+        /* the pipelines of both tests built at once (several in parallel), then one eval each */
+        rc = vkm_session_warmup(s, o->n_prompt);
+        if (!rc && o->n_prompt > 0) rc = vkm_session_eval(s, tok, o->n_prompt, false, logits);
         if (!rc) rc = vkm_session_truncate(s, 0);
         if (!rc) rc = vkm_session_eval(s, tok, 1, false, logits);
         if (!rc) rc = vkm_session_truncate(s, 0);
