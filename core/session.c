@@ -8,7 +8,9 @@
  * guess of the next MoE layer's choices in work.gsel) into a host-visible readback buffer at the
  * end of the batch, submits, lets the engine page the layer's experts in (asynchronous uploads
  * the next batch waits for on the device), starts the prefetch of the guessed experts and
- * begins the next batch.
+ * begins the next batch. vkm_session_warmup() records the passes an eval and the decode steps
+ * after it would record, dry (gpu.h vkm_gpu_set_dry: nothing runs, the pipelines they use are
+ * built at the end; paged layers get a plan over every slot and page nothing).
  *
  * Invariants: cache rows 0..n_past-1 of every layer hold the tokens evaluated so far; n_past only
  * grows when a whole eval succeeded, so a failed or refused eval (context overflow, bad token

@@ -10,7 +10,9 @@
  * to them. A device loss
  * (VKM_EDEVLOST from any module, real or injected by fault.c) is sticky: every later call except
  * the destroy functions fails at once with VKM_EDEVLOST, so nothing waits on a dead device.
- * Not thread-safe. */
+ * While dry (vkm_gpu_set_dry) dispatches are checked and nothing is recorded or submitted; the
+ * kernels asked for meanwhile are built when it ends (pipeline.c, on several threads). Not
+ * thread-safe. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
