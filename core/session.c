@@ -253,6 +253,10 @@ int vkm_session_n_ctx(const vkm_session *s) {
     return s->n_ctx;
 }
 
+int vkm_session_max_batch(const vkm_session *s) {
+    return s->max_batch;
+}
+
 int vkm_session_truncate(vkm_session *s, int n_past) {
     if (n_past < 0 || n_past > s->n_past)
         return vkm_error(VKM_ERANGE, "session: cannot truncate to %d of %d positions", n_past,

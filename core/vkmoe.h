@@ -115,6 +115,8 @@ int vkm_session_eval(vkm_session *s, const int32_t *tokens, int n, bool all_logi
 int vkm_session_warmup(vkm_session *s, int n_prompt);
 int vkm_session_n_past(const vkm_session *s);
 int vkm_session_n_ctx(const vkm_session *s);
+/* Tokens per GPU batch: vkm_session_eval evaluates longer inputs in chunks of this many. */
+int vkm_session_max_batch(const vkm_session *s);
 /* Forgets everything after the first n_past tokens (0 = empty the cache). */
 int vkm_session_truncate(vkm_session *s, int n_past);
 

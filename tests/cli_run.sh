@@ -3,8 +3,9 @@
 # seed = same text, -n 0, chat templates (the fixture has the <｜User｜>/<｜Assistant｜> tokens but
 # no tokenizer.chat_template key, so --chat-template is needed), KV-cache reuse across chat turns
 # (a greedy second turn equals a one-shot run of the whole rendered conversation), context
-# limits, Ctrl-C, and usage errors (exit 2). Exits 77 (skipped) without a Vulkan device; if the
-# engine cannot run the model, only the usage checks run and the script exits 77 with a message.
+# limits, Ctrl-C (while generating and during a long prompt), and usage errors (exit 2). Exits
+# 77 (skipped) without a Vulkan device; if the engine cannot run the model, only the usage
+# checks run and the script exits 77 with a message.
 # usage: cli_run.sh VKMOE_BINARY FIXTURES_DIR
 set -u
 # shellcheck source=lib_cli.sh source-path=SCRIPTDIR
@@ -160,6 +161,38 @@ exec 3>&-
 wait "$pid"
 ok "chat Ctrl-C during an answer keeps running, /quit exits 0" test $? -eq 0
 ok "chat Ctrl-C reports the interrupted answer" grep -q "answer interrupted" "$TMP/cint.err"
+
+# a long prompt (6802 tokens, 14 chunks of 512: about 9 s here) stops at the end of the current
+# chunk: run exits 130 without generating, chat forgets the question and answers the next one
+for _ in $(seq 170); do printf 'hello world, this is a test of a long prompt. '; done >"$TMP/long.txt"
+"$VKMOE" run -m "$TINY" -f "$TMP/long.txt" -c 8192 -n 8 --temp 0 >"$TMP/lint.out" 2>"$TMP/lint.err" &
+pid=$!
+for _ in $(seq 200); do grep -q "loaded in" "$TMP/lint.err" && break; sleep 0.1; done
+sleep 1
+kill -INT "$pid"
+wait "$pid"
+ok "run Ctrl-C during the prompt exits 130" test $? -eq 130
+ok "run Ctrl-C during the prompt generates nothing" test ! -s "$TMP/lint.out"
+n=$(sed -n 's/.*prompt .* \([0-9][0-9]*\) tokens .*/\1/p' "$TMP/lint.err")
+total=$("$VKMOE" tokenize -m "$TINY" -f "$TMP/long.txt" | wc -w)
+ok "run Ctrl-C stops the prompt early (${n:-?} of $total tokens)" test "${n:-$total}" -lt "$total"
+mkfifo "$TMP/lfifo"
+"${C[@]}" -c 8192 -n 4 --temp 0 <"$TMP/lfifo" >"$TMP/lc.out" 2>"$TMP/lc.err" &
+pid=$!
+exec 3>"$TMP/lfifo"
+cat "$TMP/long.txt" >&3
+echo >&3
+sleep 1.5
+kill -INT "$pid"
+for _ in $(seq 200); do grep -q "prompt interrupted" "$TMP/lc.err" && break; sleep 0.1; done
+echo hi >&3
+echo /quit >&3
+exec 3>&-
+wait "$pid"
+ok "chat Ctrl-C during a prompt keeps running, /quit exits 0" test $? -eq 0
+ok "chat Ctrl-C reports the interrupted prompt" grep -q "prompt interrupted" "$TMP/lc.err"
+ok "chat answers the next question after it" \
+    test "$(cat "$TMP/lc.out")" == "$(printf 'hi\n' | "${C[@]}" -n 4 --temp 0 2>/dev/null)"
 
 # a malformed VKMOE_IMPORT (core/engine.h) is an error naming the variable, exit 1
 VKMOE_IMPORT=bogus "$VKMOE" run -m "$TINY" -p hi -n 1 >"$TMP/imp.out" 2>"$TMP/imp.err"

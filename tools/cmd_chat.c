@@ -5,7 +5,8 @@
  * tokens, plus the previous answer again when R1 reasoning is stripped from it. On a terminal
  * input comes through libedit (line editing, history); otherwise lines are read plainly and no
  * prompt is printed, so a pipe can drive it. Commands: /reset, /quit (or /exit, EOF), /help.
- * Ctrl-C stops the answer being generated; at the prompt it exits (status 130).
+ * Ctrl-C stops the answer being generated, or the evaluation of a long question after its
+ * current batch (the question is then dropped); at the prompt it exits (status 130).
  *
  * Invariant: msgs[0..n_msgs) is the conversation so far; each content is owned (malloc'ed). */
 #include <editline/readline.h>
@@ -24,8 +25,8 @@ static const char *const USAGE =
     "[--expert-policy lru|lfu] [--stats] [--quiet]";
 
 static const char *const COMMANDS_HELP =
-    "/reset clears the conversation, /quit (or Ctrl-D) exits, Ctrl-C stops an answer\n"
-    "(Ctrl-C at the prompt exits)\n";
+    "/reset clears the conversation, /quit (or Ctrl-D) exits, Ctrl-C stops an answer or the\n"
+    "reading of a long question (Ctrl-C at the prompt exits)\n";
 
 static void print_help(void) {
     printf("usage: %s\n\n"
@@ -137,7 +138,8 @@ static int chat_turn(gen_ctx *g, convo *c, const char *line) {
     }
     rc = gen_prefill(g, ids, n_ids);
     free(ids);
-    if (rc) {
+    if (rc || !g->have_logits) { /* an error, or Ctrl-C during the prompt: forget the question */
+        if (!rc) fprintf(stderr, "vkmoe: (prompt interrupted)\n");
         convo_truncate(c, before);
         return rc;
     }

@@ -312,21 +312,26 @@ int gen_prefill(gen_ctx *g, const int32_t *ids, int n) {
     double t0 = now_s();
     if (vkm_session_warmup(g->session, n - common)) return cli_fail_last();
     g->t_warmup += now_s() - t0;
+    /* the chunks vkm_session_eval would make, one call each: progress and Ctrl-C in between */
+    const int step = vkm_session_max_batch(g->session), total = n - common;
+    const bool show = !g->opts->quiet && total > step && isatty(STDERR_FILENO);
+    int rc = 0;
     t0 = now_s();
-    int rc = vkm_session_eval(g->session, ids + common, n - common, false, g->logits);
-    g->t_prompt += now_s() - t0;
-    if (rc) {
-        /* keep the mirror equal to whatever the session holds now */
-        int past = vkm_session_n_past(g->session);
-        g->n_cache = past < common ? past : common;
-        vkm_session_truncate(g->session, g->n_cache);
-        return cli_fail_last();
+    while (g->n_cache < n) {
+        const int at = g->n_cache, c = n - at < step ? n - at : step;
+        if (gen_interrupted) break;
+        rc = vkm_session_eval(g->session, ids + at, c, false, at + c == n ? g->logits : NULL);
+        if (rc) break;
+        memcpy(g->cache + at, ids + at, (size_t)c * sizeof *ids);
+        for (int i = at; i < at + c; i++) vkm_sampler_accept(g->sampler, ids[i]);
+        g->n_cache = at + c;
+        g->n_prompt += c;
+        if (show) fprintf(stderr, "\rvkmoe: prompt %d/%d tokens", g->n_cache - common, total);
     }
-    memcpy(g->cache + common, ids + common, (size_t)(n - common) * sizeof *ids);
-    g->n_cache = n;
-    g->have_logits = true;
-    g->n_prompt += n - common;
-    for (int i = common; i < n; i++) vkm_sampler_accept(g->sampler, ids[i]);
+    g->t_prompt += now_s() - t0;
+    if (show) fputs("\r\x1b[K", stderr);
+    if (rc) return cli_fail_last(); /* the session holds the chunks done: so does the mirror */
+    g->have_logits = g->n_cache == n;
     return CLI_OK;
 }
 

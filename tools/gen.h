@@ -82,9 +82,11 @@ int gen_tokenize(gen_ctx *g, const char *text, size_t len, int32_t **ids, int *n
 /* Reads a whole file ("-" = stdin) into a malloc'ed NUL-terminated buffer. CLI_OK/CLI_ERROR. */
 int gen_read_file(const char *path, char **out, size_t *len);
 /* Makes the KV cache hold exactly ids[0..n): keeps the longest common prefix with what is cached,
- * truncates the rest and evaluates the remainder (at least one token, for fresh logits).
- * CLI_ERROR (message printed) if n is 0 or larger than the context, or on an engine error; the
- * cache mirror stays correct. */
+ * truncates the rest and evaluates the remainder (at least one token, for fresh logits), in
+ * chunks of the session's batch size: a remainder of several chunks shows its progress on a
+ * terminal, and a Ctrl-C (gen_interrupted) stops it after the current chunk, with CLI_OK and no
+ * logits (have_logits false; the cache holds the chunks done). CLI_ERROR (message printed) if n
+ * is 0 or larger than the context, or on an engine error; the cache mirror stays correct. */
 int gen_prefill(gen_ctx *g, const int32_t *ids, int n);
 /* Samples up to n_predict tokens (-1: no limit) after a prefill, passing their text to fn.
  * Stops at EOS/EOT, the limit, the context end (a note on stderr) or SIGINT. */
@@ -96,7 +98,8 @@ void gen_print_timings(gen_ctx *g);
 
 /* ---- SIGINT ----
  * After gen_sigint_install(): a Ctrl-C sets gen_interrupted (generation stops at the next
- * token); a second one before it is cleared, or any while gen_at_prompt is set, exits 130. */
+ * token, a prompt evaluation after its current chunk); a second one before it is cleared, or
+ * any while gen_at_prompt is set, exits 130. */
 extern volatile sig_atomic_t gen_interrupted;
 extern volatile sig_atomic_t gen_at_prompt;
 void gen_sigint_install(void);
