@@ -237,10 +237,7 @@ int vkm_session_warmup(vkm_session *s, int n_prompt) {
     if (n > 0) b[nb++] = chunk_batch(s, last, s->n_past + n - last, last - 1, 1, true);
     const int pos = s->n_past + n < s->n_ctx ? s->n_past + n : s->n_ctx - 1;
     b[nb++] = chunk_batch(s, 1, pos, 0, 1, true);
-    for (int i = 0; i < nb && !rc; i++) {
-        s->n = b[i].n;
-        rc = vkm_fwd_record(s->gpu, s->dm, &s->w, &s->kv, &b[i]);
-    }
+    for (int i = 0; i < nb && !rc; i++) rc = vkm_fwd_record(s->gpu, s->dm, &s->w, &s->kv, &b[i]);
     const int built = vkm_gpu_set_dry(s->gpu, false);
     return rc ? rc : built;
 }

@@ -24,7 +24,8 @@ struct vkm_vk_pipelines {
     char path[1024];          /* disk cache file, "" when disabled */
     vkm_gpu_kernel **kernels; /* [n_kernels] */
     int n_kernels, cap_kernels;
-    bool defer; /* vkm_vk_pipeline_defer: new kernels wait (pipeline NULL) for the end of it */
+    int defer_from; /* vkm_vk_pipeline_defer: kernels from this index on wait (pipeline NULL)
+                       for its end; -1 while not deferring */
 };
 
 /* ---- disk cache ---- */
@@ -129,6 +130,7 @@ int vkm_vk_pipeline_create(vkm_vk_device *d, bool disk_cache, vkm_vk_pipelines *
     vkm_vk_pipelines *p = calloc(1, sizeof *p);
     if (!p) return vkm_error(VKM_ENOMEM, "out of memory creating the pipeline cache");
     p->d = d;
+    p->defer_from = -1;
     if (disk_cache) cache_path(p);
     size_t size = 0;
     void *data = cache_load(p, &size);
@@ -245,7 +247,7 @@ static int kernel_build(vkm_vk_pipelines *p, const vkm_shader_blob *sh, vkm_gpu_
     return VKM_OK;
 }
 
-/* Deferred builds (vkm_vk_pipeline_defer): workers take kernels n_kernels - n .. n_kernels - 1
+/* Deferred builds (vkm_vk_pipeline_defer): workers take kernels first .. first + n - 1
  * in turn; each failure keeps its own message (vkm_error's buffer is per thread). */
 typedef struct build_job {
     vkm_vk_pipelines *p;
@@ -271,9 +273,7 @@ static void *build_worker(void *arg) {
 
 /* Builds the kernels requested while deferred on up to `threads` threads (this one included);
  * those that fail are dropped from the cache. Returns the first failure. */
-static int build_pending(vkm_vk_pipelines *p, int threads) {
-    int first = p->n_kernels;
-    while (first > 0 && !p->kernels[first - 1]->pipeline) first--;
+static int build_pending(vkm_vk_pipelines *p, int first, int threads) {
     const int n = p->n_kernels - first;
     if (n == 0) return VKM_OK;
     build_job j = {.p = p, .first = first, .n = n};
@@ -318,8 +318,13 @@ int vkm_vk_pipeline_count(const vkm_vk_pipelines *p) {
 }
 
 int vkm_vk_pipeline_defer(vkm_vk_pipelines *p, bool on, int threads) {
-    p->defer = on;
-    return on ? VKM_OK : build_pending(p, threads < 1 ? 1 : threads);
+    const int first = p->defer_from;
+    if (on) {
+        if (first < 0) p->defer_from = p->n_kernels;
+        return VKM_OK;
+    }
+    p->defer_from = -1;
+    return first < 0 ? VKM_OK : build_pending(p, first, threads < 1 ? 1 : threads);
 }
 
 int vkm_vk_pipeline_get(vkm_vk_pipelines *p, const char *shader, const uint32_t *spec, int n_spec,
@@ -363,7 +368,7 @@ int vkm_vk_pipeline_get(vkm_vk_pipelines *p, const char *shader, const uint32_t 
     k->n_spec = n_spec;
     k->n_bindings = n_bindings;
     k->push_size = push_size;
-    if (p->defer) { /* built by vkm_vk_pipeline_defer(p, false) */
+    if (p->defer_from >= 0) { /* built by vkm_vk_pipeline_defer(p, false) */
         p->kernels[p->n_kernels++] = k;
         *out = k;
         return VKM_OK;
