@@ -223,6 +223,13 @@ static void run_fixture(const char *name, int n_step) {
         const int k1 = vkm_gpu_kernel_count(gpu);
         vkm_engine_expert_stats(e, &st);
         CHECK(k1 > k0 && vkm_session_n_past(s) == 0);
+        /* a dry plan only for paged MoE layers */
+        vkm_fwd_expert_plan dry;
+        const uint32_t n_layer = vkm_engine_model(e)->hp.n_layer;
+        CHECK(vkm_engine_expert_plan_dry(e, n_layer, &dry) == VKM_EINVAL);
+        CHECK(vkm_engine_expert_plan_dry(e, 0, &dry) == VKM_EINVAL); /* the dense layer */
+        CHECK_OK(vkm_engine_expert_plan_dry(e, n_layer - 1, &dry));
+        CHECK(dry.base == 0 && dry.n_mat >= 1 && dry.last);
         CHECK(st.hits + st.misses == 0 && st.uploaded_bytes == 0 && st.prefetched == 0);
         if (n_batch > 0) CHECK_OK(vkm_session_eval(s, g_ids, n_batch, false, out));
         for (int i = n_batch; i < N_PROMPT; i++)
