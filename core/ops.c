@@ -670,9 +670,10 @@ int vkm_op_moe_combine_norm(vkm_gpu *gpu, const vkm_moe_combine_norm *c) {
     /* unused bindings get a bound range all the same */
     vkm_gpu_arg args[7] = {
         c->n_rows ? c->eo : c->x, c->map, c->w, c->accumulate ? c->y : c->x, c->x, c->norm_w, c->a};
-    uint32_t spec[2];
+    uint32_t spec[3];
     norm_spec(gpu, spec);
+    spec[2] = K <= VKM_ROUTER_MAX_USED ? K : 0; /* NU: the token's rows loaded once */
     vkm_gpu_kernel *k = NULL;
-    CHECK_RC(vkm_gpu_kernel_get(gpu, "moe_combine_norm", spec, 2, 7, sizeof p, &k));
+    CHECK_RC(vkm_gpu_kernel_get(gpu, "moe_combine_norm", spec, 3, 7, sizeof p, &k));
     return vkm_gpu_dispatch(gpu, k, args, 7, &p, groups(n_tok, 1), 1, 1);
 }

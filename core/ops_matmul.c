@@ -130,16 +130,25 @@ static bool sg_preferred(uint32_t wtype, uint64_t rows) {
 }
 
 /* `rows` = the rows of all matrices one GEMV dispatch covers: matmul_sg splits each row over
- * more subgroups when there are few (fewer than 4096 subgroups would leave a large GPU idle). */
-static tuning get_tuning(vkm_gpu *gpu, uint64_t rows, uint32_t wtype, int64_t cols) {
+ * more subgroups when there are few (fewer than 4096 subgroups would leave a large GPU idle).
+ * `fixed_rows` = the part of them that does not depend on the routing (the same in the session
+ * warm-up's dry recording, so that it builds the kernels the evaluations use). */
+static tuning get_tuning(vkm_gpu *gpu, uint64_t rows, uint64_t fixed_rows, uint32_t wtype,
+                         int64_t cols) {
     const vkm_gpu_device_info *info = vkm_gpu_info(gpu);
     /* CPU devices: several rows per thread share each X load (X loads cost more than the
      * weights' 16-byte chunk loads on llvmpipe). Measured on llvmpipe (2 cores), 4 rows against
      * 2: GEMM (64 columns) Q4_K 1.5-1.9x, Q8_0 2x, Q6_K 1.5x, F16 1.1x, 8 columns 1.7x; GEMV
      * (1 column) alike, so that keeps 2 rows: lavapipe compiles the 4-row variants about 2x
-     * slower, on every process start (2.5 s more for bench-small). */
-    if (info->kernels == VKM_KERNELS_CPU && info->subgroup_size >= 8 && info->subgroup_size <= 64)
-        return (tuning){32, cols > 1 ? 4 : 2, 1, 0, 1};
+     * slower, on every process start (2.5 s more for bench-small). Workgroups shrink from 32
+     * threads (to 16, then 8, not below a subgroup) while a dispatch would have fewer than 4, so
+     * that small matrices still spread over the cores (a workgroup runs on one): the 32-row
+     * router GEMV 1.6-2x faster. */
+    if (info->kernels == VKM_KERNELS_CPU && info->subgroup_size >= 8 && info->subgroup_size <= 64) {
+        uint32_t wg = 32;
+        while (wg > info->subgroup_size && (fixed_rows + wg * 2 - 1) / (wg * 2) < 4) wg /= 2;
+        return (tuning){wg, cols > 1 ? 4 : 2, 1, 0, 1};
+    }
     if (info->kernels != VKM_KERNELS_KSPLIT &&
         (info->kernels == VKM_KERNELS_SG || sg_preferred(wtype, rows))) { /* 4 sgs, ks per row */
         const uint32_t s = info->subgroup_size;
@@ -197,7 +206,7 @@ static int get_kernel(vkm_gpu *gpu, tuning *tp, bool gemv, bool id, uint32_t wty
              : lane64 ? "lane"
                       : "vec",
              id ? "_id" : "", tname);
-    uint32_t spec[6];
+    uint32_t spec[8];
     int n_spec = 0;
     if (gemv) {
         uint32_t nc = 1;
@@ -212,7 +221,10 @@ static int get_kernel(vkm_gpu *gpu, tuning *tp, bool gemv, bool id, uint32_t wty
             spec[5] = t.lane_rows && steps_aligned(wtype) && pc->w_off % 16 == 0 &&
                       pc->w_row_bytes % 16 == 0 && (!id || pc->w_mat_bytes % 16 == 0) &&
                       pc->glu % 16 == 0;
-            n_spec = 6;
+            /* IDH, GLU: the form of the dispatch (the other is compiled out) */
+            spec[6] = t.lane_rows && id && pc->mode == VKM_MM_ID_HEADS;
+            spec[7] = t.lane_rows && pc->glu != 0;
+            n_spec = 8;
         }
         VKM_ASSERT(
             spec[0] <= VKM_MM_VEC_MAX_WG &&
@@ -295,7 +307,7 @@ int vkm_op_matmul(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_off, in
     pc.n_y = (uint32_t)n;
     pc.n_mat = 1;
 
-    tuning t = get_tuning(gpu, pc.m, wtype, n);
+    tuning t = get_tuning(gpu, pc.m, pc.m, wtype, n);
     bool gemv = n <= VKM_MM_VEC_MAX_COLS || t.lane_rows;
     vkm_gpu_kernel *kern;
     if ((rc = get_kernel(gpu, &t, gemv, false, wtype, n, &pc, args, &kern))) return rc;
@@ -413,7 +425,9 @@ static int matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a, int64_t up_off) {
     /* with the active list, z numbers list entries: at most one matrix per entry of rows[] */
     uint32_t gz = (uint32_t)a->n_mat;
     if (pc.act && (uint64_t)a->n_rows < gz) gz = (uint32_t)a->n_rows;
-    tuning t = get_tuning(gpu, (uint64_t)pc.m * gz, a->wtype, per_mat);
+    tuning t =
+        get_tuning(gpu, (uint64_t)pc.m * gz, pc.mode == VKM_MM_ID_ROWS ? pc.m : (uint64_t)pc.m * gz,
+                   a->wtype, per_mat);
     bool gemv = per_mat <= VKM_MM_VEC_MAX_COLS || t.lane_rows;
     /* the gated form: the texel kernels (2 rows per thread: gate and up) */
     if (up_off && !(gemv && t.lane_rows && vkm_gpu_texel_window(gpu, &args[0]) &&

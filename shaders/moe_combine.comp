@@ -18,12 +18,16 @@
 #extension GL_GOOGLE_include_directive : require
 #ifdef NORM
 #extension GL_KHR_shader_subgroup_arithmetic : require
+#extension GL_EXT_control_flow_attributes : require
 #endif
 #include "ops_common.h"
 
 #ifdef NORM
 layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint SG = 0;
+// spec 2 NU: 0, or p.n_used when that is at most VKM_ROUTER_MAX_USED (every token's rows and
+// weights are then loaded once, not once per column: llvmpipe loads storage buffers lane by lane)
+layout(constant_id = 2) const uint NU = 0;
 #else
 layout(local_size_x = VKM_OPS_WG) in;
 #endif
@@ -57,9 +61,26 @@ void main() {
     const uint tid = gl_LocalInvocationID.x, nt = gl_WorkGroupSize.x;
     for (uint t = gl_WorkGroupID.x; t < p.n_tok; t += gl_NumWorkGroups.x) {
         const uint xb = t * p.d;
+        int rr[VKM_ROUTER_MAX_USED]; // with NU: token t's rows (-1: none) and weights
+        float ww[VKM_ROUTER_MAX_USED];
+        if (NU != 0u)
+            [[unroll]] for (uint j = 0u; j < NU; j++) {
+                const int r = map[t * NU + j];
+                rr[j] = r >= 0 && uint(r) < p.n_rows ? r : -1;
+                ww[j] = w[t * NU + j];
+            }
         float sum = 0.0;
         for (uint c = tid; c < p.d; c += nt) {
-            const float v = x[xb + c] + combined(t, c);
+            float cv;
+            if (NU != 0u) { // combined(t, c), the same terms in the same order
+                float s = 0.0;
+                [[unroll]] for (uint j = 0u; j < NU; j++)
+                    if (rr[j] >= 0) s += ww[j] * eo[uint(rr[j]) * p.eo_stride + c];
+                cv = p.accumulate != 0 ? y[t * p.y_stride + c] + s : s;
+            } else {
+                cv = combined(t, c);
+            }
+            const float v = x[xb + c] + cv;
             x[xb + c] = v;
             sum += v * v;
         }
