@@ -115,8 +115,8 @@ int vkm_fwd_work_layout(const vkm_hparams *hp, uint32_t max_batch, vkm_fwd_work 
     w->gsel = take(&p, B * K, 4);
     w->gwts = take(&p, B * K, 4);
     w->eg = take(&p, BK * 2 * Fe, 4);
-    w->eh = take(&p, BK * Fe, 4);
-    w->eo = take(&p, X ? BK * E : 0, 4);
+    w->eh = take(&p, (BK + B) * Fe, 4); /* + the shared expert's rows (moe: paired) */
+    w->eo = take(&p, X ? (BK + B) * E : 0, 4);
     w->logits = take(&p, B * hp->n_vocab, 4);
     if (p.overflow)
         return vkm_error(VKM_ERANGE, "forward: work buffers for %u tokens overflow", max_batch);
@@ -272,9 +272,18 @@ static int attention(const fwd *f, uint32_t il) {
     const uint32_t Cq = hp->n_lora_q, Ckv = hp->n_lora_kv, D = hp->kv_dim;
     const bool f16 = f->kv->f16;
 
+    /* q_a and kv_a in one dispatch where the kernels allow it (they read the same a) */
+    int kv_rc = VKM_MATMUL_UNFIT;
+    const vkm_dtensor *qa_t = &L->attn_q_a, *kv_t = &L->attn_kv_a_mqa;
+    if (Cq > 0 && qa_t->type == kv_t->type && qa_t->buf == kv_t->buf) {
+        kv_rc = vkm_op_matmul_pair(f->gpu, qa_t->type, qa_t->ne[0], qa_t->buf, qa_t->off,
+                                   qa_t->ne[1], kv_t->off, kv_t->ne[1], w->buf, w->a.off, n, w->buf,
+                                   w->qa.off, w->kva.off);
+        if (kv_rc < 0) return kv_rc;
+    }
     /* q [n][H][Dqk] = W_q_b · norm(W_q_a · a), or W_q · a */
     if (Cq > 0) {
-        CK(matmul(f, &L->attn_q_a, w->a.off, w->qa.off, n)); /* qa [n][Cq] */
+        if (kv_rc) CK(matmul(f, &L->attn_q_a, w->a.off, w->qa.off, n)); /* qa [n][Cq] */
         CK(vkm_op_rmsnorm(f->gpu, act(f, w->qa), wt(&L->attn_q_a_norm), act(f, w->qa), n, Cq, Cq,
                           Cq, hp->eps));
         CK(matmul(f, &L->attn_q_b, w->qa.off, w->q.off, n));
@@ -283,8 +292,10 @@ static int attention(const fwd *f, uint32_t il) {
     }
     MARK("attn_q");
     /* kva [n][Ckv+R] = W_kv_a_mqa · a */
-    CK(matmul(f, &L->attn_kv_a_mqa, w->a.off, w->kva.off, n));
-    MARK("attn_kv");
+    if (kv_rc) {
+        CK(matmul(f, &L->attn_kv_a_mqa, w->a.off, w->kva.off, n));
+        MARK("attn_kv");
+    }
 
     const vkm_attn_shape shape = {n,        H, pos0, pos0 + n, hp->kq_scale, f16, act(f, w->ast),
                                   scores(f)};
@@ -393,6 +404,20 @@ static int router_guess(const fwd *f, uint32_t il) {
     return 0;
 }
 
+/* Whether the shared expert of layer L can go with the routed experts ("paired": its rows after
+ * theirs in eh and eo, computed as the second matrix of their dispatches where the kernels allow,
+ * vkm_op_matmul_id_pair): one shared expert of the routed ones' shape and types, in their
+ * buffers, separate gate and up stacks, no paging. */
+static bool shared_paired(const fwd *f, const vkm_dlayer *L) {
+    const vkm_dtensor *g = &L->ffn_gate_exps, *u = &L->ffn_up_exps, *d = &L->ffn_down_exps;
+    const vkm_dtensor *gs = &L->ffn_gate_shexp, *us = &L->ffn_up_shexp, *ds = &L->ffn_down_shexp;
+    return f->hp->n_expert_shared > 0 && !f->b->page && !L->ffn_gate_up_exps.buf && g->buf &&
+           gs->buf && gs->type == g->type && us->type == u->type && ds->type == d->type &&
+           gs->buf == g->buf && us->buf == u->buf && ds->buf == d->buf && gs->ne[0] == g->ne[0] &&
+           gs->ne[1] == g->ne[1] && us->ne[0] == u->ne[0] && us->ne[1] == u->ne[1] &&
+           ds->ne[0] == d->ne[0] && ds->ne[1] == d->ne[1];
+}
+
 /* o[n][E] = routed MoE(a) + shared experts(a) (spec §4.7). With next_norm, the residual add and
  * the next RMSNorm are done too (x += o; a = norm(x) * next_norm) and o is left partial. */
 static int moe(const fwd *f, uint32_t il, const vkm_dtensor *next_norm) {
@@ -400,6 +425,8 @@ static int moe(const fwd *f, uint32_t il, const vkm_dtensor *next_norm) {
     const vkm_dlayer *L = &f->m->layers[il];
     const vkm_fwd_work *w = f->w;
     const uint32_t n = f->b->n, E = hp->n_embd, K = hp->n_expert_used, Fe = hp->n_ff_exp;
+    const bool paired = next_norm && shared_paired(f, L); /* moe_combine_norm reads it there */
+    const int64_t sh_row = (int64_t)n * K; /* paired: the shared expert's first row in eh, eo */
 
     /* rlog [n][X] = W_gate_inp · a; sel, wts [n][K]; rows, mats, map */
     CK(route(f, L, w->sel, w->wts, true));
@@ -427,19 +454,55 @@ static int moe(const fwd *f, uint32_t il, const vkm_dtensor *next_norm) {
                 experts_args(f, il, VKM_EXPERT_GATE, E, Fe, w->a, n, w->rows, w->eh, plan);
             const vkm_expert_loc up =
                 vkm_fwd_expert_where(f->m, il, VKM_EXPERT_UP, plan ? plan->base : 0);
-            CK(vkm_op_matmul_id_glu(f->gpu, &a, up.buf, up.off, act(f, w->eg)));
+            int rc = VKM_MATMUL_UNFIT;
+            if (paired) { /* the shared expert's rows: X rows 0..n-1, eh rows sh_row.. */
+                const vkm_matmul_second s = {L->ffn_gate_shexp.off, L->ffn_up_shexp.off, n, 0,
+                                             sh_row};
+                a.n_y += n;
+                rc = vkm_op_matmul_id_pair(f->gpu, &a, up.buf, up.off, &s);
+                if (rc < 0) return rc;
+                a.n_y -= n;
+            }
+            if (rc == VKM_MATMUL_UNFIT) {
+                CK(vkm_op_matmul_id_glu(f->gpu, &a, up.buf, up.off, act(f, w->eg)));
+                if (paired) {
+                    const vkm_dtensor *g = &L->ffn_gate_shexp, *u = &L->ffn_up_shexp;
+                    CK(vkm_op_matmul_glu(f->gpu, g->type, E, Fe, g->buf, g->off, u->buf, u->off,
+                                         w->buf, w->a.off, n, w->buf,
+                                         w->eh.off + (size_t)sh_row * Fe * 4, act(f, w->eg)));
+                }
+            }
             MARK("moe_gate_up");
         }
         vkm_matmul_id d = experts_args(f, il, VKM_EXPERT_DOWN, Fe, E, w->eh, (int64_t)n * K,
                                        w->iota, w->eo, plan);
-        CK(vkm_op_matmul_id(f->gpu, &d));
+        int rc = VKM_MATMUL_UNFIT;
+        if (paired) { /* eh rows sh_row.. into eo rows sh_row.. */
+            const vkm_matmul_second s = {L->ffn_down_shexp.off, 0, n, sh_row, sh_row};
+            d.n_x += n;
+            d.n_y += n;
+            rc = vkm_op_matmul_id_pair(f->gpu, &d, NULL, 0, &s);
+            if (rc < 0) return rc;
+            d.n_x -= n;
+            d.n_y -= n;
+        }
+        if (rc == VKM_MATMUL_UNFIT) {
+            CK(vkm_op_matmul_id(f->gpu, &d));
+            if (paired)
+                CK(matmul(f, &L->ffn_down_shexp, w->eh.off + (size_t)sh_row * Fe * 4,
+                          w->eo.off + (size_t)sh_row * E * 4, n));
+        }
         MARK("moe_down");
         if (!plan || plan->last) break;
     }
 
-    /* o = shared experts(a) + sum_j wts[t][j] eo[map[t][j]] */
+    /* o = shared experts(a) + sum_j wts[t][j] eo[map[t][j]] (paired: the shared experts' output
+     * is eo from row sh_row) */
     const bool shared = hp->n_expert_shared > 0;
-    if (shared) {
+    const vkm_gpu_arg so =
+        paired ? (vkm_gpu_arg){w->buf, w->eo.off + (size_t)sh_row * E * 4, (size_t)n * E * 4}
+               : act(f, w->o);
+    if (shared && !paired) {
         CK(ffn(f, &L->ffn_gate_shexp, &L->ffn_up_shexp, &L->ffn_down_shexp));
         MARK("moe_shared");
     }
@@ -447,7 +510,7 @@ static int moe(const fwd *f, uint32_t il, const vkm_dtensor *next_norm) {
         const vkm_moe_combine_norm c = {act(f, w->eo),
                                         act(f, w->map),
                                         act(f, w->wts),
-                                        act(f, w->o),
+                                        so,
                                         act(f, w->x),
                                         wt(next_norm),
                                         act(f, w->a),

@@ -147,8 +147,8 @@ typedef struct vkm_fwd_work {
     vkm_fwd_span gwts;   /* f32 [B][K] their weights (written by the router kernel, unused) */
     vkm_fwd_span eg;     /* f32 [B*K][2*Fe] expert gate and up (a fused gate_up stack's output,
                             or the scratch of vkm_op_matmul_id_glu) */
-    vkm_fwd_span eh;     /* f32 [B*K][Fe] swiglu */
-    vkm_fwd_span eo;     /* f32 [B*K][E] expert outputs */
+    vkm_fwd_span eh;     /* f32 [B*K + B][Fe] swiglu (rows B*K..: the shared expert's, paired) */
+    vkm_fwd_span eo;     /* f32 [B*K + B][E] expert outputs (likewise) */
     vkm_fwd_span logits; /* f32 [B][V] */
 } vkm_fwd_work;
 

@@ -20,6 +20,7 @@
 #include "qtype.h"
 
 #define WINDOW_ALIGN 256u
+#define NO_SECOND 0xFFFFFFFFu /* vkm_matmul_push.x2_z: no second matrix */
 
 bool vkm_op_matmul_supported(uint32_t type) {
     const vkm_qtype_info *t = vkm_qtype_get(type); /* every type the references handle */
@@ -220,7 +221,7 @@ static int get_kernel(vkm_gpu *gpu, tuning *tp, bool gemv, bool id, uint32_t wty
             spec[4] = t.lane_rows && pc->x_off % 4 == 0 && pc->x_stride % 4 == 0;
             spec[5] = t.lane_rows && steps_aligned(wtype) && pc->w_off % 16 == 0 &&
                       pc->w_row_bytes % 16 == 0 && (!id || pc->w_mat_bytes % 16 == 0) &&
-                      pc->glu % 16 == 0;
+                      pc->glu % 16 == 0 && pc->w2_off % 16 == 0 && pc->glu2 % 16 == 0;
             /* IDH, GLU: the form of the dispatch (the other is compiled out) */
             spec[6] = t.lane_rows && id && pc->mode == VKM_MM_ID_HEADS;
             spec[7] = t.lane_rows && pc->glu != 0;
@@ -277,27 +278,62 @@ static int vec_grid(const char *fn, const tuning *t, uint32_t m, uint32_t *gx, u
     return 0;
 }
 
-int vkm_op_matmul(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_off, int64_t k, int64_t m,
-                  vkm_gpu_buf *x, size_t x_off, int64_t n, vkm_gpu_buf *y, size_t y_off) {
+/* The smallest window [*lo, *lo + *span) over the ranges [off[i], off[i] + len[i]), i < n; false
+ * when it would not fit a binding (bind_window adds at most 255 + 3 bytes of alignment). */
+static bool union_window(vkm_gpu *gpu, int n, const size_t *off, const uint64_t *len, size_t *lo,
+                         uint64_t *span) {
+    uint64_t hi = 0;
+    *lo = SIZE_MAX;
+    for (int i = 0; i < n; i++) {
+        if (len[i] > UINT64_MAX - off[i]) return false;
+        if (off[i] < *lo) *lo = off[i];
+        if (off[i] + len[i] > hi) hi = off[i] + len[i];
+    }
+    *span = hi - *lo;
+    const uint64_t max = vkm_gpu_info(gpu)->max_buffer_bytes;
+    return *span <= UINT32_MAX - 512 && (!max || *span + 512 <= max);
+}
+
+/* vkm_op_matmul, and with m2 > 0 vkm_op_matmul_pair (or VKM_MATMUL_UNFIT). */
+static int matmul_plain(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_off, int64_t m,
+                        size_t w2_off, int64_t m2, int64_t k, vkm_gpu_buf *x, size_t x_off,
+                        int64_t n, vkm_gpu_buf *y, size_t y_off, size_t y2_off) {
     static const char fn[] = "vkm_op_matmul";
+    const bool two = m2 > 0;
     size_t row_bytes = 0;
-    int rc = check_plain(fn, wtype, k, m, n, &row_bytes);
+    int rc = check_plain(fn, wtype, k, two ? m + m2 : m, n, &row_bytes);
     if (rc || n == 0) return rc;
+    if (two && m > UINT32_MAX / 4 - m2)
+        return vkm_error(VKM_EINVAL, "%s: bad shape m=%lld+%lld", fn, (long long)m, (long long)m2);
 
     vkm_matmul_push pc = {0};
     vkm_gpu_arg args[3];
-    uint64_t wbytes;
+    uint64_t wbytes, w2bytes = 0, ybytes = rows_bytes(n, m, m), y2bytes = 0;
     if (__builtin_mul_overflow((uint64_t)m, (uint64_t)row_bytes, &wbytes) || !rows_bytes(n, k, k) ||
-        !rows_bytes(n, m, m))
+        !ybytes ||
+        (two && (__builtin_mul_overflow((uint64_t)m2, (uint64_t)row_bytes, &w2bytes) ||
+                 !(y2bytes = rows_bytes(n, m2, m2)))))
         return vkm_error(VKM_EINVAL, "%s: tensors too large", fn);
-    if ((rc = bind_window(fn, "weight", gpu, w, w_off, wbytes, wtype == VKM_F32 ? 4 : 2, &args[0],
-                          &pc.w_off)) ||
+    const uint32_t wunit = wtype == VKM_F32 ? 4 : 2;
+    size_t wlo = w_off, ylo = y_off;
+    uint64_t wspan = wbytes, yspan = ybytes;
+    if (two) { /* one window over both matrices, one over both outputs */
+        const size_t wo[2] = {w_off, w2_off}, yo[2] = {y_off, y2_off};
+        const uint64_t wl[2] = {wbytes, w2bytes}, yl[2] = {ybytes, y2bytes};
+        if (!union_window(gpu, 2, wo, wl, &wlo, &wspan) ||
+            !union_window(gpu, 2, yo, yl, &ylo, &yspan) || (w_off - wlo) % wunit ||
+            (w2_off - wlo) % wunit || (y_off - ylo) % 4 || (y2_off - ylo) % 4)
+            return VKM_MATMUL_UNFIT;
+    }
+    if ((rc = bind_window(fn, "weight", gpu, w, wlo, wspan, wunit, &args[0], &pc.w_off)) ||
         (rc = bind_window(fn, "X", gpu, x, x_off, rows_bytes(n, k, k), 4, &args[1], &pc.x_off)) ||
-        (rc = bind_window(fn, "Y", gpu, y, y_off, rows_bytes(n, m, m), 4, &args[2], &pc.y_off)))
+        (rc = bind_window(fn, "Y", gpu, y, ylo, yspan, 4, &args[2], &pc.y_off)))
         return rc;
-    pc.w_off *= wtype == VKM_F32 ? 4 : 2;
+    const uint32_t wbase = pc.w_off * wunit, ybase = pc.y_off;
+    pc.w_off = wbase + (uint32_t)(w_off - wlo);
+    pc.y_off = ybase + (uint32_t)((y_off - ylo) / 4);
     pc.k = (uint32_t)k;
-    pc.m = (uint32_t)m;
+    pc.m = (uint32_t)(two ? m + m2 : m);
     pc.n = (uint32_t)n;
     pc.w_row_bytes = (uint32_t)row_bytes;
     pc.w_mat_bytes = (uint32_t)wbytes;
@@ -306,9 +342,20 @@ int vkm_op_matmul(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_off, in
     pc.y_stride = (uint32_t)m;
     pc.n_y = (uint32_t)n;
     pc.n_mat = 1;
+    pc.x2_z = NO_SECOND;
+    pc.m1 = NO_SECOND;
+    if (two) {
+        pc.m1 = (uint32_t)m;
+        pc.w2_off = wbase + (uint32_t)(w2_off - wlo);
+        pc.y2_off = ybase + (uint32_t)((y2_off - ylo) / 4);
+        pc.y2_stride = (uint32_t)m2;
+    }
 
     tuning t = get_tuning(gpu, pc.m, pc.m, wtype, n);
     bool gemv = n <= VKM_MM_VEC_MAX_COLS || t.lane_rows;
+    if (two && !(gemv && t.lane_rows && vkm_gpu_texel_window(gpu, &args[0]) &&
+                 vkm_gpu_texel_window(gpu, &args[1])))
+        return VKM_MATMUL_UNFIT;
     vkm_gpu_kernel *kern;
     if ((rc = get_kernel(gpu, &t, gemv, false, wtype, n, &pc, args, &kern))) return rc;
     uint32_t gx, gy;
@@ -323,13 +370,24 @@ int vkm_op_matmul(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_off, in
     return dispatch_windows(gpu, kern, &t, wtype, n, args, 3, &pc, gx, gy, 1);
 }
 
-/* matmul_id's answer when the gated form cannot run as one dispatch here: nothing was recorded
- * and no error set (internal to this file; the public functions fall back). */
-#define GLU_UNFIT 1
+int vkm_op_matmul(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_off, int64_t k, int64_t m,
+                  vkm_gpu_buf *x, size_t x_off, int64_t n, vkm_gpu_buf *y, size_t y_off) {
+    return matmul_plain(gpu, wtype, w, w_off, m, 0, 0, k, x, x_off, n, y, y_off, 0);
+}
+
+int vkm_op_matmul_pair(vkm_gpu *gpu, uint32_t wtype, int64_t k, vkm_gpu_buf *w, size_t w_off,
+                       int64_t m, size_t w2_off, int64_t m2, vkm_gpu_buf *x, size_t x_off,
+                       int64_t n, vkm_gpu_buf *y, size_t y_off, size_t y2_off) {
+    if (m2 <= 0)
+        return vkm_error(VKM_EINVAL, "vkm_op_matmul_pair: bad shape m2=%lld", (long long)m2);
+    return matmul_plain(gpu, wtype, w, w_off, m, w2_off, m2, k, x, x_off, n, y, y_off, y2_off);
+}
 
 /* vkm_op_matmul_id; up_off != 0 asks for the gated form (vkm_op_matmul_id_glu) in one dispatch,
- * or GLU_UNFIT. */
-static int matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a, int64_t up_off) {
+ * `second` for a second matrix in the same dispatch (vkm_op_matmul_id_pair); either gives
+ * VKM_MATMUL_UNFIT (nothing recorded, no error) where the kernels cannot. */
+static int matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a, int64_t up_off,
+                     const vkm_matmul_second *second) {
     static const char fn[] = "vkm_op_matmul_id";
     if (!a) return vkm_error(VKM_EINVAL, "%s: no arguments", fn);
     size_t row_bytes = 0;
@@ -353,7 +411,7 @@ static int matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a, int64_t up_off) {
     if (a->mode == VKM_MATMUL_ID_ROWS) {
         if (a->n_rows < 0 || a->n_rows > UINT32_MAX / 4 || a->max_per_mat < 0)
             return vkm_error(VKM_EINVAL, "%s: bad row count %lld", fn, (long long)a->n_rows);
-        if (a->n_rows == 0) return 0;
+        if (a->n_rows == 0) return second ? VKM_MATMUL_UNFIT : 0;
         if (a->n_y < a->n_rows)
             return vkm_error(VKM_EINVAL, "%s: Y has %lld rows, rows[] %lld entries", fn,
                              (long long)a->n_y, (long long)a->n_rows);
@@ -369,6 +427,7 @@ static int matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a, int64_t up_off) {
         pc.act = a->active_list ? 1 : 0;
         pc.mode = VKM_MM_ID_ROWS;
     } else if (a->mode == VKM_MATMUL_ID_HEADS) {
+        if (second) return VKM_MATMUL_UNFIT;
         if (a->n_tok < 0 || a->n_tok > UINT32_MAX / 4)
             return vkm_error(VKM_EINVAL, "%s: bad token count %lld", fn, (long long)a->n_tok);
         if (a->n_tok == 0) return 0;
@@ -389,29 +448,49 @@ static int matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a, int64_t up_off) {
         __builtin_mul_overflow(mat_bytes, (uint64_t)a->n_mat, &wbytes) || !xbytes || !ybytes)
         return vkm_error(VKM_EINVAL, "%s: tensors too large", fn);
     uint32_t wunit = a->wtype == VKM_F32 ? 4 : 2;
-    /* the gated form binds one window over both stacks; W starts at w_off - lo inside it */
-    size_t lo = a->w_off;
-    uint64_t wspan = wbytes;
+    /* the gated form and the second matrix bind one window over all the matrices (G, U, the
+     * second and its up); W starts at w_off - lo inside it */
+    size_t lo = a->w_off, ranges[4] = {a->w_off};
+    uint64_t wspan = wbytes, lens[4] = {wbytes};
+    int n_ranges = 1;
     if (up_off) {
         /* the separate form instead (whose own checks report bad ranges) when U starts outside
          * the buffer's address range, overlaps G (harmless there), or the window over both is
          * more than a binding holds (bind_window adds at most 255 + 3 bytes of alignment) */
         const uint64_t dist = up_off < 0 ? 0 - (uint64_t)up_off : (uint64_t)up_off;
-        if (up_off < 0 ? dist > a->w_off : dist > SIZE_MAX - a->w_off) return GLU_UNFIT;
+        if (up_off < 0 ? dist > a->w_off : dist > SIZE_MAX - a->w_off) return VKM_MATMUL_UNFIT;
         const size_t u = up_off < 0 ? a->w_off - (size_t)dist : a->w_off + (size_t)dist;
-        const uint64_t max = vkm_gpu_info(gpu)->max_buffer_bytes;
-        if (dist < wbytes || dist > UINT32_MAX || wbytes > UINT32_MAX) return GLU_UNFIT;
-        wspan = dist + wbytes;
-        if (wspan > UINT32_MAX - 512 || (max && wspan + 512 > max)) return GLU_UNFIT;
-        lo = u < a->w_off ? u : a->w_off;
+        if (dist < wbytes || dist > UINT32_MAX || wbytes > UINT32_MAX) return VKM_MATMUL_UNFIT;
+        ranges[n_ranges] = u;
+        lens[n_ranges++] = wbytes;
     }
+    if (second) { /* its entries must lie inside X and Y */
+        if (second->n <= 0 || second->x_row < 0 || second->y_row < 0 ||
+            second->n > a->n_x - second->x_row || second->n > a->n_y - second->y_row)
+            return vkm_error(VKM_EINVAL,
+                             "%s: second matrix entries %lld from X row %lld, Y row "
+                             "%lld outside %lld / %lld rows",
+                             fn, (long long)second->n, (long long)second->x_row,
+                             (long long)second->y_row, (long long)a->n_x, (long long)a->n_y);
+        ranges[n_ranges] = second->w_off;
+        lens[n_ranges++] = mat_bytes;
+        if (up_off) {
+            ranges[n_ranges] = second->up_off;
+            lens[n_ranges++] = mat_bytes;
+        }
+    }
+    if (n_ranges > 1 && !union_window(gpu, n_ranges, ranges, lens, &lo, &wspan))
+        return VKM_MATMUL_UNFIT;
     if ((rc = bind_window(fn, "weight", gpu, a->w, lo, wspan, wunit, &args[0], &pc.w_off)) ||
         (rc = bind_window(fn, "X", gpu, a->x, a->x_off, xbytes, 4, &args[1], &pc.x_off)) ||
         (rc = bind_window(fn, "Y", gpu, a->y, a->y_off, ybytes, 4, &args[2], &pc.y_off)))
         return rc;
     if (a->mode == VKM_MATMUL_ID_HEADS) args[3] = args[4] = args[1]; /* bound, never read */
-    pc.w_off = pc.w_off * wunit + (uint32_t)(a->w_off - lo);         /* < the window size */
+    const uint32_t base = pc.w_off * wunit;                          /* of lo in the window */
+    pc.w_off = base + (uint32_t)(a->w_off - lo);                     /* < the window size */
     pc.glu = (uint32_t)up_off; /* modulo 2^32, as the shader adds */
+    pc.x2_z = NO_SECOND;
+    pc.m1 = NO_SECOND;
     pc.k = (uint32_t)a->k;
     pc.m = (uint32_t)a->m;
     pc.w_row_bytes = (uint32_t)row_bytes;
@@ -425,14 +504,25 @@ static int matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a, int64_t up_off) {
     /* with the active list, z numbers list entries: at most one matrix per entry of rows[] */
     uint32_t gz = (uint32_t)a->n_mat;
     if (pc.act && (uint64_t)a->n_rows < gz) gz = (uint32_t)a->n_rows;
+    if (second) { /* one more z group after the stack's */
+        if (gz >= VKM_MM_MAX_GROUPS) return VKM_MATMUL_UNFIT;
+        pc.x2_z = gz++;
+        pc.w2_off = base + (uint32_t)(second->w_off - lo);
+        pc.glu2 = up_off ? (uint32_t)(second->up_off - second->w_off) : 0u; /* modulo 2^32 */
+        pc.n2 = (uint32_t)second->n;
+        pc.x2_row = (uint32_t)second->x_row;
+        pc.y2_row = (uint32_t)second->y_row;
+        if (second->n > per_mat) per_mat = second->n;
+    }
     tuning t =
         get_tuning(gpu, (uint64_t)pc.m * gz, pc.mode == VKM_MM_ID_ROWS ? pc.m : (uint64_t)pc.m * gz,
                    a->wtype, per_mat);
     bool gemv = per_mat <= VKM_MM_VEC_MAX_COLS || t.lane_rows;
-    /* the gated form: the texel kernels (2 rows per thread: gate and up) */
-    if (up_off && !(gemv && t.lane_rows && vkm_gpu_texel_window(gpu, &args[0]) &&
-                    vkm_gpu_texel_window(gpu, &args[1])))
-        return GLU_UNFIT;
+    /* the gated form and the second matrix: the texel kernels (gated: 2 rows per thread, gate
+     * and up) */
+    if ((up_off || second) && !(gemv && t.lane_rows && vkm_gpu_texel_window(gpu, &args[0]) &&
+                                vkm_gpu_texel_window(gpu, &args[1])))
+        return VKM_MATMUL_UNFIT;
     vkm_gpu_kernel *kern;
     if ((rc = get_kernel(gpu, &t, gemv, true, a->wtype, per_mat, &pc, args, &kern))) return rc;
     uint32_t gx, gy;
@@ -450,7 +540,16 @@ static int matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a, int64_t up_off) {
 }
 
 int vkm_op_matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a) {
-    return matmul_id(gpu, a, 0);
+    return matmul_id(gpu, a, 0, NULL);
+}
+
+int vkm_op_matmul_id_pair(vkm_gpu *gpu, const vkm_matmul_id *a, vkm_gpu_buf *up, size_t up_off,
+                          const vkm_matmul_second *second) {
+    if (!a || !second) return vkm_error(VKM_EINVAL, "vkm_op_matmul_id_pair: missing arguments");
+    if (a->mode != VKM_MATMUL_ID_ROWS) return VKM_MATMUL_UNFIT;
+    if (!up) return matmul_id(gpu, a, 0, second);
+    if (up != a->w || up_off == a->w_off) return VKM_MATMUL_UNFIT;
+    return matmul_id(gpu, a, (int64_t)up_off - (int64_t)a->w_off, second);
 }
 
 /* Whether the gated form's scratch range holds `bytes`. */
@@ -464,12 +563,12 @@ int vkm_op_matmul_id_glu(vkm_gpu *gpu, const vkm_matmul_id *a, vkm_gpu_buf *up, 
     static const char fn[] = "vkm_op_matmul_id_glu";
     if (!a || !up) return vkm_error(VKM_EINVAL, "%s: missing arguments", fn);
     if (up == a->w && up_off != a->w_off) {
-        const int rc = matmul_id(gpu, a, (int64_t)up_off - (int64_t)a->w_off);
-        if (rc != GLU_UNFIT) return rc;
+        const int rc = matmul_id(gpu, a, (int64_t)up_off - (int64_t)a->w_off, NULL);
+        if (rc != VKM_MATMUL_UNFIT) return rc;
     }
     /* gate and up into the scratch, then swiglu into Y */
     const int64_t rows = a->mode == VKM_MATMUL_ID_ROWS ? a->n_rows : a->n_tok * a->n_mat;
-    if (rows <= 0) return matmul_id(gpu, a, 0); /* records nothing, or reports the error */
+    if (rows <= 0) return matmul_id(gpu, a, 0, NULL); /* records nothing, or reports the error */
     const uint64_t half = (uint64_t)rows * (uint64_t)a->m * 4;
     if (!scratch_holds(scratch, 2 * half) || a->y_stride > a->m)
         return vkm_error(VKM_EINVAL,
@@ -486,7 +585,7 @@ int vkm_op_matmul_id_glu(vkm_gpu *gpu, const vkm_matmul_id *a, vkm_gpu_buf *up, 
     u.w_off = up_off;
     u.y_off = scratch.offset + half;
     int rc;
-    if ((rc = matmul_id(gpu, &g, 0)) || (rc = matmul_id(gpu, &u, 0))) return rc;
+    if ((rc = matmul_id(gpu, &g, 0, NULL)) || (rc = matmul_id(gpu, &u, 0, NULL))) return rc;
     const vkm_gpu_arg sa = {scratch.buf, scratch.offset, 2 * half}, ya = {a->y, a->y_off, half};
     return vkm_op_swiglu_in(gpu, sa, (uint32_t)(half / 4), (uint32_t)a->m, ya, (uint32_t)rows,
                             (uint32_t)a->m);
@@ -515,8 +614,8 @@ int vkm_op_matmul_glu(vkm_gpu *gpu, uint32_t wtype, int64_t k, int64_t m, vkm_gp
                        .mode = VKM_MATMUL_ID_HEADS,
                        .n_tok = n};
     if (gate && up == gate && up_off != gate_off) {
-        rc = matmul_id(gpu, &a, (int64_t)up_off - (int64_t)gate_off);
-        if (rc != GLU_UNFIT) return rc;
+        rc = matmul_id(gpu, &a, (int64_t)up_off - (int64_t)gate_off, NULL);
+        if (rc != VKM_MATMUL_UNFIT) return rc;
     }
     if (!x || !y) return vkm_error(VKM_EINVAL, "%s: missing buffers", fn);
     const uint64_t half = (uint64_t)n * (uint64_t)m * 4;

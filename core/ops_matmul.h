@@ -72,6 +72,20 @@ typedef struct vkm_matmul_id {
     int64_t n_tok; /* entries per matrix */
 } vkm_matmul_id;
 
+/* The answer of vkm_op_matmul_pair / vkm_op_matmul_id_pair when the two matrices cannot be one
+ * dispatch here: nothing was recorded and no error set; the caller records them on its own. */
+#define VKM_MATMUL_UNFIT 1
+
+/* Two projections of the same X in one dispatch (q_a and kv_a): Y (n x m at y_off) = X W^T and
+ * Y2 (n x m2 at y2_off) = X W2^T, W {k, m} at w_off and W2 {k, m2} at w2_off in buffer w, both
+ * of type wtype, Y and Y2 in buffer y; otherwise as vkm_op_matmul. lavapipe spends 20-40 us on
+ * every dispatch, so this saves one per layer. Only the texel kernels of CPU devices do this;
+ * VKM_MATMUL_UNFIT where they cannot, or where one window cannot hold both matrices or both
+ * outputs. */
+int vkm_op_matmul_pair(vkm_gpu *gpu, uint32_t wtype, int64_t k, vkm_gpu_buf *w, size_t w_off,
+                       int64_t m, size_t w2_off, int64_t m2, vkm_gpu_buf *x, size_t x_off,
+                       int64_t n, vkm_gpu_buf *y, size_t y_off, size_t y2_off);
+
 /* The indexed matmul described by *a (see enum vkm_matmul_id_mode). n_rows / n_tok == 0 records
  * nothing. */
 int vkm_op_matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a);
@@ -93,6 +107,24 @@ int vkm_op_matmul_id_glu(vkm_gpu *gpu, const vkm_matmul_id *a, vkm_gpu_buf *up, 
 int vkm_op_matmul_glu(vkm_gpu *gpu, uint32_t wtype, int64_t k, int64_t m, vkm_gpu_buf *gate,
                       size_t gate_off, vkm_gpu_buf *up, size_t up_off, vkm_gpu_buf *x, size_t x_off,
                       int64_t n, vkm_gpu_buf *y, size_t y_off, vkm_gpu_arg scratch);
+
+/* A second matrix in the dispatch of an indexed matmul in VKM_MATMUL_ID_ROWS mode (the shared
+ * expert beside the routed ones): the type and shape of the stack's matrices, at w_off in the
+ * stack's buffer (the gated form: its up matrix at up_off in the same buffer); entry i < n reads X
+ * row x_row + i and writes Y row y_row + i (rows inside the call's n_x and n_y). */
+typedef struct vkm_matmul_second {
+    size_t w_off, up_off;
+    int64_t n, x_row, y_row;
+} vkm_matmul_second;
+
+/* vkm_op_matmul_id (up NULL) or vkm_op_matmul_id_glu (up, up_off) with `second` computed in the
+ * same dispatch, in the same (plain or gated) form: lavapipe spends 20-40 us on every dispatch,
+ * so the shared expert costs two fewer per MoE layer at decode. Only the texel kernels of CPU
+ * devices do this; VKM_MATMUL_UNFIT for other kernels, HEADS
+ * mode, no entries in rows[], a gated form that needs two dispatches or a window over all the
+ * matrices too large to bind: the caller then records the second matrix on its own. */
+int vkm_op_matmul_id_pair(vkm_gpu *gpu, const vkm_matmul_id *a, vkm_gpu_buf *up, size_t up_off,
+                          const vkm_matmul_second *second);
 
 /* Whether the matmul kernels handle weight type `type`. */
 bool vkm_op_matmul_supported(uint32_t type);

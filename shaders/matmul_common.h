@@ -83,10 +83,26 @@ VKM_U32 c_begin;     /* matmul_vec: only the columns / entries c_begin <= c < c_
 VKM_U32 c_end;       /* matrix (lavapipe's 65535-iteration loop limit splits big GEMMs) */
 VKM_U32 glu;         /* matmul_vec LANE_ROWS with ROWS = 2 only, 0 = off: the gated form, Y = */
                      /* silu(W row j · X) * (row j of the matrix glu bytes further · X) */
+/* matmul_vec LANE_ROWS, ROWS mode only: the second matrix of the dispatch (same type and shape;
+ * the shared expert beside the routed ones), computed by the workgroups of z = x2_z (0xFFFFFFFF:
+ * none): W at byte w2_off of the W window, its gated form's up matrix glu2 bytes further (modulo
+ * 2^32), n2 entries, entry i reading X row x2_row + i and writing Y row y2_row + i. */
+VKM_U32 x2_z;
+VKM_U32 w2_off;
+VKM_U32 glu2;
+VKM_U32 n2;
+VKM_U32 x2_row;
+VKM_U32 y2_row;
+/* matmul_vec LANE_ROWS, plain form only: rows j >= m1 (0xFFFFFFFF: none) are rows j - m1 of a
+ * second matrix at byte w2_off of the W window, written to Y element y2_off + i * y2_stride +
+ * (j - m1) for column i (two projections of the same X in one dispatch: q_a and kv_a) */
+VKM_U32 m1;
+VKM_U32 y2_off;
+VKM_U32 y2_stride;
 VKM_PUSH_END(vkm_matmul_push)
 
 #ifndef VULKAN
-_Static_assert(sizeof(vkm_matmul_push) == 21 * 4, "vkm_matmul_push must match the GLSL block");
+_Static_assert(sizeof(vkm_matmul_push) == 30 * 4, "vkm_matmul_push must match the GLSL block");
 #endif
 
 #undef VKM_PUSH_BEGIN

@@ -1,6 +1,8 @@
 // matmul_vec.comp - GEMV for decode: Y[c][j] = sum_k W[j][k] * X[c][k] for NC columns at once
 // (any count is covered in passes of NC), W in its GGUF encoding (quant.glsl, -DTYPE_*).
-// With -DMUL_ID: the indexed form over a stack of matrices (matmul_common.h), matrix = z group.
+// With -DMUL_ID: the indexed form over a stack of matrices (matmul_common.h), matrix = z group;
+// in ROWS mode the z group p.x2_z is a second matrix instead (LANE_ROWS only: main_lane_rows).
+// Plain form, LANE_ROWS: rows from p.m1 on may come from a second matrix (matmul_common.h).
 //
 // Workgroup: WG threads (spec 0) compute ROWS consecutive W rows (spec 1) for NC columns (spec 2;
 // the C side picks the power of two >= the column count, as the code grows with NC). Each thread
@@ -595,23 +597,31 @@ void main_lane_rows() {
     const uint row0 = (gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x) * RW;
     if (row0 >= p.m) return; // uniform over the workgroup
 
-    uint wbase = p.w_off;
+    uint wbase = p.w_off, up = p.glu;
     uint count = p.n, first = 0u, e = 0u;
+    bool second = false; // the dispatch's second matrix (p.x2_z)
 #ifdef MUL_ID
     e = gl_WorkGroupID.z;
-    if (IDH == 0u && p.act != 0u) { // z = entry of the active list
-        const int na = mats[p.mats_off + 2u * p.n_mat];
-        if (na < 0 || e >= uint(na)) return; // uniform over the workgroup
-        const int ae = mats[p.mats_off + 2u * p.n_mat + 1u + e];
-        if (ae < 0 || uint(ae) >= p.n_mat) return;
-        e = uint(ae);
-    }
-    wbase += e * p.w_mat_bytes;
-    if (IDH == 0u) {
-        int f = mats[p.mats_off + 2u * e], c = mats[p.mats_off + 2u * e + 1u];
-        bool ok = f >= 0 && c >= 0 && uint(c) <= p.n_rows && uint(f) <= p.n_rows - uint(c);
-        first = ok ? uint(f) : 0u;
-        count = ok ? uint(c) : 0u;
+    second = IDH == 0u && e == p.x2_z;
+    if (second) {
+        wbase = p.w2_off;
+        up = p.glu2;
+        count = p.n2;
+    } else {
+        if (IDH == 0u && p.act != 0u) { // z = entry of the active list
+            const int na = mats[p.mats_off + 2u * p.n_mat];
+            if (na < 0 || e >= uint(na)) return; // uniform over the workgroup
+            const int ae = mats[p.mats_off + 2u * p.n_mat + 1u + e];
+            if (ae < 0 || uint(ae) >= p.n_mat) return;
+            e = uint(ae);
+        }
+        wbase += e * p.w_mat_bytes;
+        if (IDH == 0u) {
+            int f = mats[p.mats_off + 2u * e], c = mats[p.mats_off + 2u * e + 1u];
+            bool ok = f >= 0 && c >= 0 && uint(c) <= p.n_rows && uint(f) <= p.n_rows - uint(c);
+            first = ok ? uint(f) : 0u;
+            count = ok ? uint(c) : 0u;
+        }
     }
 #endif
 #if defined(QFLOAT)
@@ -619,9 +629,15 @@ void main_lane_rows() {
 #else
     const uint nblk = p.k / QK;
 #endif
-    [[unroll]] for (uint r = 0u; r < ROWS; r++)
-        g_rb[r] = glu ? wbase + min(row0 + tid, p.m - 1u) * p.w_row_bytes + (r == 0u ? 0u : p.glu)
-                      : wbase + min(row0 + tid + gl_WorkGroupSize.x * r, p.m - 1u) * p.w_row_bytes;
+    [[unroll]] for (uint r = 0u; r < ROWS; r++) {
+        const uint j = min(row0 + tid + (glu ? 0u : gl_WorkGroupSize.x * r), p.m - 1u);
+#ifdef MUL_ID
+        g_rb[r] = wbase + j * p.w_row_bytes + (glu && r != 0u ? up : 0u);
+#else // rows from m1 on: the second matrix (p.m1)
+        g_rb[r] = j < p.m1 ? wbase + j * p.w_row_bytes + (glu && r != 0u ? up : 0u)
+                           : p.w2_off + (j - p.m1) * p.w_row_bytes;
+#endif
+    }
 
     // llvmpipe runs every loop as a do-while under a lane mask: a `for` loop executes its body
     // once more with all lanes off after the last iteration (and once when it has none), and an
@@ -637,7 +653,10 @@ void main_lane_rows() {
         [[unroll]] for (uint c = 0u; c < NC; c++) {
             uint i = base + c, xr = i, yr = i;
 #ifdef MUL_ID
-            if (IDH == 0u) {
+            if (second) {
+                xr = p.x2_row + i;
+                yr = p.y2_row + i;
+            } else if (IDH == 0u) {
                 int rr = c < nc ? rows[p.rows_off + first + i] : 0;
                 xr = rr < 0 ? 0xFFFFFFFFu : uint(rr);
                 yr = first + i;
@@ -697,9 +716,15 @@ void main_lane_rows() {
             [[unroll]] for (uint r = 0u; r < ROWS; r++) {
                 const uint row = row0 + tid + gl_WorkGroupSize.x * r;
                 if (row >= p.m) continue;
+#ifdef MUL_ID
+                const uint yb = p.y_off, ys = p.y_stride, yj = row;
+#else
+                const bool two = row >= p.m1;
+                const uint yb = two ? p.y2_off : p.y_off, ys = two ? p.y2_stride : p.y_stride;
+                const uint yj = two ? row - p.m1 : row;
+#endif
                 [[unroll]] for (uint c = 0u; c < NC; c++)
-                    if (c < nc && yrow[c] < p.n_y)
-                        ydata[p.y_off + yrow[c] * p.y_stride + row] = g_acc[r][c];
+                    if (c < nc && yrow[c] < p.n_y) ydata[yb + yrow[c] * ys + yj] = g_acc[r][c];
             }
         }
         base += NC;

@@ -153,6 +153,71 @@ out:
     free(wq), free(wf), free(x), free(want), free(got), free(mag);
 }
 
+/* Two projections of the same X in one dispatch (vkm_op_matmul_pair: q_a and kv_a): W {k, m}
+ * and W2 {k, m2} (W2 first in the buffer, then a gap), Y2 then Y in one buffer with guards
+ * around and between them; the reference is one matmul over the m + m2 rows. CPU devices with
+ * texel kernels must take the pair; the other layouts must answer VKM_MATMUL_UNFIT. */
+static void test_plain_pair(vkm_gpu *gpu, uint32_t wtype, int64_t k, int64_t m, int64_t m2,
+                            int64_t n) {
+    char what[96];
+    snprintf(what, sizeof what, "%s pair k=%lld m=%lld+%lld n=%lld", vkm_qtype_name(wtype),
+             (long long)k, (long long)m, (long long)m2, (long long)n);
+    const int64_t mt = m + m2;
+    uint8_t *wq = NULL;
+    float *wf = NULL, *x = malloc((size_t)(n * k) * 4), *want = malloc((size_t)(n * mt) * 4);
+    float *all = malloc((size_t)(n * mt) * 4);
+    const size_t y2o = Y_PAD, yo = y2o + (size_t)(n * m2) * 4 + 128;
+    const size_t yb = yo + (size_t)(n * m) * 4 + 64;
+    float *got = malloc(yb);
+    double *mag = malloc((size_t)(n * mt) * sizeof *mag);
+    vkm_gpu_buf *bw = NULL, *bx = NULL, *by = NULL;
+    size_t wb;
+    if (!x || !want || !all || !got || !mag || make_weights(wtype, k, mt, 1, &wq, &wf, &wb)) {
+        CHECK_MSG(0, "%s: setup failed: %s", what, vkm_errmsg());
+        goto out;
+    }
+    for (int64_t i = 0; i < n * k; i++) x[i] = frand();
+    for (size_t i = 0; i < yb / 4; i++) got[i] = GUARD;
+    CHECK_OK(vkm_ref_matmul(wtype, wq, k, mt, x, n, want));
+    magnitude(wf, k, mt, x, k, n, mag);
+    const size_t rb = wb / (size_t)mt, w2o = w_pad(wtype), wo = w2o + rb * (size_t)m2 + 64;
+    CHECK_OK(vkm_gpu_buf_create(gpu, wo + rb * (size_t)m + 6 + TEX_SLACK, VKM_BUF_DEVICE, &bw));
+    CHECK_OK(
+        vkm_gpu_buf_create(gpu, X_PAD + (size_t)(n * k) * 4 + 8 + TEX_SLACK, VKM_BUF_DEVICE, &bx));
+    CHECK_OK(vkm_gpu_buf_create(gpu, yb, VKM_BUF_DEVICE, &by));
+    if (!bw || !bx || !by) goto out;
+    CHECK_OK(vkm_gpu_upload(gpu, bw, wo, wq, rb * (size_t)m));
+    CHECK_OK(vkm_gpu_upload(gpu, bw, w2o, wq + rb * (size_t)m, rb * (size_t)m2));
+    CHECK_OK(vkm_gpu_upload(gpu, bx, X_PAD, x, (size_t)(n * k) * 4));
+    CHECK_OK(vkm_gpu_upload(gpu, by, 0, got, yb));
+    CHECK_OK(vkm_gpu_begin(gpu));
+    const int rc = vkm_op_matmul_pair(gpu, wtype, k, bw, wo, m, w2o, m2, bx, X_PAD, n, by, yo, y2o);
+    CHECK_OK(vkm_gpu_submit(gpu));
+    if (vkm_gpu_info(gpu)->texel_bytes == 0) { /* not the texel kernels: nothing recorded */
+        CHECK_MSG(rc == VKM_MATMUL_UNFIT, "%s: rc %d, want VKM_MATMUL_UNFIT", what, rc);
+        goto out;
+    }
+    CHECK_MSG(rc == 0, "%s: rc %d (%s)", what, rc, vkm_errmsg());
+    CHECK_OK(vkm_gpu_download(gpu, by, 0, got, yb));
+    for (int64_t j = 0; j < n; j++) {
+        memcpy(all + j * mt, got + yo / 4 + j * m, (size_t)m * 4);
+        memcpy(all + j * mt + m, got + y2o / 4 + j * m2, (size_t)m2 * 4);
+    }
+    compare(what, all, mt, want, mag, n, mt);
+    int guards = 0;
+    for (size_t i = 0; i < yb / 4; i++) {
+        const bool in2 = i >= y2o / 4 && i < y2o / 4 + (size_t)(n * m2);
+        const bool in1 = i >= yo / 4 && i < yo / 4 + (size_t)(n * m);
+        guards += !in1 && !in2 && got[i] != GUARD;
+    }
+    CHECK_MSG(guards == 0, "%s: %d guard values overwritten", what, guards);
+out:
+    vkm_gpu_buf_destroy(gpu, bw);
+    vkm_gpu_buf_destroy(gpu, bx);
+    vkm_gpu_buf_destroy(gpu, by);
+    free(wq), free(wf), free(x), free(want), free(all), free(got), free(mag);
+}
+
 /* Expert dispatch: n_mat matrices, counts[e] entries each taking random X rows out of n_x. */
 /* hint: the max_per_mat passed (0: the true maximum); a smaller one must still give full results.
  */
@@ -238,10 +303,77 @@ out:
     free(rows), free(mat_of), free(mats);
 }
 
+/* The inputs and references of the gated and paired tests: nm matrices of G and of U weights
+ * (same type and shape {k, m}), X [n_x][k], counts[e] entries of matrix e; entry p of matrix e
+ * reads X row rows[p]: row0 + i (its i-th entry) from matrix `direct` on, a scattered row before
+ * it. yg = G x and yu = U x per entry (the reference), mg and mu their magnitudes. */
+typedef struct glu_data {
+    int64_t n_rows; /* entries in all */
+    uint8_t *gq, *uq;
+    float *gf, *uf, *x, *xg, *yg, *yu;
+    double *mg, *mu;
+    int32_t *rows, *mat_of, *mats; /* mats: (first, count) per matrix */
+    size_t wb, ub;                 /* bytes of the nm G / U matrices */
+} glu_data;
+
+static void glu_data_free(glu_data *d) {
+    free(d->gq), free(d->uq), free(d->gf), free(d->uf), free(d->x), free(d->xg), free(d->yg);
+    free(d->yu), free(d->mg), free(d->mu), free(d->rows), free(d->mat_of), free(d->mats);
+}
+
+static int glu_data_make(glu_data *d, uint32_t wtype, int64_t k, int64_t m, int64_t nm,
+                         const int32_t *counts, int64_t n_x, int64_t direct, int32_t row0) {
+    memset(d, 0, sizeof *d);
+    for (int64_t e = 0; e < nm; e++) d->n_rows += counts[e];
+    const int64_t nr = d->n_rows;
+    d->x = malloc((size_t)(n_x * k) * 4);
+    d->xg = malloc((size_t)(nr * k) * 4 + 4);
+    d->yg = malloc((size_t)(nr * m) * 4 + 4);
+    d->yu = malloc((size_t)(nr * m) * 4 + 4);
+    d->mg = malloc((size_t)(nr * m) * 8 + 8);
+    d->mu = malloc((size_t)(nr * m) * 8 + 8);
+    d->rows = malloc((size_t)nr * 4 + 4);
+    d->mat_of = malloc((size_t)nr * 4 + 4);
+    d->mats = malloc((size_t)nm * 8);
+    if (!d->x || !d->xg || !d->yg || !d->yu || !d->mg || !d->mu || !d->rows || !d->mat_of ||
+        !d->mats || make_weights(wtype, k, m, nm, &d->gq, &d->gf, &d->wb) ||
+        make_weights(wtype, k, m, nm, &d->uq, &d->uf, &d->ub))
+        return VKM_ENOMEM;
+    for (int64_t i = 0; i < n_x * k; i++) d->x[i] = frand();
+    int64_t p = 0;
+    for (int64_t e = 0; e < nm; e++) {
+        d->mats[2 * e] = (int32_t)p;
+        d->mats[2 * e + 1] = counts[e];
+        for (int32_t i = 0; i < counts[e]; i++, p++) {
+            d->rows[p] = e >= direct ? row0 + i : (int32_t)((p * 7 + e) % n_x);
+            d->mat_of[p] = (int32_t)e;
+            memcpy(d->xg + p * k, d->x + d->rows[p] * k, (size_t)k * 4);
+            magnitude(d->gf + e * m * k, k, m, d->xg + p * k, k, 1, d->mg + p * m);
+            magnitude(d->uf + e * m * k, k, m, d->xg + p * k, k, 1, d->mu + p * m);
+        }
+    }
+    int rc = vkm_ref_matmul_id(wtype, d->gq, k, m, nm, d->xg, nr, d->mat_of, d->yg);
+    return rc ? rc : vkm_ref_matmul_id(wtype, d->uq, k, m, nm, d->xg, nr, d->mat_of, d->yu);
+}
+
+/* Compares got[n_rows * m] with silu(yg) * yu. Tolerance: the matmul tolerance of each factor
+ * (tg, tu) carried through the product, |silu'| <= 1.1: 1.1 tg |u| + |silu(g)| tu + tg tu + 1e-6.
+ */
+static void check_glu(const char *what, const float *got, const glu_data *d, int64_t m) {
+    int bad = 0;
+    for (int64_t i = 0; i < d->n_rows * m; i++) {
+        const double g = d->yg[i], u = d->yu[i], tg = 2e-5 * d->mg[i] + 1e-6;
+        const double tu = 2e-5 * d->mu[i] + 1e-6, want = (double)vkm_ref_silu(d->yg[i]) * u;
+        const double tol = 1.1 * tg * fabs(u) + fabs(g / (1.0 + exp(-g))) * tu + tg * tu + 1e-6;
+        if (!(fabs(got[i] - want) <= tol) && bad++ < 5)
+            fprintf(stderr, "  %s: y[%lld] = %.9g, want %.9g (tol %.3g)\n", what, (long long)i,
+                    got[i], want, tol);
+    }
+    CHECK_MSG(bad == 0, "%s: %d of %lld outputs off", what, bad, (long long)(d->n_rows * m));
+}
+
 /* The gated form (vkm_op_matmul_glu / vkm_op_matmul_id_glu): gate matrices G and up matrices U
- * of the same type and shape; Y = silu(G x) * (U x), compared with the reference matmuls and
- * vkm_ref_silu. Tolerance: the matmul tolerance of each factor (tg, tu) carried through the
- * product, |silu'| <= 1.1: 1.1 tg |u| + |silu(g)| tu + tg tu + 1e-6.
+ * of the same type and shape; Y = silu(G x) * (U x), compared with the reference (check_glu).
  * n_mat 0: plain (n columns, X row j -> Y row j); else expert rows with counts[] (n_x X rows).
  * Placement of U: 0 right after G in the same buffer (the fused stacks of a GGUF file), 1 before G
  * with a gap, 2 in another buffer (always the separate form). CPU devices run 0 and 1 as one
@@ -252,47 +384,25 @@ static void test_glu(vkm_gpu *gpu, uint32_t wtype, int64_t k, int64_t m, int64_t
                      const int32_t *counts, int64_t n, int placement) {
     char what[128];
     const bool id = n_mat > 0;
-    int64_t n_rows = id ? 0 : n, n_x = n, nm = id ? n_mat : 1;
-    for (int64_t e = 0; id && e < n_mat; e++) n_rows += counts[e];
+    const int64_t n_x = n, nm = id ? n_mat : 1;
+    const int32_t one[1] = {(int32_t)n};
+    glu_data d;
+    vkm_gpu_buf *bw = NULL, *bu = NULL, *bx = NULL, *by = NULL, *bi = NULL, *bs = NULL;
+    float *got = NULL;
+    const int rc = glu_data_make(&d, wtype, k, m, nm, id ? counts : one, n_x, id ? nm : 0, 0);
+    const int64_t n_rows = d.n_rows;
     snprintf(what, sizeof what, "%s glu %s k=%lld m=%lld rows=%lld up=%d", vkm_qtype_name(wtype),
              id ? "id" : "plain", (long long)k, (long long)m, (long long)n_rows, placement);
-    uint8_t *gq = NULL, *uq = NULL;
-    float *gf = NULL, *uf = NULL, *x = malloc((size_t)(n_x * k) * 4);
-    float *xg = malloc((size_t)(n_rows * k) * 4), *yg = malloc((size_t)(n_rows * m) * 4);
-    float *yu = malloc((size_t)(n_rows * m) * 4);
     size_t yb = Y_GLU_PAD + (size_t)(n_rows * m) * 4 + 64;
-    float *got = malloc(yb);
-    double *mg = malloc((size_t)(n_rows * m) * sizeof *mg), *mu = malloc((size_t)(n_rows * m) * 8);
-    int32_t *rows = malloc((size_t)n_rows * 4 + 4), *mat_of = malloc((size_t)n_rows * 4 + 4);
-    int32_t *mats = malloc((size_t)nm * 8);
-    vkm_gpu_buf *bw = NULL, *bu = NULL, *bx = NULL, *by = NULL, *bi = NULL, *bs = NULL;
-    size_t wb, ub;
-    if (!x || !xg || !yg || !yu || !got || !mg || !mu || !rows || !mat_of || !mats ||
-        make_weights(wtype, k, m, nm, &gq, &gf, &wb) ||
-        make_weights(wtype, k, m, nm, &uq, &uf, &ub)) {
+    got = malloc(yb);
+    if (rc || !got) {
         CHECK_MSG(0, "%s: setup failed: %s", what, vkm_errmsg());
         goto out;
     }
-    for (int64_t i = 0; i < n_x * k; i++) x[i] = frand();
-    int64_t p = 0;
-    for (int64_t e = 0; e < nm; e++) {
-        const int32_t c = id ? counts[e] : (int32_t)n;
-        mats[2 * e] = (int32_t)p;
-        mats[2 * e + 1] = c;
-        for (int32_t i = 0; i < c; i++, p++) {
-            rows[p] = id ? (int32_t)((p * 7 + e) % n_x) : (int32_t)p;
-            mat_of[p] = (int32_t)e;
-            memcpy(xg + p * k, x + rows[p] * k, (size_t)k * 4);
-            magnitude(gf + e * m * k, k, m, xg + p * k, k, 1, mg + p * m);
-            magnitude(uf + e * m * k, k, m, xg + p * k, k, 1, mu + p * m);
-        }
-    }
-    CHECK_OK(vkm_ref_matmul_id(wtype, gq, k, m, nm, xg, n_rows, mat_of, yg));
-    CHECK_OK(vkm_ref_matmul_id(wtype, uq, k, m, nm, xg, n_rows, mat_of, yu));
     for (size_t i = 0; i < yb / 4; i++) got[i] = GUARD;
 
     /* W: [pad][G][U] (0), [pad][U][gap][G] (1), [pad][G] and U alone in bu (2) */
-    const size_t wo = w_pad(wtype), gap = 1024;
+    const size_t wb = d.wb, ub = d.ub, wo = w_pad(wtype), gap = 1024;
     const size_t g_off = placement == 1 ? wo + ub + gap : wo;
     const size_t u_off = placement == 0 ? wo + wb : placement == 1 ? wo : 64;
     CHECK_OK(vkm_gpu_buf_create(gpu, wo + wb + ub + gap + 6 + TEX_SLACK, VKM_BUF_DEVICE, &bw));
@@ -306,13 +416,13 @@ static void test_glu(vkm_gpu *gpu, uint32_t wtype, int64_t k, int64_t m, int64_t
     CHECK_OK(vkm_gpu_buf_create(gpu, 256 + (size_t)(n_rows * m) * 8, VKM_BUF_DEVICE, &bs));
     if (!bw || !bu || !bx || !by || !bi || !bs) goto out;
     vkm_gpu_buf *ubuf = placement == 2 ? bu : bw;
-    CHECK_OK(vkm_gpu_upload(gpu, bw, g_off, gq, wb));
-    CHECK_OK(vkm_gpu_upload(gpu, ubuf, u_off, uq, ub));
-    CHECK_OK(vkm_gpu_upload(gpu, bx, X_PAD, x, (size_t)(n_x * k) * 4));
+    CHECK_OK(vkm_gpu_upload(gpu, bw, g_off, d.gq, wb));
+    CHECK_OK(vkm_gpu_upload(gpu, ubuf, u_off, d.uq, ub));
+    CHECK_OK(vkm_gpu_upload(gpu, bx, X_PAD, d.x, (size_t)(n_x * k) * 4));
     CHECK_OK(vkm_gpu_upload(gpu, by, 0, got, yb));
     const size_t mo = 64, ro = 64 + (size_t)nm * 8;
-    CHECK_OK(vkm_gpu_upload(gpu, bi, mo, mats, (size_t)nm * 8));
-    CHECK_OK(vkm_gpu_upload(gpu, bi, ro, rows, (size_t)n_rows * 4));
+    CHECK_OK(vkm_gpu_upload(gpu, bi, mo, d.mats, (size_t)nm * 8));
+    CHECK_OK(vkm_gpu_upload(gpu, bi, ro, d.rows, (size_t)n_rows * 4));
     const vkm_gpu_arg scratch = {bs, 256, 0};
     CHECK_OK(vkm_gpu_begin(gpu));
     if (id) {
@@ -341,22 +451,11 @@ static void test_glu(vkm_gpu *gpu, uint32_t wtype, int64_t k, int64_t m, int64_t
     }
     CHECK_OK(vkm_gpu_submit(gpu));
     CHECK_OK(vkm_gpu_download(gpu, by, 0, got, yb));
-    int bad = 0, guards = 0;
-    for (int64_t i = 0; i < n_rows * m; i++) {
-        const double g = yg[i], u = yu[i], tg = 2e-5 * mg[i] + 1e-6, tu = 2e-5 * mu[i] + 1e-6;
-        const double want = (double)vkm_ref_silu(yg[i]) * u, v = got[Y_GLU_PAD / 4 + i];
-        const double tol = 1.1 * tg * fabs(u) + fabs(g / (1.0 + exp(-g))) * tu + tg * tu + 1e-6;
-        if (!(fabs(v - want) <= tol)) {
-            if (bad < 5)
-                fprintf(stderr, "  %s: y[%lld] = %.9g, want %.9g (tol %.3g)\n", what, (long long)i,
-                        v, want, tol);
-            bad++;
-        }
-    }
+    check_glu(what, got + Y_GLU_PAD / 4, &d, m);
+    int guards = 0;
     for (size_t i = 0; i < yb / 4; i++)
         if ((i < Y_GLU_PAD / 4 || i >= Y_GLU_PAD / 4 + (size_t)(n_rows * m)) && got[i] != GUARD)
             guards++;
-    CHECK_MSG(bad == 0, "%s: %d of %lld outputs off", what, bad, (long long)(n_rows * m));
     CHECK_MSG(guards == 0, "%s: %d guard values overwritten", what, guards);
 out:
     vkm_gpu_buf_destroy(gpu, bw);
@@ -365,8 +464,101 @@ out:
     vkm_gpu_buf_destroy(gpu, by);
     vkm_gpu_buf_destroy(gpu, bi);
     vkm_gpu_buf_destroy(gpu, bs);
-    free(gq), free(uq), free(gf), free(uf), free(x), free(xg), free(yg), free(yu), free(got);
-    free(mg), free(mu), free(rows), free(mat_of), free(mats);
+    glu_data_free(&d);
+    free(got);
+}
+
+/* Expert rows with a second matrix in the same dispatch (vkm_op_matmul_id_pair: the shared expert
+ * beside the routed ones), plain or gated (glu): the stack's n_mat matrices with counts[] entries
+ * (X rows out of n_x), the second matrix with n2 entries from X row 1, writing Y rows n_rows..
+ * The second matrix (and its up matrix) lie before the stacks with a gap, so the window starts at
+ * it. The reference is one indexed matmul over n_mat + 1 matrices. CPU devices with texel
+ * kernels must take the pair in one dispatch; the other layouts must answer VKM_MATMUL_UNFIT. */
+static void test_pair(vkm_gpu *gpu, uint32_t wtype, int64_t k, int64_t m, int64_t n_mat,
+                      const int32_t *counts, int64_t n_x, int64_t n2, bool glu) {
+    char what[128];
+    const int64_t nm = n_mat + 1;
+    int32_t all[8];
+    if (n_mat >= 8) {
+        CHECK_MSG(0, "test_pair: at most 7 matrices");
+        return;
+    }
+    memcpy(all, counts, (size_t)n_mat * 4);
+    all[n_mat] = (int32_t)n2;
+    glu_data d;
+    vkm_gpu_buf *bw = NULL, *bx = NULL, *by = NULL, *bi = NULL;
+    float *got = NULL;
+    const int rc0 = glu_data_make(&d, wtype, k, m, nm, all, n_x, n_mat, 1);
+    const int64_t nt = d.n_rows, n_rows = nt - n2;
+    snprintf(what, sizeof what, "%s pair%s k=%lld m=%lld rows=%lld+%lld", vkm_qtype_name(wtype),
+             glu ? " glu" : "", (long long)k, (long long)m, (long long)n_rows, (long long)n2);
+    got = malloc((size_t)(nt * m) * 4 + 64);
+    if (rc0 || !got) {
+        CHECK_MSG(0, "%s: setup failed: %s", what, vkm_errmsg());
+        goto out;
+    }
+    for (int64_t i = 0; i < nt * m + 16; i++) got[i] = GUARD;
+
+    /* W: [pad][second][second's up][gap][G stack][U stack] */
+    const size_t mb = d.wb / (size_t)nm, gap = 512, so = w_pad(wtype), suo = so + mb;
+    const size_t go = suo + mb + gap, uo = go + d.wb - mb;
+    CHECK_OK(vkm_gpu_buf_create(gpu, uo + d.ub + 6 + TEX_SLACK, VKM_BUF_DEVICE, &bw));
+    CHECK_OK(vkm_gpu_buf_create(gpu, X_PAD + (size_t)(n_x * k) * 4 + 8 + TEX_SLACK, VKM_BUF_DEVICE,
+                                &bx));
+    CHECK_OK(vkm_gpu_buf_create(gpu, (size_t)(nt * m) * 4 + 64, VKM_BUF_DEVICE, &by));
+    CHECK_OK(vkm_gpu_buf_create(gpu, 64 + (size_t)nm * 8 + (size_t)nt * 4, VKM_BUF_DEVICE, &bi));
+    if (!bw || !bx || !by || !bi) goto out;
+    CHECK_OK(vkm_gpu_upload(gpu, bw, go, d.gq, d.wb - mb));
+    CHECK_OK(vkm_gpu_upload(gpu, bw, so, d.gq + (d.wb - mb), mb));
+    CHECK_OK(vkm_gpu_upload(gpu, bw, uo, d.uq, d.ub - mb));
+    CHECK_OK(vkm_gpu_upload(gpu, bw, suo, d.uq + (d.ub - mb), mb));
+    CHECK_OK(vkm_gpu_upload(gpu, bx, X_PAD, d.x, (size_t)(n_x * k) * 4));
+    CHECK_OK(vkm_gpu_upload(gpu, by, 0, got, (size_t)(nt * m) * 4 + 64));
+    const size_t mo = 64, ro = 64 + (size_t)nm * 8;
+    CHECK_OK(vkm_gpu_upload(gpu, bi, mo, d.mats, (size_t)n_mat * 8));
+    CHECK_OK(vkm_gpu_upload(gpu, bi, ro, d.rows, (size_t)n_rows * 4));
+    vkm_matmul_id a = {.wtype = wtype,
+                       .w = bw,
+                       .w_off = go,
+                       .k = k,
+                       .m = m,
+                       .n_mat = n_mat,
+                       .x = bx,
+                       .x_off = X_PAD,
+                       .n_x = n_x,
+                       .y = by,
+                       .n_y = nt,
+                       .mode = VKM_MATMUL_ID_ROWS,
+                       .rows = bi,
+                       .rows_off = ro,
+                       .n_rows = n_rows,
+                       .mats = bi,
+                       .mats_off = mo};
+    const vkm_matmul_second sec = {so, suo, n2, 1, n_rows};
+    CHECK_OK(vkm_gpu_begin(gpu));
+    const int rc = vkm_op_matmul_id_pair(gpu, &a, glu ? bw : NULL, uo, &sec);
+    CHECK_OK(vkm_gpu_submit(gpu));
+    if (vkm_gpu_info(gpu)->texel_bytes == 0) { /* not the texel kernels: nothing recorded */
+        CHECK_MSG(rc == VKM_MATMUL_UNFIT, "%s: rc %d, want VKM_MATMUL_UNFIT", what, rc);
+        goto out;
+    }
+    CHECK_MSG(rc == 0, "%s: rc %d (%s)", what, rc, vkm_errmsg());
+    CHECK_OK(vkm_gpu_download(gpu, by, 0, got, (size_t)(nt * m) * 4 + 64));
+    if (glu) {
+        check_glu(what, got, &d, m);
+    } else {
+        compare(what, got, m, d.yg, d.mg, nt, m);
+    }
+    int guards = 0;
+    for (int64_t i = nt * m; i < nt * m + 16; i++) guards += got[i] != GUARD;
+    CHECK_MSG(guards == 0, "%s: %d guard values overwritten", what, guards);
+out:
+    vkm_gpu_buf_destroy(gpu, bw);
+    vkm_gpu_buf_destroy(gpu, bx);
+    vkm_gpu_buf_destroy(gpu, by);
+    vkm_gpu_buf_destroy(gpu, bi);
+    glu_data_free(&d);
+    free(got);
 }
 
 /* Per-head matrices: X [n_tok][n_head][xs] (first k used), Y [n_tok][n_head][ys]. */
@@ -631,6 +823,22 @@ int main(void) {
             test_glu(gpu, ty, k1, 300, 0, NULL, 1, up);
             test_glu(gpu, ty, k1, 33, 0, NULL, 20, up);
         }
+    }
+
+    /* a second matrix in the expert dispatch (the shared expert), one token and several, plain
+     * and gated, and two plain projections in one dispatch; unaligned (Q6_K) and aligned steps */
+    static const uint32_t pair_types[] = {VKM_F16, VKM_Q4_K, VKM_Q6_K};
+    for (size_t t = 0; t < sizeof pair_types / sizeof pair_types[0]; t++) {
+        const uint32_t ty = pair_types[t];
+        const int64_t k1 = vkm_qtype_get(ty)->block == 256 ? 256 : 64;
+        static const int32_t c_tok[] = {1, 0, 1, 1}, c_cols[] = {0, 3, 2, 0, 1};
+        for (int glu = 0; glu < 2; glu++) {
+            test_pair(gpu, ty, k1, 70, 4, c_tok, 2, 1, glu);
+            test_pair(gpu, ty, 2 * k1, 33, 5, c_cols, 6, 5, glu);
+        }
+        /* two projections of one X: rows of both in one workgroup, several columns */
+        test_plain_pair(gpu, ty, k1, 70, 37, 1);
+        test_plain_pair(gpu, ty, 2 * k1, 5, 300, 3);
     }
 
     /* 16-byte aligned weights (WAL on CPU devices): plain GEMV and GEMM, expert rows, heads;
