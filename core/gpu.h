@@ -201,6 +201,12 @@ int vkm_gpu_submit(vkm_gpu *gpu);
  * out their handles at once while dry); a failed build is its return value then. */
 int vkm_gpu_set_dry(vkm_gpu *gpu, bool dry);
 
+/* Priming: while on, dispatches are recorded with no workgroups (they run nothing). lavapipe
+ * compiles a pipeline's code (LLVM) at its first dispatch, not when the pipeline is created, so
+ * a primed recording of the passes to come, submitted, does that compiling ahead of them
+ * (vkm_session_warmup on CPU devices). */
+int vkm_gpu_set_prime(vkm_gpu *gpu, bool prime);
+
 typedef struct vkm_gpu_timing {
     const char *label; /* as passed to vkm_gpu_mark */
     uint64_t ns;       /* GPU time since the previous mark (or the start of the batch) */

@@ -109,9 +109,12 @@ int vkm_session_eval(vkm_session *s, const int32_t *tokens, int n, bool all_logi
 /* Creates the device pipelines that evaluating n_prompt tokens from n_past on (as
  * vkm_session_eval with the last token's logits) and then generating one token at a time will
  * use, without running anything: those passes are recorded dry (gpu.h vkm_gpu_set_dry) and the
- * new kernels built at the end, several at once. The evaluations that follow then do not pay for
- * shader compilation (on lavapipe up to seconds per process; a driver's own caches make it short
- * on GPUs). Changes nothing else; n_prompt <= 0 prepares the one-token pass only. */
+ * new kernels built at the end, several at once. On CPU devices, which compile a pipeline's code
+ * at its first dispatch (lavapipe), the passes are then submitted once with no workgroups
+ * (vkm_gpu_set_prime), which runs nothing. The evaluations that follow then do not pay for
+ * shader compilation (on lavapipe seconds per process from Mesa's cache, a minute without it; a
+ * driver's own caches make it short on GPUs). Changes nothing else; n_prompt <= 0 prepares the
+ * one-token pass only. */
 int vkm_session_warmup(vkm_session *s, int n_prompt);
 int vkm_session_n_past(const vkm_session *s);
 int vkm_session_n_ctx(const vkm_session *s);

@@ -79,7 +79,7 @@ out:
 
 /* Dry recording: kernels come unbuilt, dispatches are checked but not recorded and the other
  * recording calls do nothing; turning it off builds the kernels (several at once), which then
- * run like any other. */
+ * run like any other. Priming: dispatches run no workgroups. */
 static void dry_record(vkm_gpu *gpu) {
     const int before = vkm_gpu_kernel_count(gpu);
     const uint32_t locals[3] = {32, 16, 8};
@@ -121,6 +121,29 @@ static void dry_record(vkm_gpu *gpu) {
     CHECK_MSG(changed == 0, "a dry recording changed %d values", changed);
     for (int i = 0; i < 3; i++) run_size(gpu, locals[i], 1000);
     CHECK(vkm_gpu_kernel_count(gpu) == before + 3);
+
+    /* primed (vkm_gpu_set_prime): the dispatch is recorded and submitted with no workgroups, so
+     * y stays as uploaded; unprimed, the same dispatch writes it (2 * 1 + 1) */
+    float ones[1024];
+    for (int i = 0; i < 1024; i++) ones[i] = 1.0f;
+    CHECK_OK(vkm_gpu_upload(gpu, x, 0, ones, sizeof ones));
+    for (int primed = 1; primed >= 0; primed--) {
+        CHECK_OK(vkm_gpu_upload(gpu, y, 0, h, sizeof h));
+        CHECK_OK(vkm_gpu_set_prime(gpu, primed));
+        CHECK_OK(vkm_gpu_begin(gpu));
+        CHECK_OK(
+            vkm_gpu_dispatch(gpu, k[0], (vkm_gpu_arg[]){{x, 0, 0}, {y, 0, 0}}, 2, &p, 32, 1, 1));
+        CHECK_OK(vkm_gpu_submit(gpu));
+        CHECK_OK(vkm_gpu_set_prime(gpu, false));
+        float g[1024];
+        CHECK_OK(vkm_gpu_download(gpu, y, 0, g, sizeof g));
+        changed = 0;
+        for (int i = 0; i < 1024; i++) changed += g[i] != (primed ? h[i] : 3.0f);
+        if (primed)
+            CHECK_MSG(changed == 0, "a primed dispatch changed %d values", changed);
+        else
+            CHECK_MSG(changed == 0, "the dispatch left %d values wrong", changed);
+    }
 out:
     vkm_gpu_buf_destroy(gpu, x);
     vkm_gpu_buf_destroy(gpu, y);

@@ -40,6 +40,7 @@ struct vkm_gpu {
     bool force_staging;    /* never copy through a device buffer's own mapping */
     bool lost;             /* a call returned VKM_EDEVLOST: every later call fails fast */
     bool dry;              /* vkm_gpu_set_dry: record nothing, build pipelines at the end */
+    bool prime;            /* vkm_gpu_set_prime: dispatches of no workgroups */
 };
 
 struct vkm_gpu_buf {
@@ -481,6 +482,7 @@ int vkm_gpu_dispatch(vkm_gpu *g, vkm_gpu_kernel *k, const vkm_gpu_arg *args, int
         }
     }
     if (g->dry) return VKM_OK;
+    if (g->prime) gx = gy = gz = 0;
     return track(g, vkm_vk_cmd_dispatch(g->cmd, k, bi, views, push, gx, gy, gz));
 }
 
@@ -508,6 +510,12 @@ int vkm_gpu_set_dry(vkm_gpu *g, bool dry) {
     g->dry = dry;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     return track(g, vkm_vk_pipeline_defer(g->pipes, dry, cores < 1 ? 1 : (int)cores));
+}
+
+int vkm_gpu_set_prime(vkm_gpu *g, bool prime) {
+    LOST_GUARD(g);
+    g->prime = prime;
+    return VKM_OK;
 }
 
 int vkm_gpu_timings(vkm_gpu *g, vkm_gpu_timing *out, int max, int *n) {

@@ -3,7 +3,8 @@
  * Invariants: volkInitialize runs once per process (pthread_once); the instance requests Vulkan
  * 1.2 or the highest version the loader supports above it (capped at 1.3); the validation layer is
  * enabled only if installed, together with VK_EXT_debug_utils and, when the layer exposes
- * VK_EXT_validation_features, synchronization validation. */
+ * VK_EXT_validation_features, synchronization validation. Sanitizer builds keep the driver and
+ * layer libraries mapped until exit (keep_vulkan_modules). */
 #include "instance.h"
 
 #include <pthread.h>
@@ -23,6 +24,43 @@ static pthread_once_t g_warn_once = PTHREAD_ONCE_INIT;
 static void volk_init_once(void) {
     g_volk_result = volkInitialize();
 }
+
+#ifdef VKMOE_SANITIZE
+#include <dlfcn.h>
+#include <link.h>
+
+#define MAX_KEPT 64
+
+typedef struct kept_names {
+    char name[MAX_KEPT][512];
+    int n;
+} kept_names;
+
+/* dl_iterate_phdr callback: collects the Vulkan drivers (libvulkan_*) and layers (libVkLayer*). */
+static int find_vulkan_module(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    kept_names *k = data;
+    const char *path = info->dlpi_name, *base = path ? strrchr(path, '/') : NULL;
+    base = base ? base + 1 : path;
+    if (base && k->n < MAX_KEPT && strlen(path) < sizeof k->name[0] &&
+        (!strncmp(base, "libvulkan_", 10) || !strncmp(base, "libVkLayer", 10)))
+        strcpy(k->name[k->n++], path);
+    return 0;
+}
+
+/* Sanitizer builds: the Vulkan loader unloads the drivers and layers at vkDestroyInstance, and
+ * memory a driver still points to from its own globals then looks leaked to LeakSanitizer, with
+ * frames it can only print as "<unknown module>" (Mesa 22.3.6 lavapipe: a few 128-byte blocks in
+ * every process on some machines). Opening each of them once more and never closing it keeps them
+ * mapped until exit: such memory stays reachable, and real leaks name their library
+ * (tests/lsan.supp). */
+static void keep_vulkan_modules(void) {
+    static kept_names k;
+    k.n = 0;
+    dl_iterate_phdr(find_vulkan_module, &k);
+    for (int i = 0; i < k.n; i++) (void)dlopen(k.name[i], RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+#endif
 
 static void warn_no_layer(void) {
     fprintf(stderr, "vkmoe: warning: validation requested but " VKM_VALIDATION_LAYER
@@ -160,6 +198,9 @@ int vkm_vk_instance_create(bool validation, vkm_vk_instance **out) {
         return vkm_vk_fail(r, "vkCreateInstance", __FILE__, __LINE__);
     }
     volkLoadInstanceOnly(inst->instance);
+#ifdef VKMOE_SANITIZE
+    keep_vulkan_modules();
+#endif
     inst->validation = want_validation;
     if (debug_utils && vkCreateDebugUtilsMessengerEXT) {
         r = vkCreateDebugUtilsMessengerEXT(inst->instance, &dbg, NULL, &inst->messenger);
