@@ -720,6 +720,13 @@ static void test_errors(vkm_gpu *gpu) {
                        .n_rows = 4,
                        .mats = b};
     CHECK(vkm_op_matmul_id(gpu, &a) == 0);
+    /* the paired forms: missing arguments, a second matrix whose entries leave X, m2 = 0 */
+    const vkm_matmul_second sec = {0, 0, 1, 4, 0}; /* X row 4 of 4 */
+    CHECK(vkm_op_matmul_id_pair(gpu, NULL, NULL, 0, &sec) == VKM_EINVAL);
+    CHECK(vkm_op_matmul_id_pair(gpu, &a, NULL, 0, NULL) == VKM_EINVAL);
+    CHECK(vkm_op_matmul_id_pair(gpu, &a, NULL, 0, &sec) == VKM_EINVAL);
+    CHECK(strstr(vkm_errmsg(), "second matrix") != NULL);
+    CHECK(vkm_op_matmul_pair(gpu, VKM_F32, 32, b, 0, 4, 1024, 0, b, 0, 1, b, 0, 64) == VKM_EINVAL);
     a.mode = 7;
     CHECK(vkm_op_matmul_id(gpu, &a) == VKM_EINVAL);
     a.mode = VKM_MATMUL_ID_ROWS;
