@@ -207,6 +207,17 @@ int vkm_gpu_set_dry(vkm_gpu *gpu, bool dry);
  * (vkm_session_warmup on CPU devices). */
 int vkm_gpu_set_prime(vkm_gpu *gpu, bool prime);
 
+/* Progress of the warm-up's pipeline work: fn(user, stage, done, total) after each pipeline built
+ * when a dry recording ends (VKM_GPU_STAGE_BUILD, from the building threads, one call at a
+ * time) and after the first primed dispatch of each kernel, which is submitted on its own and
+ * waited for (VKM_GPU_STAGE_PRIME; total = the built kernels not primed before). When fn returns
+ * true no further pipeline is built or primed: vkm_gpu_set_dry(gpu, false) or the dispatch then
+ * fails with VKM_EINTR (the kernels not built are dropped; a later request builds them). NULL fn
+ * = none. */
+enum { VKM_GPU_STAGE_BUILD = 0, VKM_GPU_STAGE_PRIME = 1 };
+typedef bool (*vkm_gpu_progress_fn)(void *user, int stage, int done, int total);
+void vkm_gpu_set_progress(vkm_gpu *gpu, vkm_gpu_progress_fn fn, void *user);
+
 typedef struct vkm_gpu_timing {
     const char *label; /* as passed to vkm_gpu_mark */
     uint64_t ns;       /* GPU time since the previous mark (or the start of the batch) */

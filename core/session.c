@@ -223,7 +223,23 @@ int vkm_session_eval(vkm_session *s, const int32_t *tokens, int n, bool all_logi
     return 0;
 }
 
+static int warmup(vkm_session *s, int n_prompt);
+
+int vkm_session_warmup_progress(vkm_session *s, int n_prompt, vkm_progress_fn fn, void *user) {
+    _Static_assert((int)VKM_WARMUP_BUILD == VKM_GPU_STAGE_BUILD &&
+                       (int)VKM_WARMUP_COMPILE == VKM_GPU_STAGE_PRIME,
+                   "the warm-up stages are gpu.h's");
+    vkm_gpu_set_progress(s->gpu, fn, user);
+    const int rc = warmup(s, n_prompt);
+    vkm_gpu_set_progress(s->gpu, NULL, NULL);
+    return rc;
+}
+
 int vkm_session_warmup(vkm_session *s, int n_prompt) {
+    return vkm_session_warmup_progress(s, n_prompt, NULL, NULL);
+}
+
+static int warmup(vkm_session *s, int n_prompt) {
     /* the chunks vkm_session_eval would record: full ones, the last one with its logit row;
      * then one token after them */
     int n = n_prompt < s->n_ctx - s->n_past ? n_prompt : s->n_ctx - s->n_past;

@@ -116,6 +116,16 @@ int vkm_session_eval(vkm_session *s, const int32_t *tokens, int n, bool all_logi
  * driver's own caches make it short on GPUs). Changes nothing else; n_prompt <= 0 prepares the
  * one-token pass only. */
 int vkm_session_warmup(vkm_session *s, int n_prompt);
+/* The warm-up's progress: fn(user, stage, done, total) after each pipeline built
+ * (VKM_WARMUP_BUILD, every device; called from the building threads, one call at a time) and,
+ * on CPU devices, after each pipeline's first (empty) dispatch, where its code is compiled
+ * (VKM_WARMUP_COMPILE; one pipeline at a time). When fn returns true the warm-up stops after the
+ * pipeline in progress with VKM_EINTR; the session is unchanged and the pipelines done are kept.
+ * (On lavapipe with a cold Mesa cache the largest kernels take several seconds to compile.) */
+enum vkm_warmup_stage { VKM_WARMUP_BUILD = 0, VKM_WARMUP_COMPILE = 1 };
+typedef bool (*vkm_progress_fn)(void *user, int stage, int done, int total);
+/* vkm_session_warmup with a progress hook (fn NULL = none). */
+int vkm_session_warmup_progress(vkm_session *s, int n_prompt, vkm_progress_fn fn, void *user);
 int vkm_session_n_past(const vkm_session *s);
 int vkm_session_n_ctx(const vkm_session *s);
 /* Tokens per GPU batch: vkm_session_eval evaluates longer inputs in chunks of this many. */

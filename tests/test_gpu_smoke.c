@@ -149,6 +149,75 @@ out:
     vkm_gpu_buf_destroy(gpu, y);
 }
 
+/* The warm-up's progress hook (vkm_gpu_set_progress): a call per pipeline built when a dry
+ * recording ends and per kernel's first primed dispatch; returning true stops both with
+ * VKM_EINTR, the kernels not built are dropped and built by a later request. */
+typedef struct progress_log {
+    int calls, stage, done, total;
+    int stop_after; /* return true from this call on (0 = never) */
+} progress_log;
+
+static bool on_progress(void *user, int stage, int done, int total) {
+    progress_log *l = user;
+    l->calls++;
+    l->stage = stage;
+    l->done = done;
+    l->total = total;
+    CHECK(done >= 1 && done <= total);
+    return l->stop_after && l->calls >= l->stop_after;
+}
+
+static void warmup_progress(vkm_gpu *gpu) {
+    const int before = vkm_gpu_kernel_count(gpu);
+    const uint32_t locals[3] = {4, 2, 1};
+    vkm_gpu_kernel *k[3] = {0};
+    vkm_gpu_buf *x = NULL, *y = NULL;
+    CHECK_OK(vkm_gpu_buf_create(gpu, 4096, VKM_BUF_DEVICE, &x));
+    CHECK_OK(vkm_gpu_buf_create(gpu, 4096, VKM_BUF_DEVICE, &y));
+    if (!x || !y) goto out;
+    /* building: stopped after the first pipeline (the other thread may finish one more) */
+    progress_log l = {.stop_after = 1};
+    vkm_gpu_set_progress(gpu, on_progress, &l);
+    CHECK_OK(vkm_gpu_set_dry(gpu, true));
+    for (int i = 0; i < 3; i++)
+        CHECK_OK(vkm_gpu_kernel_get(gpu, "smoke", &locals[i], 1, 2, sizeof(smoke_push), &k[i]));
+    CHECK(vkm_gpu_set_dry(gpu, false) == VKM_EINTR);
+    CHECK(l.stage == VKM_GPU_STAGE_BUILD && l.total == 3 && l.calls >= 1 && l.calls < 3);
+    const int kept = vkm_gpu_kernel_count(gpu) - before;
+    CHECK_MSG(kept >= 1 && kept < 3, "%d of 3 kernels kept after the stop", kept);
+    /* without the stop the rest is built */
+    l = (progress_log){0};
+    CHECK_OK(vkm_gpu_set_dry(gpu, true));
+    for (int i = 0; i < 3; i++)
+        CHECK_OK(vkm_gpu_kernel_get(gpu, "smoke", &locals[i], 1, 2, sizeof(smoke_push), &k[i]));
+    CHECK_OK(vkm_gpu_set_dry(gpu, false));
+    CHECK(vkm_gpu_kernel_count(gpu) == before + 3);
+    CHECK(l.calls == 3 - kept && l.done == l.total && l.total == 3 - kept);
+    /* priming: one call for a kernel's first primed dispatch, none for the next ones */
+    const smoke_push p = {1024, 2.0f, 1.0f};
+    const vkm_gpu_arg args[2] = {{x, 0, 0}, {y, 0, 0}};
+    l = (progress_log){0};
+    CHECK_OK(vkm_gpu_set_prime(gpu, true));
+    CHECK_OK(vkm_gpu_begin(gpu));
+    CHECK_OK(vkm_gpu_dispatch(gpu, k[0], args, 2, &p, 1, 1, 1));
+    CHECK_OK(vkm_gpu_dispatch(gpu, k[0], args, 2, &p, 1, 1, 1));
+    CHECK_OK(vkm_gpu_submit(gpu));
+    CHECK(l.calls == 1 && l.stage == VKM_GPU_STAGE_PRIME && l.done == 1 && l.total >= 3);
+    /* a stop request fails the first dispatch of the next unprimed kernel */
+    l = (progress_log){.stop_after = 1};
+    CHECK_OK(vkm_gpu_begin(gpu));
+    CHECK_OK(vkm_gpu_dispatch(gpu, k[0], args, 2, &p, 1, 1, 1));
+    CHECK(vkm_gpu_dispatch(gpu, k[1], args, 2, &p, 1, 1, 1) == VKM_EINTR);
+    CHECK(l.calls == 1);
+    CHECK_OK(vkm_gpu_set_prime(gpu, false));
+    vkm_gpu_set_progress(gpu, NULL, NULL);
+    /* the kernels still run normally */
+    for (int i = 0; i < 3; i++) run_size(gpu, locals[i], 100);
+out:
+    vkm_gpu_buf_destroy(gpu, x);
+    vkm_gpu_buf_destroy(gpu, y);
+}
+
 /* REPS chained dispatches of the smoke kernel (+1 each, ping-ponging a -> b -> a ...) from
  * h[i] = i, flushing every `flush_every` dispatches (0: never); with `abandon` the batch is left
  * unsubmitted half way. Returns the number of wrong values (0 when abandoned). */
@@ -270,6 +339,7 @@ int main(void) {
     many_dispatches(gpu);
     texel_windows(gpu);
     dry_record(gpu);
+    warmup_progress(gpu);
 
     /* The kernel cache returns the same kernel for the same key, another for other spec. */
     vkm_gpu_kernel *k1 = NULL, *k2 = NULL, *k3 = NULL;

@@ -21,6 +21,7 @@
 
 volatile sig_atomic_t gen_interrupted;
 volatile sig_atomic_t gen_at_prompt;
+static volatile sig_atomic_t in_warmup; /* Ctrl-C then also arms the exit backstop */
 
 static const char THINK_OPEN[] = "<think>";
 static const char THINK_CLOSE[] = "</think>";
@@ -292,6 +293,26 @@ int gen_tokenize(gen_ctx *g, const char *text, size_t len, int32_t **ids, int *n
     return CLI_OK;
 }
 
+/* The warm-up's progress line (stderr, a terminal): shown once it has taken a moment. */
+typedef struct warmup_view {
+    double t0, last;
+    bool show, shown;
+} warmup_view;
+
+static bool warmup_progress(void *user, int stage, int done, int total) {
+    warmup_view *v = user;
+    if (v->show && !gen_interrupted) {
+        const double t = now_s();
+        if (t - v->t0 >= 0.3 && (t - v->last >= 0.1 || done == total)) {
+            fprintf(stderr, "\rvkmoe: warm-up: %d/%d pipelines %s, %.0f s\x1b[K", done, total,
+                    stage == VKM_WARMUP_BUILD ? "built" : "compiled", t - v->t0);
+            v->last = t;
+            v->shown = true;
+        }
+    }
+    return gen_interrupted != 0;
+}
+
 int gen_prefill(gen_ctx *g, const int32_t *ids, int n) {
     if (n <= 0) return cli_fail("the prompt is empty (no tokens to evaluate)");
     if (n > g->n_ctx)
@@ -308,10 +329,19 @@ int gen_prefill(gen_ctx *g, const int32_t *ids, int n) {
     }
     g->have_logits = false;
     /* the kernels of this prompt and of decoding, all built now (several at once) rather than
-     * one by one inside the timed evaluations */
-    double t0 = now_s();
-    if (vkm_session_warmup(g->session, n - common)) return cli_fail_last();
-    g->t_warmup += now_s() - t0;
+     * one by one inside the timed evaluations; progress on a terminal, Ctrl-C stops it */
+    warmup_view wv = {.t0 = now_s(), .show = !g->opts->quiet && isatty(STDERR_FILENO)};
+    in_warmup = 1;
+    int wrc = gen_interrupted
+                  ? VKM_EINTR
+                  : vkm_session_warmup_progress(g->session, n - common, warmup_progress, &wv);
+    in_warmup = 0;
+    alarm(0); /* the backstop of a Ctrl-C in the warm-up: it stopped in time */
+    if (wv.shown) fputs("\r\x1b[K", stderr);
+    g->t_warmup += now_s() - wv.t0;
+    if (wrc == VKM_EINTR && gen_interrupted) return CLI_OK; /* no logits: interrupted */
+    if (wrc) return cli_fail_last();
+    double t0;
     /* the chunks vkm_session_eval would make, one call each: progress and Ctrl-C in between */
     const int step = vkm_session_max_batch(g->session), total = n - common;
     const bool show = !g->opts->quiet && total > step && isatty(STDERR_FILENO);
@@ -441,6 +471,18 @@ static void on_sigint(int sig) {
         _exit(130);
     }
     gen_interrupted = 1;
+    /* the warm-up stops after the pipeline being compiled; should a driver take longer than a
+     * second over it, the process exits then */
+    if (in_warmup) alarm(1);
+}
+
+static void on_sigalrm(int sig) {
+    (void)sig;
+    static const char msg[] = "\nvkmoe: interrupted (during the warm-up)\n";
+    if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) {
+        /* nothing to do: exiting anyway */
+    }
+    _exit(130);
 }
 
 void gen_sigint_install(void) {
@@ -450,6 +492,8 @@ void gen_sigint_install(void) {
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = 0;
     sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_sigalrm;
+    sigaction(SIGALRM, &sa, NULL);
 }
 
 /* ------------------------------------------------------------------------------------------ */

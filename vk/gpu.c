@@ -482,8 +482,14 @@ int vkm_gpu_dispatch(vkm_gpu *g, vkm_gpu_kernel *k, const vkm_gpu_arg *args, int
         }
     }
     if (g->dry) return VKM_OK;
-    if (g->prime) gx = gy = gz = 0;
-    return track(g, vkm_vk_cmd_dispatch(g->cmd, k, bi, views, push, gx, gy, gz));
+    if (!g->prime) return track(g, vkm_vk_cmd_dispatch(g->cmd, k, bi, views, push, gx, gy, gz));
+    /* primed: no workgroups; a kernel's first such dispatch runs at once (its compile is one
+     * step of the warm-up's progress, and a stop request is seen between two kernels) */
+    int rc = track(g, vkm_vk_cmd_dispatch(g->cmd, k, bi, views, push, 0, 0, 0));
+    if (rc || k->primed) return rc;
+    if ((rc = track(g, vkm_vk_cmd_submit(g->cmd))) || (rc = track(g, vkm_vk_cmd_begin(g->cmd))))
+        return rc;
+    return vkm_vk_pipeline_primed(g->pipes, k);
 }
 
 int vkm_gpu_mark(vkm_gpu *g, const char *label) {
@@ -514,8 +520,13 @@ int vkm_gpu_set_dry(vkm_gpu *g, bool dry) {
 
 int vkm_gpu_set_prime(vkm_gpu *g, bool prime) {
     LOST_GUARD(g);
+    if (prime && !g->prime) vkm_vk_pipeline_prime_begin(g->pipes);
     g->prime = prime;
     return VKM_OK;
+}
+
+void vkm_gpu_set_progress(vkm_gpu *g, vkm_gpu_progress_fn fn, void *user) {
+    vkm_vk_pipeline_set_progress(g->pipes, fn, user);
 }
 
 int vkm_gpu_timings(vkm_gpu *g, vkm_gpu_timing *out, int max, int *n) {

@@ -26,6 +26,9 @@ struct vkm_vk_pipelines {
     int n_kernels, cap_kernels;
     int defer_from; /* vkm_vk_pipeline_defer: kernels from this index on wait (pipeline NULL)
                        for its end; -1 while not deferring */
+    vkm_gpu_progress_fn progress; /* vkm_vk_pipeline_set_progress, NULL = none */
+    void *progress_user;
+    int prime_done, prime_total; /* since vkm_vk_pipeline_prime_begin */
 };
 
 /* ---- disk cache ---- */
@@ -248,11 +251,13 @@ static int kernel_build(vkm_vk_pipelines *p, const vkm_shader_blob *sh, vkm_gpu_
 }
 
 /* Deferred builds (vkm_vk_pipeline_defer): workers take kernels first .. first + n - 1
- * in turn; each failure keeps its own message (vkm_error's buffer is per thread). */
+ * in turn; each failure keeps its own message (vkm_error's buffer is per thread). A kernel not
+ * taken because the progress hook asked to stop keeps VKM_EINTR. */
 typedef struct build_job {
     vkm_vk_pipelines *p;
     int first, n;
-    int next; /* next index to take, under lock */
+    int next, done; /* next index to take, kernels built: under lock */
+    bool stop;      /* the progress hook asked to stop: under lock */
     pthread_mutex_t lock;
     int *rc;          /* [n] */
     char (*msg)[256]; /* [n] */
@@ -262,12 +267,18 @@ static void *build_worker(void *arg) {
     build_job *j = arg;
     for (;;) {
         pthread_mutex_lock(&j->lock);
-        const int i = j->next++;
+        const int i = j->stop ? j->n : j->next++;
         pthread_mutex_unlock(&j->lock);
         if (i >= j->n) return NULL;
         vkm_gpu_kernel *k = j->p->kernels[j->first + i];
         j->rc[i] = kernel_build(j->p, find_shader(k->name), k);
         if (j->rc[i]) snprintf(j->msg[i], sizeof j->msg[i], "%s", vkm_errmsg());
+        pthread_mutex_lock(&j->lock);
+        j->done++;
+        if (j->p->progress &&
+            j->p->progress(j->p->progress_user, VKM_GPU_STAGE_BUILD, j->done, j->n))
+            j->stop = true;
+        pthread_mutex_unlock(&j->lock);
     }
 }
 
@@ -285,6 +296,10 @@ static int build_pending(vkm_vk_pipelines *p, int first, int threads) {
         for (int i = first; i < p->n_kernels; i++) kernel_free(p->d, p->kernels[i]);
         p->n_kernels = first;
         return vkm_error(VKM_ENOMEM, "out of memory building %d kernels", n);
+    }
+    for (int i = 0; i < n; i++) {
+        j.rc[i] = VKM_EINTR;
+        snprintf(j.msg[i], sizeof j.msg[i], "interrupted while building the device pipelines");
     }
     pthread_mutex_init(&j.lock, NULL);
     pthread_t tid[16];
@@ -311,6 +326,26 @@ static int build_pending(vkm_vk_pipelines *p, int first, int threads) {
     free(j.rc);
     free(j.msg);
     return rc;
+}
+
+void vkm_vk_pipeline_set_progress(vkm_vk_pipelines *p, vkm_gpu_progress_fn fn, void *user) {
+    p->progress = fn;
+    p->progress_user = user;
+}
+
+void vkm_vk_pipeline_prime_begin(vkm_vk_pipelines *p) {
+    p->prime_done = p->prime_total = 0;
+    for (int i = 0; i < p->n_kernels; i++)
+        if (p->kernels[i]->pipeline && !p->kernels[i]->primed) p->prime_total++;
+}
+
+int vkm_vk_pipeline_primed(vkm_vk_pipelines *p, vkm_gpu_kernel *k) {
+    k->primed = true;
+    if (p->prime_done < p->prime_total) p->prime_done++;
+    if (p->progress &&
+        p->progress(p->progress_user, VKM_GPU_STAGE_PRIME, p->prime_done, p->prime_total))
+        return vkm_error(VKM_EINTR, "interrupted while compiling the device pipelines");
+    return VKM_OK;
 }
 
 int vkm_vk_pipeline_count(const vkm_vk_pipelines *p) {

@@ -33,6 +33,7 @@ struct vkm_gpu_kernel {
     VkDescriptorSetLayout set_layout;
     VkPipelineLayout layout;
     VkPipeline pipeline;
+    bool primed; /* dispatched once while priming (gpu.h vkm_gpu_set_prime) */
 };
 
 /* The descriptor type of a binding of kind `kind` (enum vkm_vk_binding_kind). */
@@ -54,5 +55,13 @@ int vkm_vk_pipeline_get(vkm_vk_pipelines *p, const char *shader, const uint32_t 
  * failure is returned. */
 int vkm_vk_pipeline_count(const vkm_vk_pipelines *p); /* kernels in the cache, built or not */
 int vkm_vk_pipeline_defer(vkm_vk_pipelines *p, bool on, int threads);
+/* The warm-up's progress hook (gpu.h vkm_gpu_set_progress): called by the deferred builds and by
+ * vkm_vk_pipeline_primed. */
+void vkm_vk_pipeline_set_progress(vkm_vk_pipelines *p, vkm_gpu_progress_fn fn, void *user);
+/* Priming starts: the total of its progress is the built kernels not primed yet. */
+void vkm_vk_pipeline_prime_begin(vkm_vk_pipelines *p);
+/* k's first primed dispatch ran: marks it and reports the progress; VKM_EINTR when the hook
+ * asks to stop. */
+int vkm_vk_pipeline_primed(vkm_vk_pipelines *p, vkm_gpu_kernel *k);
 
 #endif
