@@ -65,6 +65,44 @@ int vkm_chat_template_detect(const char *text, enum vkm_chat_template *out) {
                                        "one with --chat-template deepseek3|deepseek2");
 }
 
+int vkm_chat_template_infer(bool (*has_token)(void *user, const char *text), void *user,
+                            enum vkm_chat_template *out, const char **why) {
+    const bool eos = has_token(user, TAG_EOS);
+    if (eos && has_token(user, TAG_USER) && has_token(user, TAG_ASSISTANT)) {
+        *out = VKM_CHAT_DEEPSEEK3;
+        if (why) *why = TAG_USER "/" TAG_ASSISTANT;
+        return VKM_OK;
+    }
+    if (eos && has_token(user, "User") && has_token(user, "Assistant")) {
+        *out = VKM_CHAT_DEEPSEEK2;
+        if (why) *why = "User/Assistant";
+        return VKM_OK;
+    }
+    return vkm_error(VKM_EUNSUPPORTED,
+                     "the model has no tokenizer.chat_template and its vocabulary is not "
+                     "DeepSeek's; choose a template with --chat-template deepseek3|deepseek2");
+}
+
+/* Written by vkmoe gen-model; each renders exactly as vkm_chat_render does. */
+static const char JINJA_V3[] =
+    "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'system' %}"
+    "{{ message['content'] + '\n\n' }}{% elif message['role'] == 'user' %}"
+    "{{ '" TAG_USER "' + message['content'] }}{% elif message['role'] == 'assistant' %}"
+    "{% set content = message['content'] %}{% if '</think>' in content %}"
+    "{% set content = content.split('</think>')[-1].lstrip() %}{% endif %}"
+    "{{ '" TAG_ASSISTANT "' + content + '" TAG_EOS "' }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '" TAG_ASSISTANT "' }}{% endif %}";
+static const char JINJA_V2[] =
+    "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}"
+    "{{ 'User: ' + message['content'] + '\n\n' }}{% elif message['role'] == 'assistant' %}"
+    "{{ " V2_MARKER " }}{% elif message['role'] == 'system' %}"
+    "{{ message['content'] + '\n\n' }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}";
+
+const char *vkm_chat_template_jinja(enum vkm_chat_template t) {
+    return t == VKM_CHAT_DEEPSEEK3 ? JINJA_V3 : t == VKM_CHAT_DEEPSEEK2 ? JINJA_V2 : NULL;
+}
+
 int vkm_chat_template_select(const char *name, const char *text, enum vkm_chat_template *out) {
     return name ? vkm_chat_template_from_name(name, out) : vkm_chat_template_detect(text, out);
 }

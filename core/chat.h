@@ -32,6 +32,17 @@ int vkm_chat_template_from_name(const char *name, enum vkm_chat_template *out);
 /* Template detected from a tokenizer.chat_template text (spec §6); VKM_EUNSUPPORTED when text is
  * NULL or matches no known template (the message suggests --chat-template). */
 int vkm_chat_template_detect(const char *text, enum vkm_chat_template *out);
+/* For a file without tokenizer.chat_template: the template its vocabulary implies.
+ * has_token(user, text) says whether a token with exactly that text exists. <｜User｜> and
+ * <｜Assistant｜> (V3, R1) -> deepseek3; otherwise the words "User" and "Assistant" of the
+ * DeepSeek-LLM / V2 vocabulary -> deepseek2; both need <｜end▁of▁sentence｜>. *why gets the
+ * tokens that decided ("<｜User｜>/<｜Assistant｜>" or "User/Assistant"). VKM_EUNSUPPORTED
+ * (suggesting --chat-template) when neither fits. */
+int vkm_chat_template_infer(bool (*has_token)(void *user, const char *text), void *user,
+                            enum vkm_chat_template *out, const char **why);
+/* A Jinja tokenizer.chat_template text that renders as t does here (and that
+ * vkm_chat_template_detect recognises), for files vkmoe writes; NULL for VKM_CHAT_NONE. */
+const char *vkm_chat_template_jinja(enum vkm_chat_template t);
 /* name if not NULL, else detection from text: the choice a tool makes. */
 int vkm_chat_template_select(const char *name, const char *text, enum vkm_chat_template *out);
 /* "deepseek3", "deepseek2" or "none". */

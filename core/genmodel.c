@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "chat.h"
 #include "err.h"
 #include "gguf_write.h"
 #include "model.h"
@@ -41,6 +42,7 @@ static const preset g_presets[] = {
      "= fixture tiny-v3-f32: 3 layers, E 64, 16 experts top-4 (same KVs)",
      {.name = "tiny-deepseek2-v3",
       .pre = "deepseek-llm",
+      .chat_template = VKM_CHAT_NONE /* as the fixture */,
       .n_layer = 3,
       .n_dense_lead = 1,
       .n_ctx = 1024,
@@ -71,6 +73,7 @@ static const preset g_presets[] = {
      "V3-style, 8 layers (1 dense), E 1024, 8 heads, 32 experts top-4",
      {.name = "vkmoe-bench-small",
       .pre = "deepseek-llm",
+      .chat_template = VKM_CHAT_DEEPSEEK3,
       .n_layer = 8,
       .n_dense_lead = 1,
       .n_ctx = 1024,
@@ -101,6 +104,7 @@ static const preset g_presets[] = {
      "DeepSeek-V2-Lite dims: 27 layers, E 2048, no q_lora, 64 experts top-6",
      {.name = "vkmoe-v2-lite",
       .pre = "deepseek-llm",
+      .chat_template = VKM_CHAT_DEEPSEEK2,
       .n_layer = 27,
       .n_dense_lead = 1,
       .n_ctx = 163840,
@@ -131,6 +135,7 @@ static const preset g_presets[] = {
      "DeepSeek-V3/R1 dims: 61 layers (3 dense), E 7168, 256 experts top-8",
      {.name = "vkmoe-v3",
       .pre = "deepseek-v3",
+      .chat_template = VKM_CHAT_DEEPSEEK3,
       .n_layer = 61,
       .n_dense_lead = 3,
       .n_ctx = 163840,
@@ -427,7 +432,7 @@ static uint32_t gpt2_byte_cp(uint32_t b) {
 }
 
 /* Writes the tokenizer.* keys of the 268-token byte vocabulary. */
-static int write_vocab(vkm_gguf_writer *w, const char *pre) {
+static int write_vocab(vkm_gguf_writer *w, const char *pre, uint32_t chat_template) {
     char bytes_tok[N_BYTE_TOKENS][4];
     const char *toks[VKM_GENMODEL_N_VOCAB];
     int32_t types[VKM_GENMODEL_N_VOCAB];
@@ -465,7 +470,9 @@ static int write_vocab(vkm_gguf_writer *w, const char *pre) {
     if ((rc = vkm_gguf_w_set_u32(w, "tokenizer.ggml.bos_token_id", TOKEN_BOS))) return rc;
     if ((rc = vkm_gguf_w_set_u32(w, "tokenizer.ggml.eos_token_id", TOKEN_EOS))) return rc;
     if ((rc = vkm_gguf_w_set_bool(w, "tokenizer.ggml.add_bos_token", true))) return rc;
-    return vkm_gguf_w_set_bool(w, "tokenizer.ggml.add_eos_token", false);
+    if ((rc = vkm_gguf_w_set_bool(w, "tokenizer.ggml.add_eos_token", false))) return rc;
+    const char *jinja = vkm_chat_template_jinja((enum vkm_chat_template)chat_template);
+    return jinja ? vkm_gguf_w_set_str(w, "tokenizer.chat_template", jinja) : 0;
 }
 
 /* ------------------------------------------------------------------------------------ KVs ---- */
@@ -514,7 +521,7 @@ static int write_kvs(vkm_gguf_writer *w, const vkm_genmodel_hparams *hp, uint32_
         U32(KEY("rope.scaling.original_context_length"), hp->yarn_orig_ctx);
         F32(KEY("rope.scaling.yarn_log_multiplier"), 0.1f * hp->mscale_all_dim);
     }
-    if ((rc = write_vocab(w, hp->pre))) return rc;
+    if ((rc = write_vocab(w, hp->pre, hp->chat_template))) return rc;
     if (mix != VKM_GENMODEL_F32) {
         U32("general.quantization_version", 2);
         U32("general.file_type", g_mixes[mix].file_type);

@@ -32,6 +32,8 @@
 typedef struct vkm_genmodel_hparams {
     char name[64];            /* general.name */
     char pre[32];             /* tokenizer.ggml.pre */
+    uint32_t chat_template;   /* enum vkm_chat_template written as tokenizer.chat_template
+                                 (chat.h vkm_chat_template_jinja); 0 = none */
     uint32_t n_layer;         /* block_count */
     uint32_t n_dense_lead;    /* leading dense layers (<= n_layer) */
     uint32_t n_ctx;           /* context_length */

@@ -509,8 +509,11 @@ int vkm_gguf_w_write(vkm_gguf_writer *w, const char *path) {
     uint32_t align;
     int rc = writer_alignment(w, &align);
     if (rc) return rc;
-    out_file o = {fopen(path, "wb"), path, 0, 0};
-    if (!o.f) return vkm_error(VKM_EIO, "%s: cannot create: %s", path, strerror(errno));
+    char tmp[4096];
+    if (!vkm_gguf_w_temp_path(path, tmp, sizeof tmp))
+        return vkm_error(VKM_EINVAL, "%s: the path is too long", path);
+    out_file o = {fopen(tmp, "wb"), path, 0, 0};
+    if (!o.f) return vkm_error(VKM_EIO, "%s: cannot create: %s", tmp, strerror(errno));
     setvbuf(o.f, NULL, _IOFBF, 1 << 20);
 
     out(&o, "GGUF", 4);
@@ -549,6 +552,13 @@ int vkm_gguf_w_write(vkm_gguf_writer *w, const char *path) {
     free(chunk[1]);
     if (fclose(o.f) && !o.err) o.err = errno ? errno : EIO;
     if (!rc && o.err) rc = vkm_error(VKM_EIO, "%s: write failed: %s", path, strerror(o.err));
-    if (rc) unlink(path);
+    if (!rc && rename(tmp, path))
+        rc = vkm_error(VKM_EIO, "%s: cannot rename %s to it: %s", path, tmp, strerror(errno));
+    if (rc) unlink(tmp);
     return rc;
+}
+
+bool vkm_gguf_w_temp_path(const char *path, char *buf, size_t n) {
+    const int w = snprintf(buf, n, "%s.part", path);
+    return w > 0 && (size_t)w < n;
 }

@@ -71,8 +71,12 @@ int64_t vkm_gguf_w_add_tensor_cb(vkm_gguf_writer *w, const char *name, uint32_t 
 int64_t vkm_gguf_w_n_tensors(const vkm_gguf_writer *w);
 uint64_t vkm_gguf_w_tensor_nbytes(const vkm_gguf_writer *w, int64_t tensor);
 
-/* Writes the file (replacing `path`). On failure the partial file is removed. The writer can be
- * written again or modified afterwards. */
+/* Writes the file: into vkm_gguf_w_temp_path(path) first, renamed to `path` (replacing it) once
+ * complete, so `path` is never a partial file; on failure the temporary file is removed. The
+ * writer can be written again or modified afterwards. */
 int vkm_gguf_w_write(vkm_gguf_writer *w, const char *path);
+/* The temporary file vkm_gguf_w_write writes first: "<path>.part" into buf (n bytes). False
+ * when it does not fit. A caller that is interrupted (SIGINT) may unlink it. */
+bool vkm_gguf_w_temp_path(const char *path, char *buf, size_t n);
 
 #endif

@@ -28,6 +28,24 @@ expect "v2-lite lite note" 0 "q_lora" -- $G --preset v3 --layers 27 --dry-run
 expect "--help lists presets" 0 "bench-small" -- $G --help
 expect "--help lists mixes" 0 "q4_k_m" -- $G --help
 expect "--help says byte vocab" 0 "268-token" -- $G --help
+# tokenizer.chat_template: the preset's (tiny: none, like the fixture), or --chat-template
+expect "v3 writes deepseek3" 0 "chat template deepseek3" -- $G --preset v3 --layers 4 --dry-run
+expect "v2-lite writes deepseek2" 0 "chat template deepseek2" -- $G --preset v2-lite --dry-run
+ok "tiny has no chat template" bash -c "! '$VKMOE' info -m '$TMP/t32.gguf' | grep -q chat_template"
+expect "--chat-template deepseek3 on tiny" 0 "tokenizer.chat_template +STRING" -- \
+    bash -c "$G --preset tiny --quant f32 --chat-template deepseek3 -o '$TMP/ct.gguf' >/dev/null && '$VKMOE' info -m '$TMP/ct.gguf'"
+expect "--chat-template none" 0 "chat template none" -- $G --preset v3 --layers 4 --chat-template none --dry-run
+expect "--chat-template bogus" 2 "deepseek3" -- $G --preset tiny --chat-template chatml -o "$TMP/x.gguf"
+# written to FILE.part and renamed at the end: no partial file after a write, none after Ctrl-C
+ok "no .part file left" test ! -e "$TMP/t32.gguf.part"
+$G --preset bench-small -o "$TMP/big.gguf" --quiet >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 200); do [ -e "$TMP/big.gguf.part" ] && break; sleep 0.05; done
+kill -INT "$pid"
+wait "$pid"
+rc=$?
+ok "Ctrl-C in gen-model exits 130 (got $rc)" test "$rc" -eq 130
+ok "Ctrl-C in gen-model leaves no file" test ! -e "$TMP/big.gguf" -a ! -e "$TMP/big.gguf.part"
 expect "top-level help" 0 "gen-model" -- "$VKMOE" --help
 
 expect "no preset" 2 "usage:" -- $G -o "$TMP/x.gguf"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # cli_run.sh - `vkmoe run` and `vkmoe chat` on the tiny fixture model: streamed output, same
 # seed = same text, -n 0, chat templates (the fixture has the <｜User｜>/<｜Assistant｜> tokens but
-# no tokenizer.chat_template key, so --chat-template is needed), KV-cache reuse across chat turns
+# no tokenizer.chat_template key: deepseek3 is inferred from them, said on stderr; a file with the
+# key uses it), KV-cache reuse across chat turns
 # (a greedy second turn equals a one-shot run of the whole rendered conversation), context
 # limits, Ctrl-C (while generating and during a long prompt), and usage errors (exit 2). Exits
 # 77 (skipped) without a Vulkan device; if the engine cannot run the model, only the usage
@@ -101,7 +102,23 @@ ok "context end output is a prefix of the greedy text" \
 expect "prompt exactly the context" 0 "" -- "${G[@]}" -p Hello -n 3 -c 6
 
 # ---- chat templates ----
-expect "--chat without a template key" 1 "--chat-template" -- "${G[@]}" -p hi -n 4 --chat
+expect "--chat without a template key infers deepseek3" 0 \
+    "no tokenizer.chat_template; using deepseek3, inferred from the vocabulary's <｜User｜>/<｜Assistant｜>" \
+    -- "$VKMOE" run -m "$TINY" -p hi -n 4 --chat
+"${G[@]}" -p hi -n 8 --temp 0 --chat >"$TMP/ci.out" 2>&1
+"${G[@]}" -p hi -n 8 --temp 0 --chat --chat-template deepseek3 >"$TMP/cx.out" 2>&1
+ok "the inferred template is deepseek3" cmp -s "$TMP/ci.out" "$TMP/cx.out"
+# a vocabulary-only file: the missing weights are the error, not the template
+VOCAB=$FIX/vocab/ggml-vocab-deepseek-llm.gguf
+expect "run --chat on a vocabulary-only file" 1 "no deepseek2 weights: the file holds no tensors" \
+    -- "$VKMOE" run -m "$VOCAB" -p hi --chat
+expect "chat on a vocabulary-only file" 1 "no deepseek2 weights" -- \
+    bash -c 'printf "hi\n" | "$@"' _ "$VKMOE" chat -m "$VOCAB"
+# a file with tokenizer.chat_template (gen-model writes one): detected from it
+"$VKMOE" gen-model --preset tiny --quant f32 --chat-template deepseek2 -o "$TMP/t2.gguf" --quiet \
+    >/dev/null
+expect "--chat detects deepseek2 from the file's template" 0 "chat template deepseek2" -- \
+    "$VKMOE" run -m "$TMP/t2.gguf" -p hi -n 2 --chat
 expect "--chat --chat-template deepseek3" 0 "" -- \
     "${G[@]}" -p hi -n 4 --chat --chat-template deepseek3
 expect "--chat deepseek2 + system + hide" 0 "" -- "${G[@]}" -p hi -n 4 --chat \
@@ -117,8 +134,8 @@ ok "--chat renders the deepseek3 template" cmp -s "$TMP/c1.out" "$TMP/c2.out"
 C=("$VKMOE" chat -m "$TINY" --quiet --chat-template deepseek3)
 expect "chat hi /quit" 0 "" -- bash -c 'printf "hi\n/quit\n" | "$@"' _ "${C[@]}" -n 4
 expect "chat EOF" 0 "" -- bash -c 'printf "hi\n" | "$@"' _ "${C[@]}" -n 4
-expect "chat without a template key" 1 "--chat-template" -- \
-    bash -c 'printf "hi\n" | "$@"' _ "$VKMOE" chat -m "$TINY"
+expect "chat without a template key infers it" 0 "inferred from the vocabulary" -- \
+    bash -c 'printf "hi\n" | "$@"' _ "$VKMOE" chat -m "$TINY" -n 2
 expect "chat /reset" 0 "" -- bash -c 'printf "hi\n/reset\nhi\n" | "$@"' _ "${C[@]}" -n 4
 printf 'hi\nhow are you\n' | "${C[@]}" -n 6 --temp 0 >"$TMP/chat.out" 2>&1
 ok "chat exits 0" test "${PIPESTATUS[1]}" -eq 0

@@ -95,6 +95,13 @@ static void test_strip_thinking(void) {
     CHECK(!strcmp(vkm_chat_strip_thinking("<think>unfinished"), "<think>unfinished"));
 }
 
+/* has_token over a NULL-terminated list of token texts */
+static bool in_vocab(void *user, const char *text) {
+    for (const char *const *t = user; *t; t++)
+        if (!strcmp(*t, text)) return true;
+    return false;
+}
+
 static void test_detect(void) {
     enum vkm_chat_template t = VKM_CHAT_NONE;
     CHECK_OK(vkm_chat_template_detect(V3_TEMPLATE, &t));
@@ -123,6 +130,29 @@ static void test_detect(void) {
     CHECK(t == VKM_CHAT_DEEPSEEK3);
     CHECK_ERR(vkm_chat_template_select(NULL, NULL, &t));
     CHECK_ERR(vkm_chat_template_select("bogus", V3_TEMPLATE, &t));
+
+    /* a file without a template: inferred from the vocabulary */
+    const char *why = NULL;
+    const char *v3_vocab[] = {"<｜User｜>", "<｜Assistant｜>", "<｜end▁of▁sentence｜>",
+                              "User",       "Assistant",       NULL};
+    const char *v2_vocab[] = {"<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "User",
+                              "Assistant", NULL};
+    const char *other_vocab[] = {"<|im_start|>", "<|im_end|>", "User", "Assistant", NULL};
+    const char *half_v3[] = {"<｜User｜>", "<｜end▁of▁sentence｜>", NULL};
+    CHECK_OK(vkm_chat_template_infer(in_vocab, v3_vocab, &t, &why));
+    CHECK(t == VKM_CHAT_DEEPSEEK3 && why && strstr(why, "<｜User｜>"));
+    CHECK_OK(vkm_chat_template_infer(in_vocab, v2_vocab, &t, &why));
+    CHECK(t == VKM_CHAT_DEEPSEEK2 && !strcmp(why, "User/Assistant"));
+    CHECK_ERR(vkm_chat_template_infer(in_vocab, other_vocab, &t, NULL));
+    CHECK(strstr(vkm_errmsg(), "--chat-template") != NULL);
+    CHECK_ERR(vkm_chat_template_infer(in_vocab, half_v3, &t, NULL));
+
+    /* the templates gen-model writes are detected as what they are */
+    CHECK(vkm_chat_template_jinja(VKM_CHAT_NONE) == NULL);
+    CHECK_OK(vkm_chat_template_detect(vkm_chat_template_jinja(VKM_CHAT_DEEPSEEK3), &t));
+    CHECK(t == VKM_CHAT_DEEPSEEK3);
+    CHECK_OK(vkm_chat_template_detect(vkm_chat_template_jinja(VKM_CHAT_DEEPSEEK2), &t));
+    CHECK(t == VKM_CHAT_DEEPSEEK2);
 
     CHECK(!strcmp(vkm_chat_template_name(VKM_CHAT_DEEPSEEK3), "deepseek3"));
     CHECK(!strcmp(vkm_chat_template_name(VKM_CHAT_DEEPSEEK2), "deepseek2"));

@@ -236,6 +236,11 @@ static void test_roundtrip(void) {
 
     const char *path = tmp_path("roundtrip.gguf");
     CHECK_OK(vkm_gguf_w_write(w, path));
+    /* written as "<path>.part", renamed at the end: no partial file is left */
+    char part[4096];
+    CHECK(vkm_gguf_w_temp_path(path, part, sizeof part) && strstr(part, ".part"));
+    CHECK(access(part, F_OK) != 0);
+    CHECK(!vkm_gguf_w_temp_path(path, part, 8));
 
     vkm_gguf *g = NULL;
     CHECK_OK(vkm_gguf_open(path, &g));
@@ -379,11 +384,17 @@ static void test_roundtrip(void) {
     }
     vkm_gguf_close(g);
 
-    /* a failing fill callback aborts the write and removes the file */
+    /* a failing fill callback aborts the write and removes the partial file; a file already at
+     * the path stays as it was */
     CHECK(vkm_gguf_w_add_tensor_cb(w, "t.fail", 1, (int64_t[]){4}, VKM_F32, fill_fail, NULL) == 7);
     const char *path3 = tmp_path("fail.gguf");
     CHECK(vkm_gguf_w_write(w, path3) == VKM_EINVAL);
     CHECK(access(path3, F_OK) != 0);
+    CHECK(vkm_gguf_w_temp_path(path3, part, sizeof part) && access(part, F_OK) != 0);
+    CHECK(vkm_gguf_w_write(w, path) == VKM_EINVAL);
+    vkm_gguf *again = NULL;
+    CHECK_OK(vkm_gguf_open(path, &again));
+    vkm_gguf_close(again);
     CHECK(vkm_gguf_w_write(w, "/nonexistent-dir/x.gguf") == VKM_EIO);
     /* a bad alignment is refused at write time */
     CHECK_OK(vkm_gguf_w_set_u32(w, "general.alignment", 48));

@@ -25,8 +25,8 @@ static const char *const USAGE =
     "[--expert-policy lru|lfu] [--stats] [--quiet]";
 
 static const char *const COMMANDS_HELP =
-    "/reset clears the conversation, /quit (or Ctrl-D) exits, Ctrl-C stops an answer or the\n"
-    "reading of a long question (Ctrl-C at the prompt exits)\n";
+    "/reset clears the conversation, /quit (or Ctrl-D) exits, Ctrl-C stops an answer, the\n"
+    "warm-up or the reading of a long question (Ctrl-C at the prompt exits)\n";
 
 static void print_help(void) {
     printf("usage: %s\n\n"
@@ -189,7 +189,7 @@ int cmd_chat(int argc, char **argv) {
         if (!o.quiet) fputs(COMMANDS_HELP, stderr);
         using_history();
     }
-    if (!rc) gen_sigint_install();
+    if (!rc) gen_sigint_install(false);
     while (!rc) {
         gen_interrupted = 0;
         gen_at_prompt = 1;

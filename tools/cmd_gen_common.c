@@ -22,6 +22,7 @@
 volatile sig_atomic_t gen_interrupted;
 volatile sig_atomic_t gen_at_prompt;
 static volatile sig_atomic_t in_warmup; /* Ctrl-C then also arms the exit backstop */
+static volatile sig_atomic_t backstop;  /* gen_sigint_install(warmup_backstop) */
 
 static const char THINK_OPEN[] = "<think>";
 static const char THINK_CLOSE[] = "</think>";
@@ -62,7 +63,9 @@ void gen_print_flags_help(FILE *f, long default_n) {
         "                          the same seed and options give the same text)\n"
         "  --system TEXT           system message (run: with --chat)\n"
         "  --chat-template NAME    deepseek3 (V3, R1) or deepseek2 (V2); default: detected\n"
-        "                          from the model's tokenizer.chat_template (run: with --chat)\n"
+        "                          from the model's tokenizer.chat_template, or without one\n"
+        "                          inferred from its vocabulary (<｜User｜> tokens: deepseek3,\n"
+        "                          V2's User/Assistant: deepseek2) (run: with --chat)\n"
         "  --hide-thinking         do not show R1 reasoning, <think>...</think> (run: with "
         "--chat)\n"
         "  --no-bos                do not add BOS (default: as the model says)\n"
@@ -206,6 +209,44 @@ int gen_read_file(const char *path, char **out, size_t *len) {
 /* ------------------------------------------------------------------------------------------ */
 /* open / close                                                                                 */
 
+/* A file that cannot be run fails here, before its vocabulary or chat template is looked at: a
+ * vocabulary-only file, another architecture. */
+static int check_weights(const vkm_gguf *gg, const char *path) {
+    const char *arch = NULL;
+    if (vkm_gguf_get_str(gg, "general.architecture", &arch, NULL)) arch = NULL;
+    if (vkm_gguf_n_tensors(gg) == 0)
+        return cli_fail("%s: no deepseek2 weights: the file holds no tensors (a vocabulary only? "
+                        "`vkmoe tokenize` reads it)",
+                        path);
+    if (!arch || strcmp(arch, "deepseek2"))
+        return cli_fail("%s: no deepseek2 weights: general.architecture is %s%s%s, vkmoe runs "
+                        "deepseek2 models (DeepSeek-V2, V2.5, V3, R1)",
+                        path, arch ? "\"" : "", arch ? arch : "missing", arch ? "\"" : "");
+    return CLI_OK;
+}
+
+static bool vocab_has(void *user, const char *text) {
+    return vkm_tok_find(user, text, strlen(text)) >= 0;
+}
+
+/* --chat-template, else tokenizer.chat_template, else the vocabulary's special tokens (said on
+ * stderr). */
+static int choose_template(gen_ctx *g, const gen_opts *o) {
+    const char *text = vkm_tok_chat_template(g->tok);
+    if (o->chat_template || text) {
+        if (vkm_chat_template_select(o->chat_template, text, &g->tmpl)) return cli_fail_last();
+        return CLI_OK;
+    }
+    const char *why = "";
+    if (vkm_chat_template_infer(vocab_has, g->tok, &g->tmpl, &why)) return cli_fail_last();
+    if (!o->quiet)
+        fprintf(stderr,
+                "vkmoe: the model has no tokenizer.chat_template; using %s, inferred from the "
+                "vocabulary's %s tokens (--chat-template to choose)\n",
+                vkm_chat_template_name(g->tmpl), why);
+    return CLI_OK;
+}
+
 int gen_open(gen_ctx *g, const gen_opts *o, bool want_template) {
     memset(g, 0, sizeof *g);
     g->opts = o;
@@ -214,12 +255,11 @@ int gen_open(gen_ctx *g, const gen_opts *o, bool want_template) {
 
     vkm_gguf *gg = NULL;
     if (vkm_gguf_open(o->model, &gg)) return cli_fail_last();
-    int rc = vkm_tok_load(gg, &g->tok);
+    int rc = check_weights(gg, o->model);
+    if (!rc && vkm_tok_load(gg, &g->tok)) rc = cli_fail_last();
     vkm_gguf_close(gg);
-    if (rc) return cli_fail_last();
-    if (want_template &&
-        vkm_chat_template_select(o->chat_template, vkm_tok_chat_template(g->tok), &g->tmpl))
-        return cli_fail_last();
+    if (rc) return rc;
+    if (want_template && (rc = choose_template(g, o))) return rc;
 
     vkm_engine_opts eo = {.model_path = o->model,
                           .device = (int)o->device,
@@ -473,7 +513,7 @@ static void on_sigint(int sig) {
     gen_interrupted = 1;
     /* the warm-up stops after the pipeline being compiled; should a driver take longer than a
      * second over it, the process exits then */
-    if (in_warmup) alarm(1);
+    if (in_warmup && backstop) alarm(1);
 }
 
 static void on_sigalrm(int sig) {
@@ -485,7 +525,8 @@ static void on_sigalrm(int sig) {
     _exit(130);
 }
 
-void gen_sigint_install(void) {
+void gen_sigint_install(bool warmup_backstop) {
+    backstop = warmup_backstop;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;

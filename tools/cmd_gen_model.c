@@ -1,21 +1,39 @@
 /* cmd_gen_model.c - `vkmoe gen-model`: writes a deepseek2 GGUF with random weights from a preset
  * (core/genmodel.h), optionally cut down (--layers, --experts) and quantized with a mix.
- * Exit status per cli.h: 0 ok, 1 the file could not be written, 2 usage error. Notes about
- * adjusted hyperparameters and the progress bar go to stderr; the summary goes to stdout. */
+ * Exit status per cli.h: 0 ok, 1 the file could not be written, 2 usage error, 130 Ctrl-C.
+ * Notes about adjusted hyperparameters and the progress bar go to stderr; the summary goes to
+ * stdout. The file is written as FILE.part and renamed at the end (gguf_write.h); Ctrl-C removes
+ * the partial file, so FILE is either complete or untouched. */
 #include <inttypes.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "chat.h"
 #include "cli.h"
 #include "err.h"
 #include "genmodel.h"
+#include "gguf_write.h"
 #include "qtype.h"
 
 static const char *const USAGE = "vkmoe gen-model --preset P [--layers N] [--dense N] "
-                                 "[--experts N] [--quant T] [--seed S] [--dry-run] [--quiet] "
-                                 "-o FILE.gguf";
+                                 "[--experts N] [--quant T] [--seed S] [--chat-template NAME] "
+                                 "[--dry-run] [--quiet] -o FILE.gguf";
+
+/* The partial file to remove on Ctrl-C. */
+static char g_part[4096];
+
+static void on_sigint(int sig) {
+    (void)sig;
+    static const char msg[] = "\nvkmoe: interrupted; nothing written\n";
+    if (g_part[0]) unlink(g_part);
+    if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) {
+        /* exiting anyway */
+    }
+    _exit(130);
+}
 
 static void print_help(void) {
     printf("usage: %s\n\n"
@@ -30,6 +48,10 @@ static void print_help(void) {
            "                 not split into the preset's groups\n"
            "  --quant T      quantization mix (below), default q4_k_m\n"
            "  --seed S       random seed (default 1)\n"
+           "  --chat-template NAME\n"
+           "                 tokenizer.chat_template to write: deepseek3, deepseek2 or none\n"
+           "                 (default: the preset's; tiny has none, like the fixture, and chat\n"
+           "                 then infers deepseek3 from the vocabulary)\n"
            "  -o, --output F the file to write\n"
            "  --dry-run      print the tensor summary and size, write nothing\n"
            "  --quiet        no progress bar (shown on a terminal or for files > 64 MiB)\n"
@@ -91,6 +113,7 @@ static void print_plan(const vkm_genmodel_plan *plan) {
 
 int cmd_gen_model(int argc, char **argv) {
     const char *preset = NULL, *quant = "q4_k_m", *out = NULL;
+    const char *chat_template = NULL;
     long layers = -1, dense = -1, experts = -1, seed = 1;
     bool dry = false;
     progress prog = {.last_pct = -1};
@@ -125,6 +148,11 @@ int cmd_gen_model(int argc, char **argv) {
         } else if (!strcmp(a, "--experts")) {
             if (!cli_parse_long(v, 1, 512, &experts))
                 return cli_usage_error(USAGE, "--experts must be 1..512, not '%s'", v);
+        } else if (!strcmp(a, "--chat-template")) {
+            enum vkm_chat_template t;
+            if (strcmp(v, "none") && vkm_chat_template_from_name(v, &t))
+                return cli_usage_error(USAGE, "--chat-template: %s, or none", vkm_errmsg());
+            chat_template = v;
         } else if (!strcmp(a, "--seed")) {
             if (!cli_parse_long(v, 0, LONG_MAX, &seed))
                 return cli_usage_error(USAGE, "--seed must be a non-negative integer, not '%s'", v);
@@ -139,6 +167,11 @@ int cmd_gen_model(int argc, char **argv) {
     uint32_t mix;
     if (vkm_genmodel_preset(preset, &hp)) return cli_usage_error(USAGE, "%s", vkm_errmsg());
     if (vkm_genmodel_mix_parse(quant, &mix)) return cli_usage_error(USAGE, "%s", vkm_errmsg());
+    if (chat_template) {
+        enum vkm_chat_template t = VKM_CHAT_NONE;
+        if (strcmp(chat_template, "none")) vkm_chat_template_from_name(chat_template, &t);
+        hp.chat_template = (uint32_t)t;
+    }
     char note[256];
     if (experts >= 0) {
         if (vkm_genmodel_set_experts(&hp, (uint32_t)experts, note, sizeof note))
@@ -155,16 +188,24 @@ int cmd_gen_model(int argc, char **argv) {
     if (vkm_genmodel_check(&hp)) return cli_usage_error(USAGE, "%s", vkm_errmsg());
 
     printf("%s: %u layers (%u dense), E %u, H %u, q_lora %u, kv_lora %u, experts %u (top-%u, "
-           "groups %u/%u) + %u shared, Fe %u, quant %s, seed %ld\n",
+           "groups %u/%u) + %u shared, Fe %u, quant %s, seed %ld, chat template %s\n",
            preset, hp.n_layer, hp.n_dense_lead, hp.n_embd, hp.n_head, hp.q_lora, hp.kv_lora,
            hp.n_expert, hp.n_expert_used, hp.n_group, hp.n_group_used, hp.n_expert_shared,
-           hp.n_ff_exp, vkm_genmodel_mix_name(mix), seed);
+           hp.n_ff_exp, vkm_genmodel_mix_name(mix), seed,
+           vkm_chat_template_name((enum vkm_chat_template)hp.chat_template));
     vkm_genmodel_plan *plan;
     if (vkm_genmodel_plan_create(&hp, mix, &plan)) return cli_fail_last();
     print_plan(plan);
     vkm_genmodel_plan_destroy(plan);
     if (dry) return CLI_OK;
 
+    if (!vkm_gguf_w_temp_path(out, g_part, sizeof g_part)) g_part[0] = 0;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     int rc = vkm_genmodel_write(&hp, mix, (uint64_t)seed, out, on_progress, &prog);
     if (prog.state == 1) fputc('\n', stderr);
     if (rc) return cli_fail_last();

@@ -96,7 +96,7 @@ int cmd_run(int argc, char **argv) {
     }
     if ((rc = gen_tokenize(&g, text, len, &ids, &n_ids))) goto done;
 
-    gen_sigint_install();
+    gen_sigint_install(true);
     if ((rc = gen_prefill(&g, ids, n_ids))) goto done;
     enum gen_stop why = GEN_STOP_LIMIT;
     gen_display d;

@@ -98,11 +98,14 @@ void gen_print_timings(gen_ctx *g);
 
 /* ---- SIGINT ----
  * After gen_sigint_install(): a Ctrl-C sets gen_interrupted (generation stops at the next
- * token, a prompt evaluation after its current chunk); a second one before it is cleared, or
- * any while gen_at_prompt is set, exits 130. */
+ * token, a prompt evaluation after its current chunk, the warm-up after the pipeline in
+ * progress); a second one before it is cleared, or any while gen_at_prompt is set, exits 130.
+ * With warmup_backstop (run, which exits after an interruption anyway), a Ctrl-C during the
+ * warm-up also exits 130 one second later if the warm-up has not stopped by then (one pipeline
+ * can take several seconds to compile on lavapipe). */
 extern volatile sig_atomic_t gen_interrupted;
 extern volatile sig_atomic_t gen_at_prompt;
-void gen_sigint_install(void);
+void gen_sigint_install(bool warmup_backstop);
 
 /* ---- reasoning display ----
  * Chat output goes through the <think> parser: reasoning is dimmed on a terminal, framed as
