@@ -27,15 +27,23 @@ expect "run unknown flag" 2 "unknown option" -- "${R[@]}" --bogus
 expect "run extra argument" 2 "unexpected argument" -- "${R[@]}" extra
 expect "run -p without text" 2 "usage:" -- "$VKMOE" run -m "$TINY" -p
 for bad in "--temp -1" "--temp abc" "--top-p 1.5" "--top-p -0.1" "--min-p 2" "-n -2" "-n x" \
-    "-c 0" "-c -5" "--top-k -1" "--seed -3" "--seed 1.5" "--repeat-penalty -1" "--device x" \
-    "--chat-template chatml" "--temp"; do
+    "-c 16777217" "-c -5" "--top-k -1" "--seed -3" "-s -2" "--seed 1.5" "--repeat-penalty -1" \
+    "--device x" "--chat-template chatml" "--temp" "-t 0" "-t x" "-r"; do
     # shellcheck disable=SC2086
     expect "run $bad" 2 "usage:" -- "${R[@]}" $bad
 done
 expect "run --system without --chat" 2 "need --chat" -- "${R[@]}" --system "be brief"
+expect "run -sys without --chat" 2 "need --chat" -- "${R[@]}" -sys "be brief"
+expect "run -n too large names the maximum" 2 "-n needs a number of tokens -1\.\.2147483647" -- \
+    "${R[@]}" -n 99999999999
+expect "run -r empty" 2 "non-empty" -- "${R[@]}" -r ""
+expect "run --help: -t" 0 "LP_NUM_THREADS.*GPUs ignore it" -- \
+    bash -c '"$1" run --help | tr -d "\n" | tr -s " "' _ "$VKMOE"
+expect "run usage lists --prefetch" 2 "usage: .*--prefetch on\|off" -- "$VKMOE" run
+expect "chat usage lists --prefetch" 2 "usage: .*--prefetch on\|off" -- "$VKMOE" chat
 expect "chat no -m" 2 "usage:" -- "$VKMOE" chat
 expect "chat unknown flag" 2 "unknown option" -- "$VKMOE" chat -m "$TINY" --bogus
-expect "chat -p is not a chat flag" 2 "usage:" -- "$VKMOE" chat -m "$TINY" -p hi
+expect "chat -p and -f" 2 "usage:" -- "$VKMOE" chat -m "$TINY" -p hi -f "$TMP/x"
 expect "run missing model" 1 "^vkmoe: .*nonexistent.gguf" -- \
     "$VKMOE" run -m "$TMP/nonexistent.gguf" -p hi
 expect "run missing prompt file" 1 "nofile.txt" -- "$VKMOE" run -m "$TINY" -f "$TMP/nofile.txt"
@@ -81,6 +89,38 @@ printf 'Hello' >"$TMP/prompt.txt"
 ok "-f gives the same as -p" cmp -s "$TMP/g1.out" "$TMP/f.out"
 "${G[@]}" -f - -n 8 --temp 0 <"$TMP/prompt.txt" >"$TMP/fs.out" 2>&1
 ok "-f - reads stdin" cmp -s "$TMP/g1.out" "$TMP/fs.out"
+
+# llama.cpp's spellings: -s, --seed -1 (random, printed), -c 0, -r/--stop, --ignore-eos, -t
+"${G[@]}" -p Hello -n 16 --temp 0.9 -s 7 >"$TMP/s7.out" 2>&1
+"${G[@]}" -p Hello -n 16 --temp 0.9 --seed 7 >"$TMP/seed7.out" 2>&1
+ok "-s is --seed" cmp -s "$TMP/s7.out" "$TMP/seed7.out"
+"$VKMOE" run -m "$TINY" -p Hello -n 16 --temp 0.9 --seed -1 >"$TMP/sr.out" 2>"$TMP/sr.err"
+seed=$(sed -n 's/^vkmoe: seed \([0-9]*\) (random.*/\1/p' "$TMP/sr.err")
+ok "--seed -1 prints the seed it drew (${seed:-none})" test -n "$seed"
+"${G[@]}" -p Hello -n 16 --temp 0.9 --seed "${seed:-0}" >"$TMP/sr2.out" 2>&1
+ok "the printed seed repeats the run" cmp -s "$TMP/sr.out" "$TMP/sr2.out"
+train=$("$VKMOE" info -m "$TINY" | sed -n 's/.*context_length *UINT32 *\([0-9]*\).*/\1/p')
+expect "-c 0 is the model's context ($train)" 0 "context $train," -- \
+    "$VKMOE" run -m "$TINY" -p Hello -n 1 -c 0
+# greedy "The" ends with EOS after some tokens; --ignore-eos goes on to -n
+n_eos=$("$VKMOE" run -m "$TINY" -p The -n 300 --temp 0 2>&1 >/dev/null |
+    sed -n 's/.*generate .* \([0-9][0-9]*\) tokens .*/\1/p')
+ok "greedy 'The' stops at EOS (${n_eos:-?} of 300 tokens)" test "${n_eos:-300}" -lt 300
+expect "--ignore-eos generates -n tokens" 0 "generate .* $((${n_eos:-0} + 10)) tokens" -- \
+    "$VKMOE" run -m "$TINY" -p The -n $((${n_eos:-0} + 10)) --temp 0 --ignore-eos
+# a stop text taken from the greedy output: generation ends once it has been printed
+out16=$(LC_ALL=C cat "$TMP/g16.out")
+stop=${out16:6:2}
+LC_ALL=C "${G[@]}" -p Hello -n 16 --temp 0 -r "$stop" >"$TMP/r.out" 2>&1
+ok "-r stops early ($(wc -c <"$TMP/r.out") of $(wc -c <"$TMP/g16.out") bytes)" \
+    test "$(wc -c <"$TMP/r.out")" -lt "$(wc -c <"$TMP/g16.out")"
+ok "-r output is a prefix of the greedy text" \
+    cmp -s "$TMP/r.out" <(head -c "$(wc -c <"$TMP/r.out")" "$TMP/g16.out")
+ok "-r output contains the stop text" grep -qaF -- "$stop" "$TMP/r.out"
+LC_ALL=C "${G[@]}" -p Hello -n 16 --temp 0 --stop "$stop" >"$TMP/st.out" 2>&1
+ok "--stop is -r" cmp -s "$TMP/r.out" "$TMP/st.out"
+"${G[@]}" -p Hello -n 8 --temp 0 -t 1 >"$TMP/t1.out" 2>&1
+ok "-t 1 gives the same text" cmp -s "$TMP/g1.out" "$TMP/t1.out"
 expect "timings on stderr" 0 "generate .* 8 tokens .*tokens/s" -- \
     "$VKMOE" run -m "$TINY" -p Hello -n 8 --temp 0
 expect "warm-up time on stderr" 0 "warm-up .* s  \(device pipelines" -- \
@@ -137,6 +177,25 @@ expect "chat EOF" 0 "" -- bash -c 'printf "hi\n" | "$@"' _ "${C[@]}" -n 4
 expect "chat without a template key infers it" 0 "inferred from the vocabulary" -- \
     bash -c 'printf "hi\n" | "$@"' _ "$VKMOE" chat -m "$TINY" -n 2
 expect "chat /reset" 0 "" -- bash -c 'printf "hi\n/reset\nhi\n" | "$@"' _ "${C[@]}" -n 4
+# unknown /commands are not sent; /help lists the commands; // sends a leading /
+printf '/bogus x\n/help\n' | "${C[@]}" -n 4 >"$TMP/cmd.out" 2>"$TMP/cmd.err"
+ok "chat unknown /command exits 0" test "${PIPESTATUS[1]}" -eq 0
+ok "chat warns about an unknown /command" grep -q "unknown command /bogus" "$TMP/cmd.err"
+ok "chat does not send an unknown /command" test ! -s "$TMP/cmd.out"
+ok "chat /help lists the commands" grep -q '/reset.*/quit.*/help' <(tr '\n' ' ' <"$TMP/cmd.err")
+# a """ block is one message: one answer, equal to that of the same text as -p
+printf '"""\nhi\nthere\n"""\n' | "${C[@]}" -n 4 --temp 0 >"$TMP/blk.out" 2>&1
+ok "chat \"\"\" block gives one answer" test "$(wc -l <"$TMP/blk.out")" -eq 1
+printf '' | "${C[@]}" -n 4 --temp 0 -p "hi
+there" >"$TMP/blkp.out" 2>&1
+ok "chat \"\"\" block = the same text as -p" cmp -s "$TMP/blk.out" "$TMP/blkp.out"
+# run -i / -cnv is chat with the prompt as the first message
+printf '' | "$VKMOE" run -m "$TINY" --quiet --chat-template deepseek3 -p hi -n 4 --temp 0 -cnv \
+    >"$TMP/cnv.out" 2>&1
+printf 'hi\n' | "${C[@]}" -n 4 --temp 0 >"$TMP/cnv2.out" 2>&1
+ok "run -cnv is chat with -p first" cmp -s "$TMP/cnv.out" "$TMP/cnv2.out"
+printf 'hi\n' | "$VKMOE" run -m "$TINY" --quiet -n 4 --temp 0 -i >"$TMP/i.out" 2>&1
+ok "run -i is chat" cmp -s "$TMP/i.out" "$TMP/cnv2.out"
 printf 'hi\nhow are you\n' | "${C[@]}" -n 6 --temp 0 >"$TMP/chat.out" 2>&1
 ok "chat exits 0" test "${PIPESTATUS[1]}" -eq 0
 ok "chat prints one line per answer" test "$(wc -l <"$TMP/chat.out")" -eq 2

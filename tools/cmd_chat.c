@@ -4,12 +4,16 @@
  * what is not already in the KV cache (the common token prefix is kept), so a turn costs its new
  * tokens, plus the previous answer again when R1 reasoning is stripped from it. On a terminal
  * input comes through libedit (line editing, history); otherwise lines are read plainly and no
- * prompt is printed, so a pipe can drive it. Commands: /reset, /quit (or /exit, EOF), /help.
+ * prompt is printed, so a pipe can drive it. Commands: /reset, /quit (or /exit, EOF), /help;
+ * another "/word" is refused with a warning ("//" sends a line starting with "/"). A message of
+ * several lines: between two lines of three quotes ("""), or pasted on a terminal (lines that
+ * arrive together are one message). -p/-f give the first message.
  * Ctrl-C stops the answer being generated, or the evaluation of a long question after its
  * current batch (the question is then dropped); at the prompt it exits (status 130).
  *
  * Invariant: msgs[0..n_msgs) is the conversation so far; each content is owned (malloc'ed). */
 #include <editline/readline.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,14 +23,17 @@
 #include "gen.h"
 
 static const char *const USAGE =
-    "vkmoe chat -m MODEL.gguf [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] "
-    "[--repeat-penalty R] [--seed S] [-c CTX] [--device N] [--profile] [--system TEXT] "
-    "[--chat-template NAME] [--hide-thinking] [--no-bos] [--kv-f32] [--vram-budget SIZE] "
-    "[--expert-policy lru|lfu] [--stats] [--quiet]";
+    "vkmoe chat -m MODEL.gguf [-p FIRST | -f FILE] [-n N] [--temp T] [--top-k K] [--top-p P] "
+    "[--min-p P] [--repeat-penalty R] [-s SEED] [-c CTX] [-r TEXT] [--ignore-eos] [-t N] "
+    "[--device N] [--profile] [-sys TEXT] [--chat-template NAME] [--hide-thinking] [--no-bos] "
+    "[--kv-f32] [--vram-budget SIZE] [--expert-policy lru|lfu] [--prefetch on|off] [--stats] "
+    "[--quiet]";
 
 static const char *const COMMANDS_HELP =
-    "/reset clears the conversation, /quit (or Ctrl-D) exits, Ctrl-C stops an answer, the\n"
-    "warm-up or the reading of a long question (Ctrl-C at the prompt exits)\n";
+    "/reset clears the conversation, /quit or /exit (or Ctrl-D) exits, /help shows this;\n"
+    "\"\"\" on a line of its own starts and ends a message of several lines (a paste is one\n"
+    "message too); // sends a line starting with /. Ctrl-C stops an answer, the warm-up or\n"
+    "the reading of a long question (Ctrl-C at the prompt exits)\n";
 
 static void print_help(void) {
     printf("usage: %s\n\n"
@@ -94,8 +101,8 @@ static void on_text(void *user, const char *s, size_t n) {
 }
 
 /* Reads one line without its line end into a malloc'ed string; NULL at EOF. */
-static char *read_line(bool interactive) {
-    if (interactive) return readline("> ");
+static char *read_line(bool interactive, const char *prompt) {
+    if (interactive) return readline(prompt);
     char *line = NULL;
     size_t cap = 0;
     ssize_t n = getline(&line, &cap, stdin);
@@ -105,6 +112,58 @@ static char *read_line(bool interactive) {
     }
     while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = 0;
     return line;
+}
+
+/* True when more input is already waiting (the rest of a paste) on a terminal. */
+static bool more_pending(void) {
+    struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
+    return poll(&p, 1, 25) == 1 && (p.revents & POLLIN);
+}
+
+/* Appends "\n" and line to *msg (malloc'ed, or NULL for the first line). False: out of memory. */
+static bool join_line(char **msg, const char *line) {
+    const size_t a = *msg ? strlen(*msg) : 0, b = strlen(line);
+    char *m = realloc(*msg, a + b + 2);
+    if (!m) return false;
+    if (a) m[a] = '\n';
+    memcpy(m + (a ? a + 1 : 0), line, b + 1);
+    *msg = m;
+    return true;
+}
+
+static bool is_quotes(const char *line) {
+    return !strcmp(line, "\"\"\"");
+}
+
+/* One message: a line; the lines between two \"\"\" lines; on a terminal also the lines of a paste
+ * (those already waiting when a line ends). NULL at EOF (a \"\"\" block cut by EOF is sent). */
+static char *read_message(bool interactive) {
+    char *line = read_line(interactive, "> ");
+    if (!line) return NULL;
+    char *msg = NULL;
+    bool ok = true;
+    if (is_quotes(line)) {
+        free(line);
+        while ((line = read_line(interactive, "... ")) && !is_quotes(line)) {
+            ok = ok && join_line(&msg, line);
+            free(line);
+        }
+        free(line);
+        if (!msg) msg = calloc(1, 1);
+    } else {
+        ok = join_line(&msg, line);
+        free(line);
+        while (ok && interactive && more_pending() && (line = read_line(true, ""))) {
+            ok = join_line(&msg, line);
+            free(line);
+        }
+    }
+    if (!ok || !msg) {
+        free(msg);
+        cli_fail("out of memory reading the message");
+        return calloc(1, 1);
+    }
+    return msg;
 }
 
 /* One turn: user text in, answer out. CLI_OK also when the turn was refused (too long). */
@@ -162,6 +221,7 @@ static int chat_turn(gen_ctx *g, convo *c, const char *line) {
 int cmd_chat(int argc, char **argv) {
     gen_opts o;
     gen_opts_init(&o, -1);
+    const char *first = NULL, *first_file = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (cli_is_help(a)) {
@@ -171,6 +231,12 @@ int cmd_chat(int argc, char **argv) {
         int rc = gen_parse_flag(&o, argc, argv, &i, USAGE);
         if (rc != GEN_NOT_MINE) {
             if (rc) return rc;
+        } else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
+            if (i + 1 >= argc) return cli_usage_error(USAGE, "%s needs a text", a);
+            first = argv[++i];
+        } else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
+            if (i + 1 >= argc) return cli_usage_error(USAGE, "%s needs a file", a);
+            first_file = argv[++i];
         } else if (a[0] == '-') {
             return cli_usage_error(USAGE, "unknown option '%s'", a);
         } else {
@@ -178,9 +244,14 @@ int cmd_chat(int argc, char **argv) {
         }
     }
     if (!o.model) return cli_usage_error(USAGE, "missing -m MODEL.gguf");
+    if (first && first_file) return cli_usage_error(USAGE, "give at most one of -p and -f");
 
     gen_ctx g;
     convo c = {0};
+    char *file_text = NULL;
+    size_t file_len = 0;
+    if (first_file && gen_read_file(first_file, &file_text, &file_len)) return CLI_ERROR;
+    if (file_text) first = file_text;
     int rc = gen_open(&g, &o, true);
     const size_t n_fixed = o.system ? 1 : 0; /* messages /reset keeps */
     if (!rc && o.system) rc = convo_add(&c, VKM_CHAT_SYSTEM, o.system, strlen(o.system));
@@ -190,11 +261,15 @@ int cmd_chat(int argc, char **argv) {
         using_history();
     }
     if (!rc) gen_sigint_install(false);
+    if (!rc && first && first[0]) {
+        if (interactive) printf("> %s\n", first);
+        rc = chat_turn(&g, &c, first);
+    }
     while (!rc) {
         gen_interrupted = 0;
         gen_at_prompt = 1;
         fflush(stdout);
-        char *line = read_line(interactive);
+        char *line = read_message(interactive);
         gen_at_prompt = 0;
         if (!line) {
             if (interactive) fputc('\n', stdout);
@@ -214,14 +289,21 @@ int cmd_chat(int argc, char **argv) {
             if (!o.quiet) fprintf(stderr, "vkmoe: conversation cleared\n");
         } else if (!strcmp(line, "/help")) {
             fputs(COMMANDS_HELP, stderr);
+        } else if (line[0] == '/' && line[1] != '/' && !strchr(line, '\n')) {
+            size_t w = strcspn(line, " \t");
+            fprintf(stderr,
+                    "vkmoe: unknown command %.*s (not sent; /help lists the commands, "
+                    "// sends a line starting with /)\n",
+                    (int)w, line);
         } else {
-            rc = chat_turn(&g, &c, line);
+            rc = chat_turn(&g, &c, line[0] == '/' && line[1] == '/' ? line + 1 : line);
         }
         free(line);
     }
     if (g.session) gen_print_timings(&g);
     convo_truncate(&c, 0);
     free(c.msgs);
+    free(file_text);
     gen_close(&g);
     return rc;
 }

@@ -6,6 +6,7 @@
  * always equals the KV cache's contents; every eval is bounded by n_ctx before it is made. */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -52,16 +53,24 @@ void gen_print_flags_help(FILE *f, long default_n) {
         "  -n, --n-predict N       tokens to generate (default %ld; -1 = until end of text or\n"
         "                          the end of the context)\n"
         "  -c, --ctx-size N        context (KV cache) length in tokens (default: the model's\n"
-        "                          training context, at most 4096)\n"
+        "                          training context, at most 4096; 0 = the model's training\n"
+        "                          context whatever its length)\n"
         "  --temp T                temperature, >= 0 (default 0.8; 0 = greedy)\n"
         "  --top-k K               keep the K most likely tokens (default 40; 0 = off)\n"
         "  --top-p P               nucleus sampling, 0..1 (default 0.95; 1 = off)\n"
         "  --min-p P               drop tokens below P x the top probability, 0..1\n"
         "                          (default 0.05; 0 = off)\n"
         "  --repeat-penalty R      penalty for the last 64 tokens, >= 0 (default 1.0 = off)\n"
-        "  --seed S                sampling seed, >= 0 (default 0: runs are reproducible;\n"
-        "                          the same seed and options give the same text)\n"
-        "  --system TEXT           system message (run: with --chat)\n"
+        "  -s, --seed S            sampling seed, >= 0 (default 0: runs are reproducible;\n"
+        "                          the same seed and options give the same text); -1 = a\n"
+        "                          random seed, printed on stderr\n"
+        "  -r, --reverse-prompt T  stop generating after the text T (also --stop T; up to %d;\n"
+        "                          in chat the answer ends there)\n"
+        "  --ignore-eos            keep generating past end-of-text tokens (never sample them)\n"
+        "  -t, --threads N         the CPU threads of a CPU Vulkan device (lavapipe's\n"
+        "                          LP_NUM_THREADS); GPUs ignore it: the device runs the model,\n"
+        "                          not host threads\n"
+        "  -sys, --system TEXT     system message (run: with --chat)\n"
         "  --chat-template NAME    deepseek3 (V3, R1) or deepseek2 (V2); default: detected\n"
         "                          from the model's tokenizer.chat_template, or without one\n"
         "                          inferred from its vocabulary (<｜User｜> tokens: deepseek3,\n"
@@ -79,7 +88,19 @@ void gen_print_flags_help(FILE *f, long default_n) {
         "                          with a dedicated transfer queue)\n"
         "  --stats                 print the expert-paging counters after the run\n"
         "  --quiet                 no load progress, model line or timings on stderr\n",
-        default_n);
+        default_n, GEN_MAX_STOP);
+}
+
+/* A seed for --seed -1: clock and process id through splitmix64, 32 bits so that it is easy to
+ * pass back to --seed. */
+static uint64_t random_seed(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t z = (uint64_t)ts.tv_sec * 1000000007ull + (uint64_t)ts.tv_nsec +
+                 ((uint64_t)getpid() << 32) + 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return (z ^ (z >> 31)) & 0xFFFFFFFFu;
 }
 
 /* Value of the flag at argv[*i] or NULL (then a usage error is due). */
@@ -99,12 +120,17 @@ int gen_parse_flag(gen_opts *o, int argc, char **argv, int *i, const char *usage
         o->model = v;
     } else if (IS("-n") || IS("--n-predict")) {
         if (!(v = flag_value(argc, argv, i)) || !cli_parse_long(v, -1, INT_MAX, &l))
-            return cli_usage_error(usage, "%s needs a number of tokens >= -1", a);
+            return cli_usage_error(usage,
+                                   "%s needs a number of tokens -1..%d (-1 = until the end of "
+                                   "text or of the context)",
+                                   a, INT_MAX);
         o->n_predict = l;
     } else if (IS("-c") || IS("--ctx-size") || IS("--ctx")) {
-        if (!(v = flag_value(argc, argv, i)) || !cli_parse_long(v, 1, 1L << 24, &l))
-            return cli_usage_error(usage, "%s needs a context length 1..%ld", a, 1L << 24);
+        if (!(v = flag_value(argc, argv, i)) || !cli_parse_long(v, 0, 1L << 24, &l))
+            return cli_usage_error(usage, "%s needs a context length 0..%ld (0 = the model's)", a,
+                                   1L << 24);
         o->n_ctx = l;
+        o->ctx_model = l == 0;
     } else if (IS("--temp") || IS("--temperature")) {
         if (!(v = flag_value(argc, argv, i)) || !cli_parse_float(v, 0, 1e6, &d))
             return cli_usage_error(usage, "%s needs a temperature >= 0", a);
@@ -125,15 +151,31 @@ int gen_parse_flag(gen_opts *o, int argc, char **argv, int *i, const char *usage
         if (!(v = flag_value(argc, argv, i)) || !cli_parse_float(v, 0, 1e6, &d))
             return cli_usage_error(usage, "%s needs a penalty >= 0", a);
         o->sampling.repeat_penalty = (float)d;
-    } else if (IS("--seed")) {
-        if (!(v = flag_value(argc, argv, i)) || !cli_parse_long(v, 0, LONG_MAX, &l))
-            return cli_usage_error(usage, "%s needs a seed >= 0", a);
-        o->sampling.seed = (uint64_t)l;
+    } else if (IS("-s") || IS("--seed")) {
+        if (!(v = flag_value(argc, argv, i)) || !cli_parse_long(v, -1, LONG_MAX, &l))
+            return cli_usage_error(usage, "%s needs a seed >= 0, or -1 for a random one", a);
+        o->seed_random = l < 0;
+        o->sampling.seed = l < 0 ? random_seed() : (uint64_t)l;
+    } else if (IS("-r") || IS("--reverse-prompt") || IS("--stop")) {
+        if (!(v = flag_value(argc, argv, i)) || !v[0])
+            return cli_usage_error(usage, "%s needs a non-empty text", a);
+        if (o->n_stop == GEN_MAX_STOP)
+            return cli_usage_error(usage, "at most %d stop texts (-r, --stop)", GEN_MAX_STOP);
+        o->stop[o->n_stop++] = v;
+    } else if (IS("--ignore-eos")) {
+        o->ignore_eos = true;
+    } else if (IS("-t") || IS("--threads")) {
+        if (!(v = flag_value(argc, argv, i)) || !cli_parse_long(v, 1, 1024, &l))
+            return cli_usage_error(usage, "%s needs a number of threads 1..1024", a);
+        /* read by lavapipe when the device is opened; GPU drivers ignore it */
+        char n[16];
+        snprintf(n, sizeof n, "%ld", l);
+        setenv("LP_NUM_THREADS", n, 1);
     } else if (IS("--device")) {
         if (!(v = flag_value(argc, argv, i))) return cli_usage_error(usage, "%s needs a value", a);
         if (!cli_parse_device(usage, v, &l)) return CLI_USAGE;
         o->device = l;
-    } else if (IS("--system")) {
+    } else if (IS("--system") || IS("-sys") || IS("--system-prompt")) {
         if (!(v = flag_value(argc, argv, i))) return cli_usage_error(usage, "%s needs a text", a);
         o->system = v;
     } else if (IS("--chat-template")) {
@@ -276,7 +318,9 @@ int gen_open(gen_ctx *g, const gen_opts *o, bool want_template) {
         return cli_fail("%s: the model has %d logits but the tokenizer %d tokens", o->model,
                         g->n_vocab, (int)vkm_tok_n_vocab(g->tok));
 
-    vkm_session_opts so = {.n_ctx = (int)o->n_ctx, .kv_f32 = o->kv_f32};
+    int n_ctx = (int)o->n_ctx;
+    if (o->ctx_model) n_ctx = info.n_ctx_train < (1 << 24) ? info.n_ctx_train : 1 << 24;
+    vkm_session_opts so = {.n_ctx = n_ctx, .kv_f32 = o->kv_f32};
     if (vkm_session_create(g->engine, &so, &g->session)) return cli_fail_last();
     g->n_ctx = vkm_session_n_ctx(g->session);
     if (vkm_sampler_create(&o->sampling, g->n_vocab, &g->sampler)) return cli_fail_last();
@@ -284,6 +328,12 @@ int gen_open(gen_ctx *g, const gen_opts *o, bool want_template) {
     g->cache = malloc((size_t)(g->n_ctx > 0 ? g->n_ctx : 1) * sizeof *g->cache);
     if (!g->logits || !g->cache) return cli_fail("out of memory");
 
+    if (o->ignore_eos) {
+        if (!(g->eog = malloc((size_t)g->n_vocab * sizeof *g->eog)))
+            return cli_fail("out of memory");
+        for (int32_t id = 0; id < g->n_vocab; id++)
+            if (vkm_tok_is_eog(g->tok, id)) g->eog[g->n_eog++] = id;
+    }
     g->think_open = vkm_tok_find(g->tok, THINK_OPEN, sizeof THINK_OPEN - 1);
     g->think_close = vkm_tok_find(g->tok, THINK_CLOSE, sizeof THINK_CLOSE - 1);
     g->t_load = now_s() - t0;
@@ -292,6 +342,9 @@ int gen_open(gen_ctx *g, const gen_opts *o, bool want_template) {
         if (want_template) fprintf(stderr, ", chat template %s", vkm_chat_template_name(g->tmpl));
         fprintf(stderr, ", loaded in %.2f s\n", g->t_load);
     }
+    if (o->seed_random && !o->quiet)
+        fprintf(stderr, "vkmoe: seed %llu (random; --seed %llu repeats this run)\n",
+                (unsigned long long)o->sampling.seed, (unsigned long long)o->sampling.seed);
     return CLI_OK;
 }
 
@@ -302,6 +355,7 @@ void gen_close(gen_ctx *g) {
     vkm_tok_free(g->tok);
     free(g->logits);
     free(g->cache);
+    free(g->eog);
     memset(g, 0, sizeof *g);
 }
 
@@ -421,10 +475,52 @@ static void emit_token(gen_ctx *g, vkm_tok_stream *st, int32_t id, gen_text_fn f
     if (vkm_tok_stream_put(st, id, &text, &len) == 0 && len) fn(user, text, len);
 }
 
-int gen_generate(gen_ctx *g, long n_predict, gen_text_fn fn, void *user, enum gen_stop *why) {
+/* Passes text on and watches it for the stop strings: the last bytes of the output are kept, up
+ * to the longest stop string less one, so a string split across pieces is found. */
+typedef struct stop_watch {
+    const gen_opts *o;
+    gen_text_fn fn;
+    void *user;
+    char tail[512]; /* the last n bytes passed on */
+    size_t n, keep;
+    bool hit;
+} stop_watch;
+
+static void watch_text(void *user, const char *text, size_t len) {
+    stop_watch *w = user;
+    w->fn(w->user, text, len);
+    if (!w->o->n_stop || w->hit) return;
+    /* tail + text, searched for each string (text itself may be long: search it in pieces) */
+    char buf[1024];
+    size_t off = 0;
+    while (off < len && !w->hit) {
+        size_t take = len - off < sizeof buf - w->n ? len - off : sizeof buf - w->n;
+        memcpy(buf, w->tail, w->n);
+        memcpy(buf + w->n, text + off, take);
+        const size_t m = w->n + take;
+        for (int i = 0; i < w->o->n_stop && !w->hit; i++) {
+            const size_t sl = strlen(w->o->stop[i]);
+            for (size_t p = 0; p + sl <= m && !w->hit; p++)
+                w->hit = !memcmp(buf + p, w->o->stop[i], sl);
+        }
+        off += take;
+        w->n = m < w->keep ? m : w->keep;
+        memcpy(w->tail, buf + m - w->n, w->n);
+    }
+}
+
+int gen_generate(gen_ctx *g, long n_predict, gen_text_fn fn_out, void *user_out,
+                 enum gen_stop *why) {
     *why = GEN_STOP_LIMIT;
     if (n_predict == 0) return CLI_OK;
     if (!g->have_logits) return cli_fail("internal: generation without a prefill");
+    stop_watch w = {.o = g->opts, .fn = fn_out, .user = user_out};
+    for (int i = 0; i < g->opts->n_stop; i++) {
+        const size_t sl = strlen(g->opts->stop[i]);
+        if (sl - 1 > w.keep) w.keep = sl - 1 < sizeof w.tail ? sl - 1 : sizeof w.tail;
+    }
+    gen_text_fn fn = watch_text;
+    void *user = &w;
     vkm_tok_stream *st = NULL;
     if (vkm_tok_stream_create(g->tok, false, &st)) return cli_fail_last();
     const double t0 = now_s();
@@ -434,6 +530,7 @@ int gen_generate(gen_ctx *g, long n_predict, gen_text_fn fn, void *user, enum ge
             *why = GEN_STOP_INTR;
             break;
         }
+        for (int e = 0; e < g->n_eog; e++) g->logits[g->eog[e]] = -INFINITY; /* --ignore-eos */
         int32_t id = vkm_sampler_sample(g->sampler, g->logits);
         if (vkm_tok_is_eog(g->tok, id)) {
             *why = GEN_STOP_EOG;
@@ -442,6 +539,10 @@ int gen_generate(gen_ctx *g, long n_predict, gen_text_fn fn, void *user, enum ge
         vkm_sampler_accept(g->sampler, id);
         g->n_gen++;
         emit_token(g, st, id, fn, user);
+        if (w.hit) {
+            *why = GEN_STOP_STRING;
+            break;
+        }
         if (n_predict >= 0 && i + 1 >= n_predict) break; /* no need to evaluate the last one */
         if (g->n_cache >= g->n_ctx) {
             *why = GEN_STOP_CTX;

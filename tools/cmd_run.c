@@ -15,9 +15,10 @@
 
 static const char *const USAGE =
     "vkmoe run -m MODEL.gguf (-p PROMPT | -f FILE) [-n N] [--temp T] [--top-k K] [--top-p P] "
-    "[--min-p P] [--repeat-penalty R] [--seed S] [-c CTX] [--device N] [--profile] [--chat] "
-    "[--system TEXT] [--chat-template NAME] [--hide-thinking] [--no-bos] [--kv-f32] [--vram-budget "
-    "SIZE] [--expert-policy lru|lfu] [--stats] [--quiet]";
+    "[--min-p P] [--repeat-penalty R] [-s SEED] [-c CTX] [-r TEXT] [--ignore-eos] [-t N] "
+    "[--device N] [--profile] [--chat] [-i | -cnv] [-sys TEXT] [--chat-template NAME] "
+    "[--hide-thinking] [--no-bos] [--kv-f32] [--vram-budget SIZE] [--expert-policy lru|lfu] "
+    "[--prefetch on|off] [--stats] [--quiet]";
 
 enum { RUN_DEFAULT_N = 128 };
 
@@ -33,10 +34,32 @@ static void print_help(void) {
            "  --chat                  format the prompt as one user turn of the model's chat\n"
            "                          template and show reasoning apart from the answer: dimmed\n"
            "                          on a terminal, otherwise between the lines \"[thinking]\"\n"
-           "                          and \"[/thinking]\"\n",
+           "                          and \"[/thinking]\"\n"
+           "  -i, -cnv                interactive: `vkmoe chat` with these options, the prompt\n"
+           "                          (if any) as the first message (also --interactive,\n"
+           "                          --conversation)\n",
            USAGE);
     gen_print_flags_help(stdout, RUN_DEFAULT_N);
     printf("  -h, --help              this help\n");
+}
+
+/* run -i / -cnv: chat with the other options (--chat dropped: chat always uses the template). */
+static int run_interactive(int argc, char **argv) {
+    char **av = malloc((size_t)(argc + 1) * sizeof *av);
+    if (!av) return cli_fail("out of memory");
+    int n = 0;
+    av[n++] = "chat";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-i") || !strcmp(a, "-cnv") || !strcmp(a, "--interactive") ||
+            !strcmp(a, "--conversation") || !strcmp(a, "--chat"))
+            continue;
+        av[n++] = argv[i];
+    }
+    av[n] = NULL;
+    const int rc = cmd_chat(n, av);
+    free(av);
+    return rc;
 }
 
 int cmd_run(int argc, char **argv) {
@@ -44,6 +67,13 @@ int cmd_run(int argc, char **argv) {
     gen_opts_init(&o, RUN_DEFAULT_N);
     const char *prompt = NULL, *file = NULL;
     bool chat = false;
+    for (int i = 1; i < argc; i++) { /* -i / -cnv: the same options go to chat */
+        const char *a = argv[i];
+        if (!strcmp(a, "-i") || !strcmp(a, "-cnv") || !strcmp(a, "--interactive") ||
+            !strcmp(a, "--conversation"))
+            return run_interactive(argc, argv);
+        if (cli_is_help(a)) break;
+    }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (cli_is_help(a)) {

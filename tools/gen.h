@@ -18,6 +18,8 @@
 #include "tokenizer.h"
 #include "vkmoe.h"
 
+enum { GEN_MAX_STOP = 8 };
+
 /* Options shared by run and chat. */
 typedef struct gen_opts {
     const char *model;
@@ -33,6 +35,11 @@ typedef struct gen_opts {
     const char *system;        /* system message, or NULL */
     const char *chat_template; /* template name, NULL = detect from the model */
     bool hide_thinking;
+    bool seed_random; /* --seed -1: sampling.seed was drawn at random (printed at open) */
+    bool ctx_model;   /* -c 0: the model's training context */
+    bool ignore_eos;  /* never sample an end-of-generation token */
+    const char *stop[GEN_MAX_STOP]; /* -r/--reverse-prompt, --stop: generation ends after any */
+    int n_stop;
 } gen_opts;
 
 /* Defaults (n_predict as given: run uses 128, chat -1). */
@@ -45,7 +52,7 @@ int gen_parse_flag(gen_opts *o, int argc, char **argv, int *i, const char *usage
 void gen_print_flags_help(FILE *f, long default_n);
 
 /* Why generation stopped. */
-enum gen_stop { GEN_STOP_LIMIT, GEN_STOP_EOG, GEN_STOP_CTX, GEN_STOP_INTR };
+enum gen_stop { GEN_STOP_LIMIT, GEN_STOP_EOG, GEN_STOP_CTX, GEN_STOP_INTR, GEN_STOP_STRING };
 
 /* Receives generated text (whole UTF-8 characters) as it is produced. */
 typedef void (*gen_text_fn)(void *user, const char *text, size_t len);
@@ -64,6 +71,8 @@ typedef struct gen_ctx {
     int32_t *cache; /* [n_ctx] token ids in the KV cache */
     int n_cache;
     int32_t think_open, think_close; /* ids of "<think>" / "</think>", -1 if absent */
+    int32_t *eog;                    /* [n_eog] end-of-generation ids, masked by --ignore-eos */
+    int n_eog;
     /* timings */
     double t_load;          /* seconds to open everything */
     double t_warmup;        /* seconds building device pipelines (vkm_session_warmup) */
@@ -89,7 +98,8 @@ int gen_read_file(const char *path, char **out, size_t *len);
  * is 0 or larger than the context, or on an engine error; the cache mirror stays correct. */
 int gen_prefill(gen_ctx *g, const int32_t *ids, int n);
 /* Samples up to n_predict tokens (-1: no limit) after a prefill, passing their text to fn.
- * Stops at EOS/EOT, the limit, the context end (a note on stderr) or SIGINT. */
+ * Stops at EOS/EOT (unless --ignore-eos), the limit, the context end (a note on stderr), a stop
+ * string (-r/--stop: after the text that completes it) or SIGINT. */
 int gen_generate(gen_ctx *g, long n_predict, gen_text_fn fn, void *user, enum gen_stop *why);
 /* Forgets the conversation: empty KV cache, fresh sampler. */
 int gen_reset(gen_ctx *g);
