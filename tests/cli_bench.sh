@@ -62,6 +62,9 @@ micro="$dir/micro.json"
 rc=$?
 check "bench --micro --quick exits 0 (got $rc: $(tail -3 "$out"))" test $rc -eq 0
 check "bench --micro prints the copy bandwidth" grep -q "^copy .* GB/s" "$out"
+if grep -q "llvmpipe" "$out"; then # no transfer queue: the upload line says so
+    check "bench --micro: upload on the compute queue" grep -q "^upload .*(compute queue" "$out"
+fi
 check "bench --micro writes JSON" test -s "$micro"
 if [ $have_python -eq 1 ]; then
     check "micro JSON schema" python3 - "$micro" <<'EOF'
@@ -125,6 +128,40 @@ EOF
     fi
     "$vkmoe" bench -m "$dir/missing.gguf" -p 8 -n 4 >"$out" 2>&1
     check "bench -m on a missing file exits 1" test $? -eq 1
+    check "bench -m names a missing file once" test "$(grep -o "missing.gguf" "$out" | wc -l)" -eq 1
+    # llama-bench habits: comma lists, -pg, several -m, -o json|csv to stdout, --json -
+    cp "$model" "$dir/tiny2.gguf"
+    "$vkmoe" bench -m "$model,$dir/tiny2.gguf" -p 8,16 -n 4 -pg 8,4 -r 1 --quiet -o json \
+        >"$dir/lists.json" 2>"$out"
+    rc=$?
+    check "bench lists -o json exits 0 (got $rc: $(tail -3 "$out"))" test $rc -eq 0
+    check "bench -o json puts the table on stderr" grep -q "pp8+tg4" "$out"
+    if [ $have_python -eq 1 ]; then
+        check "bench lists: JSON on stdout, every test of both models" python3 - "$dir/lists.json" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert "model" not in d and len(d["models"]) == 2, d.keys()
+assert all("experts" in m for m in d["models"])
+got = [(r["model"].split("/")[-1], r["test"]) for r in d["results"]]
+want = [(m, t) for m in ("tiny-v3-f32.gguf", "tiny2.gguf") for t in ("pp8", "pp16", "tg4", "pp8+tg4")]
+assert got == want, got
+pg = [r for r in d["results"] if r["test"] == "pp8+tg4"][0]
+assert pg["n_tokens"] == 8 and pg["n_gen"] == 4 and pg["tokens_per_s"] > 0, pg
+EOF
+    fi
+    "$vkmoe" bench -m "$model" -p 8 -n 4 -r 1 --quiet -o csv >"$dir/o.csv" 2>/dev/null
+    check "bench -o csv: a header and two rows on stdout" test "$(wc -l <"$dir/o.csv")" -eq 3
+    check "bench -o csv: the header" grep -q "^device,driver,model," "$dir/o.csv"
+    "$vkmoe" bench -m "$model" -p 8 -n 4 -r 1 --quiet --json - >"$dir/dash.json" 2>/dev/null
+    check "bench --json - writes JSON to stdout" grep -q '"tokens_per_s"' "$dir/dash.json"
+    check "bench --json - creates no file named -" test ! -e ./-
+    "$vkmoe" bench -m "$model" -p 8 -n 4 -r 1 --json "$dir/no/such/dir/x.json" >"$out" 2>&1
+    rc=$?
+    check "bench --json into a missing directory exits 1 (got $rc)" test $rc -eq 1
+    check "bench --json path checked before the benchmark" \
+        bash -c "grep -q 'does not exist' '$out' && ! grep -q 'warm-up' '$out'"
+    "$vkmoe" bench -m "$model" -p 8 -n 4 -r 1 --csv "$dir" >"$out" 2>&1
+    check "bench --csv onto a directory exits 1" test $? -eq 1
     # depth: both tests start from 16 cached tokens, named as llama-bench names them
     "$vkmoe" bench -m "$model" -p 8 -n 4 -d 16 -r 1 --json "$dir/depth.json" \
         --csv "$dir/depth.csv" >"$out" 2>&1
@@ -185,7 +222,9 @@ check "report of a missing file exits 1" test $? -eq 1
 for args in "" "--bogus" "--micro -r 0" "--micro -r abc" "--micro --device x" \
     "-m" "--micro --max-run -1" "-m x.gguf -p -3" "--report" "--report a.json --micro" \
     "--micro --md x.md" "--micro -p 8" "-m x.gguf -p 0 -n 0" "--micro --json" "--micro -d 8" \
-    "-m x.gguf -d -1" "-m x.gguf -d 70000"; do
+    "-m x.gguf -d -1" "-m x.gguf -d 70000" "-m x.gguf -p 8,,16" "-m x.gguf -p 8," \
+    "-m x.gguf -pg 8" "-m x.gguf -pg 8,0" "-m x.gguf -o xml" "-m x.gguf -o json --json y.json" \
+    "-m x.gguf --json - --csv -" "--micro -o csv" "--paging -m x.gguf -n 4,8"; do
     # shellcheck disable=SC2086
     "$vkmoe" bench $args >"$out" 2>&1
     rc=$?

@@ -4,10 +4,13 @@
  * of their own. Exit status per cli.h: 2 for bad flags, 1 for runtime errors. */
 #include "cmd_bench.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "err.h"
@@ -15,9 +18,9 @@
 
 #define USAGE                                                                                      \
     "vkmoe bench --micro [--quick] [--device N] [-r REPS] [--max-run S] [--json F] [--quiet]\n"    \
-    "       vkmoe bench -m MODEL [-p N] [-n N] [-d N] [-r REPS] [--device N] [--json F] [--csv "   \
-    "F] "                                                                                          \
-    "[--vram-budget SIZE] [--expert-policy lru|lfu] [--prefetch on|off] [--stats] [--quiet]\n"     \
+    "       vkmoe bench -m MODEL[,MODEL...] [-p N[,N...]] [-n N[,N...]] [-pg P,N] [-d N[,N...]] "  \
+    "[-r REPS] [-o md|json|csv] [--device N] [--json F] [--csv F] [--vram-budget SIZE] "           \
+    "[--expert-policy lru|lfu] [--prefetch on|off] [--stats] [--quiet]\n"                          \
     "       vkmoe bench --tokenizer -m MODEL [-r REPS] [--json F] [--quiet]\n"                     \
     "       vkmoe bench --paging -m MODEL [-n N] [--device N] [--prefetch on|off] [--json F] "     \
     "[--png F] [--quiet]\n"                                                                        \
@@ -50,17 +53,23 @@ static void print_help(void) {
         "  -r REPS       most timed repetitions per measurement (default 20; fewer when one\n"
         "                run is long, at least 1)\n"
         "  --max-run S   seconds (default 5)\n\n"
-        "model benchmark (-m MODEL), like llama-bench:\n"
+        "model benchmark (-m MODEL), like llama-bench; every list flag takes values separated\n"
+        "by commas and may be repeated (-p 16,32 -p 64), and every model runs every test:\n"
+        "  -m MODEL      the GGUF model; several: -m a.gguf,b.gguf or -m a.gguf -m b.gguf\n"
         "  -p N          prefill test ppN: N tokens in one eval from an empty cache (default 64,\n"
         "                0 = none)\n"
         "  -n N          decode test tgN: N evals of one token each (default 32, 0 = none)\n"
-        "  -d N          depth: both tests start with N tokens already in the KV cache\n"
+        "  -pg P,N       prefill then decode, ppP+tgN: one eval of P tokens, then N of one\n"
+        "                token; t/s over all P + N tokens (none by default)\n"
+        "  -d N          depth: the tests start with N tokens already in the KV cache\n"
         "                (default 0; named \"pp64 @ d512\" as llama-bench does). The N tokens\n"
         "                are evaluated once, untimed; each repetition cuts the cache back to\n"
         "                them\n"
         "  -r REPS       repetitions of each test (default 3), after one warm-up; reports\n"
         "                tokens/s mean and standard deviation over the repetitions\n"
-        "  --csv F       also write the results as CSV (one row per test)\n"
+        "  -o FORMAT     stdout gets md (the table, default), json or csv (the --json / --csv\n"
+        "                document; the table then goes to stderr)\n"
+        "  --csv F       also write the results as CSV (one row per test; - = stdout)\n"
         "  --vram-budget SIZE  device bytes for weights + expert cache (K/M/G suffixes);\n"
         "                routed experts beyond it are paged from host memory (default: the\n"
         "                device's memory budget)\n"
@@ -95,7 +104,8 @@ static void print_help(void) {
         "  --png F       also draw a grouped bar chart (one colour per device) as PNG\n\n"
         "common:\n"
         "  --device N    Vulkan device index (vkmoe devices); default: the '*' device\n"
-        "  --json F      write the results as JSON to F\n"
+        "  --json F      write the results as JSON to F (- = stdout); the --json, --csv and\n"
+        "                --png paths are checked before anything runs\n"
         "  --quiet       no progress on stderr\n");
 }
 
@@ -206,19 +216,31 @@ static double json_num(const cJSON *o, const char *key) {
     return cJSON_IsNumber(v) ? v->valuedouble : 0;
 }
 
-/* One row per model result: device, driver, model, size, type, test, n_tokens, t/s, sd, reps. */
+/* The model object (root "model", or in "models") whose path is `path`; NULL if none. */
+static const cJSON *find_model(const cJSON *root, const char *path) {
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(root, "model");
+    if (m && !strcmp(json_str(m, "path"), path)) return m;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(root, "models")) {
+        if (!strcmp(json_str(m, "path"), path)) return m;
+    }
+    return NULL;
+}
+
+/* One row per model result: device, driver, model, size, type, test, n_tokens, t/s, sd, reps.
+ * path "-" = stdout. */
 static int write_csv(const char *path, const cJSON *root) {
-    FILE *f = fopen(path, "wb");
+    const bool to_stdout = !strcmp(path, "-");
+    FILE *f = to_stdout ? stdout : fopen(path, "wb");
     if (!f) return cli_fail("bench: cannot write '%s'", path);
     const cJSON *dev = cJSON_GetObjectItemCaseSensitive(root, "device");
-    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     const cJSON *res = cJSON_GetObjectItemCaseSensitive(root, "results");
     fputs("device,driver,model,model_size_bytes,model_type,test,n_tokens,n_depth,tokens_per_s,"
-          "stddev,reps\n",
+          "stddev,reps,n_gen\n",
           f);
     const cJSON *r;
     cJSON_ArrayForEach(r, res) {
         char num[64];
+        const cJSON *model = find_model(root, json_str(r, "model"));
         csv_field(f, json_str(dev, "name"), false);
         csv_field(f, json_str(dev, "driver"), false);
         csv_field(f, json_str(model, "path"), false);
@@ -235,10 +257,12 @@ static int write_csv(const char *path, const cJSON *root) {
         snprintf(num, sizeof num, "%.3f", json_num(r, "stddev"));
         csv_field(f, num, false);
         snprintf(num, sizeof num, "%.0f", json_num(r, "reps"));
+        csv_field(f, num, false);
+        snprintf(num, sizeof num, "%.0f", json_num(r, "n_gen")); /* ppP+tgN: N, else 0 */
         csv_field(f, num, true);
     }
     bool ok = !ferror(f);
-    if (fclose(f) != 0) ok = false;
+    if (to_stdout ? fflush(f) != 0 : fclose(f) != 0) ok = false;
     if (!ok) return cli_fail("bench: error writing '%s'", path);
     return CLI_OK;
 }
@@ -255,7 +279,11 @@ static int write_json(const char *path, const cJSON *root) {
         memcpy(withnl, text, len);
         withnl[len] = '\n';
         withnl[len + 1] = 0;
-        rc = bench_write_file(path, withnl);
+        if (!strcmp(path, "-"))
+            rc = fputs(withnl, stdout) < 0 || fflush(stdout) ? cli_fail("bench: error writing JSON")
+                                                             : CLI_OK;
+        else
+            rc = bench_write_file(path, withnl);
     }
     free(withnl);
     cJSON_free(text);
@@ -269,17 +297,65 @@ static bool take_value(int argc, char **argv, int *i, const char **val) {
     return true;
 }
 
+/* Appends the comma-separated numbers of s (each in [min, max]) to out[*n] (at most
+ * BENCH_MAX_LIST in all). False on a bad or empty value or too many. */
+static bool parse_list(const char *s, long min, long max, int *out, int *n) {
+    char buf[256];
+    if (!s || !*s || strlen(s) >= sizeof buf) return false;
+    snprintf(buf, sizeof buf, "%s", s);
+    char *save = NULL;
+    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        long v;
+        if (*n == BENCH_MAX_LIST || !cli_parse_long(t, min, max, &v)) return false;
+        out[(*n)++] = (int)v;
+    }
+    return s[strlen(s) - 1] != ',' && s[0] != ',' && !strstr(s, ",,");
+}
+
+/* Whether `path` can be written ("-" = stdout): an existing file must be writable, a new one
+ * needs a writable directory. Nothing is created. Prints the error (exit 1) otherwise. */
+static int check_output(const char *flag, const char *path) {
+    if (!path || !strcmp(path, "-")) return CLI_OK;
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            return cli_fail("bench: %s %s: a directory, not a file", flag, path);
+        if (access(path, W_OK) != 0)
+            return cli_fail("bench: %s %s: not writable: %s", flag, path, strerror(errno));
+        return CLI_OK;
+    }
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = 0;
+    else
+        *slash = 0;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return cli_fail("bench: %s %s: the directory %s does not exist", flag, path, dir);
+    if (access(dir, W_OK) != 0)
+        return cli_fail("bench: %s %s: the directory %s is not writable", flag, path, dir);
+    return CLI_OK;
+}
+
 int cmd_bench(int argc, char **argv) {
     bool micro = false, quick = false, quiet = false, report = false;
-    const char *model = NULL, *json = NULL, *csv = NULL, *md = NULL, *png = NULL;
-    long device = -1, n_prompt = 64, n_gen = 32, n_depth = 0, reps = -1;
+    const char *json = NULL, *csv = NULL, *md = NULL, *png = NULL, *format = NULL;
+    const char *models[BENCH_MAX_LIST];
+    int n_models = 0;
+    static char split[8192]; /* the names of -m a,b */
+    size_t split_used = 0;
+    long device = -1, reps = -1;
     double max_run = 5.0;
     const char *inputs[MAX_REPORT_INPUTS];
     int n_inputs = 0;
-    bool have_p = false, have_n = false, have_d = false, have_max_run = false, stats = false;
+    bool have_max_run = false, stats = false;
     bool tokenizer = false, have_policy = false, paging = false, have_r = false;
     uint64_t vram_budget = 0;
     int policy = VKM_EXPERT_LRU, prefetch = VKM_PREFETCH_AUTO;
+    bench_model_opts bo = {.device = -1};
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
@@ -313,8 +389,28 @@ int cmd_bench(int argc, char **argv) {
                 return cli_usage_error(USAGE, "--prefetch needs on or off");
             prefetch = !strcmp(v, "on") ? VKM_PREFETCH_ON : VKM_PREFETCH_OFF;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
-            if (!take_value(argc, argv, &i, &model))
+            if (!take_value(argc, argv, &i, &v) || !*v)
                 return cli_usage_error(USAGE, "%s needs a file", a);
+            /* a,b,c: several models (not split when the whole value names a file) */
+            if (access(v, F_OK) == 0 || !strchr(v, ',')) {
+                if (n_models == BENCH_MAX_LIST)
+                    return cli_usage_error(USAGE, "at most %d models", BENCH_MAX_LIST);
+                models[n_models++] = v;
+                continue;
+            }
+            for (const char *t = v; *t;) {
+                const size_t len = strcspn(t, ",");
+                if (!len || len >= sizeof split - split_used)
+                    return cli_usage_error(USAGE, "%s %s: an empty or too long file name", a, v);
+                if (n_models == BENCH_MAX_LIST)
+                    return cli_usage_error(USAGE, "at most %d models", BENCH_MAX_LIST);
+                memcpy(split + split_used, t, len);
+                split[split_used + len] = 0;
+                models[n_models++] = split + split_used;
+                split_used += len + 1;
+                t += len;
+                if (*t == ',') t++;
+            }
         } else if (!strcmp(a, "--json") || !strcmp(a, "--csv") || !strcmp(a, "--md") ||
                    !strcmp(a, "--png")) {
             if (!take_value(argc, argv, &i, &v))
@@ -324,22 +420,44 @@ int cmd_bench(int argc, char **argv) {
               : !strcmp(a, "--csv") ? &csv
               : !strcmp(a, "--md")  ? &md
                                     : &png) = v;
+        } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
+            if (!take_value(argc, argv, &i, &v) ||
+                (strcmp(v, "md") && strcmp(v, "json") && strcmp(v, "csv")))
+                return cli_usage_error(USAGE, "%s needs md, json or csv", a);
+            format = v;
         } else if (!strcmp(a, "--device")) {
             if (!take_value(argc, argv, &i, &v))
                 return cli_usage_error(USAGE, "--device needs a value");
             if (!cli_parse_device(USAGE, v, &device)) return CLI_USAGE;
         } else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) {
-            if (!take_value(argc, argv, &i, &v) || !cli_parse_long(v, 0, 65536, &n_prompt))
-                return cli_usage_error(USAGE, "%s needs a token count in 0..65536", a);
-            have_p = true;
+            if (!take_value(argc, argv, &i, &v) ||
+                !parse_list(v, 0, 65536, bo.prompts, &bo.n_prompts))
+                return cli_usage_error(USAGE,
+                                       "%s needs token counts in 0..65536, separated by commas "
+                                       "(at most %d)",
+                                       a, BENCH_MAX_LIST);
         } else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) {
-            if (!take_value(argc, argv, &i, &v) || !cli_parse_long(v, 0, 65536, &n_gen))
-                return cli_usage_error(USAGE, "%s needs a token count in 0..65536", a);
-            have_n = true;
+            if (!take_value(argc, argv, &i, &v) || !parse_list(v, 0, 65536, bo.gens, &bo.n_gens))
+                return cli_usage_error(USAGE,
+                                       "%s needs token counts in 0..65536, separated by commas "
+                                       "(at most %d)",
+                                       a, BENCH_MAX_LIST);
         } else if (!strcmp(a, "-d") || !strcmp(a, "--n-depth")) {
-            if (!take_value(argc, argv, &i, &v) || !cli_parse_long(v, 0, 65536, &n_depth))
-                return cli_usage_error(USAGE, "%s needs a token count in 0..65536", a);
-            have_d = true;
+            if (!take_value(argc, argv, &i, &v) ||
+                !parse_list(v, 0, 65536, bo.depths, &bo.n_depths))
+                return cli_usage_error(USAGE,
+                                       "%s needs token counts in 0..65536, separated by commas "
+                                       "(at most %d)",
+                                       a, BENCH_MAX_LIST);
+        } else if (!strcmp(a, "-pg")) {
+            int pair[BENCH_MAX_LIST], n = 0;
+            if (!take_value(argc, argv, &i, &v) || !parse_list(v, 0, 65536, pair, &n) || n != 2 ||
+                pair[0] < 1 || pair[1] < 1 || bo.n_pg == BENCH_MAX_LIST)
+                return cli_usage_error(USAGE,
+                                       "-pg needs P,N: prompt and generated token counts, each "
+                                       "1..65536");
+            bo.pg[bo.n_pg][0] = pair[0];
+            bo.pg[bo.n_pg++][1] = pair[1];
         } else if (!strcmp(a, "-r") || !strcmp(a, "--reps")) {
             if (!take_value(argc, argv, &i, &v) || !cli_parse_long(v, 1, 1000, &reps))
                 return cli_usage_error(USAGE, "%s needs a repetition count in 1..1000", a);
@@ -356,28 +474,36 @@ int cmd_bench(int argc, char **argv) {
             return cli_usage_error(USAGE, "bench: unknown option '%s'", a);
         }
     }
+    const char *model = n_models ? models[0] : NULL;
+    const bool have_p = bo.n_prompts > 0, have_n = bo.n_gens > 0, have_d = bo.n_depths > 0;
+    const bool have_pg = bo.n_pg > 0;
 
+    if (n_models > 1 && (paging || tokenizer))
+        return cli_usage_error(USAGE, "--paging and --tokenizer take one model");
     if (paging) {
-        if (micro || tokenizer || report || quick || have_p || have_d || have_r || csv || md ||
-            have_max_run || stats || vram_budget || have_policy)
+        if (micro || tokenizer || report || quick || have_p || have_d || have_pg || have_r || csv ||
+            md || have_max_run || stats || vram_budget || have_policy || format)
             return cli_usage_error(USAGE, "--paging takes only -m, -n, --device, --prefetch, "
                                           "--json, --png and --quiet");
         if (!model) return cli_usage_error(USAGE, "--paging needs -m MODEL");
-        if (n_gen < 1) return cli_usage_error(USAGE, "--paging needs -n of at least 1");
+        if (bo.n_gens > 1) return cli_usage_error(USAGE, "--paging takes one -n value");
+        if (have_n && bo.gens[0] < 1)
+            return cli_usage_error(USAGE, "--paging needs -n of at least 1");
     }
     if (report) {
-        if (micro || model || json || csv || quick || have_p || have_n || have_d || reps > 0 ||
-            have_max_run || device >= 0 || tokenizer)
+        if (micro || model || json || csv || quick || have_p || have_n || have_d || have_pg ||
+            reps > 0 || have_max_run || device >= 0 || tokenizer || format)
             return cli_usage_error(USAGE, "--report takes only result files, --md and --png");
         if (n_inputs == 0) return cli_usage_error(USAGE, "--report needs at least one file");
+        if (check_output("--md", md) || check_output("--png", png)) return CLI_ERROR;
         return bench_report_run(inputs, n_inputs, md, png);
     }
     if (md || (png && !paging))
         return cli_usage_error(USAGE, "--md goes with --report, --png with --report or --paging");
     if (tokenizer) {
         if (!model) return cli_usage_error(USAGE, "--tokenizer needs -m MODEL");
-        if (micro || quick || have_p || have_n || have_d || csv || have_max_run || device >= 0 ||
-            stats || vram_budget || have_policy)
+        if (micro || quick || have_p || have_n || have_d || have_pg || csv || have_max_run ||
+            device >= 0 || stats || vram_budget || have_policy)
             return cli_usage_error(USAGE, "--tokenizer takes only -m, -r, --json and --quiet");
     }
     if ((stats || vram_budget) && !model)
@@ -387,10 +513,29 @@ int cmd_bench(int argc, char **argv) {
                                "bench: give --micro, -m MODEL, --tokenizer -m MODEL or --report");
     if (quick && !micro) return cli_usage_error(USAGE, "--quick goes with --micro");
     if (have_max_run && !micro) return cli_usage_error(USAGE, "--max-run goes with --micro");
-    if ((have_p || have_n || have_d || csv) && !model)
-        return cli_usage_error(USAGE, "-p, -n, -d and --csv go with -m MODEL");
-    if (model && n_prompt == 0 && n_gen == 0)
+    if ((have_p || have_n || have_d || have_pg || csv) && !model)
+        return cli_usage_error(USAGE, "-p, -n, -pg, -d and --csv go with -m MODEL");
+    if (!have_p) bo.prompts[bo.n_prompts++] = 64;
+    if (!have_n) bo.gens[bo.n_gens++] = 32;
+    if (!have_d) bo.depths[bo.n_depths++] = 0;
+    bool any = have_pg;
+    for (int i = 0; i < bo.n_prompts; i++) any = any || bo.prompts[i] > 0;
+    for (int i = 0; i < bo.n_gens; i++) any = any || bo.gens[i] > 0;
+    if (model && !paging && !tokenizer && !any)
         return cli_usage_error(USAGE, "-p 0 and -n 0: nothing to run");
+    if (format && !strcmp(format, "csv") && (!model || paging || tokenizer))
+        return cli_usage_error(USAGE, "-o csv goes with -m MODEL (the model benchmark)");
+    if (format && ((!strcmp(format, "json") && json) || (!strcmp(format, "csv") && csv)))
+        return cli_usage_error(USAGE, "-o %s and --%s: give one of them", format, format);
+    const int n_stdout = (json && !strcmp(json, "-")) + (csv && !strcmp(csv, "-")) +
+                         (format && strcmp(format, "md"));
+    if (n_stdout > 1)
+        return cli_usage_error(USAGE, "only one of -o, --json - and --csv - can go to stdout");
+    if (format && !strcmp(format, "json")) json = "-";
+    if (format && !strcmp(format, "csv")) csv = "-";
+    /* an output that cannot be written fails now, not after a long benchmark */
+    if (check_output("--json", json) || check_output("--csv", csv) || check_output("--png", png))
+        return CLI_ERROR;
 
     vkm_gpu_device_info dev;
     int rc = tokenizer ? CLI_OK : bench_find_device((int)device, &dev);
@@ -400,6 +545,16 @@ int cmd_bench(int argc, char **argv) {
         !bench_json_add(root, "build", bench_json_build())) {
         cJSON_Delete(root);
         return cli_fail("bench: out of memory");
+    }
+    /* stdout holds the JSON or CSV document: the tables go to stderr meanwhile */
+    int saved_stdout = -1;
+    if (n_stdout) {
+        fflush(stdout);
+        saved_stdout = dup(STDOUT_FILENO);
+        if (saved_stdout < 0 || dup2(STDERR_FILENO, STDOUT_FILENO) < 0) {
+            cJSON_Delete(root);
+            return cli_fail("bench: cannot redirect the tables: %s", strerror(errno));
+        }
     }
     if (tokenizer) {
         bench_tok_opts to = {.model = model, .reps = reps > 0 ? (int)reps : 3, .quiet = quiet};
@@ -416,24 +571,28 @@ int cmd_bench(int argc, char **argv) {
     if (paging) {
         bench_model_opts po = {.model = model,
                                .device = (int)device,
-                               .n_gen = (int)n_gen,
+                               .n_gen = have_n ? bo.gens[0] : 32,
                                .quiet = quiet,
                                .prefetch = prefetch};
         rc = bench_paging_run(&po, png, root);
     }
-    if (!rc && model && !tokenizer && !paging) {
-        bench_model_opts bo = {.model = model,
-                               .device = (int)device,
-                               .n_prompt = (int)n_prompt,
-                               .n_gen = (int)n_gen,
-                               .n_depth = (int)n_depth,
-                               .reps = reps > 0 ? (int)reps : 3,
-                               .quiet = quiet,
-                               .vram_budget = vram_budget,
-                               .expert_policy = policy,
-                               .stats = stats,
-                               .prefetch = prefetch};
+    for (int m = 0; !rc && !tokenizer && !paging && m < n_models; m++) {
+        bo.model = models[m];
+        bo.device = (int)device;
+        bo.reps = reps > 0 ? (int)reps : 3;
+        bo.quiet = quiet;
+        bo.vram_budget = vram_budget;
+        bo.expert_policy = policy;
+        bo.stats = stats;
+        bo.prefetch = prefetch;
+        bo.multi = n_models > 1;
+        bo.header = m == 0;
         rc = bench_model_run(&bo, root);
+    }
+    if (saved_stdout >= 0) {
+        fflush(stdout);
+        dup2(saved_stdout, STDOUT_FILENO);
+        close(saved_stdout);
     }
     if (!rc && json) rc = write_json(json, root);
     if (!rc && csv) rc = write_csv(csv, root);

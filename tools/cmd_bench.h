@@ -28,13 +28,21 @@ typedef struct bench_micro_opts {
     double max_run_s; /* skip a measurement whose single run is predicted to take longer */
 } bench_micro_opts;
 
+enum { BENCH_MAX_LIST = 16 }; /* values of one list flag (-p 16,32 -p 64 ...) */
+
 typedef struct bench_model_opts {
     const char *model; /* GGUF path */
     int device;        /* -1 = default device */
-    int n_prompt;      /* pp test tokens; 0 = no pp test */
-    int n_gen;         /* tg test tokens; 0 = no tg test */
-    int n_depth;       /* tokens already in the KV cache when each test starts (-d) */
-    int reps;          /* repetitions of each test */
+    int n_gen;         /* --paging: decode steps */
+    /* the model benchmark (like llama-bench): for each depth, a ppN test per prompts[] entry, a
+     * tgN test per gens[] entry and a ppP+tgN test per pg[] pair (0 entries make no test) */
+    int prompts[BENCH_MAX_LIST], n_prompts;
+    int gens[BENCH_MAX_LIST], n_gens;
+    int depths[BENCH_MAX_LIST], n_depths; /* tokens already in the KV cache (-d); >= 1 entry */
+    int pg[BENCH_MAX_LIST][2], n_pg;      /* -pg P,N */
+    bool multi;  /* one of several models: JSON under "models", table without header */
+    bool header; /* print the table header */
+    int reps;    /* repetitions of each test */
     bool quiet;
     uint64_t vram_budget; /* bytes for weights + expert cache; 0 = automatic */
     int expert_policy;    /* enum vkm_expert_policy */
@@ -48,7 +56,9 @@ typedef struct bench_tok_opts {
     bool quiet;
 } bench_tok_opts;
 
-/* Each mode prints its table on stdout and adds its sections to `root` (which it owns not). */
+/* Each mode prints its table on stdout and adds its sections to `root` (which it owns not). The
+ * model benchmark adds "results" (each with its "model" path) and "model" {path, size_bytes,
+ * ..., "experts"?} for one model, or "models" [...] with each model's "experts" for several. */
 int bench_micro_run(const bench_micro_opts *o, cJSON *root);
 int bench_model_run(const bench_model_opts *o, cJSON *root);
 int bench_tok_run(const bench_tok_opts *o, cJSON *root);

@@ -231,8 +231,11 @@ static int bench_copy(micro *mc, cJSON *jm) {
     double up = 0;
     progress("bench: %s upload bandwidth%s\n", "measuring", "");
     if ((rc = bench_upload(mc, ub, &up))) return rc;
-    printf("upload %.0f MiB host -> device: %.2f GB/s (transfer queue, median of %d)\n\n",
-           (double)ub / MIB, up, UPLOAD_REPS);
+    printf("upload %.0f MiB host -> device: %.2f GB/s (%s, median of %d)\n\n", (double)ub / MIB, up,
+           vkm_gpu_info(mc->gpu)->transfer_queue
+               ? "transfer queue"
+               : "compute queue: the device has no transfer queue",
+           UPLOAD_REPS);
     fflush(stdout);
     if (!cJSON_AddNumberToObject(jm, "upload_bytes", (double)ub) ||
         !cJSON_AddNumberToObject(jm, "upload_gbps", up))

@@ -1,15 +1,17 @@
 /* cmd_bench_model.c - `vkmoe bench -m MODEL`: llama-bench style prefill and decode speed
  * through the public API (core/vkmoe.h) only; the GGUF reader is used just to describe the file.
  *
- * Tests, each from a KV cache holding the depth's D tokens (-d, default 0: empty; they are
- * evaluated once, untimed, and vkm_session_truncate(s, D) restores them before every
- * repetition, as cache rows below n_past are never touched):
- *   ppN  one vkm_session_eval of N tokens (last-token logits read back)
- *   tgN  N evals of one token each (logits read back after each, as a decoder would)
- * named "ppN @ dD" / "tgN @ dD" with a depth (llama-bench's names). Token ids are pseudo-random
- * in [0, n_vocab) with a fixed seed. One untimed warm-up (vkm_session_warmup for both tests'
- * pipelines, then a ppN eval and a single-token eval) comes first. Times are wall clock around the
- * evals, which include the logits download. t/s per repetition, reported as mean and sample stddev.
+ * Tests, for each depth D of the -d list, each from a KV cache holding D tokens (default 0:
+ * empty; they are evaluated once, untimed, and vkm_session_truncate(s, D) restores them before
+ * every repetition, as cache rows below n_past are never touched):
+ *   ppN      one vkm_session_eval of N tokens (last-token logits read back), per -p value
+ *   tgN      N evals of one token each (logits read back after each), per -n value
+ *   ppP+tgN  one eval of P tokens then N single-token evals, t/s over all P + N (-pg P,N)
+ * named "ppN @ dD" etc. with a depth (llama-bench's names). Token ids are pseudo-random
+ * in [0, n_vocab) with a fixed seed. One untimed warm-up (vkm_session_warmup for every prompt
+ * size's pipelines, then an eval of each size and a single-token eval) comes first. Times are wall
+ * clock around the evals, which include the logits download. t/s per repetition, reported as mean
+ * and sample stddev.
  */
 #include <math.h>
 #include <stdio.h>
@@ -57,21 +59,31 @@ static int describe_model(const char *path, cJSON *jmodel, char *type_out, size_
 }
 
 typedef struct test_result {
-    char name[32];
-    int n_tokens, n_depth;
+    char name[40];
+    int n_tokens, n_depth, n_gen; /* n_gen: the tg part of a ppP+tgN test */
     double mean, sd;
     int reps;
 } test_result;
 
-/* Runs one test `reps` times from the `depth` tokens in the cache; gen = tgN (one token per
- * eval) else ppN. */
-static int run_test(vkm_session *s, const int32_t *tok, int n, int depth, bool gen, int reps,
-                    bool quiet, float *logits, test_result *r) {
-    if (depth)
-        snprintf(r->name, sizeof r->name, "%s%d @ d%d", gen ? "tg" : "pp", n, depth);
+enum test_kind { TEST_PP, TEST_TG, TEST_PG };
+
+/* Runs one test `reps` times from the `depth` tokens in the cache: ppN = one eval of n tokens,
+ * tgN = n evals of one token, ppP+tgN = one eval of n tokens then n_gen evals of one; t/s =
+ * all its tokens / time. */
+static int run_test(vkm_session *s, const int32_t *tok, enum test_kind kind, int n, int n_gen,
+                    int depth, int reps, bool quiet, float *logits, test_result *r) {
+    char base[32];
+    if (kind == TEST_PG)
+        snprintf(base, sizeof base, "pp%d+tg%d", n, n_gen);
     else
-        snprintf(r->name, sizeof r->name, "%s%d", gen ? "tg" : "pp", n);
+        snprintf(base, sizeof base, "%s%d", kind == TEST_TG ? "tg" : "pp", n);
+    if (depth)
+        snprintf(r->name, sizeof r->name, "%s @ d%d", base, depth);
+    else
+        snprintf(r->name, sizeof r->name, "%s", base);
+    const int total = kind == TEST_PG ? n + n_gen : n;
     r->n_tokens = n;
+    r->n_gen = kind == TEST_PG ? n_gen : 0;
     r->n_depth = depth;
     r->reps = reps;
     double *ts = malloc((size_t)reps * sizeof *ts);
@@ -80,13 +92,16 @@ static int run_test(vkm_session *s, const int32_t *tok, int n, int depth, bool g
     for (int k = 0; !rc && k < reps; k++) {
         rc = vkm_session_truncate(s, depth);
         double t0 = bench_now_s();
-        if (gen)
+        if (kind == TEST_TG)
             for (int i = 0; !rc && i < n; i++) rc = vkm_session_eval(s, &tok[i], 1, false, logits);
         else if (!rc)
             rc = vkm_session_eval(s, tok, n, false, logits);
+        if (kind == TEST_PG)
+            for (int i = 0; !rc && i < n_gen; i++)
+                rc = vkm_session_eval(s, &tok[n + i], 1, false, logits);
         double dt = bench_now_s() - t0;
         if (rc) break;
-        ts[k] = dt > 0 ? n / dt : 0;
+        ts[k] = dt > 0 ? total / dt : 0;
         if (!quiet) {
             fprintf(stderr, "bench: %s rep %d/%d: %.2f t/s\n", r->name, k + 1, reps, ts[k]);
             fflush(stderr);
@@ -108,10 +123,52 @@ static const char *base_name(const char *path) {
     return b ? b + 1 : path;
 }
 
+static int max_of(const int *v, int n) {
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (v[i] > m) m = v[i];
+    return m;
+}
+
+/* The untimed warm-up: the pipelines of every prompt size (several built at once), one eval
+ * of each size and one single-token eval. */
+static int warm_up(vkm_session *s, const bench_model_opts *o, const int32_t *tok, float *logits) {
+    int sizes[2 * BENCH_MAX_LIST], n = 0;
+    for (int i = 0; i < o->n_prompts; i++) sizes[n++] = o->prompts[i];
+    for (int i = 0; i < o->n_pg; i++) sizes[n++] = o->pg[i][0];
+    int rc = VKM_OK;
+    for (int i = 0; !rc && i < n; i++) {
+        bool seen = sizes[i] == 0;
+        for (int j = 0; j < i; j++) seen = seen || sizes[j] == sizes[i];
+        if (seen) continue;
+        rc = vkm_session_warmup(s, sizes[i]);
+        if (!rc) rc = vkm_session_eval(s, tok, sizes[i], false, logits);
+        if (!rc) rc = vkm_session_truncate(s, 0);
+    }
+    if (!rc) rc = vkm_session_warmup(s, 0);
+    if (!rc) rc = vkm_session_eval(s, tok, 1, false, logits);
+    if (!rc) rc = vkm_session_truncate(s, 0);
+    return rc;
+}
+
+enum { MAX_TESTS = BENCH_MAX_LIST * 3 * BENCH_MAX_LIST };
+
 static int run(const bench_model_opts *o, cJSON *root) {
     cJSON *jmodel = cJSON_CreateObject();
-    if (!jmodel || !bench_json_add(root, "model", jmodel))
+    if (!jmodel) return vkm_error(VKM_ENOMEM, "out of memory");
+    if (o->multi) {
+        cJSON *models = cJSON_GetObjectItemCaseSensitive(root, "models");
+        if (!models && !bench_json_add(root, "models", models = cJSON_CreateArray())) {
+            cJSON_Delete(jmodel);
+            return vkm_error(VKM_ENOMEM, "out of memory");
+        }
+        if (!cJSON_AddItemToArray(models, jmodel)) {
+            cJSON_Delete(jmodel);
+            return vkm_error(VKM_ENOMEM, "out of memory");
+        }
+    } else if (!bench_json_add(root, "model", jmodel)) {
         return vkm_error(VKM_ENOMEM, "out of memory");
+    }
     char type[32];
     uint64_t size = 0;
     int rc = describe_model(o->model, jmodel, type, sizeof type, &size);
@@ -127,8 +184,9 @@ static int run(const bench_model_opts *o, cJSON *root) {
     vkm_session *s = NULL;
     int32_t *tok = NULL;
     float *logits = NULL;
-    test_result res[2];
+    test_result *res = calloc(MAX_TESTS, sizeof *res);
     int n_res = 0;
+    if (!res) return vkm_error(VKM_ENOMEM, "out of memory");
     rc = vkm_engine_open(&eo, &e);
     vkm_engine_info info;
     memset(&info, 0, sizeof info);
@@ -138,17 +196,23 @@ static int run(const bench_model_opts *o, cJSON *root) {
     }
     if (!rc && !cJSON_AddStringToObject(jmodel, "desc", info.model_desc))
         rc = vkm_error(VKM_ENOMEM, "out of memory");
-    const int n_test = o->n_prompt > o->n_gen ? o->n_prompt : o->n_gen;
-    const int n_max = n_test > o->n_depth ? n_test : o->n_depth; /* token ids needed */
+    int n_test = max_of(o->prompts, o->n_prompts), max_p = n_test;
+    if (max_of(o->gens, o->n_gens) > n_test) n_test = max_of(o->gens, o->n_gens);
+    for (int i = 0; i < o->n_pg; i++) {
+        if (o->pg[i][0] + o->pg[i][1] > n_test) n_test = o->pg[i][0] + o->pg[i][1];
+        if (o->pg[i][0] > max_p) max_p = o->pg[i][0];
+    }
+    const int max_d = max_of(o->depths, o->n_depths);
+    const int n_max = n_test > max_d ? n_test : max_d; /* token ids needed */
     if (!rc) {
         vkm_session_opts so = {
-            .n_ctx = o->n_depth + n_test + 1,
-            .max_batch = o->n_prompt > MAX_BATCH ? MAX_BATCH : (o->n_prompt > 0 ? o->n_prompt : 1),
+            .n_ctx = max_d + n_test + 1,
+            .max_batch = max_p > MAX_BATCH ? MAX_BATCH : (max_p > 0 ? max_p : 1),
         };
         rc = vkm_session_create(e, &so, &s);
     }
     if (!rc) {
-        tok = malloc((size_t)n_max * sizeof *tok);
+        tok = malloc((size_t)(n_max > 0 ? n_max : 1) * sizeof *tok);
         logits = malloc((size_t)info.n_vocab * sizeof *logits);
         if (!tok || !logits) rc = vkm_error(VKM_ENOMEM, "out of memory");
     }
@@ -159,30 +223,38 @@ static int run(const bench_model_opts *o, cJSON *root) {
             tok[i] = (int32_t)((seed >> 8) % (uint32_t)info.n_vocab);
         }
         if (!o->quiet) fprintf(stderr, "bench: warm-up\n");
-        /* the pipelines of both tests built at once (several in parallel), then one eval each */
-        rc = vkm_session_warmup(s, o->n_prompt);
-        if (!rc && o->n_prompt > 0) rc = vkm_session_eval(s, tok, o->n_prompt, false, logits);
-        if (!rc) rc = vkm_session_truncate(s, 0);
-        if (!rc) rc = vkm_session_eval(s, tok, 1, false, logits);
-        if (!rc) rc = vkm_session_truncate(s, 0);
-        if (!rc && o->n_depth > 0) { /* the depth's tokens, once (the session cuts batches) */
-            if (!o->quiet) fprintf(stderr, "bench: filling the KV cache to depth %d\n", o->n_depth);
-            rc = vkm_session_eval(s, tok, o->n_depth, false, logits);
-        }
+        rc = warm_up(s, o, tok, logits);
     }
-    if (!rc && o->n_prompt > 0)
-        rc = run_test(s, tok, o->n_prompt, o->n_depth, false, o->reps, o->quiet, logits,
-                      &res[n_res++]);
-    if (!rc && o->n_gen > 0)
-        rc = run_test(s, tok, o->n_gen, o->n_depth, true, o->reps, o->quiet, logits, &res[n_res++]);
+    for (int di = 0; !rc && di < o->n_depths; di++) {
+        const int d = o->depths[di];
+        rc = vkm_session_truncate(s, 0);
+        if (!rc && d > 0) { /* the depth's tokens, once (the session cuts batches) */
+            if (!o->quiet) fprintf(stderr, "bench: filling the KV cache to depth %d\n", d);
+            rc = vkm_session_eval(s, tok, d, false, logits);
+        }
+        for (int i = 0; !rc && i < o->n_prompts; i++)
+            if (o->prompts[i] > 0)
+                rc = run_test(s, tok, TEST_PP, o->prompts[i], 0, d, o->reps, o->quiet, logits,
+                              &res[n_res++]);
+        for (int i = 0; !rc && i < o->n_gens; i++)
+            if (o->gens[i] > 0)
+                rc = run_test(s, tok, TEST_TG, o->gens[i], 0, d, o->reps, o->quiet, logits,
+                              &res[n_res++]);
+        for (int i = 0; !rc && i < o->n_pg; i++)
+            rc = run_test(s, tok, TEST_PG, o->pg[i][0], o->pg[i][1], d, o->reps, o->quiet, logits,
+                          &res[n_res++]);
+    }
 
     if (!rc) {
-        cJSON *jres = cJSON_CreateArray();
-        if (!jres || !bench_json_add(root, "results", jres)) rc = vkm_error(VKM_ENOMEM, "oom");
+        cJSON *jres = cJSON_GetObjectItemCaseSensitive(root, "results");
+        if (!jres && !bench_json_add(root, "results", jres = cJSON_CreateArray()))
+            rc = vkm_error(VKM_ENOMEM, "oom");
         for (int i = 0; !rc && i < n_res; i++) {
             cJSON *r = cJSON_CreateObject();
             if (!r || !cJSON_AddStringToObject(r, "test", res[i].name) ||
+                !cJSON_AddStringToObject(r, "model", o->model) ||
                 !cJSON_AddNumberToObject(r, "n_tokens", res[i].n_tokens) ||
+                (res[i].n_gen && !cJSON_AddNumberToObject(r, "n_gen", res[i].n_gen)) ||
                 !cJSON_AddNumberToObject(r, "n_depth", res[i].n_depth) ||
                 !cJSON_AddNumberToObject(r, "tokens_per_s", res[i].mean) ||
                 !cJSON_AddNumberToObject(r, "stddev", res[i].sd) ||
@@ -202,7 +274,7 @@ static int run(const bench_model_opts *o, cJSON *root) {
             fprintf(stderr, "%s\n", line);
         }
         cJSON *jx = cJSON_CreateObject();
-        if (!jx || !bench_json_add(root, "experts", jx) ||
+        if (!jx || !bench_json_add(o->multi ? jmodel : root, "experts", jx) ||
             !cJSON_AddBoolToObject(jx, "paged", st.paged) ||
             !cJSON_AddNumberToObject(jx, "slots", st.n_slots) ||
             !cJSON_AddNumberToObject(jx, "hits", (double)st.hits) ||
@@ -219,15 +291,15 @@ static int run(const bench_model_opts *o, cJSON *root) {
             snprintf(sz, sizeof sz, "%.2f GiB", (double)size / (double)(1ull << 30));
         else
             snprintf(sz, sizeof sz, "%.2f MiB", (double)size / (double)(1ull << 20));
-        int tw = 8; /* the test column fits "tg64 @ d1024" */
-        for (int i = 0; i < n_res; i++)
-            if ((int)strlen(res[i].name) > tw) tw = (int)strlen(res[i].name);
-        printf("| %-30s | %10s | %-6s | %-32s | %*s | %20s |\n", "model", "size", "type", "device",
-               tw, "test", "t/s");
-        printf("| %.30s | %.10s | %.6s | %.32s | %.*s | %.20s |\n",
-               "------------------------------------------", "------------------------------",
-               "----------------", "----------------------------------------", tw,
-               "--------------------------------", "--------------------------------");
+        const int tw = 16; /* the test column fits "pp512+tg128 @ d1024" mostly */
+        if (o->header) {
+            printf("| %-30s | %10s | %-6s | %-32s | %*s | %20s |\n", "model", "size", "type",
+                   "device", tw, "test", "t/s");
+            printf("| %.30s | %.10s | %.6s | %.32s | %.*s | %.20s |\n",
+                   "------------------------------------------", "------------------------------",
+                   "----------------", "----------------------------------------", tw,
+                   "--------------------------------", "--------------------------------");
+        }
         for (int i = 0; i < n_res; i++) {
             char ts[64];
             snprintf(ts, sizeof ts, "%.2f ± %.2f", res[i].mean, res[i].sd);
@@ -236,6 +308,7 @@ static int run(const bench_model_opts *o, cJSON *root) {
         }
         fflush(stdout);
     }
+    free(res);
     free(tok);
     free(logits);
     vkm_session_destroy(s);
@@ -245,5 +318,8 @@ static int run(const bench_model_opts *o, cJSON *root) {
 
 int bench_model_run(const bench_model_opts *o, cJSON *root) {
     int rc = run(o, root);
-    return rc ? cli_fail("bench -m %s: %s", o->model, vkm_errmsg()) : CLI_OK;
+    if (!rc) return CLI_OK;
+    /* the path once: most messages name the file already */
+    if (strstr(vkm_errmsg(), o->model)) return cli_fail("bench: %s", vkm_errmsg());
+    return cli_fail("bench -m %s: %s", o->model, vkm_errmsg());
 }
