@@ -48,7 +48,18 @@ expect "non-numeric token" 2 "bad token id 'abc'" -- "$VKMOE" logits -m "$TINY" 
 printf '264 72 x1\n' >"$TMP/bad.ids"
 expect "non-numeric in file" 2 "usage:" -- "$VKMOE" logits -m "$TINY" -o "$TMP/x.f32" \
     --tokens-file "$TMP/bad.ids"
-expect "bad --ctx" 2 "usage:" -- "$VKMOE" logits -m "$TINY" -o "$TMP/x.f32" --tokens 1 --ctx 0
+expect "bad --ctx" 2 "usage:" -- "$VKMOE" logits -m "$TINY" -o "$TMP/x.f32" --tokens 1 --ctx -1
+expect "bad -c" 2 "0 = the model's" -- "$VKMOE" logits -m "$TINY" -o "$TMP/x.f32" --tokens 1 -c x
+# -c like run's (0 = the model's context), -o - = stdout
+expect "-c 0" 0 "" -- "$VKMOE" logits -m "$TINY" --tokens "264 72 101" -o "$TMP/c0.f32" -c 0
+ok "-c 0 gives the same logits" cmp -s "$TMP/c0.f32" "$TMP/three.f32"
+"$VKMOE" logits -m "$TINY" --tokens "264 72 101" -c 16 -o - >"$TMP/dash.f32" 2>"$TMP/dash.err"
+ok "-o - exits 0" test $? -eq 0
+ok "-o - writes the logits to stdout" cmp -s "$TMP/dash.f32" "$TMP/three.f32"
+ok "-o - creates no file named -" test ! -e ./-
+# the bad token is named by its place in the input, with --step too (not "token 0")
+expect "--step names the bad token's index" 1 "token 2 = 2000 is outside the vocabulary" -- \
+    "$VKMOE" logits -m "$TINY" -o "$TMP/x.f32" --tokens "0 100 2000" --step
 expect "unknown flag" 2 "usage:" -- "$VKMOE" logits -m "$TINY" -o "$TMP/x.f32" --tokens 1 --bogus
 expect "token out of range" 1 "^vkmoe: .*outside the vocabulary" -- "$VKMOE" logits -m "$TINY" \
     -o "$TMP/x.f32" --tokens "1 268"
@@ -60,7 +71,7 @@ expect "missing model" 1 "^vkmoe: .*nonexistent.gguf" -- "$VKMOE" logits -m "$TM
     -o "$TMP/x.f32" --tokens 1
 expect "missing tokens file" 1 "^vkmoe: .*nope.ids" -- "$VKMOE" logits -m "$TINY" -o "$TMP/x.f32" \
     --tokens-file "$TMP/nope.ids"
-expect "unwritable output" 1 "^vkmoe: cannot" -- "$VKMOE" logits -m "$TINY" \
-    -o "$TMP/no/such/dir/x.f32" --tokens 1
+expect "unwritable output" 1 "^vkmoe: logits: -o .*: the directory .* does not exist" -- \
+    "$VKMOE" logits -m "$TINY" -o "$TMP/no/such/dir/x.f32" --tokens 1
 
 cli_done

@@ -31,6 +31,11 @@ bool cli_parse_size(const char *s, uint64_t *out);
  * prints the usage error (exit status 2) and returns false. With no Vulkan device at all the
  * index is accepted, so the command later fails with the runtime "no device" error. */
 bool cli_parse_device(const char *usage, const char *s, long *out);
+/* Whether an output file can be written, before the work that fills it: "-" (stdout) and NULL
+ * pass; an existing file must be a writable non-directory, a new one needs an existing writable
+ * directory. Nothing is created. Otherwise prints "<who>: <flag> <path>: why" and returns
+ * CLI_ERROR. */
+int cli_check_output(const char *who, const char *flag, const char *path);
 /* True if a is "-h" or "--help". */
 bool cli_is_help(const char *a);
 

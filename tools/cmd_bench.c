@@ -312,34 +312,6 @@ static bool parse_list(const char *s, long min, long max, int *out, int *n) {
     return s[strlen(s) - 1] != ',' && s[0] != ',' && !strstr(s, ",,");
 }
 
-/* Whether `path` can be written ("-" = stdout): an existing file must be writable, a new one
- * needs a writable directory. Nothing is created. Prints the error (exit 1) otherwise. */
-static int check_output(const char *flag, const char *path) {
-    if (!path || !strcmp(path, "-")) return CLI_OK;
-    struct stat st;
-    if (stat(path, &st) == 0) {
-        if (S_ISDIR(st.st_mode))
-            return cli_fail("bench: %s %s: a directory, not a file", flag, path);
-        if (access(path, W_OK) != 0)
-            return cli_fail("bench: %s %s: not writable: %s", flag, path, strerror(errno));
-        return CLI_OK;
-    }
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == dir)
-        dir[1] = 0;
-    else
-        *slash = 0;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return cli_fail("bench: %s %s: the directory %s does not exist", flag, path, dir);
-    if (access(dir, W_OK) != 0)
-        return cli_fail("bench: %s %s: the directory %s is not writable", flag, path, dir);
-    return CLI_OK;
-}
-
 int cmd_bench(int argc, char **argv) {
     bool micro = false, quick = false, quiet = false, report = false;
     const char *json = NULL, *csv = NULL, *md = NULL, *png = NULL, *format = NULL;
@@ -495,7 +467,8 @@ int cmd_bench(int argc, char **argv) {
             reps > 0 || have_max_run || device >= 0 || tokenizer || format)
             return cli_usage_error(USAGE, "--report takes only result files, --md and --png");
         if (n_inputs == 0) return cli_usage_error(USAGE, "--report needs at least one file");
-        if (check_output("--md", md) || check_output("--png", png)) return CLI_ERROR;
+        if (cli_check_output("bench", "--md", md) || cli_check_output("bench", "--png", png))
+            return CLI_ERROR;
         return bench_report_run(inputs, n_inputs, md, png);
     }
     if (md || (png && !paging))
@@ -534,7 +507,8 @@ int cmd_bench(int argc, char **argv) {
     if (format && !strcmp(format, "json")) json = "-";
     if (format && !strcmp(format, "csv")) csv = "-";
     /* an output that cannot be written fails now, not after a long benchmark */
-    if (check_output("--json", json) || check_output("--csv", csv) || check_output("--png", png))
+    if (cli_check_output("bench", "--json", json) || cli_check_output("bench", "--csv", csv) ||
+        cli_check_output("bench", "--png", png))
         return CLI_ERROR;
 
     vkm_gpu_device_info dev;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "err.h"
@@ -16,7 +17,7 @@
 
 static const char *const USAGE =
     "vkmoe logits -m MODEL.gguf (--tokens \"ID ID ...\" | --tokens-file FILE) -o OUT.f32 "
-    "[--step] [--device N] [--kv-f32] [--ctx N] [--profile] [--vram-budget SIZE] "
+    "[--step] [--device N] [--kv-f32] [-c N] [--profile] [--vram-budget SIZE] "
     "[--expert-policy lru|lfu] [--prefetch on|off] [--stats]";
 
 static void print_help(void) {
@@ -26,11 +27,13 @@ static void print_help(void) {
            "  -m, --model FILE      the GGUF model (first part of a split model)\n"
            "  --tokens \"ID ...\"     whitespace-separated token ids\n"
            "  --tokens-file FILE    a file of whitespace-separated token ids\n"
-           "  -o, --output FILE     where the logits go\n"
+           "  -o, --output FILE     where the logits go (- = stdout, when it is not a terminal)\n"
            "  --step                one token at a time through the KV cache (default: one batch)\n"
            "  --device N            Vulkan device index (see `vkmoe devices`)\n"
            "  --kv-f32              F32 KV cache instead of the default F16\n"
-           "  --ctx N               KV cache length in tokens (default: min(context, 4096))\n"
+           "  -c, --ctx-size N      KV cache length in tokens (default: the model's training\n"
+           "                        context, at most 4096; 0 = the model's, whatever its\n"
+           "                        length; also --ctx)\n"
            "  --profile             print per-kernel GPU times to stderr\n"
            "  --vram-budget SIZE    device bytes for weights + expert cache (K/M/G suffix);\n"
            "                        experts beyond it are paged from host memory (default: auto)\n"
@@ -105,16 +108,18 @@ static int read_text(const char *path, char **out) {
 }
 
 static int write_logits(const char *path, const float *logits, size_t count) {
-    FILE *fp = fopen(path, "wb");
+    const bool to_stdout = !strcmp(path, "-");
+    FILE *fp = to_stdout ? stdout : fopen(path, "wb");
     if (!fp) return cli_fail("cannot create '%s'", path);
     size_t put = fwrite(logits, sizeof *logits, count, fp);
-    if (fclose(fp) != 0 || put != count) return cli_fail("cannot write '%s'", path);
+    if ((to_stdout ? fflush(fp) : fclose(fp)) != 0 || put != count)
+        return cli_fail("cannot write '%s'", to_stdout ? "stdout" : path);
     return CLI_OK;
 }
 
 int cmd_logits(int argc, char **argv) {
     const char *model = NULL, *tokens = NULL, *tokens_file = NULL, *out = NULL;
-    bool step = false, kv_f32 = false, profile = false, stats = false;
+    bool step = false, kv_f32 = false, profile = false, stats = false, ctx_model = false;
     long device = -1, ctx = 0;
     uint64_t budget = 0;
     int policy = VKM_EXPERT_LRU, prefetch = VKM_PREFETCH_AUTO;
@@ -140,9 +145,11 @@ int cmd_logits(int argc, char **argv) {
             if (!has_val) return cli_usage_error(USAGE, "%s needs a device index", a);
             if (!cli_parse_device(USAGE, argv[i + 1], &device)) return CLI_USAGE;
             i++;
-        } else if (!strcmp(a, "--ctx")) {
-            if (!has_val || !cli_parse_long(argv[i + 1], 1, 1 << 24, &ctx))
-                return cli_usage_error(USAGE, "%s needs a context length 1..%d", a, 1 << 24);
+        } else if (!strcmp(a, "-c") || !strcmp(a, "--ctx-size") || !strcmp(a, "--ctx")) {
+            if (!has_val || !cli_parse_long(argv[i + 1], 0, 1 << 24, &ctx))
+                return cli_usage_error(USAGE, "%s needs a context length 0..%d (0 = the model's)",
+                                       a, 1 << 24);
+            ctx_model = ctx == 0;
             i++;
         } else if (!strcmp(a, "--vram-budget")) {
             if (!has_val || !cli_parse_size(argv[i + 1], &budget) || budget == 0)
@@ -174,6 +181,10 @@ int cmd_logits(int argc, char **argv) {
     if (!out) return cli_usage_error(USAGE, "missing -o OUT.f32");
     if (!tokens == !tokens_file)
         return cli_usage_error(USAGE, "give exactly one of --tokens and --tokens-file");
+    if (!strcmp(out, "-") && isatty(STDOUT_FILENO))
+        return cli_usage_error(USAGE, "-o -: stdout is a terminal; the logits are binary "
+                                      "(redirect them, or give a file)");
+    if (cli_check_output("logits", "-o", out)) return CLI_ERROR;
 
     int32_t *ids = NULL;
     int n = 0, cap = 0, rc;
@@ -200,15 +211,25 @@ int cmd_logits(int argc, char **argv) {
                           .vram_budget = budget,
                           .expert_policy = policy,
                           .prefetch = prefetch};
-    vkm_session_opts so = {
-        .n_ctx = (int)ctx, .kv_f32 = kv_f32, .max_batch = step ? 1 : (n < 65536 ? n : 65536)};
-    if (vkm_engine_open(&eo, &e) || vkm_session_create(e, &so, &s)) {
+    vkm_engine_info info;
+    if (vkm_engine_open(&eo, &e)) {
         rc = cli_fail_last();
         goto done;
     }
-    vkm_engine_info info;
     vkm_engine_get_info(e, &info);
+    if (ctx_model) ctx = info.n_ctx_train < (1 << 24) ? info.n_ctx_train : 1 << 24;
+    vkm_session_opts so = {
+        .n_ctx = (int)ctx, .kv_f32 = kv_f32, .max_batch = step ? 1 : (n < 65536 ? n : 65536)};
+    if (vkm_session_create(e, &so, &s)) {
+        rc = cli_fail_last();
+        goto done;
+    }
     const size_t V = (size_t)info.n_vocab;
+    for (int i = 0; i < n; i++) /* named by its place in the input, also with --step */
+        if (ids[i] < 0 || (size_t)ids[i] >= V) {
+            rc = cli_fail("token %d = %d is outside the vocabulary (ids 0..%zu)", i, ids[i], V - 1);
+            goto done;
+        }
     if (!(logits = malloc((size_t)n * V * sizeof *logits))) {
         rc = cli_fail("out of memory for %d x %zu logits", n, V);
         goto done;

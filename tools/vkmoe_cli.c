@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "err.h"
 #include "gpu.h"
@@ -107,4 +109,32 @@ bool cli_parse_device(const char *usage, const char *s, long *out) {
         return false;
     }
     return true;
+}
+
+/* Whether `path` can be written ("-" = stdout): an existing file must be writable, a new one
+ * needs a writable directory. Nothing is created. Prints the error (exit 1) otherwise. */
+int cli_check_output(const char *who, const char *flag, const char *path) {
+    if (!path || !strcmp(path, "-")) return CLI_OK;
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            return cli_fail("%s: %s %s: a directory, not a file", who, flag, path);
+        if (access(path, W_OK) != 0)
+            return cli_fail("%s: %s %s: not writable: %s", who, flag, path, strerror(errno));
+        return CLI_OK;
+    }
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = 0;
+    else
+        *slash = 0;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return cli_fail("%s: %s %s: the directory %s does not exist", who, flag, path, dir);
+    if (access(dir, W_OK) != 0)
+        return cli_fail("%s: %s %s: the directory %s is not writable", who, flag, path, dir);
+    return CLI_OK;
 }
