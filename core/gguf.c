@@ -121,6 +121,9 @@ struct vkm_gguf {
     vkm_gguf_tensor *tensors;             /* n_tensors */
     char (*names)[VKM_GGUF_MAX_NAME + 1]; /* n_tensors; tensors[i].name points here */
     name_index tensor_index;
+    bool header_only;    /* vkm_gguf_open_header: tensor data past the end is allowed */
+    char truncated[320]; /* what is missing then; "" when complete */
+    int64_t n_missing;   /* tensors whose data is not (wholly) in the file */
 };
 
 static const uint8_t g_type_size[VKM_GGUF_TYPE_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
@@ -581,7 +584,9 @@ static int parse_part(vkm_gguf *g, int part) {
     uint64_t data_start;
     if (!align_up(r.pos, p->alignment, &data_start))
         return fail_at(&r, r.pos, "data section start overflows");
-    if (n_tensors > 0 && (data_start > p->size || expect > p->size - data_start))
+    const bool short_data =
+        n_tensors > 0 && (data_start > p->size || expect > p->size - data_start);
+    if (short_data && !g->header_only)
         return vkm_error(VKM_EFORMAT,
                          "%s: truncated file: tensor data needs %" PRIu64
                          " bytes from byte %" PRIu64 " but the file has %" PRIu64 " bytes",
@@ -589,8 +594,15 @@ static int parse_part(vkm_gguf *g, int part) {
     for (int64_t i = first; i < g->n_tensors; i++) {
         vkm_gguf_tensor *t = &g->tensors[i];
         t->file_offset += data_start;
-        t->data = p->map + t->file_offset;
+        const bool in_file = t->file_offset <= p->size && t->nbytes <= p->size - t->file_offset;
+        t->data = in_file ? p->map + t->file_offset : NULL;
+        g->n_missing += !in_file;
     }
+    if (short_data && !g->truncated[0])
+        snprintf(g->truncated, sizeof g->truncated,
+                 "%s: truncated file: tensor data needs %" PRIu64 " bytes from byte %" PRIu64
+                 " but the file has %" PRIu64 " bytes",
+                 p->path, expect, data_start, p->size);
     return 0;
 }
 
@@ -686,10 +698,11 @@ static int open_split(vkm_gguf *g, const char *path) {
     return 0;
 }
 
-int vkm_gguf_open(const char *path, vkm_gguf **out) {
+static int open_gguf(const char *path, bool header_only, vkm_gguf **out) {
     *out = NULL;
     vkm_gguf *g = calloc(1, sizeof *g);
     if (!g) return vkm_error(VKM_ENOMEM, "out of memory");
+    g->header_only = header_only;
     int rc = add_part(g, path);
     if (!rc) rc = open_split(g, path);
     for (int64_t i = 0; i < g->n_tensors; i++)
@@ -700,6 +713,19 @@ int vkm_gguf_open(const char *path, vkm_gguf **out) {
     }
     *out = g;
     return 0;
+}
+
+int vkm_gguf_open(const char *path, vkm_gguf **out) {
+    return open_gguf(path, false, out);
+}
+
+int vkm_gguf_open_header(const char *path, vkm_gguf **out) {
+    return open_gguf(path, true, out);
+}
+
+const char *vkm_gguf_truncated(const vkm_gguf *g, int64_t *n_missing) {
+    if (n_missing) *n_missing = g->n_missing;
+    return g->truncated[0] ? g->truncated : NULL;
 }
 
 void vkm_gguf_close(vkm_gguf *g) {

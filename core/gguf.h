@@ -61,6 +61,14 @@ typedef struct vkm_gguf_tensor {
 /* Opens and validates `path` (and its split parts). VKM_EIO if a file cannot be opened or mapped,
  * VKM_EFORMAT for malformed content ("FILE: what is wrong (at byte N)"), VKM_ENOMEM. */
 int vkm_gguf_open(const char *path, vkm_gguf **out);
+/* As vkm_gguf_open, but a file whose tensor data runs past its end (a cut download) still opens
+ * when its header (KVs, tensor infos) is whole: the tensors not wholly in the file get data
+ * NULL, and vkm_gguf_truncated says what is missing. For listing metadata (`vkmoe info`);
+ * nothing may read tensor data through it without checking data. */
+int vkm_gguf_open_header(const char *path, vkm_gguf **out);
+/* The truncation message ("FILE: truncated file: ...") of a vkm_gguf_open_header file, NULL when
+ * it is complete; *n_missing (optional) gets the number of tensors whose data is missing. */
+const char *vkm_gguf_truncated(const vkm_gguf *g, int64_t *n_missing);
 void vkm_gguf_close(vkm_gguf *g);
 
 /* ---- file ---- */

@@ -21,7 +21,18 @@ expect "unknown flag" 2 "usage:" -- "$VKMOE" info -m "$TINY" --bogus
 expect "extra argument" 2 "usage:" -- "$VKMOE" info -m "$TINY" extra
 expect "missing file" 1 "^vkmoe: .*nonexistent.gguf" -- "$VKMOE" info -m "$TMP/nonexistent.gguf"
 head -c 100000 "$TINY" >"$TMP/trunc.gguf"
-expect "truncated file" 1 "^vkmoe: .*trunc.gguf.*truncated" -- "$VKMOE" info -m "$TMP/trunc.gguf"
+# tensor data cut short: the metadata is still shown, the truncation is a warning (exit 0)
+expect "truncated file" 0 "^vkmoe: warning: .*trunc.gguf.*truncated" -- \
+    "$VKMOE" info -m "$TMP/trunc.gguf"
+expect "truncated file: metadata shown" 0 "general.architecture +STRING +\"deepseek2\"" -- \
+    "$VKMOE" info -m "$TMP/trunc.gguf"
+expect "truncated file: missing tensors marked" 0 "missing: past the end" -- \
+    "$VKMOE" info -m "$TMP/trunc.gguf" --tensors
+expect "truncated file: run refuses it" 1 "truncated" -- \
+    "$VKMOE" run -m "$TMP/trunc.gguf" -p hi -n 1
+head -c 3000 "$TINY" >"$TMP/trunc-header.gguf"
+expect "header cut: an error" 1 "^vkmoe: .*trunc-header.gguf: .*(at byte [0-9]+)" -- \
+    "$VKMOE" info -m "$TMP/trunc-header.gguf"
 printf 'not a gguf file at all, really not' >"$TMP/junk.gguf"
 expect "not gguf" 1 "magic" -- "$VKMOE" info -m "$TMP/junk.gguf"
 

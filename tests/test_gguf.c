@@ -524,8 +524,48 @@ static void test_split(void) {
     vkm_gguf_close(g);
 }
 
+/* vkm_gguf_open_header: a file cut inside its tensor data opens (the header is whole), the
+ * tensors past the end have no data, and the truncation is reported; vkm_gguf_open refuses it. */
+static void test_truncated(void) {
+    FILE *in = fopen(VKMOE_FIXTURES_DIR "/tiny-v3-f32.gguf", "rb");
+    const char *path = tmp_path("cut.gguf");
+    FILE *out = fopen(path, "wb");
+    CHECK(in && out);
+    if (!in || !out) {
+        if (in) fclose(in);
+        if (out) fclose(out);
+        return;
+    }
+    static uint8_t buf[100000];
+    const size_t n = fread(buf, 1, sizeof buf, in);
+    CHECK(n == sizeof buf && fwrite(buf, 1, n, out) == n);
+    fclose(in);
+    fclose(out);
+    vkm_gguf *g = NULL;
+    CHECK(vkm_gguf_open(path, &g) == VKM_EFORMAT && !g);
+    CHECK_OK(vkm_gguf_open_header(path, &g));
+    if (!g) return;
+    int64_t missing = -1;
+    const char *why = vkm_gguf_truncated(g, &missing);
+    CHECK(why && strstr(why, "truncated") && strstr(why, "cut.gguf"));
+    CHECK(vkm_gguf_n_tensors(g) == 52 && missing > 0 && missing < 52);
+    int64_t no_data = 0;
+    for (int64_t i = 0; i < vkm_gguf_n_tensors(g); i++) {
+        const vkm_gguf_tensor *t = vkm_gguf_tensor_at(g, i);
+        no_data += !t->data;
+        if (t->data) CHECK(t->file_offset + t->nbytes <= sizeof buf);
+    }
+    CHECK(no_data == missing);
+    vkm_gguf_close(g);
+    /* a whole file: nothing missing */
+    CHECK_OK(vkm_gguf_open_header(VKMOE_FIXTURES_DIR "/tiny-v3-f32.gguf", &g));
+    if (g) CHECK(vkm_gguf_truncated(g, &missing) == NULL && missing == 0);
+    vkm_gguf_close(g);
+}
+
 int main(void) {
     tmpdir_make("gguf");
+    test_truncated();
     test_tiny();
     test_small();
     test_vocab();

@@ -1,6 +1,8 @@
 /* cmd_info.c - `vkmoe info -m FILE.gguf [--tensors]`: a GGUF file's header, every KV, a summary
  * of tensors by type and, with --tensors, one line per tensor. Read-only; validates the file
- * fully through vkm_gguf_open(), so a malformed file is reported (exit 1) rather than shown. */
+ * through vkm_gguf_open_header(), so a malformed header is reported (exit 1) rather than shown;
+ * a file whose tensor data is cut short (an interrupted download) is shown with the truncation
+ * as a warning on stderr (exit 0), its missing tensors marked in --tensors. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -90,8 +92,8 @@ static void print_tensors(const vkm_gguf *g) {
             pos += (size_t)snprintf(shape + pos, sizeof shape - pos, "%s%" PRId64, j ? ", " : "{",
                                     t->ne[j]);
         if (pos < sizeof shape) snprintf(shape + pos, sizeof shape - pos, "}");
-        printf("  %-48s %-6s %-28s %4d %14" PRIu64 "\n", t->name, vkm_qtype_name(t->type), shape,
-               t->file + 1, t->file_offset);
+        printf("  %-48s %-6s %-28s %4d %14" PRIu64 "%s\n", t->name, vkm_qtype_name(t->type), shape,
+               t->file + 1, t->file_offset, t->data ? "" : "  [missing: past the end]");
     }
 }
 
@@ -117,11 +119,21 @@ int cmd_info(int argc, char **argv) {
     if (!path) return cli_usage_error(USAGE, "missing -m FILE.gguf");
 
     vkm_gguf *g;
-    if (vkm_gguf_open(path, &g)) return cli_fail_last();
+    if (vkm_gguf_open_header(path, &g)) return cli_fail_last();
+    int64_t missing = 0;
+    const char *cut = vkm_gguf_truncated(g, &missing);
     print_file(g, path);
     print_kvs(g);
     print_tensor_summary(g);
     if (tensors) print_tensors(g);
+    if (cut) {
+        fflush(stdout);
+        fprintf(stderr,
+                "vkmoe: warning: %s; the data of %" PRId64 " of %" PRId64
+                " tensors is missing (the metadata above is whole; run and the other commands "
+                "refuse the file)\n",
+                cut, missing, vkm_gguf_n_tensors(g));
+    }
     vkm_gguf_close(g);
     return fflush(stdout) ? cli_fail("info: cannot write output") : CLI_OK;
 }
