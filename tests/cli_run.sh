@@ -125,6 +125,19 @@ expect "timings on stderr" 0 "generate .* 8 tokens .*tokens/s" -- \
     "$VKMOE" run -m "$TINY" -p Hello -n 8 --temp 0
 expect "warm-up time on stderr" 0 "warm-up .* s  \(device pipelines" -- \
     "$VKMOE" run -m "$TINY" -p Hello -n 2 --temp 0
+# stdout and stderr as one stream (2>&1): the text's line is ended before the timing lines
+"$VKMOE" run -m "$TINY" -p Hello -n 16 --temp 0 >"$TMP/both.out" 2>&1
+ok "2>&1: the timings start on their own line" grep -q "^vkmoe: load" "$TMP/both.out"
+# on a terminal, bytes that are not printable UTF-8 are shown escaped; piped they stay raw (the
+# greedy text of the noise model holds control bytes)
+ok "piped output holds raw control bytes" bash -c "LC_ALL=C grep -q \$'[\x01-\x08\x0e-\x1f]' '$TMP/g16.out'"
+if command -v script >/dev/null; then
+    script -qec "$(printf '%q ' "${G[@]}") -p Hello -n 16 --temp 0" /dev/null </dev/null \
+        >"$TMP/tty.out" 2>&1
+    ok "terminal output escapes control bytes" grep -q '\\x[0-9a-f][0-9a-f]' "$TMP/tty.out"
+    ok "terminal output has no raw control bytes" \
+        bash -c "! LC_ALL=C grep -q \$'[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]' '$TMP/tty.out'"
+fi
 expect "--quiet has no timings" 0 "" -- "${G[@]}" -p Hello -n 2
 ok "--quiet stderr is empty" test ! -s "$TMP/g1.err"
 expect "--profile" 0 "" -- "$VKMOE" run -m "$TINY" -p Hello -n 2 --profile

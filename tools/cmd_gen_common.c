@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -644,9 +645,49 @@ void gen_sigint_install(bool warmup_backstop) {
 static const char DIM[] = "\x1b[2m";
 static const char UNDIM[] = "\x1b[0m";
 
+/* Length of the printable UTF-8 character at s[0..n): 1..4, or 0 for a byte that is not one
+ * (a control byte other than newline and tab, DEL, a C1 control, an invalid or overlong
+ * sequence, a surrogate). */
+static size_t printable_len(const unsigned char *s, size_t n) {
+    const unsigned c = s[0];
+    if (c < 0x80) return c == '\n' || c == '\t' || (c >= 0x20 && c != 0x7f) ? 1 : 0;
+    size_t len;
+    uint32_t cp, min;
+    if ((c & 0xe0) == 0xc0)
+        len = 2, cp = c & 0x1f, min = 0x80;
+    else if ((c & 0xf0) == 0xe0)
+        len = 3, cp = c & 0x0f, min = 0x800;
+    else if ((c & 0xf8) == 0xf0)
+        len = 4, cp = c & 0x07, min = 0x10000;
+    else
+        return 0;
+    if (len > n) return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80) return 0;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp < 0xa0))
+        return 0;
+    return len;
+}
+
+/* On a terminal, bytes that are not printable UTF-8 (ESC, DEL, other control bytes, invalid
+ * sequences: a noise model emits them) are shown as \xNN, so the model cannot drive the
+ * terminal; elsewhere the text is written as it is. */
 static void out_write(gen_display *d, const char *s, size_t n) {
     if (!n) return;
-    fwrite(s, 1, n, d->out);
+    if (!d->tty) {
+        fwrite(s, 1, n, d->out);
+    } else {
+        const unsigned char *u = (const unsigned char *)s;
+        for (size_t i = 0; i < n;) {
+            size_t run = 0, l;
+            while (i + run < n && (l = printable_len(u + i + run, n - i - run)) > 0) run += l;
+            if (run) fwrite(s + i, 1, run, d->out);
+            i += run;
+            if (i < n) fprintf(d->out, "\\x%02x", u[i++]);
+        }
+    }
     d->last_nl = s[n - 1] == '\n';
     d->wrote = true;
 }
@@ -696,6 +737,13 @@ void gen_display_text(void *user, const char *text, size_t len) {
     else
         out_write(d, text, len);
     fflush(d->out);
+}
+
+bool gen_same_stream(void) {
+    struct stat a, b;
+    if (fstat(STDOUT_FILENO, &a) || fstat(STDERR_FILENO, &b)) return false;
+    if (a.st_dev == b.st_dev && a.st_ino == b.st_ino) return true;
+    return isatty(STDOUT_FILENO) && isatty(STDERR_FILENO); /* two names of one terminal */
 }
 
 void gen_display_end(gen_display *d, bool newline) {

@@ -132,7 +132,7 @@ int cmd_run(int argc, char **argv) {
     gen_display d;
     gen_display_init(&d, stdout, chat, o.hide_thinking);
     if (!gen_interrupted) rc = gen_generate(&g, o.n_predict, gen_display_text, &d, &why);
-    gen_display_end(&d, d.tty);
+    gen_display_end(&d, d.tty || (!o.quiet && gen_same_stream()));
     gen_print_timings(&g);
     if (!rc && gen_interrupted) {
         fprintf(stderr, "vkmoe: interrupted\n");

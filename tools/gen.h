@@ -120,7 +120,8 @@ void gen_sigint_install(bool warmup_backstop);
 /* ---- reasoning display ----
  * Chat output goes through the <think> parser: reasoning is dimmed on a terminal, framed as
  * "[thinking]\n...\n[/thinking]\n" otherwise, or dropped with --hide-thinking; the answer is
- * printed as is. Without chat the text is printed unchanged. */
+ * printed as is. Without chat the text is printed unchanged. On a terminal, bytes that are not
+ * printable UTF-8 are shown as \xNN (piped output stays raw). */
 typedef struct gen_display {
     FILE *out;
     bool chat, tty, hide;
@@ -136,5 +137,8 @@ void gen_display_text(void *user, const char *text, size_t len);
 /* End of output: releases held text, closes a reasoning block, and (on a terminal, or always in
  * chat) ends the line. */
 void gen_display_end(gen_display *d, bool newline);
+/* True when stdout and stderr are the same terminal, file or pipe (2>&1): then the timing lines
+ * need the text's line ended first. */
+bool gen_same_stream(void);
 
 #endif
