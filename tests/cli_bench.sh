@@ -196,9 +196,20 @@ check "report has a table header" grep -q '^| device | model |' "$dir/r.md"
 check "report has the copy column" grep -q 'copy GB/s' "$dir/r.md"
 check "report lists the real device" grep -qF "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["device"]["name"])' "$micro" 2>/dev/null || echo '|')" "$dir/r.md"
 check "report lists the other device" grep -q "Other GPU 9000" "$dir/r.md"
-check "report has one row per input" test "$(grep -c '^| ' "$dir/r.md")" -eq $((${#inputs[@]} + 1))
+# one row per (device, model): the real device's micro and model files merge into one row
+check "report has one row per device and model" test "$(grep -c '^| ' "$dir/r.md")" -eq 3
 if [ -n "$res" ]; then
     check "report has the pp8 column" grep -q 'pp8 t/s' "$dir/r.md"
+    check "report merges a device's micro and model results" \
+        grep -qE '^\| [^|]+ \| tiny-v3-f32.gguf \| [0-9.]+ ± [0-9.]+ \|.* [0-9.]+ \|' "$dir/r.md"
+fi
+if grep -q '"Q4_K"' "$micro"; then
+    check "report names the GEMV shape" grep -qE 'Q4_K GEMV [0-9]+x[0-9]+ GB/s' "$dir/r.md"
+fi
+if [ -s "$dir/lists.json" ]; then # several models in one file: a row each
+    "$vkmoe" bench --report "$dir/lists.json" >"$out" 2>&1
+    check "report of a two-model file has a row per model" \
+        bash -c "grep -q '| tiny-v3-f32.gguf |' '$out' && grep -q '| tiny2.gguf |' '$out'"
 fi
 check "report PNG has the PNG signature" \
     test "$(head -c 8 "$dir/r.png" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a"
