@@ -288,6 +288,12 @@ assert len(rows) == 10, len(rows)
 assert sorted((r["budget_pct"], r["policy"]) for r in rows) == sorted(
     (p, q) for p in (100, 75, 50, 25, 10) for q in ("lru", "lfu")), rows
 for r in rows:
+    assert "requests" not in r and r["layer_steps"] >= 0 and r["tokens_per_s_sd"] >= 0, r
+    assert 0 < r["expert_fraction"] <= 1, r
+    if not r["clamped"]:
+        assert abs(r["expert_fraction"] - r["budget_pct"] / 100) < 0.01, r
+    else:  # at its real fraction, above the one asked for
+        assert r["expert_fraction"] > r["budget_pct"] / 100, r
     for k in ("hit_rate", "belady_hit_rate", "decode_hit_rate"):
         assert 0.0 <= r[k] <= 1.0, (k, r)
     assert r["belady_hit_rate"] >= r["hit_rate"] - 1e-12, r

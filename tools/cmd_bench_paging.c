@@ -260,8 +260,12 @@ typedef struct row {
     int policy;
     uint32_t slots;
     double tok_s;
-    uint64_t hits, misses, b_hits, b_misses, dec_hits, dec_misses, dec_bytes, requests;
+    uint64_t hits, misses, b_hits, b_misses, dec_hits, dec_misses, dec_bytes;
+    uint64_t layer_steps; /* pager requests: one per (eval, MoE layer) */
     double hit_rate, belady_rate, dec_rate, mb_per_token;
+    double tok_s_sd; /* standard deviation of the decode steps' tokens/s */
+    double frac;     /* the fraction of the expert bytes the budget really holds (clamped) */
+    char device[256];
 } row;
 
 static double rate(uint64_t h, uint64_t m) {
@@ -301,13 +305,23 @@ static int run_one(const bench_model_opts *o, int n_gen, row *r) {
     vkm_expert_stats st0, st1;
     if (!rc) vkm_engine_expert_stats(e, &st0);
     const double t0 = bench_now_s();
+    double sum = 0, sq = 0; /* of the steps' tokens/s */
     for (int i = 0; !rc && i < n_gen; i++) {
         int32_t best = 0;
         for (int v = 1; v < info.n_vocab; v++)
             if (logits[v] > logits[best]) best = v;
+        const double ts = bench_now_s();
         rc = vkm_session_eval(s, &best, 1, false, logits);
+        const double step = bench_now_s() - ts, x = step > 0 ? 1.0 / step : 0;
+        sum += x;
+        sq += x * x;
     }
     const double dt = bench_now_s() - t0;
+    if (!rc && n_gen > 1) {
+        const double mean = sum / n_gen, var = (sq - n_gen * mean * mean) / (n_gen - 1);
+        r->tok_s_sd = var > 0 ? sqrt(var) : 0;
+    }
+    if (!rc) snprintf(r->device, sizeof r->device, "%s", info.device_name);
     if (!rc && tr.oom) rc = vkm_error(VKM_ENOMEM, "out of memory recording the routing trace");
     if (!rc) {
         vkm_engine_expert_stats(e, &st1);
@@ -323,7 +337,7 @@ static int run_one(const bench_model_opts *o, int n_gen, row *r) {
         r->dec_rate = rate(r->dec_hits, r->dec_misses);
         r->mb_per_token = (double)r->dec_bytes / n_gen / 1e6;
         rc = belady(&tr, (uint32_t)info.n_layer, (uint32_t)info.n_expert, &r->b_hits, &r->b_misses);
-        for (size_t at = 0; at + 4 <= tr.len; at += 4 + tr.v[at + 3]) r->requests++;
+        for (size_t at = 0; at + 4 <= tr.len; at += 4 + tr.v[at + 3]) r->layer_steps++;
         r->belady_rate = rate(r->b_hits, r->b_misses);
         if (!o->quiet && st1.prefetched)
             fprintf(stderr, "bench --paging: prefetched %llu, used %llu\n",
@@ -344,21 +358,31 @@ static int run_one(const bench_model_opts *o, int n_gen, row *r) {
 
 /* ------------------------------------------------------------------------- PNG ---- */
 
-#define PANEL_W 360
+#define PANEL_W 330
 #define PANEL_H 240
 #define AXIS_X 48
 
-/* One panel: y = val(row) against x = budget %, one line per series. */
+enum panel_kind { PANEL_TOKS, PANEL_HIT, PANEL_MB };
+
+static double panel_value(const row *r, enum panel_kind kind, bool belady) {
+    if (kind == PANEL_HIT) return belady ? r->belady_rate : r->hit_rate;
+    return kind == PANEL_TOKS ? r->tok_s : r->mb_per_token;
+}
+
+/* One panel: y against x = the fraction of the expert bytes the budget holds (numeric, 0 to
+ * 100%; a clamped budget sits at its real fraction), one line per series; tokens/s with +-
+ * one standard deviation of the decode steps. */
 static void panel(bench_canvas *cv, int px, int py, const char *title, const row *rows,
-                  bool hit_rate) {
+                  enum panel_kind kind) {
     static const unsigned char black[3] = {0, 0, 0}, grey[3] = {200, 200, 200};
     const int ax = px + AXIS_X, aw = PANEL_W - AXIS_X - 16, base = py + PANEL_H;
     double vmax = 0;
     for (int i = 0; i < N_BUDGETS * N_POLICIES; i++) {
-        const double v = hit_rate ? rows[i].hit_rate : rows[i].tok_s;
+        double v = panel_value(&rows[i], kind, false);
+        if (kind == PANEL_TOKS) v += rows[i].tok_s_sd;
         vmax = v > vmax ? v : vmax;
     }
-    const double top = hit_rate ? 1.0 : vmax > 0 ? bench_draw_nice_max(vmax) : 1.0;
+    const double top = kind == PANEL_HIT ? 1.0 : vmax > 0 ? bench_draw_nice_max(vmax) : 1.0;
     char lab[32];
     for (int k = 0; k <= 4; k++) {
         const int y = base - PANEL_H * k / 4;
@@ -367,24 +391,31 @@ static void panel(bench_canvas *cv, int px, int py, const char *title, const row
         bench_draw_text(cv, ax - 4 - bench_draw_text_width(lab, 1), y - 3, lab, 1, 0, black);
     }
     bench_draw_rect(cv, ax, base - PANEL_H, 1, PANEL_H + 1, black);
-    for (int b = 0; b < N_BUDGETS; b++) {
-        const int x = ax + aw * k_pct[b] / 100;
+    for (int pct = 0; pct <= 100; pct += 25) {
+        const int x = ax + aw * pct / 100;
         bench_draw_rect(cv, x, base, 1, 4, black);
-        snprintf(lab, sizeof lab, "%d", k_pct[b]);
+        snprintf(lab, sizeof lab, "%d", pct);
         bench_draw_text(cv, x - bench_draw_text_width(lab, 1) / 2, base + 6, lab, 1, 0, black);
     }
-    bench_draw_text(cv, ax + (aw - bench_draw_text_width("budget % of expert bytes", 1)) / 2,
-                    base + 18, "budget % of expert bytes", 1, 0, black);
+    static const char xlab[] = "% of the expert bytes held";
+    bench_draw_text(cv, ax + (aw - bench_draw_text_width(xlab, 1)) / 2, base + 18, xlab, 1, 0,
+                    black);
     bench_draw_text(cv, ax + (aw - bench_draw_text_width(title, 1)) / 2, py - 14, title, 1, 0,
                     black);
-    for (int series = 0; series < (hit_rate ? 3 : 2); series++) {
+    for (int series = 0; series < (kind == PANEL_HIT ? 3 : 2); series++) {
         const unsigned char *col = bench_draw_palette[series];
         int lx = 0, ly = 0;
         for (int b = 0; b < N_BUDGETS; b++) {
             const row *r = &rows[b * N_POLICIES + (series < 2 ? series : 0)];
-            const double v = series == 2 ? r->belady_rate : hit_rate ? r->hit_rate : r->tok_s;
-            const int x = ax + aw * k_pct[b] / 100;
+            const double v = panel_value(r, kind, series == 2);
+            const int x = ax + (int)lround(aw * r->frac) + (series == 1 ? 2 : 0);
             const int y = base - (int)lround(PANEL_H * (v > 0 ? v : 0) / top);
+            if (kind == PANEL_TOKS && r->tok_s_sd > 0) { /* +- one standard deviation */
+                const int dy = (int)lround(PANEL_H * r->tok_s_sd / top);
+                bench_draw_rect(cv, x, y - dy, 1, 2 * dy + 1, col);
+                bench_draw_rect(cv, x - 3, y - dy, 7, 1, col);
+                bench_draw_rect(cv, x - 3, y + dy, 7, 1, col);
+            }
             bench_draw_rect(cv, x - 3, y - 3, 7, 7, col);
             if (b) bench_draw_line(cv, lx, ly, x, y, 2, col);
             lx = x;
@@ -395,15 +426,16 @@ static void panel(bench_canvas *cv, int px, int py, const char *title, const row
 
 static int write_png(const char *path, const char *model, const row *rows) {
     static const unsigned char black[3] = {0, 0, 0};
-    const int w = 20 + 2 * (PANEL_W + 20), h = 60 + PANEL_H + 50 + 3 * 14 + 10;
+    const int w = 20 + 3 * (PANEL_W + 20), h = 60 + PANEL_H + 50 + 3 * 14 + 10;
     bench_canvas cv = {malloc((size_t)w * (size_t)h * 3), w, h};
     if (!cv.px) return cli_fail("bench --paging: out of memory drawing the chart");
     memset(cv.px, 255, (size_t)w * (size_t)h * 3);
-    char title[300];
-    snprintf(title, sizeof title, "vkmoe bench --paging: %s", model);
+    char title[600];
+    snprintf(title, sizeof title, "vkmoe bench --paging: %s on %s", model, rows[0].device);
     bench_draw_text(&cv, 10, 10, title, 2, w - 20, black);
-    panel(&cv, 10, 60, "decode tokens/s", rows, false);
-    panel(&cv, 10 + PANEL_W + 20, 60, "expert hit rate", rows, true);
+    panel(&cv, 10, 60, "decode tokens/s (+- 1 sd of the steps)", rows, PANEL_TOKS);
+    panel(&cv, 10 + PANEL_W + 20, 60, "expert hit rate", rows, PANEL_HIT);
+    panel(&cv, 10 + 2 * (PANEL_W + 20), 60, "MB moved per decode token", rows, PANEL_MB);
     const char *names[3] = {"LRU", "LFU", "Belady MIN (offline optimum, hit rate)"};
     const int ly = 60 + PANEL_H + 40;
     for (int i = 0; i < 3; i++) {
@@ -432,7 +464,9 @@ static cJSON *row_json(const row *r, double mib) {
         !cJSON_AddBoolToObject(o, "paged", r->paged) ||
         !cJSON_AddNumberToObject(o, "slots", r->slots) ||
         !cJSON_AddNumberToObject(o, "tokens_per_s", r->tok_s) ||
-        !cJSON_AddNumberToObject(o, "requests", (double)r->requests) ||
+        !cJSON_AddNumberToObject(o, "tokens_per_s_sd", r->tok_s_sd) ||
+        !cJSON_AddNumberToObject(o, "expert_fraction", r->frac) ||
+        !cJSON_AddNumberToObject(o, "layer_steps", (double)r->layer_steps) ||
         !cJSON_AddNumberToObject(o, "hits", (double)r->hits) ||
         !cJSON_AddNumberToObject(o, "misses", (double)r->misses) ||
         !cJSON_AddNumberToObject(o, "hit_rate", r->hit_rate) ||
@@ -481,6 +515,9 @@ static int run(const bench_model_opts *o, const char *png, cJSON *root, bool *pn
                 sz.main + sz.mats + (uint64_t)ceil((double)sz.experts * r->pct / 100.0);
             r->budget = want < sz.minimum ? sz.minimum : want;
             r->clamped = want < sz.minimum;
+            r->frac = sz.experts ? (double)(r->budget - sz.main - sz.mats) / (double)sz.experts : 1;
+            if (r->frac > 1) r->frac = 1;
+            if (r->frac < 0) r->frac = 0;
             if (r->clamped && p == 0)
                 fprintf(stderr,
                         "bench --paging: %d%% of the expert bytes is below the paging minimum; "
