@@ -129,6 +129,9 @@ EOF
     "$vkmoe" bench -m "$dir/missing.gguf" -p 8 -n 4 >"$out" 2>&1
     check "bench -m on a missing file exits 1" test $? -eq 1
     check "bench -m names a missing file once" test "$(grep -o "missing.gguf" "$out" | wc -l)" -eq 1
+    "$vkmoe" bench -m "$dir/gone1.gguf,$dir/gone2.gguf" -p 8 -n 4 >"$out" 2>&1
+    check "bench -m a,b: two models, the missing first one named once" \
+        bash -c "test \$(grep -o 'gone1.gguf' '$out' | wc -l) -eq 1 && ! grep -q 'gone1.gguf,' '$out'"
     # llama-bench habits: comma lists, -pg, several -m, -o json|csv to stdout, --json -
     cp "$model" "$dir/tiny2.gguf"
     "$vkmoe" bench -m "$model,$dir/tiny2.gguf" -p 8,16 -n 4 -pg 8,4 -r 1 --quiet -o json \

@@ -202,6 +202,14 @@ ok "chat \"\"\" block gives one answer" test "$(wc -l <"$TMP/blk.out")" -eq 1
 printf '' | "${C[@]}" -n 4 --temp 0 -p "hi
 there" >"$TMP/blkp.out" 2>&1
 ok "chat \"\"\" block = the same text as -p" cmp -s "$TMP/blk.out" "$TMP/blkp.out"
+# on a terminal, lines pasted at once are one message: one answer, then the next prompt
+if command -v script >/dev/null; then
+    (printf 'hi\nthere\n'; sleep 2) | script -qec "$(printf '%q ' "${C[@]}") -n 4 --temp 0" \
+        /dev/null >"$TMP/paste.out" 2>&1
+    n_prompts=$(grep -ac '^> ' "$TMP/paste.out")
+    ok "chat: a paste of two lines is one message ($n_prompts prompts shown, want 2)" \
+        test "$n_prompts" -eq 2
+fi
 # run -i / -cnv is chat with the prompt as the first message
 printf '' | "$VKMOE" run -m "$TINY" --quiet --chat-template deepseek3 -p hi -n 4 --temp 0 -cnv \
     >"$TMP/cnv.out" 2>&1
