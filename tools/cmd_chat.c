@@ -43,6 +43,8 @@ static void print_help(void) {
            "reasoning. When stdin is not a terminal, lines are read plainly and no prompt is\n"
            "printed.\n%s\n",
            USAGE, COMMANDS_HELP);
+    printf("  -p, --prompt TEXT       the first message (then the conversation goes on)\n"
+           "  -f, --file FILE         the first message from FILE (\"-\" = stdin)\n");
     gen_print_flags_help(stdout, -1);
     printf("  -h, --help              this help\n");
 }
