@@ -129,7 +129,8 @@ static int run(const bench_model_opts *o, cJSON *root) {
     float *logits = NULL;
     test_result res[2];
     int n_res = 0;
-    rc = vkm_engine_open(&eo, &e);
+    rc = vkm_kernels_env(&eo.kernels);
+    if (!rc) rc = vkm_engine_open(&eo, &e);
     vkm_engine_info info;
     memset(&info, 0, sizeof info);
     if (!rc) {

@@ -202,7 +202,8 @@ int cmd_logits(int argc, char **argv) {
                           .prefetch = prefetch};
     vkm_session_opts so = {
         .n_ctx = (int)ctx, .kv_f32 = kv_f32, .max_batch = step ? 1 : (n < 65536 ? n : 65536)};
-    if (vkm_engine_open(&eo, &e) || vkm_session_create(e, &so, &s)) {
+    if (vkm_kernels_env(&eo.kernels) || vkm_engine_open(&eo, &e) ||
+        vkm_session_create(e, &so, &s)) {
         rc = cli_fail_last();
         goto done;
     }
