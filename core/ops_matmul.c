@@ -23,8 +23,8 @@
 #define NO_SECOND 0xFFFFFFFFu /* vkm_matmul_push.x2_z: no second matrix */
 
 bool vkm_op_matmul_supported(uint32_t type) {
-    const vkm_qtype_info *t = vkm_qtype_get(type); /* every type the references handle */
-    return t && t->supported;
+    const vkm_qtype_info *t = vkm_qtype_get(type); /* the types with device kernels */
+    return t && t->supported && t->gpu;
 }
 
 /* Checks the weight type and k, returns the row bytes in *row_bytes. */
