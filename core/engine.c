@@ -1373,7 +1373,8 @@ int vkm_engine_open(const vkm_engine_opts *opts, vkm_engine **out) {
         goto fail;
     if ((rc = import_mode_from_env(&e->import_mode))) goto fail;
     e->imp.mode = e->import_mode;
-    vkm_gpu_options go = {.device = opts->device, .validation = opts->validation};
+    vkm_gpu_options go = {
+        .device = opts->device, .validation = opts->validation, .kernels = opts->kernels};
     if ((rc = vkm_gpu_create(&go, &e->gpu))) goto fail;
     if ((rc = upload_weights(e))) goto fail;
     e->prefetch = opts->prefetch == VKM_PREFETCH_ON ||

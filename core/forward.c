@@ -135,7 +135,7 @@ int vkm_fwd_work_init(vkm_gpu *gpu, const vkm_fwd_work *w) {
 }
 
 bool vkm_fwd_kv_scratch(vkm_gpu *gpu) {
-    return vkm_gpu_info(gpu)->texel_bytes > 0; /* 0 unless the kernels are the CPU ones */
+    return vkm_gpu_plan(gpu)->attn_dec; /* its scores scratch */
 }
 
 int vkm_fwd_kv_layout(const vkm_hparams *hp, uint32_t n_ctx, bool f16, bool scores,
@@ -275,7 +275,8 @@ static int attention(const fwd *f, uint32_t il) {
     /* q_a and kv_a in one dispatch where the kernels allow it (they read the same a) */
     int kv_rc = VKM_MATMUL_UNFIT;
     const vkm_dtensor *qa_t = &L->attn_q_a, *kv_t = &L->attn_kv_a_mqa;
-    if (Cq > 0 && qa_t->type == kv_t->type && qa_t->buf == kv_t->buf) {
+    if (vkm_gpu_plan(f->gpu)->fuse.qa_kva && Cq > 0 && qa_t->type == kv_t->type &&
+        qa_t->buf == kv_t->buf) {
         kv_rc = vkm_op_matmul_pair(f->gpu, qa_t->type, qa_t->ne[0], qa_t->buf, qa_t->off,
                                    qa_t->ne[1], kv_t->off, kv_t->ne[1], w->buf, w->a.off, n, w->buf,
                                    w->qa.off, w->kva.off);
@@ -427,6 +428,7 @@ static int moe(const fwd *f, uint32_t il, const vkm_dtensor *next_norm) {
     const uint32_t n = f->b->n, E = hp->n_embd, K = hp->n_expert_used, Fe = hp->n_ff_exp;
     const bool paired = next_norm && shared_paired(f, L); /* moe_combine_norm reads it there */
     const int64_t sh_row = (int64_t)n * K; /* paired: the shared expert's first row in eh, eo */
+    const bool fuse_z = vkm_gpu_plan(f->gpu)->fuse.shared_z; /* ... in the routed dispatches */
 
     /* rlog [n][X] = W_gate_inp · a; sel, wts [n][K]; rows, mats, map */
     CK(route(f, L, w->sel, w->wts, true));
@@ -455,7 +457,7 @@ static int moe(const fwd *f, uint32_t il, const vkm_dtensor *next_norm) {
             const vkm_expert_loc up =
                 vkm_fwd_expert_where(f->m, il, VKM_EXPERT_UP, plan ? plan->base : 0);
             int rc = VKM_MATMUL_UNFIT;
-            if (paired) { /* the shared expert's rows: X rows 0..n-1, eh rows sh_row.. */
+            if (paired && fuse_z) { /* the shared expert's rows: X rows 0..n-1, eh rows sh_row.. */
                 const vkm_matmul_second s = {L->ffn_gate_shexp.off, L->ffn_up_shexp.off, n, 0,
                                              sh_row};
                 a.n_y += n;
@@ -477,7 +479,7 @@ static int moe(const fwd *f, uint32_t il, const vkm_dtensor *next_norm) {
         vkm_matmul_id d = experts_args(f, il, VKM_EXPERT_DOWN, Fe, E, w->eh, (int64_t)n * K,
                                        w->iota, w->eo, plan);
         int rc = VKM_MATMUL_UNFIT;
-        if (paired) { /* eh rows sh_row.. into eo rows sh_row.. */
+        if (paired && fuse_z) { /* eh rows sh_row.. into eo rows sh_row.. */
             const vkm_matmul_second s = {L->ffn_down_shexp.off, 0, n, sh_row, sh_row};
             d.n_x += n;
             d.n_y += n;

@@ -3,16 +3,20 @@
  *
  * Model: one vkm_gpu per device. Buffers are device-local (or host-visible for staging), or
  * read-only views of imported host memory (vkm_gpu_buf_import: VK_EXT_external_memory_host).
- * Kernels are compiled compute pipelines looked up by shader variant name (shaders/shaders.cmake)
- * with optional specialization constants. Work is recorded between vkm_gpu_begin() and
- * vkm_gpu_submit(); every dispatch gets the barrier it needs against earlier dispatches in the
- * batch. All functions follow err.h: 0 ok, negative VKM_E* with a message. */
+ * Kernels are compiled compute pipelines looked up by shader variant id (enum vkm_shader_id,
+ * generated from shaders/shaders.cmake) with optional specialization constants. Work is recorded
+ * between vkm_gpu_begin() and vkm_gpu_submit(); every dispatch gets the barrier it needs against
+ * earlier dispatches in the batch. All functions follow err.h: 0 ok, negative VKM_E* with a
+ * message. */
 #ifndef VKM_GPU_H
 #define VKM_GPU_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "kernels.h"
+#include "shader_ids.h"
 
 typedef struct vkm_gpu vkm_gpu;
 typedef struct vkm_gpu_buf vkm_gpu_buf;
@@ -54,33 +58,11 @@ typedef struct vkm_gpu_device_info {
                                   else 0 */
     bool timestamps;           /* compute queue supports timestamps */
     float timestamp_period_ns; /* nanoseconds per timestamp tick */
-    int kernels; /* VKM_KERNELS_* other than AUTO: the kernel layouts, set by vkm_gpu_create from
-                    vkm_gpu_options.kernels / $VKMOE_KERNELS, or else the device type */
-    bool lane64; /* the CPU-layout matmuls load 64 bits at a time (matmul_lane_*): kernels CPU,
-                    int64, and not forced off with kernels CPU32 */
-    uint64_t texel_bytes; /* CPU devices: the largest uniform texel buffer of 16-byte texels
-                             (R32G32B32A32 uint and float) the buffers can be viewed as, for the
-                             matmul_tex_* kernels; 0 = none (not a CPU device, no support, or
-                             turned off with kernels CPU32 / CPU64) */
+    uint64_t texel_bytes;      /* CPU devices: the largest uniform texel buffer of 16-byte texels
+                                  (R32G32B32A32 uint and float) the buffers can be viewed as, for the
+                                  matmul_tex_* kernels; 0 = none (not a CPU device, no support, or
+                                  the kernel plan has no texel kernels: core/kernels.h) */
 } vkm_gpu_device_info;
-
-/* Kernel layouts (vkm_gpu_options.kernels): the device's own, or forced so that tests cover the
- * GPU layouts (k-split GEMV, tiled GEMM) on lavapipe and the CPU ones anywhere. The environment
- * variable VKMOE_KERNELS=gpu|cpu|ksplit|sg|cpu32|cpu64 overrides AUTO. On GPUs each weight type's
- * GEMV uses whichever of two kernels measured faster (core/ops_matmul.c); ksplit and sg force one
- * of them for every type, to compare. CPU32 is the CPU layout with the 32-bit loads that devices
- * without shaderInt64 use (vkm_gpu_create turns it into CPU with lane64 off); CPU64 the CPU layout
- * with 64-bit storage-buffer loads instead of the texel-buffer fetches CPU devices use by default
- * (CPU with texel_bytes 0). */
-enum {
-    VKM_KERNELS_AUTO,
-    VKM_KERNELS_GPU,
-    VKM_KERNELS_CPU,
-    VKM_KERNELS_KSPLIT,
-    VKM_KERNELS_SG,
-    VKM_KERNELS_CPU32,
-    VKM_KERNELS_CPU64
-};
 
 const char *vkm_gpu_vendor_name(int vendor); /* "AMD", "Intel", "NVIDIA", "other" */
 const char *vkm_gpu_type_name(int type); /* "discrete", "integrated", "virtual", "cpu", "other" */
@@ -94,12 +76,16 @@ typedef struct vkm_gpu_options {
     bool no_pipeline_cache; /* do not read/write $XDG_CACHE_HOME/vkmoe/pipelines-*.bin */
     bool force_staging;     /* tests: upload/download through the staging buffer and transfer queue
                                even when device memory is host visible (lavapipe, UMA) */
-    int kernels;            /* VKM_KERNELS_*: kernel layouts (0 = AUTO) */
+    vkm_kernels_layout kernels; /* the kernel layouts (core/kernels.h; 0 = AUTO: the device's
+                                   own). The tools take $VKMOE_KERNELS (vkm_kernels_env). */
 } vkm_gpu_options;
 
 int vkm_gpu_create(const vkm_gpu_options *opt, vkm_gpu **out);
 void vkm_gpu_destroy(vkm_gpu *gpu); /* accepts NULL */
 const vkm_gpu_device_info *vkm_gpu_info(const vkm_gpu *gpu);
+/* The kernel plan vkm_gpu_create built for this device (core/kernels.h): which kernel every op
+ * runs and which fused forms exist. */
+const vkm_kernel_plan *vkm_gpu_plan(const vkm_gpu *gpu);
 /* Number of validation-layer errors reported since creation (0 if validation is off). */
 uint32_t vkm_gpu_validation_errors(const vkm_gpu *gpu);
 
@@ -161,8 +147,9 @@ int vkm_gpu_record_copy(vkm_gpu *gpu, vkm_gpu_buf *src, size_t src_offset, vkm_g
 /* ---- kernels ---- */
 /* Gets (creating and caching on first use) the pipeline for a shader variant with the given
  * specialization constants (constant_id i = spec[i]). n_bindings storage buffers at set 0,
- * bindings 0..n_bindings-1; push_size bytes of push constants. */
-int vkm_gpu_kernel_get(vkm_gpu *gpu, const char *shader, const uint32_t *spec, int n_spec,
+ * bindings 0..n_bindings-1; push_size bytes of push constants. An id outside the enum is
+ * VKM_EINVAL. */
+int vkm_gpu_kernel_get(vkm_gpu *gpu, vkm_shader_id shader, const uint32_t *spec, int n_spec,
                        int n_bindings, uint32_t push_size, vkm_gpu_kernel **out);
 /* How many kernels the cache holds (tests: what a warm-up left to build later). */
 int vkm_gpu_kernel_count(const vkm_gpu *gpu);
@@ -184,6 +171,9 @@ bool vkm_gpu_texel_window(const vkm_gpu *gpu, const vkm_gpu_arg *a);
 int vkm_gpu_begin(vkm_gpu *gpu);
 int vkm_gpu_dispatch(vkm_gpu *gpu, vkm_gpu_kernel *k, const vkm_gpu_arg *args, int n_args,
                      const void *push, uint32_t gx, uint32_t gy, uint32_t gz);
+/* Dispatches recorded since creation, not counting dry or primed ones (what a pass costs in
+ * dispatches: the difference before and after recording it). */
+uint64_t vkm_gpu_dispatch_count(const vkm_gpu *gpu);
 /* Records a timestamp labelled `label` (a static string) when timestamps are enabled: after the
  * next submit, the label's time is the GPU time between the previous mark (or vkm_gpu_begin) and
  * this one. A no-op without timestamp support or past the per-batch limit (4096 marks). */

@@ -60,7 +60,7 @@ static uint64_t span3(uint64_t n_tok, uint64_t tok_stride, uint64_t n_head, uint
     return (n_tok - 1) * tok_stride + (n_head - 1) * head_stride + off + d;
 }
 
-static int dispatch(vkm_gpu *gpu, const char *shader, const vkm_gpu_arg *args, int n_args,
+static int dispatch(vkm_gpu *gpu, vkm_shader_id shader, const vkm_gpu_arg *args, int n_args,
                     const void *push, uint32_t push_size, uint32_t gx, uint32_t gy) {
     vkm_gpu_kernel *k = NULL;
     int rc = vkm_gpu_kernel_get(gpu, shader, NULL, 0, n_args, push_size, &k);
@@ -80,15 +80,12 @@ static int dispatch(vkm_gpu *gpu, const char *shader, const vkm_gpu_arg *args, i
  * on CPU devices one subgroup and subgroupAdd (no barriers: each one is a switch between the SIMD
  * chunks of the workgroup on llvmpipe). One workgroup per row. */
 static void norm_spec(vkm_gpu *gpu, uint32_t spec[2]) {
-    const vkm_gpu_device_info *info = vkm_gpu_info(gpu);
-    const uint32_t s = info->subgroup_size;
-    const bool sg =
-        info->kernels == VKM_KERNELS_CPU && s >= 4 && s <= VKM_OPS_RED_WG && (s & (s - 1)) == 0;
-    spec[0] = sg ? s : VKM_OPS_RED_WG;
-    spec[1] = sg;
+    const vkm_kernel_plan *plan = vkm_gpu_plan(gpu);
+    spec[0] = plan->norm_subgroup ? plan->subgroup : VKM_OPS_RED_WG;
+    spec[1] = plan->norm_subgroup;
 }
 
-static int dispatch_norm(vkm_gpu *gpu, const char *shader, const vkm_gpu_arg *args, int n_args,
+static int dispatch_norm(vkm_gpu *gpu, vkm_shader_id shader, const vkm_gpu_arg *args, int n_args,
                          const vkm_push_rmsnorm *p, uint32_t n_rows) {
     uint32_t spec[2];
     norm_spec(gpu, spec);
@@ -110,7 +107,7 @@ int vkm_op_rmsnorm(vkm_gpu *gpu, vkm_gpu_arg x, vkm_gpu_arg w, vkm_gpu_arg y, ui
     vkm_push_rmsnorm p = {n_rows, d, x_stride, 0, y_stride, eps};
     /* binding 3 (res) does not exist in this variant */
     vkm_gpu_arg args[3] = {x, w, y};
-    return dispatch_norm(gpu, "rmsnorm", args, 3, &p, n_rows);
+    return dispatch_norm(gpu, VKM_SH_RMSNORM, args, 3, &p, n_rows);
 }
 
 int vkm_op_rmsnorm_add(vkm_gpu *gpu, vkm_gpu_arg x, vkm_gpu_arg res, vkm_gpu_arg w, vkm_gpu_arg y,
@@ -125,7 +122,7 @@ int vkm_op_rmsnorm_add(vkm_gpu *gpu, vkm_gpu_arg x, vkm_gpu_arg res, vkm_gpu_arg
     CHECK_RC(need(op, "y", y, n, 4));
     vkm_push_rmsnorm p = {n_rows, d, d, d, d, eps};
     vkm_gpu_arg args[4] = {x, w, y, res};
-    return dispatch_norm(gpu, "rmsnorm_add", args, 4, &p, n_rows);
+    return dispatch_norm(gpu, VKM_SH_RMSNORM_ADD, args, 4, &p, n_rows);
 }
 
 int vkm_op_add(vkm_gpu *gpu, vkm_gpu_arg a, vkm_gpu_arg b, vkm_gpu_arg y, uint32_t n) {
@@ -135,7 +132,7 @@ int vkm_op_add(vkm_gpu *gpu, vkm_gpu_arg a, vkm_gpu_arg b, vkm_gpu_arg y, uint32
     CHECK_RC(need("add", "y", y, n, 4));
     vkm_push_eltwise p = {n, 0.0f};
     vkm_gpu_arg args[3] = {a, b, y};
-    return dispatch(gpu, "add", args, 3, &p, sizeof p, groups(n, VKM_OPS_WG), 1);
+    return dispatch(gpu, VKM_SH_ADD, args, 3, &p, sizeof p, groups(n, VKM_OPS_WG), 1);
 }
 
 int vkm_op_scale(vkm_gpu *gpu, vkm_gpu_arg x, vkm_gpu_arg y, uint32_t n, float s) {
@@ -144,7 +141,7 @@ int vkm_op_scale(vkm_gpu *gpu, vkm_gpu_arg x, vkm_gpu_arg y, uint32_t n, float s
     CHECK_RC(need("scale", "y", y, n, 4));
     vkm_push_eltwise p = {n, s};
     vkm_gpu_arg args[2] = {x, y};
-    return dispatch(gpu, "scale", args, 2, &p, sizeof p, groups(n, VKM_OPS_WG), 1);
+    return dispatch(gpu, VKM_SH_SCALE, args, 2, &p, sizeof p, groups(n, VKM_OPS_WG), 1);
 }
 
 /* y[r][i] = silu(g[r*g_stride + i]) * u[u_off + r*u_stride + i] (both swiglu ops) */
@@ -159,7 +156,8 @@ static int swiglu(vkm_gpu *gpu, const char *op, vkm_gpu_arg g, uint32_t g_stride
     CHECK_RC(need(op, "y", y, (uint64_t)n_rows * d, 4));
     vkm_push_swiglu p = {n_rows, d, 0, g_stride, u_off, u_stride, d};
     vkm_gpu_arg args[3] = {g, u, y};
-    return dispatch(gpu, "swiglu", args, 3, &p, sizeof p, groups(d, VKM_OPS_WG), groups(n_rows, 1));
+    return dispatch(gpu, VKM_SH_SWIGLU, args, 3, &p, sizeof p, groups(d, VKM_OPS_WG),
+                    groups(n_rows, 1));
 }
 
 int vkm_op_swiglu(vkm_gpu *gpu, vkm_gpu_arg g, vkm_gpu_arg u, vkm_gpu_arg y, uint32_t n_rows,
@@ -177,12 +175,7 @@ int vkm_op_get_rows(vkm_gpu *gpu, uint32_t type, vkm_gpu_arg table, vkm_gpu_arg 
                     uint32_t n_ids, uint32_t d, uint32_t n_vocab) {
     const char *op = "get_rows";
     const vkm_qtype_info *qi = vkm_qtype_get(type);
-    static const uint32_t ok_types[] = {VKM_F32,  VKM_F16,  VKM_BF16, VKM_Q4_0, VKM_Q4_1,
-                                        VKM_Q5_0, VKM_Q5_1, VKM_Q8_0, VKM_Q2_K, VKM_Q3_K,
-                                        VKM_Q4_K, VKM_Q5_K, VKM_Q6_K};
-    bool ok = false;
-    for (size_t i = 0; i < sizeof ok_types / sizeof ok_types[0]; i++) ok |= ok_types[i] == type;
-    if (!qi || !qi->name || !ok)
+    if (!qi || !qi->name || vkm_kernels_get_rows_shader(type) == VKM_SHADER_COUNT)
         return vkm_error(VKM_EUNSUPPORTED, "%s: type %s", op, vkm_qtype_name(type));
     size_t row_bytes = vkm_qtype_row_bytes(type, d);
     if (d == 0 || row_bytes == 0)
@@ -197,14 +190,10 @@ int vkm_op_get_rows(vkm_gpu *gpu, uint32_t type, vkm_gpu_arg table, vkm_gpu_arg 
     CHECK_RC(fits_x(op, (d + 3) / 4));
     CHECK_RC(need(op, "ids", ids, n_ids, 4));
     CHECK_RC(need(op, "y", y, (uint64_t)n_ids * d, 4));
-    char name[32];
-    snprintf(name, sizeof name, "get_rows_%s", qi->name);
-    for (char *c = name; *c; c++)
-        if (*c >= 'A' && *c <= 'Z') *c = (char)(*c - 'A' + 'a');
     vkm_push_get_rows p = {n_ids, d, n_vocab, (uint32_t)row_bytes, d};
     vkm_gpu_arg args[3] = {table, ids, y};
-    return dispatch(gpu, name, args, 3, &p, sizeof p, groups((d + 3) / 4, VKM_OPS_WG),
-                    groups(n_ids, 1));
+    return dispatch(gpu, vkm_kernels_get_rows_shader(type), args, 3, &p, sizeof p,
+                    groups((d + 3) / 4, VKM_OPS_WG), groups(n_ids, 1));
 }
 
 /* ---------------------------------------------------------------------------------- RoPE ---- */
@@ -250,7 +239,7 @@ int vkm_op_rope(vkm_gpu *gpu, const vkm_rope_params *rp, vkm_gpu_arg x, vkm_gpu_
                        tok_stride,     head_stride, rp->theta_scale, rp->freq_scale,
                        rp->ext_factor, rp->mscale,  rp->corr_low,    rp->corr_high};
     vkm_gpu_arg args[2] = {x, pos};
-    return dispatch(gpu, "rope", args, 2, &p, sizeof p,
+    return dispatch(gpu, VKM_SH_ROPE, args, 2, &p, sizeof p,
                     groups((uint64_t)n_head * (rp->n_rot / 2), VKM_OPS_WG), groups(n_tok, 1));
 }
 
@@ -273,7 +262,7 @@ int vkm_op_kv_store(vkm_gpu *gpu, bool dst_f16, vkm_gpu_arg src, vkm_gpu_arg dst
     vkm_gpu_arg args[2] = {src, dst};
     uint64_t per_head = dst_f16 ? p->d / 2 : p->d;
     CHECK_RC(fits_x(op, per_head * p->n_head));
-    return dispatch(gpu, dst_f16 ? "kv_store_f16" : "kv_store_f32", args, 2, p, sizeof *p,
+    return dispatch(gpu, dst_f16 ? VKM_SH_KV_STORE_F16 : VKM_SH_KV_STORE_F32, args, 2, p, sizeof *p,
                     groups(per_head * p->n_head, VKM_OPS_WG), groups(p->n_tok, 1));
 }
 
@@ -318,8 +307,8 @@ int vkm_op_mla_kv_rope(vkm_gpu *gpu, const vkm_rope_params *rp, bool cache_f16,
     uint32_t spec[2]; /* the rmsnorm kernels' workgroup, so the sums of squares are the same */
     norm_spec(gpu, spec);
     vkm_gpu_kernel *k = NULL;
-    CHECK_RC(vkm_gpu_kernel_get(gpu, cache_f16 ? "mla_kv_rope_f16" : "mla_kv_rope_f32", spec, 2, 5,
-                                sizeof p, &k));
+    CHECK_RC(vkm_gpu_kernel_get(gpu, cache_f16 ? VKM_SH_MLA_KV_ROPE_F16 : VKM_SH_MLA_KV_ROPE_F32,
+                                spec, 2, 5, sizeof p, &k));
     return vkm_gpu_dispatch(gpu, k, args, 5, &p, groups(s->n_tok, 1), 1, 1);
 }
 
@@ -359,8 +348,9 @@ static int attn_lane(vkm_gpu *gpu, bool cache_f16, const vkm_push_attn *p, vkm_g
     if (gy > MAX_GROUPS)
         return vkm_error(VKM_ERANGE, "%s: %llu pairs", op, (unsigned long long)pairs);
     vkm_gpu_kernel *k = NULL;
-    CHECK_RC(vkm_gpu_kernel_get(gpu, cache_f16 ? "mla_attn_lane_f16" : "mla_attn_lane_f32", spec, 3,
-                                6, sizeof *p, &k));
+    CHECK_RC(vkm_gpu_kernel_get(gpu,
+                                cache_f16 ? VKM_SH_MLA_ATTN_LANE_F16 : VKM_SH_MLA_ATTN_LANE_F32,
+                                spec, 3, 6, sizeof *p, &k));
     const vkm_gpu_arg all[6] = {args[0], args[1], args[2], args[3], args[4], state};
     vkm_push_attn q = *p;
     for (uint32_t i = 0; i < passes; i++) {
@@ -415,11 +405,9 @@ static int attn_run(vkm_gpu *gpu, bool cache_f16, const vkm_push_attn *p, vkm_gp
                     vkm_gpu_arg qb, vkm_gpu_arg k, vkm_gpu_arg v, vkm_gpu_arg o,
                     vkm_gpu_arg state) {
     vkm_gpu_arg args[5] = {qa, p->db ? qb : qa, k, v, o};
-    const vkm_gpu_device_info *info = vkm_gpu_info(gpu);
-    if (info->kernels == VKM_KERNELS_CPU && info->subgroup_size >= 4 && info->subgroup_size <= 64)
-        return attn_lane(gpu, cache_f16, p, args, state);
-    return dispatch(gpu, cache_f16 ? "mla_attn_f16" : "mla_attn_f32", args, 5, p, sizeof *p,
-                    p->n_head, groups(p->n_q, 1));
+    if (vkm_gpu_plan(gpu)->attn_lane) return attn_lane(gpu, cache_f16, p, args, state);
+    return dispatch(gpu, cache_f16 ? VKM_SH_MLA_ATTN_F16 : VKM_SH_MLA_ATTN_F32, args, 5, p,
+                    sizeof *p, p->n_head, groups(p->n_q, 1));
 }
 
 int vkm_op_attn(vkm_gpu *gpu, bool cache_f16, const vkm_push_attn *p, vkm_gpu_arg qa,
@@ -440,8 +428,8 @@ static int attn_dec(vkm_gpu *gpu, const vkm_attn_shape *s, const vkm_push_attn *
     const vkm_gpu_device_info *info = vkm_gpu_info(gpu);
     const uint32_t sg = info->subgroup_size, es = s->cache_f16 ? 2 : 4, H = p->n_head;
     const uint32_t s_stride = (H + 7u) & ~7u, row = p->da + p->db;
-    /* texel_bytes is 0 unless the kernels are the CPU-device ones; attn_check bounds H */
-    if (!info->texel_bytes || sg < 4 || sg > 64 || p->n_q != 1 || p->n_kv == 0 ||
+    /* attn_check bounds H */
+    if (!vkm_gpu_plan(gpu)->attn_dec || p->n_q != 1 || p->n_kv == 0 ||
         p->n_kv > VKM_ATTN_DEC_MAX_KEYS || p->q_pos0 + 1u < p->n_kv || p->da % 8 || p->db % 8 ||
         p->dv % 8 || p->o_head_stride % 4 || p->qa_head_stride % 4 || p->qb_off % 4 ||
         p->qb_head_stride % 4 || !s->scores.buf)
@@ -468,16 +456,16 @@ static int attn_dec(vkm_gpu *gpu, const vkm_attn_shape *s, const vkm_push_attn *
         p->kq_scale};
     const uint32_t spec[1] = {sg};
     vkm_gpu_kernel *k = NULL;
-    CHECK_RC(vkm_gpu_kernel_get(gpu,
-                                s->cache_f16 ? "mla_attn_dec_score_f16" : "mla_attn_dec_score_f32",
-                                spec, 1, 4, sizeof d, &k));
+    CHECK_RC(vkm_gpu_kernel_get(
+        gpu, s->cache_f16 ? VKM_SH_MLA_ATTN_DEC_SCORE_F16 : VKM_SH_MLA_ATTN_DEC_SCORE_F32, spec, 1,
+        4, sizeof d, &k));
     const vkm_gpu_arg a0[4] = {qat, qbt, kc, sc};
     CHECK_RC(vkm_gpu_dispatch(gpu, k, a0, 4, &d, groups(p->n_kv, 4u * sg), 1, 1));
-    CHECK_RC(vkm_gpu_kernel_get(gpu, "mla_attn_dec_softmax", spec, 1, 1, sizeof d, &k));
+    CHECK_RC(vkm_gpu_kernel_get(gpu, VKM_SH_MLA_ATTN_DEC_SOFTMAX, spec, 1, 1, sizeof d, &k));
     CHECK_RC(vkm_gpu_dispatch(gpu, k, &sc, 1, &d, groups(H, 4), 1, 1));
-    CHECK_RC(vkm_gpu_kernel_get(gpu,
-                                s->cache_f16 ? "mla_attn_dec_value_f16" : "mla_attn_dec_value_f32",
-                                spec, 1, 3, sizeof d, &k));
+    CHECK_RC(vkm_gpu_kernel_get(
+        gpu, s->cache_f16 ? VKM_SH_MLA_ATTN_DEC_VALUE_F16 : VKM_SH_MLA_ATTN_DEC_VALUE_F32, spec, 1,
+        3, sizeof d, &k));
     const vkm_gpu_arg a2[3] = {sc, kc, o};
     return vkm_gpu_dispatch(gpu, k, a2, 3, &d, groups(p->dv, 8u * sg), groups(H, 8), 1);
 }
@@ -592,20 +580,22 @@ static int router(vkm_gpu *gpu, const vkm_router_cfg *cfg, vkm_gpu_arg logits, v
                          X};
     vkm_gpu_arg args[7] = {logits, bias.buf ? bias : logits, ids, weights};
     if (group) CHECK_RC(group_need(op, group, n_tok, K, X)); /* before anything is recorded */
-    const bool lane = vkm_gpu_info(gpu)->kernels == VKM_KERNELS_CPU;
-    if (group && lane && n_tok <= VKM_ROUTER_LANE_WG) { /* X <= VKM_MOE_GROUP_MAX_EXPERT */
+    const vkm_kernel_plan *plan = vkm_gpu_plan(gpu);
+    const bool lane = plan->router_lane;
+    if (group && plan->fuse.router_group &&
+        n_tok <= VKM_ROUTER_LANE_WG) { /* X <= VKM_MOE_GROUP_MAX_EXPERT */
         /* one workgroup routes and groups (router_lane.comp, GROUP) */
         args[4] = group->rows, args[5] = group->mats, args[6] = group->map;
-        return dispatch(gpu, "router_lane_group", args, 7, &p, sizeof p, 1, 1);
+        return dispatch(gpu, VKM_SH_ROUTER_LANE_GROUP, args, 7, &p, sizeof p, 1, 1);
     }
     int rc;
     if (lane) { /* an invocation per token, no grid loop */
         if (n_tok > (uint64_t)MAX_GROUPS * VKM_ROUTER_LANE_WG)
             return vkm_error(VKM_ERANGE, "%s: %u tokens exceed one dispatch", op, n_tok);
-        rc = dispatch(gpu, "router_lane", args, 4, &p, sizeof p,
+        rc = dispatch(gpu, VKM_SH_ROUTER_LANE, args, 4, &p, sizeof p,
                       (n_tok + VKM_ROUTER_LANE_WG - 1) / VKM_ROUTER_LANE_WG, 1);
     } else {
-        rc = dispatch(gpu, "router", args, 4, &p, sizeof p, groups(n_tok, 1), 1);
+        rc = dispatch(gpu, VKM_SH_ROUTER, args, 4, &p, sizeof p, groups(n_tok, 1), 1);
     }
     return rc || !group ? rc : vkm_op_moe_group(gpu, ids, group, n_tok, K, X);
 }
@@ -633,7 +623,7 @@ int vkm_op_moe_group(vkm_gpu *gpu, vkm_gpu_arg ids, const vkm_moe_grouping *grou
     CHECK_RC(group_need(op, group, n_tok, n_used, n_expert));
     vkm_push_moe_group p = {n_tok, n_used, n_expert};
     vkm_gpu_arg args[4] = {ids, group->rows, group->mats, group->map};
-    return dispatch(gpu, "moe_group", args, 4, &p, sizeof p, 1, 1);
+    return dispatch(gpu, VKM_SH_MOE_GROUP, args, 4, &p, sizeof p, 1, 1);
 }
 
 int vkm_op_moe_combine(vkm_gpu *gpu, vkm_gpu_arg eo, vkm_gpu_arg map, vkm_gpu_arg w, vkm_gpu_arg y,
@@ -649,7 +639,7 @@ int vkm_op_moe_combine(vkm_gpu *gpu, vkm_gpu_arg eo, vkm_gpu_arg map, vkm_gpu_ar
     CHECK_RC(need(op, "y", y, (uint64_t)n_tok * d, 4));
     vkm_push_moe_combine p = {n_tok, n_used, d, n_rows, d, d, accumulate, 0.0f};
     vkm_gpu_arg args[4] = {n_rows ? eo : y, map, w, y};
-    return dispatch(gpu, "moe_combine", args, 4, &p, sizeof p, groups(d, VKM_OPS_WG),
+    return dispatch(gpu, VKM_SH_MOE_COMBINE, args, 4, &p, sizeof p, groups(d, VKM_OPS_WG),
                     groups(n_tok, 1));
 }
 
@@ -674,6 +664,6 @@ int vkm_op_moe_combine_norm(vkm_gpu *gpu, const vkm_moe_combine_norm *c) {
     norm_spec(gpu, spec);
     spec[2] = K <= VKM_ROUTER_MAX_USED ? K : 0; /* NU: the token's rows loaded once */
     vkm_gpu_kernel *k = NULL;
-    CHECK_RC(vkm_gpu_kernel_get(gpu, "moe_combine_norm", spec, 3, 7, sizeof p, &k));
+    CHECK_RC(vkm_gpu_kernel_get(gpu, VKM_SH_MOE_COMBINE_NORM, spec, 3, 7, sizeof p, &k));
     return vkm_gpu_dispatch(gpu, k, args, 7, &p, groups(n_tok, 1), 1, 1);
 }

@@ -9,13 +9,13 @@
  * before it reaches the GPU; a window must fit the 32-bit addressing of the shaders. */
 #include "ops_matmul.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../shaders/matmul_common.h"
 #include "err.h"
+#include "kernels.h"
 #include "ops.h"
 #include "qtype.h"
 
@@ -23,8 +23,8 @@
 #define NO_SECOND 0xFFFFFFFFu /* vkm_matmul_push.x2_z: no second matrix */
 
 bool vkm_op_matmul_supported(uint32_t type) {
-    const vkm_qtype_info *t = vkm_qtype_get(type); /* every type the references handle */
-    return t && t->supported;
+    const vkm_qtype_info *t = vkm_qtype_get(type); /* the types with device kernels */
+    return t && t->supported && t->gpu;
 }
 
 /* Checks the weight type and k, returns the row bytes in *row_bytes. */
@@ -93,73 +93,15 @@ static uint64_t rows_bytes(int64_t rows, int64_t stride, int64_t len) {
     return el * 4;
 }
 
-/* Kernel tuning from the device.
- * GPUs: GEMV workgroups of a few subgroups splitting k (LANE_ROWS = 0), two rows each (the X
- * values loaded once serve both rows); more than 8 columns go to the tiled GEMM (matmul_mm).
- * CPU devices (lavapipe, subgroup = one SIMD register of >= 8 lanes): every invocation owns a
- * whole row (LANE_ROWS = 1), so there is no reduction, shared memory or barrier (barriers are
- * coroutine switches there), weights are decoded a block at a time, and X values travel between
- * lanes by subgroupShuffle. The same kernel also does the GEMM there, 8 columns per pass (the
- * shared-memory tiles of matmul_mm cost a per-lane loop per load on llvmpipe). Measured on
- * llvmpipe (2 cores): GEMV 3-10x the k-split layout, GEMM 3-4x matmul_mm. */
-typedef struct tuning {
-    uint32_t wg;        /* threads per workgroup */
-    uint32_t rows;      /* rows per thread (LANE_ROWS) or per workgroup */
-    uint32_t lane_rows; /* 1: LANE_ROWS layout */
-    uint32_t sg;        /* 1: GEMV by matmul_sg.comp, `ks` subgroups per row (GPUs) */
-    uint32_t ks;
-} tuning;
-
-/* Whether matmul_sg beats the k-split matmul_vec for a GEMV of `rows` rows of wtype on GPUs.
- * Measured with bench --micro, both kernels in one session on an NVIDIA H200 (README): matmul_sg
- * wins for the float types at every shape (F16: 49-54% of copy on the expert shapes, against
- * 35-36%), and for Q8_0, Q5_x and the K-quants on the expert and attention shapes (Q4_K 7168x2048:
- * 9.5% against 6.9%), while the k-split kernel wins for Q4_0/Q4_1 and, among the block types, on
- * the 129280-row output matrix. */
-static bool sg_preferred(uint32_t wtype, uint64_t rows) {
-    switch (wtype) {
-    case VKM_F32:
-    case VKM_F16:
-    case VKM_BF16:
-        return true;
-    case VKM_Q4_0:
-    case VKM_Q4_1:
-        return false;
-    default:
-        return rows < 32768;
-    }
-}
-
-/* `rows` = the rows of all matrices one GEMV dispatch covers: matmul_sg splits each row over
- * more subgroups when there are few (fewer than 4096 subgroups would leave a large GPU idle).
+/* Kernel tuning: the device's kernel plan (core/kernels.h) chooses the GEMV family and its
+ * specialization constants. `rows` = the rows of all matrices one GEMV dispatch covers;
  * `fixed_rows` = the part of them that does not depend on the routing (the same in the session
  * warm-up's dry recording, so that it builds the kernels the evaluations use). */
+typedef vkm_gemv_tuning tuning;
+
 static tuning get_tuning(vkm_gpu *gpu, uint64_t rows, uint64_t fixed_rows, uint32_t wtype,
                          int64_t cols) {
-    const vkm_gpu_device_info *info = vkm_gpu_info(gpu);
-    /* CPU devices: several rows per thread share each X load (X loads cost more than the
-     * weights' 16-byte chunk loads on llvmpipe). Measured on llvmpipe (2 cores), 4 rows against
-     * 2: GEMM (64 columns) Q4_K 1.5-1.9x, Q8_0 2x, Q6_K 1.5x, F16 1.1x, 8 columns 1.7x; GEMV
-     * (1 column) alike, so that keeps 2 rows: lavapipe compiles the 4-row variants about 2x
-     * slower, on every process start (2.5 s more for bench-small). Workgroups shrink from 32
-     * threads (to 16, then 8, not below a subgroup) while a dispatch would have fewer than 4, so
-     * that small matrices still spread over the cores (a workgroup runs on one): the 32-row
-     * router GEMV 1.6-2x faster. */
-    if (info->kernels == VKM_KERNELS_CPU && info->subgroup_size >= 8 && info->subgroup_size <= 64) {
-        uint32_t wg = 32;
-        while (wg > info->subgroup_size && (fixed_rows + wg * 2 - 1) / (wg * 2) < 4) wg /= 2;
-        return (tuning){wg, cols > 1 ? 4 : 2, 1, 0, 1};
-    }
-    if (info->kernels != VKM_KERNELS_KSPLIT &&
-        (info->kernels == VKM_KERNELS_SG || sg_preferred(wtype, rows))) { /* 4 sgs, ks per row */
-        const uint32_t s = info->subgroup_size;
-        const uint32_t w = s * 4 < 32 ? 32 : s * 4 > VKM_MM_VEC_MAX_WG ? VKM_MM_VEC_MAX_WG : s * 4;
-        const uint32_t n_sg = s && w / s ? w / s : 1;
-        const uint32_t ks = rows >= 4096 || n_sg < 2 ? 1 : rows >= 1024 || n_sg < 4 ? 2 : 4;
-        return (tuning){w, n_sg / ks, 0, 1, ks};
-    }
-    uint32_t w = info->subgroup_size * 4;
-    return (tuning){w < 64 ? 64 : w > 128 ? 128 : w, 2, 0, 0, 1};
+    return vkm_kernels_gemv_tuning(vkm_gpu_plan(gpu), rows, fixed_rows, wtype, cols);
 }
 
 /* Rows one GEMV workgroup computes. */
@@ -186,12 +128,7 @@ static bool steps_aligned(uint32_t wtype) {
  * at multiples of 256). */
 static int get_kernel(vkm_gpu *gpu, tuning *tp, bool gemv, bool id, uint32_t wtype, int64_t cols,
                       const vkm_matmul_push *pc, const vkm_gpu_arg *args, vkm_gpu_kernel **out) {
-    char tname[16], name[64];
-    const char *tn = vkm_qtype_name(wtype);
-    size_t i = 0;
-    for (; tn[i] && i + 1 < sizeof tname; i++) tname[i] = (char)tolower((unsigned char)tn[i]);
-    tname[i] = 0;
-    const vkm_gpu_device_info *info = vkm_gpu_info(gpu);
+    const vkm_kernel_plan *plan = vkm_gpu_plan(gpu);
     const bool tex = gemv && tp->lane_rows && vkm_gpu_texel_window(gpu, &args[0]) &&
                      vkm_gpu_texel_window(gpu, &args[1]);
     /* The texel kernels keep 2 rows per thread for several columns too: lavapipe compiles them
@@ -199,14 +136,16 @@ static int get_kernel(vkm_gpu *gpu, tuning *tp, bool gemv, bool id, uint32_t wty
      * (GEMM, 64 columns), and their 4-row variants compile 1.8x slower (measured, 2 cores). */
     if (tex) tp->rows = 2;
     const tuning t = *tp;
-    const bool lane64 = gemv && t.lane_rows && info->lane64;
-    snprintf(name, sizeof name, "matmul_%s%s_%s",
-             !gemv    ? "mm"
-             : t.sg   ? "sg"
-             : tex    ? "tex"
-             : lane64 ? "lane"
-                      : "vec",
-             id ? "_id" : "", tname);
+    const vkm_matmul_family fam = !gemv          ? VKM_MMK_MM
+                                  : t.sg         ? VKM_MMK_SG
+                                  : tex          ? VKM_MMK_TEX
+                                  : !t.lane_rows ? VKM_MMK_KSPLIT
+                                  : plan->lane64 ? VKM_MMK_LANE64
+                                                 : VKM_MMK_LANE32;
+    const vkm_shader_id shader = vkm_kernels_matmul_shader(fam, id, wtype);
+    if (shader == VKM_SHADER_COUNT)
+        return vkm_error(VKM_EUNSUPPORTED, "matmul: no %s kernel for weight type %s",
+                         vkm_kernels_family_name(fam), vkm_qtype_name(wtype));
     uint32_t spec[8];
     int n_spec = 0;
     if (gemv) {
@@ -231,7 +170,7 @@ static int get_kernel(vkm_gpu *gpu, tuning *tp, bool gemv, bool id, uint32_t wty
             spec[0] <= VKM_MM_VEC_MAX_WG &&
             (t.sg || (spec[1] <= VKM_MM_VEC_MAX_ROWS && (t.lane_rows || spec[0] >= spec[1] * nc))));
     }
-    return vkm_gpu_kernel_get(gpu, name, spec, n_spec, id ? 5 : 3, sizeof(vkm_matmul_push), out);
+    return vkm_gpu_kernel_get(gpu, shader, spec, n_spec, id ? 5 : 3, sizeof(vkm_matmul_push), out);
 }
 
 /* Loop iterations one LANE_ROWS invocation may spend: lavapipe (gallivm) ends a shader invocation
@@ -353,8 +292,9 @@ static int matmul_plain(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_o
 
     tuning t = get_tuning(gpu, pc.m, pc.m, wtype, n);
     bool gemv = n <= VKM_MM_VEC_MAX_COLS || t.lane_rows;
-    if (two && !(gemv && t.lane_rows && vkm_gpu_texel_window(gpu, &args[0]) &&
-                 vkm_gpu_texel_window(gpu, &args[1])))
+    /* the plan's qa_kva form (the texel kernels), where the windows are texel buffers */
+    if (two && !(vkm_gpu_plan(gpu)->fuse.qa_kva && gemv && t.lane_rows &&
+                 vkm_gpu_texel_window(gpu, &args[0]) && vkm_gpu_texel_window(gpu, &args[1])))
         return VKM_MATMUL_UNFIT;
     vkm_gpu_kernel *kern;
     if ((rc = get_kernel(gpu, &t, gemv, false, wtype, n, &pc, args, &kern))) return rc;
@@ -518,10 +458,12 @@ static int matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a, int64_t up_off,
         get_tuning(gpu, (uint64_t)pc.m * gz, pc.mode == VKM_MM_ID_ROWS ? pc.m : (uint64_t)pc.m * gz,
                    a->wtype, per_mat);
     bool gemv = per_mat <= VKM_MM_VEC_MAX_COLS || t.lane_rows;
-    /* the gated form and the second matrix: the texel kernels (gated: 2 rows per thread, gate
-     * and up) */
-    if ((up_off || second) && !(gemv && t.lane_rows && vkm_gpu_texel_window(gpu, &args[0]) &&
-                                vkm_gpu_texel_window(gpu, &args[1])))
+    /* the gated form and the second matrix: the plan's glu / shared_z forms (the texel kernels;
+     * gated: 2 rows per thread, gate and up), where the windows are texel buffers */
+    const vkm_kernel_plan *plan = vkm_gpu_plan(gpu);
+    if ((up_off && !plan->fuse.glu) || (second && !plan->fuse.shared_z) ||
+        ((up_off || second) && !(gemv && t.lane_rows && vkm_gpu_texel_window(gpu, &args[0]) &&
+                                 vkm_gpu_texel_window(gpu, &args[1]))))
         return VKM_MATMUL_UNFIT;
     vkm_gpu_kernel *kern;
     if ((rc = get_kernel(gpu, &t, gemv, true, a->wtype, per_mat, &pc, args, &kern))) return rc;

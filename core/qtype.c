@@ -1,25 +1,26 @@
 /* qtype.c - the table of ggml type ids (spec §1.3). */
 #include "qtype.h"
 
+/* name, block, bytes, supported (C reference), gpu (device kernels) */
 static const vkm_qtype_info g_types[VKM_QTYPE_COUNT] = {
-    [0] = {"F32", 1, 4, true},          [1] = {"F16", 1, 2, true},
-    [2] = {"Q4_0", 32, 18, true},       [3] = {"Q4_1", 32, 20, true},
-    [6] = {"Q5_0", 32, 22, true},       [7] = {"Q5_1", 32, 24, true},
-    [8] = {"Q8_0", 32, 34, true},       [9] = {"Q8_1", 32, 36, false},
-    [10] = {"Q2_K", 256, 84, true},     [11] = {"Q3_K", 256, 110, true},
-    [12] = {"Q4_K", 256, 144, true},    [13] = {"Q5_K", 256, 176, true},
-    [14] = {"Q6_K", 256, 210, true},    [15] = {"Q8_K", 256, 292, false},
-    [16] = {"IQ2_XXS", 256, 66, false}, [17] = {"IQ2_XS", 256, 74, false},
-    [18] = {"IQ3_XXS", 256, 98, false}, [19] = {"IQ1_S", 256, 50, false},
-    [20] = {"IQ4_NL", 32, 18, false},   [21] = {"IQ3_S", 256, 110, false},
-    [22] = {"IQ2_S", 256, 82, false},   [23] = {"IQ4_XS", 256, 136, false},
-    [24] = {"I8", 1, 1, false},         [25] = {"I16", 1, 2, false},
-    [26] = {"I32", 1, 4, false},        [27] = {"I64", 1, 8, false},
-    [28] = {"F64", 1, 8, false},        [29] = {"IQ1_M", 256, 56, false},
-    [30] = {"BF16", 1, 2, true},        [34] = {"TQ1_0", 256, 54, false},
-    [35] = {"TQ2_0", 256, 66, false},   [39] = {"MXFP4", 32, 17, false},
-    [40] = {"NVFP4", 64, 36, false},    [41] = {"Q1_0", 32, 6, false},
-    [42] = {"Q2_0", 32, 10, false},
+    [0] = {"F32", 1, 4, true, true},          [1] = {"F16", 1, 2, true, true},
+    [2] = {"Q4_0", 32, 18, true, true},       [3] = {"Q4_1", 32, 20, true, true},
+    [6] = {"Q5_0", 32, 22, true, true},       [7] = {"Q5_1", 32, 24, true, true},
+    [8] = {"Q8_0", 32, 34, true, true},       [9] = {"Q8_1", 32, 36, false, false},
+    [10] = {"Q2_K", 256, 84, true, true},     [11] = {"Q3_K", 256, 110, true, true},
+    [12] = {"Q4_K", 256, 144, true, true},    [13] = {"Q5_K", 256, 176, true, true},
+    [14] = {"Q6_K", 256, 210, true, true},    [15] = {"Q8_K", 256, 292, false, false},
+    [16] = {"IQ2_XXS", 256, 66, true, false}, [17] = {"IQ2_XS", 256, 74, true, false},
+    [18] = {"IQ3_XXS", 256, 98, true, false}, [19] = {"IQ1_S", 256, 50, true, false},
+    [20] = {"IQ4_NL", 32, 18, true, false},   [21] = {"IQ3_S", 256, 110, true, false},
+    [22] = {"IQ2_S", 256, 82, true, false},   [23] = {"IQ4_XS", 256, 136, true, false},
+    [24] = {"I8", 1, 1, false, false},        [25] = {"I16", 1, 2, false, false},
+    [26] = {"I32", 1, 4, false, false},       [27] = {"I64", 1, 8, false, false},
+    [28] = {"F64", 1, 8, false, false},       [29] = {"IQ1_M", 256, 56, true, false},
+    [30] = {"BF16", 1, 2, true, true},        [34] = {"TQ1_0", 256, 54, false, false},
+    [35] = {"TQ2_0", 256, 66, false, false},  [39] = {"MXFP4", 32, 17, false, false},
+    [40] = {"NVFP4", 64, 36, false, false},   [41] = {"Q1_0", 32, 6, false, false},
+    [42] = {"Q2_0", 32, 10, false, false},
 };
 
 const vkm_qtype_info *vkm_qtype_get(uint32_t type) {

@@ -13,6 +13,38 @@
  *                fifth bit is bit j + 16 of qh. x = d*q.
  *   Q5_1 (24 B): d:f16, m:f16, qh[4], qs[16]. Same 5-bit q without the -16; x = d*q + m.
  *
+ * The IQ types (ggml's importance-matrix quants; grids and levels in iq_tables.h), per block of
+ * 256 elements in 8 runs of 32 (ib = e / 32) of 4 groups of 8 (l = e % 32 / 8, j = e % 8), or,
+ * for IQ3_*, grid points of 4 (the group's first or second half, h = j / 4). "signs s7" is a 7-bit
+ * sign index (vkm_iq_signs: bit j set = element j of the group negative). All offsets in bytes.
+ *   IQ2_XXS (66): d:f16 @0, 8 runs of 8 bytes @2: bytes 0-3 the grid indices of groups 0-3 (of
+ *       256 points), u32 at byte 4: signs s7 of group l at bits 7l, scale s at bits 28-31;
+ *       x = d * (0.5 + s) / 4 * grid[j] * sign.
+ *   IQ2_XS (74): d @0, qs: 32 u16 @2 (q = qs[4ib + l]: grid index q & 511 of 512 points, signs
+ *       s7 = q >> 9), scales[8] @66 (the low nibble s for groups 0-1, the high one for 2-3);
+ *       x = d * (0.5 + s) / 4 * grid[j] * sign.
+ *   IQ2_S (82): d @0, qs[32] @2 (the low 8 bits of the grid index, of 1024 points), signs[32] @34
+ *       (8 sign bits per group, no parity), qh[8] @66 (bits 2l, 2l + 1 of qh[ib]: index bits 8-9),
+ *       scales[8] @74 as IQ2_XS.
+ *   IQ3_XXS (98): d @0, qs[64] @2 (the grid index of half h of group l of run ib is
+ *       qs[8ib + 2l + h], of 256 points of 4), u32 @66 + 4ib: signs s7 of group l at bits 7l,
+ *       scale s at bits 28-31; x = d * (0.5 + s) / 2 * grid[j % 4] * sign.
+ *   IQ3_S (110): d @0, qs[64] @2 (low 8 bits of the index, 512 points), qh[8] @66 (bit 2l + h of
+ *       qh[ib]: index bit 8), signs[32] @74 (8 bits per group), scales[4] @106 (the low nibble s
+ *       for even ib, the high one for odd); x = d * (1 + 2s) * grid[j % 4] * sign.
+ *   IQ1_S (50): d @0, qs[32] @2 (low 8 bits of the index of group l: qs[4ib + l], 2048 points of
+ *       8 values -1..1), qh: 8 u16 @34 (h = qh[ib]: index bits 8-10 of group l at bits 3l,
+ *       scale s at bits 12-14, bit 15: delta sign); x = d * (2s + 1) * (grid[j] +- 1/8).
+ *   IQ1_M (56): qs[32] @0 as IQ1_S, qh[16] @32 (byte 2ib + l / 2: index bits 8-10 of group l at
+ *       bits 4 * (l % 2), its delta sign at bit 4 * (l % 2) + 3), scales: 4 u16 @48 (sc[ib / 2]
+ *       bits 6 * (ib % 2) + 3 * (l / 2): 3-bit s; d = the f16 whose nibbles 0-3 are bits 12-15
+ *       of sc[0], sc[1], sc[2], sc[3]); x = d * (2s + 1) * (grid[j] +- 1/8).
+ *   IQ4_NL (18 per 32): d @0, qs[16] as Q4_0's nibbles; x = d * kvalues[q].
+ *   IQ4_XS (136): d @0, scales_h u16 @2 (bits 2ib, 2ib + 1: scale bits 4-5), scales_l[4] @4
+ *       (nibble ib % 2 of byte ib / 2: bits 0-3), qs[128] @8 (run ib: 16 bytes @8 + 16ib, Q4_0's
+ *       nibble order); x = d * (s - 32) * kvalues[q].
+ * The IQ types have no quantizer here (vkm_ref_quant_row refuses them).
+ *
  * Quantizers: round to nearest, with every scale (and min) chosen so that the whole block lies
  * inside the representable range, which gives a hard worst-case error bound (A = largest |x| of
  * the (super-)block, R = max(x,0) - min(x,0) of the super-block, ignoring f16 ulps):
@@ -39,6 +71,7 @@
 
 #include "err.h"
 #include "fp16.h"
+#include "iq_tables.h"
 #include "qtype.h"
 
 /* ---- byte access -------------------------------------------------------------------------- */
@@ -192,6 +225,129 @@ static void dq_q6_k(const uint8_t *b, float *y) {
     }
 }
 
+/* ---- IQ dequantizers (see the top comment) -------------------------------------------------- */
+
+static float sign_of(uint8_t signs, int j) {
+    return (signs >> j) & 1 ? -1.0f : 1.0f;
+}
+
+static void dq_iq2_xxs(const uint8_t *b, float *y) {
+    float d = rdf16(b);
+    for (int e = 0; e < 256; e++) {
+        int ib = e / 32, l = e % 32 / 8, j = e % 8;
+        const uint8_t *run = b + 2 + 8 * ib;
+        uint32_t aux = rd32(run + 4);
+        float db = d * (0.5f + (float)(aux >> 28)) * 0.25f;
+        uint8_t signs = vkm_iq_signs(aux >> (7 * l));
+        y[e] = db * (float)vkm_iq_grid8(vkm_iq2xxs_grid, run[l], j) * sign_of(signs, j);
+    }
+}
+
+static void dq_iq2_xs(const uint8_t *b, float *y) {
+    float d = rdf16(b);
+    for (int e = 0; e < 256; e++) {
+        int ib = e / 32, l = e % 32 / 8, j = e % 8;
+        uint32_t q = rd16(b + 2 + 2 * (4 * ib + l));
+        int s = l < 2 ? (b[66 + ib] & 0xF) : (b[66 + ib] >> 4);
+        float db = d * (0.5f + (float)s) * 0.25f;
+        uint8_t signs = vkm_iq_signs(q >> 9);
+        y[e] = db * (float)vkm_iq_grid8(vkm_iq2xs_grid, q & 511u, j) * sign_of(signs, j);
+    }
+}
+
+static void dq_iq2_s(const uint8_t *b, float *y) {
+    float d = rdf16(b);
+    const uint8_t *qs = b + 2, *signs = b + 34, *qh = b + 66, *scales = b + 74;
+    for (int e = 0; e < 256; e++) {
+        int ib = e / 32, l = e % 32 / 8, j = e % 8;
+        uint32_t idx = qs[4 * ib + l] | ((uint32_t)(qh[ib] >> (2 * l)) & 3u) << 8;
+        int s = l < 2 ? (scales[ib] & 0xF) : (scales[ib] >> 4);
+        float db = d * (0.5f + (float)s) * 0.25f;
+        y[e] = db * (float)vkm_iq_grid8(vkm_iq2s_grid, idx, j) * sign_of(signs[4 * ib + l], j);
+    }
+}
+
+static void dq_iq3_xxs(const uint8_t *b, float *y) {
+    float d = rdf16(b);
+    const uint8_t *qs = b + 2;
+    for (int e = 0; e < 256; e++) {
+        int ib = e / 32, l = e % 32 / 8, j = e % 8, h = j / 4;
+        uint32_t aux = rd32(b + 66 + 4 * ib);
+        float db = d * (0.5f + (float)(aux >> 28)) * 0.5f;
+        uint8_t signs = vkm_iq_signs(aux >> (7 * l));
+        uint32_t g = vkm_iq3xxs_grid[qs[8 * ib + 2 * l + h]];
+        y[e] = db * (float)((g >> (8 * (j % 4))) & 0xFFu) * sign_of(signs, j);
+    }
+}
+
+static void dq_iq3_s(const uint8_t *b, float *y) {
+    float d = rdf16(b);
+    const uint8_t *qs = b + 2, *qh = b + 66, *signs = b + 74, *scales = b + 106;
+    for (int e = 0; e < 256; e++) {
+        int ib = e / 32, l = e % 32 / 8, j = e % 8, h = j / 4;
+        uint32_t idx = qs[8 * ib + 2 * l + h] | ((uint32_t)(qh[ib] >> (2 * l + h)) & 1u) << 8;
+        int s = ib % 2 == 0 ? (scales[ib / 2] & 0xF) : (scales[ib / 2] >> 4);
+        float db = d * (float)(1 + 2 * s);
+        uint32_t g = vkm_iq3s_grid[idx];
+        y[e] = db * (float)((g >> (8 * (j % 4))) & 0xFFu) * sign_of(signs[4 * ib + l], j);
+    }
+}
+
+static void dq_iq1_s(const uint8_t *b, float *y) {
+    float d = rdf16(b);
+    const uint8_t *qs = b + 2;
+    for (int e = 0; e < 256; e++) {
+        int ib = e / 32, l = e % 32 / 8, j = e % 8;
+        uint32_t h = rd16(b + 34 + 2 * ib);
+        uint32_t idx = qs[4 * ib + l] | ((h >> (3 * l)) & 7u) << 8;
+        float dl = d * (float)(2 * ((h >> 12) & 7u) + 1);
+        float delta = h & 0x8000u ? -VKM_IQ1_DELTA : VKM_IQ1_DELTA;
+        y[e] = dl * ((float)vkm_iq1s_value(idx, j) + delta);
+    }
+}
+
+static void dq_iq1_m(const uint8_t *b, float *y) {
+    const uint8_t *qs = b, *qh = b + 32;
+    uint32_t sc[4];
+    for (int i = 0; i < 4; i++) sc[i] = rd16(b + 48 + 2 * i);
+    uint16_t dbits = (uint16_t)((sc[0] >> 12) | ((sc[1] >> 8) & 0xF0u) | ((sc[2] >> 4) & 0xF00u) |
+                                (sc[3] & 0xF000u));
+    float d = vkm_fp16_to_f32(dbits);
+    for (int e = 0; e < 256; e++) {
+        int ib = e / 32, l = e % 32 / 8, j = e % 8;
+        uint32_t hb = (uint32_t)qh[2 * ib + l / 2] >> (4 * (l % 2)); /* bits 0-2 index, 3 sign */
+        uint32_t idx = qs[4 * ib + l] | (hb & 7u) << 8;
+        uint32_t s = (sc[ib / 2] >> (6 * (ib % 2) + 3 * (l / 2))) & 7u;
+        float dl = d * (float)(2 * s + 1);
+        float delta = hb & 8u ? -VKM_IQ1_DELTA : VKM_IQ1_DELTA;
+        y[e] = dl * ((float)vkm_iq1s_value(idx, j) + delta);
+    }
+}
+
+static void dq_iq4_nl(const uint8_t *b, float *y) {
+    float d = rdf16(b);
+    const uint8_t *qs = b + 2;
+    for (int e = 0; e < 32; e++) {
+        int j = e % 16;
+        int nib = e < 16 ? (qs[j] & 0xF) : (qs[j] >> 4);
+        y[e] = d * (float)vkm_iq4nl_values[nib];
+    }
+}
+
+static void dq_iq4_xs(const uint8_t *b, float *y) {
+    float d = rdf16(b);
+    uint32_t sh = rd16(b + 2);
+    const uint8_t *sl = b + 4, *qs = b + 8;
+    for (int e = 0; e < 256; e++) {
+        int ib = e / 32, r = e % 32, j = r % 16;
+        uint32_t lo = (uint32_t)(sl[ib / 2] >> (4 * (ib % 2))) & 0xFu, hi = (sh >> (2 * ib)) & 3u;
+        int s = (int)(lo | hi << 4);
+        uint8_t q = qs[16 * ib + j];
+        int nib = r < 16 ? (q & 0xF) : (q >> 4);
+        y[e] = d * (float)(s - 32) * (float)vkm_iq4nl_values[nib];
+    }
+}
+
 typedef void (*dq_block_fn)(const uint8_t *b, float *y);
 
 static dq_block_fn dq_fn(uint32_t type) {
@@ -216,6 +372,24 @@ static dq_block_fn dq_fn(uint32_t type) {
         return dq_q5_k;
     case VKM_Q6_K:
         return dq_q6_k;
+    case VKM_IQ2_XXS:
+        return dq_iq2_xxs;
+    case VKM_IQ2_XS:
+        return dq_iq2_xs;
+    case VKM_IQ2_S:
+        return dq_iq2_s;
+    case VKM_IQ3_XXS:
+        return dq_iq3_xxs;
+    case VKM_IQ3_S:
+        return dq_iq3_s;
+    case VKM_IQ1_S:
+        return dq_iq1_s;
+    case VKM_IQ1_M:
+        return dq_iq1_m;
+    case VKM_IQ4_NL:
+        return dq_iq4_nl;
+    case VKM_IQ4_XS:
+        return dq_iq4_xs;
     default:
         return NULL;
     }
@@ -611,11 +785,14 @@ int vkm_ref_quant_row(uint32_t type, const float *src, void *dst, int64_t n) {
     default:
         break;
     }
+    q_block_fn fn = q_fn(type);
+    if (!fn)
+        return vkm_error(VKM_EUNSUPPORTED, "quant: type %s (%u) has no quantizer",
+                         vkm_qtype_name(type), type);
     for (int64_t i = 0; i < n; i++)
         if (!isfinite(src[i]))
             return vkm_error(VKM_EINVAL, "quant: %s: element %lld is not finite",
                              vkm_qtype_name(type), (long long)i);
-    q_block_fn fn = q_fn(type);
     size_t bytes = vkm_qtype_get(type)->bytes;
     for (int64_t i = 0; i < n / block; i++) {
         rc = fn(src + i * block, p + (size_t)i * bytes);

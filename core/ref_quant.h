@@ -1,11 +1,14 @@
 /* ref_quant.h - plain-C reference for ggml weight formats: dequantize and quantize one row.
  *
  * This is the test oracle for the GPU kernels and the quantizer behind synthetic test models.
- * Supported types: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
+ * Supported types: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
+ * and for dequantization only IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ4_NL, IQ4_XS.
  * A row of n elements occupies vkm_ref_row_bytes(type, n) bytes; n must be a positive multiple of
- * the type's block (32 for Q*_0/Q*_1, 256 for K-quants, 1 for floats). Buffers must not overlap.
+ * the type's block (32 for Q*_0/Q*_1/IQ4_NL, 256 for K-quants and the other IQ types, 1 for
+ * floats). Buffers must not overlap.
  * Errors: VKM_EINVAL (bad n, non-finite input to a block quantizer), VKM_ERANGE (a block scale
- * does not fit in f16), VKM_EUNSUPPORTED (type not handled here; the message names it). */
+ * does not fit in f16), VKM_EUNSUPPORTED (type not handled here, or an IQ type given to the
+ * quantizer; the message names it). */
 #ifndef VKM_REF_QUANT_H
 #define VKM_REF_QUANT_H
 

@@ -42,6 +42,7 @@ struct vkm_session {
     int32_t *sel; /* [max_batch * n_expert_used] router choices read back (paged experts) */
     vkm_gpu_buf *readback; /* host int32 [2][max_batch * n_expert_used]: choices, guess */
     uint32_t n;            /* tokens of the batch being recorded */
+    vkm_dispatch_stats ds; /* vkm_session_dispatch_stats */
 };
 
 /* A device buffer of `bytes`, with a message naming the purpose on failure. */
@@ -68,7 +69,7 @@ int vkm_session_create(vkm_engine *e, const vkm_session_opts *opts, vkm_session 
         return vkm_error(VKM_EINVAL, "session: max_batch = %d, expected 1..%d", o.max_batch,
                          MAX_BATCH);
     if (max_batch > n_ctx) max_batch = n_ctx;
-    if (vkm_gpu_info(vkm_engine_gpu(e))->type == VKM_DEV_CPU) {
+    if (vkm_gpu_plan(vkm_engine_gpu(e))->loop_limit) {
         /* lavapipe ends a shader invocation after 65535 loop iterations in all, silently; the
          * expert grouping (moe_group.comp) scans every (token, choice) entry twice per expert an
          * invocation owns, so a batch stays below that (the matmul and attention kernels split
@@ -181,9 +182,15 @@ static int eval_chunk(vkm_session *s, const int32_t *tokens, int n, int pos0, in
         return rc;
     const vkm_fwd_batch b = chunk_batch(s, n, pos0, row0, n_logits, false);
     s->n = (uint32_t)n;
+    const uint64_t d0 = vkm_gpu_dispatch_count(s->gpu);
     if ((rc = vkm_gpu_begin(s->gpu)) || (rc = vkm_fwd_record(s->gpu, s->dm, &s->w, &s->kv, &b)) ||
         (rc = vkm_gpu_submit(s->gpu)))
         return rc;
+    s->ds.last = vkm_gpu_dispatch_count(s->gpu) - d0;
+    if (n == 1) {
+        s->ds.decode_steps++;
+        s->ds.decode_dispatches += s->ds.last;
+    }
     if (b.profile && (rc = vkm_engine_profile_collect(s->e))) return rc;
     if (n_logits == 0) return 0;
     const size_t V = s->dm->hp->n_vocab;
@@ -259,7 +266,7 @@ static int warmup(vkm_session *s, int n_prompt) {
     /* CPU devices (lavapipe) compile a pipeline's code at its first dispatch: the same passes
      * again, with no workgroups, so that happens here rather than in the first evaluations
      * (a cold Mesa shader cache: 30-60 s for bench-small's prompt on 2 cores) */
-    if (vkm_gpu_info(s->gpu)->type != VKM_DEV_CPU) return 0;
+    if (!vkm_gpu_plan(s->gpu)->prime_warmup) return 0;
     rc = vkm_gpu_set_prime(s->gpu, true);
     for (int i = 0; i < nb && !rc; i++) {
         rc = vkm_gpu_begin(s->gpu);
@@ -268,6 +275,10 @@ static int warmup(vkm_session *s, int n_prompt) {
     }
     const int off = vkm_gpu_set_prime(s->gpu, false);
     return rc ? rc : off;
+}
+
+void vkm_session_dispatch_stats(const vkm_session *s, vkm_dispatch_stats *out) {
+    *out = s->ds;
 }
 
 int vkm_session_n_past(const vkm_session *s) {

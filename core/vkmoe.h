@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "kernels.h"
 
 typedef struct vkm_engine vkm_engine;
 typedef struct vkm_session vkm_session;
@@ -34,6 +35,8 @@ typedef struct vkm_engine_opts {
     vkm_expert_trace_fn expert_trace; /* NULL = off (see vkm_expert_trace_fn) */
     void *expert_trace_user;          /* passed to expert_trace */
     int prefetch; /* enum vkm_prefetch: speculative expert prefetch while paging (0 = auto) */
+    vkm_kernels_layout kernels; /* kernel layouts (core/kernels.h): 0 = AUTO, the device's own;
+                                   the tools take $VKMOE_KERNELS (vkm_kernels_env) */
 } vkm_engine_opts;
 
 /* Speculative prefetch of paged experts: at each MoE layer the GPU also applies the next MoE
@@ -127,6 +130,15 @@ typedef bool (*vkm_progress_fn)(void *user, int stage, int done, int total);
 /* vkm_session_warmup with a progress hook (fn NULL = none). */
 int vkm_session_warmup_progress(vkm_session *s, int n_prompt, vkm_progress_fn fn, void *user);
 int vkm_session_n_past(const vkm_session *s);
+
+/* GPU dispatches the session's evaluations recorded (the kernel plan's fused forms show here):
+ * `last` of the last batch evaluated (a chunk of the last vkm_session_eval), and the sums over
+ * every one-token batch (decode steps) so far. */
+typedef struct vkm_dispatch_stats {
+    uint64_t last;
+    uint64_t decode_steps, decode_dispatches;
+} vkm_dispatch_stats;
+void vkm_session_dispatch_stats(const vkm_session *s, vkm_dispatch_stats *out);
 int vkm_session_n_ctx(const vkm_session *s);
 /* Tokens per GPU batch: vkm_session_eval evaluates longer inputs in chunks of this many. */
 int vkm_session_max_batch(const vkm_session *s);

@@ -13,6 +13,14 @@ expect "kv count" 0 "metadata: 41 keys" -- "$VKMOE" info -m "$TINY"
 expect "array rendering" 0 "tokenizer.ggml.tokens +ARRAY +\[STRING x 268\]" -- "$VKMOE" info -m "$TINY"
 expect "--tensors" 0 "token_embd.weight +F32 +\{64, 268\}" -- "$VKMOE" info -m "$TINY" --tensors
 expect "quant summary" 0 "Q6_K" -- "$VKMOE" info --model "$FIX/small-v3-q4_k_m.gguf"
+# the IQ fixtures: every type listed by name, none unsupported
+for q in iq1_s:IQ1_S iq1_m:IQ1_M iq2_xxs:IQ2_XXS iq2_m:IQ2_S iq2_m:IQ3_S iq2_m:IQ4_NL \
+    iq3_xxs:IQ3_XXS iq4_xs:IQ4_XS; do
+    f=${q%%:*} t=${q#*:}
+    expect "info $f lists $t" 0 "^  $t +[0-9]+ tensors" -- "$VKMOE" info -m "$FIX/iq/small-v3-$f.gguf"
+    ok "info $f: no unsupported type" \
+        bash -c '! "$0" info -m "$1" | grep -q unsupported' "$VKMOE" "$FIX/iq/small-v3-$f.gguf"
+done
 expect "vocab only" 0 "tensors: 0 " -- "$VKMOE" info -m "$FIX/vocab/ggml-vocab-deepseek-llm.gguf"
 expect "--help" 0 "usage: vkmoe info" -- "$VKMOE" info --help
 expect "no -m" 2 "usage:" -- "$VKMOE" info

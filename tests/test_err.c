@@ -14,6 +14,7 @@ int main(void) {
     CHECK(vkm_qtype_row_bytes(VKM_F16, 7) == 14);
     CHECK(!strcmp(vkm_qtype_name(VKM_Q6_K), "Q6_K"));
     CHECK(!strcmp(vkm_qtype_name(99), "unknown"));
-    CHECK(vkm_qtype_get(16) && !vkm_qtype_get(16)->supported);
+    CHECK(vkm_qtype_get(34) && !vkm_qtype_get(34)->supported); /* TQ1_0 */
+    CHECK(vkm_qtype_get(VKM_IQ2_XXS) && vkm_qtype_get(VKM_IQ2_XXS)->supported);
     return check_done();
 }

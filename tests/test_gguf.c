@@ -353,7 +353,7 @@ static void test_roundtrip(void) {
         const vkm_gguf_tensor *z = vkm_gguf_find_tensor(g, "t.zeros");
         CHECK(z && !memcmp(z->data, (float[5]){0}, 20));
         const vkm_gguf_tensor *iqt = vkm_gguf_find_tensor(g, "t.iq4nl");
-        CHECK(iqt && !vkm_qtype_get(iqt->type)->supported);
+        CHECK(iqt && iqt->type == VKM_IQ4_NL && vkm_qtype_get(iqt->type)->supported);
         /* the data can also be read through the descriptor at file_offset */
         uint8_t rb[64];
         CHECK(pread(vkm_gguf_file_fd(g, 0), rb, 64, (off_t)vkm_gguf_tensor_at(g, 2)->file_offset) ==

@@ -36,7 +36,8 @@ static int32_t g_ids[N_PROMPT];
 
 static int open_engine(const char *path, vkm_engine **e) {
     vkm_engine_opts o = {.model_path = path, .device = -1, .validation = true, .quiet = true};
-    return vkm_engine_open(&o, e);
+    int rc = vkm_kernels_env(&o.kernels); /* the ctest variants force a layout */
+    return rc ? rc : vkm_engine_open(&o, e);
 }
 
 /* The prompt on the GPU: the first N_PROMPT - n_step tokens as one eval (split into chunks of

@@ -121,7 +121,7 @@ static void host_buffers(vkm_gpu *gpu) {
     CHECK(hx && hy);
     vkm_gpu_kernel *k = NULL;
     uint32_t local = 64;
-    CHECK_OK(vkm_gpu_kernel_get(gpu, "smoke", &local, 1, 2, sizeof(smoke_push), &k));
+    CHECK_OK(vkm_gpu_kernel_get(gpu, VKM_SH_SMOKE, &local, 1, 2, sizeof(smoke_push), &k));
     if (hx && hy && k) {
         for (int i = 0; i < N; i++) hx[i] = (float)i;
         smoke_push p = {N, -1.0f, 0.25f};
@@ -148,7 +148,7 @@ static void bad_dispatches(vkm_gpu *gpu) {
     CHECK_OK(vkm_gpu_buf_create(gpu, 4096, VKM_BUF_DEVICE, &y));
     vkm_gpu_kernel *k = NULL;
     uint32_t local = 64;
-    CHECK_OK(vkm_gpu_kernel_get(gpu, "smoke", &local, 1, 2, sizeof(smoke_push), &k));
+    CHECK_OK(vkm_gpu_kernel_get(gpu, VKM_SH_SMOKE, &local, 1, 2, sizeof(smoke_push), &k));
     if (!x || !y || !k) goto out;
     smoke_push p = {16, 1.0f, 0.0f};
     uint32_t align = vkm_gpu_info(gpu)->storage_align;

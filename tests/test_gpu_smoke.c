@@ -29,7 +29,7 @@ static float input(uint32_t i) {
 static void run_size(vkm_gpu *gpu, uint32_t local, uint32_t n) {
     uint32_t spec[1] = {local};
     vkm_gpu_kernel *k = NULL;
-    CHECK_OK(vkm_gpu_kernel_get(gpu, "smoke", spec, 1, 2, sizeof(smoke_push), &k));
+    CHECK_OK(vkm_gpu_kernel_get(gpu, VKM_SH_SMOKE, spec, 1, 2, sizeof(smoke_push), &k));
     if (!k) return;
     float *hx = malloc(n * sizeof *hx), *hy = malloc(n * sizeof *hy);
     vkm_gpu_buf *x = NULL, *y = NULL, *z = NULL;
@@ -94,8 +94,9 @@ static void dry_record(vkm_gpu *gpu) {
     CHECK_OK(vkm_gpu_set_dry(gpu, true));
     CHECK_OK(vkm_gpu_set_dry(gpu, true));
     for (int i = 0; i < 3; i++)
-        CHECK_OK(vkm_gpu_kernel_get(gpu, "smoke", &locals[i], 1, 2, sizeof(smoke_push), &k[i]));
-    CHECK_OK(vkm_gpu_kernel_get(gpu, "smoke", &locals[0], 1, 2, sizeof(smoke_push), &again));
+        CHECK_OK(
+            vkm_gpu_kernel_get(gpu, VKM_SH_SMOKE, &locals[i], 1, 2, sizeof(smoke_push), &k[i]));
+    CHECK_OK(vkm_gpu_kernel_get(gpu, VKM_SH_SMOKE, &locals[0], 1, 2, sizeof(smoke_push), &again));
     CHECK(k[0] && k[1] && k[2] && again == k[0]);
     CHECK(vkm_gpu_kernel_count(gpu) == before + 3);
     if (!k[0]) goto out;
@@ -180,7 +181,8 @@ static void warmup_progress(vkm_gpu *gpu) {
     vkm_gpu_set_progress(gpu, on_progress, &l);
     CHECK_OK(vkm_gpu_set_dry(gpu, true));
     for (int i = 0; i < 3; i++)
-        CHECK_OK(vkm_gpu_kernel_get(gpu, "smoke", &locals[i], 1, 2, sizeof(smoke_push), &k[i]));
+        CHECK_OK(
+            vkm_gpu_kernel_get(gpu, VKM_SH_SMOKE, &locals[i], 1, 2, sizeof(smoke_push), &k[i]));
     CHECK(vkm_gpu_set_dry(gpu, false) == VKM_EINTR);
     CHECK(l.stage == VKM_GPU_STAGE_BUILD && l.total == 3 && l.calls >= 1 && l.calls < 3);
     const int kept = vkm_gpu_kernel_count(gpu) - before;
@@ -189,7 +191,8 @@ static void warmup_progress(vkm_gpu *gpu) {
     l = (progress_log){0};
     CHECK_OK(vkm_gpu_set_dry(gpu, true));
     for (int i = 0; i < 3; i++)
-        CHECK_OK(vkm_gpu_kernel_get(gpu, "smoke", &locals[i], 1, 2, sizeof(smoke_push), &k[i]));
+        CHECK_OK(
+            vkm_gpu_kernel_get(gpu, VKM_SH_SMOKE, &locals[i], 1, 2, sizeof(smoke_push), &k[i]));
     CHECK_OK(vkm_gpu_set_dry(gpu, false));
     CHECK(vkm_gpu_kernel_count(gpu) == before + 3);
     CHECK(l.calls == 3 - kept && l.done == l.total && l.total == 3 - kept);
@@ -254,7 +257,7 @@ static void many_dispatches(vkm_gpu *gpu) {
     uint32_t spec[1] = {64};
     vkm_gpu_kernel *k = NULL;
     vkm_gpu_buf *a = NULL, *b = NULL;
-    CHECK_OK(vkm_gpu_kernel_get(gpu, "smoke", spec, 1, 2, sizeof(smoke_push), &k));
+    CHECK_OK(vkm_gpu_kernel_get(gpu, VKM_SH_SMOKE, spec, 1, 2, sizeof(smoke_push), &k));
     CHECK_OK(vkm_gpu_buf_create(gpu, N * sizeof(float), VKM_BUF_DEVICE, &a));
     CHECK_OK(vkm_gpu_buf_create(gpu, N * sizeof(float), VKM_BUF_DEVICE, &b));
     if (!k || !a || !b) goto out;
@@ -301,7 +304,8 @@ static void texel_windows(vkm_gpu *gpu) {
     CHECK(!vkm_gpu_texel_window(gpu, &(vkm_gpu_arg){b, 4352, 16}));  /* outside the buffer */
     const uint32_t spec[6] = {32, 2, 1, 1, 0, 0};
     vkm_gpu_kernel *k = NULL;
-    CHECK_OK(vkm_gpu_kernel_get(gpu, "matmul_tex_q4_k", spec, 6, 3, sizeof(vkm_matmul_push), &k));
+    CHECK_OK(
+        vkm_gpu_kernel_get(gpu, VKM_SH_MATMUL_TEX_Q4_K, spec, 6, 3, sizeof(vkm_matmul_push), &k));
     if (k) {
         vkm_matmul_push pc = {0};
         CHECK_OK(vkm_gpu_begin(gpu));
@@ -344,15 +348,15 @@ int main(void) {
     /* The kernel cache returns the same kernel for the same key, another for other spec. */
     vkm_gpu_kernel *k1 = NULL, *k2 = NULL, *k3 = NULL;
     uint32_t s64 = 64, s128 = 128;
-    CHECK_OK(vkm_gpu_kernel_get(gpu, "smoke", &s64, 1, 2, sizeof(smoke_push), &k1));
-    CHECK_OK(vkm_gpu_kernel_get(gpu, "smoke", &s64, 1, 2, sizeof(smoke_push), &k2));
-    CHECK_OK(vkm_gpu_kernel_get(gpu, "smoke", &s128, 1, 2, sizeof(smoke_push), &k3));
+    CHECK_OK(vkm_gpu_kernel_get(gpu, VKM_SH_SMOKE, &s64, 1, 2, sizeof(smoke_push), &k1));
+    CHECK_OK(vkm_gpu_kernel_get(gpu, VKM_SH_SMOKE, &s64, 1, 2, sizeof(smoke_push), &k2));
+    CHECK_OK(vkm_gpu_kernel_get(gpu, VKM_SH_SMOKE, &s128, 1, 2, sizeof(smoke_push), &k3));
     CHECK(k1 && k1 == k2 && k3 && k3 != k1);
     /* Bad kernel requests are errors, not crashes. */
     vkm_gpu_kernel *kb = NULL;
-    CHECK_ERR(vkm_gpu_kernel_get(gpu, "no_such_shader", NULL, 0, 2, 12, &kb));
-    CHECK_ERR(vkm_gpu_kernel_get(gpu, "smoke", NULL, 0, 2, 13, &kb));
-    CHECK_ERR(vkm_gpu_kernel_get(gpu, "smoke", NULL, 0, 1000, 12, &kb));
+    CHECK_ERR(vkm_gpu_kernel_get(gpu, VKM_SHADER_COUNT, NULL, 0, 2, 12, &kb));
+    CHECK_ERR(vkm_gpu_kernel_get(gpu, VKM_SH_SMOKE, NULL, 0, 2, 13, &kb));
+    CHECK_ERR(vkm_gpu_kernel_get(gpu, VKM_SH_SMOKE, NULL, 0, 1000, 12, &kb));
     /* Wrong use of the recording API. */
     CHECK_ERR(vkm_gpu_submit(gpu));
     CHECK_ERR(vkm_gpu_flush(gpu));

@@ -661,7 +661,7 @@ static void test_act_quant(void) {
 static void test_errors(void) {
     uint8_t buf[512] = {0};
     float f[256] = {0}, y[8];
-    static const uint32_t bad_types[] = {VKM_Q8_1, VKM_Q8_K, 16, 24, 4, 31, 99, 0xFFFFFFFFu};
+    static const uint32_t bad_types[] = {VKM_Q8_1, VKM_Q8_K, 34, 24, 4, 31, 99, 0xFFFFFFFFu};
     for (size_t i = 0; i < sizeof bad_types / sizeof bad_types[0]; i++) {
         uint32_t t = bad_types[i];
         CHECK(vkm_ref_dequant_row(t, buf, f, 256) == VKM_EUNSUPPORTED);
@@ -695,7 +695,7 @@ static void test_errors(void) {
           VKM_ERANGE);
     CHECK(vkm_ref_slice_bytes(99, 256, 1, 1, 0, &off, &size) == VKM_EUNSUPPORTED);
     int32_t idx = 0;
-    CHECK(vkm_ref_matmul_id(16 /* IQ2_XXS */, buf, 256, 1, 1, f, 1, &idx, y) < 0);
+    CHECK(vkm_ref_matmul_id(34 /* TQ1_0 */, buf, 256, 1, 1, f, 1, &idx, y) < 0);
 }
 
 int main(void) {

@@ -209,7 +209,7 @@ static int bench_copy(micro *mc, cJSON *jm) {
     double sec = 0;
     int reps = 0;
     progress("bench: %s copy bandwidth%s\n", "measuring", "");
-    int rc = vkm_gpu_kernel_get(mc->gpu, "bench_copy", spec, 1, 2, sizeof c.words, &c.k);
+    int rc = vkm_gpu_kernel_get(mc->gpu, VKM_SH_BENCH_COPY, spec, 1, 2, sizeof c.words, &c.k);
     if (!rc) rc = vkm_gpu_buf_create(mc->gpu, (size_t)bytes, VKM_BUF_DEVICE, &c.src);
     if (!rc) rc = vkm_gpu_buf_create(mc->gpu, (size_t)bytes, VKM_BUF_DEVICE, &c.dst);
     if (!rc) rc = fill_pattern(mc, c.src, (size_t)bytes);
@@ -594,7 +594,8 @@ int bench_micro_run(const bench_micro_opts *o, cJSON *root) {
               bench_json_add(jm, "gemv", mc.gemv) && bench_json_add(jm, "gemm", mc.gemm) &&
               bench_json_add(jm, "skipped", mc.skipped);
     if (!ok) return cli_fail("bench: out of memory");
-    int rc = vkm_gpu_create(&gopt, &mc.gpu);
+    int rc = vkm_kernels_env(&gopt.kernels);
+    if (!rc) rc = vkm_gpu_create(&gopt, &mc.gpu);
     if (!rc) {
         mc.info = vkm_gpu_info(mc.gpu);
         rc = run_all(&mc, jm);

@@ -187,7 +187,8 @@ static int run(const bench_model_opts *o, cJSON *root) {
     test_result *res = calloc(MAX_TESTS, sizeof *res);
     int n_res = 0;
     if (!res) return vkm_error(VKM_ENOMEM, "out of memory");
-    rc = vkm_engine_open(&eo, &e);
+    rc = vkm_kernels_env(&eo.kernels);
+    if (!rc) rc = vkm_engine_open(&eo, &e);
     vkm_engine_info info;
     memset(&info, 0, sizeof info);
     if (!rc) {

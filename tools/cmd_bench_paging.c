@@ -286,7 +286,8 @@ static int run_one(const bench_model_opts *o, int n_gen, row *r) {
     vkm_engine *e = NULL;
     vkm_session *s = NULL;
     float *logits = NULL;
-    int rc = vkm_engine_open(&eo, &e);
+    int rc = vkm_kernels_env(&eo.kernels);
+    if (!rc) rc = vkm_engine_open(&eo, &e);
     vkm_engine_info info;
     memset(&info, 0, sizeof info);
     if (!rc) vkm_engine_get_info(e, &info);
@@ -498,7 +499,7 @@ static int run(const bench_model_opts *o, const char *png, cJSON *root, bool *pn
             if (b == 0 && p == 0) { /* shape first: an automatic-budget engine */
                 vkm_engine_opts eo = {.model_path = o->model, .device = o->device, .quiet = true};
                 vkm_engine *e = NULL;
-                if ((rc = vkm_engine_open(&eo, &e))) break;
+                if ((rc = vkm_kernels_env(&eo.kernels)) || (rc = vkm_engine_open(&eo, &e))) break;
                 vkm_engine_info in;
                 vkm_engine_get_info(e, &in);
                 vkm_engine_close(e);

@@ -1,5 +1,7 @@
 /* cmd_devices.c - `vkmoe devices`: list every Vulkan device with the properties vkmoe cares
- * about, mark the default one with '*', and optionally (--test) run the smoke shader on one.
+ * about, mark the default one with '*', and optionally (--test) run the smoke shader on one or
+ * (--kernels) print the kernel plan the engine would use there (core/kernels.h), for a model's
+ * weight types and shapes with -m.
  * Exit status per cli.h: 1 when there is no device or the requested one does not exist. */
 #include <math.h>
 #include <stdio.h>
@@ -8,9 +10,11 @@
 
 #include "cli.h"
 #include "err.h"
+#include "gguf.h"
 #include "gpu.h"
+#include "kernels.h"
 
-#define USAGE "vkmoe devices [--test] [--device N] [--json]"
+#define USAGE "vkmoe devices [--test] [--kernels [-m MODEL]] [--device N] [--json]"
 #define MAX_DEVICES 64
 #define SMOKE_N (1u << 20)
 #define SMOKE_LOCAL 256u
@@ -23,6 +27,11 @@ static void print_help(void) {
     printf("usage: " USAGE "\n\n"
            "Lists the Vulkan devices; '*' marks the one used when --device is not given.\n\n"
            "  --test       run the smoke shader (y = a*x + b, 1M floats) on the device\n"
+           "  --kernels    print the kernel plan for the device (the default one without\n"
+           "               --device): op, kernel, spec constants, fused forms; VKMOE_KERNELS\n"
+           "               forces a layout (gpu, cpu, ksplit, sg, cpu32, cpu64)\n"
+           "  -m MODEL     with --kernels: the GEMV kernel of each weight type for the\n"
+           "               model's largest matrix of that type\n"
            "  --device N   only this device (index from the list)\n"
            "  --json       machine-readable output\n");
 }
@@ -110,6 +119,45 @@ static void print_json(const vkm_gpu_device_info *d, bool last) {
            d->timestamps ? "true" : "false", last ? "" : ",");
 }
 
+/* The weight types of a model's matrices (2-D or more) with the rows of the largest matrix of
+ * each type (the GEMV shape the plan table shows). */
+static int model_types(const char *path, uint32_t *types, uint64_t *rows, int *n) {
+    vkm_gguf *g = NULL;
+    if (vkm_gguf_open(path, &g)) return cli_fail_last();
+    *n = 0;
+    for (int64_t i = 0; i < vkm_gguf_n_tensors(g); i++) {
+        const vkm_gguf_tensor *t = vkm_gguf_tensor_at(g, i);
+        if (t->n_dims < 2) continue;
+        int j = 0;
+        while (j < *n && types[j] != t->type) j++;
+        if (j == *n) {
+            if (*n == VKM_QTYPE_COUNT) continue;
+            types[j] = t->type;
+            rows[j] = 0;
+            (*n)++;
+        }
+        if ((uint64_t)t->ne[1] > rows[j]) rows[j] = (uint64_t)t->ne[1];
+    }
+    vkm_gguf_close(g);
+    return CLI_OK;
+}
+
+/* Prints the kernel plan of the device (as the engine builds it, VKMOE_KERNELS included). */
+static int print_plan(int device, const char *model) {
+    uint32_t types[VKM_QTYPE_COUNT];
+    uint64_t rows[VKM_QTYPE_COUNT];
+    int n_types = 0;
+    if (model && model_types(model, types, rows, &n_types)) return CLI_ERROR;
+    vkm_gpu_options opt = {.device = device};
+    vkm_gpu *gpu = NULL;
+    if (vkm_kernels_env(&opt.kernels) < 0 || vkm_gpu_create(&opt, &gpu) < 0)
+        return cli_fail("devices --kernels: %s", vkm_errmsg());
+    printf("device: %s\n", vkm_gpu_info(gpu)->name);
+    vkm_kernels_print(vkm_gpu_plan(gpu), stdout, types, rows, n_types);
+    vkm_gpu_destroy(gpu);
+    return CLI_OK;
+}
+
 /* y = a*x + b over SMOKE_N floats on the device, checked on the host. */
 static int smoke_test(int device) {
     vkm_gpu_options opt = {.device = device};
@@ -128,11 +176,11 @@ static int smoke_test(int device) {
     } push = {SMOKE_N, 2.0f, 0.5f};
     uint32_t spec[1] = {SMOKE_LOCAL};
     vkm_gpu_kernel *k;
-    if (vkm_gpu_create(&opt, &gpu) < 0 ||
+    if (vkm_kernels_env(&opt.kernels) < 0 || vkm_gpu_create(&opt, &gpu) < 0 ||
         vkm_gpu_buf_create(gpu, SMOKE_N * sizeof(float), VKM_BUF_DEVICE, &x) < 0 ||
         vkm_gpu_buf_create(gpu, SMOKE_N * sizeof(float), VKM_BUF_DEVICE, &y) < 0 ||
         vkm_gpu_upload(gpu, x, 0, hx, SMOKE_N * sizeof(float)) < 0 ||
-        vkm_gpu_kernel_get(gpu, "smoke", spec, 1, 2, sizeof push, &k) < 0 ||
+        vkm_gpu_kernel_get(gpu, VKM_SH_SMOKE, spec, 1, 2, sizeof push, &k) < 0 ||
         vkm_gpu_begin(gpu) < 0 ||
         vkm_gpu_dispatch(gpu, k, (vkm_gpu_arg[]){{x, 0, 0}, {y, 0, 0}}, 2, &push,
                          (SMOKE_N + SMOKE_LOCAL - 1) / SMOKE_LOCAL, 1, 1) < 0 ||
@@ -160,7 +208,8 @@ out:
 }
 
 int cmd_devices(int argc, char **argv) {
-    bool test = false, json = false;
+    bool test = false, json = false, kernels = false;
+    const char *model = NULL;
     long device = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -171,6 +220,11 @@ int cmd_devices(int argc, char **argv) {
             test = true;
         } else if (!strcmp(a, "--json")) {
             json = true;
+        } else if (!strcmp(a, "--kernels")) {
+            kernels = true;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            if (i + 1 >= argc) return cli_usage_error(USAGE, "%s needs a value", a);
+            model = argv[++i];
         } else if (!strcmp(a, "--device")) {
             if (i + 1 >= argc) return cli_usage_error(USAGE, "--device needs a value");
             if (!cli_parse_device(USAGE, argv[++i], &device)) return CLI_USAGE;
@@ -178,12 +232,16 @@ int cmd_devices(int argc, char **argv) {
             return cli_usage_error(USAGE, "devices: unknown option '%s'", a);
         }
     }
+    if (model && !kernels) return cli_usage_error(USAGE, "-m needs --kernels");
+    if (kernels && (test || json))
+        return cli_usage_error(USAGE, "--kernels does not combine with --test or --json");
     static vkm_gpu_device_info list[MAX_DEVICES];
     int n = 0;
     if (vkm_gpu_list(list, MAX_DEVICES, &n) < 0) return cli_fail_last();
     if (n > MAX_DEVICES) n = MAX_DEVICES;
     if (device >= n)
         return cli_fail("device %ld does not exist (%d device%s)", device, n, n == 1 ? "" : "s");
+    if (kernels) return print_plan((int)device, model);
     int first = device >= 0 ? (int)device : 0, last = device >= 0 ? (int)device : n - 1;
     if (json) printf("[\n");
     for (int i = first; i <= last; i++) {

@@ -81,7 +81,8 @@ void gen_print_flags_help(FILE *f, long default_n) {
         "  --no-bos                do not add BOS (default: as the model says)\n"
         "  --device N              Vulkan device index (see `vkmoe devices`)\n"
         "  --kv-f32                F32 KV cache instead of F16\n"
-        "  --profile               print per-kernel GPU times after the run\n"
+        "  --profile               print per-kernel GPU times and the dispatches per decode\n"
+        "                          step after the run\n"
         "  --vram-budget SIZE      device bytes for weights + expert cache (K/M/G); routed\n"
         "                          experts beyond it are paged from host memory\n"
         "  --expert-policy P       expert cache eviction: lru (default) or lfu\n"
@@ -311,7 +312,7 @@ int gen_open(gen_ctx *g, const gen_opts *o, bool want_template) {
                           .vram_budget = o->vram_budget,
                           .expert_policy = o->expert_policy,
                           .prefetch = o->prefetch};
-    if (vkm_engine_open(&eo, &g->engine)) return cli_fail_last();
+    if (vkm_kernels_env(&eo.kernels) || vkm_engine_open(&eo, &g->engine)) return cli_fail_last();
     vkm_engine_info info;
     vkm_engine_get_info(g->engine, &info);
     g->n_vocab = info.n_vocab;
@@ -591,7 +592,15 @@ void gen_print_timings(gen_ctx *g) {
         fprintf(stderr, "vkmoe: generate  %8.2f s  %6ld tokens  %9.2f tokens/s\n", g->t_gen,
                 g->n_gen, g->t_gen > 0 ? (double)g->n_gen / g->t_gen : 0.0);
     }
-    if (g->opts->profile && g->engine) vkm_engine_profile_print(g->engine, stderr);
+    if (g->opts->profile && g->engine) {
+        vkm_engine_profile_print(g->engine, stderr);
+        vkm_dispatch_stats ds = {0};
+        if (g->session) vkm_session_dispatch_stats(g->session, &ds);
+        if (ds.decode_steps)
+            fprintf(stderr, "dispatches per decode step: %.1f (%llu steps)\n",
+                    (double)ds.decode_dispatches / (double)ds.decode_steps,
+                    (unsigned long long)ds.decode_steps);
+    }
     if (g->opts->stats && g->engine) {
         vkm_expert_stats st;
         char line[256];

@@ -76,8 +76,11 @@ static void print_tensor_summary(const vkm_gguf *g) {
         if (!count[ty]) continue;
         human(bytes[ty], sz, sizeof sz);
         const vkm_qtype_info *q = vkm_qtype_get(ty);
+        const char *note = !q->supported ? "  [unsupported by vkmoe]"
+                           : !q->gpu     ? "  [CPU reference only, no GPU kernels]"
+                                         : "";
         printf("  %-8s %6" PRId64 " tensors %14" PRIu64 " bytes (%s)%s\n", q->name, count[ty],
-               bytes[ty], sz, q->supported ? "" : "  [unsupported by vkmoe]");
+               bytes[ty], sz, note);
     }
 }
 

@@ -212,7 +212,7 @@ int cmd_logits(int argc, char **argv) {
                           .expert_policy = policy,
                           .prefetch = prefetch};
     vkm_engine_info info;
-    if (vkm_engine_open(&eo, &e)) {
+    if (vkm_kernels_env(&eo.kernels) || vkm_engine_open(&eo, &e)) {
         rc = cli_fail_last();
         goto done;
     }

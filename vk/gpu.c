@@ -41,6 +41,8 @@ struct vkm_gpu {
     bool lost;             /* a call returned VKM_EDEVLOST: every later call fails fast */
     bool dry;              /* vkm_gpu_set_dry: record nothing, build pipelines at the end */
     bool prime;            /* vkm_gpu_set_prime: dispatches of no workgroups */
+    vkm_kernel_plan plan;  /* core/kernels.h, built at creation */
+    uint64_t dispatches;   /* recorded so far, neither dry nor primed */
 };
 
 struct vkm_gpu_buf {
@@ -145,27 +147,14 @@ int vkm_gpu_create(const vkm_gpu_options *opt, vkm_gpu **out) {
         return rc;
     }
     g->dev->caps.info.is_default = opt->device == -1;
-    static const char *const names[] = {
-        [VKM_KERNELS_GPU] = "gpu", [VKM_KERNELS_CPU] = "cpu",     [VKM_KERNELS_KSPLIT] = "ksplit",
-        [VKM_KERNELS_SG] = "sg",   [VKM_KERNELS_CPU32] = "cpu32", [VKM_KERNELS_CPU64] = "cpu64"};
-    int kernels = opt->kernels;
-    const char *env = getenv("VKMOE_KERNELS");
-    if (kernels == VKM_KERNELS_AUTO && env && *env) {
-        for (int i = VKM_KERNELS_GPU; i <= VKM_KERNELS_CPU64; i++)
-            if (!strcmp(env, names[i])) kernels = i;
-        if (kernels == VKM_KERNELS_AUTO) {
-            vkm_gpu_destroy(g);
-            return vkm_error(
-                VKM_EINVAL, "VKMOE_KERNELS=%s: expected gpu, cpu, ksplit, sg, cpu32 or cpu64", env);
-        }
-    }
     vkm_gpu_device_info *info = &g->dev->caps.info;
-    if (kernels == VKM_KERNELS_AUTO)
-        kernels = info->type == VKM_DEV_CPU ? VKM_KERNELS_CPU : VKM_KERNELS_GPU;
-    info->lane64 = (kernels == VKM_KERNELS_CPU || kernels == VKM_KERNELS_CPU64) && info->int64;
-    if (kernels != VKM_KERNELS_CPU) info->texel_bytes = 0; /* no buffer gets texel usage then */
-    info->kernels =
-        kernels == VKM_KERNELS_CPU32 || kernels == VKM_KERNELS_CPU64 ? VKM_KERNELS_CPU : kernels;
+    const vkm_kernels_caps caps = {info->vendor,        info->type,  info->device_id,  info->name,
+                                   info->subgroup_size, info->int64, info->texel_bytes};
+    if ((rc = vkm_kernels_plan(&caps, opt->kernels, &g->plan)) < 0) {
+        vkm_gpu_destroy(g);
+        return rc;
+    }
+    if (!g->plan.texel) info->texel_bytes = 0; /* no buffer gets texel usage then */
     g->force_staging = opt->force_staging;
     if (info->type == VKM_DEV_CPU) vkm_vk_threads_pin_new(&before);
     *out = g;
@@ -185,6 +174,14 @@ void vkm_gpu_destroy(vkm_gpu *g) {
 
 const vkm_gpu_device_info *vkm_gpu_info(const vkm_gpu *g) {
     return &g->dev->caps.info;
+}
+
+const vkm_kernel_plan *vkm_gpu_plan(const vkm_gpu *g) {
+    return &g->plan;
+}
+
+uint64_t vkm_gpu_dispatch_count(const vkm_gpu *g) {
+    return g->dispatches;
 }
 
 uint32_t vkm_gpu_validation_errors(const vkm_gpu *g) {
@@ -412,11 +409,11 @@ int vkm_gpu_record_copy(vkm_gpu *g, vkm_gpu_buf *src, size_t src_offset, vkm_gpu
 
 /* ---- kernels and batches ---- */
 
-int vkm_gpu_kernel_get(vkm_gpu *g, const char *shader, const uint32_t *spec, int n_spec,
+int vkm_gpu_kernel_get(vkm_gpu *g, vkm_shader_id shader, const uint32_t *spec, int n_spec,
                        int n_bindings, uint32_t push_size, vkm_gpu_kernel **out) {
     LOST_GUARD(g);
-    return track(g,
-                 vkm_vk_pipeline_get(g->pipes, shader, spec, n_spec, n_bindings, push_size, out));
+    return track(
+        g, vkm_vk_pipeline_get(g->pipes, (int)shader, spec, n_spec, n_bindings, push_size, out));
 }
 
 int vkm_gpu_kernel_count(const vkm_gpu *g) {
@@ -482,7 +479,11 @@ int vkm_gpu_dispatch(vkm_gpu *g, vkm_gpu_kernel *k, const vkm_gpu_arg *args, int
         }
     }
     if (g->dry) return VKM_OK;
-    if (!g->prime) return track(g, vkm_vk_cmd_dispatch(g->cmd, k, bi, views, push, gx, gy, gz));
+    if (!g->prime) {
+        const int rc = track(g, vkm_vk_cmd_dispatch(g->cmd, k, bi, views, push, gx, gy, gz));
+        if (!rc) g->dispatches++;
+        return rc;
+    }
     /* primed: no workgroups; a kernel's first such dispatch runs at once (its compile is one
      * step of the warm-up's progress, and a stop request is seen between two kernels) */
     int rc = track(g, vkm_vk_cmd_dispatch(g->cmd, k, bi, views, push, 0, 0, 0));

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "shader_ids.h"
 #include "shader_table.h"
 #include "spirv_bindings.h"
 #include "vk_check.h"
@@ -24,6 +25,7 @@ struct vkm_vk_pipelines {
     char path[1024];          /* disk cache file, "" when disabled */
     vkm_gpu_kernel **kernels; /* [n_kernels] */
     int n_kernels, cap_kernels;
+    vkm_gpu_kernel *by_shader[VKM_SHADER_COUNT]; /* each shader's kernels, chained by .next */
     int defer_from; /* vkm_vk_pipeline_defer: kernels from this index on wait (pipeline NULL)
                        for its end; -1 while not deferring */
     vkm_gpu_progress_fn progress; /* vkm_vk_pipeline_set_progress, NULL = none */
@@ -172,10 +174,14 @@ void vkm_vk_pipeline_destroy(vkm_vk_pipelines *p) {
     free(p);
 }
 
-static const vkm_shader_blob *find_shader(const char *name) {
-    for (unsigned i = 0; i < vkm_shader_count; i++)
-        if (!strcmp(vkm_shader_table[i].name, name)) return &vkm_shader_table[i];
-    return NULL;
+/* The chains of kernels by shader, rebuilt after kernels were dropped from p->kernels. */
+static void relink(vkm_vk_pipelines *p) {
+    memset(p->by_shader, 0, sizeof p->by_shader);
+    for (int i = p->n_kernels - 1; i >= 0; i--) {
+        vkm_gpu_kernel *k = p->kernels[i];
+        k->next = p->by_shader[k->shader];
+        p->by_shader[k->shader] = k;
+    }
 }
 
 static int kernel_build(vkm_vk_pipelines *p, const vkm_shader_blob *sh, vkm_gpu_kernel *k) {
@@ -271,7 +277,7 @@ static void *build_worker(void *arg) {
         pthread_mutex_unlock(&j->lock);
         if (i >= j->n) return NULL;
         vkm_gpu_kernel *k = j->p->kernels[j->first + i];
-        j->rc[i] = kernel_build(j->p, find_shader(k->name), k);
+        j->rc[i] = kernel_build(j->p, &vkm_shader_table[k->shader], k);
         if (j->rc[i]) snprintf(j->msg[i], sizeof j->msg[i], "%s", vkm_errmsg());
         pthread_mutex_lock(&j->lock);
         j->done++;
@@ -295,6 +301,7 @@ static int build_pending(vkm_vk_pipelines *p, int first, int threads) {
         free(j.msg);
         for (int i = first; i < p->n_kernels; i++) kernel_free(p->d, p->kernels[i]);
         p->n_kernels = first;
+        relink(p);
         return vkm_error(VKM_ENOMEM, "out of memory building %d kernels", n);
     }
     for (int i = 0; i < n; i++) {
@@ -323,6 +330,7 @@ static int build_pending(vkm_vk_pipelines *p, int first, int threads) {
         kernel_free(p->d, k);
     }
     p->n_kernels = kept;
+    relink(p);
     free(j.rc);
     free(j.msg);
     return rc;
@@ -362,33 +370,30 @@ int vkm_vk_pipeline_defer(vkm_vk_pipelines *p, bool on, int threads) {
     return first < 0 ? VKM_OK : build_pending(p, first, threads < 1 ? 1 : threads);
 }
 
-int vkm_vk_pipeline_get(vkm_vk_pipelines *p, const char *shader, const uint32_t *spec, int n_spec,
+int vkm_vk_pipeline_get(vkm_vk_pipelines *p, int shader, const uint32_t *spec, int n_spec,
                         int n_bindings, uint32_t push_size, vkm_gpu_kernel **out) {
     *out = NULL;
     const VkPhysicalDeviceLimits *lim = &p->d->caps.props.limits;
-    if (!shader || strlen(shader) >= sizeof((vkm_gpu_kernel *)0)->name)
-        return vkm_error(VKM_EINVAL, "kernel: bad shader name");
+    if (shader < 0 || shader >= VKM_SHADER_COUNT || (unsigned)shader >= vkm_shader_count)
+        return vkm_error(VKM_EINVAL, "kernel: no shader with id %d is built in", shader);
+    const vkm_shader_blob *sh = &vkm_shader_table[shader];
     if (n_spec < 0 || n_spec > VKM_VK_MAX_SPEC || (n_spec && !spec))
-        return vkm_error(VKM_EINVAL, "kernel %s: %d specialization constants (max %d)", shader,
+        return vkm_error(VKM_EINVAL, "kernel %s: %d specialization constants (max %d)", sh->name,
                          n_spec, VKM_VK_MAX_SPEC);
     if (n_bindings < 0 || n_bindings > VKM_VK_MAX_BINDINGS ||
         (uint32_t)n_bindings > lim->maxPerStageDescriptorStorageBuffers)
-        return vkm_error(VKM_EINVAL, "kernel %s: %d bindings (max %d)", shader, n_bindings,
+        return vkm_error(VKM_EINVAL, "kernel %s: %d bindings (max %d)", sh->name, n_bindings,
                          VKM_VK_MAX_BINDINGS);
     if (push_size % 4 || push_size > lim->maxPushConstantsSize)
         return vkm_error(VKM_EINVAL, "kernel %s: push constant size %u (multiple of 4, max %u)",
-                         shader, push_size, lim->maxPushConstantsSize);
-    for (int i = 0; i < p->n_kernels; i++) {
-        vkm_gpu_kernel *k = p->kernels[i];
-        if (!strcmp(k->name, shader) && k->n_spec == n_spec && k->n_bindings == n_bindings &&
-            k->push_size == push_size &&
+                         sh->name, push_size, lim->maxPushConstantsSize);
+    for (vkm_gpu_kernel *k = p->by_shader[shader]; k; k = k->next) {
+        if (k->n_spec == n_spec && k->n_bindings == n_bindings && k->push_size == push_size &&
             (n_spec == 0 || !memcmp(k->spec, spec, (size_t)n_spec * sizeof *spec))) {
             *out = k;
             return VKM_OK;
         }
     }
-    const vkm_shader_blob *sh = find_shader(shader);
-    if (!sh) return vkm_error(VKM_EINVAL, "kernel: no shader named '%s' is built in", shader);
     if (p->n_kernels == p->cap_kernels) {
         int cap = p->cap_kernels ? 2 * p->cap_kernels : 32;
         vkm_gpu_kernel **ks = realloc(p->kernels, (size_t)cap * sizeof *ks);
@@ -397,14 +402,17 @@ int vkm_vk_pipeline_get(vkm_vk_pipelines *p, const char *shader, const uint32_t 
         p->cap_kernels = cap;
     }
     vkm_gpu_kernel *k = calloc(1, sizeof *k);
-    if (!k) return vkm_error(VKM_ENOMEM, "out of memory creating kernel %s", shader);
-    snprintf(k->name, sizeof k->name, "%s", shader);
+    if (!k) return vkm_error(VKM_ENOMEM, "out of memory creating kernel %s", sh->name);
+    snprintf(k->name, sizeof k->name, "%s", sh->name);
+    k->shader = shader;
     if (n_spec) memcpy(k->spec, spec, (size_t)n_spec * sizeof *spec);
     k->n_spec = n_spec;
     k->n_bindings = n_bindings;
     k->push_size = push_size;
     if (p->defer_from >= 0) { /* built by vkm_vk_pipeline_defer(p, false) */
         p->kernels[p->n_kernels++] = k;
+        k->next = p->by_shader[shader];
+        p->by_shader[shader] = k;
         *out = k;
         return VKM_OK;
     }
@@ -415,6 +423,8 @@ int vkm_vk_pipeline_get(vkm_vk_pipelines *p, const char *shader, const uint32_t 
     }
     p->dirty = true;
     p->kernels[p->n_kernels++] = k;
+    k->next = p->by_shader[shader];
+    p->by_shader[shader] = k;
     *out = k;
     return VKM_OK;
 }

@@ -2,7 +2,7 @@
  * layouts, pipeline layouts with push constants, specialization constants, and the on-disk
  * VkPipelineCache.
  *
- * Invariants: a kernel is created once per (shader name, spec constants, bindings, push size)
+ * Invariants: a kernel is created once per (shader id, spec constants, bindings, push size)
  * and lives until vkm_vk_pipeline_destroy; constant_id i = spec[i] (4 bytes each). Kernels
  * requested while deferred (vkm_vk_pipeline_defer) are the last ones of the cache and have no
  * pipeline until the deferral ends. The disk
@@ -24,6 +24,8 @@ enum { VKM_VK_MAX_BINDINGS = 32, VKM_VK_MAX_SPEC = 16 };
 
 struct vkm_gpu_kernel {
     char name[64];                  /* shader variant name */
+    int shader;                     /* enum vkm_shader_id */
+    struct vkm_gpu_kernel *next;    /* the next kernel of the same shader in the cache */
     uint32_t spec[VKM_VK_MAX_SPEC]; /* [n_spec] specialization constants */
     int n_spec;
     int n_bindings;                     /* buffers at set 0, bindings 0..n_bindings-1 */
@@ -47,7 +49,7 @@ typedef struct vkm_vk_pipelines vkm_vk_pipelines;
 int vkm_vk_pipeline_create(vkm_vk_device *d, bool disk_cache, vkm_vk_pipelines **out);
 /* Writes the disk cache if new pipelines were built, destroys every kernel. Accepts NULL. */
 void vkm_vk_pipeline_destroy(vkm_vk_pipelines *p);
-int vkm_vk_pipeline_get(vkm_vk_pipelines *p, const char *shader, const uint32_t *spec, int n_spec,
+int vkm_vk_pipeline_get(vkm_vk_pipelines *p, int shader, const uint32_t *spec, int n_spec,
                         int n_bindings, uint32_t push_size, vkm_gpu_kernel **out);
 /* Deferred building: with on, vkm_vk_pipeline_get hands out new kernels unbuilt (pipeline
  * VK_NULL_HANDLE; they must not be dispatched); with off, they are built on up to `threads`
