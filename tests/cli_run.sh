@@ -92,8 +92,7 @@ ok "-f - reads stdin" cmp -s "$TMP/g1.out" "$TMP/fs.out"
 
 # llama.cpp's spellings: -s, --seed -1 (random, printed), -c 0, -r/--stop, --ignore-eos, -t
 "${G[@]}" -p Hello -n 16 --temp 0.9 -s 7 >"$TMP/s7.out" 2>&1
-"${G[@]}" -p Hello -n 16 --temp 0.9 --seed 7 >"$TMP/seed7.out" 2>&1
-ok "-s is --seed" cmp -s "$TMP/s7.out" "$TMP/seed7.out"
+ok "-s is --seed" cmp -s "$TMP/s7.out" "$TMP/s1.out"
 "$VKMOE" run -m "$TINY" -p Hello -n 16 --temp 0.9 --seed -1 >"$TMP/sr.out" 2>"$TMP/sr.err"
 seed=$(sed -n 's/^vkmoe: seed \([0-9]*\) (random.*/\1/p' "$TMP/sr.err")
 ok "--seed -1 prints the seed it drew (${seed:-none})" test -n "$seed"
@@ -204,7 +203,7 @@ there" >"$TMP/blkp.out" 2>&1
 ok "chat \"\"\" block = the same text as -p" cmp -s "$TMP/blk.out" "$TMP/blkp.out"
 # on a terminal, lines pasted at once are one message: one answer, then the next prompt
 if command -v script >/dev/null; then
-    (printf 'hi\nthere\n'; sleep 2) | script -qec "$(printf '%q ' "${C[@]}") -n 4 --temp 0" \
+    (printf 'hi\nthere\n'; sleep 1) | script -qec "$(printf '%q ' "${C[@]}") -n 4 --temp 0" \
         /dev/null >"$TMP/paste.out" 2>&1
     n_prompts=$(grep -ac '^> ' "$TMP/paste.out")
     ok "chat: a paste of two lines is one message ($n_prompts prompts shown, want 2)" \
