@@ -123,6 +123,13 @@ static int run(const bench_model_opts *o, cJSON *root) {
                           .vram_budget = o->vram_budget,
                           .expert_policy = o->expert_policy,
                           .prefetch = o->prefetch};
+    const int n_test = o->n_prompt > o->n_gen ? o->n_prompt : o->n_gen;
+    const vkm_session_opts so = {
+        .n_ctx = o->n_depth + n_test + 1,
+        .max_batch = o->n_prompt > MAX_BATCH ? MAX_BATCH : (o->n_prompt > 0 ? o->n_prompt : 1),
+    };
+    eo.n_ctx = so.n_ctx; /* the automatic budget leaves room for this session */
+    eo.max_batch = so.max_batch;
     vkm_engine *e = NULL;
     vkm_session *s = NULL;
     int32_t *tok = NULL;
@@ -138,15 +145,8 @@ static int run(const bench_model_opts *o, cJSON *root) {
     }
     if (!rc && !cJSON_AddStringToObject(jmodel, "desc", info.model_desc))
         rc = vkm_error(VKM_ENOMEM, "out of memory");
-    const int n_test = o->n_prompt > o->n_gen ? o->n_prompt : o->n_gen;
     const int n_max = n_test > o->n_depth ? n_test : o->n_depth; /* token ids needed */
-    if (!rc) {
-        vkm_session_opts so = {
-            .n_ctx = o->n_depth + n_test + 1,
-            .max_batch = o->n_prompt > MAX_BATCH ? MAX_BATCH : (o->n_prompt > 0 ? o->n_prompt : 1),
-        };
-        rc = vkm_session_create(e, &so, &s);
-    }
+    if (!rc) rc = vkm_session_create(e, &so, &s);
     if (!rc) {
         tok = malloc((size_t)n_max * sizeof *tok);
         logits = malloc((size_t)info.n_vocab * sizeof *logits);

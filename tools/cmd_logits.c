@@ -202,6 +202,9 @@ int cmd_logits(int argc, char **argv) {
                           .prefetch = prefetch};
     vkm_session_opts so = {
         .n_ctx = (int)ctx, .kv_f32 = kv_f32, .max_batch = step ? 1 : (n < 65536 ? n : 65536)};
+    eo.n_ctx = so.n_ctx; /* the automatic budget leaves room for this session */
+    eo.kv_f32 = so.kv_f32;
+    eo.max_batch = so.max_batch;
     if (vkm_engine_open(&eo, &e) || vkm_session_create(e, &so, &s)) {
         rc = cli_fail_last();
         goto done;
