@@ -761,13 +761,14 @@ static int plan_paging(vkm_engine *e, uint64_t main, uint64_t experts, uint64_t 
             "%s leaves %.1f MiB for weights: its memory budget of %.1f MiB less the KV cache "
             "of a %d-token context (%.1f MiB), the work buffers of %d-token batches (%.1f MiB) "
             "and a margin of %.1f MiB. Paging needs %.1f MiB in all; a smaller context (-c, --ctx) "
-            "shrinks the KV cache, and --vram-budget SIZE (at least %.1f MiB) sets the weights' "
-            "share yourself",
+            "shrinks the KV cache (and below %d tokens the batches), and --vram-budget SIZE (at "
+            "least %.1f MiB) sets the weights' share directly",
             path, (double)(main + experts) / MIB, (double)minimum / MIB, (double)main / MIB,
             (unsigned)K, e->n_classes > 1 ? " per expert size class" : "",
             vkm_gpu_info(e->gpu)->name, (double)budget / MIB, (double)ab.heap / MIB, ab.n_ctx,
             (double)ab.kv / MIB, ab.max_batch, (double)ab.work / MIB, (double)ab.margin / MIB,
-            (double)(minimum + ab.kv + ab.work + ab.margin) / MIB, (double)minimum / MIB);
+            (double)(minimum + ab.kv + ab.work + ab.margin) / MIB, ab.max_batch,
+            (double)minimum / MIB);
     if (budget < minimum)
         return vkm_error(VKM_EDEVMEM,
                          "%s: the weights need %.1f MiB of device memory, above the budget of "
