@@ -37,7 +37,9 @@
  * padded size (a multiple of VKM_FWD_ALIGN, so whole words) lies inside it; a tensor used in
  * place starts at a multiple of the device's storage offset alignment (and of 4) in its region,
  * which holds its bytes padded to VKM_FWD_ALIGN (or, at the very end of the mapping, to whole
- * words); no buffer exceeds the device's largest bindable range or 4 GiB. The gguf mapping
+ * words); buffers and regions shared by several tensors stay within the device's weight window
+ * (its largest binding), one holding a single larger tensor within its largest buffer, and none
+ * exceeds 4 GiB (the kernels bind larger tensors in windows). The gguf mapping
  * outlives the model, which outlives the device tensors and the imported regions. */
 #include "engine.h"
 
@@ -65,7 +67,7 @@
 #define MAX_MARKS 4096                    /* gpu.h: marks per batch */
 #define STAGING_CHUNK ((size_t)8 << 20)   /* bytes per staging ring chunk, at most */
 #define RING_CHUNKS 4                     /* staging ring chunks */
-#define AUTO_MARGIN ((uint64_t)256 << 20) /* automatic budget: kept free besides a session */
+#define AUTO_MARGIN ((uint64_t)512 << 20) /* automatic budget: most kept free besides a session */
 #define N_KINDS 4                         /* enum vkm_expert_kind */
 #define STAGING_PIECE ((size_t)1 << 20)   /* parallel staging copy: bytes per piece, at least */
 #define MAX_STAGING_THREADS 16            /* VKMOE_STAGING_THREADS: at most */
@@ -167,6 +169,7 @@ struct vkm_engine {
     bool prefetch;            /* speculative prefetch on (opts.prefetch resolved) */
     int32_t *votes;           /* [n_expert] prefetch: tokens guessing each expert */
     uint64_t page_main, page_minimum; /* plan_paging: other weights, minimum budget (bytes) */
+    char page_why[256]; /* plan_paging: the automatic budget that pages, for the paging line */
     /* imports of the file mapping (engine.h vkm_import_mode) */
     int import_mode; /* enum vkm_import_mode from VKMOE_IMPORT */
     region *regions; /* [n_regions] every region planned (resident and experts) */
@@ -267,7 +270,8 @@ static int list_slots(vkm_engine *e, slot **out, int *n_out) {
     return 0;
 }
 
-/* Assigns buffers and offsets, pool by pool, starting a new buffer when one would exceed `cap`.
+/* Assigns buffers and offsets, pool by pool, starting a new buffer when one would exceed `cap`
+ * (a tensor larger than cap gets a buffer of its own).
  * sizes[] receives the buffer sizes (at most n_slots of them). */
 static void plan(slot *s, int n, uint64_t cap, size_t *sizes, int *n_bufs) {
     int nb = 0;
@@ -296,6 +300,23 @@ static void release_pages(const void *p, size_t n) {
     uintptr_t a = ((uintptr_t)p + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
     uintptr_t b = ((uintptr_t)p + n) & ~((uintptr_t)page - 1);
     if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+/* Bytes that the tensors packed into one weight buffer (or imported region) may take: the
+ * device's weight window (gpu.h: its largest binding), at most 4 GiB, in whole VKM_FWD_ALIGN
+ * units. */
+static uint64_t pack_cap(const vkm_engine *e) {
+    const uint64_t w = vkm_gpu_info(e->gpu)->weight_window_bytes;
+    return (w && w < MAX_BUF_BYTES ? w : MAX_BUF_BYTES) / VKM_FWD_ALIGN * VKM_FWD_ALIGN;
+}
+
+/* The largest weight buffer: a tensor (or expert slot stack) above pack_cap gets a buffer of its
+ * own of up to this many bytes (the device's largest buffer, at most 4 GiB), which the kernels
+ * bind in windows (core/ops_matmul.c, vkm_op_get_rows). */
+static uint64_t big_cap(const vkm_engine *e) {
+    const uint64_t a = vkm_gpu_info(e->gpu)->max_alloc_bytes;
+    const uint64_t b = (a && a < MAX_BUF_BYTES ? a : MAX_BUF_BYTES) / VKM_FWD_ALIGN * VKM_FWD_ALIGN;
+    return b > pack_cap(e) ? b : pack_cap(e);
 }
 
 /* ------------------------------------------------------------------------ imports ---- */
@@ -361,10 +382,12 @@ static imp_item item_of(const vkm_engine *e, const vkm_tensor *t, size_t need, i
 /* Sorts the items by (part, address) and groups them into regions of whole granules of at most
  * cap bytes, appended to e->regions (not imported yet): consecutive items share a region while
  * it stays within cap and no gap above IMPORT_GAP separates them; a new region may start on the
- * last granule of the previous one. An item whose address is not a multiple of item_align, or
- * whose rounded-out range exceeds cap or its mapping, stays in none (region -1). */
+ * last granule of the previous one. An item whose rounded-out range exceeds cap gets a region of
+ * its own, up to big bytes (the largest buffer: the kernels bind it in windows). An item whose
+ * address is not a multiple of item_align, or whose rounded-out range exceeds big or its
+ * mapping, stays in none (region -1). */
 static int group_regions(vkm_engine *e, imp_item *it, int n, size_t gran, uint64_t cap,
-                         size_t item_align) {
+                         uint64_t big, size_t item_align) {
     qsort(it, (size_t)n, sizeof *it, item_cmp);
     int cur = -1;
     for (int i = 0; i < n; i++) {
@@ -375,7 +398,7 @@ static int group_regions(vkm_engine *e, imp_item *it, int n, size_t gran, uint64
             continue;
         const uintptr_t lo = a & ~(uintptr_t)(gran - 1);
         const uintptr_t hi = (a + t->need + gran - 1) & ~(uintptr_t)(gran - 1);
-        if (hi > t->map_end || hi <= lo || hi - lo > cap) continue;
+        if (hi > t->map_end || hi <= lo || hi - lo > big) continue;
         const region *r = cur >= 0 ? &e->regions[cur] : NULL;
         const uintptr_t rb = r ? (uintptr_t)r->base : 0, re = r ? rb + r->size : 0;
         if (r && r->file == t->file && lo <= re + IMPORT_GAP && hi - rb <= cap) {
@@ -465,11 +488,8 @@ static int import_experts(vkm_engine *e) {
         free(it);
         return 0;
     }
-    const vkm_gpu_device_info *di = vkm_gpu_info(e->gpu);
-    uint64_t cap = di->max_buffer_bytes < MAX_BUF_BYTES ? di->max_buffer_bytes : MAX_BUF_BYTES;
-    cap = cap / gran * gran;
     const int first = e->n_regions;
-    int rc = group_regions(e, it, n, gran, cap, 1);
+    int rc = group_regions(e, it, n, gran, pack_cap(e) / gran * gran, big_cap(e) / gran * gran, 1);
     for (int r = first; !rc && r < e->n_regions; r++) rc = import_region(e, r);
     if (!rc && !(e->exp_region = malloc((size_t)n_idx * sizeof *e->exp_region)))
         rc = vkm_error(VKM_ENOMEM, "out of memory");
@@ -665,26 +685,52 @@ static int build_classes(vkm_engine *e) {
     return 0;
 }
 
+/* The automatic budget (vkmoe.h) and what it is made of. */
+typedef struct auto_budget {
+    uint64_t heap;     /* the device heap's budget */
+    uint64_t kv, work; /* the session's KV cache and work buffer */
+    uint64_t margin;
+    int n_ctx, max_batch; /* of the session */
+    uint64_t budget;      /* heap - kv - work - margin, or 0 */
+} auto_budget;
+
+/* The device heap's budget less the KV cache and work buffer of the session the engine options
+ * describe and a margin of 1/16 of the heap budget (at most AUTO_MARGIN). */
+static int automatic_budget(vkm_engine *e, auto_budget *ab) {
+    const vkm_gpu_device_info *di = vkm_gpu_info(e->gpu);
+    const vkm_session_opts so = {e->opts.n_ctx, e->opts.kv_f32, e->opts.max_batch};
+    vkm_session_layout lay;
+    int rc = vkm_session_plan(&e->model->hp, e->gpu, &so, &lay);
+    if (rc) return rc;
+    memset(ab, 0, sizeof *ab);
+    ab->heap = di->budget_bytes;
+    ab->kv = lay.kv.bytes;
+    ab->work = lay.w.bytes;
+    ab->margin = ab->heap / 16 < AUTO_MARGIN ? ab->heap / 16 : AUTO_MARGIN;
+    ab->n_ctx = lay.n_ctx;
+    ab->max_batch = lay.max_batch;
+    const uint64_t session = ab->kv + ab->work + ab->margin;
+    ab->budget = ab->heap > session ? ab->heap - session : 0;
+    return 0;
+}
+
 /* Decides whether the experts are paged and, if so, how many slots each class gets, from the
  * budget (see vkmoe.h; `forced`, when not 0, replaces opts.vram_budget), the bytes of the other
- * weights (main) and of all experts (experts). */
+ * weights (main) and of all experts (experts). `in_place`: the resident weights will be used in
+ * place from the imported file mapping, so that they take no device memory (the automatic budget
+ * does not count them). */
 static int plan_paging(vkm_engine *e, uint64_t main, uint64_t experts, uint64_t cap,
-                       uint64_t forced) {
+                       uint64_t forced, bool in_place) {
     const vkm_hparams *hp = &e->model->hp;
     const char *path = e->opts.model_path;
     uint64_t budget = forced ? forced : e->opts.vram_budget;
     const bool automatic = budget == 0;
-    if (automatic) { /* the heap's budget less a default session and a margin */
-        const vkm_gpu_device_info *di = vkm_gpu_info(e->gpu);
-        const uint32_t n_ctx = hp->n_ctx_train && hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
-        uint64_t session = AUTO_MARGIN;
-        vkm_fwd_kv kv;
-        vkm_fwd_work w;
-        if (!vkm_fwd_kv_layout(hp, n_ctx, true, vkm_fwd_kv_scratch(e->gpu), &kv))
-            session += kv.bytes;
-        if (!vkm_fwd_work_layout(hp, 512, &w)) session += w.bytes;
-        vkm_error_clear();
-        budget = di->budget_bytes > session ? di->budget_bytes - session : 0;
+    auto_budget ab = {0};
+    if (automatic) {
+        int rc = automatic_budget(e, &ab);
+        if (rc) return rc;
+        budget = ab.budget;
+        if (in_place) return 0; /* no device memory for the weights: nothing to page */
     }
     if (main + experts <= budget) return 0;
     int rc = build_classes(e);
@@ -693,7 +739,7 @@ static int plan_paging(vkm_engine *e, uint64_t main, uint64_t experts, uint64_t 
         if (automatic) return 0; /* nothing to page: the allocation will tell */
         return vkm_error(VKM_EDEVMEM,
                          "%s: the weights need %.1f MiB of device memory, above the budget of "
-                         "%.1f MiB",
+                         "%.1f MiB (--vram-budget)",
                          path, (double)(main + experts) / MIB, (double)budget / MIB);
     }
     const uint64_t X = hp->n_expert, K = hp->n_expert_used ? hp->n_expert_used : 1;
@@ -707,14 +753,37 @@ static int plan_paging(vkm_engine *e, uint64_t main, uint64_t experts, uint64_t 
     const uint64_t minimum = main + mats + min_slots;
     e->page_main = main;
     e->page_minimum = minimum;
+    if (budget < minimum && automatic)
+        return vkm_error(
+            VKM_EDEVMEM,
+            "%s: the weights need %.1f MiB of device memory and paging the experts at least "
+            "%.1f MiB (%.1f MiB of other weights + the top-%u experts of one MoE layer%s), but "
+            "%s leaves %.1f MiB for weights: its memory budget of %.1f MiB less the KV cache "
+            "of a %d-token context (%.1f MiB), the work buffers of %d-token batches (%.1f MiB) "
+            "and a margin of %.1f MiB. Paging needs %.1f MiB in all; a smaller context (-c, --ctx) "
+            "shrinks the KV cache (and below %d tokens the batches), and --vram-budget SIZE (at "
+            "least %.1f MiB) sets the weights' share directly",
+            path, (double)(main + experts) / MIB, (double)minimum / MIB, (double)main / MIB,
+            (unsigned)K, e->n_classes > 1 ? " per expert size class" : "",
+            vkm_gpu_info(e->gpu)->name, (double)budget / MIB, (double)ab.heap / MIB, ab.n_ctx,
+            (double)ab.kv / MIB, ab.max_batch, (double)ab.work / MIB, (double)ab.margin / MIB,
+            (double)(minimum + ab.kv + ab.work + ab.margin) / MIB, ab.max_batch,
+            (double)minimum / MIB);
     if (budget < minimum)
         return vkm_error(VKM_EDEVMEM,
                          "%s: the weights need %.1f MiB of device memory, above the budget of "
-                         "%.2f MiB, and paging the experts needs a minimum of %.2f MiB (%.2f MiB "
-                         "of other weights + the top-%u experts of one MoE layer%s: %.2f MiB)",
+                         "%.2f MiB (--vram-budget), and paging the experts needs a minimum of "
+                         "%.2f MiB (%.2f MiB of other weights + the top-%u experts of one MoE "
+                         "layer%s: %.2f MiB)",
                          path, (double)(main + experts) / MIB, (double)budget / MIB,
                          (double)minimum / MIB, (double)main / MIB, (unsigned)K,
                          e->n_classes > 1 ? " per expert size class" : "", (double)min_slots / MIB);
+    if (automatic)
+        snprintf(e->page_why, sizeof e->page_why,
+                 "; automatic budget %.1f MiB (a %.1f MiB device budget less %.1f MiB of KV cache "
+                 "and work buffers and a %.1f MiB margin; --vram-budget sets it)",
+                 (double)budget / MIB, (double)ab.heap / MIB, (double)(ab.kv + ab.work) / MIB,
+                 (double)ab.margin / MIB);
     const uint64_t avail = budget - main - mats, extra = avail - min_slots;
     uint64_t used = 0;
     for (int c = 0; c < e->n_classes; c++) {
@@ -852,9 +921,9 @@ static int setup_paging(vkm_engine *e) {
             slots += e->classes[c].n_slots;
             bytes += class_cost(&e->classes[c], e->classes[c].n_slots);
         }
-        fprintf(stderr, "vkmoe: paging experts: %u slots (%.1f MiB) in %d size class%s, %s\n",
+        fprintf(stderr, "vkmoe: paging experts: %u slots (%.1f MiB) in %d size class%s, %s%s\n",
                 slots, (double)bytes / MIB, e->n_classes, e->n_classes > 1 ? "es" : "",
-                e->opts.expert_policy == VKM_EXPERT_LFU ? "LFU" : "LRU");
+                e->opts.expert_policy == VKM_EXPERT_LFU ? "LFU" : "LRU", e->page_why);
     }
     return 0;
 }
@@ -1098,9 +1167,9 @@ static int fall_back_to_paging(vkm_engine *e, slot *s, int n, const size_t *size
         e->bufs[i] = NULL;
     }
     e->n_bufs = first_exp;
-    int rc = allocated
-                 ? plan_paging(e, pool_bytes[POOL_MAIN], pool_bytes[POOL_EXPERT], cap, allocated)
-                 : VKM_EDEVMEM;
+    int rc = allocated ? plan_paging(e, pool_bytes[POOL_MAIN], pool_bytes[POOL_EXPERT], cap,
+                                     allocated, false)
+                       : VKM_EDEVMEM;
     if (!rc && !e->paged) rc = VKM_EDEVMEM; /* no MoE layer to page */
     if (!rc) {
         for (int i = 0; i < n; i++)
@@ -1137,11 +1206,11 @@ static int upload_slot(vkm_engine *e, const slot *sl, bool progress, uint64_t to
     return 0;
 }
 
-/* Places the tensors still to upload (pools below N_POOLS) in regions of at most cap bytes
- * (s[i].region, s[i].roff), appended to e->regions, not imported yet; item_align as in
- * group_regions. Each region covers its tensors' bytes padded to VKM_FWD_ALIGN where the mapping
- * allows, else to whole words. */
-static int group_resident(vkm_engine *e, slot *s, int n, uint64_t cap, size_t item_align) {
+/* Places the tensors still to upload (pools below N_POOLS) in regions (s[i].region, s[i].roff)
+ * of at most pack_cap bytes, or one tensor of up to big_cap bytes, appended to e->regions, not
+ * imported yet; item_align as in group_regions. Each region covers its tensors' bytes padded to
+ * VKM_FWD_ALIGN where the mapping allows, else to whole words. */
+static int group_resident(vkm_engine *e, slot *s, int n, size_t item_align) {
     const size_t gran = import_granule(e);
     imp_item *it = malloc(((size_t)n + 1) * sizeof *it);
     if (!it) return vkm_error(VKM_ENOMEM, "out of memory");
@@ -1154,7 +1223,8 @@ static int group_resident(vkm_engine *e, slot *s, int n, uint64_t cap, size_t it
         if (a <= x.map_end && x.need > x.map_end - a) x.need = (t->nbytes + 3) & ~(size_t)3;
         it[m++] = x;
     }
-    int rc = group_regions(e, it, m, gran, cap / gran * gran, item_align);
+    int rc = group_regions(e, it, m, gran, pack_cap(e) / gran * gran, big_cap(e) / gran * gran,
+                           item_align);
     for (int j = 0; !rc && j < m; j++) {
         s[it[j].idx].region = it[j].region;
         s[it[j].idx].roff = it[j].roff;
@@ -1206,45 +1276,43 @@ static int upload_weights(vkm_engine *e) {
     }
     if ((rc = check_supported(e, s, n))) goto done;
     const vkm_gpu_device_info *di = vkm_gpu_info(e->gpu);
-    uint64_t cap = di->max_buffer_bytes && di->max_buffer_bytes < MAX_BUF_BYTES
-                       ? di->max_buffer_bytes
-                       : MAX_BUF_BYTES;
-    cap = cap / VKM_FWD_ALIGN * VKM_FWD_ALIGN;
+    /* tensors share buffers of up to cap bytes; a larger one gets its own, up to big */
+    const uint64_t cap = pack_cap(e), big = big_cap(e);
     uint64_t total = 0, pool_bytes[N_POOLS] = {0};
     for (int i = 0; i < n; i++) {
-        if (align_up(s[i].src->nbytes) > cap) {
+        if (align_up(s[i].src->nbytes) > big) {
             rc = vkm_error(VKM_EUNSUPPORTED,
-                           "%s: tensor %s (%.1f MiB) exceeds the largest buffer range of %s "
-                           "(%.1f MiB)",
+                           "%s: tensor %s (%.1f MiB) exceeds the largest buffer of %s (%.1f MiB)",
                            e->opts.model_path, s[i].src->name, (double)s[i].src->nbytes / MIB,
-                           di->name, (double)cap / MIB);
+                           di->name, (double)big / MIB);
             goto done;
         }
         total += align_up(s[i].src->nbytes);
         pool_bytes[s[i].pool] += align_up(s[i].src->nbytes);
-    }
-    if ((rc = plan_paging(e, pool_bytes[POOL_MAIN], pool_bytes[POOL_EXPERT], cap, 0))) goto done;
-    if (e->paged) { /* the experts stay in the mapping: no buffer, no upload */
-        for (int i = 0; i < n; i++)
-            if (s[i].pool == POOL_EXPERT) s[i].pool = POOL_PAGED;
-        total = pool_bytes[POOL_MAIN];
-        if ((rc = setup_paging(e))) goto done;
     }
     /* imports (engine.h): resident tensors in place where device memory is host memory, or
      * imported regions as the source of device copies */
     const size_t gran = import_granule(e);
     const bool uma = di->type == VKM_DEV_CPU || di->type == VKM_DEV_INTEGRATED;
     const int mode = e->import_mode;
+    const bool in_place = gran && uma && (mode == VKM_IMPORT_AUTO || mode == VKM_IMPORT_ON);
+    const bool copy_src = gran && (mode == VKM_IMPORT_COPY || (mode == VKM_IMPORT_ON && !uma));
+    if ((rc = plan_paging(e, pool_bytes[POOL_MAIN], pool_bytes[POOL_EXPERT], big, 0, in_place)))
+        goto done;
+    if (e->paged) { /* the experts stay in the mapping: no buffer, no upload */
+        for (int i = 0; i < n; i++)
+            if (s[i].pool == POOL_EXPERT) s[i].pool = POOL_PAGED;
+        total = pool_bytes[POOL_MAIN];
+        if ((rc = setup_paging(e))) goto done;
+    }
     if (mode == VKM_IMPORT_ON && !gran && !e->opts.quiet)
         fprintf(stderr, "vkmoe: VKMOE_IMPORT=on: %s cannot import host memory; uploading\n",
                 di->name);
-    const bool in_place = gran && uma && (mode == VKM_IMPORT_AUTO || mode == VKM_IMPORT_ON);
-    const bool copy_src = gran && (mode == VKM_IMPORT_COPY || (mode == VKM_IMPORT_ON && !uma));
     const int first_res = e->n_regions;
     if (in_place || copy_src) {
         /* in place, a tensor's offset in its region is a descriptor offset */
         const size_t salign = di->storage_align > 4 ? di->storage_align : 4;
-        if ((rc = group_resident(e, s, n, cap, in_place ? salign : 1))) goto done;
+        if ((rc = group_resident(e, s, n, in_place ? salign : 1))) goto done;
     }
     const int end_res = e->n_regions;
     if (in_place) {
@@ -1284,7 +1352,7 @@ static int upload_weights(vkm_engine *e) {
                            e->opts.model_path, (double)total / MIB, e->n_bufs, di->name,
                            (double)di->device_local_bytes / MIB, why);
             if (b < first_exp) goto done;
-            rc = fall_back_to_paging(e, s, n, sizes, b, first_exp, pool_bytes, cap);
+            rc = fall_back_to_paging(e, s, n, sizes, b, first_exp, pool_bytes, big);
             if (rc) goto done;
             break;
         }

@@ -16,6 +16,18 @@ bool vkm_engine_profiling(const vkm_engine *e);
 /* Adds the marks of the batch just submitted to the per-label profile totals. */
 int vkm_engine_profile_collect(vkm_engine *e);
 
+/* What a session with opts (NULL: defaults) allocates on gpu for the model hp: n_ctx and
+ * max_batch resolved as vkm_session_create does, the KV cache and work buffer layouts, and the
+ * device bytes of all its buffers. Errors as vkm_session_create's for bad options. */
+typedef struct vkm_session_layout {
+    int n_ctx, max_batch;
+    vkm_fwd_kv kv;
+    vkm_fwd_work w;
+    uint64_t device_bytes;
+} vkm_session_layout;
+int vkm_session_plan(const vkm_hparams *hp, vkm_gpu *gpu, const vkm_session_opts *opts,
+                     vkm_session_layout *out);
+
 /* Whether the routed experts are paged (then every MoE layer needs vkm_engine_expert_page). */
 bool vkm_engine_paged(const vkm_engine *e);
 /* The pager step of forward.h's vkm_fwd_page_fn for MoE layer il, with no batch open: round 0

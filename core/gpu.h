@@ -41,27 +41,35 @@ typedef struct vkm_gpu_device_info {
     char driver[256];     /* driver name and info, e.g. "llvmpipe Mesa 22.3.6 (LLVM 15.0.6)" */
     uint32_t api_version; /* VK_MAKE_API_VERSION encoding */
     uint64_t device_local_bytes; /* size of the largest device-local heap */
-    uint64_t budget_bytes;       /* VK_EXT_memory_budget budget of that heap, else = its size */
+    uint64_t budget_bytes;       /* VK_EXT_memory_budget budget of that heap, else = its size
+                                    (both capped by $VKMOE_DEVICE_MEMORY=SIZE: tests) */
     uint32_t subgroup_size;
     uint64_t max_buffer_bytes; /* largest single storage buffer range we may bind */
-    uint32_t max_shared_bytes; /* maxComputeSharedMemorySize */
-    uint32_t storage_align;    /* minStorageBufferOffsetAlignment: vkm_gpu_arg.offset unit */
-    bool fp16;                 /* shaderFloat16 */
-    bool storage8, storage16;  /* 8/16-bit storage buffer access */
-    bool int8;                 /* shaderInt8 */
-    bool int64;                /* shaderInt64 */
-    bool transfer_queue;       /* a dedicated transfer-only queue family exists */
-    bool memory_budget;        /* VK_EXT_memory_budget */
-    bool external_memory_host; /* VK_EXT_external_memory_host */
-    uint32_t import_align;     /* minImportedHostPointerAlignment where vkm_gpu_buf_import works
-                                  (extension present, storage + transfer-source buffers importable),
-                                  else 0 */
-    bool timestamps;           /* compute queue supports timestamps */
-    float timestamp_period_ns; /* nanoseconds per timestamp tick */
-    uint64_t texel_bytes;      /* CPU devices: the largest uniform texel buffer of 16-byte texels
-                                  (R32G32B32A32 uint and float) the buffers can be viewed as, for the
-                                  matmul_tex_* kernels; 0 = none (not a CPU device, no support, or
-                                  the kernel plan has no texel kernels: core/kernels.h) */
+    uint64_t max_alloc_bytes;  /* largest buffer we may create or import (maxMemoryAllocationSize,
+                                  maxBufferSize): buffers above max_buffer_bytes are bound in
+                                  windows of at most that range */
+    uint64_t weight_window_bytes; /* largest window of a weight tensor one dispatch binds:
+                                     max_buffer_bytes, or less with $VKMOE_WEIGHT_WINDOW=SIZE
+                                     (tests: the kernels then split their work over windows as on
+                                     a device with that range) */
+    uint32_t max_shared_bytes;    /* maxComputeSharedMemorySize */
+    uint32_t storage_align;       /* minStorageBufferOffsetAlignment: vkm_gpu_arg.offset unit */
+    bool fp16;                    /* shaderFloat16 */
+    bool storage8, storage16;     /* 8/16-bit storage buffer access */
+    bool int8;                    /* shaderInt8 */
+    bool int64;                   /* shaderInt64 */
+    bool transfer_queue;          /* a dedicated transfer-only queue family exists */
+    bool memory_budget;           /* VK_EXT_memory_budget */
+    bool external_memory_host;    /* VK_EXT_external_memory_host */
+    uint32_t import_align;        /* minImportedHostPointerAlignment where vkm_gpu_buf_import works
+                                     (extension present, storage + transfer-source buffers importable),
+                                     else 0 */
+    bool timestamps;              /* compute queue supports timestamps */
+    float timestamp_period_ns;    /* nanoseconds per timestamp tick */
+    uint64_t texel_bytes;         /* CPU devices: the largest uniform texel buffer of 16-byte texels
+                                     (R32G32B32A32 uint and float) the buffers can be viewed as, for the
+                                     matmul_tex_* kernels; 0 = none (not a CPU device, no support, or
+                                     turned off with kernels CPU32 / CPU64) */
 } vkm_gpu_device_info;
 
 const char *vkm_gpu_vendor_name(int vendor); /* "AMD", "Intel", "NVIDIA", "other" */
@@ -99,13 +107,13 @@ int vkm_gpu_buf_create(vkm_gpu *gpu, size_t size, int kind, vkm_gpu_buf **out);
 /* A storage + transfer-source buffer over the caller's host memory [host, host + size)
  * (VK_EXT_external_memory_host, HOST_ALLOCATION handle): no copy is made, kernels and copies read
  * those bytes in place. host and size must be multiples of vkm_gpu_device_info.import_align and
- * size at most max_buffer_bytes. The memory may be read-only (e.g. a PROT_READ MAP_PRIVATE file
+ * size at most max_alloc_bytes. The memory may be read-only (e.g. a PROT_READ MAP_PRIVATE file
  * mapping): the buffer is a read-only source, so uploads into it and copies to it are refused
  * (VKM_EINVAL); kernels must not write it. The memory must stay mapped, and its contents
  * unchanged, until the buffer is destroyed. Errors: VKM_EUNSUPPORTED when the device cannot
  * import (import_align 0) or the driver refuses this memory (then fall back to an upload),
  * VKM_EINVAL for a NULL/misaligned pointer, a size of 0, not a multiple of import_align or above
- * max_buffer_bytes, VKM_EDEVMEM when the driver runs out of memory. */
+ * max_alloc_bytes, VKM_EDEVMEM when the driver runs out of memory. */
 int vkm_gpu_buf_import(vkm_gpu *gpu, const void *host, size_t size, vkm_gpu_buf **out);
 void vkm_gpu_buf_destroy(vkm_gpu *gpu, vkm_gpu_buf *buf); /* accepts NULL */
 size_t vkm_gpu_buf_size(const vkm_gpu_buf *buf);

@@ -190,10 +190,34 @@ int vkm_op_get_rows(vkm_gpu *gpu, uint32_t type, vkm_gpu_arg table, vkm_gpu_arg 
     CHECK_RC(fits_x(op, (d + 3) / 4));
     CHECK_RC(need(op, "ids", ids, n_ids, 4));
     CHECK_RC(need(op, "y", y, (uint64_t)n_ids * d, 4));
-    vkm_push_get_rows p = {n_ids, d, n_vocab, (uint32_t)row_bytes, d};
+    const vkm_shader_id name = vkm_kernels_get_rows_shader(type);
+    vkm_push_get_rows p = {n_ids, d, n_vocab, (uint32_t)row_bytes, d, 0, 0, n_vocab};
     vkm_gpu_arg args[3] = {table, ids, y};
-    return dispatch(gpu, vkm_kernels_get_rows_shader(type), args, 3, &p, sizeof p,
-                    groups((d + 3) / 4, VKM_OPS_WG), groups(n_ids, 1));
+    /* a table larger than the weight window (gpu.h): windows of whole rows starting at multiples
+     * of 256 bytes (any storage offset alignment), a dispatch each */
+    const uint64_t win = vkm_gpu_info(gpu)->weight_window_bytes;
+    if (!win || (table_bytes + 3) / 4 * 4 <= win)
+        return dispatch(gpu, name, args, 3, &p, sizeof p, groups((d + 3) / 4, VKM_OPS_WG),
+                        groups(n_ids, 1));
+    const uint64_t per = win > 512 ? (win - 512) / row_bytes : 0;
+    if (!per)
+        return vkm_error(
+            VKM_EUNSUPPORTED,
+            "%s: a table row of %zu bytes does not fit the weight window of %llu bytes", op,
+            row_bytes, (unsigned long long)win);
+    int rc = 0;
+    for (uint64_t r0 = 0; r0 < n_vocab && !rc; r0 += per) {
+        const uint64_t rows = n_vocab - r0 < per ? n_vocab - r0 : per;
+        const uint64_t at = table.offset + r0 * row_bytes, start = at - at % 256;
+        args[0] = (vkm_gpu_arg){table.buf, (size_t)start,
+                                (size_t)((at + rows * row_bytes + 3) / 4 * 4 - start)};
+        p.w_off = (uint32_t)(at - start);
+        p.row0 = (uint32_t)r0;
+        p.rows = (uint32_t)rows;
+        rc = dispatch(gpu, name, args, 3, &p, sizeof p, groups((d + 3) / 4, VKM_OPS_WG),
+                      groups(n_ids, 1));
+    }
+    return rc;
 }
 
 /* ---------------------------------------------------------------------------------- RoPE ---- */

@@ -49,7 +49,9 @@ int vkm_op_swiglu_in(vkm_gpu *gpu, vkm_gpu_arg gu, uint32_t u_off, uint32_t stri
 
 /* Embedding lookup: y[i][0..d) = dequantized row ids[i] of table (GGUF type `type`, n_vocab rows
  * of vkm_qtype_row_bytes(type, d) bytes). ids int32 [n_ids]; y f32 [n_ids][d]. Ids outside
- * [0, n_vocab) give zero rows. Types: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K. */
+ * [0, n_vocab) give zero rows. Types: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K.
+ * A table larger than the device's weight window (gpu.h weight_window_bytes) is bound in windows
+ * of rows, one dispatch each. */
 int vkm_op_get_rows(vkm_gpu *gpu, uint32_t type, vkm_gpu_arg table, vkm_gpu_arg ids, vkm_gpu_arg y,
                     uint32_t n_ids, uint32_t d, uint32_t n_vocab);
 

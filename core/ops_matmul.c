@@ -6,7 +6,12 @@
  * Buffers are bound as windows that start at the byte offset rounded down to 256 (the largest
  * minStorageBufferOffsetAlignment Vulkan allows), so any tensor offset inside a big buffer works;
  * the remainder goes into the push constants. Every size is checked with overflow-safe arithmetic
- * before it reaches the GPU; a window must fit the 32-bit addressing of the shaders. */
+ * before it reaches the GPU; a window must fit the 32-bit addressing of the shaders. Weights
+ * larger than the device's weight window (vkm_gpu_device_info.weight_window_bytes: its
+ * maxStorageBufferRange, e.g. 128 MiB on lavapipe) are bound in several windows, one dispatch
+ * each: a stack of matrices in groups of whole matrices (experts and heads are independent), a
+ * matrix larger than a window in ranges of rows (each window's outputs are their own Y columns);
+ * the kernels' choice is made once for the whole tensor, so every window uses the same one. */
 #include "ops_matmul.h"
 
 #include <stdio.h>
@@ -82,6 +87,31 @@ static int bind_window(const char *fn, const char *what, vkm_gpu *gpu, vkm_gpu_b
     arg->size = (size_t)size;
     *rel = (uint32_t)((off - start) / unit);
     return 0;
+}
+
+/* Weight bytes one window may hold: the weight window less what bind_window may add for
+ * alignment (255 bytes before, 3 after), within the shaders' 32-bit addressing. */
+static uint64_t window_bytes(vkm_gpu *gpu) {
+    const uint64_t w = vkm_gpu_info(gpu)->weight_window_bytes;
+    const uint64_t lim = w && w < UINT32_MAX ? w : UINT32_MAX;
+    return lim > 512 ? lim - 512 : 0;
+}
+
+/* Rows of row_bytes bytes per window of a matrix larger than one: a multiple of 64 where more
+ * fit, so every window starts at the first one's alignment (modulo 16 bytes: the same kernel
+ * variant); 0 when not even one row fits. */
+static uint64_t window_rows(vkm_gpu *gpu, uint64_t row_bytes) {
+    const uint64_t r = window_bytes(gpu) / row_bytes;
+    return r > 64 ? r / 64 * 64 : r;
+}
+
+static int row_too_large(vkm_gpu *gpu, const char *fn, uint64_t row_bytes) {
+    return vkm_error(VKM_EUNSUPPORTED,
+                     "%s: a weight row of %llu bytes does not fit the weight window of %llu bytes "
+                     "of %s",
+                     fn, (unsigned long long)row_bytes,
+                     (unsigned long long)vkm_gpu_info(gpu)->weight_window_bytes,
+                     vkm_gpu_info(gpu)->name);
 }
 
 /* Bytes of `rows` rows of `len` floats, `stride` floats apart; 0 on overflow (rows, len >= 1). */
@@ -229,8 +259,7 @@ static bool union_window(vkm_gpu *gpu, int n, const size_t *off, const uint64_t 
         if (off[i] + len[i] > hi) hi = off[i] + len[i];
     }
     *span = hi - *lo;
-    const uint64_t max = vkm_gpu_info(gpu)->max_buffer_bytes;
-    return *span <= UINT32_MAX - 512 && (!max || *span + 512 <= max);
+    return *span <= window_bytes(gpu);
 }
 
 /* vkm_op_matmul, and with m2 > 0 vkm_op_matmul_pair (or VKM_MATMUL_UNFIT). */
@@ -264,15 +293,16 @@ static int matmul_plain(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_o
             (w2_off - wlo) % wunit || (y_off - ylo) % 4 || (y2_off - ylo) % 4)
             return VKM_MATMUL_UNFIT;
     }
-    if ((rc = bind_window(fn, "weight", gpu, w, wlo, wspan, wunit, &args[0], &pc.w_off)) ||
-        (rc = bind_window(fn, "X", gpu, x, x_off, rows_bytes(n, k, k), 4, &args[1], &pc.x_off)) ||
+    /* a matrix larger than the weight window: ranges of rows, a dispatch each (the pair has a
+     * single window, checked above) */
+    uint64_t step = (uint64_t)(two ? m + m2 : m);
+    if (!two && wbytes > window_bytes(gpu) && !(step = window_rows(gpu, row_bytes)))
+        return row_too_large(gpu, fn, row_bytes);
+    if ((rc = bind_window(fn, "X", gpu, x, x_off, rows_bytes(n, k, k), 4, &args[1], &pc.x_off)) ||
         (rc = bind_window(fn, "Y", gpu, y, ylo, yspan, 4, &args[2], &pc.y_off)))
         return rc;
-    const uint32_t wbase = pc.w_off * wunit, ybase = pc.y_off;
-    pc.w_off = wbase + (uint32_t)(w_off - wlo);
-    pc.y_off = ybase + (uint32_t)((y_off - ylo) / 4);
+    const uint32_t ybase = pc.y_off;
     pc.k = (uint32_t)k;
-    pc.m = (uint32_t)(two ? m + m2 : m);
     pc.n = (uint32_t)n;
     pc.w_row_bytes = (uint32_t)row_bytes;
     pc.w_mat_bytes = (uint32_t)wbytes;
@@ -283,31 +313,46 @@ static int matmul_plain(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_o
     pc.n_mat = 1;
     pc.x2_z = NO_SECOND;
     pc.m1 = NO_SECOND;
-    if (two) {
-        pc.m1 = (uint32_t)m;
-        pc.w2_off = wbase + (uint32_t)(w2_off - wlo);
-        pc.y2_off = ybase + (uint32_t)((y2_off - ylo) / 4);
-        pc.y2_stride = (uint32_t)m2;
+    /* the kernel is chosen for the whole matrix: every window gets the same one */
+    const uint32_t m_all = (uint32_t)(two ? m + m2 : m);
+    tuning t = get_tuning(gpu, m_all, m_all, wtype, n);
+    const bool gemv = n <= VKM_MM_VEC_MAX_COLS || t.lane_rows;
+    for (uint64_t r0 = 0; r0 < m_all && !rc; r0 += step) {
+        const uint64_t rows = m_all - r0 < step ? m_all - r0 : step;
+        const size_t w_lo = wlo + (size_t)(r0 * row_bytes);
+        if ((rc = bind_window(fn, "weight", gpu, w, w_lo, two ? wspan : rows * row_bytes, wunit,
+                              &args[0], &pc.w_off)))
+            return rc;
+        const uint32_t wbase = pc.w_off * wunit;
+        pc.w_off = wbase + (uint32_t)(w_off - wlo);
+        pc.y_off = ybase + (uint32_t)((y_off - ylo) / 4 + r0);
+        pc.m = (uint32_t)rows;
+        if (two) {
+            pc.m1 = (uint32_t)m;
+            pc.w2_off = wbase + (uint32_t)(w2_off - wlo);
+            pc.y2_off = ybase + (uint32_t)((y2_off - ylo) / 4);
+            pc.y2_stride = (uint32_t)m2;
+        }
+        /* the plan's qa_kva form (the texel kernels), where the windows are texel buffers */
+        if (two && !(vkm_gpu_plan(gpu)->fuse.qa_kva && gemv && t.lane_rows &&
+                     vkm_gpu_texel_window(gpu, &args[0]) && vkm_gpu_texel_window(gpu, &args[1])))
+            return VKM_MATMUL_UNFIT;
+        tuning tw = t;
+        vkm_gpu_kernel *kern;
+        if ((rc = get_kernel(gpu, &tw, gemv, false, wtype, n, &pc, args, &kern))) return rc;
+        uint32_t gx, gy;
+        if (gemv) {
+            if ((rc = vec_grid(fn, &tw, pc.m, &gx, &gy))) return rc;
+        } else {
+            gx = (pc.m + VKM_MM_BM - 1) / VKM_MM_BM;
+            gy = (pc.n + VKM_MM_BN - 1) / VKM_MM_BN;
+            if (gy > VKM_MM_MAX_GROUPS) gy = VKM_MM_MAX_GROUPS; /* the kernel strides over tiles */
+            if (gx > VKM_MM_MAX_GROUPS)
+                return vkm_error(VKM_EINVAL, "%s: m=%u is too large", fn, pc.m);
+        }
+        rc = dispatch_windows(gpu, kern, &tw, wtype, n, args, 3, &pc, gx, gy, 1);
     }
-
-    tuning t = get_tuning(gpu, pc.m, pc.m, wtype, n);
-    bool gemv = n <= VKM_MM_VEC_MAX_COLS || t.lane_rows;
-    /* the plan's qa_kva form (the texel kernels), where the windows are texel buffers */
-    if (two && !(vkm_gpu_plan(gpu)->fuse.qa_kva && gemv && t.lane_rows &&
-                 vkm_gpu_texel_window(gpu, &args[0]) && vkm_gpu_texel_window(gpu, &args[1])))
-        return VKM_MATMUL_UNFIT;
-    vkm_gpu_kernel *kern;
-    if ((rc = get_kernel(gpu, &t, gemv, false, wtype, n, &pc, args, &kern))) return rc;
-    uint32_t gx, gy;
-    if (gemv) {
-        if ((rc = vec_grid(fn, &t, pc.m, &gx, &gy))) return rc;
-    } else {
-        gx = (pc.m + VKM_MM_BM - 1) / VKM_MM_BM;
-        gy = (pc.n + VKM_MM_BN - 1) / VKM_MM_BN;
-        if (gy > VKM_MM_MAX_GROUPS) gy = VKM_MM_MAX_GROUPS; /* the kernel strides over tiles */
-        if (gx > VKM_MM_MAX_GROUPS) return vkm_error(VKM_EINVAL, "%s: m=%u is too large", fn, pc.m);
-    }
-    return dispatch_windows(gpu, kern, &t, wtype, n, args, 3, &pc, gx, gy, 1);
+    return rc;
 }
 
 int vkm_op_matmul(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_off, int64_t k, int64_t m,
@@ -421,13 +466,20 @@ static int matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a, int64_t up_off,
     }
     if (n_ranges > 1 && !union_window(gpu, n_ranges, ranges, lens, &lo, &wspan))
         return VKM_MATMUL_UNFIT;
-    if ((rc = bind_window(fn, "weight", gpu, a->w, lo, wspan, wunit, &args[0], &pc.w_off)) ||
-        (rc = bind_window(fn, "X", gpu, a->x, a->x_off, xbytes, 4, &args[1], &pc.x_off)) ||
+    /* a stack larger than the weight window (one range only: the gated form and the second
+     * matrix need one window over all theirs): groups of `group` whole matrices, or, for a matrix
+     * larger than a window, one matrix at a time in ranges of `step` rows; a dispatch each */
+    uint64_t group = (uint64_t)a->n_mat, step = (uint64_t)a->m;
+    if (n_ranges == 1 && wbytes > window_bytes(gpu)) {
+        group = window_bytes(gpu) / mat_bytes;
+        if (!group && !(step = window_rows(gpu, row_bytes)))
+            return row_too_large(gpu, fn, row_bytes);
+        if (!group) group = 1;
+    }
+    if ((rc = bind_window(fn, "X", gpu, a->x, a->x_off, xbytes, 4, &args[1], &pc.x_off)) ||
         (rc = bind_window(fn, "Y", gpu, a->y, a->y_off, ybytes, 4, &args[2], &pc.y_off)))
         return rc;
     if (a->mode == VKM_MATMUL_ID_HEADS) args[3] = args[4] = args[1]; /* bound, never read */
-    const uint32_t base = pc.w_off * wunit;                          /* of lo in the window */
-    pc.w_off = base + (uint32_t)(a->w_off - lo);                     /* < the window size */
     pc.glu = (uint32_t)up_off; /* modulo 2^32, as the shader adds */
     pc.x2_z = NO_SECOND;
     pc.m1 = NO_SECOND;
@@ -444,41 +496,82 @@ static int matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a, int64_t up_off,
     /* with the active list, z numbers list entries: at most one matrix per entry of rows[] */
     uint32_t gz = (uint32_t)a->n_mat;
     if (pc.act && (uint64_t)a->n_rows < gz) gz = (uint32_t)a->n_rows;
-    if (second) { /* one more z group after the stack's */
-        if (gz >= VKM_MM_MAX_GROUPS) return VKM_MATMUL_UNFIT;
-        pc.x2_z = gz++;
-        pc.w2_off = base + (uint32_t)(second->w_off - lo);
-        pc.glu2 = up_off ? (uint32_t)(second->up_off - second->w_off) : 0u; /* modulo 2^32 */
-        pc.n2 = (uint32_t)second->n;
-        pc.x2_row = (uint32_t)second->x_row;
-        pc.y2_row = (uint32_t)second->y_row;
-        if (second->n > per_mat) per_mat = second->n;
-    }
-    tuning t =
-        get_tuning(gpu, (uint64_t)pc.m * gz, pc.mode == VKM_MM_ID_ROWS ? pc.m : (uint64_t)pc.m * gz,
-                   a->wtype, per_mat);
-    bool gemv = per_mat <= VKM_MM_VEC_MAX_COLS || t.lane_rows;
-    /* the gated form and the second matrix: the plan's glu / shared_z forms (the texel kernels;
-     * gated: 2 rows per thread, gate and up), where the windows are texel buffers */
-    const vkm_kernel_plan *plan = vkm_gpu_plan(gpu);
-    if ((up_off && !plan->fuse.glu) || (second && !plan->fuse.shared_z) ||
-        ((up_off || second) && !(gemv && t.lane_rows && vkm_gpu_texel_window(gpu, &args[0]) &&
-                                 vkm_gpu_texel_window(gpu, &args[1]))))
-        return VKM_MATMUL_UNFIT;
-    vkm_gpu_kernel *kern;
-    if ((rc = get_kernel(gpu, &t, gemv, true, a->wtype, per_mat, &pc, args, &kern))) return rc;
-    uint32_t gx, gy;
-    if (gemv) {
-        tuning tg = t;
-        if (up_off) tg.rows = 1; /* one output row per thread */
-        if ((rc = vec_grid(fn, &tg, pc.m, &gx, &gy))) return rc;
-    } else {
-        gx = (pc.m + VKM_MM_BM - 1) / VKM_MM_BM;
-        uint64_t tiles = ((uint64_t)per_mat + VKM_MM_BN - 1) / VKM_MM_BN;
-        gy = tiles < VKM_MM_MAX_GROUPS ? (uint32_t)tiles : VKM_MM_MAX_GROUPS;
-        if (gx > VKM_MM_MAX_GROUPS) return vkm_error(VKM_EINVAL, "%s: m=%u is too large", fn, pc.m);
-    }
-    return dispatch_windows(gpu, kern, &t, a->wtype, per_mat, args, 5, &pc, gx, gy, gz);
+    const uint32_t gz_all = second ? gz + 1 : gz; /* the second: one more z group */
+    if (second && gz >= VKM_MM_MAX_GROUPS) return VKM_MATMUL_UNFIT;
+    if (second && second->n > per_mat) per_mat = second->n;
+    /* the kernel is chosen for the whole stack: every window gets the same one */
+    const tuning t =
+        get_tuning(gpu, (uint64_t)pc.m * gz_all,
+                   pc.mode == VKM_MM_ID_ROWS ? pc.m : (uint64_t)pc.m * gz_all, a->wtype, per_mat);
+    const bool gemv = per_mat <= VKM_MM_VEC_MAX_COLS || t.lane_rows;
+    const vkm_matmul_push pc0 = pc;
+    for (uint64_t e0 = 0; e0 < (uint64_t)a->n_mat && !rc; e0 += group)
+        for (uint64_t r0 = 0; r0 < (uint64_t)a->m && !rc; r0 += step) {
+            const bool whole = group == (uint64_t)a->n_mat && step == (uint64_t)a->m;
+            const uint64_t mats = (uint64_t)a->n_mat - e0 < group ? (uint64_t)a->n_mat - e0 : group;
+            const uint64_t rows = (uint64_t)a->m - r0 < step ? (uint64_t)a->m - r0 : step;
+            pc = pc0;
+            size_t w_lo = lo;
+            uint64_t span = wspan;
+            if (!whole) { /* matrices e0 .. e0 + mats - 1, rows r0 .. r0 + rows - 1 of each */
+                w_lo = a->w_off + (size_t)(e0 * mat_bytes + r0 * row_bytes);
+                span = rows < (uint64_t)a->m ? rows * row_bytes : mats * mat_bytes;
+                pc.m = (uint32_t)rows;
+                pc.y_off += (uint32_t)r0;
+                gz = (uint32_t)mats;
+                if (pc.mode == VKM_MM_ID_ROWS) { /* their (first, count) pairs, no active list */
+                    pc.mats_off += 2u * (uint32_t)e0;
+                    pc.n_mat = (uint32_t)mats;
+                    pc.act = 0;
+                } else { /* heads e0..: X and Y rows i * n_mat + e0 + z (n_mat stays the stride) */
+                    pc.x_off += (uint32_t)(e0 * (uint64_t)x_stride);
+                    pc.n_x -= (uint32_t)e0;
+                    pc.y_off += (uint32_t)(e0 * (uint64_t)y_stride);
+                    pc.n_y -= (uint32_t)e0;
+                }
+            }
+            if ((rc = bind_window(fn, "weight", gpu, a->w, w_lo, span, wunit, &args[0], &pc.w_off)))
+                return rc;
+            const uint32_t base = pc.w_off * wunit;      /* of w_lo in the window */
+            pc.w_off = base + (uint32_t)(a->w_off - lo); /* < the window size; whole: lo <= w_off */
+            if (!whole) pc.w_off = base;
+            uint32_t gzw = gz;
+            if (second) { /* one more z group after the stack's */
+                pc.x2_z = gzw++;
+                pc.w2_off = base + (uint32_t)(second->w_off - lo);
+                pc.glu2 = up_off ? (uint32_t)(second->up_off - second->w_off) : 0u; /* mod 2^32 */
+                pc.n2 = (uint32_t)second->n;
+                pc.x2_row = (uint32_t)second->x_row;
+                pc.y2_row = (uint32_t)second->y_row;
+            }
+            /* the gated form and the second matrix: the plan's glu / shared_z forms (the texel
+             * kernels; gated: 2 rows per thread, gate and up), where the windows are texel
+             * buffers */
+            const vkm_kernel_plan *plan = vkm_gpu_plan(gpu);
+            if ((up_off && !plan->fuse.glu) || (second && !plan->fuse.shared_z) ||
+                ((up_off || second) &&
+                 !(gemv && t.lane_rows && vkm_gpu_texel_window(gpu, &args[0]) &&
+                   vkm_gpu_texel_window(gpu, &args[1]))))
+                return VKM_MATMUL_UNFIT;
+            tuning tw = t;
+            vkm_gpu_kernel *kern;
+            if ((rc = get_kernel(gpu, &tw, gemv, true, a->wtype, per_mat, &pc, args, &kern)))
+                return rc;
+            uint32_t gx, gy;
+            if (gemv) {
+                tuning tg = tw;
+                if (up_off) tg.rows = 1; /* one output row per thread */
+                if ((rc = vec_grid(fn, &tg, pc.m, &gx, &gy))) return rc;
+            } else {
+                gx = (pc.m + VKM_MM_BM - 1) / VKM_MM_BM;
+                uint64_t tiles = ((uint64_t)per_mat + VKM_MM_BN - 1) / VKM_MM_BN;
+                gy = tiles < VKM_MM_MAX_GROUPS ? (uint32_t)tiles : VKM_MM_MAX_GROUPS;
+                if (gx > VKM_MM_MAX_GROUPS)
+                    return vkm_error(VKM_EINVAL, "%s: m=%u is too large", fn, pc.m);
+            }
+            rc = dispatch_windows(gpu, kern, &tw, a->wtype, per_mat, args, 5, &pc, gx, gy, gzw);
+        }
+    return rc;
 }
 
 int vkm_op_matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a) {

@@ -55,11 +55,11 @@ static int make_buf(vkm_gpu *gpu, size_t bytes, const char *what, vkm_gpu_buf **
                      (double)bytes / MIB, why);
 }
 
-int vkm_session_create(vkm_engine *e, const vkm_session_opts *opts, vkm_session **out) {
-    *out = NULL;
+int vkm_session_plan(const vkm_hparams *hp, vkm_gpu *gpu, const vkm_session_opts *opts,
+                     vkm_session_layout *out) {
     vkm_session_opts o = {0};
     if (opts) o = *opts;
-    const vkm_hparams *hp = &vkm_engine_model(e)->hp;
+    memset(out, 0, sizeof *out);
     int n_ctx = o.n_ctx;
     if (n_ctx == 0) n_ctx = hp->n_ctx_train < 4096 ? (int)hp->n_ctx_train : 4096;
     if (n_ctx <= 0 || n_ctx > MAX_CTX)
@@ -69,7 +69,7 @@ int vkm_session_create(vkm_engine *e, const vkm_session_opts *opts, vkm_session 
         return vkm_error(VKM_EINVAL, "session: max_batch = %d, expected 1..%d", o.max_batch,
                          MAX_BATCH);
     if (max_batch > n_ctx) max_batch = n_ctx;
-    if (vkm_gpu_plan(vkm_engine_gpu(e))->loop_limit) {
+    if (vkm_gpu_plan(gpu)->loop_limit) {
         /* lavapipe ends a shader invocation after 65535 loop iterations in all, silently; the
          * expert grouping (moe_group.comp) scans every (token, choice) entry twice per expert an
          * invocation owns, so a batch stays below that (the matmul and attention kernels split
@@ -79,19 +79,34 @@ int vkm_session_create(vkm_engine *e, const vkm_session_opts *opts, vkm_session 
         const uint64_t cap = (60000 - VKM_MOE_GROUP_MAX_EXPERT) / per_tok;
         if ((uint64_t)max_batch > cap) max_batch = (int)cap;
     }
+    out->n_ctx = n_ctx;
+    out->max_batch = max_batch;
+    int rc;
+    if ((rc = vkm_fwd_kv_layout(hp, (uint32_t)n_ctx, !o.kv_f32, vkm_fwd_kv_scratch(gpu),
+                                &out->kv)) ||
+        (rc = vkm_fwd_work_layout(hp, (uint32_t)max_batch, &out->w)))
+        return rc;
+    out->device_bytes = (uint64_t)out->kv.bytes + out->w.bytes;
+    return 0;
+}
+
+int vkm_session_create(vkm_engine *e, const vkm_session_opts *opts, vkm_session **out) {
+    *out = NULL;
+    const vkm_hparams *hp = &vkm_engine_model(e)->hp;
+    vkm_session_layout lay;
+    int rc = vkm_session_plan(hp, vkm_engine_gpu(e), opts, &lay);
+    if (rc) return rc;
+    const int max_batch = lay.max_batch;
 
     vkm_session *s = calloc(1, sizeof *s);
     if (!s) return vkm_error(VKM_ENOMEM, "out of memory");
     s->e = e;
     s->gpu = vkm_engine_gpu(e);
     s->dm = vkm_engine_dmodel(e);
-    s->n_ctx = n_ctx;
+    s->n_ctx = lay.n_ctx;
     s->max_batch = max_batch;
-    int rc;
-    if ((rc = vkm_fwd_kv_layout(hp, (uint32_t)n_ctx, !o.kv_f32, vkm_fwd_kv_scratch(s->gpu),
-                                &s->kv)) ||
-        (rc = vkm_fwd_work_layout(hp, (uint32_t)max_batch, &s->w)))
-        goto fail;
+    s->kv = lay.kv;
+    s->w = lay.w;
     const size_t n_sel = (size_t)max_batch * (hp->n_expert_used ? hp->n_expert_used : 1);
     if (!(s->pos = malloc((size_t)max_batch * sizeof *s->pos)) ||
         !(s->sel = malloc(n_sel * sizeof *s->sel))) {

@@ -37,6 +37,11 @@ typedef struct vkm_engine_opts {
     int prefetch; /* enum vkm_prefetch: speculative expert prefetch while paging (0 = auto) */
     vkm_kernels_layout kernels; /* kernel layouts (core/kernels.h): 0 = AUTO, the device's own;
                                    the tools take $VKMOE_KERNELS (vkm_kernels_env) */
+    /* The session the automatic budget leaves room for (as vkm_session_opts; 0 = its defaults):
+     * its KV cache and work buffer are subtracted from the device's memory. */
+    int n_ctx;
+    bool kv_f32;
+    int max_batch;
 } vkm_engine_opts;
 
 /* Speculative prefetch of paged experts: at each MoE layer the GPU also applies the next MoE
@@ -82,9 +87,13 @@ typedef struct vkm_engine_info {
 /* Loads the model onto the device: every tensor is uploaded once (progress on stderr for large
  * models unless quiet), or on devices whose memory is host memory (lavapipe, integrated GPUs) used
  * in place from the imported file mapping (VKMOE_IMPORT, core/engine.h), except that routed experts
- * are paged when weights + experts exceed the budget (opts.vram_budget, or automatically the device
- * heap's budget less a default session and a margin); a budget below the minimum (the other weights
- * + the top-k experts of one MoE layer per expert size class) is VKM_EDEVMEM naming that minimum.
+ * are paged when weights + experts exceed the budget: opts.vram_budget, or automatically the device
+ * heap's budget (VK_EXT_memory_budget, else its size) less the KV cache and work buffer of the
+ * session opts describe and a margin of 1/16 of the heap budget (at most 512 MiB); weights used in
+ * place from the imported mapping are no device allocations and do not count against the
+ * automatic budget. A budget below the minimum (the other weights + the top-k experts of one MoE
+ * layer per expert size class) is VKM_EDEVMEM naming that minimum and, for the automatic budget,
+ * what it was made of.
  * VKM_EIO / VKM_EFORMAT for the file, VKM_EUNSUPPORTED for a tensor type or shape the kernels do
  * not handle, VKM_ENODEV without a device, VKM_EDEVMEM (naming the bytes needed) when the weights
  * do not fit. */

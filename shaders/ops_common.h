@@ -214,13 +214,19 @@ VKM_PC_STRUCT(vkm_push_eltwise) {
 };
 
 /* get_rows.comp: y[i*y_stride + e] = dequant(table row ids[i])[e], e < k; ids outside
- * [0, n_vocab) give a zero row. row_bytes is the byte size of one table row. */
+ * [0, n_vocab) give a zero row. row_bytes is the byte size of one table row. The bound window
+ * holds the rows row0 .. row0 + rows - 1, row row0 at byte w_off (a table larger than a binding
+ * is looked up in several dispatches, one per window): only ids in that range are written, and
+ * the zero rows only by the window with row0 = 0. */
 VKM_PC_STRUCT(vkm_push_get_rows) {
     VKM_PC_U32 n_ids;
     VKM_PC_U32 k; /* d, the row length (named k for quant.glsl, which reads p.k) */
     VKM_PC_U32 n_vocab;
     VKM_PC_U32 row_bytes;
     VKM_PC_U32 y_stride;
+    VKM_PC_U32 w_off; /* even */
+    VKM_PC_U32 row0;
+    VKM_PC_U32 rows;
 };
 
 #ifdef __STDC__
@@ -234,7 +240,7 @@ _Static_assert(sizeof(vkm_push_router) == 40, "vkm_push_router layout");
 _Static_assert(sizeof(vkm_push_moe_combine) == 32, "vkm_push_moe_combine layout");
 _Static_assert(sizeof(vkm_push_swiglu) == 28, "vkm_push_swiglu layout");
 _Static_assert(sizeof(vkm_push_eltwise) == 8, "vkm_push_eltwise layout");
-_Static_assert(sizeof(vkm_push_get_rows) == 20, "vkm_push_get_rows layout");
+_Static_assert(sizeof(vkm_push_get_rows) == 32, "vkm_push_get_rows layout");
 #endif
 
 #endif

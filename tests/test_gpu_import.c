@@ -133,7 +133,7 @@ static void test_direct(vkm_gpu *gpu) {
     }
 
     /* larger than the largest buffer: refused before the driver sees it (address space only) */
-    const uint64_t big = (di->max_buffer_bytes / page + 1) * page;
+    const uint64_t big = (di->max_alloc_bytes / page + 1) * page;
     if (big <= (uint64_t)1 << 40) {
         void *res = mmap(NULL, (size_t)big + page, PROT_NONE,
                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);

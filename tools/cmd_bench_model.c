@@ -180,6 +180,20 @@ static int run(const bench_model_opts *o, cJSON *root) {
                           .vram_budget = o->vram_budget,
                           .expert_policy = o->expert_policy,
                           .prefetch = o->prefetch};
+    int n_test = max_of(o->prompts, o->n_prompts), max_p = n_test;
+    if (max_of(o->gens, o->n_gens) > n_test) n_test = max_of(o->gens, o->n_gens);
+    for (int i = 0; i < o->n_pg; i++) {
+        if (o->pg[i][0] + o->pg[i][1] > n_test) n_test = o->pg[i][0] + o->pg[i][1];
+        if (o->pg[i][0] > max_p) max_p = o->pg[i][0];
+    }
+    const int max_d = max_of(o->depths, o->n_depths);
+    const int n_max = n_test > max_d ? n_test : max_d; /* token ids needed */
+    const vkm_session_opts so = {
+        .n_ctx = max_d + n_test + 1,
+        .max_batch = max_p > MAX_BATCH ? MAX_BATCH : (max_p > 0 ? max_p : 1),
+    };
+    eo.n_ctx = so.n_ctx; /* the automatic budget leaves room for this session */
+    eo.max_batch = so.max_batch;
     vkm_engine *e = NULL;
     vkm_session *s = NULL;
     int32_t *tok = NULL;
@@ -197,21 +211,7 @@ static int run(const bench_model_opts *o, cJSON *root) {
     }
     if (!rc && !cJSON_AddStringToObject(jmodel, "desc", info.model_desc))
         rc = vkm_error(VKM_ENOMEM, "out of memory");
-    int n_test = max_of(o->prompts, o->n_prompts), max_p = n_test;
-    if (max_of(o->gens, o->n_gens) > n_test) n_test = max_of(o->gens, o->n_gens);
-    for (int i = 0; i < o->n_pg; i++) {
-        if (o->pg[i][0] + o->pg[i][1] > n_test) n_test = o->pg[i][0] + o->pg[i][1];
-        if (o->pg[i][0] > max_p) max_p = o->pg[i][0];
-    }
-    const int max_d = max_of(o->depths, o->n_depths);
-    const int n_max = n_test > max_d ? n_test : max_d; /* token ids needed */
-    if (!rc) {
-        vkm_session_opts so = {
-            .n_ctx = max_d + n_test + 1,
-            .max_batch = max_p > MAX_BATCH ? MAX_BATCH : (max_p > 0 ? max_p : 1),
-        };
-        rc = vkm_session_create(e, &so, &s);
-    }
+    if (!rc) rc = vkm_session_create(e, &so, &s);
     if (!rc) {
         tok = malloc((size_t)(n_max > 0 ? n_max : 1) * sizeof *tok);
         logits = malloc((size_t)info.n_vocab * sizeof *logits);

@@ -311,7 +311,9 @@ int gen_open(gen_ctx *g, const gen_opts *o, bool want_template) {
                           .quiet = o->quiet,
                           .vram_budget = o->vram_budget,
                           .expert_policy = o->expert_policy,
-                          .prefetch = o->prefetch};
+                          .prefetch = o->prefetch,
+                          .n_ctx = (int)o->n_ctx,
+                          .kv_f32 = o->kv_f32};
     if (vkm_kernels_env(&eo.kernels) || vkm_engine_open(&eo, &g->engine)) return cli_fail_last();
     vkm_engine_info info;
     vkm_engine_get_info(g->engine, &info);

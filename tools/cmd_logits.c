@@ -211,6 +211,10 @@ int cmd_logits(int argc, char **argv) {
                           .vram_budget = budget,
                           .expert_policy = policy,
                           .prefetch = prefetch};
+    /* the automatic budget leaves room for this session (-c 0: the model's context, below) */
+    eo.n_ctx = ctx_model ? 0 : (int)ctx;
+    eo.kv_f32 = kv_f32;
+    eo.max_batch = step ? 1 : (n < 65536 ? n : 65536);
     vkm_engine_info info;
     if (vkm_kernels_env(&eo.kernels) || vkm_engine_open(&eo, &e)) {
         rc = cli_fail_last();

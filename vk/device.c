@@ -148,6 +148,12 @@ int vkm_vk_device_query(VkPhysicalDevice phys, int index, vkm_vk_caps *c) {
         emh.pNext = p2.pNext;
         p2.pNext = &emh;
     }
+    VkPhysicalDeviceMaintenance4Properties m4 = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_4_PROPERTIES};
+    if (v13) {
+        m4.pNext = p2.pNext;
+        p2.pNext = &m4;
+    }
     vkGetPhysicalDeviceProperties2(phys, &p2);
 
     snprintf(info->name, sizeof info->name, "%s", p->deviceName);
@@ -170,10 +176,14 @@ int vkm_vk_device_query(VkPhysicalDevice phys, int index, vkm_vk_caps *c) {
     }
     c->max_push_descriptors = c->ext_push_descriptor ? pd.maxPushDescriptors : 0;
     c->max_alloc_bytes = m3.maxMemoryAllocationSize ? m3.maxMemoryAllocationSize : UINT64_MAX;
+    if (v13 && m4.maxBufferSize && m4.maxBufferSize < c->max_alloc_bytes)
+        c->max_alloc_bytes = m4.maxBufferSize;
+    info->max_alloc_bytes = c->max_alloc_bytes;
     info->max_shared_bytes = p->limits.maxComputeSharedMemorySize;
     info->storage_align = (uint32_t)p->limits.minStorageBufferOffsetAlignment;
     uint64_t max_buf = p->limits.maxStorageBufferRange;
     info->max_buffer_bytes = max_buf < c->max_alloc_bytes ? max_buf : c->max_alloc_bytes;
+    info->weight_window_bytes = info->max_buffer_bytes; /* vkm_gpu_create: $VKMOE_WEIGHT_WINDOW */
     info->import_align = import_alignment(c, emh.minImportedHostPointerAlignment);
 
     /* ---- features ---- */

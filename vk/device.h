@@ -21,7 +21,7 @@ typedef struct vkm_vk_caps {
     VkPhysicalDeviceProperties props; /* limits, pipelineCacheUUID, driverVersion */
     VkPhysicalDeviceMemoryProperties mem;
     uint8_t device_uuid[VK_UUID_SIZE];
-    uint64_t max_alloc_bytes; /* maxMemoryAllocationSize */
+    uint64_t max_alloc_bytes; /* maxMemoryAllocationSize, and maxBufferSize where smaller */
     int device_heap;          /* index of the largest device-local heap */
     uint32_t compute_family;  /* a compute family; compute-only preferred */
     uint32_t transfer_family; /* dedicated transfer-only family, else UINT32_MAX */

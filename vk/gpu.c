@@ -13,6 +13,7 @@
  * While dry (vkm_gpu_set_dry) dispatches are checked and nothing is recorded or submitted; the
  * kernels asked for meanwhile are built when it ends (pipeline.c, on several threads). Not
  * thread-safe. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,6 +128,43 @@ static int track(vkm_gpu *g, int rc) {
                                            "and open it again");                                   \
     } while (0)
 
+/* A size from the environment variable `name` (K/M/G suffixes, at least 4 KiB) into *out;
+ * unset or empty leaves *out alone. */
+static int size_from_env(const char *name, uint64_t *out) {
+    const char *env = getenv(name);
+    if (!env || !*env) return VKM_OK;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(env, &end, 10);
+    uint64_t mul = 1;
+    if (end && (*end == 'K' || *end == 'k')) mul = 1024;
+    if (end && (*end == 'M' || *end == 'm')) mul = 1024 * 1024;
+    if (end && (*end == 'G' || *end == 'g')) mul = 1024 * 1024 * 1024;
+    if (end && mul > 1) end++;
+    if (errno || end == env || !end || *end || *env == '-' || v > UINT64_MAX / mul ||
+        v * mul < 4096)
+        return vkm_error(VKM_EINVAL, "%s=%s: expected a size of at least 4K (K/M/G suffixes)", name,
+                         env);
+    *out = v * mul;
+    return VKM_OK;
+}
+
+/* Test hooks: $VKMOE_WEIGHT_WINDOW=SIZE caps info->weight_window_bytes (the kernels then bind
+ * weights in windows as on a device with that range), $VKMOE_DEVICE_MEMORY=SIZE the device-local
+ * memory and budget the device reports (the engine's automatic VRAM budget plans for a device of
+ * that size). */
+static int caps_from_env(vkm_gpu_device_info *info) {
+    uint64_t win = 0, mem = 0;
+    int rc;
+    if ((rc = size_from_env("VKMOE_WEIGHT_WINDOW", &win)) ||
+        (rc = size_from_env("VKMOE_DEVICE_MEMORY", &mem)))
+        return rc;
+    if (win && win < info->weight_window_bytes) info->weight_window_bytes = win;
+    if (mem && mem < info->device_local_bytes) info->device_local_bytes = mem;
+    if (mem && mem < info->budget_bytes) info->budget_bytes = mem;
+    return VKM_OK;
+}
+
 int vkm_gpu_create(const vkm_gpu_options *opt, vkm_gpu **out) {
     *out = NULL;
     vkm_vk_fault_from_env();
@@ -155,6 +193,10 @@ int vkm_gpu_create(const vkm_gpu_options *opt, vkm_gpu **out) {
         return rc;
     }
     if (!g->plan.texel) info->texel_bytes = 0; /* no buffer gets texel usage then */
+    if ((rc = caps_from_env(info))) {
+        vkm_gpu_destroy(g);
+        return rc;
+    }
     g->force_staging = opt->force_staging;
     if (info->type == VKM_DEV_CPU) vkm_vk_threads_pin_new(&before);
     *out = g;
@@ -228,11 +270,11 @@ int vkm_gpu_buf_import(vkm_gpu *g, const void *host, size_t size, vkm_gpu_buf **
     if ((uintptr_t)host > UINTPTR_MAX - size)
         return vkm_error(VKM_EINVAL, "import of host memory at %p: %zu bytes wrap around", host,
                          size);
-    if (size > info->max_buffer_bytes)
+    if (size > info->max_alloc_bytes)
         return vkm_error(VKM_EINVAL,
                          "import of %zu bytes of host memory: larger than the device's largest "
                          "buffer (%llu bytes)",
-                         size, (unsigned long long)info->max_buffer_bytes);
+                         size, (unsigned long long)info->max_alloc_bytes);
     vkm_gpu_buf *b = calloc(1, sizeof *b);
     if (!b) return vkm_error(VKM_ENOMEM, "out of memory creating a buffer");
     int rc = vkm_vk_mem_import(g->mem, host, size, &b->b);
