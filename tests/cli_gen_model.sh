@@ -42,7 +42,7 @@ $G --preset bench-small -o "$TMP/big.gguf" --quiet >/dev/null 2>&1 &
 pid=$!
 for _ in $(seq 200); do [ -e "$TMP/big.gguf.part" ] && break; sleep 0.05; done
 kill -INT "$pid"
-wait "$pid"
+cli_wait "$pid"
 rc=$?
 ok "Ctrl-C in gen-model exits 130 (got $rc)" test "$rc" -eq 130
 ok "Ctrl-C in gen-model leaves no file" test ! -e "$TMP/big.gguf" -a ! -e "$TMP/big.gguf.part"

@@ -203,8 +203,19 @@ there" >"$TMP/blkp.out" 2>&1
 ok "chat \"\"\" block = the same text as -p" cmp -s "$TMP/blk.out" "$TMP/blkp.out"
 # on a terminal, lines pasted at once are one message: one answer, then the next prompt
 if command -v script >/dev/null; then
-    (printf 'hi\nthere\n'; sleep 1) | script -qec "$(printf '%q ' "${C[@]}") -n 4 --temp 0" \
+    # script(1) passes on the end of its input only once the program has read what came before
+    # (it gives up after 2 s), so the input stays open until the answer's prompt is shown, then
+    # ends with /quit; timeout keeps a wrong answer from hanging the suite.
+    (
+        printf 'hi\nthere\n'
+        for _ in $(seq 1200); do
+            [ "$(grep -ac '^> ' "$TMP/paste.out" 2>/dev/null)" -ge 2 ] && break
+            sleep 0.1
+        done
+        printf '/quit\n'
+    ) | timeout 180 script -qec "$(printf '%q ' "${C[@]}") -n 4 --temp 0" \
         /dev/null >"$TMP/paste.out" 2>&1
+    ok "chat paste through script(1) exits 0" test "${PIPESTATUS[1]}" -eq 0
     n_prompts=$(grep -ac '^> ' "$TMP/paste.out")
     ok "chat: a paste of two lines is one message ($n_prompts prompts shown, want 2)" \
         test "$n_prompts" -eq 2
@@ -239,7 +250,7 @@ expect "chat conversation longer than -c" 0 "more than the context" -- \
 pid=$!
 for _ in $(seq 200); do [ -s "$TMP/int.out" ] && break; sleep 0.1; done
 kill -INT "$pid"
-wait "$pid"
+cli_wait "$pid"
 ok "run Ctrl-C exits 130" test $? -eq 130
 ok "run Ctrl-C prints timings" grep -q "generate" "$TMP/int.err"
 ok "run Ctrl-C says interrupted" grep -q "interrupted" "$TMP/int.err"
@@ -254,7 +265,7 @@ kill -INT "$pid"
 for _ in $(seq 100); do grep -q interrupted "$TMP/cint.err" && break; sleep 0.1; done
 echo /quit >&3
 exec 3>&-
-wait "$pid"
+cli_wait "$pid"
 ok "chat Ctrl-C during an answer keeps running, /quit exits 0" test $? -eq 0
 ok "chat Ctrl-C reports the interrupted answer" grep -q "answer interrupted" "$TMP/cint.err"
 
@@ -266,7 +277,7 @@ pid=$!
 for _ in $(seq 200); do grep -q "loaded in" "$TMP/lint.err" && break; sleep 0.1; done
 sleep 1
 kill -INT "$pid"
-wait "$pid"
+cli_wait "$pid"
 ok "run Ctrl-C during the prompt exits 130" test $? -eq 130
 ok "run Ctrl-C during the prompt generates nothing" test ! -s "$TMP/lint.out"
 n=$(sed -n 's/.*prompt .* \([0-9][0-9]*\) tokens .*/\1/p' "$TMP/lint.err")
@@ -284,7 +295,7 @@ for _ in $(seq 200); do grep -q "prompt interrupted" "$TMP/lc.err" && break; sle
 echo hi >&3
 echo /quit >&3
 exec 3>&-
-wait "$pid"
+cli_wait "$pid"
 ok "chat Ctrl-C during a prompt keeps running, /quit exits 0" test $? -eq 0
 ok "chat Ctrl-C reports the interrupted prompt" grep -q "prompt interrupted" "$TMP/lc.err"
 ok "chat answers the next question after it" \

@@ -33,7 +33,7 @@ for _ in $(seq 600); do grep -aqE "pipelines (built|compiled)" "$TMP/tty.out" &&
 pid=$(pgrep -P "$spid" | head -1)
 t0=$(date +%s%N)
 [ -n "$pid" ] && kill -INT "$pid"
-wait "$spid"
+cli_wait "$spid"
 rc=$?
 ms=$((($(date +%s%N) - t0) / 1000000))
 ok "warm-up progress on a terminal" grep -aqE "warm-up: [0-9]+/[0-9]+ pipelines (built|compiled)" \

@@ -9,6 +9,8 @@
 #   expect NAME WANT_RC PATTERN -- COMMAND...
 #   ok NAME COMMAND...          passes if the command succeeds (FAIL line on stdout)
 #   check NAME COMMAND...       the same with the FAIL line on stderr
+#   cli_wait PID [SECONDS]      wait for a background job, at most SECONDS (default 300): then it
+#                               is killed, a failure counted and 124 returned; else its status
 #   cli_done                    prints the counts; its status (the script's last) is 0 iff none failed
 # Every check adds 1 to pass or to fail; a failure prints one "FAIL: NAME..." line.
 # shellcheck disable=SC2034 # used by the sourcing scripts
@@ -65,6 +67,22 @@ check() {
     local name=$1
     shift
     if "$@"; then pass=$((pass + 1)); else echo "FAIL: $name" >&2; fail=$((fail + 1)); fi
+}
+
+cli_wait() {
+    local pid=$1 limit=${2:-300} i
+    for ((i = 0; i < limit * 10; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        echo "FAIL: process $pid still running after ${limit} s; killed"
+        kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        fail=$((fail + 1))
+        return 124
+    fi
+    wait "$pid"
 }
 
 cli_done() {
