@@ -60,6 +60,15 @@
 #include "qtype.h"
 
 #define MIB (1024.0 * 1024.0)
+
+/* A size as "%.2f MiB", or in bytes where that would round to 0.00 (a --vram-budget of 1K). */
+static const char *size_text(char buf[48], uint64_t bytes) {
+    if (bytes < 5243) /* 0.005 MiB */
+        snprintf(buf, 48, "%llu bytes", (unsigned long long)bytes);
+    else
+        snprintf(buf, 48, "%.2f MiB", (double)bytes / MIB);
+    return buf;
+}
 #define UPLOAD_CHUNK ((size_t)64 << 20)    /* bytes per upload call */
 #define PROGRESS_MIN ((uint64_t)256 << 20) /* show progress for weights above this */
 #define MAX_BUF_BYTES ((uint64_t)4 << 30)  /* shaders address 32-bit ranges */
@@ -737,10 +746,11 @@ static int plan_paging(vkm_engine *e, uint64_t main, uint64_t experts, uint64_t 
     if (rc) return rc;
     if (e->n_classes == 0) {
         if (automatic) return 0; /* nothing to page: the allocation will tell */
+        char bt[48];
         return vkm_error(VKM_EDEVMEM,
                          "%s: the weights need %.1f MiB of device memory, above the budget of "
-                         "%.1f MiB (--vram-budget)",
-                         path, (double)(main + experts) / MIB, (double)budget / MIB);
+                         "%s (--vram-budget)",
+                         path, (double)(main + experts) / MIB, size_text(bt, budget));
     }
     const uint64_t X = hp->n_expert, K = hp->n_expert_used ? hp->n_expert_used : 1;
     const uint64_t mats =
@@ -769,13 +779,14 @@ static int plan_paging(vkm_engine *e, uint64_t main, uint64_t experts, uint64_t 
             (double)ab.kv / MIB, ab.max_batch, (double)ab.work / MIB, (double)ab.margin / MIB,
             (double)(minimum + ab.kv + ab.work + ab.margin) / MIB, ab.max_batch,
             (double)minimum / MIB);
+    char bt[48];
     if (budget < minimum)
         return vkm_error(VKM_EDEVMEM,
                          "%s: the weights need %.1f MiB of device memory, above the budget of "
-                         "%.2f MiB (--vram-budget), and paging the experts needs a minimum of "
+                         "%s (--vram-budget), and paging the experts needs a minimum of "
                          "%.2f MiB (%.2f MiB of other weights + the top-%u experts of one MoE "
                          "layer%s: %.2f MiB)",
-                         path, (double)(main + experts) / MIB, (double)budget / MIB,
+                         path, (double)(main + experts) / MIB, size_text(bt, budget),
                          (double)minimum / MIB, (double)main / MIB, (unsigned)K,
                          e->n_classes > 1 ? " per expert size class" : "", (double)min_slots / MIB);
     if (automatic)

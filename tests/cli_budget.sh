@@ -4,7 +4,8 @@
 # count): the weights fit and nothing is paged; they do not fit and the experts are paged
 # automatically (the paging line names the budget), with the logits of the unpaged run; even
 # paging does not fit and `run` / `logits` exit 1 naming what is needed, -c and --vram-budget;
-# the context (-c / --ctx) counts, its KV cache taken from the budget. Weights used in place
+# the context (-c / --ctx) counts, its KV cache taken from the budget; a budget below 0.01 MiB
+# is shown in bytes. Weights used in place
 # (the default on lavapipe) take no device memory and are never paged by the default budget.
 # Exits 77 (skipped) without a Vulkan device.
 # usage: cli_budget.sh VKMOE_BINARY FIXTURES_DIR
@@ -63,6 +64,9 @@ if "$VKMOE" devices 2>/dev/null | grep -q 'external-memory-host' &&
     ok "in place: runs on a small device" cmp -s "$TMP/ref.f32" "$TMP/ip.f32"
     ok "in place: no paging line" test "$(grep -c 'paging experts' "$TMP/ip.err")" -eq 0
 fi
+# a tiny explicit budget is shown in bytes, not as "0.00 MiB"
+expect "--vram-budget 1K shows as bytes" 1 "above the budget of 1024 bytes \(--vram-budget\)" -- \
+    "$VKMOE" run -m "$TINY" -p hi -n 1 --vram-budget 1K
 expect "VKMOE_DEVICE_MEMORY malformed" 1 "VKMOE_DEVICE_MEMORY=12Q: expected a size" -- \
     env VKMOE_DEVICE_MEMORY=12Q "${L[@]}" -o "$TMP/x.f32"
 cli_done
