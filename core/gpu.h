@@ -182,6 +182,9 @@ int vkm_gpu_dispatch(vkm_gpu *gpu, vkm_gpu_kernel *k, const vkm_gpu_arg *args, i
 /* Dispatches recorded since creation, not counting dry or primed ones (what a pass costs in
  * dispatches: the difference before and after recording it). */
 uint64_t vkm_gpu_dispatch_count(const vkm_gpu *gpu);
+/* Times the host has waited for the device since creation: each batch submitted, each
+ * synchronous copy (uploads and downloads through staging), each ticket waited for. */
+uint64_t vkm_gpu_host_waits(const vkm_gpu *gpu);
 /* Records a timestamp labelled `label` (a static string) when timestamps are enabled: after the
  * next submit, the label's time is the GPU time between the previous mark (or vkm_gpu_begin) and
  * this one. A no-op without timestamp support or past the per-batch limit (4096 marks). */

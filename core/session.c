@@ -1,15 +1,17 @@
 /* session.c - vkm_session: one sequence on an engine (core/vkmoe.h): its latent KV cache on the
  * device, the work buffer of a batch, and evaluation.
  *
- * vkm_session_eval() splits the tokens into chunks of up to max_batch; per chunk it uploads the
- * token ids and positions, records the whole forward pass (core/forward.c) into one gpu batch,
- * submits it and downloads only the logits that were asked for. With paged experts the batch is
- * cut after each MoE router: page_layer() copies the choices (and, with prefetch, forward.c's
- * guess of the next MoE layer's choices in work.gsel) into a host-visible readback buffer at the
- * end of the batch, submits, lets the engine page the layer's experts in (asynchronous uploads
- * the next batch waits for on the device), starts the prefetch of the guessed experts and
- * begins the next batch. vkm_session_warmup() records the passes an eval and the decode steps
- * after it would record, dry (gpu.h vkm_gpu_set_dry: nothing runs, the pipelines they use are
+ * vkm_session_eval() splits the tokens into chunks of up to max_batch; per chunk it writes the
+ * token ids and positions into a host-visible buffer (io), records their copy into the work
+ * buffer, the whole forward pass (core/forward.c) and, for one logit row, the row's copy back
+ * into io, all in one gpu batch, and submits it: one submit and one host wait per decode step
+ * also where device memory is not host-visible (more logit rows are downloaded after it). With
+ * paged experts the batch is cut after each MoE router: page_layer() copies the choices (and, with
+ * prefetch, forward.c's guess of the next MoE layer's choices in work.gsel) into a host-visible
+ * readback buffer at the end of the batch, submits, lets the engine page the layer's experts in
+ * (asynchronous uploads the next batch waits for on the device), starts the prefetch of the guessed
+ * experts and begins the next batch. vkm_session_warmup() records the passes an eval and the decode
+ * steps after it would record, dry (gpu.h vkm_gpu_set_dry: nothing runs, the pipelines they use are
  * built at the end; paged layers get a plan over every slot and page nothing).
  *
  * Invariants: cache rows 0..n_past-1 of every layer hold the tokens evaluated so far; n_past only
@@ -28,6 +30,9 @@
 #define MAX_CTX (1 << 24)   /* RoPE positions must stay below 2^24 (ops.h) */
 #define MAX_BATCH (1 << 16) /* tokens per gpu batch */
 #define MIB (1024.0 * 1024.0)
+#define IO_IDS 0
+#define IO_POS(s) ((size_t)(s)->max_batch * 4)
+#define IO_LOGITS(s) ((size_t)(s)->max_batch * 8)
 
 struct vkm_session {
     vkm_engine *e;
@@ -38,7 +43,9 @@ struct vkm_session {
     int n_past;    /* cached positions */
     vkm_fwd_kv kv;
     vkm_fwd_work w;
-    int32_t *pos; /* [max_batch] host staging of the positions */
+    /* host-visible, mapped: int32 ids [max_batch], int32 positions [max_batch], then one row of
+     * float logits [n_vocab] (IO_* offsets) */
+    vkm_gpu_buf *io;
     int32_t *sel; /* [max_batch * n_expert_used] router choices read back (paged experts) */
     vkm_gpu_buf *readback; /* host int32 [2][max_batch * n_expert_used]: choices, guess */
     uint32_t n;            /* tokens of the batch being recorded */
@@ -108,14 +115,15 @@ int vkm_session_create(vkm_engine *e, const vkm_session_opts *opts, vkm_session 
     s->kv = lay.kv;
     s->w = lay.w;
     const size_t n_sel = (size_t)max_batch * (hp->n_expert_used ? hp->n_expert_used : 1);
-    if (!(s->pos = malloc((size_t)max_batch * sizeof *s->pos)) ||
-        !(s->sel = malloc(n_sel * sizeof *s->sel))) {
+    if (!(s->sel = malloc(n_sel * sizeof *s->sel))) {
         rc = vkm_error(VKM_ENOMEM, "out of memory");
         goto fail;
     }
     if ((rc = make_buf(s->gpu, s->kv.bytes, "KV cache", &s->kv.buf)) ||
         (rc = make_buf(s->gpu, s->w.bytes, "work buffer", &s->w.buf)) ||
-        (rc = vkm_fwd_work_init(s->gpu, &s->w)))
+        (rc = vkm_fwd_work_init(s->gpu, &s->w)) ||
+        (rc = vkm_gpu_buf_create(s->gpu, IO_LOGITS(s) + (size_t)hp->n_vocab * sizeof(float),
+                                 VKM_BUF_HOST, &s->io)))
         goto fail;
     if (vkm_engine_paged(e) &&
         (rc = vkm_gpu_buf_create(s->gpu, 2 * n_sel * sizeof *s->sel, VKM_BUF_HOST, &s->readback)))
@@ -132,7 +140,7 @@ void vkm_session_destroy(vkm_session *s) {
     vkm_gpu_buf_destroy(s->gpu, s->kv.buf);
     vkm_gpu_buf_destroy(s->gpu, s->w.buf);
     vkm_gpu_buf_destroy(s->gpu, s->readback);
-    free(s->pos);
+    vkm_gpu_buf_destroy(s->gpu, s->io);
     free(s->sel);
     free(s);
 }
@@ -190,27 +198,39 @@ static vkm_fwd_batch chunk_batch(vkm_session *s, int n, int pos0, int row0, int 
  * rows row0..row0+n_logits-1 go to logits. */
 static int eval_chunk(vkm_session *s, const int32_t *tokens, int n, int pos0, int row0,
                       int n_logits, float *logits) {
-    for (int i = 0; i < n; i++) s->pos[i] = pos0 + i;
-    int rc;
-    if ((rc = vkm_gpu_upload(s->gpu, s->w.buf, s->w.ids.off, tokens, (size_t)n * 4)) ||
-        (rc = vkm_gpu_upload(s->gpu, s->w.buf, s->w.pos.off, s->pos, (size_t)n * 4)))
-        return rc;
+    char *io = vkm_gpu_buf_map(s->io);
+    int32_t *pos = (int32_t *)(io + IO_POS(s));
+    memcpy(io + IO_IDS, tokens, (size_t)n * 4);
+    for (int i = 0; i < n; i++) pos[i] = pos0 + i;
     const vkm_fwd_batch b = chunk_batch(s, n, pos0, row0, n_logits, false);
     s->n = (uint32_t)n;
-    const uint64_t d0 = vkm_gpu_dispatch_count(s->gpu);
-    if ((rc = vkm_gpu_begin(s->gpu)) || (rc = vkm_fwd_record(s->gpu, s->dm, &s->w, &s->kv, &b)) ||
+    const size_t V = s->dm->hp->n_vocab, row_bytes = V * sizeof(float);
+    const bool one_row = n_logits == 1; /* read back inside the batch */
+    const uint64_t d0 = vkm_gpu_dispatch_count(s->gpu), w0 = vkm_gpu_host_waits(s->gpu);
+    int rc;
+    if ((rc = vkm_gpu_begin(s->gpu)) ||
+        (rc = vkm_gpu_record_copy(s->gpu, s->io, IO_IDS, s->w.buf, s->w.ids.off, (size_t)n * 4)) ||
+        (rc = vkm_gpu_record_copy(s->gpu, s->io, IO_POS(s), s->w.buf, s->w.pos.off,
+                                  (size_t)n * 4)) ||
+        (rc = vkm_fwd_record(s->gpu, s->dm, &s->w, &s->kv, &b)) ||
+        (one_row && (rc = vkm_gpu_record_copy(s->gpu, s->w.buf, s->w.logits.off, s->io,
+                                              IO_LOGITS(s), row_bytes))) ||
         (rc = vkm_gpu_submit(s->gpu)))
         return rc;
     s->ds.last = vkm_gpu_dispatch_count(s->gpu) - d0;
     if (n == 1) {
         s->ds.decode_steps++;
         s->ds.decode_dispatches += s->ds.last;
+        s->ds.decode_waits += vkm_gpu_host_waits(s->gpu) - w0;
     }
     if (b.profile && (rc = vkm_engine_profile_collect(s->e))) return rc;
     if (n_logits == 0) return 0;
-    const size_t V = s->dm->hp->n_vocab;
+    if (one_row) {
+        memcpy(logits, io + IO_LOGITS(s), row_bytes);
+        return 0;
+    }
     return vkm_gpu_download(s->gpu, s->w.buf, s->w.logits.off, logits,
-                            (size_t)n_logits * V * sizeof(float));
+                            (size_t)n_logits * row_bytes);
 }
 
 int vkm_session_eval(vkm_session *s, const int32_t *tokens, int n, bool all_logits, float *logits) {

@@ -140,6 +140,17 @@ fi
 expect "--quiet has no timings" 0 "" -- "${G[@]}" -p Hello -n 2
 ok "--quiet stderr is empty" test ! -s "$TMP/g1.err"
 expect "--profile" 0 "" -- "$VKMOE" run -m "$TINY" -p Hello -n 2 --profile
+# a decode step is one submit and one host wait, also where device memory is not host-visible
+# (VKMOE_FORCE_STAGING: every upload and download through staging, as on a discrete GPU)
+expect "--profile: one host wait per decode step" 0 \
+    "dispatches per decode step: [0-9.]+, host waits per decode step: 1\.0 \(3 steps\)" -- \
+    "$VKMOE" run -m "$TINY" -p Hello -n 4 --temp 0 --profile
+VKMOE_FORCE_STAGING=1 VKMOE_IMPORT=off "$VKMOE" run -m "$TINY" -p Hello -n 8 --temp 0 --profile \
+    >"$TMP/fs.out" 2>"$TMP/fs.err"
+ok "staged: one host wait per decode step" grep -qE "host waits per decode step: 1\.0 " "$TMP/fs.err"
+ok "staged: the greedy text" cmp -s "$TMP/fs.out" <(head -c "$(wc -c <"$TMP/fs.out")" "$TMP/g16.out")
+expect "VKMOE_FORCE_STAGING malformed" 1 "VKMOE_FORCE_STAGING=yes: expected 0 or 1" -- \
+    env VKMOE_FORCE_STAGING=yes "$VKMOE" run -m "$TINY" -p Hello -n 1
 expect "--kv-f32 --no-bos" 0 "" -- "${G[@]}" -p Hello -n 2 --kv-f32 --no-bos
 expect "--repeat-penalty/top-k/top-p/min-p" 0 "" -- \
     "${G[@]}" -p Hello -n 4 --repeat-penalty 1.3 --top-k 5 --top-p 0.5 --min-p 0.1
@@ -215,7 +226,8 @@ if command -v script >/dev/null; then
         printf '/quit\n'
     ) | timeout 180 script -qec "$(printf '%q ' "${C[@]}") -n 4 --temp 0" \
         /dev/null >"$TMP/paste.out" 2>&1
-    ok "chat paste through script(1) exits 0" test "${PIPESTATUS[1]}" -eq 0
+    rc=${PIPESTATUS[1]}
+    ok "chat paste through script(1) exits 0 (got $rc)" test "$rc" -eq 0
     n_prompts=$(grep -ac '^> ' "$TMP/paste.out")
     ok "chat: a paste of two lines is one message ($n_prompts prompts shown, want 2)" \
         test "$n_prompts" -eq 2

@@ -102,8 +102,11 @@ static void on_text(void *user, const char *s, size_t n) {
     a->len += n;
 }
 
+static bool g_stdin_eof; /* a pending read on the terminal found its end (Ctrl-D) */
+
 /* Reads one line without its line end into a malloc'ed string; NULL at EOF. */
 static char *read_line(bool interactive, const char *prompt) {
+    if (g_stdin_eof) return NULL;
     if (interactive) return readline(prompt);
     char *line = NULL;
     size_t cap = 0;
@@ -120,6 +123,36 @@ static char *read_line(bool interactive, const char *prompt) {
 static bool more_pending(void) {
     struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
     return poll(&p, 1, 25) == 1 && (p.revents & POLLIN);
+}
+
+/* The line more_pending() saw, read from the terminal in its cooked mode, where a read returns
+ * one whole line, or nothing for an end of input (Ctrl-D): libedit would switch the terminal to
+ * raw mode first, which drops a pending end of input, and then wait for a key. NULL at EOF (then
+ * g_stdin_eof) or when out of memory. */
+static char *read_pending_line(void) {
+    size_t len = 0, cap = 256;
+    char *line = malloc(cap);
+    while (line) {
+        if (len + 1 >= cap) {
+            char *t = realloc(line, 2 * cap);
+            if (!t) break; /* the line so far */
+            line = t;
+            cap *= 2;
+        }
+        const ssize_t n = read(STDIN_FILENO, line + len, cap - 1 - len);
+        if (n <= 0) {
+            g_stdin_eof = true;
+            if (len > 0) break; /* a last line without its line end */
+            free(line);
+            return NULL;
+        }
+        len += (size_t)n;
+        if (line[len - 1] == '\n') break;
+    }
+    if (!line) return NULL;
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
+    line[len] = 0;
+    return line;
 }
 
 /* Appends "\n" and line to *msg (malloc'ed, or NULL for the first line). False: out of memory. */
@@ -155,7 +188,8 @@ static char *read_message(bool interactive) {
     } else {
         ok = join_line(&msg, line);
         free(line);
-        while (ok && interactive && more_pending() && (line = read_line(true, ""))) {
+        while (ok && interactive && !g_stdin_eof && more_pending() &&
+               (line = read_pending_line())) {
             ok = join_line(&msg, line);
             free(line);
         }

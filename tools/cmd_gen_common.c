@@ -81,8 +81,8 @@ void gen_print_flags_help(FILE *f, long default_n) {
         "  --no-bos                do not add BOS (default: as the model says)\n"
         "  --device N              Vulkan device index (see `vkmoe devices`)\n"
         "  --kv-f32                F32 KV cache instead of F16\n"
-        "  --profile               print per-kernel GPU times and the dispatches per decode\n"
-        "                          step after the run\n"
+        "  --profile               print per-kernel GPU times, and the dispatches and host\n"
+        "                          waits per decode step, after the run\n"
         "  --vram-budget SIZE      device bytes for weights + expert cache (K/M/G); routed\n"
         "                          experts beyond it are paged from host memory\n"
         "  --expert-policy P       expert cache eviction: lru (default) or lfu\n"
@@ -599,8 +599,11 @@ void gen_print_timings(gen_ctx *g) {
         vkm_dispatch_stats ds = {0};
         if (g->session) vkm_session_dispatch_stats(g->session, &ds);
         if (ds.decode_steps)
-            fprintf(stderr, "dispatches per decode step: %.1f (%llu steps)\n",
+            fprintf(stderr,
+                    "dispatches per decode step: %.1f, host waits per decode step: %.1f "
+                    "(%llu steps)\n",
                     (double)ds.decode_dispatches / (double)ds.decode_steps,
+                    (double)ds.decode_waits / (double)ds.decode_steps,
                     (unsigned long long)ds.decode_steps);
     }
     if (g->opts->stats && g->engine) {

@@ -45,6 +45,7 @@ struct vkm_vk_cmd {
     uint32_t n_dispatch; /* dispatches and copies recorded */
     bool copied;         /* a copy was recorded into the batch */
     VkPipeline bound;
+    uint64_t host_waits; /* waits of the host on the device (vkm_vk_cmd_host_waits) */
 };
 
 static int make_semaphore(vkm_vk_device *d, VkSemaphore *out) {
@@ -137,6 +138,7 @@ static int wait_value(vkm_vk_cmd *c, VkSemaphore sem, uint64_t value, const char
         .pSemaphores = &sem,
         .pValues = &value,
     };
+    c->host_waits++;
     VkResult r = c->d->vk.vkWaitSemaphores(c->d->dev, &wi, WAIT_NS);
     if (r == VK_TIMEOUT)
         return vkm_error(VKM_EDEVICE, "%s did not complete within %llu s", what,
@@ -459,6 +461,7 @@ static void drain_sem(vkm_vk_cmd *c, VkSemaphore sem, uint64_t value) {
         .pSemaphores = &sem,
         .pValues = &value,
     };
+    c->host_waits++;
     (void)c->d->vk.vkWaitSemaphores(c->d->dev, &wi, WAIT_NS);
 }
 
@@ -466,6 +469,10 @@ void vkm_vk_cmd_drain(vkm_vk_cmd *c) {
     if (!c) return;
     drain_sem(c, c->xfer_sem, c->xfer_value);
     vkm_vk_cmd_drain_compute(c);
+}
+
+uint64_t vkm_vk_cmd_host_waits(const vkm_vk_cmd *c) {
+    return c ? c->host_waits : 0;
 }
 
 void vkm_vk_cmd_drain_compute(vkm_vk_cmd *c) {

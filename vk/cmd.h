@@ -70,6 +70,9 @@ void vkm_vk_cmd_drain(vkm_vk_cmd *c);
 /* The compute half of vkm_vk_cmd_drain: the submitted parts of a batch abandoned after a flush
  * (outside begin..submit nothing else can be in flight on the compute queue). */
 void vkm_vk_cmd_drain_compute(vkm_vk_cmd *c);
+/* How many times the host waited for the device (a batch, a synchronous copy, a ticket, a
+ * drain) since creation. */
+uint64_t vkm_vk_cmd_host_waits(const vkm_vk_cmd *c);
 /* Makes every later compute submit wait (on the device) for the ticket. */
 void vkm_vk_cmd_wait_ticket(vkm_vk_cmd *c, uint64_t ticket);
 /* Records a copy into the open compute batch, ordered after the dispatches before it and before

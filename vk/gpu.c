@@ -152,10 +152,15 @@ static int size_from_env(const char *name, uint64_t *out) {
 /* Test hooks: $VKMOE_WEIGHT_WINDOW=SIZE caps info->weight_window_bytes (the kernels then bind
  * weights in windows as on a device with that range), $VKMOE_DEVICE_MEMORY=SIZE the device-local
  * memory and budget the device reports (the engine's automatic VRAM budget plans for a device of
- * that size). */
-static int caps_from_env(vkm_gpu_device_info *info) {
+ * that size); $VKMOE_FORCE_STAGING=1 copies through staging as where device memory is not
+ * host-visible (a discrete GPU without resizable BAR). */
+static int caps_from_env(vkm_gpu_device_info *info, bool *force_staging) {
     uint64_t win = 0, mem = 0;
     int rc;
+    const char *fs = getenv("VKMOE_FORCE_STAGING");
+    if (fs && *fs && strcmp(fs, "0") && strcmp(fs, "1"))
+        return vkm_error(VKM_EINVAL, "VKMOE_FORCE_STAGING=%s: expected 0 or 1", fs);
+    if (fs && !strcmp(fs, "1")) *force_staging = true;
     if ((rc = size_from_env("VKMOE_WEIGHT_WINDOW", &win)) ||
         (rc = size_from_env("VKMOE_DEVICE_MEMORY", &mem)))
         return rc;
@@ -193,11 +198,11 @@ int vkm_gpu_create(const vkm_gpu_options *opt, vkm_gpu **out) {
         return rc;
     }
     if (!g->plan.texel) info->texel_bytes = 0; /* no buffer gets texel usage then */
-    if ((rc = caps_from_env(info))) {
+    g->force_staging = opt->force_staging;
+    if ((rc = caps_from_env(info, &g->force_staging))) {
         vkm_gpu_destroy(g);
         return rc;
     }
-    g->force_staging = opt->force_staging;
     if (info->type == VKM_DEV_CPU) vkm_vk_threads_pin_new(&before);
     *out = g;
     return VKM_OK;
@@ -224,6 +229,10 @@ const vkm_kernel_plan *vkm_gpu_plan(const vkm_gpu *g) {
 
 uint64_t vkm_gpu_dispatch_count(const vkm_gpu *g) {
     return g->dispatches;
+}
+
+uint64_t vkm_gpu_host_waits(const vkm_gpu *g) {
+    return vkm_vk_cmd_host_waits(g->cmd);
 }
 
 uint32_t vkm_gpu_validation_errors(const vkm_gpu *g) {
