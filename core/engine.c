@@ -87,8 +87,8 @@ static const char *size_text(char buf[48], uint64_t bytes) {
 /* POOL_PAGED: a paged expert (no buffer); POOL_IMPORTED: used in place from an imported region */
 enum { POOL_MAIN, POOL_EXPERT, N_POOLS, POOL_PAGED = N_POOLS, POOL_IMPORTED };
 
-/* One tensor to upload. */
-typedef struct slot {
+/* Where one resident tensor goes ("slot" in this file means an expert's device slot). */
+typedef struct placement {
     const vkm_tensor *src;
     vkm_dtensor *dst;
     int pool;
@@ -96,7 +96,7 @@ typedef struct slot {
     size_t off;  /* in that buffer */
     int region;  /* imports: index into vkm_engine.regions covering the tensor, -1 = none */
     size_t roff; /* offset of the tensor's data in that region */
-} slot;
+} placement;
 
 /* A page-aligned range of the file mapping of one part, imported as a buffer (gpu.h
  * vkm_gpu_buf_import). Regions may share a boundary page; each is at most the largest buffer. */
@@ -218,11 +218,11 @@ static size_t align_up(size_t v) {
 /* ------------------------------------------------------------------------- checks ---- */
 
 /* Everything the GPU kernels cannot do is refused here, with the model's numbers. */
-static int check_supported(const vkm_engine *e, const slot *slots, int n_slots) {
+static int check_supported(const vkm_engine *e, const placement *pl, int n_pl) {
     const vkm_hparams *hp = &e->model->hp;
     const char *path = e->opts.model_path;
-    for (int i = 0; i < n_slots; i++) {
-        const vkm_tensor *t = slots[i].src;
+    for (int i = 0; i < n_pl; i++) {
+        const vkm_tensor *t = pl[i].src;
         if (t->ne[1] > 1 && !vkm_op_matmul_supported(t->type))
             return vkm_error(VKM_EUNSUPPORTED,
                              "%s: tensor %s has type %s, which the GPU kernels "
@@ -254,22 +254,22 @@ static int check_supported(const vkm_engine *e, const slot *slots, int n_slots) 
 /* ----------------------------------------------------------------------- weights ---- */
 
 /* Lists every tensor of the model once (a tied output is the embedding's descriptor). */
-static int list_slots(vkm_engine *e, slot **out, int *n_out) {
+static int list_placements(vkm_engine *e, placement **out, int *n_out) {
     const vkm_model *m = e->model;
     const uint32_t nl = m->hp.n_layer;
-    slot *s = calloc((size_t)nl * N_LAYER_FIELDS + 3, sizeof *s);
+    placement *s = calloc((size_t)nl * N_LAYER_FIELDS + 3, sizeof *s);
     if (!s) return vkm_error(VKM_ENOMEM, "out of memory");
     int n = 0;
-    s[n++] = (slot){&m->token_embd, &e->dm.token_embd, POOL_MAIN, 0, 0, -1, 0};
-    s[n++] = (slot){&m->output_norm, &e->dm.output_norm, POOL_MAIN, 0, 0, -1, 0};
-    if (!m->tied_output) s[n++] = (slot){&m->output, &e->dm.output, POOL_MAIN, 0, 0, -1, 0};
+    s[n++] = (placement){&m->token_embd, &e->dm.token_embd, POOL_MAIN, 0, 0, -1, 0};
+    s[n++] = (placement){&m->output_norm, &e->dm.output_norm, POOL_MAIN, 0, 0, -1, 0};
+    if (!m->tied_output) s[n++] = (placement){&m->output, &e->dm.output, POOL_MAIN, 0, 0, -1, 0};
     for (uint32_t il = 0; il < nl; il++) {
         const char *src = (const char *)&m->layers[il];
         char *dst = (char *)&e->dm.layers[il];
         for (int f = 0; f < N_LAYER_FIELDS; f++) {
             const vkm_tensor *t = (const vkm_tensor *)(src + k_layer_fields[f].src);
             if (!t->data) continue;
-            s[n++] = (slot){
+            s[n++] = (placement){
                 t, (vkm_dtensor *)(dst + k_layer_fields[f].dst), k_layer_fields[f].pool, 0, 0, -1,
                 0};
         }
@@ -282,7 +282,7 @@ static int list_slots(vkm_engine *e, slot **out, int *n_out) {
 /* Assigns buffers and offsets, pool by pool, starting a new buffer when one would exceed `cap`
  * (a tensor larger than cap gets a buffer of its own).
  * sizes[] receives the buffer sizes (at most n_slots of them). */
-static void plan(slot *s, int n, uint64_t cap, size_t *sizes, int *n_bufs) {
+static void plan(placement *s, int n, uint64_t cap, size_t *sizes, int *n_bufs) {
     int nb = 0;
     for (int pool = 0; pool < N_POOLS; pool++) {
         int cur = -1;
@@ -365,7 +365,7 @@ typedef struct imp_item {
     size_t need;
     uintptr_t map_end;
     int file;
-    int idx;     /* the caller's index (slot, or layer * N_KINDS + kind) */
+    int idx;     /* the caller's index (placement, or layer * N_KINDS + kind) */
     int region;  /* out: index into e->regions, -1 = not in any */
     size_t roff; /* out: offset of data in the region */
 } imp_item;
@@ -1166,7 +1166,7 @@ void vkm_expert_stats_line(const vkm_expert_stats *st, char *buf, size_t n) {
  * and pages the experts instead, planned for a budget of the bytes that were allocated. The
  * caller has set the message of the allocation failure; on failure it is kept, with the reason
  * paging cannot help appended. */
-static int fall_back_to_paging(vkm_engine *e, slot *s, int n, const size_t *sizes, int b,
+static int fall_back_to_paging(vkm_engine *e, placement *s, int n, const size_t *sizes, int b,
                                int first_exp, const uint64_t *pool_bytes, uint64_t cap) {
     char orig[1024];
     snprintf(orig, sizeof orig, "%s", vkm_errmsg());
@@ -1196,12 +1196,12 @@ static int fall_back_to_paging(vkm_engine *e, slot *s, int n, const size_t *size
                      tail);
 }
 
-/* Uploads the tensor of slot sl (its dst set) from the mapping in chunks; the pages uploaded are
- * dropped from memory unless an imported region holds them. */
-static int upload_slot(vkm_engine *e, const slot *sl, bool progress, uint64_t total,
-                       uint64_t *done_bytes) {
-    const vkm_tensor *t = sl->src;
-    const vkm_dtensor *d = sl->dst;
+/* Uploads the tensor of placement pl (its dst set) from the mapping in chunks; the pages uploaded
+ * are dropped from memory unless an imported region holds them. */
+static int upload_tensor(vkm_engine *e, const placement *pl, bool progress, uint64_t total,
+                         uint64_t *done_bytes) {
+    const vkm_tensor *t = pl->src;
+    const vkm_dtensor *d = pl->dst;
     for (size_t at = 0; at < t->nbytes; at += UPLOAD_CHUNK) {
         const size_t len = t->nbytes - at < UPLOAD_CHUNK ? t->nbytes - at : UPLOAD_CHUNK;
         const char *src = (const char *)t->data + at;
@@ -1221,7 +1221,7 @@ static int upload_slot(vkm_engine *e, const slot *sl, bool progress, uint64_t to
  * of at most pack_cap bytes, or one tensor of up to big_cap bytes, appended to e->regions, not
  * imported yet; item_align as in group_regions. Each region covers its tensors' bytes padded to
  * VKM_FWD_ALIGN where the mapping allows, else to whole words. */
-static int group_resident(vkm_engine *e, slot *s, int n, size_t item_align) {
+static int group_resident(vkm_engine *e, placement *s, int n, size_t item_align) {
     const size_t gran = import_granule(e);
     imp_item *it = malloc(((size_t)n + 1) * sizeof *it);
     if (!it) return vkm_error(VKM_ENOMEM, "out of memory");
@@ -1277,8 +1277,8 @@ static void print_load_line(const vkm_engine *e) {
 }
 
 static int upload_weights(vkm_engine *e) {
-    slot *s = NULL;
-    int n = 0, rc = list_slots(e, &s, &n);
+    placement *s = NULL;
+    int n = 0, rc = list_placements(e, &s, &n);
     if (rc) return rc;
     size_t *sizes = calloc((size_t)n + 1, sizeof *sizes);
     if (!sizes) {
@@ -1380,7 +1380,7 @@ static int upload_weights(vkm_engine *e) {
                            t->type,           {t->ne[0], t->ne[1], t->ne[2], t->ne[3]},
                            t->nbytes,         t->row_bytes};
         if (copy_src && s[i].region >= 0) continue; /* below, region by region */
-        if ((rc = upload_slot(e, &s[i], progress, up_total, &done_bytes))) goto done;
+        if ((rc = upload_tensor(e, &s[i], progress, up_total, &done_bytes))) goto done;
     }
     /* copy_src: one region imported at a time, its tensors copied on the device, released */
     for (int r = first_res; copy_src && r < end_res; r++) {
@@ -1390,7 +1390,7 @@ static int upload_weights(vkm_engine *e) {
             if (s[i].region != r || s[i].pool >= N_POOLS) continue;
             const vkm_tensor *t = s[i].src;
             if (!e->regions[r].buf) {
-                if ((rc = upload_slot(e, &s[i], progress, up_total, &done_bytes))) goto done;
+                if ((rc = upload_tensor(e, &s[i], progress, up_total, &done_bytes))) goto done;
                 continue;
             }
             if ((rc = vkm_gpu_copy_async(e->gpu, e->regions[r].buf, s[i].roff, s[i].dst->buf,
