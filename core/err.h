@@ -32,6 +32,14 @@ void vkm_error_clear(void);
 /* A short fixed name for a code ("malformed file", ...). */
 const char *vkm_strerror(int code);
 
+/* Returns the code of a failing call from the enclosing function (which returns int):
+ * `VKM_TRY(vkm_op_add(gpu, ...));`. */
+#define VKM_TRY(expr)                                                                              \
+    do {                                                                                           \
+        const int vkm_try_rc_ = (expr);                                                            \
+        if (vkm_try_rc_) return vkm_try_rc_;                                                       \
+    } while (0)
+
 void vkm_assert_fail(const char *expr, const char *file, int line) __attribute__((noreturn));
 #define VKM_ASSERT(x) ((x) ? (void)0 : vkm_assert_fail(#x, __FILE__, __LINE__))
 

@@ -23,16 +23,10 @@
 #include "err.h"
 #include "ops_matmul.h"
 
-#define CK(expr)                                                                                   \
-    do {                                                                                           \
-        int rc_ = (expr);                                                                          \
-        if (rc_) return rc_;                                                                       \
-    } while (0)
-
 /* A profiling mark after the kernel(s) just recorded. */
 #define MARK(label)                                                                                \
     do {                                                                                           \
-        if (f->b->profile) CK(vkm_gpu_mark(f->gpu, label));                                        \
+        if (f->b->profile) VKM_TRY(vkm_gpu_mark(f->gpu, label));                                   \
     } while (0)
 
 /* Everything one recording needs. */
@@ -284,17 +278,17 @@ static int attention(const fwd *f, uint32_t il) {
     }
     /* q [n][H][Dqk] = W_q_b · norm(W_q_a · a), or W_q · a */
     if (Cq > 0) {
-        if (kv_rc) CK(matmul(f, &L->attn_q_a, w->a.off, w->qa.off, n)); /* qa [n][Cq] */
-        CK(vkm_op_rmsnorm(f->gpu, act(f, w->qa), wt(&L->attn_q_a_norm), act(f, w->qa), n, Cq, Cq,
-                          Cq, hp->eps));
-        CK(matmul(f, &L->attn_q_b, w->qa.off, w->q.off, n));
+        if (kv_rc) VKM_TRY(matmul(f, &L->attn_q_a, w->a.off, w->qa.off, n)); /* qa [n][Cq] */
+        VKM_TRY(vkm_op_rmsnorm(f->gpu, act(f, w->qa), wt(&L->attn_q_a_norm), act(f, w->qa), n, Cq,
+                               Cq, Cq, hp->eps));
+        VKM_TRY(matmul(f, &L->attn_q_b, w->qa.off, w->q.off, n));
     } else {
-        CK(matmul(f, &L->attn_q, w->a.off, w->q.off, n));
+        VKM_TRY(matmul(f, &L->attn_q, w->a.off, w->q.off, n));
     }
     MARK("attn_q");
     /* kva [n][Ckv+R] = W_kv_a_mqa · a */
     if (kv_rc) {
-        CK(matmul(f, &L->attn_kv_a_mqa, w->a.off, w->kva.off, n));
+        VKM_TRY(matmul(f, &L->attn_kv_a_mqa, w->a.off, w->kva.off, n));
         MARK("attn_kv");
     }
 
@@ -303,42 +297,44 @@ static int attention(const fwd *f, uint32_t il) {
     if (hp->is_mla) { /* spec §4.4a */
         /* cache rows pos0.. = [norm(c), rope(k_pe)]; every q_pe rotated in place */
         const vkm_mla_kv_shape ks = {n, Ckv, D, pos0, H, Dn, H * Dqk, Dqk, hp->eps};
-        CK(vkm_op_mla_kv_rope(f->gpu, &f->m->rope, f16, &ks, act(f, w->kva), wt(&L->attn_kv_a_norm),
-                              act(f, w->pos), act(f, w->q), cache(f, il, 0)));
+        VKM_TRY(vkm_op_mla_kv_rope(f->gpu, &f->m->rope, f16, &ks, act(f, w->kva),
+                                   wt(&L->attn_kv_a_norm), act(f, w->pos), act(f, w->q),
+                                   cache(f, il, 0)));
         MARK("kv_rope");
         /* qabs [n][H][Ckv]: head h's q_nope (first Dn of each Dqk) times attn_k_b[h] */
-        CK(matmul_heads(f, &L->attn_k_b, w->q, Dqk, w->qabs, n));
+        VKM_TRY(matmul_heads(f, &L->attn_k_b, w->q, Dqk, w->qabs, n));
         MARK("attn_qabs");
-        CK(vkm_op_mla_attn(f->gpu, &shape, Ckv, R, Dqk, act(f, w->qabs), act(f, w->q),
-                           cache(f, il, 0), act(f, w->ao))); /* ao [n][H][Ckv] */
+        VKM_TRY(vkm_op_mla_attn(f->gpu, &shape, Ckv, R, Dqk, act(f, w->qabs), act(f, w->q),
+                                cache(f, il, 0), act(f, w->ao))); /* ao [n][H][Ckv] */
         MARK("attn");
-        CK(matmul_heads(f, &L->attn_v_b, w->ao, Ckv, w->u, n)); /* u [n][H][Dv] */
+        VKM_TRY(matmul_heads(f, &L->attn_v_b, w->ao, Ckv, w->u, n)); /* u [n][H][Dv] */
         MARK("attn_vb");
     } else { /* spec §4.4b: K/V of the new tokens expanded once and cached per head */
         /* c normalised in place; k_pe and every q_pe rotated */
-        CK(vkm_op_rmsnorm(f->gpu, act(f, w->kva), wt(&L->attn_kv_a_norm), act(f, w->kva), n, Ckv, D,
-                          D, hp->eps));
-        CK(vkm_op_rope(f->gpu, &f->m->rope, act(f, w->kva), act(f, w->pos), n, 1, Ckv, D, 0));
-        CK(vkm_op_rope(f->gpu, &f->m->rope, act(f, w->q), act(f, w->pos), n, H, Dn, H * Dqk, Dqk));
+        VKM_TRY(vkm_op_rmsnorm(f->gpu, act(f, w->kva), wt(&L->attn_kv_a_norm), act(f, w->kva), n,
+                               Ckv, D, D, hp->eps));
+        VKM_TRY(vkm_op_rope(f->gpu, &f->m->rope, act(f, w->kva), act(f, w->pos), n, 1, Ckv, D, 0));
+        VKM_TRY(
+            vkm_op_rope(f->gpu, &f->m->rope, act(f, w->q), act(f, w->pos), n, H, Dn, H * Dqk, Dqk));
         MARK("rope");
         /* kvb [n][H][Dn+Dv] = W_kv_b · c (c = the first Ckv of each kva row) */
         vkm_dtensor kvb = L->attn_kv_b;
         kvb.ne[2] = 1;
-        CK(matmul_heads(f, &kvb, w->kva, D, w->kvb, n));
+        VKM_TRY(matmul_heads(f, &kvb, w->kva, D, w->kvb, n));
         const uint32_t W = Dn + Dv;
         vkm_push_kv_store kn = {n, H, Dn, 0, H * W, W, 0, pos0, H * Dqk, Dqk};
         vkm_push_kv_store kp = {n, H, R, Ckv, D, 0, Dn, pos0, H * Dqk, Dqk};
         vkm_push_kv_store vv = {n, H, Dv, Dn, H * W, W, 0, pos0, H * Dv, Dv};
-        CK(vkm_op_kv_store(f->gpu, f16, act(f, w->kvb), cache(f, il, 0), &kn));
-        CK(vkm_op_kv_store(f->gpu, f16, act(f, w->kva), cache(f, il, 0), &kp));
-        CK(vkm_op_kv_store(f->gpu, f16, act(f, w->kvb), cache(f, il, f->kv->v_off), &vv));
+        VKM_TRY(vkm_op_kv_store(f->gpu, f16, act(f, w->kvb), cache(f, il, 0), &kn));
+        VKM_TRY(vkm_op_kv_store(f->gpu, f16, act(f, w->kva), cache(f, il, 0), &kp));
+        VKM_TRY(vkm_op_kv_store(f->gpu, f16, act(f, w->kvb), cache(f, il, f->kv->v_off), &vv));
         MARK("kv_store");
-        CK(vkm_op_naive_attn(f->gpu, &shape, Dqk, Dv, act(f, w->q), cache(f, il, 0),
-                             cache(f, il, f->kv->v_off), act(f, w->u)));
+        VKM_TRY(vkm_op_naive_attn(f->gpu, &shape, Dqk, Dv, act(f, w->q), cache(f, il, 0),
+                                  cache(f, il, f->kv->v_off), act(f, w->u)));
         MARK("attn");
     }
     /* o [n][E] = W_attn_output · u */
-    CK(matmul(f, &L->attn_output, w->u.off, w->o.off, n));
+    VKM_TRY(matmul(f, &L->attn_output, w->u.off, w->o.off, n));
     MARK("attn_out");
     return 0;
 }
@@ -352,13 +348,13 @@ static int ffn(const fwd *f, const vkm_dtensor *gate, const vkm_dtensor *up,
     const vkm_fwd_work *w = f->w;
     const uint32_t n = f->b->n, F = (uint32_t)gate->ne[1];
     if (gate->type == up->type && gate->ne[0] == up->ne[0] && gate->ne[1] == up->ne[1]) {
-        CK(vkm_op_matmul_glu(f->gpu, gate->type, gate->ne[0], F, gate->buf, gate->off, up->buf,
-                             up->off, w->buf, w->a.off, n, w->buf, w->fu.off, act(f, w->fg)));
+        VKM_TRY(vkm_op_matmul_glu(f->gpu, gate->type, gate->ne[0], F, gate->buf, gate->off, up->buf,
+                                  up->off, w->buf, w->a.off, n, w->buf, w->fu.off, act(f, w->fg)));
         return matmul(f, down, w->fu.off, w->o.off, n); /* fu [n][F] */
     }
-    CK(matmul(f, gate, w->a.off, w->fg.off, n)); /* fg [n][F] */
-    CK(matmul(f, up, w->a.off, w->fu.off, n));   /* fu [n][F] */
-    CK(vkm_op_swiglu(f->gpu, act(f, w->fg), act(f, w->fu), act(f, w->fg), n, F, F, F));
+    VKM_TRY(matmul(f, gate, w->a.off, w->fg.off, n)); /* fg [n][F] */
+    VKM_TRY(matmul(f, up, w->a.off, w->fu.off, n));   /* fu [n][F] */
+    VKM_TRY(vkm_op_swiglu(f->gpu, act(f, w->fg), act(f, w->fu), act(f, w->fg), n, F, F, F));
     return matmul(f, down, w->fg.off, w->o.off, n);
 }
 
@@ -376,7 +372,7 @@ static int route(const fwd *f, const vkm_dlayer *L, vkm_fwd_span sel, vkm_fwd_sp
                  bool group) {
     const vkm_hparams *hp = f->hp;
     const vkm_fwd_work *w = f->w;
-    CK(matmul(f, &L->ffn_gate_inp, w->a.off, w->rlog.off, f->b->n));
+    VKM_TRY(matmul(f, &L->ffn_gate_inp, w->a.off, w->rlog.off, f->b->n));
     const vkm_router_cfg cfg = {hp->n_expert,
                                 hp->n_expert_used,
                                 hp->n_group,
@@ -400,7 +396,7 @@ static int router_guess(const fwd *f, uint32_t il) {
     if (nl >= hp->n_layer) return 0;
     const vkm_dlayer *N = &f->m->layers[nl];
     if (!N->ffn_gate_inp.buf) return 0;
-    CK(route(f, N, f->w->gsel, f->w->gwts, false));
+    VKM_TRY(route(f, N, f->w->gsel, f->w->gwts, false));
     MARK("router_guess");
     return 0;
 }
@@ -431,9 +427,9 @@ static int moe(const fwd *f, uint32_t il, const vkm_dtensor *next_norm) {
     const bool fuse_z = vkm_gpu_plan(f->gpu)->fuse.shared_z; /* ... in the routed dispatches */
 
     /* rlog [n][X] = W_gate_inp · a; sel, wts [n][K]; rows, mats, map */
-    CK(route(f, L, w->sel, w->wts, true));
+    VKM_TRY(route(f, L, w->sel, w->wts, true));
     MARK("router");
-    if (f->b->page && f->b->guess) CK(router_guess(f, il)); /* gsel = next layer's guess */
+    if (f->b->page && f->b->guess) VKM_TRY(router_guess(f, il)); /* gsel = next layer's guess */
 
     /* eh [n*K][Fe] = swiglu(gate_e · a_t, up_e · a_t) for every grouped (token t, expert e);
      * eo [n*K][E] = down_e · eh (entry p reads eh row p). Paged experts: in rounds of what fits
@@ -442,14 +438,14 @@ static int moe(const fwd *f, uint32_t il, const vkm_dtensor *next_norm) {
     for (uint32_t round = 0;; round++) {
         if (f->b->page) {
             plan = &plan_s;
-            CK(f->b->page(f->b->page_ctx, il, round, plan));
+            VKM_TRY(f->b->page(f->b->page_ctx, il, round, plan));
         }
         if (L->ffn_gate_up_exps.buf) { /* one stack of [gate; up] matrices */
             vkm_matmul_id a = experts_args(f, il, VKM_EXPERT_GATE_UP, E, 2 * (int64_t)Fe, w->a, n,
                                            w->rows, w->eg, plan);
-            CK(vkm_op_matmul_id(f->gpu, &a));
+            VKM_TRY(vkm_op_matmul_id(f->gpu, &a));
             MARK("moe_gate_up");
-            CK(vkm_op_swiglu_in(f->gpu, act(f, w->eg), Fe, 2 * Fe, act(f, w->eh), n * K, Fe));
+            VKM_TRY(vkm_op_swiglu_in(f->gpu, act(f, w->eg), Fe, 2 * Fe, act(f, w->eh), n * K, Fe));
             MARK("moe_swiglu");
         } else { /* gate, up and swiglu in one dispatch where the kernels allow it */
             vkm_matmul_id a =
@@ -466,12 +462,12 @@ static int moe(const fwd *f, uint32_t il, const vkm_dtensor *next_norm) {
                 a.n_y -= n;
             }
             if (rc == VKM_MATMUL_UNFIT) {
-                CK(vkm_op_matmul_id_glu(f->gpu, &a, up.buf, up.off, act(f, w->eg)));
+                VKM_TRY(vkm_op_matmul_id_glu(f->gpu, &a, up.buf, up.off, act(f, w->eg)));
                 if (paired) {
                     const vkm_dtensor *g = &L->ffn_gate_shexp, *u = &L->ffn_up_shexp;
-                    CK(vkm_op_matmul_glu(f->gpu, g->type, E, Fe, g->buf, g->off, u->buf, u->off,
-                                         w->buf, w->a.off, n, w->buf,
-                                         w->eh.off + (size_t)sh_row * Fe * 4, act(f, w->eg)));
+                    VKM_TRY(vkm_op_matmul_glu(f->gpu, g->type, E, Fe, g->buf, g->off, u->buf,
+                                              u->off, w->buf, w->a.off, n, w->buf,
+                                              w->eh.off + (size_t)sh_row * Fe * 4, act(f, w->eg)));
                 }
             }
             MARK("moe_gate_up");
@@ -489,10 +485,10 @@ static int moe(const fwd *f, uint32_t il, const vkm_dtensor *next_norm) {
             d.n_y -= n;
         }
         if (rc == VKM_MATMUL_UNFIT) {
-            CK(vkm_op_matmul_id(f->gpu, &d));
+            VKM_TRY(vkm_op_matmul_id(f->gpu, &d));
             if (paired)
-                CK(matmul(f, &L->ffn_down_shexp, w->eh.off + (size_t)sh_row * Fe * 4,
-                          w->eo.off + (size_t)sh_row * E * 4, n));
+                VKM_TRY(matmul(f, &L->ffn_down_shexp, w->eh.off + (size_t)sh_row * Fe * 4,
+                               w->eo.off + (size_t)sh_row * E * 4, n));
         }
         MARK("moe_down");
         if (!plan || plan->last) break;
@@ -505,7 +501,7 @@ static int moe(const fwd *f, uint32_t il, const vkm_dtensor *next_norm) {
         paired ? (vkm_gpu_arg){w->buf, w->eo.off + (size_t)sh_row * E * 4, (size_t)n * E * 4}
                : act(f, w->o);
     if (shared && !paired) {
-        CK(ffn(f, &L->ffn_gate_shexp, &L->ffn_up_shexp, &L->ffn_down_shexp));
+        VKM_TRY(ffn(f, &L->ffn_gate_shexp, &L->ffn_up_shexp, &L->ffn_down_shexp));
         MARK("moe_shared");
     }
     if (next_norm) {
@@ -522,10 +518,10 @@ static int moe(const fwd *f, uint32_t il, const vkm_dtensor *next_norm) {
                                         n * K,
                                         shared,
                                         hp->eps};
-        CK(vkm_op_moe_combine_norm(f->gpu, &c));
+        VKM_TRY(vkm_op_moe_combine_norm(f->gpu, &c));
     } else {
-        CK(vkm_op_moe_combine(f->gpu, act(f, w->eo), act(f, w->map), act(f, w->wts), act(f, w->o),
-                              n, K, E, n * K, shared));
+        VKM_TRY(vkm_op_moe_combine(f->gpu, act(f, w->eo), act(f, w->map), act(f, w->wts),
+                                   act(f, w->o), n, K, E, n * K, shared));
     }
     MARK("moe_combine");
     return 0;
@@ -546,47 +542,48 @@ int vkm_fwd_record(vkm_gpu *gpu, const vkm_dmodel *m, const vkm_fwd_work *w, con
     const uint32_t n = b->n, E = hp->n_embd;
 
     /* x [n][E] = token_embd rows */
-    CK(vkm_op_get_rows(gpu, m->token_embd.type, wt(&m->token_embd), act(f, w->ids), act(f, w->x), n,
-                       E, hp->n_vocab));
+    VKM_TRY(vkm_op_get_rows(gpu, m->token_embd.type, wt(&m->token_embd), act(f, w->ids),
+                            act(f, w->x), n, E, hp->n_vocab));
     MARK("embd");
     bool normed = false; /* the previous MoE layer did the residual add and this norm */
     for (uint32_t il = 0; il < hp->n_layer; il++) {
         const vkm_dlayer *L = &m->layers[il];
         /* a = norm(x) (adding the previous layer's FFN output o first: x = ffo + f_in) */
         if (il == 0)
-            CK(vkm_op_rmsnorm(gpu, act(f, w->x), wt(&L->attn_norm), act(f, w->a), n, E, E, E,
-                              hp->eps));
+            VKM_TRY(vkm_op_rmsnorm(gpu, act(f, w->x), wt(&L->attn_norm), act(f, w->a), n, E, E, E,
+                                   hp->eps));
         else if (!normed)
-            CK(vkm_op_rmsnorm_add(gpu, act(f, w->x), act(f, w->o), wt(&L->attn_norm), act(f, w->a),
-                                  n, E, hp->eps));
+            VKM_TRY(vkm_op_rmsnorm_add(gpu, act(f, w->x), act(f, w->o), wt(&L->attn_norm),
+                                       act(f, w->a), n, E, hp->eps));
         MARK("norm");
-        CK(attention(f, il)); /* o = att */
+        VKM_TRY(attention(f, il)); /* o = att */
         /* x = f_in = att + x_in; a = h = norm(f_in) */
-        CK(vkm_op_rmsnorm_add(gpu, act(f, w->x), act(f, w->o), wt(&L->ffn_norm), act(f, w->a), n, E,
-                              hp->eps));
+        VKM_TRY(vkm_op_rmsnorm_add(gpu, act(f, w->x), act(f, w->o), wt(&L->ffn_norm), act(f, w->a),
+                                   n, E, hp->eps));
         MARK("norm");
         if (L->moe) { /* o = ffo, with the next norm: x = ffo + f_in, a = norm(x) */
             const vkm_dtensor *next = il + 1 < hp->n_layer ? &m->layers[il + 1].attn_norm
                                       : b->n_logits        ? &m->output_norm
                                                            : NULL;
-            CK(moe(f, il, next));
+            VKM_TRY(moe(f, il, next));
             normed = next != NULL;
         } else {
-            CK(ffn(f, &L->ffn_gate, &L->ffn_up, &L->ffn_down));
+            VKM_TRY(ffn(f, &L->ffn_gate, &L->ffn_up, &L->ffn_down));
             MARK("ffn_dense");
             normed = false;
         }
         /* the device starts on layers 0, 1-2, 3-6, ... while the host records the next ones
          * (no host wait: vkm_gpu_flush); the first parts are short so it starts early */
-        if (((il + 1) & il) == 0 && il + 1 < hp->n_layer) CK(vkm_gpu_flush(gpu));
+        if (((il + 1) & il) == 0 && il + 1 < hp->n_layer) VKM_TRY(vkm_gpu_flush(gpu));
     }
     if (b->n_logits == 0) return 0;
     /* a = norm(x + o); logits [n_logits][V] = output · a[logit_row0 ..] */
     if (!normed)
-        CK(vkm_op_rmsnorm_add(gpu, act(f, w->x), act(f, w->o), wt(&m->output_norm), act(f, w->a), n,
-                              E, hp->eps));
-    CK(vkm_op_matmul(gpu, m->output.type, m->output.buf, m->output.off, E, hp->n_vocab, w->buf,
-                     w->a.off + (size_t)b->logit_row0 * E * 4, b->n_logits, w->buf, w->logits.off));
+        VKM_TRY(vkm_op_rmsnorm_add(gpu, act(f, w->x), act(f, w->o), wt(&m->output_norm),
+                                   act(f, w->a), n, E, hp->eps));
+    VKM_TRY(vkm_op_matmul(gpu, m->output.type, m->output.buf, m->output.off, E, hp->n_vocab, w->buf,
+                          w->a.off + (size_t)b->logit_row0 * E * 4, b->n_logits, w->buf,
+                          w->logits.off));
     MARK("output");
     return 0;
 }

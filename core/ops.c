@@ -68,12 +68,6 @@ static int dispatch(vkm_gpu *gpu, vkm_shader_id shader, const vkm_gpu_arg *args,
     return vkm_gpu_dispatch(gpu, k, args, n_args, push, gx, gy, 1);
 }
 
-#define CHECK_RC(expr)                                                                             \
-    do {                                                                                           \
-        int rc_ = (expr);                                                                          \
-        if (rc_) return rc_;                                                                       \
-    } while (0)
-
 /* ------------------------------------------------------------------ norms, element-wise ---- */
 
 /* The rmsnorm kernels with their workgroup size: VKM_OPS_RED_WG and a shared-memory reduction, or
@@ -101,9 +95,9 @@ int vkm_op_rmsnorm(vkm_gpu *gpu, vkm_gpu_arg x, vkm_gpu_arg w, vkm_gpu_arg y, ui
     if (d == 0 || x_stride < d || y_stride < d)
         return vkm_error(VKM_EINVAL, "%s: d %u, strides %u/%u", op, d, x_stride, y_stride);
     if (n_rows == 0) return 0;
-    CHECK_RC(need(op, "x", x, span(n_rows, x_stride, d, 0), 4));
-    CHECK_RC(need(op, "w", w, d, 4));
-    CHECK_RC(need(op, "y", y, span(n_rows, y_stride, d, 0), 4));
+    VKM_TRY(need(op, "x", x, span(n_rows, x_stride, d, 0), 4));
+    VKM_TRY(need(op, "w", w, d, 4));
+    VKM_TRY(need(op, "y", y, span(n_rows, y_stride, d, 0), 4));
     vkm_push_rmsnorm p = {n_rows, d, x_stride, 0, y_stride, eps};
     /* binding 3 (res) does not exist in this variant */
     vkm_gpu_arg args[3] = {x, w, y};
@@ -116,10 +110,10 @@ int vkm_op_rmsnorm_add(vkm_gpu *gpu, vkm_gpu_arg x, vkm_gpu_arg res, vkm_gpu_arg
     if (d == 0) return vkm_error(VKM_EINVAL, "%s: d is 0", op);
     if (n_rows == 0) return 0;
     uint64_t n = (uint64_t)n_rows * d;
-    CHECK_RC(need(op, "x", x, n, 4));
-    CHECK_RC(need(op, "res", res, n, 4));
-    CHECK_RC(need(op, "w", w, d, 4));
-    CHECK_RC(need(op, "y", y, n, 4));
+    VKM_TRY(need(op, "x", x, n, 4));
+    VKM_TRY(need(op, "res", res, n, 4));
+    VKM_TRY(need(op, "w", w, d, 4));
+    VKM_TRY(need(op, "y", y, n, 4));
     vkm_push_rmsnorm p = {n_rows, d, d, d, d, eps};
     vkm_gpu_arg args[4] = {x, w, y, res};
     return dispatch_norm(gpu, VKM_SH_RMSNORM_ADD, args, 4, &p, n_rows);
@@ -127,9 +121,9 @@ int vkm_op_rmsnorm_add(vkm_gpu *gpu, vkm_gpu_arg x, vkm_gpu_arg res, vkm_gpu_arg
 
 int vkm_op_add(vkm_gpu *gpu, vkm_gpu_arg a, vkm_gpu_arg b, vkm_gpu_arg y, uint32_t n) {
     if (n == 0) return 0;
-    CHECK_RC(need("add", "a", a, n, 4));
-    CHECK_RC(need("add", "b", b, n, 4));
-    CHECK_RC(need("add", "y", y, n, 4));
+    VKM_TRY(need("add", "a", a, n, 4));
+    VKM_TRY(need("add", "b", b, n, 4));
+    VKM_TRY(need("add", "y", y, n, 4));
     vkm_push_eltwise p = {n, 0.0f};
     vkm_gpu_arg args[3] = {a, b, y};
     return dispatch(gpu, VKM_SH_ADD, args, 3, &p, sizeof p, groups(n, VKM_OPS_WG), 1);
@@ -137,8 +131,8 @@ int vkm_op_add(vkm_gpu *gpu, vkm_gpu_arg a, vkm_gpu_arg b, vkm_gpu_arg y, uint32
 
 int vkm_op_scale(vkm_gpu *gpu, vkm_gpu_arg x, vkm_gpu_arg y, uint32_t n, float s) {
     if (n == 0) return 0;
-    CHECK_RC(need("scale", "x", x, n, 4));
-    CHECK_RC(need("scale", "y", y, n, 4));
+    VKM_TRY(need("scale", "x", x, n, 4));
+    VKM_TRY(need("scale", "y", y, n, 4));
     vkm_push_eltwise p = {n, s};
     vkm_gpu_arg args[2] = {x, y};
     return dispatch(gpu, VKM_SH_SCALE, args, 2, &p, sizeof p, groups(n, VKM_OPS_WG), 1);
@@ -150,10 +144,10 @@ static int swiglu(vkm_gpu *gpu, const char *op, vkm_gpu_arg g, uint32_t g_stride
     if (d == 0 || g_stride < d || u_stride < d)
         return vkm_error(VKM_EINVAL, "%s: d %u, strides %u/%u", op, d, g_stride, u_stride);
     if (n_rows == 0) return 0;
-    CHECK_RC(fits_x(op, d));
-    CHECK_RC(need(op, "g", g, span(n_rows, g_stride, d, 0), 4));
-    CHECK_RC(need(op, "u", u, span(n_rows, u_stride, d, u_off), 4));
-    CHECK_RC(need(op, "y", y, (uint64_t)n_rows * d, 4));
+    VKM_TRY(fits_x(op, d));
+    VKM_TRY(need(op, "g", g, span(n_rows, g_stride, d, 0), 4));
+    VKM_TRY(need(op, "u", u, span(n_rows, u_stride, d, u_off), 4));
+    VKM_TRY(need(op, "y", y, (uint64_t)n_rows * d, 4));
     vkm_push_swiglu p = {n_rows, d, 0, g_stride, u_off, u_stride, d};
     vkm_gpu_arg args[3] = {g, u, y};
     return dispatch(gpu, VKM_SH_SWIGLU, args, 3, &p, sizeof p, groups(d, VKM_OPS_WG),
@@ -186,10 +180,10 @@ int vkm_op_get_rows(vkm_gpu *gpu, uint32_t type, vkm_gpu_arg table, vkm_gpu_arg 
     if (table_bytes > UINT32_MAX)
         return vkm_error(VKM_ERANGE, "%s: table of %llu bytes beyond 32-bit indexing", op,
                          (unsigned long long)table_bytes);
-    CHECK_RC(need(op, "table", table, (table_bytes + 3) / 4, 4));
-    CHECK_RC(fits_x(op, (d + 3) / 4));
-    CHECK_RC(need(op, "ids", ids, n_ids, 4));
-    CHECK_RC(need(op, "y", y, (uint64_t)n_ids * d, 4));
+    VKM_TRY(need(op, "table", table, (table_bytes + 3) / 4, 4));
+    VKM_TRY(fits_x(op, (d + 3) / 4));
+    VKM_TRY(need(op, "ids", ids, n_ids, 4));
+    VKM_TRY(need(op, "y", y, (uint64_t)n_ids * d, 4));
     const vkm_shader_id name = vkm_kernels_get_rows_shader(type);
     vkm_push_get_rows p = {n_ids, d, n_vocab, (uint32_t)row_bytes, d, 0, 0, n_vocab};
     vkm_gpu_arg args[3] = {table, ids, y};
@@ -256,9 +250,9 @@ int vkm_op_rope(vkm_gpu *gpu, const vkm_rope_params *rp, vkm_gpu_arg x, vkm_gpu_
     if (rp->n_rot == 0 || rp->n_rot % 2)
         return vkm_error(VKM_EINVAL, "%s: n_rot %u must be even and positive", op, rp->n_rot);
     if (n_tok == 0 || n_head == 0) return 0;
-    CHECK_RC(need(op, "x", x, span3(n_tok, tok_stride, n_head, head_stride, rp->n_rot, off), 4));
-    CHECK_RC(need(op, "pos", pos, n_tok, 4));
-    CHECK_RC(fits_x(op, (uint64_t)n_head * (rp->n_rot / 2)));
+    VKM_TRY(need(op, "x", x, span3(n_tok, tok_stride, n_head, head_stride, rp->n_rot, off), 4));
+    VKM_TRY(need(op, "pos", pos, n_tok, 4));
+    VKM_TRY(fits_x(op, (uint64_t)n_head * (rp->n_rot / 2)));
     vkm_push_rope p = {n_tok,          n_head,      rp->n_rot,       off,
                        tok_stride,     head_stride, rp->theta_scale, rp->freq_scale,
                        rp->ext_factor, rp->mscale,  rp->corr_low,    rp->corr_high};
@@ -276,16 +270,16 @@ int vkm_op_kv_store(vkm_gpu *gpu, bool dst_f16, vkm_gpu_arg src, vkm_gpu_arg dst
     if (dst_f16 && (p->d % 2 || p->dst_off % 2 || p->dst_row_stride % 2 || p->dst_head_stride % 2))
         return vkm_error(VKM_EINVAL, "%s: f16 cache needs even d, offset and strides", op);
     if (p->n_tok == 0 || p->n_head == 0) return 0;
-    CHECK_RC(need(
+    VKM_TRY(need(
         op, "src", src,
         span3(p->n_tok, p->src_tok_stride, p->n_head, p->src_head_stride, p->d, p->src_off), 4));
     uint64_t rows = (uint64_t)p->dst_row0 + p->n_tok;
     uint64_t dst_elems =
         span3(rows, p->dst_row_stride, p->n_head, p->dst_head_stride, p->d, p->dst_off);
-    CHECK_RC(need(op, "dst", dst, dst_f16 ? dst_elems / 2 : dst_elems, 4));
+    VKM_TRY(need(op, "dst", dst, dst_f16 ? dst_elems / 2 : dst_elems, 4));
     vkm_gpu_arg args[2] = {src, dst};
     uint64_t per_head = dst_f16 ? p->d / 2 : p->d;
-    CHECK_RC(fits_x(op, per_head * p->n_head));
+    VKM_TRY(fits_x(op, per_head * p->n_head));
     return dispatch(gpu, dst_f16 ? VKM_SH_KV_STORE_F16 : VKM_SH_KV_STORE_F32, args, 2, p, sizeof *p,
                     groups(per_head * p->n_head, VKM_OPS_WG), groups(p->n_tok, 1));
 }
@@ -314,13 +308,13 @@ int vkm_op_mla_kv_rope(vkm_gpu *gpu, const vkm_rope_params *rp, bool cache_f16,
                          s->kva_stride, cache_f16 ? " (f16 cache: ckv and n_rot even)" : "");
     if (s->n_tok == 0) return 0;
     const uint64_t width = (uint64_t)s->ckv + R;
-    CHECK_RC(need(op, "kva", kva, span(s->n_tok, s->kva_stride, width, 0), 4));
-    CHECK_RC(need(op, "w", w, s->ckv, 4));
-    CHECK_RC(need(op, "pos", pos, s->n_tok, 4));
-    CHECK_RC(need(op, "q", q,
-                  span3(s->n_tok, s->q_tok_stride, s->n_head, s->q_head_stride, R, s->q_off), 4));
+    VKM_TRY(need(op, "kva", kva, span(s->n_tok, s->kva_stride, width, 0), 4));
+    VKM_TRY(need(op, "w", w, s->ckv, 4));
+    VKM_TRY(need(op, "pos", pos, s->n_tok, 4));
+    VKM_TRY(need(op, "q", q,
+                 span3(s->n_tok, s->q_tok_stride, s->n_head, s->q_head_stride, R, s->q_off), 4));
     const uint64_t cells = ((uint64_t)s->row0 + s->n_tok) * width;
-    CHECK_RC(need(op, "cache", cache, cache_f16 ? cells / 2 : cells, 4));
+    VKM_TRY(need(op, "cache", cache, cache_f16 ? cells / 2 : cells, 4));
     vkm_push_mla_kv_rope p = {s->n_tok,       s->ckv,          R,
                               s->kva_stride,  s->row0,         s->n_head,
                               s->q_off,       s->q_tok_stride, s->q_head_stride,
@@ -331,8 +325,8 @@ int vkm_op_mla_kv_rope(vkm_gpu *gpu, const vkm_rope_params *rp, bool cache_f16,
     uint32_t spec[2]; /* the rmsnorm kernels' workgroup, so the sums of squares are the same */
     norm_spec(gpu, spec);
     vkm_gpu_kernel *k = NULL;
-    CHECK_RC(vkm_gpu_kernel_get(gpu, cache_f16 ? VKM_SH_MLA_KV_ROPE_F16 : VKM_SH_MLA_KV_ROPE_F32,
-                                spec, 2, 5, sizeof p, &k));
+    VKM_TRY(vkm_gpu_kernel_get(gpu, cache_f16 ? VKM_SH_MLA_KV_ROPE_F16 : VKM_SH_MLA_KV_ROPE_F32,
+                               spec, 2, 5, sizeof p, &k));
     return vkm_gpu_dispatch(gpu, k, args, 5, &p, groups(s->n_tok, 1), 1, 1);
 }
 
@@ -351,7 +345,7 @@ static int attn_lane(vkm_gpu *gpu, bool cache_f16, const vkm_push_attn *p, vkm_g
     const uint32_t passes =
         p->n_kv > VKM_ATTN_LANE_KEYS ? (p->n_kv + VKM_ATTN_LANE_KEYS - 1) / VKM_ATTN_LANE_KEYS : 1;
     if (passes > 1 || state.buf)
-        CHECK_RC(need(op, "state", state, (uint64_t)p->n_q * p->n_head * 2, 4));
+        VKM_TRY(need(op, "state", state, (uint64_t)p->n_q * p->n_head * 2, 4));
     if (!state.buf) state = args[4]; /* bound but unused: one pass */
     /* chunked cache loads (the shader's CH): shared rows, whole 16-byte chunks, 8-lane groups */
     const vkm_gpu_device_info *info = vkm_gpu_info(gpu);
@@ -372,15 +366,14 @@ static int attn_lane(vkm_gpu *gpu, bool cache_f16, const vkm_push_attn *p, vkm_g
     if (gy > MAX_GROUPS)
         return vkm_error(VKM_ERANGE, "%s: %llu pairs", op, (unsigned long long)pairs);
     vkm_gpu_kernel *k = NULL;
-    CHECK_RC(vkm_gpu_kernel_get(gpu,
-                                cache_f16 ? VKM_SH_MLA_ATTN_LANE_F16 : VKM_SH_MLA_ATTN_LANE_F32,
-                                spec, 3, 6, sizeof *p, &k));
+    VKM_TRY(vkm_gpu_kernel_get(gpu, cache_f16 ? VKM_SH_MLA_ATTN_LANE_F16 : VKM_SH_MLA_ATTN_LANE_F32,
+                               spec, 3, 6, sizeof *p, &k));
     const vkm_gpu_arg all[6] = {args[0], args[1], args[2], args[3], args[4], state};
     vkm_push_attn q = *p;
     for (uint32_t i = 0; i < passes; i++) {
         q.k_begin = i * VKM_ATTN_LANE_KEYS;
         q.k_end = i + 1 == passes ? p->n_kv : q.k_begin + VKM_ATTN_LANE_KEYS;
-        CHECK_RC(vkm_gpu_dispatch(gpu, k, all, 6, &q, gx, (uint32_t)gy, 1));
+        VKM_TRY(vkm_gpu_dispatch(gpu, k, all, 6, &q, gx, (uint32_t)gy, 1));
     }
     return 0;
 }
@@ -404,11 +397,11 @@ static int attn_check(bool cache_f16, const vkm_push_attn *p, vkm_gpu_arg qa, vk
     if ((uint64_t)p->q_pos0 + p->n_q > UINT32_MAX)
         return vkm_error(VKM_ERANGE, "%s: positions overflow", op);
     if (p->n_q == 0 || p->n_head == 0) return 1;
-    CHECK_RC(need(op, "qa", qa,
-                  span3(p->n_q, p->qa_tok_stride, p->n_head, p->qa_head_stride, p->da, p->qa_off),
-                  4));
+    VKM_TRY(need(op, "qa", qa,
+                 span3(p->n_q, p->qa_tok_stride, p->n_head, p->qa_head_stride, p->da, p->qa_off),
+                 4));
     if (p->db)
-        CHECK_RC(need(
+        VKM_TRY(need(
             op, "qb", qb,
             span3(p->n_q, p->qb_tok_stride, p->n_head, p->qb_head_stride, p->db, p->qb_off), 4));
     if (p->n_kv) {
@@ -416,10 +409,10 @@ static int attn_check(bool cache_f16, const vkm_push_attn *p, vkm_gpu_arg qa, vk
         uint64_t ke = span3(p->n_kv, p->k_row_stride, p->n_head, p->k_head_stride, dk, 0);
         uint64_t ve = span3(p->n_kv, p->v_row_stride, p->n_head, p->v_head_stride, p->dv, p->v_off);
         /* need() counts elements of `es` bytes; the kernel indexes f16 caches by word */
-        CHECK_RC(need(op, "k", k, ke, es));
-        CHECK_RC(need(op, "v", v, ve, es));
+        VKM_TRY(need(op, "k", k, ke, es));
+        VKM_TRY(need(op, "v", v, ve, es));
     }
-    CHECK_RC(
+    VKM_TRY(
         need(op, "o", o, span3(p->n_q, p->o_tok_stride, p->n_head, p->o_head_stride, p->dv, 0), 4));
     return 0;
 }
@@ -480,14 +473,14 @@ static int attn_dec(vkm_gpu *gpu, const vkm_attn_shape *s, const vkm_push_attn *
         p->kq_scale};
     const uint32_t spec[1] = {sg};
     vkm_gpu_kernel *k = NULL;
-    CHECK_RC(vkm_gpu_kernel_get(
+    VKM_TRY(vkm_gpu_kernel_get(
         gpu, s->cache_f16 ? VKM_SH_MLA_ATTN_DEC_SCORE_F16 : VKM_SH_MLA_ATTN_DEC_SCORE_F32, spec, 1,
         4, sizeof d, &k));
     const vkm_gpu_arg a0[4] = {qat, qbt, kc, sc};
-    CHECK_RC(vkm_gpu_dispatch(gpu, k, a0, 4, &d, groups(p->n_kv, 4u * sg), 1, 1));
-    CHECK_RC(vkm_gpu_kernel_get(gpu, VKM_SH_MLA_ATTN_DEC_SOFTMAX, spec, 1, 1, sizeof d, &k));
-    CHECK_RC(vkm_gpu_dispatch(gpu, k, &sc, 1, &d, groups(H, 4), 1, 1));
-    CHECK_RC(vkm_gpu_kernel_get(
+    VKM_TRY(vkm_gpu_dispatch(gpu, k, a0, 4, &d, groups(p->n_kv, 4u * sg), 1, 1));
+    VKM_TRY(vkm_gpu_kernel_get(gpu, VKM_SH_MLA_ATTN_DEC_SOFTMAX, spec, 1, 1, sizeof d, &k));
+    VKM_TRY(vkm_gpu_dispatch(gpu, k, &sc, 1, &d, groups(H, 4), 1, 1));
+    VKM_TRY(vkm_gpu_kernel_get(
         gpu, s->cache_f16 ? VKM_SH_MLA_ATTN_DEC_VALUE_F16 : VKM_SH_MLA_ATTN_DEC_VALUE_F32, spec, 1,
         3, sizeof d, &k));
     const vkm_gpu_arg a2[3] = {sc, kc, o};
@@ -564,8 +557,8 @@ _Static_assert(VKM_MOE_GROUP_MAX_EXPERT >= VKM_ROUTER_MAX_EXPERT, "moe_group exp
 static int group_need(const char *op, const vkm_moe_grouping *g, uint32_t n_tok, uint32_t n_used,
                       uint32_t n_expert) {
     const uint64_t n = (uint64_t)n_tok * n_used;
-    CHECK_RC(need(op, "rows", g->rows, n, 4));
-    CHECK_RC(need(op, "mats", g->mats, 3 * (uint64_t)n_expert + 1, 4));
+    VKM_TRY(need(op, "rows", g->rows, n, 4));
+    VKM_TRY(need(op, "mats", g->mats, 3 * (uint64_t)n_expert + 1, 4));
     return need(op, "map", g->map, n, 4);
 }
 
@@ -588,10 +581,10 @@ static int router(vkm_gpu *gpu, const vkm_router_cfg *cfg, vkm_gpu_arg logits, v
                              cfg->n_group_used, K);
     }
     if (n_tok == 0) return 0;
-    CHECK_RC(need(op, "logits", logits, (uint64_t)n_tok * X, 4));
-    if (bias.buf) CHECK_RC(need(op, "bias", bias, X, 4));
-    CHECK_RC(need(op, "ids", ids, (uint64_t)n_tok * K, 4));
-    CHECK_RC(need(op, "weights", weights, (uint64_t)n_tok * K, 4));
+    VKM_TRY(need(op, "logits", logits, (uint64_t)n_tok * X, 4));
+    if (bias.buf) VKM_TRY(need(op, "bias", bias, X, 4));
+    VKM_TRY(need(op, "ids", ids, (uint64_t)n_tok * K, 4));
+    VKM_TRY(need(op, "weights", weights, (uint64_t)n_tok * K, 4));
     vkm_push_router p = {n_tok,
                          X,
                          K,
@@ -603,7 +596,7 @@ static int router(vkm_gpu *gpu, const vkm_router_cfg *cfg, vkm_gpu_arg logits, v
                          cfg->scale,
                          X};
     vkm_gpu_arg args[7] = {logits, bias.buf ? bias : logits, ids, weights};
-    if (group) CHECK_RC(group_need(op, group, n_tok, K, X)); /* before anything is recorded */
+    if (group) VKM_TRY(group_need(op, group, n_tok, K, X)); /* before anything is recorded */
     const vkm_kernel_plan *plan = vkm_gpu_plan(gpu);
     const bool lane = plan->router_lane;
     if (group && plan->fuse.router_group &&
@@ -643,8 +636,8 @@ int vkm_op_moe_group(vkm_gpu *gpu, vkm_gpu_arg ids, const vkm_moe_grouping *grou
         return vkm_error(VKM_EINVAL, "%s: %u experts (at most %u), %u used", op, n_expert,
                          VKM_MOE_GROUP_MAX_EXPERT, n_used);
     if (n_tok == 0) return 0;
-    CHECK_RC(need(op, "ids", ids, (uint64_t)n_tok * n_used, 4));
-    CHECK_RC(group_need(op, group, n_tok, n_used, n_expert));
+    VKM_TRY(need(op, "ids", ids, (uint64_t)n_tok * n_used, 4));
+    VKM_TRY(group_need(op, group, n_tok, n_used, n_expert));
     vkm_push_moe_group p = {n_tok, n_used, n_expert};
     vkm_gpu_arg args[4] = {ids, group->rows, group->mats, group->map};
     return dispatch(gpu, VKM_SH_MOE_GROUP, args, 4, &p, sizeof p, 1, 1);
@@ -656,11 +649,11 @@ int vkm_op_moe_combine(vkm_gpu *gpu, vkm_gpu_arg eo, vkm_gpu_arg map, vkm_gpu_ar
     const char *op = "moe_combine";
     if (d == 0 || n_used == 0) return vkm_error(VKM_EINVAL, "%s: d %u, n_used %u", op, d, n_used);
     if (n_tok == 0) return 0;
-    if (n_rows) CHECK_RC(need(op, "eo", eo, (uint64_t)n_rows * d, 4));
-    CHECK_RC(fits_x(op, d));
-    CHECK_RC(need(op, "map", map, (uint64_t)n_tok * n_used, 4));
-    CHECK_RC(need(op, "w", w, (uint64_t)n_tok * n_used, 4));
-    CHECK_RC(need(op, "y", y, (uint64_t)n_tok * d, 4));
+    if (n_rows) VKM_TRY(need(op, "eo", eo, (uint64_t)n_rows * d, 4));
+    VKM_TRY(fits_x(op, d));
+    VKM_TRY(need(op, "map", map, (uint64_t)n_tok * n_used, 4));
+    VKM_TRY(need(op, "w", w, (uint64_t)n_tok * n_used, 4));
+    VKM_TRY(need(op, "y", y, (uint64_t)n_tok * d, 4));
     vkm_push_moe_combine p = {n_tok, n_used, d, n_rows, d, d, accumulate, 0.0f};
     vkm_gpu_arg args[4] = {n_rows ? eo : y, map, w, y};
     return dispatch(gpu, VKM_SH_MOE_COMBINE, args, 4, &p, sizeof p, groups(d, VKM_OPS_WG),
@@ -673,13 +666,13 @@ int vkm_op_moe_combine_norm(vkm_gpu *gpu, const vkm_moe_combine_norm *c) {
     if (d == 0 || K == 0) return vkm_error(VKM_EINVAL, "%s: d %u, n_used %u", op, d, K);
     if (n_tok == 0) return 0;
     const uint64_t n = (uint64_t)n_tok * d;
-    if (c->n_rows) CHECK_RC(need(op, "eo", c->eo, (uint64_t)c->n_rows * d, 4));
-    CHECK_RC(need(op, "map", c->map, (uint64_t)n_tok * K, 4));
-    CHECK_RC(need(op, "w", c->w, (uint64_t)n_tok * K, 4));
-    if (c->accumulate) CHECK_RC(need(op, "y", c->y, n, 4));
-    CHECK_RC(need(op, "x", c->x, n, 4));
-    CHECK_RC(need(op, "norm_w", c->norm_w, d, 4));
-    CHECK_RC(need(op, "a", c->a, n, 4));
+    if (c->n_rows) VKM_TRY(need(op, "eo", c->eo, (uint64_t)c->n_rows * d, 4));
+    VKM_TRY(need(op, "map", c->map, (uint64_t)n_tok * K, 4));
+    VKM_TRY(need(op, "w", c->w, (uint64_t)n_tok * K, 4));
+    if (c->accumulate) VKM_TRY(need(op, "y", c->y, n, 4));
+    VKM_TRY(need(op, "x", c->x, n, 4));
+    VKM_TRY(need(op, "norm_w", c->norm_w, d, 4));
+    VKM_TRY(need(op, "a", c->a, n, 4));
     vkm_push_moe_combine p = {n_tok, K, d, c->n_rows, d, d, c->accumulate, c->eps};
     /* unused bindings get a bound range all the same */
     vkm_gpu_arg args[7] = {
@@ -688,6 +681,6 @@ int vkm_op_moe_combine_norm(vkm_gpu *gpu, const vkm_moe_combine_norm *c) {
     norm_spec(gpu, spec);
     spec[2] = K <= VKM_ROUTER_MAX_USED ? K : 0; /* NU: the token's rows loaded once */
     vkm_gpu_kernel *k = NULL;
-    CHECK_RC(vkm_gpu_kernel_get(gpu, VKM_SH_MOE_COMBINE_NORM, spec, 3, 7, sizeof p, &k));
+    VKM_TRY(vkm_gpu_kernel_get(gpu, VKM_SH_MOE_COMBINE_NORM, spec, 3, 7, sizeof p, &k));
     return vkm_gpu_dispatch(gpu, k, args, 7, &p, groups(n_tok, 1), 1, 1);
 }
