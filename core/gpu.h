@@ -22,22 +22,27 @@ typedef struct vkm_gpu vkm_gpu;
 typedef struct vkm_gpu_buf vkm_gpu_buf;
 typedef struct vkm_gpu_kernel vkm_gpu_kernel;
 
-enum vkm_gpu_vendor { VKM_VENDOR_OTHER, VKM_VENDOR_AMD, VKM_VENDOR_INTEL, VKM_VENDOR_NVIDIA };
-enum vkm_gpu_type {
+typedef enum vkm_gpu_vendor {
+    VKM_VENDOR_OTHER,
+    VKM_VENDOR_AMD,
+    VKM_VENDOR_INTEL,
+    VKM_VENDOR_NVIDIA
+} vkm_gpu_vendor;
+typedef enum vkm_gpu_type {
     VKM_DEV_OTHER,
     VKM_DEV_DISCRETE,
     VKM_DEV_INTEGRATED,
     VKM_DEV_VIRTUAL,
     VKM_DEV_CPU
-};
+} vkm_gpu_type;
 
 typedef struct vkm_gpu_device_info {
     int index;       /* position in Vulkan enumeration order (--device N) */
     bool is_default; /* the device vkm_gpu_create picks for device = -1 */
     char name[256];  /* "NVIDIA GeForce RTX 4090", "llvmpipe (LLVM 15.0.6, 256 bits)" */
-    int vendor;      /* enum vkm_gpu_vendor */
+    vkm_gpu_vendor vendor;
     uint32_t vendor_id, device_id;
-    int type;             /* enum vkm_gpu_type */
+    vkm_gpu_type type;
     char driver[256];     /* driver name and info, e.g. "llvmpipe Mesa 22.3.6 (LLVM 15.0.6)" */
     uint32_t api_version; /* VK_MAKE_API_VERSION encoding */
     uint64_t device_local_bytes; /* size of the largest device-local heap */
@@ -98,12 +103,12 @@ const vkm_kernel_plan *vkm_gpu_plan(const vkm_gpu *gpu);
 uint32_t vkm_gpu_validation_errors(const vkm_gpu *gpu);
 
 /* ---- buffers ---- */
-enum vkm_buf_kind {
+typedef enum vkm_buf_kind {
     VKM_BUF_DEVICE,   /* device-local storage buffer */
     VKM_BUF_HOST,     /* host-visible, persistently mapped (staging, readback) */
     VKM_BUF_IMPORTED, /* vkm_gpu_buf_import only (vkm_gpu_buf_create refuses it) */
-};
-int vkm_gpu_buf_create(vkm_gpu *gpu, size_t size, int kind, vkm_gpu_buf **out);
+} vkm_buf_kind;
+int vkm_gpu_buf_create(vkm_gpu *gpu, size_t size, vkm_buf_kind kind, vkm_gpu_buf **out);
 /* A storage + transfer-source buffer over the caller's host memory [host, host + size)
  * (VK_EXT_external_memory_host, HOST_ALLOCATION handle): no copy is made, kernels and copies read
  * those bytes in place. host and size must be multiples of vkm_gpu_device_info.import_align and
@@ -117,8 +122,8 @@ int vkm_gpu_buf_create(vkm_gpu *gpu, size_t size, int kind, vkm_gpu_buf **out);
 int vkm_gpu_buf_import(vkm_gpu *gpu, const void *host, size_t size, vkm_gpu_buf **out);
 void vkm_gpu_buf_destroy(vkm_gpu *gpu, vkm_gpu_buf *buf); /* accepts NULL */
 size_t vkm_gpu_buf_size(const vkm_gpu_buf *buf);
-void *vkm_gpu_buf_map(vkm_gpu_buf *buf);      /* the mapping of a VKM_BUF_HOST buffer, else NULL */
-int vkm_gpu_buf_kind(const vkm_gpu_buf *buf); /* enum vkm_buf_kind */
+void *vkm_gpu_buf_map(vkm_gpu_buf *buf); /* the mapping of a VKM_BUF_HOST buffer, else NULL */
+vkm_buf_kind vkm_gpu_buf_kind(const vkm_gpu_buf *buf);
 /* Synchronous copies between host memory and a buffer (through staging where needed). */
 int vkm_gpu_upload(vkm_gpu *gpu, vkm_gpu_buf *dst, size_t offset, const void *src, size_t size);
 int vkm_gpu_download(vkm_gpu *gpu, vkm_gpu_buf *src, size_t offset, void *dst, size_t size);
@@ -235,15 +240,15 @@ int vkm_gpu_timings(vkm_gpu *gpu, vkm_gpu_timing *out, int max, int *n);
  * vkm_gpu_create. After a
  * device loss (injected or real) every later call on that gpu fails at once with VKM_EDEVLOST,
  * except the destroy functions, which still free everything. */
-enum vkm_gpu_fault {
+typedef enum vkm_gpu_fault {
     VKM_FAULT_NONE = 0,
     VKM_FAULT_DEVICE_ALLOC_NTH = 1, /* nth buffer creation: out of device memory, VKM_EDEVMEM */
     VKM_FAULT_DEVICE_LOST_NTH = 2,  /* nth queue submission: VK_ERROR_DEVICE_LOST, VKM_EDEVLOST */
     VKM_FAULT_IMPORT_NTH = 3,       /* nth vkm_gpu_buf_import: the driver refuses the host memory,
                                        VKM_EUNSUPPORTED (callers fall back to uploads) */
-};
-void vkm_gpu_fault_set(int kind, int n);
+} vkm_gpu_fault;
+void vkm_gpu_fault_set(vkm_gpu_fault kind, int n);
 /* True while the armed fault of `kind` has not fired yet. */
-bool vkm_gpu_fault_pending(int kind);
+bool vkm_gpu_fault_pending(vkm_gpu_fault kind);
 
 #endif

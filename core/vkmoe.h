@@ -24,6 +24,22 @@ typedef struct vkm_session vkm_session;
 typedef void (*vkm_expert_trace_fn)(void *user, uint32_t layer, uint32_t cls, uint32_t cls_slots,
                                     const int32_t *experts, uint32_t n);
 
+/* Speculative prefetch of paged experts: at each MoE layer the GPU also applies the next MoE
+ * layer's router to the current hidden state; the experts it picks are uploaded asynchronously
+ * into free or cold slots while the current layer computes. */
+typedef enum vkm_prefetch {
+    VKM_PREFETCH_AUTO = 0, /* on where the device has a dedicated transfer queue */
+    VKM_PREFETCH_ON = 1,
+    VKM_PREFETCH_OFF = 2,
+} vkm_prefetch;
+
+/* Expert paging: when the routed experts do not fit the budget they stay in host memory (the
+ * mapped file) and each (layer, expert) is uploaded on demand into a fixed set of device slots. */
+typedef enum vkm_expert_policy {
+    VKM_EXPERT_LRU = 0, /* evict the least recently used */
+    VKM_EXPERT_LFU = 1, /* evict the least frequently used, counts decaying with time */
+} vkm_expert_policy;
+
 typedef struct vkm_engine_opts {
     const char *model_path; /* GGUF file (first part of a split model) */
     int device;             /* Vulkan device index (vkm_gpu_list order), -1 = default choice */
@@ -31,10 +47,10 @@ typedef struct vkm_engine_opts {
     bool profile;           /* record per-kernel GPU timestamps (vkm_engine_profile) */
     uint64_t vram_budget;   /* bytes for weights + expert cache; 0 = automatic */
     bool quiet;             /* no progress output on stderr */
-    int expert_policy;      /* enum vkm_expert_policy: eviction of paged experts (0 = LRU) */
+    vkm_expert_policy expert_policy;  /* eviction of paged experts (0 = LRU) */
     vkm_expert_trace_fn expert_trace; /* NULL = off (see vkm_expert_trace_fn) */
     void *expert_trace_user;          /* passed to expert_trace */
-    int prefetch; /* enum vkm_prefetch: speculative expert prefetch while paging (0 = auto) */
+    vkm_prefetch prefetch;            /* speculative expert prefetch while paging (0 = auto) */
     vkm_kernels_layout kernels; /* kernel layouts (core/kernels.h): 0 = AUTO, the device's own;
                                    the tools take $VKMOE_KERNELS (vkm_kernels_env) */
     /* The session the automatic budget leaves room for (as vkm_session_opts; 0 = its defaults):
@@ -43,22 +59,6 @@ typedef struct vkm_engine_opts {
     bool kv_f32;
     int max_batch;
 } vkm_engine_opts;
-
-/* Speculative prefetch of paged experts: at each MoE layer the GPU also applies the next MoE
- * layer's router to the current hidden state; the experts it picks are uploaded asynchronously
- * into free or cold slots while the current layer computes. */
-enum vkm_prefetch {
-    VKM_PREFETCH_AUTO = 0, /* on where the device has a dedicated transfer queue */
-    VKM_PREFETCH_ON = 1,
-    VKM_PREFETCH_OFF = 2,
-};
-
-/* Expert paging: when the routed experts do not fit the budget they stay in host memory (the
- * mapped file) and each (layer, expert) is uploaded on demand into a fixed set of device slots. */
-enum vkm_expert_policy {
-    VKM_EXPERT_LRU = 0, /* evict the least recently used */
-    VKM_EXPERT_LFU = 1, /* evict the least frequently used, counts decaying with time */
-};
 
 typedef struct vkm_expert_stats {
     bool paged;              /* false: every expert is resident (the other fields are 0) */

@@ -39,7 +39,7 @@ static bool kind_ok(int kind) {
            kind == VKM_FAULT_IMPORT_NTH;
 }
 
-void vkm_gpu_fault_set(int kind, int n) {
+void vkm_gpu_fault_set(vkm_gpu_fault kind, int n) {
     if (kind == VKM_FAULT_NONE) {
         memset(countdown, 0, sizeof countdown);
         vkm_vk_fault_armed = 0;
@@ -53,7 +53,7 @@ void vkm_gpu_fault_set(int kind, int n) {
         vkm_vk_fault_armed &= ~(1 << kind);
 }
 
-bool vkm_gpu_fault_pending(int kind) {
+bool vkm_gpu_fault_pending(vkm_gpu_fault kind) {
     return kind_ok(kind) && countdown[kind] > 0;
 }
 

@@ -48,7 +48,7 @@ struct vkm_gpu {
 
 struct vkm_gpu_buf {
     vkm_vk_buffer b;
-    int kind; /* enum vkm_buf_kind */
+    vkm_buf_kind kind;
 };
 
 const char *vkm_gpu_vendor_name(int vendor) {
@@ -241,7 +241,7 @@ uint32_t vkm_gpu_validation_errors(const vkm_gpu *g) {
 
 /* ---- buffers ---- */
 
-int vkm_gpu_buf_create(vkm_gpu *g, size_t size, int kind, vkm_gpu_buf **out) {
+int vkm_gpu_buf_create(vkm_gpu *g, size_t size, vkm_buf_kind kind, vkm_gpu_buf **out) {
     *out = NULL;
     if (kind != VKM_BUF_DEVICE && kind != VKM_BUF_HOST)
         return vkm_error(VKM_EINVAL, "buffer kind %d is not valid", kind);
@@ -323,7 +323,7 @@ void *vkm_gpu_buf_map(vkm_gpu_buf *b) {
     return b && b->kind == VKM_BUF_HOST ? b->b.map : NULL;
 }
 
-int vkm_gpu_buf_kind(const vkm_gpu_buf *b) {
+vkm_buf_kind vkm_gpu_buf_kind(const vkm_gpu_buf *b) {
     return b ? b->kind : VKM_BUF_DEVICE;
 }
 
