@@ -1518,12 +1518,13 @@ bool vkm_engine_profiling(const vkm_engine *e) {
 
 /* ------------------------------------------------------------------------ profile ---- */
 
-int vkm_engine_profile_collect(vkm_engine *e) {
+int vkm_engine_profile_collect(vkm_engine *e, uint64_t *gpu_ns) {
     int n = 0;
     int rc = vkm_gpu_timings(e->gpu, e->timings, MAX_MARKS, &n);
     if (rc) return rc;
     if (n > MAX_MARKS) n = MAX_MARKS;
     for (int i = 0; i < n; i++) {
+        if (gpu_ns) *gpu_ns += e->timings[i].ns;
         const char *label = e->timings[i].label;
         int j = 0;
         while (j < e->n_prof && e->prof[j].label != label && strcmp(e->prof[j].label, label)) j++;

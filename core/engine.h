@@ -13,8 +13,9 @@ vkm_gpu *vkm_engine_gpu(vkm_engine *e);
 const vkm_model *vkm_engine_model(const vkm_engine *e);
 const vkm_dmodel *vkm_engine_dmodel(const vkm_engine *e);
 bool vkm_engine_profiling(const vkm_engine *e);
-/* Adds the marks of the batch just submitted to the per-label profile totals. */
-int vkm_engine_profile_collect(vkm_engine *e);
+/* Adds the marks of the batch just submitted to the per-label profile totals; *gpu_ns (if not
+ * NULL) gets the batch's GPU time, the sum of its marks. */
+int vkm_engine_profile_collect(vkm_engine *e, uint64_t *gpu_ns);
 
 /* What a session with opts (NULL: defaults) allocates on gpu for the model hp: n_ctx and
  * max_batch resolved as vkm_session_create does, the KV cache and work buffer layouts, and the

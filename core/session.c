@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine.h"
 #include "err.h"
@@ -50,6 +51,7 @@ struct vkm_session {
     vkm_gpu_buf *readback; /* host int32 [2][max_batch * n_expert_used]: choices, guess */
     uint32_t n;            /* tokens of the batch being recorded */
     vkm_dispatch_stats ds; /* vkm_session_dispatch_stats */
+    uint64_t batch_gpu_ns; /* GPU time of the eval_chunk being run (profiling) */
 };
 
 /* A device buffer of `bytes`, with a message naming the purpose on failure. */
@@ -162,7 +164,8 @@ static int page_layer(void *ctx, uint32_t il, uint32_t round, vkm_fwd_expert_pla
           (rc = vkm_gpu_record_copy(s->gpu, s->w.buf, s->w.gsel.off, s->readback, bytes, bytes)))))
         return rc;
     if ((rc = vkm_gpu_submit(s->gpu))) return rc;
-    if (vkm_engine_profiling(s->e) && (rc = vkm_engine_profile_collect(s->e))) return rc;
+    if (vkm_engine_profiling(s->e) && (rc = vkm_engine_profile_collect(s->e, &s->batch_gpu_ns)))
+        return rc;
     const int32_t *back = vkm_gpu_buf_map(s->readback);
     if (round == 0) memcpy(s->sel, back, bytes);
     if ((rc = vkm_engine_expert_page(s->e, il, round, s->sel, (uint32_t)n_sel, plan))) return rc;
@@ -176,6 +179,12 @@ static int page_layer(void *ctx, uint32_t il, uint32_t round, vkm_fwd_expert_pla
 static int page_dry(void *ctx, uint32_t il, uint32_t round, vkm_fwd_expert_plan *plan) {
     (void)round;
     return vkm_engine_expert_plan_dry(((vkm_session *)ctx)->e, il, plan);
+}
+
+static uint64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
 /* The forward pass of n tokens at positions pos0.., logits of rows row0..row0+n_logits-1. */
@@ -207,6 +216,8 @@ static int eval_chunk(vkm_session *s, const int32_t *tokens, int n, int pos0, in
     const size_t V = s->dm->hp->n_vocab, row_bytes = V * sizeof(float);
     const bool one_row = n_logits == 1; /* read back inside the batch */
     const uint64_t d0 = vkm_gpu_dispatch_count(s->gpu), w0 = vkm_gpu_host_waits(s->gpu);
+    const uint64_t t0 = now_ns();
+    s->batch_gpu_ns = 0;
     int rc;
     if ((rc = vkm_gpu_begin(s->gpu)) ||
         (rc = vkm_gpu_record_copy(s->gpu, s->io, IO_IDS, s->w.buf, s->w.ids.off, (size_t)n * 4)) ||
@@ -218,19 +229,20 @@ static int eval_chunk(vkm_session *s, const int32_t *tokens, int n, int pos0, in
         (rc = vkm_gpu_submit(s->gpu)))
         return rc;
     s->ds.last = vkm_gpu_dispatch_count(s->gpu) - d0;
+    if (b.profile && (rc = vkm_engine_profile_collect(s->e, &s->batch_gpu_ns))) return rc;
+    if (one_row)
+        memcpy(logits, io + IO_LOGITS(s), row_bytes);
+    else if (n_logits > 0 && (rc = vkm_gpu_download(s->gpu, s->w.buf, s->w.logits.off, logits,
+                                                    (size_t)n_logits * row_bytes)))
+        return rc;
     if (n == 1) {
         s->ds.decode_steps++;
         s->ds.decode_dispatches += s->ds.last;
         s->ds.decode_waits += vkm_gpu_host_waits(s->gpu) - w0;
+        s->ds.decode_wall_ns += now_ns() - t0;
+        s->ds.decode_gpu_ns += s->batch_gpu_ns;
     }
-    if (b.profile && (rc = vkm_engine_profile_collect(s->e))) return rc;
-    if (n_logits == 0) return 0;
-    if (one_row) {
-        memcpy(logits, io + IO_LOGITS(s), row_bytes);
-        return 0;
-    }
-    return vkm_gpu_download(s->gpu, s->w.buf, s->w.logits.off, logits,
-                            (size_t)n_logits * row_bytes);
+    return 0;
 }
 
 int vkm_session_eval(vkm_session *s, const int32_t *tokens, int n, bool all_logits, float *logits) {

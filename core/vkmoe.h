@@ -142,11 +142,14 @@ int vkm_session_n_past(const vkm_session *s);
 
 /* GPU dispatches the session's evaluations recorded (the kernel plan's fused forms show here):
  * `last` of the last batch evaluated (a chunk of the last vkm_session_eval), and the sums over
- * every one-token batch (decode steps) so far: dispatches, and the times the host waited for the
- * device (1 per step unpaged; paging adds one per MoE layer and the uploads' waits). */
+ * every one-token batch (decode steps) so far: dispatches, the times the host waited for the
+ * device (1 per step unpaged; paging adds one per MoE layer and the uploads' waits), the wall
+ * time from recording to the logits on the host, and (profiling engines only, else 0) the GPU
+ * time by timestamps: wall - GPU is what the host adds to a step. */
 typedef struct vkm_dispatch_stats {
     uint64_t last;
     uint64_t decode_steps, decode_dispatches, decode_waits;
+    uint64_t decode_wall_ns, decode_gpu_ns;
 } vkm_dispatch_stats;
 void vkm_session_dispatch_stats(const vkm_session *s, vkm_dispatch_stats *out);
 int vkm_session_n_ctx(const vkm_session *s);

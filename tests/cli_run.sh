@@ -145,6 +145,9 @@ expect "--profile" 0 "" -- "$VKMOE" run -m "$TINY" -p Hello -n 2 --profile
 expect "--profile: one host wait per decode step" 0 \
     "dispatches per decode step: [0-9.]+, host waits per decode step: 1\.0 \(3 steps\)" -- \
     "$VKMOE" run -m "$TINY" -p Hello -n 4 --temp 0 --profile
+expect "--profile: the host's share of a decode step" 0 \
+    "decode step: [0-9.]+ ms wall, [0-9.]+ ms GPU \(timestamps\), -?[0-9.]+ ms on the host" -- \
+    "$VKMOE" run -m "$TINY" -p Hello -n 4 --temp 0 --profile
 VKMOE_FORCE_STAGING=1 VKMOE_IMPORT=off "$VKMOE" run -m "$TINY" -p Hello -n 8 --temp 0 --profile \
     >"$TMP/fs.out" 2>"$TMP/fs.err"
 ok "staged: one host wait per decode step" grep -qE "host waits per decode step: 1\.0 " "$TMP/fs.err"

@@ -605,6 +605,14 @@ void gen_print_timings(gen_ctx *g) {
                     (double)ds.decode_dispatches / (double)ds.decode_steps,
                     (double)ds.decode_waits / (double)ds.decode_steps,
                     (unsigned long long)ds.decode_steps);
+        if (ds.decode_steps && ds.decode_gpu_ns) {
+            const double steps = (double)ds.decode_steps, wall = ds.decode_wall_ns / steps / 1e6,
+                         gpu = ds.decode_gpu_ns / steps / 1e6;
+            fprintf(stderr,
+                    "decode step: %.3f ms wall, %.3f ms GPU (timestamps), %.3f ms on the host "
+                    "(recording, submit, wait, copies)\n",
+                    wall, gpu, wall - gpu);
+        }
     }
     if (g->opts->stats && g->engine) {
         vkm_expert_stats st;
