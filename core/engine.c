@@ -734,6 +734,7 @@ static int plan_paging(vkm_engine *e, uint64_t main, uint64_t experts, uint64_t 
     const char *path = e->opts.model_path;
     uint64_t budget = forced ? forced : e->opts.vram_budget;
     const bool automatic = budget == 0;
+    if (automatic && e->opts.compile_only) return 0; /* no memory to plan for: all resident */
     auto_budget ab = {0};
     if (automatic) {
         int rc = automatic_budget(e, &ab);
@@ -1452,8 +1453,10 @@ int vkm_engine_open(const vkm_engine_opts *opts, vkm_engine **out) {
         goto fail;
     if ((rc = import_mode_from_env(&e->import_mode))) goto fail;
     e->imp.mode = e->import_mode;
-    vkm_gpu_options go = {
-        .device = opts->device, .validation = opts->validation, .kernels = opts->kernels};
+    vkm_gpu_options go = {.device = opts->device,
+                          .validation = opts->validation,
+                          .kernels = opts->kernels,
+                          .compile_only = opts->compile_only};
     if ((rc = vkm_gpu_create(&go, &e->gpu))) goto fail;
     if ((rc = upload_weights(e))) goto fail;
     e->prefetch = opts->prefetch == VKM_PREFETCH_ON ||

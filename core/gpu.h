@@ -91,6 +91,13 @@ typedef struct vkm_gpu_options {
                                even when device memory is host visible (lavapipe, UMA) */
     vkm_kernels_layout kernels; /* the kernel layouts (core/kernels.h; 0 = AUTO: the device's
                                    own). The tools take $VKMOE_KERNELS (vkm_kernels_env). */
+    /* Compile only (`vkmoe bench --shaders`; works on drivers that cannot run work, e.g. RADV's
+     * null device): no command state; buffers are sizes without memory (host ones get host
+     * memory for their mapping); dispatches are checked and the kernels built, as in a dry
+     * recording; uploads, downloads, copies, batches and tickets do nothing; imports are refused.
+     * Pipelines keep the driver's statistics and disassembly (vkm_gpu_kernel_describe) where it
+     * offers VK_KHR_pipeline_executable_properties; no disk pipeline cache. */
+    bool compile_only;
 } vkm_gpu_options;
 
 int vkm_gpu_create(const vkm_gpu_options *opt, vkm_gpu **out);
@@ -166,6 +173,28 @@ int vkm_gpu_kernel_get(vkm_gpu *gpu, vkm_shader_id shader, const uint32_t *spec,
                        int n_bindings, uint32_t push_size, vkm_gpu_kernel **out);
 /* How many kernels the cache holds (tests: what a warm-up left to build later). */
 int vkm_gpu_kernel_count(const vkm_gpu *gpu);
+
+/* What the driver says of one compiled kernel (VK_KHR_pipeline_executable_properties, on a gpu
+ * created with options.compile_only where the driver offers it; else only the identity):
+ * vkm_gpu_kernel_describe. */
+enum { VKM_GPU_MAX_STATS = 48 };
+typedef struct vkm_gpu_stat {
+    char name[64]; /* the driver's name: "VGPRs", "Code size", "Subgroups per SIMD", ... */
+    double value;
+} vkm_gpu_stat;
+typedef struct vkm_gpu_kernel_report {
+    char name[64]; /* shader variant */
+    vkm_shader_id shader;
+    uint32_t spec[16]; /* [n_spec] specialization constants */
+    int n_spec;
+    bool built;             /* it has a pipeline (a deferred or failed build has none) */
+    uint32_t subgroup_size; /* of its executable, 0 = not reported */
+    vkm_gpu_stat stats[VKM_GPU_MAX_STATS];
+    int n_stats;
+    char *isa; /* the driver's disassembly (malloc'ed: free() it), NULL where it gives none */
+} vkm_gpu_kernel_report;
+/* Kernel `index` (0 .. vkm_gpu_kernel_count - 1, in creation order). */
+int vkm_gpu_kernel_describe(vkm_gpu *gpu, int index, vkm_gpu_kernel_report *out);
 
 typedef struct vkm_gpu_arg {
     vkm_gpu_buf *buf;

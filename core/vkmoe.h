@@ -58,6 +58,11 @@ typedef struct vkm_engine_opts {
     int n_ctx;
     bool kv_f32;
     int max_batch;
+    /* Compile only (`vkmoe bench --shaders`): the gpu is created with gpu.h's compile_only, the
+     * weights are not uploaded and nothing is paged; a session's warm-up then builds every kernel
+     * the model's evaluations would use, and vkm_gpu_kernel_describe reports them. Evaluating
+     * gives zero logits. */
+    bool compile_only;
 } vkm_engine_opts;
 
 typedef struct vkm_expert_stats {

@@ -24,6 +24,7 @@
     "       vkmoe bench --tokenizer -m MODEL [-r REPS] [--json F] [--quiet]\n"                     \
     "       vkmoe bench --paging -m MODEL [-n N] [--device N] [--prefetch on|off] [--json F] "     \
     "[--png F] [--quiet]\n"                                                                        \
+    "       vkmoe bench --shaders -m MODEL [--device N] [--json F]\n"                              \
     "       vkmoe bench --report A.json [B.json ...] [--md F] [--png F]"
 
 #define MAX_DEVICES 64
@@ -101,6 +102,19 @@ static void print_help(void) {
         "  one per eval and MoE layer)\n"
         "  --png F       also draw tok/s (+- 1 sd), hit rate and MB moved per token against the\n"
         "                fraction of the expert bytes held, the device in the title, as PNG\n\n"
+        "pipelines (--shaders -m MODEL): opens the engine compile-only (no weights uploaded,\n"
+        "  nothing run), builds every pipeline a 512-token prompt and a decode step of the\n"
+        "  model would use with the kernel plan's specialization constants (VKMOE_KERNELS\n"
+        "  forces a layout), and prints what the driver reports of each through\n"
+        "  VK_KHR_pipeline_executable_properties: VGPRs, SGPRs, code size, occupancy\n"
+        "  (subgroups per SIMD), spills; where the driver gives its disassembly (RADV), the\n"
+        "  main loop's instructions, VALU, SALU, vector memory loads, branches besides the\n"
+        "  back edge and vmcnt(0) drains (counted over the loop's text). Works without the\n"
+        "  GPU on Mesa's RADV null device, e.g.\n"
+        "    VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/radeon_icd.x86_64.json \\\n"
+        "    RADV_FORCE_FAMILY=gfx1100 vkmoe bench --shaders -m MODEL\n"
+        "  (gfx1100 = RX 7900 XTX, navi21 = RX 6800/6900, polaris10 = RX 480/580). The JSON\n"
+        "  has \"pipelines\": [{name, spec, built, subgroup_size, stats, loop}]\n\n"
         "report (--report FILES...): merges result files from several machines into a markdown\n"
         "table: one row per device and model (a machine's model and --micro files merge into\n"
         "its rows), columns = each test's t/s, copy GB/s and the Q4_K GEMV GB/s with its shape\n"
@@ -330,7 +344,7 @@ int cmd_bench(int argc, char **argv) {
     const char *inputs[MAX_REPORT_INPUTS];
     int n_inputs = 0;
     bool have_max_run = false, stats = false;
-    bool tokenizer = false, have_policy = false, paging = false, have_r = false;
+    bool tokenizer = false, have_policy = false, paging = false, have_r = false, shaders = false;
     uint64_t vram_budget = 0;
     int policy = VKM_EXPERT_LRU, prefetch = VKM_PREFETCH_AUTO;
     bench_model_opts bo = {.device = -1};
@@ -352,6 +366,8 @@ int cmd_bench(int argc, char **argv) {
             tokenizer = true;
         } else if (!strcmp(a, "--paging")) {
             paging = true;
+        } else if (!strcmp(a, "--shaders")) {
+            shaders = true;
         } else if (!strcmp(a, "--stats")) {
             stats = true;
         } else if (!strcmp(a, "--vram-budget")) {
@@ -456,8 +472,15 @@ int cmd_bench(int argc, char **argv) {
     const bool have_p = bo.n_prompts > 0, have_n = bo.n_gens > 0, have_d = bo.n_depths > 0;
     const bool have_pg = bo.n_pg > 0;
 
-    if (n_models > 1 && (paging || tokenizer))
-        return cli_usage_error(USAGE, "--paging and --tokenizer take one model");
+    if (n_models > 1 && (paging || tokenizer || shaders))
+        return cli_usage_error(USAGE, "--paging, --shaders and --tokenizer take one model");
+    if (shaders) {
+        if (micro || tokenizer || report || paging || quick || have_p || have_n || have_d ||
+            have_pg || have_r || csv || md || png || have_max_run || stats || vram_budget ||
+            have_policy || format)
+            return cli_usage_error(USAGE, "--shaders takes only -m, --device, --json and --quiet");
+        if (!model) return cli_usage_error(USAGE, "--shaders needs -m MODEL");
+    }
     if (paging) {
         if (micro || tokenizer || report || quick || have_p || have_d || have_pg || have_r || csv ||
             md || have_max_run || stats || vram_budget || have_policy || format)
@@ -548,6 +571,12 @@ int cmd_bench(int argc, char **argv) {
                                .max_run_s = max_run};
         rc = bench_micro_run(&mo, root);
     }
+    if (shaders) {
+        vkm_kernels_layout kl = VKM_KERNELS_AUTO;
+        rc = vkm_kernels_env(&kl) ? cli_fail_last() : CLI_OK;
+        bench_shaders_opts so = {.model = model, .device = (int)device, .kernels = kl};
+        if (!rc) rc = bench_shaders_run(&so, root);
+    }
     if (paging) {
         bench_model_opts po = {.model = model,
                                .device = (int)device,
@@ -556,7 +585,7 @@ int cmd_bench(int argc, char **argv) {
                                .prefetch = prefetch};
         rc = bench_paging_run(&po, png, root);
     }
-    for (int m = 0; !rc && !tokenizer && !paging && m < n_models; m++) {
+    for (int m = 0; !rc && !tokenizer && !paging && !shaders && m < n_models; m++) {
         bo.model = models[m];
         bo.device = (int)device;
         bo.reps = reps > 0 ? (int)reps : 3;

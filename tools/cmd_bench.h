@@ -6,6 +6,8 @@
  *   --micro  cmd_bench_micro.c   device copy bandwidth, GEMV GB/s and GEMM GFLOP/s per weight type
  *   -m FILE  cmd_bench_model.c   prefill / decode tokens per second through core/vkmoe.h
  *   --tokenizer -m FILE  cmd_bench_tok.c  tokenizer encode / decode MB/s on one CPU core
+ *   --shaders -m FILE  cmd_bench_shaders.c  every pipeline the model uses, compiled only, with the
+ *            driver's statistics and the main loop's instruction mix (RADV's null device too)
  *   --report cmd_bench_report.c  markdown table and PNG bar chart over several result files
  *   --paging -m FILE  cmd_bench_paging.c  expert paging: tok/s and hit rate per VRAM budget and
  *            eviction policy, against Belady's MIN; PNG line chart (cmd_bench_draw.c draws)
@@ -50,6 +52,12 @@ typedef struct bench_model_opts {
     int prefetch;         /* enum vkm_prefetch */
 } bench_model_opts;
 
+typedef struct bench_shaders_opts {
+    const char *model;          /* GGUF path */
+    int device;                 /* -1 = default device */
+    vkm_kernels_layout kernels; /* VKMOE_KERNELS (0 = the device's own plan) */
+} bench_shaders_opts;
+
 typedef struct bench_tok_opts {
     const char *model; /* GGUF path (a vocab-only file is enough) */
     int reps;          /* timed encode + decode repetitions */
@@ -62,6 +70,8 @@ typedef struct bench_tok_opts {
 int bench_micro_run(const bench_micro_opts *o, cJSON *root);
 int bench_model_run(const bench_model_opts *o, cJSON *root);
 int bench_tok_run(const bench_tok_opts *o, cJSON *root);
+/* --shaders: adds "pipelines" [{name, spec, built, subgroup_size, stats {driver's}, loop?}]. */
+int bench_shaders_run(const bench_shaders_opts *o, cJSON *root);
 /* Uses o->model, o->device, o->n_gen (>= 1) and o->quiet; png: chart path or NULL. */
 int bench_paging_run(const bench_model_opts *o, const char *png, cJSON *root);
 /* inputs[n_inputs] are result files; md/png are output paths or NULL (md NULL = stdout). */

@@ -119,7 +119,7 @@ fail:
 void vkm_vk_cmd_destroy(vkm_vk_cmd *c) {
     if (!c) return;
     vkm_vk_device *d = c->d;
-    d->vk.vkDeviceWaitIdle(d->dev);
+    if (d->submitted) d->vk.vkDeviceWaitIdle(d->dev);
     for (int i = 0; i < c->n_pools; i++) d->vk.vkDestroyDescriptorPool(d->dev, c->pools[i], NULL);
     free(c->pools);
     if (c->queries) d->vk.vkDestroyQueryPool(d->dev, c->queries, NULL);
@@ -173,6 +173,7 @@ static int submit(vkm_vk_cmd *c, VkQueue q, VkCommandBuffer cb, VkSemaphore wait
     if (VKM_VK_FAULT(VKM_FAULT_DEVICE_LOST_NTH)) /* fault.c: not submitted, reported lost */
         return vkm_error(VKM_EDEVLOST,
                          "vkQueueSubmit failed: VK_ERROR_DEVICE_LOST (injected fault)");
+    c->d->submitted = true;
     VK_CHECK(c->d->vk.vkQueueSubmit(q, 1, &si, VK_NULL_HANDLE));
     return VKM_OK;
 }

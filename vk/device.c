@@ -110,6 +110,8 @@ int vkm_vk_device_query(VkPhysicalDevice phys, int index, vkm_vk_caps *c) {
     c->ext_subgroup_size_control =
         has_ext(exts, n_ext, VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME);
     c->ext_portability_subset = has_ext(exts, n_ext, "VK_KHR_portability_subset");
+    c->ext_pipeline_executable =
+        has_ext(exts, n_ext, VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME);
     info->memory_budget = has_ext(exts, n_ext, VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
     info->external_memory_host = has_ext(exts, n_ext, VK_EXT_EXTERNAL_MEMORY_HOST_EXTENSION_NAME);
     free(exts);
@@ -312,6 +314,7 @@ static int create_logical(vkm_vk_device *d) {
     if (!v13 && c->ext_subgroup_size_control && c->subgroup_size_control)
         exts[n_ext++] = VK_EXT_SUBGROUP_SIZE_CONTROL_EXTENSION_NAME;
     if (c->ext_portability_subset) exts[n_ext++] = "VK_KHR_portability_subset";
+    if (d->capture) exts[n_ext++] = VK_KHR_PIPELINE_EXECUTABLE_PROPERTIES_EXTENSION_NAME;
     d->push_descriptor = c->ext_push_descriptor && c->max_push_descriptors >= 8;
 
     VkPhysicalDeviceVulkan13Features f13 = {
@@ -332,8 +335,13 @@ static int create_logical(vkm_vk_device *d) {
         f12.pNext = &f13;
     else if (c->ext_subgroup_size_control && c->subgroup_size_control)
         f12.pNext = &fsgc;
+    VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR fpe = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PIPELINE_EXECUTABLE_PROPERTIES_FEATURES_KHR,
+        .pNext = &f12,
+        .pipelineExecutableInfo = VK_TRUE};
     VkPhysicalDeviceVulkan11Features f11 = {
-        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES, .pNext = &f12};
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_1_FEATURES,
+        .pNext = d->capture ? (void *)&fpe : (void *)&f12};
     f11.storageBuffer16BitAccess = c->info.storage16;
     VkPhysicalDeviceFeatures2 f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2,
                                     .pNext = &f11};
@@ -369,7 +377,7 @@ static int create_logical(vkm_vk_device *d) {
     return VKM_OK;
 }
 
-int vkm_vk_device_create(vkm_vk_instance *inst, int requested, vkm_vk_device **out) {
+int vkm_vk_device_create(vkm_vk_instance *inst, int requested, bool capture, vkm_vk_device **out) {
     *out = NULL;
     VkPhysicalDevice *phys = NULL;
     uint32_t n = 0;
@@ -386,6 +394,7 @@ int vkm_vk_device_create(vkm_vk_instance *inst, int requested, vkm_vk_device **o
     int sel;
     if ((rc = vkm_vk_device_select(caps, (int)n, requested, &sel)) < 0) goto fail;
     d->caps = caps[sel];
+    d->capture = capture && d->caps.ext_pipeline_executable;
     if ((rc = create_logical(d)) < 0) goto fail;
     free(caps);
     free(phys);
@@ -401,7 +410,7 @@ fail:
 void vkm_vk_device_destroy(vkm_vk_device *d) {
     if (!d) return;
     if (d->dev) {
-        d->vk.vkDeviceWaitIdle(d->dev);
+        if (d->submitted) d->vk.vkDeviceWaitIdle(d->dev);
         d->vk.vkDestroyDevice(d->dev, NULL);
     }
     free(d);

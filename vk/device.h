@@ -28,6 +28,7 @@ typedef struct vkm_vk_caps {
     uint32_t timestamp_bits;  /* timestampValidBits of the compute family */
     bool usable;              /* Vulkan >= 1.2 with timeline semaphores and a compute queue */
     bool ext_push_descriptor, ext_subgroup_size_control, ext_portability_subset;
+    bool ext_pipeline_executable; /* VK_KHR_pipeline_executable_properties */
     bool shader_int16;
     bool subgroup_size_control; /* VK 1.3 feature or VK_EXT_subgroup_size_control */
     bool compute_full_subgroups;
@@ -42,6 +43,9 @@ typedef struct vkm_vk_device {
     uint32_t transfer_family; /* == caps.compute_family without a dedicated transfer family */
     VkQueue compute_queue, transfer_queue;
     bool push_descriptor; /* VK_KHR_push_descriptor enabled */
+    bool capture;         /* VK_KHR_pipeline_executable_properties enabled: pipelines keep their
+                             statistics and internal representations (vkm_vk_device_create) */
+    bool submitted;       /* a queue submission was made (destroy waits for idle only then) */
 } vkm_vk_device;
 
 /* Fills caps for the physical device at enumeration position `index`. */
@@ -50,8 +54,9 @@ int vkm_vk_device_query(VkPhysicalDevice phys, int index, vkm_vk_caps *caps);
  * vkmoe); -1 prefers discrete, then integrated, virtual, cpu. */
 int vkm_vk_device_select(const vkm_vk_caps *caps, int n, int requested, int *out);
 /* Enumerates, selects and creates the device with one compute queue and, when present, one
- * dedicated transfer queue. */
-int vkm_vk_device_create(vkm_vk_instance *inst, int requested, vkm_vk_device **out);
+ * dedicated transfer queue; with `capture`, also VK_KHR_pipeline_executable_properties where the
+ * driver offers it (d->capture). */
+int vkm_vk_device_create(vkm_vk_instance *inst, int requested, bool capture, vkm_vk_device **out);
 void vkm_vk_device_destroy(vkm_vk_device *d); /* accepts NULL */
 /* Current budget and usage of the largest device-local heap (budget = heap size and usage = 0
  * without VK_EXT_memory_budget). */

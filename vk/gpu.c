@@ -42,14 +42,20 @@ struct vkm_gpu {
     bool lost;             /* a call returned VKM_EDEVLOST: every later call fails fast */
     bool dry;              /* vkm_gpu_set_dry: record nothing, build pipelines at the end */
     bool prime;            /* vkm_gpu_set_prime: dispatches of no workgroups */
+    bool compile_only;     /* options.compile_only: nothing runs (inert()), no command state */
     vkm_kernel_plan plan;  /* core/kernels.h, built at creation */
     uint64_t dispatches;   /* recorded so far, neither dry nor primed */
 };
 
 struct vkm_gpu_buf {
-    vkm_vk_buffer b;
+    vkm_vk_buffer b; /* compile-only: only size (and a malloc'ed map for host buffers) */
     vkm_buf_kind kind;
 };
+
+/* Whether recording and running do nothing: dry recording, or a compile-only gpu. */
+static bool inert(const vkm_gpu *g) {
+    return g->dry || g->compile_only;
+}
 
 const char *vkm_gpu_vendor_name(int vendor) {
     switch (vendor) {
@@ -182,14 +188,17 @@ int vkm_gpu_create(const vkm_gpu_options *opt, vkm_gpu **out) {
     vkm_vk_threads before;
     vkm_vk_threads_snapshot(&before);
     if ((rc = vkm_vk_instance_create(opt->validation, &g->inst)) < 0 ||
-        (rc = vkm_vk_device_create(g->inst, opt->device, &g->dev)) < 0 ||
+        (rc = vkm_vk_device_create(g->inst, opt->device, opt->compile_only, &g->dev)) < 0 ||
         (rc = vkm_vk_mem_create(g->dev, &g->mem)) < 0 ||
-        (rc = vkm_vk_pipeline_create(g->dev, !opt->no_pipeline_cache, &g->pipes)) < 0 ||
-        (rc = vkm_vk_cmd_create(g->dev, &g->cmd)) < 0) {
+        (rc = vkm_vk_pipeline_create(g->dev, !opt->no_pipeline_cache && !opt->compile_only,
+                                     &g->pipes)) < 0 ||
+        (!opt->compile_only && (rc = vkm_vk_cmd_create(g->dev, &g->cmd)) < 0)) {
         vkm_gpu_destroy(g);
         return rc;
     }
     g->dev->caps.info.is_default = opt->device == -1;
+    g->compile_only = opt->compile_only;
+    if (g->compile_only) g->dev->caps.info.import_align = 0; /* no imports: no memory */
     vkm_gpu_device_info *info = &g->dev->caps.info;
     const vkm_kernels_caps caps = {info->vendor,        info->type,  info->device_id,  info->name,
                                    info->subgroup_size, info->int64, info->texel_bytes};
@@ -248,6 +257,16 @@ int vkm_gpu_buf_create(vkm_gpu *g, size_t size, vkm_buf_kind kind, vkm_gpu_buf *
     LOST_GUARD(g);
     vkm_gpu_buf *b = calloc(1, sizeof *b);
     if (!b) return vkm_error(VKM_ENOMEM, "out of memory creating a buffer");
+    if (g->compile_only) {
+        b->b.size = size;
+        b->kind = kind;
+        if (kind == VKM_BUF_HOST && !(b->b.map = calloc(1, size ? size : 1))) {
+            free(b);
+            return vkm_error(VKM_ENOMEM, "out of memory creating a host buffer of %zu bytes", size);
+        }
+        *out = b;
+        return VKM_OK;
+    }
     int rc = vkm_vk_mem_buffer_create(
         g->mem, size, kind == VKM_BUF_HOST ? VKM_VK_MEM_HOST : VKM_VK_MEM_DEVICE, &b->b);
     if (rc < 0) {
@@ -298,6 +317,11 @@ int vkm_gpu_buf_import(vkm_gpu *g, const void *host, size_t size, vkm_gpu_buf **
 
 void vkm_gpu_buf_destroy(vkm_gpu *g, vkm_gpu_buf *b) {
     if (!b) return;
+    if (g->compile_only) {
+        if (b->kind == VKM_BUF_HOST) free(b->b.map);
+        free(b);
+        return;
+    }
     vkm_vk_cmd_drain(g->cmd); /* no asynchronous copy may still touch it (free when none) */
     vkm_vk_mem_buffer_destroy(g->mem, &b->b);
     free(b);
@@ -370,6 +394,7 @@ static int upload(vkm_gpu *g, vkm_gpu_buf *dst, size_t offset, const void *src, 
 
 int vkm_gpu_upload(vkm_gpu *g, vkm_gpu_buf *dst, size_t offset, const void *src, size_t size) {
     LOST_GUARD(g);
+    if (g->compile_only) return check_range(dst, offset, size, "upload");
     return track(g, upload(g, dst, offset, src, size));
 }
 
@@ -394,6 +419,11 @@ static int download(vkm_gpu *g, vkm_gpu_buf *src, size_t offset, void *dst, size
 
 int vkm_gpu_download(vkm_gpu *g, vkm_gpu_buf *src, size_t offset, void *dst, size_t size) {
     LOST_GUARD(g);
+    if (g->compile_only) {
+        const int rc = check_range(src, offset, size, "download");
+        if (!rc && size) memset(dst, 0, size);
+        return rc;
+    }
     return track(g, download(g, src, offset, dst, size));
 }
 
@@ -417,7 +447,7 @@ int vkm_gpu_copy(vkm_gpu *g, vkm_gpu_buf *src, size_t src_offset, vkm_gpu_buf *d
                  size_t dst_offset, size_t size) {
     LOST_GUARD(g);
     int rc = check_copy(src, src_offset, dst, dst_offset, size);
-    if (rc) return rc < 0 ? rc : VKM_OK;
+    if (rc || g->compile_only) return rc < 0 ? rc : VKM_OK;
     return track(g, vkm_vk_cmd_copy(g->cmd, src->b.buf, src_offset, dst->b.buf, dst_offset, size));
 }
 
@@ -426,32 +456,35 @@ int vkm_gpu_copy_async(vkm_gpu *g, vkm_gpu_buf *src, size_t src_offset, vkm_gpu_
     *ticket = 0;
     LOST_GUARD(g);
     int rc = check_copy(src, src_offset, dst, dst_offset, size);
-    if (rc) return rc < 0 ? rc : VKM_OK;
+    if (rc || g->compile_only) return rc < 0 ? rc : VKM_OK;
     return track(g, vkm_vk_cmd_copy_async(g->cmd, src->b.buf, src_offset, dst->b.buf, dst_offset,
                                           size, ticket));
 }
 
 int vkm_gpu_wait_ticket_on_next_submit(vkm_gpu *g, uint64_t ticket) {
     LOST_GUARD(g);
+    if (g->compile_only) return VKM_OK;
     vkm_vk_cmd_wait_ticket(g->cmd, ticket);
     return VKM_OK;
 }
 
 int vkm_gpu_ticket_wait(vkm_gpu *g, uint64_t ticket) {
     LOST_GUARD(g);
+    if (g->compile_only) return VKM_OK;
     return track(g, vkm_vk_cmd_ticket_wait(g->cmd, ticket));
 }
 
 int vkm_gpu_ticket_done(vkm_gpu *g, uint64_t ticket, bool *done) {
-    *done = false;
+    *done = g->compile_only; /* nothing is ever in flight */
     LOST_GUARD(g);
+    if (g->compile_only) return VKM_OK;
     return track(g, vkm_vk_cmd_ticket_done(g->cmd, ticket, done));
 }
 
 int vkm_gpu_record_copy(vkm_gpu *g, vkm_gpu_buf *src, size_t src_offset, vkm_gpu_buf *dst,
                         size_t dst_offset, size_t size) {
     LOST_GUARD(g);
-    if (g->dry) return VKM_OK;
+    if (inert(g)) return VKM_OK;
     int rc = check_copy(src, src_offset, dst, dst_offset, size);
     if (rc) return rc < 0 ? rc : VKM_OK;
     return track(
@@ -473,7 +506,7 @@ int vkm_gpu_kernel_count(const vkm_gpu *g) {
 
 int vkm_gpu_begin(vkm_gpu *g) {
     LOST_GUARD(g);
-    if (g->dry) return VKM_OK;
+    if (inert(g)) return VKM_OK;
     return track(g, vkm_vk_cmd_begin(g->cmd));
 }
 
@@ -524,12 +557,12 @@ int vkm_gpu_dispatch(vkm_gpu *g, vkm_gpu_kernel *k, const vkm_gpu_arg *args, int
                                  (unsigned long long)g->dev->caps.info.texel_bytes);
             const VkFormat f = k->kinds[i] == VKM_VK_BIND_TEXEL_U32 ? VK_FORMAT_R32G32B32A32_UINT
                                                                     : VK_FORMAT_R32G32B32A32_SFLOAT;
-            if (g->dry) continue;
+            if (inert(g)) continue;
             int rc = vkm_vk_mem_view(g->mem, &a->buf->b, f, a->offset, texel_range(a), &views[i]);
             if (rc) return track(g, rc);
         }
     }
-    if (g->dry) return VKM_OK;
+    if (inert(g)) return VKM_OK;
     if (!g->prime) {
         const int rc = track(g, vkm_vk_cmd_dispatch(g->cmd, k, bi, views, push, gx, gy, gz));
         if (!rc) g->dispatches++;
@@ -546,19 +579,19 @@ int vkm_gpu_dispatch(vkm_gpu *g, vkm_gpu_kernel *k, const vkm_gpu_arg *args, int
 
 int vkm_gpu_mark(vkm_gpu *g, const char *label) {
     LOST_GUARD(g);
-    if (g->dry) return VKM_OK;
+    if (inert(g)) return VKM_OK;
     return vkm_vk_cmd_mark(g->cmd, label);
 }
 
 int vkm_gpu_flush(vkm_gpu *g) {
     LOST_GUARD(g);
-    if (g->dry) return VKM_OK;
+    if (inert(g)) return VKM_OK;
     return track(g, vkm_vk_cmd_flush(g->cmd));
 }
 
 int vkm_gpu_submit(vkm_gpu *g) {
     LOST_GUARD(g);
-    if (g->dry) return VKM_OK;
+    if (inert(g)) return VKM_OK;
     return track(g, vkm_vk_cmd_submit(g->cmd));
 }
 
@@ -584,5 +617,10 @@ void vkm_gpu_set_progress(vkm_gpu *g, vkm_gpu_progress_fn fn, void *user) {
 int vkm_gpu_timings(vkm_gpu *g, vkm_gpu_timing *out, int max, int *n) {
     *n = 0;
     LOST_GUARD(g);
+    if (g->compile_only) return VKM_OK;
     return vkm_vk_cmd_timings(g->cmd, out, max, n);
+}
+
+int vkm_gpu_kernel_describe(vkm_gpu *g, int index, vkm_gpu_kernel_report *out) {
+    return vkm_vk_pipeline_report(g->pipes, index, out);
 }

@@ -247,6 +247,9 @@ static int kernel_build(vkm_vk_pipelines *p, const vkm_shader_blob *sh, vkm_gpu_
             },
         .layout = k->layout,
     };
+    if (d->capture) /* vkm_vk_pipeline_report */
+        pci.flags = VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR |
+                    VK_PIPELINE_CREATE_CAPTURE_INTERNAL_REPRESENTATIONS_BIT_KHR;
     VkResult r = d->vk.vkCreateComputePipelines(d->dev, p->cache, 1, &pci, NULL, &k->pipeline);
     d->vk.vkDestroyShaderModule(d->dev, module, NULL);
     if (r < 0) {
@@ -426,5 +429,96 @@ int vkm_vk_pipeline_get(vkm_vk_pipelines *p, int shader, const uint32_t *spec, i
     k->next = p->by_shader[shader];
     p->by_shader[shader] = k;
     *out = k;
+    return VKM_OK;
+}
+
+/* ---- reports (vkm_gpu_kernel_describe) ---- */
+
+/* The disassembly among the executable's internal representations: the text one named like
+ * RADV's "Assembly" (or "ISA", "disassembly"); NULL where there is none. */
+static char *executable_isa(vkm_vk_device *d, const VkPipelineExecutableInfoKHR *ei) {
+    uint32_t n = 0;
+    if (d->vk.vkGetPipelineExecutableInternalRepresentationsKHR(d->dev, ei, &n, NULL) < 0 || !n)
+        return NULL;
+    VkPipelineExecutableInternalRepresentationKHR *ir = calloc(n, sizeof *ir);
+    if (!ir) return NULL;
+    for (uint32_t i = 0; i < n; i++)
+        ir[i].sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_INTERNAL_REPRESENTATION_KHR;
+    char *text = NULL;
+    if (d->vk.vkGetPipelineExecutableInternalRepresentationsKHR(d->dev, ei, &n, ir) >= 0) {
+        int pick = -1;
+        for (uint32_t i = 0; i < n; i++)
+            if (ir[i].isText && (strstr(ir[i].name, "Assembly") || strstr(ir[i].name, "ISA") ||
+                                 strstr(ir[i].name, "isassembly")))
+                pick = (int)i;
+        if (pick >= 0) {
+            VkPipelineExecutableInternalRepresentationKHR one = ir[pick];
+            one.pData = calloc(1, one.dataSize + 1);
+            if (one.pData) {
+                uint32_t cnt = (uint32_t)pick + 1; /* the call fills the first cnt entries */
+                ir[pick].pData = one.pData;
+                for (uint32_t i = 0; i < cnt; i++)
+                    if ((int)i != pick) ir[i].dataSize = 0;
+                if (d->vk.vkGetPipelineExecutableInternalRepresentationsKHR(d->dev, ei, &cnt, ir) >=
+                    0)
+                    text = one.pData;
+                else
+                    free(one.pData);
+            }
+        }
+    }
+    free(ir);
+    return text;
+}
+
+int vkm_vk_pipeline_report(vkm_vk_pipelines *p, int index, vkm_gpu_kernel_report *out) {
+    memset(out, 0, sizeof *out);
+    if (index < 0 || index >= p->n_kernels)
+        return vkm_error(VKM_EINVAL, "kernel %d of %d", index, p->n_kernels);
+    const vkm_gpu_kernel *k = p->kernels[index];
+    snprintf(out->name, sizeof out->name, "%s", k->name);
+    out->shader = (vkm_shader_id)k->shader;
+    out->n_spec = k->n_spec;
+    memcpy(out->spec, k->spec, sizeof out->spec);
+    out->built = k->pipeline != VK_NULL_HANDLE;
+    vkm_vk_device *d = p->d;
+    if (!d->capture || !k->pipeline) return VKM_OK;
+    VkPipelineInfoKHR pi = {.sType = VK_STRUCTURE_TYPE_PIPELINE_INFO_KHR, .pipeline = k->pipeline};
+    uint32_t n_exe = 1;
+    VkPipelineExecutablePropertiesKHR ep = {
+        .sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_PROPERTIES_KHR};
+    VkResult r = d->vk.vkGetPipelineExecutablePropertiesKHR(d->dev, &pi, &n_exe, &ep);
+    if (r < 0 || n_exe == 0) return VKM_OK; /* executable 0 only: a compute pipeline's */
+    out->subgroup_size = ep.subgroupSize;
+    VkPipelineExecutableInfoKHR ei = {.sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_INFO_KHR,
+                                      .pipeline = k->pipeline,
+                                      .executableIndex = 0};
+    VkPipelineExecutableStatisticKHR st[VKM_GPU_MAX_STATS];
+    for (int i = 0; i < VKM_GPU_MAX_STATS; i++)
+        st[i] = (VkPipelineExecutableStatisticKHR){
+            .sType = VK_STRUCTURE_TYPE_PIPELINE_EXECUTABLE_STATISTIC_KHR};
+    uint32_t n_st = VKM_GPU_MAX_STATS;
+    r = d->vk.vkGetPipelineExecutableStatisticsKHR(d->dev, &ei, &n_st, st);
+    if (r >= 0) {
+        for (uint32_t i = 0; i < n_st && i < VKM_GPU_MAX_STATS; i++) {
+            vkm_gpu_stat *o = &out->stats[out->n_stats++];
+            snprintf(o->name, sizeof o->name, "%s", st[i].name);
+            switch (st[i].format) {
+            case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_BOOL32_KHR:
+                o->value = st[i].value.b32;
+                break;
+            case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_INT64_KHR:
+                o->value = (double)st[i].value.i64;
+                break;
+            case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_UINT64_KHR:
+                o->value = (double)st[i].value.u64;
+                break;
+            default:
+                o->value = st[i].value.f64;
+                break;
+            }
+        }
+    }
+    out->isa = executable_isa(d, &ei);
     return VKM_OK;
 }

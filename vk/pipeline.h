@@ -65,5 +65,7 @@ void vkm_vk_pipeline_prime_begin(vkm_vk_pipelines *p);
 /* k's first primed dispatch ran: marks it and reports the progress; VKM_EINTR when the hook
  * asks to stop. */
 int vkm_vk_pipeline_primed(vkm_vk_pipelines *p, vkm_gpu_kernel *k);
+/* What the driver reports of kernel `index` (creation order): gpu.h vkm_gpu_kernel_describe. */
+int vkm_vk_pipeline_report(vkm_vk_pipelines *p, int index, vkm_gpu_kernel_report *out);
 
 #endif
