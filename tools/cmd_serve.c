@@ -475,6 +475,7 @@ int cmd_serve(int argc, char **argv) {
     }
     if (!rc) serve_worker_run(&a.w, &g_stop);
     if (!a.o.quiet) fprintf(stderr, "vkmoe: serve: stopping\n");
+    serve_http_quiesce(h, 3000); /* the answers just finished get out */
     serve_http_stop(h);
     if (!rc && a.g.session) gen_print_timings(&a.g);
     gen_close(&a.g);

@@ -189,6 +189,9 @@ typedef struct serve_http_opts {
 /* Binds and starts serving (threads of its own). 0, or -1 with the message printed. */
 int serve_http_start(const serve_http_opts *o, serve_http **out);
 int serve_http_port(const serve_http *h);
+/* Stops accepting new connections and waits, at most max_wait_ms, for the open ones to end (the
+ * answers being sent get out). NULL is fine. */
+void serve_http_quiesce(serve_http *h, int max_wait_ms);
 /* Stops accepting; closes every connection (waits for their threads). NULL is fine. */
 void serve_http_stop(serve_http *h);
 

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 
@@ -23,6 +24,7 @@ struct serve_http {
     struct MHD_Daemon *d;
     serve_http_opts o;
     int port;
+    int quiesced_fd; /* the listening socket after serve_http_quiesce, closed after the stop */
 };
 
 /* Per connection and request: the body so far. */
@@ -228,8 +230,9 @@ int serve_http_start(const serve_http_opts *o, serve_http **out) {
         return -1;
     }
     h->o = *o;
+    h->quiesced_fd = -1;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                     MHD_USE_POLL | MHD_USE_ERROR_LOG;
+                     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     h->d = MHD_start_daemon(
         flags, (uint16_t)o->port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
@@ -261,8 +264,20 @@ int serve_http_port(const serve_http *h) {
     return h->port;
 }
 
+void serve_http_quiesce(serve_http *h, int max_wait_ms) {
+    if (!h || h->quiesced_fd >= 0) return;
+    h->quiesced_fd = MHD_quiesce_daemon(h->d);
+    for (int waited = 0; waited < max_wait_ms; waited += 10) {
+        const union MHD_DaemonInfo *di =
+            MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+        if (!di || di->num_connections == 0) break;
+        poll(NULL, 0, 10);
+    }
+}
+
 void serve_http_stop(serve_http *h) {
     if (!h) return;
     MHD_stop_daemon(h->d);
+    if (h->quiesced_fd >= 0) close(h->quiesced_fd);
     free(h);
 }
