@@ -65,8 +65,9 @@ static void print_help(void) {
         USAGE, SERVE_DEFAULT_QUEUE);
     gen_print_flags_help(stdout, -1);
     printf("  -h, --help              this help\n"
-           "(-r/--stop, --hide-thinking and --chat-template's \"run: with --chat\" notes are\n"
-           "those of run: serve takes stop strings per request, in \"stop\")\n");
+           "Of the flags shared with run, -r/--reverse-prompt/--stop (requests give \"stop\")\n"
+           "and --hide-thinking (reasoning comes apart in reasoning_content) are refused; the\n"
+           "\"(run: with --chat)\" notes do not apply; -n is the default of max_tokens.\n");
 }
 
 typedef struct serve_app {
