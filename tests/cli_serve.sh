@@ -3,10 +3,11 @@
 # greedy chat and completions equal `vkmoe run` (also a seeded sampled completion), SSE framing
 # and streamed deltas equal the whole answer, usage, stop strings, models / health / metrics /
 # tokenize / detokenize, KV-cache reuse across turns, every bad input with its status and an
-# OpenAI-shaped error, the API key, 60 garbage requests then a normal one, clients killed
-# mid-stream and mid-answer (the generation is cancelled, the next request works), SIGTERM and
-# SIGINT (exit 0). Usage errors first (no engine needed). Needs curl and python3 (else 77); 77
-# without a Vulkan device. Every background job is waited for with a bound (cli_wait).
+# OpenAI-shaped error, the API key, a full queue (503, Retry-After), 60 garbage requests then a
+# normal one, clients killed mid-stream, mid-answer and while queued (the generation is cancelled,
+# the next request works), SIGTERM and SIGINT (exit 0). Usage errors first (no engine needed).
+# Needs curl and python3 (else 77); 77 without a Vulkan device. Every background job is waited
+# for with a bound (cli_wait).
 # usage: cli_serve.sh VKMOE_BINARY FIXTURES_DIR
 set -u
 # shellcheck source=lib_cli.sh source-path=SCRIPTDIR
@@ -239,12 +240,45 @@ cli_wait "$cpid" 30
 check "SIGTERM: the stream was ended" grep -q '^data: \[DONE\]' "$TMP/term.txt"
 check "SIGTERM: said stopping" grep -q "serve: stopping" "$TMP/serve.log"
 
-# ---- the API key; SIGINT ----
-if start_server "$TMP/serve_key.log" --api-key sekrit --quiet; then
+# ---- the API key, a full queue, SIGINT ----
+if start_server "$TMP/serve_key.log" --api-key sekrit --quiet --queue 1 --ignore-eos -c 4096; then
+    BASE=http://127.0.0.1:$PORT
+    AUTH='Authorization: Bearer sekrit'
     expect_status "no key" 401 GET /v1/models
     expect_status "wrong key" 401 GET /v1/models "" -H 'Authorization: Bearer wrong'
-    expect_status "right key" 200 GET /v1/models "" -H 'Authorization: Bearer sekrit'
+    expect_status "right key" 200 GET /v1/models "" -H "$AUTH"
     expect_status "health needs no key" 200 GET /health
+    # one request generating, one waiting (the queue holds 1): the next is refused with 503
+    LONG='{"prompt":"Hello","max_tokens":4000,"stream":true}'
+    curl -s -m 120 -N -H "$AUTH" "$BASE/v1/completions" -d "$LONG" >"$TMP/q1.txt" &
+    q1=$!
+    for ((i = 0; i < 300; i++)); do
+        grep -q '^data: ' "$TMP/q1.txt" 2>/dev/null && break
+        sleep 0.05
+    done
+    curl -s -m 120 -N -H "$AUTH" "$BASE/v1/completions" -d "$LONG" >"$TMP/q2.txt" &
+    q2=$!
+    for ((i = 0; i < 300; i++)); do
+        [ "$(curl -s -m 5 -H "$AUTH" "$BASE/metrics" | J metric /dev/stdin vkmoe_queue_length)" = 1 ] && break
+        sleep 0.05
+    done
+    expect_status "queue full: 503" 503 POST /v1/completions '{"prompt":"Hello","max_tokens":1}' \
+        -H "$AUTH" -D "$TMP/q3.h"
+    check "queue full: Retry-After" grep -qi '^retry-after: [0-9]' "$TMP/q3.h"
+    kill -KILL "$q1" "$q2" 2>/dev/null
+    cli_wait "$q1" 10 2>/dev/null
+    cli_wait "$q2" 10 2>/dev/null
+    # both are cancelled: the one generating at its next token, the waiting one when its
+    # connection is seen closed; then the queue is empty again
+    for ((i = 0; i < 200; i++)); do
+        m=$(curl -s -m 5 -H "$AUTH" "$BASE/metrics")
+        [ "$(J metric /dev/stdin vkmoe_queue_length <<<"$m")" = 0 ] &&
+            [ "$(J metric /dev/stdin vkmoe_requests_processing <<<"$m")" = 0 ] && break
+        sleep 0.05
+    done
+    check "killed clients: queue empty, nothing generating" test "$i" -lt 200
+    expect_status "after a full queue" 200 POST /v1/completions '{"prompt":"Hello","max_tokens":2}' \
+        -H "$AUTH"
     kill -INT "$SPID"
     cli_wait "$SPID" 60
     check "SIGINT: exit 0" test $? -eq 0

@@ -155,10 +155,11 @@ typedef struct serve_http_req {
 } serve_http_req;
 
 /* A streamed body: pull() blocks until it has bytes (returns how many, <= max), returns 0 at the
- * end and -1 on an error (the connection is closed); release() is called once when the response
- * is over, also when the client went away first. */
+ * end and -1 on an error (the connection is closed); while it waits it may ask alive(conn)
+ * whether the client is still connected. release() is called once when the response is over,
+ * also when the client went away first. */
 typedef struct serve_stream {
-    ssize_t (*pull)(void *src, char *buf, size_t max);
+    ssize_t (*pull)(void *src, char *buf, size_t max, bool (*alive)(void *conn), void *conn);
     void (*release)(void *src);
     void *src;
 } serve_stream;

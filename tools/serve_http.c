@@ -64,34 +64,60 @@ static enum MHD_Result send_error(struct MHD_Connection *c, int status, const ch
     return send_body(c, status, "application/json", j, j ? strlen(j) : 0, NULL);
 }
 
+/* ---- requests ---- */
+
+/* Whether the peer of a connection that is waiting for its answer is still there: a closed or
+ * reset socket reads as end of file (nothing is consumed). */
+static bool conn_alive(void *conn) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci) return true;
+    struct pollfd p = {.fd = ci->connect_fd, .events = POLLIN | POLLRDHUP};
+    if (poll(&p, 1, 0) <= 0) return true;
+    if (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) return false;
+    char b;
+    const ssize_t n = recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR));
+}
+
+static bool still_connected(const serve_http_req *r) {
+    return conn_alive(r->conn);
+}
+
 /* ---- streamed responses ---- */
+
+typedef struct stream_ctx {
+    serve_stream s;
+    struct MHD_Connection *c;
+} stream_ctx;
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     (void)pos;
-    serve_stream *s = cls;
-    const ssize_t n = s->pull(s->src, buf, max);
+    stream_ctx *x = cls;
+    const ssize_t n = x->s.pull(x->s.src, buf, max, conn_alive, x->c);
     if (n == 0) return MHD_CONTENT_READER_END_OF_STREAM;
     if (n < 0) return MHD_CONTENT_READER_END_WITH_ERROR;
     return n;
 }
 
 static void stream_free(void *cls) {
-    serve_stream *s = cls;
-    if (s->release) s->release(s->src);
-    free(s);
+    stream_ctx *x = cls;
+    if (x->s.release) x->s.release(x->s.src);
+    free(x);
 }
 
 static enum MHD_Result send_stream(struct MHD_Connection *c, const serve_http_resp *r) {
-    serve_stream *s = malloc(sizeof *s);
-    if (!s) {
+    stream_ctx *x = malloc(sizeof *x);
+    if (!x) {
         if (r->stream.release) r->stream.release(r->stream.src);
         return MHD_NO;
     }
-    *s = r->stream;
+    x->s = r->stream;
+    x->c = c;
     struct MHD_Response *resp =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, s, stream_free);
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, x, stream_free);
     if (!resp) {
-        stream_free(s);
+        stream_free(x);
         return MHD_NO;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
@@ -100,22 +126,6 @@ static enum MHD_Result send_stream(struct MHD_Connection *c, const serve_http_re
     const enum MHD_Result rc = MHD_queue_response(c, (unsigned)(r->status ? r->status : 200), resp);
     MHD_destroy_response(resp);
     return rc;
-}
-
-/* ---- requests ---- */
-
-/* Whether the peer of a connection that is waiting for its answer is still there: a closed or
- * reset socket reads as end of file (nothing is consumed). */
-static bool still_connected(const serve_http_req *r) {
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (!ci) return true;
-    struct pollfd p = {.fd = ci->connect_fd, .events = POLLIN | POLLRDHUP};
-    if (poll(&p, 1, 0) <= 0) return true;
-    if (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) return false;
-    char b;
-    const ssize_t n = recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR));
 }
 
 static bool key_ok(const serve_http *h, struct MHD_Connection *c) {

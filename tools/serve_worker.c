@@ -349,13 +349,19 @@ static void deadline_ms(struct timespec *ts, long ms) {
     if (ts->tv_nsec >= 1000000000) ts->tv_sec++, ts->tv_nsec -= 1000000000;
 }
 
-ssize_t serve_job_pull(void *job, char *buf, size_t max) {
+ssize_t serve_job_pull(void *job, char *buf, size_t max, bool (*alive)(void *conn), void *conn) {
     serve_job *j = job;
     pthread_mutex_lock(&j->mu);
     while (j->out_sent == j->out_len && !j->done) {
         struct timespec ts;
-        deadline_ms(&ts, 1000);
+        deadline_ms(&ts, 250);
         pthread_cond_timedwait(&j->cv, &j->mu, &ts);
+        if (j->out_sent == j->out_len && !j->done && alive && !alive(conn)) {
+            /* gone while waiting (queued, or a long prompt): nothing to send it any more */
+            atomic_store(&j->cancel, true);
+            pthread_mutex_unlock(&j->mu);
+            return -1;
+        }
     }
     size_t n = j->out_len - j->out_sent;
     if (n > max) n = max;

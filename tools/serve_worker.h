@@ -69,7 +69,7 @@ int serve_worker_submit(serve_worker *w, serve_job *j);
 void serve_worker_run(serve_worker *w, volatile sig_atomic_t *stop);
 
 /* HTTP side: a stream source over j's output (serve_stream.pull / release). */
-ssize_t serve_job_pull(void *job, char *buf, size_t max);
+ssize_t serve_job_pull(void *job, char *buf, size_t max, bool (*alive)(void *conn), void *conn);
 void serve_job_release(void *job);
 /* Waits for a non-streamed job; polls still_there(arg) and cancels the job if it says false. */
 void serve_job_wait(serve_job *j, bool (*still_there)(const void *arg), const void *arg);
