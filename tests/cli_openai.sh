@@ -46,7 +46,9 @@ if start_server "$TMP/serve.log" --ignore-eos --api-key test-key --quiet; then
     fi
     kill -TERM "$SPID"
     cli_wait "$SPID" 60
-    check "server exit 0" test $? -eq 0
+    rc=$?
+    check "server exit 0 (got $rc)" test $rc -eq 0
+    [ $rc -eq 0 ] || tail -30 "$TMP/serve.log"
 else
     fail=$((fail + 1))
 fi

@@ -235,7 +235,9 @@ for ((i = 0; i < 300; i++)); do
 done
 kill -TERM "$MAIN"
 cli_wait "$MAIN" 60
-check "SIGTERM: exit 0" test $? -eq 0
+rc=$?
+check "SIGTERM: exit 0 (got $rc)" test $rc -eq 0
+[ $rc -eq 0 ] || tail -30 "$TMP/serve.log"
 cli_wait "$cpid" 30
 check "SIGTERM: the stream was ended" grep -q '^data: \[DONE\]' "$TMP/term.txt"
 check "SIGTERM: said stopping" grep -q "serve: stopping" "$TMP/serve.log"
@@ -281,7 +283,9 @@ if start_server "$TMP/serve_key.log" --api-key sekrit --quiet --queue 1 --ignore
         -H "$AUTH"
     kill -INT "$SPID"
     cli_wait "$SPID" 60
-    check "SIGINT: exit 0" test $? -eq 0
+    rc=$?
+    check "SIGINT: exit 0 (got $rc)" test $rc -eq 0
+    [ $rc -eq 0 ] || tail -30 "$TMP/serve_key.log"
 else
     fail=$((fail + 1))
 fi

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "err.h"
@@ -82,8 +83,17 @@ typedef struct serve_app {
 
 static volatile sig_atomic_t g_stop;
 
+/* The first SIGINT/SIGTERM stops the server in order (exit 0); a second one while it stops exits
+ * at once (130), should a connection or the device hold the stop up. */
 static void on_stop(int sig) {
     (void)sig;
+    if (g_stop) {
+        static const char msg[] = "\nvkmoe: serve: stopped at once (second signal)\n";
+        if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) {
+            /* nothing to do: exiting anyway */
+        }
+        _exit(130);
+    }
     g_stop = 1;
     gen_interrupted = 1;
 }
