@@ -2,12 +2,12 @@
 # cli_serve.sh - `vkmoe serve` end to end on the tiny fixture, with curl on a free loopback port:
 # greedy chat and completions equal `vkmoe run` (also a seeded sampled completion), SSE framing
 # and streamed deltas equal the whole answer, usage, stop strings, models / health / metrics /
-# tokenize / detokenize, KV-cache reuse across turns, every bad input with its status and an
-# OpenAI-shaped error, the API key, a full queue (503, Retry-After), 60 garbage requests then a
-# normal one, clients killed mid-stream, mid-answer and while queued (the generation is cancelled,
-# the next request works), SIGTERM and SIGINT (exit 0). Usage errors first (no engine needed).
-# Needs curl and python3 (else 77); 77 without a Vulkan device. Every background job is waited
-# for with a bound (cli_wait).
+# tokenize / detokenize, KV-cache reuse across turns, 8 concurrent clients, every bad input with
+# its status and an OpenAI-shaped error, the API key, a full queue (503, Retry-After), 60 garbage
+# requests then a normal one, clients killed mid-stream, mid-answer and while queued (the
+# generation is cancelled, the next request works), SIGTERM and SIGINT (exit 0). Usage errors
+# first (no engine needed). Needs curl and python3 (else 77); 77 without a Vulkan device. Every
+# background job is waited for with a bound (cli_wait).
 # usage: cli_serve.sh VKMOE_BINARY FIXTURES_DIR
 set -u
 # shellcheck source=lib_cli.sh source-path=SCRIPTDIR
@@ -208,6 +208,27 @@ done
 check "server alive after garbage" kill -0 "$MAIN"
 expect_status "chat after garbage" 200 POST /v1/chat/completions "$CHAT}"
 check "chat after garbage: same text" J same "$TMP/out" choices.0.message.content "$TMP/run_chat.txt"
+
+# a bounded load: 8 clients at once, 3 requests each (whole and streamed): every answer 200 and
+# the same greedy text (no answer gets another's tokens)
+for ((c = 0; c < 8; c++)); do
+    (
+        for ((k = 0; k < 3; k++)); do
+            if [ $(((c + k) % 2)) = 0 ]; then
+                curl -s -m 120 -o "$TMP/load_${c}_${k}.json" -w '%{http_code}\n' "$BASE/v1/chat/completions" -d "$CHAT}"
+            else
+                curl -s -m 120 -N -o "$TMP/load_${c}_${k}.sse" -w '%{http_code}\n' "$BASE/v1/chat/completions" -d "$CHAT,\"stream\":true}"
+            fi
+        done
+    ) >"$TMP/load_$c.codes" 2>&1 &
+    loaders[c]=$!
+done
+for ((c = 0; c < 8; c++)); do cli_wait "${loaders[c]}" 120; done
+check "load: 24 answers, all 200" test "$(cat "$TMP"/load_*.codes | grep -c '^200$')" -eq 24
+lbad=0
+for f in "$TMP"/load_*_*.json; do J same "$f" choices.0.message.content "$TMP/run_chat.txt" >/dev/null || lbad=$((lbad + 1)); done
+for f in "$TMP"/load_*_*.sse; do J sse "$f" chat "$TMP/chat.json" none >/dev/null 2>&1 || lbad=$((lbad + 1)); done
+check "load: every answer the greedy text ($lbad differ)" test "$lbad" -eq 0
 
 # a client killed mid-stream: its generation is cancelled; the next request works
 c0=$(curl -s -m 10 "$BASE/metrics" | J metric /dev/stdin 'vkmoe_requests_total{result="cancelled"}')
