@@ -21,11 +21,11 @@ if ! "$(dirname "$0")/openai/install.sh" "$client" 2>"$TMP/install.err"; then
     exit 77
 fi
 
-RUN=("$VKMOE" run -m "$TINY" --quiet --ignore-eos)
+RUN=("$VKMOE" run -m "$TINY" --quiet --ignore-eos -c 4096)
 "${RUN[@]}" --chat --temp 0 -n 12 -p Hello >"$TMP/run_chat.txt" 2>/dev/null
 "${RUN[@]}" --temp 0 -n 10 -p Hello >"$TMP/run_comp.txt" 2>/dev/null
 
-if start_server "$TMP/serve.log" --ignore-eos --api-key test-key --quiet; then
+if start_server "$TMP/serve.log" --ignore-eos -c 4096 --api-key test-key --quiet; then
     if timeout 300 node "$client/test.mjs" "http://127.0.0.1:$PORT/v1" test-key >"$TMP/sdk.json" \
         2>"$TMP/sdk.err"; then
         pass=$((pass + 1))

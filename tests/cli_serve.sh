@@ -67,10 +67,12 @@ expect_status() {
     fi
 }
 
-RUN=("$VKMOE" run -m "$TINY" --quiet --ignore-eos)
+# one context size for run and serve (4096: long enough that the abandoned requests below are
+# still generating when their clients go, also on a fast GPU)
+RUN=("$VKMOE" run -m "$TINY" --quiet --ignore-eos -c 4096)
 
 # ---- the main server ----
-if ! start_server "$TMP/serve.log" --ignore-eos; then
+if ! start_server "$TMP/serve.log" --ignore-eos -c 4096; then
     fail=$((fail + 1))
     cli_done
     exit 1
@@ -180,7 +182,7 @@ check "n > 1: param" J error "$TMP/out" n
 expect_status "tools" 400 POST /v1/chat/completions "{$M,\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}"
 check "tools: param" J error "$TMP/out" tools
 expect_status "completion without prompt" 400 POST /v1/completions '{"max_tokens":3}'
-head -c 5000 /dev/zero | tr '\0' 'a' | python3 -c 'import json,sys; print(json.dumps({"prompt":sys.stdin.read(),"max_tokens":1}))' >"$TMP/long.json"
+python3 -c 'import json; print(json.dumps({"prompt":" ".join(map(str, range(6000))),"max_tokens":1}))' >"$TMP/long.json"
 expect_status "prompt longer than the context" 400 POST /v1/completions "@$TMP/long.json"
 check "long prompt: code" test "$(J get "$TMP/out" error.code)" = context_length_exceeded
 head -c $((9 << 20)) /dev/zero | tr '\0' ' ' >"$TMP/big.json"
@@ -232,7 +234,7 @@ check "load: every answer the greedy text ($lbad differ)" test "$lbad" -eq 0
 
 # a client killed mid-stream: its generation is cancelled; the next request works
 c0=$(curl -s -m 10 "$BASE/metrics" | J metric /dev/stdin 'vkmoe_requests_total{result="cancelled"}')
-curl -s -m 120 -N "$BASE/v1/completions" -d '{"prompt":"Hello","max_tokens":900,"stream":true}' >"$TMP/killed.txt" &
+curl -s -m 120 -N "$BASE/v1/completions" -d '{"prompt":"Hello","max_tokens":4000,"stream":true}' >"$TMP/killed.txt" &
 cpid=$!
 for ((i = 0; i < 300; i++)); do
     grep -q '^data: ' "$TMP/killed.txt" 2>/dev/null && break
@@ -241,14 +243,14 @@ done
 kill -KILL "$cpid" 2>/dev/null
 cli_wait "$cpid" 10 2>/dev/null # (no "Killed" job notice)
 # a whole answer abandoned by its client (curl gives up after 0.5 s) is cancelled as well
-curl -s -m 0.5 "$BASE/v1/completions" -d '{"prompt":"Hello","max_tokens":900}' >/dev/null
+curl -s -m 0.5 "$BASE/v1/completions" -d '{"prompt":"Hello","max_tokens":4000}' >/dev/null
 expect_status "chat after killed clients" 200 POST /v1/chat/completions "$CHAT}"
 check "chat after killed clients: same text" J same "$TMP/out" choices.0.message.content "$TMP/run_chat.txt"
 c1=$(curl -s -m 10 "$BASE/metrics" | J metric /dev/stdin 'vkmoe_requests_total{result="cancelled"}')
 check "both abandoned requests were cancelled ($c0 -> $c1)" test "$((c1 - c0))" -eq 2
 
 # SIGTERM with a stream in flight: the stream ends, the server exits 0
-curl -s -m 120 -N "$BASE/v1/completions" -d '{"prompt":"Hello","max_tokens":900,"stream":true}' >"$TMP/term.txt" &
+curl -s -m 120 -N "$BASE/v1/completions" -d '{"prompt":"Hello","max_tokens":4000,"stream":true}' >"$TMP/term.txt" &
 cpid=$!
 for ((i = 0; i < 300; i++)); do
     grep -q '^data: ' "$TMP/term.txt" 2>/dev/null && break
