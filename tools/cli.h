@@ -49,5 +49,6 @@ int cmd_chat(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_gen_model(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 #endif

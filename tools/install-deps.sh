@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake clang git pkg-config
   libvulkan-dev libvulkan-volk-dev glslang-tools spirv-tools libstb-dev
   mesa-vulkan-drivers vulkan-validationlayers vulkan-tools
-  libpcre2-dev libcjson-dev libedit-dev
+  libpcre2-dev libcjson-dev libedit-dev libmicrohttpd-dev curl python3
 )
 
 missing=()

@@ -11,6 +11,7 @@ static const cli_cmd g_cmds[] = {
     {"detokenize", "print the text of token ids", cmd_detokenize},
     {"run", "generate text from a prompt", cmd_run},
     {"chat", "interactive chat with the model", cmd_chat},
+    {"serve", "serve the model over HTTP (OpenAI-compatible API)", cmd_serve},
     {"gen-model", "write a deepseek2 GGUF with random weights", cmd_gen_model},
     {"logits", "write the logits of token ids (float32, one row per position)", cmd_logits},
     {"bench", "benchmark the device (--micro) or a model; merge results (--report)", cmd_bench},
