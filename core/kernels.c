@@ -37,8 +37,9 @@
 #define ROW_GEMV(T) ROW(GEMV, T)
 #define ROW_GEMV_ID(T) ROW(GEMV_ID, T)
 #define ROW_GET_ROWS(T) ROW(GET_ROWS, T)
-/* gemv.comp decodes these types (shaders/gemv_decode.glsl); the others have no gemv variant */
-#define VKM_GEMV_TYPES(X) X(F32) X(F16) X(BF16) X(Q4_0) X(Q4_1) X(Q8_0) X(Q4_K) X(Q5_K) X(Q6_K)
+/* gemv.comp decodes these types (shaders/gemv_decode.glsl); a type without a gemv variant keeps
+ * matmul_sg / the k-split kernel (gpu_defaults) */
+#define VKM_GEMV_TYPES(X) VKM_KERNEL_TYPES(X)
 static const uint16_t t_gemv[VKM_QTYPE_COUNT] = {VKM_GEMV_TYPES(ROW_GEMV)};
 static const uint16_t t_gemv_id[VKM_QTYPE_COUNT] = {VKM_GEMV_TYPES(ROW_GEMV_ID)};
 TABLE(t_vec, VEC)
@@ -149,16 +150,15 @@ static vkm_kernels_arch arch_of(const vkm_kernels_caps *c) {
 /* ---- the GPU family ---- */
 
 /* The GEMV family per type. gemv.comp (a subgroup per row, no branch in its main loop: see the
- * shader) for the types it decodes, at every row count: its main loops, compiled for gfx1100 by
- * RADV's null device (README, ../shared/tools/isa-stats), have at most 1 vmcnt(0) drain per KiB of
- * weights against matmul_sg's 3-13 and the k-split kernel's 13-57, and as few VALU per weight as
- * llama.cpp's (not yet timed on a GPU). For the other types, whether matmul_sg beats the k-split
- * matmul_vec. Measured with bench --micro,
- * both kernels in one session on an NVIDIA H200 (README): matmul_sg wins for the float types at
- * every shape (F16: 49-54% of copy on the expert shapes, against 35-36%), and for Q8_0, Q5_x and
- * the K-quants on the expert and attention shapes (Q4_K 7168x2048: 9.5% against 6.9%), while the
- * k-split kernel wins for Q4_0/Q4_1 and, among the block types, on the 129280-row output matrix
- * (gemv_big_rows). */
+ * shader) for the types it decodes (all 13 today), at every row count: its main loops, compiled for
+ * gfx1100 by RADV's null device (README, ../shared/tools/isa-stats), have at most 1 vmcnt(0) drain
+ * per KiB of weights against matmul_sg's 3-13 and the k-split kernel's 13-57, and as few VALU per
+ * weight as llama.cpp's (not yet timed on a GPU). For any other type, whether matmul_sg beats the
+ * k-split matmul_vec. Measured with bench --micro, both kernels in one session on an NVIDIA H200
+ * (README): matmul_sg wins for the float types at every shape (F16: 49-54% of copy on the expert
+ * shapes, against 35-36%), and for Q8_0, Q5_x and the K-quants on the expert and attention shapes
+ * (Q4_K 7168x2048: 9.5% against 6.9%), while the k-split kernel wins for Q4_0/Q4_1 and, among the
+ * block types, on the 129280-row output matrix (gemv_big_rows). */
 static void gpu_defaults(vkm_kernel_plan *p) {
     p->gemv_big_rows = 32768;
     for (uint32_t t = 0; t < VKM_QTYPE_COUNT; t++) {

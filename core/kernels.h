@@ -7,10 +7,10 @@
  * vendor or architecture; everything else asks the plan. The decision table:
  *
  *   op                 GPU family (discrete, integrated, virtual)    CPU-device family (lavapipe)
- *   GEMV (<= 8 cols)   gemv (straight-line loop) for F32, F16,       matmul_tex (texel buffers)
- *                      BF16, Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K;     > matmul_lane (64-bit) >
- *                      the others matmul_sg or k-split matmul_vec    matmul_vec LANE_ROWS (32-bit)
- *                      per type and row count (measured on an H200)
+ *   GEMV (<= 8 cols)   gemv (straight-line loop) for every type      matmul_tex (texel buffers)
+ *                      with a gemv variant (all 13); else matmul_sg  > matmul_lane (64-bit) >
+ *                      or k-split matmul_vec per type and row count  matmul_vec LANE_ROWS (32-bit)
+ *                      (measured on an H200)
  *   GEMM (> 8 cols)    matmul_mm (tiled, shared memory)              the GEMV kernels, 4 rows/lane
  *   rmsnorm family     workgroup reduction (VKM_OPS_RED_WG)          one subgroup, subgroupAdd
  *   attention          mla_attn                                      mla_attn_lane; one query:

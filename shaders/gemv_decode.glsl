@@ -36,6 +36,12 @@ uvec4 w16(uint rb, uint q) {
 #endif
 }
 
+// the 8 bytes at byte 4i + s8 / 8 (s8 = 0 or 16), from words i .. i + 2
+uvec2 w8(uint i, uint s8) {
+    const uint a0 = wdata[i], a1 = wdata[i + 1u], a2 = wdata[i + 2u];
+    return uvec2(realign(a0, a1, s8), realign(a1, a2, s8));
+}
+
 float sx(uint c, uint e) { // X element e of column c
     return xdata[g_xb[c] + e];
 }
@@ -142,6 +148,114 @@ void unit(uint rb, uint u) {
     }
 }
 
+#elif defined(TYPE_Q5_0) || defined(TYPE_Q5_1)
+// Q5_0: d:f16, qh:u32 (bit j = 5th bit of element j), qs[16]; x = d * (q - 16) (22-byte blocks).
+// Q5_1: d:f16, m:f16, qh, qs; x = d * q + m (24-byte blocks). The 4 bits of qh for 4 elements
+// go to bit 4 of their bytes by one multiply: bit b of h lands at b + 7b (the copies at 0, 7, 14,
+// 21 never overlap). Q5_0 reads q - 16 as the 5-bit field of q ^ 16 (qh inverted once).
+uint hbytes(uint qh, uint j) { // bits j..j+3 of qh at bit 4 of bytes 0..3
+    return ((((qh >> j) & 0xFu) * 0x00204081u) & 0x01010101u) << 4;
+}
+void unit(uint rb, uint u) {
+#if defined(TYPE_Q5_0)
+    const uint bb = rb + 22u * u, i = bb >> 2, s8 = (bb & 2u) * 8u;
+    uint w[6];
+    [[unroll]] for (uint j = 0u; j < 6u; j++) w[j] = wdata[i + j];
+    const float d = unpackHalf2x16(w[0] >> s8).x;
+    const uint qh = ~realign2(w[0], w[1], s8);
+    float s[NC];
+    [[unroll]] for (uint c = 0u; c < NC; c++) s[c] = 0.0;
+    [[unroll]] for (uint j = 0u; j < 4u; j++) {
+        const uint q = realign2(w[j + 1u], w[j + 2u], s8);
+        const int lo = int((q & 0x0F0F0F0Fu) | hbytes(qh, 4u * j));
+        const int hi = int(((q >> 4) & 0x0F0F0F0Fu) | hbytes(qh, 16u + 4u * j));
+        const vec4 vl = vec4(bitfieldExtract(lo, 0, 5), bitfieldExtract(lo, 8, 5),
+                             bitfieldExtract(lo, 16, 5), bitfieldExtract(lo, 24, 5));
+        const vec4 vh = vec4(bitfieldExtract(hi, 0, 5), bitfieldExtract(hi, 8, 5),
+                             bitfieldExtract(hi, 16, 5), bitfieldExtract(hi, 24, 5));
+        [[unroll]] for (uint c = 0u; c < NC; c++) s[c] =
+            fdot(vh, xv(c, 32u * u + 16u + 4u * j), fdot(vl, xv(c, 32u * u + 4u * j), s[c]));
+    }
+    [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[c] += d * s[c];
+#else
+    const uint bb = rb + 24u * u, i = bb >> 2, s8 = (bb & 2u) * 8u;
+    uint w[7];
+    [[unroll]] for (uint j = 0u; j < 6u; j++) w[j] = wdata[i + j];
+    w[6] = wdata[min(i + 6u, g_wlast)]; // past the data only when s8 = 0 (unused then)
+    const vec2 dm = unpackHalf2x16(realign(w[0], w[1], s8));
+    const uint qh = realign(w[1], w[2], s8);
+    [[unroll]] for (uint j = 0u; j < 4u; j++) {
+        const uint q = realign(w[j + 2u], w[j + 3u], s8);
+        const uint lo = (q & 0x0F0F0F0Fu) | hbytes(qh, 4u * j);
+        const uint hi = ((q >> 4) & 0x0F0F0F0Fu) | hbytes(qh, 16u + 4u * j);
+        fma4(vec4(uvec4(lo, lo >> 8, lo >> 16, lo >> 24) & 0xFFu) * dm.x + dm.y, 32u * u + 4u * j);
+        fma4(vec4(uvec4(hi, hi >> 8, hi >> 16, hi >> 24) & 0xFFu) * dm.x + dm.y,
+             32u * u + 16u + 4u * j);
+    }
+#endif
+}
+
+#elif defined(TYPE_Q2_K) || defined(TYPE_Q3_K)
+// Element 128h + 32g + l of a block (h < 2, g < 4, l < 32) has its 2 low bits at bits 2g of
+// qs[32h + l]. Unit u: block u / 8, v = u % 8, h = v / 4, positions l = 8i .. 8i + 7 (i = v % 4) of
+// the four groups g: 8 bytes of qs; its 4 (sub-block) scales are bytes 2g + i / 2 of 8 from 8h
+// (Q2_K) or decoded from the 12 scale bytes (Q3_K). Every piece starts at a multiple of 4 bytes
+// from the block, so one s8 realigns all of them (as for Q6_K).
+#if defined(TYPE_Q2_K)
+// scales[16] (low nibble scale, high nibble min), qs[64], d:f16, dmin:f16 (84 bytes);
+// x = d * (sc & 15) * q - dmin * (sc >> 4)
+void unit(uint rb, uint u) {
+    const uint bb = rb + 84u * (u >> 3), v = u & 7u, h = v >> 2, i = v & 3u;
+    const uint wi = bb >> 2, s8 = (bb & 2u) * 8u;
+    const uvec2 q = w8(wi + 4u + 8u * h + 2u * i, s8);
+    const uvec2 sc = w8(wi + 2u * h, s8);
+    const vec2 dm = unpackHalf2x16(realign(wdata[wi + 20u], wdata[min(wi + 21u, g_wlast)], s8));
+    const uint e = 256u * (u >> 3) + 128u * h + 8u * i;
+    const int so = int(8u * (i >> 1));
+    [[unroll]] for (uint g = 0u; g < 4u; g++) {
+        const uint b = uint(bitfieldExtract(g < 2u ? sc.x : sc.y, so + int(16u * (g & 1u)), 8));
+        const float a = dm.x * float(b & 15u), m = -dm.y * float(b >> 4);
+        [[unroll]] for (uint j = 0u; j < 2u; j++) {
+            const uint t = (q[j] >> (2u * g)) & 0x03030303u;
+            fma4(vec4(uvec4(t, t >> 8, t >> 16, t >> 24) & 0xFFu) * a + m, e + 32u * g + 4u * j);
+        }
+    }
+}
+#else
+// hmask[32], qs[64], scales[12] (16 6-bit signed scales), d:f16 (110 bytes);
+// x = d * s * (q2 + 4 * hbit - 4), read as the 3-bit field of q2 | (!hbit << 2). The scale of
+// sub-block sb = 8h + 2g + i / 2: low 4 bits from byte 2g + i / 2 of the first 8 (nibble h), high
+// 2 bits from byte 8 + (2g + i / 2) % 4 at bit 2 (2h + g / 2).
+void unit(uint rb, uint u) {
+    const uint bb = rb + 110u * (u >> 3), v = u & 7u, h = v >> 2, i = v & 3u;
+    const uint wi = bb >> 2, s8 = (bb & 2u) * 8u;
+    const uvec2 q = w8(wi + 8u + 8u * h + 2u * i, s8);
+    const uvec2 hm = ~w8(wi + 2u * i, s8);
+    const uint a24 = wdata[wi + 24u], a25 = wdata[wi + 25u], a26 = wdata[wi + 26u];
+    const uint a27 = wdata[wi + 27u];
+    const uint s0 = realign(a24, a25, s8), s1 = realign(a25, a26, s8), s2 = realign(a26, a27, s8);
+    const float d = unpackHalf2x16(a27 >> s8).x;
+    const uint e = 256u * (u >> 3) + 128u * h + 8u * i;
+    [[unroll]] for (uint g = 0u; g < 4u; g++) {
+        const uint k = 2u * g + (i >> 1); // byte of the first 8 scale bytes (g < 2: s0, else s1)
+        const uint lo4 = ((g < 2u ? s0 : s1) >> (8u * (k & 3u) + 4u * h)) & 15u;
+        const uint hi2 = (s2 >> (8u * (k & 3u) + 2u * (2u * h + (g >> 1)))) & 3u;
+        const float a = d * float(int(lo4 | (hi2 << 4)) - 32);
+        float sg[NC];
+        [[unroll]] for (uint c = 0u; c < NC; c++) sg[c] = 0.0;
+        [[unroll]] for (uint j = 0u; j < 2u; j++) {
+            const int t = int(((q[j] >> (2u * g)) & 0x03030303u) |
+                              (((hm[j] >> (4u * h + g)) & 0x01010101u) << 2));
+            const vec4 qv = vec4(bitfieldExtract(t, 0, 3), bitfieldExtract(t, 8, 3),
+                                 bitfieldExtract(t, 16, 3), bitfieldExtract(t, 24, 3));
+            [[unroll]] for (uint c = 0u; c < NC; c++) sg[c] =
+                fdot(qv, xv(c, e + 32u * g + 4u * j), sg[c]);
+        }
+        [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[c] += a * sg[c];
+    }
+}
+#endif
+
 #elif defined(TYPE_Q4_K) || defined(TYPE_Q5_K)
 // d:f16, dmin:f16, scales[12] (8 6-bit scales and mins), [Q5_K: qh[32]], qs[128]; x = d * sc * q -
 // dmin * m. Unit u: block u / 8, sub-block pair c = (u / 2) % 4 (qs bytes 32c .. 32c + 31: low
@@ -192,10 +306,6 @@ void unit(uint rb, uint u) {
 // h = v / 4, positions l = 8i .. 8i + 7 (i = v % 4) of the four groups g: 8 bytes of each ql half,
 // 8 of qh; its 4 scales lie in the 8 bytes from 192 + 8h. Every piece starts at a multiple of 4
 // bytes from the block, so one s8 realigns all of them.
-uvec2 w8(uint i, uint s8) { // the 8 bytes at word i (+ s8 / 8 bytes)
-    const uint a0 = wdata[i], a1 = wdata[i + 1u], a2 = wdata[i + 2u];
-    return uvec2(realign(a0, a1, s8), realign(a1, a2, s8));
-}
 void unit(uint rb, uint u) {
     const uint bb = rb + 210u * (u >> 3), v = u & 7u, h = v >> 2, i = v & 3u;
     const uint wi = bb >> 2, s8 = (bb & 2u) * 8u;

@@ -25,8 +25,8 @@ foreach(vkm_mm_type F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6
 endforeach()
 
 # The GPU decode GEMV with a straight-line main loop (gemv.comp, gemv_decode.glsl; core/kernels.c
-# picks it per type): gemv_<type>, gemv_id_<type> for the types it decodes.
-foreach(vkm_gv_type F32 F16 BF16 Q4_0 Q4_1 Q8_0 Q4_K Q5_K Q6_K)
+# picks it for every type it has a variant for): gemv_<type>, gemv_id_<type>.
+foreach(vkm_gv_type F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K)
   string(TOLOWER ${vkm_gv_type} vkm_gv_lc)
   vkm_add_shader(gemv_${vkm_gv_lc} gemv.comp DEFINES TYPE_${vkm_gv_type}=1)
   vkm_add_shader(gemv_id_${vkm_gv_lc} gemv.comp DEFINES TYPE_${vkm_gv_type}=1 MUL_ID=1)

@@ -770,12 +770,6 @@ static void test_errors(vkm_gpu *gpu) {
     vkm_gpu_buf_destroy(gpu, b);
 }
 
-/* The types gemv.comp decodes (the GPU layout's GEMV for them, core/kernels.c). */
-static bool has_gemv(uint32_t t) {
-    return t == VKM_F32 || t == VKM_F16 || t == VKM_BF16 || t == VKM_Q4_0 || t == VKM_Q4_1 ||
-           t == VKM_Q8_0 || t == VKM_Q4_K || t == VKM_Q5_K || t == VKM_Q6_K;
-}
-
 /* gemv.comp's cases, in the GPU layout only (VKMOE_KERNELS=gpu; the other layouts' kernels have
  * their cases above), where the plan must give gemv for these types (checked here): the DeepSeek-V3
  * expert shapes' k (2048, 7168: whole loop trips of a 64-lane subgroup) and row counts that are not
@@ -786,8 +780,9 @@ static bool has_gemv(uint32_t t) {
  * that both WAL variants run; X rows 16-byte aligned (XAL) and not; expert rows with empty experts,
  * per-head rows. */
 static void test_gemv(vkm_gpu *gpu) {
-    static const uint32_t types[] = {VKM_Q4_K, VKM_Q8_0, VKM_Q6_K, VKM_F16, VKM_F32,
-                                     VKM_BF16, VKM_Q4_0, VKM_Q4_1, VKM_Q5_K};
+    static const uint32_t types[] = {VKM_Q4_K, VKM_Q8_0, VKM_Q6_K, VKM_F16,  VKM_F32,
+                                     VKM_BF16, VKM_Q4_0, VKM_Q4_1, VKM_Q5_0, VKM_Q5_1,
+                                     VKM_Q2_K, VKM_Q3_K, VKM_Q5_K};
     const vkm_kernel_plan *plan = vkm_gpu_plan(gpu);
     if (plan->layout != VKM_KERNELS_GPU) return;
     static const int32_t c_tok[] = {1, 0, 1, 1}, c_sparse[] = {0, 2, 0, 0, 0, 1, 0, 0};
@@ -796,7 +791,7 @@ static void test_gemv(vkm_gpu *gpu) {
         const uint32_t ty = types[i];
         const bool flt = vkm_qtype_get(ty)->block == 1;
         /* what ops_matmul.c asks the plan for these dispatches */
-        CHECK_MSG(has_gemv(ty) && vkm_kernels_gemv_family(plan, ty, 9) == VKM_MMK_GEMV &&
+        CHECK_MSG(vkm_kernels_gemv_family(plan, ty, 9) == VKM_MMK_GEMV &&
                       vkm_kernels_gemv_tuning(plan, 9, 9, ty, 1).gemv &&
                       vkm_kernels_gemv_tuning(plan, 5 * 8, 5, ty, 2).gemv,
                   "%s: the GPU layout's GEMV is not gemv", vkm_qtype_name(ty));
