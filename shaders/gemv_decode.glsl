@@ -95,6 +95,41 @@ void gemv_row(uint rb, uint lane, uint S) {
 
 #else
 // ---- block types: units of 32 weights, lane, lane + S, ... ----
+// A unit's 32 X values per column are 8 slots of 4, slot t at element xel(u, t). With one column
+// they are loaded before the unit's weights are decoded, so that every load of a trip is issued
+// before its first use (RADV's scheduler keeps that order; navi21 otherwise splits them, 2-4
+// vmcnt(0) a trip); with more columns they would take 32 VGPRs each, so they are loaded at use.
+vec4 g_x[8];
+uint g_u;
+uint xel(uint u, uint t);
+void load_x(uint u) {
+    g_u = u;
+    if (NC == 1u) [[unroll]]
+        for (uint t = 0u; t < 8u; t++) g_x[t] = xv(0u, xel(u, t));
+}
+vec4 xs(uint c, uint t) { // X slot t of column c
+    return NC == 1u ? g_x[t] : xv(c, xel(g_u, t));
+}
+// g_acc[c] += dot(w, X slot t of column c)
+void fmax(vec4 w, uint t) {
+    [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[c] = fdot(w, xs(c, t), g_acc[c]);
+}
+#if defined(TYPE_Q4_0) || defined(TYPE_Q8_0) || defined(TYPE_Q4_1) || defined(TYPE_Q5_0) ||  \
+    defined(TYPE_Q5_1)
+uint xel(uint u, uint t) {
+    return 32u * u + 4u * t;
+}
+#elif defined(TYPE_Q4_K) || defined(TYPE_Q5_K)
+uint xel(uint u, uint t) { // slots 0..3: the low sub-block's 16, 4..7: the high one's (see unit)
+    return 256u * (u >> 3) + 64u * ((u >> 1) & 3u) + 16u * (u & 1u) + 32u * (t >> 2) + 4u * (t & 3u);
+}
+#else // Q2_K, Q3_K, Q6_K: slot 2g + j = group g, word j (see unit)
+uint xel(uint u, uint t) {
+    const uint v = u & 7u;
+    return 256u * (u >> 3) + 128u * (v >> 2) + 8u * (v & 3u) + 32u * (t >> 1) + 4u * (t & 1u);
+}
+#endif
+
 #if defined(TYPE_Q4_0) || defined(TYPE_Q8_0)
 // one block: d:f16, then Q4_0 qs[16] (low nibbles elements 0..15, high 16..31, x = d * (q - 8))
 // or Q8_0 qs[32] int8 (x = d * q); the quants start 2 bytes into the block
@@ -112,7 +147,7 @@ void unit(uint rb, uint u) {
     const float d = unpackHalf2x16(w[0] >> s8).x;
     float s[NC];
     [[unroll]] for (uint c = 0u; c < NC; c++) s[c] = 0.0;
-    [[unroll]] for (uint j = 0u; j + 1u < NW; j++) {
+    [[unroll]] for (uint j = 0u; j < NW - 1u; j++) {
         const uint q = realign2(w[j], w[j + 1u], s8);
 #if defined(TYPE_Q4_0)
         const int v = int(q ^ 0x88888888u);
@@ -121,12 +156,12 @@ void unit(uint rb, uint u) {
         const vec4 hi = vec4(bitfieldExtract(v, 4, 4), bitfieldExtract(v, 12, 4),
                              bitfieldExtract(v, 20, 4), bitfieldExtract(v, 28, 4));
         [[unroll]] for (uint c = 0u; c < NC; c++) s[c] =
-            fdot(hi, xv(c, 32u * u + 16u + 4u * j), fdot(lo, xv(c, 32u * u + 4u * j), s[c]));
+            fdot(hi, xs(c, 4u + j), fdot(lo, xs(c, j), s[c]));
 #else
         const int v = int(q);
         const vec4 qv = vec4(bitfieldExtract(v, 0, 8), bitfieldExtract(v, 8, 8),
                              bitfieldExtract(v, 16, 8), bitfieldExtract(v, 24, 8));
-        [[unroll]] for (uint c = 0u; c < NC; c++) s[c] = fdot(qv, xv(c, 32u * u + 4u * j), s[c]);
+        [[unroll]] for (uint c = 0u; c < NC; c++) s[c] = fdot(qv, xs(c, j), s[c]);
 #endif
     }
     [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[c] += d * s[c];
@@ -142,9 +177,8 @@ void unit(uint rb, uint u) {
     const vec2 dm = unpackHalf2x16(realign(w[0], w[1], s8));
     [[unroll]] for (uint j = 0u; j < 4u; j++) {
         const uint q = realign(w[j + 1u], w[j + 2u], s8);
-        fma4(vec4(uvec4(q, q >> 8, q >> 16, q >> 24) & 0xFu) * dm.x + dm.y, 32u * u + 4u * j);
-        fma4(vec4(uvec4(q >> 4, q >> 12, q >> 20, q >> 28) & 0xFu) * dm.x + dm.y,
-             32u * u + 16u + 4u * j);
+        fmax(vec4(uvec4(q, q >> 8, q >> 16, q >> 24) & 0xFu) * dm.x + dm.y, j);
+        fmax(vec4(uvec4(q >> 4, q >> 12, q >> 20, q >> 28) & 0xFu) * dm.x + dm.y, 4u + j);
     }
 }
 
@@ -174,7 +208,7 @@ void unit(uint rb, uint u) {
         const vec4 vh = vec4(bitfieldExtract(hi, 0, 5), bitfieldExtract(hi, 8, 5),
                              bitfieldExtract(hi, 16, 5), bitfieldExtract(hi, 24, 5));
         [[unroll]] for (uint c = 0u; c < NC; c++) s[c] =
-            fdot(vh, xv(c, 32u * u + 16u + 4u * j), fdot(vl, xv(c, 32u * u + 4u * j), s[c]));
+            fdot(vh, xs(c, 4u + j), fdot(vl, xs(c, j), s[c]));
     }
     [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[c] += d * s[c];
 #else
@@ -188,9 +222,8 @@ void unit(uint rb, uint u) {
         const uint q = realign(w[j + 2u], w[j + 3u], s8);
         const uint lo = (q & 0x0F0F0F0Fu) | hbytes(qh, 4u * j);
         const uint hi = ((q >> 4) & 0x0F0F0F0Fu) | hbytes(qh, 16u + 4u * j);
-        fma4(vec4(uvec4(lo, lo >> 8, lo >> 16, lo >> 24) & 0xFFu) * dm.x + dm.y, 32u * u + 4u * j);
-        fma4(vec4(uvec4(hi, hi >> 8, hi >> 16, hi >> 24) & 0xFFu) * dm.x + dm.y,
-             32u * u + 16u + 4u * j);
+        fmax(vec4(uvec4(lo, lo >> 8, lo >> 16, lo >> 24) & 0xFFu) * dm.x + dm.y, j);
+        fmax(vec4(uvec4(hi, hi >> 8, hi >> 16, hi >> 24) & 0xFFu) * dm.x + dm.y, 4u + j);
     }
 #endif
 }
@@ -210,14 +243,13 @@ void unit(uint rb, uint u) {
     const uvec2 q = w8(wi + 4u + 8u * h + 2u * i, s8);
     const uvec2 sc = w8(wi + 2u * h, s8);
     const vec2 dm = unpackHalf2x16(realign(wdata[wi + 20u], wdata[min(wi + 21u, g_wlast)], s8));
-    const uint e = 256u * (u >> 3) + 128u * h + 8u * i;
     const int so = int(8u * (i >> 1));
     [[unroll]] for (uint g = 0u; g < 4u; g++) {
         const uint b = uint(bitfieldExtract(g < 2u ? sc.x : sc.y, so + int(16u * (g & 1u)), 8));
         const float a = dm.x * float(b & 15u), m = -dm.y * float(b >> 4);
         [[unroll]] for (uint j = 0u; j < 2u; j++) {
             const uint t = (q[j] >> (2u * g)) & 0x03030303u;
-            fma4(vec4(uvec4(t, t >> 8, t >> 16, t >> 24) & 0xFFu) * a + m, e + 32u * g + 4u * j);
+            fmax(vec4(uvec4(t, t >> 8, t >> 16, t >> 24) & 0xFFu) * a + m, 2u * g + j);
         }
     }
 }
@@ -235,7 +267,6 @@ void unit(uint rb, uint u) {
     const uint a27 = wdata[wi + 27u];
     const uint s0 = realign(a24, a25, s8), s1 = realign(a25, a26, s8), s2 = realign(a26, a27, s8);
     const float d = unpackHalf2x16(a27 >> s8).x;
-    const uint e = 256u * (u >> 3) + 128u * h + 8u * i;
     [[unroll]] for (uint g = 0u; g < 4u; g++) {
         const uint k = 2u * g + (i >> 1); // byte of the first 8 scale bytes (g < 2: s0, else s1)
         const uint lo4 = ((g < 2u ? s0 : s1) >> (8u * (k & 3u) + 4u * h)) & 15u;
@@ -249,7 +280,7 @@ void unit(uint rb, uint u) {
             const vec4 qv = vec4(bitfieldExtract(t, 0, 3), bitfieldExtract(t, 8, 3),
                                  bitfieldExtract(t, 16, 3), bitfieldExtract(t, 24, 3));
             [[unroll]] for (uint c = 0u; c < NC; c++) sg[c] =
-                fdot(qv, xv(c, e + 32u * g + 4u * j), sg[c]);
+                fdot(qv, xs(c, 2u * g + j), sg[c]);
         }
         [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[c] += a * sg[c];
     }
@@ -287,15 +318,14 @@ void unit(uint rb, uint u) {
     const float a1 = dm.x * float(bitfieldExtract(ss, sh + 8, 8));
     const float b0 = -dm.y * float(bitfieldExtract(ms, sh, 8));
     const float b1 = -dm.y * float(bitfieldExtract(ms, sh + 8, 8));
-    const uint e = 256u * (u >> 3) + 64u * c + 16u * h;
     [[unroll]] for (uint j = 0u; j < 4u; j++) {
         uint lo = q[j] & 0x0F0F0F0Fu, hi = (q[j] >> 4) & 0x0F0F0F0Fu;
 #if defined(TYPE_Q5_K)
         lo |= ((qh[j] >> (2u * c)) & 0x01010101u) << 4;
         hi |= ((qh[j] >> (2u * c + 1u)) & 0x01010101u) << 4;
 #endif
-        fma4(vec4(uvec4(lo, lo >> 8, lo >> 16, lo >> 24) & 0xFFu) * a0 + b0, e + 4u * j);
-        fma4(vec4(uvec4(hi, hi >> 8, hi >> 16, hi >> 24) & 0xFFu) * a1 + b1, e + 32u + 4u * j);
+        fmax(vec4(uvec4(lo, lo >> 8, lo >> 16, lo >> 24) & 0xFFu) * a0 + b0, j);
+        fmax(vec4(uvec4(hi, hi >> 8, hi >> 16, hi >> 24) & 0xFFu) * a1 + b1, 4u + j);
     }
 }
 
@@ -314,7 +344,6 @@ void unit(uint rb, uint u) {
     const uvec2 qh = w8(wi + 32u + 8u * h + 2u * i, s8);
     const uvec2 sc = w8(wi + 48u + 2u * h, s8);
     const float d = unpackHalf2x16(wdata[wi + 52u] >> s8).x;
-    const uint e = 256u * (u >> 3) + 128u * h + 8u * i;
     float s[4][NC];
     [[unroll]] for (uint g = 0u; g < 4u; g++)[[unroll]] for (uint c = 0u; c < NC; c++) s[g][c] =
         0.0;
@@ -330,7 +359,7 @@ void unit(uint rb, uint u) {
             const vec4 qv = vec4(bitfieldExtract(t, 0, 6), bitfieldExtract(t, 8, 6),
                                  bitfieldExtract(t, 16, 6), bitfieldExtract(t, 24, 6));
             [[unroll]] for (uint c = 0u; c < NC; c++) s[g][c] =
-                fdot(qv, xv(c, e + 32u * g + 4u * j), s[g][c]);
+                fdot(qv, xs(c, 2u * g + j), s[g][c]);
         }
     }
     const int so = int(8u * (i >> 1));
@@ -348,6 +377,9 @@ void unit(uint rb, uint u) {
 
 void gemv_row(uint rb, uint lane, uint S) {
     const uint n = p.k / 32u;
-    for (uint u = lane; u < n; u += S) unit(rb, u);
+    for (uint u = lane; u < n; u += S) {
+        load_x(u);
+        unit(rb, u);
+    }
 }
 #endif
