@@ -192,11 +192,12 @@ static int get_kernel(vkm_gpu *gpu, tuning *tp, bool gemv, bool id, uint32_t wty
         spec[2] = nc;
         spec[3] = t.sg ? t.ks : t.lane_rows;
         n_spec = 4;
-        if (t.gemv) { /* WAL: 128-bit weight loads; XAL: vec4 X loads (gemv.comp) */
+        if (t.gemv) { /* WAL: 128-bit weight loads; XAL: vec4 X loads; GLU (gemv.comp) */
             spec[3] = steps_aligned(wtype) && pc->w_off % 16 == 0 && pc->w_row_bytes % 16 == 0 &&
-                      (!id || pc->w_mat_bytes % 16 == 0);
+                      (!id || pc->w_mat_bytes % 16 == 0) && pc->glu % 16 == 0;
             spec[4] = pc->x_off % 4 == 0 && pc->x_stride % 4 == 0;
-            n_spec = 5;
+            spec[5] = id && pc->glu != 0;
+            n_spec = 6;
         } else if (!t.sg) { /* matmul_vec: XAL, WAL */
             spec[4] = t.lane_rows && pc->x_off % 4 == 0 && pc->x_stride % 4 == 0;
             spec[5] = t.lane_rows && steps_aligned(wtype) && pc->w_off % 16 == 0 &&
@@ -556,13 +557,13 @@ static int matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a, int64_t up_off,
                 pc.y2_row = (uint32_t)second->y_row;
             }
             /* the gated form and the second matrix: the plan's glu / shared_z forms (the texel
-             * kernels; gated: 2 rows per thread, gate and up), where the windows are texel
-             * buffers */
+             * kernels, where the windows are texel buffers; gated: 2 rows per thread, gate and
+             * up), and the gated form of the gemv kernels (a subgroup per output, gate and up) */
             const vkm_kernel_plan *plan = vkm_gpu_plan(gpu);
+            const bool lane_tex = gemv && t.lane_rows && vkm_gpu_texel_window(gpu, &args[0]) &&
+                                  vkm_gpu_texel_window(gpu, &args[1]);
             if ((up_off && !plan->fuse.glu) || (second && !plan->fuse.shared_z) ||
-                ((up_off || second) &&
-                 !(gemv && t.lane_rows && vkm_gpu_texel_window(gpu, &args[0]) &&
-                   vkm_gpu_texel_window(gpu, &args[1]))))
+                (second && !lane_tex) || (up_off && !lane_tex && !(gemv && t.gemv)))
                 return VKM_MATMUL_UNFIT;
             tuning tw = t;
             vkm_gpu_kernel *kern;
@@ -571,7 +572,7 @@ static int matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a, int64_t up_off,
             uint32_t gx, gy;
             if (gemv) {
                 tuning tg = tw;
-                if (up_off) tg.rows = 1; /* one output row per thread */
+                if (up_off && tg.lane_rows) tg.rows = 1; /* one output row per thread */
                 if ((rc = vec_grid(fn, &tg, pc.m, &gx, &gy))) return rc;
             } else {
                 gx = (pc.m + VKM_MM_BM - 1) / VKM_MM_BM;

@@ -2,7 +2,10 @@
 // X[c][k] for NC columns at once (any count is covered in passes of NC), W in its GGUF encoding
 // (-DTYPE_*: F32, F16, BF16, Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K; the block decoders are in
 // gemv_decode.glsl). With -DMUL_ID: the indexed form over a stack of matrices (matmul_common.h),
-// matrix = z group (routed experts in ROWS mode, per-head matrices in HEADS mode).
+// matrix = z group (routed experts in ROWS mode, per-head matrices in HEADS mode). With GLU (spec
+// 5, indexed form only) the gated form: each subgroup computes gate row j and up row j (p.glu bytes
+// after it, modulo 2^32: it may lie before) over the same X loads and writes silu(gate) * up, as
+// swiglu.comp computes it.
 //
 // Layout: one subgroup per W row; a workgroup of WG threads (spec 0) has WG / S subgroups (S =
 // the subgroup size) for as many consecutive rows (the C side sizes the grid by RPW = WG / S, spec
@@ -41,6 +44,7 @@ layout(constant_id = 1) const uint RPW = 4; // rows per workgroup the C side ass
 layout(constant_id = 2) const uint NC = 1;  // X columns per pass
 layout(constant_id = 3) const uint WAL = 0; // W offsets and strides are multiples of 16 bytes
 layout(constant_id = 4) const uint XAL = 0; // X offset and row stride are multiples of 4 elements
+layout(constant_id = 5) const uint GLU = 0; // the gated form (p.glu != 0)
 
 layout(std430, set = 0, binding = 0) readonly buffer W { uint wdata[]; };
 layout(std430, set = 0, binding = 0) readonly buffer W4 { uvec4 wdata4[]; };
@@ -55,6 +59,15 @@ layout(std430, set = 0, binding = 4) readonly buffer M { int mats[]; };
 uint g_wlast;    // the last word of the W window (the realigning loads never read past it)
 uint g_xb[NC];   // element offset of column c's X row (row 0 for absent columns)
 float g_acc[NC]; // this lane's partial sums of the current row
+float g_up[NC];  // GLU: those of its up row
+
+void swap_up() { // exchanges g_acc and g_up (register renaming once compiled)
+    [[unroll]] for (uint c = 0u; c < NC; c++) {
+        const float t = g_acc[c];
+        g_acc[c] = g_up[c];
+        g_up[c] = t;
+    }
+}
 
 // elements e..e+3 (e % 4 == 0) of column c
 vec4 xv(uint c, uint e) {
@@ -125,10 +138,15 @@ void main() {
             const uint row = row0 + r;
             const bool live = row < p.m; // uniform over the subgroup
             const uint rb = wbase + min(row, p.m - 1u) * p.w_row_bytes;
-            [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[c] = 0.0;
-            gemv_row(rb, lane, S);
+            [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[c] = g_up[c] = 0.0;
+            gemv_row(rb, rb + (GLU != 0u ? p.glu : 0u), lane, S);
             float sum[NC];
             [[unroll]] for (uint c = 0u; c < NC; c++) sum[c] = subgroupAdd(g_acc[c]);
+            if (GLU != 0u) [[unroll]]
+                for (uint c = 0u; c < NC; c++) {
+                    const float a = sum[c];
+                    sum[c] = a / (1.0 + exp(-a)) * subgroupAdd(g_up[c]);
+                }
             if (live && lane == 0u) [[unroll]]
                 for (uint c = 0u; c < NC; c++)
                     if (yrow[c] != 0xFFFFFFFFu)

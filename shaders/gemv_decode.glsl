@@ -1,11 +1,13 @@
 // gemv_decode.glsl - the per-type row loops of gemv.comp: branch-free decoding of GGUF blocks
 // (spec §1.4) from whole words, one type per variant (-DTYPE_*).
 //
-// The includer declares `wdata` / `wdata4` (W as words / 16-byte pieces), the spec constant WAL,
-// g_wlast (the W window's last word), NC, g_acc[NC], xv(c, e) (X elements e..e+3 of column c) and
-// fma4(w, e) (g_acc[c] += dot(w, X[c][e..e+3]) for every column). It provides
-//   void gemv_row(uint rb, uint lane, uint S)
-// which adds to g_acc this lane's share (units lane, lane + S, ...) of the row starting at byte rb.
+// The includer declares `wdata` / `wdata4` (W as words / 16-byte pieces), the spec constants WAL
+// and GLU, g_wlast (the W window's last word), NC, g_acc[NC], g_up[NC], swap_up() (exchanges
+// them), xv(c, e) (X elements e..e+3 of column c), fdot(w, x, acc) and fma4(w, e) (g_acc[c] +=
+// dot(w, X[c][e..e+3]) for every column). It provides
+//   void gemv_row(uint rb, uint rb2, uint lane, uint S)
+// which adds to g_acc this lane's share (units lane, lane + S, ...) of the row starting at byte rb
+// and, with GLU, to g_up that of the row at rb2, over the same X loads.
 //
 // Blocks of 18/22/34/210 bytes sit at 2-byte aligned addresses: a block at even byte bb is read as
 // the words from bb >> 2 on and realigned by s8 = (bb & 2) * 8 bits (0 or 16), computed per lane,
@@ -78,18 +80,36 @@ float elem(uint rb, uint k0) {
     return h2f(wdata[b >> 2] >> ((b & 2u) * 8u)).x;
 }
 #endif
-void gemv_row(uint rb, uint lane, uint S) {
+void gemv_row(uint rb, uint rb2, uint lane, uint S) {
     const uint n = p.k / PW; // whole pieces
     uint t = 0u;
     for (; t + PT * S <= n; t += PT * S) { // uniform trip count
-        uvec4 a[PT];
+        uvec4 a[PT], b[PT];
         [[unroll]] for (uint j = 0u; j < PT; j++) a[j] = w16(rb, t + j * S + lane);
+        if (GLU != 0u) [[unroll]]
+            for (uint j = 0u; j < PT; j++) b[j] = w16(rb2, t + j * S + lane);
         [[unroll]] for (uint j = 0u; j < PT; j++) piece(a[j], PW * (t + j * S + lane));
+        if (GLU != 0u) {
+            swap_up();
+            [[unroll]] for (uint j = 0u; j < PT; j++) piece(b[j], PW * (t + j * S + lane));
+            swap_up();
+        }
     }
-    for (uint u = t + lane; u < n; u += S) piece(w16(rb, u), PW * u);
+    for (uint u = t + lane; u < n; u += S) {
+        piece(w16(rb, u), PW * u);
+        if (GLU != 0u) {
+            swap_up();
+            piece(w16(rb2, u), PW * u);
+            swap_up();
+        }
+    }
     for (uint k0 = n * PW + lane; k0 < p.k; k0 += S) { // the last k % PW elements
-        const float w = elem(rb, k0);
-        [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[c] += w * sx(c, k0);
+        const float w = elem(rb, k0), w2 = GLU != 0u ? elem(rb2, k0) : 0.0;
+        [[unroll]] for (uint c = 0u; c < NC; c++) {
+            const float x = sx(c, k0);
+            g_acc[c] += w * x;
+            if (GLU != 0u) g_up[c] += w2 * x;
+        }
     }
 }
 
@@ -375,11 +395,16 @@ void unit(uint rb, uint u) {
 #error "gemv_decode.glsl: no gemv kernel for this type"
 #endif
 
-void gemv_row(uint rb, uint lane, uint S) {
+void gemv_row(uint rb, uint rb2, uint lane, uint S) {
     const uint n = p.k / 32u;
     for (uint u = lane; u < n; u += S) {
         load_x(u);
         unit(rb, u);
+        if (GLU != 0u) {
+            swap_up();
+            unit(rb2, u);
+            swap_up();
+        }
     }
 }
 #endif
