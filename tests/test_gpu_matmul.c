@@ -778,7 +778,7 @@ static void test_errors(vkm_gpu *gpu) {
  * constant is the exact count) and 11 entries of an expert in passes of 5 (absent columns in the
  * last pass); W at 2-byte (w_pad 1002), 4-byte (F32: 260) and 16-byte (1072) aligned offsets, so
  * that both WAL variants run; X rows 16-byte aligned (XAL) and not; expert rows with empty experts,
- * per-head rows. */
+ * per-head rows; the gated form (GLU), indexed and plain, up after and before gate. */
 static void test_gemv(vkm_gpu *gpu) {
     static const uint32_t types[] = {VKM_Q4_K, VKM_Q8_0, VKM_Q6_K, VKM_F16,  VKM_F32,
                                      VKM_BF16, VKM_Q4_0, VKM_Q4_1, VKM_Q5_0, VKM_Q5_1,
@@ -800,6 +800,8 @@ static void test_gemv(vkm_gpu *gpu) {
             g_x16 = a & 2;
             test_plain(gpu, ty, 2048, 9, 1);
             test_id_rows(gpu, ty, 7168, 5, 4, c_tok, 1, 0);
+            test_glu(gpu, ty, 2048, 9, 4, c_tok, 1, a & 1); /* gated: up after / before gate */
+            test_glu(gpu, ty, flt ? 1029 : 1024, 5, 0, NULL, 2, 0);
             if (flt) {
                 test_plain(gpu, ty, 2048 + 16 * 3 + 8 + 5, 3, 2);
                 test_plain(gpu, ty, 13, 6, 1);
