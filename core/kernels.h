@@ -16,10 +16,9 @@
  *   attention          mla_attn                                      mla_attn_lane; one query:
  *                                                                    mla_attn_dec (3 passes)
  *   router             router, then moe_group                        router_lane_group (1 pass)
- *   fused forms        combine+norm, kv_a norm+rope+store            all of the GPU's, and gate+up+
- *                                                                    SwiGLU, q_a+kv_a pair, the
- *                                                                    shared expert as an extra z
- *                                                                    group, router+grouping
+ *   fused forms        combine+norm, kv_a norm+rope+store,           all of the GPU's, and q_a+kv_a
+ *                      gate+up+SwiGLU (gemv's gated form; not with   pair, the shared expert as an
+ *                      the forced ksplit / sg layouts)               extra z group, router+grouping
  *
  * Architecture rows (NVIDIA, AMD RDNA, AMD GCN, Intel, other) have their own fill function
  * (kernels.c); today they share the GPU defaults, measured on an NVIDIA H200.
