@@ -56,9 +56,9 @@ for k in ${KERNELS:-gemv sg ksplit}; do
       id=; glu=0; wpl=32
       case $n in f32 | f16 | bf16) wpl=16 ;; esac
       if [ "${GLU:-0}" = 1 ]; then id=_id glu=1 wpl=$((wpl * 2)); fi
-      args=(--spec 0=256 --spec 1=4 --spec 2=1 --spec 4=1)
-      [ "$glu" = 1 ] && args+=(--spec 5=1)
-      case $n in f32 | f16 | bf16 | q4_k | q5_k) args+=(--spec 3="${WAL:-1}") ;; esac
+      args=(--spec "0=256" --spec "1=4" --spec "2=1" --spec "4=1")
+      [ "$glu" = 1 ] && args+=(--spec "5=1")
+      case $n in f32 | f16 | bf16 | q4_k | q5_k) args+=(--spec "3=${WAL:-1}") ;; esac
       row "gemv$id $n" $wpl "$b" "$build/spv/gemv${id}_$n.spv" "${args[@]}"
       ;;
     sg) # matmul_sg: two units a trip (float: 16 bytes, Q8_0: 16 weights, else 32)
