@@ -1,7 +1,6 @@
 // gemv.comp - GEMV for decode on GPUs with a straight-line main loop: Y[c][j] = sum_k W[j][k] *
 // X[c][k] for NC columns at once (any count is covered in passes of NC), W in its GGUF encoding
-// (-DTYPE_*: F32, F16, BF16, Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K; the block decoders are in
-// gemv_decode.glsl). With -DMUL_ID: the indexed form over a stack of matrices (matmul_common.h),
+// (-DTYPE_*: all 13 types of quant.glsl; the block decoders are in gemv_decode.glsl). With -DMUL_ID: the indexed form over a stack of matrices (matmul_common.h),
 // matrix = z group (routed experts in ROWS mode, per-head matrices in HEADS mode). With GLU (spec
 // 5, indexed form only) the gated form: each subgroup computes gate row j and up row j (p.glu bytes
 // after it, modulo 2^32: it may lie before) over the same X loads and writes silu(gate) * up, as
@@ -10,10 +9,11 @@
 // Layout: one subgroup per W row; a workgroup of WG threads (spec 0) has WG / S subgroups (S =
 // the subgroup size) for as many consecutive rows (the C side sizes the grid by RPW = WG / S, spec
 // 1; any other subgroup count still covers every row). Lane l of a row handles the units l,
-// l + S, l + 2S, ... of the row: 32 weights of a block type (a whole Q4_0 / Q5_0 / Q8_0 block, a
-// 16-byte slice of a Q4_K / Q5_K sub-block pair, an 8-position slice of a Q6_K half-block), so
-// neighbouring lanes read neighbouring bytes and k = 2048 (64 units) fills a 64-lane subgroup with
-// one whole loop trip, k = 7168 with 3.5; the float types step by PT pieces of 16 bytes a trip
+// l + S, l + 2S, ... of the row: 32 weights of a block type (a whole Q4_0 .. Q8_0 block, a 16-byte
+// slice of a Q4_K / Q5_K sub-block pair, an 8-position slice of a Q2_K / Q3_K / Q6_K half-block,
+// see gemv_decode.glsl), so neighbouring lanes read neighbouring bytes and k = 2048 (64 units)
+// fills a 64-lane subgroup with one whole loop trip, k = 7168 with 3.5; the float types step by
+// PT pieces of 16 bytes a trip
 // (F16/BF16 2, F32 4: 2 KiB of weights per 64-lane trip), pieces S apart, with a tail of single
 // pieces and then of single elements (rows of any length). The row's sum is one subgroupAdd: no
 // shared memory and no barrier.
