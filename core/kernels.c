@@ -34,7 +34,14 @@
 #define ROW_LANE_ID(T) ROW(MATMUL_LANE_ID, T)
 #define ROW_TEX(T) ROW(MATMUL_TEX, T)
 #define ROW_TEX_ID(T) ROW(MATMUL_TEX_ID, T)
+#define ROW_GEMV(T) ROW(GEMV, T)
+#define ROW_GEMV_ID(T) ROW(GEMV_ID, T)
 #define ROW_GET_ROWS(T) ROW(GET_ROWS, T)
+/* gemv.comp decodes these types (shaders/gemv_decode.glsl); a type without a gemv variant keeps
+ * matmul_sg / the k-split kernel (gpu_defaults) */
+#define VKM_GEMV_TYPES(X) VKM_KERNEL_TYPES(X)
+static const uint16_t t_gemv[VKM_QTYPE_COUNT] = {VKM_GEMV_TYPES(ROW_GEMV)};
+static const uint16_t t_gemv_id[VKM_QTYPE_COUNT] = {VKM_GEMV_TYPES(ROW_GEMV_ID)};
 TABLE(t_vec, VEC)
 TABLE(t_vec_id, VEC_ID)
 TABLE(t_sg, SG)
@@ -51,6 +58,7 @@ static const uint16_t *const matmul_tables[VKM_MMK_COUNT][2] = {
     [VKM_MMK_KSPLIT] = {t_vec, t_vec_id},   [VKM_MMK_SG] = {t_sg, t_sg_id},
     [VKM_MMK_MM] = {t_mm, t_mm_id},         [VKM_MMK_LANE32] = {t_vec, t_vec_id},
     [VKM_MMK_LANE64] = {t_lane, t_lane_id}, [VKM_MMK_TEX] = {t_tex, t_tex_id},
+    [VKM_MMK_GEMV] = {t_gemv, t_gemv_id},
 };
 
 static vkm_shader_id from_table(const uint16_t *t, uint32_t type) {
@@ -90,7 +98,8 @@ const char *vkm_kernels_family_name(vkm_matmul_family f) {
     static const char *const n[VKM_MMK_COUNT] = {
         [VKM_MMK_KSPLIT] = "matmul_vec",  [VKM_MMK_SG] = "matmul_sg",
         [VKM_MMK_MM] = "matmul_mm",       [VKM_MMK_LANE32] = "matmul_vec (LANE_ROWS)",
-        [VKM_MMK_LANE64] = "matmul_lane", [VKM_MMK_TEX] = "matmul_tex"};
+        [VKM_MMK_LANE64] = "matmul_lane", [VKM_MMK_TEX] = "matmul_tex",
+        [VKM_MMK_GEMV] = "gemv"};
     return (unsigned)f < VKM_MMK_COUNT ? n[f] : "unknown";
 }
 
@@ -140,12 +149,16 @@ static vkm_kernels_arch arch_of(const vkm_kernels_caps *c) {
 
 /* ---- the GPU family ---- */
 
-/* Whether matmul_sg beats the k-split matmul_vec for a GEMV of wtype. Measured with bench --micro,
- * both kernels in one session on an NVIDIA H200 (README): matmul_sg wins for the float types at
- * every shape (F16: 49-54% of copy on the expert shapes, against 35-36%), and for Q8_0, Q5_x and
- * the K-quants on the expert and attention shapes (Q4_K 7168x2048: 9.5% against 6.9%), while the
- * k-split kernel wins for Q4_0/Q4_1 and, among the block types, on the 129280-row output matrix
- * (gemv_big_rows). */
+/* The GEMV family per type. gemv.comp (a subgroup per row, no branch in its main loop: see the
+ * shader) for the types it decodes (all 13 today), at every row count: its main loops, compiled for
+ * gfx1100 by RADV's null device (README, ../shared/tools/isa-stats), have at most 1 vmcnt(0) drain
+ * per KiB of weights against matmul_sg's 3-13 and the k-split kernel's 13-57, and as few VALU per
+ * weight as llama.cpp's (not yet timed on a GPU). For any other type, whether matmul_sg beats the
+ * k-split matmul_vec. Measured with bench --micro, both kernels in one session on an NVIDIA H200
+ * (README): matmul_sg wins for the float types at every shape (F16: 49-54% of copy on the expert
+ * shapes, against 35-36%), and for Q8_0, Q5_x and the K-quants on the expert and attention shapes
+ * (Q4_K 7168x2048: 9.5% against 6.9%), while the k-split kernel wins for Q4_0/Q4_1 and, among the
+ * block types, on the 129280-row output matrix (gemv_big_rows). */
 static void gpu_defaults(vkm_kernel_plan *p) {
     p->gemv_big_rows = 32768;
     for (uint32_t t = 0; t < VKM_QTYPE_COUNT; t++) {
@@ -153,9 +166,11 @@ static void gpu_defaults(vkm_kernel_plan *p) {
         const bool q4 = t == VKM_Q4_0 || t == VKM_Q4_1;
         p->gemv_small[t] = q4 ? VKM_MMK_KSPLIT : VKM_MMK_SG;
         p->gemv_big[t] = flt ? VKM_MMK_SG : VKM_MMK_KSPLIT;
+        if (t_gemv[t]) p->gemv_small[t] = p->gemv_big[t] = VKM_MMK_GEMV;
     }
     p->fuse.combine_norm = true;
     p->fuse.kv_rope = true;
+    p->fuse.glu = true; /* gemv's gated form (types without gemv fall back to two GEMVs + SwiGLU) */
 }
 
 /* NVIDIA (measured: H200), AMD RDNA, AMD GCN (wave64), Intel and other GPUs: the GPU defaults
@@ -195,6 +210,7 @@ static void kernels_for_gpu(vkm_kernel_plan *p, vkm_kernels_layout layout) {
         const uint8_t f = layout == VKM_KERNELS_SG ? VKM_MMK_SG : VKM_MMK_KSPLIT;
         memset(p->gemv_small, f, sizeof p->gemv_small);
         memset(p->gemv_big, f, sizeof p->gemv_big);
+        p->fuse.glu = false; /* only gemv has the gated form on GPUs */
     }
 }
 
@@ -259,25 +275,31 @@ vkm_matmul_family vkm_kernels_gemv_family(const vkm_kernel_plan *p, uint32_t wty
  * (2.5 s more for bench-small). Workgroups shrink from 32 threads (to 16, then 8, not below a
  * subgroup) while a dispatch would have fewer than 4, so that small matrices still spread over
  * the cores (a workgroup runs on one): the 32-row router GEMV 1.6-2x faster.
- * GPU family: matmul_sg workgroups of 4 subgroups, each row split over more subgroups when there
- * are few rows (fewer than 4096 subgroups would leave a large GPU idle); the k-split matmul_vec
- * with 2 rows per workgroup of 4 subgroups (64..128 threads). */
+ * GPU family: gemv workgroups of 4 subgroups (32..256 threads), a row each; matmul_sg workgroups
+ * of 4 subgroups, each row split over more subgroups when there are few rows (fewer than 4096
+ * subgroups would leave a large GPU idle); the k-split matmul_vec with 2 rows per workgroup of 4
+ * subgroups (64..128 threads). */
 vkm_gemv_tuning vkm_kernels_gemv_tuning(const vkm_kernel_plan *p, uint64_t rows,
                                         uint64_t fixed_rows, uint32_t wtype, int64_t cols) {
     if (p->gemm_lane) {
         uint32_t wg = 32;
         while (wg > p->subgroup && (fixed_rows + wg * 2 - 1) / (wg * 2) < 4) wg /= 2;
-        return (vkm_gemv_tuning){wg, cols > 1 ? 4 : 2, 1, 0, 1};
+        return (vkm_gemv_tuning){wg, cols > 1 ? 4 : 2, 1, 0, 1, 0};
     }
     const uint32_t s = p->subgroup;
-    if (vkm_kernels_gemv_family(p, wtype, rows) == VKM_MMK_SG) {
+    const vkm_matmul_family fam = vkm_kernels_gemv_family(p, wtype, rows);
+    if (fam == VKM_MMK_GEMV) {
+        const uint32_t w = s * 4 < 32 ? 32 : s * 4 > VKM_MM_VEC_MAX_WG ? VKM_MM_VEC_MAX_WG : s * 4;
+        return (vkm_gemv_tuning){w, s && w / s ? w / s : 1, 0, 0, 1, 1};
+    }
+    if (fam == VKM_MMK_SG) {
         const uint32_t w = s * 4 < 32 ? 32 : s * 4 > VKM_MM_VEC_MAX_WG ? VKM_MM_VEC_MAX_WG : s * 4;
         const uint32_t n_sg = s && w / s ? w / s : 1;
         const uint32_t ks = rows >= 4096 || n_sg < 2 ? 1 : rows >= 1024 || n_sg < 4 ? 2 : 4;
-        return (vkm_gemv_tuning){w, n_sg / ks, 0, 1, ks};
+        return (vkm_gemv_tuning){w, n_sg / ks, 0, 1, ks, 0};
     }
     const uint32_t w = s * 4;
-    return (vkm_gemv_tuning){w < 64 ? 64 : w > 128 ? 128 : w, 2, 0, 0, 1};
+    return (vkm_gemv_tuning){w < 64 ? 64 : w > 128 ? 128 : w, 2, 0, 0, 1, 0};
 }
 
 /* ---- the table ---- */
@@ -303,7 +325,8 @@ void vkm_kernels_print(const vkm_kernel_plan *p, FILE *f, const uint32_t *types,
             snprintf(op, sizeof op, "gemv %s x%llu", vkm_qtype_name(t),
                      (unsigned long long)rows[i]);
             fprintf(f, "%-22s %-34s wg=%u rows=%u %s=%u\n", op, vkm_kernels_family_name(fam), tu.wg,
-                    tu.rows, tu.sg ? "ks" : "lane_rows", tu.sg ? tu.ks : tu.lane_rows);
+                    tu.rows, tu.sg || tu.gemv ? "ks" : "lane_rows",
+                    tu.sg || tu.gemv ? tu.ks : tu.lane_rows);
         }
     } else {
         const uint32_t t[] = {VKM_F16, VKM_Q4_0, VKM_Q8_0, VKM_Q4_K, VKM_Q6_K};
@@ -320,7 +343,7 @@ void vkm_kernels_print(const vkm_kernel_plan *p, FILE *f, const uint32_t *types,
                          p->gemv_big_rows, vkm_kernels_family_name(b));
             const vkm_gemv_tuning tu = vkm_kernels_gemv_tuning(p, 4096, 4096, t[i], 1);
             fprintf(f, "%-22s %-34s wg=%u rows=%u %s=%u (4096 rows)\n", op, k, tu.wg, tu.rows,
-                    tu.sg ? "ks" : "lane_rows", tu.sg ? tu.ks : tu.lane_rows);
+                    tu.sg || tu.gemv ? "ks" : "lane_rows", tu.sg || tu.gemv ? tu.ks : tu.lane_rows);
         }
     }
     const vkm_gemv_tuning g = vkm_kernels_gemv_tuning(p, 4096, 4096, VKM_Q4_K, 64);

@@ -7,18 +7,18 @@
  * vendor or architecture; everything else asks the plan. The decision table:
  *
  *   op                 GPU family (discrete, integrated, virtual)    CPU-device family (lavapipe)
- *   GEMV (<= 8 cols)   matmul_sg or k-split matmul_vec, per type     matmul_tex (texel buffers)
- *                      and row count (measured on an H200)           > matmul_lane (64-bit) >
- *                                                                    matmul_vec LANE_ROWS (32-bit)
+ *   GEMV (<= 8 cols)   gemv (straight-line loop) for every type      matmul_tex (texel buffers)
+ *                      with a gemv variant (all 13); else matmul_sg  > matmul_lane (64-bit) >
+ *                      or k-split matmul_vec per type and row count  matmul_vec LANE_ROWS (32-bit)
+ *                      (measured on an H200)
  *   GEMM (> 8 cols)    matmul_mm (tiled, shared memory)              the GEMV kernels, 4 rows/lane
  *   rmsnorm family     workgroup reduction (VKM_OPS_RED_WG)          one subgroup, subgroupAdd
  *   attention          mla_attn                                      mla_attn_lane; one query:
  *                                                                    mla_attn_dec (3 passes)
  *   router             router, then moe_group                        router_lane_group (1 pass)
- *   fused forms        combine+norm, kv_a norm+rope+store            all of the GPU's, and gate+up+
- *                                                                    SwiGLU, q_a+kv_a pair, the
- *                                                                    shared expert as an extra z
- *                                                                    group, router+grouping
+ *   fused forms        combine+norm, kv_a norm+rope+store,           all of the GPU's, and q_a+kv_a
+ *                      gate+up+SwiGLU (gemv's gated form; not with   pair, the shared expert as an
+ *                      the forced ksplit / sg layouts)               extra z group, router+grouping
  *
  * Architecture rows (NVIDIA, AMD RDNA, AMD GCN, Intel, other) have their own fill function
  * (kernels.c); today they share the GPU defaults, measured on an NVIDIA H200.
@@ -71,6 +71,7 @@ typedef enum vkm_matmul_family {
     VKM_MMK_LANE32, /* matmul_vec LANE_ROWS: CPU devices, 32-bit loads */
     VKM_MMK_LANE64, /* matmul_lane: CPU devices, 64-bit loads */
     VKM_MMK_TEX,    /* matmul_tex: CPU devices, uniform texel buffers */
+    VKM_MMK_GEMV,   /* gemv: GPU GEMV, a subgroup per row, no control flow in the main loop */
     VKM_MMK_COUNT
 } vkm_matmul_family;
 
@@ -103,6 +104,7 @@ typedef struct vkm_gemv_tuning {
     uint32_t lane_rows; /* 1: the CPU-device LANE_ROWS layout */
     uint32_t sg;        /* 1: matmul_sg, `ks` subgroups per row (GPUs) */
     uint32_t ks;
+    uint32_t gemv; /* 1: gemv.comp, one subgroup per row, `rows` rows per workgroup (GPUs) */
 } vkm_gemv_tuning;
 
 typedef struct vkm_kernel_plan {
@@ -113,7 +115,7 @@ typedef struct vkm_kernel_plan {
     bool texel;        /* CPU family: texel-buffer kernels (matmul_tex, mla_attn_dec) */
     uint32_t subgroup; /* the device's subgroup size */
     /* GEMV: on GPUs, the family per weight type for matrices below gemv_big_rows rows and for
-     * larger ones (VKM_MMK_SG or VKM_MMK_KSPLIT) */
+     * larger ones (VKM_MMK_GEMV, VKM_MMK_SG or VKM_MMK_KSPLIT) */
     uint8_t gemv_small[VKM_QTYPE_COUNT], gemv_big[VKM_QTYPE_COUNT];
     uint32_t gemv_big_rows;
     bool gemm_lane;     /* GEMM by the CPU family's GEMV kernels (else matmul_mm) */

@@ -141,7 +141,8 @@ static uint32_t vec_rows_per_wg(const tuning *t) {
 
 /* Whether the LANE_ROWS kernel's weight steps (32 elements for the float types, one block for
  * the others: matmul_vec.comp LBYTES) are a multiple of 16 bytes, so that 16-byte aligned rows
- * keep every step aligned (WAL). */
+ * keep every step aligned (WAL); the same types are those whose gemv.comp loads are 16-byte
+ * pieces at multiples of 16 bytes into the row (its WAL). */
 static bool steps_aligned(uint32_t wtype) {
     return wtype == VKM_F32 || wtype == VKM_F16 || wtype == VKM_BF16 || wtype == VKM_Q4_K ||
            wtype == VKM_Q5_K;
@@ -167,6 +168,7 @@ static int get_kernel(vkm_gpu *gpu, tuning *tp, bool gemv, bool id, uint32_t wty
     if (tex) tp->rows = 2;
     const tuning t = *tp;
     const vkm_matmul_family fam = !gemv          ? VKM_MMK_MM
+                                  : t.gemv       ? VKM_MMK_GEMV
                                   : t.sg         ? VKM_MMK_SG
                                   : tex          ? VKM_MMK_TEX
                                   : !t.lane_rows ? VKM_MMK_KSPLIT
@@ -181,12 +183,22 @@ static int get_kernel(vkm_gpu *gpu, tuning *tp, bool gemv, bool id, uint32_t wty
     if (gemv) {
         uint32_t nc = 1;
         while (nc < cols && nc < VKM_MM_VEC_MAX_COLS) nc *= 2;
+        /* gemv: exactly the columns (a pass of absent columns computes them for nothing) */
+        if (t.gemv)
+            nc =
+                cols < VKM_MM_VEC_MAX_COLS ? (cols > 0 ? (uint32_t)cols : 1u) : VKM_MM_VEC_MAX_COLS;
         spec[0] = t.wg;
         spec[1] = t.rows;
         spec[2] = nc;
         spec[3] = t.sg ? t.ks : t.lane_rows;
         n_spec = 4;
-        if (!t.sg) { /* matmul_vec: XAL, WAL */
+        if (t.gemv) { /* WAL: 128-bit weight loads; XAL: vec4 X loads; GLU (gemv.comp) */
+            spec[3] = steps_aligned(wtype) && pc->w_off % 16 == 0 && pc->w_row_bytes % 16 == 0 &&
+                      (!id || pc->w_mat_bytes % 16 == 0) && pc->glu % 16 == 0;
+            spec[4] = pc->x_off % 4 == 0 && pc->x_stride % 4 == 0;
+            spec[5] = id && pc->glu != 0;
+            n_spec = 6;
+        } else if (!t.sg) { /* matmul_vec: XAL, WAL */
             spec[4] = t.lane_rows && pc->x_off % 4 == 0 && pc->x_stride % 4 == 0;
             spec[5] = t.lane_rows && steps_aligned(wtype) && pc->w_off % 16 == 0 &&
                       pc->w_row_bytes % 16 == 0 && (!id || pc->w_mat_bytes % 16 == 0) &&
@@ -196,9 +208,9 @@ static int get_kernel(vkm_gpu *gpu, tuning *tp, bool gemv, bool id, uint32_t wty
             spec[7] = t.lane_rows && pc->glu != 0;
             n_spec = 8;
         }
-        VKM_ASSERT(
-            spec[0] <= VKM_MM_VEC_MAX_WG &&
-            (t.sg || (spec[1] <= VKM_MM_VEC_MAX_ROWS && (t.lane_rows || spec[0] >= spec[1] * nc))));
+        VKM_ASSERT(spec[0] <= VKM_MM_VEC_MAX_WG &&
+                   (t.sg || t.gemv ||
+                    (spec[1] <= VKM_MM_VEC_MAX_ROWS && (t.lane_rows || spec[0] >= spec[1] * nc))));
     }
     return vkm_gpu_kernel_get(gpu, shader, spec, n_spec, id ? 5 : 3, sizeof(vkm_matmul_push), out);
 }
@@ -545,13 +557,13 @@ static int matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a, int64_t up_off,
                 pc.y2_row = (uint32_t)second->y_row;
             }
             /* the gated form and the second matrix: the plan's glu / shared_z forms (the texel
-             * kernels; gated: 2 rows per thread, gate and up), where the windows are texel
-             * buffers */
+             * kernels, where the windows are texel buffers; gated: 2 rows per thread, gate and
+             * up), and the gated form of the gemv kernels (a subgroup per output, gate and up) */
             const vkm_kernel_plan *plan = vkm_gpu_plan(gpu);
+            const bool lane_tex = gemv && t.lane_rows && vkm_gpu_texel_window(gpu, &args[0]) &&
+                                  vkm_gpu_texel_window(gpu, &args[1]);
             if ((up_off && !plan->fuse.glu) || (second && !plan->fuse.shared_z) ||
-                ((up_off || second) &&
-                 !(gemv && t.lane_rows && vkm_gpu_texel_window(gpu, &args[0]) &&
-                   vkm_gpu_texel_window(gpu, &args[1]))))
+                (second && !lane_tex) || (up_off && !lane_tex && !(gemv && t.gemv)))
                 return VKM_MATMUL_UNFIT;
             tuning tw = t;
             vkm_gpu_kernel *kern;
@@ -560,7 +572,7 @@ static int matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a, int64_t up_off,
             uint32_t gx, gy;
             if (gemv) {
                 tuning tg = tw;
-                if (up_off) tg.rows = 1; /* one output row per thread */
+                if (up_off && tg.lane_rows) tg.rows = 1; /* one output row per thread */
                 if ((rc = vec_grid(fn, &tg, pc.m, &gx, &gy))) return rc;
             } else {
                 gx = (pc.m + VKM_MM_BM - 1) / VKM_MM_BM;

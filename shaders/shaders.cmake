@@ -24,6 +24,14 @@ foreach(vkm_mm_type F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6
   vkm_add_shader(matmul_sg_id_${vkm_mm_lc} matmul_sg.comp DEFINES TYPE_${vkm_mm_type}=1 MUL_ID=1)
 endforeach()
 
+# The GPU decode GEMV with a straight-line main loop (gemv.comp, gemv_decode.glsl; core/kernels.c
+# picks it for every type it has a variant for): gemv_<type>, gemv_id_<type>.
+foreach(vkm_gv_type F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K)
+  string(TOLOWER ${vkm_gv_type} vkm_gv_lc)
+  vkm_add_shader(gemv_${vkm_gv_lc} gemv.comp DEFINES TYPE_${vkm_gv_type}=1)
+  vkm_add_shader(gemv_id_${vkm_gv_lc} gemv.comp DEFINES TYPE_${vkm_gv_type}=1 MUL_ID=1)
+endforeach()
+
 # Non-matmul kernels of the forward pass (core/ops.c; push constants in shaders/ops_common.h).
 vkm_add_shader(rmsnorm rmsnorm.comp)
 vkm_add_shader(rmsnorm_add rmsnorm.comp DEFINES ADD_RESIDUAL=1)

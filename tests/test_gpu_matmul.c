@@ -21,6 +21,7 @@
 
 #include "check.h"
 #include "gpu.h"
+#include "kernels.h"
 #include "ops_matmul.h"
 #include "qtype.h"
 #include "ref_matmul.h"
@@ -105,7 +106,10 @@ static bool g_w16;
 static size_t w_pad(uint32_t wtype) {
     return g_w16 ? 1072 : wtype == VKM_F32 ? 260 : 1002;
 }
-#define X_PAD 36
+/* X rows start 16-byte aligned in their window (set for one pass in main): the GPU kernels then
+ * load X as vec4 (gemv.comp XAL); else X_PAD puts them at 9 floats past a 16-byte boundary. */
+static bool g_x16;
+#define X_PAD (g_x16 ? 48u : 36u)
 #define Y_PAD 516
 
 /* One plain matmul: W {k, m} x X [n][k] -> Y [n][m], compared with vkm_ref_matmul. */
@@ -766,6 +770,52 @@ static void test_errors(vkm_gpu *gpu) {
     vkm_gpu_buf_destroy(gpu, b);
 }
 
+/* gemv.comp's cases, in the GPU layout only (VKMOE_KERNELS=gpu; the other layouts' kernels have
+ * their cases above), where the plan must give gemv for these types (checked here): the DeepSeek-V3
+ * expert shapes' k (2048, 7168: whole loop trips of a 64-lane subgroup) and row counts that are not
+ * a multiple of the rows per workgroup; float rows whose length is not a multiple of a trip (2 or 4
+ * pieces of 16 bytes per lane) nor of a piece; every column count 1..8 (one pass each; the spec
+ * constant is the exact count) and 11 entries of an expert in passes of 5 (absent columns in the
+ * last pass); W at 2-byte (w_pad 1002), 4-byte (F32: 260) and 16-byte (1072) aligned offsets, so
+ * that both WAL variants run; X rows 16-byte aligned (XAL) and not; expert rows with empty experts,
+ * per-head rows; the gated form (GLU), indexed and plain, up after and before gate. */
+static void test_gemv(vkm_gpu *gpu) {
+    static const uint32_t types[] = {VKM_Q4_K, VKM_Q8_0, VKM_Q6_K, VKM_F16,  VKM_F32,
+                                     VKM_BF16, VKM_Q4_0, VKM_Q4_1, VKM_Q5_0, VKM_Q5_1,
+                                     VKM_Q2_K, VKM_Q3_K, VKM_Q5_K};
+    const vkm_kernel_plan *plan = vkm_gpu_plan(gpu);
+    if (plan->layout != VKM_KERNELS_GPU) return;
+    static const int32_t c_tok[] = {1, 0, 1, 1}, c_sparse[] = {0, 2, 0, 0, 0, 1, 0, 0};
+    static const int32_t c_many[] = {0, 11, 0};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        const uint32_t ty = types[i];
+        const bool flt = vkm_qtype_get(ty)->block == 1;
+        /* what ops_matmul.c asks the plan for these dispatches */
+        CHECK_MSG(vkm_kernels_gemv_family(plan, ty, 9) == VKM_MMK_GEMV &&
+                      vkm_kernels_gemv_tuning(plan, 9, 9, ty, 1).gemv &&
+                      vkm_kernels_gemv_tuning(plan, 5 * 8, 5, ty, 2).gemv,
+                  "%s: the GPU layout's GEMV is not gemv", vkm_qtype_name(ty));
+        for (int a = 0; a < 4; a++) { /* W 2/4-byte or 16-byte aligned, X aligned or not */
+            g_w16 = a & 1;
+            g_x16 = a & 2;
+            test_plain(gpu, ty, 2048, 9, 1);
+            test_id_rows(gpu, ty, 7168, 5, 4, c_tok, 1, 0);
+            test_glu(gpu, ty, 2048, 9, 4, c_tok, 1, a & 1); /* gated: up after / before gate */
+            test_glu(gpu, ty, flt ? 1029 : 1024, 5, 0, NULL, 2, 0);
+            if (flt) {
+                test_plain(gpu, ty, 2048 + 16 * 3 + 8 + 5, 3, 2);
+                test_plain(gpu, ty, 13, 6, 1);
+            }
+        }
+        g_w16 = g_x16 = false;
+        test_plain(gpu, ty, 7168, 6, 1);
+        test_id_rows(gpu, ty, 2048, 7, 8, c_sparse, 2, 0);
+        test_id_rows(gpu, ty, 256, 5, 3, c_many, 11, 5); /* passes of 5, 5, 1 */
+        test_id_heads(gpu, ty, 2048, 5, 3, 1);
+        for (int64_t n = 1; n <= 8; n++) test_plain(gpu, ty, flt ? 96 + 7 : 256, 5, n);
+    }
+}
+
 int main(void) {
     vkm_gpu *gpu = NULL;
     vkm_gpu_options opt = {.device = -1, .validation = true};
@@ -866,6 +916,8 @@ int main(void) {
     }
     test_plain(gpu, VKM_F16, 37, 5, 4);
     g_w16 = false;
+
+    test_gemv(gpu);
 
     /* more column passes x k steps than lavapipe's 65535 loop iterations per invocation: the
      * CPU-device kernel takes the columns in several dispatches (core/ops_matmul.c) */

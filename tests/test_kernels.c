@@ -49,16 +49,27 @@ static void test_cpu_device(void) {
     CHECK(!plan_of(no64, VKM_KERNELS_CPU64).lane64);
 }
 
-/* GPU layouts: the per-type GEMV choice measured on the H200, and the overrides. */
+/* The types with device kernels: gemv.comp decodes all of them. */
+static bool has_gemv(uint32_t t) {
+    const vkm_qtype_info *qi = vkm_qtype_get(t);
+    return qi && qi->supported && qi->gpu;
+}
+
+/* GPU layouts: gemv for every type, at every row count (the forced ksplit / sg layouts keep the
+ * per-type choice measured on the H200 reachable). */
 static void check_gpu_gemv(const vkm_kernel_plan *p) {
     CHECK(!p->cpu_family && !p->texel && !p->gemm_lane && !p->norm_subgroup && !p->attn_lane);
-    CHECK(!p->router_lane && !p->fuse.router_group && !p->fuse.glu && !p->fuse.qa_kva);
+    CHECK(!p->router_lane && !p->fuse.router_group && p->fuse.glu && !p->fuse.qa_kva);
     CHECK(p->fuse.combine_norm && p->fuse.kv_rope);
-    CHECK(vkm_kernels_gemv_family(p, VKM_F16, 2048) == VKM_MMK_SG);
-    CHECK(vkm_kernels_gemv_family(p, VKM_F16, 129280) == VKM_MMK_SG);
-    CHECK(vkm_kernels_gemv_family(p, VKM_Q4_K, 2048) == VKM_MMK_SG);
-    CHECK(vkm_kernels_gemv_family(p, VKM_Q4_K, 129280) == VKM_MMK_KSPLIT);
-    CHECK(vkm_kernels_gemv_family(p, VKM_Q4_0, 2048) == VKM_MMK_KSPLIT);
+    int n = 0;
+    for (uint32_t t = 0; t < VKM_QTYPE_COUNT; t++)
+        if (has_gemv(t)) {
+            n++;
+            CHECK_MSG(vkm_kernels_gemv_family(p, t, 2048) == VKM_MMK_GEMV, "%s", vkm_qtype_name(t));
+            CHECK_MSG(vkm_kernels_gemv_family(p, t, 129280) == VKM_MMK_GEMV, "%s",
+                      vkm_qtype_name(t));
+        }
+    CHECK(n == 13);
 }
 
 static void test_gpus(void) {
@@ -91,19 +102,31 @@ static void test_gpus(void) {
                   vkm_kernels_arch_name(p.arch));
         CHECK(p.layout == VKM_KERNELS_GPU && !p.loop_limit && !p.prime_warmup);
         check_gpu_gemv(&p);
-        /* matmul_sg: 4 subgroups a workgroup, rows split over subgroups when there are few */
+        /* gemv: 4 subgroups a workgroup, a row each, at every row count */
         const uint32_t s = cases[i].caps.subgroup_size;
-        const vkm_gemv_tuning t = vkm_kernels_gemv_tuning(&p, 8192, 8192, VKM_Q4_K, 1);
-        CHECK(t.sg == 1 && t.ks == 1 && t.wg == (s * 4 < 32 ? 32 : s * 4 > 256 ? 256 : s * 4));
-        const vkm_gemv_tuning tk = vkm_kernels_gemv_tuning(&p, 512, 512, VKM_Q4_K, 1);
-        CHECK(tk.sg == 1 && tk.ks > 1);
-        const vkm_gemv_tuning tv = vkm_kernels_gemv_tuning(&p, 8192, 8192, VKM_Q4_0, 1);
-        CHECK(tv.sg == 0 && tv.lane_rows == 0 && tv.rows == 2 && tv.wg >= 64 && tv.wg <= 128);
-        /* forcing one GEMV kernel for every type */
+        const uint32_t wg4 = s * 4 < 32 ? 32 : s * 4 > 256 ? 256 : s * 4;
+        const vkm_gemv_tuning tg = vkm_kernels_gemv_tuning(&p, 8192, 8192, VKM_Q4_K, 1);
+        CHECK(tg.gemv == 1 && tg.sg == 0 && tg.lane_rows == 0 && tg.wg == wg4 &&
+              tg.rows == wg4 / s);
+        const vkm_gemv_tuning tg2 = vkm_kernels_gemv_tuning(&p, 512, 512, VKM_Q6_K, 1);
+        CHECK(tg2.gemv == 1 && tg2.rows == wg4 / s);
+        /* forcing one GEMV kernel for every type: matmul_sg, 4 subgroups a workgroup, rows split
+         * over subgroups when there are few; the k-split kernel, 2 rows per workgroup */
         const vkm_kernel_plan ks = plan_of(cases[i].caps, VKM_KERNELS_KSPLIT);
+        const vkm_kernel_plan sgp = plan_of(cases[i].caps, VKM_KERNELS_SG);
+        const vkm_gemv_tuning t = vkm_kernels_gemv_tuning(&sgp, 8192, 8192, VKM_Q3_K, 1);
+        CHECK(t.sg == 1 && t.ks == 1 && !t.gemv && t.wg == wg4);
+        const vkm_gemv_tuning tk = vkm_kernels_gemv_tuning(&sgp, 512, 512, VKM_Q3_K, 1);
+        CHECK(tk.sg == 1 && tk.ks > 1);
+        const vkm_gemv_tuning tv = vkm_kernels_gemv_tuning(&ks, 40000, 40000, VKM_Q5_0, 1);
+        CHECK(tv.sg == 0 && !tv.gemv && tv.lane_rows == 0 && tv.rows == 2 && tv.wg >= 64 &&
+              tv.wg <= 128);
         CHECK(vkm_kernels_gemv_family(&ks, VKM_F16, 10) == VKM_MMK_KSPLIT);
+        CHECK(!vkm_kernels_gemv_tuning(&ks, 8192, 8192, VKM_Q4_K, 1).gemv);
+        CHECK(!ks.fuse.glu && !sgp.fuse.glu); /* the gated form is gemv's */
         const vkm_kernel_plan sg = plan_of(cases[i].caps, VKM_KERNELS_SG);
         CHECK(vkm_kernels_gemv_family(&sg, VKM_Q4_0, 200000) == VKM_MMK_SG);
+        CHECK(vkm_kernels_gemv_family(&sg, VKM_Q4_K, 2048) == VKM_MMK_SG);
     }
     /* lavapipe with the GPU layout forced (the *_gpu_layout tests) */
     const vkm_kernel_plan g = plan_of(lavapipe(), VKM_KERNELS_GPU);
@@ -118,6 +141,10 @@ static void test_tables(void) {
     CHECK(vkm_kernels_matmul_shader(VKM_MMK_TEX, true, VKM_F16) == VKM_SH_MATMUL_TEX_ID_F16);
     CHECK(vkm_kernels_matmul_shader(VKM_MMK_LANE32, false, VKM_Q8_0) == VKM_SH_MATMUL_VEC_Q8_0);
     CHECK(vkm_kernels_matmul_shader(VKM_MMK_MM, false, VKM_F32) == VKM_SH_MATMUL_MM_F32);
+    CHECK(vkm_kernels_matmul_shader(VKM_MMK_GEMV, false, VKM_Q4_K) == VKM_SH_GEMV_Q4_K);
+    CHECK(vkm_kernels_matmul_shader(VKM_MMK_GEMV, true, VKM_Q6_K) == VKM_SH_GEMV_ID_Q6_K);
+    CHECK(vkm_kernels_matmul_shader(VKM_MMK_GEMV, false, VKM_Q3_K) == VKM_SH_GEMV_Q3_K);
+    CHECK(vkm_kernels_matmul_shader(VKM_MMK_GEMV, false, VKM_Q8_1) == VKM_SHADER_COUNT);
     CHECK(vkm_kernels_matmul_shader(VKM_MMK_SG, false, VKM_Q8_K) == VKM_SHADER_COUNT);
     CHECK(vkm_kernels_matmul_shader(VKM_MMK_SG, false, 999) == VKM_SHADER_COUNT);
     CHECK(vkm_kernels_matmul_shader(VKM_MMK_COUNT, false, VKM_F32) == VKM_SHADER_COUNT);
