@@ -3,7 +3,8 @@
 # AMD ISA on Mesa's RADV null device (no GPU needed: RADV_FORCE_FAMILY=gfx1100 = RX 7900 XTX,
 # navi21 = RX 6800/6900, polaris10 = RX 480/580) with the kernel plan's specialization constants,
 # the driver reports statistics for each (VGPRs, code size, occupancy), none spills registers,
-# the GEMV kernels' main loops are found in the disassembly; the JSON has one entry per pipeline;
+# the GEMV kernels' main loops are found in the disassembly and the decode GEMVs' (gemv) loops
+# stay straight-line (few full drains of the loads, <= 64 VGPRs); the JSON has one entry per pipeline;
 # the same runs compile-only on the default device (lavapipe: no statistics, said so); usage
 # errors exit 2. The RADV part is skipped (noted) where the radeon ICD is not installed; the
 # whole script exits 77 without any Vulkan device.
@@ -51,6 +52,14 @@ for fam in gfx1100 navi21 polaris10; do
         ok "$name: no register spills" test "$(rows "$TMP/$fam.out" | awk '$7 != 0' | wc -l)" -eq 0
         ok "$name: the GEMV main loops are found in the ISA" \
             test "$(rows "$TMP/$fam.out" | grep '^matmul_sg' | grep -c '| *-$')" -eq 0
+        # the decode GEMVs (shaders/gemv.comp): straight-line main loops whose loads are issued
+        # together: at most one full drain (vmcnt(0)) per 3 vector loads (matmul_sg: one per
+        # load), at most 64 VGPRs
+        g=$(rows "$TMP/$fam.out" | grep -c '^gemv')
+        ok "$name: the GPU plan uses the gemv kernels ($g)" test "$g" -gt 0
+        bad=$(rows "$TMP/$fam.out" | awk '/^gemv/ && ($3 > 64 || $NF * 3 > $(NF - 2))')
+        ok "$name: gemv loops drain at most once per 3 loads, <= 64 VGPRs${bad:+: $bad}" \
+            test -z "$bad"
         ok "$name: the JSON lists every pipeline" \
             test "$(grep -c '"built":	true' "$TMP/$fam.json")" -eq "$n"
     done
