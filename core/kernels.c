@@ -170,7 +170,9 @@ static void gpu_defaults(vkm_kernel_plan *p) {
     }
     p->fuse.combine_norm = true;
     p->fuse.kv_rope = true;
-    p->fuse.glu = true; /* gemv's gated form (types without gemv fall back to two GEMVs + SwiGLU) */
+    /* gemv's gated form, its q_a + kv_a pair and the shared expert as one more z group of the
+     * routed dispatches (types without gemv, and GEMMs, fall back to separate dispatches) */
+    p->fuse.glu = p->fuse.qa_kva = p->fuse.shared_z = true;
 }
 
 /* NVIDIA (measured: H200), AMD RDNA, AMD GCN (wave64), Intel and other GPUs: the GPU defaults
@@ -210,7 +212,7 @@ static void kernels_for_gpu(vkm_kernel_plan *p, vkm_kernels_layout layout) {
         const uint8_t f = layout == VKM_KERNELS_SG ? VKM_MMK_SG : VKM_MMK_KSPLIT;
         memset(p->gemv_small, f, sizeof p->gemv_small);
         memset(p->gemv_big, f, sizeof p->gemv_big);
-        p->fuse.glu = false; /* only gemv has the gated form on GPUs */
+        p->fuse.glu = p->fuse.qa_kva = p->fuse.shared_z = false; /* gemv's forms only */
     }
 }
 

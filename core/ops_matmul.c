@@ -194,7 +194,8 @@ static int get_kernel(vkm_gpu *gpu, tuning *tp, bool gemv, bool id, uint32_t wty
         n_spec = 4;
         if (t.gemv) { /* WAL: 128-bit weight loads; XAL: vec4 X loads; GLU (gemv.comp) */
             spec[3] = steps_aligned(wtype) && pc->w_off % 16 == 0 && pc->w_row_bytes % 16 == 0 &&
-                      (!id || pc->w_mat_bytes % 16 == 0) && pc->glu % 16 == 0;
+                      (!id || pc->w_mat_bytes % 16 == 0) && pc->glu % 16 == 0 &&
+                      pc->w2_off % 16 == 0 && pc->glu2 % 16 == 0;
             spec[4] = pc->x_off % 4 == 0 && pc->x_stride % 4 == 0;
             spec[5] = id && pc->glu != 0;
             n_spec = 6;
@@ -345,9 +346,11 @@ static int matmul_plain(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_o
             pc.y2_off = ybase + (uint32_t)((y2_off - ylo) / 4);
             pc.y2_stride = (uint32_t)m2;
         }
-        /* the plan's qa_kva form (the texel kernels), where the windows are texel buffers */
-        if (two && !(vkm_gpu_plan(gpu)->fuse.qa_kva && gemv && t.lane_rows &&
-                     vkm_gpu_texel_window(gpu, &args[0]) && vkm_gpu_texel_window(gpu, &args[1])))
+        /* the plan's qa_kva form: the texel kernels, where the windows are texel buffers, and
+         * the gemv kernels (rows from m1 on from the second matrix) */
+        if (two && !(vkm_gpu_plan(gpu)->fuse.qa_kva && gemv &&
+                     (t.gemv || (t.lane_rows && vkm_gpu_texel_window(gpu, &args[0]) &&
+                                 vkm_gpu_texel_window(gpu, &args[1])))))
             return VKM_MATMUL_UNFIT;
         tuning tw = t;
         vkm_gpu_kernel *kern;
@@ -558,12 +561,14 @@ static int matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a, int64_t up_off,
             }
             /* the gated form and the second matrix: the plan's glu / shared_z forms (the texel
              * kernels, where the windows are texel buffers; gated: 2 rows per thread, gate and
-             * up), and the gated form of the gemv kernels (a subgroup per output, gate and up) */
+             * up), and those of the gemv kernels (a subgroup per output, gate and up; the second
+             * matrix as one more z group) */
             const vkm_kernel_plan *plan = vkm_gpu_plan(gpu);
             const bool lane_tex = gemv && t.lane_rows && vkm_gpu_texel_window(gpu, &args[0]) &&
                                   vkm_gpu_texel_window(gpu, &args[1]);
             if ((up_off && !plan->fuse.glu) || (second && !plan->fuse.shared_z) ||
-                (second && !lane_tex) || (up_off && !lane_tex && !(gemv && t.gemv)))
+                (second && !lane_tex && !(gemv && t.gemv)) ||
+                (up_off && !lane_tex && !(gemv && t.gemv)))
                 return VKM_MATMUL_UNFIT;
             tuning tw = t;
             vkm_gpu_kernel *kern;

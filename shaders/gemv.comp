@@ -5,6 +5,11 @@
 // 5, indexed form only) the gated form: each subgroup computes gate row j and up row j (p.glu bytes
 // after it, modulo 2^32: it may lie before) over the same X loads and writes silu(gate) * up, as
 // swiglu.comp computes it.
+// Two matrices in one dispatch (matmul_common.h): the plain form's rows from p.m1 on are those of
+// a second matrix at p.w2_off written at p.y2_off / p.y2_stride (q_a and kv_a of the same X), and
+// the indexed form's z group p.x2_z computes a second matrix at p.w2_off (its up matrix p.glu2
+// further) for p.n2 entries, X rows p.x2_row + i, Y rows p.y2_row + i (the shared expert beside
+// the routed ones). Both are decided per workgroup or subgroup, outside the main loop.
 //
 // Layout: one subgroup per W row; a workgroup of WG threads (spec 0) has WG / S subgroups (S =
 // the subgroup size) for as many consecutive rows (the C side sizes the grid by RPW = WG / S, spec
@@ -91,19 +96,24 @@ void main() {
     const uint row0 = rblock * RPW;
     if (row0 >= p.m) return; // uniform over the workgroup
 
-    uint wbase = p.w_off;
+    uint wbase = p.w_off, up = p.glu;
     uint count = p.n, first = 0u, e = 0u;
+    bool second = false; // the dispatch's second matrix (p.x2_z): uniform over the workgroup
 #ifdef MUL_ID
     e = gl_WorkGroupID.z;
-    if (p.mode == VKM_MM_ID_ROWS && p.act != 0u) { // z = entry of the active list
+    second = p.mode == VKM_MM_ID_ROWS && e == p.x2_z;
+    if (second) {
+        up = p.glu2;
+        count = p.n2;
+    } else if (p.mode == VKM_MM_ID_ROWS && p.act != 0u) { // z = entry of the active list
         const int na = mats[p.mats_off + 2u * p.n_mat];
         if (na < 0 || e >= uint(na)) return; // uniform over the workgroup
         const int ae = mats[p.mats_off + 2u * p.n_mat + 1u + e];
         if (ae < 0 || uint(ae) >= p.n_mat) return;
         e = uint(ae);
     }
-    wbase += e * p.w_mat_bytes;
-    if (p.mode == VKM_MM_ID_ROWS) {
+    wbase = second ? p.w2_off : wbase + e * p.w_mat_bytes;
+    if (p.mode == VKM_MM_ID_ROWS && !second) {
         int f = mats[p.mats_off + 2u * e], c = mats[p.mats_off + 2u * e + 1u];
         bool ok = f >= 0 && c >= 0 && uint(c) <= p.n_rows && uint(f) <= p.n_rows - uint(c);
         first = ok ? uint(f) : 0u;
@@ -120,7 +130,10 @@ void main() {
         [[unroll]] for (uint c = 0u; c < NC; c++) {
             uint i = base + c, xr = i, yr = i;
 #ifdef MUL_ID
-            if (p.mode == VKM_MM_ID_ROWS) {
+            if (second) {
+                xr = p.x2_row + i;
+                yr = p.y2_row + i;
+            } else if (p.mode == VKM_MM_ID_ROWS) {
                 int r = c < nc ? rows[p.rows_off + first + i] : 0;
                 xr = r < 0 ? 0xFFFFFFFFu : uint(r);
                 yr = first + i;
@@ -137,9 +150,15 @@ void main() {
         for (uint r = gl_SubgroupID; r < RPW; r += gl_NumSubgroups) {
             const uint row = row0 + r;
             const bool live = row < p.m; // uniform over the subgroup
-            const uint rb = wbase + min(row, p.m - 1u) * p.w_row_bytes;
+            const uint j = min(row, p.m - 1u);
+#ifdef MUL_ID
+            const uint rb = wbase + j * p.w_row_bytes;
+#else // rows from m1 on: the second matrix (p.m1; 0xFFFFFFFF = none)
+            const bool two = j >= p.m1;
+            const uint rb = two ? p.w2_off + (j - p.m1) * p.w_row_bytes : wbase + j * p.w_row_bytes;
+#endif
             [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[c] = g_up[c] = 0.0;
-            gemv_row(rb, rb + (GLU != 0u ? p.glu : 0u), lane, S);
+            gemv_row(rb, rb + (GLU != 0u ? up : 0u), lane, S);
             float sum[NC];
             [[unroll]] for (uint c = 0u; c < NC; c++) sum[c] = subgroupAdd(g_acc[c]);
             if (GLU != 0u) [[unroll]]
@@ -147,10 +166,15 @@ void main() {
                     const float a = sum[c];
                     sum[c] = a / (1.0 + exp(-a)) * subgroupAdd(g_up[c]);
                 }
+#ifdef MUL_ID
+            const uint yb = p.y_off, ys = p.y_stride, yj = row;
+#else
+            const uint yb = two ? p.y2_off : p.y_off, ys = two ? p.y2_stride : p.y_stride;
+            const uint yj = two ? row - p.m1 : row;
+#endif
             if (live && lane == 0u) [[unroll]]
                 for (uint c = 0u; c < NC; c++)
-                    if (yrow[c] != 0xFFFFFFFFu)
-                        ydata[p.y_off + yrow[c] * p.y_stride + row] = xok[c] ? sum[c] : 0.0;
+                    if (yrow[c] != 0xFFFFFFFFu) ydata[yb + yrow[c] * ys + yj] = xok[c] ? sum[c] : 0.0;
         }
     }
 }

@@ -148,6 +148,20 @@ expect "--profile: one host wait per decode step" 0 \
 expect "--profile: the host's share of a decode step" 0 \
     "decode step: [0-9.]+ ms wall, [0-9.]+ ms GPU \(timestamps\), -?[0-9.]+ ms on the host" -- \
     "$VKMOE" run -m "$TINY" -p Hello -n 4 --temp 0 --profile
+# dispatches per decode step in both kernel layouts (the kernel plan's fused forms: a fusion that
+# falls back to separate dispatches shows here): the tiny fixture records 45 with the GPU kernels
+# (gemv's gated, q_a+kv_a pair and shared-expert forms), 49 with lavapipe's CPU-device kernels
+dispatches() {
+    env VKMOE_KERNELS="$1" "$VKMOE" run -m "$TINY" -p Hello -n 4 --temp 0 --profile 2>&1 >/dev/null |
+        sed -n 's/^dispatches per decode step: \([0-9]*\)\.0,.*/\1/p'
+}
+d_gpu=$(dispatches gpu)
+ok "GPU kernels: 45 dispatches per decode step (got ${d_gpu:-none})" test "${d_gpu:-0}" -eq 45
+if grep -q "type cpu" "$TMP/devices.txt"; then
+    d_cpu=$(dispatches cpu)
+    ok "CPU-device kernels: 49 dispatches per decode step (got ${d_cpu:-none})" \
+        test "${d_cpu:-0}" -eq 49
+fi
 VKMOE_FORCE_STAGING=1 VKMOE_IMPORT=off "$VKMOE" run -m "$TINY" -p Hello -n 8 --temp 0 --profile \
     >"$TMP/fs.out" 2>"$TMP/fs.err"
 ok "staged: one host wait per decode step" grep -qE "host waits per decode step: 1\.0 " "$TMP/fs.err"

@@ -157,10 +157,20 @@ out:
     free(wq), free(wf), free(x), free(want), free(got), free(mag);
 }
 
+/* Whether the layout takes two matrices in one dispatch (a pair, or a second z group): the CPU
+ * devices' texel kernels, and the gemv kernels for at most VKM_MM_VEC_MAX_COLS columns (entries)
+ * per matrix; the other layouts answer VKM_MATMUL_UNFIT. */
+static bool pair_fits(vkm_gpu *gpu, uint32_t wtype, int64_t rows, int64_t cols) {
+    const vkm_kernel_plan *p = vkm_gpu_plan(gpu);
+    if (vkm_gpu_info(gpu)->texel_bytes) return true;
+    return p->fuse.qa_kva && p->fuse.shared_z && cols <= 8 && /* VKM_MM_VEC_MAX_COLS */
+           vkm_kernels_gemv_family(p, wtype, (uint64_t)rows) == VKM_MMK_GEMV;
+}
+
 /* Two projections of the same X in one dispatch (vkm_op_matmul_pair: q_a and kv_a): W {k, m}
  * and W2 {k, m2} (W2 first in the buffer, then a gap), Y2 then Y in one buffer with guards
- * around and between them; the reference is one matmul over the m + m2 rows. CPU devices with
- * texel kernels must take the pair; the other layouts must answer VKM_MATMUL_UNFIT. */
+ * around and between them; the reference is one matmul over the m + m2 rows. The layouts of
+ * pair_fits must take the pair; the others must answer VKM_MATMUL_UNFIT. */
 static void test_plain_pair(vkm_gpu *gpu, uint32_t wtype, int64_t k, int64_t m, int64_t m2,
                             int64_t n) {
     char what[96];
@@ -197,7 +207,7 @@ static void test_plain_pair(vkm_gpu *gpu, uint32_t wtype, int64_t k, int64_t m, 
     CHECK_OK(vkm_gpu_begin(gpu));
     const int rc = vkm_op_matmul_pair(gpu, wtype, k, bw, wo, m, w2o, m2, bx, X_PAD, n, by, yo, y2o);
     CHECK_OK(vkm_gpu_submit(gpu));
-    if (vkm_gpu_info(gpu)->texel_bytes == 0) { /* not the texel kernels: nothing recorded */
+    if (!pair_fits(gpu, wtype, mt, n)) { /* nothing recorded */
         CHECK_MSG(rc == VKM_MATMUL_UNFIT, "%s: rc %d, want VKM_MATMUL_UNFIT", what, rc);
         goto out;
     }
@@ -476,8 +486,8 @@ out:
  * beside the routed ones), plain or gated (glu): the stack's n_mat matrices with counts[] entries
  * (X rows out of n_x), the second matrix with n2 entries from X row 1, writing Y rows n_rows..
  * The second matrix (and its up matrix) lie before the stacks with a gap, so the window starts at
- * it. The reference is one indexed matmul over n_mat + 1 matrices. CPU devices with texel
- * kernels must take the pair in one dispatch; the other layouts must answer VKM_MATMUL_UNFIT. */
+ * it. The reference is one indexed matmul over n_mat + 1 matrices. The layouts of pair_fits must
+ * take the pair in one dispatch; the others must answer VKM_MATMUL_UNFIT. */
 static void test_pair(vkm_gpu *gpu, uint32_t wtype, int64_t k, int64_t m, int64_t n_mat,
                       const int32_t *counts, int64_t n_x, int64_t n2, bool glu) {
     char what[128];
@@ -542,7 +552,9 @@ static void test_pair(vkm_gpu *gpu, uint32_t wtype, int64_t k, int64_t m, int64_
     CHECK_OK(vkm_gpu_begin(gpu));
     const int rc = vkm_op_matmul_id_pair(gpu, &a, glu ? bw : NULL, uo, &sec);
     CHECK_OK(vkm_gpu_submit(gpu));
-    if (vkm_gpu_info(gpu)->texel_bytes == 0) { /* not the texel kernels: nothing recorded */
+    int64_t per_mat = n2;
+    for (int64_t i = 0; i < n_mat; i++) per_mat = counts[i] > per_mat ? counts[i] : per_mat;
+    if (!pair_fits(gpu, wtype, m, per_mat)) { /* nothing recorded */
         CHECK_MSG(rc == VKM_MATMUL_UNFIT, "%s: rc %d, want VKM_MATMUL_UNFIT", what, rc);
         goto out;
     }

@@ -59,7 +59,8 @@ static bool has_gemv(uint32_t t) {
  * per-type choice measured on the H200 reachable). */
 static void check_gpu_gemv(const vkm_kernel_plan *p) {
     CHECK(!p->cpu_family && !p->texel && !p->gemm_lane && !p->norm_subgroup && !p->attn_lane);
-    CHECK(!p->router_lane && !p->fuse.router_group && p->fuse.glu && !p->fuse.qa_kva);
+    CHECK(!p->router_lane && !p->fuse.router_group && p->fuse.glu && p->fuse.qa_kva &&
+          p->fuse.shared_z);
     CHECK(p->fuse.combine_norm && p->fuse.kv_rope);
     int n = 0;
     for (uint32_t t = 0; t < VKM_QTYPE_COUNT; t++)
@@ -123,7 +124,8 @@ static void test_gpus(void) {
               tv.wg <= 128);
         CHECK(vkm_kernels_gemv_family(&ks, VKM_F16, 10) == VKM_MMK_KSPLIT);
         CHECK(!vkm_kernels_gemv_tuning(&ks, 8192, 8192, VKM_Q4_K, 1).gemv);
-        CHECK(!ks.fuse.glu && !sgp.fuse.glu); /* the gated form is gemv's */
+        CHECK(!ks.fuse.glu && !sgp.fuse.glu); /* the gated form is gemv's, and the pairs */
+        CHECK(!ks.fuse.qa_kva && !sgp.fuse.qa_kva && !ks.fuse.shared_z && !sgp.fuse.shared_z);
         const vkm_kernel_plan sg = plan_of(cases[i].caps, VKM_KERNELS_SG);
         CHECK(vkm_kernels_gemv_family(&sg, VKM_Q4_0, 200000) == VKM_MMK_SG);
         CHECK(vkm_kernels_gemv_family(&sg, VKM_Q4_K, 2048) == VKM_MMK_SG);
