@@ -173,6 +173,7 @@ static void gpu_defaults(vkm_kernel_plan *p) {
     /* gemv's gated form, its q_a + kv_a pair and the shared expert as one more z group of the
      * routed dispatches (types without gemv, and GEMMs, fall back to separate dispatches) */
     p->fuse.glu = p->fuse.qa_kva = p->fuse.shared_z = true;
+    p->fuse.router_group = true; /* router.comp's GROUP variant for decode */
 }
 
 /* NVIDIA (measured: H200), AMD RDNA, AMD GCN (wave64), Intel and other GPUs: the GPU defaults
@@ -361,7 +362,9 @@ void vkm_kernels_print(const vkm_kernel_plan *p, FILE *f, const uint32_t *types,
     fprintf(f, "%-22s %-34s %s\n", "attention", p->attn_lane ? "mla_attn_lane" : "mla_attn",
             p->attn_dec ? "one query: mla_attn_dec score/softmax/value" : "");
     fprintf(f, "%-22s %-34s %s\n", "router", p->router_lane ? "router_lane" : "router",
-            p->fuse.router_group ? "decode: router_lane_group" : "then moe_group");
+            !p->fuse.router_group ? "then moe_group"
+            : p->router_lane      ? "decode: router_lane_group"
+                                  : "decode (<= 4 tokens): router_group");
     fprintf(f, "fused forms:\n");
     yes_no(f, "glu", p->fuse.glu);
     yes_no(f, "qa_kva pair", p->fuse.qa_kva);

@@ -550,6 +550,11 @@ int vkm_op_naive_attn(vkm_gpu *gpu, const vkm_attn_shape *s, uint32_t dqk, uint3
 
 /* ------------------------------------------------------------------------------------ MoE ---- */
 
+/* GPUs route and group in one dispatch (router.comp GROUP: one workgroup routing the tokens in
+ * turn) for batches of up to this many tokens, decode steps and short batches; larger batches
+ * route a token per workgroup and group in a dispatch of its own */
+#define VKM_ROUTER_GROUP_MAX_TOK 4
+
 /* router_group may group whatever the router accepts */
 _Static_assert(VKM_MOE_GROUP_MAX_EXPERT >= VKM_ROUTER_MAX_EXPERT, "moe_group expert limit");
 
@@ -599,11 +604,16 @@ static int router(vkm_gpu *gpu, const vkm_router_cfg *cfg, vkm_gpu_arg logits, v
     if (group) VKM_TRY(group_need(op, group, n_tok, K, X)); /* before anything is recorded */
     const vkm_kernel_plan *plan = vkm_gpu_plan(gpu);
     const bool lane = plan->router_lane;
-    if (group && plan->fuse.router_group &&
+    if (group && plan->fuse.router_group && lane &&
         n_tok <= VKM_ROUTER_LANE_WG) { /* X <= VKM_MOE_GROUP_MAX_EXPERT */
         /* one workgroup routes and groups (router_lane.comp, GROUP) */
         args[4] = group->rows, args[5] = group->mats, args[6] = group->map;
         return dispatch(gpu, VKM_SH_ROUTER_LANE_GROUP, args, 7, &p, sizeof p, 1, 1);
+    }
+    if (group && plan->fuse.router_group && !lane && n_tok <= VKM_ROUTER_GROUP_MAX_TOK) {
+        /* decode: one workgroup routes its token(s) and groups (router.comp, GROUP) */
+        args[4] = group->rows, args[5] = group->mats, args[6] = group->map;
+        return dispatch(gpu, VKM_SH_ROUTER_GROUP, args, 7, &p, sizeof p, 1, 1);
     }
     int rc;
     if (lane) { /* an invocation per token, no grid loop */

@@ -9,9 +9,12 @@
 // -inf entries are ordinary candidates (as in the CPU reference), so top-k never runs dry.
 // Bindings: 0 logits (f32 [n_tok][logit_stride]), 1 bias (f32 [n_expert], ignored unless
 // has_bias), 2 ids (int32 [n_tok][n_used]), 3 weights (f32 [n_tok][n_used]).
+// With -DGROUP (variant router_group, GPUs' decode: one workgroup, every token routed by it in
+// turn) the workgroup then groups the choices by expert as moe_group.comp does (moe_group.glsl),
+// saving that dispatch; extra bindings 4 rows, 5 mats, 6 map (fwd_common.h).
 #version 450
 #extension GL_GOOGLE_include_directive : require
-#include "ops_common.h"
+#include "fwd_common.h"
 
 #define WG VKM_OPS_RED_WG
 #define NONE 0xffffffffu
@@ -19,7 +22,14 @@
 layout(local_size_x = WG) in;
 layout(std430, set = 0, binding = 0) readonly buffer L { float logits[]; };
 layout(std430, set = 0, binding = 1) readonly buffer B { float bias[]; };
+#ifdef GROUP
+layout(std430, set = 0, binding = 2) buffer I { int ids[]; };
+layout(std430, set = 0, binding = 4) writeonly buffer R { int rows[]; };
+layout(std430, set = 0, binding = 5) writeonly buffer M { int mats[]; };
+layout(std430, set = 0, binding = 6) writeonly buffer P { int map[]; };
+#else
 layout(std430, set = 0, binding = 2) writeonly buffer I { int ids[]; };
+#endif
 layout(std430, set = 0, binding = 3) writeonly buffer W { float wts[]; };
 layout(push_constant) uniform Push { vkm_push_router p; };
 
@@ -63,7 +73,7 @@ float reduce_sum(float v) {
     return res;
 }
 
-void main() {
+void route() {
     const uint tid = gl_LocalInvocationID.x;
     const uint X = p.n_expert;
     const float NEG_INF = uintBitsToFloat(0xff800000u);
@@ -172,3 +182,16 @@ void main() {
         barrier();
     }
 }
+
+#ifdef GROUP
+#include "moe_group.glsl"
+
+void main() {
+    route(); // one workgroup: every token
+    memoryBarrierBuffer(); // the ids written by invocation 0 are read by every invocation
+    barrier();
+    moe_group(WG);
+}
+#else
+void main() { route(); }
+#endif

@@ -59,7 +59,7 @@ static bool has_gemv(uint32_t t) {
  * per-type choice measured on the H200 reachable). */
 static void check_gpu_gemv(const vkm_kernel_plan *p) {
     CHECK(!p->cpu_family && !p->texel && !p->gemm_lane && !p->norm_subgroup && !p->attn_lane);
-    CHECK(!p->router_lane && !p->fuse.router_group && p->fuse.glu && p->fuse.qa_kva &&
+    CHECK(!p->router_lane && p->fuse.router_group && p->fuse.glu && p->fuse.qa_kva &&
           p->fuse.shared_z);
     CHECK(p->fuse.combine_norm && p->fuse.kv_rope);
     int n = 0;
