@@ -9,7 +9,8 @@
  * budget (see vkmoe.h; `forced`, when not 0, replaces opts.vram_budget), the bytes of the other
  * weights (main) and of all experts (experts). `in_place`: the resident weights will be used in
  * place from the imported file mapping, so that they take no device memory (the automatic budget
- * does not count them). */
+ * does not count them). `cap`: the bytes one slot stack may take (weights.h vkm_weights_big_cap).
+ * Errors as vkm_engine_open's for a budget below the paging minimum. */
 int vkm_experts_plan(vkm_engine *e, uint64_t main, uint64_t experts, uint64_t cap, uint64_t forced,
                      bool in_place);
 
