@@ -1,6 +1,6 @@
 /* forward.h - the deepseek2 forward pass of one batch, recorded on the GPU (spec §4).
  *
- * The engine (core/engine.c) uploads the weights into device buffers and describes them with a
+ * The engine (core/weights.c) uploads the weights into device buffers and describes them with a
  * vkm_dmodel; a session (core/session.c) owns a latent KV cache (vkm_fwd_kv) and a work buffer of
  * activations (vkm_fwd_work), both laid out here. vkm_fwd_record() records one batch of n tokens
  * into the current gpu batch (between vkm_gpu_begin and vkm_gpu_submit) without any host round
@@ -85,7 +85,7 @@ typedef struct vkm_expert_loc {
 
 /* Where matrix `kind` of stack entry e of layer il lives (entry e at stack + e*mat_bytes). When
  * every expert is resident the stack is the layer's tensor and e the expert; when experts are
- * paged (core/engine.c) the ffn_*_exps descriptors point at the slot stacks of the layer's size
+ * paged (core/experts.c) the ffn_*_exps descriptors point at the slot stacks of the layer's size
  * class and e is a slot. */
 vkm_expert_loc vkm_fwd_expert_where(const vkm_dmodel *m, uint32_t il, int kind, uint32_t e);
 

@@ -1,6 +1,6 @@
 /* pager.h - the bookkeeping of the expert cache: which (layer, expert) unit sits in which device
  * slot, which unit to evict (LRU, or LFU with exponentially decaying counts), and the counters.
- * Pure host code: the engine (core/engine.c) owns the slot memory and does the uploads; this
+ * Pure host code: the engine (core/experts.c) owns the slot memory and does the uploads; this
  * module only decides. Also the expert ranges of shaders/moe_group.comp's grouping, computed on
  * the host from the router's choices (which the paged forward reads back anyway).
  *

@@ -170,6 +170,31 @@ void vkm_engine_expert_stats_reset(vkm_engine *e);
  * newline) into buf (always NUL-terminated). */
 void vkm_expert_stats_line(const vkm_expert_stats *st, char *buf, size_t n);
 
+/* The arithmetic of expert paging that vkm_engine_open applies to a model file, without a device
+ * (core/experts.c): the bytes of the weights as the engine places them (each tensor padded to
+ * its alignment), the smallest budget that pages, and, for a budget (0 = none), whether the
+ * experts are paged and the slots each expert size class gets (before any shrinking for device
+ * memory, on a device whose buffers may take 4 GiB). */
+#define VKM_PAGING_MAX_CLASSES 8
+typedef struct vkm_paging_budget {
+    uint64_t main_bytes;     /* every weight but the routed experts (ffn_*_exps) */
+    uint64_t expert_bytes;   /* the routed experts */
+    uint64_t ranges_bytes;   /* the host-visible slot-range buffer paging adds */
+    uint64_t min_slot_bytes; /* the slots of the top-k experts of one MoE layer per size class */
+    uint64_t minimum_bytes;  /* the paging minimum: main + ranges + min_slot bytes */
+    int n_classes;           /* expert size classes (MoE layers with equal expert matrices) */
+    uint32_t top_k;          /* slots per class at the minimum (the experts used, at least 1) */
+    /* at the budget asked for */
+    uint64_t budget;
+    bool paged;          /* the budget is below main + experts and not below the minimum */
+    uint32_t n_slots;    /* paged: slots of all classes (as vkm_expert_stats.n_slots) */
+    uint64_t slot_bytes; /* paged: their device bytes (as vkm_expert_stats.slot_bytes) */
+    uint32_t class_slots[VKM_PAGING_MAX_CLASSES]; /* paged: of the first classes */
+} vkm_paging_budget;
+/* VKM_EINVAL without a path; the file's errors as vkm_engine_open's; VKM_EUNSUPPORTED when the
+ * top-k matrices of a class exceed a buffer. */
+int vkm_experts_budget(const char *model_path, uint64_t budget, vkm_paging_budget *out);
+
 /* With opts.profile: per-kernel GPU time accumulated since the last call, printed as a table
  * (label, calls, total ms, %), then reset. VKM_EINVAL when the engine was opened without it. */
 int vkm_engine_profile_print(vkm_engine *e, void *file /* FILE* */);

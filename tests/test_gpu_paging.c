@@ -1,4 +1,4 @@
-/* test_gpu_paging.c - expert paging end to end (core/engine.c, pager.c, session.c, forward.c) and
+/* test_gpu_paging.c - expert paging end to end (core/experts.c, pager.c, session.c, forward.c) and
  * vkm_gpu_copy, on the first Vulkan device with validation on; skips (77) without a device.
  *
  * For each fixture model, the logits under VRAM budgets that keep every expert resident, half of

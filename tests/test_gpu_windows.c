@@ -1,5 +1,5 @@
 /* test_gpu_windows.c - weights larger than the device's largest binding, bound in windows
- * (core/ops_matmul.c, vkm_op_get_rows, core/engine.c's placement), end to end on the first
+ * (core/ops_matmul.c, vkm_op_get_rows, core/weights.c's placement), end to end on the first
  * Vulkan device (lavapipe on CI) with validation on; skips (77) without a device.
  *
  * 1. The fixture models with the weight window capped (VKMOE_WEIGHT_WINDOW, gpu.h) far below

@@ -2,12 +2,12 @@
  * expert paging at VRAM budgets holding 100/75/50/25/10% of the routed expert bytes, for each
  * eviction policy (LRU, LFU), against the offline optimum (Belady's MIN) on the same requests.
  *
- * Budgets: the GGUF file gives the bytes of the non-expert weights (main) and of the routed
- * experts (ffn_*_exps), each tensor padded to VKM_FWD_ALIGN as the engine places them; the
- * budget for p% is main + the engine's slot-range buffer + ceil(p% of the expert bytes),
- * raised to the paging minimum of core/engine.c (main + that buffer + the top-k experts of one
- * MoE layer per expert size class) when below it ("clamped", said on stderr, the table and
- * the JSON). At 100% everything fits, the engine does not page and the hit rate is 1.
+ * Budgets: the engine's budget arithmetic (vkmoe.h vkm_experts_budget) gives the bytes of the
+ * non-expert weights (main) and of the routed experts (ffn_*_exps), each tensor padded as the
+ * engine places them; the budget for p% is main + the engine's slot-range buffer + ceil(p% of
+ * the expert bytes), raised to the paging minimum (main + that buffer + the top-k experts of one
+ * MoE layer per expert size class) when below it ("clamped", said on stderr, the table and the
+ * JSON). At 100% everything fits, the engine does not page and the hit rate is 1.
  *
  * One run per (budget, policy), each from a fresh engine (cold expert cache): a fixed prompt
  * of N_PROMPT pseudo-random token ids (seeded), fed one token per eval, then n greedy decode
@@ -32,93 +32,16 @@
 #include "cmd_bench.h"
 #include "cmd_bench_draw.h"
 #include "err.h"
-#include "forward.h"
-#include "gguf.h"
 #include "vkmoe.h"
 
 #define N_PROMPT 8
 #define N_BUDGETS 5
 #define N_POLICIES 2
-#define MAX_KINDS 4
 #define MAX_LAYERS 4096
 #define NEVER UINT32_MAX
 
 static const int k_pct[N_BUDGETS] = {100, 75, 50, 25, 10};
 static const char *const k_policy_name[N_POLICIES] = {"lru", "lfu"};
-static const char *const k_kind_name[MAX_KINDS] = {"ffn_gate_exps", "ffn_up_exps",
-                                                   "ffn_gate_up_exps", "ffn_down_exps"};
-
-static uint64_t align_up(uint64_t v) {
-    return (v + VKM_FWD_ALIGN - 1) / VKM_FWD_ALIGN * VKM_FWD_ALIGN;
-}
-
-/* ------------------------------------------------------------------- the budgets ---- */
-
-typedef struct layer_key {
-    uint32_t type[MAX_KINDS];
-    uint64_t mat[MAX_KINDS]; /* bytes of one expert's matrix per kind, 0 = absent */
-} layer_key;
-
-typedef struct sizes {
-    uint64_t main, experts; /* padded bytes of the non-expert weights and the routed experts */
-    uint64_t mats;          /* the engine's slot-range buffer */
-    uint64_t minimum;       /* the paging minimum */
-} sizes;
-
-/* Layer index of "blk.N.<rest>" and the kind of <rest>, or false for a non-expert tensor. */
-static bool expert_tensor(const char *name, uint32_t *layer, int *kind) {
-    if (strncmp(name, "blk.", 4)) return false;
-    char *end = NULL;
-    const unsigned long il = strtoul(name + 4, &end, 10);
-    if (end == name + 4 || *end != '.' || il >= MAX_LAYERS) return false;
-    for (int k = 0; k < MAX_KINDS; k++) {
-        const size_t n = strlen(k_kind_name[k]);
-        if (!strncmp(end + 1, k_kind_name[k], n) && end[1 + n] == '.') {
-            *layer = (uint32_t)il;
-            *kind = k;
-            return true;
-        }
-    }
-    return false;
-}
-
-/* The byte counts of `path` for n_layer layers, top-k experts `k`. */
-static int measure(const char *path, uint32_t n_layer, uint32_t n_expert, uint32_t k, sizes *out) {
-    memset(out, 0, sizeof *out);
-    if (n_layer == 0 || n_layer > MAX_LAYERS)
-        return vkm_error(VKM_EUNSUPPORTED, "%s: %u layers", path, n_layer);
-    layer_key *keys = calloc(n_layer, sizeof *keys);
-    if (!keys) return vkm_error(VKM_ENOMEM, "out of memory");
-    vkm_gguf *g = NULL;
-    int rc = vkm_gguf_open(path, &g);
-    for (int64_t i = 0; !rc && i < vkm_gguf_n_tensors(g); i++) {
-        const vkm_gguf_tensor *t = vkm_gguf_tensor_at(g, i);
-        uint32_t il = 0;
-        int kind = 0;
-        if (!expert_tensor(t->name, &il, &kind) || il >= n_layer || t->ne[2] <= 0) {
-            out->main += align_up(t->nbytes);
-            continue;
-        }
-        out->experts += align_up(t->nbytes);
-        keys[il].type[kind] = t->type;
-        keys[il].mat[kind] = t->nbytes / (uint64_t)t->ne[2];
-    }
-    vkm_gguf_close(g);
-    out->mats = align_up(2ull * 4 * n_layer * n_expert);
-    /* one size class per distinct layer key, as core/engine.c's build_classes */
-    uint64_t min_slots = 0;
-    for (uint32_t il = 0; !rc && il < n_layer; il++) {
-        bool any = false, seen = false;
-        for (int kd = 0; kd < MAX_KINDS; kd++) any |= keys[il].mat[kd] != 0;
-        for (uint32_t j = 0; any && j < il; j++) seen |= !memcmp(&keys[j], &keys[il], sizeof *keys);
-        if (!any || seen) continue;
-        for (int kd = 0; kd < MAX_KINDS; kd++)
-            if (keys[il].mat[kd]) min_slots += align_up((uint64_t)k * keys[il].mat[kd]);
-    }
-    out->minimum = out->main + out->mats + min_slots;
-    free(keys);
-    return rc;
-}
 
 /* --------------------------------------------------------------- routing trace ---- */
 
@@ -489,7 +412,7 @@ static int run(const bench_model_opts *o, const char *png, cJSON *root, bool *pn
     /* the 100% runs first: resident, and they tell the model's shape */
     row rows[N_BUDGETS * N_POLICIES];
     memset(rows, 0, sizeof rows);
-    sizes sz = {0};
+    vkm_paging_budget sz = {0};
     int rc = 0;
     for (int b = 0; !rc && b < N_BUDGETS; b++) {
         for (int p = 0; !rc && p < N_POLICIES; p++) {
@@ -508,22 +431,22 @@ static int run(const bench_model_opts *o, const char *png, cJSON *root, bool *pn
                                      "%s: %d routed experts: nothing to page (needs several "
                                      "experts per layer)",
                                      o->model, in.n_expert);
-                if ((rc = measure(o->model, (uint32_t)in.n_layer, (uint32_t)in.n_expert,
-                                  (uint32_t)in.n_expert_used, &sz)))
-                    break;
+                if ((rc = vkm_experts_budget(o->model, 0, &sz))) break;
             }
-            const uint64_t want =
-                sz.main + sz.mats + (uint64_t)ceil((double)sz.experts * r->pct / 100.0);
-            r->budget = want < sz.minimum ? sz.minimum : want;
-            r->clamped = want < sz.minimum;
-            r->frac = sz.experts ? (double)(r->budget - sz.main - sz.mats) / (double)sz.experts : 1;
+            const uint64_t want = sz.main_bytes + sz.ranges_bytes +
+                                  (uint64_t)ceil((double)sz.expert_bytes * r->pct / 100.0);
+            r->budget = want < sz.minimum_bytes ? sz.minimum_bytes : want;
+            r->clamped = want < sz.minimum_bytes;
+            r->frac = sz.expert_bytes ? (double)(r->budget - sz.main_bytes - sz.ranges_bytes) /
+                                            (double)sz.expert_bytes
+                                      : 1;
             if (r->frac > 1) r->frac = 1;
             if (r->frac < 0) r->frac = 0;
             if (r->clamped && p == 0)
                 fprintf(stderr,
                         "bench --paging: %d%% of the expert bytes is below the paging minimum; "
                         "clamped to %llu bytes\n",
-                        r->pct, (unsigned long long)sz.minimum);
+                        r->pct, (unsigned long long)sz.minimum_bytes);
             if (!o->quiet) {
                 fprintf(stderr, "bench --paging: %d%% (%llu bytes) %s ...\n", r->pct,
                         (unsigned long long)r->budget, k_policy_name[p]);
@@ -537,8 +460,8 @@ static int run(const bench_model_opts *o, const char *png, cJSON *root, bool *pn
     const double mib = 1024.0 * 1024.0;
     printf("expert paging: %s, %d prompt + %d decode tokens (greedy), non-expert weights %.2f "
            "MiB, routed experts %.2f MiB, paging minimum %.2f MiB\n",
-           base_name(o->model), N_PROMPT, n_gen, (double)sz.main / mib, (double)sz.experts / mib,
-           (double)sz.minimum / mib);
+           base_name(o->model), N_PROMPT, n_gen, (double)sz.main_bytes / mib,
+           (double)sz.expert_bytes / mib, (double)sz.minimum_bytes / mib);
     printf("| %8s | %14s | %6s | %5s | %9s | %8s | %10s | %13s |\n", "budget %", "budget bytes",
            "policy", "slots", "tok/s", "hit rate", "Belady hit", "MB moved/tok");
     printf("|---------:|---------------:|--------|------:|----------:|---------:|-----------:|"
@@ -557,7 +480,7 @@ static int run(const bench_model_opts *o, const char *png, cJSON *root, bool *pn
     }
     if (any_clamped)
         printf("* below the paging minimum: clamped to it (%llu bytes)\n",
-               (unsigned long long)sz.minimum);
+               (unsigned long long)sz.minimum_bytes);
     printf("hit rates: all %d steps from a cold cache (Belady on the same requests); 100%% = not "
            "paged; MB moved/tok: decode steps, MB = 10^6 bytes\n",
            N_PROMPT + n_gen);
@@ -568,9 +491,9 @@ static int run(const bench_model_opts *o, const char *png, cJSON *root, bool *pn
         !cJSON_AddStringToObject(info, "model", o->model) ||
         !cJSON_AddNumberToObject(info, "n_prompt", N_PROMPT) ||
         !cJSON_AddNumberToObject(info, "n_gen", n_gen) ||
-        !cJSON_AddNumberToObject(info, "main_bytes", (double)sz.main) ||
-        !cJSON_AddNumberToObject(info, "expert_bytes", (double)sz.experts) ||
-        !cJSON_AddNumberToObject(info, "minimum_bytes", (double)sz.minimum))
+        !cJSON_AddNumberToObject(info, "main_bytes", (double)sz.main_bytes) ||
+        !cJSON_AddNumberToObject(info, "expert_bytes", (double)sz.expert_bytes) ||
+        !cJSON_AddNumberToObject(info, "minimum_bytes", (double)sz.minimum_bytes))
         return vkm_error(VKM_ENOMEM, "out of memory");
     for (int i = 0; i < N_BUDGETS * N_POLICIES; i++) {
         cJSON *j = row_json(&rows[i], mib);
