@@ -131,6 +131,10 @@ void vkm_gpu_buf_destroy(vkm_gpu *gpu, vkm_gpu_buf *buf); /* accepts NULL */
 size_t vkm_gpu_buf_size(const vkm_gpu_buf *buf);
 void *vkm_gpu_buf_map(vkm_gpu_buf *buf); /* the mapping of a VKM_BUF_HOST buffer, else NULL */
 vkm_buf_kind vkm_gpu_buf_kind(const vkm_gpu_buf *buf);
+/* Whether vkm_gpu_upload / _download of this buffer are plain memcpys through its own mapping
+ * (host-visible device memory: CPU devices, integrated GPUs, resizable BAR), needing no staging
+ * copy and no wait. */
+bool vkm_gpu_buf_direct(const vkm_gpu *gpu, const vkm_gpu_buf *buf);
 /* Synchronous copies between host memory and a buffer (through staging where needed). */
 int vkm_gpu_upload(vkm_gpu *gpu, vkm_gpu_buf *dst, size_t offset, const void *src, size_t size);
 int vkm_gpu_download(vkm_gpu *gpu, vkm_gpu_buf *src, size_t offset, void *dst, size_t size);

@@ -1,18 +1,20 @@
 /* session.c - vkm_session: one sequence on an engine (core/vkmoe.h): its latent KV cache on the
  * device, the work buffer of a batch, and evaluation.
  *
- * vkm_session_eval() splits the tokens into chunks of up to max_batch; per chunk it writes the
- * token ids and positions into a host-visible buffer (io), records their copy into the work
- * buffer, the whole forward pass (core/forward.c) and, for one logit row, the row's copy back
- * into io, all in one gpu batch, and submits it: one submit and one host wait per decode step
- * also where device memory is not host-visible (more logit rows are downloaded after it). With
- * paged experts the batch is cut after each MoE router: page_layer() copies the choices (and, with
- * prefetch, forward.c's guess of the next MoE layer's choices in work.gsel) into a host-visible
- * readback buffer at the end of the batch, submits, lets the engine page the layer's experts in
- * (asynchronous uploads the next batch waits for on the device), starts the prefetch of the guessed
- * experts and begins the next batch. vkm_session_warmup() records the passes an eval and the decode
- * steps after it would record, dry (gpu.h vkm_gpu_set_dry: nothing runs, the pipelines they use are
- * built at the end; paged layers get a plan over every slot and page nothing).
+ * vkm_session_eval() splits the tokens into chunks of up to max_batch; per chunk it records the
+ * whole forward pass (core/forward.c) into one gpu batch and submits it. Where the work buffer is
+ * host-visible (CPU devices, integrated GPUs) the host writes the token ids and positions into it
+ * and reads the logits from it; elsewhere they go through a host-visible buffer (io): the batch
+ * begins with the copy of the ids and positions into the work buffer and, for one logit row, ends
+ * with the row's copy back into io. Either way a decode step is one submit and one host wait
+ * (more logit rows are downloaded after it). With paged experts the batch is cut after each MoE
+ * router: page_layer() copies the choices (and, with prefetch, forward.c's guess of the next MoE
+ * layer's choices in work.gsel) into a host-visible readback buffer at the end of the batch,
+ * submits, lets the engine page the layer's experts in (asynchronous uploads the next batch waits
+ * for on the device), starts the prefetch of the guessed experts and begins the next batch.
+ * vkm_session_warmup() records the passes an eval and the decode steps after it would record, dry
+ * (gpu.h vkm_gpu_set_dry: nothing runs, the pipelines they use are built at the end; paged layers
+ * get a plan over every slot and page nothing).
  *
  * Invariants: cache rows 0..n_past-1 of every layer hold the tokens evaluated so far; n_past only
  * grows when a whole eval succeeded, so a failed or refused eval (context overflow, bad token
@@ -214,15 +216,23 @@ static int eval_chunk(vkm_session *s, const int32_t *tokens, int n, int pos0, in
     const vkm_fwd_batch b = chunk_batch(s, n, pos0, row0, n_logits, false);
     s->n = (uint32_t)n;
     const size_t V = s->dm->hp->n_vocab, row_bytes = V * sizeof(float);
-    const bool one_row = n_logits == 1; /* read back inside the batch */
+    /* where the work buffer is host-visible (CPU devices, integrated GPUs) the ids, positions
+     * and logits are copied by the host directly; else through io, inside the batch */
+    const bool direct = vkm_gpu_buf_direct(s->gpu, s->w.buf);
+    const bool one_row = n_logits == 1 && !direct; /* read back inside the batch */
     const uint64_t d0 = vkm_gpu_dispatch_count(s->gpu), w0 = vkm_gpu_host_waits(s->gpu);
     const uint64_t t0 = now_ns();
     s->batch_gpu_ns = 0;
     int rc;
+    if (direct &&
+        ((rc = vkm_gpu_upload(s->gpu, s->w.buf, s->w.ids.off, io + IO_IDS, (size_t)n * 4)) ||
+         (rc = vkm_gpu_upload(s->gpu, s->w.buf, s->w.pos.off, pos, (size_t)n * 4))))
+        return rc;
     if ((rc = vkm_gpu_begin(s->gpu)) ||
-        (rc = vkm_gpu_record_copy(s->gpu, s->io, IO_IDS, s->w.buf, s->w.ids.off, (size_t)n * 4)) ||
-        (rc = vkm_gpu_record_copy(s->gpu, s->io, IO_POS(s), s->w.buf, s->w.pos.off,
-                                  (size_t)n * 4)) ||
+        (!direct && ((rc = vkm_gpu_record_copy(s->gpu, s->io, IO_IDS, s->w.buf, s->w.ids.off,
+                                               (size_t)n * 4)) ||
+                     (rc = vkm_gpu_record_copy(s->gpu, s->io, IO_POS(s), s->w.buf, s->w.pos.off,
+                                               (size_t)n * 4)))) ||
         (rc = vkm_fwd_record(s->gpu, s->dm, &s->w, &s->kv, &b)) ||
         (one_row && (rc = vkm_gpu_record_copy(s->gpu, s->w.buf, s->w.logits.off, s->io,
                                               IO_LOGITS(s), row_bytes))) ||

@@ -351,6 +351,11 @@ vkm_buf_kind vkm_gpu_buf_kind(const vkm_gpu_buf *b) {
     return b ? b->kind : VKM_BUF_DEVICE;
 }
 
+bool vkm_gpu_buf_direct(const vkm_gpu *g, const vkm_gpu_buf *b) {
+    return b && b->b.map && b->kind != VKM_BUF_IMPORTED && !g->compile_only &&
+           !(g->force_staging && b->kind == VKM_BUF_DEVICE);
+}
+
 static int check_range(const vkm_gpu_buf *b, size_t offset, size_t size, const char *what) {
     if (!b) return vkm_error(VKM_EINVAL, "%s: NULL buffer", what);
     if (offset > b->b.size || size > b->b.size - offset)
