@@ -114,7 +114,7 @@ static void print_help(void) {
         "    VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/radeon_icd.x86_64.json \\\n"
         "    RADV_FORCE_FAMILY=gfx1100 vkmoe bench --shaders -m MODEL\n"
         "  (gfx1100 = RX 7900 XTX, navi21 = RX 6800/6900, polaris10 = RX 480/580). The JSON\n"
-        "  has \"pipelines\": [{name, spec, built, subgroup_size, stats, loop}]\n\n"
+        "  has \"pipelines\": [{name, type, spec, built, subgroup_size, stats, loop}]\n\n"
         "report (--report FILES...): merges result files from several machines into a markdown\n"
         "table: one row per device and model (a machine's model and --micro files merge into\n"
         "its rows), columns = each test's t/s, copy GB/s and the Q4_K GEMV GB/s with its shape\n"

@@ -70,7 +70,8 @@ typedef struct bench_tok_opts {
 int bench_micro_run(const bench_micro_opts *o, cJSON *root);
 int bench_model_run(const bench_model_opts *o, cJSON *root);
 int bench_tok_run(const bench_tok_opts *o, cJSON *root);
-/* --shaders: adds "pipelines" [{name, spec, built, subgroup_size, stats {driver's}, loop?}]. */
+/* --shaders: adds "pipelines" [{name, type?, spec, built, subgroup_size, stats {driver's}, loop?}].
+ */
 int bench_shaders_run(const bench_shaders_opts *o, cJSON *root);
 /* Uses o->model, o->device, o->n_gen (>= 1) and o->quiet; png: chart path or NULL. */
 int bench_paging_run(const bench_model_opts *o, const char *png, cJSON *root);

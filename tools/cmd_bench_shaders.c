@@ -16,6 +16,7 @@
  * branches, waits and scalar loads), vector memory (buffer_ / global_ / flat_), branches other
  * than the back edge, and s_waitcnt on vmcnt(0) (a full drain of the wave's loads). Counted over
  * the loop's text, not along the executed path. */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #include "cli.h"
 #include "cmd_bench.h"
 #include "engine.h"
+#include "qtype.h"
 #include "vkmoe.h"
 
 typedef struct loop_stats {
@@ -119,6 +121,24 @@ static loop_stats analyse(const char *isa) {
     return best;
 }
 
+/* The weight type a variant name ends with ("gemv_id_q4_k" -> "q4_k"), or NULL. */
+static const char *type_of(const char *name, char *buf, size_t n) {
+    const size_t len = strlen(name);
+    size_t best = 0;
+    for (uint32_t t = 0; t < VKM_QTYPE_COUNT; t++) {
+        const char *q = vkm_qtype_name(t);
+        const size_t ql = q ? strlen(q) : 0;
+        if (!ql || ql + 1 > len || ql < best || name[len - ql - 1] != '_') continue;
+        bool same = true;
+        for (size_t i = 0; i < ql && same; i++)
+            same = name[len - ql + i] == tolower((unsigned char)q[i]);
+        if (same) best = ql;
+    }
+    if (!best || best >= n) return NULL;
+    memcpy(buf, name + len - best, best + 1);
+    return buf;
+}
+
 static double stat_of(const vkm_gpu_kernel_report *r, const char *name, double missing) {
     for (int i = 0; i < r->n_stats; i++)
         if (!strcmp(r->stats[i].name, name)) return r->stats[i].value;
@@ -134,6 +154,9 @@ static cJSON *report_json(const vkm_gpu_kernel_report *r, const loop_stats *ls) 
         return NULL;
     }
     cJSON_AddStringToObject(o, "name", r->name);
+    char tb[16];
+    const char *type = type_of(r->name, tb, sizeof tb);
+    if (type) cJSON_AddStringToObject(o, "type", type);
     for (int i = 0; i < r->n_spec; i++) cJSON_AddItemToArray(spec, cJSON_CreateNumber(r->spec[i]));
     cJSON_AddItemToObject(o, "spec", spec);
     cJSON_AddBoolToObject(o, "built", r->built);
