@@ -35,6 +35,11 @@ if [ ! -r "$ICD" ]; then
     cli_done
     exit $?
 fi
+# the kernel plan of each chip (devices --kernels needs no queues: compile-only)
+for fr in "gfx1100:AMD RDNA" "navi21:AMD RDNA" "polaris10:AMD GCN"; do
+    expect "devices --kernels on ${fr%%:*}: the ${fr#*:} row" 0 "kernel plan: GPU family, ${fr#*:} row" \
+        -- env VK_ICD_FILENAMES="$ICD" RADV_FORCE_FAMILY="${fr%%:*}" "$VKMOE" devices --kernels
+done
 for fam in gfx1100 navi21 polaris10; do
     for m in "$Q4" "$F32"; do
         name="$fam $(basename "$m")"

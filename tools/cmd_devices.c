@@ -148,7 +148,8 @@ static int print_plan(int device, const char *model) {
     uint64_t rows[VKM_QTYPE_COUNT];
     int n_types = 0;
     if (model && model_types(model, types, rows, &n_types)) return CLI_ERROR;
-    vkm_gpu_options opt = {.device = device};
+    /* compile-only: the plan needs no queues or memory (also drivers that cannot run work) */
+    vkm_gpu_options opt = {.device = device, .compile_only = true};
     vkm_gpu *gpu = NULL;
     if (vkm_kernels_env(&opt.kernels) < 0 || vkm_gpu_create(&opt, &gpu) < 0)
         return cli_fail("devices --kernels: %s", vkm_errmsg());
