@@ -243,6 +243,14 @@ void unit(uint rb, uint u) {
         }
     }
 }
+#elif defined(QIQ)
+// a run of 32 elements: its 8 groups of 4 decoded from the block's bytes (quant.glsl's IQ_DQ4
+// with its buffer accessors IQ_B*, which read at byte bb)
+void unit(uint rb, uint u) {
+    const uint bb = rb + QBYTES * (u / (QK / 32u)), g0 = 8u * (u % (QK / 32u)), e = 32u * u;
+    [[unroll]] for (uint j = 0u; j < 8u; j++)
+        fma4(IQ_DQ4(IQ_B8, IQ_B16, IQ_B32, g0 + j), e + 4u * j);
+}
 #endif
 
 void main() {
