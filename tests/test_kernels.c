@@ -123,6 +123,9 @@ static void test_tables(void) {
     CHECK(vkm_kernels_matmul_shader(VKM_MMK_COUNT, false, VKM_F32) == VKM_SHADER_COUNT);
     CHECK(vkm_kernels_get_rows_shader(VKM_Q6_K) == VKM_SH_GET_ROWS_Q6_K);
     CHECK(vkm_kernels_get_rows_shader(VKM_Q8_1) == VKM_SHADER_COUNT);
+    CHECK(vkm_kernels_matmul_shader(VKM_MMK_TEX, true, VKM_IQ1_M) == VKM_SH_MATMUL_TEX_ID_IQ1_M);
+    CHECK(vkm_kernels_get_rows_shader(VKM_IQ2_XXS) == VKM_SH_GET_ROWS_IQ2_XXS);
+    CHECK(vkm_kernels_matmul_shader(VKM_MMK_SG, false, 34) == VKM_SHADER_COUNT); /* TQ1_0 */
     /* every type with device kernels has every family */
     for (uint32_t t = 0; t < VKM_QTYPE_COUNT; t++) {
         const vkm_qtype_info *qi = vkm_qtype_get(t);
