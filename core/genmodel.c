@@ -209,6 +209,8 @@ static const mix_info g_mixes[VKM_GENMODEL_MIX_COUNT] = {
     [VKM_GENMODEL_Q4_K] = {"q4_k", "weights Q4_K (fallback Q5_0, F16)", VKM_Q4_K, 14},
     [VKM_GENMODEL_Q5_K] = {"q5_k", "weights Q5_K (fallback Q5_1, F16)", VKM_Q5_K, 16},
     [VKM_GENMODEL_Q6_K] = {"q6_k", "weights Q6_K (fallback Q8_0, F16)", VKM_Q6_K, 18},
+    [VKM_GENMODEL_IQ4_NL] = {"iq4_nl", "weights IQ4_NL (F16 where ne0 % 32 != 0)", VKM_IQ4_NL, 25},
+    [VKM_GENMODEL_IQ4_XS] = {"iq4_xs", "weights IQ4_XS (fallback IQ4_NL, F16)", VKM_IQ4_XS, 30},
 };
 
 const char *vkm_genmodel_mix_name(uint32_t mix) {
@@ -228,7 +230,7 @@ int vkm_genmodel_mix_parse(const char *name, uint32_t *mix) {
     return vkm_error(VKM_EINVAL, "unknown quant mix '%s'", name);
 }
 
-/* llama.cpp's fallback when ne0 is not a multiple of 256 (llama-quant.cpp). */
+/* llama.cpp's fallback when ne0 is not a multiple of 256 (llama-quant.cpp; IQ4_XS: IQ4_NL). */
 static uint32_t kquant_fallback(uint32_t t) {
     switch (t) {
     case VKM_Q2_K:
@@ -238,6 +240,8 @@ static uint32_t kquant_fallback(uint32_t t) {
         return VKM_Q5_0;
     case VKM_Q5_K:
         return VKM_Q5_1;
+    case VKM_IQ4_XS:
+        return VKM_IQ4_NL;
     default:
         return VKM_Q8_0; /* Q6_K */
     }

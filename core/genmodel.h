@@ -75,6 +75,8 @@ enum vkm_genmodel_mix {
     VKM_GENMODEL_Q4_K,
     VKM_GENMODEL_Q5_K,
     VKM_GENMODEL_Q6_K,
+    VKM_GENMODEL_IQ4_NL,
+    VKM_GENMODEL_IQ4_XS,
     VKM_GENMODEL_MIX_COUNT
 };
 
