@@ -860,6 +860,49 @@ int vkm_ref_quant_row(uint32_t type, const float *src, void *dst, int64_t n) {
     return 0;
 }
 
+/* Sets the f16 scale of an IQ block (IQ1_M: the nibbles at bits 12-15 of its 4 scale words). */
+static void iq_set_d(uint32_t type, uint8_t *b, uint16_t d) {
+    if (type != VKM_IQ1_M) {
+        wr16(b, d);
+        return;
+    }
+    for (int i = 0; i < 4; i++)
+        b[49 + 2 * i] = (uint8_t)((b[49 + 2 * i] & 0x0F) | ((d >> (4 * i)) & 0xF) << 4);
+}
+
+int vkm_ref_random_iq_row(uint32_t type, uint64_t *state, float rms, void *dst, int64_t n) {
+    uint32_t block;
+    int rc = check_args("random IQ row", type, n, &block);
+    if (rc) return rc;
+    const bool iq = type == VKM_IQ1_S || type == VKM_IQ1_M || type == VKM_IQ2_XXS ||
+                    type == VKM_IQ2_XS || type == VKM_IQ2_S || type == VKM_IQ3_XXS ||
+                    type == VKM_IQ3_S || type == VKM_IQ4_NL || type == VKM_IQ4_XS;
+    if (!iq || !(rms > 0.0f) || !isfinite(rms))
+        return vkm_error(iq ? VKM_EINVAL : VKM_EUNSUPPORTED, "random IQ row: type %s, rms %g",
+                         vkm_qtype_name(type), (double)rms);
+    const size_t bytes = vkm_qtype_get(type)->bytes;
+    dq_block_fn fn = dq_fn(type);
+    float y[256];
+    for (int64_t i = 0; i < n / block; i++) {
+        uint8_t *b = (uint8_t *)dst + (size_t)i * bytes;
+        for (size_t j = 0; j < bytes; j++) {
+            uint64_t x = *state;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *state = x;
+            b[j] = (uint8_t)(x >> 32);
+        }
+        iq_set_d(type, b, 0x3C00); /* d = 1: the values are linear in d */
+        fn(b, y);
+        double s = 0;
+        for (uint32_t j = 0; j < block; j++) s += (double)y[j] * y[j];
+        const double r = sqrt(s / block);
+        iq_set_d(type, b, vkm_fp16_from_f32(r > 0 ? (float)(rms / r) : 0.0f));
+    }
+    return 0;
+}
+
 /* ---- activation quantizers (spec §4.8) ------------------------------------------------------ */
 
 static int check_act(const char *what, const float *x, int64_t n, int64_t block) {
