@@ -538,11 +538,11 @@ void lane_block(uint blk, bool last) {
 }
 #elif defined(QIQ)
 // The IQ types: per run of 32 elements (a loop, not unrolled: lavapipe's compile time grows with
-// the code, and an unrolled IQ2_XXS block took minutes with a cold cache), lane_x spreads X over
-// the lanes (4 each), and each row's 8 groups of 4 are decoded from the buffer by quant.glsl's
-// dq4 (its reads of a run's scale and sign words are shared by its groups; the grid lookups are
-// per-lane loads of constant data). The host counts QK / 32 loop steps per block against
-// lavapipe's loop limit (core/ops_matmul.c).
+// the code), lane_x spreads X over the lanes (4 each), and each row's 8 groups of 4 are decoded
+// from the buffer by quant.glsl's dq4 (per-lane loads of the run's words, the same for its 8
+// groups, and of the grid buffer). Measured cold on lavapipe (2 shared cores): about 1 s a
+// variant with texel fetches (LANE_TEX), 5-10 s with storage-buffer loads (LANE_I64, LANE_ROWS).
+// The host counts QK / 32 loop steps per block against lavapipe's loop limit (ops_matmul.c).
 void lane_block(uint blk, bool last) {
     const uint e0 = blk * QK;
     uint run = 0u;

@@ -1,6 +1,7 @@
 // quant.glsl - dequantization of GGUF weight rows (spec §1.4), one type per shader variant,
 // selected by -DTYPE_F32, -DTYPE_F16, -DTYPE_BF16, -DTYPE_Q4_0, ... -DTYPE_Q6_K, -DTYPE_IQ1_S ...
-// -DTYPE_IQ4_XS (the IQ types: see their section, which also provides IQ_DQ4 and QBYTES).
+// -DTYPE_IQ4_XS (the IQ types: see their section, which also provides IQ_DQ4 and QBYTES, and
+// declares the grid buffer at binding IQ_GRID_BINDING).
 //
 // The includer declares, before including this file:
 //   - `wdata`: a readonly storage buffer `uint wdata[]` holding the raw GGUF bytes (read as 32-bit
@@ -198,10 +199,11 @@ vec4 dq4(uint rb, uint e) {
 // coroutine frame, and LLVM takes over ten minutes to build the frame of one with 2048 entries.
 // IQ_DQ4(U8, U16, U32, g) gives elements 4g..4g+3 of a block (g < QK / 4) from byte reads of the
 // block through the accessor macros U8(B), U16(B) (B even), U32(B) (B even; bytes B..B+3 as a
-// little-endian word), B the byte offset inside the block: dq4 reads them from the buffer,
-// matmul_vec's CPU layout from the block's words already in registers (constant offsets once its
-// loops are unrolled, so every field is a register operation there). Groups of 4 never straddle
-// a grid point's half, a sign byte's nibble or a sub-block, so each reads one grid word.
+// little-endian word), B the byte offset inside the block: dq4 (every kernel's IQ path) reads them
+// from the buffer, matmul_sg's units through the same accessors at their block. (Reading a run's
+// bytes once into registers instead would cut the loads, and lavapipe's compile time of the
+// storage-buffer variants: future work.) Groups of 4 never straddle a grid point's half, a sign
+// byte's nibble or a sub-block, so each reads one grid word.
 #define QIQ 1 // an IQ type (the matmul kernels' generic IQ paths)
 #if !defined(TYPE_IQ4_NL) && !defined(TYPE_IQ4_XS)
 #ifndef IQ_GRID_BINDING
