@@ -212,8 +212,9 @@ static int get_kernel(vkm_gpu *gpu, tuning *tp, bool gemv, bool id, uint32_t wty
  * the margin covers the kernel's small loops outside the k loop. */
 #define LANE_LOOP_BUDGET 50000u
 
-/* Whether the LANE_ROWS kernel walks a block of wtype in a loop over its runs of 32 elements
- * (the IQ types, matmul_vec.comp), a loop step each against the limit above. */
+/* Whether the LANE_ROWS kernel walks a block of wtype in a loop over its runs of 32 elements, each
+ * a loop of 8 groups (the IQ types, matmul_vec.comp): 9 loop steps a run against the limit above.
+ */
 static bool lane_runs32(uint32_t wtype) {
     switch (wtype) {
     case VKM_IQ1_S:
@@ -253,7 +254,8 @@ static int dispatch_windows(vkm_gpu *gpu, vkm_gpu_kernel *kern, const tuning *t,
         while (nc < (uint64_t)cols && nc < VKM_MM_VEC_MAX_COLS) nc *= 2;
         /* per pass: the k steps, the float types' 4-element tail (each with a small loop per
          * row and column), the pass's own setup */
-        uint64_t steps = pc->k / (flt || lane_runs32(wtype) ? 32u : ti->block) + 4;
+        uint64_t steps =
+            lane_runs32(wtype) ? pc->k / 32u * 9u + 4 : pc->k / (flt ? 32u : ti->block) + 4;
         if (flt && pc->k % 32) steps += 8 * 5 * nc * t->rows;
         uint64_t passes = LANE_LOOP_BUDGET / steps;
         window = (passes ? passes : 1) * nc;

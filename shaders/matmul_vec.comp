@@ -550,14 +550,15 @@ void lane_block(uint blk, bool last) {
         const uint er = e0 + 32u * run;
         vec4 xl[NC];
         [[unroll]] for (uint c = 0u; c < NC; c++) xl[c] = lane_x(c, er, last);
-        [[unroll]] for (uint L = 0u; L < 8u; L++) {
+        uint L = 0u;
+        do { // a loop too (XB by a uniform lane index)
             vec4 y[NC]; // shuffled once for all rows
             [[unroll]] for (uint c = 0u; c < NC; c++) y[c] = XB(xl[c], L);
             [[unroll]] for (uint r = 0u; r < ROWS; r++) {
                 const vec4 v = dq4(g_rb[r], er + 4u * L);
                 [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[r][c] += dot(v, y[c]);
             }
-        }
+        } while (++L < 8u);
     } while (++run < QK / 32u);
 }
 #else // Q6_K

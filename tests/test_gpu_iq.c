@@ -9,8 +9,7 @@
  * unaligned), a GEMM of 20 columns, the indexed expert rows at decode (one token routed to 3 of
  * 4 matrices) and at prefill (GEMM, empty matrices), the gated form at decode, get_rows; for two
  * types also the GEMV variants of 2 and 5..8 columns and the per-head form (IQ4_NL is the type
- * llama-quantize gives attn_k_b / attn_v_b); in the layouts that compile slowly on lavapipe (sg,
- * cpu32, cpu64) two types (see main). Rows are not a multiple of a workgroup, and W lies
+ * llama-quantize gives attn_k_b / attn_v_b). Rows are not a multiple of a workgroup, and W lies
  * at an even offset that is no multiple of 4 (nor of 256).
  *
  * The IQ types have no quantizer: the weights are random bytes (every grid index, sign and scale
@@ -336,18 +335,10 @@ int main(int argc, char **argv) {
     if (rc == VKM_ENODEV) check_skip(vkm_errmsg());
     CHECK_OK(rc);
     if (rc) return check_done();
-    /* The layouts whose IQ kernels lavapipe compiles slowly (their storage-buffer loads: 20-60 s
-     * a type, cold): two types there, IQ1_M (a grid, a 256-element block, the f16 scale in
-     * nibbles) and IQ4_NL (32-element blocks, no grid, also the extra forms below). The decoders
-     * are quant.glsl's, the same in every layout; all types run in the cpu and ksplit layouts. */
-    const vkm_kernel_plan *plan = vkm_gpu_plan(gpu);
-    const bool lean = (plan->cpu_family && !plan->texel) || plan->layout == VKM_KERNELS_SG;
-    printf("layout %s%s\n", vkm_kernels_layout_name(plan->layout),
-           lean ? ", the lean type list" : "");
+    printf("layout %s\n", vkm_kernels_layout_name(vkm_gpu_plan(gpu)->layout));
     for (size_t i = 0; i < sizeof g_types / sizeof g_types[0]; i++) {
         const uint32_t t = g_types[i];
         if (argc > 1 && strcmp(argv[1], vkm_qtype_name(t))) continue; /* one type, for debugging */
-        if (lean && argc < 2 && t != VKM_IQ1_M && t != VKM_IQ4_NL) continue;
         const int64_t qk = vkm_qtype_get(t)->block;
         static const int32_t c_tok[] = {1, 0, 1, 1}, c_mm[] = {0, 12, 9, 0};
         CHECK(vkm_op_matmul_supported(t));
