@@ -540,9 +540,11 @@ void lane_block(uint blk, bool last) {
 // The IQ types: per run of 32 elements (a loop, not unrolled: lavapipe's compile time grows with
 // the code), lane_x spreads X over the lanes (4 each), and each row's 8 groups of 4 are decoded
 // from the buffer by quant.glsl's dq4 (per-lane loads of the run's words, the same for its 8
-// groups, and of the grid buffer). Measured cold on lavapipe (2 shared cores): about 1 s a
-// variant with texel fetches (LANE_TEX), 5-10 s with storage-buffer loads (LANE_I64, LANE_ROWS).
-// The host counts QK / 32 loop steps per block against lavapipe's loop limit (ops_matmul.c).
+// groups, and of the grid buffer), unrolled in the texel variants (LANE_TEX, what CPU devices
+// run: about 1 s a variant to compile cold on lavapipe), a loop of 8 in the storage-buffer ones
+// (LANE_I64, LANE_ROWS: unrolled they took 5-10 s a variant, so many that test_gpu_iq needed
+// minutes; the loop runs 2.3x slower). The host counts 9 loop steps a run against lavapipe's
+// loop limit (core/ops_matmul.c), the loop's, also for the texel variants.
 void lane_block(uint blk, bool last) {
     const uint e0 = blk * QK;
     uint run = 0u;
@@ -550,15 +552,23 @@ void lane_block(uint blk, bool last) {
         const uint er = e0 + 32u * run;
         vec4 xl[NC];
         [[unroll]] for (uint c = 0u; c < NC; c++) xl[c] = lane_x(c, er, last);
+#ifdef LANE_TEX
+        [[unroll]] for (uint L = 0u; L < 8u; L++) {
+#else
         uint L = 0u;
-        do { // a loop too (XB by a uniform lane index)
+        do { // a loop too (XB by a uniform lane index): 2.3x slower to run, 5-10x faster to compile
+#endif
             vec4 y[NC]; // shuffled once for all rows
             [[unroll]] for (uint c = 0u; c < NC; c++) y[c] = XB(xl[c], L);
             [[unroll]] for (uint r = 0u; r < ROWS; r++) {
                 const vec4 v = dq4(g_rb[r], er + 4u * L);
                 [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[r][c] += dot(v, y[c]);
             }
+#ifdef LANE_TEX
+        }
+#else
         } while (++L < 8u);
+#endif
     } while (++run < QK / 32u);
 }
 #else // Q6_K
