@@ -209,6 +209,15 @@ static const mix_info g_mixes[VKM_GENMODEL_MIX_COUNT] = {
     [VKM_GENMODEL_Q4_K] = {"q4_k", "weights Q4_K (fallback Q5_0, F16)", VKM_Q4_K, 14},
     [VKM_GENMODEL_Q5_K] = {"q5_k", "weights Q5_K (fallback Q5_1, F16)", VKM_Q5_K, 16},
     [VKM_GENMODEL_Q6_K] = {"q6_k", "weights Q6_K (fallback Q8_0, F16)", VKM_Q6_K, 18},
+    [VKM_GENMODEL_IQ4_NL] = {"iq4_nl", "weights IQ4_NL (F16 where ne0 % 32 != 0)", VKM_IQ4_NL, 25},
+    [VKM_GENMODEL_IQ4_XS] = {"iq4_xs", "weights IQ4_XS (fallback IQ4_NL, F16)", VKM_IQ4_XS, 30},
+    /* R1-IQ-shaped files for benchmarks: random valid blocks (no quantizer), IQ4_NL fallback */
+    [VKM_GENMODEL_IQ1_S] = {"iq1_s", "weights IQ1_S, random blocks (fallback IQ4_NL, F16)",
+                            VKM_IQ1_S, 24},
+    [VKM_GENMODEL_IQ2_XXS] = {"iq2_xxs", "weights IQ2_XXS, random blocks (fallback IQ4_NL, F16)",
+                              VKM_IQ2_XXS, 19},
+    [VKM_GENMODEL_IQ3_XXS] = {"iq3_xxs", "weights IQ3_XXS, random blocks (fallback IQ4_NL, F16)",
+                              VKM_IQ3_XXS, 23},
 };
 
 const char *vkm_genmodel_mix_name(uint32_t mix) {
@@ -228,7 +237,7 @@ int vkm_genmodel_mix_parse(const char *name, uint32_t *mix) {
     return vkm_error(VKM_EINVAL, "unknown quant mix '%s'", name);
 }
 
-/* llama.cpp's fallback when ne0 is not a multiple of 256 (llama-quant.cpp). */
+/* llama.cpp's fallback when ne0 is not a multiple of 256 (llama-quant.cpp; IQ4_XS: IQ4_NL). */
 static uint32_t kquant_fallback(uint32_t t) {
     switch (t) {
     case VKM_Q2_K:
@@ -238,6 +247,11 @@ static uint32_t kquant_fallback(uint32_t t) {
         return VKM_Q5_0;
     case VKM_Q5_K:
         return VKM_Q5_1;
+    case VKM_IQ4_XS:
+    case VKM_IQ1_S:
+    case VKM_IQ2_XXS:
+    case VKM_IQ3_XXS:
+        return VKM_IQ4_NL;
     default:
         return VKM_Q8_0; /* Q6_K */
     }
@@ -740,6 +754,21 @@ static int64_t min64(int64_t a, int64_t b) {
     return a < b ? a : b;
 }
 
+/* Row r's values encoded as the tensor's type; the IQ types without a quantizer get random valid
+ * blocks of the values' RMS instead (vkm_ref_random_iq_row, seeded by the seed, tensor and row). */
+static int encode_row(const gen_job *j, uint64_t seed, int64_t r, const float *vals, uint8_t *dst) {
+    const uint32_t t = j->t->type;
+    if (t != VKM_IQ1_S && t != VKM_IQ1_M && t != VKM_IQ2_XXS && t != VKM_IQ2_XS && t != VKM_IQ2_S &&
+        t != VKM_IQ3_XXS && t != VKM_IQ3_S)
+        return vkm_ref_quant_row(t, vals, dst, j->t->ne[0]);
+    double s = 0;
+    for (int64_t i = 0; i < j->t->ne[0]; i++) s += (double)vals[i] * vals[i];
+    const float rms = s > 0 ? (float)sqrt(s / (double)j->t->ne[0]) : 1e-3f;
+    uint64_t st = (seed ^ j->hash) * 0x9E3779B97F4A7C15ull + (uint64_t)r * 0xD1B54A32D192ED03ull;
+    st |= 1; /* xorshift needs a nonzero state */
+    return vkm_ref_random_iq_row(t, &st, rms, dst, j->t->ne[0]);
+}
+
 /* Generates row r of the job and puts its bytes in place. */
 static int job_row(const gen_ctx *c, const gen_job *j, int64_t r, const scratch *s) {
     const uint64_t start = (uint64_t)r * j->rb, end = start + j->rb;
@@ -747,9 +776,9 @@ static int job_row(const gen_ctx *c, const gen_job *j, int64_t r, const scratch 
     const uint64_t hi = end < j->offset + j->n ? end : j->offset + j->n;
     gen_row(j->t, j->hash, c->seed, r, s->vals);
     if (lo == start && hi == end)
-        return vkm_ref_quant_row(j->t->type, s->vals, j->buf + (start - j->offset), j->t->ne[0]);
+        return encode_row(j, c->seed, r, s->vals, j->buf + (start - j->offset));
     uint8_t *row = end > j->offset + j->n ? j->tail : s->row;
-    int rc = vkm_ref_quant_row(j->t->type, s->vals, row, j->t->ne[0]);
+    int rc = encode_row(j, c->seed, r, s->vals, row);
     if (rc) return rc;
     memcpy(j->buf + (lo - j->offset), row + (lo - start), (size_t)(hi - lo));
     return 0;

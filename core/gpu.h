@@ -135,6 +135,12 @@ vkm_buf_kind vkm_gpu_buf_kind(const vkm_gpu_buf *buf);
  * (host-visible device memory: CPU devices, integrated GPUs, resizable BAR), needing no staging
  * copy and no wait. */
 bool vkm_gpu_buf_direct(const vkm_gpu *gpu, const vkm_gpu_buf *buf);
+/* A device buffer of constant data for the kernels (e.g. the IQ grids, core/iq_gpu.c): created
+ * and filled with `bytes` bytes of `data` by the first call for `slot` (< VKM_GPU_CONST_SLOTS),
+ * the same buffer for every later call with that slot, destroyed with the gpu. Kernels must not
+ * write it. VKM_EINVAL for a bad slot or a size other than the slot's. */
+#define VKM_GPU_CONST_SLOTS 8
+int vkm_gpu_const_buf(vkm_gpu *gpu, int slot, const void *data, size_t bytes, vkm_gpu_buf **out);
 /* Synchronous copies between host memory and a buffer (through staging where needed). */
 int vkm_gpu_upload(vkm_gpu *gpu, vkm_gpu_buf *dst, size_t offset, const void *src, size_t size);
 int vkm_gpu_download(vkm_gpu *gpu, vkm_gpu_buf *src, size_t offset, void *dst, size_t size);

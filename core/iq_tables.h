@@ -1,7 +1,8 @@
 /* iq_tables.h - the codebooks of ggml's IQ weight types for the C reference (core/ref_quant.c).
  *
  * The grids are data carried over from ggml (shaders/iq_grids.h names the source and describes
- * the word layout; the shaders include the same file); the small tables are defined here:
+ * the word layout; the device kernels read these arrays from a constant buffer, core/iq_gpu.c);
+ * the small tables are defined here:
  *   kvalues_iq4nl: the 16 levels of IQ4_NL / IQ4_XS (ggml-common.h, as data);
  *   the sign byte of a 7-bit IQ2/IQ3 sign index s is s with bit 7 = the parity of s (ggml's
  *   ksigns_iq2xs table, which is that function), see vkm_iq_signs. */

@@ -16,9 +16,14 @@
 
 /* ---- shader tables: every weight type with matmul kernels ---- */
 
-#define VKM_KERNEL_TYPES(X)                                                                        \
+/* the float and classic block types */
+#define VKM_KERNEL_TYPES_K(X)                                                                      \
     X(F32)                                                                                         \
     X(F16) X(BF16) X(Q4_0) X(Q4_1) X(Q5_0) X(Q5_1) X(Q8_0) X(Q2_K) X(Q3_K) X(Q4_K) X(Q5_K) X(Q6_K)
+/* the IQ types (ggml's importance-matrix quants: quant.glsl's IQ section) */
+#define VKM_KERNEL_TYPES_IQ(X)                                                                     \
+    X(IQ1_S) X(IQ1_M) X(IQ2_XXS) X(IQ2_XS) X(IQ2_S) X(IQ3_XXS) X(IQ3_S) X(IQ4_NL) X(IQ4_XS)
+#define VKM_KERNEL_TYPES(X) VKM_KERNEL_TYPES_K(X) VKM_KERNEL_TYPES_IQ(X)
 
 /* Entries hold id + 1 so that 0 means "no such variant". */
 #define ROW(prefix, T) [VKM_##T] = VKM_SH_##prefix##_##T + 1,
@@ -39,7 +44,7 @@
 #define ROW_GET_ROWS(T) ROW(GET_ROWS, T)
 /* gemv.comp decodes these types (shaders/gemv_decode.glsl); a type without a gemv variant keeps
  * matmul_sg / the k-split kernel (gpu_defaults) */
-#define VKM_GEMV_TYPES(X) VKM_KERNEL_TYPES(X)
+#define VKM_GEMV_TYPES(X) VKM_KERNEL_TYPES_K(X)
 static const uint16_t t_gemv[VKM_QTYPE_COUNT] = {VKM_GEMV_TYPES(ROW_GEMV)};
 static const uint16_t t_gemv_id[VKM_QTYPE_COUNT] = {VKM_GEMV_TYPES(ROW_GEMV_ID)};
 TABLE(t_vec, VEC)

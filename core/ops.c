@@ -12,6 +12,7 @@
 
 #include "../shaders/fwd_common.h"
 #include "err.h"
+#include "iq_gpu.h"
 #include "qtype.h"
 #include "ref_ops.h"
 
@@ -186,12 +187,14 @@ int vkm_op_get_rows(vkm_gpu *gpu, uint32_t type, vkm_gpu_arg table, vkm_gpu_arg 
     VKM_TRY(need(op, "y", y, (uint64_t)n_ids * d, 4));
     const vkm_shader_id name = vkm_kernels_get_rows_shader(type);
     vkm_push_get_rows p = {n_ids, d, n_vocab, (uint32_t)row_bytes, d, 0, 0, n_vocab};
-    vkm_gpu_arg args[3] = {table, ids, y};
+    vkm_gpu_arg args[4] = {table, ids, y};
+    int n_args = 3 + vkm_iq_grid_arg(gpu, type, &args[3]); /* the IQ types' grid (iq_gpu.h) */
+    if (n_args < 3) return n_args;
     /* a table larger than the weight window (gpu.h): windows of whole rows starting at multiples
      * of 256 bytes (any storage offset alignment), a dispatch each */
     const uint64_t win = vkm_gpu_info(gpu)->weight_window_bytes;
     if (!win || (table_bytes + 3) / 4 * 4 <= win)
-        return dispatch(gpu, name, args, 3, &p, sizeof p, groups((d + 3) / 4, VKM_OPS_WG),
+        return dispatch(gpu, name, args, n_args, &p, sizeof p, groups((d + 3) / 4, VKM_OPS_WG),
                         groups(n_ids, 1));
     const uint64_t per = win > 512 ? (win - 512) / row_bytes : 0;
     if (!per)
@@ -208,7 +211,7 @@ int vkm_op_get_rows(vkm_gpu *gpu, uint32_t type, vkm_gpu_arg table, vkm_gpu_arg 
         p.w_off = (uint32_t)(at - start);
         p.row0 = (uint32_t)r0;
         p.rows = (uint32_t)rows;
-        rc = dispatch(gpu, name, args, 3, &p, sizeof p, groups((d + 3) / 4, VKM_OPS_WG),
+        rc = dispatch(gpu, name, args, n_args, &p, sizeof p, groups((d + 3) / 4, VKM_OPS_WG),
                       groups(n_ids, 1));
     }
     return rc;

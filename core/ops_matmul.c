@@ -20,6 +20,7 @@
 
 #include "../shaders/matmul_common.h"
 #include "err.h"
+#include "iq_gpu.h"
 #include "kernels.h"
 #include "ops.h"
 #include "qtype.h"
@@ -213,7 +214,9 @@ static int get_kernel(vkm_gpu *gpu, tuning *tp, bool gemv, bool id, uint32_t wty
                    (t.sg || t.gemv ||
                     (spec[1] <= VKM_MM_VEC_MAX_ROWS && (t.lane_rows || spec[0] >= spec[1] * nc))));
     }
-    return vkm_gpu_kernel_get(gpu, shader, spec, n_spec, id ? 5 : 3, sizeof(vkm_matmul_push), out);
+    /* the IQ types with a grid: one more binding, after the others (dispatch_windows binds it) */
+    const int n_bind = (id ? 5 : 3) + (vkm_iq_grid_binds(wtype) ? 1 : 0);
+    return vkm_gpu_kernel_get(gpu, shader, spec, n_spec, n_bind, sizeof(vkm_matmul_push), out);
 }
 
 /* Loop iterations one LANE_ROWS invocation may spend: lavapipe (gallivm) ends a shader invocation
@@ -222,12 +225,40 @@ static int get_kernel(vkm_gpu *gpu, tuning *tp, bool gemv, bool id, uint32_t wty
  * the margin covers the kernel's small loops outside the k loop. */
 #define LANE_LOOP_BUDGET 50000u
 
+/* Whether the LANE_ROWS kernel walks a block of wtype in a loop over its runs of 32 elements, each
+ * a loop of 8 groups (the IQ types, matmul_vec.comp): 9 loop steps a run against the limit above.
+ */
+static bool lane_runs32(uint32_t wtype) {
+    switch (wtype) {
+    case VKM_IQ1_S:
+    case VKM_IQ1_M:
+    case VKM_IQ2_XXS:
+    case VKM_IQ2_XS:
+    case VKM_IQ2_S:
+    case VKM_IQ3_XXS:
+    case VKM_IQ3_S:
+    case VKM_IQ4_NL:
+    case VKM_IQ4_XS:
+        return true;
+    default:
+        return false;
+    }
+}
+
 /* Records the dispatch(es) of a matmul kernel: GPU layouts in one; the LANE_ROWS layout in
  * windows of whole NC-column passes short enough for the loop limit above (one window for all
  * but very large batches). `cols` bounds the columns (entries) of any matrix. */
 static int dispatch_windows(vkm_gpu *gpu, vkm_gpu_kernel *kern, const tuning *t, uint32_t wtype,
                             int64_t cols, const vkm_gpu_arg *args, int n_args, vkm_matmul_push *pc,
                             uint32_t gx, uint32_t gy, uint32_t gz) {
+    vkm_gpu_arg all[6]; /* args and the IQ grid (iq_gpu.h) */
+    int rc = vkm_iq_grid_arg(gpu, wtype, &all[n_args < 5 ? n_args : 5]);
+    if (rc < 0) return rc;
+    if (rc > 0) {
+        memcpy(all, args, (size_t)n_args * sizeof *args);
+        args = all;
+        n_args++;
+    }
     uint64_t window = UINT32_MAX;
     if (t->lane_rows) {
         const vkm_qtype_info *ti = vkm_qtype_get(wtype);
@@ -236,12 +267,13 @@ static int dispatch_windows(vkm_gpu *gpu, vkm_gpu_kernel *kern, const tuning *t,
         while (nc < (uint64_t)cols && nc < VKM_MM_VEC_MAX_COLS) nc *= 2;
         /* per pass: the k steps, the float types' 4-element tail (each with a small loop per
          * row and column), the pass's own setup */
-        uint64_t steps = pc->k / (flt ? 32u : ti->block) + 4;
+        uint64_t steps =
+            lane_runs32(wtype) ? pc->k / 32u * 9u + 4 : pc->k / (flt ? 32u : ti->block) + 4;
         if (flt && pc->k % 32) steps += 8 * 5 * nc * t->rows;
         uint64_t passes = LANE_LOOP_BUDGET / steps;
         window = (passes ? passes : 1) * nc;
     }
-    int rc = 0;
+    rc = 0;
     for (uint64_t c = 0; c < (uint64_t)cols && !rc; c += window) {
         pc->c_begin = (uint32_t)c;
         pc->c_end = c + window < UINT32_MAX ? (uint32_t)(c + window) : UINT32_MAX;

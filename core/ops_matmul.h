@@ -10,7 +10,9 @@
  * windows allow (matmul_tex_<type>; else 64-bit storage loads, matmul_lane_<type>); all
  * accumulate in f32.
  *
- * Weight types: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K
+ * Weight types: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and the
+ * IQ types IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ4_NL, IQ4_XS (whose grids the
+ * kernels read from a constant buffer bound after the others, core/iq_gpu.c)
  * (others: VKM_EUNSUPPORTED naming the type). k must be a multiple of the type's block.
  * Offsets are bytes; any value is accepted as long as the data lies inside the buffer, except
  * that w_off must be even (a multiple of 4 for F32) and x/y/rows/mats offsets multiples of 4,

@@ -43,7 +43,8 @@
  *   IQ4_XS (136): d @0, scales_h u16 @2 (bits 2ib, 2ib + 1: scale bits 4-5), scales_l[4] @4
  *       (nibble ib % 2 of byte ib / 2: bits 0-3), qs[128] @8 (run ib: 16 bytes @8 + 16ib, Q4_0's
  *       nibble order); x = d * (s - 32) * kvalues[q].
- * The IQ types have no quantizer here (vkm_ref_quant_row refuses them).
+ * Of the IQ types only IQ4_NL and IQ4_XS have a quantizer here (nearest level, see q_iq4_*;
+ * vkm_ref_quant_row refuses the others: their grids need a search).
  *
  * Quantizers: round to nearest, with every scale (and min) chosen so that the whole block lies
  * inside the representable range, which gives a hard worst-case error bound (A = largest |x| of
@@ -738,6 +739,60 @@ static int q_q6_k(const float *x, uint8_t *b) {
     return 0;
 }
 
+/* The IQ4 levels (kvalues_iq4nl): the index of the one nearest to v (the first on ties). */
+static int iq4_nearest(float v) {
+    int best = 0;
+    for (int i = 1; i < 16; i++)
+        if (fabsf(v - (float)vkm_iq4nl_values[i]) < fabsf(v - (float)vkm_iq4nl_values[best]))
+            best = i;
+    return best;
+}
+
+/* 32 elements at scale d as IQ4 nibbles into qs[16] (Q4_0's order); d == 0 gives level 1 x 0. */
+static void iq4_nibbles(const float *x, float d, uint8_t *qs) {
+    int q[32];
+    for (int i = 0; i < 32; i++) q[i] = d != 0.0f ? iq4_nearest(x[i] / d) : 8;
+    for (int j = 0; j < 16; j++) qs[j] = (uint8_t)(q[j] | q[j + 16] << 4);
+}
+
+/* IQ4_NL: d = -vmax/127 rounded away from zero, so the extreme value lands on the -127 level
+ * and x/d lies in [-127, 127]; each element takes the nearest level (the top clamps to 113). */
+static int q_iq4_nl(const float *x, uint8_t *b) {
+    const float vmax = signed_absmax(x, 32);
+    const uint16_t mag = f16_up(fabsf(vmax) / 127.0f);
+    const float dmag = vkm_fp16_to_f32(mag);
+    if (!isfinite(dmag)) return scale_range_error("IQ4_NL");
+    wr16(b, vmax > 0 ? (uint16_t)(mag | 0x8000u) : mag);
+    iq4_nibbles(x, vmax > 0 ? -dmag : dmag, b + 2);
+    return 0;
+}
+
+/* IQ4_XS: per run of 32 the wanted scale sub = -vmax/127 (as IQ4_NL), d = max |sub| / 31 rounded
+ * up to f16, the run's 6-bit scale s = round(sub / d) + 32 (in 1..63); elements as IQ4_NL's at
+ * d (s - 32). */
+static int q_iq4_xs(const float *x, uint8_t *b) {
+    float sub[8], amax = 0.0f;
+    for (int ib = 0; ib < 8; ib++) {
+        sub[ib] = -signed_absmax(x + 32 * ib, 32) / 127.0f;
+        amax = fmaxf(amax, fabsf(sub[ib]));
+    }
+    const uint16_t dh = f16_up(amax / 31.0f);
+    const float d = vkm_fp16_to_f32(dh);
+    if (!isfinite(d)) return scale_range_error("IQ4_XS");
+    wr16(b, dh);
+    uint32_t sh = 0;
+    memset(b + 4, 0, 4);
+    for (int ib = 0; ib < 8; ib++) {
+        const int ls = d != 0.0f ? clampi((int)roundf(sub[ib] / d), -31, 31) : 0;
+        const uint32_t sc = (uint32_t)(ls + 32);
+        b[4 + ib / 2] |= (uint8_t)((sc & 15u) << (4 * (ib % 2)));
+        sh |= (sc >> 4) << (2 * ib);
+        iq4_nibbles(x + 32 * ib, d * (float)ls, b + 8 + 16 * ib);
+    }
+    wr16(b + 2, (uint16_t)sh);
+    return 0;
+}
+
 typedef int (*q_block_fn)(const float *x, uint8_t *b);
 
 static q_block_fn q_fn(uint32_t type) {
@@ -762,6 +817,10 @@ static q_block_fn q_fn(uint32_t type) {
         return q_q5_k;
     case VKM_Q6_K:
         return q_q6_k;
+    case VKM_IQ4_NL:
+        return q_iq4_nl;
+    case VKM_IQ4_XS:
+        return q_iq4_xs;
     default:
         return NULL;
     }
@@ -797,6 +856,49 @@ int vkm_ref_quant_row(uint32_t type, const float *src, void *dst, int64_t n) {
     for (int64_t i = 0; i < n / block; i++) {
         rc = fn(src + i * block, p + (size_t)i * bytes);
         if (rc) return rc;
+    }
+    return 0;
+}
+
+/* Sets the f16 scale of an IQ block (IQ1_M: the nibbles at bits 12-15 of its 4 scale words). */
+static void iq_set_d(uint32_t type, uint8_t *b, uint16_t d) {
+    if (type != VKM_IQ1_M) {
+        wr16(b, d);
+        return;
+    }
+    for (int i = 0; i < 4; i++)
+        b[49 + 2 * i] = (uint8_t)((b[49 + 2 * i] & 0x0F) | ((d >> (4 * i)) & 0xF) << 4);
+}
+
+int vkm_ref_random_iq_row(uint32_t type, uint64_t *state, float rms, void *dst, int64_t n) {
+    uint32_t block;
+    int rc = check_args("random IQ row", type, n, &block);
+    if (rc) return rc;
+    const bool iq = type == VKM_IQ1_S || type == VKM_IQ1_M || type == VKM_IQ2_XXS ||
+                    type == VKM_IQ2_XS || type == VKM_IQ2_S || type == VKM_IQ3_XXS ||
+                    type == VKM_IQ3_S || type == VKM_IQ4_NL || type == VKM_IQ4_XS;
+    if (!iq || !(rms > 0.0f) || !isfinite(rms))
+        return vkm_error(iq ? VKM_EINVAL : VKM_EUNSUPPORTED, "random IQ row: type %s, rms %g",
+                         vkm_qtype_name(type), (double)rms);
+    const size_t bytes = vkm_qtype_get(type)->bytes;
+    dq_block_fn fn = dq_fn(type);
+    float y[256];
+    for (int64_t i = 0; i < n / block; i++) {
+        uint8_t *b = (uint8_t *)dst + (size_t)i * bytes;
+        for (size_t j = 0; j < bytes; j++) {
+            uint64_t x = *state;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *state = x;
+            b[j] = (uint8_t)(x >> 32);
+        }
+        iq_set_d(type, b, 0x3C00); /* d = 1: the values are linear in d */
+        fn(b, y);
+        double s = 0;
+        for (uint32_t j = 0; j < block; j++) s += (double)y[j] * y[j];
+        const double r = sqrt(s / block);
+        iq_set_d(type, b, vkm_fp16_from_f32(r > 0 ? (float)(rms / r) : 0.0f));
     }
     return 0;
 }

@@ -28,6 +28,13 @@ int vkm_ref_dequant_row(uint32_t type, const void *src, float *dst, int64_t n);
  * even; F32: copy. Not llama.cpp's error-minimizing search, so bytes differ from llama.cpp's. */
 int vkm_ref_quant_row(uint32_t type, const float *src, void *dst, int64_t n);
 
+/* Random but valid blocks of an IQ type (every grid index, sign and scale field random) for the
+ * types without a quantizer here (IQ1_*, IQ2_*, IQ3_*; IQ4_* too): n elements into dst, the
+ * bytes from the xorshift state *state (advanced), each block's f16 scale chosen so that its
+ * values have about the RMS `rms` (> 0). For benchmarks and synthetic models, not a quantizer.
+ * VKM_EUNSUPPORTED for other types. */
+int vkm_ref_random_iq_row(uint32_t type, uint64_t *state, float rms, void *dst, int64_t n);
+
 /* Activation quantizers of spec §4.8 (what llama.cpp's CPU backend does to the right-hand side
  * of a matmul), for fidelity experiments. Value i is reconstructed as q[i] * d[i / block].
  * Q8_0 (block 32): d = fp16(amax / 127) (returned as the float of that f16),

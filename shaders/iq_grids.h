@@ -1,5 +1,7 @@
-/* iq_grids.h - the lattice (grid) tables of ggml's IQ weight types, as data shared by the C
- * reference (core/iq_tables.c) and the shaders (shaders/quant.glsl).
+/* iq_grids.h - the lattice (grid) tables of ggml's IQ weight types, as data for the C reference
+ * (core/iq_tables.c) and, as constant device buffers made from those arrays (core/iq_gpu.c),
+ * the shaders (shaders/quant.glsl; not as GLSL constant arrays, which lavapipe compiles for
+ * minutes).
  *
  * Source: llama.cpp, ggml/src/ggml-common.h (tables iq2xxs_grid, iq2xs_grid, iq2s_grid,
  * iq3xxs_grid, iq3s_grid, iq1s_grid; MIT licence, copyright the ggml authors), as in the GitHub
@@ -13,8 +15,8 @@
  * The includer defines VKM_IQ_TABLE(name, n) (what opens an array of n 32-bit words) and
  * VKM_IQ_TABLE_END (what closes it), and one guard per table it wants: VKM_IQ_GRID_IQ2XXS,
  * VKM_IQ_GRID_IQ2XS, VKM_IQ_GRID_IQ2S, VKM_IQ_GRID_IQ3XXS, VKM_IQ_GRID_IQ3S, VKM_IQ_GRID_IQ1S
- * (a shader only compiles the table of its own type). The data lists have no trailing comma, so
- * they read as C initializers and as GLSL array constructors alike. */
+ * (core/iq_tables.c wants them all). The data lists have no trailing comma, so they read as C
+ * initializers and as GLSL array constructors alike. */
 
 // clang-format off
 #ifdef VKM_IQ_GRID_IQ2XXS

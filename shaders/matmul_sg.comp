@@ -243,6 +243,14 @@ void unit(uint rb, uint u) {
         }
     }
 }
+#elif defined(QIQ)
+// a run of 32 elements: its 8 groups of 4 decoded from the block's bytes (quant.glsl's IQ_DQ4
+// with its buffer accessors IQ_B*, which read at byte bb)
+void unit(uint rb, uint u) {
+    const uint bb = rb + QBYTES * (u / (QK / 32u)), g0 = 8u * (u % (QK / 32u)), e = 32u * u;
+    [[unroll]] for (uint j = 0u; j < 8u; j++)
+        fma4(IQ_DQ4(IQ_B8, IQ_B16, IQ_B32, g0 + j), e + 4u * j);
+}
 #endif
 
 void main() {
@@ -306,11 +314,15 @@ void main() {
             if (live) {
                 const uint rb = wbase + row * p.w_row_bytes;
                 uint u = u0;
+#if defined(QIQ) // one unit a step: a third of the code (lavapipe compiles it slowly)
+                for (; u < n_unit; u += stride) unit(rb, u);
+#else
                 for (; u + stride < n_unit; u += 2u * stride) {
                     unit(rb, u);
                     unit(rb, u + stride);
                 }
                 if (u < n_unit) unit(rb, u);
+#endif
 #if defined(QFLOAT)
                 // the row's last k % UNIT elements, 4 per lane (dq4 reads elements >= k as 0)
                 for (uint k0 = n_unit * UNIT + 4u * (part * S + lane); k0 < p.k;

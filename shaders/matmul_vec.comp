@@ -233,6 +233,8 @@ uint w16(uint a, uint b) { return (a >> 16) | (b << 16); }
 #elif defined(TYPE_Q5_K)
 #define LBYTES 176u
 #define LB16
+#elif defined(QIQ)
+#define LBYTES QBYTES // no IQ block is a multiple of 16 bytes
 #else
 #define LBYTES 210u // Q6_K
 #endif
@@ -533,6 +535,41 @@ void lane_block(uint blk, bool last) {
                     g_acc[r][c] += (sc[r][i][j] * t[0][r][c] + sc[r][i][j + 1u] * t[1][r][c]) -
                                    (mn[r][i][j] * s16[c].x + mn[r][i][j + 1u] * s16[c].y);
         }
+}
+#elif defined(QIQ)
+// The IQ types: per run of 32 elements (a loop, not unrolled: lavapipe's compile time grows with
+// the code), lane_x spreads X over the lanes (4 each), and each row's 8 groups of 4 are decoded
+// from the buffer by quant.glsl's dq4 (per-lane loads of the run's words, the same for its 8
+// groups, and of the grid buffer), unrolled in the texel variants (LANE_TEX, what CPU devices
+// run: about 1 s a variant to compile cold on lavapipe), a loop of 8 in the storage-buffer ones
+// (LANE_I64, LANE_ROWS: unrolled they took 5-10 s a variant, so many that test_gpu_iq needed
+// minutes; the loop runs 2.3x slower). The host counts 9 loop steps a run against lavapipe's
+// loop limit (core/ops_matmul.c), the loop's, also for the texel variants.
+void lane_block(uint blk, bool last) {
+    const uint e0 = blk * QK;
+    uint run = 0u;
+    do {
+        const uint er = e0 + 32u * run;
+        vec4 xl[NC];
+        [[unroll]] for (uint c = 0u; c < NC; c++) xl[c] = lane_x(c, er, last);
+#ifdef LANE_TEX
+        [[unroll]] for (uint L = 0u; L < 8u; L++) {
+#else
+        uint L = 0u;
+        do { // a loop too (XB by a uniform lane index): 2.3x slower to run, 5-10x faster to compile
+#endif
+            vec4 y[NC]; // shuffled once for all rows
+            [[unroll]] for (uint c = 0u; c < NC; c++) y[c] = XB(xl[c], L);
+            [[unroll]] for (uint r = 0u; r < ROWS; r++) {
+                const vec4 v = dq4(g_rb[r], er + 4u * L);
+                [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[r][c] += dot(v, y[c]);
+            }
+#ifdef LANE_TEX
+        }
+#else
+        } while (++L < 8u);
+#endif
+    } while (++run < QK / 32u);
 }
 #else // Q6_K
 // Per half h (128 elements), group g (32 elements at 128h + 32g) and word L: ql words A (16h+L)

@@ -10,7 +10,8 @@ vkm_add_shader(smoke smoke.comp)
 # same layout with 64-bit storage-buffer loads (needs shaderInt64; the fallback where a window is
 # too large for a texel buffer, and VKMOE_KERNELS=cpu64; CPU devices without shaderInt64 use
 # matmul_vec with LANE_ROWS).
-foreach(vkm_mm_type F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K)
+foreach(vkm_mm_type F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K
+        IQ1_S IQ1_M IQ2_XXS IQ2_XS IQ2_S IQ3_XXS IQ3_S IQ4_NL IQ4_XS)
   string(TOLOWER ${vkm_mm_type} vkm_mm_lc)
   vkm_add_shader(matmul_vec_${vkm_mm_lc} matmul_vec.comp DEFINES TYPE_${vkm_mm_type}=1)
   vkm_add_shader(matmul_mm_${vkm_mm_lc} matmul_mm.comp DEFINES TYPE_${vkm_mm_type}=1)
@@ -58,7 +59,8 @@ vkm_add_shader(moe_combine_norm moe_combine.comp DEFINES NORM=1)
 vkm_add_shader(swiglu swiglu.comp)
 vkm_add_shader(add add.comp)
 vkm_add_shader(scale scale.comp)
-foreach(vkm_gr_type F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K)
+foreach(vkm_gr_type F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K
+        IQ1_S IQ1_M IQ2_XXS IQ2_XS IQ2_S IQ3_XXS IQ3_S IQ4_NL IQ4_XS)
   string(TOLOWER ${vkm_gr_type} vkm_gr_lc)
   vkm_add_shader(get_rows_${vkm_gr_lc} get_rows.comp DEFINES TYPE_${vkm_gr_type}=1)
 endforeach()

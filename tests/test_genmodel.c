@@ -202,6 +202,11 @@ static void test_types(void) {
     CHECK(vkm_genmodel_tensor_type(VKM_GENMODEL_Q4_0, VKM_GENMODEL_EMBD, 64, -1, 8) == VKM_Q4_0);
     CHECK(vkm_genmodel_tensor_type(VKM_GENMODEL_BF16, VKM_GENMODEL_WEIGHT, 48, 0, 8) == VKM_BF16);
     CHECK(vkm_genmodel_tensor_type(VKM_GENMODEL_F32, VKM_GENMODEL_WEIGHT, 48, 0, 8) == VKM_F32);
+    CHECK(vkm_genmodel_tensor_type(VKM_GENMODEL_IQ4_XS, VKM_GENMODEL_WEIGHT, 512, 0, 8) ==
+          VKM_IQ4_XS);
+    CHECK(vkm_genmodel_tensor_type(VKM_GENMODEL_IQ4_XS, VKM_GENMODEL_WEIGHT, 96, 0, 8) ==
+          VKM_IQ4_NL);
+    CHECK(vkm_genmodel_tensor_type(VKM_GENMODEL_IQ4_NL, VKM_GENMODEL_WEIGHT, 48, 0, 8) == VKM_F16);
 }
 
 static int g_progress_calls;

@@ -5,8 +5,8 @@
  * Cases: the `tiny` preset (E 64) written with every quantization mix (its K-quant mixes fall
  * back to 32-element block types since 64 is not a multiple of 256); a widened tiny (E 256, all
  * matrix rows multiples of 256) with every K-quant mix, checked to really hold Q2_K..Q6_K
- * tensors; and a 300-token prompt (longer than the YaRN original context of 256) fed as
- * 128 + 128 + 44 token batches, every logit row compared.
+ * tensors, and with random IQ1_S blocks (gen-model's iq1_s); and a 300-token prompt (longer than
+ * the YaRN original context of 256) fed as 128 + 128 + 44 token batches, every logit row compared.
  *
  * Both sides use an F32 KV cache and float activations, so they compute the same math in a
  * different summation order (f32 GPU vs double CPU accumulators). Random-weight routers are
@@ -154,8 +154,12 @@ int main(void) {
     CHECK_OK(vkm_genmodel_preset("tiny", &tiny));
     const int one[] = {N_SHORT};
 
-    /* 1. the tiny preset in every mix (E 64: K-quants fall back to 32-block types) */
+    /* 1. the tiny preset in every mix (E 64: K-quants fall back to 32-block types; the IQ mixes
+     * other than iq4_nl all fall back to its IQ4_NL there, so they are not run twice) */
     for (uint32_t mix = 0; mix < VKM_GENMODEL_MIX_COUNT; mix++) {
+        if (mix == VKM_GENMODEL_IQ4_XS || mix == VKM_GENMODEL_IQ1_S ||
+            mix == VKM_GENMODEL_IQ2_XXS || mix == VKM_GENMODEL_IQ3_XXS)
+            continue;
         char label[48];
         snprintf(label, sizeof label, "tiny %s", vkm_genmodel_mix_name(mix));
         run_case(label, &tiny, mix, N_SHORT, one, 1, -1);
@@ -174,9 +178,10 @@ int main(void) {
     static const struct {
         uint32_t mix;
         int type;
-    } kmix[] = {{VKM_GENMODEL_Q2_K, VKM_Q2_K}, {VKM_GENMODEL_Q3_K, VKM_Q3_K},
-                {VKM_GENMODEL_Q4_K, VKM_Q4_K}, {VKM_GENMODEL_Q5_K, VKM_Q5_K},
-                {VKM_GENMODEL_Q6_K, VKM_Q6_K}, {VKM_GENMODEL_Q4_K_M, VKM_Q6_K}};
+    } kmix[] = {{VKM_GENMODEL_Q2_K, VKM_Q2_K},  {VKM_GENMODEL_Q3_K, VKM_Q3_K},
+                {VKM_GENMODEL_Q4_K, VKM_Q4_K},  {VKM_GENMODEL_Q5_K, VKM_Q5_K},
+                {VKM_GENMODEL_Q6_K, VKM_Q6_K},  {VKM_GENMODEL_Q4_K_M, VKM_Q6_K},
+                {VKM_GENMODEL_IQ1_S, VKM_IQ1_S}}; /* random IQ1_S blocks, IQ4_NL attn_k_b */
     for (size_t i = 0; i < sizeof kmix / sizeof kmix[0]; i++) {
         char label[48];
         snprintf(label, sizeof label, "wide %s", vkm_genmodel_mix_name(kmix[i].mix));

@@ -13,7 +13,8 @@
  *   GEMV: n = 1; GB/s = weight bytes / time; weights are rotated over several copies totalling
  *         ROTATE_BYTES so that small matrices are not served from the GPU's last-level cache.
  *   GEMM: n = 512 tokens; GFLOP/s = 2 * k * m * n / time.
- * Weights are PATTERN_ROWS random rows (vkm_ref_quant_row) repeated. Matrices larger than one
+ * Weights are PATTERN_ROWS random rows (vkm_ref_quant_row; the IQ types it has no quantizer for:
+ * vkm_ref_random_iq_row) repeated. Matrices larger than one
  * bindable buffer are split by rows over several buffers (and Y by columns), as an engine
  * would. Measurements that do not fit in memory, or whose run is predicted (from the same
  * type's earlier shapes) to exceed --max-run, are skipped and listed under "skipped". */
@@ -54,9 +55,10 @@ static const shape g_shapes[] = {
 enum { N_SHAPES = sizeof g_shapes / sizeof g_shapes[0], N_SHAPES_QUICK = 2 };
 
 /* Display order: floats, then quants from wide to narrow. */
-static const uint32_t g_type_order[] = {VKM_F32,  VKM_F16,  VKM_BF16, VKM_Q8_0, VKM_Q6_K,
-                                        VKM_Q5_K, VKM_Q5_1, VKM_Q5_0, VKM_Q4_K, VKM_Q4_1,
-                                        VKM_Q4_0, VKM_Q3_K, VKM_Q2_K};
+static const uint32_t g_type_order[] = {
+    VKM_F32,  VKM_F16,   VKM_BF16,   VKM_Q8_0,    VKM_Q6_K,   VKM_Q5_K, VKM_Q5_1,  VKM_Q5_0,
+    VKM_Q4_K, VKM_Q4_1,  VKM_Q4_0,   VKM_IQ4_NL,  VKM_IQ4_XS, VKM_Q3_K, VKM_IQ3_S, VKM_IQ3_XXS,
+    VKM_Q2_K, VKM_IQ2_S, VKM_IQ2_XS, VKM_IQ2_XXS, VKM_IQ1_M,  VKM_IQ1_S};
 static const uint32_t g_quick_types[] = {VKM_F16, VKM_Q8_0, VKM_Q4_K};
 
 typedef struct micro {
@@ -267,6 +269,10 @@ static int make_pattern(uint32_t type, int64_t k, size_t row_bytes, unsigned cha
         for (int64_t i = 0; i < k; i++)
             f[i] = (float)(lcg_next(&seed) >> 8) * (2.0f / 16777216.0f) - 1.0f;
         rc = vkm_ref_quant_row(type, f, p + (size_t)r * row_bytes, k);
+        if (rc == VKM_EUNSUPPORTED) { /* the IQ types without a quantizer: random valid blocks */
+            uint64_t st = seed | (uint64_t)(r + 1) << 32;
+            rc = vkm_ref_random_iq_row(type, &st, 0.5f, p + (size_t)r * row_bytes, k);
+        }
     }
     free(f);
     if (rc) {

@@ -45,6 +45,7 @@ struct vkm_gpu {
     bool compile_only;     /* options.compile_only: nothing runs (inert()), no command state */
     vkm_kernel_plan plan;  /* core/kernels.h, built at creation */
     uint64_t dispatches;   /* recorded so far, neither dry nor primed */
+    vkm_gpu_buf *consts[VKM_GPU_CONST_SLOTS]; /* vkm_gpu_const_buf, created on first use */
 };
 
 struct vkm_gpu_buf {
@@ -219,6 +220,7 @@ int vkm_gpu_create(const vkm_gpu_options *opt, vkm_gpu **out) {
 
 void vkm_gpu_destroy(vkm_gpu *g) {
     if (!g) return;
+    for (int i = 0; i < VKM_GPU_CONST_SLOTS; i++) vkm_gpu_buf_destroy(g, g->consts[i]);
     vkm_vk_cmd_destroy(g->cmd);
     if (g->mem) vkm_vk_mem_buffer_destroy(g->mem, &g->staging);
     vkm_vk_pipeline_destroy(g->pipes);
@@ -401,6 +403,28 @@ int vkm_gpu_upload(vkm_gpu *g, vkm_gpu_buf *dst, size_t offset, const void *src,
     LOST_GUARD(g);
     if (g->compile_only) return check_range(dst, offset, size, "upload");
     return track(g, upload(g, dst, offset, src, size));
+}
+
+int vkm_gpu_const_buf(vkm_gpu *g, int slot, const void *data, size_t bytes, vkm_gpu_buf **out) {
+    *out = NULL;
+    if (slot < 0 || slot >= VKM_GPU_CONST_SLOTS || !data || !bytes)
+        return vkm_error(VKM_EINVAL, "constant buffer: bad slot %d or no data", slot);
+    vkm_gpu_buf *b = g->consts[slot];
+    if (b) {
+        if (vkm_gpu_buf_size(b) != bytes)
+            return vkm_error(VKM_EINVAL, "constant buffer %d holds %zu bytes, not %zu", slot,
+                             vkm_gpu_buf_size(b), bytes);
+        *out = b;
+        return 0;
+    }
+    int rc = vkm_gpu_buf_create(g, bytes, VKM_BUF_DEVICE, &b);
+    if (!rc) rc = vkm_gpu_upload(g, b, 0, data, bytes);
+    if (rc) {
+        vkm_gpu_buf_destroy(g, b);
+        return rc;
+    }
+    *out = g->consts[slot] = b;
+    return 0;
 }
 
 static int download(vkm_gpu *g, vkm_gpu_buf *src, size_t offset, void *dst, size_t size) {

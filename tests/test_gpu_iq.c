@@ -1,0 +1,364 @@
+/* test_gpu_iq.c - the matmul kernels and get_rows on the IQ weight types (IQ1_S, IQ1_M, IQ2_XXS,
+ * IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ4_NL, IQ4_XS) against the CPU reference (core/ref_matmul.c,
+ * core/ref_quant.c), in whichever kernel layout the device and VKMOE_KERNELS pick (ctest runs it
+ * in the CPU-device layouts cpu, cpu32, cpu64 and the GPU ones ksplit, sg).
+ *
+ * Lean on purpose: every pipeline variant costs lavapipe compile time with a cold Mesa cache,
+ * so per type only the forms the engine uses: a GEMV of 1 column (X 16-byte aligned, as the
+ * engine's activations are: the CPU kernels' XAL form), a GEMV of 3 columns over 3 blocks (X
+ * unaligned), a GEMM of 20 columns, the indexed expert rows at decode (one token routed to 3 of
+ * 4 matrices) and at prefill (GEMM, empty matrices), the gated form at decode, get_rows; for two
+ * types also the GEMV variants of 2 and 5..8 columns and the per-head form (IQ4_NL is the type
+ * llama-quantize gives attn_k_b / attn_v_b). Rows are not a multiple of a workgroup, and W lies
+ * at an even offset that is no multiple of 4 (nor of 256).
+ *
+ * The IQ types have no quantizer: the weights are random bytes (every grid index, sign and scale
+ * field random) with the f16 block scale set to a random finite value in +-[1/64, 1/8) (IQ1_M:
+ * its nibbles in the scale words), so GPU and reference decode the same bytes. Tolerance per
+ * output as test_gpu_matmul: |gpu - ref| <= 2e-5 * sum_k |w_k x_k| + 1e-6 (f32 decode and
+ * accumulation against the reference's exact sum). Guard values around the outputs check that
+ * nothing else is written; a validation error fails the test. W and X buffers end TEX_SLACK
+ * bytes past the data, so that CPU devices view them as texels (the matmul_tex_* kernels). */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "fp16.h"
+#include "gpu.h"
+#include "kernels.h"
+#include "ops.h"
+#include "ops_matmul.h"
+#include "qtype.h"
+#include "ref_matmul.h"
+#include "ref_ops.h"
+#include "ref_quant.h"
+
+#define GUARD 12345.0f
+#define TEX_SLACK 16
+#define W_PAD 1002
+#define X_UNAL 36 /* bytes: 9 floats, X rows not 16-byte aligned */
+#define X_AL 64
+#define Y_PAD 512
+
+static const uint32_t g_types[] = {VKM_IQ1_S,   VKM_IQ1_M, VKM_IQ2_XXS, VKM_IQ2_XS, VKM_IQ2_S,
+                                   VKM_IQ3_XXS, VKM_IQ3_S, VKM_IQ4_NL,  VKM_IQ4_XS};
+
+static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
+static uint32_t rnd(void) {
+    g_rng ^= g_rng << 13;
+    g_rng ^= g_rng >> 7;
+    g_rng ^= g_rng << 17;
+    return (uint32_t)(g_rng >> 32);
+}
+static float frand(void) { /* uniform in [-1, 1) */
+    return (float)((rnd() >> 8) * (2.0 / 16777216.0) - 1.0);
+}
+
+/* A random f16 in +-[1/64, 1/8). */
+static uint16_t rand_scale(void) {
+    float v = (1.0f + (float)(rnd() % 1024) / 1024.0f) / 64.0f * (float)(1u << (rnd() % 3));
+    return (uint16_t)(vkm_fp16_from_f32(v) | (rnd() & 1u) << 15);
+}
+
+/* rows x k weights of type t: random blocks with a finite scale (see the top comment); also
+ * their dequantized values. */
+static int make_weights(uint32_t t, int64_t k, int64_t rows, uint8_t **wq, float **wf,
+                        size_t *bytes) {
+    const vkm_qtype_info *qi = vkm_qtype_get(t);
+    const size_t rb = vkm_ref_row_bytes(t, k), nb = (size_t)(k / qi->block) * (size_t)rows;
+    *bytes = rb * (size_t)rows;
+    *wq = malloc(*bytes);
+    *wf = malloc((size_t)(k * rows) * sizeof **wf);
+    if (!*wq || !*wf) return VKM_ENOMEM;
+    for (size_t i = 0; i < *bytes; i++) (*wq)[i] = (uint8_t)rnd();
+    for (size_t b = 0; b < nb; b++) {
+        uint8_t *p = *wq + b * qi->bytes;
+        const uint16_t d = rand_scale();
+        if (t == VKM_IQ1_M) /* nibble i of d = bits 12-15 of scale word i (bytes 48..55) */
+            for (int i = 0; i < 4; i++)
+                p[49 + 2 * i] = (uint8_t)((p[49 + 2 * i] & 0x0F) | ((d >> (4 * i)) & 0xF) << 4);
+        else
+            p[0] = (uint8_t)d, p[1] = (uint8_t)(d >> 8);
+    }
+    int rc = 0;
+    for (int64_t r = 0; r < rows && !rc; r++)
+        rc = vkm_ref_dequant_row(t, *wq + (size_t)r * rb, *wf + r * k, k);
+    return rc;
+}
+
+/* Compares got[n][m] (row stride gs) with want[n][m]; mag[n][m] = sum |w x|. */
+static void compare(const char *what, const float *got, int64_t gs, const float *want,
+                    const double *mag, int64_t n, int64_t m) {
+    int bad = 0;
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t r = 0; r < m; r++) {
+            double g = got[j * gs + r], w = want[j * m + r];
+            double tol = 2e-5 * mag[j * m + r] + 1e-6;
+            if (!(fabs(g - w) <= tol)) {
+                if (bad < 5)
+                    fprintf(stderr, "  %s: y[%lld][%lld] = %.9g, want %.9g (tol %.3g)\n", what,
+                            (long long)j, (long long)r, g, w, tol);
+                bad++;
+            }
+        }
+    CHECK_MSG(bad == 0, "%s: %d of %lld outputs off", what, bad, (long long)(n * m));
+}
+
+/* mag[j][r] = sum_i |W[r][i] X[j][i]|. */
+static void magnitude(const float *wf, int64_t k, int64_t m, const float *x, int64_t n,
+                      double *mag) {
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t r = 0; r < m; r++) {
+            double s = 0;
+            for (int64_t i = 0; i < k; i++) s += fabs((double)wf[r * k + i] * x[j * k + i]);
+            mag[j * m + r] = s;
+        }
+}
+
+static int count_guards(const float *y, size_t n_floats, size_t lo, size_t hi) {
+    int bad = 0;
+    for (size_t i = 0; i < n_floats; i++) bad += (i < lo || i >= hi) && y[i] != GUARD;
+    return bad;
+}
+
+/* W {k, m} x X [n][k] (at byte xo) -> Y [n][m] against vkm_ref_matmul, with guards around Y. */
+static void test_plain(vkm_gpu *gpu, uint32_t t, int64_t k, int64_t m, int64_t n, size_t xo) {
+    char what[96];
+    snprintf(what, sizeof what, "%s k=%lld m=%lld n=%lld%s", vkm_qtype_name(t), (long long)k,
+             (long long)m, (long long)n, xo % 16 ? "" : " (X aligned)");
+    uint8_t *wq = NULL;
+    float *wf = NULL, *x = malloc((size_t)(n * k) * 4), *want = malloc((size_t)(n * m) * 4);
+    const size_t yb = Y_PAD + (size_t)(n * m) * 4 + 64;
+    float *got = malloc(yb);
+    double *mag = malloc((size_t)(n * m) * sizeof *mag);
+    vkm_gpu_buf *bw = NULL, *bx = NULL, *by = NULL;
+    size_t wb = 0;
+    if (!x || !want || !got || !mag || make_weights(t, k, m, &wq, &wf, &wb)) {
+        CHECK_MSG(0, "%s: setup failed: %s", what, vkm_errmsg());
+        goto out;
+    }
+    for (int64_t i = 0; i < n * k; i++) x[i] = frand();
+    for (size_t i = 0; i < yb / 4; i++) got[i] = GUARD;
+    CHECK_OK(vkm_ref_matmul(t, wq, k, m, x, n, want));
+    magnitude(wf, k, m, x, n, mag);
+    CHECK_OK(vkm_gpu_buf_create(gpu, W_PAD + wb + 6 + TEX_SLACK, VKM_BUF_DEVICE, &bw));
+    CHECK_OK(
+        vkm_gpu_buf_create(gpu, xo + (size_t)(n * k) * 4 + 8 + TEX_SLACK, VKM_BUF_DEVICE, &bx));
+    CHECK_OK(vkm_gpu_buf_create(gpu, yb, VKM_BUF_DEVICE, &by));
+    if (!bw || !bx || !by) goto out;
+    CHECK_OK(vkm_gpu_upload(gpu, bw, W_PAD, wq, wb));
+    CHECK_OK(vkm_gpu_upload(gpu, bx, xo, x, (size_t)(n * k) * 4));
+    CHECK_OK(vkm_gpu_upload(gpu, by, 0, got, yb));
+    CHECK_OK(vkm_gpu_begin(gpu));
+    CHECK_OK(vkm_op_matmul(gpu, t, bw, W_PAD, k, m, bx, xo, n, by, Y_PAD));
+    CHECK_OK(vkm_gpu_submit(gpu));
+    CHECK_OK(vkm_gpu_download(gpu, by, 0, got, yb));
+    compare(what, got + Y_PAD / 4, m, want, mag, n, m);
+    const int guards = count_guards(got, yb / 4, Y_PAD / 4, Y_PAD / 4 + (size_t)(n * m));
+    CHECK_MSG(guards == 0, "%s: %d guard values overwritten", what, guards);
+out:
+    vkm_gpu_buf_destroy(gpu, bw);
+    vkm_gpu_buf_destroy(gpu, bx);
+    vkm_gpu_buf_destroy(gpu, by);
+    free(wq), free(wf), free(x), free(want), free(got), free(mag);
+}
+
+/* The indexed forms over n_mat stacked {k, m} matrices. Expert rows (n_tok 0): counts[e] entries
+ * of matrix e, entry p reading X row (7p + e) % n_x; with glu, gate stack G then up stack U
+ * right after it in the same buffer (the fused layout of a GGUF file), Y = silu(G x) * (U x).
+ * Per head (n_tok > 0): matrix e multiplies X row i * n_mat + e into Y row i * n_mat + e. */
+static void test_id(vkm_gpu *gpu, uint32_t t, int64_t k, int64_t m, int64_t n_mat,
+                    const int32_t *counts, int64_t n_x, int64_t n_tok, bool glu) {
+    char what[128];
+    int64_t n_rows = 0, max_c = 0;
+    for (int64_t e = 0; n_tok == 0 && e < n_mat; e++) {
+        n_rows += counts[e];
+        if (counts[e] > max_c) max_c = counts[e];
+    }
+    if (n_tok) n_rows = n_x = n_tok * n_mat;
+    snprintf(what, sizeof what, "%s id-%s%s k=%lld m=%lld mats=%lld rows=%lld", vkm_qtype_name(t),
+             n_tok ? "heads" : "rows", glu ? " glu" : "", (long long)k, (long long)m,
+             (long long)n_mat, (long long)n_rows);
+    uint8_t *wq = NULL;
+    float *wf = NULL, *x = malloc((size_t)(n_x * k) * 4), *xg = malloc((size_t)(n_rows * k) * 4);
+    float *want = malloc((size_t)(n_rows * m) * 4 * 2);
+    const size_t yb = Y_PAD + (size_t)(n_rows * m) * 4 + 64;
+    float *got = malloc(yb);
+    double *mag = malloc((size_t)(n_rows * m) * sizeof *mag * 2);
+    int32_t *rows = malloc((size_t)n_rows * 4), *mat_of = malloc((size_t)n_rows * 4);
+    int32_t *mats = malloc((size_t)n_mat * 8);
+    vkm_gpu_buf *bw = NULL, *bx = NULL, *by = NULL, *bi = NULL, *bs = NULL;
+    const int64_t n_w = glu ? 2 : 1; /* stacks: G (and U) */
+    size_t wb = 0;
+    if (!x || !xg || !want || !got || !mag || !rows || !mat_of || !mats ||
+        make_weights(t, k, m * n_mat * n_w, &wq, &wf, &wb)) {
+        CHECK_MSG(0, "%s: setup failed: %s", what, vkm_errmsg());
+        goto out;
+    }
+    for (int64_t i = 0; i < n_x * k; i++) x[i] = frand();
+    for (size_t i = 0; i < yb / 4; i++) got[i] = GUARD;
+    int64_t p = 0;
+    for (int64_t e = 0; e < n_mat; e++) {
+        mats[2 * e] = (int32_t)p;
+        mats[2 * e + 1] = n_tok ? 0 : counts[e];
+        for (int32_t i = 0; n_tok == 0 && i < counts[e]; i++, p++) {
+            rows[p] = (int32_t)((p * 7 + e) % n_x);
+            mat_of[p] = (int32_t)e;
+        }
+    }
+    for (int64_t r = 0; n_tok && r < n_rows; r++)
+        rows[r] = (int32_t)r, mat_of[r] = (int32_t)(r % n_mat);
+    for (int64_t q = 0; q < n_rows; q++) {
+        memcpy(xg + q * k, x + rows[q] * k, (size_t)k * 4);
+        for (int64_t s = 0; s < n_w; s++)
+            magnitude(wf + ((s * n_mat) + mat_of[q]) * m * k, k, m, xg + q * k, 1,
+                      mag + (s * n_rows + q) * m);
+    }
+    const size_t half = wb / (size_t)n_w;
+    for (int64_t s = 0; s < n_w; s++)
+        CHECK_OK(vkm_ref_matmul_id(t, wq + s * half, k, m, n_mat, xg, n_rows, mat_of,
+                                   want + s * n_rows * m));
+    const size_t ro = 20, mo = ro + (size_t)n_rows * 4 + 4;
+    CHECK_OK(vkm_gpu_buf_create(gpu, W_PAD + wb + 2 + TEX_SLACK, VKM_BUF_DEVICE, &bw));
+    CHECK_OK(
+        vkm_gpu_buf_create(gpu, X_UNAL + (size_t)(n_x * k) * 4 + TEX_SLACK, VKM_BUF_DEVICE, &bx));
+    CHECK_OK(vkm_gpu_buf_create(gpu, yb, VKM_BUF_DEVICE, &by));
+    CHECK_OK(vkm_gpu_buf_create(gpu, mo + (size_t)n_mat * 8, VKM_BUF_DEVICE, &bi));
+    CHECK_OK(vkm_gpu_buf_create(gpu, 256 + (size_t)(n_rows * m) * 8, VKM_BUF_DEVICE, &bs));
+    if (!bw || !bx || !by || !bi || !bs) goto out;
+    CHECK_OK(vkm_gpu_upload(gpu, bw, W_PAD, wq, wb));
+    CHECK_OK(vkm_gpu_upload(gpu, bx, X_UNAL, x, (size_t)(n_x * k) * 4));
+    CHECK_OK(vkm_gpu_upload(gpu, by, 0, got, yb));
+    CHECK_OK(vkm_gpu_upload(gpu, bi, ro, rows, (size_t)n_rows * 4));
+    CHECK_OK(vkm_gpu_upload(gpu, bi, mo, mats, (size_t)n_mat * 8));
+    vkm_matmul_id a = {.wtype = t,
+                       .w = bw,
+                       .w_off = W_PAD,
+                       .k = k,
+                       .m = m,
+                       .n_mat = n_mat,
+                       .x = bx,
+                       .x_off = X_UNAL,
+                       .n_x = n_x,
+                       .y = by,
+                       .y_off = Y_PAD,
+                       .n_y = n_rows,
+                       .mode = n_tok ? VKM_MATMUL_ID_HEADS : VKM_MATMUL_ID_ROWS,
+                       .rows = bi,
+                       .rows_off = ro,
+                       .n_rows = n_rows,
+                       .mats = bi,
+                       .mats_off = mo,
+                       .max_per_mat = max_c,
+                       .n_tok = n_tok};
+    CHECK_OK(vkm_gpu_begin(gpu));
+    if (glu)
+        CHECK_OK(vkm_op_matmul_id_glu(gpu, &a, bw, W_PAD + half, (vkm_gpu_arg){bs, 256, 0}));
+    else
+        CHECK_OK(vkm_op_matmul_id(gpu, &a));
+    CHECK_OK(vkm_gpu_submit(gpu));
+    CHECK_OK(vkm_gpu_download(gpu, by, 0, got, yb));
+    const float *y = got + Y_PAD / 4;
+    if (glu) { /* the matmul tolerance of each factor carried through silu(g) * u, |silu'| <= 1.1 */
+        int bad = 0;
+        for (int64_t i = 0; i < n_rows * m; i++) {
+            const double g = want[i], u = want[n_rows * m + i], tg = 2e-5 * mag[i] + 1e-6;
+            const double tu = 2e-5 * mag[n_rows * m + i] + 1e-6,
+                         w = (double)vkm_ref_silu(want[i]) * u;
+            const double tol = 1.1 * tg * fabs(u) + fabs(g / (1.0 + exp(-g))) * tu + tg * tu + 1e-6;
+            if (!(fabs(y[i] - w) <= tol) && bad++ < 5)
+                fprintf(stderr, "  %s: y[%lld] = %.9g, want %.9g (tol %.3g)\n", what, (long long)i,
+                        y[i], w, tol);
+        }
+        CHECK_MSG(bad == 0, "%s: %d of %lld outputs off", what, bad, (long long)(n_rows * m));
+    } else {
+        compare(what, y, m, want, mag, n_rows, m);
+    }
+    const int guards = count_guards(got, yb / 4, Y_PAD / 4, Y_PAD / 4 + (size_t)(n_rows * m));
+    CHECK_MSG(guards == 0, "%s: %d guard values overwritten", what, guards);
+out:
+    vkm_gpu_buf_destroy(gpu, bw);
+    vkm_gpu_buf_destroy(gpu, bx);
+    vkm_gpu_buf_destroy(gpu, by);
+    vkm_gpu_buf_destroy(gpu, bi);
+    vkm_gpu_buf_destroy(gpu, bs);
+    free(wq), free(wf), free(x), free(xg), free(want), free(got), free(mag);
+    free(rows), free(mat_of), free(mats);
+}
+
+/* get_rows: rows 3, 0, an out-of-range id (a zero row) of a 5-row table, k = 2 blocks; the
+ * decode must equal the reference dequantization exactly (one f32 product per element). */
+static void test_get_rows(vkm_gpu *gpu, uint32_t t) {
+    const int64_t k = 2 * vkm_qtype_get(t)->block, n_vocab = 5;
+    uint8_t *wq = NULL;
+    float *wf = NULL, *got = malloc((size_t)(3 * k) * 4);
+    vkm_gpu_buf *bw = NULL, *bi = NULL, *by = NULL;
+    size_t wb = 0;
+    const int32_t ids[3] = {3, 0, 7};
+    if (!got || make_weights(t, k, n_vocab, &wq, &wf, &wb)) {
+        CHECK_MSG(0, "%s get_rows: setup failed: %s", vkm_qtype_name(t), vkm_errmsg());
+        goto out;
+    }
+    CHECK_OK(vkm_gpu_buf_create(gpu, (wb + 3) / 4 * 4, VKM_BUF_DEVICE, &bw));
+    CHECK_OK(vkm_gpu_buf_create(gpu, sizeof ids, VKM_BUF_DEVICE, &bi));
+    CHECK_OK(vkm_gpu_buf_create(gpu, (size_t)(3 * k) * 4, VKM_BUF_DEVICE, &by));
+    if (!bw || !bi || !by) goto out;
+    CHECK_OK(vkm_gpu_upload(gpu, bw, 0, wq, wb));
+    CHECK_OK(vkm_gpu_upload(gpu, bi, 0, ids, sizeof ids));
+    CHECK_OK(vkm_gpu_begin(gpu));
+    CHECK_OK(vkm_op_get_rows(gpu, t, (vkm_gpu_arg){bw, 0, 0}, (vkm_gpu_arg){bi, 0, 0},
+                             (vkm_gpu_arg){by, 0, 0}, 3, (uint32_t)k, (uint32_t)n_vocab));
+    CHECK_OK(vkm_gpu_submit(gpu));
+    CHECK_OK(vkm_gpu_download(gpu, by, 0, got, (size_t)(3 * k) * 4));
+    int bad = 0;
+    for (int64_t i = 0; i < k; i++) {
+        bad += got[i] != wf[3 * k + i];
+        bad += got[k + i] != wf[i];
+        bad += got[2 * k + i] != 0.0f;
+    }
+    CHECK_MSG(bad == 0, "%s get_rows: %d of %lld elements off", vkm_qtype_name(t), bad,
+              (long long)(3 * k));
+out:
+    vkm_gpu_buf_destroy(gpu, bw);
+    vkm_gpu_buf_destroy(gpu, bi);
+    vkm_gpu_buf_destroy(gpu, by);
+    free(wq), free(wf), free(got);
+}
+
+int main(int argc, char **argv) {
+    vkm_gpu *gpu = NULL;
+    vkm_gpu_options opt = {.device = -1, .validation = true};
+    int rc = vkm_kernels_env(&opt.kernels); /* the ctest variants force a layout */
+    if (!rc) rc = vkm_gpu_create(&opt, &gpu);
+    if (rc == VKM_ENODEV) check_skip(vkm_errmsg());
+    CHECK_OK(rc);
+    if (rc) return check_done();
+    printf("layout %s\n", vkm_kernels_layout_name(vkm_gpu_plan(gpu)->layout));
+    for (size_t i = 0; i < sizeof g_types / sizeof g_types[0]; i++) {
+        const uint32_t t = g_types[i];
+        if (argc > 1 && strcmp(argv[1], vkm_qtype_name(t))) continue; /* one type, for debugging */
+        const int64_t qk = vkm_qtype_get(t)->block;
+        static const int32_t c_tok[] = {1, 0, 1, 1}, c_mm[] = {0, 12, 9, 0};
+        CHECK(vkm_op_matmul_supported(t));
+        test_plain(gpu, t, 2 * qk, 37, 1, X_AL);
+        test_plain(gpu, t, 3 * qk, 70, 3, X_UNAL);
+        test_plain(gpu, t, 2 * qk, 33, 20, X_AL);
+        test_id(gpu, t, 2 * qk, 7, 4, c_tok, 1, 0, false);
+        test_id(gpu, t, qk, 33, 4, c_mm, 30, 0, false);
+        test_id(gpu, t, qk, 19, 4, c_tok, 1, 0, true);
+        test_get_rows(gpu, t);
+        if (t == VKM_IQ4_NL || t == VKM_IQ2_XS) {
+            test_plain(gpu, t, qk, 33, 2, X_UNAL);
+            test_plain(gpu, t, 2 * qk, 30, 7, X_AL);
+            const int64_t kh = qk == 32 ? 128 : qk; /* attn_k_b: k = 128 */
+            test_id(gpu, t, kh, 17, 3, NULL, 0, 1, false);
+            test_id(gpu, t, kh, 66, 2, NULL, 0, 20, false);
+        }
+    }
+    uint32_t verr = vkm_gpu_validation_errors(gpu);
+    CHECK_MSG(verr == 0, "%u validation errors", verr);
+    vkm_gpu_destroy(gpu);
+    return check_done();
+}
