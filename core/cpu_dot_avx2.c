@@ -24,8 +24,11 @@
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 
-static float f16(const uint8_t *p) {
-    return vkm_fp16_to_f32((uint16_t)(p[0] | p[1] << 8));
+/* f16 -> f32 with the F16C instruction (exact, as vkm_fp16_to_f32). */
+AVX2 static inline float f16(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
 }
 
 AVX2 static inline float hsum(__m256 v) {
@@ -192,14 +195,21 @@ AVX2 static float dot_q5_1(const uint8_t *w, const void *act, int64_t k) {
 
 /* ---- K-quants -------------------------------------------------------------------------- */
 
-static void k_scale_min(const uint8_t *b, int j, int *sc, int *m) {
-    if (j < 4) {
-        *sc = b[j] & 63;
-        *m = b[j + 4] & 63;
-    } else {
-        *sc = (b[j + 4] & 0xF) | ((b[j - 4] >> 6) << 4);
-        *m = (b[j + 4] >> 4) | ((b[j] >> 6) << 4);
+/* The 8 6-bit scales and mins of a Q4_K/Q5_K super-block from its 12 packed bytes. */
+static inline void k_scales_mins(const uint8_t *b, int *sc, int *m) {
+    for (int j = 0; j < 4; j++) {
+        sc[j] = b[j] & 63;
+        m[j] = b[j + 4] & 63;
+        sc[j + 4] = (b[j + 8] & 0xF) | ((b[j] >> 6) << 4);
+        m[j + 4] = (b[j + 8] >> 4) | ((b[j + 4] >> 6) << 4);
     }
+}
+
+/* sum over the 8 activation blocks of a super-block of d_a * m * (s0 + s1). */
+static inline float k_mins(const vkm_cpu_q8 *a, const int *m) {
+    float r = 0;
+    for (int j = 0; j < 8; j++) r += a[j].d * (float)(m[j] * (a[j].s[0] + a[j].s[1]));
+    return r;
 }
 
 AVX2 static float dot_q2_k(const uint8_t *w, const void *act, int64_t k) {
@@ -266,11 +276,12 @@ AVX2 static float dot_q4_k(const uint8_t *w, const void *act, int64_t k) {
     float off = 0;
     for (int64_t sb = 0; sb < k / 256; sb++, w += 144, a += 8) {
         const float d = f16(w), dmin = f16(w + 2);
+        int scs[8], ms[8];
+        k_scales_mins(w + 4, scs, ms);
+        off += dmin * k_mins(a, ms);
         for (int c = 0; c < 4; c++) {
             __m256i qs = load32(w + 16 + 32 * c);
-            int sc0, m0, sc1, m1;
-            k_scale_min(w + 4, 2 * c, &sc0, &m0);
-            k_scale_min(w + 4, 2 * c + 1, &sc1, &m1);
+            const int sc0 = scs[2 * c], sc1 = scs[2 * c + 1];
             const vkm_cpu_q8 *a0 = &a[2 * c], *a1 = &a[2 * c + 1];
             __m256i p0 =
                 mul_sum(_mm256_and_si256(qs, m4), load32(a0->q), _mm256_set1_epi16((short)sc0));
@@ -278,8 +289,6 @@ AVX2 static float dot_q4_k(const uint8_t *w, const void *act, int64_t k) {
                                  _mm256_set1_epi16((short)sc1));
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(d * a0->d), acc);
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(d * a1->d), acc);
-            off += dmin * (a0->d * (float)(m0 * (a0->s[0] + a0->s[1])) +
-                           a1->d * (float)(m1 * (a1->s[0] + a1->s[1])));
         }
     }
     return hsum(acc) - off;
@@ -293,11 +302,12 @@ AVX2 static float dot_q5_k(const uint8_t *w, const void *act, int64_t k) {
     for (int64_t sb = 0; sb < k / 256; sb++, w += 176, a += 8) {
         const float d = f16(w), dmin = f16(w + 2);
         __m256i qh = load32(w + 16);
+        int scs[8], ms[8];
+        k_scales_mins(w + 4, scs, ms);
+        off += dmin * k_mins(a, ms);
         for (int c = 0; c < 4; c++) {
             __m256i qs = load32(w + 48 + 32 * c);
-            int sc0, m0, sc1, m1;
-            k_scale_min(w + 4, 2 * c, &sc0, &m0);
-            k_scale_min(w + 4, 2 * c + 1, &sc1, &m1);
+            const int sc0 = scs[2 * c], sc1 = scs[2 * c + 1];
             const int i0 = 2 * c, i1 = 2 * c + 1; /* qh bit i moved to bit 4 */
             __m256i h0 = _mm256_and_si256(
                 i0 >= 4 ? _mm256_srli_epi16(qh, i0 - 4) : _mm256_slli_epi16(qh, 4 - i0), b4);
@@ -310,8 +320,6 @@ AVX2 static float dot_q5_k(const uint8_t *w, const void *act, int64_t k) {
             __m256i p1 = mul_sum(u1, load32(a1->q), _mm256_set1_epi16((short)sc1));
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(d * a0->d), acc);
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(d * a1->d), acc);
-            off += dmin * (a0->d * (float)(m0 * (a0->s[0] + a0->s[1])) +
-                           a1->d * (float)(m1 * (a1->s[0] + a1->s[1])));
         }
     }
     return hsum(acc) - off;
