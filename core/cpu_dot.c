@@ -3,8 +3,10 @@
  * Each block is decoded with the index names of ref_quant.c's dequantizers, but the products
  * with the 8-bit activations are summed as integers per run of 16 or 32 values and scaled once
  * per run: sum_i (d_w * s * q_i - m) * (d_a * a_i) = d_w * d_a * s * sum q_i a_i - m * d_a *
- * sum a_i, the second sum being the activation block's precomputed s[]. Plain loops over
- * bytes, which compilers vectorize; the AVX2 file has the hand-written versions. */
+ * sum a_i, the second sum being the activation block's precomputed s[]. The K-quants take
+ * vkm_cpu_q8k activations (one scale per 256), so a whole super-block is summed as integers and
+ * scaled once. Plain loops over bytes, which compilers vectorize; the AVX2 file has the
+ * hand-written versions. */
 #include "cpu_dot.h"
 
 #include <string.h>
@@ -119,26 +121,26 @@ static float dot_q8_0(const uint8_t *w, const void *act, int64_t k) {
     return acc;
 }
 
-/* ---- K-quants: super-blocks of 256 = 8 activation blocks ---------------------------------- */
+/* ---- K-quants: super-blocks of 256, one vkm_cpu_q8k activation block each ------------------ */
 
 /* Q2_K: scales[16] @0 (low nibble scale, high nibble min, per 16), qs[64] @16, d @80, dmin @82.
- * Activation block ib = 4h + j holds elements 128h + 32j + l, q = (qs[32h + l] >> 2j) & 3. */
+ * Run ib = 4h + j (32 elements) holds elements 128h + 32j + l, q = (qs[32h + l] >> 2j) & 3. */
 static float dot_q2_k(const uint8_t *w, const void *act, int64_t k) {
-    const vkm_cpu_q8 *a = act;
+    const vkm_cpu_q8k *a = act;
     float acc = 0;
-    for (int64_t sb = 0; sb < k / 256; sb++, w += 84, a += 8) {
+    for (int64_t sb = 0; sb < k / 256; sb++, w += 84, a++) {
         const uint8_t *sc = w, *qs = w + 16;
-        float d = f16(w + 80), dmin = f16(w + 82), sum = 0, mins = 0;
+        int sum = 0, mins = 0;
         for (int ib = 0; ib < 8; ib++) {
             const int h = ib / 4, j = ib % 4;
+            const int8_t *q = a->q + 32 * ib;
             int s0 = 0, s1 = 0;
-            for (int l = 0; l < 16; l++) s0 += ((qs[32 * h + l] >> (2 * j)) & 3) * a[ib].q[l];
-            for (int l = 16; l < 32; l++) s1 += ((qs[32 * h + l] >> (2 * j)) & 3) * a[ib].q[l];
-            sum += a[ib].d * (float)((sc[2 * ib] & 0xF) * s0 + (sc[2 * ib + 1] & 0xF) * s1);
-            mins += a[ib].d *
-                    (float)((sc[2 * ib] >> 4) * a[ib].s[0] + (sc[2 * ib + 1] >> 4) * a[ib].s[1]);
+            for (int l = 0; l < 16; l++) s0 += ((qs[32 * h + l] >> (2 * j)) & 3) * q[l];
+            for (int l = 16; l < 32; l++) s1 += ((qs[32 * h + l] >> (2 * j)) & 3) * q[l];
+            sum += (sc[2 * ib] & 0xF) * s0 + (sc[2 * ib + 1] & 0xF) * s1;
+            mins += (sc[2 * ib] >> 4) * a->s[2 * ib] + (sc[2 * ib + 1] >> 4) * a->s[2 * ib + 1];
         }
-        acc += d * sum - dmin * mins;
+        acc += a->d * (f16(w + 80) * (float)sum - f16(w + 82) * (float)mins);
     }
     return acc;
 }
@@ -153,26 +155,27 @@ static void q3_k_scales(const uint8_t *p, int *s) {
 }
 
 /* Q3_K: hmask[32] @0, qs[64] @32, scales[12] @96, d @108; q = q2 + 4 * hbit - 4, hbit = bit ib
- * of hmask[l]. Summed as (q2 + 4 hbit) * a, minus 4 * s[] per half. */
+ * of hmask[l]. Summed as (q2 + 4 hbit) * a, minus 4 * the 16-sums. */
 static float dot_q3_k(const uint8_t *w, const void *act, int64_t k) {
-    const vkm_cpu_q8 *a = act;
+    const vkm_cpu_q8k *a = act;
     float acc = 0;
-    for (int64_t sb = 0; sb < k / 256; sb++, w += 110, a += 8) {
+    for (int64_t sb = 0; sb < k / 256; sb++, w += 110, a++) {
         const uint8_t *hm = w, *qs = w + 32;
         int sc[16];
         q3_k_scales(w + 96, sc);
-        float sum = 0;
+        int sum = 0;
         for (int ib = 0; ib < 8; ib++) {
             const int h = ib / 4, j = ib % 4;
+            const int8_t *q = a->q + 32 * ib;
             int s[2] = {0, 0};
             for (int l = 0; l < 32; l++) {
-                int q = ((qs[32 * h + l] >> (2 * j)) & 3) | ((hm[l] >> ib) & 1) << 2;
-                s[l / 16] += q * a[ib].q[l];
+                int u = ((qs[32 * h + l] >> (2 * j)) & 3) | ((hm[l] >> ib) & 1) << 2;
+                s[l / 16] += u * q[l];
             }
-            sum += a[ib].d * (float)(sc[2 * ib] * (s[0] - 4 * a[ib].s[0]) +
-                                     sc[2 * ib + 1] * (s[1] - 4 * a[ib].s[1]));
+            sum += sc[2 * ib] * (s[0] - 4 * a->s[2 * ib]) +
+                   sc[2 * ib + 1] * (s[1] - 4 * a->s[2 * ib + 1]);
         }
-        acc += f16(w + 108) * sum;
+        acc += f16(w + 108) * a->d * (float)sum;
     }
     return acc;
 }
@@ -188,73 +191,76 @@ static void k_scale_min(const uint8_t *b, int j, int *sc, int *m) {
     }
 }
 
-/* Q4_K: d @0, dmin @2, scales[12] @4, qs[128] @16; sub-block ib = activation block ib, its
+/* Q4_K: d @0, dmin @2, scales[12] @4, qs[128] @16; sub-block ib = elements 32ib.., its
  * nibble l is qs[32 (ib/2) + l], low for even ib, high for odd. */
 static float dot_q4_k(const uint8_t *w, const void *act, int64_t k) {
-    const vkm_cpu_q8 *a = act;
+    const vkm_cpu_q8k *a = act;
     float acc = 0;
-    for (int64_t sb = 0; sb < k / 256; sb++, w += 144, a += 8) {
+    for (int64_t sb = 0; sb < k / 256; sb++, w += 144, a++) {
         const uint8_t *qs = w + 16;
-        float sum = 0, mins = 0;
+        int sum = 0, mins = 0;
         for (int ib = 0; ib < 8; ib++) {
             int sc, m, s = 0;
             k_scale_min(w + 4, ib, &sc, &m);
             const uint8_t *p = qs + 32 * (ib / 2);
+            const int8_t *q = a->q + 32 * ib;
             const int sh = 4 * (ib % 2);
-            for (int l = 0; l < 32; l++) s += ((p[l] >> sh) & 0xF) * a[ib].q[l];
-            sum += a[ib].d * (float)(sc * s);
-            mins += a[ib].d * (float)(m * (a[ib].s[0] + a[ib].s[1]));
+            for (int l = 0; l < 32; l++) s += ((p[l] >> sh) & 0xF) * q[l];
+            sum += sc * s;
+            mins += m * (a->s[2 * ib] + a->s[2 * ib + 1]);
         }
-        acc += f16(w) * sum - f16(w + 2) * mins;
+        acc += a->d * (f16(w) * (float)sum - f16(w + 2) * (float)mins);
     }
     return acc;
 }
 
 /* Q5_K: d @0, dmin @2, scales[12] @4, qh[32] @16, qs[128] @48; bit ib of qh[l] adds 16. */
 static float dot_q5_k(const uint8_t *w, const void *act, int64_t k) {
-    const vkm_cpu_q8 *a = act;
+    const vkm_cpu_q8k *a = act;
     float acc = 0;
-    for (int64_t sb = 0; sb < k / 256; sb++, w += 176, a += 8) {
+    for (int64_t sb = 0; sb < k / 256; sb++, w += 176, a++) {
         const uint8_t *qh = w + 16, *qs = w + 48;
-        float sum = 0, mins = 0;
+        int sum = 0, mins = 0;
         for (int ib = 0; ib < 8; ib++) {
             int sc, m, s = 0;
             k_scale_min(w + 4, ib, &sc, &m);
             const uint8_t *p = qs + 32 * (ib / 2);
+            const int8_t *q = a->q + 32 * ib;
             const int sh = 4 * (ib % 2);
             for (int l = 0; l < 32; l++)
-                s += (((p[l] >> sh) & 0xF) | ((qh[l] >> ib) & 1) << 4) * a[ib].q[l];
-            sum += a[ib].d * (float)(sc * s);
-            mins += a[ib].d * (float)(m * (a[ib].s[0] + a[ib].s[1]));
+                s += (((p[l] >> sh) & 0xF) | ((qh[l] >> ib) & 1) << 4) * q[l];
+            sum += sc * s;
+            mins += m * (a->s[2 * ib] + a->s[2 * ib + 1]);
         }
-        acc += f16(w) * sum - f16(w + 2) * mins;
+        acc += a->d * (f16(w) * (float)sum - f16(w + 2) * (float)mins);
     }
     return acc;
 }
 
-/* Q6_K: ql[128] @0, qh[64] @128, scales[16] int8 @192, d @208. Activation block ib = 4h + g
- * holds elements 128h + 32g + l: q = (ql[64h + 32(g&1) + l] nibble g/2) | ((qh[32h + l] >> 2g)
- * & 3) << 4, minus 32; scale scales[2 ib + l/16]. */
+/* Q6_K: ql[128] @0, qh[64] @128, scales[16] int8 @192, d @208. Run ib = 4h + g holds elements
+ * 128h + 32g + l: q = (ql[64h + 32(g&1) + l] nibble g/2) | ((qh[32h + l] >> 2g) & 3) << 4,
+ * minus 32; scale scales[2 ib + l/16]. */
 static float dot_q6_k(const uint8_t *w, const void *act, int64_t k) {
-    const vkm_cpu_q8 *a = act;
+    const vkm_cpu_q8k *a = act;
     float acc = 0;
-    for (int64_t sb = 0; sb < k / 256; sb++, w += 210, a += 8) {
+    for (int64_t sb = 0; sb < k / 256; sb++, w += 210, a++) {
         const uint8_t *ql = w, *qh = w + 128;
         const int8_t *sc = (const int8_t *)(w + 192);
-        float sum = 0;
+        int sum = 0;
         for (int ib = 0; ib < 8; ib++) {
             const int h = ib / 4, g = ib % 4;
             const uint8_t *pl = ql + 64 * h + 32 * (g & 1), *ph = qh + 32 * h;
+            const int8_t *q = a->q + 32 * ib;
             const int shl = 4 * (g / 2), shh = 2 * g;
             int s[2] = {0, 0};
             for (int l = 0; l < 32; l++) {
-                int q = ((pl[l] >> shl) & 0xF) | ((ph[l] >> shh) & 3) << 4;
-                s[l / 16] += q * a[ib].q[l];
+                int u = ((pl[l] >> shl) & 0xF) | ((ph[l] >> shh) & 3) << 4;
+                s[l / 16] += u * q[l];
             }
-            sum += a[ib].d * (float)(sc[2 * ib] * (s[0] - 32 * a[ib].s[0]) +
-                                     sc[2 * ib + 1] * (s[1] - 32 * a[ib].s[1]));
+            sum += sc[2 * ib] * (s[0] - 32 * a->s[2 * ib]) +
+                   sc[2 * ib + 1] * (s[1] - 32 * a->s[2 * ib + 1]);
         }
-        acc += f16(w + 208) * sum;
+        acc += f16(w + 208) * a->d * (float)sum;
     }
     return acc;
 }

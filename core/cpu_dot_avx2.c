@@ -8,8 +8,9 @@
  * 32 unsigned bytes u (0..63), _mm256_maddubs_epi16(u, a.q) forms 16 pair sums (no int16
  * overflow: 2 * 63 * 127 < 32767, Q8_0 uses |w| with the sign moved onto a), _mm256_madd_epi16
  * with the run's scale (or ones) widens to 8 int32, which are converted and accumulated into a
- * float vector with one FMA by d_w * d_a. Offsets (the -8 / -16 / -32 of the signed formats and
- * the mins) are subtracted with the activation block's sums in scalar code. */
+ * float vector with one FMA by d_w * d_a (for the K-quants once per super-block, their 8 runs
+ * summed in int32 lanes first). Offsets (the -4 / -8 / -16 / -32 of the signed formats and the
+ * mins) are subtracted with the activation block's sums in scalar code. */
 #include "cpu_dot.h"
 
 #include <string.h>
@@ -193,63 +194,73 @@ AVX2 static float dot_q5_1(const uint8_t *w, const void *act, int64_t k) {
     return hsum(acc) + off;
 }
 
-/* ---- K-quants -------------------------------------------------------------------------- */
+/* ---- K-quants: one vkm_cpu_q8k per super-block, summed in int32 lanes, scaled once ---------- */
 
-/* The 8 6-bit scales and mins of a Q4_K/Q5_K super-block from its 12 packed bytes. */
-static inline void k_scales_mins(const uint8_t *b, int *sc, int *m) {
-    for (int j = 0; j < 4; j++) {
-        sc[j] = b[j] & 63;
-        m[j] = b[j + 4] & 63;
-        sc[j + 4] = (b[j + 8] & 0xF) | ((b[j] >> 6) << 4);
-        m[j + 4] = (b[j + 8] >> 4) | ((b[j + 4] >> 6) << 4);
-    }
+/* The 8 6-bit scales (bytes of sc) and mins (bytes of m) of a Q4_K/Q5_K super-block from its
+ * 12 packed bytes, four at a time in 32-bit words: scale j < 4 is the low 6 bits of byte j,
+ * scale j >= 4 the low nibble of byte j + 4 with the top 2 bits of byte j - 4 above it; the
+ * mins likewise from bytes j + 4, the high nibble of byte j + 4 and bytes j. */
+static inline void k_scales_mins(const uint8_t *b, uint64_t *sc, uint64_t *m) {
+    uint32_t w0, w1, w2;
+    memcpy(&w0, b, 4);
+    memcpy(&w1, b + 4, 4);
+    memcpy(&w2, b + 8, 4);
+    const uint32_t lo6 = 0x3F3F3F3Fu, nib = 0x0F0F0F0Fu, top2 = 0x30303030u;
+    *sc = (w0 & lo6) | (uint64_t)((w2 & nib) | ((w0 >> 2) & top2)) << 32;
+    *m = (w1 & lo6) | (uint64_t)(((w2 >> 4) & nib) | ((w1 >> 2) & top2)) << 32;
 }
 
-/* sum over the 8 activation blocks of a super-block of d_a * m * (s0 + s1). */
-static inline float k_mins(const vkm_cpu_q8 *a, const int *m) {
-    float r = 0;
-    for (int j = 0; j < 8; j++) r += a[j].d * (float)(m[j] * (a[j].s[0] + a[j].s[1]));
-    return r;
+/* sum over the 8 runs j of m_j * (s[2j] + s[2j + 1]): the mins term of Q4_K/Q5_K. */
+AVX2 static inline int k_mins(uint64_t m, const int16_t *s) {
+    const __m128i lo = _mm_loadu_si128((const __m128i *)s),
+                  hi = _mm_loadu_si128((const __m128i *)(s + 8));
+    const __m128i pairs = _mm_hadd_epi16(lo, hi); /* s[2j] + s[2j+1], j = 0..7 */
+    const __m128i mv = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)m));
+    __m128i p = _mm_madd_epi16(pairs, mv);
+    p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0x4E));
+    p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0xB1));
+    return _mm_cvtsi128_si32(p);
 }
 
 AVX2 static float dot_q2_k(const uint8_t *w, const void *act, int64_t k) {
-    const vkm_cpu_q8 *a = act;
+    const vkm_cpu_q8k *a = act;
     const __m256i m3 = _mm256_set1_epi8(3);
     __m256 acc = _mm256_setzero_ps();
     float off = 0;
-    for (int64_t sb = 0; sb < k / 256; sb++, w += 84, a += 8) {
+    for (int64_t sb = 0; sb < k / 256; sb++, w += 84, a++) {
         const uint8_t *sc = w;
-        const float d = f16(w + 80), dmin = f16(w + 82);
+        __m256i isum = _mm256_setzero_si256();
+        int mins = 0;
+        for (int j = 0; j < 16; j++) mins += (sc[j] >> 4) * a->s[j];
         for (int h = 0; h < 2; h++) {
             __m256i qs = load32(w + 16 + 32 * h);
             for (int j = 0; j < 4; j++) {
                 const int ib = 4 * h + j;
                 __m256i u = _mm256_and_si256(_mm256_srli_epi16(qs, 2 * j), m3);
-                __m256i p =
-                    mul_sum(u, load32(a[ib].q), scales2(sc[2 * ib] & 0xF, sc[2 * ib + 1] & 0xF));
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * a[ib].d), acc);
-                off += dmin * a[ib].d *
-                       (float)((sc[2 * ib] >> 4) * a[ib].s[0] + (sc[2 * ib + 1] >> 4) * a[ib].s[1]);
+                isum = _mm256_add_epi32(isum,
+                                        mul_sum(u, load32(a->q + 32 * ib),
+                                                scales2(sc[2 * ib] & 0xF, sc[2 * ib + 1] & 0xF)));
             }
         }
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(f16(w + 80) * a->d), acc);
+        off += f16(w + 82) * a->d * (float)mins;
     }
     return hsum(acc) - off;
 }
 
 AVX2 static float dot_q3_k(const uint8_t *w, const void *act, int64_t k) {
-    const vkm_cpu_q8 *a = act;
+    const vkm_cpu_q8k *a = act;
     const __m256i m3 = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
     __m256 acc = _mm256_setzero_ps();
-    float off = 0;
-    for (int64_t sb = 0; sb < k / 256; sb++, w += 110, a += 8) {
+    for (int64_t sb = 0; sb < k / 256; sb++, w += 110, a++) {
         const uint8_t *p = w + 96;
-        int s[16];
-        for (int j = 0; j < 16; j++) {
-            int low4 = j < 8 ? (p[j] & 0xF) : (p[j - 8] >> 4);
-            s[j] = (low4 | ((p[8 + j % 4] >> (2 * (j / 4))) & 3) << 4) - 32;
+        int s[16], corr = 0;
+        for (int j = 0; j < 8; j++) {
+            s[j] = ((p[j] & 0xF) | ((p[8 + j % 4] >> (2 * (j / 4))) & 3) << 4) - 32;
+            s[j + 8] = ((p[j] >> 4) | ((p[8 + j % 4] >> (2 * (j / 4 + 2))) & 3) << 4) - 32;
         }
-        const float d = f16(w + 108);
-        __m256i hm = load32(w);
+        for (int j = 0; j < 16; j++) corr += s[j] * a->s[j];
+        __m256i hm = load32(w), isum = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
             __m256i qs = load32(w + 32 + 32 * h);
             for (int j = 0; j < 4; j++) {
@@ -259,80 +270,81 @@ AVX2 static float dot_q3_k(const uint8_t *w, const void *act, int64_t k) {
                 __m256i hb = _mm256_and_si256(
                     ib >= 2 ? _mm256_srli_epi16(hm, ib - 2) : _mm256_slli_epi16(hm, 2 - ib), four);
                 __m256i u = _mm256_or_si256(q2, hb);
-                __m256i pr = mul_sum(u, load32(a[ib].q), scales2(s[2 * ib], s[2 * ib + 1]));
-                const float dd = d * a[ib].d;
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pr), _mm256_set1_ps(dd), acc);
-                off += dd * (float)(4 * (s[2 * ib] * a[ib].s[0] + s[2 * ib + 1] * a[ib].s[1]));
+                isum = _mm256_add_epi32(
+                    isum, mul_sum(u, load32(a->q + 32 * ib), scales2(s[2 * ib], s[2 * ib + 1])));
             }
         }
+        isum = _mm256_sub_epi32(isum, _mm256_setr_epi32(4 * corr, 0, 0, 0, 0, 0, 0, 0));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(f16(w + 108) * a->d), acc);
     }
-    return hsum(acc) - off;
+    return hsum(acc);
 }
 
 AVX2 static float dot_q4_k(const uint8_t *w, const void *act, int64_t k) {
-    const vkm_cpu_q8 *a = act;
+    const vkm_cpu_q8k *a = act;
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     __m256 acc = _mm256_setzero_ps();
     float off = 0;
-    for (int64_t sb = 0; sb < k / 256; sb++, w += 144, a += 8) {
-        const float d = f16(w), dmin = f16(w + 2);
-        int scs[8], ms[8];
-        k_scales_mins(w + 4, scs, ms);
-        off += dmin * k_mins(a, ms);
+    for (int64_t sb = 0; sb < k / 256; sb++, w += 144, a++) {
+        uint64_t scw, mw;
+        k_scales_mins(w + 4, &scw, &mw);
+        const int mins = k_mins(mw, a->s);
+        __m256i isum = _mm256_setzero_si256();
         for (int c = 0; c < 4; c++) {
             __m256i qs = load32(w + 16 + 32 * c);
-            const int sc0 = scs[2 * c], sc1 = scs[2 * c + 1];
-            const vkm_cpu_q8 *a0 = &a[2 * c], *a1 = &a[2 * c + 1];
-            __m256i p0 =
-                mul_sum(_mm256_and_si256(qs, m4), load32(a0->q), _mm256_set1_epi16((short)sc0));
-            __m256i p1 = mul_sum(_mm256_and_si256(_mm256_srli_epi16(qs, 4), m4), load32(a1->q),
-                                 _mm256_set1_epi16((short)sc1));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(d * a0->d), acc);
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(d * a1->d), acc);
+            __m256i p0 = mul_sum(_mm256_and_si256(qs, m4), load32(a->q + 64 * c),
+                                 _mm256_set1_epi16((short)((scw >> (16 * c)) & 0xFF)));
+            __m256i p1 =
+                mul_sum(_mm256_and_si256(_mm256_srli_epi16(qs, 4), m4), load32(a->q + 64 * c + 32),
+                        _mm256_set1_epi16((short)((scw >> (16 * c + 8)) & 0xFF)));
+            isum = _mm256_add_epi32(isum, _mm256_add_epi32(p0, p1));
         }
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(f16(w) * a->d), acc);
+        off += f16(w + 2) * a->d * (float)mins;
     }
     return hsum(acc) - off;
 }
 
 AVX2 static float dot_q5_k(const uint8_t *w, const void *act, int64_t k) {
-    const vkm_cpu_q8 *a = act;
+    const vkm_cpu_q8k *a = act;
     const __m256i m4 = _mm256_set1_epi8(0x0F), b4 = _mm256_set1_epi8(0x10);
     __m256 acc = _mm256_setzero_ps();
     float off = 0;
-    for (int64_t sb = 0; sb < k / 256; sb++, w += 176, a += 8) {
-        const float d = f16(w), dmin = f16(w + 2);
-        __m256i qh = load32(w + 16);
-        int scs[8], ms[8];
-        k_scales_mins(w + 4, scs, ms);
-        off += dmin * k_mins(a, ms);
+    for (int64_t sb = 0; sb < k / 256; sb++, w += 176, a++) {
+        uint64_t scw, mw;
+        k_scales_mins(w + 4, &scw, &mw);
+        const int mins = k_mins(mw, a->s);
+        __m256i qh = load32(w + 16), isum = _mm256_setzero_si256();
         for (int c = 0; c < 4; c++) {
             __m256i qs = load32(w + 48 + 32 * c);
-            const int sc0 = scs[2 * c], sc1 = scs[2 * c + 1];
-            const int i0 = 2 * c, i1 = 2 * c + 1; /* qh bit i moved to bit 4 */
+            /* qh bits 2c and 2c + 1 moved to bit 4: the shift is the same for every byte */
             __m256i h0 = _mm256_and_si256(
-                i0 >= 4 ? _mm256_srli_epi16(qh, i0 - 4) : _mm256_slli_epi16(qh, 4 - i0), b4);
+                c >= 2 ? _mm256_srli_epi16(qh, 2 * c - 4) : _mm256_slli_epi16(qh, 4 - 2 * c), b4);
             __m256i h1 = _mm256_and_si256(
-                i1 >= 4 ? _mm256_srli_epi16(qh, i1 - 4) : _mm256_slli_epi16(qh, 4 - i1), b4);
-            const vkm_cpu_q8 *a0 = &a[i0], *a1 = &a[i1];
+                c >= 2 ? _mm256_srli_epi16(qh, 2 * c - 3) : _mm256_slli_epi16(qh, 3 - 2 * c), b4);
             __m256i u0 = _mm256_or_si256(_mm256_and_si256(qs, m4), h0);
             __m256i u1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qs, 4), m4), h1);
-            __m256i p0 = mul_sum(u0, load32(a0->q), _mm256_set1_epi16((short)sc0));
-            __m256i p1 = mul_sum(u1, load32(a1->q), _mm256_set1_epi16((short)sc1));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(d * a0->d), acc);
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(d * a1->d), acc);
+            __m256i p0 = mul_sum(u0, load32(a->q + 64 * c),
+                                 _mm256_set1_epi16((short)((scw >> (16 * c)) & 0xFF)));
+            __m256i p1 = mul_sum(u1, load32(a->q + 64 * c + 32),
+                                 _mm256_set1_epi16((short)((scw >> (16 * c + 8)) & 0xFF)));
+            isum = _mm256_add_epi32(isum, _mm256_add_epi32(p0, p1));
         }
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(f16(w) * a->d), acc);
+        off += f16(w + 2) * a->d * (float)mins;
     }
     return hsum(acc) - off;
 }
 
 AVX2 static float dot_q6_k(const uint8_t *w, const void *act, int64_t k) {
-    const vkm_cpu_q8 *a = act;
+    const vkm_cpu_q8k *a = act;
     const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x30);
     __m256 acc = _mm256_setzero_ps();
-    float off = 0;
-    for (int64_t sb = 0; sb < k / 256; sb++, w += 210, a += 8) {
+    for (int64_t sb = 0; sb < k / 256; sb++, w += 210, a++) {
         const int8_t *sc = (const int8_t *)(w + 192);
-        const float d = f16(w + 208);
+        int corr = 0;
+        for (int j = 0; j < 16; j++) corr += sc[j] * a->s[j];
+        __m256i isum = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
             __m256i l0 = load32(w + 64 * h), l1 = load32(w + 64 * h + 32);
             __m256i qh = load32(w + 128 + 32 * h);
@@ -347,14 +359,14 @@ AVX2 static float dot_q6_k(const uint8_t *w, const void *act, int64_t k) {
             for (int g = 0; g < 4; g++) {
                 const int ib = 4 * h + g;
                 __m256i u = _mm256_or_si256(lo[g], hi[g]);
-                __m256i p = mul_sum(u, load32(a[ib].q), scales2(sc[2 * ib], sc[2 * ib + 1]));
-                const float dd = d * a[ib].d;
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dd), acc);
-                off += dd * (float)(32 * (sc[2 * ib] * a[ib].s[0] + sc[2 * ib + 1] * a[ib].s[1]));
+                isum = _mm256_add_epi32(
+                    isum, mul_sum(u, load32(a->q + 32 * ib), scales2(sc[2 * ib], sc[2 * ib + 1])));
             }
         }
+        isum = _mm256_sub_epi32(isum, _mm256_setr_epi32(32 * corr, 0, 0, 0, 0, 0, 0, 0));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(f16(w + 208) * a->d), acc);
     }
-    return hsum(acc) - off;
+    return hsum(acc);
 }
 
 vkm_cpu_dot_fn vkm_cpu_dot_avx2(uint32_t type) {

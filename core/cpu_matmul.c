@@ -75,6 +75,10 @@ static bool is_float(uint32_t t) {
     return t == VKM_F32 || t == VKM_F16 || t == VKM_BF16;
 }
 
+static bool is_k(uint32_t t) {
+    return t == VKM_Q2_K || t == VKM_Q3_K || t == VKM_Q4_K || t == VKM_Q5_K || t == VKM_Q6_K;
+}
+
 bool vkm_cpu_has_type(uint32_t wtype) {
     return vkm_cpu_dot_portable(wtype) != NULL;
 }
@@ -83,6 +87,7 @@ size_t vkm_cpu_act_bytes(uint32_t wtype, int64_t k) {
     if (!vkm_cpu_has_type(wtype) || k <= 0 || vkm_qtype_row_bytes(wtype, (uint64_t)k) == 0)
         return 0;
     if (is_float(wtype)) return (size_t)k * sizeof(float);
+    if (is_k(wtype)) return (size_t)(k / 256) * sizeof(vkm_cpu_q8k);
     if (k % 32) return 0;
     return (size_t)(k / 32) * sizeof(vkm_cpu_q8);
 }
@@ -100,6 +105,32 @@ static int check_type(uint32_t wtype, int64_t k) {
     return 0;
 }
 
+/* x[0..n) -> q[n] * d with d = max|x| / 127, s[j] = sum of q[16j .. 16j+15]; VKM_EINVAL for a
+ * non-finite value. */
+static int quant_block(const float *x, int n, float *d, int16_t *s, int8_t *q) {
+    float amax = 0;
+    bool finite = true;
+    for (int j = 0; j < n; j++) {
+        const float a = fabsf(x[j]);
+        finite &= a <= FLT_MAX; /* false for NaN too */
+        amax = a > amax ? a : amax;
+    }
+    if (!finite) return VKM_EINVAL;
+    const float id = amax > 0 ? 127.0f / amax : 0.0f;
+    *d = amax / 127.0f;
+    for (int j = 0; j < n / 16; j++) {
+        int sum = 0;
+        for (int l = 16 * j; l < 16 * j + 16; l++) {
+            int v = (int)lrintf(x[l] * id);
+            v = v > 127 ? 127 : v < -127 ? -127 : v;
+            q[l] = (int8_t)v;
+            sum += v;
+        }
+        s[j] = (int16_t)sum;
+    }
+    return 0;
+}
+
 int vkm_cpu_quant_act(uint32_t wtype, const float *x, int64_t k, void *dst) {
     int rc = check_type(wtype, k);
     if (rc) return rc;
@@ -107,29 +138,21 @@ int vkm_cpu_quant_act(uint32_t wtype, const float *x, int64_t k, void *dst) {
         memcpy(dst, x, (size_t)k * sizeof(float));
         return 0;
     }
-    vkm_cpu_q8 *b = dst;
-    for (int64_t i = 0; i < k / 32; i++, x += 32, b++) {
-        float amax = 0;
-        bool finite = true;
-        for (int j = 0; j < 32; j++) {
-            const float a = fabsf(x[j]);
-            finite &= a <= FLT_MAX; /* false for NaN too */
-            amax = a > amax ? a : amax;
+    const int bl = is_k(wtype) ? 256 : 32;
+    for (int64_t i = 0; i < k / bl; i++, x += bl) {
+        float *d;
+        int16_t *s;
+        int8_t *q;
+        if (bl == 256) {
+            vkm_cpu_q8k *b = (vkm_cpu_q8k *)dst + i;
+            d = &b->d, s = b->s, q = b->q;
+        } else {
+            vkm_cpu_q8 *b = (vkm_cpu_q8 *)dst + i;
+            d = &b->d, s = b->s, q = b->q;
         }
-        if (!finite)
-            return vkm_error(VKM_EINVAL, "CPU matmul: non-finite activation in block %lld",
-                             (long long)i);
-        const float d = amax / 127.0f, id = amax > 0 ? 127.0f / amax : 0.0f;
-        int s[2] = {0, 0};
-        for (int j = 0; j < 32; j++) {
-            int q = (int)lrintf(x[j] * id);
-            q = q > 127 ? 127 : q < -127 ? -127 : q;
-            b->q[j] = (int8_t)q;
-            s[j / 16] += q;
-        }
-        b->d = d;
-        b->s[0] = (int16_t)s[0];
-        b->s[1] = (int16_t)s[1];
+        rc = quant_block(x, bl, d, s, q);
+        if (rc)
+            return vkm_error(rc, "CPU matmul: non-finite activation in block %lld", (long long)i);
     }
     return 0;
 }
@@ -212,7 +235,7 @@ int vkm_cpu_matmul(vkm_cpu_pool *pool, uint32_t wtype, const void *w, int64_t k,
 
 /* Whether gate and up take the same activation format (one conversion of x serves both). */
 static bool same_act(uint32_t a, uint32_t b) {
-    return is_float(a) == is_float(b);
+    return is_float(a) == is_float(b) && is_k(a) == is_k(b);
 }
 
 int vkm_cpu_expert_ffn(vkm_cpu_pool *pool, const vkm_cpu_expert *ex, const float *x, int64_t n,

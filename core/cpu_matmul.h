@@ -2,9 +2,11 @@
  * expert FFN built on it (gate and up GEMVs, SwiGLU, down GEMV), for experts computed where
  * they lie in host memory.
  *
- * Activations are quantized once per token row to an 8-bit block format (vkm_cpu_q8 below: 32
- * int8 values, a float scale d = max|x| / 127 and the sums of each half), then dotted with the
- * weight blocks in integer arithmetic; F32/F16/BF16 weights take float activations instead.
+ * Activations are quantized once per token row to an 8-bit block format, then dotted with the
+ * weight blocks in integer arithmetic: vkm_cpu_q8 (32 int8 values, a float scale d = max|x| /
+ * 127, the sums of each half) for Q4_0..Q8_0, vkm_cpu_q8k (256 values, one scale, the sums of
+ * each 16) for the K-quants, so a super-block is summed as integers and scaled once (like
+ * ggml's Q8_0 and Q8_K); F32/F16/BF16 weights take float activations instead.
  * Kernels exist for F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K and
  * Q6_K, each in portable C and (x86-64) AVX2+FMA+F16C, chosen at run time from what the CPU
  * supports (vkm_cpu_set_isa overrides it, for tests and benchmarks). Any other type gives
@@ -12,14 +14,15 @@
  *
  * Tolerance against vkm_ref_matmul (the dequantized row dotted in double with the float x):
  *   quantized types: the weights are exact, only x is rounded (by at most d/2 per value), so for
- *     each output |y - y_ref| <= sum over the 32-blocks b of x of (max|x_b| / 254) * sum_b |w|
- *     + 1e-5 * sum |w x| (float accumulation); typically ~0.2-0.5% of sum |w x| / sqrt(k).
+ *     each output |y - y_ref| <= sum over the activation blocks b of x (32 values for
+ *     Q4_0..Q8_0, 256 for Q2_K..Q6_K) of (max|x_b| / 254) * sum_b |w| + 1e-5 * sum |w x| (float
+ *     accumulation).
  *   F32/F16/BF16: float accumulation only: |y - y_ref| <= 1e-5 * sum |w x|.
  * The same bound holds for every ISA path; tests/test_cpu_matmul.c checks it.
  *
  * Shapes follow ref_matmul.h: W {k, m} = m rows of k elements, row r at r * row_bytes; x is
  * [n][k] floats, y is [n][m] floats, y[j][r] = W[r] . x[j]. k must be a multiple of the type's
- * block and, for the quantized types, of 32. Threads split the m rows in chunks of
+ * block and, for Q4_0..Q8_0, of 32. Threads split the m rows in chunks of
  * VKM_CPU_ROW_CHUNK (pool may be NULL: the calling thread does it all). */
 #ifndef VKM_CPU_MATMUL_H
 #define VKM_CPU_MATMUL_H
@@ -39,6 +42,14 @@ typedef struct vkm_cpu_q8 {
     int8_t q[32];
 } vkm_cpu_q8;
 
+/* One block of 256 quantized activations for the K-quants: value i is q[i] * d; s[j] = sum of
+ * q[16j .. 16j+15]. */
+typedef struct vkm_cpu_q8k {
+    float d;
+    int16_t s[16];
+    int8_t q[256];
+} vkm_cpu_q8k;
+
 enum vkm_cpu_isa {
     VKM_CPU_ISA_AUTO = 0,     /* the best this CPU supports (the default) */
     VKM_CPU_ISA_PORTABLE = 1, /* plain C */
@@ -57,7 +68,8 @@ bool vkm_cpu_isa_available(int isa);
 /* Whether type has a CPU kernel. */
 bool vkm_cpu_has_type(uint32_t wtype);
 /* Bytes of one activation row of k elements in the format wtype's kernel takes: k/32 vkm_cpu_q8
- * blocks for quantized types, k floats for F32/F16/BF16; 0 for a bad k or type. */
+ * blocks for Q4_0..Q8_0, k/256 vkm_cpu_q8k for the K-quants, k floats for F32/F16/BF16; 0 for a
+ * bad k or type. */
 size_t vkm_cpu_act_bytes(uint32_t wtype, int64_t k);
 /* Converts x[0..k) into that format at dst (vkm_cpu_act_bytes bytes). */
 int vkm_cpu_quant_act(uint32_t wtype, const float *x, int64_t k, void *dst);

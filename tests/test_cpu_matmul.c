@@ -7,10 +7,11 @@
  *
  * Tolerance, per output (the bound of cpu_matmul.h): for the quantized types the weights are
  * exact and only the activations are rounded to 8 bits (|err| <= d/2 = max|x_b| / 254 per
- * value), so |y - y_ref| <= sum_b max|x_b| / 254 * sum_b |w| + 1e-5 sum |w x| + 1e-6; for
- * F32/F16/BF16 |y - y_ref| <= 1e-5 sum |w x| + 1e-6. The bound is computed from the actual data
- * for each output. Weight blocks are random bytes with their f16 scale fields replaced by
- * random finite values, so every bit pattern of the quant fields occurs (Q8_0's -128 too). */
+ * value, b the activation block: 32 values, 256 for the K-quants), so |y - y_ref| <= sum_b max|x_b|
+ * / 254 * sum_b |w| + 1e-5 sum |w x| + 1e-6; for F32/F16/BF16 |y - y_ref| <= 1e-5 sum |w x| + 1e-6.
+ * The bound is computed from the actual data for each output. Weight blocks are random bytes with
+ * their f16 scale fields replaced by random finite values, so every bit pattern of the quant fields
+ * occurs (Q8_0's -128 too). */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -109,11 +110,12 @@ static double bound(uint32_t type, const float *wf, const float *x, int64_t k) {
     for (int64_t i = 0; i < k; i++) wx += fabs((double)wf[i] * x[i]);
     b += 1e-5 * wx;
     if (flt) return b;
-    for (int64_t blk = 0; blk < k / 32; blk++) {
+    const int bl = vkm_qtype_get(type)->block; /* activation block: 256 for K-quants, else 32 */
+    for (int64_t blk = 0; blk < k / bl; blk++) {
         double amax = 0, sw = 0;
-        for (int j = 0; j < 32; j++) {
-            amax = fmax(amax, fabs(x[blk * 32 + j]));
-            sw += fabs(wf[blk * 32 + j]);
+        for (int j = 0; j < bl; j++) {
+            amax = fmax(amax, fabs(x[blk * bl + j]));
+            sw += fabs(wf[blk * bl + j]);
         }
         b += amax / 254.0 * sw;
     }
@@ -239,9 +241,10 @@ static vkm_tensor stacked(const char *name, uint32_t t, int64_t k, int64_t m, in
 
 /* Expert FFN through vkm_cpu_expert_of_layer against ref_expert. Two 8-bit activation
  * roundings are chained (x, then the SwiGLU output), so the check is on the whole output:
- * rms(y - y_ref) <= 3% of rms(y_ref) and max |y - y_ref| <= 5% of max |y_ref| (measured with
- * these inputs, whose 1-in-64 outliers of 8x widen their blocks' steps: rms 0.8-1.6%, max
- * 0.8-1.7%; a layout error gives ~100%). */
+ * rms(y - y_ref) <= 5% of rms(y_ref) and max |y - y_ref| <= 6% of max |y_ref| (measured with
+ * these inputs, whose 1-in-64 outliers of 8x widen their blocks' steps, most of all in the
+ * K-quants' 256-value blocks: rms 0.8% (F16 gate/up) to 3.1% (K-quants), max 1.7-3.4%; as
+ * llama.cpp's Q8_K; a layout error gives ~100%). */
 static void test_expert(vkm_cpu_pool *pool, bool fused, uint32_t tg, uint32_t td) {
     const int64_t E = 512, F = 256, X = 3;
     const int n = 5;
@@ -275,7 +278,7 @@ static void test_expert(vkm_cpu_pool *pool, bool fused, uint32_t tg, uint32_t td
         if (e == 0)
             printf("expert %s/%s fused=%d: max err %.3g of max |y| %.3g, rms err / rms y %.4f\n",
                    vkm_qtype_name(tg), vkm_qtype_name(td), fused, err, amax, rel);
-        CHECK_MSG(err <= 0.05 * amax && rel <= 0.03 && amax > 0,
+        CHECK_MSG(err <= 0.06 * amax && rel <= 0.05 && amax > 0,
                   "expert %lld %s/%s fused=%d: err %g of max %g, rms %g", (long long)e,
                   vkm_qtype_name(tg), vkm_qtype_name(td), fused, err, amax, rel);
     }
