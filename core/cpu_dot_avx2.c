@@ -222,24 +222,49 @@ AVX2 static inline int k_mins(uint64_t m, const int16_t *s) {
     return _mm_cvtsi128_si32(p);
 }
 
+/* 16 signed scales (int8 in sc) widened to int16 and the sum of sc[j] * s[j] (the offset term of
+ * Q3_K/Q6_K); *lo / *hi get scales 0-7 / 8-15 in both 128-bit lanes, for pick2. */
+AVX2 static inline int scales16(__m128i sc, const int16_t *s, __m256i *lo, __m256i *hi) {
+    const __m256i w = _mm256_cvtepi8_epi16(sc);
+    *lo = _mm256_permute2x128_si256(w, w, 0x00);
+    *hi = _mm256_permute2x128_si256(w, w, 0x11);
+    __m256i p = _mm256_madd_epi16(w, _mm256_loadu_si256((const __m256i *)s));
+    __m128i q = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+    q = _mm_add_epi32(q, _mm_shuffle_epi32(q, 0x4E));
+    q = _mm_add_epi32(q, _mm_shuffle_epi32(q, 0xB1));
+    return _mm_cvtsi128_si32(q);
+}
+
+/* int16 lanes 0-7 = element i0 of b, lanes 8-15 = element i1 (b holds 8 int16 in both lanes). */
+AVX2 static inline __m256i pick2(__m256i b, int i0, int i1) {
+    const __m256i m = _mm256_setr_m128i(_mm_set1_epi16((short)(0x0100 + 0x0202 * i0)),
+                                        _mm_set1_epi16((short)(0x0100 + 0x0202 * i1)));
+    return _mm256_shuffle_epi8(b, m);
+}
+
 AVX2 static float dot_q2_k(const uint8_t *w, const void *act, int64_t k) {
     const vkm_cpu_q8k *a = act;
     const __m256i m3 = _mm256_set1_epi8(3);
+    const __m128i m4 = _mm_set1_epi8(0x0F);
     __m256 acc = _mm256_setzero_ps();
     float off = 0;
     for (int64_t sb = 0; sb < k / 256; sb++, w += 84, a++) {
-        const uint8_t *sc = w;
+        const __m128i raw = _mm_loadu_si128((const __m128i *)w); /* scale | min << 4, per 16 */
+        __m256i slo, shi, unused_lo, unused_hi;
+        scales16(_mm_and_si128(raw, m4), a->s, &slo, &shi);
+        const int mins =
+            scales16(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), a->s, &unused_lo, &unused_hi);
         __m256i isum = _mm256_setzero_si256();
-        int mins = 0;
-        for (int j = 0; j < 16; j++) mins += (sc[j] >> 4) * a->s[j];
+        /* unrolled, so every shift count is a constant */
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             __m256i qs = load32(w + 16 + 32 * h);
+#pragma GCC unroll 4
             for (int j = 0; j < 4; j++) {
                 const int ib = 4 * h + j;
                 __m256i u = _mm256_and_si256(_mm256_srli_epi16(qs, 2 * j), m3);
-                isum = _mm256_add_epi32(isum,
-                                        mul_sum(u, load32(a->q + 32 * ib),
-                                                scales2(sc[2 * ib] & 0xF, sc[2 * ib + 1] & 0xF)));
+                __m256i scv = pick2(h == 0 ? slo : shi, (2 * ib) % 8, (2 * ib + 1) % 8);
+                isum = _mm256_add_epi32(isum, mul_sum(u, load32(a->q + 32 * ib), scv));
             }
         }
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(f16(w + 80) * a->d), acc);
@@ -253,25 +278,35 @@ AVX2 static float dot_q3_k(const uint8_t *w, const void *act, int64_t k) {
     const __m256i m3 = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t sb = 0; sb < k / 256; sb++, w += 110, a++) {
-        const uint8_t *p = w + 96;
-        int s[16], corr = 0;
-        for (int j = 0; j < 8; j++) {
-            s[j] = ((p[j] & 0xF) | ((p[8 + j % 4] >> (2 * (j / 4))) & 3) << 4) - 32;
-            s[j + 8] = ((p[j] >> 4) | ((p[8 + j % 4] >> (2 * (j / 4 + 2))) & 3) << 4) - 32;
-        }
-        for (int j = 0; j < 16; j++) corr += s[j] * a->s[j];
+        /* scales j: low nibble (j < 8: of byte j, else the high nibble of byte j - 8), bits 4-5
+         * from bits 2(j/4), +1 of byte 8 + j%4; in 32-bit words, four scales at a time */
+        uint32_t a0, a1, hb;
+        memcpy(&a0, w + 96, 4);
+        memcpy(&a1, w + 100, 4);
+        memcpy(&hb, w + 104, 4);
+        const uint32_t n4 = 0x0F0F0F0Fu, n2 = 0x03030303u;
+        const __m128i sc =
+            _mm_sub_epi8(_mm_setr_epi32((int)((a0 & n4) | (hb & n2) << 4),
+                                        (int)((a1 & n4) | ((hb >> 2) & n2) << 4),
+                                        (int)(((a0 >> 4) & n4) | ((hb >> 4) & n2) << 4),
+                                        (int)(((a1 >> 4) & n4) | ((hb >> 6) & n2) << 4)),
+                         _mm_set1_epi8(32));
+        __m256i slo, shi;
+        const int corr = scales16(sc, a->s, &slo, &shi);
         __m256i hm = load32(w), isum = _mm256_setzero_si256();
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             __m256i qs = load32(w + 32 + 32 * h);
+#pragma GCC unroll 4
             for (int j = 0; j < 4; j++) {
                 const int ib = 4 * h + j;
                 __m256i q2 = _mm256_and_si256(_mm256_srli_epi16(qs, 2 * j), m3);
                 /* hbit ib of each byte moved to bit 2 */
-                __m256i hb = _mm256_and_si256(
+                __m256i hbit = _mm256_and_si256(
                     ib >= 2 ? _mm256_srli_epi16(hm, ib - 2) : _mm256_slli_epi16(hm, 2 - ib), four);
-                __m256i u = _mm256_or_si256(q2, hb);
-                isum = _mm256_add_epi32(
-                    isum, mul_sum(u, load32(a->q + 32 * ib), scales2(s[2 * ib], s[2 * ib + 1])));
+                __m256i u = _mm256_or_si256(q2, hbit);
+                __m256i scv = pick2(ib < 4 ? slo : shi, (2 * ib) % 8, (2 * ib + 1) % 8);
+                isum = _mm256_add_epi32(isum, mul_sum(u, load32(a->q + 32 * ib), scv));
             }
         }
         isum = _mm256_sub_epi32(isum, _mm256_setr_epi32(4 * corr, 0, 0, 0, 0, 0, 0, 0));
@@ -341,10 +376,10 @@ AVX2 static float dot_q6_k(const uint8_t *w, const void *act, int64_t k) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x30);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t sb = 0; sb < k / 256; sb++, w += 210, a++) {
-        const int8_t *sc = (const int8_t *)(w + 192);
-        int corr = 0;
-        for (int j = 0; j < 16; j++) corr += sc[j] * a->s[j];
+        __m256i slo, shi;
+        const int corr = scales16(_mm_loadu_si128((const __m128i *)(w + 192)), a->s, &slo, &shi);
         __m256i isum = _mm256_setzero_si256();
+#pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             __m256i l0 = load32(w + 64 * h), l1 = load32(w + 64 * h + 32);
             __m256i qh = load32(w + 128 + 32 * h);
@@ -356,11 +391,12 @@ AVX2 static float dot_q6_k(const uint8_t *w, const void *act, int64_t k) {
                              _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2),
                              _mm256_and_si256(qh, m2),
                              _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2)};
+#pragma GCC unroll 4
             for (int g = 0; g < 4; g++) {
                 const int ib = 4 * h + g;
                 __m256i u = _mm256_or_si256(lo[g], hi[g]);
-                isum = _mm256_add_epi32(
-                    isum, mul_sum(u, load32(a->q + 32 * ib), scales2(sc[2 * ib], sc[2 * ib + 1])));
+                __m256i scv = pick2(h == 0 ? slo : shi, (2 * ib) % 8, (2 * ib + 1) % 8);
+                isum = _mm256_add_epi32(isum, mul_sum(u, load32(a->q + 32 * ib), scv));
             }
         }
         isum = _mm256_sub_epi32(isum, _mm256_setr_epi32(32 * corr, 0, 0, 0, 0, 0, 0, 0));
