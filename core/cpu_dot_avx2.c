@@ -19,7 +19,9 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 
+#include <cpuid.h>
 #include <immintrin.h>
+#include <stdbool.h>
 
 #include "fp16.h"
 
@@ -48,12 +50,6 @@ AVX2 static inline __m256i mul_sum(__m256i u, __m256i q, __m256i scale16) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, q), scale16);
 }
 
-/* Both halves' scales as int16 lanes: lanes 0-7 (elements 0-15) s0, lanes 8-15 s1. */
-AVX2 static inline __m256i scales2(int s0, int s1) {
-    return _mm256_setr_m128i(_mm_set1_epi16((short)s0), _mm_set1_epi16((short)s1));
-}
-
-/* 32 nibbles of Q4_0/Q4_1/Q5_x order from 16 bytes: low nibbles then high nibbles. */
 AVX2 static inline __m256i nibbles16(const uint8_t *qs) {
     __m128i v = _mm_loadu_si128((const __m128i *)qs);
     const __m128i m = _mm_set1_epi8(0x0F);
@@ -440,8 +436,10 @@ vkm_cpu_dot_fn vkm_cpu_dot_avx2(uint32_t type) {
 
 int vkm_cpu_avx2_usable(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+    /* F16C from CPUID leaf 1, ECX bit 29 (clang's __builtin_cpu_supports does not know "f16c") */
+    unsigned eax, ebx, ecx = 0, edx;
+    const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx >> 29 & 1u);
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
 }
 
 #else
