@@ -167,16 +167,44 @@ typedef struct mm_job {
     const uint8_t *act; /* [n] rows of act_bytes */
     size_t act_bytes;
     int64_t n;
-    float *y;    /* [n][ldy] */
-    int64_t ldy; /* y row stride (floats) */
+    float *y;      /* [n][ldy] */
+    int64_t ldy;   /* y row stride (floats) */
+    int64_t ktile; /* float types with long rows: k in tiles of this many (0 = whole rows) */
     /* second matrix for rows [m, 2m) (gate and up in one job), NULL if none */
     const uint8_t *w2;
     vkm_cpu_dot_fn dot2;
     float *y2;
 } mm_job;
 
+/* Float weights take float x: a 7168-row x is 28 KiB, as big as L1, so long rows are done in
+ * k-tiles over the chunk's rows (the x tile stays in L1 while every row's part is read). */
+#define FLOAT_KTILE 2048
+
+static int64_t ktile_for(uint32_t wtype, int64_t k) {
+    return is_float(wtype) && k > 2 * FLOAT_KTILE ? FLOAT_KTILE : 0;
+}
+
+static void mm_rows_tiled(const mm_job *j, int64_t begin, int64_t end) {
+    const size_t es = j->row_bytes / (size_t)j->k; /* bytes per weight */
+    for (int64_t r = begin; r < end; r++)
+        for (int64_t t = 0; t < j->n; t++) j->y[t * j->ldy + r] = 0;
+    for (int64_t k0 = 0; k0 < j->k; k0 += j->ktile) {
+        const int64_t kl = j->k - k0 < j->ktile ? j->k - k0 : j->ktile;
+        for (int64_t r = begin; r < end; r++) {
+            const uint8_t *w = j->w + (size_t)r * j->row_bytes + (size_t)k0 * es;
+            for (int64_t t = 0; t < j->n; t++)
+                j->y[t * j->ldy + r] +=
+                    j->dot(w, j->act + (size_t)t * j->act_bytes + (size_t)k0 * sizeof(float), kl);
+        }
+    }
+}
+
 static void mm_rows(void *ctx, int64_t begin, int64_t end) {
     const mm_job *j = ctx;
+    if (j->ktile && !j->w2) {
+        mm_rows_tiled(j, begin, end);
+        return;
+    }
     for (int64_t r = begin; r < end; r++) {
         const bool second = r >= j->m;
         const int64_t row = second ? r - j->m : r;
@@ -199,19 +227,17 @@ int vkm_cpu_matmul_q(vkm_cpu_pool *pool, uint32_t wtype, const void *w, int64_t 
                      const void *act, int64_t n, float *y) {
     int rc;
     if ((rc = check_shape(k, m, n)) || (rc = check_type(wtype, k))) return rc;
-    mm_job j = {dot_for(wtype),
-                w,
-                vkm_qtype_row_bytes(wtype, (uint64_t)k),
-                k,
-                m,
-                act,
-                vkm_cpu_act_bytes(wtype, k),
-                n,
-                y,
-                m,
-                NULL,
-                NULL,
-                NULL};
+    mm_job j = {.dot = dot_for(wtype),
+                .w = w,
+                .row_bytes = vkm_qtype_row_bytes(wtype, (uint64_t)k),
+                .k = k,
+                .m = m,
+                .act = act,
+                .act_bytes = vkm_cpu_act_bytes(wtype, k),
+                .n = n,
+                .y = y,
+                .ldy = m,
+                .ktile = ktile_for(wtype, k)};
     vkm_cpu_pool_run(pool, mm_rows, &j, m, VKM_CPU_ROW_CHUNK);
     return 0;
 }
@@ -266,19 +292,20 @@ int vkm_cpu_expert_ffn(vkm_cpu_pool *pool, const vkm_cpu_expert *ex, const float
     }
     if (rc) goto done;
     if (one) { /* gate rows [0, F), up rows [F, 2F) in one job */
-        mm_job j = {dot_for(ex->gate_type),
-                    ex->gate,
-                    vkm_qtype_row_bytes(ex->gate_type, (uint64_t)E),
-                    E,
-                    F,
-                    xg,
-                    ag,
-                    n,
-                    g,
-                    F,
-                    ex->up,
-                    dot_for(ex->up_type),
-                    u};
+        mm_job j = {.dot = dot_for(ex->gate_type),
+                    .w = ex->gate,
+                    .row_bytes = vkm_qtype_row_bytes(ex->gate_type, (uint64_t)E),
+                    .k = E,
+                    .m = F,
+                    .act = xg,
+                    .act_bytes = ag,
+                    .n = n,
+                    .y = g,
+                    .ldy = F,
+                    .ktile = ktile_for(ex->gate_type, E),
+                    .w2 = ex->up,
+                    .dot2 = dot_for(ex->up_type),
+                    .y2 = u};
         if (ex->gate_type != ex->up_type) { /* rows of different sizes: two jobs */
             j.w2 = NULL;
             vkm_cpu_pool_run(pool, mm_rows, &j, F, VKM_CPU_ROW_CHUNK);
