@@ -60,7 +60,14 @@ typedef struct vkm_genmodel_hparams {
     float yarn_factor;        /* 0: no rope scaling keys */
     uint32_t yarn_orig_ctx;   /* original_context_length */
     float mscale_all_dim;     /* stored as yarn_log_multiplier = 0.1 * this */
+    uint32_t routing;         /* enum vkm_genmodel_routing: router values (not a KV) */
 } vkm_genmodel_hparams;
+
+/* Expert popularity the router tensors give (genmodel.c, "skewed routing", has the formulas). */
+enum vkm_genmodel_routing {
+    VKM_GENMODEL_ROUTING_UNIFORM = 0, /* i.i.d. router rows: every expert about equally likely */
+    VKM_GENMODEL_ROUTING_SKEWED = 1,  /* Zipf-like popularity, a different order per layer */
+};
 
 /* Quantization mixes. */
 enum vkm_genmodel_mix {

@@ -30,6 +30,7 @@ struct vkm_ref_fwd {
     size_t kv_dim; /* Ckv + R */
     float *kv;     /* [n_layer][n_ctx][kv_dim] latent cache */
     vkm_ref_rope rope;
+    uint64_t *expert_counts; /* [n_layer][n_expert] routing counts, or NULL */
 };
 
 /* ------------------------------------------------------------------------------- arena ---- */
@@ -304,6 +305,10 @@ static int moe(const vkm_ref_fwd *f, arena *ar, const vkm_layer *L, const float 
                                 hp->expert_weights_scale};
     for (int i = 0; i < n; i++)
         vkm_ref_moe_route(logits + i * X, L->exp_probs_b.data, &cfg, sel + i * K, w + i * K);
+    if (f->expert_counts) {
+        uint64_t *cnt = f->expert_counts + (size_t)(L - f->m->layers) * X;
+        for (size_t r = 0; r < (size_t)n * K; r++) cnt[sel[r]]++;
+    }
 
     const bool fused = L->ffn_gate_up_exps.data != NULL;
     for (size_t e = 0; e < X; e++) {
@@ -380,6 +385,10 @@ static int forward(vkm_ref_fwd *f, arena *ar, const int32_t *tokens, int n, floa
 }
 
 /* ------------------------------------------------------------------------------ public ---- */
+
+void vkm_ref_fwd_count_experts(vkm_ref_fwd *f, uint64_t *counts) {
+    f->expert_counts = counts;
+}
 
 int vkm_ref_fwd_create(const vkm_model *m, const vkm_ref_fwd_opts *opts, vkm_ref_fwd **out) {
     *out = NULL;

@@ -37,6 +37,11 @@ void vkm_ref_fwd_destroy(vkm_ref_fwd *f);
  * is outside [0, n_vocab) (nothing is changed then), VKM_EINVAL for n <= 0, VKM_ENOMEM. */
 int vkm_ref_fwd_eval(vkm_ref_fwd *f, const int32_t *tokens, int n, float *logits);
 
+/* Routing statistics: from now on each eval adds 1 to counts[layer * n_expert + e] for every
+ * (token, routed expert e) of every MoE layer; counts ([n_layer][n_expert], zeroed by the
+ * caller, outliving f) or NULL to stop counting. */
+void vkm_ref_fwd_count_experts(vkm_ref_fwd *f, uint64_t *counts);
+
 /* Number of cached positions. */
 int vkm_ref_fwd_n_past(const vkm_ref_fwd *f);
 /* Capacity in tokens. */

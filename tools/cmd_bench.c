@@ -17,7 +17,8 @@
 #include "vkmoe.h"
 
 #define USAGE                                                                                      \
-    "vkmoe bench --micro [--quick] [--device N] [-r REPS] [--max-run S] [--json F] [--quiet]\n"    \
+    "vkmoe bench --micro [--cpu] [--quick] [--device N] [-r REPS] [--max-run S] [--json F] "       \
+    "[--quiet]\n"                                                                                  \
     "       vkmoe bench -m MODEL[,MODEL...] [-p N[,N...]] [-n N[,N...]] [-pg P,N] [-d N[,N...]] "  \
     "[-r REPS] [-o md|json|csv] [--device N] [--json F] [--csv F] [--vram-budget SIZE] "           \
     "[--expert-policy lru|lfu] [--prefetch on|off] [--stats] [--quiet]\n"                          \
@@ -53,7 +54,12 @@ static void print_help(void) {
         "  --quick       types F16 Q8_0 Q4_K, shapes 7168x2048 and 2048x7168, 64 MiB copy\n"
         "  -r REPS       most timed repetitions per measurement (default 20; fewer when one\n"
         "                run is long, at least 1)\n"
-        "  --max-run S   seconds (default 5)\n\n"
+        "  --max-run S   seconds (default 5)\n"
+        "  --cpu         instead of the device: the CPU expert kernels' GEMV GB/s (n = 1, weights\n"
+        "                in rotation beyond the caches) per type on the V3 expert shapes\n"
+        "                7168x2048, 2048x7168 and V2-Lite's 2048x1408, 1408x2048, against the\n"
+        "                measured memory read GB/s, with all online CPUs (no GPU needed;\n"
+        "                --quick: Q8_0 Q6_K Q4_K on the V3 shapes)\n\n"
         "model benchmark (-m MODEL), like llama-bench; every list flag takes values separated\n"
         "by commas and may be repeated (-p 16,32 -p 64), and every model runs every test:\n"
         "  -m MODEL      the GGUF model; several: -m a.gguf,b.gguf or -m a.gguf -m b.gguf\n"
@@ -343,7 +349,7 @@ int cmd_bench(int argc, char **argv) {
     double max_run = 5.0;
     const char *inputs[MAX_REPORT_INPUTS];
     int n_inputs = 0;
-    bool have_max_run = false, stats = false;
+    bool have_max_run = false, stats = false, cpu = false;
     bool tokenizer = false, have_policy = false, paging = false, have_r = false, shaders = false;
     uint64_t vram_budget = 0;
     int policy = VKM_EXPERT_LRU, prefetch = VKM_PREFETCH_AUTO;
@@ -358,6 +364,8 @@ int cmd_bench(int argc, char **argv) {
             micro = true;
         } else if (!strcmp(a, "--quick")) {
             quick = true;
+        } else if (!strcmp(a, "--cpu")) {
+            cpu = true;
         } else if (!strcmp(a, "--quiet")) {
             quiet = true;
         } else if (!strcmp(a, "--report")) {
@@ -513,6 +521,8 @@ int cmd_bench(int argc, char **argv) {
     if (!micro && !model)
         return cli_usage_error(USAGE,
                                "bench: give --micro, -m MODEL, --tokenizer -m MODEL or --report");
+    if (cpu && !micro) return cli_usage_error(USAGE, "--cpu goes with --micro");
+    if (cpu && model) return cli_usage_error(USAGE, "--cpu measures the CPU kernels alone: no -m");
     if (quick && !micro) return cli_usage_error(USAGE, "--quick goes with --micro");
     if (have_max_run && !micro) return cli_usage_error(USAGE, "--max-run goes with --micro");
     if ((have_p || have_n || have_d || have_pg || csv) && !model)
@@ -541,10 +551,11 @@ int cmd_bench(int argc, char **argv) {
         return CLI_ERROR;
 
     vkm_gpu_device_info dev;
-    int rc = tokenizer ? CLI_OK : bench_find_device((int)device, &dev);
+    const bool no_dev = tokenizer || cpu;
+    int rc = no_dev ? CLI_OK : bench_find_device((int)device, &dev);
     if (rc) return rc;
     cJSON *root = cJSON_CreateObject();
-    if (!root || (!tokenizer && !bench_json_add(root, "device", bench_json_device(&dev))) ||
+    if (!root || (!no_dev && !bench_json_add(root, "device", bench_json_device(&dev))) ||
         !bench_json_add(root, "build", bench_json_build())) {
         cJSON_Delete(root);
         return cli_fail("bench: out of memory");
@@ -568,8 +579,9 @@ int cmd_bench(int argc, char **argv) {
                                .reps = reps > 0 ? (int)reps : 20,
                                .quick = quick,
                                .quiet = quiet,
-                               .max_run_s = max_run};
-        rc = bench_micro_run(&mo, root);
+                               .max_run_s = max_run,
+                               .cpu = cpu};
+        rc = cpu ? bench_cpu_run(&mo, root) : bench_micro_run(&mo, root);
     }
     if (shaders) {
         vkm_kernels_layout kl = VKM_KERNELS_AUTO;

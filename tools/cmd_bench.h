@@ -28,6 +28,7 @@ typedef struct bench_micro_opts {
     bool quick;       /* fewer types and shapes, smaller copy */
     bool quiet;       /* no progress on stderr */
     double max_run_s; /* skip a measurement whose single run is predicted to take longer */
+    bool cpu;         /* --cpu: the CPU expert kernels instead of the device (cmd_bench_cpu.c) */
 } bench_micro_opts;
 
 enum { BENCH_MAX_LIST = 16 }; /* values of one list flag (-p 16,32 -p 64 ...) */
@@ -68,6 +69,9 @@ typedef struct bench_tok_opts {
  * model benchmark adds "results" (each with its "model" path) and "model" {path, size_bytes,
  * ..., "experts"?} for one model, or "models" [...] with each model's "experts" for several. */
 int bench_micro_run(const bench_micro_opts *o, cJSON *root);
+/* --micro --cpu: uses o->quick and o->quiet; adds "cpu_micro" {cpu, isa, threads, read_gbps,
+ * gemv [{type, shape, k, m, gbps, of_read, seconds}], skipped [...]}. */
+int bench_cpu_run(const bench_micro_opts *o, cJSON *root);
 int bench_model_run(const bench_model_opts *o, cJSON *root);
 int bench_tok_run(const bench_tok_opts *o, cJSON *root);
 /* --shaders: adds "pipelines" [{name, type?, spec, built, subgroup_size, stats {driver's}, loop?}].

@@ -19,7 +19,8 @@
 #include "qtype.h"
 
 static const char *const USAGE = "vkmoe gen-model --preset P [--layers N] [--dense N] "
-                                 "[--experts N] [--quant T] [--seed S] [--chat-template NAME] "
+                                 "[--experts N] [--quant T] [--seed S] [--routing uniform|skewed] "
+                                 "[--chat-template NAME] "
                                  "[--dry-run] [--quiet] -o FILE.gguf";
 
 /* The partial file to remove on Ctrl-C. */
@@ -48,6 +49,10 @@ static void print_help(void) {
            "                 not split into the preset's groups\n"
            "  --quant T      quantization mix (below), default q4_k_m\n"
            "  --seed S       random seed (default 1)\n"
+           "  --routing R    expert popularity: uniform (default; i.i.d. router rows) or skewed\n"
+           "                 (Zipf-like: in each layer a seeded order of the experts, rank r\n"
+           "                 weighted 1/(r+1) through the router rows' scale and, where the\n"
+           "                 preset has them, the selection biases exp_probs_b)\n"
            "  --chat-template NAME\n"
            "                 tokenizer.chat_template to write: deepseek3, deepseek2 or none\n"
            "                 (default: the preset's; tiny has none, like the fixture, and chat\n"
@@ -115,7 +120,7 @@ int cmd_gen_model(int argc, char **argv) {
     const char *preset = NULL, *quant = "q4_k_m", *out = NULL;
     const char *chat_template = NULL;
     long layers = -1, dense = -1, experts = -1, seed = 1;
-    bool dry = false;
+    bool dry = false, skewed = false;
     progress prog = {.last_pct = -1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -153,6 +158,10 @@ int cmd_gen_model(int argc, char **argv) {
             if (strcmp(v, "none") && vkm_chat_template_from_name(v, &t))
                 return cli_usage_error(USAGE, "--chat-template: %s, or none", vkm_errmsg());
             chat_template = v;
+        } else if (!strcmp(a, "--routing")) {
+            if (strcmp(v, "uniform") && strcmp(v, "skewed"))
+                return cli_usage_error(USAGE, "--routing must be uniform or skewed, not '%s'", v);
+            skewed = !strcmp(v, "skewed");
         } else if (!strcmp(a, "--seed")) {
             if (!cli_parse_long(v, 0, LONG_MAX, &seed))
                 return cli_usage_error(USAGE, "--seed must be a non-negative integer, not '%s'", v);
@@ -185,14 +194,16 @@ int cmd_gen_model(int argc, char **argv) {
             return cli_usage_error(USAGE, "%s", vkm_errmsg());
         if (note[0]) fprintf(stderr, "vkmoe: note: %s\n", note);
     }
+    if (skewed) hp.routing = VKM_GENMODEL_ROUTING_SKEWED;
     if (vkm_genmodel_check(&hp)) return cli_usage_error(USAGE, "%s", vkm_errmsg());
 
     printf("%s: %u layers (%u dense), E %u, H %u, q_lora %u, kv_lora %u, experts %u (top-%u, "
-           "groups %u/%u) + %u shared, Fe %u, quant %s, seed %ld, chat template %s\n",
+           "groups %u/%u) + %u shared, Fe %u, quant %s, seed %ld, chat template %s%s\n",
            preset, hp.n_layer, hp.n_dense_lead, hp.n_embd, hp.n_head, hp.q_lora, hp.kv_lora,
            hp.n_expert, hp.n_expert_used, hp.n_group, hp.n_group_used, hp.n_expert_shared,
            hp.n_ff_exp, vkm_genmodel_mix_name(mix), seed,
-           vkm_chat_template_name((enum vkm_chat_template)hp.chat_template));
+           vkm_chat_template_name((enum vkm_chat_template)hp.chat_template),
+           skewed ? ", skewed routing" : "");
     vkm_genmodel_plan *plan;
     if (vkm_genmodel_plan_create(&hp, mix, &plan)) return cli_fail_last();
     print_plan(plan);

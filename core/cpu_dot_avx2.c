@@ -1,0 +1,456 @@
+/* cpu_dot_avx2.c - AVX2 + FMA + F16C versions of the dot kernels of cpu_dot.h.
+ *
+ * Compiled without -mavx2: every function carries the target attribute, so the build runs on
+ * any x86-64 and cpu_matmul.c calls these only when __builtin_cpu_supports says the CPU can.
+ * On other architectures the file is empty apart from the "none" answers.
+ *
+ * Pattern shared by the quantized kernels: the weights of one activation block are decoded to
+ * 32 unsigned bytes u (0..63), _mm256_maddubs_epi16(u, a.q) forms 16 pair sums (no int16
+ * overflow: 2 * 63 * 127 < 32767, Q8_0 uses |w| with the sign moved onto a), _mm256_madd_epi16
+ * with the run's scale (or ones) widens to 8 int32, which are converted and accumulated into a
+ * float vector with one FMA by d_w * d_a (for the K-quants once per super-block, their 8 runs
+ * summed in int32 lanes first). Offsets (the -4 / -8 / -16 / -32 of the signed formats and the
+ * mins) are subtracted with the activation block's sums in scalar code. */
+#include "cpu_dot.h"
+
+#include <string.h>
+
+#include "qtype.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+
+#include <cpuid.h>
+#include <immintrin.h>
+#include <stdbool.h>
+
+#include "fp16.h"
+
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+
+/* f16 -> f32 with the F16C instruction (exact, as vkm_fp16_to_f32). */
+AVX2 static inline float f16(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+AVX2 static inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+AVX2 static inline __m256i load32(const void *p) {
+    return _mm256_loadu_si256((const __m256i *)p);
+}
+
+/* 8 int32 sums of u[i] * q[i] * (scale of i's half): u unsigned bytes, q signed. */
+AVX2 static inline __m256i mul_sum(__m256i u, __m256i q, __m256i scale16) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, q), scale16);
+}
+
+AVX2 static inline __m256i nibbles16(const uint8_t *qs) {
+    __m128i v = _mm_loadu_si128((const __m128i *)qs);
+    const __m128i m = _mm_set1_epi8(0x0F);
+    return _mm256_setr_m128i(_mm_and_si128(v, m), _mm_and_si128(_mm_srli_epi16(v, 4), m));
+}
+
+/* 32 bytes, byte i = 0x10 if bit i of qh is set, else 0. */
+AVX2 static inline __m256i bits_to_0x10(uint32_t qh) {
+    const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
+                                          2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), shuf);
+    v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+}
+
+/* ---- floats ---------------------------------------------------------------------------- */
+
+AVX2 static float dot_f32(const uint8_t *w, const void *act, int64_t k) {
+    const float *x = act;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= k; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps((const float *)(w + 4 * i)), _mm256_loadu_ps(x + i),
+                             a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps((const float *)(w + 4 * i + 32)),
+                             _mm256_loadu_ps(x + i + 8), a1);
+    }
+    float s = hsum(_mm256_add_ps(a0, a1));
+    for (; i < k; i++) {
+        float v;
+        memcpy(&v, w + 4 * i, 4);
+        s += v * x[i];
+    }
+    return s;
+}
+
+AVX2 static float dot_f16(const uint8_t *w, const void *act, int64_t k) {
+    const float *x = act;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= k; i += 16) {
+        __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * i)));
+        __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 2 * i + 16)));
+        a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i + 8), a1);
+    }
+    float s = hsum(_mm256_add_ps(a0, a1));
+    for (; i < k; i++) s += f16(w + 2 * i) * x[i];
+    return s;
+}
+
+AVX2 static float dot_bf16(const uint8_t *w, const void *act, int64_t k) {
+    const float *x = act;
+    __m256 a0 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= k; i += 8) {
+        __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(w + 2 * i)));
+        __m256 wv = _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
+        a0 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + i), a0);
+    }
+    float s = hsum(a0);
+    for (; i < k; i++) s += vkm_bf16_to_f32((uint16_t)(w[2 * i] | w[2 * i + 1] << 8)) * x[i];
+    return s;
+}
+
+/* ---- blocks of 32 ---------------------------------------------------------------------- */
+
+AVX2 static float dot_q8_0(const uint8_t *w, const void *act, int64_t k) {
+    const vkm_cpu_q8 *a = act;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < k / 32; b++, w += 34) {
+        __m256i wq = load32(w + 2), aq = load32(a[b].q);
+        __m256i p = mul_sum(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(aq, wq), ones);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16(w) * a[b].d), acc);
+    }
+    return hsum(acc);
+}
+
+AVX2 static float dot_q4_0(const uint8_t *w, const void *act, int64_t k) {
+    const vkm_cpu_q8 *a = act;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc = _mm256_setzero_ps();
+    float off = 0;
+    for (int64_t b = 0; b < k / 32; b++, w += 18) {
+        const float dd = f16(w) * a[b].d;
+        __m256i p = mul_sum(nibbles16(w + 2), load32(a[b].q), ones);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dd), acc);
+        off += dd * (float)(8 * (a[b].s[0] + a[b].s[1]));
+    }
+    return hsum(acc) - off;
+}
+
+AVX2 static float dot_q4_1(const uint8_t *w, const void *act, int64_t k) {
+    const vkm_cpu_q8 *a = act;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc = _mm256_setzero_ps();
+    float off = 0;
+    for (int64_t b = 0; b < k / 32; b++, w += 20) {
+        __m256i p = mul_sum(nibbles16(w + 4), load32(a[b].q), ones);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16(w) * a[b].d), acc);
+        off += f16(w + 2) * a[b].d * (float)(a[b].s[0] + a[b].s[1]);
+    }
+    return hsum(acc) + off;
+}
+
+AVX2 static float dot_q5_0(const uint8_t *w, const void *act, int64_t k) {
+    const vkm_cpu_q8 *a = act;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc = _mm256_setzero_ps();
+    float off = 0;
+    for (int64_t b = 0; b < k / 32; b++, w += 22) {
+        uint32_t qh;
+        memcpy(&qh, w + 2, 4);
+        const float dd = f16(w) * a[b].d;
+        __m256i u = _mm256_or_si256(nibbles16(w + 6), bits_to_0x10(qh));
+        __m256i p = mul_sum(u, load32(a[b].q), ones);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dd), acc);
+        off += dd * (float)(16 * (a[b].s[0] + a[b].s[1]));
+    }
+    return hsum(acc) - off;
+}
+
+AVX2 static float dot_q5_1(const uint8_t *w, const void *act, int64_t k) {
+    const vkm_cpu_q8 *a = act;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc = _mm256_setzero_ps();
+    float off = 0;
+    for (int64_t b = 0; b < k / 32; b++, w += 24) {
+        uint32_t qh;
+        memcpy(&qh, w + 4, 4);
+        __m256i u = _mm256_or_si256(nibbles16(w + 8), bits_to_0x10(qh));
+        __m256i p = mul_sum(u, load32(a[b].q), ones);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16(w) * a[b].d), acc);
+        off += f16(w + 2) * a[b].d * (float)(a[b].s[0] + a[b].s[1]);
+    }
+    return hsum(acc) + off;
+}
+
+/* ---- K-quants: one vkm_cpu_q8k per super-block, summed in int32 lanes, scaled once ---------- */
+
+/* The 8 6-bit scales (bytes of sc) and mins (bytes of m) of a Q4_K/Q5_K super-block from its
+ * 12 packed bytes, four at a time in 32-bit words: scale j < 4 is the low 6 bits of byte j,
+ * scale j >= 4 the low nibble of byte j + 4 with the top 2 bits of byte j - 4 above it; the
+ * mins likewise from bytes j + 4, the high nibble of byte j + 4 and bytes j. */
+static inline void k_scales_mins(const uint8_t *b, uint64_t *sc, uint64_t *m) {
+    uint32_t w0, w1, w2;
+    memcpy(&w0, b, 4);
+    memcpy(&w1, b + 4, 4);
+    memcpy(&w2, b + 8, 4);
+    const uint32_t lo6 = 0x3F3F3F3Fu, nib = 0x0F0F0F0Fu, top2 = 0x30303030u;
+    *sc = (w0 & lo6) | (uint64_t)((w2 & nib) | ((w0 >> 2) & top2)) << 32;
+    *m = (w1 & lo6) | (uint64_t)(((w2 >> 4) & nib) | ((w1 >> 2) & top2)) << 32;
+}
+
+/* sum over the 8 runs j of m_j * (s[2j] + s[2j + 1]): the mins term of Q4_K/Q5_K. */
+AVX2 static inline int k_mins(uint64_t m, const int16_t *s) {
+    const __m128i lo = _mm_loadu_si128((const __m128i *)s),
+                  hi = _mm_loadu_si128((const __m128i *)(s + 8));
+    const __m128i pairs = _mm_hadd_epi16(lo, hi); /* s[2j] + s[2j+1], j = 0..7 */
+    const __m128i mv = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)m));
+    __m128i p = _mm_madd_epi16(pairs, mv);
+    p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0x4E));
+    p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0xB1));
+    return _mm_cvtsi128_si32(p);
+}
+
+/* 16 signed scales (int8 in sc) widened to int16 and the sum of sc[j] * s[j] (the offset term of
+ * Q3_K/Q6_K); *lo / *hi get scales 0-7 / 8-15 in both 128-bit lanes, for pick2. */
+AVX2 static inline int scales16(__m128i sc, const int16_t *s, __m256i *lo, __m256i *hi) {
+    const __m256i w = _mm256_cvtepi8_epi16(sc);
+    *lo = _mm256_permute2x128_si256(w, w, 0x00);
+    *hi = _mm256_permute2x128_si256(w, w, 0x11);
+    __m256i p = _mm256_madd_epi16(w, _mm256_loadu_si256((const __m256i *)s));
+    __m128i q = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+    q = _mm_add_epi32(q, _mm_shuffle_epi32(q, 0x4E));
+    q = _mm_add_epi32(q, _mm_shuffle_epi32(q, 0xB1));
+    return _mm_cvtsi128_si32(q);
+}
+
+/* int16 lanes 0-7 = element i0 of b, lanes 8-15 = element i1 (b holds 8 int16 in both lanes). */
+AVX2 static inline __m256i pick2(__m256i b, int i0, int i1) {
+    const __m256i m = _mm256_setr_m128i(_mm_set1_epi16((short)(0x0100 + 0x0202 * i0)),
+                                        _mm_set1_epi16((short)(0x0100 + 0x0202 * i1)));
+    return _mm256_shuffle_epi8(b, m);
+}
+
+AVX2 static float dot_q2_k(const uint8_t *w, const void *act, int64_t k) {
+    const vkm_cpu_q8k *a = act;
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    __m256 acc = _mm256_setzero_ps();
+    float off = 0;
+    for (int64_t sb = 0; sb < k / 256; sb++, w += 84, a++) {
+        const __m128i raw = _mm_loadu_si128((const __m128i *)w); /* scale | min << 4, per 16 */
+        __m256i slo, shi, unused_lo, unused_hi;
+        scales16(_mm_and_si128(raw, m4), a->s, &slo, &shi);
+        const int mins =
+            scales16(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), a->s, &unused_lo, &unused_hi);
+        __m256i isum = _mm256_setzero_si256();
+        /* unrolled, so every shift count is a constant */
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m256i qs = load32(w + 16 + 32 * h);
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                const int ib = 4 * h + j;
+                __m256i u = _mm256_and_si256(_mm256_srli_epi16(qs, 2 * j), m3);
+                __m256i scv = pick2(h == 0 ? slo : shi, (2 * ib) % 8, (2 * ib + 1) % 8);
+                isum = _mm256_add_epi32(isum, mul_sum(u, load32(a->q + 32 * ib), scv));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(f16(w + 80) * a->d), acc);
+        off += f16(w + 82) * a->d * (float)mins;
+    }
+    return hsum(acc) - off;
+}
+
+AVX2 static float dot_q3_k(const uint8_t *w, const void *act, int64_t k) {
+    const vkm_cpu_q8k *a = act;
+    const __m256i m3 = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t sb = 0; sb < k / 256; sb++, w += 110, a++) {
+        /* scales j: low nibble (j < 8: of byte j, else the high nibble of byte j - 8), bits 4-5
+         * from bits 2(j/4), +1 of byte 8 + j%4; in 32-bit words, four scales at a time */
+        uint32_t a0, a1, hb;
+        memcpy(&a0, w + 96, 4);
+        memcpy(&a1, w + 100, 4);
+        memcpy(&hb, w + 104, 4);
+        const uint32_t n4 = 0x0F0F0F0Fu, n2 = 0x03030303u;
+        const __m128i sc =
+            _mm_sub_epi8(_mm_setr_epi32((int)((a0 & n4) | (hb & n2) << 4),
+                                        (int)((a1 & n4) | ((hb >> 2) & n2) << 4),
+                                        (int)(((a0 >> 4) & n4) | ((hb >> 4) & n2) << 4),
+                                        (int)(((a1 >> 4) & n4) | ((hb >> 6) & n2) << 4)),
+                         _mm_set1_epi8(32));
+        __m256i slo, shi;
+        const int corr = scales16(sc, a->s, &slo, &shi);
+        __m256i hm = load32(w), isum = _mm256_setzero_si256();
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m256i qs = load32(w + 32 + 32 * h);
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) {
+                const int ib = 4 * h + j;
+                __m256i q2 = _mm256_and_si256(_mm256_srli_epi16(qs, 2 * j), m3);
+                /* hbit ib of each byte moved to bit 2 */
+                __m256i hbit = _mm256_and_si256(
+                    ib >= 2 ? _mm256_srli_epi16(hm, ib - 2) : _mm256_slli_epi16(hm, 2 - ib), four);
+                __m256i u = _mm256_or_si256(q2, hbit);
+                __m256i scv = pick2(ib < 4 ? slo : shi, (2 * ib) % 8, (2 * ib + 1) % 8);
+                isum = _mm256_add_epi32(isum, mul_sum(u, load32(a->q + 32 * ib), scv));
+            }
+        }
+        isum = _mm256_sub_epi32(isum, _mm256_setr_epi32(4 * corr, 0, 0, 0, 0, 0, 0, 0));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(f16(w + 108) * a->d), acc);
+    }
+    return hsum(acc);
+}
+
+AVX2 static float dot_q4_k(const uint8_t *w, const void *act, int64_t k) {
+    const vkm_cpu_q8k *a = act;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 acc = _mm256_setzero_ps();
+    float off = 0;
+    for (int64_t sb = 0; sb < k / 256; sb++, w += 144, a++) {
+        uint64_t scw, mw;
+        k_scales_mins(w + 4, &scw, &mw);
+        const int mins = k_mins(mw, a->s);
+        __m256i isum = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            __m256i qs = load32(w + 16 + 32 * c);
+            __m256i p0 = mul_sum(_mm256_and_si256(qs, m4), load32(a->q + 64 * c),
+                                 _mm256_set1_epi16((short)((scw >> (16 * c)) & 0xFF)));
+            __m256i p1 =
+                mul_sum(_mm256_and_si256(_mm256_srli_epi16(qs, 4), m4), load32(a->q + 64 * c + 32),
+                        _mm256_set1_epi16((short)((scw >> (16 * c + 8)) & 0xFF)));
+            isum = _mm256_add_epi32(isum, _mm256_add_epi32(p0, p1));
+        }
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(f16(w) * a->d), acc);
+        off += f16(w + 2) * a->d * (float)mins;
+    }
+    return hsum(acc) - off;
+}
+
+AVX2 static float dot_q5_k(const uint8_t *w, const void *act, int64_t k) {
+    const vkm_cpu_q8k *a = act;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), b4 = _mm256_set1_epi8(0x10);
+    __m256 acc = _mm256_setzero_ps();
+    float off = 0;
+    for (int64_t sb = 0; sb < k / 256; sb++, w += 176, a++) {
+        uint64_t scw, mw;
+        k_scales_mins(w + 4, &scw, &mw);
+        const int mins = k_mins(mw, a->s);
+        __m256i qh = load32(w + 16), isum = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            __m256i qs = load32(w + 48 + 32 * c);
+            /* qh bits 2c and 2c + 1 moved to bit 4: the shift is the same for every byte */
+            __m256i h0 = _mm256_and_si256(
+                c >= 2 ? _mm256_srli_epi16(qh, 2 * c - 4) : _mm256_slli_epi16(qh, 4 - 2 * c), b4);
+            __m256i h1 = _mm256_and_si256(
+                c >= 2 ? _mm256_srli_epi16(qh, 2 * c - 3) : _mm256_slli_epi16(qh, 3 - 2 * c), b4);
+            __m256i u0 = _mm256_or_si256(_mm256_and_si256(qs, m4), h0);
+            __m256i u1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qs, 4), m4), h1);
+            __m256i p0 = mul_sum(u0, load32(a->q + 64 * c),
+                                 _mm256_set1_epi16((short)((scw >> (16 * c)) & 0xFF)));
+            __m256i p1 = mul_sum(u1, load32(a->q + 64 * c + 32),
+                                 _mm256_set1_epi16((short)((scw >> (16 * c + 8)) & 0xFF)));
+            isum = _mm256_add_epi32(isum, _mm256_add_epi32(p0, p1));
+        }
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(f16(w) * a->d), acc);
+        off += f16(w + 2) * a->d * (float)mins;
+    }
+    return hsum(acc) - off;
+}
+
+AVX2 static float dot_q6_k(const uint8_t *w, const void *act, int64_t k) {
+    const vkm_cpu_q8k *a = act;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x30);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t sb = 0; sb < k / 256; sb++, w += 210, a++) {
+        __m256i slo, shi;
+        const int corr = scales16(_mm_loadu_si128((const __m128i *)(w + 192)), a->s, &slo, &shi);
+        __m256i isum = _mm256_setzero_si256();
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m256i l0 = load32(w + 64 * h), l1 = load32(w + 64 * h + 32);
+            __m256i qh = load32(w + 128 + 32 * h);
+            /* g = 0..3: low nibble of l0, l1, high nibble of l0, l1; qh bits 2g, 2g+1 -> 4, 5 */
+            __m256i lo[4] = {_mm256_and_si256(l0, m4), _mm256_and_si256(l1, m4),
+                             _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                             _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4)};
+            __m256i hi[4] = {_mm256_and_si256(_mm256_slli_epi16(qh, 4), m2),
+                             _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2),
+                             _mm256_and_si256(qh, m2),
+                             _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2)};
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) {
+                const int ib = 4 * h + g;
+                __m256i u = _mm256_or_si256(lo[g], hi[g]);
+                __m256i scv = pick2(h == 0 ? slo : shi, (2 * ib) % 8, (2 * ib + 1) % 8);
+                isum = _mm256_add_epi32(isum, mul_sum(u, load32(a->q + 32 * ib), scv));
+            }
+        }
+        isum = _mm256_sub_epi32(isum, _mm256_setr_epi32(32 * corr, 0, 0, 0, 0, 0, 0, 0));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(f16(w + 208) * a->d), acc);
+    }
+    return hsum(acc);
+}
+
+vkm_cpu_dot_fn vkm_cpu_dot_avx2(uint32_t type) {
+    switch (type) {
+    case VKM_F32:
+        return dot_f32;
+    case VKM_F16:
+        return dot_f16;
+    case VKM_BF16:
+        return dot_bf16;
+    case VKM_Q4_0:
+        return dot_q4_0;
+    case VKM_Q4_1:
+        return dot_q4_1;
+    case VKM_Q5_0:
+        return dot_q5_0;
+    case VKM_Q5_1:
+        return dot_q5_1;
+    case VKM_Q8_0:
+        return dot_q8_0;
+    case VKM_Q2_K:
+        return dot_q2_k;
+    case VKM_Q3_K:
+        return dot_q3_k;
+    case VKM_Q4_K:
+        return dot_q4_k;
+    case VKM_Q5_K:
+        return dot_q5_k;
+    case VKM_Q6_K:
+        return dot_q6_k;
+    default:
+        return NULL;
+    }
+}
+
+int vkm_cpu_avx2_usable(void) {
+    __builtin_cpu_init();
+    /* F16C from CPUID leaf 1, ECX bit 29 (clang's __builtin_cpu_supports does not know "f16c") */
+    unsigned eax, ebx, ecx = 0, edx;
+    const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx >> 29 & 1u);
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
+}
+
+#else
+
+vkm_cpu_dot_fn vkm_cpu_dot_avx2(uint32_t type) {
+    (void)type;
+    return NULL;
+}
+
+int vkm_cpu_avx2_usable(void) {
+    return 0;
+}
+
+#endif
