@@ -423,8 +423,8 @@ static const char *const g_merge_tokens[N_MERGES] = {"\xc4\xa0t",
                                                      "er",
                                                      "an",
                                                      "on",
-                                                     "\xc4\xa0"
-                                                     "a"};
+                                                     ("\xc4\xa0"
+                                                      "a")};
 static const char *const g_merges[N_MERGES] = {"\xc4\xa0 t", "h e", "\xc4\xa0t he", "i n",
                                                "e r",        "a n", "o n",          "\xc4\xa0 a"};
 static const char *const g_special[4] = {
