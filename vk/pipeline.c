@@ -502,7 +502,7 @@ int vkm_vk_pipeline_report(vkm_vk_pipelines *p, int index, vkm_gpu_kernel_report
     if (r >= 0) {
         for (uint32_t i = 0; i < n_st && i < VKM_GPU_MAX_STATS; i++) {
             vkm_gpu_stat *o = &out->stats[out->n_stats++];
-            snprintf(o->name, sizeof o->name, "%s", st[i].name);
+            snprintf(o->name, sizeof o->name, "%.63s", st[i].name); /* names are short */
             switch (st[i].format) {
             case VK_PIPELINE_EXECUTABLE_STATISTIC_FORMAT_BOOL32_KHR:
                 o->value = st[i].value.b32;
