@@ -14,7 +14,10 @@ static const cli_cmd g_cmds[] = {
     {"serve", "serve the model over HTTP (OpenAI-compatible API)", cmd_serve},
     {"gen-model", "write a deepseek2 GGUF with random weights", cmd_gen_model},
     {"logits", "write the logits of token ids (float32, one row per position)", cmd_logits},
-    {"bench", "benchmark the device (--micro) or a model; merge results (--report)", cmd_bench},
+    {"bench",
+     "benchmark the device or CPU (--micro [--cpu]), a model (-m), paging (--paging), "
+     "pipelines (--shaders); merge results (--report)",
+     cmd_bench},
 };
 enum { N_CMDS = sizeof g_cmds / sizeof g_cmds[0] };
 
