@@ -40,7 +40,7 @@
 #define VKM_ROUTER_MAX_EXPERT 512
 #define VKM_ROUTER_MAX_USED 16
 #define VKM_ROUTER_MAX_GROUP 64
-#define VKM_ROUTER_LANE_WG 64 /* router_lane.comp: invocations (tokens) per workgroup */
+#define VKM_ROUTER_LANE_WG 64     /* router_lane.comp: invocations (tokens) per workgroup */
 #define VKM_OPS_MAX_GROUPS 65535u /* dispatch size limit per dimension used by the host */
 
 /* rmsnorm.comp: per row r < n_rows: y[r*y_stride + i] = x[r] / sqrt(mean(x[r]^2) + eps) * w[i]
