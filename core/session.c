@@ -287,6 +287,42 @@ int vkm_session_eval(vkm_session *s, const int32_t *tokens, int n, bool all_logi
     return 0;
 }
 
+int vkm_session_eval_multi(vkm_session *via, const vkm_seq_eval *seqs, int n_seq) {
+    if (!via || n_seq <= 0 || !seqs)
+        return vkm_error(VKM_EINVAL, "session: batched eval of %d sequences", n_seq);
+    long total = 0;
+    for (int i = 0; i < n_seq; i++) {
+        const vkm_seq_eval *q = &seqs[i];
+        if (!q->s || q->s->e != via->e || q->n <= 0 || !q->tokens)
+            return vkm_error(VKM_EINVAL,
+                             "session: batched eval: sequence %d is not a session of "
+                             "this engine with tokens",
+                             i);
+        for (int j = 0; j < i; j++)
+            if (seqs[j].s == q->s)
+                return vkm_error(VKM_EINVAL,
+                                 "session: batched eval: sequences %d and %d are "
+                                 "the same session",
+                                 j, i);
+        total += q->n;
+    }
+    if (total > via->max_batch)
+        return vkm_error(VKM_EINVAL,
+                         "session: batched eval of %ld tokens exceeds the batch size "
+                         "%d",
+                         total, via->max_batch);
+    /* sequentially for now: each sequence alone */
+    for (int i = 0; i < n_seq; i++) {
+        const int rc =
+            vkm_session_eval(seqs[i].s, seqs[i].tokens, seqs[i].n, false, seqs[i].logits);
+        if (rc) {
+            for (int j = 0; j < i; j++) seqs[j].s->n_past -= seqs[j].n;
+            return rc;
+        }
+    }
+    return 0;
+}
+
 static int warmup(vkm_session *s, int n_prompt);
 
 int vkm_session_warmup_progress(vkm_session *s, int n_prompt, vkm_progress_fn fn, void *user) {

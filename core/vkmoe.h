@@ -123,6 +123,25 @@ void vkm_session_destroy(vkm_session *s); /* accepts NULL */
  * overflow or a token id is outside [0, n_vocab) (the session is then unchanged); VKM_EINVAL for
  * n <= 0. Each max_batch chunk is one GPU submission; only the logits asked for come back. */
 int vkm_session_eval(vkm_session *s, const int32_t *tokens, int n, bool all_logits, float *logits);
+/* One sequence's part of a batched evaluation (vkm_session_eval_multi). */
+typedef struct vkm_seq_eval {
+    vkm_session *s;        /* the sequence: its KV cache and position */
+    const int32_t *tokens; /* [n] appended at positions n_past .. n_past+n-1 of s */
+    int n;                 /* >= 1 */
+    float *logits;         /* NULL, or [n_vocab]: the logits after the last of these tokens */
+} vkm_seq_eval;
+/* Continuous batching (`vkmoe serve`): evaluates the tokens of several sessions of one engine
+ * together, in one forward pass through the work buffer of `via` (a session of the same engine,
+ * one of seqs[].s or one of its own): every weight matrix and every expert is read once for all
+ * of them, while each sequence attends to its own KV cache. A decode step of N streams is
+ * seqs[i].n = 1 for each; a new request's prompt may go in the same pass as a chunk. The sum
+ * of seqs[].n must not exceed vkm_session_max_batch(via) (VKM_EINVAL), sessions must be
+ * distinct and of via's engine (VKM_EINVAL); per sequence the checks of vkm_session_eval
+ * (VKM_ERANGE). The logits equal those of evaluating each sequence alone up to the float
+ * rounding of batched kernels (greedy choices agree). On any error no session has changed.
+ * Sessions that only ever take part in batched evaluations can be created with max_batch 1: their
+ * own work buffer is then small. */
+int vkm_session_eval_multi(vkm_session *via, const vkm_seq_eval *seqs, int n_seq);
 /* Creates the device pipelines that evaluating n_prompt tokens from n_past on (as
  * vkm_session_eval with the last token's logits) and then generating one token at a time will
  * use, without running anything: those passes are recorded dry (gpu.h vkm_gpu_set_dry) and the
