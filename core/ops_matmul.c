@@ -247,10 +247,11 @@ static bool lane_runs32(uint32_t wtype) {
 
 /* Records the dispatch(es) of a matmul kernel: GPU layouts in one; the LANE_ROWS layout in
  * windows of whole NC-column passes short enough for the loop limit above (one window for all
- * but very large batches). `cols` bounds the columns (entries) of any matrix. */
+ * but very large batches). `cols` bounds the columns (entries) of any matrix; nc_cols is what
+ * get_kernel chose the kernel's columns per pass from. */
 static int dispatch_windows(vkm_gpu *gpu, vkm_gpu_kernel *kern, const tuning *t, uint32_t wtype,
-                            int64_t cols, const vkm_gpu_arg *args, int n_args, vkm_matmul_push *pc,
-                            uint32_t gx, uint32_t gy, uint32_t gz) {
+                            int64_t cols, int64_t nc_cols, const vkm_gpu_arg *args, int n_args,
+                            vkm_matmul_push *pc, uint32_t gx, uint32_t gy, uint32_t gz) {
     vkm_gpu_arg all[6]; /* args and the IQ grid (iq_gpu.h) */
     int rc = vkm_iq_grid_arg(gpu, wtype, &all[n_args < 5 ? n_args : 5]);
     if (rc < 0) return rc;
@@ -263,8 +264,8 @@ static int dispatch_windows(vkm_gpu *gpu, vkm_gpu_kernel *kern, const tuning *t,
     if (t->lane_rows) {
         const vkm_qtype_info *ti = vkm_qtype_get(wtype);
         const bool flt = wtype == VKM_F32 || wtype == VKM_F16 || wtype == VKM_BF16;
-        uint64_t nc = 1;
-        while (nc < (uint64_t)cols && nc < VKM_MM_VEC_MAX_COLS) nc *= 2;
+        uint64_t nc = 1; /* the kernel's columns per pass (get_kernel) */
+        while (nc < (uint64_t)nc_cols && nc < VKM_MM_VEC_MAX_COLS) nc *= 2;
         /* per pass: the k steps, the float types' 4-element tail (each with a small loop per
          * row and column), the pass's own setup */
         uint64_t steps =
@@ -397,7 +398,7 @@ static int matmul_plain(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_o
             if (gx > VKM_MM_MAX_GROUPS)
                 return vkm_error(VKM_EINVAL, "%s: m=%u is too large", fn, pc.m);
         }
-        rc = dispatch_windows(gpu, kern, &tw, wtype, n, args, 3, &pc, gx, gy, 1);
+        rc = dispatch_windows(gpu, kern, &tw, wtype, n, n, args, 3, &pc, gx, gy, 1);
     }
     return rc;
 }
@@ -551,6 +552,16 @@ static int matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a, int64_t up_off,
         get_tuning(gpu, (uint64_t)pc.m * gz_all,
                    pc.mode == VKM_MM_ID_ROWS ? pc.m : (uint64_t)pc.m * gz_all, a->wtype, per_mat);
     const bool gemv = per_mat <= VKM_MM_VEC_MAX_COLS || t.lane_rows;
+    /* the gemv's columns per pass: the entries an active matrix is expected to have, not the
+     * most it may have (passes cover any count): the routed experts of a decode step of several
+     * sequences mostly have one token each (8 streams, top-6 of 64 experts: 48 entries over ~35
+     * experts), and a pass of absent columns costs their arithmetic (CPU devices) and registers */
+    int64_t nc_cols = per_mat;
+    if (pc.mode == VKM_MM_ID_ROWS) {
+        const int64_t spread = a->n_mat < a->n_rows ? a->n_mat : a->n_rows;
+        const int64_t expect = (a->n_rows + spread - 1) / spread;
+        if (expect < nc_cols) nc_cols = expect;
+    }
     const vkm_matmul_push pc0 = pc;
     for (uint64_t e0 = 0; e0 < (uint64_t)a->n_mat && !rc; e0 += group)
         for (uint64_t r0 = 0; r0 < (uint64_t)a->m && !rc; r0 += step) {
@@ -604,7 +615,8 @@ static int matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a, int64_t up_off,
                 return VKM_MATMUL_UNFIT;
             tuning tw = t;
             vkm_gpu_kernel *kern;
-            if ((rc = get_kernel(gpu, &tw, gemv, true, a->wtype, per_mat, &pc, args, &kern)))
+            if ((rc = get_kernel(gpu, &tw, gemv, true, a->wtype, gemv ? nc_cols : per_mat, &pc,
+                                 args, &kern)))
                 return rc;
             uint32_t gx, gy;
             if (gemv) {
@@ -618,7 +630,8 @@ static int matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a, int64_t up_off,
                 if (gx > VKM_MM_MAX_GROUPS)
                     return vkm_error(VKM_EINVAL, "%s: m=%u is too large", fn, pc.m);
             }
-            rc = dispatch_windows(gpu, kern, &tw, a->wtype, per_mat, args, 5, &pc, gx, gy, gzw);
+            rc = dispatch_windows(gpu, kern, &tw, a->wtype, per_mat, gemv ? nc_cols : per_mat, args,
+                                  5, &pc, gx, gy, gzw);
         }
     return rc;
 }
