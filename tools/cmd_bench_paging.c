@@ -538,13 +538,12 @@ static int run(const bench_model_opts *o, const char *png, cJSON *root, bool *pn
                r->clamped ? "*" : " ", k_exec_name[r->exec], r->tok_s, r->hit_rate, r->mb_per_token,
                r->mb_cpu_per_token);
     }
-    for (int i = 0; i < N_EXEC_BUDGETS * N_EXECS; i++)
-        if (xrows[i].exec == 2 && xrows[i].auto_cpu_gbps > 0) {
-            printf("auto's cost model: CPU expert %.3f GB/s, upload %.3f GB/s: misses of up to %u "
+    for (int i = 0; i < N_EXEC_BUDGETS * N_EXECS; i++) /* each auto run probed its own */
+        if (xrows[i].exec == 2 && xrows[i].auto_cpu_gbps > 0)
+            printf("auto at %d%%: probe CPU expert %.3f GB/s, upload %.3f GB/s: misses of up to %u "
                    "tokens on the CPU\n",
-                   xrows[i].auto_cpu_gbps, xrows[i].auto_upload_gbps, xrows[i].auto_max_tokens);
-            break;
-        }
+                   xrows[i].pct, xrows[i].auto_cpu_gbps, xrows[i].auto_upload_gbps,
+                   xrows[i].auto_max_tokens);
     fflush(stdout);
 
     cJSON *info = cJSON_CreateObject(), *arr = cJSON_CreateArray();
