@@ -11,6 +11,7 @@
  * a small difference can flip the router's choices, so the fixtures' tolerance for two correct
  * implementations applies (fixtures/README.md): mean KL <= 0.03 and top-1 >= 85%. The GPU path
  * (--expert-exec gpu) under the same budget stays exact (<= 1e-4), with VKMOE_IMPORT=off too.
+ * VKMOE_FORCE_STAGING=1 covers the path of a work buffer that is not host-visible.
  * The counters: experts computed on the CPU > 0, none with gpu, no upload with --cpu-moe; an
  * IQ model's experts (no CPU kernel) stay on the GPU; bad options are VKM_EINVAL. */
 #include <stdint.h>
@@ -108,7 +109,9 @@ static void run_fixture(const char *name, bool quantized) {
 }
 
 /* VKMOE_IMPORT=off (staged uploads, no imported mapping): the GPU path under a paging budget
- * stays exact, --cpu-moe within the F32 tolerance. */
+ * stays exact, --cpu-moe within the F32 tolerance; and with VKMOE_FORCE_STAGING=1 (the work buffer
+ * treated as not host-visible: the CPU rows go through a host buffer and copies recorded into
+ * the batch, the FFN input is copied back in it) --cpu-moe and --expert-exec cpu too. */
 static void test_import_off(void) {
     const char *path = VKMOE_FIXTURES_DIR "/tiny-v3-f32.gguf";
     setenv("VKMOE_IMPORT", "off", 1);
@@ -116,9 +119,12 @@ static void test_import_off(void) {
     CHECK_OK(vkm_experts_budget(path, 0, &pb));
     const mode modes[] = {{"resident", false, 0, VKM_EXPERT_EXEC_GPU, 0, false},
                           {"gpu, minimum", false, 0, VKM_EXPERT_EXEC_GPU, 0, true},
-                          {"--cpu-moe", true, 0, VKM_EXPERT_EXEC_GPU, 2, false}};
+                          {"--cpu-moe", true, 0, VKM_EXPERT_EXEC_GPU, 2, false},
+                          {"--cpu-moe, staged", true, 0, VKM_EXPERT_EXEC_GPU, 2, false},
+                          {"cpu, minimum, staged", false, 0, VKM_EXPERT_EXEC_CPU, 2, true}};
     float *ref = NULL, *out = NULL;
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        if (i == 3) setenv("VKMOE_FORCE_STAGING", "1", 1); /* the work buffer not host-visible */
         vkm_engine *e = NULL;
         CHECK_OK(open_engine(path, &modes[i], modes[i].half ? pb.minimum_bytes : 0, &e));
         if (!e) break;
@@ -138,6 +144,7 @@ static void test_import_off(void) {
     }
     free(ref);
     unsetenv("VKMOE_IMPORT");
+    unsetenv("VKMOE_FORCE_STAGING");
 }
 
 int main(void) {
