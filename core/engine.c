@@ -32,6 +32,12 @@ int vkm_engine_open(const vkm_engine_opts *opts, vkm_engine **out) {
                          opts->expert_policy);
     if (opts->prefetch < VKM_PREFETCH_AUTO || opts->prefetch > VKM_PREFETCH_OFF)
         return vkm_error(VKM_EINVAL, "vkm_engine_open: unknown prefetch mode %d", opts->prefetch);
+    if (opts->expert_exec < VKM_EXPERT_EXEC_GPU || opts->expert_exec > VKM_EXPERT_EXEC_CPU ||
+        opts->n_cpu_moe < 0 || opts->cpu_threads < 0 || opts->cpu_threads > 257)
+        return vkm_error(VKM_EINVAL,
+                         "vkm_engine_open: expert_exec %d (0..2), n_cpu_moe %d (>= 0), "
+                         "cpu_threads %d (0..257)",
+                         opts->expert_exec, opts->n_cpu_moe, opts->cpu_threads);
     vkm_engine *e = calloc(1, sizeof *e);
     if (!e) return vkm_error(VKM_ENOMEM, "out of memory");
     e->opts = *opts;

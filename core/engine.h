@@ -53,6 +53,18 @@ int vkm_engine_prefetch_target(const vkm_engine *e, uint32_t il);
  * Does nothing while prefetch is off or the current layer has rounds left. */
 int vkm_engine_expert_prefetch(vkm_engine *e, uint32_t il, const int32_t *sel, uint32_t n_sel);
 
+/* Routed experts on the CPU (core/moe_cpu.c, vkmoe.h expert_exec / cpu_moe / n_cpu_moe).
+ * Whether round 0 of MoE layer il may leave experts to the CPU (the session then reads the
+ * layer's FFN input work.a back with its choices). */
+bool vkm_engine_expert_cpu_possible(const vkm_engine *e, uint32_t il);
+/* The experts round 0 of the current layer left to the CPU, not yet computed. */
+uint32_t vkm_engine_expert_cpu_pending(const vkm_engine *e);
+/* Computes them for MoE layer il: a [n_tok][E] the layer's FFN input, sel [n_tok][K] its
+ * choices; each one's grouped rows of eo [n_tok*K][E] (host memory in work.eo's layout) are
+ * written, their (first entry, count) go to spans[2 * *n_spans] ([2 * n_expert] room). */
+int vkm_engine_expert_cpu_run(vkm_engine *e, uint32_t il, const float *a, const int32_t *sel,
+                              uint32_t n_tok, float *eo, int32_t *spans, uint32_t *n_spans);
+
 /* Weights from the file mapping through VK_EXT_external_memory_host (gpu.h vkm_gpu_buf_import),
  * chosen by the environment variable VKMOE_IMPORT at vkm_engine_open:
  *   auto (default, also unset/empty): where device memory is host memory (device type cpu or

@@ -14,6 +14,7 @@
 
 #include "engine.h"
 #include "gguf.h"
+#include "moe_cpu.h"
 #include "staging.h"
 
 #define MIB (1024.0 * 1024.0)
@@ -74,6 +75,20 @@ struct vkm_engine {
     int32_t *exp_region; /* [n_layer * N_KINDS] region holding each paged expert tensor, -1 =
                             staging ring; NULL when no expert is imported */
     size_t *exp_off;     /* [n_layer * N_KINDS] offset of its data in that region */
+    /* experts.c: routed experts computed on the CPU (core/moe_cpu.c; vkmoe.h expert_exec,
+     * cpu_moe, n_cpu_moe) */
+    bool *layer_cpu;         /* [n_layer] MoE layers whose experts are all on the CPU, or NULL */
+    uint32_t n_layer_cpu;    /* how many */
+    vkm_moe_cpu *moe_cpu;    /* NULL when nothing runs on the CPU */
+    vkm_moe_cpu_costs costs; /* AUTO's cost model (measured at setup) */
+    int32_t *cpu_list;       /* [n_expert] the current layer's experts computed on the CPU */
+    uint32_t n_cpu;          /* entries of cpu_list not yet computed */
+    int32_t *admit;          /* [n_expert] the CPU misses uploaded into free slots in round 0 */
+    uint32_t n_admit;
+    int32_t *req;                    /* [n_expert] a pager request (round 0: todo + admit) */
+    uint64_t cpu_experts, cpu_bytes; /* statistics (vkm_expert_stats) */
+    uint64_t cpu_tokens, cpu_misses; /* cpu_misses: CPU misses not admitted */
+    double cpu_ms;
     /* imports of the file mapping (engine.h vkm_import_mode): imports.c keeps the regions,
      * weights.c and experts.c plan them and count what they hold */
     int import_mode; /* enum vkm_import_mode from VKMOE_IMPORT (engine.c) */

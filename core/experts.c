@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cpu_matmul.h"
 #include "err.h"
 #include "imports.h"
 #include "pager.h"
@@ -44,6 +45,7 @@ struct expert_class {
     uint32_t n_slots;
     vkm_gpu_buf *buf[N_KINDS]; /* per present kind: the slot stack [n_slots][mat] */
     uint64_t *ticket;          /* [n_slots] ticket of the last upload into the slot, 0 = none */
+    uint32_t n_free;           /* slots never filled, an upper bound (pager slots never empty) */
     vkm_pager *pager;          /* units (layer, expert) of the whole model; this class's only */
 };
 
@@ -81,10 +83,11 @@ static uint64_t class_cost(const expert_class *c, uint64_t n) {
 }
 
 /* Sorts the MoE layers of m into size classes: *classes [n_layer] (the first *n_classes used),
- * *layer_class [n_layer] the class of each layer, -1 for dense ones. Both are set as soon as
- * allocated (the caller frees them, on failure too). */
-static int build_classes(const vkm_model *m, expert_class **classes, int *n_classes,
-                         int **layer_class) {
+ * *layer_class [n_layer] the class of each layer, -1 for dense ones and those skip[] names (CPU
+ * layers; skip may be NULL). Both are set as soon as allocated (the caller frees them, on
+ * failure too). */
+static int build_classes(const vkm_model *m, const bool *skip, expert_class **classes,
+                         int *n_classes, int **layer_class) {
     const vkm_hparams *hp = &m->hp;
     int *lc = *layer_class = malloc(hp->n_layer * sizeof *lc);
     if (!lc) return vkm_error(VKM_ENOMEM, "out of memory");
@@ -94,7 +97,7 @@ static int build_classes(const vkm_model *m, expert_class **classes, int *n_clas
     for (uint32_t il = 0; il < hp->n_layer; il++) {
         const vkm_layer *L = &m->layers[il];
         lc[il] = -1;
-        if (!L->moe || hp->n_expert == 0) continue;
+        if (!L->moe || hp->n_expert == 0 || (skip && skip[il])) continue;
         expert_class key = {0};
         for (int k = 0; k < N_KINDS; k++) {
             const vkm_tensor *t = expert_tensor(L, k);
@@ -194,6 +197,33 @@ static int assign_slots(const char *path, const vkm_hparams *hp, expert_class *c
     return 0;
 }
 
+/* The MoE layers whose routed experts all run on the CPU (opts.cpu_moe, n_cpu_moe): e->layer_cpu
+ * and n_layer_cpu. Layers whose expert types have no CPU kernel stay on the GPU (with a note). */
+static int plan_cpu_layers(vkm_engine *e) {
+    const vkm_hparams *hp = &e->model->hp;
+    if (e->layer_cpu || (!e->opts.cpu_moe && e->opts.n_cpu_moe <= 0)) return 0;
+    if (!(e->layer_cpu = calloc(hp->n_layer, sizeof *e->layer_cpu)))
+        return vkm_error(VKM_ENOMEM, "out of memory");
+    uint32_t moe = 0, skipped = 0;
+    for (uint32_t il = 0; il < hp->n_layer; il++) {
+        const vkm_layer *L = &e->model->layers[il];
+        if (!L->moe || hp->n_expert == 0) continue;
+        if (!e->opts.cpu_moe && moe++ >= (uint32_t)e->opts.n_cpu_moe) break;
+        if (!vkm_moe_cpu_supported(L)) {
+            skipped++;
+            continue;
+        }
+        e->layer_cpu[il] = true;
+        e->n_layer_cpu++;
+    }
+    if (skipped && !e->opts.quiet)
+        fprintf(stderr,
+                "vkmoe: %u MoE layer%s of --cpu-moe / --n-cpu-moe stay on the GPU: their expert "
+                "types have no CPU kernel\n",
+                skipped, skipped > 1 ? "s" : "");
+    return 0;
+}
+
 int vkm_experts_plan(vkm_engine *e, uint64_t main, uint64_t experts, uint64_t cap, uint64_t forced,
                      bool in_place) {
     const vkm_hparams *hp = &e->model->hp;
@@ -201,16 +231,25 @@ int vkm_experts_plan(vkm_engine *e, uint64_t main, uint64_t experts, uint64_t ca
     uint64_t budget = forced ? forced : e->opts.vram_budget;
     const bool automatic = budget == 0;
     if (automatic && e->opts.compile_only) return 0; /* no memory to plan for: all resident */
+    int rc = plan_cpu_layers(e);
+    if (rc) return rc;
+    /* CPU layers: their experts never go to the device, the others' are paged (in slots for
+     * all of them where the budget allows) so that every MoE layer goes through the hook */
+    const bool cpu_layers = e->n_layer_cpu > 0;
     auto_budget ab = {0};
     if (automatic) {
-        int rc = automatic_budget(e, &ab);
-        if (rc) return rc;
+        if ((rc = automatic_budget(e, &ab))) return rc;
         budget = ab.budget;
-        if (in_place) return 0; /* no device memory for the weights: nothing to page */
+        if (in_place && !cpu_layers) return 0; /* no device memory for the weights: no paging */
     }
-    if (main + experts <= budget) return 0;
-    int rc = build_classes(e->model, &e->classes, &e->n_classes, &e->layer_class);
-    if (rc) return rc;
+    if (main + experts <= budget && !cpu_layers) return 0;
+    if ((rc = build_classes(e->model, e->layer_cpu, &e->classes, &e->n_classes, &e->layer_class)))
+        return rc;
+    if (e->n_classes == 0 && cpu_layers) { /* every MoE layer on the CPU: no slots */
+        e->paged = true;
+        snprintf(e->page_why, sizeof e->page_why, "; %u MoE layers on the CPU", e->n_layer_cpu);
+        return 0;
+    }
     if (e->n_classes == 0) {
         if (automatic) return 0; /* nothing to page: the allocation will tell */
         char bt[48];
@@ -261,6 +300,11 @@ int vkm_experts_plan(vkm_engine *e, uint64_t main, uint64_t experts, uint64_t ca
                  (double)ab.margin / MIB);
     const uint64_t avail = budget - main - mats, extra = avail - min_slots;
     if ((rc = assign_slots(path, hp, e->classes, e->n_classes, all, avail, extra, cap))) return rc;
+    if (cpu_layers) {
+        const size_t k = strlen(e->page_why);
+        snprintf(e->page_why + k, sizeof e->page_why - k, "; %u MoE layers on the CPU",
+                 e->n_layer_cpu);
+    }
     e->paged = true;
     return 0;
 }
@@ -373,6 +417,42 @@ static int import_experts(vkm_engine *e) {
     return rc;
 }
 
+static int upload_unit(vkm_engine *e, expert_class *c, uint32_t il, uint32_t x, uint32_t s);
+
+static const char *exec_name(int x) {
+    return x == VKM_EXPERT_EXEC_AUTO ? "auto" : x == VKM_EXPERT_EXEC_CPU ? "cpu" : "gpu";
+}
+
+static double now_ms(void);
+
+/* The CPU executor, when anything may run there (CPU layers, or paged misses with expert_exec
+ * auto/cpu), and the probe of AUTO's cost model: one expert of the first paged layer computed
+ * for one token, and uploaded into slot 0 of its class (still free: the pager does not know),
+ * the best of two or three each. */
+static int setup_cpu(vkm_engine *e) {
+    const bool misses = e->n_classes > 0 && e->opts.expert_exec != VKM_EXPERT_EXEC_GPU;
+    if (!e->n_layer_cpu && !misses) return 0;
+    int rc = vkm_moe_cpu_create(e->opts.cpu_threads, e->model->hp.n_embd, &e->moe_cpu);
+    if (rc || e->opts.expert_exec != VKM_EXPERT_EXEC_AUTO || !e->n_classes) return rc;
+    uint32_t il = 0;
+    while (e->layer_class[il] != 0) il++;
+    const vkm_layer *L = &e->model->layers[il];
+    if (!vkm_moe_cpu_supported(L)) return 0; /* AUTO then uploads every miss */
+    if ((rc = vkm_moe_cpu_probe(e->moe_cpu, L, &e->costs.cpu_gbps))) return rc;
+    expert_class *c = &e->classes[0];
+    double best = 0;
+    for (int r = 0; r < 2; r++) {
+        const double t0 = now_ms();
+        if ((rc = upload_unit(e, c, il, 0, 0)) ||
+            (c->ticket[0] && (rc = vkm_gpu_ticket_wait(e->gpu, c->ticket[0]))))
+            return rc;
+        const double dt = now_ms() - t0;
+        if (dt > 0 && (best == 0 || dt < best)) best = dt;
+    }
+    if (best > 0) e->costs.upload_gbps = (double)c->unit_bytes / best * 1e-6;
+    return 0;
+}
+
 int vkm_experts_setup(vkm_engine *e) {
     const vkm_hparams *hp = &e->model->hp;
     uint32_t max_slots = 0;
@@ -386,21 +466,25 @@ int vkm_experts_setup(vkm_engine *e) {
         if ((rc = vkm_pager_create(&po, &ec->pager))) return rc;
         max_slots = ec->n_slots > max_slots ? ec->n_slots : max_slots;
     }
-    if ((rc = vkm_staging_create(e->gpu, biggest, &e->staging))) return rc;
-    e->mats_region = align_up((size_t)max_slots * 8);
+    if (biggest && (rc = vkm_staging_create(e->gpu, biggest, &e->staging))) return rc;
+    e->mats_region = align_up((size_t)(max_slots ? max_slots : 1) * 8);
     if ((rc = vkm_gpu_buf_create(e->gpu, 2 * e->mats_region, VKM_BUF_HOST, &e->mats_buf)))
         return rc;
     if (!vkm_gpu_buf_map(e->mats_buf))
         return vkm_error(VKM_EUNSUPPORTED, "the expert range buffer is not host visible");
-    for (int c = 0; c < e->n_classes; c++)
+    for (int c = 0; c < e->n_classes; c++) {
         if (!(e->classes[c].ticket = calloc(e->classes[c].n_slots, sizeof(uint64_t))))
             return vkm_error(VKM_ENOMEM, "out of memory");
+        e->classes[c].n_free = e->classes[c].n_slots;
+    }
     const size_t X = hp->n_expert;
     if (!(e->ranges = malloc(2 * X * sizeof *e->ranges)) ||
         !(e->todo = malloc(X * sizeof *e->todo)) ||
         !(e->round_slots = malloc(X * sizeof *e->round_slots)) ||
         !(e->round_miss = malloc(X * sizeof *e->round_miss)) ||
-        !(e->votes = malloc(X * sizeof *e->votes)))
+        !(e->votes = malloc(X * sizeof *e->votes)) ||
+        !(e->cpu_list = malloc(X * sizeof *e->cpu_list)) ||
+        !(e->admit = malloc(X * sizeof *e->admit)) || !(e->req = malloc(X * sizeof *e->req)))
         return vkm_error(VKM_ENOMEM, "out of memory");
     for (uint32_t il = 0; il < hp->n_layer; il++) {
         if (e->layer_class[il] < 0) continue;
@@ -417,7 +501,7 @@ int vkm_experts_setup(vkm_engine *e) {
                               t->row_bytes};
         }
     }
-    if ((rc = import_experts(e))) return rc;
+    if ((rc = import_experts(e)) || (rc = setup_cpu(e))) return rc;
     if (!e->opts.quiet) {
         uint32_t slots = 0;
         uint64_t bytes = 0;
@@ -426,8 +510,17 @@ int vkm_experts_setup(vkm_engine *e) {
             bytes += class_cost(&e->classes[c], e->classes[c].n_slots);
         }
         fprintf(stderr, "vkmoe: paging experts: %u slots (%.1f MiB) in %d size class%s, %s%s\n",
-                slots, (double)bytes / MIB, e->n_classes, e->n_classes > 1 ? "es" : "",
+                slots, (double)bytes / MIB, e->n_classes, e->n_classes != 1 ? "es" : "",
                 e->opts.expert_policy == VKM_EXPERT_LFU ? "LFU" : "LRU", e->page_why);
+        if (e->moe_cpu)
+            fprintf(stderr, "vkmoe: experts on the CPU: %d threads, %s kernels, misses: %s\n",
+                    vkm_moe_cpu_threads(e->moe_cpu), vkm_cpu_isa_name(vkm_cpu_isa()),
+                    exec_name(e->opts.expert_exec));
+        if (e->opts.expert_exec == VKM_EXPERT_EXEC_AUTO && e->costs.cpu_gbps > 0)
+            fprintf(stderr,
+                    "vkmoe: auto: CPU expert %.2f GB/s, upload %.2f GB/s: a miss of up to %u "
+                    "tokens is computed on the CPU\n",
+                    e->costs.cpu_gbps, e->costs.upload_gbps, vkm_moe_cpu_max_tokens(&e->costs));
     }
     return 0;
 }
@@ -450,6 +543,11 @@ void vkm_experts_destroy(vkm_engine *e) {
     free(e->votes);
     free(e->exp_region);
     free(e->exp_off);
+    free(e->layer_cpu);
+    free(e->cpu_list);
+    free(e->admit);
+    free(e->req);
+    vkm_moe_cpu_destroy(e->moe_cpu);
 }
 
 /* ------------------------------------------------------------------------- paging ---- */
@@ -499,43 +597,97 @@ bool vkm_engine_prefetching(const vkm_engine *e) {
     return e->paged && e->prefetch;
 }
 
+/* Free slots of class c (pager slots never become free again, so the scan stops once full). */
+static uint32_t free_slots(expert_class *c) {
+    if (c->n_free == 0) return 0;
+    uint32_t n = 0;
+    for (uint32_t s = 0; s < c->n_slots; s++) n += vkm_pager_unit_in(c->pager, s) < 0;
+    return c->n_free = n;
+}
+
+/* Round 0 of paged layer il of class c: sorts the chosen experts (ranges) into e->todo, the GPU's
+ * (resident first, so that this layer's misses cannot evict them before use, then the misses
+ * to upload), and e->cpu_list, the misses computed on the CPU (expert_exec cpu, or auto where
+ * the cost model prefers it); e->admit: the CPU misses uploaded into free slots meanwhile. */
+static void sort_round0(vkm_engine *e, expert_class *c, uint32_t il) {
+    const uint32_t X = e->model->hp.n_expert;
+    const int mode = e->opts.expert_exec;
+    const bool cpu =
+        e->moe_cpu && mode != VKM_EXPERT_EXEC_GPU && vkm_moe_cpu_supported(&e->model->layers[il]);
+    e->n_todo = e->todo_at = e->n_cpu = e->n_admit = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (uint32_t x = 0; x < X; x++) {
+            const int32_t count = e->ranges[2 * x + 1];
+            if (count <= 0 || (vkm_pager_slot_of(c->pager, il, x) >= 0) != (pass == 0)) continue;
+            if (pass == 1 && cpu &&
+                (mode == VKM_EXPERT_EXEC_CPU || vkm_moe_cpu_prefer(&e->costs, (uint32_t)count)))
+                e->cpu_list[e->n_cpu++] = (int32_t)x;
+            else
+                e->todo[e->n_todo++] = (int32_t)x;
+        }
+    if (!e->n_cpu) return;
+    const uint32_t used = e->n_todo < c->n_slots ? e->n_todo : c->n_slots;
+    uint32_t room = c->n_slots - used, fs = free_slots(c);
+    room = room < fs ? room : fs;
+    e->n_admit = e->n_cpu < room ? e->n_cpu : room;
+    memcpy(e->admit, e->cpu_list, e->n_admit * sizeof *e->admit);
+    e->cpu_misses += e->n_cpu - e->n_admit; /* the admitted ones the pager counts */
+}
+
 int vkm_engine_expert_page(vkm_engine *e, uint32_t il, uint32_t round, const int32_t *sel,
                            uint32_t n_sel, vkm_fwd_expert_plan *plan) {
     const vkm_hparams *hp = &e->model->hp;
-    if (!e->paged || il >= hp->n_layer || e->layer_class[il] < 0 || (round == 0 && !sel))
+    const bool cpu_layer = e->layer_cpu && il < hp->n_layer && e->layer_cpu[il];
+    if (!e->paged || il >= hp->n_layer || (e->layer_class[il] < 0 && !cpu_layer) ||
+        (round == 0 && !sel))
         return vkm_error(VKM_EINVAL, "expert paging: layer %u round %u is not a paged MoE layer",
                          il, round);
-    expert_class *c = &e->classes[e->layer_class[il]];
     const uint32_t X = hp->n_expert;
+    if (cpu_layer) { /* every chosen expert on the CPU, nothing on the GPU */
+        if (round != 0)
+            return vkm_error(VKM_EINVAL, "expert paging: layer %u has no round %u", il, round);
+        vkm_pager_expert_ranges(sel, n_sel, X, e->ranges);
+        e->n_todo = e->todo_at = e->n_cpu = e->n_admit = 0;
+        for (uint32_t x = 0; x < X; x++)
+            if (e->ranges[2 * x + 1] > 0) e->cpu_list[e->n_cpu++] = (int32_t)x;
+        *plan = (vkm_fwd_expert_plan){e->mats_buf, 0, 0, 0, true};
+        return 0;
+    }
+    expert_class *c = &e->classes[e->layer_class[il]];
     if (round == 0) {
         vkm_pager_expert_ranges(sel, n_sel, X, e->ranges);
-        /* resident experts first, so that this layer's misses cannot evict them before use */
-        e->n_todo = e->todo_at = 0;
-        for (int pass = 0; pass < 2; pass++)
-            for (uint32_t x = 0; x < X; x++)
-                if (e->ranges[2 * x + 1] > 0 &&
-                    (vkm_pager_slot_of(c->pager, il, x) >= 0) == (pass == 0))
-                    e->todo[e->n_todo++] = (int32_t)x;
+        sort_round0(e, c, il);
     } else if (e->todo_at >= e->n_todo) {
         return vkm_error(VKM_EINVAL, "expert paging: layer %u has no round %u", il, round);
     }
     const uint32_t left = e->n_todo - e->todo_at;
     const uint32_t n = left < c->n_slots ? left : c->n_slots;
-    const int32_t *xs = e->todo + e->todo_at;
-    int rc = vkm_pager_request(c->pager, il, xs, (int)n, e->round_slots, e->round_miss);
+    const uint32_t na = round == 0 ? e->n_admit : 0; /* after the GPU's in the request */
+    memcpy(e->req, e->todo + e->todo_at, n * sizeof *e->req);
+    memcpy(e->req + n, e->admit, na * sizeof *e->req);
+    const int32_t *xs = e->req;
+    int rc = n + na
+                 ? vkm_pager_request(c->pager, il, xs, (int)(n + na), e->round_slots, e->round_miss)
+                 : 0;
     if (rc) return rc;
-    if (e->opts.expert_trace) /* routing trace hook (vkmoe.h): the request just counted */
+    if (e->opts.expert_trace && n) /* routing trace hook (vkmoe.h): the GPU's experts */
         e->opts.expert_trace(e->opts.expert_trace_user, il, (uint32_t)e->layer_class[il],
                              c->n_slots, xs, n);
     const double t0 = now_ms();
     uint64_t bytes = 0;
-    for (uint32_t i = 0; i < n; i++) {
+    for (uint32_t i = 0; i < n + na; i++) { /* the admitted ones: nothing waits for them */
         if (!e->round_miss[i]) continue;
         if ((rc = upload_unit(e, c, il, (uint32_t)xs[i], (uint32_t)e->round_slots[i]))) return rc;
         bytes += c->unit_bytes;
     }
     if (bytes) vkm_pager_note_upload(c->pager, bytes, now_ms() - t0);
-    uint32_t lo = n ? (uint32_t)e->round_slots[0] : 0, hi = lo;
+    e->todo_at += n;
+    const bool last = e->todo_at >= e->n_todo;
+    if (n == 0) { /* every chosen expert on the CPU */
+        *plan = (vkm_fwd_expert_plan){e->mats_buf, 0, 0, 0, last};
+        return 0;
+    }
+    uint32_t lo = (uint32_t)e->round_slots[0], hi = lo;
     for (uint32_t i = 1; i < n; i++) {
         const uint32_t sl = (uint32_t)e->round_slots[i];
         lo = sl < lo ? sl : lo;
@@ -559,12 +711,51 @@ int vkm_engine_expert_page(vkm_engine *e, uint32_t il, uint32_t round, const int
         mats[2 * j] = e->ranges[2 * xs[i]];
         mats[2 * j + 1] = e->ranges[2 * xs[i] + 1];
     }
-    e->todo_at += n;
-    *plan = (vkm_fwd_expert_plan){e->mats_buf, mats_off, lo, n_mat, e->todo_at >= e->n_todo};
+    *plan = (vkm_fwd_expert_plan){e->mats_buf, mats_off, lo, n_mat, last};
+    return 0;
+}
+
+bool vkm_engine_expert_cpu_possible(const vkm_engine *e, uint32_t il) {
+    if (!e->paged || !e->moe_cpu || il >= e->model->hp.n_layer) return false;
+    if (e->layer_cpu && e->layer_cpu[il]) return true;
+    return e->layer_class[il] >= 0 && e->opts.expert_exec != VKM_EXPERT_EXEC_GPU &&
+           vkm_moe_cpu_supported(&e->model->layers[il]);
+}
+
+uint32_t vkm_engine_expert_cpu_pending(const vkm_engine *e) {
+    return e->paged ? e->n_cpu : 0;
+}
+
+int vkm_engine_expert_cpu_run(vkm_engine *e, uint32_t il, const float *a, const int32_t *sel,
+                              uint32_t n_tok, float *eo, int32_t *spans, uint32_t *n_spans) {
+    *n_spans = 0;
+    if (!e->n_cpu) return 0;
+    const vkm_hparams *hp = &e->model->hp;
+    const vkm_layer *L = &e->model->layers[il];
+    const uint32_t n = e->n_cpu;
+    e->n_cpu = 0;
+    const double t0 = now_ms();
+    int rc = vkm_moe_cpu_layer(e->moe_cpu, L, a, sel, n_tok, hp->n_expert_used, hp->n_expert,
+                               e->ranges, e->cpu_list, n, eo);
+    if (rc) return rc;
+    e->cpu_ms += now_ms() - t0;
+    e->cpu_experts += n;
+    e->cpu_bytes += n * vkm_moe_cpu_expert_bytes(L);
+    for (uint32_t i = 0; i < n; i++) {
+        const int32_t x = e->cpu_list[i];
+        spans[2 * i] = e->ranges[2 * x];
+        spans[2 * i + 1] = e->ranges[2 * x + 1];
+        e->cpu_tokens += (uint64_t)e->ranges[2 * x + 1];
+    }
+    *n_spans = n;
     return 0;
 }
 
 int vkm_engine_expert_plan_dry(const vkm_engine *e, uint32_t il, vkm_fwd_expert_plan *plan) {
+    if (e->paged && il < e->model->hp.n_layer && e->layer_cpu && e->layer_cpu[il]) {
+        *plan = (vkm_fwd_expert_plan){e->mats_buf, 0, 0, 0, true}; /* nothing on the GPU */
+        return 0;
+    }
     if (!e->paged || il >= e->model->hp.n_layer || e->layer_class[il] < 0)
         return vkm_error(VKM_EINVAL, "expert paging: layer %u is not a paged MoE layer", il);
     const expert_class *c = &e->classes[e->layer_class[il]];
@@ -626,20 +817,38 @@ void vkm_engine_expert_stats(const vkm_engine *e, vkm_expert_stats *out) {
         out->slot_bytes += class_cost(&e->classes[c], e->classes[c].n_slots);
         vkm_pager_add_stats(e->classes[c].pager, out);
     }
+    out->misses += e->cpu_misses;
+    out->cpu_experts = e->cpu_experts;
+    out->cpu_bytes = e->cpu_bytes;
+    out->cpu_tokens = e->cpu_tokens;
+    out->cpu_ms = e->cpu_ms;
+    out->cpu_layers = e->n_layer_cpu;
+    out->auto_cpu_gbps = e->costs.cpu_gbps;
+    out->auto_upload_gbps = e->costs.upload_gbps;
+    out->auto_max_tokens = vkm_moe_cpu_max_tokens(&e->costs);
 }
 
 void vkm_engine_expert_stats_reset(vkm_engine *e) {
     for (int c = 0; c < e->n_classes; c++)
         if (e->classes[c].pager) vkm_pager_reset_stats(e->classes[c].pager);
+    e->cpu_experts = e->cpu_bytes = e->cpu_tokens = e->cpu_misses = 0;
+    e->cpu_ms = 0;
 }
 
 void vkm_expert_stats_line(const vkm_expert_stats *st, char *buf, size_t n) {
-    snprintf(buf, n,
-             "experts: hits=%llu misses=%llu prefetched=%llu prefetch_used=%llu "
-             "uploaded_bytes=%llu stall_ms=%.3f",
-             (unsigned long long)st->hits, (unsigned long long)st->misses,
-             (unsigned long long)st->prefetched, (unsigned long long)st->prefetch_used,
-             (unsigned long long)st->uploaded_bytes, st->stall_ms);
+    int k = snprintf(buf, n,
+                     "experts: hits=%llu misses=%llu prefetched=%llu prefetch_used=%llu "
+                     "uploaded_bytes=%llu stall_ms=%.3f cpu_experts=%llu cpu_bytes=%llu "
+                     "cpu_ms=%.3f",
+                     (unsigned long long)st->hits, (unsigned long long)st->misses,
+                     (unsigned long long)st->prefetched, (unsigned long long)st->prefetch_used,
+                     (unsigned long long)st->uploaded_bytes, st->stall_ms,
+                     (unsigned long long)st->cpu_experts, (unsigned long long)st->cpu_bytes,
+                     st->cpu_ms);
+    if (st->auto_cpu_gbps > 0 && k > 0 && (size_t)k < n)
+        snprintf(buf + k, n - (size_t)k,
+                 " auto_cpu_gbps=%.3f auto_upload_gbps=%.3f auto_max_tokens=%u", st->auto_cpu_gbps,
+                 st->auto_upload_gbps, st->auto_max_tokens);
 }
 
 /* --------------------------------------------------------------------- budget API ---- */
@@ -655,7 +864,7 @@ int vkm_experts_budget(const char *model_path, uint64_t budget, vkm_paging_budge
     int rc = vkm_gguf_open(model_path, &g);
     if (!rc) rc = vkm_model_load(g, &m);
     if (!rc) rc = vkm_weights_pool_bytes(m, &main, &experts);
-    if (!rc) rc = build_classes(m, &classes, &n_classes, &layer_class);
+    if (!rc) rc = build_classes(m, NULL, &classes, &n_classes, &layer_class);
     if (!rc) budget_figures(&m->hp, classes, n_classes, main, experts, out, &all);
     out->budget = budget;
     if (!rc && budget && n_classes && main + experts > budget && budget >= out->minimum_bytes) {

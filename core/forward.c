@@ -467,6 +467,10 @@ static int moe(const fwd *f, uint32_t il, const vkm_dtensor *next_norm) {
         if (f->b->page) {
             plan = &plan_s;
             VKM_TRY(f->b->page(f->b->page_ctx, il, round, plan));
+            if (plan->n_mat == 0) { /* every expert of the round on the CPU */
+                if (plan->last) break;
+                continue;
+            }
         }
         if (L->ffn_gate_up_exps.buf) { /* one stack of [gate; up] matrices */
             vkm_matmul_id a = experts_args(f, il, VKM_EXPERT_GATE_UP, E, 2 * (int64_t)Fe, w->a, n,
@@ -532,6 +536,7 @@ static int moe(const fwd *f, uint32_t il, const vkm_dtensor *next_norm) {
         VKM_TRY(ffn(f, &L->ffn_gate_shexp, &L->ffn_up_shexp, &L->ffn_down_shexp));
         MARK("moe_shared");
     }
+    if (f->b->page && f->b->host) VKM_TRY(f->b->host(f->b->page_ctx, il)); /* the CPU's rows */
     if (next_norm) {
         const vkm_moe_combine_norm c = {act(f, w->eo),
                                         act(f, w->map),

@@ -94,12 +94,14 @@ vkm_expert_loc vkm_fwd_expert_where(const vkm_dmodel *m, uint32_t il, int kind, 
  * moe_group as always (grouped by expert); mats holds, for stack entries (slots) base ..
  * base+n_mat-1, the (first, count) range in work.rows of the expert in that slot if this round
  * computes it, else (0, 0) (int32 [2*n_mat]). When the layer chose more experts than there are
- * slots it takes several rounds; each computes its experts' rows of eg/eh/eo. */
+ * slots it takes several rounds; each computes its experts' rows of eg/eh/eo. n_mat 0: the
+ * round computes nothing on the GPU (its experts are all computed on the CPU, whose rows of eo
+ * vkm_fwd_batch.host writes). */
 typedef struct vkm_fwd_expert_plan {
     vkm_gpu_buf *mats;
     size_t mats_off; /* multiple of 4 */
     uint32_t base;   /* first stack entry (slot) the round uses */
-    uint32_t n_mat;  /* >= 1 */
+    uint32_t n_mat;  /* 0 = no GPU work this round */
     bool last;       /* the layer's last round */
 } vkm_fwd_expert_plan;
 
@@ -108,6 +110,12 @@ typedef struct vkm_fwd_expert_plan {
  * expert matmuls. It must submit that batch, (round 0) read the choices work.sel back, make the
  * round's experts resident, write the plan's mats and begin a new batch. */
 typedef int (*vkm_fwd_page_fn)(void *ctx, uint32_t il, uint32_t round, vkm_fwd_expert_plan *plan);
+
+/* The host hook of a paged MoE layer il (vkm_fwd_batch.host), called after its GPU expert rounds
+ * and its shared expert have been recorded into the open batch, before the combination: it may
+ * start the device on them (vkm_gpu_flush) and write the eo rows of the experts the pager left to
+ * the CPU (directly, or by copies recorded into the batch). */
+typedef int (*vkm_fwd_host_fn)(void *ctx, uint32_t il);
 
 /* A byte range of a work or cache buffer. */
 typedef struct vkm_fwd_span {
@@ -204,6 +212,7 @@ typedef struct vkm_fwd_batch {
     bool guess; /* with page: before each MoE layer's hook, also apply the next MoE layer's router
                    to this layer's FFN input, writing its choices to work.gsel (expert prefetch;
                    false when prefetch is off) */
+    vkm_fwd_host_fn host; /* with page, or NULL: the experts computed on the CPU (page_ctx) */
 } vkm_fwd_batch;
 
 /* Records the forward pass of batch b into the current gpu batch. The cache rows pos0..pos0+n-1

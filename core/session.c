@@ -58,6 +58,15 @@ struct vkm_session {
     uint32_t n;            /* tokens of the batch being recorded */
     vkm_dispatch_stats ds; /* vkm_session_dispatch_stats */
     uint64_t batch_gpu_ns; /* GPU time of the eval_chunk being run (profiling) */
+    /* routed experts on the CPU (engine.h vkm_engine_expert_cpu_*), when the engine may use it:
+     * the layer's FFN input and the CPU's rows of eo in host memory, [max_batch][E] and
+     * [max_batch * K][E] floats; where the work buffer is not host-visible both live in cpu_io
+     * (host-visible, a then eo), copied from / into the work buffer inside the batches; else in
+     * cpu_a / cpu_eo (malloc), copied by the host */
+    bool cpu;
+    float *cpu_a, *cpu_eo;
+    vkm_gpu_buf *cpu_io;
+    int32_t *cpu_spans; /* [2 * n_expert] */
 };
 
 /* A device buffer of `bytes`, with a message naming the purpose on failure. */
@@ -105,6 +114,24 @@ int vkm_session_plan(const vkm_hparams *hp, vkm_gpu *gpu, const vkm_session_opts
     return 0;
 }
 
+/* The host buffers of the experts computed on the CPU, when the engine may compute any. */
+static int cpu_buffers(vkm_session *s) {
+    const vkm_hparams *hp = s->dm->hp;
+    for (uint32_t il = 0; il < hp->n_layer && !s->cpu; il++)
+        s->cpu = vkm_engine_expert_cpu_possible(s->e, il);
+    if (!s->cpu) return 0;
+    const size_t a = (size_t)s->max_batch * hp->n_embd * sizeof(float);
+    const size_t eo = a * (hp->n_expert_used ? hp->n_expert_used : 1);
+    if (!(s->cpu_spans = malloc(2 * (size_t)hp->n_expert * sizeof *s->cpu_spans)))
+        return vkm_error(VKM_ENOMEM, "out of memory");
+    if (!vkm_gpu_buf_direct(s->gpu, s->w.buf))
+        return vkm_gpu_buf_create(s->gpu, a + eo, VKM_BUF_HOST, &s->cpu_io);
+    if (!(s->cpu_a = malloc(a)) || !(s->cpu_eo = malloc(eo)))
+        return vkm_error(VKM_ENOMEM, "session: out of memory for the CPU experts' %.1f MiB",
+                         (double)(a + eo) / MIB);
+    return 0;
+}
+
 int vkm_session_create(vkm_engine *e, const vkm_session_opts *opts, vkm_session **out) {
     *out = NULL;
     const vkm_hparams *hp = &vkm_engine_model(e)->hp;
@@ -137,6 +164,7 @@ int vkm_session_create(vkm_engine *e, const vkm_session_opts *opts, vkm_session 
     if (vkm_engine_paged(e) &&
         (rc = vkm_gpu_buf_create(s->gpu, 2 * n_sel * sizeof *s->sel, VKM_BUF_HOST, &s->readback)))
         goto fail;
+    if ((rc = cpu_buffers(s))) goto fail;
     *out = s;
     return 0;
 fail:
@@ -150,6 +178,10 @@ void vkm_session_destroy(vkm_session *s) {
     vkm_gpu_buf_destroy(s->gpu, s->w.buf);
     vkm_gpu_buf_destroy(s->gpu, s->readback);
     vkm_gpu_buf_destroy(s->gpu, s->io);
+    vkm_gpu_buf_destroy(s->gpu, s->cpu_io);
+    free(s->cpu_a);
+    free(s->cpu_eo);
+    free(s->cpu_spans);
     free(s->sel);
     free(s);
 }
@@ -164,11 +196,17 @@ static int page_layer(void *ctx, uint32_t il, uint32_t round, vkm_fwd_expert_pla
      * whenever the engine names a target (router_guess) */
     const int target = round == 0 ? vkm_engine_prefetch_target(s->e, il) : -1;
     const bool guess = target >= 0;
+    /* the layer's FFN input for the experts the CPU may compute (not host-visible: copied) */
+    const size_t a_bytes = (size_t)s->n * s->dm->hp->n_embd * sizeof(float);
+    const bool cpu = round == 0 && s->cpu && vkm_engine_expert_cpu_possible(s->e, il);
     int rc;
     if (round == 0 &&
         ((rc = vkm_gpu_record_copy(s->gpu, s->w.buf, s->w.sel.off, s->readback, 0, bytes)) ||
          (guess &&
           (rc = vkm_gpu_record_copy(s->gpu, s->w.buf, s->w.gsel.off, s->readback, bytes, bytes)))))
+        return rc;
+    if (cpu && s->cpu_io &&
+        (rc = vkm_gpu_record_copy(s->gpu, s->w.buf, s->w.a.off, s->cpu_io, 0, a_bytes)))
         return rc;
     if ((rc = vkm_gpu_submit(s->gpu))) return rc;
     if (vkm_engine_profiling(s->e) && (rc = vkm_engine_profile_collect(s->e, &s->batch_gpu_ns)))
@@ -176,10 +214,41 @@ static int page_layer(void *ctx, uint32_t il, uint32_t round, vkm_fwd_expert_pla
     const int32_t *back = vkm_gpu_buf_map(s->readback);
     if (round == 0) memcpy(s->sel, back, bytes);
     if ((rc = vkm_engine_expert_page(s->e, il, round, s->sel, (uint32_t)n_sel, plan))) return rc;
+    if (cpu && !s->cpu_io && vkm_engine_expert_cpu_pending(s->e) &&
+        (rc = vkm_gpu_download(s->gpu, s->w.buf, s->w.a.off, s->cpu_a, a_bytes)))
+        return rc;
     if (guess &&
         (rc = vkm_engine_expert_prefetch(s->e, (uint32_t)target, back + n_sel, (uint32_t)n_sel)))
         return rc;
     return vkm_gpu_begin(s->gpu);
+}
+
+/* vkm_fwd_host_fn: after the GPU work of MoE layer il is recorded, starts the device on it and
+ * meanwhile computes the experts the engine left to the CPU, then puts their rows into work.eo
+ * (host-visible: directly; else copies from cpu_io recorded into the batch, before the
+ * combination). */
+static int host_layer(void *ctx, uint32_t il) {
+    vkm_session *s = ctx;
+    if (!vkm_engine_expert_cpu_pending(s->e)) return 0;
+    const size_t E = s->dm->hp->n_embd, a_bytes = (size_t)s->max_batch * E * sizeof(float);
+    char *io = s->cpu_io ? vkm_gpu_buf_map(s->cpu_io) : NULL;
+    const float *a = io ? (const float *)io : s->cpu_a;
+    float *eo = io ? (float *)(io + a_bytes) : s->cpu_eo;
+    uint32_t n_spans = 0;
+    int rc;
+    if ((rc = vkm_gpu_flush(s->gpu)) ||
+        (rc = vkm_engine_expert_cpu_run(s->e, il, a, s->sel, s->n, eo, s->cpu_spans, &n_spans)))
+        return rc;
+    for (uint32_t i = 0; i < n_spans; i++) {
+        const size_t off = (size_t)s->cpu_spans[2 * i] * E * sizeof(float);
+        const size_t size = (size_t)s->cpu_spans[2 * i + 1] * E * sizeof(float);
+        if (size == 0) continue;
+        rc = io ? vkm_gpu_record_copy(s->gpu, s->cpu_io, a_bytes + off, s->w.buf, s->w.eo.off + off,
+                                      size)
+                : vkm_gpu_upload(s->gpu, s->w.buf, s->w.eo.off + off, (const char *)eo + off, size);
+        if (rc) return rc;
+    }
+    return 0;
 }
 
 /* vkm_fwd_page_fn of a dry recording (vkm_session_warmup): every slot, nothing paged. */
@@ -207,7 +276,8 @@ static vkm_fwd_batch chunk_batch(vkm_session *s, int n, int pos0, int row0, int 
                                    : dry  ? page_dry
                                           : page_layer,
                            .page_ctx = paged ? s : NULL,
-                           .guess = paged && vkm_engine_prefetching(s->e)};
+                           .guess = paged && vkm_engine_prefetching(s->e),
+                           .host = paged && !dry && s->cpu ? host_layer : NULL};
 }
 
 /* Runs one recorded forward pass b (ids and positions already in io) through s's work buffer,

@@ -40,6 +40,25 @@ typedef enum vkm_expert_policy {
     VKM_EXPERT_LFU = 1, /* evict the least frequently used, counts decaying with time */
 } vkm_expert_policy;
 
+/* Where a paged layer's chosen experts that are not resident in a device slot (misses) are
+ * computed (expert paging, vkm_engine_opts.expert_exec). Resident experts always run on the GPU.
+ * The CPU path computes an expert from the mapped file with the host thread pool (core/moe_cpu.c:
+ * activations rounded to 8-bit blocks for quantized weights, core/cpu_matmul.h), while the GPU
+ * computes the resident experts and the shared expert of the same layer. A weight type without
+ * a CPU kernel (the IQ types) always takes the upload path. */
+typedef enum vkm_expert_exec {
+    VKM_EXPERT_EXEC_GPU = 0,    /* every expert on the GPU: a miss is uploaded into a slot and the
+                                   layer waits for it (the paging of before; the default) */
+    VKM_EXPERT_EXEC_UPLOAD = 0, /* the same (the issue's path (c), by its name) */
+    VKM_EXPERT_EXEC_AUTO = 1,   /* per miss, the cost model (vkm_expert_stats.auto_*) picks: the
+                                   CPU when its tokens take less CPU time than the upload (a
+                                   decode step's misses, on most machines), else the upload (a
+                                   prefill batch where many tokens share the expert) */
+    VKM_EXPERT_EXEC_CPU = 2,    /* every miss on the CPU; it is uploaded only into a slot still
+                                   free (in the background, the step not waiting for it), never
+                                   evicting: the first experts seen fill the cache and stay */
+} vkm_expert_exec;
+
 typedef struct vkm_engine_opts {
     const char *model_path; /* GGUF file (first part of a split model) */
     int device;             /* Vulkan device index (vkm_gpu_list order), -1 = default choice */
@@ -63,6 +82,18 @@ typedef struct vkm_engine_opts {
      * the model's evaluations would use, and vkm_gpu_kernel_describe reports them. Evaluating
      * gives zero logits. */
     bool compile_only;
+    /* Routed experts on the CPU (core/moe_cpu.c). expert_exec: where paged misses run (above);
+     * without paging nothing misses and it changes nothing. cpu_moe: every MoE layer's routed
+     * experts are computed on the CPU from the mapped file, none in device memory, none paged
+     * (llama.cpp's --cpu-moe); n_cpu_moe > 0: the same for the first n_cpu_moe MoE layers
+     * (--n-cpu-moe), the others' experts resident or, over the budget, paged (they then go
+     * through the paging hook, in slots of their own). Layers whose expert types lack a CPU
+     * kernel stay on the GPU. cpu_threads: host threads computing them (0 = one per online
+     * CPU core; 1 = the calling thread alone). */
+    vkm_expert_exec expert_exec;
+    bool cpu_moe;
+    int n_cpu_moe;
+    int cpu_threads;
 } vkm_engine_opts;
 
 typedef struct vkm_expert_stats {
@@ -76,6 +107,17 @@ typedef struct vkm_expert_stats {
     uint64_t uploaded_bytes; /* host -> device expert bytes (misses and prefetches) */
     double stall_ms;         /* host time the forward pass spent issuing expert uploads (staging
                                 memcpy + waits for staging/slots), misses and prefetches */
+    /* routed experts computed on the CPU (expert_exec cpu/auto misses, --cpu-moe layers): per
+     * (eval chunk, MoE layer, expert), the expert bytes they read, the tokens, the host time */
+    uint64_t cpu_experts, cpu_bytes, cpu_tokens;
+    double cpu_ms;
+    uint32_t cpu_layers; /* MoE layers whose experts are all on the CPU (cpu_moe / n_cpu_moe) */
+    /* The cost model of VKM_EXPERT_EXEC_AUTO (core/moe_cpu.h vkm_moe_cpu_prefer), measured at
+     * open by a short probe (0 when not measured): the CPU expert FFN's rate for one token and
+     * the upload rate of one expert, in GB/s of expert bytes; a miss of up to auto_max_tokens
+     * tokens is computed on the CPU. */
+    double auto_cpu_gbps, auto_upload_gbps;
+    uint32_t auto_max_tokens;
 } vkm_expert_stats;
 
 typedef struct vkm_engine_info {
@@ -192,8 +234,11 @@ int vkm_session_truncate(vkm_session *s, int n_past);
 /* The expert paging counters accumulated since the engine was opened (or the last reset). */
 void vkm_engine_expert_stats(const vkm_engine *e, vkm_expert_stats *out);
 void vkm_engine_expert_stats_reset(vkm_engine *e);
-/* "experts: hits=H misses=M prefetched=P prefetch_used=U uploaded_bytes=B stall_ms=S" (no
- * newline) into buf (always NUL-terminated). */
+/* "experts: hits=H misses=M prefetched=P prefetch_used=U uploaded_bytes=B stall_ms=S
+ * cpu_experts=C cpu_bytes=Y cpu_ms=T" (no newline) into buf (always NUL-terminated); when the
+ * AUTO cost model was measured, " auto_cpu_gbps=G auto_upload_gbps=U auto_max_tokens=N" too.
+ * misses counts every chosen expert that was not resident, whether uploaded or computed on
+ * the CPU; experts of cpu_moe layers count in cpu_experts only. */
 void vkm_expert_stats_line(const vkm_expert_stats *st, char *buf, size_t n);
 
 /* The arithmetic of expert paging that vkm_engine_open applies to a model file, without a device

@@ -21,7 +21,8 @@
     "[--quiet]\n"                                                                                  \
     "       vkmoe bench -m MODEL[,MODEL...] [-p N[,N...]] [-n N[,N...]] [-pg P,N] [-d N[,N...]] "  \
     "[-r REPS] [-o md|json|csv] [--device N] [--json F] [--csv F] [--vram-budget SIZE] "           \
-    "[--expert-policy lru|lfu] [--prefetch on|off] [--stats] [--quiet]\n"                          \
+    "[--expert-policy lru|lfu] [--prefetch on|off] [--stats] [--quiet] [--expert-exec MODE] "      \
+    "[--cpu-moe] [--n-cpu-moe N] [--cpu-threads N]\n"                                              \
     "       vkmoe bench --tokenizer -m MODEL [-r REPS] [--json F] [--quiet]\n"                     \
     "       vkmoe bench --paging -m MODEL [-n N] [--device N] [--prefetch on|off] [--json F] "     \
     "[--png F] [--quiet]\n"                                                                        \
@@ -83,7 +84,9 @@ static void print_help(void) {
         "  --expert-policy P   expert cache eviction: lru (default) or lfu\n"
         "  --prefetch on|off   speculative expert prefetch while paging (default: on with a\n"
         "                      dedicated transfer queue)\n"
-        "  --stats       print the expert-paging counters on stderr after the run\n\n"
+        "  --stats       print the expert-paging counters on stderr after the run\n"
+        "  --expert-exec, --cpu-moe, --n-cpu-moe, --cpu-threads: routed experts on the CPU, as\n"
+        "                for `vkmoe run` (see `vkmoe run --help`)\n\n"
         "tokenizer benchmark (--tokenizer -m MODEL), CPU only:\n"
         "  needs no Vulkan device, and a vocab-only GGUF is enough. Encodes ~1 MB of generated\n"
         "  English-like text (prose with punctuation, numbers and some non-ASCII words) with\n"
@@ -354,9 +357,13 @@ int cmd_bench(int argc, char **argv) {
     uint64_t vram_budget = 0;
     int policy = VKM_EXPERT_LRU, prefetch = VKM_PREFETCH_AUTO;
     bench_model_opts bo = {.device = -1};
+    gen_exec exec = {0};
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
+        const int xr = gen_parse_exec_flag(&exec, argc, argv, &i, USAGE);
+        if (xr == CLI_OK) continue;
+        if (xr != GEN_NOT_MINE) return xr;
         if (cli_is_help(a)) {
             print_help();
             return CLI_OK;
@@ -491,7 +498,7 @@ int cmd_bench(int argc, char **argv) {
     }
     if (paging) {
         if (micro || tokenizer || report || quick || have_p || have_d || have_pg || have_r || csv ||
-            md || have_max_run || stats || vram_budget || have_policy || format)
+            md || have_max_run || stats || vram_budget || have_policy || format || exec.any)
             return cli_usage_error(USAGE, "--paging takes only -m, -n, --device, --prefetch, "
                                           "--json, --png and --quiet");
         if (!model) return cli_usage_error(USAGE, "--paging needs -m MODEL");
@@ -516,6 +523,9 @@ int cmd_bench(int argc, char **argv) {
             device >= 0 || stats || vram_budget || have_policy)
             return cli_usage_error(USAGE, "--tokenizer takes only -m, -r, --json and --quiet");
     }
+    if (exec.any && (!model || tokenizer || shaders))
+        return cli_usage_error(USAGE, "--expert-exec, --cpu-moe, --n-cpu-moe and --cpu-threads "
+                                      "go with -m MODEL (the model benchmark)");
     if ((stats || vram_budget) && !model)
         return cli_usage_error(USAGE, "--stats and --vram-budget go with -m MODEL");
     if (!micro && !model)
@@ -606,6 +616,7 @@ int cmd_bench(int argc, char **argv) {
         bo.expert_policy = policy;
         bo.stats = stats;
         bo.prefetch = prefetch;
+        bo.exec = exec;
         bo.multi = n_models > 1;
         bo.header = m == 0;
         rc = bench_model_run(&bo, root);

@@ -18,6 +18,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "gen.h"
+
 #include <cjson/cJSON.h>
 
 #include "gpu.h"
@@ -51,6 +53,7 @@ typedef struct bench_model_opts {
     int expert_policy;    /* enum vkm_expert_policy */
     bool stats;           /* print the expert-paging stats line on stderr */
     int prefetch;         /* enum vkm_prefetch */
+    gen_exec exec;        /* --expert-exec, --cpu-moe, --n-cpu-moe, --cpu-threads */
 } bench_model_opts;
 
 typedef struct bench_shaders_opts {

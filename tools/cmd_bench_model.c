@@ -180,6 +180,7 @@ static int run(const bench_model_opts *o, cJSON *root) {
                           .vram_budget = o->vram_budget,
                           .expert_policy = o->expert_policy,
                           .prefetch = o->prefetch};
+    gen_exec_apply(&o->exec, &eo);
     int n_test = max_of(o->prompts, o->n_prompts), max_p = n_test;
     if (max_of(o->gens, o->n_gens) > n_test) n_test = max_of(o->gens, o->n_gens);
     for (int i = 0; i < o->n_pg; i++) {

@@ -20,7 +20,13 @@
  * (pinned, as in core/pager.c), counting a hit or miss per requested expert. The hit rates
  * compared ("hit_rate", "belady_hit_rate") are over the whole run from the cold start, where
  * MIN's optimality makes belady >= policy a theorem; "decode_hit_rate" and the bytes moved per
- * token cover the decode steps only. */
+ * token cover the decode steps only.
+ *
+ * Execution modes (vkmoe.h vkm_expert_exec): then, with LRU, at 100/50/25% each of gpu (misses
+ * uploaded), cpu (misses computed on the CPU) and auto (the cost model per miss): tokens/s, the
+ * hit rate, and per decode token the MB uploaded and the MB of experts computed on the CPU
+ * ("paging_exec" in the JSON, with auto's measured rates). Belady is not simulated for these:
+ * CPU misses take no slot, so the trace (the GPU's requests) is not the policy's whole input. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +48,11 @@
 
 static const int k_pct[N_BUDGETS] = {100, 75, 50, 25, 10};
 static const char *const k_policy_name[N_POLICIES] = {"lru", "lfu"};
+#define N_EXEC_BUDGETS 3
+#define N_EXECS 3
+static const int k_exec_pct[N_EXEC_BUDGETS] = {100, 50, 25};
+static const int k_exec[N_EXECS] = {VKM_EXPERT_EXEC_GPU, VKM_EXPERT_EXEC_CPU, VKM_EXPERT_EXEC_AUTO};
+static const char *const k_exec_name[N_EXECS] = {"gpu", "cpu", "auto"};
 
 /* --------------------------------------------------------------- routing trace ---- */
 
@@ -189,6 +200,11 @@ typedef struct row {
     double tok_s_sd; /* standard deviation of the decode steps' tokens/s */
     double frac;     /* the fraction of the expert bytes the budget really holds (clamped) */
     char device[256];
+    int exec;                /* index into k_exec (0 = gpu, the policy sweep's) */
+    uint64_t dec_cpu_bytes;  /* expert bytes computed on the CPU in the decode steps */
+    double mb_cpu_per_token; /* the same per token, MB */
+    double auto_cpu_gbps, auto_upload_gbps;
+    uint32_t auto_max_tokens;
 } row;
 
 static double rate(uint64_t h, uint64_t m) {
@@ -205,7 +221,8 @@ static int run_one(const bench_model_opts *o, int n_gen, row *r) {
                           .expert_policy = r->policy,
                           .prefetch = o->prefetch,
                           .expert_trace = on_request,
-                          .expert_trace_user = &tr};
+                          .expert_trace_user = &tr,
+                          .expert_exec = (vkm_expert_exec)k_exec[r->exec]};
     vkm_engine *e = NULL;
     vkm_session *s = NULL;
     float *logits = NULL;
@@ -260,13 +277,18 @@ static int run_one(const bench_model_opts *o, int n_gen, row *r) {
         r->hit_rate = rate(r->hits, r->misses);
         r->dec_rate = rate(r->dec_hits, r->dec_misses);
         r->mb_per_token = (double)r->dec_bytes / n_gen / 1e6;
+        r->dec_cpu_bytes = st1.cpu_bytes - st0.cpu_bytes;
+        r->mb_cpu_per_token = (double)r->dec_cpu_bytes / n_gen / 1e6;
+        r->auto_cpu_gbps = st1.auto_cpu_gbps;
+        r->auto_upload_gbps = st1.auto_upload_gbps;
+        r->auto_max_tokens = st1.auto_max_tokens;
         rc = belady(&tr, (uint32_t)info.n_layer, (uint32_t)info.n_expert, &r->b_hits, &r->b_misses);
         for (size_t at = 0; at + 4 <= tr.len; at += 4 + tr.v[at + 3]) r->layer_steps++;
         r->belady_rate = rate(r->b_hits, r->b_misses);
         if (!o->quiet && st1.prefetched)
             fprintf(stderr, "bench --paging: prefetched %llu, used %llu\n",
                     (unsigned long long)st1.prefetched, (unsigned long long)st1.prefetch_used);
-        if (!rc && r->paged && r->b_hits + r->b_misses != r->hits + r->misses)
+        if (!rc && r->paged && r->exec == 0 && r->b_hits + r->b_misses != r->hits + r->misses)
             rc = vkm_error(VKM_EINVAL,
                            "routing trace: %llu requested experts, the pager counted "
                            "%llu",
@@ -456,6 +478,28 @@ static int run(const bench_model_opts *o, const char *png, cJSON *root, bool *pn
         }
     }
     if (rc) return rc;
+    row xrows[N_EXEC_BUDGETS * N_EXECS];
+    memset(xrows, 0, sizeof xrows);
+    for (int b = 0; !rc && b < N_EXEC_BUDGETS; b++) {
+        for (int x = 0; !rc && x < N_EXECS; x++) {
+            row *r = &xrows[b * N_EXECS + x];
+            for (int i = 0; i < N_BUDGETS; i++) /* the policy sweep's budget of that % */
+                if (rows[i * N_POLICIES].pct == k_exec_pct[b]) {
+                    r->budget = rows[i * N_POLICIES].budget;
+                    r->clamped = rows[i * N_POLICIES].clamped;
+                }
+            r->pct = k_exec_pct[b];
+            r->policy = VKM_EXPERT_LRU;
+            r->exec = x;
+            if (!o->quiet) {
+                fprintf(stderr, "bench --paging: %d%% --expert-exec %s ...\n", r->pct,
+                        k_exec_name[x]);
+                fflush(stderr);
+            }
+            rc = run_one(o, n_gen, r);
+        }
+    }
+    if (rc) return rc;
 
     const double mib = 1024.0 * 1024.0;
     printf("expert paging: %s, %d prompt + %d decode tokens (greedy), non-expert weights %.2f "
@@ -484,6 +528,22 @@ static int run(const bench_model_opts *o, const char *png, cJSON *root, bool *pn
     printf("hit rates: all %d steps from a cold cache (Belady on the same requests); 100%% = not "
            "paged; MB moved/tok: decode steps, MB = 10^6 bytes\n",
            N_PROMPT + n_gen);
+    printf("\nexecution modes (LRU): where misses run\n");
+    printf("| %8s | %5s | %9s | %8s | %12s | %11s |\n", "budget %", "exec", "tok/s", "hit rate",
+           "MB up/tok", "MB CPU/tok");
+    printf("|---------:|-------|----------:|---------:|-------------:|------------:|\n");
+    for (int i = 0; i < N_EXEC_BUDGETS * N_EXECS; i++) {
+        const row *r = &xrows[i];
+        printf("| %7d%s | %5s | %9.2f | %8.4f | %12.4f | %11.4f |\n", r->pct,
+               r->clamped ? "*" : " ", k_exec_name[r->exec], r->tok_s, r->hit_rate, r->mb_per_token,
+               r->mb_cpu_per_token);
+    }
+    for (int i = 0; i < N_EXEC_BUDGETS * N_EXECS; i++) /* each auto run probed its own */
+        if (xrows[i].exec == 2 && xrows[i].auto_cpu_gbps > 0)
+            printf("auto at %d%%: probe CPU expert %.3f GB/s, upload %.3f GB/s: misses of up to %u "
+                   "tokens on the CPU\n",
+                   xrows[i].pct, xrows[i].auto_cpu_gbps, xrows[i].auto_upload_gbps,
+                   xrows[i].auto_max_tokens);
     fflush(stdout);
 
     cJSON *info = cJSON_CreateObject(), *arr = cJSON_CreateArray();
@@ -501,6 +561,20 @@ static int run(const bench_model_opts *o, const char *png, cJSON *root, bool *pn
             cJSON_Delete(j);
             return vkm_error(VKM_ENOMEM, "out of memory");
         }
+    }
+    cJSON *xarr = cJSON_CreateArray();
+    if (!bench_json_add(root, "paging_exec", xarr)) return vkm_error(VKM_ENOMEM, "out of memory");
+    for (int i = 0; i < N_EXEC_BUDGETS * N_EXECS; i++) {
+        const row *r = &xrows[i];
+        cJSON *j = row_json(r, mib);
+        if (!j || !cJSON_AddItemToArray(xarr, j) ||
+            !cJSON_AddStringToObject(j, "exec", k_exec_name[r->exec]) ||
+            !cJSON_AddNumberToObject(j, "decode_cpu_bytes", (double)r->dec_cpu_bytes) ||
+            !cJSON_AddNumberToObject(j, "mb_cpu_per_token", r->mb_cpu_per_token) ||
+            !cJSON_AddNumberToObject(j, "auto_cpu_gbps", r->auto_cpu_gbps) ||
+            !cJSON_AddNumberToObject(j, "auto_upload_gbps", r->auto_upload_gbps) ||
+            !cJSON_AddNumberToObject(j, "auto_max_tokens", r->auto_max_tokens))
+            return vkm_error(VKM_ENOMEM, "out of memory");
     }
     if (png && write_png(png, base_name(o->model), rows)) *png_failed = true;
     return 0;

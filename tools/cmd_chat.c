@@ -27,7 +27,8 @@ static const char *const USAGE =
     "[--min-p P] [--repeat-penalty R] [-s SEED] [-c CTX] [-r TEXT] [--ignore-eos] [-t N] "
     "[--device N] [--profile] [-sys TEXT] [--chat-template NAME] [--hide-thinking] [--no-bos] "
     "[--kv-f32] [--vram-budget SIZE] [--expert-policy lru|lfu] [--prefetch on|off] [--stats] "
-    "[--quiet]";
+    "[--quiet] "
+    "[--expert-exec auto|gpu|cpu|upload] [--cpu-moe] [--n-cpu-moe N] [--cpu-threads N]";
 
 static const char *const COMMANDS_HELP =
     "/reset clears the conversation, /quit or /exit (or Ctrl-D) exits, /help shows this;\n"

@@ -91,6 +91,7 @@ void gen_print_flags_help(FILE *f, long default_n) {
         "  --stats                 print the expert-paging counters after the run\n"
         "  --quiet                 no load progress, model line or timings on stderr\n",
         default_n, GEN_MAX_STOP);
+    gen_print_exec_help(f);
 }
 
 /* A seed for --seed -1: clock and process id through splitmix64, 32 bits so that it is easy to
@@ -211,7 +212,7 @@ int gen_parse_flag(gen_opts *o, int argc, char **argv, int *i, const char *usage
     } else if (IS("--quiet")) {
         o->quiet = true;
     } else {
-        return GEN_NOT_MINE;
+        return gen_parse_exec_flag(&o->exec, argc, argv, i, usage);
     }
 #undef IS
     return CLI_OK;
@@ -314,6 +315,7 @@ int gen_open(gen_ctx *g, const gen_opts *o, bool want_template) {
                           .prefetch = o->prefetch,
                           .n_ctx = (int)o->n_ctx,
                           .kv_f32 = o->kv_f32};
+    gen_exec_apply(&o->exec, &eo);
     if (vkm_kernels_env(&eo.kernels) || vkm_engine_open(&eo, &g->engine)) return cli_fail_last();
     vkm_engine_info info;
     vkm_engine_get_info(g->engine, &info);

@@ -13,12 +13,14 @@
 
 #include "cli.h"
 #include "err.h"
+#include "gen.h"
 #include "vkmoe.h"
 
 static const char *const USAGE =
     "vkmoe logits -m MODEL.gguf (--tokens \"ID ID ...\" | --tokens-file FILE) -o OUT.f32 "
     "[--step] [--device N] [--kv-f32] [-c N] [--profile] [--vram-budget SIZE] "
-    "[--expert-policy lru|lfu] [--prefetch on|off] [--stats]";
+    "[--expert-policy lru|lfu] [--prefetch on|off] [--stats] "
+    "[--expert-exec auto|gpu|cpu|upload] [--cpu-moe] [--n-cpu-moe N] [--cpu-threads N]";
 
 static void print_help(void) {
     printf("usage: %s\n\n"
@@ -43,6 +45,7 @@ static void print_help(void) {
            "  --stats               print the expert cache counters to stderr (one line)\n"
            "  -h, --help            this help\n",
            USAGE);
+    gen_print_exec_help(stdout);
 }
 
 /* Parses whitespace-separated ids from text into a growing array. CLI_USAGE on a bad id. */
@@ -123,9 +126,13 @@ int cmd_logits(int argc, char **argv) {
     long device = -1, ctx = 0;
     uint64_t budget = 0;
     int policy = VKM_EXPERT_LRU, prefetch = VKM_PREFETCH_AUTO;
+    gen_exec exec = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has_val = i + 1 < argc;
+        const int xr = gen_parse_exec_flag(&exec, argc, argv, &i, USAGE);
+        if (xr == CLI_OK) continue;
+        if (xr != GEN_NOT_MINE) return xr;
         if (cli_is_help(a)) {
             print_help();
             return CLI_OK;
@@ -211,6 +218,7 @@ int cmd_logits(int argc, char **argv) {
                           .vram_budget = budget,
                           .expert_policy = policy,
                           .prefetch = prefetch};
+    gen_exec_apply(&exec, &eo);
     /* the automatic budget leaves room for this session (-c 0: the model's context, below) */
     eo.n_ctx = ctx_model ? 0 : (int)ctx;
     eo.kv_f32 = kv_f32;

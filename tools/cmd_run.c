@@ -18,7 +18,8 @@ static const char *const USAGE =
     "[--min-p P] [--repeat-penalty R] [-s SEED] [-c CTX] [-r TEXT] [--ignore-eos] [-t N] "
     "[--device N] [--profile] [--chat] [-i | -cnv] [-sys TEXT] [--chat-template NAME] "
     "[--hide-thinking] [--no-bos] [--kv-f32] [--vram-budget SIZE] [--expert-policy lru|lfu] "
-    "[--prefetch on|off] [--stats] [--quiet]";
+    "[--prefetch on|off] [--stats] [--quiet] "
+    "[--expert-exec auto|gpu|cpu|upload] [--cpu-moe] [--n-cpu-moe N] [--cpu-threads N]";
 
 enum { RUN_DEFAULT_N = 128 };
 

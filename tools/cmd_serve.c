@@ -31,7 +31,8 @@ static const char *const USAGE =
     "[--queue N] [--alias NAME] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] "
     "[--repeat-penalty R] [-s SEED] [--ignore-eos] [-t N] [--device N] [-sys TEXT] "
     "[--chat-template NAME] [--no-bos] [--kv-f32] [--vram-budget SIZE] [--expert-policy lru|lfu] "
-    "[--prefetch on|off] [--profile] [--stats] [--quiet]";
+    "[--prefetch on|off] [--profile] [--stats] [--quiet] "
+    "[--expert-exec auto|gpu|cpu|upload] [--cpu-moe] [--n-cpu-moe N] [--cpu-threads N]";
 
 enum { SERVE_MAX_BODY = 8 << 20, SERVE_DEFAULT_QUEUE = 16, SERVE_MAX_CONNECTIONS = 64 };
 

@@ -20,6 +20,16 @@
 
 enum { GEN_MAX_STOP = 8 };
 
+/* The flags of routed experts on the CPU (tools/cmd_exec_flags.c), shared by run, chat, serve,
+ * bench and logits. */
+typedef struct gen_exec {
+    int expert_exec; /* enum vkm_expert_exec (--expert-exec) */
+    bool cpu_moe;    /* --cpu-moe */
+    int n_cpu_moe;   /* --n-cpu-moe N */
+    int cpu_threads; /* --cpu-threads N (0 = one per core) */
+    bool any;        /* one of them was given */
+} gen_exec;
+
 /* Options shared by run and chat. */
 typedef struct gen_opts {
     const char *model;
@@ -40,6 +50,7 @@ typedef struct gen_opts {
     bool ignore_eos;  /* never sample an end-of-generation token */
     const char *stop[GEN_MAX_STOP]; /* -r/--reverse-prompt, --stop: generation ends after any */
     int n_stop;
+    gen_exec exec; /* --expert-exec, --cpu-moe, --n-cpu-moe, --cpu-threads */
 } gen_opts;
 
 /* Defaults (n_predict as given: run uses 128, chat -1). */
@@ -50,6 +61,14 @@ enum { GEN_NOT_MINE = -1 };
 int gen_parse_flag(gen_opts *o, int argc, char **argv, int *i, const char *usage);
 /* The help lines of the shared flags. */
 void gen_print_flags_help(FILE *f, long default_n);
+
+/* Parses an expert-execution flag at argv[*i] like gen_parse_flag (CLI_OK, GEN_NOT_MINE or
+ * CLI_USAGE with the message printed). */
+int gen_parse_exec_flag(gen_exec *x, int argc, char **argv, int *i, const char *usage);
+/* Sets the engine options of x. */
+void gen_exec_apply(const gen_exec *x, vkm_engine_opts *eo);
+/* The help lines of those flags. */
+void gen_print_exec_help(FILE *f);
 
 /* Why generation stopped. */
 enum gen_stop { GEN_STOP_LIMIT, GEN_STOP_EOG, GEN_STOP_CTX, GEN_STOP_INTR, GEN_STOP_STRING };
