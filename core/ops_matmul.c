@@ -184,10 +184,13 @@ static int get_kernel(vkm_gpu *gpu, tuning *tp, bool gemv, bool id, uint32_t wty
     if (gemv) {
         uint32_t nc = 1;
         while (nc < cols && nc < VKM_MM_VEC_MAX_COLS) nc *= 2;
-        /* gemv: exactly the columns (a pass of absent columns computes them for nothing) */
-        if (t.gemv)
-            nc =
-                cols < VKM_MM_VEC_MAX_COLS ? (cols > 0 ? (uint32_t)cols : 1u) : VKM_MM_VEC_MAX_COLS;
+        /* gemv: exactly the columns (a pass of absent columns computes them for nothing); the
+         * gated form at most 2 a pass (gate and up accumulators per column: on gfx1100 NC 3 takes
+         * 120 VGPRs and NC 4 spills, measured with bench --shaders; passes cover more) */
+        if (t.gemv) {
+            const int64_t cap = pc->glu ? 2 : VKM_MM_VEC_MAX_COLS;
+            nc = cols < cap ? (cols > 0 ? (uint32_t)cols : 1u) : (uint32_t)cap;
+        }
         spec[0] = t.wg;
         spec[1] = t.rows;
         spec[2] = nc;

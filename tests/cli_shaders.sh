@@ -59,11 +59,13 @@ for fam in gfx1100 navi21 polaris10; do
             test "$(rows "$TMP/$fam.out" | grep '^matmul_sg' | grep -c '| *-$')" -eq 0
         # the decode GEMVs (shaders/gemv.comp): straight-line main loops whose loads are issued
         # together: at most one full drain (vmcnt(0)) per 3 vector loads (matmul_sg: one per
-        # load), at most 64 VGPRs
+        # load), at most 64 VGPRs; their several-column variants (batched decode of several
+        # streams, spec 2 = columns per pass > 1) only have to build without spills (above)
         g=$(rows "$TMP/$fam.out" | grep -c '^gemv')
         ok "$name: the GPU plan uses the gemv kernels ($g)" test "$g" -gt 0
-        bad=$(rows "$TMP/$fam.out" | awk '/^gemv/ && ($3 > 64 || $NF * 3 > $(NF - 2))')
-        ok "$name: gemv loops drain at most once per 3 loads, <= 64 VGPRs${bad:+: $bad}" \
+        bad=$(rows "$TMP/$fam.out" |
+            awk '/^gemv/ { split($2, sp, ","); if (sp[3] == 1 && ($3 > 64 || $NF * 3 > $(NF - 2))) print }')
+        ok "$name: one-column gemv loops drain at most once per 3 loads, <= 64 VGPRs${bad:+: $bad}" \
             test -z "$bad"
         ok "$name: the JSON lists every pipeline" \
             test "$(grep -c '"built":	true' "$TMP/$fam.json")" -eq "$n"

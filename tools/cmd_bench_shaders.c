@@ -188,7 +188,9 @@ int bench_shaders_run(const bench_shaders_opts *o, cJSON *root) {
                           .compile_only = true};
     vkm_engine *e = NULL;
     vkm_session *s = NULL;
-    if (vkm_engine_open(&eo, &e) || vkm_session_create(e, NULL, &s) || vkm_session_warmup(s, 512)) {
+    /* a 512-token prompt, decode steps, and batched decode steps of up to 8 streams (serve) */
+    if (vkm_engine_open(&eo, &e) || vkm_session_create(e, NULL, &s) || vkm_session_warmup(s, 512) ||
+        vkm_session_warmup_batched(s, 8, NULL, NULL)) {
         const int rc = cli_fail_last();
         vkm_session_destroy(s);
         vkm_engine_close(e);
