@@ -33,7 +33,12 @@ static const char *const USAGE =
     "[--chat-template NAME] [--no-bos] [--kv-f32] [--vram-budget SIZE] [--expert-policy lru|lfu] "
     "[--prefetch on|off] [--profile] [--stats] [--quiet]";
 
-enum { SERVE_MAX_BODY = 8 << 20, SERVE_DEFAULT_QUEUE = 16, SERVE_MAX_CONNECTIONS = 64 };
+enum {
+    SERVE_MAX_BODY = 8 << 20,
+    SERVE_DEFAULT_QUEUE = 16,
+    SERVE_MAX_CONNECTIONS = 64,
+    SERVE_MAX_PARALLEL = 64, /* slots: beyond, per-slot contexts and the step's batch get small */
+};
 
 static void print_help(void) {
     printf(
@@ -177,6 +182,11 @@ static void h_generate(serve_app *a, const serve_http_req *rq, serve_http_resp *
             snprintf(msg, sizeof msg, "the prompt cannot be tokenized: %s", vkm_errmsg());
         else if (!n)
             snprintf(msg, sizeof msg, "the prompt is empty (no tokens)");
+        else if (a->w.n_slots > 1)
+            snprintf(msg, sizeof msg,
+                     "the prompt is %zu tokens, longer than the context of %d tokens of a slot "
+                     "(-c %ld shared by --parallel %d)",
+                     n, a->g.n_ctx, (long)a->g.n_ctx * a->w.n_slots, a->w.n_slots);
         else
             snprintf(msg, sizeof msg,
                      "the prompt is %zu tokens, longer than the context of %d tokens", n,
@@ -306,8 +316,16 @@ static void h_metrics(serve_app *a, const serve_http_req *rq, serve_http_resp *r
     METRIC("requests_rejected_total", "counter", "Requests refused because the queue was full.",
            "vkmoe_requests_rejected_total %llu\n", m.rejected_full);
     METRIC("queue_length", "gauge", "Requests waiting.", "vkmoe_queue_length %d\n", queued);
-    METRIC("requests_processing", "gauge", "Requests being generated.",
-           "vkmoe_requests_processing %d\n", m.busy ? 1 : 0);
+    METRIC("requests_processing", "gauge", "Requests being generated (slots busy).",
+           "vkmoe_requests_processing %d\n", m.slots_busy);
+    METRIC("slots_busy", "gauge", "Slots with a request.", "vkmoe_slots_busy %d\n", m.slots_busy);
+    METRIC("slots_total", "gauge", "Slots (--parallel).", "vkmoe_slots_total %d\n", m.slots_total);
+    METRIC("decode_steps_total", "counter",
+           "Batched steps that decoded (one engine call each, every decoding slot together).",
+           "vkmoe_decode_steps_total %llu\n", m.decode_steps);
+    METRIC("decode_step_tokens_total", "counter",
+           "Tokens decoded in those steps (/ decode_steps_total = the mean batch).",
+           "vkmoe_decode_step_tokens_total %llu\n", m.decode_step_tokens);
     METRIC("prompt_tokens_total", "counter", "Prompt tokens of the requests served.",
            "vkmoe_prompt_tokens_total %llu\n", m.prompt_tokens);
     METRIC("prefill_tokens_total", "counter",
@@ -323,9 +341,9 @@ static void h_metrics(serve_app *a, const serve_http_req *rq, serve_http_resp *r
            m.decode_s > 0 ? (double)m.generated_tokens / m.decode_s : 0.0);
     METRIC("expert_paging", "gauge", "1 when routed experts are paged from host memory.",
            "vkmoe_expert_paging %d\n", m.experts.paged ? 1 : 0);
-    METRIC("expert_hits_total", "counter", "Expert cache hits (as of the last request).",
+    METRIC("expert_hits_total", "counter", "Expert cache hits (as of the last step).",
            "vkmoe_expert_hits_total %llu\n", (unsigned long long)m.experts.hits);
-    METRIC("expert_misses_total", "counter", "Expert cache misses (as of the last request).",
+    METRIC("expert_misses_total", "counter", "Expert cache misses (as of the last step).",
            "vkmoe_expert_misses_total %llu\n", (unsigned long long)m.experts.misses);
     METRIC("expert_uploaded_bytes_total", "counter", "Expert bytes uploaded host to device.",
            "vkmoe_expert_uploaded_bytes_total %llu\n",
@@ -426,14 +444,10 @@ int cmd_serve(int argc, char **argv) {
                 return cli_usage_error(USAGE, "--port needs a port number 0..65535");
             i++;
         } else if (!strcmp(a1, "--parallel") || !strcmp(a1, "-np")) {
-            if (!cli_parse_long(v, 1, 1024, &parallel))
-                return cli_usage_error(USAGE, "%s needs a number of requests >= 1", a1);
+            if (!cli_parse_long(v, 1, SERVE_MAX_PARALLEL, &parallel))
+                return cli_usage_error(USAGE, "%s needs a number of slots 1..%d", a1,
+                                       SERVE_MAX_PARALLEL);
             i++;
-            if (parallel != 1)
-                return cli_usage_error(USAGE,
-                                       "%s %ld: batched parallel requests are not implemented "
-                                       "yet; only --parallel 1 (later requests queue)",
-                                       a1, parallel);
         } else if (!strcmp(a1, "--api-key")) {
             if (!v || !v[0]) return cli_usage_error(USAGE, "--api-key needs a key");
             api_key = argv[++i];
@@ -463,7 +477,8 @@ int cmd_serve(int argc, char **argv) {
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
 
-    int rc = serve_worker_init(&a.w, &a.g, &a.o, (int)queue);
+    a.o.n_seq = (int)parallel; /* -c is the total context: each slot gets -c / N */
+    int rc = serve_worker_init(&a.w, &a.g, &a.o, (int)queue, (int)parallel);
     if (rc) return rc;
     serve_http_opts ho = {.host = host,
                           .port = (int)port,
@@ -483,13 +498,18 @@ int cmd_serve(int argc, char **argv) {
     rc = gen_open(&a.g, &a.o, true);
     if (!rc && !g_stop) {
         atomic_store(&a.ready, true);
-        if (!a.o.quiet) fprintf(stderr, "vkmoe: serve: ready (model \"%s\")\n", a.model_name);
+        if (!a.o.quiet)
+            fprintf(stderr,
+                    "vkmoe: serve: ready (model \"%s\"; %ld slot%s, context %d tokens each, "
+                    "%ld in all)\n",
+                    a.model_name, parallel, parallel == 1 ? "" : "s", a.g.n_ctx,
+                    parallel * a.g.n_ctx);
     }
-    if (!rc) serve_worker_run(&a.w, &g_stop);
+    if (!rc) rc = serve_worker_run(&a.w, &g_stop);
     if (!a.o.quiet) fprintf(stderr, "vkmoe: serve: stopping\n");
     serve_http_quiesce(h, 3000); /* the answers just finished get out */
     serve_http_stop(h);
-    if (!rc && a.g.session) gen_print_timings(&a.g);
+    if (!rc && a.g.seq.session) gen_print_timings(&a.g);
     gen_close(&a.g);
     serve_worker_destroy(&a.w);
     return rc;
