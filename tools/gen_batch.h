@@ -20,6 +20,12 @@
 
 #include "gen.h"
 
+/* The prefill chunk of `vkmoe serve` and `bench --serve`: prompt tokens per step while other
+ * slots decode. A decode step grows by at most this many tokens (on a GPU a 128-token pass costs
+ * a few decode steps, as the weights are read once for all; prefill runs near its full speed),
+ * so streams slow down but do not stall while a long prompt is prefilled. */
+enum { GEN_BATCH_PREFILL_CHUNK = 128 };
+
 enum gen_slot_state { GEN_SLOT_FREE = 0, GEN_SLOT_PREFILL, GEN_SLOT_DECODE };
 
 struct gen_slot;

@@ -303,11 +303,18 @@ static void start_job(serve_worker *w, gen_batch *b, serve_job *j, volatile sig_
 
 int serve_worker_run(serve_worker *w, volatile sig_atomic_t *stop) {
     gen_batch b;
-    int rc = gen_batch_init(&b, w->g, w->n_slots, SERVE_PREFILL_CHUNK);
+    int rc = gen_batch_init(&b, w->g, w->n_slots, GEN_BATCH_PREFILL_CHUNK);
     if (!rc && !(w->runs = calloc((size_t)w->n_slots, sizeof *w->runs)))
         rc = cli_fail("out of memory");
     serve_job **admit = rc ? NULL : calloc((size_t)w->n_slots, sizeof *admit);
     if (!rc && !admit) rc = cli_fail("out of memory");
+    if (!rc) {
+        vkm_expert_stats es;
+        vkm_engine_expert_stats(w->g->engine, &es);
+        pthread_mutex_lock(&w->mu);
+        w->m.experts = es; /* paged or not, before the first request */
+        pthread_mutex_unlock(&w->mu);
+    }
     while (!rc) {
         pthread_mutex_lock(&w->mu);
         const int busy = gen_batch_busy(&b);

@@ -54,12 +54,6 @@ typedef struct serve_metrics {
     unsigned long long decode_step_tokens; /* tokens decoded in them: / decode_steps = mean batch */
 } serve_metrics;
 
-/* Prompt tokens per step while other slots decode: a decode step grows by at most this many
- * tokens (on a GPU a 128-token pass costs a few decode steps, as the weights are read once for
- * all; prefill near its full speed), so streams slow down but do not stall while a long prompt
- * is prefilled; with nothing decoding a prompt takes the whole batch. */
-enum { SERVE_PREFILL_CHUNK = 128 };
-
 typedef struct job_run job_run;
 
 typedef struct serve_worker {
