@@ -2,14 +2,15 @@
  *
  * Lifecycle: the HTTP server starts first (GET /health answers 503 while the model loads, every
  * other path 503 with Retry-After), then the model is opened with the flags run and chat take
- * (gen.h), then this thread becomes the worker that runs requests one at a time
- * (serve_worker.c) until SIGINT or SIGTERM: then it stops taking requests, cancels the one in
- * progress at its next token, answers the queued ones 503, closes the connections and exits 0.
+ * (gen.h; -c is the total context, each of the --parallel N slots gets -c / N), then this thread
+ * becomes the worker that runs up to N requests at once, continuously batched (serve_worker.c,
+ * gen_batch.h), until SIGINT or SIGTERM: then it stops taking requests, ends the ones in progress
+ * at the next step, answers the queued ones 503, closes the connections and exits 0.
  *
  * The endpoint handlers run on the connection threads (serve_http.c): they parse and validate the
  * request (serve_api.c), render the chat template and tokenize (the tokenizer and template are
- * read-only once loaded), refuse a prompt longer than the context, and queue the job; a streamed
- * answer is then pulled from the job as it is generated, a whole one waited for. */
+ * read-only once loaded), refuse a prompt longer than a slot's context, and queue the job; a
+ * streamed answer is then pulled from the job as it is generated, a whole one waited for. */
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -27,7 +28,7 @@
 #include "serve_worker.h"
 
 static const char *const USAGE =
-    "vkmoe serve -m MODEL.gguf [--host ADDR] [--port N] [--parallel 1] [-c CTX] [--api-key KEY] "
+    "vkmoe serve -m MODEL.gguf [--host ADDR] [--port N] [--parallel N] [-c CTX] [--api-key KEY] "
     "[--queue N] [--alias NAME] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] "
     "[--repeat-penalty R] [-s SEED] [--ignore-eos] [-t N] [--device N] [-sys TEXT] "
     "[--chat-template NAME] [--no-bos] [--kv-f32] [--vram-budget SIZE] [--expert-policy lru|lfu] "
@@ -43,8 +44,9 @@ enum {
 static void print_help(void) {
     printf(
         "usage: %s\n\n"
-        "Serves the model over HTTP with the OpenAI API, one request at a time (later ones\n"
-        "wait in a queue). Endpoints:\n"
+        "Serves the model over HTTP with the OpenAI API, --parallel N requests at once (each\n"
+        "step decodes one token of every one in one batch; later requests wait in a queue).\n"
+        "Endpoints:\n"
         "  POST /v1/chat/completions  chat through the model's template; \"stream\": true for\n"
         "                             Server-Sent Events; R1 reasoning in reasoning_content\n"
         "                             (\"reasoning_format\": \"none\" keeps it in content)\n"
@@ -52,7 +54,8 @@ static void print_help(void) {
         "  GET  /v1/models            the model\n"
         "  GET  /health               200 when ready, 503 while the model loads\n"
         "  GET  /metrics              Prometheus counters: requests, tokens, speeds, queue,\n"
-        "                             expert cache hits/misses/uploaded bytes\n"
+        "                             slots busy, decode steps and their tokens (the mean\n"
+        "                             batch), expert cache hits/misses/uploaded bytes\n"
         "  POST /tokenize, /detokenize  {\"content\": text} <-> {\"tokens\": [ids]}\n"
         "Request fields: messages / prompt, max_tokens (or max_completion_tokens), temperature,\n"
         "top_p, top_k, min_p, seed, stop, stream, stream_options.include_usage; fields not\n"
@@ -63,13 +66,16 @@ static void print_help(void) {
         "  --host ADDR             address to listen on (default 127.0.0.1: this machine\n"
         "                          only; 0.0.0.0 for every interface)\n"
         "  --port N                TCP port (default 8080; 0 = any free port, printed)\n"
-        "  --parallel N            requests decoded at once: only 1 for now\n"
+        "  --parallel N            slots: requests decoded at once, 1..%d (default 1); -c is\n"
+        "                          the total context, each slot gets -c / N; a request goes\n"
+        "                          to the free slot whose cache shares the longest prefix\n"
+        "                          with its prompt and prefills only the rest\n"
         "  --api-key KEY           require \"Authorization: Bearer KEY\" (all but /health)\n"
         "  --queue N               requests that may wait (default %d; beyond: 503 with\n"
         "                          Retry-After)\n"
         "  --alias NAME            the model's name in the API (default: the file's name)\n"
         "  -sys, --system TEXT     system message for chats that have none\n",
-        USAGE, SERVE_DEFAULT_QUEUE);
+        USAGE, SERVE_MAX_PARALLEL, SERVE_DEFAULT_QUEUE);
     gen_print_flags_help(stdout, -1);
     printf("  -h, --help              this help\n"
            "Of the flags shared with run, -r/--reverse-prompt/--stop (requests give \"stop\")\n"
