@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# cli_serve_batch.sh - `vkmoe serve --parallel N` (continuous batching) on the tiny fixture: four
+# cli_serve_batch.sh - `vkmoe serve --parallel N` (continuous batching) on the tiny fixture, and
+# that `vkmoe bench --serve` runs (its usage errors, a 1,2-stream run's JSON): four
 # different prompts sent at once to --parallel 4 give each the tokens `vkmoe run` gives it alone
 # (greedy, and seeded sampling), also under a VRAM budget that pages experts; steps really batch
 # (decode tokens per step > 1); per-slot prefix reuse (two interleaved conversations: each next
@@ -21,7 +22,21 @@ serve_need curl python3
 expect "serve -c 2 --parallel 4" 1 "cannot be shared by 4" -- "$VKMOE" serve -m "$TINY" --port 0 \
     -c 2 --parallel 4 --quiet
 
+expect "bench --serve no -m" 2 "needs -m MODEL" -- "$VKMOE" bench --serve
+expect "bench --parallel-list alone" 2 "go with --serve" -- "$VKMOE" bench -m "$TINY" --parallel-list 2
+expect "bench --parallel-list 0" 2 "1..64" -- "$VKMOE" bench --serve -m "$TINY" --parallel-list 0
+expect "bench --serve -n 1" 2 "at least 2" -- "$VKMOE" bench --serve -m "$TINY" -n 1
+
 cli_skip_without_device
+
+# the benchmark runs (its numbers are not checked: on lavapipe they are noise at this size)
+expect "bench --serve" 0 "decode tok/s" -- "$VKMOE" bench --serve -m "$TINY" --parallel-list 1,2 -n 4 \
+    --json "$TMP/bench.json" --quiet
+check "bench --serve JSON: 2 rows, the second batching 2 streams" python3 -c '
+import json, sys
+t = json.load(open(sys.argv[1]))["serve"]["throughput"]
+assert [r["streams"] for r in t] == [1, 2] and t[1]["decode_tokens"] == 2 * t[1]["decode_steps"], t
+' "$TMP/bench.json"
 
 metric() { curl -s -m 10 "$BASE/metrics" | J metric /dev/stdin "$1"; }
 

@@ -9,9 +9,9 @@
  * Only the steps after every prompt is prefilled count: tokens/s = tokens decoded in them / their
  * time. Paging: at a VRAM budget holding 50% of the routed expert bytes (the budget arithmetic of
  * bench --paging) the same at 1 and at the largest P streams, with the expert bytes uploaded per
- * decoded token over those steps (vkm_engine_expert_stats). The host memory the slots take (RSS
- * growth over making them: on a CPU device such as lavapipe device memory is host memory) is
- * shown too. */
+ * decoded token over those steps (vkm_engine_expert_stats). The process's resident anonymous
+ * memory after each run is shown too (on a CPU device such as lavapipe device memory is host
+ * memory: the rows' difference is what the slots' KV caches and work buffers take). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,17 +33,18 @@ typedef struct serve_row {
     double seconds;
     uint64_t uploaded;     /* expert bytes over those steps */
     uint64_t hits, misses; /* over those steps */
-    double slots_mib;      /* RSS growth making the slots */
+    double anon_mib;       /* resident anonymous host memory at the end of the timed round */
     char device[256];
 } serve_row;
 
-static double rss_mib(void) {
+/* Resident anonymous memory (resident less file-backed: the mapped model is not counted). */
+static double anon_mib(void) {
     FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long size = 0, res = 0;
+    unsigned long size = 0, res = 0, shared = 0;
     if (!f) return 0;
-    if (fscanf(f, "%lu %lu", &size, &res) != 2) res = 0;
+    if (fscanf(f, "%lu %lu %lu", &size, &res, &shared) != 3) res = shared = 0;
     fclose(f);
-    return (double)res * (double)sysconf(_SC_PAGESIZE) / (1024.0 * 1024.0);
+    return (double)(res - shared) * (double)sysconf(_SC_PAGESIZE) / (1024.0 * 1024.0);
 }
 
 static uint64_t splitmix(uint64_t *s) {
@@ -141,12 +142,11 @@ static int run_streams(const bench_serve_opts *o, int P, uint64_t budget, serve_
         vkm_engine_info info;
         vkm_engine_get_info(g.engine, &info);
         snprintf(r->device, sizeof r->device, "%s", info.device_name);
-        const double m0 = rss_mib();
         rc = gen_batch_init(&b, &g, P, GEN_BATCH_PREFILL_CHUNK);
-        r->slots_mib = rss_mib() - m0;
     }
     if (!rc) rc = round_run(&b, o, 0, 4, false, r);
     if (!rc) rc = round_run(&b, o, 1, o->n_gen, true, r);
+    r->anon_mib = anon_mib();
     gen_batch_free(&b);
     gen_close(&g);
     return rc;
@@ -167,7 +167,7 @@ static cJSON *row_json(const serve_row *r) {
         !cJSON_AddNumberToObject(j, "uploaded_bytes_per_token",
                                  r->tokens ? (double)r->uploaded / (double)r->tokens : 0) ||
         !cJSON_AddNumberToObject(j, "hit_rate", req ? (double)r->hits / (double)req : 1) ||
-        !cJSON_AddNumberToObject(j, "slots_rss_mib", r->slots_mib)) {
+        !cJSON_AddNumberToObject(j, "host_anon_mib", r->anon_mib)) {
         cJSON_Delete(j);
         return NULL;
     }
@@ -208,7 +208,7 @@ int bench_serve_run(const bench_serve_opts *o, cJSON *root) {
            "in one vkm_session_eval_multi per step (prefill chunk %d)\n\n",
            o->model, rows[0].device, o->n_prompt, o->n_gen, GEN_BATCH_PREFILL_CHUNK);
     printf("| %7s | %13s | %16s | %10s | %10s | %13s |\n", "streams", "decode tok/s",
-           "tok/s per stream", "x 1 stream", "mean batch", "slots RSS MiB");
+           "tok/s per stream", "x 1 stream", "mean batch", "host MiB anon");
     printf(
         "| ------: | ------------: | ---------------: | ---------: | ---------: | ------------: |"
         "\n");
@@ -218,7 +218,7 @@ int bench_serve_run(const bench_serve_opts *o, cJSON *root) {
         if (base > 0) snprintf(x, sizeof x, "%.2f", r->tps / base);
         printf("| %7d | %13.2f | %16.2f | %10s | %10.2f | %13.1f |\n", r->streams, r->tps,
                r->tps / r->streams, x, r->steps ? (double)r->tokens / (double)r->steps : 0,
-               r->slots_mib);
+               r->anon_mib);
     }
     if (do_paging) {
         printf("\nexpert paging at 50%% of the routed expert bytes (budget %.2f MiB%s):\n\n",
