@@ -19,8 +19,6 @@ set -u
 serve_setup serve_batch
 serve_need curl python3
 
-expect "serve -c 2 --parallel 4" 1 "cannot be shared by 4" -- "$VKMOE" serve -m "$TINY" --port 0 \
-    -c 2 --parallel 4 --quiet
 
 expect "bench --serve no -m" 2 "needs -m MODEL" -- "$VKMOE" bench --serve
 expect "bench --parallel-list alone" 2 "go with --serve" -- "$VKMOE" bench -m "$TINY" --parallel-list 2
@@ -28,6 +26,11 @@ expect "bench --parallel-list 0" 2 "1..64" -- "$VKMOE" bench --serve -m "$TINY" 
 expect "bench --serve -n 1" 2 "at least 2" -- "$VKMOE" bench --serve -m "$TINY" -n 1
 
 cli_skip_without_device
+
+expect "serve -c 2 --parallel 4" 1 "cannot be shared by 4" -- "$VKMOE" serve -m "$TINY" --port 0 \
+    -c 2 --parallel 4 --quiet
+expect "serve -c 8 --parallel 4" 1 "4 slots need a batch of 4 tokens" -- "$VKMOE" serve -m "$TINY" \
+    --port 0 -c 8 --parallel 4 --quiet
 
 # the benchmark runs (its numbers are not checked: on lavapipe they are noise at this size)
 expect "bench --serve" 0 "decode tok/s" -- "$VKMOE" bench --serve -m "$TINY" --parallel-list 1,2 -n 4 \
@@ -91,6 +94,11 @@ for s in 3 7; do
         >"$TMP/run_seed$s.txt" 2>/dev/null
     check "seed $s = run -s $s" J same "$TMP/seed$s.json" choices.0.text "$TMP/run_seed$s.txt"
 done
+
+# max_tokens 0: the prompt is evaluated, nothing generated
+code=$(curl -s -m 60 -o "$TMP/out" -w '%{http_code}' "$BASE/v1/completions" -d '{"prompt":"Hello","max_tokens":0}')
+check "max_tokens 0: 200 (got $code)" test "$code" = 200
+check "max_tokens 0: no completion tokens" test "$(J get "$TMP/out" usage.completion_tokens)" = 0
 
 # a prompt longer than a slot's context (4096 = 16384 / 4)
 python3 -c 'import json; print(json.dumps({"prompt":" ".join(map(str, range(3000))),"max_tokens":1}))' >"$TMP/long.json"
@@ -183,13 +191,17 @@ for ((t = 0; t < 200; t++)); do
     sleep 0.05
 done
 check "a fifth request waits (4 slots busy)" test "$(metric vkmoe_slots_busy)" = 4
-kill -KILL "${lp[0]}" 2>/dev/null
-cli_wait "${lp[0]}" 10 2>/dev/null # (no "Killed" job notice)
+{ # (no "Killed" job notice)
+    kill -KILL "${lp[0]}"
+    cli_wait "${lp[0]}" 10
+} 2>/dev/null
 cli_wait "$qp" 60
 check "killed stream: the queued request ran" test "$(cat "$TMP/queued.code")" = 200
 check "killed stream: queued answer = run" J same "$TMP/queued.json" choices.0.text "$TMP/run_0.txt"
-for ((i = 1; i < 4; i++)); do kill -KILL "${lp[i]}" 2>/dev/null; done
-for ((i = 1; i < 4; i++)); do cli_wait "${lp[i]}" 10 2>/dev/null; done
+{ # (no "Killed" job notices)
+    for ((i = 1; i < 4; i++)); do kill -KILL "${lp[i]}"; done
+    for ((i = 1; i < 4; i++)); do cli_wait "${lp[i]}" 10; done
+} 2>/dev/null
 for ((t = 0; t < 200; t++)); do
     [ "$(metric vkmoe_slots_busy)" = 0 ] && break
     sleep 0.05
