@@ -213,6 +213,29 @@ code=$(curl -s -m 60 -o "$TMP/after.json" -w '%{http_code}' "$BASE/v1/completion
 check "after killed streams: 200" test "$code" = 200
 check "after killed streams: = run" J same "$TMP/after.json" choices.0.text "$TMP/run_1.txt"
 
+# a long prompt is prefilled in chunks of at most 128 tokens while a stream decodes: every one
+# of its steps also decodes the stream
+curl -s -m 120 -N "$BASE/v1/completions" -d "$LONG" >"$TMP/inter.txt" &
+ip=$!
+for ((t = 0; t < 300; t++)); do
+    grep -q '^data: ' "$TMP/inter.txt" 2>/dev/null && break
+    sleep 0.05
+done
+x0=$(metric vkmoe_mixed_steps_total)
+f0=$(metric vkmoe_prefill_tokens_total)
+python3 -c 'import json; print(json.dumps({"prompt":" ".join(map(str, range(500))),"max_tokens":1}))' >"$TMP/mid.json"
+code=$(curl -s -m 60 -o "$TMP/out" -w '%{http_code}' "$BASE/v1/completions" -d "@$TMP/mid.json")
+x1=$(metric vkmoe_mixed_steps_total)
+f1=$(metric vkmoe_prefill_tokens_total)
+check "interleaved: the long prompt answered (got $code)" test "$code" = 200
+check "interleaved: $((f1 - f0)) prompt tokens in $((x1 - x0)) steps with the stream" \
+    test $((x1 - x0)) -eq $(((f1 - f0 + 127) / 128))
+check "interleaved: the stream goes on" kill -0 "$ip"
+{
+    kill -KILL "$ip"
+    cli_wait "$ip" 10
+} 2>/dev/null
+
 # SIGTERM with 3 streams in flight: every stream ends, the server exits 0
 for ((i = 0; i < 3; i++)); do
     curl -s -m 120 -N "$BASE/v1/completions" -d "$LONG" >"$TMP/term$i.txt" &

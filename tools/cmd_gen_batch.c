@@ -201,6 +201,7 @@ void gen_batch_step(gen_batch *b) {
         st->decode_steps++;
         st->decode_tokens += (uint64_t)n_dec;
     }
+    if (n_dec && n_pf) st->mixed_steps++;
     if (n_dec && !n_pf) {
         st->pure_decode_s += dt;
         st->pure_decode_tokens += (uint64_t)n_dec;

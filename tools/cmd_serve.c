@@ -332,6 +332,9 @@ static void h_metrics(serve_app *a, const serve_http_req *rq, serve_http_resp *r
     METRIC("decode_step_tokens_total", "counter",
            "Tokens decoded in those steps (/ decode_steps_total = the mean batch).",
            "vkmoe_decode_step_tokens_total %llu\n", m.decode_step_tokens);
+    METRIC("mixed_steps_total", "counter",
+           "Decode steps that also prefilled a prompt chunk (prefill interleaved with decoding).",
+           "vkmoe_mixed_steps_total %llu\n", m.mixed_steps);
     METRIC("prompt_tokens_total", "counter", "Prompt tokens of the requests served.",
            "vkmoe_prompt_tokens_total %llu\n", m.prompt_tokens);
     METRIC("prefill_tokens_total", "counter",

@@ -64,6 +64,7 @@ typedef struct gen_batch_stats {
     uint64_t decode_steps;      /* of those, with decode tokens */
     uint64_t decode_tokens;     /* tokens decoded in them (their mean batch: / decode_steps) */
     uint64_t prefill_tokens;    /* prompt tokens evaluated */
+    uint64_t mixed_steps;       /* steps that prefilled a prompt chunk while slots decoded */
     uint64_t generated;         /* tokens generated (sampled), by finished requests */
     double prefill_s, decode_s; /* step times, split by their tokens */
     double pure_decode_s;       /* the steps with decode tokens only */

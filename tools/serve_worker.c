@@ -359,6 +359,7 @@ int serve_worker_run(serve_worker *w, volatile sig_atomic_t *stop) {
         w->m.slots_busy = gen_batch_busy(&b);
         w->m.decode_steps = b.st.decode_steps;
         w->m.decode_step_tokens = b.st.decode_tokens;
+        w->m.mixed_steps = b.st.mixed_steps;
         pthread_mutex_unlock(&w->mu);
     }
     gen_batch_free(&b); /* (every request has ended: nothing is done() here) */

@@ -52,6 +52,7 @@ typedef struct serve_metrics {
     int slots_busy, slots_total;
     unsigned long long decode_steps;       /* steps that decoded */
     unsigned long long decode_step_tokens; /* tokens decoded in them: / decode_steps = mean batch */
+    unsigned long long mixed_steps;        /* of those, steps that also prefilled a prompt chunk */
 } serve_metrics;
 
 typedef struct job_run job_run;
