@@ -233,8 +233,8 @@ static int chat_turn(gen_ctx *g, convo *c, const char *line) {
     }
     rc = gen_prefill(g, ids, n_ids);
     free(ids);
-    if (rc ||
-        !g->seq.have_logits) { /* an error, or Ctrl-C during the prompt: forget the question */
+    /* an error, or Ctrl-C during the prompt: forget the question */
+    if (rc || !g->seq.have_logits) {
         if (!rc) fprintf(stderr, "vkmoe: (prompt interrupted)\n");
         convo_truncate(c, before);
         return rc;

@@ -1,8 +1,8 @@
-/* cmd_gen_common.c - the generation machinery shared by `vkmoe run` and `vkmoe chat` (gen.h):
- * shared flags, open/close, prefill with KV-cache reuse, the sampling loop, SIGINT, timings and
- * the reasoning display.
+/* cmd_gen_common.c - the generation machinery shared by `vkmoe run`, `vkmoe chat` and `vkmoe
+ * serve` (gen.h): shared flags, open/close, prefill with KV-cache reuse, the sampling loop over
+ * one sequence (gen_seq, cmd_gen_seq.c), SIGINT, timings and the reasoning display.
  *
- * The token mirror gen_ctx.cache is updated only after the session accepted the tokens, so it
+ * The token mirror gen_seq.cache is updated only after the session accepted the tokens, so it
  * always equals the KV cache's contents; every eval is bounded by n_ctx before it is made. */
 #include <errno.h>
 #include <limits.h>
