@@ -22,7 +22,7 @@ serve_need curl python3
 expect "serve --help" 0 "POST /v1/chat/completions" -- "$VKMOE" serve --help
 expect "serve listed" 0 "serve" -- "$VKMOE" --help
 expect "serve no -m" 2 "missing -m" -- "$VKMOE" serve
-expect "serve --parallel 2" 2 "not implemented yet" -- "$VKMOE" serve -m "$TINY" --parallel 2
+expect "serve --parallel 65" 2 "1..64" -- "$VKMOE" serve -m "$TINY" --parallel 65
 expect "serve --parallel 0" 2 "usage:" -- "$VKMOE" serve -m "$TINY" --parallel 0
 expect "serve --port x" 2 "--port" -- "$VKMOE" serve -m "$TINY" --port x
 expect "serve --port 70000" 2 "--port" -- "$VKMOE" serve -m "$TINY" --port 70000

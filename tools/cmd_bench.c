@@ -27,6 +27,8 @@
     "       vkmoe bench --paging -m MODEL [-n N] [--device N] [--prefetch on|off] [--json F] "     \
     "[--png F] [--quiet]\n"                                                                        \
     "       vkmoe bench --shaders -m MODEL [--device N] [--json F]\n"                              \
+    "       vkmoe bench --serve -m MODEL [--parallel-list 1,2,4,8] [-p N] [-n N] "                 \
+    "[--vram-budget SIZE] [--no-paging] [--device N] [--json F] [--quiet]\n"                       \
     "       vkmoe bench --report A.json [B.json ...] [--md F] [--png F]"
 
 #define MAX_DEVICES 64
@@ -111,6 +113,20 @@ static void print_help(void) {
         "  one per eval and MoE layer)\n"
         "  --png F       also draw tok/s (+- 1 sd), hit rate and MB moved per token against the\n"
         "                fraction of the expert bytes held, the device in the title, as PNG\n\n"
+        "continuous batching (--serve -m MODEL): the aggregate decode rate of N streams decoded\n"
+        "  together as `vkmoe serve --parallel N` does (in-process through the engine API, no\n"
+        "  HTTP: the server's scheduler, one vkm_session_eval_multi call per step with one token\n"
+        "  of every stream). Per N a fresh engine and N slots; an untimed round, then N requests\n"
+        "  with distinct seeded pseudo-random prompts of -p tokens (default 16) and -n greedy\n"
+        "  tokens each (default 32); tokens/s over the steps after every prompt is prefilled.\n"
+        "  Prints tok/s, per stream, the ratio to 1 stream, the mean batch and the resident\n"
+        "  anonymous host memory after the run (lavapipe: device memory too). Then, unless "
+        "--no-paging, at a VRAM budget holding 50%% of the routed\n"
+        "  expert bytes (as --paging) 1 and the largest N streams: tok/s, expert MB uploaded per\n"
+        "  decoded token, hit rate and the bytes per token against 1 stream's. The JSON has\n"
+        "  \"serve\" {throughput [...], paging_50pct [...]}\n"
+        "  --parallel-list N,...  stream counts (default 1,2,4,8; each 1..64)\n"
+        "  --vram-budget SIZE     the budget of the throughput runs (default automatic)\n\n"
         "pipelines (--shaders -m MODEL): opens the engine compile-only (no weights uploaded,\n"
         "  nothing run), builds every pipeline a 512-token prompt and a decode step of the\n"
         "  model would use with the kernel plan's specialization constants (VKMOE_KERNELS\n"
@@ -354,6 +370,8 @@ int cmd_bench(int argc, char **argv) {
     int n_inputs = 0;
     bool have_max_run = false, stats = false, cpu = false;
     bool tokenizer = false, have_policy = false, paging = false, have_r = false, shaders = false;
+    bool serve = false, no_paging = false;
+    int par[BENCH_MAX_LIST], n_par = 0;
     uint64_t vram_budget = 0;
     int policy = VKM_EXPERT_LRU, prefetch = VKM_PREFETCH_AUTO;
     bench_model_opts bo = {.device = -1};
@@ -383,6 +401,16 @@ int cmd_bench(int argc, char **argv) {
             paging = true;
         } else if (!strcmp(a, "--shaders")) {
             shaders = true;
+        } else if (!strcmp(a, "--serve")) {
+            serve = true;
+        } else if (!strcmp(a, "--no-paging")) {
+            no_paging = true;
+        } else if (!strcmp(a, "--parallel-list")) {
+            if (!take_value(argc, argv, &i, &v) || !parse_list(v, 1, 64, par, &n_par))
+                return cli_usage_error(USAGE,
+                                       "--parallel-list needs stream counts in 1..64, separated "
+                                       "by commas (at most %d)",
+                                       BENCH_MAX_LIST);
         } else if (!strcmp(a, "--stats")) {
             stats = true;
         } else if (!strcmp(a, "--vram-budget")) {
@@ -487,8 +515,23 @@ int cmd_bench(int argc, char **argv) {
     const bool have_p = bo.n_prompts > 0, have_n = bo.n_gens > 0, have_d = bo.n_depths > 0;
     const bool have_pg = bo.n_pg > 0;
 
-    if (n_models > 1 && (paging || tokenizer || shaders))
-        return cli_usage_error(USAGE, "--paging, --shaders and --tokenizer take one model");
+    if (n_models > 1 && (paging || tokenizer || shaders || serve))
+        return cli_usage_error(USAGE,
+                               "--paging, --serve, --shaders and --tokenizer take one model");
+    if ((n_par || no_paging) && !serve)
+        return cli_usage_error(USAGE, "--parallel-list and --no-paging go with --serve");
+    if (serve) {
+        if (micro || tokenizer || report || paging || shaders || quick || have_d || have_pg ||
+            have_r || csv || md || png || have_max_run || stats || format)
+            return cli_usage_error(USAGE, "--serve takes only -m, -p, -n, --parallel-list, "
+                                          "--vram-budget, --expert-policy, --prefetch, "
+                                          "--no-paging, --device, --json and --quiet");
+        if (!model) return cli_usage_error(USAGE, "--serve needs -m MODEL");
+        if (bo.n_prompts > 1 || bo.n_gens > 1)
+            return cli_usage_error(USAGE, "--serve takes one -p and one -n value");
+        if ((have_p && bo.prompts[0] < 1) || (have_n && bo.gens[0] < 2))
+            return cli_usage_error(USAGE, "--serve needs -p of at least 1 and -n of at least 2");
+    }
     if (shaders) {
         if (micro || tokenizer || report || paging || quick || have_p || have_n || have_d ||
             have_pg || have_r || csv || md || png || have_max_run || stats || vram_budget ||
@@ -607,7 +650,22 @@ int cmd_bench(int argc, char **argv) {
                                .prefetch = prefetch};
         rc = bench_paging_run(&po, png, root);
     }
-    for (int m = 0; !rc && !tokenizer && !paging && !shaders && m < n_models; m++) {
+    if (serve) {
+        bench_serve_opts so = {.model = model,
+                               .device = (int)device,
+                               .n_prompt = have_p ? bo.prompts[0] : 16,
+                               .n_gen = have_n ? bo.gens[0] : 32,
+                               .vram_budget = vram_budget,
+                               .no_paging = no_paging,
+                               .expert_policy = policy,
+                               .prefetch = prefetch,
+                               .quiet = quiet};
+        static const int def_par[] = {1, 2, 4, 8};
+        so.n_parallel = n_par ? n_par : 4;
+        for (int k = 0; k < so.n_parallel; k++) so.parallel[k] = n_par ? par[k] : def_par[k];
+        rc = bench_serve_run(&so, root);
+    }
+    for (int m = 0; !rc && !tokenizer && !paging && !shaders && !serve && m < n_models; m++) {
         bo.model = models[m];
         bo.device = (int)device;
         bo.reps = reps > 0 ? (int)reps : 3;

@@ -9,6 +9,8 @@
  *   --shaders -m FILE  cmd_bench_shaders.c  every pipeline the model uses, compiled only, with the
  *            driver's statistics and the main loop's instruction mix (RADV's null device too)
  *   --report cmd_bench_report.c  markdown table and PNG bar chart over several result files
+ *   --serve -m FILE  cmd_bench_serve.c  aggregate decode tok/s of 1..N continuously batched
+ *            streams (as `vkmoe serve --parallel N`), and expert bytes per token when paging
  *   --paging -m FILE  cmd_bench_paging.c  expert paging: tok/s and hit rate per VRAM budget and
  *            eviction policy, against Belady's MIN; PNG line chart (cmd_bench_draw.c draws)
  * Every function returns a CLI exit status (cli.h): 0 ok, 1 runtime error (already printed). */
@@ -56,6 +58,18 @@ typedef struct bench_model_opts {
     gen_exec exec;        /* --expert-exec, --cpu-moe, --n-cpu-moe, --cpu-threads */
 } bench_model_opts;
 
+/* --serve: continuously batched streams (cmd_bench_serve.c). */
+typedef struct bench_serve_opts {
+    const char *model;
+    int device;
+    int parallel[BENCH_MAX_LIST], n_parallel; /* stream counts (--parallel-list) */
+    int n_prompt, n_gen;                      /* tokens per stream */
+    uint64_t vram_budget;                     /* of the throughput runs; 0 = automatic */
+    bool no_paging;                           /* skip the 50% expert budget comparison */
+    int expert_policy, prefetch;
+    bool quiet;
+} bench_serve_opts;
+
 typedef struct bench_shaders_opts {
     const char *model;          /* GGUF path */
     int device;                 /* -1 = default device */
@@ -76,6 +90,9 @@ int bench_micro_run(const bench_micro_opts *o, cJSON *root);
  * gemv [{type, shape, k, m, gbps, of_read, seconds}], skipped [...]}. */
 int bench_cpu_run(const bench_micro_opts *o, cJSON *root);
 int bench_model_run(const bench_model_opts *o, cJSON *root);
+/* --serve: the table on stdout, "serve" {model, n_prompt, n_gen, prefill_chunk, throughput
+ * [{streams, tokens_per_s, ...}], paging_50pct [...]} in root. */
+int bench_serve_run(const bench_serve_opts *o, cJSON *root);
 int bench_tok_run(const bench_tok_opts *o, cJSON *root);
 /* --shaders: adds "pipelines" [{name, type?, spec, built, subgroup_size, stats {driver's}, loop?}].
  */

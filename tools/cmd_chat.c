@@ -234,7 +234,8 @@ static int chat_turn(gen_ctx *g, convo *c, const char *line) {
     }
     rc = gen_prefill(g, ids, n_ids);
     free(ids);
-    if (rc || !g->have_logits) { /* an error, or Ctrl-C during the prompt: forget the question */
+    /* an error, or Ctrl-C during the prompt: forget the question */
+    if (rc || !g->seq.have_logits) {
         if (!rc) fprintf(stderr, "vkmoe: (prompt interrupted)\n");
         convo_truncate(c, before);
         return rc;
@@ -337,7 +338,7 @@ int cmd_chat(int argc, char **argv) {
         }
         free(line);
     }
-    if (g.session) gen_print_timings(&g);
+    if (g.seq.session) gen_print_timings(&g);
     convo_truncate(&c, 0);
     free(c.msgs);
     free(file_text);

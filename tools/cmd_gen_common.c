@@ -1,8 +1,8 @@
-/* cmd_gen_common.c - the generation machinery shared by `vkmoe run` and `vkmoe chat` (gen.h):
- * shared flags, open/close, prefill with KV-cache reuse, the sampling loop, SIGINT, timings and
- * the reasoning display.
+/* cmd_gen_common.c - the generation machinery shared by `vkmoe run`, `vkmoe chat` and `vkmoe
+ * serve` (gen.h): shared flags, open/close, prefill with KV-cache reuse, the sampling loop over
+ * one sequence (gen_seq, cmd_gen_seq.c), SIGINT, timings and the reasoning display.
  *
- * The token mirror gen_ctx.cache is updated only after the session accepted the tokens, so it
+ * The token mirror gen_seq.cache is updated only after the session accepted the tokens, so it
  * always equals the KV cache's contents; every eval is bounded by n_ctx before it is made. */
 #include <errno.h>
 #include <limits.h>
@@ -313,7 +313,7 @@ int gen_open(gen_ctx *g, const gen_opts *o, bool want_template) {
                           .vram_budget = o->vram_budget,
                           .expert_policy = o->expert_policy,
                           .prefetch = o->prefetch,
-                          .n_ctx = (int)o->n_ctx,
+                          .n_ctx = (int)o->n_ctx, /* serve: all its slots' contexts */
                           .kv_f32 = o->kv_f32};
     gen_exec_apply(&o->exec, &eo);
     if (vkm_kernels_env(&eo.kernels) || vkm_engine_open(&eo, &g->engine)) return cli_fail_last();
@@ -326,13 +326,16 @@ int gen_open(gen_ctx *g, const gen_opts *o, bool want_template) {
 
     int n_ctx = (int)o->n_ctx;
     if (o->ctx_model) n_ctx = info.n_ctx_train < (1 << 24) ? info.n_ctx_train : 1 << 24;
+    if (o->n_seq > 1) { /* -c is the total: each sequence gets its share */
+        if (!n_ctx) n_ctx = info.n_ctx_train < 4096 ? info.n_ctx_train : 4096;
+        if (n_ctx / o->n_seq < 1)
+            return cli_fail("a context of %d tokens cannot be shared by %d sequences (raise -c)",
+                            n_ctx, o->n_seq);
+        n_ctx /= o->n_seq;
+    }
     vkm_session_opts so = {.n_ctx = n_ctx, .kv_f32 = o->kv_f32};
-    if (vkm_session_create(g->engine, &so, &g->session)) return cli_fail_last();
-    g->n_ctx = vkm_session_n_ctx(g->session);
-    if (vkm_sampler_create(&o->sampling, g->n_vocab, &g->sampler)) return cli_fail_last();
-    g->logits = malloc((size_t)g->n_vocab * sizeof *g->logits);
-    g->cache = malloc((size_t)(g->n_ctx > 0 ? g->n_ctx : 1) * sizeof *g->cache);
-    if (!g->logits || !g->cache) return cli_fail("out of memory");
+    if (gen_seq_open(&g->seq, g, &so, &o->sampling)) return CLI_ERROR;
+    g->n_ctx = g->seq.n_ctx;
 
     if (o->ignore_eos) {
         if (!(g->eog = malloc((size_t)g->n_vocab * sizeof *g->eog)))
@@ -355,24 +358,18 @@ int gen_open(gen_ctx *g, const gen_opts *o, bool want_template) {
 }
 
 void gen_close(gen_ctx *g) {
-    vkm_sampler_destroy(g->sampler);
-    vkm_session_destroy(g->session);
+    gen_seq_close(&g->seq);
     vkm_engine_close(g->engine);
     vkm_tok_free(g->tok);
-    free(g->logits);
-    free(g->cache);
     free(g->eog);
     memset(g, 0, sizeof *g);
 }
 
 int gen_reset(gen_ctx *g) {
-    if (vkm_session_truncate(g->session, 0)) return cli_fail_last();
-    g->n_cache = 0;
-    g->have_logits = false;
-    vkm_sampler_destroy(g->sampler);
-    g->sampler = NULL;
-    if (vkm_sampler_create(&g->opts->sampling, g->n_vocab, &g->sampler)) return cli_fail_last();
-    return CLI_OK;
+    if (vkm_session_truncate(g->seq.session, 0)) return cli_fail_last();
+    g->seq.n_cache = 0;
+    g->seq.have_logits = false;
+    return gen_seq_set_sampler(&g->seq, &g->opts->sampling);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -414,27 +411,24 @@ static bool warmup_progress(void *user, int stage, int done, int total) {
 }
 
 int gen_prefill(gen_ctx *g, const int32_t *ids, int n) {
+    gen_seq *q = &g->seq;
     if (n <= 0) return cli_fail("the prompt is empty (no tokens to evaluate)");
     if (n > g->n_ctx)
         return cli_fail("the prompt is %d tokens, longer than the context of %d tokens "
                         "(raise it with -c)",
                         n, g->n_ctx);
-    int common = 0;
-    while (common < g->n_cache && common < n && g->cache[common] == ids[common]) common++;
-    if (common == n && n == g->n_cache && g->have_logits) return CLI_OK;
+    int common = gen_seq_common(q, ids, n);
+    if (common == n && n == q->n_cache && q->have_logits) return CLI_OK;
     if (common == n) common = n - 1; /* evaluate the last token again for its logits */
-    if (common < g->n_cache) {
-        if (vkm_session_truncate(g->session, common)) return cli_fail_last();
-        g->n_cache = common;
-    }
-    g->have_logits = false;
+    if (gen_seq_truncate(q, common)) return CLI_ERROR;
+    q->have_logits = false;
     /* the kernels of this prompt and of decoding, all built now (several at once) rather than
      * one by one inside the timed evaluations; progress on a terminal, Ctrl-C stops it */
     warmup_view wv = {.t0 = now_s(), .show = !g->opts->quiet && isatty(STDERR_FILENO)};
     in_warmup = 1;
     int wrc = gen_interrupted
                   ? VKM_EINTR
-                  : vkm_session_warmup_progress(g->session, n - common, warmup_progress, &wv);
+                  : vkm_session_warmup_progress(q->session, n - common, warmup_progress, &wv);
     in_warmup = 0;
     alarm(0); /* the backstop of a Ctrl-C in the warm-up: it stopped in time */
     if (wv.shown) fputs("\r\x1b[K", stderr);
@@ -443,136 +437,60 @@ int gen_prefill(gen_ctx *g, const int32_t *ids, int n) {
     if (wrc) return cli_fail_last();
     double t0;
     /* the chunks vkm_session_eval would make, one call each: progress and Ctrl-C in between */
-    const int step = vkm_session_max_batch(g->session), total = n - common;
+    const int step = vkm_session_max_batch(q->session), total = n - common;
     const bool show = !g->opts->quiet && total > step && isatty(STDERR_FILENO);
     int rc = 0;
     t0 = now_s();
-    while (g->n_cache < n) {
-        const int at = g->n_cache, c = n - at < step ? n - at : step;
+    while (q->n_cache < n) {
+        const int at = q->n_cache, c = n - at < step ? n - at : step;
         if (gen_interrupted) break;
-        rc = vkm_session_eval(g->session, ids + at, c, false, at + c == n ? g->logits : NULL);
+        rc = vkm_session_eval(q->session, ids + at, c, false, at + c == n ? q->logits : NULL);
         if (rc) break;
-        memcpy(g->cache + at, ids + at, (size_t)c * sizeof *ids);
-        for (int i = at; i < at + c; i++) vkm_sampler_accept(g->sampler, ids[i]);
-        g->n_cache = at + c;
+        gen_seq_push(q, ids + at, c, at + c == n);
+        for (int i = at; i < at + c; i++) vkm_sampler_accept(q->sampler, ids[i]);
         g->n_prompt += c;
-        if (show) fprintf(stderr, "\rvkmoe: prompt %d/%d tokens", g->n_cache - common, total);
+        if (show) fprintf(stderr, "\rvkmoe: prompt %d/%d tokens", q->n_cache - common, total);
     }
     g->t_prompt += now_s() - t0;
     if (show) fputs("\r\x1b[K", stderr);
     if (rc) return cli_fail_last(); /* the session holds the chunks done: so does the mirror */
-    g->have_logits = g->n_cache == n;
     return CLI_OK;
 }
 
-static void emit_token(gen_ctx *g, vkm_tok_stream *st, int32_t id, gen_text_fn fn, void *user) {
-    const char *text;
-    size_t len;
-    if (id >= 0 && (id == g->think_open || id == g->think_close)) {
-        /* the tags reach the think parser even when they are CONTROL tokens */
-        vkm_tok_stream_flush(st, &text, &len);
-        if (len) fn(user, text, len);
-        if (id == g->think_open)
-            fn(user, THINK_OPEN, sizeof THINK_OPEN - 1);
-        else
-            fn(user, THINK_CLOSE, sizeof THINK_CLOSE - 1);
-        return;
-    }
-    if (vkm_tok_stream_put(st, id, &text, &len) == 0 && len) fn(user, text, len);
-}
-
-/* Passes text on and watches it for the stop strings: the last bytes of the output are kept, up
- * to the longest stop string less one, so a string split across pieces is found. */
-typedef struct stop_watch {
-    const gen_opts *o;
-    gen_text_fn fn;
-    void *user;
-    char tail[512]; /* the last n bytes passed on */
-    size_t n, keep;
-    bool hit;
-} stop_watch;
-
-static void watch_text(void *user, const char *text, size_t len) {
-    stop_watch *w = user;
-    w->fn(w->user, text, len);
-    if (!w->o->n_stop || w->hit) return;
-    /* tail + text, searched for each string (text itself may be long: search it in pieces) */
-    char buf[1024];
-    size_t off = 0;
-    while (off < len && !w->hit) {
-        size_t take = len - off < sizeof buf - w->n ? len - off : sizeof buf - w->n;
-        memcpy(buf, w->tail, w->n);
-        memcpy(buf + w->n, text + off, take);
-        const size_t m = w->n + take;
-        for (int i = 0; i < w->o->n_stop && !w->hit; i++) {
-            const size_t sl = strlen(w->o->stop[i]);
-            for (size_t p = 0; p + sl <= m && !w->hit; p++)
-                w->hit = !memcmp(buf + p, w->o->stop[i], sl);
-        }
-        off += take;
-        w->n = m < w->keep ? m : w->keep;
-        memcpy(w->tail, buf + m - w->n, w->n);
-    }
-}
-
-int gen_generate(gen_ctx *g, long n_predict, gen_text_fn fn_out, void *user_out,
-                 enum gen_stop *why) {
+int gen_generate(gen_ctx *g, long n_predict, gen_text_fn fn, void *user, enum gen_stop *why) {
+    gen_seq *q = &g->seq;
     *why = GEN_STOP_LIMIT;
     if (n_predict == 0) return CLI_OK;
-    if (!g->have_logits) return cli_fail("internal: generation without a prefill");
-    stop_watch w = {.o = g->opts, .fn = fn_out, .user = user_out};
-    for (int i = 0; i < g->opts->n_stop; i++) {
-        const size_t sl = strlen(g->opts->stop[i]);
-        if (sl - 1 > w.keep) w.keep = sl - 1 < sizeof w.tail ? sl - 1 : sizeof w.tail;
-    }
-    gen_text_fn fn = watch_text;
-    void *user = &w;
-    vkm_tok_stream *st = NULL;
-    if (vkm_tok_stream_create(g->tok, false, &st)) return cli_fail_last();
+    if (!q->have_logits) return cli_fail("internal: generation without a prefill");
+    if (gen_seq_begin(q, g, n_predict, g->opts->stop, g->opts->n_stop, fn, user)) return CLI_ERROR;
     const double t0 = now_s();
     int rc = CLI_OK;
-    for (long i = 0; n_predict < 0 || i < n_predict; i++) {
+    for (;;) {
         if (gen_interrupted) {
             *why = GEN_STOP_INTR;
             break;
         }
-        for (int e = 0; e < g->n_eog; e++) g->logits[g->eog[e]] = -INFINITY; /* --ignore-eos */
-        int32_t id = vkm_sampler_sample(g->sampler, g->logits);
-        if (vkm_tok_is_eog(g->tok, id)) {
-            *why = GEN_STOP_EOG;
-            break;
-        }
-        vkm_sampler_accept(g->sampler, id);
-        g->n_gen++;
-        emit_token(g, st, id, fn, user);
-        if (w.hit) {
-            *why = GEN_STOP_STRING;
-            break;
-        }
-        if (n_predict >= 0 && i + 1 >= n_predict) break; /* no need to evaluate the last one */
-        if (g->n_cache >= g->n_ctx) {
-            *why = GEN_STOP_CTX;
+        int32_t id;
+        const int more = gen_seq_next(q, g, &id, why);
+        if (more <= 0) {
+            rc = more < 0 ? CLI_ERROR : CLI_OK;
             break;
         }
         if (gen_interrupted) {
             *why = GEN_STOP_INTR;
             break;
         }
-        g->have_logits = false;
-        if (vkm_session_eval(g->session, &id, 1, false, g->logits)) {
+        q->have_logits = false;
+        if (vkm_session_eval(q->session, &id, 1, false, q->logits)) {
             fflush(stdout); /* start the message on its own line after streamed text */
             if (isatty(STDOUT_FILENO) && isatty(STDERR_FILENO)) fputc('\n', stderr);
             rc = cli_fail_last();
             break;
         }
-        g->cache[g->n_cache++] = id;
-        g->have_logits = true;
+        gen_seq_push(q, &id, 1, true);
     }
-    const char *text;
-    size_t len;
-    vkm_tok_stream_flush(st, &text, &len);
-    if (len) fn(user, text, len);
-    vkm_tok_stream_destroy(st);
+    g->n_gen += q->n_out;
+    gen_seq_end(q);
     g->t_gen += now_s() - t0;
     if (*why == GEN_STOP_CTX) {
         fflush(stdout);
@@ -599,7 +517,7 @@ void gen_print_timings(gen_ctx *g) {
     if (g->opts->profile && g->engine) {
         vkm_engine_profile_print(g->engine, stderr);
         vkm_dispatch_stats ds = {0};
-        if (g->session) vkm_session_dispatch_stats(g->session, &ds);
+        if (g->seq.session) vkm_session_dispatch_stats(g->seq.session, &ds);
         if (ds.decode_steps)
             fprintf(stderr,
                     "dispatches per decode step: %.1f, host waits per decode step: %.1f "

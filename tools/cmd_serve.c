@@ -2,14 +2,15 @@
  *
  * Lifecycle: the HTTP server starts first (GET /health answers 503 while the model loads, every
  * other path 503 with Retry-After), then the model is opened with the flags run and chat take
- * (gen.h), then this thread becomes the worker that runs requests one at a time
- * (serve_worker.c) until SIGINT or SIGTERM: then it stops taking requests, cancels the one in
- * progress at its next token, answers the queued ones 503, closes the connections and exits 0.
+ * (gen.h; -c is the total context, each of the --parallel N slots gets -c / N), then this thread
+ * becomes the worker that runs up to N requests at once, continuously batched (serve_worker.c,
+ * gen_batch.h), until SIGINT or SIGTERM: then it stops taking requests, ends the ones in progress
+ * at the next step, answers the queued ones 503, closes the connections and exits 0.
  *
  * The endpoint handlers run on the connection threads (serve_http.c): they parse and validate the
  * request (serve_api.c), render the chat template and tokenize (the tokenizer and template are
- * read-only once loaded), refuse a prompt longer than the context, and queue the job; a streamed
- * answer is then pulled from the job as it is generated, a whole one waited for. */
+ * read-only once loaded), refuse a prompt longer than a slot's context, and queue the job; a
+ * streamed answer is then pulled from the job as it is generated, a whole one waited for. */
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -27,20 +28,26 @@
 #include "serve_worker.h"
 
 static const char *const USAGE =
-    "vkmoe serve -m MODEL.gguf [--host ADDR] [--port N] [--parallel 1] [-c CTX] [--api-key KEY] "
+    "vkmoe serve -m MODEL.gguf [--host ADDR] [--port N] [--parallel N] [-c CTX] [--api-key KEY] "
     "[--queue N] [--alias NAME] [-n N] [--temp T] [--top-k K] [--top-p P] [--min-p P] "
     "[--repeat-penalty R] [-s SEED] [--ignore-eos] [-t N] [--device N] [-sys TEXT] "
     "[--chat-template NAME] [--no-bos] [--kv-f32] [--vram-budget SIZE] [--expert-policy lru|lfu] "
     "[--prefetch on|off] [--profile] [--stats] [--quiet] "
     "[--expert-exec auto|gpu|cpu|upload] [--cpu-moe] [--n-cpu-moe N] [--cpu-threads N]";
 
-enum { SERVE_MAX_BODY = 8 << 20, SERVE_DEFAULT_QUEUE = 16, SERVE_MAX_CONNECTIONS = 64 };
+enum {
+    SERVE_MAX_BODY = 8 << 20,
+    SERVE_DEFAULT_QUEUE = 16,
+    SERVE_MAX_CONNECTIONS = 64,
+    SERVE_MAX_PARALLEL = 64, /* slots: beyond, per-slot contexts and the step's batch get small */
+};
 
 static void print_help(void) {
     printf(
         "usage: %s\n\n"
-        "Serves the model over HTTP with the OpenAI API, one request at a time (later ones\n"
-        "wait in a queue). Endpoints:\n"
+        "Serves the model over HTTP with the OpenAI API, --parallel N requests at once (each\n"
+        "step decodes one token of every one in one batch; later requests wait in a queue).\n"
+        "Endpoints:\n"
         "  POST /v1/chat/completions  chat through the model's template; \"stream\": true for\n"
         "                             Server-Sent Events; R1 reasoning in reasoning_content\n"
         "                             (\"reasoning_format\": \"none\" keeps it in content)\n"
@@ -48,7 +55,8 @@ static void print_help(void) {
         "  GET  /v1/models            the model\n"
         "  GET  /health               200 when ready, 503 while the model loads\n"
         "  GET  /metrics              Prometheus counters: requests, tokens, speeds, queue,\n"
-        "                             expert cache hits/misses/uploaded bytes\n"
+        "                             slots busy, decode steps and their tokens (the mean\n"
+        "                             batch), expert cache hits/misses/uploaded bytes\n"
         "  POST /tokenize, /detokenize  {\"content\": text} <-> {\"tokens\": [ids]}\n"
         "Request fields: messages / prompt, max_tokens (or max_completion_tokens), temperature,\n"
         "top_p, top_k, min_p, seed, stop, stream, stream_options.include_usage; fields not\n"
@@ -59,13 +67,16 @@ static void print_help(void) {
         "  --host ADDR             address to listen on (default 127.0.0.1: this machine\n"
         "                          only; 0.0.0.0 for every interface)\n"
         "  --port N                TCP port (default 8080; 0 = any free port, printed)\n"
-        "  --parallel N            requests decoded at once: only 1 for now\n"
+        "  --parallel N            slots: requests decoded at once, 1..%d (default 1); -c is\n"
+        "                          the total context, each slot gets -c / N; a request goes\n"
+        "                          to the free slot whose cache shares the longest prefix\n"
+        "                          with its prompt and prefills only the rest\n"
         "  --api-key KEY           require \"Authorization: Bearer KEY\" (all but /health)\n"
         "  --queue N               requests that may wait (default %d; beyond: 503 with\n"
         "                          Retry-After)\n"
         "  --alias NAME            the model's name in the API (default: the file's name)\n"
         "  -sys, --system TEXT     system message for chats that have none\n",
-        USAGE, SERVE_DEFAULT_QUEUE);
+        USAGE, SERVE_MAX_PARALLEL, SERVE_DEFAULT_QUEUE);
     gen_print_flags_help(stdout, -1);
     printf("  -h, --help              this help\n"
            "Of the flags shared with run, -r/--reverse-prompt/--stop (requests give \"stop\")\n"
@@ -178,6 +189,11 @@ static void h_generate(serve_app *a, const serve_http_req *rq, serve_http_resp *
             snprintf(msg, sizeof msg, "the prompt cannot be tokenized: %s", vkm_errmsg());
         else if (!n)
             snprintf(msg, sizeof msg, "the prompt is empty (no tokens)");
+        else if (a->w.n_slots > 1)
+            snprintf(msg, sizeof msg,
+                     "the prompt is %zu tokens, longer than the context of %d tokens of a slot "
+                     "(-c %ld shared by --parallel %d)",
+                     n, a->g.n_ctx, (long)a->g.n_ctx * a->w.n_slots, a->w.n_slots);
         else
             snprintf(msg, sizeof msg,
                      "the prompt is %zu tokens, longer than the context of %d tokens", n,
@@ -307,8 +323,19 @@ static void h_metrics(serve_app *a, const serve_http_req *rq, serve_http_resp *r
     METRIC("requests_rejected_total", "counter", "Requests refused because the queue was full.",
            "vkmoe_requests_rejected_total %llu\n", m.rejected_full);
     METRIC("queue_length", "gauge", "Requests waiting.", "vkmoe_queue_length %d\n", queued);
-    METRIC("requests_processing", "gauge", "Requests being generated.",
-           "vkmoe_requests_processing %d\n", m.busy ? 1 : 0);
+    METRIC("requests_processing", "gauge", "Requests being generated (slots busy).",
+           "vkmoe_requests_processing %d\n", m.slots_busy);
+    METRIC("slots_busy", "gauge", "Slots with a request.", "vkmoe_slots_busy %d\n", m.slots_busy);
+    METRIC("slots_total", "gauge", "Slots (--parallel).", "vkmoe_slots_total %d\n", m.slots_total);
+    METRIC("decode_steps_total", "counter",
+           "Batched steps that decoded (one engine call each, every decoding slot together).",
+           "vkmoe_decode_steps_total %llu\n", m.decode_steps);
+    METRIC("decode_step_tokens_total", "counter",
+           "Tokens decoded in those steps (/ decode_steps_total = the mean batch).",
+           "vkmoe_decode_step_tokens_total %llu\n", m.decode_step_tokens);
+    METRIC("mixed_steps_total", "counter",
+           "Decode steps that also prefilled a prompt chunk (prefill interleaved with decoding).",
+           "vkmoe_mixed_steps_total %llu\n", m.mixed_steps);
     METRIC("prompt_tokens_total", "counter", "Prompt tokens of the requests served.",
            "vkmoe_prompt_tokens_total %llu\n", m.prompt_tokens);
     METRIC("prefill_tokens_total", "counter",
@@ -324,9 +351,9 @@ static void h_metrics(serve_app *a, const serve_http_req *rq, serve_http_resp *r
            m.decode_s > 0 ? (double)m.generated_tokens / m.decode_s : 0.0);
     METRIC("expert_paging", "gauge", "1 when routed experts are paged from host memory.",
            "vkmoe_expert_paging %d\n", m.experts.paged ? 1 : 0);
-    METRIC("expert_hits_total", "counter", "Expert cache hits (as of the last request).",
+    METRIC("expert_hits_total", "counter", "Expert cache hits (as of the last step).",
            "vkmoe_expert_hits_total %llu\n", (unsigned long long)m.experts.hits);
-    METRIC("expert_misses_total", "counter", "Expert cache misses (as of the last request).",
+    METRIC("expert_misses_total", "counter", "Expert cache misses (as of the last step).",
            "vkmoe_expert_misses_total %llu\n", (unsigned long long)m.experts.misses);
     METRIC("expert_uploaded_bytes_total", "counter", "Expert bytes uploaded host to device.",
            "vkmoe_expert_uploaded_bytes_total %llu\n",
@@ -427,14 +454,10 @@ int cmd_serve(int argc, char **argv) {
                 return cli_usage_error(USAGE, "--port needs a port number 0..65535");
             i++;
         } else if (!strcmp(a1, "--parallel") || !strcmp(a1, "-np")) {
-            if (!cli_parse_long(v, 1, 1024, &parallel))
-                return cli_usage_error(USAGE, "%s needs a number of requests >= 1", a1);
+            if (!cli_parse_long(v, 1, SERVE_MAX_PARALLEL, &parallel))
+                return cli_usage_error(USAGE, "%s needs a number of slots 1..%d", a1,
+                                       SERVE_MAX_PARALLEL);
             i++;
-            if (parallel != 1)
-                return cli_usage_error(USAGE,
-                                       "%s %ld: batched parallel requests are not implemented "
-                                       "yet; only --parallel 1 (later requests queue)",
-                                       a1, parallel);
         } else if (!strcmp(a1, "--api-key")) {
             if (!v || !v[0]) return cli_usage_error(USAGE, "--api-key needs a key");
             api_key = argv[++i];
@@ -464,7 +487,8 @@ int cmd_serve(int argc, char **argv) {
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
 
-    int rc = serve_worker_init(&a.w, &a.g, &a.o, (int)queue);
+    a.o.n_seq = (int)parallel; /* -c is the total context: each slot gets -c / N */
+    int rc = serve_worker_init(&a.w, &a.g, &a.o, (int)queue, (int)parallel);
     if (rc) return rc;
     serve_http_opts ho = {.host = host,
                           .port = (int)port,
@@ -484,13 +508,18 @@ int cmd_serve(int argc, char **argv) {
     rc = gen_open(&a.g, &a.o, true);
     if (!rc && !g_stop) {
         atomic_store(&a.ready, true);
-        if (!a.o.quiet) fprintf(stderr, "vkmoe: serve: ready (model \"%s\")\n", a.model_name);
+        if (!a.o.quiet)
+            fprintf(stderr,
+                    "vkmoe: serve: ready (model \"%s\"; %ld slot%s, context %d tokens each, "
+                    "%ld in all)\n",
+                    a.model_name, parallel, parallel == 1 ? "" : "s", a.g.n_ctx,
+                    parallel * a.g.n_ctx);
     }
-    if (!rc) serve_worker_run(&a.w, &g_stop);
+    if (!rc) rc = serve_worker_run(&a.w, &g_stop);
     if (!a.o.quiet) fprintf(stderr, "vkmoe: serve: stopping\n");
     serve_http_quiesce(h, 3000); /* the answers just finished get out */
     serve_http_stop(h);
-    if (!rc && a.g.session) gen_print_timings(&a.g);
+    if (!rc && a.g.seq.session) gen_print_timings(&a.g);
     gen_close(&a.g);
     serve_worker_destroy(&a.w);
     return rc;

@@ -1,8 +1,10 @@
-/* gen.h - text generation shared by `vkmoe run` and `vkmoe chat`: the common flags, opening
- * engine + session + tokenizer + sampler, prefill with KV-cache reuse, the sampling loop with
- * streamed UTF-8-safe output, reasoning display, SIGINT handling and the timing report.
+/* gen.h - text generation shared by `vkmoe run`, `vkmoe chat` and `vkmoe serve`: the common
+ * flags, opening engine + session + tokenizer + sampler, the per-sequence generation state
+ * (gen_seq: session, token mirror, logits, sampler, detokenizer, stop strings; cmd_gen_seq.c),
+ * prefill with KV-cache reuse, the sampling loop with streamed UTF-8-safe output, reasoning
+ * display, SIGINT handling and the timing report.
  *
- * Invariant: gen_ctx.cache[0..n_cache) are exactly the tokens in the session's KV cache
+ * Invariant: gen_seq.cache[0..n_cache) are exactly the tokens in the session's KV cache
  * (n_cache == vkm_session_n_past), and when have_logits is set, logits are those after
  * cache[n_cache-1]. */
 #ifndef VKM_GEN_H
@@ -51,6 +53,8 @@ typedef struct gen_opts {
     const char *stop[GEN_MAX_STOP]; /* -r/--reverse-prompt, --stop: generation ends after any */
     int n_stop;
     gen_exec exec; /* --expert-exec, --cpu-moe, --n-cpu-moe, --cpu-threads */
+    int n_seq; /* sequences sharing the context (serve --parallel): gen_open's session gets
+                  n_ctx / n_seq tokens, the engine's budget all n_ctx; 0 = 1 */
 } gen_opts;
 
 /* Defaults (n_predict as given: run uses 128, chat -1). */
@@ -76,19 +80,42 @@ enum gen_stop { GEN_STOP_LIMIT, GEN_STOP_EOG, GEN_STOP_CTX, GEN_STOP_INTR, GEN_S
 /* Receives generated text (whole UTF-8 characters) as it is produced. */
 typedef void (*gen_text_fn)(void *user, const char *text, size_t len);
 
-typedef struct gen_ctx {
-    const gen_opts *opts;
-    vkm_engine *engine;
-    vkm_session *session;
-    vkm_tok *tok;
-    vkm_sampler *sampler;
-    enum vkm_chat_template tmpl; /* VKM_CHAT_NONE unless gen_open was asked for one */
+/* Passes text on and watches it for stop strings (cmd_gen_seq.c). */
+typedef struct gen_stop_watch {
+    const char *const *stop; /* [n_stop], not owned */
+    int n_stop;
+    gen_text_fn fn;
+    void *user;
+    char tail[512]; /* the last n bytes passed on */
+    size_t n, keep;
+    bool hit;
+} gen_stop_watch;
+
+/* One sequence: a session and what generating into it needs. Between gen_seq_begin and
+ * gen_seq_end it is generating (st set). */
+typedef struct gen_seq {
+    vkm_session *session; /* owned */
+    vkm_sampler *sampler; /* owned */
     int n_vocab;
     int n_ctx;
     float *logits; /* [n_vocab] after cache[n_cache-1] */
     bool have_logits;
     int32_t *cache; /* [n_ctx] token ids in the KV cache */
     int n_cache;
+    /* generation in progress */
+    vkm_tok_stream *st;
+    gen_stop_watch w;
+    long n_predict, n_out; /* limit (-1 = none), tokens sampled so far */
+} gen_seq;
+
+typedef struct gen_ctx {
+    const gen_opts *opts;
+    vkm_engine *engine;
+    vkm_tok *tok;
+    enum vkm_chat_template tmpl; /* VKM_CHAT_NONE unless gen_open was asked for one */
+    int n_vocab;
+    int n_ctx;                       /* of seq (serve: of each slot) */
+    gen_seq seq;                     /* the session of run and chat; serve's first slot */
     int32_t think_open, think_close; /* ids of "<think>" / "</think>", -1 if absent */
     int32_t *eog;                    /* [n_eog] end-of-generation ids, masked by --ignore-eos */
     int n_eog;
@@ -98,6 +125,33 @@ typedef struct gen_ctx {
     long n_prompt, n_gen;   /* tokens evaluated as prompt / generated */
     double t_prompt, t_gen; /* seconds */
 } gen_ctx;
+
+/* ---- one sequence (cmd_gen_seq.c) ---- */
+/* Creates q's session (so), sampler (sp) and buffers for g's model. CLI_OK/CLI_ERROR (printed);
+ * gen_seq_close is safe either way. */
+int gen_seq_open(gen_seq *q, gen_ctx *g, const vkm_session_opts *so, const vkm_sampler_opts *sp);
+void gen_seq_close(gen_seq *q);
+/* A fresh sampler (a new request's, or after /reset). */
+int gen_seq_set_sampler(gen_seq *q, const vkm_sampler_opts *sp);
+/* The length of the common prefix of the cache and ids[0..n). */
+int gen_seq_common(const gen_seq *q, const int32_t *ids, int n);
+/* Keeps the first n tokens of the cache (no-op when it holds no more). CLI_OK/CLI_ERROR. */
+int gen_seq_truncate(gen_seq *q, int n);
+/* The session took ids[0..n) (a prompt chunk, or the token gen_seq_next chose): the mirror
+ * follows; logits says whether q->logits are now those after them. */
+void gen_seq_push(gen_seq *q, const int32_t *ids, int n, bool logits);
+/* Starts generating up to n_predict tokens (-1: no limit) whose text goes to fn(user), ending
+ * after any of stop[0..n_stop) (kept by pointer). CLI_OK/CLI_ERROR. */
+int gen_seq_begin(gen_seq *q, const gen_ctx *g, long n_predict, const char *const *stop, int n_stop,
+                  gen_text_fn fn, void *user);
+/* One token from the logits (end-of-generation ids masked with --ignore-eos): sampled, accepted by
+ * the sampler, its text passed on. Returns 1 when *id is to be evaluated (gen_seq_push after)
+ * for generation to go on; 0 when it ended: *why = EOG (not emitted), STRING (a stop string
+ * completed), LIMIT (n_predict reached: *id is not evaluated), CTX (the context is full);
+ * -1 (message printed) without logits. */
+int gen_seq_next(gen_seq *q, const gen_ctx *g, int32_t *id, enum gen_stop *why);
+/* Ends generating: passes on the text held back, frees the detokenizer stream. */
+void gen_seq_end(gen_seq *q);
 
 /* Opens everything; with want_template, also chooses the chat template (errors as chat.h says).
  * Returns CLI_OK or CLI_ERROR (message printed); gen_close() is safe either way. */

@@ -7,6 +7,8 @@
 #   model.json    `bench -m` on bench-small (Q4_K_M) and a 4-layer v2-lite-shaped Q4_K_M file:
 #                 pp512, tg64, pp512+tg64
 #   paging.json   `bench --paging` on the v2-lite-shaped file (+ paging.png)
+#   serve.json    `bench --serve` on the v2-lite-shaped file: 1/2/4/8 batched streams, and the
+#                 expert bytes per token at a 50% expert budget (1 vs 8 streams)
 #   profile.txt   `run --profile` on both (per-kernel GPU time, dispatches, host waits and the
 #                 host's share of a decode step)
 #   log.txt       what ran, each step's time and exit status
@@ -85,6 +87,7 @@ done
 step micro 150 "$vk" bench "${micro[@]}" --json "$out/micro.json"
 step model 150 "$vk" bench -m "$small,$lite" -p "$P" -n "$N" -pg "$P,$N" -r 3 --json "$out/model.json"
 step paging 120 "$vk" bench --paging -m "$lite" -n "$N" --json "$out/paging.json" --png "$out/paging.png"
+step serve 120 "$vk" bench --serve -m "$lite" -n "$N" --json "$out/serve.json"
 : >"$out/profile.txt"
 for m in "$small" "$lite"; do
     echo "== run --profile -m $m" >>"$out/profile.txt"

@@ -1,12 +1,12 @@
 /* serve_worker.c - the job queue and the worker of `vkmoe serve` (serve_worker.h).
  *
- * The worker runs a job with the server's gen_opts overridden by the request's sampling fields,
- * a fresh sampler (seeded per request, fed the prompt tokens like run's), gen_prefill (which keeps
- * the common prefix of the KV cache) and gen_generate. Generated text passes through the output
- * filter (stop strings, reasoning split; serve_think.c) into the job's buffer. A request's end
- * (stop string, cancelled client, shutdown) is signalled to gen_generate through gen_interrupted,
- * which this thread alone sets and clears between jobs (SIGINT/SIGTERM set it too: then the server
- * is stopping anyway). */
+ * The worker owns the slots (gen_batch.h: continuous batching). Between steps it moves queued
+ * jobs into free slots (the one whose cache shares the longest prefix with the prompt), each with
+ * the server's options overridden by the request's sampling fields and a fresh sampler seeded per
+ * request and fed the whole prompt, as run's is; then one step evaluates every slot together.
+ * Generated text passes through the slot's output filter (stop strings, reasoning split;
+ * serve_think.c) into the job's buffer. A stop string, a cancelled client or shutdown ends a
+ * request at the next step (gen_req.halt); its end answers it and frees the slot. */
 #include "serve_worker.h"
 
 #include <stdio.h>
@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "gen_batch.h"
 
 static atomic_ullong job_counter;
 
@@ -112,9 +113,12 @@ static void finish_error(serve_job *j, int status, const char *type, const char 
     finish(j, status, serve_error_json(&e));
 }
 
-int serve_worker_init(serve_worker *w, gen_ctx *g, const gen_opts *base, int queue_cap) {
+int serve_worker_init(serve_worker *w, gen_ctx *g, const gen_opts *base, int queue_cap,
+                      int n_slots) {
     memset(w, 0, sizeof *w);
     w->g = g;
+    w->n_slots = n_slots > 0 ? n_slots : 1;
+    w->m.slots_total = w->n_slots;
     w->base = base;
     w->q_cap = queue_cap > 0 ? queue_cap : 1;
     if (!(w->q = calloc((size_t)w->q_cap, sizeof *w->q))) return cli_fail("out of memory");
@@ -147,18 +151,18 @@ int serve_worker_submit(serve_worker *w, serve_job *j) {
     return 0;
 }
 
-/* ---- one job ---- */
+/* ---- one request in a slot ---- */
 
-typedef struct job_run {
+struct job_run {
     serve_worker *w;
-    serve_job *j;
+    serve_job *j; /* NULL: the slot is free */
     serve_filter filter;
     volatile sig_atomic_t *stop;
     bool first;                /* no chunk sent yet (the first carries the role) */
     char *content, *reasoning; /* non-streamed answer parts */
     size_t n_content, n_reasoning, cap_content, cap_reasoning;
     bool oom;
-} job_run;
+};
 
 static void grow_append(char **buf, size_t *n, size_t *cap, const char *s, size_t len, bool *oom) {
     if (*n + len + 1 > *cap) {
@@ -194,11 +198,75 @@ static void on_run(void *user, bool reasoning, const char *text, size_t len) {
     }
 }
 
-/* gen_generate's text: into the filter; a stop string, a cancel or shutdown ends generation. */
+/* The generated text: into the filter. */
 static void on_text(void *user, const char *text, size_t len) {
     job_run *r = user;
     serve_filter_feed(&r->filter, text, len);
-    if (r->filter.stopped || atomic_load(&r->j->cancel) || *r->stop) gen_interrupted = 1;
+}
+
+/* A stop string, a cancelled client or shutdown ends the request at the next step. */
+static bool on_halt(void *user) {
+    job_run *r = user;
+    return r->filter.stopped || atomic_load(&r->j->cancel) || *r->stop;
+}
+
+/* The request's end: its answer (or the stream's last events), the counters. */
+static void on_done(void *user, const gen_slot *slot, enum gen_stop why, int rc) {
+    job_run *r = user;
+    serve_job *j = r->j;
+    serve_worker *w = r->w;
+    serve_filter_end(&r->filter);
+    const long n_gen = slot->seq->n_out;
+    const serve_usage u = {.prompt_tokens = j->n_ids, .completion_tokens = n_gen};
+    const bool cancelled_early = !rc && slot->state == GEN_SLOT_PREFILL;
+    const bool cancelled = atomic_load(&j->cancel) || cancelled_early;
+    const char *fin =
+        r->filter.stopped || why == GEN_STOP_EOG || why == GEN_STOP_STRING || why == GEN_STOP_INTR
+            ? "stop"
+            : "length";
+    if (rc) {
+        finish_error(j, 500, "server_error", "generation failed (see the server's log)");
+    } else if (cancelled && !j->req.stream) {
+        finish_error(j, 503, "server_error", "the request was cancelled");
+    } else if (r->oom || r->filter.oom) {
+        finish_error(j, 500, "server_error", "out of memory");
+    } else if (j->req.stream) {
+        char *json = j->req.kind == SERVE_CHAT
+                         ? serve_chat_chunk_json(&j->meta, r->first, false, NULL, 0, fin)
+                         : serve_completion_chunk_json(&j->meta, NULL, 0, fin);
+        emit_event(j, json);
+        finish(j, 200,
+               j->req.include_usage ? serve_usage_chunk_json(&j->meta, j->req.kind, &u) : NULL);
+    } else {
+        char *body = j->req.kind == SERVE_CHAT
+                         ? serve_chat_json(&j->meta, r->content, r->n_content, r->reasoning,
+                                           r->n_reasoning, fin, &u)
+                         : serve_completion_json(&j->meta, r->content, r->n_content, fin, &u);
+        if (body)
+            finish(j, 200, body);
+        else
+            finish_error(j, 500, "server_error", "out of memory");
+    }
+    serve_filter_free(&r->filter);
+    free(r->content);
+    free(r->reasoning);
+
+    pthread_mutex_lock(&w->mu);
+    serve_metrics *m = &w->m;
+    if (rc)
+        m->requests_failed++;
+    else if (cancelled)
+        m->requests_cancelled++;
+    else
+        m->requests_ok++;
+    m->prompt_tokens += (unsigned long long)j->n_ids;
+    m->prefill_tokens += (unsigned long long)slot->n_prefill;
+    m->generated_tokens += (unsigned long long)n_gen;
+    m->prefill_s += slot->t_prefill;
+    m->decode_s += slot->t_decode;
+    pthread_mutex_unlock(&w->mu);
+    serve_job_unref(j);
+    memset(r, 0, sizeof *r);
 }
 
 /* Sampling options of the request over the server's. */
@@ -210,126 +278,97 @@ static void request_opts(const serve_req *q, const gen_opts *base, gen_opts *o) 
     if (q->has_min_p) o->sampling.min_p = (float)q->min_p;
     if (q->has_seed) o->sampling.seed = q->seed;
     if (q->has_max_tokens) o->n_predict = q->max_tokens;
-    o->n_stop = 0; /* the filter handles stop strings (they are not part of the answer) */
 }
 
-static void run_job(serve_worker *w, serve_job *j, volatile sig_atomic_t *stop) {
-    gen_ctx *g = w->g;
+/* Starts j in the free slot that shares the longest prefix with its prompt. */
+static void start_job(serve_worker *w, gen_batch *b, serve_job *j, volatile sig_atomic_t *stop) {
+    const int i = gen_batch_pick(b, j->ids, j->n_ids);
+    job_run *r = &w->runs[i];
+    *r = (job_run){.w = w, .j = j, .stop = stop, .first = true};
+    serve_filter_init(&r->filter, (const char *const *)j->req.stop, j->req.n_stop,
+                      j->req.kind == SERVE_CHAT && !j->req.raw_reasoning, on_run, r);
     gen_opts o;
     request_opts(&j->req, w->base, &o);
-    const gen_opts *saved = g->opts;
-    g->opts = &o;
-    const long n_prompt0 = g->n_prompt, n_gen0 = g->n_gen;
-    const double t_prompt0 = g->t_prompt, t_gen0 = g->t_gen;
-    job_run r = {.w = w, .j = j, .stop = stop, .first = true};
-    serve_filter_init(&r.filter, (const char *const *)j->req.stop, j->req.n_stop,
-                      j->req.kind == SERVE_CHAT && !j->req.raw_reasoning, on_run, &r);
-
-    /* a fresh sampler that has seen the whole prompt, as run's does: gen_prefill feeds it the
-     * tokens it evaluates, this the ones it keeps from the cache */
-    int rc = CLI_OK, keep = 0;
-    const int n = j->n_ids;
-    while (keep < g->n_cache && keep < n && g->cache[keep] == j->ids[keep]) keep++;
-    if (!(keep == n && n == g->n_cache && g->have_logits) && keep == n) keep = n - 1;
-    vkm_sampler_destroy(g->sampler);
-    g->sampler = NULL;
-    if (vkm_sampler_create(&o.sampling, g->n_vocab, &g->sampler)) rc = cli_fail_last();
-    for (int i = 0; !rc && i < keep; i++) vkm_sampler_accept(g->sampler, j->ids[i]);
-
-    enum gen_stop why = GEN_STOP_LIMIT;
-    if (!rc) rc = gen_prefill(g, j->ids, n);
-    const bool cancelled_early = !rc && !g->have_logits;
-    if (!rc && !cancelled_early) rc = gen_generate(g, o.n_predict, on_text, &r, &why);
-    serve_filter_end(&r.filter);
-    g->opts = saved;
-    gen_interrupted = *stop;
-
-    const serve_usage u = {.prompt_tokens = n, .completion_tokens = g->n_gen - n_gen0};
-    const bool cancelled = atomic_load(&j->cancel) || cancelled_early;
-    const char *fin =
-        r.filter.stopped || why == GEN_STOP_EOG || why == GEN_STOP_STRING || why == GEN_STOP_INTR
-            ? "stop"
-            : "length";
-    if (rc) {
-        finish_error(j, 500, "server_error", "generation failed (see the server's log)");
-    } else if (cancelled && !j->req.stream) {
-        finish_error(j, 503, "server_error", "the request was cancelled");
-    } else if (r.oom || r.filter.oom) {
-        finish_error(j, 500, "server_error", "out of memory");
-    } else if (j->req.stream) {
-        char *json = j->req.kind == SERVE_CHAT
-                         ? serve_chat_chunk_json(&j->meta, r.first, false, NULL, 0, fin)
-                         : serve_completion_chunk_json(&j->meta, NULL, 0, fin);
-        emit_event(j, json);
-        finish(j, 200,
-               j->req.include_usage ? serve_usage_chunk_json(&j->meta, j->req.kind, &u) : NULL);
-    } else {
-        char *body = j->req.kind == SERVE_CHAT
-                         ? serve_chat_json(&j->meta, r.content, r.n_content, r.reasoning,
-                                           r.n_reasoning, fin, &u)
-                         : serve_completion_json(&j->meta, r.content, r.n_content, fin, &u);
-        if (body)
-            finish(j, 200, body);
-        else
-            finish_error(j, 500, "server_error", "out of memory");
-    }
-    serve_filter_free(&r.filter);
-    free(r.content);
-    free(r.reasoning);
-
-    vkm_expert_stats es;
-    vkm_engine_expert_stats(g->engine, &es);
-    pthread_mutex_lock(&w->mu);
-    serve_metrics *m = &w->m;
-    if (rc)
-        m->requests_failed++;
-    else if (cancelled)
-        m->requests_cancelled++;
-    else
-        m->requests_ok++;
-    m->prompt_tokens += (unsigned long long)n;
-    m->prefill_tokens += (unsigned long long)(g->n_prompt - n_prompt0);
-    m->generated_tokens += (unsigned long long)(g->n_gen - n_gen0);
-    m->prefill_s += g->t_prompt - t_prompt0;
-    m->decode_s += g->t_gen - t_gen0;
-    m->experts = es;
-    pthread_mutex_unlock(&w->mu);
+    /* stop strings are the filter's: they are not part of the answer */
+    const gen_req q = {.ids = j->ids,
+                       .n_ids = j->n_ids,
+                       .sampling = o.sampling,
+                       .n_predict = o.n_predict,
+                       .text = on_text,
+                       .halt = on_halt,
+                       .done = on_done,
+                       .user = r};
+    gen_batch_start(b, i, &q); /* an error is done() already */
 }
 
-void serve_worker_run(serve_worker *w, volatile sig_atomic_t *stop) {
-    while (!*stop) {
+int serve_worker_run(serve_worker *w, volatile sig_atomic_t *stop) {
+    gen_batch b;
+    int rc = gen_batch_init(&b, w->g, w->n_slots, GEN_BATCH_PREFILL_CHUNK);
+    if (!rc && !(w->runs = calloc((size_t)w->n_slots, sizeof *w->runs)))
+        rc = cli_fail("out of memory");
+    serve_job **admit = rc ? NULL : calloc((size_t)w->n_slots, sizeof *admit);
+    if (!rc && !admit) rc = cli_fail("out of memory");
+    if (!rc) {
+        vkm_expert_stats es;
+        vkm_engine_expert_stats(w->g->engine, &es);
         pthread_mutex_lock(&w->mu);
-        while (!w->q_len && !*stop) {
+        w->m.experts = es; /* paged or not, before the first request */
+        pthread_mutex_unlock(&w->mu);
+    }
+    while (!rc) {
+        pthread_mutex_lock(&w->mu);
+        const int busy = gen_batch_busy(&b);
+        if (!busy && (!w->q_len || *stop)) {
+            if (*stop) {
+                pthread_mutex_unlock(&w->mu);
+                break;
+            }
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_nsec += 100 * 1000 * 1000; /* signals cannot wake a condition: poll the flag */
             if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
             pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+            pthread_mutex_unlock(&w->mu);
+            continue;
         }
-        serve_job *j = NULL;
-        if (w->q_len && !*stop) {
-            j = w->q[w->q_head];
+        /* requests join between steps, as many as there are free slots */
+        int n_admit = 0;
+        while (!*stop && w->q_len && busy + n_admit < w->n_slots) {
+            admit[n_admit++] = w->q[w->q_head];
             w->q_head = (w->q_head + 1) % w->q_cap;
             w->q_len--;
-            w->m.busy = true;
         }
         pthread_mutex_unlock(&w->mu);
-        if (!j) continue;
-        if (atomic_load(&j->cancel)) { /* gone while it waited */
-            finish_error(j, 503, "server_error", "the request was cancelled");
-            pthread_mutex_lock(&w->mu);
-            w->m.requests_cancelled++;
-            pthread_mutex_unlock(&w->mu);
-        } else {
-            run_job(w, j, stop);
+        for (int k = 0; k < n_admit; k++) {
+            serve_job *j = admit[k];
+            if (atomic_load(&j->cancel)) { /* gone while it waited */
+                finish_error(j, 503, "server_error", "the request was cancelled");
+                pthread_mutex_lock(&w->mu);
+                w->m.requests_cancelled++;
+                pthread_mutex_unlock(&w->mu);
+                serve_job_unref(j);
+            } else {
+                start_job(w, &b, j, stop); /* the slot's reference now */
+            }
         }
+        gen_batch_step(&b);
+        vkm_expert_stats es;
+        vkm_engine_expert_stats(w->g->engine, &es);
         pthread_mutex_lock(&w->mu);
-        w->m.busy = false;
+        w->m.experts = es;
+        w->m.slots_busy = gen_batch_busy(&b);
+        w->m.decode_steps = b.st.decode_steps;
+        w->m.decode_step_tokens = b.st.decode_tokens;
+        w->m.mixed_steps = b.st.mixed_steps;
         pthread_mutex_unlock(&w->mu);
-        serve_job_unref(j);
     }
+    gen_batch_free(&b); /* (every request has ended: nothing is done() here) */
+    free(admit);
+    free(w->runs);
+    w->runs = NULL;
     pthread_mutex_lock(&w->mu);
     w->stopping = true;
+    w->m.slots_busy = 0;
     while (w->q_len) {
         serve_job *j = w->q[w->q_head];
         w->q_head = (w->q_head + 1) % w->q_cap;
@@ -338,6 +377,7 @@ void serve_worker_run(serve_worker *w, volatile sig_atomic_t *stop) {
         serve_job_unref(j);
     }
     pthread_mutex_unlock(&w->mu);
+    return rc;
 }
 
 /* ---- the HTTP side ---- */
