@@ -44,6 +44,9 @@ int gen_batch_init(gen_batch *b, gen_ctx *g, int n_slots, int prefill_chunk) {
         b->slots[b->n_slots++].seq = q;
         if (gen_seq_open(q, g, &so, &g->opts->sampling)) return CLI_ERROR;
     }
+    /* the kernels of decode steps of 2 .. n_slots streams, built now rather than in the first
+     * steps that have that many */
+    if (vkm_session_warmup_batched(g->seq.session, n_slots, NULL, NULL)) return cli_fail_last();
     return CLI_OK;
 }
 
