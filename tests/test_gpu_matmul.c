@@ -944,7 +944,7 @@ static void test_gemv_idot(vkm_gpu *gpu) {
         test_id_rows(gpu, ty, 256, 5, 3, c_many, 11, 5); /* passes of 5, 5, 1 */
         test_id_heads(gpu, ty, 2048, 5, 3, 1);
         for (int64_t n = 2; n <= 8; n++)
-            if (i < 2 || n == 3) test_plain(gpu, ty, 512, 5, n);
+            if (i < 2 || n == 3 || n == 8) test_plain(gpu, ty, 512, 5, n);
     }
     for (int glu = 0; glu < 2; glu++) test_pair(gpu, VKM_Q4_K, 512, 33, 5, c_cols, 6, 5, glu);
     test_plain_pair(gpu, VKM_Q6_K, 256, 70, 37, 1);
