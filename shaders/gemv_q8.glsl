@@ -7,9 +7,9 @@
 // Each type keeps the float variant's unit of 32 weights per lane (so W is read the same way);
 // the dot product of a unit's integer codes with the 8-bit X is exact in int32, scaled once by
 // the weight's and X's block scales; a constant offset of the codes (Q4_0's 8, Q5_0's 16) and a
-// type's min (Q4_1, Q5_1, Q4_K, Q5_K) take X's sums instead of a per-weight subtraction; Q6_K's
-// codes are made signed (q - 32 as int8) with two bit operations per word, since its scale
-// changes every 16 weights and X has sums only per 16.
+// type's min (Q4_1, Q5_1, Q4_K, Q5_K) take X's sums instead of a per-weight subtraction; where
+// the scale changes every 8 weights of a lane (Q2_K, Q3_K) the X sums come from a dot product
+// with ones, and Q6_K's codes are made signed (q - 32 as int8) with two bit operations per word.
 // The includer declares xq4 / xh4 / xq2 / xh2 (the X window as uvec4 / vec4 / uvec2 / vec2), g_xb
 // (column c's X row, in 16-byte units), NC, g_acc, g_up, swap_up(), GLU and the W readers;
 // this provides gemv_row as the float variants do. With one column, a unit's X loads (load_x) come
@@ -208,11 +208,13 @@ void unit(uint rb, uint u) {
     }
 }
 
-#elif defined(TYPE_Q6_K)
-// ---- Q6_K (gemv_decode.glsl's layout): unit u = block u / 8, v = u % 8, half hh = v / 4,
-// positions 8i .. 8i + 7 (i = v % 4) of the four groups g: X words 2i, 2i + 1 of X block 8 (u / 8)
-// + 4hh + g. x = d * sc * (q - 32) with sc per 16 weights: the codes become q - 32 as int8, by
-// ((q | 0x80) - 0x20) ^ 0x80 per byte (no borrow between bytes). ----
+#elif defined(TYPE_Q2_K) || defined(TYPE_Q3_K) || defined(TYPE_Q6_K)
+// ---- Q2_K, Q3_K, Q6_K (gemv_decode.glsl's layout): unit u = block u / 8, v = u % 8, half
+// hh = v / 4, positions 8i .. 8i + 7 (i = v % 4) of the four groups g: X words 2i, 2i + 1 of X
+// block 8 (u / 8) + 4hh + g. Scales change every 16 weights, X has sums per 16 only, so a group's
+// 8 weights take their offset or min from the dot product of X with ones (Q2_K, Q3_K), or become
+// signed codes (Q6_K: q - 32 as int8, by ((q | 0x80) - 0x20) ^ 0x80 per byte, no borrow between
+// bytes). ----
 uvec2 g_q[4];
 float g_d[4];
 uint xo(uint c, uint u, uint g) { // 16-byte unit of X block 4hh + g of the unit's super-block
@@ -234,6 +236,72 @@ float xd(uint c, uint g) {
     return NC == 1u ? g_d[g] : xh4[xo(c, g_u, g) + 2u].x;
 }
 
+#define ONES 0x01010101u
+#if defined(TYPE_Q2_K)
+// scales[16] (low nibble scale, high nibble min), qs[64], d:f16, dmin:f16 (84 bytes);
+// x = d * (sc & 15) * q - dmin * (sc >> 4), q the 2 bits at 2g of qs[32h + l]
+void unit(uint rb, uint u) {
+    const uint bb = rb + 84u * (u >> 3), v = u & 7u, h = v >> 2, i = v & 3u;
+    const uint wi = bb >> 2, s8 = (bb & 2u) * 8u;
+    const uvec2 q = w8(wi + 4u + 8u * h + 2u * i, s8);
+    const uvec2 sc = w8(wi + 2u * h, s8);
+    const vec2 dm = unpackHalf2x16(realign(wdata[wi + 20u], wdata[min(wi + 21u, g_wlast)], s8));
+    const int so = int(8u * (i >> 1));
+    float a[4], m[4];
+    uint t[4][2];
+    [[unroll]] for (uint g = 0u; g < 4u; g++) {
+        const uint b = uint(bitfieldExtract(g < 2u ? sc.x : sc.y, so + int(16u * (g & 1u)), 8));
+        a[g] = dm.x * float(b & 15u);
+        m[g] = dm.y * float(b >> 4);
+        [[unroll]] for (uint j = 0u; j < 2u; j++) t[g][j] = (q[j] >> (2u * g)) & 0x03030303u;
+    }
+    [[unroll]] for (uint c = 0u; c < NC; c++) {
+        float s = 0.0;
+        [[unroll]] for (uint g = 0u; g < 4u; g++) {
+            const uvec2 x = xq(c, g);
+            const int sq = dot4(t[g][1], x.y, dot4(t[g][0], x.x, 0));
+            const int s1 = dot4(ONES, x.y, dot4(ONES, x.x, 0));
+            s += xd(c, g) * (a[g] * float(sq) - m[g] * float(s1));
+        }
+        g_acc[c] += s;
+    }
+}
+#elif defined(TYPE_Q3_K)
+// hmask[32], qs[64], scales[12] (16 6-bit signed scales), d:f16 (110 bytes); x = d * s * (c - 4)
+// with the code c = q2 | hbit << 2 (0..7); the scale of sub-block 8h + 2g + i / 2 as in
+// gemv_decode.glsl
+void unit(uint rb, uint u) {
+    const uint bb = rb + 110u * (u >> 3), v = u & 7u, h = v >> 2, i = v & 3u;
+    const uint wi = bb >> 2, s8 = (bb & 2u) * 8u;
+    const uvec2 q = w8(wi + 8u + 8u * h + 2u * i, s8);
+    const uvec2 hm = w8(wi + 2u * i, s8);
+    const uint a24 = wdata[wi + 24u], a25 = wdata[wi + 25u], a26 = wdata[wi + 26u];
+    const uint a27 = wdata[wi + 27u];
+    const uint s0 = realign(a24, a25, s8), s1 = realign(a25, a26, s8), s2 = realign(a26, a27, s8);
+    const float d = unpackHalf2x16(a27 >> s8).x;
+    float a[4];
+    uint t[4][2];
+    [[unroll]] for (uint g = 0u; g < 4u; g++) {
+        const uint k = 2u * g + (i >> 1); // byte of the first 8 scale bytes (g < 2: s0, else s1)
+        const uint lo4 = ((g < 2u ? s0 : s1) >> (8u * (k & 3u) + 4u * h)) & 15u;
+        const uint hi2 = (s2 >> (8u * (k & 3u) + 2u * (2u * h + (g >> 1)))) & 3u;
+        a[g] = d * float(int(lo4 | (hi2 << 4)) - 32);
+        [[unroll]] for (uint j = 0u; j < 2u; j++)
+            t[g][j] = ((q[j] >> (2u * g)) & 0x03030303u) |
+                      (((hm[j] >> (4u * h + g)) & 0x01010101u) << 2);
+    }
+    [[unroll]] for (uint c = 0u; c < NC; c++) {
+        float s = 0.0;
+        [[unroll]] for (uint g = 0u; g < 4u; g++) {
+            const uvec2 x = xq(c, g);
+            const int sq = dot4(t[g][1], x.y, dot4(t[g][0], x.x, 0));
+            const int s1 = dot4(ONES, x.y, dot4(ONES, x.x, 0));
+            s += xd(c, g) * a[g] * float(sq - 4 * s1);
+        }
+        g_acc[c] += s;
+    }
+}
+#else
 void unit(uint rb, uint u) {
     const uint bb = rb + 210u * (u >> 3), v = u & 7u, h = v >> 2, i = v & 3u;
     const uint wi = bb >> 2, s8 = (bb & 2u) * 8u;
@@ -266,6 +334,7 @@ void unit(uint rb, uint u) {
                     d2 * xd(c, 2u) * float(s[2]) + d3 * xd(c, 3u) * float(s[3]);
     }
 }
+#endif
 
 #else
 #error "gemv_q8.glsl: no integer-dot gemv kernel for this type"

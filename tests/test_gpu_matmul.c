@@ -921,8 +921,8 @@ static void test_gemv(vkm_gpu *gpu) {
  * the shared expert as a second z group and the q_a + kv_a pair; the quantized X of the plain
  * cases checked against the reference (check_q8_scratch). */
 static void test_gemv_idot(vkm_gpu *gpu) {
-    static const uint32_t types[] = {VKM_Q4_K, VKM_Q8_0, VKM_Q6_K, VKM_Q4_0,
-                                     VKM_Q5_K, VKM_Q4_1, VKM_Q5_0, VKM_Q5_1};
+    static const uint32_t types[] = {VKM_Q4_K, VKM_Q8_0, VKM_Q6_K, VKM_Q4_0, VKM_Q5_K,
+                                     VKM_Q4_1, VKM_Q5_0, VKM_Q5_1, VKM_Q2_K, VKM_Q3_K};
     const vkm_kernel_plan *plan = vkm_gpu_plan(gpu);
     static const int32_t c_tok[] = {1, 0, 1, 1}, c_sparse[] = {0, 2, 0, 0, 0, 1, 0, 0};
     static const int32_t c_many[] = {0, 11, 0}, c_cols[] = {0, 3, 2, 0, 1};

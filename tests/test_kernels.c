@@ -118,8 +118,8 @@ static void test_gpus(void) {
         /* the integer-dot GEMVs where the device accelerates them, for the types they cover */
         const bool acc = cases[i].caps.int_dot_accel;
         CHECK_MSG(p.gemv_idot[VKM_Q4_K] == acc && p.gemv_idot[VKM_Q8_0] == acc &&
-                      p.gemv_idot[VKM_Q6_K] == acc && !p.gemv_idot[VKM_F16] &&
-                      !p.gemv_idot[VKM_Q2_K] && !p.gemv_idot[VKM_IQ4_XS],
+                      p.gemv_idot[VKM_Q6_K] == acc && p.gemv_idot[VKM_Q2_K] == acc &&
+                      !p.gemv_idot[VKM_F16] && !p.gemv_idot[VKM_IQ4_XS],
                   "%s: integer-dot GEMVs", cases[i].caps.name);
         CHECK(vkm_kernels_gemv_tuning(&p, 4096, 4096, VKM_Q4_K, 1).idot == (uint32_t)acc);
         /* gemv: 4 subgroups a workgroup, a row each, at every row count */
@@ -163,7 +163,8 @@ static void test_gpus(void) {
           gi.gemv_idot[VKM_Q5_K] && gi.gemv_idot[VKM_Q6_K] && !gi.gemv_idot[VKM_F16]);
     const vkm_gemv_tuning ti = vkm_kernels_gemv_tuning(&gi, 2048, 2048, VKM_Q6_K, 1);
     CHECK(ti.gemv && ti.idot);
-    CHECK(!vkm_kernels_gemv_tuning(&gi, 2048, 2048, VKM_Q3_K, 1).idot);
+    CHECK(vkm_kernels_gemv_tuning(&gi, 2048, 2048, VKM_Q3_K, 1).idot);
+    CHECK(!vkm_kernels_gemv_tuning(&gi, 2048, 2048, VKM_BF16, 1).idot);
     vkm_kernels_caps nodot = lavapipe();
     nodot.int_dot = false;
     vkm_kernel_plan np;
