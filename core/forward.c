@@ -35,8 +35,9 @@ typedef struct fwd {
     const vkm_dmodel *m;
     const vkm_hparams *hp;
     const vkm_fwd_work *w;
-    const vkm_fwd_kv *kv;
     const vkm_fwd_batch *b;
+    const vkm_fwd_seq *seqs; /* [n_seq]: b->seqs, or the batch as one sequence */
+    uint32_t n_seq;
 } fwd;
 
 /* -------------------------------------------------------------------------- experts ---- */
@@ -176,15 +177,13 @@ static vkm_gpu_arg wt(const vkm_dtensor *t) {
     return (vkm_gpu_arg){t->buf, t->off, (t->nbytes + 3) & ~(size_t)3};
 }
 
-/* The cache of layer il from byte `off` of the layer (K: 0, legacy V: kv->v_off). */
-static vkm_gpu_arg cache(const fwd *f, uint32_t il, size_t off) {
-    const vkm_fwd_kv *kv = f->kv;
+/* The cache kv of layer il from byte `off` of the layer (K: 0, legacy V: kv->v_off). */
+static vkm_gpu_arg cache(const vkm_fwd_kv *kv, uint32_t il, size_t off) {
     return (vkm_gpu_arg){kv->buf, (size_t)il * kv->layer_bytes + off, kv->layer_bytes - off};
 }
 
-/* The one-query attention scratch (vkm_fwd_kv.scores_off); empty for legacy files. */
-static vkm_gpu_arg scores(const fwd *f) {
-    const vkm_fwd_kv *kv = f->kv;
+/* The one-query attention scratch of kv (vkm_fwd_kv.scores_off); empty for legacy files. */
+static vkm_gpu_arg scores(const vkm_fwd_kv *kv) {
     return kv->scores_bytes ? (vkm_gpu_arg){kv->buf, kv->scores_off, kv->scores_bytes}
                             : (vkm_gpu_arg){0};
 }
@@ -255,16 +254,29 @@ static vkm_matmul_id experts_args(const fwd *f, uint32_t il, int kind, int64_t k
 
 /* ------------------------------------------------------------------------- attention ---- */
 
+/* The shape of sequence q's attention call (its rows of the batch against its own cache). */
+static vkm_attn_shape attn_shape(const fwd *f, const vkm_fwd_seq *q) {
+    return (vkm_attn_shape){.n_q = q->n,
+                            .n_head = f->hp->n_head,
+                            .q_pos0 = q->pos0,
+                            .n_kv = q->pos0 + q->n,
+                            .kq_scale = f->hp->kq_scale,
+                            .cache_f16 = q->kv->f16,
+                            .state = act(f, f->w->ast),
+                            .scores = scores(q->kv),
+                            .q_row0 = q->row0};
+}
+
 /* o[n][E] = Attention(a[n][E]) of layer il (spec §4.3-§4.4); writes the cache rows of the batch.
- */
+ * Everything but the cache stores and the attention itself is computed for the whole batch at
+ * once; those two per sequence (each has its own cache). */
 static int attention(const fwd *f, uint32_t il) {
     const vkm_hparams *hp = f->hp;
     const vkm_dlayer *L = &f->m->layers[il];
     const vkm_fwd_work *w = f->w;
-    const uint32_t n = f->b->n, pos0 = f->b->pos0;
+    const uint32_t n = f->b->n;
     const uint32_t H = hp->n_head, Dqk = hp->d_qk, Dn = hp->d_nope, R = hp->n_rot, Dv = hp->d_v;
     const uint32_t Cq = hp->n_lora_q, Ckv = hp->n_lora_kv, D = hp->kv_dim;
-    const bool f16 = f->kv->f16;
 
     /* q_a and kv_a in one dispatch where the kernels allow it (they read the same a) */
     int kv_rc = VKM_MATMUL_UNFIT;
@@ -292,20 +304,26 @@ static int attention(const fwd *f, uint32_t il) {
         MARK("attn_kv");
     }
 
-    const vkm_attn_shape shape = {n,        H, pos0, pos0 + n, hp->kq_scale, f16, act(f, w->ast),
-                                  scores(f)};
     if (hp->is_mla) { /* spec §4.4a */
-        /* cache rows pos0.. = [norm(c), rope(k_pe)]; every q_pe rotated in place */
-        const vkm_mla_kv_shape ks = {n, Ckv, D, pos0, H, Dn, H * Dqk, Dqk, hp->eps};
-        VKM_TRY(vkm_op_mla_kv_rope(f->gpu, &f->m->rope, f16, &ks, act(f, w->kva),
-                                   wt(&L->attn_kv_a_norm), act(f, w->pos), act(f, w->q),
-                                   cache(f, il, 0)));
+        /* per sequence, its cache rows pos0.. = [norm(c), rope(k_pe)]; every q_pe rotated in
+         * place */
+        for (uint32_t i = 0; i < f->n_seq; i++) {
+            const vkm_fwd_seq *q = &f->seqs[i];
+            const vkm_mla_kv_shape ks = {q->n, Ckv,     D,   q->pos0, H,
+                                         Dn,   H * Dqk, Dqk, hp->eps, q->row0};
+            VKM_TRY(vkm_op_mla_kv_rope(f->gpu, &f->m->rope, q->kv->f16, &ks, act(f, w->kva),
+                                       wt(&L->attn_kv_a_norm), act(f, w->pos), act(f, w->q),
+                                       cache(q->kv, il, 0)));
+        }
         MARK("kv_rope");
         /* qabs [n][H][Ckv]: head h's q_nope (first Dn of each Dqk) times attn_k_b[h] */
         VKM_TRY(matmul_heads(f, &L->attn_k_b, w->q, Dqk, w->qabs, n));
         MARK("attn_qabs");
-        VKM_TRY(vkm_op_mla_attn(f->gpu, &shape, Ckv, R, Dqk, act(f, w->qabs), act(f, w->q),
-                                cache(f, il, 0), act(f, w->ao))); /* ao [n][H][Ckv] */
+        for (uint32_t i = 0; i < f->n_seq; i++) { /* ao [n][H][Ckv] */
+            const vkm_attn_shape shape = attn_shape(f, &f->seqs[i]);
+            VKM_TRY(vkm_op_mla_attn(f->gpu, &shape, Ckv, R, Dqk, act(f, w->qabs), act(f, w->q),
+                                    cache(f->seqs[i].kv, il, 0), act(f, w->ao)));
+        }
         MARK("attn");
         VKM_TRY(matmul_heads(f, &L->attn_v_b, w->ao, Ckv, w->u, n)); /* u [n][H][Dv] */
         MARK("attn_vb");
@@ -322,15 +340,25 @@ static int attention(const fwd *f, uint32_t il) {
         kvb.ne[2] = 1;
         VKM_TRY(matmul_heads(f, &kvb, w->kva, D, w->kvb, n));
         const uint32_t W = Dn + Dv;
-        vkm_push_kv_store kn = {n, H, Dn, 0, H * W, W, 0, pos0, H * Dqk, Dqk};
-        vkm_push_kv_store kp = {n, H, R, Ckv, D, 0, Dn, pos0, H * Dqk, Dqk};
-        vkm_push_kv_store vv = {n, H, Dv, Dn, H * W, W, 0, pos0, H * Dv, Dv};
-        VKM_TRY(vkm_op_kv_store(f->gpu, f16, act(f, w->kvb), cache(f, il, 0), &kn));
-        VKM_TRY(vkm_op_kv_store(f->gpu, f16, act(f, w->kva), cache(f, il, 0), &kp));
-        VKM_TRY(vkm_op_kv_store(f->gpu, f16, act(f, w->kvb), cache(f, il, f->kv->v_off), &vv));
+        for (uint32_t i = 0; i < f->n_seq; i++) { /* each sequence's rows into its cache */
+            const vkm_fwd_seq *q = &f->seqs[i];
+            const uint32_t r = q->row0, p0 = q->pos0;
+            const bool f16 = q->kv->f16;
+            vkm_push_kv_store kn = {q->n, H, Dn, r * H * W, H * W, W, 0, p0, H * Dqk, Dqk};
+            vkm_push_kv_store kp = {q->n, H, R, Ckv + r * D, D, 0, Dn, p0, H * Dqk, Dqk};
+            vkm_push_kv_store vv = {q->n, H, Dv, Dn + r * H * W, H * W, W, 0, p0, H * Dv, Dv};
+            VKM_TRY(vkm_op_kv_store(f->gpu, f16, act(f, w->kvb), cache(q->kv, il, 0), &kn));
+            VKM_TRY(vkm_op_kv_store(f->gpu, f16, act(f, w->kva), cache(q->kv, il, 0), &kp));
+            VKM_TRY(
+                vkm_op_kv_store(f->gpu, f16, act(f, w->kvb), cache(q->kv, il, q->kv->v_off), &vv));
+        }
         MARK("kv_store");
-        VKM_TRY(vkm_op_naive_attn(f->gpu, &shape, Dqk, Dv, act(f, w->q), cache(f, il, 0),
-                                  cache(f, il, f->kv->v_off), act(f, w->u)));
+        for (uint32_t i = 0; i < f->n_seq; i++) {
+            const vkm_fwd_seq *q = &f->seqs[i];
+            const vkm_attn_shape shape = attn_shape(f, q);
+            VKM_TRY(vkm_op_naive_attn(f->gpu, &shape, Dqk, Dv, act(f, w->q), cache(q->kv, il, 0),
+                                      cache(q->kv, il, q->kv->v_off), act(f, w->u)));
+        }
         MARK("attn");
     }
     /* o [n][E] = W_attn_output · u */
@@ -529,16 +557,64 @@ static int moe(const fwd *f, uint32_t il, const vkm_dtensor *next_norm) {
 
 /* --------------------------------------------------------------------------- forward ---- */
 
+/* The checks of a multi-sequence batch: the sequences cover the rows in order, each fits its
+ * cache, and the logits are one row per sequence. */
+static int check_seqs(const vkm_fwd_batch *b) {
+    uint32_t row = 0;
+    for (uint32_t i = 0; i < b->n_seq; i++) {
+        const vkm_fwd_seq *q = &b->seqs[i];
+        if (!q->kv || q->n == 0 || q->row0 != row || (uint64_t)q->pos0 + q->n > q->kv->n_ctx)
+            return vkm_error(VKM_EINVAL,
+                             "forward: sequence %u (rows %u+%u at %u) does not follow row %u or "
+                             "fit its cache",
+                             i, q->row0, q->n, q->pos0, row);
+        row += q->n;
+    }
+    if (row != b->n || (b->n_logits && (b->n_logits != b->n_seq || b->logit_row0 != 0)))
+        return vkm_error(VKM_EINVAL,
+                         "forward: %u sequences of %u rows for a batch of %u (logits "
+                         "%u+%u)",
+                         b->n_seq, row, b->n, b->logit_row0, b->n_logits);
+    return 0;
+}
+
+/* logits [n_logits][V] = output · a rows: logit_row0 .. of a one-sequence batch, the last row of
+ * each sequence of a multi-sequence batch (one matmul per run of consecutive rows). */
+static int output(const fwd *f) {
+    const vkm_dtensor *o = &f->m->output;
+    const uint32_t E = f->hp->n_embd, V = f->hp->n_vocab;
+    const vkm_fwd_work *w = f->w;
+    if (!f->b->n_seq)
+        return vkm_op_matmul(f->gpu, o->type, o->buf, o->off, E, V, w->buf,
+                             w->a.off + (size_t)f->b->logit_row0 * E * 4, f->b->n_logits, w->buf,
+                             w->logits.off);
+    for (uint32_t i = 0; i < f->n_seq;) {
+        const uint32_t last = f->seqs[i].row0 + f->seqs[i].n - 1;
+        uint32_t j = i + 1; /* seqs i..j-1: consecutive last rows */
+        while (j < f->n_seq && f->seqs[j].n == 1) j++;
+        VKM_TRY(vkm_op_matmul(f->gpu, o->type, o->buf, o->off, E, V, w->buf,
+                              w->a.off + (size_t)last * E * 4, j - i, w->buf,
+                              w->logits.off + (size_t)i * V * 4));
+        i = j;
+    }
+    return 0;
+}
+
 int vkm_fwd_record(vkm_gpu *gpu, const vkm_dmodel *m, const vkm_fwd_work *w, const vkm_fwd_kv *kv,
                    const vkm_fwd_batch *b) {
     const vkm_hparams *hp = m->hp;
-    if (b->n == 0 || b->n > w->max_batch || (uint64_t)b->pos0 + b->n > kv->n_ctx ||
+    if (b->n == 0 || b->n > w->max_batch ||
+        (!b->n_seq && (!kv || (uint64_t)b->pos0 + b->n > kv->n_ctx)) ||
         (uint64_t)b->logit_row0 + b->n_logits > b->n)
         return vkm_error(VKM_EINVAL,
                          "forward: batch of %u tokens at %u (logits %u+%u) does not "
                          "fit max_batch %u / n_ctx %u",
-                         b->n, b->pos0, b->logit_row0, b->n_logits, w->max_batch, kv->n_ctx);
-    const fwd fs = {gpu, m, hp, w, kv, b}, *f = &fs;
+                         b->n, b->pos0, b->logit_row0, b->n_logits, w->max_batch,
+                         kv ? kv->n_ctx : 0);
+    if (b->n_seq) VKM_TRY(check_seqs(b));
+    const vkm_fwd_seq one = {kv, 0, b->n, b->pos0};
+    const fwd fs = {gpu, m, hp, w, b, b->n_seq ? b->seqs : &one, b->n_seq ? b->n_seq : 1};
+    const fwd *f = &fs;
     const uint32_t n = b->n, E = hp->n_embd;
 
     /* x [n][E] = token_embd rows */
@@ -581,9 +657,7 @@ int vkm_fwd_record(vkm_gpu *gpu, const vkm_dmodel *m, const vkm_fwd_work *w, con
     if (!normed)
         VKM_TRY(vkm_op_rmsnorm_add(gpu, act(f, w->x), act(f, w->o), wt(&m->output_norm),
                                    act(f, w->a), n, E, hp->eps));
-    VKM_TRY(vkm_op_matmul(gpu, m->output.type, m->output.buf, m->output.off, E, hp->n_vocab, w->buf,
-                          w->a.off + (size_t)b->logit_row0 * E * 4, b->n_logits, w->buf,
-                          w->logits.off));
+    VKM_TRY(output(f));
     MARK("output");
     return 0;
 }

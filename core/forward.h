@@ -179,11 +179,25 @@ int vkm_fwd_kv_layout(const vkm_hparams *hp, uint32_t n_ctx, bool f16, bool scor
  * kernels (ops.h vkm_attn_shape.scores); elsewhere the scratch would never be read. */
 bool vkm_fwd_kv_scratch(vkm_gpu *gpu);
 
+/* One sequence of a multi-sequence batch (continuous batching): its tokens are the batch rows
+ * row0 .. row0+n-1, at positions pos0 .. pos0+n-1 of its own KV cache. */
+typedef struct vkm_fwd_seq {
+    const vkm_fwd_kv *kv;
+    uint32_t row0, n, pos0; /* pos0 + n <= kv->n_ctx */
+} vkm_fwd_seq;
+
 typedef struct vkm_fwd_batch {
-    uint32_t n;           /* tokens, 1..max_batch; ids and positions already uploaded */
-    uint32_t pos0;        /* position of token 0; token i is at pos0 + i, pos0 + n <= n_ctx */
-    uint32_t logit_row0;  /* logits of tokens logit_row0 .. +n_logits go to work.logits rows 0.. */
-    uint32_t n_logits;    /* 0 = no final norm / output projection */
+    uint32_t n;          /* tokens, 1..max_batch; ids and positions already uploaded */
+    uint32_t pos0;       /* position of token 0; token i is at pos0 + i, pos0 + n <= n_ctx */
+    uint32_t logit_row0; /* logits of tokens logit_row0 .. +n_logits go to work.logits rows 0.. */
+    uint32_t n_logits;   /* 0 = no final norm / output projection */
+    /* Several sequences (n_seq >= 1): seqs[0..n_seq) cover the rows 0..n-1 in order, each with
+     * its own cache (the kv argument of vkm_fwd_record and pos0 are then unused); every row's
+     * position is in work.pos. Everything is computed for all rows at once except the cache
+     * stores and attention, per sequence. With n_logits, the logits of the last token of each
+     * sequence go to work.logits rows 0..n_seq-1 (n_logits must be n_seq, logit_row0 0). */
+    const vkm_fwd_seq *seqs;
+    uint32_t n_seq;
     bool profile;         /* vkm_gpu_mark after each kernel */
     vkm_fwd_page_fn page; /* NULL: every expert resident, the whole batch is one recording */
     void *page_ctx;
@@ -193,7 +207,8 @@ typedef struct vkm_fwd_batch {
 } vkm_fwd_batch;
 
 /* Records the forward pass of batch b into the current gpu batch. The cache rows pos0..pos0+n-1
- * of every layer are overwritten; rows below pos0 must hold the earlier tokens. */
+ * of every layer are overwritten; rows below pos0 must hold the earlier tokens (per sequence of a
+ * multi-sequence batch; kv may then be NULL). */
 int vkm_fwd_record(vkm_gpu *gpu, const vkm_dmodel *m, const vkm_fwd_work *w, const vkm_fwd_kv *kv,
                    const vkm_fwd_batch *b);
 

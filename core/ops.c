@@ -311,11 +311,13 @@ int vkm_op_mla_kv_rope(vkm_gpu *gpu, const vkm_rope_params *rp, bool cache_f16,
                          s->kva_stride, cache_f16 ? " (f16 cache: ckv and n_rot even)" : "");
     if (s->n_tok == 0) return 0;
     const uint64_t width = (uint64_t)s->ckv + R;
-    VKM_TRY(need(op, "kva", kva, span(s->n_tok, s->kva_stride, width, 0), 4));
+    const uint64_t rows = (uint64_t)s->tok0 + s->n_tok; /* the rows of kva, pos and q read */
+    if (rows > UINT32_MAX) return vkm_error(VKM_ERANGE, "%s: rows overflow", op);
+    VKM_TRY(need(op, "kva", kva, span(rows, s->kva_stride, width, 0), 4));
     VKM_TRY(need(op, "w", w, s->ckv, 4));
-    VKM_TRY(need(op, "pos", pos, s->n_tok, 4));
-    VKM_TRY(need(op, "q", q,
-                 span3(s->n_tok, s->q_tok_stride, s->n_head, s->q_head_stride, R, s->q_off), 4));
+    VKM_TRY(need(op, "pos", pos, rows, 4));
+    VKM_TRY(need(op, "q", q, span3(rows, s->q_tok_stride, s->n_head, s->q_head_stride, R, s->q_off),
+                 4));
     const uint64_t cells = ((uint64_t)s->row0 + s->n_tok) * width;
     VKM_TRY(need(op, "cache", cache, cache_f16 ? cells / 2 : cells, 4));
     vkm_push_mla_kv_rope p = {s->n_tok,       s->ckv,          R,
@@ -323,7 +325,7 @@ int vkm_op_mla_kv_rope(vkm_gpu *gpu, const vkm_rope_params *rp, bool cache_f16,
                               s->q_off,       s->q_tok_stride, s->q_head_stride,
                               s->eps,         rp->theta_scale, rp->freq_scale,
                               rp->ext_factor, rp->mscale,      rp->corr_low,
-                              rp->corr_high};
+                              rp->corr_high,  s->tok0};
     vkm_gpu_arg args[5] = {kva, w, pos, q, cache};
     uint32_t spec[2]; /* the rmsnorm kernels' workgroup, so the sums of squares are the same */
     norm_spec(gpu, spec);
@@ -415,8 +417,8 @@ static int attn_check(bool cache_f16, const vkm_push_attn *p, vkm_gpu_arg qa, vk
         VKM_TRY(need(op, "k", k, ke, es));
         VKM_TRY(need(op, "v", v, ve, es));
     }
-    VKM_TRY(
-        need(op, "o", o, span3(p->n_q, p->o_tok_stride, p->n_head, p->o_head_stride, p->dv, 0), 4));
+    VKM_TRY(need(op, "o", o,
+                 span3(p->n_q, p->o_tok_stride, p->n_head, p->o_head_stride, p->dv, p->o_off), 4));
     return 0;
 }
 
@@ -452,7 +454,7 @@ static int attn_dec(vkm_gpu *gpu, const vkm_attn_shape *s, const vkm_push_attn *
     if (!vkm_gpu_plan(gpu)->attn_dec || p->n_q != 1 || p->n_kv == 0 ||
         p->n_kv > VKM_ATTN_DEC_MAX_KEYS || p->q_pos0 + 1u < p->n_kv || p->da % 8 || p->db % 8 ||
         p->dv % 8 || p->o_head_stride % 4 || p->qa_head_stride % 4 || p->qb_off % 4 ||
-        p->qb_head_stride % 4 || !s->scores.buf)
+        p->qb_head_stride % 4 || p->qa_off % 4 || p->o_off % 4 || !s->scores.buf)
         return 1;
     const uint64_t s_elems = (uint64_t)p->n_kv * s_stride;
     const size_t s_buf = vkm_gpu_buf_size(s->scores.buf);
@@ -465,15 +467,15 @@ static int attn_dec(vkm_gpu *gpu, const vkm_attn_shape *s, const vkm_push_attn *
     vkm_gpu_arg sc = s->scores, qat = qa, qbt = q;
     sc.size = (size_t)(s_elems * 4);
     /* the queries as texels: the heads' rows, rounded up to whole texels */
-    qat.size = (size_t)(((uint64_t)(H - 1) * p->qa_head_stride + p->da) * 4);
+    qat.size = (size_t)(((uint64_t)(H - 1) * p->qa_head_stride + p->qa_off + p->da) * 4);
     qbt.size = (size_t)(((uint64_t)(H - 1) * p->qb_head_stride + p->qb_off + p->db) * 4);
     if (!vkm_gpu_texel_window(gpu, &qat) || !vkm_gpu_texel_window(gpu, &qbt) ||
         !vkm_gpu_texel_window(gpu, &sc))
         return 1;
     const vkm_push_attn_dec d = {
-        H,          p->n_kv,           p->da, p->db, p->dv,    p->qa_head_stride,
-        p->qb_off,  p->qb_head_stride, 0,     row,   s_stride, p->o_head_stride,
-        p->kq_scale};
+        H,           p->n_kv,           p->da,   p->db, p->dv,    p->qa_head_stride,
+        p->qb_off,   p->qb_head_stride, 0,       row,   s_stride, p->o_head_stride,
+        p->kq_scale, p->qa_off,         p->o_off};
     const uint32_t spec[1] = {sg};
     vkm_gpu_kernel *k = NULL;
     VKM_TRY(vkm_gpu_kernel_get(
@@ -488,6 +490,19 @@ static int attn_dec(vkm_gpu *gpu, const vkm_attn_shape *s, const vkm_push_attn *
         3, sizeof d, &k));
     const vkm_gpu_arg a2[3] = {sc, kc, o};
     return vkm_gpu_dispatch(gpu, k, a2, 3, &d, groups(p->dv, 8u * sg), groups(H, 8), 1);
+}
+
+/* Moves the query and output offsets of p to query row q_row0 (vkm_attn_shape.q_row0). */
+static int attn_rows(vkm_push_attn *p, uint32_t q_row0) {
+    const uint64_t qa = p->qa_off + (uint64_t)q_row0 * p->qa_tok_stride;
+    const uint64_t qb = p->qb_off + (uint64_t)q_row0 * p->qb_tok_stride;
+    const uint64_t o = p->o_off + (uint64_t)q_row0 * p->o_tok_stride;
+    if (qa > UINT32_MAX || qb > UINT32_MAX || o > UINT32_MAX)
+        return vkm_error(VKM_ERANGE, "attn: query row %u overflows the offsets", q_row0);
+    p->qa_off = (uint32_t)qa;
+    p->qb_off = (uint32_t)qb;
+    p->o_off = (uint32_t)o;
+    return 0;
 }
 
 int vkm_op_mla_attn(vkm_gpu *gpu, const vkm_attn_shape *s, uint32_t ckv, uint32_t n_rot,
@@ -519,6 +534,7 @@ int vkm_op_mla_attn(vkm_gpu *gpu, const vkm_attn_shape *s, uint32_t ckv, uint32_
         .o_head_stride = ckv,
         .kq_scale = s->kq_scale,
     };
+    VKM_TRY(attn_rows(&p, s->q_row0));
     int rc = attn_check(s->cache_f16, &p, q_abs, q, cache, cache, o);
     if (rc) return rc < 0 ? rc : 0;
     if ((rc = attn_dec(gpu, s, &p, q_abs, q, cache, o)) <= 0) return rc;
@@ -548,6 +564,7 @@ int vkm_op_naive_attn(vkm_gpu *gpu, const vkm_attn_shape *s, uint32_t dqk, uint3
         .o_head_stride = dv,
         .kq_scale = s->kq_scale,
     };
+    VKM_TRY(attn_rows(&p, s->q_row0));
     return vkm_op_attn(gpu, s->cache_f16, &p, q, q, k_cache, v_cache, o, s->state);
 }
 

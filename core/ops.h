@@ -94,14 +94,15 @@ int vkm_op_mla_kv_store(vkm_gpu *gpu, bool cache_f16, vkm_gpu_arg src, vkm_gpu_a
 
 /* The MLA kv path of a batch in one dispatch (spec §4.3-§4.5), what vkm_op_rmsnorm (c in place),
  * vkm_op_rope (k_pe, then q_pe) and vkm_op_mla_kv_store do, except that kva is left unchanged:
- * for t < n_tok, cache row row0 + t (ckv + R values, f16 or f32) = [rmsnorm(kva[t*kva_stride +
- * 0..ckv)) * w, kva[t*kva_stride + ckv + 0..R) roped at pos[t]], and q[t*q_tok_stride +
- * h*q_head_stride + q_off + 0..R) roped in place for h < n_head (R = rp->n_rot). kva and q must
- * not overlap. With cache_f16, ckv must be even. */
+ * for t < n_tok and u = tok0 + t, cache row row0 + t (ckv + R values, f16 or f32) =
+ * [rmsnorm(kva[u*kva_stride + 0..ckv)) * w, kva[u*kva_stride + ckv + 0..R) roped at pos[u]], and
+ * q[u*q_tok_stride + h*q_head_stride + q_off + 0..R) roped in place for h < n_head
+ * (R = rp->n_rot). kva and q must not overlap. With cache_f16, ckv must be even. */
 typedef struct vkm_mla_kv_shape {
     uint32_t n_tok, ckv, kva_stride, row0;
     uint32_t n_head, q_off, q_tok_stride, q_head_stride;
     float eps;
+    uint32_t tok0; /* the tokens' first row in kva, pos and q (a sequence of a larger batch) */
 } vkm_mla_kv_shape;
 int vkm_op_mla_kv_rope(vkm_gpu *gpu, const vkm_rope_params *rp, bool cache_f16,
                        const vkm_mla_kv_shape *s, vkm_gpu_arg kva, vkm_gpu_arg w, vkm_gpu_arg pos,
@@ -121,6 +122,9 @@ typedef struct vkm_attn_shape {
     /* f32 [n_kv][round_up(H, 8)] scratch of the one-query kernel of CPU devices (mla_attn_dec.comp,
      * vkm_op_mla_attn with n_q 1); may be empty: then the general kernel runs */
     vkm_gpu_arg scores;
+    /* the queries' first row in the query and output arrays (one sequence of a multi-sequence
+     * batch: rows q_row0 .. q_row0 + n_q - 1 are this call's; the state scratch starts at 0) */
+    uint32_t q_row0;
 } vkm_attn_shape;
 
 /* Absorbed MLA attention (spec §4.4a) over the latent cache [n_ctx][ckv + n_rot]:

@@ -12,6 +12,9 @@
  * layer's choices in work.gsel) into a host-visible readback buffer at the end of the batch,
  * submits, lets the engine page the layer's experts in (asynchronous uploads the next batch waits
  * for on the device), starts the prefetch of the guessed experts and begins the next batch.
+ * vkm_session_eval_multi() evaluates several sessions' tokens in one such batch through the work
+ * buffer of one of them (forward.h's multi-sequence batch: ids and positions of every sequence's
+ * rows, each sequence's own cache; io grows to hold one logit row per sequence).
  * vkm_session_warmup() records the passes an eval and the decode steps after it would record, dry
  * (gpu.h vkm_gpu_set_dry: nothing runs, the pipelines they use are built at the end; paged layers
  * get a plan over every slot and page nothing).
@@ -49,7 +52,8 @@ struct vkm_session {
     /* host-visible, mapped: int32 ids [max_batch], int32 positions [max_batch], then one row of
      * float logits [n_vocab] (IO_* offsets) */
     vkm_gpu_buf *io;
-    int32_t *sel; /* [max_batch * n_expert_used] router choices read back (paged experts) */
+    uint32_t io_rows; /* logit rows io holds (more for batched evaluations, io_grow) */
+    int32_t *sel;     /* [max_batch * n_expert_used] router choices read back (paged experts) */
     vkm_gpu_buf *readback; /* host int32 [2][max_batch * n_expert_used]: choices, guess */
     uint32_t n;            /* tokens of the batch being recorded */
     vkm_dispatch_stats ds; /* vkm_session_dispatch_stats */
@@ -129,6 +133,7 @@ int vkm_session_create(vkm_engine *e, const vkm_session_opts *opts, vkm_session 
         (rc = vkm_gpu_buf_create(s->gpu, IO_LOGITS(s) + (size_t)hp->n_vocab * sizeof(float),
                                  VKM_BUF_HOST, &s->io)))
         goto fail;
+    s->io_rows = 1;
     if (vkm_engine_paged(e) &&
         (rc = vkm_gpu_buf_create(s->gpu, 2 * n_sel * sizeof *s->sel, VKM_BUF_HOST, &s->readback)))
         goto fail;
@@ -205,6 +210,64 @@ static vkm_fwd_batch chunk_batch(vkm_session *s, int n, int pos0, int row0, int 
                            .guess = paged && vkm_engine_prefetching(s->e)};
 }
 
+/* Runs one recorded forward pass b (ids and positions already in io) through s's work buffer,
+ * against the cache kv (NULL for a multi-sequence b): one submit. The b->n_logits logit rows go
+ * to logits ([n_logits][V] contiguous) or, with `rows`, row i to rows[i] (NULL: not wanted).
+ * Where the work buffer is host-visible (CPU devices, integrated GPUs) the host writes the ids
+ * and positions and reads the logits directly; else they go through io inside the batch (the
+ * logits when io holds that many rows). */
+static int run_batch(vkm_session *s, const vkm_fwd_batch *b, const vkm_fwd_kv *kv, float *logits,
+                     float *const *rows) {
+    char *io = vkm_gpu_buf_map(s->io);
+    const uint32_t n = b->n, n_logits = b->n_logits;
+    s->n = n;
+    const size_t V = s->dm->hp->n_vocab, row_bytes = V * sizeof(float);
+    const bool direct = vkm_gpu_buf_direct(s->gpu, s->w.buf);
+    const bool in_batch = !direct && n_logits >= 1 && n_logits <= s->io_rows;
+    const uint64_t d0 = vkm_gpu_dispatch_count(s->gpu), w0 = vkm_gpu_host_waits(s->gpu);
+    const uint64_t t0 = now_ns();
+    s->batch_gpu_ns = 0;
+    int rc;
+    if (direct &&
+        ((rc = vkm_gpu_upload(s->gpu, s->w.buf, s->w.ids.off, io + IO_IDS, (size_t)n * 4)) ||
+         (rc = vkm_gpu_upload(s->gpu, s->w.buf, s->w.pos.off, io + IO_POS(s), (size_t)n * 4))))
+        return rc;
+    if ((rc = vkm_gpu_begin(s->gpu)) ||
+        (!direct && ((rc = vkm_gpu_record_copy(s->gpu, s->io, IO_IDS, s->w.buf, s->w.ids.off,
+                                               (size_t)n * 4)) ||
+                     (rc = vkm_gpu_record_copy(s->gpu, s->io, IO_POS(s), s->w.buf, s->w.pos.off,
+                                               (size_t)n * 4)))) ||
+        (rc = vkm_fwd_record(s->gpu, s->dm, &s->w, kv, b)) ||
+        (in_batch && (rc = vkm_gpu_record_copy(s->gpu, s->w.buf, s->w.logits.off, s->io,
+                                               IO_LOGITS(s), n_logits * row_bytes))) ||
+        (rc = vkm_gpu_submit(s->gpu)))
+        return rc;
+    s->ds.last = vkm_gpu_dispatch_count(s->gpu) - d0;
+    if (b->profile && (rc = vkm_engine_profile_collect(s->e, &s->batch_gpu_ns))) return rc;
+    for (uint32_t i = 0; i < n_logits; i++) {
+        float *dst = rows ? rows[i] : logits + i * V;
+        if (!dst) continue;
+        if (in_batch)
+            memcpy(dst, io + IO_LOGITS(s) + i * row_bytes, row_bytes);
+        else if (!rows) { /* all rows at once */
+            if ((rc = vkm_gpu_download(s->gpu, s->w.buf, s->w.logits.off, logits,
+                                       (size_t)n_logits * row_bytes)))
+                return rc;
+            break;
+        } else if ((rc = vkm_gpu_download(s->gpu, s->w.buf, s->w.logits.off + i * row_bytes, dst,
+                                          row_bytes)))
+            return rc;
+    }
+    if (n == (b->n_seq ? b->n_seq : 1)) { /* one token per sequence: a decode step */
+        s->ds.decode_steps++;
+        s->ds.decode_dispatches += s->ds.last;
+        s->ds.decode_waits += vkm_gpu_host_waits(s->gpu) - w0;
+        s->ds.decode_wall_ns += now_ns() - t0;
+        s->ds.decode_gpu_ns += s->batch_gpu_ns;
+    }
+    return 0;
+}
+
 /* Evaluates tokens[0..n) (n <= max_batch) at positions pos0.. in one gpu batch; the logits of
  * rows row0..row0+n_logits-1 go to logits. */
 static int eval_chunk(vkm_session *s, const int32_t *tokens, int n, int pos0, int row0,
@@ -214,44 +277,18 @@ static int eval_chunk(vkm_session *s, const int32_t *tokens, int n, int pos0, in
     memcpy(io + IO_IDS, tokens, (size_t)n * 4);
     for (int i = 0; i < n; i++) pos[i] = pos0 + i;
     const vkm_fwd_batch b = chunk_batch(s, n, pos0, row0, n_logits, false);
-    s->n = (uint32_t)n;
-    const size_t V = s->dm->hp->n_vocab, row_bytes = V * sizeof(float);
-    /* where the work buffer is host-visible (CPU devices, integrated GPUs) the ids, positions
-     * and logits are copied by the host directly; else through io, inside the batch */
-    const bool direct = vkm_gpu_buf_direct(s->gpu, s->w.buf);
-    const bool one_row = n_logits == 1 && !direct; /* read back inside the batch */
-    const uint64_t d0 = vkm_gpu_dispatch_count(s->gpu), w0 = vkm_gpu_host_waits(s->gpu);
-    const uint64_t t0 = now_ns();
-    s->batch_gpu_ns = 0;
-    int rc;
-    if (direct &&
-        ((rc = vkm_gpu_upload(s->gpu, s->w.buf, s->w.ids.off, io + IO_IDS, (size_t)n * 4)) ||
-         (rc = vkm_gpu_upload(s->gpu, s->w.buf, s->w.pos.off, pos, (size_t)n * 4))))
-        return rc;
-    if ((rc = vkm_gpu_begin(s->gpu)) ||
-        (!direct && ((rc = vkm_gpu_record_copy(s->gpu, s->io, IO_IDS, s->w.buf, s->w.ids.off,
-                                               (size_t)n * 4)) ||
-                     (rc = vkm_gpu_record_copy(s->gpu, s->io, IO_POS(s), s->w.buf, s->w.pos.off,
-                                               (size_t)n * 4)))) ||
-        (rc = vkm_fwd_record(s->gpu, s->dm, &s->w, &s->kv, &b)) ||
-        (one_row && (rc = vkm_gpu_record_copy(s->gpu, s->w.buf, s->w.logits.off, s->io,
-                                              IO_LOGITS(s), row_bytes))) ||
-        (rc = vkm_gpu_submit(s->gpu)))
-        return rc;
-    s->ds.last = vkm_gpu_dispatch_count(s->gpu) - d0;
-    if (b.profile && (rc = vkm_engine_profile_collect(s->e, &s->batch_gpu_ns))) return rc;
-    if (one_row)
-        memcpy(logits, io + IO_LOGITS(s), row_bytes);
-    else if (n_logits > 0 && (rc = vkm_gpu_download(s->gpu, s->w.buf, s->w.logits.off, logits,
-                                                    (size_t)n_logits * row_bytes)))
-        return rc;
-    if (n == 1) {
-        s->ds.decode_steps++;
-        s->ds.decode_dispatches += s->ds.last;
-        s->ds.decode_waits += vkm_gpu_host_waits(s->gpu) - w0;
-        s->ds.decode_wall_ns += now_ns() - t0;
-        s->ds.decode_gpu_ns += s->batch_gpu_ns;
-    }
+    return run_batch(s, &b, &s->kv, logits, NULL);
+}
+
+/* Makes s->io hold `rows` logit rows (it is made with one). */
+static int io_grow(vkm_session *s, uint32_t rows) {
+    if (rows <= s->io_rows) return 0;
+    vkm_gpu_buf *io = NULL;
+    const size_t bytes = IO_LOGITS(s) + (size_t)rows * s->dm->hp->n_vocab * sizeof(float);
+    VKM_TRY(vkm_gpu_buf_create(s->gpu, bytes, VKM_BUF_HOST, &io));
+    vkm_gpu_buf_destroy(s->gpu, s->io);
+    s->io = io;
+    s->io_rows = rows;
     return 0;
 }
 
@@ -290,7 +327,9 @@ int vkm_session_eval(vkm_session *s, const int32_t *tokens, int n, bool all_logi
 int vkm_session_eval_multi(vkm_session *via, const vkm_seq_eval *seqs, int n_seq) {
     if (!via || n_seq <= 0 || !seqs)
         return vkm_error(VKM_EINVAL, "session: batched eval of %d sequences", n_seq);
+    const uint32_t V = via->dm->hp->n_vocab;
     long total = 0;
+    bool want = false;
     for (int i = 0; i < n_seq; i++) {
         const vkm_seq_eval *q = &seqs[i];
         if (!q->s || q->s->e != via->e || q->n <= 0 || !q->tokens)
@@ -304,23 +343,53 @@ int vkm_session_eval_multi(vkm_session *via, const vkm_seq_eval *seqs, int n_seq
                                  "session: batched eval: sequences %d and %d are "
                                  "the same session",
                                  j, i);
+        if (q->n > q->s->n_ctx - q->s->n_past)
+            return vkm_error(VKM_ERANGE,
+                             "session: batched eval: sequence %d: %d tokens at position %d "
+                             "exceed the %d-token context",
+                             i, q->n, q->s->n_past, q->s->n_ctx);
+        for (int t = 0; t < q->n; t++)
+            if (q->tokens[t] < 0 || (uint32_t)q->tokens[t] >= V)
+                return vkm_error(VKM_ERANGE,
+                                 "session: batched eval: sequence %d: token %d = %d is outside "
+                                 "the vocabulary (%u)",
+                                 i, t, q->tokens[t], V);
         total += q->n;
+        want |= q->logits != NULL;
     }
     if (total > via->max_batch)
         return vkm_error(VKM_EINVAL,
                          "session: batched eval of %ld tokens exceeds the batch size "
                          "%d",
                          total, via->max_batch);
-    /* sequentially for now: each sequence alone */
-    for (int i = 0; i < n_seq; i++) {
-        const int rc =
-            vkm_session_eval(seqs[i].s, seqs[i].tokens, seqs[i].n, false, seqs[i].logits);
-        if (rc) {
-            for (int j = 0; j < i; j++) seqs[j].s->n_past -= seqs[j].n;
-            return rc;
+    vkm_fwd_seq *fs = malloc((size_t)n_seq * sizeof *fs);
+    float **rows = malloc((size_t)n_seq * sizeof *rows);
+    int rc = 0;
+    if (!fs || !rows) rc = vkm_error(VKM_ENOMEM, "out of memory");
+    if (!rc && want && !vkm_gpu_buf_direct(via->gpu, via->w.buf))
+        rc = io_grow(via, (uint32_t)n_seq);
+    if (!rc) {
+        char *io = vkm_gpu_buf_map(via->io);
+        int32_t *ids = (int32_t *)(io + IO_IDS), *pos = (int32_t *)(io + IO_POS(via));
+        uint32_t row = 0;
+        for (int i = 0; i < n_seq; i++) {
+            const vkm_seq_eval *q = &seqs[i];
+            memcpy(ids + row, q->tokens, (size_t)q->n * 4);
+            for (int t = 0; t < q->n; t++) pos[row + t] = q->s->n_past + t;
+            fs[i] = (vkm_fwd_seq){&q->s->kv, row, (uint32_t)q->n, (uint32_t)q->s->n_past};
+            rows[i] = q->logits;
+            row += (uint32_t)q->n;
         }
+        vkm_fwd_batch b = chunk_batch(via, (int)total, 0, 0, want ? n_seq : 0, false);
+        b.seqs = fs;
+        b.n_seq = (uint32_t)n_seq;
+        rc = run_batch(via, &b, NULL, NULL, rows);
     }
-    return 0;
+    if (!rc)
+        for (int i = 0; i < n_seq; i++) seqs[i].s->n_past += seqs[i].n;
+    free(fs);
+    free(rows);
+    return rc;
 }
 
 static int warmup(vkm_session *s, int n_prompt);
@@ -339,21 +408,13 @@ int vkm_session_warmup(vkm_session *s, int n_prompt) {
     return vkm_session_warmup_progress(s, n_prompt, NULL, NULL);
 }
 
-static int warmup(vkm_session *s, int n_prompt) {
-    /* the chunks vkm_session_eval would record: full ones, the last one with its logit row;
-     * then one token after them */
-    int n = n_prompt < s->n_ctx - s->n_past ? n_prompt : s->n_ctx - s->n_past;
-    if (n < 0) n = 0;
-    const int last = n == 0 ? 0 : (n - 1) % s->max_batch + 1;
+/* Records the batches b[0..nb) dry (building their pipelines) and, on CPU devices, once more
+ * with no workgroups (compiling them). */
+static int warm_batches(vkm_session *s, const vkm_fwd_batch *b, int nb) {
     int rc = vkm_gpu_set_dry(s->gpu, true);
     if (rc) return rc;
-    vkm_fwd_batch b[3];
-    int nb = 0;
-    if (n > s->max_batch) b[nb++] = chunk_batch(s, s->max_batch, s->n_past, 0, 0, true);
-    if (n > 0) b[nb++] = chunk_batch(s, last, s->n_past + n - last, last - 1, 1, true);
-    const int pos = s->n_past + n < s->n_ctx ? s->n_past + n : s->n_ctx - 1;
-    b[nb++] = chunk_batch(s, 1, pos, 0, 1, true);
-    for (int i = 0; i < nb && !rc; i++) rc = vkm_fwd_record(s->gpu, s->dm, &s->w, &s->kv, &b[i]);
+    for (int i = 0; i < nb && !rc; i++)
+        rc = vkm_fwd_record(s->gpu, s->dm, &s->w, b[i].n_seq ? NULL : &s->kv, &b[i]);
     const int built = vkm_gpu_set_dry(s->gpu, false);
     if (rc || built) return rc ? rc : built;
     /* CPU devices (lavapipe) compile a pipeline's code at its first dispatch: the same passes
@@ -363,11 +424,52 @@ static int warmup(vkm_session *s, int n_prompt) {
     rc = vkm_gpu_set_prime(s->gpu, true);
     for (int i = 0; i < nb && !rc; i++) {
         rc = vkm_gpu_begin(s->gpu);
-        if (!rc) rc = vkm_fwd_record(s->gpu, s->dm, &s->w, &s->kv, &b[i]);
+        if (!rc) rc = vkm_fwd_record(s->gpu, s->dm, &s->w, b[i].n_seq ? NULL : &s->kv, &b[i]);
         if (!rc) rc = vkm_gpu_submit(s->gpu);
     }
     const int off = vkm_gpu_set_prime(s->gpu, false);
     return rc ? rc : off;
+}
+
+int vkm_session_warmup_batched(vkm_session *s, int n_seq, vkm_progress_fn fn, void *user) {
+    if (n_seq > s->max_batch) n_seq = s->max_batch;
+    if (n_seq < 2) return 0;
+    vkm_fwd_seq *fs = malloc((size_t)n_seq * sizeof *fs);
+    vkm_fwd_batch *b = malloc((size_t)(n_seq - 1) * sizeof *b);
+    int rc = 0;
+    if (!fs || !b) rc = vkm_error(VKM_ENOMEM, "out of memory");
+    /* every sequence's rows against this session's cache, at its last position (a dry
+     * recording reads and writes nothing) */
+    const uint32_t pos = (uint32_t)(s->n_past < s->n_ctx ? s->n_past : s->n_ctx - 1);
+    for (int i = 0; !rc && i < n_seq; i++) fs[i] = (vkm_fwd_seq){&s->kv, (uint32_t)i, 1, pos};
+    for (int k = 2; !rc && k <= n_seq; k++) {
+        b[k - 2] = chunk_batch(s, k, 0, 0, k, true);
+        b[k - 2].seqs = fs;
+        b[k - 2].n_seq = (uint32_t)k;
+    }
+    if (!rc) {
+        vkm_gpu_set_progress(s->gpu, fn, user);
+        rc = warm_batches(s, b, n_seq - 1);
+        vkm_gpu_set_progress(s->gpu, NULL, NULL);
+    }
+    free(fs);
+    free(b);
+    return rc;
+}
+
+static int warmup(vkm_session *s, int n_prompt) {
+    /* the chunks vkm_session_eval would record: full ones, the last one with its logit row;
+     * then one token after them */
+    int n = n_prompt < s->n_ctx - s->n_past ? n_prompt : s->n_ctx - s->n_past;
+    if (n < 0) n = 0;
+    const int last = n == 0 ? 0 : (n - 1) % s->max_batch + 1;
+    vkm_fwd_batch b[3];
+    int nb = 0;
+    if (n > s->max_batch) b[nb++] = chunk_batch(s, s->max_batch, s->n_past, 0, 0, true);
+    if (n > 0) b[nb++] = chunk_batch(s, last, s->n_past + n - last, last - 1, 1, true);
+    const int pos = s->n_past + n < s->n_ctx ? s->n_past + n : s->n_ctx - 1;
+    b[nb++] = chunk_batch(s, 1, pos, 0, 1, true);
+    return warm_batches(s, b, nb);
 }
 
 void vkm_session_dispatch_stats(const vkm_session *s, vkm_dispatch_stats *out) {

@@ -138,9 +138,12 @@ typedef struct vkm_seq_eval {
  * of seqs[].n must not exceed vkm_session_max_batch(via) (VKM_EINVAL), sessions must be
  * distinct and of via's engine (VKM_EINVAL); per sequence the checks of vkm_session_eval
  * (VKM_ERANGE). The logits equal those of evaluating each sequence alone up to the float
- * rounding of batched kernels (greedy choices agree). On any error no session has changed.
- * Sessions that only ever take part in batched evaluations can be created with max_batch 1: their
- * own work buffer is then small. */
+ * rounding of batched kernels (tests/test_gpu_multi.c: exact in the CPU layout, within 5e-5 in
+ * the GPU layout on the fixtures). On any error no session has changed. Sessions that only ever
+ * take part in batched evaluations can be created with max_batch 1: their own work buffer is
+ * then small. With paged experts the pass pages once per MoE layer for all sequences together
+ * (the experts they share are uploaded once). A pass where every sequence has one token counts
+ * as a decode step of via (vkm_session_dispatch_stats). */
 int vkm_session_eval_multi(vkm_session *via, const vkm_seq_eval *seqs, int n_seq);
 /* Creates the device pipelines that evaluating n_prompt tokens from n_past on (as
  * vkm_session_eval with the last token's logits) and then generating one token at a time will
@@ -162,6 +165,10 @@ enum vkm_warmup_stage { VKM_WARMUP_BUILD = 0, VKM_WARMUP_COMPILE = 1 };
 typedef bool (*vkm_progress_fn)(void *user, int stage, int done, int total);
 /* vkm_session_warmup with a progress hook (fn NULL = none). */
 int vkm_session_warmup_progress(vkm_session *s, int n_prompt, vkm_progress_fn fn, void *user);
+/* The pipelines of batched decode steps (vkm_session_eval_multi through s of 2 .. n_seq
+ * sequences with one token each; s's batch size bounds n_seq), prepared as vkm_session_warmup
+ * does (dry passes, then empty dispatches on CPU devices); n_seq < 2 prepares nothing. */
+int vkm_session_warmup_batched(vkm_session *s, int n_seq, vkm_progress_fn fn, void *user);
 int vkm_session_n_past(const vkm_session *s);
 
 /* GPU dispatches the session's evaluations recorded (the kernel plan's fused forms show here):

@@ -103,7 +103,7 @@ void main() {
         }
 
         const float inv = l > 0.0 ? 1.0 / l : 0.0;
-        const uint ob = i * p.o_tok_stride + h * p.o_head_stride;
+        const uint ob = p.o_off + i * p.o_tok_stride + h * p.o_head_stride;
         for (uint a = 0; a < NV; a++) {
             const uint c2 = tid + a * WG;
             if (c2 >= dv2) break;

@@ -86,7 +86,7 @@ void main() {
         [[unroll]] for (uint u = 0u; u < 8u; u++) {
             const uint h = min(h0 + u, p.n_head - 1u); // past the last head: a copy, never read
             [[unroll]] for (uint i = 0u; i < KL; i++) acc[u][i] = 0.0;
-            ab[u] = h * p.qa_head_stride / 4u;
+            ab[u] = (p.qa_off + h * p.qa_head_stride) / 4u;
             bb[u] = (p.qb_off + h * p.qb_head_stride) / 4u;
         }
         // the q_abs part of the keys, then the q_pe part (two loops: llvmpipe runs both sides of
@@ -163,7 +163,7 @@ void main() {
     if (c0 < p.dv)
         [[unroll]] for (uint u = 0u; u < 8u; u++) {
             if (h0 + u >= p.n_head) break;
-            const uint o = ((h0 + u) * p.o_head_stride + c0) / 4u;
+            const uint o = (p.o_off + (h0 + u) * p.o_head_stride + c0) / 4u;
             o4[o] = vec4(acc[u][0], acc[u][1], acc[u][2], acc[u][3]);
             o4[o + 1u] = vec4(acc[u][4], acc[u][5], acc[u][6], acc[u][7]);
         }

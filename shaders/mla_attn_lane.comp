@@ -98,7 +98,7 @@ void main() {
                 const uint e = 2u * e2 - p.da;
                 g_q[u][e2] = live[u] ? vec2(qb[qb_b + e], qb[qb_b + e + 1u]) : vec2(0.0);
             }
-            ob[u] = i * p.o_tok_stride + h * p.o_head_stride;
+            ob[u] = p.o_off + i * p.o_tok_stride + h * p.o_head_stride;
             m[u] = -3.0e38;
             l[u] = 0.0;
             if (first_pass) {

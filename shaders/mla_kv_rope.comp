@@ -1,7 +1,8 @@
 // mla_kv_rope.comp - the MLA kv path of a batch in one kernel (spec §4.3-§4.5): for token
-// t < n_tok at position pos[t]
-//   cache row (row0 + t) = [ rmsnorm(kva[t][0..ckv)) * w , rope(kva[t][ckv..ckv+n_rot)) ]
-//   q[t*q_tok_stride + h*q_head_stride + q_off + 0..n_rot) roped in place, h < n_head.
+// t < n_tok, in row u = tok0 + t of kva, pos and q (one sequence of a multi-sequence batch), at
+// position pos[u]
+//   cache row (row0 + t) = [ rmsnorm(kva[u][0..ckv)) * w , rope(kva[u][ckv..ckv+n_rot)) ]
+//   q[u*q_tok_stride + h*q_head_stride + q_off + 0..n_rot) roped in place, h < n_head.
 // It does what rmsnorm.comp, rope.comp (k_pe, then q_pe) and kv_store.comp do in four dispatches,
 // with the same arithmetic: the sum of squares of rms.glsl with rmsnorm.comp's workgroup, the
 // angles of rope.glsl (each pair's cos/sin computed once for k_pe and every head).
@@ -36,7 +37,8 @@ void main() {
     const uint tid = gl_LocalInvocationID.x, nt = gl_WorkGroupSize.x;
     const uint width = p.ckv + p.n_rot;
     for (uint t = gl_WorkGroupID.x; t < p.n_tok; t += gl_NumWorkGroups.x) {
-        const uint xb = t * p.kva_stride;
+        const uint u = p.tok0 + t;
+        const uint xb = u * p.kva_stride;
         float sum = 0.0;
         for (uint i = tid; i < p.ckv; i += nt) {
             float v = kva[xb + i];
@@ -53,7 +55,7 @@ void main() {
 #else
         for (uint i = tid; i < p.ckv; i += nt) cache[cb + i] = (kva[xb + i] * scale) * w[i];
 #endif
-        const int ps = pos[t];
+        const int ps = pos[u];
         for (uint k = tid; k < p.n_rot / 2; k += nt) {
             const vec2 cs = rope_cs(ps, k);
             const float c = cs.x, s = cs.y;
@@ -67,7 +69,7 @@ void main() {
             cache[cb + p.ckv + 2 * k + 1] = r.y;
 #endif
             for (uint h = 0; h < p.n_head; h++) {
-                const uint qb = t * p.q_tok_stride + h * p.q_head_stride + p.q_off + 2 * k;
+                const uint qb = u * p.q_tok_stride + h * p.q_head_stride + p.q_off + 2 * k;
                 const float q0 = q[qb], q1 = q[qb + 1];
                 q[qb] = q0 * c - q1 * s;
                 q[qb + 1] = q0 * s + q1 * c;

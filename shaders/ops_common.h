@@ -87,10 +87,10 @@ VKM_PC_STRUCT(vkm_push_kv_store) {
     VKM_PC_U32 dst_head_stride;
 };
 
-/* mla_kv_rope.comp: for t < n_tok, cache row (row0 + t) (ckv + n_rot values) = [the rmsnorm of
- * kva[t*kva_stride + 0..ckv) times w, kva[t*kva_stride + ckv + 0..n_rot) roped at pos[t]], and
- * q[t*q_tok_stride + h*q_head_stride + q_off + 0..n_rot) roped in place for h < n_head. The rope
- * fields are vkm_push_rope's. */
+/* mla_kv_rope.comp: for t < n_tok and u = tok0 + t (the token's row in kva, pos and q), cache row
+ * (row0 + t) (ckv + n_rot values) = [the rmsnorm of kva[u*kva_stride + 0..ckv) times w,
+ * kva[u*kva_stride + ckv + 0..n_rot) roped at pos[u]], and q[u*q_tok_stride + h*q_head_stride +
+ * q_off + 0..n_rot) roped in place for h < n_head. The rope fields are vkm_push_rope's. */
 VKM_PC_STRUCT(vkm_push_mla_kv_rope) {
     VKM_PC_U32 n_tok;
     VKM_PC_U32 ckv;
@@ -108,6 +108,7 @@ VKM_PC_STRUCT(vkm_push_mla_kv_rope) {
     VKM_PC_F32 mscale;
     VKM_PC_F32 corr_low;
     VKM_PC_F32 corr_high;
+    VKM_PC_U32 tok0;
 };
 
 /* mla_attn.comp: for query i < n_q at position q_pos0 + i and head h < n_head:
@@ -115,7 +116,7 @@ VKM_PC_STRUCT(vkm_push_mla_kv_rope) {
  *        qb[qb_off + i*qb_tok_stride + h*qb_head_stride + 0..db)]
  *   K_p = k[p*k_row_stride + h*k_head_stride + 0..da+db)      (cache, f16 or f32)
  *   V_p = v[v_off + p*v_row_stride + h*v_head_stride + 0..dv) (cache, same type)
- *   o[i*o_tok_stride + h*o_head_stride + c] = sum_p softmax_p(kq_scale * Q.K_p) V_p[c]
+ *   o[o_off + i*o_tok_stride + h*o_head_stride + c] = sum_p softmax_p(kq_scale * Q.K_p) V_p[c]
  * over p <= q_pos0 + i and p < n_kv. Every offset, stride and dimension of the cache side is even.
  */
 VKM_PC_STRUCT(vkm_push_attn) {
@@ -142,15 +143,16 @@ VKM_PC_STRUCT(vkm_push_attn) {
     VKM_PC_F32 kq_scale;
     VKM_PC_U32 k_begin; /* mla_attn_lane.comp: this pass takes keys k_begin <= p < k_end */
     VKM_PC_U32 k_end;
+    VKM_PC_U32 o_off; /* o[o_off + i*o_tok_stride + h*o_head_stride + c] */
 };
 
 /* mla_attn_dec.comp (CPU devices, one query, heads sharing the cache rows): with
- *   Q_h = [qa[h*qa_head_stride + 0..da), qb[qb_off + h*qb_head_stride + 0..db)],
+ *   Q_h = [qa[qa_off + h*qa_head_stride + 0..da), qb[qb_off + h*qb_head_stride + 0..db)],
  *   K_p = cache elements [p*row_elems, + da+db), V_p = its first dv (element e of the cache is in
  *   texel k_tex0 + e / (16 / element size) of the texel binding),
  * pass 0 writes s[p*s_stride + h] = kq_scale * Q_h.K_p for p < n_kv, pass 1 replaces every column
- * h by its softmax over p, pass 2 writes o[h*o_head_stride + c] = sum_p s[p*s_stride + h] V_p[c].
- * da, db, dv and row_elems are multiples of 8, s_stride of 8 (>= n_head; the columns past
+ * h by its softmax over p, pass 2 writes o[o_off + h*o_head_stride + c] = sum_p s[p*s_stride + h]
+ * V_p[c]. da, db, dv and row_elems are multiples of 8, s_stride of 8 (>= n_head; the columns past
  * n_head are scratch), o_head_stride of 4; 1 <= n_kv <= VKM_ATTN_DEC_MAX_KEYS. */
 VKM_PC_STRUCT(vkm_push_attn_dec) {
     VKM_PC_U32 n_head;
@@ -166,6 +168,8 @@ VKM_PC_STRUCT(vkm_push_attn_dec) {
     VKM_PC_U32 s_stride;
     VKM_PC_U32 o_head_stride;
     VKM_PC_F32 kq_scale;
+    VKM_PC_U32 qa_off; /* multiples of 4: the query's and the output's first element */
+    VKM_PC_U32 o_off;
 };
 
 /* router.comp: one workgroup per token; see core/ops.h vkm_op_router. */
@@ -233,9 +237,9 @@ VKM_PC_STRUCT(vkm_push_get_rows) {
 _Static_assert(sizeof(vkm_push_rmsnorm) == 24, "vkm_push_rmsnorm layout");
 _Static_assert(sizeof(vkm_push_rope) == 48, "vkm_push_rope layout");
 _Static_assert(sizeof(vkm_push_kv_store) == 40, "vkm_push_kv_store layout");
-_Static_assert(sizeof(vkm_push_mla_kv_rope) == 64, "vkm_push_mla_kv_rope layout");
-_Static_assert(sizeof(vkm_push_attn) == 92, "vkm_push_attn layout");
-_Static_assert(sizeof(vkm_push_attn_dec) == 52, "vkm_push_attn_dec layout");
+_Static_assert(sizeof(vkm_push_mla_kv_rope) == 68, "vkm_push_mla_kv_rope layout");
+_Static_assert(sizeof(vkm_push_attn) == 96, "vkm_push_attn layout");
+_Static_assert(sizeof(vkm_push_attn_dec) == 60, "vkm_push_attn_dec layout");
 _Static_assert(sizeof(vkm_push_router) == 40, "vkm_push_router layout");
 _Static_assert(sizeof(vkm_push_moe_combine) == 32, "vkm_push_moe_combine layout");
 _Static_assert(sizeof(vkm_push_swiglu) == 28, "vkm_push_swiglu layout");

@@ -293,9 +293,19 @@ static void kv_rope_case(const char *what, bool f16, uint32_t n, uint32_t H, uin
                 *bp = buf_new(pos, n * 4), *bc = buf_new(NULL, ncell * es),
                 *bq2 = buf_new(q, nq * 4), *bk2 = buf_new(k, nk * 4),
                 *bc2 = buf_new(NULL, ncell * es);
-    const vkm_mla_kv_shape sh = {n, ckv, st, row0, H, dn, H * dqk, dqk, 1e-6f};
+    const vkm_mla_kv_shape sh = {n, ckv, st, row0, H, dn, H * dqk, dqk, 1e-6f, 0};
     CHECK_OK(begin());
-    CHECK_OK(vkm_op_mla_kv_rope(gpu, &rp, f16, &sh, A(bk), A(bw), A(bp), A(bq), A(bc)));
+    if (n >= 2) { /* two sequences' calls (tok0, as a multi-sequence batch records them) */
+        vkm_mla_kv_shape s1 = sh, s2 = sh;
+        s1.n_tok = n / 2;
+        s2.n_tok = n - n / 2;
+        s2.tok0 = n / 2;
+        s2.row0 = row0 + n / 2;
+        CHECK_OK(vkm_op_mla_kv_rope(gpu, &rp, f16, &s1, A(bk), A(bw), A(bp), A(bq), A(bc)));
+        CHECK_OK(vkm_op_mla_kv_rope(gpu, &rp, f16, &s2, A(bk), A(bw), A(bp), A(bq), A(bc)));
+    } else {
+        CHECK_OK(vkm_op_mla_kv_rope(gpu, &rp, f16, &sh, A(bk), A(bw), A(bp), A(bq), A(bc)));
+    }
     /* the separate kernels, on copies */
     CHECK_OK(vkm_op_rmsnorm(gpu, A(bk2), A(bw), A(bk2), n, ckv, st, st, 1e-6f));
     CHECK_OK(vkm_op_rope(gpu, &rp, A(bk2), A(bp), n, 1, ckv, st, 0));
@@ -340,6 +350,9 @@ static void kv_rope_case(const char *what, bool f16, uint32_t n, uint32_t H, uin
     CHECK_ERR(vkm_op_mla_kv_rope(gpu, &rp, f16, &bad, A(bk), A(bw), A(bp), A(bq), A(bc)));
     bad = sh;
     bad.n_tok = n + 1;
+    CHECK_ERR(vkm_op_mla_kv_rope(gpu, &rp, f16, &bad, A(bk), A(bw), A(bp), A(bq), A(bc)));
+    bad = sh; /* the rows of a later sequence past the arrays */
+    bad.tok0 = 1;
     CHECK_ERR(vkm_op_mla_kv_rope(gpu, &rp, f16, &bad, A(bk), A(bw), A(bp), A(bq), A(bc)));
     if (f16) {
         bad = sh;
@@ -530,7 +543,7 @@ static void mla_case_s(uint32_t ckv, uint32_t R, uint32_t H, uint32_t dn, bool f
                 *bc = buf_new(cpad, CACHE_OFF + nc * es), *bo = buf_new(NULL, no * 4);
     vkm_gpu_buf *bst = buf_new(NULL, (size_t)n_q * H * 2 * 4); /* state between key passes */
     vkm_gpu_buf *bsc = buf_new(sc, ns * 4);
-    vkm_attn_shape s = {n_q, H, q_pos0, n_kv, kq_scale, f16, A(bst), {0}};
+    vkm_attn_shape s = {n_q, H, q_pos0, n_kv, kq_scale, f16, A(bst), {0}, 0};
     if (scratch) s.scores = A(bsc);
     const vkm_gpu_arg cache = {bc, CACHE_OFF, 0};
     CHECK_OK(begin());
@@ -576,6 +589,24 @@ static void mla_case_s(uint32_t ckv, uint32_t R, uint32_t H, uint32_t dn, bool f
     for (size_t i = 0; i < ns && !dec; i++) bad += sc[i] != -7.0f;
     CHECK_MSG(bad == 0, "mla_attn n_q=%u n_kv=%u scratch %d: %s (%d bad)", n_q, n_kv, scratch,
               dec ? "scratch columns do not sum to 1" : "scratch touched", bad);
+    if (n_q >= 2) { /* the queries in two calls (q_row0: the last one alone, as a decoding
+                     * sequence of a multi-sequence batch), the same results */
+        vkm_attn_shape s1 = s, s2 = s;
+        s1.n_q = n_q - 1;
+        s2.n_q = 1;
+        s2.q_pos0 = q_pos0 + n_q - 1;
+        s2.q_row0 = n_q - 1;
+        vkm_gpu_buf *bo2 = buf_new(NULL, no * 4);
+        CHECK_OK(begin());
+        CHECK_OK(vkm_op_mla_attn(gpu, &s1, ckv, R, dqk, A(bqa), A(bq), cache, A(bo2)));
+        CHECK_OK(vkm_op_mla_attn(gpu, &s2, ckv, R, dqk, A(bqa), A(bq), cache, A(bo2)));
+        CHECK_OK(submit());
+        buf_get(bo2, o, no * 4);
+        CHECK_CLOSE(o, ref, no, ATTN_ABS, ATTN_REL,
+                    "mla_attn in two calls ckv=%u R=%u H=%u %s n_q=%u pos0=%u n_kv=%u scratch %d",
+                    ckv, R, H, f16 ? "f16" : "f32", n_q, q_pos0, n_kv, scratch);
+        vkm_gpu_buf_destroy(gpu, bo2);
+    }
     vkm_gpu_buf_destroy(gpu, bqa);
     vkm_gpu_buf_destroy(gpu, bq);
     vkm_gpu_buf_destroy(gpu, bc);
@@ -608,9 +639,19 @@ static void naive_case(uint32_t dn, uint32_t R, uint32_t dv, uint32_t H, bool f1
     vkm_gpu_buf *bq = buf_new(q, nq * 4), *bk = buf_new(kb, nk * es), *bv = buf_new(vb, nv * es),
                 *bo = buf_new(NULL, no * 4);
     vkm_gpu_buf *bst = buf_new(NULL, (size_t)n_q * H * 2 * 4); /* state between key passes */
-    vkm_attn_shape s = {n_q, H, q_pos0, n_kv, kq_scale, f16, A(bst), {0}};
+    vkm_attn_shape s = {n_q, H, q_pos0, n_kv, kq_scale, f16, A(bst), {0}, 0};
     CHECK_OK(begin());
-    CHECK_OK(vkm_op_naive_attn(gpu, &s, dqk, dv, A(bq), A(bk), A(bv), A(bo)));
+    if (n_q >= 2) { /* in two calls (q_row0), as two sequences of a batch */
+        vkm_attn_shape s1 = s, s2 = s;
+        s1.n_q = n_q / 2;
+        s2.n_q = n_q - n_q / 2;
+        s2.q_pos0 = q_pos0 + n_q / 2;
+        s2.q_row0 = n_q / 2;
+        CHECK_OK(vkm_op_naive_attn(gpu, &s1, dqk, dv, A(bq), A(bk), A(bv), A(bo)));
+        CHECK_OK(vkm_op_naive_attn(gpu, &s2, dqk, dv, A(bq), A(bk), A(bv), A(bo)));
+    } else {
+        CHECK_OK(vkm_op_naive_attn(gpu, &s, dqk, dv, A(bq), A(bk), A(bv), A(bo)));
+    }
     CHECK_OK(submit());
     buf_get(bo, o, no * 4);
     vkm_push_attn p = {.n_q = n_q,
@@ -684,7 +725,7 @@ static void test_attention(void) {
         vkm_gpu_buf *bkv = buf_new(kv, n * w * 4), *bc = buf_new(NULL, 64 * w * 2),
                     *bqa = buf_new(qa, n * H * ckv * 4), *bq = buf_new(q, n * H * dqk * 4),
                     *bo = buf_new(NULL, n * H * ckv * 4);
-        vkm_attn_shape s = {n, H, 0, n, 0.2f, true, {0}, {0}};
+        vkm_attn_shape s = {n, H, 0, n, 0.2f, true, {0}, {0}, 0};
         CHECK_OK(begin());
         CHECK_OK(vkm_op_mla_kv_store(gpu, true, A(bkv), A(bc), n, w, w, 0));
         CHECK_OK(vkm_op_mla_attn(gpu, &s, ckv, R, dqk, A(bqa), A(bq), A(bc), A(bo)));
