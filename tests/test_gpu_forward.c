@@ -58,7 +58,8 @@ static int ref_logits(const vkm_model *m, float *out) {
 
 /* ------------------------------------------------------------------------ fixtures ---- */
 
-/* Layout idot (VKMOE_KERNELS=idot): the decode GEMVs (<= 8 columns; at prefill every expert with
+/* Where the plan has integer-dot GEMVs (layout idot, VKMOE_KERNELS=idot; a GPU that accelerates
+ * them, on its own): the decode GEMVs (<= 8 columns; at prefill every expert with
  * <= 8 entries too) multiply 8-bit activations (quant_q8.comp, per 32 values a scale: relative
  * rounding up to 1/254 of the block's largest value), the GEMMs float ones, as llama.cpp's Vulkan
  * backend does; so two evaluations that split the same tokens differently (batch, chunks, steps)
@@ -452,7 +453,12 @@ int main(void) {
     int rc = open_engine(VKMOE_FIXTURES_DIR "/tiny-v3-f32.gguf", &e);
     if (rc == VKM_ENODEV) check_skip(vkm_errmsg());
     CHECK_OK(rc);
-    g_q8 = e && vkm_gpu_plan(vkm_engine_gpu(e))->layout == VKM_KERNELS_IDOT;
+    bool idot_layout = false; /* the integer-dot GEMVs forced (layout idot) */
+    if (e) {
+        const vkm_kernel_plan *plan = vkm_gpu_plan(vkm_engine_gpu(e));
+        idot_layout = plan->layout == VKM_KERNELS_IDOT;
+        for (uint32_t t = 0; t < VKM_QTYPE_COUNT; t++) g_q8 |= plan->gemv_idot[t];
+    }
     vkm_engine_close(e);
     vkm_engine_close(NULL);
     vkm_session_destroy(NULL);
@@ -468,7 +474,8 @@ int main(void) {
     /* GPU vs CPU reference on the fixtures: F32 weights as for the written models; the Q4_K_M
      * model's matmuls dequantize exactly as the reference does, but its router is chaotic, so a
      * flip of one near-tied expert choice is allowed for (0.5 on its logits) */
-    if (g_q8) { /* only the Q4_K_M fixture has types with integer-dot GEMVs (F32 / F16 elsewhere) */
+    if (idot_layout) { /* only the Q4_K_M fixture has types with integer-dot GEMVs (F32 / F16
+                          elsewhere) */
         run_fixture("small-v3-q4_k_m", 0.03, 0.85, 0.5, 13);
         return check_done();
     }
