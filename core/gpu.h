@@ -63,6 +63,9 @@ typedef struct vkm_gpu_device_info {
     bool storage8, storage16;     /* 8/16-bit storage buffer access */
     bool int8;                    /* shaderInt8 */
     bool int64;                   /* shaderInt64 */
+    bool int_dot;                 /* shaderIntegerDotProduct (Vulkan 1.3): the 4x8-bit packed dot
+                                     products of SPV_KHR_integer_dot_product (enabled when present) */
+    bool int_dot_accel;           /* integerDotProduct4x8BitPackedSignedAccelerated */
     bool transfer_queue;          /* a dedicated transfer-only queue family exists */
     bool memory_budget;           /* VK_EXT_memory_budget */
     bool external_memory_host;    /* VK_EXT_external_memory_host */
@@ -141,6 +144,14 @@ bool vkm_gpu_buf_direct(const vkm_gpu *gpu, const vkm_gpu_buf *buf);
  * write it. VKM_EINVAL for a bad slot or a size other than the slot's. */
 #define VKM_GPU_CONST_SLOTS 8
 int vkm_gpu_const_buf(vkm_gpu *gpu, int slot, const void *data, size_t bytes, vkm_gpu_buf **out);
+/* A device scratch buffer the kernels of one op write and later ones of the same batch read (the
+ * GEMVs' 8-bit activations, core/ops_matmul.c): at least `bytes` bytes, the same buffer for every
+ * call for `slot` (< VKM_GPU_SCRATCH_SLOTS) until a call needs more; a larger one then replaces
+ * it, and the old one stays alive (work recorded before may use it) until the gpu is destroyed.
+ * Sizes grow at least twofold, so that costs less than the last size. Its contents are undefined
+ * between batches. */
+#define VKM_GPU_SCRATCH_SLOTS 2
+int vkm_gpu_scratch_buf(vkm_gpu *gpu, int slot, size_t bytes, vkm_gpu_buf **out);
 /* Synchronous copies between host memory and a buffer (through staging where needed). */
 int vkm_gpu_upload(vkm_gpu *gpu, vkm_gpu_buf *dst, size_t offset, const void *src, size_t size);
 int vkm_gpu_download(vkm_gpu *gpu, vkm_gpu_buf *src, size_t offset, void *dst, size_t size);

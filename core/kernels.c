@@ -47,6 +47,13 @@
 #define VKM_GEMV_TYPES(X) VKM_KERNEL_TYPES_K(X)
 static const uint16_t t_gemv[VKM_QTYPE_COUNT] = {VKM_GEMV_TYPES(ROW_GEMV)};
 static const uint16_t t_gemv_id[VKM_QTYPE_COUNT] = {VKM_GEMV_TYPES(ROW_GEMV_ID)};
+/* gemv's integer-dot variants (shaders/gemv_q8.glsl): 8-bit activations, 4x8-bit dot products */
+#define VKM_GEMV_Q8_TYPES(X)                                                                       \
+    X(Q4_0) X(Q4_1) X(Q5_0) X(Q5_1) X(Q8_0) X(Q2_K) X(Q3_K) X(Q4_K) X(Q5_K) X(Q6_K)
+#define ROW_GEMV_Q8(T) ROW(GEMV_Q8, T)
+#define ROW_GEMV_Q8_ID(T) ROW(GEMV_Q8_ID, T)
+static const uint16_t t_gemv_q8[VKM_QTYPE_COUNT] = {VKM_GEMV_Q8_TYPES(ROW_GEMV_Q8)};
+static const uint16_t t_gemv_q8_id[VKM_QTYPE_COUNT] = {VKM_GEMV_Q8_TYPES(ROW_GEMV_Q8_ID)};
 TABLE(t_vec, VEC)
 TABLE(t_vec_id, VEC_ID)
 TABLE(t_sg, SG)
@@ -76,6 +83,10 @@ vkm_shader_id vkm_kernels_matmul_shader(vkm_matmul_family f, bool id, uint32_t w
     return from_table(matmul_tables[f][id ? 1 : 0], wtype);
 }
 
+vkm_shader_id vkm_kernels_gemv_q8_shader(bool id, uint32_t wtype) {
+    return from_table(id ? t_gemv_q8_id : t_gemv_q8, wtype);
+}
+
 vkm_shader_id vkm_kernels_get_rows_shader(uint32_t type) {
     return from_table(t_get_rows, type);
 }
@@ -83,9 +94,9 @@ vkm_shader_id vkm_kernels_get_rows_shader(uint32_t type) {
 /* ---- names ---- */
 
 static const char *const layout_names[VKM_KERNELS_COUNT] = {
-    [VKM_KERNELS_AUTO] = "auto",     [VKM_KERNELS_GPU] = "gpu", [VKM_KERNELS_CPU] = "cpu",
-    [VKM_KERNELS_KSPLIT] = "ksplit", [VKM_KERNELS_SG] = "sg",   [VKM_KERNELS_CPU32] = "cpu32",
-    [VKM_KERNELS_CPU64] = "cpu64"};
+    [VKM_KERNELS_AUTO] = "auto",     [VKM_KERNELS_GPU] = "gpu",   [VKM_KERNELS_CPU] = "cpu",
+    [VKM_KERNELS_KSPLIT] = "ksplit", [VKM_KERNELS_SG] = "sg",     [VKM_KERNELS_CPU32] = "cpu32",
+    [VKM_KERNELS_CPU64] = "cpu64",   [VKM_KERNELS_IDOT] = "idot", [VKM_KERNELS_FLOAT] = "float"};
 
 const char *vkm_kernels_layout_name(vkm_kernels_layout l) {
     return (unsigned)l < VKM_KERNELS_COUNT ? layout_names[l] : "unknown";
@@ -114,8 +125,9 @@ int vkm_kernels_parse(const char *s, const char *what, vkm_kernels_layout *out) 
             *out = (vkm_kernels_layout)i;
             return 0;
         }
-    return vkm_error(VKM_EINVAL, "%s=%s: expected auto, gpu, cpu, ksplit, sg, cpu32 or cpu64", what,
-                     s ? s : "(null)");
+    return vkm_error(VKM_EINVAL,
+                     "%s=%s: expected auto, gpu, cpu, ksplit, sg, cpu32, cpu64, idot or float",
+                     what, s ? s : "(null)");
 }
 
 int vkm_kernels_env(vkm_kernels_layout *out) {
@@ -181,44 +193,65 @@ static void gpu_defaults(vkm_kernel_plan *p) {
     p->fuse.router_group = true; /* router.comp's GROUP variant for decode */
 }
 
-/* NVIDIA (measured: H200), AMD RDNA, AMD GCN (wave64), Intel and other GPUs: the GPU defaults
- * until each is measured on its own (RADV null-device ISA: ../shared/tools/isa-stats). */
-static void kernels_for_nvidia(vkm_kernel_plan *p) {
-    gpu_defaults(p);
-}
-static void kernels_for_amd_rdna(vkm_kernel_plan *p) {
-    gpu_defaults(p);
-}
-static void kernels_for_amd_gcn(vkm_kernel_plan *p) {
-    gpu_defaults(p);
-}
-static void kernels_for_intel(vkm_kernel_plan *p) {
-    gpu_defaults(p);
+/* gemv's integer-dot variants (8-bit activations, quantized once per matmul input) for every type
+ * they cover: their main loops, compiled for gfx1100 / navi21 by RADV's null device (README), take
+ * fewer VALU per 256 weights than the float-activation ones (v_dot4_i32_iu8 / v_dot4_i32_i8 do 4
+ * multiply-adds) and read 1.5 bytes of X per element instead of 4. The result differs from the
+ * float path by the activations' 8-bit rounding (as llama.cpp's Vulkan backend does; tolerance in
+ * tests/test_gpu_forward.c). */
+static void gemv_int_dot(vkm_kernel_plan *p) {
+    for (uint32_t t = 0; t < VKM_QTYPE_COUNT; t++)
+        p->gemv_idot[t] = t_gemv_q8[t] && p->gemv_small[t] == VKM_MMK_GEMV;
 }
 
-static void kernels_for_gpu(vkm_kernel_plan *p, vkm_kernels_layout layout) {
+/* NVIDIA (measured: H200), AMD RDNA, AMD GCN (wave64), Intel and other GPUs: the GPU defaults
+ * until each is measured on its own (RADV null-device ISA: ../shared/tools/isa-stats), and the
+ * integer-dot GEMVs where the device says 4x8-bit dot products are accelerated (RDNA2+ and
+ * Vega20 on AMD, Turing+ on NVIDIA, Xe on Intel report them so; GCN before gfx906 does not). */
+static void kernels_for_nvidia(vkm_kernel_plan *p, const vkm_kernels_caps *c) {
+    gpu_defaults(p);
+    if (c->int_dot_accel) gemv_int_dot(p);
+}
+static void kernels_for_amd_rdna(vkm_kernel_plan *p, const vkm_kernels_caps *c) {
+    gpu_defaults(p);
+    if (c->int_dot_accel) gemv_int_dot(p);
+}
+static void kernels_for_amd_gcn(vkm_kernel_plan *p, const vkm_kernels_caps *c) {
+    gpu_defaults(p);
+    if (c->int_dot_accel) gemv_int_dot(p);
+}
+static void kernels_for_intel(vkm_kernel_plan *p, const vkm_kernels_caps *c) {
+    gpu_defaults(p);
+    if (c->int_dot_accel) gemv_int_dot(p);
+}
+
+static void kernels_for_gpu(vkm_kernel_plan *p, const vkm_kernels_caps *c,
+                            vkm_kernels_layout layout) {
     switch (p->arch) {
     case VKM_ARCH_NVIDIA:
-        kernels_for_nvidia(p);
+        kernels_for_nvidia(p, c);
         break;
     case VKM_ARCH_AMD_RDNA:
-        kernels_for_amd_rdna(p);
+        kernels_for_amd_rdna(p, c);
         break;
     case VKM_ARCH_AMD_GCN:
-        kernels_for_amd_gcn(p);
+        kernels_for_amd_gcn(p, c);
         break;
     case VKM_ARCH_INTEL:
-        kernels_for_intel(p);
+        kernels_for_intel(p, c);
         break;
     default:
         gpu_defaults(p);
         break;
     }
+    if (layout == VKM_KERNELS_IDOT) gemv_int_dot(p); /* forced: tests on lavapipe */
+    if (layout == VKM_KERNELS_FLOAT) memset(p->gemv_idot, 0, sizeof p->gemv_idot);
     if (layout == VKM_KERNELS_KSPLIT || layout == VKM_KERNELS_SG) { /* one GEMV for every type */
         const uint8_t f = layout == VKM_KERNELS_SG ? VKM_MMK_SG : VKM_MMK_KSPLIT;
         memset(p->gemv_small, f, sizeof p->gemv_small);
         memset(p->gemv_big, f, sizeof p->gemv_big);
         p->fuse.glu = p->fuse.qa_kva = p->fuse.shared_z = false; /* gemv's forms only */
+        memset(p->gemv_idot, 0, sizeof p->gemv_idot);
     }
 }
 
@@ -251,6 +284,11 @@ int vkm_kernels_plan(const vkm_kernels_caps *caps, vkm_kernels_layout layout,
     memset(out, 0, sizeof *out);
     if ((unsigned)layout >= VKM_KERNELS_COUNT)
         return vkm_error(VKM_EINVAL, "kernel layout %d does not exist", (int)layout);
+    if (layout == VKM_KERNELS_IDOT && !caps->int_dot)
+        return vkm_error(VKM_EUNSUPPORTED,
+                         "kernel layout idot: %s has no integer dot products "
+                         "(shaderIntegerDotProduct)",
+                         caps->name ? caps->name : "the device");
     out->arch = arch_of(caps);
     out->subgroup = caps->subgroup_size;
     if (layout == VKM_KERNELS_AUTO)
@@ -261,7 +299,7 @@ int vkm_kernels_plan(const vkm_kernels_caps *caps, vkm_kernels_layout layout,
     if (cpu)
         kernels_for_cpu_device(out, caps, layout);
     else
-        kernels_for_gpu(out, layout);
+        kernels_for_gpu(out, caps, layout);
     /* what the driver does, not the kernels chosen: lavapipe's loop limit and lazy compiling */
     out->loop_limit = caps->type == VKM_DEV_CPU;
     out->prime_warmup = caps->type == VKM_DEV_CPU;
@@ -292,22 +330,23 @@ vkm_gemv_tuning vkm_kernels_gemv_tuning(const vkm_kernel_plan *p, uint64_t rows,
     if (p->gemm_lane) {
         uint32_t wg = 32;
         while (wg > p->subgroup && (fixed_rows + wg * 2 - 1) / (wg * 2) < 4) wg /= 2;
-        return (vkm_gemv_tuning){wg, cols > 1 ? 4 : 2, 1, 0, 1, 0};
+        return (vkm_gemv_tuning){wg, cols > 1 ? 4 : 2, 1, 0, 1, 0, 0};
     }
     const uint32_t s = p->subgroup;
     const vkm_matmul_family fam = vkm_kernels_gemv_family(p, wtype, rows);
     if (fam == VKM_MMK_GEMV) {
         const uint32_t w = s * 4 < 32 ? 32 : s * 4 > VKM_MM_VEC_MAX_WG ? VKM_MM_VEC_MAX_WG : s * 4;
-        return (vkm_gemv_tuning){w, s && w / s ? w / s : 1, 0, 0, 1, 1};
+        return (vkm_gemv_tuning){
+            w, s && w / s ? w / s : 1, 0, 0, 1, 1, wtype < VKM_QTYPE_COUNT && p->gemv_idot[wtype]};
     }
     if (fam == VKM_MMK_SG) {
         const uint32_t w = s * 4 < 32 ? 32 : s * 4 > VKM_MM_VEC_MAX_WG ? VKM_MM_VEC_MAX_WG : s * 4;
         const uint32_t n_sg = s && w / s ? w / s : 1;
         const uint32_t ks = rows >= 4096 || n_sg < 2 ? 1 : rows >= 1024 || n_sg < 4 ? 2 : 4;
-        return (vkm_gemv_tuning){w, n_sg / ks, 0, 1, ks, 0};
+        return (vkm_gemv_tuning){w, n_sg / ks, 0, 1, ks, 0, 0};
     }
     const uint32_t w = s * 4;
-    return (vkm_gemv_tuning){w < 64 ? 64 : w > 128 ? 128 : w, 2, 0, 0, 1, 0};
+    return (vkm_gemv_tuning){w < 64 ? 64 : w > 128 ? 128 : w, 2, 0, 0, 1, 0, 0};
 }
 
 /* ---- the table ---- */
@@ -332,9 +371,9 @@ void vkm_kernels_print(const vkm_kernel_plan *p, FILE *f, const uint32_t *types,
             char op[40];
             snprintf(op, sizeof op, "gemv %s x%llu", vkm_qtype_name(t),
                      (unsigned long long)rows[i]);
-            fprintf(f, "%-22s %-34s wg=%u rows=%u %s=%u\n", op, vkm_kernels_family_name(fam), tu.wg,
-                    tu.rows, tu.sg || tu.gemv ? "ks" : "lane_rows",
-                    tu.sg || tu.gemv ? tu.ks : tu.lane_rows);
+            fprintf(f, "%-22s %-34s wg=%u rows=%u %s=%u%s\n", op, vkm_kernels_family_name(fam),
+                    tu.wg, tu.rows, tu.sg || tu.gemv ? "ks" : "lane_rows",
+                    tu.sg || tu.gemv ? tu.ks : tu.lane_rows, tu.idot ? ", int8 dot" : "");
         }
     } else {
         const uint32_t t[] = {VKM_F16, VKM_Q4_0, VKM_Q8_0, VKM_Q4_K, VKM_Q6_K};
@@ -350,8 +389,9 @@ void vkm_kernels_print(const vkm_kernel_plan *p, FILE *f, const uint32_t *types,
                 snprintf(k, sizeof k, "%s; >= %u rows %s", vkm_kernels_family_name(a),
                          p->gemv_big_rows, vkm_kernels_family_name(b));
             const vkm_gemv_tuning tu = vkm_kernels_gemv_tuning(p, 4096, 4096, t[i], 1);
-            fprintf(f, "%-22s %-34s wg=%u rows=%u %s=%u (4096 rows)\n", op, k, tu.wg, tu.rows,
-                    tu.sg || tu.gemv ? "ks" : "lane_rows", tu.sg || tu.gemv ? tu.ks : tu.lane_rows);
+            fprintf(f, "%-22s %-34s wg=%u rows=%u %s=%u (4096 rows)%s\n", op, k, tu.wg, tu.rows,
+                    tu.sg || tu.gemv ? "ks" : "lane_rows", tu.sg || tu.gemv ? tu.ks : tu.lane_rows,
+                    tu.idot ? ", int8 dot" : "");
         }
     }
     const vkm_gemv_tuning g = vkm_kernels_gemv_tuning(p, 4096, 4096, VKM_Q4_K, 64);

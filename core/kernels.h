@@ -21,7 +21,11 @@
  *                      the forced ksplit / sg layouts)               extra z group, router+grouping
  *
  * Architecture rows (NVIDIA, AMD RDNA, AMD GCN, Intel, other) have their own fill function
- * (kernels.c); today they share the GPU defaults, measured on an NVIDIA H200.
+ * (kernels.c); today they share the GPU defaults, measured on an NVIDIA H200. Where the device
+ * says 4x8-bit packed dot products are accelerated (caps.int_dot_accel), gemv reads 8-bit
+ * activations (quantized once per matmul input, quant_q8.comp) and multiplies with integer dot
+ * products for the types it has those variants for (plan.gemv_idot); layout IDOT forces that on
+ * any device with the feature (lavapipe: tests).
  *
  * Shader variants are named by the generated enum vkm_shader_id (build/gen/shader_ids.h); the
  * per-type variants are found here in O(1) (vkm_kernels_matmul_shader, _get_rows_shader). */
@@ -49,6 +53,10 @@ typedef enum vkm_kernels_layout {
     VKM_KERNELS_SG,
     VKM_KERNELS_CPU32,
     VKM_KERNELS_CPU64,
+    VKM_KERNELS_IDOT,  /* the GPU layout with gemv's integer-dot variants for every type they
+                          cover, accelerated or not (needs caps.int_dot) */
+    VKM_KERNELS_FLOAT, /* the GPU layout with float activations only (the integer-dot GEMVs
+                          off: bench --shaders' before / after) */
     VKM_KERNELS_COUNT
 } vkm_kernels_layout;
 
@@ -85,6 +93,8 @@ typedef struct vkm_kernels_caps {
     uint32_t subgroup_size;
     bool int64;
     uint64_t texel_bytes; /* CPU devices: the largest texel buffer the kernels may view, else 0 */
+    bool int_dot;         /* shaderIntegerDotProduct */
+    bool int_dot_accel;   /* 4x8-bit packed signed dot products are accelerated */
 } vkm_kernels_caps;
 
 /* The fused forms a device records (fewer dispatches). */
@@ -105,10 +115,12 @@ typedef struct vkm_gemv_tuning {
     uint32_t sg;        /* 1: matmul_sg, `ks` subgroups per row (GPUs) */
     uint32_t ks;
     uint32_t gemv; /* 1: gemv.comp, one subgroup per row, `rows` rows per workgroup (GPUs) */
+    uint32_t idot; /* gemv: 1 = the integer-dot variant on 8-bit activations (quant_q8.comp) */
 } vkm_gemv_tuning;
 
 typedef struct vkm_kernel_plan {
-    vkm_kernels_layout layout; /* resolved: GPU, KSPLIT, SG or CPU (never AUTO, CPU32, CPU64) */
+    vkm_kernels_layout layout; /* resolved: GPU, KSPLIT, SG, IDOT, FLOAT or CPU (never AUTO,
+                                  CPU32, CPU64) */
     vkm_kernels_arch arch;
     bool cpu_family;   /* the CPU-device kernels: every invocation owns whole rows */
     bool lane64;       /* CPU family: 64-bit loads (matmul_lane) where texel buffers do not fit */
@@ -118,6 +130,8 @@ typedef struct vkm_kernel_plan {
      * larger ones (VKM_MMK_GEMV, VKM_MMK_SG or VKM_MMK_KSPLIT) */
     uint8_t gemv_small[VKM_QTYPE_COUNT], gemv_big[VKM_QTYPE_COUNT];
     uint32_t gemv_big_rows;
+    /* gemv: the integer-dot variant (8-bit activations) per weight type */
+    bool gemv_idot[VKM_QTYPE_COUNT];
     bool gemm_lane;     /* GEMM by the CPU family's GEMV kernels (else matmul_mm) */
     bool norm_subgroup; /* rmsnorm family: one subgroup reduces a row (else VKM_OPS_RED_WG) */
     bool attn_lane;     /* attention: mla_attn_lane (else mla_attn) */
@@ -146,6 +160,9 @@ vkm_gemv_tuning vkm_kernels_gemv_tuning(const vkm_kernel_plan *p, uint64_t rows,
 /* The shader variant of a matmul family for weight type wtype, plain or indexed (id);
  * VKM_SHADER_COUNT when there is none. */
 vkm_shader_id vkm_kernels_matmul_shader(vkm_matmul_family f, bool id, uint32_t wtype);
+/* gemv's integer-dot variant (gemv_q8_<type>, gemv_q8_id_<type>) for weight type wtype;
+ * VKM_SHADER_COUNT when there is none. */
+vkm_shader_id vkm_kernels_gemv_q8_shader(bool id, uint32_t wtype);
 /* The embedding-lookup variant for a table of type `type`; VKM_SHADER_COUNT when none. */
 vkm_shader_id vkm_kernels_get_rows_shader(uint32_t type);
 
@@ -154,8 +171,8 @@ const char *vkm_kernels_layout_name(vkm_kernels_layout l); /* "auto", "gpu", "cp
 const char *vkm_kernels_arch_name(vkm_kernels_arch a);     /* "NVIDIA", "AMD RDNA", ... */
 const char *vkm_kernels_family_name(vkm_matmul_family f);  /* "matmul_sg", ... */
 
-/* Parses a layout name (auto|gpu|cpu|ksplit|sg|cpu32|cpu64); VKM_EINVAL naming `what` and the
- * accepted names otherwise. */
+/* Parses a layout name (auto|gpu|cpu|ksplit|sg|cpu32|cpu64|idot|float); VKM_EINVAL naming `what`
+ * and the accepted names otherwise. */
 int vkm_kernels_parse(const char *s, const char *what, vkm_kernels_layout *out);
 /* The tools' override: $VKMOE_KERNELS parsed into *out (unchanged when unset or empty). */
 int vkm_kernels_env(vkm_kernels_layout *out);

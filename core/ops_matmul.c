@@ -1,7 +1,9 @@
 /* ops_matmul.c - records the matmul kernels of shaders/matmul_{vec,mm}.comp through gpu.h:
  * checks shapes and buffer extents, picks the kernel variant (GEMV for <= 8 columns, tiled GEMM
  * above; plain or indexed; one per weight type), fills the push constants of
- * shaders/matmul_common.h and sizes the grid.
+ * shaders/matmul_common.h and sizes the grid. Where the plan gives gemv's integer-dot variant, X
+ * is first quantized to 8 bits (quant_q8.comp) into a scratch buffer of the gpu that the GEMV then
+ * reads (one more dispatch per matmul).
  *
  * Buffers are bound as windows that start at the byte offset rounded down to 256 (the largest
  * minStorageBufferOffsetAlignment Vulkan allows), so any tensor offset inside a big buffer works;
@@ -175,7 +177,9 @@ static int get_kernel(vkm_gpu *gpu, tuning *tp, bool gemv, bool id, uint32_t wty
                                   : !t.lane_rows ? VKM_MMK_KSPLIT
                                   : plan->lane64 ? VKM_MMK_LANE64
                                                  : VKM_MMK_LANE32;
-    const vkm_shader_id shader = vkm_kernels_matmul_shader(fam, id, wtype);
+    const vkm_shader_id shader = fam == VKM_MMK_GEMV && t.idot
+                                     ? vkm_kernels_gemv_q8_shader(id, wtype)
+                                     : vkm_kernels_matmul_shader(fam, id, wtype);
     if (shader == VKM_SHADER_COUNT)
         return vkm_error(VKM_EUNSUPPORTED, "matmul: no %s kernel for weight type %s",
                          vkm_kernels_family_name(fam), vkm_qtype_name(wtype));
@@ -200,7 +204,7 @@ static int get_kernel(vkm_gpu *gpu, tuning *tp, bool gemv, bool id, uint32_t wty
             spec[3] = steps_aligned(wtype) && pc->w_off % 16 == 0 && pc->w_row_bytes % 16 == 0 &&
                       (!id || pc->w_mat_bytes % 16 == 0) && pc->glu % 16 == 0 &&
                       pc->w2_off % 16 == 0 && pc->glu2 % 16 == 0;
-            spec[4] = pc->x_off % 4 == 0 && pc->x_stride % 4 == 0;
+            spec[4] = t.idot || (pc->x_off % 4 == 0 && pc->x_stride % 4 == 0); /* Q8X: unused */
             spec[5] = id && pc->glu != 0;
             n_spec = 6;
         } else if (!t.sg) { /* matmul_vec: XAL, WAL */
@@ -220,6 +224,39 @@ static int get_kernel(vkm_gpu *gpu, tuning *tp, bool gemv, bool id, uint32_t wty
     /* the IQ types with a grid: one more binding, after the others (dispatch_windows binds it) */
     const int n_bind = (id ? 5 : 3) + (vkm_iq_grid_binds(wtype) ? 1 : 0);
     return vkm_gpu_kernel_get(gpu, shader, spec, n_spec, n_bind, sizeof(vkm_matmul_push), out);
+}
+
+/* gemv's integer-dot variants: records quant_q8 over the `rows` X rows of k floats that xarg and
+ * pc->x_off / x_stride describe, into the gpu's scratch slot 0 in the Q8X format of
+ * shaders/matmul_common.h, and points xarg and pc->x_off / x_stride (then 16-byte units) at it.
+ * Once per matmul input: every window of the matmul reads the same quantized X. */
+static int quant_x(vkm_gpu *gpu, const char *fn, int64_t k, int64_t rows, vkm_gpu_arg *xarg,
+                   vkm_matmul_push *pc) {
+    const uint64_t kb = (uint64_t)k / 32, stride = 3 * kb; /* 16-byte units per row */
+    const uint64_t blocks = (uint64_t)rows * kb, bytes = (uint64_t)rows * stride * 16;
+    const uint64_t max = vkm_gpu_info(gpu)->max_buffer_bytes;
+    if (k % 32 || bytes > UINT32_MAX || (max && bytes > max))
+        return vkm_error(VKM_EINVAL, "%s: %lld x %lld activations are too large to quantize", fn,
+                         (long long)rows, (long long)k);
+    const uint64_t groups = (blocks + VKM_Q8X_WG - 1) / VKM_Q8X_WG;
+    const uint32_t gx = groups < VKM_MM_MAX_GROUPS ? (uint32_t)groups : VKM_MM_MAX_GROUPS;
+    const uint64_t gy = (groups + gx - 1) / gx;
+    if (gy > VKM_MM_MAX_GROUPS)
+        return vkm_error(VKM_EINVAL, "%s: %lld activation rows are too many", fn, (long long)rows);
+    vkm_gpu_buf *q = NULL;
+    vkm_gpu_kernel *kern = NULL;
+    int rc;
+    if ((rc = vkm_gpu_scratch_buf(gpu, 0, (size_t)bytes, &q)) ||
+        (rc = vkm_gpu_kernel_get(gpu, VKM_SH_QUANT_Q8, NULL, 0, 2, sizeof(vkm_quant_push), &kern)))
+        return rc;
+    const vkm_quant_push qp = {(uint32_t)k,  (uint32_t)rows,   pc->x_off,
+                               pc->x_stride, (uint32_t)stride, gx};
+    const vkm_gpu_arg args[2] = {*xarg, {q, 0, (size_t)bytes}};
+    if ((rc = vkm_gpu_dispatch(gpu, kern, args, 2, &qp, gx, (uint32_t)gy, 1))) return rc;
+    *xarg = args[1];
+    pc->x_off = 0;
+    pc->x_stride = (uint32_t)stride;
+    return 0;
 }
 
 /* Loop iterations one LANE_ROWS invocation may spend: lavapipe (gallivm) ends a shader invocation
@@ -366,6 +403,10 @@ static int matmul_plain(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_o
     const uint32_t m_all = (uint32_t)(two ? m + m2 : m);
     tuning t = get_tuning(gpu, m_all, m_all, wtype, n);
     const bool gemv = n <= VKM_MM_VEC_MAX_COLS || t.lane_rows;
+    if (gemv && t.gemv && t.idot) { /* 8-bit X, once for every window */
+        if (two && !vkm_gpu_plan(gpu)->fuse.qa_kva) return VKM_MATMUL_UNFIT;
+        if ((rc = quant_x(gpu, fn, k, n, &args[1], &pc))) return rc;
+    }
     for (uint64_t r0 = 0; r0 < m_all && !rc; r0 += step) {
         const uint64_t rows = m_all - r0 < step ? m_all - r0 : step;
         const size_t w_lo = wlo + (size_t)(r0 * row_bytes);
@@ -564,6 +605,12 @@ static int matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a, int64_t up_off,
         const int64_t spread = a->n_mat < a->n_rows ? a->n_mat : a->n_rows;
         const int64_t expect = (a->n_rows + spread - 1) / spread;
         if (expect < nc_cols) nc_cols = expect;
+    }
+    if (gemv && t.gemv && t.idot) { /* 8-bit X, once for every window (the UNFIT cases first) */
+        const vkm_kernel_plan *plan = vkm_gpu_plan(gpu);
+        if ((up_off && !plan->fuse.glu) || (second && !plan->fuse.shared_z))
+            return VKM_MATMUL_UNFIT;
+        if ((rc = quant_x(gpu, fn, a->k, a->n_x, &args[1], &pc))) return rc;
     }
     const vkm_matmul_push pc0 = pc;
     for (uint64_t e0 = 0; e0 < (uint64_t)a->n_mat && !rc; e0 += group)

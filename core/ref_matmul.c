@@ -1,9 +1,12 @@
 /* ref_matmul.c - reference matmul on ggml weights: dequantize a weight row, dot it with every
- * activation row in double. Simple loops; the oracle for GPU kernels, not a fast path.
+ * activation row in double; the 8-bit activations of the integer-dot GEMVs and their matmul.
+ * Simple loops; the oracle for GPU kernels, not a fast path.
  * Invariant: all size arithmetic is overflow-checked before any pointer is formed. */
 #include "ref_matmul.h"
 
+#include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "err.h"
 #include "qtype.h"
@@ -106,4 +109,60 @@ int vkm_ref_slice_bytes(uint32_t wtype, int64_t k, int64_t m, int64_t n_mat, int
     *offset = (size_t)e * mb; /* e < n_mat and n_mat * mb fits: no overflow */
     *size = mb;
     return 0;
+}
+
+/* ---- 8-bit activations (the integer-dot GEMVs) ---- */
+
+int vkm_ref_quant_q8x(const float *x, int64_t k, void *out) {
+    if (k <= 0 || k % 32)
+        return vkm_error(VKM_EINVAL, "quant_q8x: k = %lld is not a positive multiple of 32",
+                         (long long)k);
+    uint8_t *o = out;
+    for (int64_t b = 0; b < k / 32; b++, o += VKM_REF_Q8X_BLOCK) {
+        const float *v = x + 32 * b;
+        float amax = 0.0f;
+        for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(v[i]));
+        const float d = amax / 127.0f, inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+        int s[2] = {0, 0};
+        for (int i = 0; i < 32; i++) {
+            long q = lrintf(v[i] * inv); /* nearest even: the default rounding mode */
+            q = q < -127 ? -127 : q > 127 ? 127 : q;
+            o[i] = (uint8_t)(int8_t)q;
+            s[i >> 4] += (int)q;
+        }
+        const float h[4] = {d, d * (float)s[0], d, d * (float)s[1]};
+        memcpy(o + 32, h, sizeof h);
+    }
+    return 0;
+}
+
+int vkm_ref_dequant_q8x(const void *q, int64_t k, float *x) {
+    if (k <= 0 || k % 32)
+        return vkm_error(VKM_EINVAL, "dequant_q8x: k = %lld is not a positive multiple of 32",
+                         (long long)k);
+    const uint8_t *o = q;
+    for (int64_t b = 0; b < k / 32; b++, o += VKM_REF_Q8X_BLOCK) {
+        float d;
+        memcpy(&d, o + 32, sizeof d);
+        for (int i = 0; i < 32; i++) x[32 * b + i] = d * (float)(int8_t)o[i];
+    }
+    return 0;
+}
+
+int vkm_ref_matmul_q8x(uint32_t wtype, const void *w, int64_t k, int64_t m, const float *x,
+                       int64_t n, float *y) {
+    if (k <= 0 || k % 32 || n < 0 || (uint64_t)n > SIZE_MAX / 4 / (uint64_t)k)
+        return vkm_error(VKM_EINVAL, "matmul_q8x: bad shape k=%lld n=%lld", (long long)k,
+                         (long long)n);
+    if (n == 0) return vkm_ref_matmul(wtype, w, k, m, x, n, y);
+    float *xq = malloc((size_t)(n * k) * sizeof *xq);            /* [n][k] */
+    uint8_t *blk = malloc((size_t)(k / 32) * VKM_REF_Q8X_BLOCK); /* one row's blocks */
+    int rc = xq && blk ? 0 : vkm_error(VKM_ENOMEM, "matmul_q8x: out of memory");
+    for (int64_t j = 0; j < n && !rc; j++)
+        if (!(rc = vkm_ref_quant_q8x(x + j * k, k, blk)))
+            rc = vkm_ref_dequant_q8x(blk, k, xq + j * k);
+    if (!rc) rc = vkm_ref_matmul(wtype, w, k, m, xq, n, y);
+    free(xq);
+    free(blk);
+    return rc;
 }

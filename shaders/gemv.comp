@@ -34,6 +34,8 @@
 // block's parity, (b & 2) * 8 bits, with shifts: no per-lane branch. The K-quant scales are
 // decoded with bit operations from one load of the block's header. Each unit's loads come first
 // (one basic block per trip, so the compiler issues them together).
+// With -DQ8X (the integer-dot variants gemv_q8_<type>, gemv_q8_id_<type>): X is 8-bit, in
+// matmul_common.h's Q8X format (quant_q8.comp), and the block types' loops are gemv_q8.glsl's.
 // Invariants: NC <= VKM_MM_VEC_MAX_COLS, WG <= VKM_MM_VEC_MAX_WG (checked on the C side); W offsets
 // are even (4-aligned for F32), as for the other matmul kernels.
 #version 450
@@ -41,6 +43,9 @@
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #extension GL_EXT_control_flow_attributes : require
+#ifdef Q8X
+#extension GL_EXT_spirv_intrinsics : require
+#endif
 
 #include "matmul_common.h"
 
@@ -53,8 +58,15 @@ layout(constant_id = 5) const uint GLU = 0; // the gated form (p.glu != 0)
 
 layout(std430, set = 0, binding = 0) readonly buffer W { uint wdata[]; };
 layout(std430, set = 0, binding = 0) readonly buffer W4 { uvec4 wdata4[]; };
+#ifdef Q8X // X in matmul_common.h's Q8X format (quant_q8.comp); x_off / x_stride in 16-byte units
+layout(std430, set = 0, binding = 1) readonly buffer XQ4 { uvec4 xq4[]; };
+layout(std430, set = 0, binding = 1) readonly buffer XH4 { vec4 xh4[]; };
+layout(std430, set = 0, binding = 1) readonly buffer XQ2 { uvec2 xq2[]; };
+layout(std430, set = 0, binding = 1) readonly buffer XH2 { vec2 xh2[]; };
+#else
 layout(std430, set = 0, binding = 1) readonly buffer X { float xdata[]; };
 layout(std430, set = 0, binding = 1) readonly buffer X4 { vec4 xdata4[]; };
+#endif
 layout(std430, set = 0, binding = 2) writeonly buffer Y { float ydata[]; };
 #ifdef MUL_ID
 layout(std430, set = 0, binding = 3) readonly buffer R { int rows[]; };
@@ -62,7 +74,7 @@ layout(std430, set = 0, binding = 4) readonly buffer M { int mats[]; };
 #endif
 
 uint g_wlast;    // the last word of the W window (the realigning loads never read past it)
-uint g_xb[NC];   // element offset of column c's X row (row 0 for absent columns)
+uint g_xb[NC];   // element offset of column c's X row (row 0 for absent columns; Q8X: 16-byte unit)
 float g_acc[NC]; // this lane's partial sums of the current row
 float g_up[NC];  // GLU: those of its up row
 
@@ -74,6 +86,7 @@ void swap_up() { // exchanges g_acc and g_up (register renaming once compiled)
     }
 }
 
+#ifndef Q8X
 // elements e..e+3 (e % 4 == 0) of column c
 vec4 xv(uint c, uint e) {
     if (XAL != 0u) return xdata4[(g_xb[c] >> 2) + (e >> 2)];
@@ -88,6 +101,7 @@ float fdot(vec4 w, vec4 x, float acc) {
 void fma4(vec4 w, uint e) {
     [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[c] = fdot(w, xv(c, e), g_acc[c]);
 }
+#endif
 
 #include "gemv_decode.glsl"
 

@@ -1,6 +1,7 @@
 // gemv_decode.glsl - the per-type row loops of gemv.comp: branch-free decoding of GGUF blocks
 // (spec §1.4) from whole words, one type per variant (-DTYPE_*).
 //
+// With -DQ8X the block types' loops are gemv_q8.glsl's (8-bit X, integer dot products) instead.
 // The includer declares `wdata` / `wdata4` (W as words / 16-byte pieces), the spec constants WAL
 // and GLU, g_wlast (the W window's last word), NC, g_acc[NC], g_up[NC], swap_up() (exchanges
 // them), xv(c, e) (X elements e..e+3 of column c), fdot(w, x, acc) and fma4(w, e) (g_acc[c] +=
@@ -44,11 +45,14 @@ uvec2 w8(uint i, uint s8) {
     return uvec2(realign(a0, a1, s8), realign(a1, a2, s8));
 }
 
+#if defined(Q8X)
+// ---- the integer-dot variants: 8-bit X (gemv_q8.glsl) ----
+#include "gemv_q8.glsl"
+
+#elif defined(TYPE_F32) || defined(TYPE_F16) || defined(TYPE_BF16)
 float sx(uint c, uint e) { // X element e of column c
     return xdata[g_xb[c] + e];
 }
-
-#if defined(TYPE_F32) || defined(TYPE_F16) || defined(TYPE_BF16)
 // ---- float types: pieces of 16 bytes (PW elements), PT pieces a trip ----
 #if defined(TYPE_F32)
 #define PW 4u

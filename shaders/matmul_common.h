@@ -60,6 +60,7 @@
     name;
 #endif
 
+#if !defined(VULKAN) || !defined(VKM_QUANT_SHADER) /* quant_q8.comp has its own push block */
 VKM_PUSH_BEGIN(vkm_matmul_push)
 VKM_U32 k;           /* elements per W row / X row used */
 VKM_U32 m;           /* W rows = outputs per Y row */
@@ -100,9 +101,35 @@ VKM_U32 m1;
 VKM_U32 y2_off;
 VKM_U32 y2_stride;
 VKM_PUSH_END(vkm_matmul_push)
+#endif
 
 #ifndef VULKAN
 _Static_assert(sizeof(vkm_matmul_push) == 30 * 4, "vkm_matmul_push must match the GLSL block");
+#endif
+
+/* 8-bit activations of gemv's integer-dot variants (quant_q8.comp writes them, gemv_q8.glsl
+ * reads them; core/ref_matmul.c vkm_ref_quant_q8x is the reference): X row r of k values (k a
+ * multiple of 32) becomes k / 32 blocks of VKM_Q8X_BLOCK_BYTES bytes, q_stride 16-byte units
+ * apart; block b holds q[32] int8 (2 x 16 bytes), then the header vec4 (d, d * (q[0] + .. +
+ * q[15]), d, d * (q[16] + .. + q[31])) with d = max |x| / 127 over the block and q = x / d rounded
+ * to nearest even (|q| <= 127). The header repeats d so that one 8-byte load gives a half's
+ * (d, sum). The matmul push block then holds x_off / x_stride in 16-byte units of this buffer. */
+#define VKM_Q8X_BLOCK_BYTES 48
+#define VKM_Q8X_WG 64 /* quant_q8.comp: threads per workgroup, a block each */
+
+#if !defined(VULKAN) || defined(VKM_QUANT_SHADER)
+VKM_PUSH_BEGIN(vkm_quant_push)
+VKM_U32 k;        /* elements per X row (a multiple of 32) */
+VKM_U32 n;        /* X rows */
+VKM_U32 x_off;    /* element offset of X row 0 in the X window */
+VKM_U32 x_stride; /* elements between X rows */
+VKM_U32 q_stride; /* 16-byte units between output rows (3 * k / 32) */
+VKM_U32 gx;       /* workgroups along x (the grid's rows of workgroups are gx apart) */
+VKM_PUSH_END(vkm_quant_push)
+#endif
+
+#ifndef VULKAN
+_Static_assert(sizeof(vkm_quant_push) == 6 * 4, "vkm_quant_push must match the GLSL block");
 #endif
 
 #undef VKM_PUSH_BEGIN

@@ -32,6 +32,14 @@ foreach(vkm_gv_type F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6
   vkm_add_shader(gemv_${vkm_gv_lc} gemv.comp DEFINES TYPE_${vkm_gv_type}=1)
   vkm_add_shader(gemv_id_${vkm_gv_lc} gemv.comp DEFINES TYPE_${vkm_gv_type}=1 MUL_ID=1)
 endforeach()
+# Its integer-dot variants (gemv_q8.glsl; core/kernels.c VKM_GEMV_Q8_TYPES): 8-bit activations in
+# the Q8X format of matmul_common.h, written by quant_q8 once per matmul input.
+foreach(vkm_gv_type Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K)
+  string(TOLOWER ${vkm_gv_type} vkm_gv_lc)
+  vkm_add_shader(gemv_q8_${vkm_gv_lc} gemv.comp DEFINES TYPE_${vkm_gv_type}=1 Q8X=1)
+  vkm_add_shader(gemv_q8_id_${vkm_gv_lc} gemv.comp DEFINES TYPE_${vkm_gv_type}=1 Q8X=1 MUL_ID=1)
+endforeach()
+vkm_add_shader(quant_q8 quant_q8.comp)
 
 # Non-matmul kernels of the forward pass (core/ops.c; push constants in shaders/ops_common.h).
 vkm_add_shader(rmsnorm rmsnorm.comp)

@@ -4,7 +4,9 @@
 # navi21 = RX 6800/6900, polaris10 = RX 480/580) with the kernel plan's specialization constants,
 # the driver reports statistics for each (VGPRs, code size, occupancy), none spills registers,
 # the GEMV kernels' main loops are found in the disassembly and the decode GEMVs' (gemv) loops
-# stay straight-line (few full drains of the loads, <= 64 VGPRs); the JSON has one entry per pipeline;
+# stay straight-line (few full drains of the loads, <= 64 VGPRs), their integer-dot variants
+# (gemv_q8_*, quant_q8) where the chip accelerates 4x8-bit dot products and not elsewhere nor in
+# the float layout; the JSON has one entry per pipeline;
 # the same runs compile-only on the default device (lavapipe: no statistics, said so); usage
 # errors exit 2. The RADV part is skipped (noted) where the radeon ICD is not installed; the
 # whole script exits 77 without any Vulkan device.
@@ -69,6 +71,25 @@ for fam in gfx1100 navi21 polaris10; do
             test -z "$bad"
         ok "$name: the JSON lists every pipeline" \
             test "$(grep -c '"built":	true' "$TMP/$fam.json")" -eq "$n"
+        # gemv's integer-dot variants (8-bit X, quant_q8) where RADV says 4x8-bit dot products
+        # are accelerated (RDNA2+; not GCN gfx8), for the Q4_K_M file's block types (the checks
+        # above hold for them too: no spills, <= 64 VGPRs, the drain bound)
+        q=$(rows "$TMP/$fam.out" | grep -c '^gemv_q8')
+        qq=$(rows "$TMP/$fam.out" | grep -c '^quant_q8 ')
+        if [ "$m" = "$Q4" ] && [ "$fam" != polaris10 ]; then
+            ok "$name: integer-dot GEMVs and the activation quantizer ($q, $qq)" \
+                test "$q" -ge 5 -a "$qq" -eq 1
+        else
+            ok "$name: no integer-dot GEMVs ($q)" test "$q" -eq 0 -a "$qq" -eq 0
+        fi
     done
 done
+# the float layout turns them off (bench --shaders' before / after)
+VKMOE_KERNELS=float VK_ICD_FILENAMES=$ICD RADV_FORCE_FAMILY=gfx1100 "$VKMOE" bench --shaders \
+    -m "$Q4" >"$TMP/float.out" 2>"$TMP/float.err"
+ok "gfx1100 float layout: exit 0" test $? -eq 0
+ok "gfx1100 float layout: gemv without integer-dot variants" \
+    test "$(rows "$TMP/float.out" | grep -c '^gemv_q8')" -eq 0 -a \
+    "$(rows "$TMP/float.out" | awk '/^gemv_q4_k / { split($2, sp, ","); if (sp[3] == 1) n++ }
+                                 END { print n + 0 }')" -eq 1
 cli_done

@@ -58,6 +58,29 @@ static int ref_logits(const vkm_model *m, float *out) {
 
 /* ------------------------------------------------------------------------ fixtures ---- */
 
+/* Where the plan has integer-dot GEMVs (layout idot, VKMOE_KERNELS=idot; a GPU that accelerates
+ * them, on its own): the decode GEMVs (<= 8 columns; at prefill every expert with
+ * <= 8 entries too) multiply 8-bit activations (quant_q8.comp, per 32 values a scale: relative
+ * rounding up to 1/254 of the block's largest value), the GEMMs float ones, as llama.cpp's Vulkan
+ * backend does; so two evaluations that split the same tokens differently (batch, chunks, steps)
+ * differ by that rounding, not only by the summation order, and on the Q4_K_M fixture's chaotic
+ * router it can flip a near-tied expert choice (max abs differences of order 1 on those
+ * positions). There, such pairs are compared as distributions: mean KL <= 0.01 and top-1
+ * agreement >= 90% instead of max abs <= 1e-3 (measured on lavapipe: steps vs batch KL 5e-5, max
+ * abs 0.064; chunks of 8 vs batch KL 0.0041 with one flipped expert, max abs 1.24; top-1 100%
+ * everywhere; the float layouts' max abs differences are ~1e-5 on the same pairs). The
+ * comparison with llama.cpp's logits keeps the fixture's tolerance (mean KL 0.03, top-1 85%). */
+static bool g_q8;
+static bool close_q8(const char *what, const float *a, const float *b, int n_pos, int V,
+                     double tol) {
+    const double d = logits_max_abs_diff(a, b, (size_t)n_pos * V);
+    if (!g_q8) return d <= tol;
+    const logits_stats st = logits_compare(a, b, n_pos, V, false);
+    printf("  idot %s: mean KL %.3g, top-1 %.1f%%, max abs %.3g\n", what, st.mean_kl,
+           100.0 * st.top1, d);
+    return st.mean_kl <= 1e-2 && st.top1 >= 0.9;
+}
+
 static void run_fixture(const char *name, double max_kl, double min_top1, double max_vs_ref,
                         int n_step) {
     char path[512], lpath[512];
@@ -93,13 +116,15 @@ static void run_fixture(const char *name, double max_kl, double min_top1, double
            "llama.cpp); vs f16 batch max abs %.3g\n",
            name, N_PROMPT - n_step, n_step, st16.mean_kl, 100.0 * st16.top1, st16.max_abs, d16);
     CHECK(st16.mean_kl <= max_kl && st16.top1 >= min_top1);
-    CHECK_MSG(d16 <= 1e-3, "%s: f16 steps vs batch %g", name, d16);
+    CHECK_MSG(close_q8("steps vs batch", other, step, N_PROMPT, V, 1e-3),
+              "%s: f16 steps vs batch %g", name, d16);
 
     /* F32 cache: chunks of 8 with the last 5 tokens stepped, vs the batch (same tolerance) */
     CHECK_OK(gpu_logits(e, true, 8, 5, other));
     double d_chunk = logits_max_abs_diff(batch, other, nl);
     printf("%-16s f32 kv: chunks of 8 + 5 steps vs batch max abs %.3g\n", name, d_chunk);
-    CHECK_MSG(d_chunk <= 1e-3, "%s: chunks vs batch %g", name, d_chunk);
+    CHECK_MSG(close_q8("chunks vs batch", batch, other, N_PROMPT, V, 1e-3),
+              "%s: chunks vs batch %g", name, d_chunk);
 
     /* vs the CPU reference forward on the same model: the same math in another summation order */
     CHECK_OK(ref_logits(vkm_engine_model(e), other));
@@ -116,7 +141,9 @@ static void run_fixture(const char *name, double max_kl, double min_top1, double
     if (fresh) {
         logits_check_warmup(fresh, g_ids, N_PROMPT, N_CTX, 8, other);
         const double dw = logits_max_abs_diff(other, step + (size_t)(N_PROMPT - 1) * V, (size_t)V);
-        CHECK_MSG(dw <= 1e-3, "%s: logits after the warm-up vs steps %g", name, dw);
+        CHECK_MSG(
+            close_q8("warm-up vs steps", other, step + (size_t)(N_PROMPT - 1) * V, 1, V, 1e-3),
+            "%s: logits after the warm-up vs steps %g", name, dw);
         CHECK(vkm_gpu_validation_errors(vkm_engine_gpu(fresh)) == 0);
         vkm_engine_close(fresh);
     }
@@ -126,7 +153,7 @@ static void run_fixture(const char *name, double max_kl, double min_top1, double
     CHECK_OK(vkm_session_create(e, &(vkm_session_opts){N_CTX, true, 0}, &s));
     if (s) {
         CHECK_OK(vkm_session_eval(s, g_ids, N_PROMPT, false, other));
-        CHECK(logits_max_abs_diff(other, batch + (size_t)(N_PROMPT - 1) * V, (size_t)V) <= 1e-3);
+        CHECK(close_q8("session vs batch", batch + (size_t)(N_PROMPT - 1) * V, other, 1, V, 1e-3));
         CHECK(vkm_session_eval(s, g_ids, N_CTX - N_PROMPT + 1, false, NULL) == VKM_ERANGE);
         int32_t bad = V;
         CHECK(vkm_session_eval(s, &bad, 1, false, NULL) == VKM_ERANGE);
@@ -137,7 +164,7 @@ static void run_fixture(const char *name, double max_kl, double min_top1, double
         CHECK(vkm_session_truncate(s, N_PROMPT + 1) == VKM_ERANGE);
         CHECK_OK(vkm_session_truncate(s, 30));
         CHECK_OK(vkm_session_eval(s, g_ids + 30, 3, true, other));
-        CHECK(logits_max_abs_diff(batch + (size_t)30 * V, other, (size_t)3 * V) <= 1e-3);
+        CHECK(close_q8("truncated tail vs batch", batch + (size_t)30 * V, other, 3, V, 1e-3));
         /* the whole context fills exactly */
         CHECK_OK(vkm_session_truncate(s, 0));
         int32_t fill[N_CTX];
@@ -426,6 +453,12 @@ int main(void) {
     int rc = open_engine(VKMOE_FIXTURES_DIR "/tiny-v3-f32.gguf", &e);
     if (rc == VKM_ENODEV) check_skip(vkm_errmsg());
     CHECK_OK(rc);
+    bool idot_layout = false; /* the integer-dot GEMVs forced (layout idot) */
+    if (e) {
+        const vkm_kernel_plan *plan = vkm_gpu_plan(vkm_engine_gpu(e));
+        idot_layout = plan->layout == VKM_KERNELS_IDOT;
+        for (uint32_t t = 0; t < VKM_QTYPE_COUNT; t++) g_q8 |= plan->gemv_idot[t];
+    }
     vkm_engine_close(e);
     vkm_engine_close(NULL);
     vkm_session_destroy(NULL);
@@ -441,6 +474,11 @@ int main(void) {
     /* GPU vs CPU reference on the fixtures: F32 weights as for the written models; the Q4_K_M
      * model's matmuls dequantize exactly as the reference does, but its router is chaotic, so a
      * flip of one near-tied expert choice is allowed for (0.5 on its logits) */
+    if (idot_layout) { /* only the Q4_K_M fixture has types with integer-dot GEMVs (F32 / F16
+                          elsewhere) */
+        run_fixture("small-v3-q4_k_m", 0.03, 0.85, 0.5, 13);
+        return check_done();
+    }
     run_fixture("tiny-v3-f32", 1e-3, 0.97, 1e-3, N_PROMPT); /* every token stepped */
     run_fixture("small-v3-q4_k_m", 0.03, 0.85, 0.5, 13);    /* 20 + 13: lavapipe is slow */
     run_written();

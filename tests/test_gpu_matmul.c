@@ -13,12 +13,21 @@
  * Guard values around every output region check that nothing else is written.
  * W and X buffers end TEX_SLACK bytes past the data, so that CPU devices view them as 16-byte
  * texels and use the matmul_tex_* kernels (vk/gpu.c rounds a window up to whole texels); the
- * tight buffers of the edge cases at the end get the 64-bit matmul_lane_* kernels there. */
+ * tight buffers of the edge cases at the end get the 64-bit matmul_lane_* kernels there.
+ *
+ * Layout idot (VKMOE_KERNELS=idot: gemv's integer-dot variants forced on): the GEMV cases of the
+ * types with such variants, against the reference on X through the 8-bit round trip the kernel
+ * multiplies (vkm_ref_quant_q8x / _dequant_q8x, q8_rows), and the quantized X itself (the gpu's
+ * scratch) against vkm_ref_quant_q8x. Tolerance there: 5e-4 * sum |w x| more, for a code of X
+ * rounded the other way where GPU and CPU compute x * 127 / max |x| differently by an ulp (an
+ * error of max |w| * d_x <= sum |w x| / 50 for k >= 32 at worst, far below for these data; a
+ * wrong scale, half or code gives errors of order sum |w x| / sqrt(k) and more). */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../shaders/matmul_common.h"
 #include "check.h"
 #include "gpu.h"
 #include "kernels.h"
@@ -67,6 +76,64 @@ static int make_weights(uint32_t wtype, int64_t k, int64_t m, int64_t n_mat, uin
     return rc;
 }
 
+/* The tolerance relative to sum |w x| (more in the idot layout, see the top). */
+static double g_tol = 2e-5;
+/* The plan has integer-dot GEMVs (layout idot, or a GPU that accelerates them); q8_type: it uses
+ * them for weight type t. */
+static bool g_idot;
+static bool q8_type(vkm_gpu *gpu, uint32_t t) {
+    return g_idot && vkm_gpu_plan(gpu)->gemv_idot[t];
+}
+/* X rows (rows of k, contiguous) through the 8-bit round trip of the integer-dot GEMVs where the
+ * plan uses them for wtype and a dispatch of `cols` columns (entries per matrix) is a GEMV (the
+ * reference then multiplies what the kernel does). */
+static void q8_rows(vkm_gpu *gpu, uint32_t wtype, int64_t cols, float *x, int64_t rows, int64_t k) {
+    if (!q8_type(gpu, wtype) || cols > VKM_MM_VEC_MAX_COLS) return;
+    uint8_t *b = malloc((size_t)(k / 32) * VKM_REF_Q8X_BLOCK);
+    CHECK(b != NULL);
+    for (int64_t r = 0; b && r < rows; r++) {
+        CHECK_OK(vkm_ref_quant_q8x(x + r * k, k, b));
+        CHECK_OK(vkm_ref_dequant_q8x(b, k, x + r * k));
+    }
+    free(b);
+}
+/* The idot layout: the quantized X the last matmul left in the gpu's scratch (n rows of k) vs
+ * vkm_ref_quant_q8x: codes equal or one apart (a rounding tie broken the other way by an ulp of
+ * x * 127 / max |x|), at most 1% of them; d within 1e-6 relative, the sums within that and 2 d. */
+static void check_q8_scratch(vkm_gpu *gpu, const char *what, const float *x, int64_t n, int64_t k) {
+    const size_t rb = (size_t)(k / 32) * VKM_REF_Q8X_BLOCK, bytes = rb * (size_t)n;
+    vkm_gpu_buf *b = NULL;
+    uint8_t *got = malloc(bytes), *want = malloc(rb);
+    CHECK_OK(vkm_gpu_scratch_buf(gpu, 0, 1, &b));
+    if (!got || !want || !b || vkm_gpu_download(gpu, b, 0, got, bytes)) {
+        CHECK_MSG(0, "%s: reading the quantized X: %s", what, vkm_errmsg());
+        free(got), free(want);
+        return;
+    }
+    int off1 = 0, bad = 0;
+    for (int64_t r = 0; r < n; r++) {
+        CHECK_OK(vkm_ref_quant_q8x(x + r * k, k, want));
+        const uint8_t *g = got + (size_t)r * rb;
+        for (size_t i = 0; i < rb; i++) {
+            if (i % VKM_REF_Q8X_BLOCK < 32) {
+                const int d = (int8_t)g[i] - (int8_t)want[i];
+                off1 += d == 1 || d == -1;
+                bad += d > 1 || d < -1;
+            } else if (i % 4 == 0) { /* d, then d * the half's sum (a flipped code: d more) */
+                float a, w, d;
+                memcpy(&a, g + i, 4);
+                memcpy(&w, want + i, 4);
+                memcpy(&d, want + i - i % VKM_REF_Q8X_BLOCK + 32, 4);
+                const float tol = 1e-6f * fabsf(w) + (i % 8 == 4 ? 2.0f * d : 0.0f);
+                bad += !(fabsf(a - w) <= tol);
+            }
+        }
+    }
+    CHECK_MSG(bad == 0 && off1 * 100 <= n * k, "%s: quantized X: %d values off, %d one apart", what,
+              bad, off1);
+    free(got), free(want);
+}
+
 /* Compares got[n][m] (row stride gs) with want[n][m]; mag[n][m] = sum |w x|. */
 static int compare(const char *what, const float *got, int64_t gs, const float *want,
                    const double *mag, int64_t n, int64_t m) {
@@ -74,7 +141,7 @@ static int compare(const char *what, const float *got, int64_t gs, const float *
     for (int64_t j = 0; j < n; j++)
         for (int64_t r = 0; r < m; r++) {
             double g = got[j * gs + r], w = want[j * m + r];
-            double tol = 2e-5 * mag[j * m + r] + 1e-6;
+            double tol = g_tol * mag[j * m + r] + 1e-6;
             if (!(fabs(g - w) <= tol)) {
                 if (bad < 5)
                     fprintf(stderr, "  %s: y[%lld][%lld] = %.9g, want %.9g (tol %.3g)\n", what,
@@ -129,8 +196,19 @@ static void test_plain(vkm_gpu *gpu, uint32_t wtype, int64_t k, int64_t m, int64
     }
     for (int64_t i = 0; i < n * k; i++) x[i] = frand();
     for (size_t i = 0; i < yb / 4; i++) got[i] = GUARD;
-    CHECK_OK(vkm_ref_matmul(wtype, wq, k, m, x, n, want));
     magnitude(wf, k, m, x, k, n, mag);
+    if (q8_type(gpu, wtype) && n <= VKM_MM_VEC_MAX_COLS) {
+        float *xq = malloc((size_t)(n * k) * 4);
+        CHECK(xq != NULL);
+        if (xq) {
+            memcpy(xq, x, (size_t)(n * k) * 4);
+            q8_rows(gpu, wtype, n, xq, n, k);
+            CHECK_OK(vkm_ref_matmul(wtype, wq, k, m, xq, n, want));
+        }
+        free(xq);
+    } else {
+        CHECK_OK(vkm_ref_matmul(wtype, wq, k, m, x, n, want));
+    }
 
     size_t wo = w_pad(wtype);
     CHECK_OK(vkm_gpu_buf_create(gpu, wo + wb + 6 + TEX_SLACK, VKM_BUF_DEVICE, &bw));
@@ -146,6 +224,7 @@ static void test_plain(vkm_gpu *gpu, uint32_t wtype, int64_t k, int64_t m, int64
     CHECK_OK(vkm_gpu_submit(gpu));
     CHECK_OK(vkm_gpu_download(gpu, by, 0, got, yb));
     compare(what, got + Y_PAD / 4, m, want, mag, n, m);
+    if (q8_type(gpu, wtype) && n <= VKM_MM_VEC_MAX_COLS) check_q8_scratch(gpu, what, x, n, k);
     int guards = 0;
     for (size_t i = 0; i < yb / 4; i++)
         if ((i < Y_PAD / 4 || i >= Y_PAD / 4 + (size_t)(n * m)) && got[i] != GUARD) guards++;
@@ -192,8 +271,9 @@ static void test_plain_pair(vkm_gpu *gpu, uint32_t wtype, int64_t k, int64_t m, 
     }
     for (int64_t i = 0; i < n * k; i++) x[i] = frand();
     for (size_t i = 0; i < yb / 4; i++) got[i] = GUARD;
-    CHECK_OK(vkm_ref_matmul(wtype, wq, k, mt, x, n, want));
     magnitude(wf, k, mt, x, k, n, mag);
+    q8_rows(gpu, wtype, n, x, n, k); /* the idot layout: X as the kernel sees it (for both) */
+    CHECK_OK(vkm_ref_matmul(wtype, wq, k, mt, x, n, want));
     const size_t rb = wb / (size_t)mt, w2o = w_pad(wtype), wo = w2o + rb * (size_t)m2 + 64;
     CHECK_OK(vkm_gpu_buf_create(gpu, wo + rb * (size_t)m + 6 + TEX_SLACK, VKM_BUF_DEVICE, &bw));
     CHECK_OK(
@@ -271,6 +351,7 @@ static void test_id_rows(vkm_gpu *gpu, uint32_t wtype, int64_t k, int64_t m, int
             magnitude(wf + e * m * k, k, m, xg + p * k, k, 1, mag + p * m);
         }
     }
+    q8_rows(gpu, wtype, max_c, xg, n_rows, k);
     CHECK_OK(vkm_ref_matmul_id(wtype, wq, k, m, n_mat, xg, n_rows, mat_of, want));
 
     /* one int32 buffer: rows[] at byte 20, mats[] after it */
@@ -335,6 +416,7 @@ static void glu_data_free(glu_data *d) {
     free(d->yu), free(d->mg), free(d->mu), free(d->rows), free(d->mat_of), free(d->mats);
 }
 
+static vkm_gpu *g_gpu; /* the test's gpu (glu_data_make's q8_rows) */
 static int glu_data_make(glu_data *d, uint32_t wtype, int64_t k, int64_t m, int64_t nm,
                          const int32_t *counts, int64_t n_x, int64_t direct, int32_t row0) {
     memset(d, 0, sizeof *d);
@@ -366,6 +448,9 @@ static int glu_data_make(glu_data *d, uint32_t wtype, int64_t k, int64_t m, int6
             magnitude(d->uf + e * m * k, k, m, d->xg + p * k, k, 1, d->mu + p * m);
         }
     }
+    int64_t max_c = 0;
+    for (int64_t e = 0; e < nm; e++) max_c = counts[e] > max_c ? counts[e] : max_c;
+    q8_rows(g_gpu, wtype, max_c, d->xg, nr, k);
     int rc = vkm_ref_matmul_id(wtype, d->gq, k, m, nm, d->xg, nr, d->mat_of, d->yg);
     return rc ? rc : vkm_ref_matmul_id(wtype, d->uq, k, m, nm, d->xg, nr, d->mat_of, d->yu);
 }
@@ -376,8 +461,8 @@ static int glu_data_make(glu_data *d, uint32_t wtype, int64_t k, int64_t m, int6
 static void check_glu(const char *what, const float *got, const glu_data *d, int64_t m) {
     int bad = 0;
     for (int64_t i = 0; i < d->n_rows * m; i++) {
-        const double g = d->yg[i], u = d->yu[i], tg = 2e-5 * d->mg[i] + 1e-6;
-        const double tu = 2e-5 * d->mu[i] + 1e-6, want = (double)vkm_ref_silu(d->yg[i]) * u;
+        const double g = d->yg[i], u = d->yu[i], tg = g_tol * d->mg[i] + 1e-6;
+        const double tu = g_tol * d->mu[i] + 1e-6, want = (double)vkm_ref_silu(d->yg[i]) * u;
         const double tol = 1.1 * tg * fabs(u) + fabs(g / (1.0 + exp(-g))) * tu + tg * tu + 1e-6;
         if (!(fabs(got[i] - want) <= tol) && bad++ < 5)
             fprintf(stderr, "  %s: y[%lld] = %.9g, want %.9g (tol %.3g)\n", what, (long long)i,
@@ -604,6 +689,7 @@ static void test_id_heads(vkm_gpu *gpu, uint32_t wtype, int64_t k, int64_t m, in
         memcpy(xg + r * k, x + r * xs, (size_t)k * 4);
         magnitude(wf + (r % n_head) * m * k, k, m, xg + r * k, k, 1, mag + r * m);
     }
+    q8_rows(gpu, wtype, n_tok, xg, nr, k);
     CHECK_OK(vkm_ref_matmul_id(wtype, wq, k, m, n_head, xg, nr, mat_of, want));
     CHECK_OK(vkm_gpu_buf_create(gpu, w_pad(wtype) + wb + 2 + TEX_SLACK, VKM_BUF_DEVICE, &bw));
     CHECK_OK(vkm_gpu_buf_create(gpu, (size_t)(nr * xs) * 4 + TEX_SLACK, VKM_BUF_DEVICE, &bx));
@@ -828,6 +914,43 @@ static void test_gemv(vkm_gpu *gpu) {
     }
 }
 
+/* gemv's integer-dot variants (layout idot), every type they cover: the plan must give them
+ * (checked here); the DeepSeek-V3 expert shapes' k (2048, 7168), row counts that are not a
+ * multiple of the rows per workgroup, W at 2-byte and 16-byte aligned offsets (WAL), 1-8 columns
+ * (the spec constant is the exact count: all for two types), 11 entries of an expert in passes of
+ * 5, empty experts, per-head rows, the gated form (indexed and plain, up after and before gate),
+ * the shared expert as a second z group and the q_a + kv_a pair; the quantized X of the plain
+ * cases checked against the reference (check_q8_scratch). */
+static void test_gemv_idot(vkm_gpu *gpu) {
+    static const uint32_t types[] = {VKM_Q4_K, VKM_Q8_0, VKM_Q6_K, VKM_Q4_0, VKM_Q5_K,
+                                     VKM_Q4_1, VKM_Q5_0, VKM_Q5_1, VKM_Q2_K, VKM_Q3_K};
+    const vkm_kernel_plan *plan = vkm_gpu_plan(gpu);
+    static const int32_t c_tok[] = {1, 0, 1, 1}, c_sparse[] = {0, 2, 0, 0, 0, 1, 0, 0};
+    static const int32_t c_many[] = {0, 11, 0}, c_cols[] = {0, 3, 2, 0, 1};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        const uint32_t ty = types[i];
+        const vkm_gemv_tuning t1 = vkm_kernels_gemv_tuning(plan, 9, 9, ty, 1);
+        CHECK_MSG(t1.gemv && t1.idot && vkm_kernels_gemv_tuning(plan, 5 * 8, 5, ty, 2).idot,
+                  "%s: the idot layout's GEMV is not gemv's integer-dot variant",
+                  vkm_qtype_name(ty));
+        for (int a = 0; a < 2; a++) { /* W 2-byte or 16-byte aligned */
+            g_w16 = a;
+            test_plain(gpu, ty, 2048, 9, 1);
+            test_id_rows(gpu, ty, 7168, 5, 4, c_tok, 1, 0);
+            test_glu(gpu, ty, 2048, 9, 4, c_tok, 1, a); /* gated: up after / before gate */
+        }
+        g_w16 = false;
+        test_glu(gpu, ty, 1024, 5, 0, NULL, 2, 0);
+        test_id_rows(gpu, ty, 2048, 7, 8, c_sparse, 2, 0);
+        test_id_rows(gpu, ty, 256, 5, 3, c_many, 11, 5); /* passes of 5, 5, 1 */
+        test_id_heads(gpu, ty, 2048, 5, 3, 1);
+        for (int64_t n = 2; n <= 8; n++)
+            if (i < 2 || n == 3 || n == 8) test_plain(gpu, ty, 512, 5, n);
+    }
+    for (int glu = 0; glu < 2; glu++) test_pair(gpu, VKM_Q4_K, 512, 33, 5, c_cols, 6, 5, glu);
+    test_plain_pair(gpu, VKM_Q6_K, 256, 70, 37, 1);
+}
+
 int main(void) {
     vkm_gpu *gpu = NULL;
     vkm_gpu_options opt = {.device = -1, .validation = true};
@@ -836,6 +959,18 @@ int main(void) {
     if (rc == VKM_ENODEV) check_skip(vkm_errmsg());
     CHECK_OK(rc);
     if (rc) return check_done();
+    g_gpu = gpu;
+    /* the integer-dot GEMVs: where the plan has them (layout idot; on its own on GPUs that
+     * accelerate them), the references of their cases take the 8-bit X */
+    for (uint32_t t = 0; t < VKM_QTYPE_COUNT; t++) g_idot |= vkm_gpu_plan(gpu)->gemv_idot[t];
+    if (g_idot) g_tol = 2e-5 + 5e-4;
+    if (vkm_gpu_plan(gpu)->layout == VKM_KERNELS_IDOT) { /* only the integer-dot GEMVs */
+        test_gemv_idot(gpu);
+        const uint32_t verr = vkm_gpu_validation_errors(gpu);
+        CHECK_MSG(verr == 0, "%u validation errors", verr);
+        vkm_gpu_destroy(gpu);
+        return check_done();
+    }
 
     test_errors(gpu);
     test_id_bad(gpu, 0);

@@ -9,11 +9,12 @@
  * sequence's logits after each pass must equal those of its own session evaluating the same tokens
  * alone, up to the rounding of batched kernels: max abs difference <= 5e-4 (1 + max |logit|) and
  * the same argmax (the tokens fed are the alone run's greedy choices, so a near tie cannot make the
- * runs diverge). The same with the experts paged at the minimum budget, and with every routed
- * expert computed on the CPU (cpu_moe: its 8-bit activations are quantized per token, so batching
- * changes nothing there). Bad calls (the same session
- * twice, more tokens than the batch, a token outside the vocabulary, a context overflow) are
- * refused and change nothing. */
+ * runs diverge; with the integer-dot GEMVs of accelerating GPUs, whose 8-bit activations only
+ * some batch shapes get, mean KL <= 0.01 instead). The same with the experts paged at the minimum
+ * budget, and with every routed expert computed on the CPU (cpu_moe: its 8-bit activations are
+ * quantized per token, so batching changes nothing there). Bad calls (the same session twice, more
+ * tokens than the batch, a token outside the vocabulary, a context overflow) are refused and change
+ * nothing. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -109,6 +110,10 @@ static void run_batched(vkm_engine *e, seqdata *sd, int V, const char *what) {
         CHECK_OK(vkm_session_create(e, &so, &s[i]));
         if (!s[i]) goto out;
     }
+    /* a plan with integer-dot GEMVs (accelerating GPUs) quantizes the activations of the GEMVs
+     * but not of the batched GEMMs, so batch shapes change the logits by more than rounding */
+    bool idot = false;
+    for (int t = 0; t < VKM_QTYPE_COUNT; t++) idot |= vkm_gpu_plan(vkm_engine_gpu(e))->gemv_idot[t];
     int done[N_SEQ] = {0};
     float *got = xmalloc((size_t)N_SEQ * V * sizeof(float));
     for (int p = 0; p < N_PASS; p++) {
@@ -130,6 +135,12 @@ static void run_batched(vkm_engine *e, seqdata *sd, int V, const char *what) {
             for (int v = 0; v < V; v++) mx = fmax(mx, fabs(want[v]));
             const double d = logits_max_abs_diff(want, q[k].logits, (size_t)V);
             const int a = logits_argmax(want, V), b = logits_argmax(q[k].logits, V);
+            if (idot) { /* 8-bit activations in some matmuls and not others: distributions */
+                const logits_stats st = logits_compare(want, q[k].logits, 1, V, false);
+                CHECK_MSG(st.mean_kl <= 0.01, "%s pass %d seq %d: KL %g against alone (int dot)",
+                          what, p, i, st.mean_kl);
+                continue;
+            }
             CHECK_MSG(d <= 5e-4 * (1.0 + mx) && a == b,
                       "%s pass %d seq %d (%d tokens): max abs diff %g (max |logit| %g), argmax "
                       "%d vs %d alone",

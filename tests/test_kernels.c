@@ -10,8 +10,8 @@
 
 static vkm_kernels_caps lavapipe(void) {
     return (vkm_kernels_caps){
-        VKM_VENDOR_OTHER, VKM_DEV_CPU, 0, "llvmpipe (LLVM 15.0.6, 256 bits)", 8, true,
-        128ull << 20};
+        VKM_VENDOR_OTHER, VKM_DEV_CPU, 0,    "llvmpipe (LLVM 15.0.6, 256 bits)", 8, true,
+        128ull << 20,     true,        false};
 }
 
 static vkm_kernel_plan plan_of(vkm_kernels_caps c, vkm_kernels_layout l) {
@@ -88,23 +88,25 @@ static void test_gpus(void) {
         vkm_kernels_caps caps;
         vkm_kernels_arch arch;
     } cases[] = {
-        {{VKM_VENDOR_NVIDIA, VKM_DEV_DISCRETE, 0x2684, "NVIDIA GeForce RTX 4090", 32, true, 0},
+        {{VKM_VENDOR_NVIDIA, VKM_DEV_DISCRETE, 0x2684, "NVIDIA GeForce RTX 4090", 32, true, 0, true,
+          true},
          VKM_ARCH_NVIDIA},
         {{VKM_VENDOR_AMD, VKM_DEV_DISCRETE, 0x744C, "AMD Radeon RX 7900 XTX (RADV NAVI31)", 64,
-          true, 0},
+          true, 0, true, true},
          VKM_ARCH_AMD_RDNA},
-        {{VKM_VENDOR_AMD, VKM_DEV_DISCRETE, 0x73BF, "AMD Radeon RX 6900 XT", 64, true, 0},
+        {{VKM_VENDOR_AMD, VKM_DEV_DISCRETE, 0x73BF, "AMD Radeon RX 6900 XT", 64, true, 0, true,
+          true},
          VKM_ARCH_AMD_RDNA},
         {{VKM_VENDOR_AMD, VKM_DEV_INTEGRATED, 0x15BF, "AMD Radeon 780M (RADV GFX1103_R1)", 64, true,
-          0},
+          0, true, true},
          VKM_ARCH_AMD_RDNA},
         {{VKM_VENDOR_AMD, VKM_DEV_DISCRETE, 0x67DF, "AMD Radeon RX 580 (RADV POLARIS10)", 64, true,
-          0},
+          0, true, false},
          VKM_ARCH_AMD_GCN},
         {{VKM_VENDOR_INTEL, VKM_DEV_DISCRETE, 0x56A0, "Intel(R) Arc(tm) A770 Graphics (DG2)", 32,
-          true, 0},
+          true, 0, true, true},
          VKM_ARCH_INTEL},
-        {{VKM_VENDOR_OTHER, VKM_DEV_INTEGRATED, 0x1, "Mali-G710", 16, false, 0},
+        {{VKM_VENDOR_OTHER, VKM_DEV_INTEGRATED, 0x1, "Mali-G710", 16, false, 0, false, false},
          VKM_ARCH_GPU_OTHER},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -113,6 +115,13 @@ static void test_gpus(void) {
                   vkm_kernels_arch_name(p.arch));
         CHECK(p.layout == VKM_KERNELS_GPU && !p.loop_limit && !p.prime_warmup);
         check_gpu_gemv(&p);
+        /* the integer-dot GEMVs where the device accelerates them, for the types they cover */
+        const bool acc = cases[i].caps.int_dot_accel;
+        CHECK_MSG(p.gemv_idot[VKM_Q4_K] == acc && p.gemv_idot[VKM_Q8_0] == acc &&
+                      p.gemv_idot[VKM_Q6_K] == acc && p.gemv_idot[VKM_Q2_K] == acc &&
+                      !p.gemv_idot[VKM_F16] && !p.gemv_idot[VKM_IQ4_XS],
+                  "%s: integer-dot GEMVs", cases[i].caps.name);
+        CHECK(vkm_kernels_gemv_tuning(&p, 4096, 4096, VKM_Q4_K, 1).idot == (uint32_t)acc);
         /* gemv: 4 subgroups a workgroup, a row each, at every row count */
         const uint32_t s = cases[i].caps.subgroup_size;
         const uint32_t wg4 = s * 4 < 32 ? 32 : s * 4 > 256 ? 256 : s * 4;
@@ -145,6 +154,23 @@ static void test_gpus(void) {
     CHECK(g.layout == VKM_KERNELS_GPU && g.arch == VKM_ARCH_CPU_DEVICE);
     check_gpu_gemv(&g);
     CHECK(g.loop_limit && g.prime_warmup); /* the driver's facts stay */
+    CHECK(!g.gemv_idot[VKM_Q4_K]);         /* lavapipe does not accelerate integer dot products */
+    /* the integer-dot GEMVs forced (test_gpu_matmul_idot, test_gpu_forward_idot): the GPU layout
+     * with them for every type they cover; refused without the feature */
+    const vkm_kernel_plan gi = plan_of(lavapipe(), VKM_KERNELS_IDOT);
+    CHECK(gi.layout == VKM_KERNELS_IDOT && !gi.cpu_family && gi.fuse.glu && gi.fuse.qa_kva);
+    CHECK(gi.gemv_idot[VKM_Q4_0] && gi.gemv_idot[VKM_Q8_0] && gi.gemv_idot[VKM_Q4_K] &&
+          gi.gemv_idot[VKM_Q5_K] && gi.gemv_idot[VKM_Q6_K] && !gi.gemv_idot[VKM_F16]);
+    const vkm_gemv_tuning ti = vkm_kernels_gemv_tuning(&gi, 2048, 2048, VKM_Q6_K, 1);
+    CHECK(ti.gemv && ti.idot);
+    CHECK(vkm_kernels_gemv_tuning(&gi, 2048, 2048, VKM_Q3_K, 1).idot);
+    CHECK(!vkm_kernels_gemv_tuning(&gi, 2048, 2048, VKM_BF16, 1).idot);
+    vkm_kernels_caps nodot = lavapipe();
+    nodot.int_dot = false;
+    vkm_kernel_plan np;
+    CHECK(vkm_kernels_plan(&nodot, VKM_KERNELS_IDOT, &np) == VKM_EUNSUPPORTED);
+    CHECK(vkm_kernels_gemv_q8_shader(true, VKM_Q4_K) == VKM_SH_GEMV_Q8_ID_Q4_K);
+    CHECK(vkm_kernels_gemv_q8_shader(false, VKM_F16) == VKM_SHADER_COUNT);
 }
 
 static void test_tables(void) {

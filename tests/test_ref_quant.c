@@ -658,6 +658,37 @@ static void test_act_quant(void) {
 /* ---- errors ------------------------------------------------------------------------------------
  */
 
+/* The 8-bit activations of the GPU's integer-dot GEMVs (vkm_ref_quant_q8x): a hand-made block
+ * (amax 2.54 -> d = 0.02, q = x * 50 to nearest even, the sums of each half), a block of zeros,
+ * the round trip within d / 2 per value, and the matmul on them equal to vkm_ref_matmul on the
+ * round-tripped X. */
+static void test_q8x(void) {
+    float x[64] = {0}, back[64], want[2], got[2];
+    uint8_t q[2 * VKM_REF_Q8X_BLOCK];
+    x[0] = 2.54f, x[1] = -1.27f, x[2] = 0.01f, x[3] = 0.03f, x[17] = -0.5f, x[31] = 1.0f;
+    CHECK_OK(vkm_ref_quant_q8x(x, 64, q));
+    float h[4], h2[4];
+    memcpy(h, q + 32, sizeof h);
+    memcpy(h2, q + VKM_REF_Q8X_BLOCK + 32, sizeof h2);
+    CHECK(fabsf(h[0] - 0.02f) < 1e-7f && h[2] == h[0]);
+    CHECK((int8_t)q[0] == 127 && (int8_t)q[1] == -64 && (int8_t)q[2] == 0 && (int8_t)q[3] == 2);
+    CHECK((int8_t)q[17] == -25 && (int8_t)q[31] == 50 && (int8_t)q[4] == 0);
+    CHECK(fabsf(h[1] - h[0] * 65.0f) < 1e-6f && fabsf(h[3] - h[0] * 25.0f) < 1e-6f);
+    CHECK(h2[0] == 0.0f && h2[1] == 0.0f && h2[3] == 0.0f); /* the second block: all zeros */
+    CHECK_OK(vkm_ref_dequant_q8x(q, 64, back));
+    int bad = 0;
+    for (int i = 0; i < 64; i++) bad += !(fabsf(back[i] - x[i]) <= 0.5f * h[0] * 1.0001f);
+    CHECK(bad == 0);
+    /* the matmul: one F32 row of k = 64 against X; the reference on the round-tripped values */
+    float w[2 * 64];
+    for (int i = 0; i < 128; i++) w[i] = (float)(i % 7) - 3.0f;
+    CHECK_OK(vkm_ref_matmul_q8x(VKM_F32, w, 64, 2, x, 1, got));
+    CHECK_OK(vkm_ref_matmul(VKM_F32, w, 64, 2, back, 1, want));
+    CHECK(got[0] == want[0] && got[1] == want[1]);
+    CHECK(vkm_ref_quant_q8x(x, 48, q) == VKM_EINVAL &&
+          vkm_ref_dequant_q8x(q, 0, back) == VKM_EINVAL);
+}
+
 static void test_errors(void) {
     uint8_t buf[512] = {0};
     float f[256] = {0}, y[8];
@@ -715,6 +746,7 @@ int main(void) {
     test_matmul();
     test_matmul_id();
     test_act_quant();
+    test_q8x();
     test_errors();
     return check_done();
 }

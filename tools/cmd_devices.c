@@ -50,6 +50,8 @@ static void features_line(const vkm_gpu_device_info *d, char *out, size_t n) {
     } f[] = {{d->fp16, "fp16"},
              {d->int8, "int8"},
              {d->int64, "int64"},
+             {d->int_dot, "int-dot"},
+             {d->int_dot_accel, "int-dot-accelerated"},
              {d->storage8, "storage8"},
              {d->storage16, "storage16"},
              {d->transfer_queue, "transfer-queue"},
@@ -104,19 +106,22 @@ static void print_json(const vkm_gpu_device_info *d, bool last) {
            "\"driver\": ",
            vkm_gpu_vendor_name(d->vendor), d->vendor_id, d->device_id, vkm_gpu_type_name(d->type));
     json_string(d->driver);
-    printf(", \"api_version\": \"%u.%u.%u\", \"device_local_bytes\": %llu, \"budget_bytes\": %llu, "
-           "\"subgroup_size\": %u, \"max_buffer_bytes\": %llu, \"max_shared_bytes\": %u, "
-           "\"fp16\": %s, \"int8\": %s, \"int64\": %s, \"storage8\": %s, \"storage16\": %s, "
-           "\"transfer_queue\": %s, \"memory_budget\": %s, \"external_memory_host\": %s, "
-           "\"import_align\": %u, \"timestamps\": %s}%s\n",
-           API_MAJOR(d->api_version), API_MINOR(d->api_version), API_PATCH(d->api_version),
-           (unsigned long long)d->device_local_bytes, (unsigned long long)d->budget_bytes,
-           d->subgroup_size, (unsigned long long)d->max_buffer_bytes, d->max_shared_bytes,
-           d->fp16 ? "true" : "false", d->int8 ? "true" : "false", d->int64 ? "true" : "false",
-           d->storage8 ? "true" : "false", d->storage16 ? "true" : "false",
-           d->transfer_queue ? "true" : "false", d->memory_budget ? "true" : "false",
-           d->external_memory_host ? "true" : "false", d->import_align,
-           d->timestamps ? "true" : "false", last ? "" : ",");
+    printf(
+        ", \"api_version\": \"%u.%u.%u\", \"device_local_bytes\": %llu, \"budget_bytes\": %llu, "
+        "\"subgroup_size\": %u, \"max_buffer_bytes\": %llu, \"max_shared_bytes\": %u, "
+        "\"fp16\": %s, \"int8\": %s, \"int64\": %s, \"int_dot\": %s, \"int_dot_accelerated\": %s, "
+        "\"storage8\": %s, \"storage16\": %s, "
+        "\"transfer_queue\": %s, \"memory_budget\": %s, \"external_memory_host\": %s, "
+        "\"import_align\": %u, \"timestamps\": %s}%s\n",
+        API_MAJOR(d->api_version), API_MINOR(d->api_version), API_PATCH(d->api_version),
+        (unsigned long long)d->device_local_bytes, (unsigned long long)d->budget_bytes,
+        d->subgroup_size, (unsigned long long)d->max_buffer_bytes, d->max_shared_bytes,
+        d->fp16 ? "true" : "false", d->int8 ? "true" : "false", d->int64 ? "true" : "false",
+        d->int_dot ? "true" : "false", d->int_dot_accel ? "true" : "false",
+        d->storage8 ? "true" : "false", d->storage16 ? "true" : "false",
+        d->transfer_queue ? "true" : "false", d->memory_budget ? "true" : "false",
+        d->external_memory_host ? "true" : "false", d->import_align,
+        d->timestamps ? "true" : "false", last ? "" : ",");
 }
 
 /* The weight types of a model's matrices (2-D or more) with the rows of the largest matrix of

@@ -6,7 +6,7 @@
 #
 # usage: tools/gemv-isa.sh [BUILD_DIR] [FAMILY]   (defaults: build, gfx1100; e.g. navi21)
 # env: ISA_STATS=path of the isa-stats binary (built to /tmp/isa-stats when absent),
-#      KERNELS="gemv sg ksplit" (which kernels), GLU=1 (gemv's gated form), WAL=0 (2-byte W).
+#      KERNELS="gemv q8 sg ksplit" (which kernels; q8 = gemv's integer-dot variants, 8-bit X), GLU=1 (gemv's gated form), WAL=0 (2-byte W).
 # Spec constants as core/kernels.c picks them for subgroup 64 (n = 1, X 16-byte aligned).
 set -euo pipefail
 build=${1:-build}
@@ -60,6 +60,14 @@ for k in ${KERNELS:-gemv sg ksplit}; do
       [ "$glu" = 1 ] && args+=(--spec "5=1")
       case $n in f32 | f16 | bf16 | q4_k | q5_k) args+=(--spec "3=${WAL:-1}") ;; esac
       row "gemv$id $n" $wpl "$b" "$build/spv/gemv${id}_$n.spv" "${args[@]}"
+      ;;
+    q8) # gemv's integer-dot variants (8-bit X: gemv_q8_<type>), the types they cover
+      case $n in f32 | f16 | bf16) continue ;; esac
+      id=; wpl=32
+      args=(--spec "0=256" --spec "1=4" --spec "2=1") # no XAL: X is 8-bit blocks
+      if [ "${GLU:-0}" = 1 ]; then id=_id wpl=64 args+=(--spec "5=1"); fi
+      case $n in q4_k | q5_k) args+=(--spec "3=${WAL:-1}") ;; esac
+      row "gemv_q8$id $n" $wpl "$b" "$build/spv/gemv_q8${id}_$n.spv" "${args[@]}"
       ;;
     sg) # matmul_sg: two units a trip (float: 16 bytes, Q8_0: 16 weights, else 32)
       case $n in f32) wpl=8 ;; f16 | bf16) wpl=16 ;; q8_0) wpl=32 ;; *) wpl=64 ;; esac

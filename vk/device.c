@@ -152,9 +152,12 @@ int vkm_vk_device_query(VkPhysicalDevice phys, int index, vkm_vk_caps *c) {
     }
     VkPhysicalDeviceMaintenance4Properties m4 = {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_4_PROPERTIES};
+    VkPhysicalDeviceShaderIntegerDotProductProperties idp13 = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_PROPERTIES};
     if (v13) {
         m4.pNext = p2.pNext;
-        p2.pNext = &m4;
+        idp13.pNext = &m4;
+        p2.pNext = &idp13;
     }
     vkGetPhysicalDeviceProperties2(phys, &p2);
 
@@ -187,6 +190,7 @@ int vkm_vk_device_query(VkPhysicalDevice phys, int index, vkm_vk_caps *c) {
     info->max_buffer_bytes = max_buf < c->max_alloc_bytes ? max_buf : c->max_alloc_bytes;
     info->weight_window_bytes = info->max_buffer_bytes; /* vkm_gpu_create: $VKMOE_WEIGHT_WINDOW */
     info->import_align = import_alignment(c, emh.minImportedHostPointerAlignment);
+    info->int_dot_accel = v13 && idp13.integerDotProduct4x8BitPackedSignedAccelerated;
 
     /* ---- features ---- */
     VkPhysicalDeviceVulkan13Features f13 = {
@@ -215,7 +219,9 @@ int vkm_vk_device_query(VkPhysicalDevice phys, int index, vkm_vk_caps *c) {
         info->int8 = f12.shaderInt8;
         c->subgroup_size_control = v13 ? f13.subgroupSizeControl : fsgc.subgroupSizeControl;
         c->compute_full_subgroups = v13 ? f13.computeFullSubgroups : fsgc.computeFullSubgroups;
+        info->int_dot = v13 && f13.shaderIntegerDotProduct;
     }
+    if (!info->int_dot) info->int_dot_accel = false;
 
     /* ---- memory ---- */
     VkPhysicalDeviceMemoryBudgetPropertiesEXT budget = {
@@ -321,6 +327,7 @@ static int create_logical(vkm_vk_device *d) {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_3_FEATURES};
     f13.subgroupSizeControl = c->subgroup_size_control;
     f13.computeFullSubgroups = c->compute_full_subgroups;
+    f13.shaderIntegerDotProduct = c->info.int_dot;
     VkPhysicalDeviceSubgroupSizeControlFeaturesEXT fsgc = {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES_EXT};
     fsgc.subgroupSizeControl = c->subgroup_size_control;

@@ -45,7 +45,10 @@ struct vkm_gpu {
     bool compile_only;     /* options.compile_only: nothing runs (inert()), no command state */
     vkm_kernel_plan plan;  /* core/kernels.h, built at creation */
     uint64_t dispatches;   /* recorded so far, neither dry nor primed */
-    vkm_gpu_buf *consts[VKM_GPU_CONST_SLOTS]; /* vkm_gpu_const_buf, created on first use */
+    vkm_gpu_buf *consts[VKM_GPU_CONST_SLOTS];    /* vkm_gpu_const_buf, created on first use */
+    vkm_gpu_buf *scratch[VKM_GPU_SCRATCH_SLOTS]; /* vkm_gpu_scratch_buf: the current ones */
+    vkm_gpu_buf **retired; /* [n_retired] scratch buffers replaced by larger ones */
+    int n_retired;
 };
 
 struct vkm_gpu_buf {
@@ -201,8 +204,9 @@ int vkm_gpu_create(const vkm_gpu_options *opt, vkm_gpu **out) {
     g->compile_only = opt->compile_only;
     if (g->compile_only) g->dev->caps.info.import_align = 0; /* no imports: no memory */
     vkm_gpu_device_info *info = &g->dev->caps.info;
-    const vkm_kernels_caps caps = {info->vendor,        info->type,  info->device_id,  info->name,
-                                   info->subgroup_size, info->int64, info->texel_bytes};
+    const vkm_kernels_caps caps = {info->vendor,      info->type,          info->device_id,
+                                   info->name,        info->subgroup_size, info->int64,
+                                   info->texel_bytes, info->int_dot,       info->int_dot_accel};
     if ((rc = vkm_kernels_plan(&caps, opt->kernels, &g->plan)) < 0) {
         vkm_gpu_destroy(g);
         return rc;
@@ -221,6 +225,9 @@ int vkm_gpu_create(const vkm_gpu_options *opt, vkm_gpu **out) {
 void vkm_gpu_destroy(vkm_gpu *g) {
     if (!g) return;
     for (int i = 0; i < VKM_GPU_CONST_SLOTS; i++) vkm_gpu_buf_destroy(g, g->consts[i]);
+    for (int i = 0; i < VKM_GPU_SCRATCH_SLOTS; i++) vkm_gpu_buf_destroy(g, g->scratch[i]);
+    for (int i = 0; i < g->n_retired; i++) vkm_gpu_buf_destroy(g, g->retired[i]);
+    free(g->retired);
     vkm_vk_cmd_destroy(g->cmd);
     if (g->mem) vkm_vk_mem_buffer_destroy(g->mem, &g->staging);
     vkm_vk_pipeline_destroy(g->pipes);
@@ -424,6 +431,30 @@ int vkm_gpu_const_buf(vkm_gpu *g, int slot, const void *data, size_t bytes, vkm_
         return rc;
     }
     *out = g->consts[slot] = b;
+    return 0;
+}
+
+int vkm_gpu_scratch_buf(vkm_gpu *g, int slot, size_t bytes, vkm_gpu_buf **out) {
+    *out = NULL;
+    if (slot < 0 || slot >= VKM_GPU_SCRATCH_SLOTS || !bytes)
+        return vkm_error(VKM_EINVAL, "scratch buffer: bad slot %d or size 0", slot);
+    vkm_gpu_buf *b = g->scratch[slot];
+    if (b && vkm_gpu_buf_size(b) >= bytes) {
+        *out = b;
+        return 0;
+    }
+    size_t size = b && vkm_gpu_buf_size(b) <= SIZE_MAX / 2 ? 2 * vkm_gpu_buf_size(b) : 0;
+    if (size < bytes) size = bytes;
+    if (b) { /* keep the old one alive: work recorded before may still use it */
+        vkm_gpu_buf **r = realloc(g->retired, ((size_t)g->n_retired + 1) * sizeof *r);
+        if (!r) return vkm_error(VKM_ENOMEM, "scratch buffer: out of memory");
+        g->retired = r;
+    }
+    vkm_gpu_buf *nb = NULL;
+    int rc = vkm_gpu_buf_create(g, size, VKM_BUF_DEVICE, &nb);
+    if (rc) return rc;
+    if (b) g->retired[g->n_retired++] = b;
+    *out = g->scratch[slot] = nb;
     return 0;
 }
 
