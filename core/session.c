@@ -314,19 +314,20 @@ static int run_batch(vkm_session *s, const vkm_fwd_batch *b, const vkm_fwd_kv *k
         return rc;
     s->ds.last = vkm_gpu_dispatch_count(s->gpu) - d0;
     if (b->profile && (rc = vkm_engine_profile_collect(s->e, &s->batch_gpu_ns))) return rc;
-    for (uint32_t i = 0; i < n_logits; i++) {
-        float *dst = rows ? rows[i] : logits + i * V;
-        if (!dst) continue;
-        if (in_batch)
-            memcpy(dst, io + IO_LOGITS(s) + i * row_bytes, row_bytes);
-        else if (!rows) { /* all rows at once */
-            if ((rc = vkm_gpu_download(s->gpu, s->w.buf, s->w.logits.off, logits,
-                                       (size_t)n_logits * row_bytes)))
-                return rc;
-            break;
-        } else if ((rc = vkm_gpu_download(s->gpu, s->w.buf, s->w.logits.off + i * row_bytes, dst,
-                                          row_bytes)))
+    if (!in_batch && !rows && n_logits > 0) { /* contiguous rows: one download */
+        if ((rc = vkm_gpu_download(s->gpu, s->w.buf, s->w.logits.off, logits,
+                                   (size_t)n_logits * row_bytes)))
             return rc;
+    } else {
+        for (uint32_t i = 0; i < n_logits; i++) {
+            float *dst = rows ? rows[i] : logits + i * V;
+            if (!dst) continue;
+            if (in_batch)
+                memcpy(dst, io + IO_LOGITS(s) + i * row_bytes, row_bytes);
+            else if ((rc = vkm_gpu_download(s->gpu, s->w.buf, s->w.logits.off + i * row_bytes, dst,
+                                            row_bytes)))
+                return rc;
+        }
     }
     if (n == (b->n_seq ? b->n_seq : 1)) { /* one token per sequence: a decode step */
         s->ds.decode_steps++;

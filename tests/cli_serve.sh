@@ -213,19 +213,7 @@ check "chat after garbage: same text" J same "$TMP/out" choices.0.message.conten
 
 # a bounded load: 8 clients at once, 3 requests each (whole and streamed): every answer 200 and
 # the same greedy text (no answer gets another's tokens)
-for ((c = 0; c < 8; c++)); do
-    (
-        for ((k = 0; k < 3; k++)); do
-            if [ $(((c + k) % 2)) = 0 ]; then
-                curl -s -m 120 -o "$TMP/load_${c}_${k}.json" -w '%{http_code}\n' "$BASE/v1/chat/completions" -d "$CHAT}"
-            else
-                curl -s -m 120 -N -o "$TMP/load_${c}_${k}.sse" -w '%{http_code}\n' "$BASE/v1/chat/completions" -d "$CHAT,\"stream\":true}"
-            fi
-        done
-    ) >"$TMP/load_$c.codes" 2>&1 &
-    loaders[c]=$!
-done
-for ((c = 0; c < 8; c++)); do cli_wait "${loaders[c]}" 120; done
+serve_load 8 3 120
 check "load: 24 answers, all 200" test "$(cat "$TMP"/load_*.codes | grep -c '^200$')" -eq 24
 lbad=0
 for f in "$TMP"/load_*_*.json; do J same "$f" choices.0.message.content "$TMP/run_chat.txt" >/dev/null || lbad=$((lbad + 1)); done

@@ -138,19 +138,7 @@ done
 # a bounded load: 8 clients x 10 requests (whole and streamed) on 4 slots, all 200 and greedy
 CHAT='{"messages":[{"role":"user","content":"Hello"}],"max_tokens":6,"temperature":0'
 curl -s -m 60 -o "$TMP/chat.json" "$BASE/v1/chat/completions" -d "$CHAT}"
-for ((c = 0; c < 8; c++)); do
-    (
-        for ((k = 0; k < 10; k++)); do
-            if [ $(((c + k) % 2)) = 0 ]; then
-                curl -s -m 120 -o "$TMP/load_${c}_${k}.json" -w '%{http_code}\n' "$BASE/v1/chat/completions" -d "$CHAT}"
-            else
-                curl -s -m 120 -N -o "$TMP/load_${c}_${k}.sse" -w '%{http_code}\n' "$BASE/v1/chat/completions" -d "$CHAT,\"stream\":true}"
-            fi
-        done
-    ) >"$TMP/load_$c.codes" 2>&1 &
-    loaders[c]=$!
-done
-for ((c = 0; c < 8; c++)); do cli_wait "${loaders[c]}" 240; done
+serve_load 8 10 240
 check "load: 80 answers, all 200" test "$(cat "$TMP"/load_*.codes | grep -c '^200$')" -eq 80
 # (one python for all 80: a process per file costs more than the load itself)
 lbad=$(python3 - "$TMP" <<'EOF'

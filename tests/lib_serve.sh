@@ -3,6 +3,8 @@
 #   serve_setup NAME        cli_tmpdir NAME, TINY = the tiny fixture, servers killed on exit
 #   serve_need TOOL...      exit 77 (skipped) naming the first TOOL not installed
 #   start_server LOG ARGS   `vkmoe serve -m $TINY --port 0 ARGS` in the background: SPID, PORT
+#   serve_load C K S        C clients x K chat requests $CHAT (whole and streamed, alternating)
+#                           against $BASE: $TMP/load_C_K.{json,sse}, codes in $TMP/load_C.codes
 #   J MODE FILE ARGS        JSON checks in python3 ($TMP/j.py; see its modes below)
 # shellcheck disable=SC2034 # used by the sourcing scripts
 
@@ -50,6 +52,25 @@ start_server() {
     echo "server not healthy:"
     cat "$log"
     return 1
+}
+
+# serve_load CLIENTS REQUESTS SECONDS: CLIENTS background loops of REQUESTS requests each, every
+# loop waited for with a bound of SECONDS (cli_wait)
+serve_load() {
+    local c k pids=()
+    for ((c = 0; c < $1; c++)); do
+        (
+            for ((k = 0; k < $2; k++)); do
+                if [ $(((c + k) % 2)) = 0 ]; then
+                    curl -s -m 120 -o "$TMP/load_${c}_${k}.json" -w '%{http_code}\n' "$BASE/v1/chat/completions" -d "$CHAT}"
+                else
+                    curl -s -m 120 -N -o "$TMP/load_${c}_${k}.sse" -w '%{http_code}\n' "$BASE/v1/chat/completions" -d "$CHAT,\"stream\":true}"
+                fi
+            done
+        ) >"$TMP/load_$c.codes" 2>&1 &
+        pids[c]=$!
+    done
+    for ((c = 0; c < $1; c++)); do cli_wait "${pids[c]}" "$3"; done
 }
 
 write_jpy() {
