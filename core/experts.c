@@ -43,7 +43,11 @@ struct expert_class {
     size_t unit_bytes;      /* sum of mat[] */
     uint32_t n_layers;      /* MoE layers in the class */
     uint32_t n_slots;
-    vkm_gpu_buf *buf[N_KINDS]; /* per present kind: the slot stack [n_slots][mat] */
+    vkm_gpu_buf *buf[N_KINDS]; /* per present kind: the buffer of its slot stack [n_slots][mat] */
+    size_t off[N_KINDS];       /* the stack's offset in it: gate and up share one buffer (the up
+                                  stack after the gate stack) where both fit one weight window,
+                                  so that the gated GEMV (gate, up and SwiGLU in one dispatch)
+                                  runs on paged experts as on resident ones */
     uint64_t *ticket;          /* [n_slots] ticket of the last upload into the slot, 0 = none */
     uint32_t n_free;           /* slots never filled, an upper bound (pager slots never empty) */
     vkm_pager *pager;          /* units (layer, expert) of the whole model; this class's only */
@@ -314,26 +318,50 @@ int vkm_experts_plan(vkm_engine *e, uint64_t main, uint64_t experts, uint64_t ca
 /* Creates the slot stacks of every class. When the device is out of memory, frees them, halves
  * the slots above the minimum (top-k) of every class and tries again; at the minimum, a clear
  * VKM_EDEVMEM naming it. */
+/* Frees the slot buffers of class c (gate and up may share one). */
+static void destroy_slot_bufs(vkm_engine *e, expert_class *c) {
+    for (int k = 0; k < N_KINDS; k++) {
+        const bool shared = k == VKM_EXPERT_UP && c->buf[k] == c->buf[VKM_EXPERT_GATE];
+        if (!shared) vkm_gpu_buf_destroy(e->gpu, c->buf[k]);
+    }
+    for (int k = 0; k < N_KINDS; k++) {
+        c->buf[k] = NULL;
+        c->off[k] = 0;
+    }
+}
+
+/* The slot buffers of class c at its n_slots: a buffer per kind, except gate and up together in
+ * one where both stacks fit one weight window (the gated GEMV binds them as one). */
+static int create_class_bufs(vkm_engine *e, expert_class *c) {
+    size_t stack[N_KINDS];
+    for (int k = 0; k < N_KINDS; k++)
+        stack[k] =
+            ((size_t)c->n_slots * c->mat[k] + VKM_FWD_ALIGN - 1) / VKM_FWD_ALIGN * VKM_FWD_ALIGN;
+    const int G = VKM_EXPERT_GATE, U = VKM_EXPERT_UP;
+    const bool pair =
+        c->mat[G] && c->mat[U] && stack[G] + stack[U] <= vkm_gpu_info(e->gpu)->weight_window_bytes;
+    int rc = 0;
+    for (int k = 0; !rc && k < N_KINDS; k++) {
+        if (!c->mat[k]) continue;
+        if (pair && k == U) {
+            c->buf[U] = c->buf[G];
+            c->off[U] = stack[G];
+            continue;
+        }
+        const size_t bytes = pair && k == G ? stack[G] + stack[U] : stack[k];
+        rc = vkm_gpu_buf_create(e->gpu, bytes, VKM_BUF_DEVICE, &c->buf[k]);
+    }
+    return rc;
+}
+
 static int create_slot_bufs(vkm_engine *e) {
     const uint32_t K = e->model->hp.n_expert_used ? e->model->hp.n_expert_used : 1;
     bool shrunk = false;
     for (;;) {
         int rc = 0;
-        for (int c = 0; !rc && c < e->n_classes; c++) {
-            expert_class *ec = &e->classes[c];
-            for (int k = 0; !rc && k < N_KINDS; k++) {
-                if (!ec->mat[k]) continue;
-                const size_t bytes = ((size_t)ec->n_slots * ec->mat[k] + VKM_FWD_ALIGN - 1) /
-                                     VKM_FWD_ALIGN * VKM_FWD_ALIGN;
-                rc = vkm_gpu_buf_create(e->gpu, bytes, VKM_BUF_DEVICE, &ec->buf[k]);
-            }
-        }
+        for (int c = 0; !rc && c < e->n_classes; c++) rc = create_class_bufs(e, &e->classes[c]);
         if (!rc) break;
-        for (int c = 0; c < e->n_classes; c++)
-            for (int k = 0; k < N_KINDS; k++) {
-                vkm_gpu_buf_destroy(e->gpu, e->classes[c].buf[k]);
-                e->classes[c].buf[k] = NULL;
-            }
+        for (int c = 0; c < e->n_classes; c++) destroy_slot_bufs(e, &e->classes[c]);
         if (rc != VKM_EDEVMEM) return rc;
         bool any = false;
         for (int c = 0; c < e->n_classes; c++) {
@@ -494,7 +522,7 @@ int vkm_experts_setup(vkm_engine *e) {
             if (!t->data) continue;
             *expert_dtensor(&e->dm.layers[il], k) =
                 (vkm_dtensor){ec->buf[k],
-                              0,
+                              ec->off[k],
                               t->type,
                               {t->ne[0], t->ne[1], ec->n_slots, 1},
                               (size_t)ec->n_slots * ec->mat[k],
@@ -529,7 +557,7 @@ void vkm_experts_destroy(vkm_engine *e) {
     vkm_staging_destroy(e->staging);
     e->staging = NULL;
     for (int c = 0; c < e->n_classes; c++) {
-        for (int k = 0; k < N_KINDS; k++) vkm_gpu_buf_destroy(e->gpu, e->classes[c].buf[k]);
+        destroy_slot_bufs(e, &e->classes[c]);
         vkm_pager_destroy(e->classes[c].pager);
         free(e->classes[c].ticket);
     }
@@ -571,10 +599,10 @@ static int upload_unit(vkm_engine *e, expert_class *c, uint32_t il, uint32_t x, 
         const int ri = e->exp_region ? e->exp_region[il * N_KINDS + (uint32_t)k] : -1;
         if (ri >= 0) {
             uint64_t t = 0;
-            if ((rc = vkm_gpu_copy_async(e->gpu, e->regions[ri].buf,
-                                         e->exp_off[il * N_KINDS + (uint32_t)k] +
-                                             (size_t)x * c->mat[k],
-                                         c->buf[k], (size_t)s * c->mat[k], c->mat[k], &t)))
+            if ((rc = vkm_gpu_copy_async(
+                     e->gpu, e->regions[ri].buf,
+                     e->exp_off[il * N_KINDS + (uint32_t)k] + (size_t)x * c->mat[k], c->buf[k],
+                     c->off[k] + (size_t)s * c->mat[k], c->mat[k], &t)))
                 return rc;
             c->ticket[s] = t;
             e->imp.expert_bytes += c->mat[k];
@@ -582,8 +610,8 @@ static int upload_unit(vkm_engine *e, expert_class *c, uint32_t il, uint32_t x, 
         }
         const char *src =
             (const char *)expert_tensor(&e->model->layers[il], k)->data + (size_t)x * c->mat[k];
-        if ((rc = vkm_staging_upload(e->staging, src, c->mat[k], c->buf[k], (size_t)s * c->mat[k],
-                                     &c->ticket[s])))
+        if ((rc = vkm_staging_upload(e->staging, src, c->mat[k], c->buf[k],
+                                     c->off[k] + (size_t)s * c->mat[k], &c->ticket[s])))
             return rc;
     }
     return 0;

@@ -1,6 +1,9 @@
 /* weights.c - the resident weights of an engine (weights.h): every tensor of the model is placed
  * once in a few big device buffers (two pools: the routed experts, ffn_*_exps, in their own
- * buffers, reached through vkm_fwd_expert_where(), and everything else), checked against what
+ * buffers, reached through vkm_fwd_expert_where(), and everything else; a shared expert of the
+ * routed ones' shapes and types is placed right after its layer's routed experts, in their
+ * buffer, so that the kernels compute it as one more matrix of the routed dispatches, but counts
+ * and falls back as the other weights), checked against what
  * the kernels handle, and uploaded from the mapping in chunks (pages already uploaded are dropped
  * from memory, so the host never holds a second copy). When the weights exceed the VRAM budget
  * the experts are paged instead (experts.c) and get no buffer here.
@@ -43,10 +46,11 @@ typedef struct placement {
     const vkm_tensor *src;
     vkm_dtensor *dst;
     int pool;
-    int buf;     /* index into vkm_engine.bufs */
-    size_t off;  /* in that buffer */
-    int region;  /* imports: index into vkm_engine.regions covering the tensor, -1 = none */
-    size_t roff; /* offset of the tensor's data in that region */
+    int buf;       /* index into vkm_engine.bufs */
+    size_t off;    /* in that buffer */
+    int region;    /* imports: index into vkm_engine.regions covering the tensor, -1 = none */
+    size_t roff;   /* offset of the tensor's data in that region */
+    bool with_exp; /* POOL_MAIN, placed with the expert pool after its layer's routed experts */
 } placement;
 
 /* The tensors of a layer, with the pool each goes to. */
@@ -109,24 +113,47 @@ static int check_supported(const vkm_engine *e, const placement *pl, int n_pl) {
 
 /* ----------------------------------------------------------------------- weights ---- */
 
+/* Whether layer L's shared expert can be computed with its routed experts (forward.c pairs
+ * them when they share a buffer): separate gate and up stacks, and the shared matrices of their
+ * shapes and types. */
+static bool shared_pairs(const vkm_layer *L) {
+    const vkm_tensor *g = &L->ffn_gate_exps, *u = &L->ffn_up_exps, *d = &L->ffn_down_exps;
+    const vkm_tensor *gs = &L->ffn_gate_shexp, *us = &L->ffn_up_shexp, *ds = &L->ffn_down_shexp;
+    return g->data && u->data && d->data && !L->ffn_gate_up_exps.data && gs->data && us->data &&
+           ds->data && gs->type == g->type && us->type == u->type && ds->type == d->type &&
+           gs->ne[0] == g->ne[0] && gs->ne[1] == g->ne[1] && us->ne[0] == u->ne[0] &&
+           us->ne[1] == u->ne[1] && ds->ne[0] == d->ne[0] && ds->ne[1] == d->ne[1] &&
+           gs->ne[2] <= 1 && us->ne[2] <= 1 && ds->ne[2] <= 1;
+}
+
 /* Lists every tensor of the model once (a tied output is the embedding's descriptor). */
 static int list_placements(const vkm_model *m, vkm_dmodel *dm, placement **out, int *n_out) {
     const uint32_t nl = m->hp.n_layer;
     placement *s = calloc((size_t)nl * N_LAYER_FIELDS + 3, sizeof *s);
     if (!s) return vkm_error(VKM_ENOMEM, "out of memory");
     int n = 0;
-    s[n++] = (placement){&m->token_embd, &dm->token_embd, POOL_MAIN, 0, 0, -1, 0};
-    s[n++] = (placement){&m->output_norm, &dm->output_norm, POOL_MAIN, 0, 0, -1, 0};
-    if (!m->tied_output) s[n++] = (placement){&m->output, &dm->output, POOL_MAIN, 0, 0, -1, 0};
+    s[n++] = (placement){&m->token_embd, &dm->token_embd, POOL_MAIN, 0, 0, -1, 0, false};
+    s[n++] = (placement){&m->output_norm, &dm->output_norm, POOL_MAIN, 0, 0, -1, 0, false};
+    if (!m->tied_output)
+        s[n++] = (placement){&m->output, &dm->output, POOL_MAIN, 0, 0, -1, 0, false};
     for (uint32_t il = 0; il < nl; il++) {
         const char *src = (const char *)&m->layers[il];
         char *dst = (char *)&dm->layers[il];
+        const bool pairs = shared_pairs(&m->layers[il]);
         for (int f = 0; f < N_LAYER_FIELDS; f++) {
             const vkm_tensor *t = (const vkm_tensor *)(src + k_layer_fields[f].src);
             if (!t->data) continue;
-            s[n++] = (placement){
-                t, (vkm_dtensor *)(dst + k_layer_fields[f].dst), k_layer_fields[f].pool, 0, 0, -1,
-                0};
+            const bool shexp = t == &m->layers[il].ffn_gate_shexp ||
+                               t == &m->layers[il].ffn_up_shexp ||
+                               t == &m->layers[il].ffn_down_shexp;
+            s[n++] = (placement){t,
+                                 (vkm_dtensor *)(dst + k_layer_fields[f].dst),
+                                 k_layer_fields[f].pool,
+                                 0,
+                                 0,
+                                 -1,
+                                 0,
+                                 pairs && shexp};
         }
     }
     *out = s;
@@ -134,15 +161,21 @@ static int list_placements(const vkm_model *m, vkm_dmodel *dm, placement **out, 
     return 0;
 }
 
-/* Assigns buffers and offsets, pool by pool, starting a new buffer when one would exceed `cap`
- * (a tensor larger than cap gets a buffer of its own).
- * sizes[] receives the buffer sizes (at most n_slots of them). */
-static void plan(placement *s, int n, uint64_t cap, size_t *sizes, int *n_bufs) {
-    int nb = 0;
+/* The pool whose buffers hold placement p (below N_POOLS: it is uploaded). */
+static int buffer_pool(const placement *p) {
+    return p->pool == POOL_MAIN && p->with_exp ? POOL_EXPERT : p->pool;
+}
+
+/* Assigns buffers and offsets from buffer nb0 on, pool by pool (in list order, so a shared
+ * expert placed with the experts follows its layer's routed ones), starting a new buffer when one
+ * would exceed `cap` (a tensor larger than cap gets a buffer of its own). sizes[] receives the
+ * buffer sizes, *n_bufs the buffer count. */
+static void plan(placement *s, int n, uint64_t cap, size_t *sizes, int nb0, int *n_bufs) {
+    int nb = nb0;
     for (int pool = 0; pool < N_POOLS; pool++) {
         int cur = -1;
         for (int i = 0; i < n; i++) {
-            if (s[i].pool != pool) continue;
+            if (buffer_pool(&s[i]) != pool) continue;
             const size_t sz = align_up(s[i].src->nbytes);
             if (cur < 0 || sizes[cur] + sz > cap) {
                 cur = nb++;
@@ -197,6 +230,43 @@ uint64_t vkm_weights_big_cap(const vkm_engine *e) {
 
 /* ----------------------------------------------------------------------- upload ---- */
 
+/* After the expert pool's buffers were given up for paging: the shared experts placed with them
+ * get buffers of their own, after the other weights' (e->bufs grows for them). */
+static int replace_shared(vkm_engine *e, placement *s, int n, uint64_t cap) {
+    int any = 0;
+    for (int i = 0; i < n; i++) {
+        any |= s[i].with_exp && s[i].pool == POOL_MAIN;
+        s[i].with_exp = false;
+    }
+    if (!any) return 0;
+    /* only the re-placed ones: mark the others as placed already */
+    const size_t max_bufs = (size_t)e->n_bufs + (size_t)n + 1;
+    size_t *sizes = calloc(max_bufs, sizeof *sizes);
+    int *keep = malloc(((size_t)n + 1) * sizeof *keep);
+    vkm_gpu_buf **bufs = realloc(e->bufs, max_bufs * sizeof *bufs);
+    if (bufs) e->bufs = bufs;
+    if (!sizes || !keep || !bufs) {
+        free(sizes);
+        free(keep);
+        return vkm_error(VKM_ENOMEM, "out of memory");
+    }
+    for (size_t b = (size_t)e->n_bufs; b < max_bufs; b++) e->bufs[b] = NULL;
+    for (int i = 0; i < n; i++) {
+        keep[i] = s[i].pool;
+        if (s[i].pool == POOL_MAIN && s[i].buf < e->n_bufs) s[i].pool = POOL_IMPORTED;
+    }
+    int nb = 0;
+    plan(s, n, cap, sizes, e->n_bufs, &nb);
+    for (int i = 0; i < n; i++) s[i].pool = keep[i];
+    int rc = 0;
+    for (int b = e->n_bufs; !rc && b < nb; b++)
+        if (!(rc = vkm_gpu_buf_create(e->gpu, sizes[b], VKM_BUF_DEVICE, &e->bufs[b])))
+            e->n_bufs = b + 1;
+    free(sizes);
+    free(keep);
+    return rc;
+}
+
 /* The resident plan ran out of device memory at buffer b of the expert pool (its buffers are
  * [first_exp, n_bufs), the other weights' [0, first_exp) are created): frees the expert buffers
  * and pages the experts instead, planned for a budget of the bytes that were allocated. The
@@ -223,6 +293,7 @@ static int fall_back_to_paging(vkm_engine *e, placement *s, int n, const size_t 
             if (s[i].pool == POOL_EXPERT) s[i].pool = POOL_PAGED;
         rc = vkm_experts_setup(e);
     }
+    if (!rc) rc = replace_shared(e, s, n, cap);
     if (!rc) return 0;
     if (rc != VKM_EDEVMEM) return rc;
     const bool why = strcmp(vkm_errmsg(), "(no details)") && !strstr(orig, vkm_errmsg());
@@ -348,8 +419,10 @@ int vkm_weights_upload(vkm_engine *e) {
              vkm_experts_plan(e, pool_bytes[POOL_MAIN], pool_bytes[POOL_EXPERT], big, 0, in_place)))
         goto done;
     if (e->paged) { /* the experts stay in the mapping: no buffer, no upload */
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < n; i++) {
             if (s[i].pool == POOL_EXPERT) s[i].pool = POOL_PAGED;
+            s[i].with_exp = false;
+        }
         total = pool_bytes[POOL_MAIN];
         if ((rc = vkm_experts_setup(e))) goto done;
     }
@@ -380,7 +453,7 @@ int vkm_weights_upload(vkm_engine *e) {
             e->imp.in_place_bytes += t->nbytes;
         }
     }
-    plan(s, n, cap, sizes, &e->n_bufs);
+    plan(s, n, cap, sizes, 0, &e->n_bufs);
     if (!(e->bufs = calloc((size_t)e->n_bufs + 1, sizeof *e->bufs))) {
         rc = vkm_error(VKM_ENOMEM, "out of memory");
         goto done;
@@ -388,7 +461,7 @@ int vkm_weights_upload(vkm_engine *e) {
     /* the expert pool's buffers follow the others (plan() goes pool by pool) */
     int first_exp = e->n_bufs;
     for (int i = 0; i < n; i++)
-        if (s[i].pool == POOL_EXPERT && s[i].buf < first_exp) first_exp = s[i].buf;
+        if (buffer_pool(&s[i]) == POOL_EXPERT && s[i].buf < first_exp) first_exp = s[i].buf;
     for (int b = 0; b < e->n_bufs; b++) {
         if ((rc = vkm_gpu_buf_create(e->gpu, sizes[b], VKM_BUF_DEVICE, &e->bufs[b]))) {
             char why[512]; /* vkm_error() reuses the buffer vkm_errmsg() points to */

@@ -55,6 +55,7 @@ struct vkm_gpu {
 
 static vkm_gpu_device_info g_config;
 static bool g_config_set;
+static int g_alloc_fault; /* vkm_gpu_fault_set(VKM_FAULT_DEVICE_ALLOC_NTH, n): countdown, 0 = off */
 
 vkm_gpu_device_info *fake_gpu_config(void) {
     if (!g_config_set) {
@@ -166,6 +167,8 @@ int vkm_gpu_buf_create(vkm_gpu *g, size_t size, vkm_buf_kind kind, vkm_gpu_buf *
     *out = NULL;
     if (kind == VKM_BUF_IMPORTED || !size || size > g->info.max_alloc_bytes)
         return vkm_error(VKM_EINVAL, "fake gpu: bad buffer (%zu bytes, kind %d)", size, kind);
+    if (g_alloc_fault && --g_alloc_fault == 0)
+        return vkm_error(VKM_EDEVMEM, "fake gpu: injected out of device memory (%zu bytes)", size);
     vkm_gpu_buf *b = calloc(1, sizeof *b);
     uint8_t *mem = calloc(1, size);
     if (!b || !mem) {
@@ -572,11 +575,9 @@ int vkm_gpu_timings(vkm_gpu *g, vkm_gpu_timing *out, int max, int *n) {
 }
 
 void vkm_gpu_fault_set(vkm_gpu_fault kind, int n) {
-    (void)kind;
-    (void)n;
+    if (kind == VKM_FAULT_NONE || kind == VKM_FAULT_DEVICE_ALLOC_NTH) g_alloc_fault = n > 0 ? n : 0;
 }
 
 bool vkm_gpu_fault_pending(vkm_gpu_fault kind) {
-    (void)kind;
-    return false;
+    return kind == VKM_FAULT_DEVICE_ALLOC_NTH && g_alloc_fault > 0;
 }

@@ -15,7 +15,9 @@
  * for its ticket (vkm_gpu_ticket_wait, vkm_gpu_ticket_done) or a submitted batch waits for it
  * (vkm_gpu_wait_ticket_on_next_submit): a caller that reuses a source before completion copies
  * the wrong bytes, and a batch that binds a range an unfinished copy writes is counted as a torn
- * read (fake_gpu_stats.torn_reads), as are uploads and downloads of such a range. */
+ * read (fake_gpu_stats.torn_reads), as are uploads and downloads of such a range.
+ * vkm_gpu_fault_set(VKM_FAULT_DEVICE_ALLOC_NTH, n) makes the nth buffer creation from then on
+ * fail with VKM_EDEVMEM, once; the other faults are not simulated. */
 #ifndef VKM_FAKE_GPU_H
 #define VKM_FAKE_GPU_H
 

@@ -14,8 +14,8 @@
  * counters add up (hits + misses = distinct choices, uploaded bytes = bytes the copies moved).
  * Then whole decode steps through a session: unpaged, one submit and one host wait per step on a
  * discrete GPU; the dispatches per decode step of the GPU layout on NVIDIA- and AMD-like devices
- * (what the kernel plan's fused forms give) pinned per fixture, so a fusion cannot silently fall
- * back. */
+ * (what the kernel plan's fused forms give) pinned per fixture, paged or not, so a fusion cannot
+ * silently fall back. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -284,6 +284,46 @@ static uint64_t decode_steps(const char *path, uint64_t budget, const char *what
     return per_step;
 }
 
+/* Every buffer creation of an engine open failing in turn (out of device memory): the open fails
+ * cleanly or goes on (paging the experts when the expert pool's buffers failed), and a decode step
+ * then runs; ASan checks the error paths free what they made. */
+static void test_alloc_faults(const char *path, const char *name) {
+    int opened = 0, paged = 0, failed = 0;
+    /* small buffers (a 64 KiB weight window), so that the pools take several each and the
+     * experts' can fail after the others' were made */
+    vkm_gpu_device_info *cfg = fake_gpu_config();
+    const vkm_gpu_device_info saved = *cfg;
+    cfg->weight_window_bytes = 64 << 10;
+    for (int nth = 1; nth < 400; nth++) {
+        vkm_gpu_fault_set(VKM_FAULT_DEVICE_ALLOC_NTH, nth);
+        vkm_engine *e = NULL;
+        int rc = open_fake(path, 0, VKM_EXPERT_LRU, VKM_PREFETCH_OFF, &e);
+        const bool fired = !vkm_gpu_fault_pending(VKM_FAULT_DEVICE_ALLOC_NTH);
+        vkm_gpu_fault_set(VKM_FAULT_NONE, 0);
+        if (rc) {
+            CHECK_MSG(rc == VKM_EDEVMEM, "%s: fault %d: open gave %d (%s)", name, nth, rc,
+                      vkm_errmsg());
+            failed++;
+            continue;
+        }
+        opened++;
+        paged += vkm_engine_paged(e);
+        vkm_session *s = NULL;
+        vkm_session_opts so = {.n_ctx = 16, .max_batch = 4};
+        if (vkm_session_create(e, &so, &s) == 0) {
+            const int32_t t[2] = {1, 2};
+            CHECK_OK(vkm_session_eval(s, t, 2, false, NULL));
+            vkm_session_destroy(s);
+        }
+        vkm_engine_close(e);
+        if (!fired) break; /* the open creates fewer buffers: every one has failed once */
+    }
+    *cfg = saved;
+    printf("%s: buffer faults at open: %d failed cleanly, %d opened (%d paging the experts)\n",
+           name, failed, opened, paged);
+    CHECK(failed > 0 && paged > 0);
+}
+
 int main(void) {
     const char *tiny = VKMOE_FIXTURES_DIR "/tiny-v3-f32.gguf";
     const char *small = VKMOE_FIXTURES_DIR "/small-v3-q4_k_m.gguf";
@@ -294,15 +334,23 @@ int main(void) {
     fclose(f);
     test_schedules(tiny, "tiny-v3-f32");
     test_schedules(small, "small-v3-q4_k_m");
+    setenv("VKMOE_IMPORT", "off", 1);
+    test_alloc_faults(tiny, "tiny-v3-f32");
+    test_alloc_faults(small, "small-v3-q4_k_m");
+    unsetenv("VKMOE_IMPORT");
 
     /* The GPU layout's decode step on discrete devices: dispatches pinned per fixture (the
-     * kernel plan's fused forms; the integer-dot GEMVs of the quantized fixture add one
-     * activation quantization per matmul input: the F32 fixture has none), one submit and one
-     * host wait per step unpaged; paged at half the experts, one more of each per MoE layer. */
+     * kernel plan's fused forms: the shared expert as one more matrix of the routed dispatches,
+     * its tensors placed after the routed ones; the integer-dot GEMVs of the quantized fixture
+     * add one activation quantization per matmul input: the F32 fixture has none), one submit
+     * and one host wait per step unpaged; paged at half the experts, one more of each per MoE
+     * layer, the gated form (gate and up slot stacks in one buffer) and the shared expert apart
+     * (2 more dispatches per MoE layer, 4 with integer dot products). */
     struct {
         const char *path, *name;
         uint64_t idot, flt; /* dispatches per decode step: int-dot accelerated or not */
-    } pins[] = {{tiny, "tiny-v3-f32", 47, 47}, {small, "small-v3-q4_k_m", 73, 47}};
+        uint64_t paged;     /* idot, half the experts paged */
+    } pins[] = {{tiny, "tiny-v3-f32", 43, 43, 47}, {small, "small-v3-q4_k_m", 65, 43, 73}};
     vkm_gpu_device_info *cfg = fake_gpu_config();
     const vkm_gpu_device_info saved = *cfg;
     for (size_t i = 0; i < sizeof pins / sizeof *pins; i++) {
@@ -331,7 +379,10 @@ int main(void) {
         snprintf(what, sizeof what, "%s NVIDIA-like, half the experts paged", pins[i].name);
         vkm_paging_budget pb;
         CHECK_OK(vkm_experts_budget(pins[i].path, 0, &pb));
-        decode_steps(pins[i].path, pb.main_bytes + pb.ranges_bytes + pb.expert_bytes / 2, what);
+        const uint64_t paged =
+            decode_steps(pins[i].path, pb.main_bytes + pb.ranges_bytes + pb.expert_bytes / 2, what);
+        CHECK_MSG(paged == pins[i].paged, "%s: %llu dispatches per decode step, pinned %llu", what,
+                  (unsigned long long)paged, (unsigned long long)pins[i].paged);
     }
     return check_done();
 }
