@@ -27,7 +27,7 @@
 int vkm_engine_open(const vkm_engine_opts *opts, vkm_engine **out) {
     *out = NULL;
     if (!opts || !opts->model_path) return vkm_error(VKM_EINVAL, "vkm_engine_open: no model path");
-    if (opts->expert_policy != VKM_EXPERT_LRU && opts->expert_policy != VKM_EXPERT_LFU)
+    if (opts->expert_policy < VKM_EXPERT_POLICY_DEFAULT || opts->expert_policy > VKM_EXPERT_LFU)
         return vkm_error(VKM_EINVAL, "vkm_engine_open: unknown expert policy %d",
                          opts->expert_policy);
     if (opts->prefetch < VKM_PREFETCH_AUTO || opts->prefetch > VKM_PREFETCH_OFF)
@@ -41,6 +41,7 @@ int vkm_engine_open(const vkm_engine_opts *opts, vkm_engine **out) {
     vkm_engine *e = calloc(1, sizeof *e);
     if (!e) return vkm_error(VKM_ENOMEM, "out of memory");
     e->opts = *opts;
+    if (e->opts.expert_policy == VKM_EXPERT_POLICY_DEFAULT) e->opts.expert_policy = VKM_EXPERT_LFU;
     int rc;
     if ((rc = vkm_gguf_open(opts->model_path, &e->gguf)) ||
         (rc = vkm_model_load(e->gguf, &e->model)))

@@ -83,11 +83,12 @@ struct vkm_engine {
     vkm_moe_cpu_costs costs; /* AUTO's cost model (measured at setup) */
     int32_t *cpu_list;       /* [n_expert] the current layer's experts computed on the CPU */
     uint32_t n_cpu;          /* entries of cpu_list not yet computed */
-    int32_t *admit;          /* [n_expert] the CPU misses uploaded into free slots in round 0 */
-    uint32_t n_admit;
-    int32_t *req;                    /* [n_expert] a pager request (round 0: todo + admit) */
+    int32_t *admit;          /* [n_expert] CPU misses of layer admit_layer admitted into slots */
+    int32_t *admit_slot;     /* [n_expert] their slots, uploads not yet issued */
+    uint32_t n_admit;        /* entries of admit not yet uploaded */
+    uint32_t admit_layer;    /* the layer of those entries */
     uint64_t cpu_experts, cpu_bytes; /* statistics (vkm_expert_stats) */
-    uint64_t cpu_tokens, cpu_misses; /* cpu_misses: CPU misses not admitted */
+    uint64_t cpu_tokens, cpu_misses; /* cpu_misses: CPU misses the pager did not see */
     double cpu_ms;
     /* imports of the file mapping (engine.h vkm_import_mode): imports.c keeps the regions,
      * weights.c and experts.c plan them and count what they hold */

@@ -17,6 +17,14 @@
  * evicted. A prefetched unit stays marked until its layer's next request (used or not) or its
  * eviction.
  *
+ * Admission (vkm_pager_admit): a miss computed outside the slots (on the CPU) during the current
+ * request may be placed into a free slot or, with LFU, over the coldest slot the request has not
+ * pinned (nor a prefetched unit not yet requested) when its decayed count exceeds that unit's
+ * by more than one use (pager.c ADMIT_MARGIN: no churn among units of nearly equal counts);
+ * with LRU free slots only (recency alone says nothing about whether the newcomer is worth the
+ * upload). An admitted unit is pinned with the request's. Counters: every admission candidate is
+ * a miss; admitted = those placed.
+ *
  * Invariants: slot_of[unit] == s  <=>  unit_in[s] == unit, for every resident unit; a slot holds
  * at most one unit; n_slots >= 1; pf[s] only for an occupied slot. */
 #ifndef VKM_PAGER_H
@@ -54,6 +62,11 @@ int vkm_pager_request(vkm_pager *p, uint32_t layer, const int32_t *experts, int 
  * was resident already, or no slot). Counts one prefetched unit when placed. VKM_EINVAL for a
  * bad layer or expert. */
 int vkm_pager_prefetch(vkm_pager *p, uint32_t layer, int32_t expert, int32_t *slot, bool *placed);
+/* A miss of (layer, expert) computed outside the slots during the current request (after its
+ * vkm_pager_request): counts a miss and one use, then admits the unit as above. *slot receives
+ * its slot (to be uploaded; the caller must not let the GPU read it before the copy completed)
+ * or -1 when it is not admitted. VKM_EINVAL for a bad layer or expert, or a resident unit. */
+int vkm_pager_admit(vkm_pager *p, uint32_t layer, int32_t expert, int32_t *slot);
 /* The slot of a unit, or -1 when it is not resident. */
 int32_t vkm_pager_slot_of(const vkm_pager *p, uint32_t layer, uint32_t expert);
 /* The unit in slot s as layer * n_expert + expert, or -1 when the slot is free. */

@@ -36,8 +36,11 @@ typedef enum vkm_prefetch {
 /* Expert paging: when the routed experts do not fit the budget they stay in host memory (the
  * mapped file) and each (layer, expert) is uploaded on demand into a fixed set of device slots. */
 typedef enum vkm_expert_policy {
-    VKM_EXPERT_LRU = 0, /* evict the least recently used */
-    VKM_EXPERT_LFU = 1, /* evict the least frequently used, counts decaying with time */
+    VKM_EXPERT_POLICY_DEFAULT = 0, /* the engine's choice, VKM_EXPERT_LFU (README: it held more
+                                      experts resident than LRU on skewed and uniform routing) */
+    VKM_EXPERT_LRU = 1,            /* evict the least recently used */
+    VKM_EXPERT_LFU = 2,            /* evict the least frequently used, counts decaying with time
+                                      (a half-life of 32 forward passes) */
 } vkm_expert_policy;
 
 /* Where a paged layer's chosen experts that are not resident in a device slot (misses) are
@@ -54,9 +57,10 @@ typedef enum vkm_expert_exec {
                                    CPU when its tokens take less CPU time than the upload (a
                                    decode step's misses, on most machines), else the upload (a
                                    prefill batch where many tokens share the expert) */
-    VKM_EXPERT_EXEC_CPU = 2,    /* every miss on the CPU; it is uploaded only into a slot still
-                                   free (in the background, the step not waiting for it), never
-                                   evicting: the first experts seen fill the cache and stay */
+    VKM_EXPERT_EXEC_CPU = 2,    /* every miss on the CPU; it is also uploaded into a slot when
+                                   the policy admits it (a free slot; with LFU also over a colder
+                                   unit the step does not use), in the background: nothing waits
+                                   for the copy, and no round reads the slot before it completed */
 } vkm_expert_exec;
 
 typedef struct vkm_engine_opts {
@@ -66,7 +70,7 @@ typedef struct vkm_engine_opts {
     bool profile;           /* record per-kernel GPU timestamps (vkm_engine_profile) */
     uint64_t vram_budget;   /* bytes for weights + expert cache; 0 = automatic */
     bool quiet;             /* no progress output on stderr */
-    vkm_expert_policy expert_policy;  /* eviction of paged experts (0 = LRU) */
+    vkm_expert_policy expert_policy;  /* eviction of paged experts (0 = default: LFU) */
     vkm_expert_trace_fn expert_trace; /* NULL = off (see vkm_expert_trace_fn) */
     void *expert_trace_user;          /* passed to expert_trace */
     vkm_prefetch prefetch;            /* speculative expert prefetch while paging (0 = auto) */
@@ -118,6 +122,9 @@ typedef struct vkm_expert_stats {
      * tokens is computed on the CPU. */
     double auto_cpu_gbps, auto_upload_gbps;
     uint32_t auto_max_tokens;
+    /* misses computed on the CPU (expert_exec cpu/auto) and also uploaded into a slot for later
+     * steps, in the background (core/pager.h vkm_pager_admit); counted in misses too */
+    uint64_t admitted;
 } vkm_expert_stats;
 
 typedef struct vkm_engine_info {

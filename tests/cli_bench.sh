@@ -271,7 +271,8 @@ check "bench --expert-policy fifo exits 2" test $? -eq 2
 "$vkmoe" bench --micro --stats >"$out" 2>&1
 check "bench --micro --stats exits 2" test $? -eq 2
 
-# ---- expert paging sweep (--paging): 5 budgets x 2 policies, Belady's MIN never below a policy
+# ---- expert paging sweep (--paging): 5 budgets x 2 policies, Belady's MIN never below a policy;
+# the execution modes: 3 budgets x 2 policies x 3 modes, admissions only where the CPU computes
 pj="$dir/paging.json"
 "$vkmoe" bench --paging -m "$fixtures/tiny-v3-f32.gguf" -n 8 --json "$pj" --png "$dir/paging.png" \
     --prefetch off --quiet >"$out" 2>&1
@@ -307,6 +308,13 @@ for r in rows:
     else:
         assert r["paged"] and r["slots"] >= 4 and r["hits"] + r["misses"] > 0, r
         assert r["belady_hits"] + r["belady_misses"] == r["hits"] + r["misses"], r
+xr = d["paging_exec"]  # 3 budgets x 2 policies x 3 execution modes
+assert sorted((r["budget_pct"], r["policy"], r["exec"]) for r in xr) == sorted(
+    (p, q, x) for p in (75, 50, 25) for q in ("lru", "lfu") for x in ("gpu", "cpu", "auto")), xr
+for r in xr:
+    assert r["admitted_per_token"] >= 0 and r["mb_cpu_per_token"] >= 0, r
+    if r["exec"] == "gpu":
+        assert r["admitted_per_token"] == 0 and r["mb_cpu_per_token"] == 0, r
 EOF2
 else
     check "paging JSON has belady_hit_rate" grep -q '"belady_hit_rate"' "$pj"

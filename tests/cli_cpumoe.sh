@@ -2,8 +2,9 @@
 # cli_cpumoe.sh - the flags of routed experts on the CPU (--expert-exec, --cpu-moe, --n-cpu-moe,
 # --cpu-threads) on the tiny fixture: usage errors (exit 2) for bad values on logits, run and
 # bench, the help texts name them, logits with --cpu-moe / --n-cpu-moe 1 / --expert-exec cpu
-# under a paging budget within 1e-4 of the resident ones (F32 experts: float accumulation only),
-# the --stats line's CPU counters, and run / bench accepting them. Exits 77 without a device.
+# under a paging budget (LFU and LRU) within 1e-4 of the resident ones (F32 experts: float
+# accumulation only), the --stats line's CPU counters and admissions, and run / bench accepting
+# them. Exits 77 without a device.
 # usage: cli_cpumoe.sh VKMOE_BINARY FIXTURES_DIR
 set -u
 # shellcheck source=lib_cli.sh source-path=SCRIPTDIR
@@ -42,7 +43,8 @@ done
 ok "logits resident" "${L[@]}" -o "$TMP/ref.f32"
 i=0
 for args in "--cpu-moe" "--cpu-moe --cpu-threads 1" "--n-cpu-moe 1" \
-    "--vram-budget 900K --expert-exec cpu" "--vram-budget 900K --expert-exec auto --step"; do
+    "--vram-budget 900K --expert-exec cpu" "--vram-budget 900K --expert-exec auto --step" \
+    "--vram-budget 900K --expert-exec cpu --expert-policy lru"; do
     i=$((i + 1))
     rc=0
     # shellcheck disable=SC2086
@@ -53,6 +55,7 @@ done
 ok "--cpu-moe: experts on the CPU, none uploaded" \
     grep -Eq 'uploaded_bytes=0 .*cpu_experts=[1-9][0-9]* cpu_bytes=[1-9]' "$TMP/c1.err"
 ok "--expert-exec cpu: experts on the CPU" grep -Eq 'cpu_experts=[1-9]' "$TMP/c4.err"
+ok "--expert-exec cpu: misses admitted into slots" grep -Eq 'admitted=[1-9]' "$TMP/c4.err"
 
 # ---- run and bench accept them ----
 expect "run --cpu-moe" 0 "" -- "$VKMOE" run -m "$TINY" -p Hello -n 4 --temp 0 --quiet --cpu-moe \

@@ -23,7 +23,7 @@ expect "bench --prefetch bad" 2 "needs on or off" -- "$VKMOE" bench -m "$TINY" -
 expect "logits --help names --prefetch" 0 "--prefetch on\|off" -- "$VKMOE" logits --help
 
 # ---- logits: paged with prefetch off / on == unpaged ----
-STATS='^experts: hits=[0-9]+ misses=[0-9]+ prefetched=[0-9]+ prefetch_used=[0-9]+ uploaded_bytes=[0-9]+ stall_ms=[0-9.]+ cpu_experts=[0-9]+ cpu_bytes=[0-9]+ cpu_ms=[0-9.]+$'
+STATS='^experts: hits=[0-9]+ misses=[0-9]+ prefetched=[0-9]+ prefetch_used=[0-9]+ uploaded_bytes=[0-9]+ stall_ms=[0-9.]+ cpu_experts=[0-9]+ cpu_bytes=[0-9]+ cpu_ms=[0-9.]+ admitted=[0-9]+$'
 ok "logits unpaged" "${L[@]}" --step -o "$TMP/ref.f32"
 for pf in off on; do
     rc=0

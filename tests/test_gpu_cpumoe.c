@@ -13,8 +13,11 @@
  * implementations applies (fixtures/README.md): mean KL <= 0.03 and top-1 >= 85%. The GPU path
  * (--expert-exec gpu) under the same budget stays exact (<= 1e-4), with VKMOE_IMPORT=off too.
  * VKMOE_FORCE_STAGING=1 covers the path of a work buffer that is not host-visible.
- * The counters: experts computed on the CPU > 0, none with gpu, no upload with --cpu-moe; an
- * IQ model's experts (no CPU kernel) stay on the GPU; bad options are VKM_EINVAL. */
+ * --expert-exec cpu runs with the default policy (LFU: CPU misses admitted into slots over colder
+ * units) and, on the F32 fixture, with LRU (free slots only).
+ * The counters: experts computed on the CPU > 0, none with gpu, no upload with --cpu-moe,
+ * admissions with cpu under paging (LRU: at most the slots); an IQ model's experts (no CPU
+ * kernel) stay on the GPU; bad options are VKM_EINVAL. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +40,8 @@ typedef struct mode {
     const char *name;
     bool cpu_moe;
     int n_cpu_moe, exec, threads;
-    bool half; /* the paging budget of half the experts */
+    bool half;  /* the paging budget of half the experts */
+    int policy; /* enum vkm_expert_policy (0: the default, LFU) */
 } mode;
 
 static int open_engine(const char *path, const mode *m, uint64_t budget, vkm_engine **e) {
@@ -47,6 +51,7 @@ static int open_engine(const char *path, const mode *m, uint64_t budget, vkm_eng
                          .quiet = true,
                          .vram_budget = budget,
                          .prefetch = VKM_PREFETCH_OFF,
+                         .expert_policy = (vkm_expert_policy)m->policy,
                          .expert_exec = (vkm_expert_exec)m->exec,
                          .cpu_moe = m->cpu_moe,
                          .n_cpu_moe = m->n_cpu_moe,
@@ -60,7 +65,7 @@ static void run_fixture(const char *name, bool quantized) {
     vkm_paging_budget pb;
     CHECK_OK(vkm_experts_budget(path, 0, &pb));
     const uint64_t half = pb.minimum_bytes + (pb.expert_bytes - pb.min_slot_bytes) / 2;
-    const mode ref_mode = {"resident", false, 0, VKM_EXPERT_EXEC_GPU, 0, false};
+    const mode ref_mode = {"resident", false, 0, VKM_EXPERT_EXEC_GPU, 0, false, 0};
     vkm_engine *e = NULL;
     CHECK_OK(open_engine(path, &ref_mode, 0, &e));
     if (!e) return;
@@ -70,12 +75,13 @@ static void run_fixture(const char *name, bool quantized) {
     CHECK_OK(logits_gpu_prompt(e, g_ids, N_PROMPT, N_CTX, true, 0, N_STEP, ref));
     vkm_engine_close(e);
     const mode modes[] = {
-        {"--cpu-moe, 1 thread", true, 0, VKM_EXPERT_EXEC_GPU, 1, false},
-        {"--cpu-moe, 2 threads", true, 0, VKM_EXPERT_EXEC_GPU, 2, false},
-        {"--n-cpu-moe 1", false, 1, VKM_EXPERT_EXEC_GPU, 2, false},
-        {"--expert-exec cpu, half", false, 0, VKM_EXPERT_EXEC_CPU, 2, true},
-        {"--expert-exec auto, half", false, 0, VKM_EXPERT_EXEC_AUTO, 1, true},
-        {"--expert-exec gpu, half", false, 0, VKM_EXPERT_EXEC_GPU, 2, true},
+        {"--cpu-moe, 1 thread", true, 0, VKM_EXPERT_EXEC_GPU, 1, false, 0},
+        {"--cpu-moe, 2 threads", true, 0, VKM_EXPERT_EXEC_GPU, 2, false, 0},
+        {"--n-cpu-moe 1", false, 1, VKM_EXPERT_EXEC_GPU, 2, false, 0},
+        {"--expert-exec cpu, half", false, 0, VKM_EXPERT_EXEC_CPU, 2, true, 0},
+        {"--expert-exec auto, half", false, 0, VKM_EXPERT_EXEC_AUTO, 1, true, 0},
+        {"--expert-exec gpu, half", false, 0, VKM_EXPERT_EXEC_GPU, 2, true, 0},
+        {"--expert-exec cpu, half, lru", false, 0, VKM_EXPERT_EXEC_CPU, 2, true, VKM_EXPERT_LRU},
     };
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
         const mode *m = &modes[i];
@@ -90,9 +96,15 @@ static void run_fixture(const char *name, bool quantized) {
         vkm_engine_close(e);
         const logits_stats ls = logits_compare(ref, out, N_PROMPT, V, false);
         printf("%s %s: max abs %.3g, mean KL %.3g, top-1 %.3f; cpu_experts %llu, misses %llu, "
-               "uploaded %llu bytes\n",
+               "admitted %llu (%u slots), uploaded %llu bytes\n",
                name, m->name, ls.max_abs, ls.mean_kl, ls.top1, (unsigned long long)st.cpu_experts,
-               (unsigned long long)st.misses, (unsigned long long)st.uploaded_bytes);
+               (unsigned long long)st.misses, (unsigned long long)st.admitted, st.n_slots,
+               (unsigned long long)st.uploaded_bytes);
+        /* cpu: every slot is filled by admissions (the GPU's experts are all hits); LRU only
+         * fills free slots, LFU also replaces colder units */
+        if (m->exec == VKM_EXPERT_EXEC_CPU && m->half) CHECK(st.admitted > 0);
+        if (m->exec == VKM_EXPERT_EXEC_CPU && m->policy == VKM_EXPERT_LRU)
+            CHECK(st.admitted <= st.n_slots);
         if (m->exec == VKM_EXPERT_EXEC_GPU && !m->cpu_moe && !m->n_cpu_moe) {
             CHECK_MSG(ls.max_abs <= 1e-4, "%s %s: max abs %g", name, m->name, ls.max_abs);
             CHECK(st.cpu_experts == 0 && st.misses > 0);
@@ -120,11 +132,11 @@ static void test_import_off(void) {
     setenv("VKMOE_IMPORT", "off", 1);
     vkm_paging_budget pb;
     CHECK_OK(vkm_experts_budget(path, 0, &pb));
-    const mode modes[] = {{"resident", false, 0, VKM_EXPERT_EXEC_GPU, 0, false},
-                          {"gpu, minimum", false, 0, VKM_EXPERT_EXEC_GPU, 0, true},
-                          {"--cpu-moe", true, 0, VKM_EXPERT_EXEC_GPU, 2, false},
-                          {"--cpu-moe, staged", true, 0, VKM_EXPERT_EXEC_GPU, 2, false},
-                          {"cpu, minimum, staged", false, 0, VKM_EXPERT_EXEC_CPU, 2, true}};
+    const mode modes[] = {{"resident", false, 0, VKM_EXPERT_EXEC_GPU, 0, false, 0},
+                          {"gpu, minimum", false, 0, VKM_EXPERT_EXEC_GPU, 0, true, 0},
+                          {"--cpu-moe", true, 0, VKM_EXPERT_EXEC_GPU, 2, false, 0},
+                          {"--cpu-moe, staged", true, 0, VKM_EXPERT_EXEC_GPU, 2, false, 0},
+                          {"cpu, minimum, staged", false, 0, VKM_EXPERT_EXEC_CPU, 2, true, 0}};
     float *ref = NULL, *out = NULL;
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
         if (i == 3) setenv("VKMOE_FORCE_STAGING", "1", 1); /* the work buffer not host-visible */
@@ -157,12 +169,13 @@ int main(void) {
     }
     gpu_keep_open(); /* many engines follow */
     const char *tiny = VKMOE_FIXTURES_DIR "/tiny-v3-f32.gguf";
-    const mode bad[] = {{"exec 7", false, 0, 7, 0, false},
-                        {"n_cpu_moe -1", false, -1, 0, 0, false},
-                        {"threads -1", true, 0, 0, -1, false},
-                        {"threads 300", true, 0, 0, 300, false}};
+    const mode bad[] = {{"exec 7", false, 0, 7, 0, false, 0},
+                        {"n_cpu_moe -1", false, -1, 0, 0, false, 0},
+                        {"threads -1", true, 0, 0, -1, false, 0},
+                        {"threads 300", true, 0, 0, 300, false, 0},
+                        {"policy 3", false, 0, 0, 0, false, 3}};
     vkm_engine *e = NULL;
-    const mode ok = {"ok", true, 0, 0, 0, false};
+    const mode ok = {"ok", true, 0, 0, 0, false, 0};
     const int rc = open_engine(tiny, &ok, 0, &e);
     if (rc == VKM_ENODEV) check_skip(vkm_errmsg());
     CHECK_OK(rc);

@@ -1,8 +1,9 @@
 /* test_pager.c - the expert cache bookkeeping (core/pager.c), CPU only: LRU order, LFU with and
  * without decay, pinning of the current request's experts (a miss never evicts a unit the same
  * request needs), requests larger than the cache, bad arguments leaving the state unchanged,
- * counters, the expert ranges of the grouping, and the residency map's consistency under a long
- * random request stream for both policies. */
+ * counters, the admission of misses computed on the CPU (hotness against the victim, pins), the
+ * expert ranges of the grouping, and the residency map's consistency under a long random request
+ * stream for both policies. */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -61,6 +62,8 @@ static void test_create(void) {
     CHECK_ERR(vkm_pager_create(&(vkm_pager_opts){2, 4, 0, VKM_EXPERT_LRU, 0}, &p));
     CHECK_ERR(vkm_pager_create(&(vkm_pager_opts){2, 4, 9, VKM_EXPERT_LRU, 0}, &p));
     CHECK_ERR(vkm_pager_create(&(vkm_pager_opts){2, 4, 4, 7, 0}, &p));
+    /* the engine resolves the default before it creates a pager */
+    CHECK_ERR(vkm_pager_create(&(vkm_pager_opts){2, 4, 4, VKM_EXPERT_POLICY_DEFAULT, 0}, &p));
     CHECK_ERR(vkm_pager_create(&(vkm_pager_opts){2, 4, 4, VKM_EXPERT_LFU, -1.0}, &p));
     CHECK(p == NULL);
     vkm_pager_destroy(NULL);
@@ -169,6 +172,86 @@ static void test_errors(void) {
     vkm_pager_destroy(p);
 }
 
+/* Admission of misses computed on the CPU (vkm_pager_admit): every candidate counts a miss and
+ * a use; LRU takes free slots only; LFU also replaces the coldest unit the current request has
+ * not pinned, and only when the candidate's count exceeds it by more than one use; an admitted
+ * unit is pinned until the next request. */
+static void test_admit(void) {
+    int32_t sl = -2;
+    /* LRU: a free slot, then none: never over a resident unit, however often it misses */
+    vkm_pager *p = make(1, 8, 2, VKM_EXPERT_LRU, 0);
+    if (!p) return;
+    req1(p, 0, 0);
+    CHECK_OK(vkm_pager_admit(p, 0, 1, &sl));
+    CHECK(sl >= 0 && vkm_pager_slot_of(p, 0, 1) == sl && resident(p, 0, 0));
+    CHECK_OK(vkm_pager_admit(p, 0, 2, &sl)); /* both slots pinned (request, admission) */
+    CHECK(sl == -1 && !resident(p, 0, 2));
+    for (int i = 0; i < 10; i++) {
+        CHECK(req(p, 0, NULL, 0) == 0);
+        CHECK_OK(vkm_pager_admit(p, 0, 3, &sl));
+        CHECK(sl == -1);
+    }
+    CHECK(resident(p, 0, 0) && resident(p, 0, 1) && !resident(p, 0, 3));
+    CHECK(vkm_pager_admit(p, 0, 1, &sl) == VKM_EINVAL && sl == -1); /* resident */
+    CHECK(vkm_pager_admit(p, 0, 8, &sl) == VKM_EINVAL);
+    CHECK(vkm_pager_admit(p, 1, 0, &sl) == VKM_EINVAL);
+    vkm_expert_stats st = {0};
+    vkm_pager_add_stats(p, &st);
+    CHECK(st.hits == 0 && st.misses == 13 && st.admitted == 1);
+    check_consistent(p, 1, 8);
+    vkm_pager_destroy(p);
+
+    /* LFU without decay. 2 is used five times, then evicted by {0, 1} (its slot the only one
+     * unpinned); 1 is used four times in all, 0 once */
+    p = make(1, 8, 2, VKM_EXPERT_LFU, 1e9);
+    if (!p) return;
+    for (int i = 0; i < 5; i++) req1(p, 0, 2);
+    CHECK(req(p, 0, (int32_t[]){0, 1}, 2) == 2 && !resident(p, 0, 2));
+    for (int i = 0; i < 3; i++) req1(p, 0, 1);
+    /* a request pins 0 (count 2); 2 (count 6) replaces 1 (count 4), not the colder pinned 0 */
+    req1(p, 0, 0);
+    CHECK_OK(vkm_pager_admit(p, 0, 2, &sl));
+    CHECK(sl >= 0 && vkm_pager_slot_of(p, 0, 2) == sl && resident(p, 0, 0) && !resident(p, 0, 1));
+    /* in the same request every slot is pinned: 3 is refused */
+    CHECK_OK(vkm_pager_admit(p, 0, 3, &sl));
+    CHECK(sl == -1);
+    /* while 0 (count 2) is pinned again, 3 (count 2) is colder than the only unpinned unit, 2
+     * (count 6): refused */
+    req1(p, 0, 0);
+    CHECK_OK(vkm_pager_admit(p, 0, 3, &sl));
+    CHECK(sl == -1 && resident(p, 0, 0) && resident(p, 0, 2));
+    /* nothing pinned: 3 at count 3 is not more than one use above 0 (count 3), refused; at 4 a
+     * tie with 3 + 1 (either way), at 5 it replaces 0, not 2 */
+    CHECK(req(p, 0, NULL, 0) == 0);
+    CHECK_OK(vkm_pager_admit(p, 0, 3, &sl));
+    CHECK(sl == -1 && resident(p, 0, 0));
+    int offers = 4; /* admissions offered: 2 once, 3 three times so far */
+    for (int i = 0; i < 2 && !resident(p, 0, 3); i++, offers++) {
+        CHECK(req(p, 0, NULL, 0) == 0);
+        CHECK_OK(vkm_pager_admit(p, 0, 3, &sl));
+    }
+    CHECK(resident(p, 0, 3) && !resident(p, 0, 0) && resident(p, 0, 2));
+    /* an admitted unit is an ordinary resident for later requests: a hit */
+    CHECK(req1(p, 0, 3) == 0);
+    memset(&st, 0, sizeof st);
+    vkm_pager_add_stats(p, &st);
+    CHECK(st.admitted == 2 && st.misses == (uint64_t)(3 + offers) && st.hits == 4 + 3 + 2 + 1);
+    check_consistent(p, 1, 8);
+    vkm_pager_destroy(p);
+
+    /* LFU with decay (half-life 1 request): a unit used long ago is replaced by a recent one */
+    p = make(1, 8, 1, VKM_EXPERT_LFU, 1.0);
+    if (!p) return;
+    for (int i = 0; i < 5; i++) req1(p, 0, 0);
+    for (int i = 0; i < 12; i++) CHECK(req(p, 0, NULL, 0) == 0);
+    CHECK_OK(vkm_pager_admit(p, 0, 4, &sl)); /* count 1: not above 0's ~0 + 1 */
+    CHECK(sl == -1 && resident(p, 0, 0));
+    CHECK(req(p, 0, NULL, 0) == 0);
+    CHECK_OK(vkm_pager_admit(p, 0, 4, &sl)); /* count 1.5 */
+    CHECK(sl == 0 && resident(p, 0, 4) && !resident(p, 0, 0));
+    vkm_pager_destroy(p);
+}
+
 static void test_ranges(void) {
     const int32_t sel[] = {3, 1, 0, 3, 7, 1, 99, -2, 3};
     int32_t r[2 * 8];
@@ -182,6 +265,7 @@ static void test_random(int policy) {
     const uint32_t L = 3, X = 16, S = 10;
     vkm_pager *p = make(L, X, S, policy, 8.0);
     if (!p) return;
+    const bool lfu = policy == VKM_EXPERT_LFU;
     uint32_t seed = 12345u;
     uint64_t n_req = 0;
     for (int it = 0; it < 2000; it++) {
@@ -192,11 +276,11 @@ static void test_random(int policy) {
         const int want = 1 + (int)((seed >> 16) % 8);
         while (n < want) {
             seed = seed * 1664525u + 1013904223u;
-            int32_t x = (int32_t)((seed >> 10) % (policy ? 6 : X)); /* LFU: a skewed set */
+            int32_t x = (int32_t)((seed >> 10) % (lfu ? 6 : X)); /* LFU: a skewed set */
             bool dup = false;
             for (int j = 0; j < n; j++) dup |= xs[j] == x;
             if (!dup) xs[n++] = x;
-            if (policy && n == 6) break;
+            if (lfu && n == 6) break;
         }
         CHECK(req(p, il, xs, n) >= 0);
         for (int j = 0; j < n; j++) CHECK(resident(p, il, (uint32_t)xs[j]));
@@ -207,7 +291,7 @@ static void test_random(int policy) {
     vkm_pager_add_stats(p, &st);
     CHECK(st.hits + st.misses == n_req);
     CHECK(st.misses >= S && st.hits > 0);
-    printf("random %s: %llu requests, hit rate %.1f%%\n", policy ? "lfu" : "lru",
+    printf("random %s: %llu requests, hit rate %.1f%%\n", lfu ? "lfu" : "lru",
            (unsigned long long)n_req, 100.0 * (double)st.hits / (double)n_req);
     vkm_pager_destroy(p);
 }
@@ -218,6 +302,7 @@ int main(void) {
     test_pinning();
     test_lfu();
     test_errors();
+    test_admit();
     test_ranges();
     test_random(VKM_EXPERT_LRU);
     test_random(VKM_EXPERT_LFU);

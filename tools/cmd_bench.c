@@ -83,7 +83,7 @@ static void print_help(void) {
         "  --vram-budget SIZE  device bytes for weights + expert cache (K/M/G suffixes);\n"
         "                routed experts beyond it are paged from host memory (default: the\n"
         "                device's memory budget)\n"
-        "  --expert-policy P   expert cache eviction: lru (default) or lfu\n"
+        "  --expert-policy P   expert cache eviction: lfu (default) or lru\n"
         "  --prefetch on|off   speculative expert prefetch while paging (default: on with a\n"
         "                      dedicated transfer queue)\n"
         "  --stats       print the expert-paging counters on stderr after the run\n"
@@ -107,6 +107,9 @@ static void print_help(void) {
         "  the same slots; never below the policy's), and MB moved per decode token. Hit rates\n"
         "  count every request from a cold cache; at 100%% nothing is paged (hit rate 1).\n"
         "  The JSON has \"paging_info\" and \"paging\": [one object per budget and policy]\n"
+        "  Then, at 75, 50 and 25%% for each policy, the execution modes (--expert-exec gpu,\n"
+        "  cpu, auto): tok/s, hit rate, MB uploaded and MB computed on the CPU per decode token,\n"
+        "  and CPU misses admitted into slots per token (\"paging_exec\" in the JSON)\n"
         "  -n N          decode steps per run (default 32, at least 1)\n"
         "  JSON rows also give expert_fraction (the share of the expert bytes the budget really\n"
         "  holds), tokens_per_s_sd (over the decode steps) and layer_steps (pager requests:\n"
@@ -373,7 +376,7 @@ int cmd_bench(int argc, char **argv) {
     bool serve = false, no_paging = false;
     int par[BENCH_MAX_LIST], n_par = 0;
     uint64_t vram_budget = 0;
-    int policy = VKM_EXPERT_LRU, prefetch = VKM_PREFETCH_AUTO;
+    int policy = VKM_EXPERT_POLICY_DEFAULT, prefetch = VKM_PREFETCH_AUTO;
     bench_model_opts bo = {.device = -1};
     gen_exec exec = {0};
 

@@ -22,11 +22,13 @@
  * MIN's optimality makes belady >= policy a theorem; "decode_hit_rate" and the bytes moved per
  * token cover the decode steps only.
  *
- * Execution modes (vkmoe.h vkm_expert_exec): then, with LRU, at 100/50/25% each of gpu (misses
- * uploaded), cpu (misses computed on the CPU) and auto (the cost model per miss): tokens/s, the
- * hit rate, and per decode token the MB uploaded and the MB of experts computed on the CPU
- * ("paging_exec" in the JSON, with auto's measured rates). Belady is not simulated for these:
- * CPU misses take no slot, so the trace (the GPU's requests) is not the policy's whole input. */
+ * Execution modes (vkmoe.h vkm_expert_exec): then, for each policy, at 75/50/25% each of gpu
+ * (misses uploaded), cpu (misses computed on the CPU) and auto (the cost model per miss):
+ * tokens/s, the hit rate, and per decode token the MB uploaded, the MB of experts computed on
+ * the CPU and the CPU misses admitted into slots (core/pager.h vkm_pager_admit; "paging_exec"
+ * in the JSON, with auto's measured rates). Belady is not simulated for these: CPU misses that
+ * are not admitted take no slot, so the trace (the GPU's requests) is not the policy's whole
+ * input. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,9 +50,10 @@
 
 static const int k_pct[N_BUDGETS] = {100, 75, 50, 25, 10};
 static const char *const k_policy_name[N_POLICIES] = {"lru", "lfu"};
+static const int k_policy[N_POLICIES] = {VKM_EXPERT_LRU, VKM_EXPERT_LFU};
 #define N_EXEC_BUDGETS 3
 #define N_EXECS 3
-static const int k_exec_pct[N_EXEC_BUDGETS] = {100, 50, 25};
+static const int k_exec_pct[N_EXEC_BUDGETS] = {75, 50, 25};
 static const int k_exec[N_EXECS] = {VKM_EXPERT_EXEC_GPU, VKM_EXPERT_EXEC_CPU, VKM_EXPERT_EXEC_AUTO};
 static const char *const k_exec_name[N_EXECS] = {"gpu", "cpu", "auto"};
 
@@ -191,7 +194,7 @@ typedef struct row {
     int pct;
     uint64_t budget;
     bool clamped, paged;
-    int policy;
+    int policy; /* index into k_policy */
     uint32_t slots;
     double tok_s;
     uint64_t hits, misses, b_hits, b_misses, dec_hits, dec_misses, dec_bytes;
@@ -200,9 +203,10 @@ typedef struct row {
     double tok_s_sd; /* standard deviation of the decode steps' tokens/s */
     double frac;     /* the fraction of the expert bytes the budget really holds (clamped) */
     char device[256];
-    int exec;                /* index into k_exec (0 = gpu, the policy sweep's) */
-    uint64_t dec_cpu_bytes;  /* expert bytes computed on the CPU in the decode steps */
-    double mb_cpu_per_token; /* the same per token, MB */
+    int exec;                  /* index into k_exec (0 = gpu, the policy sweep's) */
+    uint64_t dec_cpu_bytes;    /* expert bytes computed on the CPU in the decode steps */
+    double mb_cpu_per_token;   /* the same per token, MB */
+    double admitted_per_token; /* CPU misses admitted into slots per decode token */
     double auto_cpu_gbps, auto_upload_gbps;
     uint32_t auto_max_tokens;
 } row;
@@ -218,7 +222,7 @@ static int run_one(const bench_model_opts *o, int n_gen, row *r) {
                           .device = o->device,
                           .quiet = true,
                           .vram_budget = r->budget,
-                          .expert_policy = r->policy,
+                          .expert_policy = (vkm_expert_policy)k_policy[r->policy],
                           .prefetch = o->prefetch,
                           .expert_trace = on_request,
                           .expert_trace_user = &tr,
@@ -279,6 +283,7 @@ static int run_one(const bench_model_opts *o, int n_gen, row *r) {
         r->mb_per_token = (double)r->dec_bytes / n_gen / 1e6;
         r->dec_cpu_bytes = st1.cpu_bytes - st0.cpu_bytes;
         r->mb_cpu_per_token = (double)r->dec_cpu_bytes / n_gen / 1e6;
+        r->admitted_per_token = (double)(st1.admitted - st0.admitted) / n_gen;
         r->auto_cpu_gbps = st1.auto_cpu_gbps;
         r->auto_upload_gbps = st1.auto_upload_gbps;
         r->auto_max_tokens = st1.auto_max_tokens;
@@ -478,22 +483,23 @@ static int run(const bench_model_opts *o, const char *png, cJSON *root, bool *pn
         }
     }
     if (rc) return rc;
-    row xrows[N_EXEC_BUDGETS * N_EXECS];
+    row xrows[N_EXEC_BUDGETS * N_POLICIES * N_EXECS];
     memset(xrows, 0, sizeof xrows);
     for (int b = 0; !rc && b < N_EXEC_BUDGETS; b++) {
-        for (int x = 0; !rc && x < N_EXECS; x++) {
-            row *r = &xrows[b * N_EXECS + x];
+        for (int xp = 0; !rc && xp < N_POLICIES * N_EXECS; xp++) {
+            const int p = xp / N_EXECS, x = xp % N_EXECS;
+            row *r = &xrows[b * N_POLICIES * N_EXECS + xp];
             for (int i = 0; i < N_BUDGETS; i++) /* the policy sweep's budget of that % */
                 if (rows[i * N_POLICIES].pct == k_exec_pct[b]) {
                     r->budget = rows[i * N_POLICIES].budget;
                     r->clamped = rows[i * N_POLICIES].clamped;
                 }
             r->pct = k_exec_pct[b];
-            r->policy = VKM_EXPERT_LRU;
+            r->policy = p;
             r->exec = x;
             if (!o->quiet) {
-                fprintf(stderr, "bench --paging: %d%% --expert-exec %s ...\n", r->pct,
-                        k_exec_name[x]);
+                fprintf(stderr, "bench --paging: %d%% %s --expert-exec %s ...\n", r->pct,
+                        k_policy_name[p], k_exec_name[x]);
                 fflush(stderr);
             }
             rc = run_one(o, n_gen, r);
@@ -528,22 +534,25 @@ static int run(const bench_model_opts *o, const char *png, cJSON *root, bool *pn
     printf("hit rates: all %d steps from a cold cache (Belady on the same requests); 100%% = not "
            "paged; MB moved/tok: decode steps, MB = 10^6 bytes\n",
            N_PROMPT + n_gen);
-    printf("\nexecution modes (LRU): where misses run\n");
-    printf("| %8s | %5s | %9s | %8s | %12s | %11s |\n", "budget %", "exec", "tok/s", "hit rate",
-           "MB up/tok", "MB CPU/tok");
-    printf("|---------:|-------|----------:|---------:|-------------:|------------:|\n");
-    for (int i = 0; i < N_EXEC_BUDGETS * N_EXECS; i++) {
+    printf(
+        "\nexecution modes: where misses run (cpu/auto: misses admitted into slots per token)\n");
+    printf("| %8s | %6s | %5s | %9s | %8s | %12s | %11s | %9s |\n", "budget %", "policy", "exec",
+           "tok/s", "hit rate", "MB up/tok", "MB CPU/tok", "admit/tok");
+    printf("|---------:|--------|-------|----------:|---------:|-------------:|------------:|"
+           "----------:|\n");
+    const int n_x = N_EXEC_BUDGETS * N_POLICIES * N_EXECS;
+    for (int i = 0; i < n_x; i++) {
         const row *r = &xrows[i];
-        printf("| %7d%s | %5s | %9.2f | %8.4f | %12.4f | %11.4f |\n", r->pct,
-               r->clamped ? "*" : " ", k_exec_name[r->exec], r->tok_s, r->hit_rate, r->mb_per_token,
-               r->mb_cpu_per_token);
+        printf("| %7d%s | %6s | %5s | %9.2f | %8.4f | %12.4f | %11.4f | %9.2f |\n", r->pct,
+               r->clamped ? "*" : " ", k_policy_name[r->policy], k_exec_name[r->exec], r->tok_s,
+               r->hit_rate, r->mb_per_token, r->mb_cpu_per_token, r->admitted_per_token);
     }
-    for (int i = 0; i < N_EXEC_BUDGETS * N_EXECS; i++) /* each auto run probed its own */
+    for (int i = 0; i < n_x; i++) /* each auto run probed its own */
         if (xrows[i].exec == 2 && xrows[i].auto_cpu_gbps > 0)
-            printf("auto at %d%%: probe CPU expert %.3f GB/s, upload %.3f GB/s: misses of up to %u "
-                   "tokens on the CPU\n",
-                   xrows[i].pct, xrows[i].auto_cpu_gbps, xrows[i].auto_upload_gbps,
-                   xrows[i].auto_max_tokens);
+            printf("auto at %d%% (%s): probe CPU expert %.3f GB/s, upload %.3f GB/s: misses of up "
+                   "to %u tokens on the CPU\n",
+                   xrows[i].pct, k_policy_name[xrows[i].policy], xrows[i].auto_cpu_gbps,
+                   xrows[i].auto_upload_gbps, xrows[i].auto_max_tokens);
     fflush(stdout);
 
     cJSON *info = cJSON_CreateObject(), *arr = cJSON_CreateArray();
@@ -564,13 +573,14 @@ static int run(const bench_model_opts *o, const char *png, cJSON *root, bool *pn
     }
     cJSON *xarr = cJSON_CreateArray();
     if (!bench_json_add(root, "paging_exec", xarr)) return vkm_error(VKM_ENOMEM, "out of memory");
-    for (int i = 0; i < N_EXEC_BUDGETS * N_EXECS; i++) {
+    for (int i = 0; i < n_x; i++) {
         const row *r = &xrows[i];
         cJSON *j = row_json(r, mib);
         if (!j || !cJSON_AddItemToArray(xarr, j) ||
             !cJSON_AddStringToObject(j, "exec", k_exec_name[r->exec]) ||
             !cJSON_AddNumberToObject(j, "decode_cpu_bytes", (double)r->dec_cpu_bytes) ||
             !cJSON_AddNumberToObject(j, "mb_cpu_per_token", r->mb_cpu_per_token) ||
+            !cJSON_AddNumberToObject(j, "admitted_per_token", r->admitted_per_token) ||
             !cJSON_AddNumberToObject(j, "auto_cpu_gbps", r->auto_cpu_gbps) ||
             !cJSON_AddNumberToObject(j, "auto_upload_gbps", r->auto_upload_gbps) ||
             !cJSON_AddNumberToObject(j, "auto_max_tokens", r->auto_max_tokens))

@@ -85,7 +85,7 @@ void gen_print_flags_help(FILE *f, long default_n) {
         "                          waits per decode step, after the run\n"
         "  --vram-budget SIZE      device bytes for weights + expert cache (K/M/G); routed\n"
         "                          experts beyond it are paged from host memory\n"
-        "  --expert-policy P       expert cache eviction: lru (default) or lfu\n"
+        "  --expert-policy P       expert cache eviction: lfu (default) or lru\n"
         "  --prefetch on|off       speculative expert prefetch while paging (default: on\n"
         "                          with a dedicated transfer queue)\n"
         "  --stats                 print the expert-paging counters after the run\n"

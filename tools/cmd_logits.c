@@ -39,7 +39,7 @@ static void print_help(void) {
            "  --profile             print per-kernel GPU times to stderr\n"
            "  --vram-budget SIZE    device bytes for weights + expert cache (K/M/G suffix);\n"
            "                        experts beyond it are paged from host memory (default: auto)\n"
-           "  --expert-policy P     eviction of paged experts: lru (default) or lfu\n"
+           "  --expert-policy P     eviction of paged experts: lfu (default) or lru\n"
            "  --prefetch on|off     speculative expert prefetch while paging (default: on with\n"
            "                        a dedicated transfer queue)\n"
            "  --stats               print the expert cache counters to stderr (one line)\n"
@@ -125,7 +125,7 @@ int cmd_logits(int argc, char **argv) {
     bool step = false, kv_f32 = false, profile = false, stats = false, ctx_model = false;
     long device = -1, ctx = 0;
     uint64_t budget = 0;
-    int policy = VKM_EXPERT_LRU, prefetch = VKM_PREFETCH_AUTO;
+    int policy = VKM_EXPERT_POLICY_DEFAULT, prefetch = VKM_PREFETCH_AUTO;
     gen_exec exec = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
