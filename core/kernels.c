@@ -49,7 +49,11 @@ static const uint16_t t_gemv[VKM_QTYPE_COUNT] = {VKM_GEMV_TYPES(ROW_GEMV)};
 static const uint16_t t_gemv_id[VKM_QTYPE_COUNT] = {VKM_GEMV_TYPES(ROW_GEMV_ID)};
 /* gemv's integer-dot variants (shaders/gemv_q8.glsl): 8-bit activations, 4x8-bit dot products */
 #define VKM_GEMV_Q8_TYPES(X)                                                                       \
-    X(Q4_0) X(Q4_1) X(Q5_0) X(Q5_1) X(Q8_0) X(Q2_K) X(Q3_K) X(Q4_K) X(Q5_K) X(Q6_K)
+    X(Q4_0)                                                                                        \
+    X(Q4_1)                                                                                        \
+    X(Q5_0)                                                                                        \
+    X(Q5_1) X(Q8_0) X(Q2_K) X(Q3_K) X(Q4_K) X(Q5_K) X(Q6_K) X(IQ2_XXS) X(IQ2_XS) X(IQ2_S)          \
+        X(IQ3_XXS) X(IQ3_S)
 #define ROW_GEMV_Q8(T) ROW(GEMV_Q8, T)
 #define ROW_GEMV_Q8_ID(T) ROW(GEMV_Q8_ID, T)
 static const uint16_t t_gemv_q8[VKM_QTYPE_COUNT] = {VKM_GEMV_Q8_TYPES(ROW_GEMV_Q8)};

@@ -14,6 +14,10 @@
 // bytes as integers (iq_neg: the negated bytes' two's complement, no carries since no grid byte
 // is 0), so each weight costs one signed-byte extract and one conversion. The run's scale
 // multiplies its dot product once (twice for the types with a scale per 16 weights).
+// With -DQ8X (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S: gemv_q8_<type>, included by gemv_q8.glsl)
+// X is 8-bit (matmul_common.h's Q8X: unit u is X block u) and those signed grid bytes meet it in
+// 4x8-bit dot products (fin1 / fin2: exact int32 sums, scaled once by the run's and X's scales);
+// the units' loads and decoding are the same in both modes.
 
 #ifdef MUL_ID
 #define IQ_GRID_BINDING 5
@@ -25,10 +29,6 @@ layout(std430, set = 0, binding = IQ_GRID_BINDING) readonly buffer IQG {
     uint iq_grid[];
 };
 #endif
-
-uint xel(uint u, uint t) {
-    return 32u * u + 4u * t;
-}
 
 // the byte / u16 at even or odd byte address b (u16: b even)
 uint iq_b8(uint b) {
@@ -57,6 +57,55 @@ uint iq_ks(uint s7) {
     s7 &= 127u;
     return s7 | ((uint(bitCount(s7)) & 1u) << 7);
 }
+#define IQ_ZERO(s)                                                                                 \
+    float s[NC];                                                                                   \
+    [[unroll]] for (uint c = 0u; c < NC; c++) s[c] = 0.0
+#if defined(Q8X)
+// ---- 8-bit X (gemv_q8.glsl's Q8X format): unit u = X block u, slot t = its word t ----
+#if defined(TYPE_IQ1_S) || defined(TYPE_IQ1_M) || defined(TYPE_IQ4_NL) || defined(TYPE_IQ4_XS)
+#error "gemv_iq.glsl: no integer-dot variant for this type"
+#endif
+uvec4 g_q[2];
+vec4 g_h;
+void load_x(uint u) {
+    g_u = u;
+    if (NC == 1u) {
+        const uint o = g_xb[0] + 3u * u;
+        g_q[0] = xq4[o];
+        g_q[1] = xq4[o + 1u];
+        g_h = xh4[o + 2u];
+    }
+}
+uint xw(uint c, uint j) { // X word j (elements 4j .. 4j + 3) of column c
+    return NC == 1u ? g_q[j >> 2][j & 3u] : xq4[g_xb[c] + 3u * g_u + (j >> 2)][j & 3u];
+}
+float xd(uint c) { // X's block scale of column c
+    return NC == 1u ? g_h.x : xh4[g_xb[c] + 3u * g_u + 2u].x;
+}
+// g_acc[c] += X's scale * (a0 * dot(wq[0..3], X words 0..3) + a1 * dot(wq[4..7], X words 4..7)),
+// wq the unit's weights as 4 signed bytes a word (exact int32 sums)
+void fin2(uint wq[8], float a0, float a1) {
+    [[unroll]] for (uint c = 0u; c < NC; c++) {
+        int s0 = 0, s1 = 0;
+        [[unroll]] for (uint t = 0u; t < 4u; t++) {
+            s0 = dot4(wq[t], xw(c, t), s0);
+            s1 = dot4(wq[4u + t], xw(c, 4u + t), s1);
+        }
+        g_acc[c] += xd(c) * (a0 * float(s0) + a1 * float(s1));
+    }
+}
+void fin1(uint wq[8], float a) {
+    [[unroll]] for (uint c = 0u; c < NC; c++) {
+        int s = 0;
+        [[unroll]] for (uint t = 0u; t < 8u; t++) s = dot4(wq[t], xw(c, t), s);
+        g_acc[c] += xd(c) * a * float(s);
+    }
+}
+#else
+// ---- float X ----
+uint xel(uint u, uint t) {
+    return 32u * u + 4u * t;
+}
 // s[c] += dot(w, X slot t of column c)
 void sdot(inout float s[NC], vec4 w, uint t) {
     [[unroll]] for (uint c = 0u; c < NC; c++) s[c] = fdot(w, xs(c, t), s[c]);
@@ -65,9 +114,24 @@ void sdot(inout float s[NC], vec4 w, uint t) {
 void acc1(float s[NC], float a) {
     [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[c] += a * s[c];
 }
-#define IQ_ZERO(s)                                                                                 \
-    float s[NC];                                                                                   \
-    [[unroll]] for (uint c = 0u; c < NC; c++) s[c] = 0.0
+// g_acc[c] += a0 * dot(wq[0..3], X slots 0..3) + a1 * dot(wq[4..7], X slots 4..7), wq the unit's
+// weights as 4 signed bytes a word
+void fin2(uint wq[8], float a0, float a1) {
+    IQ_ZERO(s0);
+    IQ_ZERO(s1);
+    [[unroll]] for (uint t = 0u; t < 4u; t++) {
+        sdot(s0, i8v(wq[t]), t);
+        sdot(s1, i8v(wq[4u + t]), 4u + t);
+    }
+    acc1(s0, a0);
+    acc1(s1, a1);
+}
+void fin1(uint wq[8], float a) {
+    IQ_ZERO(s);
+    [[unroll]] for (uint t = 0u; t < 8u; t++) sdot(s, i8v(wq[t]), t);
+    acc1(s, a);
+}
+#endif
 
 #if defined(TYPE_IQ2_XXS) || defined(TYPE_IQ2_XS) || defined(TYPE_IQ3_XXS)
 // IQ2_XXS (66 bytes): d @0, run ib @2 + 8ib: 4 grid index bytes, u32 aux (signs s7 of group l at
@@ -102,13 +166,13 @@ void unit(uint rb, uint u, bool lx) {
         gw[2u * l] = iq_grid[2u * idx];
         gw[2u * l + 1u] = iq_grid[2u * idx + 1u];
     }
-    IQ_ZERO(s);
+    uint wq[8];
     [[unroll]] for (uint l = 0u; l < 4u; l++) {
         const uint sg = iq_ks(q1 >> (7u * l));
-        sdot(s, i8v(iq_neg(gw[2u * l], sg)), 2u * l);
-        sdot(s, i8v(iq_neg(gw[2u * l + 1u], sg >> 4)), 2u * l + 1u);
+        wq[2u * l] = iq_neg(gw[2u * l], sg);
+        wq[2u * l + 1u] = iq_neg(gw[2u * l + 1u], sg >> 4);
     }
-    acc1(s, d * (0.5 + float(q1 >> 28)) * 0.25);
+    fin1(wq, d * (0.5 + float(q1 >> 28)) * 0.25);
 #elif defined(TYPE_IQ2_XS)
     uint gw[8]; // every grid load of the unit first: one wait for them all
     [[unroll]] for (uint l = 0u; l < 4u; l++) {
@@ -116,34 +180,25 @@ void unit(uint rb, uint u, bool lx) {
         gw[2u * l] = iq_grid[2u * idx];
         gw[2u * l + 1u] = iq_grid[2u * idx + 1u];
     }
-    IQ_ZERO(s0);
-    IQ_ZERO(s1);
+    uint wq[8];
     [[unroll]] for (uint l = 0u; l < 4u; l++) {
         const uint sg = iq_ks(((l < 2u ? q0 : q1) >> (16u * (l & 1u))) >> 9);
-        const vec4 w0 = i8v(iq_neg(gw[2u * l], sg));
-        const vec4 w1 = i8v(iq_neg(gw[2u * l + 1u], sg >> 4));
-        if (l < 2u) {
-            sdot(s0, w0, 2u * l);
-            sdot(s0, w1, 2u * l + 1u);
-        } else {
-            sdot(s1, w0, 2u * l);
-            sdot(s1, w1, 2u * l + 1u);
-        }
+        wq[2u * l] = iq_neg(gw[2u * l], sg);
+        wq[2u * l + 1u] = iq_neg(gw[2u * l + 1u], sg >> 4);
     }
-    acc1(s0, d * (0.5 + float(sc & 15u)) * 0.25);
-    acc1(s1, d * (0.5 + float(sc >> 4)) * 0.25);
+    fin2(wq, d * (0.5 + float(sc & 15u)) * 0.25, d * (0.5 + float(sc >> 4)) * 0.25);
 #else
     const uint aux = realign2(c0, c1, s8);
     uint gw[8]; // every grid load of the unit first: one wait for them all
     [[unroll]] for (uint q = 0u; q < 8u; q++) gw[q] =
         iq_grid[((q < 4u ? q0 : q1) >> (8u * (q & 3u))) & 255u];
-    IQ_ZERO(s);
+    uint wq[8];
     [[unroll]] for (uint l = 0u; l < 4u; l++) {
         const uint sg = iq_ks(aux >> (7u * l));
-        sdot(s, i8v(iq_neg(gw[2u * l], sg)), 2u * l);
-        sdot(s, i8v(iq_neg(gw[2u * l + 1u], sg >> 4)), 2u * l + 1u);
+        wq[2u * l] = iq_neg(gw[2u * l], sg);
+        wq[2u * l + 1u] = iq_neg(gw[2u * l + 1u], sg >> 4);
     }
-    acc1(s, d * (0.5 + float(aux >> 28)) * 0.5);
+    fin1(wq, d * (0.5 + float(aux >> 28)) * 0.5);
 #endif
 }
 
@@ -164,22 +219,13 @@ void unit(uint rb, uint u, bool lx) {
         gw[2u * l] = iq_grid[2u * idx];
         gw[2u * l + 1u] = iq_grid[2u * idx + 1u];
     }
-    IQ_ZERO(s0);
-    IQ_ZERO(s1);
+    uint wq[8];
     [[unroll]] for (uint l = 0u; l < 4u; l++) {
         const uint sg = sgn >> (8u * l);
-        const vec4 w0 = i8v(iq_neg(gw[2u * l], sg));
-        const vec4 w1 = i8v(iq_neg(gw[2u * l + 1u], sg >> 4));
-        if (l < 2u) {
-            sdot(s0, w0, 2u * l);
-            sdot(s0, w1, 2u * l + 1u);
-        } else {
-            sdot(s1, w0, 2u * l);
-            sdot(s1, w1, 2u * l + 1u);
-        }
+        wq[2u * l] = iq_neg(gw[2u * l], sg);
+        wq[2u * l + 1u] = iq_neg(gw[2u * l + 1u], sg >> 4);
     }
-    acc1(s0, d * (0.5 + float(sc & 15u)) * 0.25);
-    acc1(s1, d * (0.5 + float(sc >> 4)) * 0.25);
+    fin2(wq, d * (0.5 + float(sc & 15u)) * 0.25, d * (0.5 + float(sc >> 4)) * 0.25);
 }
 
 #elif defined(TYPE_IQ3_S)
@@ -198,9 +244,9 @@ void unit(uint rb, uint u, bool lx) {
     uint gw[8]; // every grid load of the unit first: one wait for them all
     [[unroll]] for (uint q = 0u; q < 8u; q++) gw[q] =
         iq_grid[(((q < 4u ? q0 : q1) >> (8u * (q & 3u))) & 255u) | (((qh >> q) & 1u) << 8)];
-    IQ_ZERO(s);
-    [[unroll]] for (uint q = 0u; q < 8u; q++) sdot(s, i8v(iq_neg(gw[q], sgn >> (4u * q))), q);
-    acc1(s, d * float(1u + 2u * ((sc >> (4u * (ib & 1u))) & 15u)));
+    uint wq[8];
+    [[unroll]] for (uint q = 0u; q < 8u; q++) wq[q] = iq_neg(gw[q], sgn >> (4u * q));
+    fin1(wq, d * float(1u + 2u * ((sc >> (4u * (ib & 1u))) & 15u)));
 }
 
 #elif defined(TYPE_IQ1_S) || defined(TYPE_IQ1_M)

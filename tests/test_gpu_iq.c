@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../shaders/matmul_common.h"
 #include "check.h"
 #include "fp16.h"
 #include "gpu.h"
@@ -96,6 +97,26 @@ static int make_weights(uint32_t t, int64_t k, int64_t rows, uint8_t **wq, float
     return rc;
 }
 
+/* The idot layout's GEMVs (the plan's gemv_idot[t], at most VKM_MM_VEC_MAX_COLS entries a
+ * matrix) multiply X rounded to 8 bits (quant_q8.comp): the reference then gets the same rounded
+ * X (vkm_ref_quant_q8x / _dequant_q8x) and 5e-4 * sum |w x| more tolerance, as in
+ * test_gpu_matmul (a code rounded the other way where GPU and CPU differ by an ulp). g_rel is the
+ * relative tolerance of the current case. */
+static double g_rel = 2e-5;
+static bool q8_round(vkm_gpu *gpu, uint32_t t, int64_t cols, float *x, int64_t rows, int64_t k) {
+    g_rel = 2e-5;
+    if (!vkm_gpu_plan(gpu)->gemv_idot[t] || cols > VKM_MM_VEC_MAX_COLS) return false;
+    uint8_t *b = malloc((size_t)(k / 32) * VKM_REF_Q8X_BLOCK);
+    CHECK(b != NULL);
+    for (int64_t r = 0; b && r < rows; r++) {
+        CHECK_OK(vkm_ref_quant_q8x(x + r * k, k, b));
+        CHECK_OK(vkm_ref_dequant_q8x(b, k, x + r * k));
+    }
+    free(b);
+    g_rel = 2e-5 + 5e-4;
+    return true;
+}
+
 /* Compares got[n][m] (row stride gs) with want[n][m]; mag[n][m] = sum |w x|. */
 static void compare(const char *what, const float *got, int64_t gs, const float *want,
                     const double *mag, int64_t n, int64_t m) {
@@ -103,7 +124,7 @@ static void compare(const char *what, const float *got, int64_t gs, const float 
     for (int64_t j = 0; j < n; j++)
         for (int64_t r = 0; r < m; r++) {
             double g = got[j * gs + r], w = want[j * m + r];
-            double tol = 2e-5 * mag[j * m + r] + 1e-6;
+            double tol = g_rel * mag[j * m + r] + 1e-6;
             if (!(fabs(g - w) <= tol)) {
                 if (bad < 5)
                     fprintf(stderr, "  %s: y[%lld][%lld] = %.9g, want %.9g (tol %.3g)\n", what,
@@ -151,6 +172,7 @@ static void test_plain(vkm_gpu *gpu, uint32_t t, int64_t k, int64_t m, int64_t n
     }
     for (int64_t i = 0; i < n * k; i++) x[i] = frand();
     for (size_t i = 0; i < yb / 4; i++) got[i] = GUARD;
+    q8_round(gpu, t, n, x, n, k);
     CHECK_OK(vkm_ref_matmul(t, wq, k, m, x, n, want));
     magnitude(wf, k, m, x, n, mag);
     CHECK_OK(vkm_gpu_buf_create(gpu, wo + wb + 6 + TEX_SLACK, VKM_BUF_DEVICE, &bw));
@@ -186,8 +208,8 @@ static void check_y(const char *what, const float *y, const float *want, const d
     }
     int bad = 0;
     for (int64_t i = 0; i < n_rows * m; i++) {
-        const double g = want[i], u = want[n_rows * m + i], tg = 2e-5 * mag[i] + 1e-6;
-        const double tu = 2e-5 * mag[n_rows * m + i] + 1e-6, w = (double)vkm_ref_silu(want[i]) * u;
+        const double g = want[i], u = want[n_rows * m + i], tg = g_rel * mag[i] + 1e-6;
+        const double tu = g_rel * mag[n_rows * m + i] + 1e-6, w = (double)vkm_ref_silu(want[i]) * u;
         const double tol = 1.1 * tg * fabs(u) + fabs(g / (1.0 + exp(-g))) * tu + tg * tu + 1e-6;
         if (!(fabs(y[i] - w) <= tol) && bad++ < 5)
             fprintf(stderr, "  %s: y[%lld] = %.9g, want %.9g (tol %.3g)\n", what, (long long)i,
@@ -229,6 +251,7 @@ static void test_id(vkm_gpu *gpu, uint32_t t, int64_t k, int64_t m, int64_t n_ma
         goto out;
     }
     for (int64_t i = 0; i < n_x * k; i++) x[i] = frand();
+    q8_round(gpu, t, n_tok ? n_tok : max_c, x, n_x, k);
     for (size_t i = 0; i < yb / 4; i++) got[i] = GUARD;
     int64_t p = 0;
     for (int64_t e = 0; e < n_mat; e++) {
@@ -331,6 +354,7 @@ static void test_pair(vkm_gpu *gpu, uint32_t t, int64_t k, int64_t m, int64_t m2
     }
     for (int64_t i = 0; i < n * k; i++) x[i] = frand();
     for (size_t i = 0; i < yb / 4; i++) got[i] = GUARD;
+    q8_round(gpu, t, n, x, n, k);
     magnitude(wf, k, mt, x, n, mag);
     CHECK_OK(vkm_ref_matmul(t, wq, k, mt, x, n, want));
     const size_t rb = wb / (size_t)mt, w2o = W_PAD, wo = w2o + rb * (size_t)m2 + 66;
@@ -401,6 +425,9 @@ static void test_id_pair(vkm_gpu *gpu, uint32_t t, int64_t k, int64_t m, int64_t
         goto out;
     }
     for (int64_t i = 0; i < n_x * k; i++) x[i] = frand();
+    int64_t per_mat = n2;
+    for (int64_t e = 0; e < n_mat; e++) per_mat = counts[e] > per_mat ? counts[e] : per_mat;
+    q8_round(gpu, t, per_mat, x, n_x, k);
     for (size_t i = 0; i < yb / 4; i++) got[i] = GUARD;
     int64_t p = 0;
     for (int64_t e = 0; e < n_mat; e++) {
