@@ -14,10 +14,11 @@
 // bytes as integers (iq_neg: the negated bytes' two's complement, no carries since no grid byte
 // is 0), so each weight costs one signed-byte extract and one conversion. The run's scale
 // multiplies its dot product once (twice for the types with a scale per 16 weights).
-// With -DQ8X (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S: gemv_q8_<type>, included by gemv_q8.glsl)
-// X is 8-bit (matmul_common.h's Q8X: unit u is X block u) and those signed grid bytes meet it in
-// 4x8-bit dot products (fin1 / fin2: exact int32 sums, scaled once by the run's and X's scales);
-// the units' loads and decoding are the same in both modes.
+// With -DQ8X (all but IQ4_NL / IQ4_XS: gemv_q8_<type>, included by gemv_q8.glsl) X is 8-bit
+// (matmul_common.h's Q8X: unit u is X block u) and those signed grid bytes (IQ1: the values + 1,
+// with X's group sums for the offset) meet it in 4x8-bit dot products (fin1 / fin2 / fin_iq1:
+// exact int32 sums, scaled once by the run's and X's scales); the units' loads and decoding are
+// the same in both modes.
 
 #ifdef MUL_ID
 #define IQ_GRID_BINDING 5
@@ -62,7 +63,7 @@ uint iq_ks(uint s7) {
     [[unroll]] for (uint c = 0u; c < NC; c++) s[c] = 0.0
 #if defined(Q8X)
 // ---- 8-bit X (gemv_q8.glsl's Q8X format): unit u = X block u, slot t = its word t ----
-#if defined(TYPE_IQ1_S) || defined(TYPE_IQ1_M) || defined(TYPE_IQ4_NL) || defined(TYPE_IQ4_XS)
+#if defined(TYPE_IQ4_NL) || defined(TYPE_IQ4_XS)
 #error "gemv_iq.glsl: no integer-dot variant for this type"
 #endif
 uvec4 g_q[2];
@@ -101,6 +102,24 @@ void fin1(uint wq[8], float a) {
         g_acc[c] += xd(c) * a * float(s);
     }
 }
+// IQ1: wq the grid values + 1 (bytes 0..2), off[l] the offset of group l (slots 2l, 2l + 1: delta
+// - 1), a0 / a1 the scales of groups 0-1 / 2-3; X's sum over a group from a dot product with ones
+void fin_iq1(uint wq[8], float off[4], float a0, float a1) {
+    [[unroll]] for (uint c = 0u; c < NC; c++) {
+        float r0 = 0.0, r1 = 0.0;
+        [[unroll]] for (uint l = 0u; l < 4u; l++) {
+            const uint x0 = xw(c, 2u * l), x1 = xw(c, 2u * l + 1u);
+            const int v = dot4(wq[2u * l + 1u], x1, dot4(wq[2u * l], x0, 0));
+            const int n = dot4(0x01010101u, x1, dot4(0x01010101u, x0, 0));
+            const float g = float(v) + off[l] * float(n);
+            if (l < 2u)
+                r0 += g;
+            else
+                r1 += g;
+        }
+        g_acc[c] += xd(c) * (a0 * r0 + a1 * r1);
+    }
+}
 #else
 // ---- float X ----
 uint xel(uint u, uint t) {
@@ -130,6 +149,18 @@ void fin1(uint wq[8], float a) {
     IQ_ZERO(s);
     [[unroll]] for (uint t = 0u; t < 8u; t++) sdot(s, i8v(wq[t]), t);
     acc1(s, a);
+}
+// IQ1: wq the grid values + 1 (bytes 0..2), off[l] the offset of group l (slots 2l, 2l + 1: delta
+// - 1), a0 / a1 the scales of groups 0-1 / 2-3
+void fin_iq1(uint wq[8], float off[4], float a0, float a1) {
+    IQ_ZERO(s0);
+    IQ_ZERO(s1);
+    [[unroll]] for (uint t = 0u; t < 4u; t++) {
+        sdot(s0, u8v(wq[t]) + off[t >> 1], t);
+        sdot(s1, u8v(wq[4u + t]) + off[2u + (t >> 1)], 4u + t);
+    }
+    acc1(s0, a0);
+    acc1(s1, a1);
 }
 #endif
 
@@ -250,9 +281,12 @@ void unit(uint rb, uint u, bool lx) {
 }
 
 #elif defined(TYPE_IQ1_S) || defined(TYPE_IQ1_M)
-// the grid point's elements 4hf .. 4hf + 3 (nibbles value + 1) + off (= delta - 1) as floats
-vec4 iq1v(uint gw, uint hf, float off) {
-    return u8v((gw >> (4u * hf)) & 0x0F0F0F0Fu) + off;
+// wq[2l + hf]: elements 4hf .. 4hf + 3 of grid point gw[l] (nibbles value + 1) as bytes
+void iq1_bytes(uint gw[4], out uint wq[8]) {
+    [[unroll]] for (uint l = 0u; l < 4u; l++) {
+        wq[2u * l] = gw[l] & 0x0F0F0F0Fu;
+        wq[2u * l + 1u] = (gw[l] >> 4) & 0x0F0F0F0Fu;
+    }
 }
 #if defined(TYPE_IQ1_S)
 // 50 bytes: d @0, qs[4ib + l] @2 + 4ib (index bits 0-7), qh u16 [ib] @34 + 2ib (index bits 8-10
@@ -269,12 +303,10 @@ void unit(uint rb, uint u, bool lx) {
     uint gw[4]; // every grid load of the unit first: one wait for them all
     [[unroll]] for (uint l = 0u; l < 4u; l++) gw[l] =
         iq_grid[((qs >> (8u * l)) & 255u) | (((h >> (3u * l)) & 7u) << 8)];
-    IQ_ZERO(s);
-    [[unroll]] for (uint l = 0u; l < 4u; l++) {
-        sdot(s, iq1v(gw[l], 0u, off), 2u * l);
-        sdot(s, iq1v(gw[l], 1u, off), 2u * l + 1u);
-    }
-    acc1(s, d * float(2u * ((h >> 12) & 7u) + 1u));
+    uint wq[8];
+    iq1_bytes(gw, wq);
+    const float offs[4] = float[4](off, off, off, off), dl = d * float(2u * ((h >> 12) & 7u) + 1u);
+    fin_iq1(wq, offs, dl, dl);
 }
 #else
 // 56 bytes: qs[4ib + l] @4ib, qh[2ib + l / 2] @32 + 2ib (nibble l % 2: index bits 8-10, bit 3
@@ -296,20 +328,12 @@ void unit(uint rb, uint u, bool lx) {
     uint gw[4]; // every grid load of the unit first: one wait for them all
     [[unroll]] for (uint l = 0u; l < 4u; l++) gw[l] =
         iq_grid[((qs >> (8u * l)) & 255u) | (((h >> (4u * l)) & 7u) << 8)];
-    IQ_ZERO(s0);
-    IQ_ZERO(s1);
-    [[unroll]] for (uint l = 0u; l < 4u; l++) {
-        const float off = ((h >> (4u * l)) & 8u) != 0u ? -1.125 : -0.875;
-        if (l < 2u) {
-            sdot(s0, iq1v(gw[l], 0u, off), 2u * l);
-            sdot(s0, iq1v(gw[l], 1u, off), 2u * l + 1u);
-        } else {
-            sdot(s1, iq1v(gw[l], 0u, off), 2u * l);
-            sdot(s1, iq1v(gw[l], 1u, off), 2u * l + 1u);
-        }
-    }
-    acc1(s0, d * float(2u * (sc & 7u) + 1u));
-    acc1(s1, d * float(2u * ((sc >> 3) & 7u) + 1u));
+    uint wq[8];
+    iq1_bytes(gw, wq);
+    float offs[4];
+    [[unroll]] for (uint l = 0u; l < 4u; l++) offs[l] =
+        ((h >> (4u * l)) & 8u) != 0u ? -1.125 : -0.875;
+    fin_iq1(wq, offs, d * float(2u * (sc & 7u) + 1u), d * float(2u * ((sc >> 3) & 7u) + 1u));
 }
 #endif
 
