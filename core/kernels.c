@@ -42,14 +42,18 @@
 #define ROW_GEMV(T) ROW(GEMV, T)
 #define ROW_GEMV_ID(T) ROW(GEMV_ID, T)
 #define ROW_GET_ROWS(T) ROW(GET_ROWS, T)
-/* gemv.comp decodes these types (shaders/gemv_decode.glsl); a type without a gemv variant keeps
- * matmul_sg / the k-split kernel (gpu_defaults) */
-#define VKM_GEMV_TYPES(X) VKM_KERNEL_TYPES_K(X)
+/* gemv.comp decodes these types (shaders/gemv_decode.glsl, the IQ types' units gemv_iq.glsl); a
+ * type without a gemv variant keeps matmul_sg / the k-split kernel (gpu_defaults) */
+#define VKM_GEMV_TYPES(X) VKM_KERNEL_TYPES_K(X) VKM_KERNEL_TYPES_IQ(X)
 static const uint16_t t_gemv[VKM_QTYPE_COUNT] = {VKM_GEMV_TYPES(ROW_GEMV)};
 static const uint16_t t_gemv_id[VKM_QTYPE_COUNT] = {VKM_GEMV_TYPES(ROW_GEMV_ID)};
-/* gemv's integer-dot variants (shaders/gemv_q8.glsl): 8-bit activations, 4x8-bit dot products */
+/* gemv's integer-dot variants (shaders/gemv_q8.glsl): 8-bit activations, 4x8-bit dot products;
+ * the IQ types' (gemv_iq.glsl) all but IQ4_NL / IQ4_XS (a level table, no int8 codes) */
+#define VKM_GEMV_Q8_TYPES_IQ(X) X(IQ1_S) X(IQ1_M) X(IQ2_XXS) X(IQ2_XS) X(IQ2_S) X(IQ3_XXS) X(IQ3_S)
 #define VKM_GEMV_Q8_TYPES(X)                                                                       \
-    X(Q4_0) X(Q4_1) X(Q5_0) X(Q5_1) X(Q8_0) X(Q2_K) X(Q3_K) X(Q4_K) X(Q5_K) X(Q6_K)
+    X(Q4_0)                                                                                        \
+    X(Q4_1) X(Q5_0) X(Q5_1) X(Q8_0) X(Q2_K) X(Q3_K) X(Q4_K) X(Q5_K) X(Q6_K)                        \
+        VKM_GEMV_Q8_TYPES_IQ(X)
 #define ROW_GEMV_Q8(T) ROW(GEMV_Q8, T)
 #define ROW_GEMV_Q8_ID(T) ROW(GEMV_Q8_ID, T)
 static const uint16_t t_gemv_q8[VKM_QTYPE_COUNT] = {VKM_GEMV_Q8_TYPES(ROW_GEMV_Q8)};
@@ -167,7 +171,8 @@ static vkm_kernels_arch arch_of(const vkm_kernels_caps *c) {
 /* ---- the GPU family ---- */
 
 /* The GEMV family per type. gemv.comp (a subgroup per row, no branch in its main loop: see the
- * shader) for the types it decodes (all 13 today), at every row count: its main loops, compiled for
+ * shader) for the types it decodes (all 22: the 13 classic types and the 9 IQ types), at every
+ * row count: its main loops, compiled for
  * gfx1100 by RADV's null device (README, ../shared/tools/isa-stats), have at most 1 vmcnt(0) drain
  * per KiB of weights against matmul_sg's 3-13 and the k-split kernel's 13-57, and as few VALU per
  * weight as llama.cpp's (not yet timed on a GPU). For any other type, whether matmul_sg beats the

@@ -8,7 +8,7 @@
  *
  *   op                 GPU family (discrete, integrated, virtual)    CPU-device family (lavapipe)
  *   GEMV (<= 8 cols)   gemv (straight-line loop) for every type      matmul_tex (texel buffers)
- *                      with a gemv variant (all 13); else matmul_sg  > matmul_lane (64-bit) >
+ *                      with a gemv variant (all 22); else matmul_sg  > matmul_lane (64-bit) >
  *                      or k-split matmul_vec per type and row count  matmul_vec LANE_ROWS (32-bit)
  *                      (measured on an H200)
  *   GEMM (> 8 cols)    matmul_mm (tiled, shared memory)              the GEMV kernels, 4 rows/lane

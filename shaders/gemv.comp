@@ -1,6 +1,8 @@
 // gemv.comp - GEMV for decode on GPUs with a straight-line main loop: Y[c][j] = sum_k W[j][k] *
 // X[c][k] for NC columns at once (any count is covered in passes of NC), W in its GGUF encoding
-// (-DTYPE_*: all 13 types of quant.glsl; the block decoders are in gemv_decode.glsl). With -DMUL_ID: the indexed form over a stack of matrices (matmul_common.h),
+// (-DTYPE_*: all 22 types of quant.glsl; the block decoders are in gemv_decode.glsl, the IQ
+// types' in gemv_iq.glsl, whose grids are a buffer bound after the others: binding 3, or 5 with
+// MUL_ID). With -DMUL_ID: the indexed form over a stack of matrices (matmul_common.h),
 // matrix = z group (routed experts in ROWS mode, per-head matrices in HEADS mode). With GLU (spec
 // 5, indexed form only) the gated form: each subgroup computes gate row j and up row j (p.glu bytes
 // after it, modulo 2^32: it may lie before) over the same X loads and writes silu(gate) * up, as

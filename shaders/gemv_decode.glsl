@@ -1,5 +1,6 @@
 // gemv_decode.glsl - the per-type row loops of gemv.comp: branch-free decoding of GGUF blocks
-// (spec §1.4) from whole words, one type per variant (-DTYPE_*).
+// (spec §1.4) from whole words, one type per variant (-DTYPE_*; the IQ types' units are
+// gemv_iq.glsl's).
 //
 // With -DQ8X the block types' loops are gemv_q8.glsl's (8-bit X, integer dot products) instead.
 // The includer declares `wdata` / `wdata4` (W as words / 16-byte pieces), the spec constants WAL
@@ -12,10 +13,16 @@
 //
 // Blocks of 18/22/34/210 bytes sit at 2-byte aligned addresses: a block at even byte bb is read as
 // the words from bb >> 2 on and realigned by s8 = (bb & 2) * 8 bits (0 or 16), computed per lane,
-// never branched on: realign() gives the word at byte 4i + s8 / 8 from words i and i + 1, realign2()
-// the one 2 bytes further (s8 + 16 = 32 is a whole word: written as two shifts, each < 32).
-// Signed values come straight from bitfieldExtract: q - 8 (Q4_0) is the nibble of q ^ 8 read as
-// 4-bit two's complement, q - 32 (Q6_K) the 6-bit field of q ^ 32.
+// never branched on: realign() gives the word at byte 4i + s8 / 8 from words i and i + 1,
+// realign2() the one 2 bytes further (s8 + 16 = 32 is a whole word: written as two shifts, each <
+// 32). Signed values come straight from bitfieldExtract: q - 8 (Q4_0) is the nibble of q ^ 8 read
+// as 4-bit two's complement, q - 32 (Q6_K) the 6-bit field of q ^ 32.
+
+#if defined(TYPE_IQ1_S) || defined(TYPE_IQ1_M) || defined(TYPE_IQ2_XXS) || defined(TYPE_IQ2_XS) || \
+    defined(TYPE_IQ2_S) || defined(TYPE_IQ3_XXS) || defined(TYPE_IQ3_S) || defined(TYPE_IQ4_NL) || \
+    defined(TYPE_IQ4_XS)
+#define GEMV_IQ 1 // the IQ types' units: gemv_iq.glsl
+#endif
 
 uint realign(uint lo, uint hi, uint s8) {
     return s8 == 0u ? lo : (lo >> 16u) | (hi << 16u);
@@ -138,14 +145,16 @@ vec4 xs(uint c, uint t) { // X slot t of column c
 void fmax(vec4 w, uint t) {
     [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[c] = fdot(w, xs(c, t), g_acc[c]);
 }
-#if defined(TYPE_Q4_0) || defined(TYPE_Q8_0) || defined(TYPE_Q4_1) || defined(TYPE_Q5_0) ||  \
+#if defined(GEMV_IQ) // xel in gemv_iq.glsl
+#elif defined(TYPE_Q4_0) || defined(TYPE_Q8_0) || defined(TYPE_Q4_1) || defined(TYPE_Q5_0) ||      \
     defined(TYPE_Q5_1)
 uint xel(uint u, uint t) {
     return 32u * u + 4u * t;
 }
 #elif defined(TYPE_Q4_K) || defined(TYPE_Q5_K)
 uint xel(uint u, uint t) { // slots 0..3: the low sub-block's 16, 4..7: the high one's (see unit)
-    return 256u * (u >> 3) + 64u * ((u >> 1) & 3u) + 16u * (u & 1u) + 32u * (t >> 2) + 4u * (t & 3u);
+    return 256u * (u >> 3) + 64u * ((u >> 1) & 3u) + 16u * (u & 1u) + 32u * (t >> 2) +
+           4u * (t & 3u);
 }
 #else // Q2_K, Q3_K, Q6_K: slot 2g + j = group g, word j (see unit)
 uint xel(uint u, uint t) {
@@ -154,7 +163,10 @@ uint xel(uint u, uint t) {
 }
 #endif
 
-#if defined(TYPE_Q4_0) || defined(TYPE_Q8_0)
+#if defined(GEMV_IQ)
+#include "gemv_iq.glsl"
+
+#elif defined(TYPE_Q4_0) || defined(TYPE_Q8_0)
 // one block: d:f16, then Q4_0 qs[16] (low nibbles elements 0..15, high 16..31, x = d * (q - 8))
 // or Q8_0 qs[32] int8 (x = d * q); the quants start 2 bytes into the block
 #if defined(TYPE_Q4_0)
@@ -303,8 +315,7 @@ void unit(uint rb, uint u) {
                               (((hm[j] >> (4u * h + g)) & 0x01010101u) << 2));
             const vec4 qv = vec4(bitfieldExtract(t, 0, 3), bitfieldExtract(t, 8, 3),
                                  bitfieldExtract(t, 16, 3), bitfieldExtract(t, 24, 3));
-            [[unroll]] for (uint c = 0u; c < NC; c++) sg[c] =
-                fdot(qv, xs(c, 2u * g + j), sg[c]);
+            [[unroll]] for (uint c = 0u; c < NC; c++) sg[c] = fdot(qv, xs(c, 2u * g + j), sg[c]);
         }
         [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[c] += a * sg[c];
     }
@@ -369,7 +380,7 @@ void unit(uint rb, uint u) {
     const uvec2 sc = w8(wi + 48u + 2u * h, s8);
     const float d = unpackHalf2x16(wdata[wi + 52u] >> s8).x;
     float s[4][NC];
-    [[unroll]] for (uint g = 0u; g < 4u; g++)[[unroll]] for (uint c = 0u; c < NC; c++) s[g][c] =
+    [[unroll]] for (uint g = 0u; g < 4u; g++) [[unroll]] for (uint c = 0u; c < NC; c++) s[g][c] =
         0.0;
     [[unroll]] for (uint j = 0u; j < 2u; j++) {
         const uint A = qa[j], B = qb[j], H = qh[j] ^ 0xAAAAAAAAu; // bit 5 of every q flipped
@@ -402,6 +413,14 @@ void unit(uint rb, uint u) {
 void gemv_row(uint rb, uint rb2, uint lane, uint S) {
     const uint n = p.k / 32u;
     for (uint u = lane; u < n; u += S) {
+#if defined(GEMV_IQ) // the IQ units load X themselves, after their weight words (gemv_iq.glsl)
+        unit(rb, u, true);
+        if (GLU != 0u) {
+            swap_up();
+            unit(rb2, u, false);
+            swap_up();
+        }
+#else
         load_x(u);
         unit(rb, u);
         if (GLU != 0u) {
@@ -409,6 +428,7 @@ void gemv_row(uint rb, uint rb2, uint lane, uint S) {
             unit(rb2, u);
             swap_up();
         }
+#endif
     }
 }
 #endif

@@ -10,14 +10,16 @@
 // type's min (Q4_1, Q5_1, Q4_K, Q5_K) take X's sums instead of a per-weight subtraction; where
 // the scale changes every 8 weights of a lane (Q2_K, Q3_K) the X sums come from a dot product
 // with ones, and Q6_K's codes are made signed (q - 32 as int8) with two bit operations per word.
+// IQ1_S .. IQ3_S (gemv_iq.glsl, one X block a run): the grid bytes with their signs applied are
+// int8 already (IQ1: values + 1, the offset from X's group sums), so a unit is 8 dot products.
 // The includer declares xq4 / xh4 / xq2 / xh2 (the X window as uvec4 / vec4 / uvec2 / vec2), g_xb
 // (column c's X row, in 16-byte units), NC, g_acc, g_up, swap_up(), GLU and the W readers;
 // this provides gemv_row as the float variants do. With one column, a unit's X loads (load_x) come
 // before its weight loads; with more, X is loaded at use (32 VGPRs a column otherwise).
 
-spirv_instruction(extensions = ["SPV_KHR_integer_dot_product"], capabilities = [6019, 6018],
+spirv_instruction(extensions = ["SPV_KHR_integer_dot_product"], capabilities = [ 6019, 6018 ],
                   id = 4450) // OpSDot, capabilities DotProduct, DotProductInput4x8BitPacked
-int sdot_packed(uint a, uint b, spirv_literal uint packed_format);
+    int sdot_packed(uint a, uint b, spirv_literal uint packed_format);
 
 // acc + the dot product of the 4 signed bytes of a and of b
 int dot4(uint a, uint b, int acc) {
@@ -26,7 +28,10 @@ int dot4(uint a, uint b, int acc) {
 
 uint g_u; // the current unit
 
-#if defined(TYPE_Q4_0) || defined(TYPE_Q8_0) || defined(TYPE_Q4_1) || defined(TYPE_Q5_0) ||  \
+#if defined(GEMV_IQ) // IQ1_S .. IQ3_S: int8 grid bytes, gemv_iq.glsl
+#include "gemv_iq.glsl"
+
+#elif defined(TYPE_Q4_0) || defined(TYPE_Q8_0) || defined(TYPE_Q4_1) || defined(TYPE_Q5_0) ||      \
     defined(TYPE_Q5_1)
 // ---- 32-weight blocks: unit u = block u = X block u ----
 uvec4 g_q[2];
@@ -66,8 +71,8 @@ void unit(uint rb, uint u) {
         g_acc[c] += d * xds(c).x * float(s);
     }
 #elif defined(TYPE_Q4_0) || defined(TYPE_Q5_0)
-    // Q4_0: d:f16, qs[16] (low nibbles elements 0..15, high 16..31), x = d * (q - 8); Q5_0: d, qh:u32
-    // (bit j = 5th bit of element j), qs[16], x = d * (q - 16). The offset takes X's sum.
+    // Q4_0: d:f16, qs[16] (low nibbles elements 0..15, high 16..31), x = d * (q - 8); Q5_0: d,
+    // qh:u32 (bit j = 5th bit of element j), qs[16], x = d * (q - 16). The offset takes X's sum.
 #if defined(TYPE_Q4_0)
 #define NW 5u
 #define QW 0u // the word (from the block's) where qs starts, realigned
@@ -96,7 +101,8 @@ void unit(uint rb, uint u) {
     }
     [[unroll]] for (uint c = 0u; c < NC; c++) {
         int s = 0;
-        [[unroll]] for (uint j = 0u; j < 4u; j++) s = dot4(hi[j], xw(c, 4u + j), dot4(lo[j], xw(c, j), s));
+        [[unroll]] for (uint j = 0u; j < 4u; j++) s =
+            dot4(hi[j], xw(c, 4u + j), dot4(lo[j], xw(c, j), s));
         const vec2 x = xds(c);
         g_acc[c] += d * (x.x * float(s) - OFF * x.y);
     }
@@ -130,7 +136,8 @@ void unit(uint rb, uint u) {
     }
     [[unroll]] for (uint c = 0u; c < NC; c++) {
         int s = 0;
-        [[unroll]] for (uint j = 0u; j < 4u; j++) s = dot4(hi[j], xw(c, 4u + j), dot4(lo[j], xw(c, j), s));
+        [[unroll]] for (uint j = 0u; j < 4u; j++) s =
+            dot4(hi[j], xw(c, 4u + j), dot4(lo[j], xw(c, j), s));
         const vec2 x = xds(c);
         g_acc[c] += dm.x * x.x * float(s) + dm.y * x.y;
     }
@@ -286,9 +293,8 @@ void unit(uint rb, uint u) {
         const uint lo4 = ((g < 2u ? s0 : s1) >> (8u * (k & 3u) + 4u * h)) & 15u;
         const uint hi2 = (s2 >> (8u * (k & 3u) + 2u * (2u * h + (g >> 1)))) & 3u;
         a[g] = d * float(int(lo4 | (hi2 << 4)) - 32);
-        [[unroll]] for (uint j = 0u; j < 2u; j++)
-            t[g][j] = ((q[j] >> (2u * g)) & 0x03030303u) |
-                      (((hm[j] >> (4u * h + g)) & 0x01010101u) << 2);
+        [[unroll]] for (uint j = 0u; j < 2u; j++) t[g][j] =
+            ((q[j] >> (2u * g)) & 0x03030303u) | (((hm[j] >> (4u * h + g)) & 0x01010101u) << 2);
     }
     [[unroll]] for (uint c = 0u; c < NC; c++) {
         float s = 0.0;
@@ -343,6 +349,14 @@ void unit(uint rb, uint u) {
 void gemv_row(uint rb, uint rb2, uint lane, uint S) {
     const uint n = p.k / 32u;
     for (uint u = lane; u < n; u += S) {
+#if defined(GEMV_IQ) // the IQ units load X themselves, after their weight words (gemv_iq.glsl)
+        unit(rb, u, true);
+        if (GLU != 0u) {
+            swap_up();
+            unit(rb2, u, false);
+            swap_up();
+        }
+#else
         load_x(u);
         unit(rb, u);
         if (GLU != 0u) {
@@ -350,5 +364,6 @@ void gemv_row(uint rb, uint rb2, uint lane, uint S) {
             unit(rb2, u);
             swap_up();
         }
+#endif
     }
 }

@@ -7,6 +7,7 @@
 # stay straight-line (few full drains of the loads, <= 64 VGPRs), their integer-dot variants
 # (gemv_q8_*, quant_q8) where the chip accelerates 4x8-bit dot products and not elsewhere nor in
 # the float layout; the JSON has one entry per pipeline;
+# the IQ fixtures' gemv variants likewise (all chips build them, no spills, the same loop bounds);
 # the same runs compile-only on the default device (lavapipe: no statistics, said so); usage
 # errors exit 2. The RADV part is skipped (noted) where the radeon ICD is not installed; the
 # whole script exits 77 without any Vulkan device.
@@ -82,6 +83,39 @@ for fam in gfx1100 navi21 polaris10; do
         else
             ok "$name: no integer-dot GEMVs ($q)" test "$q" -eq 0 -a "$qq" -eq 0
         fi
+    done
+done
+# the IQ fixtures (all 9 IQ types but IQ2_XS, which no fixture has; test_gpu_iq checks its
+# kernels): gemv's IQ variants build for every chip without spills, and their one-column loops
+# keep the drain and VGPR bounds above; the integer-dot ones (all IQ types but IQ4_NL / IQ4_XS)
+# where the chip accelerates 4x8-bit dot products; every fixture on gfx1100, two (IQ1_S, IQ2_XXS, IQ4_NL,
+# IQ2_S, IQ3_S) on navi21 and polaris10
+for fam in gfx1100 navi21 polaris10; do
+    for f in iq1_s iq2_m iq1_m iq2_xxs iq3_xxs iq4_xs; do
+        case $fam:$f in gfx1100:* | *:iq1_s | *:iq2_m) ;; *) continue ;; esac
+        name="$fam $f"
+        VK_ICD_FILENAMES=$ICD RADV_FORCE_FAMILY=$fam "$VKMOE" bench --shaders \
+            -m "$FIX/iq/small-v3-$f.gguf" >"$TMP/iq.out" 2>"$TMP/iq.err"
+        rc=$?
+        ok "$name: exit 0 (got $rc: $(head -c 300 "$TMP/iq.err"))" test $rc -eq 0
+        n=$(sed -n 's/^\([0-9]*\) pipelines for .* on Null hardware (RADV .*/\1/p' "$TMP/iq.out")
+        ok "$name: every pipeline built with driver statistics (${n:-none})" \
+            grep -q "vkmoe: $n pipelines built, $n with driver statistics" "$TMP/iq.err"
+        ok "$name: no register spills" test "$(rows "$TMP/iq.out" | awk '$7 != 0' | wc -l)" -eq 0
+        # (float X, or 8-bit X for IQ1-IQ3 where 4x8-bit dot products are accelerated)
+        g=$(rows "$TMP/iq.out" | awk '/^gemv(_q8)?(_id)?_iq/ { split($2, sp, ","); if (sp[3] == 1) n++ }
+                                     END { print n + 0 }')
+        ok "$name: the GPU plan uses gemv's IQ variants ($g one-column)" test "$g" -ge 2
+        q=$(rows "$TMP/iq.out" | grep -c '^gemv_q8\(_id\)\?_iq')
+        if [ "$fam" = polaris10 ] || [ "$f" = iq4_xs ]; then # iq4_xs: IQ4_XS, IQ4_NL, Q6_K
+            ok "$name: no integer-dot IQ GEMVs here ($q)" test "$q" -eq 0
+        else
+            ok "$name: integer-dot IQ GEMVs ($q)" test "$q" -ge 1
+        fi
+        bad=$(rows "$TMP/iq.out" |
+            awk '/^gemv/ { split($2, sp, ","); if (sp[3] == 1 && ($3 > 64 || $NF * 3 > $(NF - 2))) print }')
+        ok "$name: one-column gemv loops drain at most once per 3 loads, <= 64 VGPRs${bad:+: $bad}" \
+            test -z "$bad"
     done
 done
 # the float layout turns them off (bench --shaders' before / after)

@@ -1,7 +1,7 @@
 /* test_gpu_iq.c - the matmul kernels and get_rows on the IQ weight types (IQ1_S, IQ1_M, IQ2_XXS,
  * IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ4_NL, IQ4_XS) against the CPU reference (core/ref_matmul.c,
  * core/ref_quant.c), in whichever kernel layout the device and VKMOE_KERNELS pick (ctest runs it
- * in the CPU-device layouts cpu, cpu32, cpu64 and the GPU ones ksplit, sg).
+ * in the CPU-device layouts cpu, cpu64 and the GPU ones ksplit, sg, gpu, idot, float).
  *
  * Lean on purpose: every pipeline variant costs lavapipe compile time with a cold Mesa cache,
  * so per type only the forms the engine uses: a GEMV of 1 column (X 16-byte aligned, as the
@@ -10,7 +10,14 @@
  * 4 matrices) and at prefill (GEMM, empty matrices), the gated form at decode, get_rows; for two
  * types also the GEMV variants of 2 and 5..8 columns and the per-head form (IQ4_NL is the type
  * llama-quantize gives attn_k_b / attn_v_b). Rows are not a multiple of a workgroup, and W lies
- * at an even offset that is no multiple of 4 (nor of 256).
+ * at an even offset that is no multiple of 4 (nor of 256). Where the plan picks gemv.comp for the
+ * type (the gpu, idot and float layouts) also its forms one by one: plain GEMVs of 1..7 columns
+ * (two counts a type, all seven over the nine types; gemv compiles one variant per count) with
+ * k of 5 and 9 blocks (IQ4_NL 5 and 37), W at a multiple of 16 bytes as well as at 1002 (the
+ * 56- and 136-byte IQ1_M / IQ4_XS blocks keep one parity along a row, so both realignments are
+ * reached), X aligned and not; indexed expert rows of 0..3 entries a matrix, plain and gated
+ * (passes of 2 columns), per head; the two-matrix forms (q_a + kv_a; the shared expert beside
+ * the routed ones, plain or gated), which those layouts must take in one dispatch.
  *
  * The IQ types have no quantizer: the weights are random bytes (every grid index, sign and scale
  * field random) with the f16 block scale set to a random finite value in +-[1/64, 1/8) (IQ1_M:
@@ -24,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../shaders/matmul_common.h"
 #include "check.h"
 #include "fp16.h"
 #include "gpu.h"
@@ -38,6 +46,7 @@
 #define GUARD 12345.0f
 #define TEX_SLACK 16
 #define W_PAD 1002
+#define W_AL 1024 /* bytes: W at a multiple of 16 */
 #define X_UNAL 36 /* bytes: 9 floats, X rows not 16-byte aligned */
 #define X_AL 64
 #define Y_PAD 512
@@ -88,6 +97,26 @@ static int make_weights(uint32_t t, int64_t k, int64_t rows, uint8_t **wq, float
     return rc;
 }
 
+/* The idot layout's GEMVs (the plan's gemv_idot[t], at most VKM_MM_VEC_MAX_COLS entries a
+ * matrix) multiply X rounded to 8 bits (quant_q8.comp): the reference then gets the same rounded
+ * X (vkm_ref_quant_q8x / _dequant_q8x) and 5e-4 * sum |w x| more tolerance, as in
+ * test_gpu_matmul (a code rounded the other way where GPU and CPU differ by an ulp). g_rel is the
+ * relative tolerance of the current case. */
+static double g_rel = 2e-5;
+static bool q8_round(vkm_gpu *gpu, uint32_t t, int64_t cols, float *x, int64_t rows, int64_t k) {
+    g_rel = 2e-5;
+    if (!vkm_gpu_plan(gpu)->gemv_idot[t] || cols > VKM_MM_VEC_MAX_COLS) return false;
+    uint8_t *b = malloc((size_t)(k / 32) * VKM_REF_Q8X_BLOCK);
+    CHECK(b != NULL);
+    for (int64_t r = 0; b && r < rows; r++) {
+        CHECK_OK(vkm_ref_quant_q8x(x + r * k, k, b));
+        CHECK_OK(vkm_ref_dequant_q8x(b, k, x + r * k));
+    }
+    free(b);
+    g_rel = 2e-5 + 5e-4;
+    return true;
+}
+
 /* Compares got[n][m] (row stride gs) with want[n][m]; mag[n][m] = sum |w x|. */
 static void compare(const char *what, const float *got, int64_t gs, const float *want,
                     const double *mag, int64_t n, int64_t m) {
@@ -95,7 +124,7 @@ static void compare(const char *what, const float *got, int64_t gs, const float 
     for (int64_t j = 0; j < n; j++)
         for (int64_t r = 0; r < m; r++) {
             double g = got[j * gs + r], w = want[j * m + r];
-            double tol = 2e-5 * mag[j * m + r] + 1e-6;
+            double tol = g_rel * mag[j * m + r] + 1e-6;
             if (!(fabs(g - w) <= tol)) {
                 if (bad < 5)
                     fprintf(stderr, "  %s: y[%lld][%lld] = %.9g, want %.9g (tol %.3g)\n", what,
@@ -124,10 +153,12 @@ static int count_guards(const float *y, size_t n_floats, size_t lo, size_t hi) {
 }
 
 /* W {k, m} x X [n][k] (at byte xo) -> Y [n][m] against vkm_ref_matmul, with guards around Y. */
-static void test_plain(vkm_gpu *gpu, uint32_t t, int64_t k, int64_t m, int64_t n, size_t xo) {
+static void test_plain(vkm_gpu *gpu, uint32_t t, int64_t k, int64_t m, int64_t n, size_t xo,
+                       size_t wo) {
     char what[96];
-    snprintf(what, sizeof what, "%s k=%lld m=%lld n=%lld%s", vkm_qtype_name(t), (long long)k,
-             (long long)m, (long long)n, xo % 16 ? "" : " (X aligned)");
+    snprintf(what, sizeof what, "%s k=%lld m=%lld n=%lld%s%s", vkm_qtype_name(t), (long long)k,
+             (long long)m, (long long)n, xo % 16 ? "" : " (X aligned)",
+             wo % 16 ? "" : " (W aligned)");
     uint8_t *wq = NULL;
     float *wf = NULL, *x = malloc((size_t)(n * k) * 4), *want = malloc((size_t)(n * m) * 4);
     const size_t yb = Y_PAD + (size_t)(n * m) * 4 + 64;
@@ -141,18 +172,19 @@ static void test_plain(vkm_gpu *gpu, uint32_t t, int64_t k, int64_t m, int64_t n
     }
     for (int64_t i = 0; i < n * k; i++) x[i] = frand();
     for (size_t i = 0; i < yb / 4; i++) got[i] = GUARD;
+    q8_round(gpu, t, n, x, n, k);
     CHECK_OK(vkm_ref_matmul(t, wq, k, m, x, n, want));
     magnitude(wf, k, m, x, n, mag);
-    CHECK_OK(vkm_gpu_buf_create(gpu, W_PAD + wb + 6 + TEX_SLACK, VKM_BUF_DEVICE, &bw));
+    CHECK_OK(vkm_gpu_buf_create(gpu, wo + wb + 6 + TEX_SLACK, VKM_BUF_DEVICE, &bw));
     CHECK_OK(
         vkm_gpu_buf_create(gpu, xo + (size_t)(n * k) * 4 + 8 + TEX_SLACK, VKM_BUF_DEVICE, &bx));
     CHECK_OK(vkm_gpu_buf_create(gpu, yb, VKM_BUF_DEVICE, &by));
     if (!bw || !bx || !by) goto out;
-    CHECK_OK(vkm_gpu_upload(gpu, bw, W_PAD, wq, wb));
+    CHECK_OK(vkm_gpu_upload(gpu, bw, wo, wq, wb));
     CHECK_OK(vkm_gpu_upload(gpu, bx, xo, x, (size_t)(n * k) * 4));
     CHECK_OK(vkm_gpu_upload(gpu, by, 0, got, yb));
     CHECK_OK(vkm_gpu_begin(gpu));
-    CHECK_OK(vkm_op_matmul(gpu, t, bw, W_PAD, k, m, bx, xo, n, by, Y_PAD));
+    CHECK_OK(vkm_op_matmul(gpu, t, bw, wo, k, m, bx, xo, n, by, Y_PAD));
     CHECK_OK(vkm_gpu_submit(gpu));
     CHECK_OK(vkm_gpu_download(gpu, by, 0, got, yb));
     compare(what, got + Y_PAD / 4, m, want, mag, n, m);
@@ -165,12 +197,33 @@ out:
     free(wq), free(wf), free(x), free(want), free(got), free(mag);
 }
 
+/* Y [n_rows][m] against want (glu: gate outputs, then up outputs, each n_rows x m; mag alike):
+ * the plain form by compare, the gated one with the matmul tolerance of each factor carried
+ * through silu(g) * u (|silu'| <= 1.1). */
+static void check_y(const char *what, const float *y, const float *want, const double *mag,
+                    int64_t n_rows, int64_t m, bool glu) {
+    if (!glu) {
+        compare(what, y, m, want, mag, n_rows, m);
+        return;
+    }
+    int bad = 0;
+    for (int64_t i = 0; i < n_rows * m; i++) {
+        const double g = want[i], u = want[n_rows * m + i], tg = g_rel * mag[i] + 1e-6;
+        const double tu = g_rel * mag[n_rows * m + i] + 1e-6, w = (double)vkm_ref_silu(want[i]) * u;
+        const double tol = 1.1 * tg * fabs(u) + fabs(g / (1.0 + exp(-g))) * tu + tg * tu + 1e-6;
+        if (!(fabs(y[i] - w) <= tol) && bad++ < 5)
+            fprintf(stderr, "  %s: y[%lld] = %.9g, want %.9g (tol %.3g)\n", what, (long long)i,
+                    y[i], w, tol);
+    }
+    CHECK_MSG(bad == 0, "%s: %d of %lld outputs off", what, bad, (long long)(n_rows * m));
+}
+
 /* The indexed forms over n_mat stacked {k, m} matrices. Expert rows (n_tok 0): counts[e] entries
  * of matrix e, entry p reading X row (7p + e) % n_x; with glu, gate stack G then up stack U
  * right after it in the same buffer (the fused layout of a GGUF file), Y = silu(G x) * (U x).
  * Per head (n_tok > 0): matrix e multiplies X row i * n_mat + e into Y row i * n_mat + e. */
 static void test_id(vkm_gpu *gpu, uint32_t t, int64_t k, int64_t m, int64_t n_mat,
-                    const int32_t *counts, int64_t n_x, int64_t n_tok, bool glu) {
+                    const int32_t *counts, int64_t n_x, int64_t n_tok, bool glu, size_t wo) {
     char what[128];
     int64_t n_rows = 0, max_c = 0;
     for (int64_t e = 0; n_tok == 0 && e < n_mat; e++) {
@@ -178,9 +231,9 @@ static void test_id(vkm_gpu *gpu, uint32_t t, int64_t k, int64_t m, int64_t n_ma
         if (counts[e] > max_c) max_c = counts[e];
     }
     if (n_tok) n_rows = n_x = n_tok * n_mat;
-    snprintf(what, sizeof what, "%s id-%s%s k=%lld m=%lld mats=%lld rows=%lld", vkm_qtype_name(t),
+    snprintf(what, sizeof what, "%s id-%s%s k=%lld m=%lld mats=%lld rows=%lld%s", vkm_qtype_name(t),
              n_tok ? "heads" : "rows", glu ? " glu" : "", (long long)k, (long long)m,
-             (long long)n_mat, (long long)n_rows);
+             (long long)n_mat, (long long)n_rows, wo % 16 ? "" : " (W aligned)");
     uint8_t *wq = NULL;
     float *wf = NULL, *x = malloc((size_t)(n_x * k) * 4), *xg = malloc((size_t)(n_rows * k) * 4);
     float *want = malloc((size_t)(n_rows * m) * 4 * 2);
@@ -198,6 +251,7 @@ static void test_id(vkm_gpu *gpu, uint32_t t, int64_t k, int64_t m, int64_t n_ma
         goto out;
     }
     for (int64_t i = 0; i < n_x * k; i++) x[i] = frand();
+    q8_round(gpu, t, n_tok ? n_tok : max_c, x, n_x, k);
     for (size_t i = 0; i < yb / 4; i++) got[i] = GUARD;
     int64_t p = 0;
     for (int64_t e = 0; e < n_mat; e++) {
@@ -221,21 +275,21 @@ static void test_id(vkm_gpu *gpu, uint32_t t, int64_t k, int64_t m, int64_t n_ma
         CHECK_OK(vkm_ref_matmul_id(t, wq + s * half, k, m, n_mat, xg, n_rows, mat_of,
                                    want + s * n_rows * m));
     const size_t ro = 20, mo = ro + (size_t)n_rows * 4 + 4;
-    CHECK_OK(vkm_gpu_buf_create(gpu, W_PAD + wb + 2 + TEX_SLACK, VKM_BUF_DEVICE, &bw));
+    CHECK_OK(vkm_gpu_buf_create(gpu, wo + wb + 2 + TEX_SLACK, VKM_BUF_DEVICE, &bw));
     CHECK_OK(
         vkm_gpu_buf_create(gpu, X_UNAL + (size_t)(n_x * k) * 4 + TEX_SLACK, VKM_BUF_DEVICE, &bx));
     CHECK_OK(vkm_gpu_buf_create(gpu, yb, VKM_BUF_DEVICE, &by));
     CHECK_OK(vkm_gpu_buf_create(gpu, mo + (size_t)n_mat * 8, VKM_BUF_DEVICE, &bi));
     CHECK_OK(vkm_gpu_buf_create(gpu, 256 + (size_t)(n_rows * m) * 8, VKM_BUF_DEVICE, &bs));
     if (!bw || !bx || !by || !bi || !bs) goto out;
-    CHECK_OK(vkm_gpu_upload(gpu, bw, W_PAD, wq, wb));
+    CHECK_OK(vkm_gpu_upload(gpu, bw, wo, wq, wb));
     CHECK_OK(vkm_gpu_upload(gpu, bx, X_UNAL, x, (size_t)(n_x * k) * 4));
     CHECK_OK(vkm_gpu_upload(gpu, by, 0, got, yb));
     CHECK_OK(vkm_gpu_upload(gpu, bi, ro, rows, (size_t)n_rows * 4));
     CHECK_OK(vkm_gpu_upload(gpu, bi, mo, mats, (size_t)n_mat * 8));
     vkm_matmul_id a = {.wtype = t,
                        .w = bw,
-                       .w_off = W_PAD,
+                       .w_off = wo,
                        .k = k,
                        .m = m,
                        .n_mat = n_mat,
@@ -255,27 +309,13 @@ static void test_id(vkm_gpu *gpu, uint32_t t, int64_t k, int64_t m, int64_t n_ma
                        .n_tok = n_tok};
     CHECK_OK(vkm_gpu_begin(gpu));
     if (glu)
-        CHECK_OK(vkm_op_matmul_id_glu(gpu, &a, bw, W_PAD + half, (vkm_gpu_arg){bs, 256, 0}));
+        CHECK_OK(vkm_op_matmul_id_glu(gpu, &a, bw, wo + half, (vkm_gpu_arg){bs, 256, 0}));
     else
         CHECK_OK(vkm_op_matmul_id(gpu, &a));
     CHECK_OK(vkm_gpu_submit(gpu));
     CHECK_OK(vkm_gpu_download(gpu, by, 0, got, yb));
     const float *y = got + Y_PAD / 4;
-    if (glu) { /* the matmul tolerance of each factor carried through silu(g) * u, |silu'| <= 1.1 */
-        int bad = 0;
-        for (int64_t i = 0; i < n_rows * m; i++) {
-            const double g = want[i], u = want[n_rows * m + i], tg = 2e-5 * mag[i] + 1e-6;
-            const double tu = 2e-5 * mag[n_rows * m + i] + 1e-6,
-                         w = (double)vkm_ref_silu(want[i]) * u;
-            const double tol = 1.1 * tg * fabs(u) + fabs(g / (1.0 + exp(-g))) * tu + tg * tu + 1e-6;
-            if (!(fabs(y[i] - w) <= tol) && bad++ < 5)
-                fprintf(stderr, "  %s: y[%lld] = %.9g, want %.9g (tol %.3g)\n", what, (long long)i,
-                        y[i], w, tol);
-        }
-        CHECK_MSG(bad == 0, "%s: %d of %lld outputs off", what, bad, (long long)(n_rows * m));
-    } else {
-        compare(what, y, m, want, mag, n_rows, m);
-    }
+    check_y(what, y, want, mag, n_rows, m, glu);
     const int guards = count_guards(got, yb / 4, Y_PAD / 4, Y_PAD / 4 + (size_t)(n_rows * m));
     CHECK_MSG(guards == 0, "%s: %d guard values overwritten", what, guards);
 out:
@@ -284,6 +324,181 @@ out:
     vkm_gpu_buf_destroy(gpu, by);
     vkm_gpu_buf_destroy(gpu, bi);
     vkm_gpu_buf_destroy(gpu, bs);
+    free(wq), free(wf), free(x), free(xg), free(want), free(got), free(mag);
+    free(rows), free(mat_of), free(mats);
+}
+
+/* Two projections of the same X in one dispatch (vkm_op_matmul_pair: q_a and kv_a): W {k, m} and
+ * W2 {k, m2} (W2 first in the buffer, then a gap), Y2 then Y in one buffer with guards around and
+ * between them; the reference is one matmul over the m + m2 rows. Where the plan has the pair
+ * form for the type (gemv's layouts) it must take it; elsewhere VKM_MATMUL_UNFIT (nothing
+ * recorded) is the other answer allowed. */
+static void test_pair(vkm_gpu *gpu, uint32_t t, int64_t k, int64_t m, int64_t m2, int64_t n,
+                      bool must) {
+    char what[96];
+    snprintf(what, sizeof what, "%s pair k=%lld m=%lld+%lld n=%lld", vkm_qtype_name(t),
+             (long long)k, (long long)m, (long long)m2, (long long)n);
+    const int64_t mt = m + m2;
+    uint8_t *wq = NULL;
+    float *wf = NULL, *x = malloc((size_t)(n * k) * 4), *want = malloc((size_t)(n * mt) * 4);
+    float *all = malloc((size_t)(n * mt) * 4);
+    const size_t y2o = Y_PAD, yo = y2o + (size_t)(n * m2) * 4 + 128;
+    const size_t yb = yo + (size_t)(n * m) * 4 + 64;
+    float *got = malloc(yb);
+    double *mag = malloc((size_t)(n * mt) * sizeof *mag);
+    vkm_gpu_buf *bw = NULL, *bx = NULL, *by = NULL;
+    size_t wb = 0;
+    if (!x || !want || !all || !got || !mag || make_weights(t, k, mt, &wq, &wf, &wb)) {
+        CHECK_MSG(0, "%s: setup failed: %s", what, vkm_errmsg());
+        goto out;
+    }
+    for (int64_t i = 0; i < n * k; i++) x[i] = frand();
+    for (size_t i = 0; i < yb / 4; i++) got[i] = GUARD;
+    q8_round(gpu, t, n, x, n, k);
+    magnitude(wf, k, mt, x, n, mag);
+    CHECK_OK(vkm_ref_matmul(t, wq, k, mt, x, n, want));
+    const size_t rb = wb / (size_t)mt, w2o = W_PAD, wo = w2o + rb * (size_t)m2 + 66;
+    CHECK_OK(vkm_gpu_buf_create(gpu, wo + rb * (size_t)m + 6 + TEX_SLACK, VKM_BUF_DEVICE, &bw));
+    CHECK_OK(
+        vkm_gpu_buf_create(gpu, X_UNAL + (size_t)(n * k) * 4 + 8 + TEX_SLACK, VKM_BUF_DEVICE, &bx));
+    CHECK_OK(vkm_gpu_buf_create(gpu, yb, VKM_BUF_DEVICE, &by));
+    if (!bw || !bx || !by) goto out;
+    CHECK_OK(vkm_gpu_upload(gpu, bw, wo, wq, rb * (size_t)m));
+    CHECK_OK(vkm_gpu_upload(gpu, bw, w2o, wq + rb * (size_t)m, rb * (size_t)m2));
+    CHECK_OK(vkm_gpu_upload(gpu, bx, X_UNAL, x, (size_t)(n * k) * 4));
+    CHECK_OK(vkm_gpu_upload(gpu, by, 0, got, yb));
+    CHECK_OK(vkm_gpu_begin(gpu));
+    const int rc = vkm_op_matmul_pair(gpu, t, k, bw, wo, m, w2o, m2, bx, X_UNAL, n, by, yo, y2o);
+    CHECK_OK(vkm_gpu_submit(gpu));
+    if (rc == VKM_MATMUL_UNFIT && !must) goto out;
+    CHECK_MSG(rc == 0, "%s: rc %d (%s)", what, rc, vkm_errmsg());
+    if (rc) goto out;
+    CHECK_OK(vkm_gpu_download(gpu, by, 0, got, yb));
+    for (int64_t j = 0; j < n; j++) {
+        memcpy(all + j * mt, got + yo / 4 + j * m, (size_t)m * 4);
+        memcpy(all + j * mt + m, got + y2o / 4 + j * m2, (size_t)m2 * 4);
+    }
+    compare(what, all, mt, want, mag, n, mt);
+    int guards = 0;
+    for (size_t i = 0; i < yb / 4; i++) {
+        const bool in2 = i >= y2o / 4 && i < y2o / 4 + (size_t)(n * m2);
+        const bool in1 = i >= yo / 4 && i < yo / 4 + (size_t)(n * m);
+        guards += !in1 && !in2 && got[i] != GUARD;
+    }
+    CHECK_MSG(guards == 0, "%s: %d guard values overwritten", what, guards);
+out:
+    vkm_gpu_buf_destroy(gpu, bw);
+    vkm_gpu_buf_destroy(gpu, bx);
+    vkm_gpu_buf_destroy(gpu, by);
+    free(wq), free(wf), free(x), free(want), free(all), free(got), free(mag);
+}
+
+/* Expert rows with a second matrix in the same dispatch (vkm_op_matmul_id_pair: the shared
+ * expert beside the routed ones), plain or gated: the stack's n_mat matrices with counts[]
+ * entries (entry p of matrix e reads X row (7p + e) % n_x), the second matrix with n2 entries
+ * from X row 1 on, writing Y rows n_rows .. . W: [pad][second][second's up][gap][G stack][U
+ * stack]; the reference is one indexed matmul over n_mat + 1 matrices. Where the plan has the
+ * form for the type (gemv's layouts) it must take it; elsewhere VKM_MATMUL_UNFIT (nothing
+ * recorded) is the other answer allowed. */
+static void test_id_pair(vkm_gpu *gpu, uint32_t t, int64_t k, int64_t m, int64_t n_mat,
+                         const int32_t *counts, int64_t n_x, int64_t n2, bool glu, bool must) {
+    char what[128];
+    const int64_t nm = n_mat + 1, n_w = glu ? 2 : 1;
+    int64_t n_rows = 0;
+    for (int64_t e = 0; e < n_mat; e++) n_rows += counts[e];
+    const int64_t nt = n_rows + n2;
+    snprintf(what, sizeof what, "%s id-pair%s k=%lld m=%lld rows=%lld+%lld", vkm_qtype_name(t),
+             glu ? " glu" : "", (long long)k, (long long)m, (long long)n_rows, (long long)n2);
+    uint8_t *wq = NULL;
+    float *wf = NULL, *x = malloc((size_t)(n_x * k) * 4), *xg = malloc((size_t)(nt * k) * 4);
+    float *want = malloc((size_t)(nt * m) * 4 * 2);
+    const size_t yb = Y_PAD + (size_t)(nt * m) * 4 + 64;
+    float *got = malloc(yb);
+    double *mag = malloc((size_t)(nt * m) * sizeof *mag * 2);
+    int32_t *rows = malloc((size_t)nt * 4), *mat_of = malloc((size_t)nt * 4);
+    int32_t *mats = malloc((size_t)n_mat * 8);
+    vkm_gpu_buf *bw = NULL, *bx = NULL, *by = NULL, *bi = NULL;
+    size_t wb = 0;
+    if (!x || !xg || !want || !got || !mag || !rows || !mat_of || !mats ||
+        make_weights(t, k, m * nm * n_w, &wq, &wf, &wb)) {
+        CHECK_MSG(0, "%s: setup failed: %s", what, vkm_errmsg());
+        goto out;
+    }
+    for (int64_t i = 0; i < n_x * k; i++) x[i] = frand();
+    int64_t per_mat = n2;
+    for (int64_t e = 0; e < n_mat; e++) per_mat = counts[e] > per_mat ? counts[e] : per_mat;
+    q8_round(gpu, t, per_mat, x, n_x, k);
+    for (size_t i = 0; i < yb / 4; i++) got[i] = GUARD;
+    int64_t p = 0;
+    for (int64_t e = 0; e < n_mat; e++) {
+        mats[2 * e] = (int32_t)p;
+        mats[2 * e + 1] = counts[e];
+        for (int32_t i = 0; i < counts[e]; i++, p++) {
+            rows[p] = (int32_t)((p * 7 + e) % n_x);
+            mat_of[p] = (int32_t)e;
+        }
+    }
+    for (int64_t i = 0; i < n2; i++, p++) rows[p] = (int32_t)(1 + i), mat_of[p] = (int32_t)n_mat;
+    for (int64_t q = 0; q < nt; q++) {
+        memcpy(xg + q * k, x + rows[q] * k, (size_t)k * 4);
+        for (int64_t s = 0; s < n_w; s++)
+            magnitude(wf + ((s * nm) + mat_of[q]) * m * k, k, m, xg + q * k, 1,
+                      mag + (s * nt + q) * m);
+    }
+    const size_t half = wb / (size_t)n_w, mb = half / (size_t)nm; /* a matrix's bytes */
+    for (int64_t s = 0; s < n_w; s++)
+        CHECK_OK(vkm_ref_matmul_id(t, wq + s * half, k, m, nm, xg, nt, mat_of, want + s * nt * m));
+    const size_t so = W_PAD, suo = so + mb, go = suo + mb + 512, uo = go + (size_t)n_mat * mb;
+    const size_t ro = 20, mo = ro + (size_t)n_rows * 4 + 4;
+    CHECK_OK(vkm_gpu_buf_create(gpu, uo + (size_t)n_mat * mb + 6 + TEX_SLACK, VKM_BUF_DEVICE, &bw));
+    CHECK_OK(
+        vkm_gpu_buf_create(gpu, X_UNAL + (size_t)(n_x * k) * 4 + TEX_SLACK, VKM_BUF_DEVICE, &bx));
+    CHECK_OK(vkm_gpu_buf_create(gpu, yb, VKM_BUF_DEVICE, &by));
+    CHECK_OK(vkm_gpu_buf_create(gpu, mo + (size_t)n_mat * 8, VKM_BUF_DEVICE, &bi));
+    if (!bw || !bx || !by || !bi) goto out;
+    for (int64_t s = 0; s < n_w; s++) {
+        const uint8_t *blk = wq + s * half;
+        CHECK_OK(vkm_gpu_upload(gpu, bw, s ? uo : go, blk, (size_t)n_mat * mb));
+        CHECK_OK(vkm_gpu_upload(gpu, bw, s ? suo : so, blk + (size_t)n_mat * mb, mb));
+    }
+    CHECK_OK(vkm_gpu_upload(gpu, bx, X_UNAL, x, (size_t)(n_x * k) * 4));
+    CHECK_OK(vkm_gpu_upload(gpu, by, 0, got, yb));
+    CHECK_OK(vkm_gpu_upload(gpu, bi, ro, rows, (size_t)n_rows * 4));
+    CHECK_OK(vkm_gpu_upload(gpu, bi, mo, mats, (size_t)n_mat * 8));
+    vkm_matmul_id a = {.wtype = t,
+                       .w = bw,
+                       .w_off = go,
+                       .k = k,
+                       .m = m,
+                       .n_mat = n_mat,
+                       .x = bx,
+                       .x_off = X_UNAL,
+                       .n_x = n_x,
+                       .y = by,
+                       .y_off = Y_PAD,
+                       .n_y = nt,
+                       .mode = VKM_MATMUL_ID_ROWS,
+                       .rows = bi,
+                       .rows_off = ro,
+                       .n_rows = n_rows,
+                       .mats = bi,
+                       .mats_off = mo};
+    const vkm_matmul_second sec = {so, suo, n2, 1, n_rows};
+    CHECK_OK(vkm_gpu_begin(gpu));
+    const int rc = vkm_op_matmul_id_pair(gpu, &a, glu ? bw : NULL, uo, &sec);
+    CHECK_OK(vkm_gpu_submit(gpu));
+    if (rc == VKM_MATMUL_UNFIT && !must) goto out;
+    CHECK_MSG(rc == 0, "%s: rc %d (%s)", what, rc, vkm_errmsg());
+    if (rc) goto out;
+    CHECK_OK(vkm_gpu_download(gpu, by, 0, got, yb));
+    check_y(what, got + Y_PAD / 4, want, mag, nt, m, glu);
+    const int guards = count_guards(got, yb / 4, Y_PAD / 4, Y_PAD / 4 + (size_t)(nt * m));
+    CHECK_MSG(guards == 0, "%s: %d guard values overwritten", what, guards);
+out:
+    vkm_gpu_buf_destroy(gpu, bw);
+    vkm_gpu_buf_destroy(gpu, bx);
+    vkm_gpu_buf_destroy(gpu, by);
+    vkm_gpu_buf_destroy(gpu, bi);
     free(wq), free(wf), free(x), free(xg), free(want), free(got), free(mag);
     free(rows), free(mat_of), free(mats);
 }
@@ -342,19 +557,36 @@ int main(int argc, char **argv) {
         const int64_t qk = vkm_qtype_get(t)->block;
         static const int32_t c_tok[] = {1, 0, 1, 1}, c_mm[] = {0, 12, 9, 0};
         CHECK(vkm_op_matmul_supported(t));
-        test_plain(gpu, t, 2 * qk, 37, 1, X_AL);
-        test_plain(gpu, t, 3 * qk, 70, 3, X_UNAL);
-        test_plain(gpu, t, 2 * qk, 33, 20, X_AL);
-        test_id(gpu, t, 2 * qk, 7, 4, c_tok, 1, 0, false);
-        test_id(gpu, t, qk, 33, 4, c_mm, 30, 0, false);
-        test_id(gpu, t, qk, 19, 4, c_tok, 1, 0, true);
+        test_plain(gpu, t, 2 * qk, 37, 1, X_AL, W_PAD);
+        test_plain(gpu, t, 3 * qk, 70, 3, X_UNAL, W_PAD);
+        test_plain(gpu, t, 2 * qk, 33, 20, X_AL, W_PAD);
+        test_id(gpu, t, 2 * qk, 7, 4, c_tok, 1, 0, false, W_PAD);
+        test_id(gpu, t, qk, 33, 4, c_mm, 30, 0, false, W_PAD);
+        test_id(gpu, t, qk, 19, 4, c_tok, 1, 0, true, W_PAD);
         test_get_rows(gpu, t);
         if (t == VKM_IQ4_NL || t == VKM_IQ2_XS) {
-            test_plain(gpu, t, qk, 33, 2, X_UNAL);
-            test_plain(gpu, t, 2 * qk, 30, 7, X_AL);
+            test_plain(gpu, t, qk, 33, 2, X_UNAL, W_PAD);
+            test_plain(gpu, t, 2 * qk, 30, 7, X_AL, W_PAD);
             const int64_t kh = qk == 32 ? 128 : qk; /* attn_k_b: k = 128 */
-            test_id(gpu, t, kh, 17, 3, NULL, 0, 1, false);
-            test_id(gpu, t, kh, 66, 2, NULL, 0, 20, false);
+            test_id(gpu, t, kh, 17, 3, NULL, 0, 1, false, W_PAD);
+            test_id(gpu, t, kh, 66, 2, NULL, 0, 20, false, W_PAD);
+        }
+        /* gemv's layouts (gpu, idot, float): each form with 1..7 columns over the types (gemv
+         * compiles one variant per column count), k of 5 and 9 blocks (IQ4_NL: 37), rows that
+         * fill no workgroup, W at a multiple of 16 bytes as well as at 1002 (blocks of 56 and
+         * 136 bytes keep one parity along a row), X aligned and not, the two-matrix form */
+        const vkm_kernel_plan *pl = vkm_gpu_plan(gpu);
+        if (vkm_kernels_gemv_family(pl, t, 64) == VKM_MMK_GEMV) {
+            static const int32_t c_dec[] = {2, 0, 3, 1};
+            const int64_t n1 = 1 + (int64_t)(i % 7), n2 = 1 + (int64_t)((i + 3) % 7);
+            test_plain(gpu, t, 5 * qk, 29, n1, X_UNAL, W_AL);
+            test_plain(gpu, t, (qk == 32 ? 37 : 9) * qk, 13, n2, X_AL, W_AL);
+            test_plain(gpu, t, 5 * qk, 6, 1, X_UNAL, W_PAD);
+            test_id(gpu, t, 3 * qk, 11, 4, c_dec, 5, 0, false, W_AL);
+            test_id(gpu, t, 3 * qk, 9, 4, c_dec, 5, 0, true, W_AL);
+            test_id(gpu, t, qk == 32 ? 128 : qk, 10, 3, NULL, 0, 1, false, W_AL);
+            test_pair(gpu, t, 2 * qk, 21, 9, n1, pl->fuse.qa_kva);
+            test_id_pair(gpu, t, 2 * qk, 9, 4, c_dec, 5, 1, i % 2 == 0, pl->fuse.shared_z);
         }
     }
     uint32_t verr = vkm_gpu_validation_errors(gpu);

@@ -1,16 +1,20 @@
 /* test_gpu_iq_forward.c - the GPU forward pass on the IQ fixtures (fixtures/iq: the small-v3 model
  * quantized by llama-quantize with an importance matrix to IQ1_S, IQ1_M, IQ2_XXS, IQ2_M, IQ3_XXS
  * and IQ4_XS mixes, which also hold IQ2_S, IQ3_S, IQ4_NL and K-quant tensors) against llama.cpp's
- * logits, on the first Vulkan device (lavapipe on CI) with validation on; skips (77) without one.
+ * logits, on the first Vulkan device (lavapipe on CI) with validation on, in the kernel layout
+ * VKMOE_KERNELS picks (ctest runs every layout); skips (77) without one.
  *
  * Lean on purpose (every model compiles its kernels on lavapipe; test_gpu_iq checks each IQ kernel
  * in every layout): per fixture, the 33-token prompt as one batch (F32 KV cache, as the fixtures
  * were made) with the README's quantized tolerance (mean KL <= 0.03, top-1 >= 85%); the last 5
  * tokens decoded one at a time against the batch (1e-3: the GEMV and GEMM kernels sum in other
- * orders); and the batch again under a VRAM budget that pages half of the experts, which must
- * give the resident engine's logits (1e-4: the same kernels on the same data). IQ1_M's top-1 is
- * 80%: the CPU reference agrees with llama.cpp at 27 of 33 positions there too (its margins are
- * tiny and llama.cpp rounds the activations to Q8_K; see test_ref_forward). */
+ * orders; where the plan has integer-dot GEMVs, layout idot, decode multiplies 8-bit rounded
+ * activations (the K-quant, IQ1-IQ3 tensors), so the two are compared as distributions as
+ * in test_gpu_forward: mean KL <= 0.01, top-1 >= 90%); and the batch again under a VRAM budget that
+ * pages half of the experts, which must give the resident engine's logits (1e-4: the same kernels
+ * on the same data). IQ1_M's top-1 is 80%: the CPU reference agrees with llama.cpp at 27 of 33
+ * positions there too (its margins are tiny and llama.cpp rounds the activations to Q8_K; see
+ * test_ref_forward). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +23,8 @@
 #include "check.h"
 #include "engine.h"
 #include "gguf.h"
+#include "gpu.h"
+#include "kernels.h"
 #include "logits_check.h"
 #include "model.h"
 #include "vkmoe.h"
@@ -72,7 +78,18 @@ static void run_fixture(const char *name, double min_top1) {
     const double ds = logits_max_abs_diff(batch, other, nl);
     printf("%-18s %d batch + %d steps vs batch: max abs %.3g\n", name, N_PROMPT - N_STEP, N_STEP,
            ds);
-    CHECK_MSG(ds <= 1e-3, "%s: steps vs batch %g", name, ds);
+    bool q8 = false; /* integer-dot GEMVs in the plan (layout idot): 8-bit X at decode only */
+    for (uint32_t t = 0; t < VKM_QTYPE_COUNT; t++)
+        q8 |= vkm_gpu_plan(vkm_engine_gpu(e))->gemv_idot[t];
+    if (q8) {
+        const logits_stats sq = logits_compare(batch, other, N_PROMPT, V, false);
+        printf("%-18s idot steps vs batch: mean KL %.3g  top-1 %.1f%%\n", name, sq.mean_kl,
+               100.0 * sq.top1);
+        CHECK_MSG(sq.mean_kl <= 1e-2 && sq.top1 >= 0.9, "%s: steps vs batch KL %g top-1 %g", name,
+                  sq.mean_kl, sq.top1);
+    } else {
+        CHECK_MSG(ds <= 1e-3, "%s: steps vs batch %g", name, ds);
+    }
     const uint64_t budget = half_budget(vkm_engine_model(e));
     CHECK(vkm_gpu_validation_errors(vkm_engine_gpu(e)) == 0);
     vkm_engine_close(e);

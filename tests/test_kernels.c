@@ -49,15 +49,15 @@ static void test_cpu_device(void) {
     CHECK(!plan_of(no64, VKM_KERNELS_CPU64).lane64);
 }
 
-/* The types gemv.comp decodes: those with device kernels but the IQ types (which keep
- * matmul_sg / the k-split kernel on GPUs). */
+/* The IQ types (ggml's importance-matrix quants). */
 static bool is_iq(uint32_t t) {
     const vkm_qtype_info *qi = vkm_qtype_get(t);
     return qi && qi->name && !strncmp(qi->name, "IQ", 2);
 }
+/* The types gemv.comp decodes: every type with device kernels. */
 static bool has_gemv(uint32_t t) {
     const vkm_qtype_info *qi = vkm_qtype_get(t);
-    return qi && qi->supported && qi->gpu && !is_iq(t);
+    return qi && qi->supported && qi->gpu;
 }
 
 /* GPU layouts: gemv for every type, at every row count (the forced ksplit / sg layouts keep the
@@ -75,12 +75,10 @@ static void check_gpu_gemv(const vkm_kernel_plan *p) {
             CHECK_MSG(vkm_kernels_gemv_family(p, t, 129280) == VKM_MMK_GEMV, "%s",
                       vkm_qtype_name(t));
         }
-    CHECK(n == 13);
-    for (uint32_t t = 0; t < VKM_QTYPE_COUNT; t++)
-        if (is_iq(t)) {
-            const vkm_matmul_family f = vkm_kernels_gemv_family(p, t, 2048);
-            CHECK_MSG(f == VKM_MMK_SG || f == VKM_MMK_KSPLIT, "%s", vkm_qtype_name(t));
-        }
+    CHECK(n == 22);
+    int n_iq = 0;
+    for (uint32_t t = 0; t < VKM_QTYPE_COUNT; t++) n_iq += is_iq(t) && has_gemv(t);
+    CHECK(n_iq == 9);
 }
 
 static void test_gpus(void) {
@@ -191,16 +189,16 @@ static void test_tables(void) {
     CHECK(vkm_kernels_matmul_shader(VKM_MMK_TEX, true, VKM_IQ1_M) == VKM_SH_MATMUL_TEX_ID_IQ1_M);
     CHECK(vkm_kernels_get_rows_shader(VKM_IQ2_XXS) == VKM_SH_GET_ROWS_IQ2_XXS);
     CHECK(vkm_kernels_matmul_shader(VKM_MMK_SG, false, 34) == VKM_SHADER_COUNT); /* TQ1_0 */
-    /* every type with device kernels has every family (the IQ types all but gemv) */
+    /* every type with device kernels has every family */
     for (uint32_t t = 0; t < VKM_QTYPE_COUNT; t++) {
         const vkm_qtype_info *qi = vkm_qtype_get(t);
         if (!qi || !qi->supported || !qi->gpu) continue;
         for (int f = 0; f < VKM_MMK_COUNT; f++)
             for (int id = 0; id < 2; id++)
-                CHECK_MSG((vkm_kernels_matmul_shader((vkm_matmul_family)f, id, t) !=
-                           VKM_SHADER_COUNT) != (f == VKM_MMK_GEMV && is_iq(t)),
-                          "%s: no %s%s kernel", qi->name,
-                          vkm_kernels_family_name((vkm_matmul_family)f), id ? " (indexed)" : "");
+                CHECK_MSG(
+                    (vkm_kernels_matmul_shader((vkm_matmul_family)f, id, t) != VKM_SHADER_COUNT),
+                    "%s: no %s%s kernel", qi->name, vkm_kernels_family_name((vkm_matmul_family)f),
+                    id ? " (indexed)" : "");
         CHECK_MSG(vkm_kernels_get_rows_shader(t) != VKM_SHADER_COUNT, "%s: no get_rows", qi->name);
     }
 }

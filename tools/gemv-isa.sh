@@ -6,7 +6,8 @@
 #
 # usage: tools/gemv-isa.sh [BUILD_DIR] [FAMILY]   (defaults: build, gfx1100; e.g. navi21)
 # env: ISA_STATS=path of the isa-stats binary (built to /tmp/isa-stats when absent),
-#      KERNELS="gemv q8 sg ksplit" (which kernels; q8 = gemv's integer-dot variants, 8-bit X), GLU=1 (gemv's gated form), WAL=0 (2-byte W).
+#      KERNELS="gemv q8 sg ksplit" (which kernels; q8 = gemv's integer-dot variants, 8-bit X), GLU=1 (gemv's gated form), WAL=0 (2-byte W),
+#      TYPES="q4_k iq2_xs ..." (which types; default all, the IQ types included).
 # Spec constants as core/kernels.c picks them for subgroup 64 (n = 1, X 16-byte aligned).
 set -euo pipefail
 build=${1:-build}
@@ -20,7 +21,17 @@ export VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/radeon_icd.x86_64.json RADV_FORC
 
 # type:bytes per weight
 types="f32:4 f16:2 bf16:2 q4_0:0.5625 q4_1:0.625 q5_0:0.6875 q5_1:0.75 q8_0:1.0625
-q2_k:0.328125 q3_k:0.4296875 q4_k:0.5625 q5_k:0.6875 q6_k:0.8203125"
+q2_k:0.328125 q3_k:0.4296875 q4_k:0.5625 q5_k:0.6875 q6_k:0.8203125
+iq1_s:0.1953125 iq1_m:0.21875 iq2_xxs:0.2578125 iq2_xs:0.2890625 iq2_s:0.3203125
+iq3_xxs:0.3828125 iq3_s:0.4296875 iq4_nl:0.5625 iq4_xs:0.53125"
+# TYPES="q4_k iq2_xs ..." restricts the list
+if [ -n "${TYPES:-}" ]; then
+  sel=
+  for t in $types; do
+    case " $TYPES " in *" ${t%%:*} "*) sel="$sel $t" ;; esac
+  done
+  types=$sel
+fi
 
 # prints one line: NAME, weights per lane per loop trip, bytes per weight, isa-stats arguments
 row() {
@@ -62,15 +73,15 @@ for k in ${KERNELS:-gemv sg ksplit}; do
       row "gemv$id $n" $wpl "$b" "$build/spv/gemv${id}_$n.spv" "${args[@]}"
       ;;
     q8) # gemv's integer-dot variants (8-bit X: gemv_q8_<type>), the types they cover
-      case $n in f32 | f16 | bf16) continue ;; esac
+      case $n in f32 | f16 | bf16 | iq4_*) continue ;; esac
       id=; wpl=32
       args=(--spec "0=256" --spec "1=4" --spec "2=1") # no XAL: X is 8-bit blocks
       if [ "${GLU:-0}" = 1 ]; then id=_id wpl=64 args+=(--spec "5=1"); fi
       case $n in q4_k | q5_k) args+=(--spec "3=${WAL:-1}") ;; esac
       row "gemv_q8$id $n" $wpl "$b" "$build/spv/gemv_q8${id}_$n.spv" "${args[@]}"
       ;;
-    sg) # matmul_sg: two units a trip (float: 16 bytes, Q8_0: 16 weights, else 32)
-      case $n in f32) wpl=8 ;; f16 | bf16) wpl=16 ;; q8_0) wpl=32 ;; *) wpl=64 ;; esac
+    sg) # matmul_sg: two units a trip (float: 16 bytes, Q8_0: 16 weights, IQ: one run of 32, else 32)
+      case $n in f32) wpl=8 ;; f16 | bf16) wpl=16 ;; q8_0 | iq*) wpl=32 ;; *) wpl=64 ;; esac
       row "matmul_sg $n" $wpl "$b" "$build/spv/matmul_sg_$n.spv" \
         --spec 0=256 --spec 1=4 --spec 2=1 --spec 3=1
       ;;
