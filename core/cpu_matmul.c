@@ -75,8 +75,11 @@ static bool is_float(uint32_t t) {
     return t == VKM_F32 || t == VKM_F16 || t == VKM_BF16;
 }
 
+/* Whether t takes vkm_cpu_q8k activations: the K-quants and the IQ types of 256-element blocks
+ * (every quantized type with a kernel whose block is 256). */
 static bool is_k(uint32_t t) {
-    return t == VKM_Q2_K || t == VKM_Q3_K || t == VKM_Q4_K || t == VKM_Q5_K || t == VKM_Q6_K;
+    const vkm_qtype_info *qi = vkm_qtype_get(t);
+    return qi && qi->block == 256 && vkm_cpu_dot_portable(t) != NULL;
 }
 
 bool vkm_cpu_has_type(uint32_t wtype) {

@@ -43,9 +43,10 @@ static void put16(uint8_t *p, uint16_t h) {
     p[1] = (uint8_t)(h >> 8);
 }
 
-static const uint32_t g_types[] = {VKM_F32,  VKM_F16,  VKM_BF16, VKM_Q4_0, VKM_Q4_1,
-                                   VKM_Q5_0, VKM_Q5_1, VKM_Q8_0, VKM_Q2_K, VKM_Q3_K,
-                                   VKM_Q4_K, VKM_Q5_K, VKM_Q6_K};
+static const uint32_t g_types[] = {
+    VKM_F32,    VKM_F16,   VKM_BF16,    VKM_Q4_0,  VKM_Q4_1,   VKM_Q5_0,  VKM_Q5_1,  VKM_Q8_0,
+    VKM_Q2_K,   VKM_Q3_K,  VKM_Q4_K,    VKM_Q5_K,  VKM_Q6_K,   VKM_IQ1_S, VKM_IQ1_M, VKM_IQ2_XXS,
+    VKM_IQ2_XS, VKM_IQ2_S, VKM_IQ3_XXS, VKM_IQ3_S, VKM_IQ4_NL, VKM_IQ4_XS};
 enum { N_TYPES = sizeof g_types / sizeof g_types[0] };
 
 /* Byte offsets of the f16 fields of a block, -1 terminated. */
@@ -73,6 +74,12 @@ static const int *f16_fields(uint32_t t) {
     }
 }
 
+static bool is_iq(uint32_t t) {
+    return t == VKM_IQ1_S || t == VKM_IQ1_M || t == VKM_IQ2_XXS || t == VKM_IQ2_XS ||
+           t == VKM_IQ2_S || t == VKM_IQ3_XXS || t == VKM_IQ3_S || t == VKM_IQ4_NL ||
+           t == VKM_IQ4_XS;
+}
+
 /* m random rows of type t, k elements each. */
 static uint8_t *random_rows(uint32_t t, int64_t k, int64_t m) {
     const size_t rb = vkm_ref_row_bytes(t, k), n = rb * (size_t)m;
@@ -86,6 +93,10 @@ static uint8_t *random_rows(uint32_t t, int64_t k, int64_t m) {
             else
                 put16(w + 2 * i, t == VKM_F16 ? vkm_fp16_from_f32(v) : vkm_bf16_from_f32(v));
         }
+        return w;
+    }
+    if (is_iq(t)) {
+        CHECK_OK(vkm_ref_random_iq_row(t, &g_rng, 0.02f, w, k * m));
         return w;
     }
     for (size_t i = 0; i < n; i++) w[i] = (uint8_t)rnd();
@@ -230,6 +241,12 @@ static vkm_tensor stacked(const char *name, uint32_t t, int64_t k, int64_t m, in
     /* realistic weights (|w| <= 0.05, quantized by the reference), so activations stay O(1) */
     float *f = xmalloc(sizeof(float) * (size_t)k);
     uint8_t *d = xmalloc(s.nbytes);
+    if (is_iq(t) && t != VKM_IQ4_NL && t != VKM_IQ4_XS) { /* no quantizer: random valid blocks */
+        CHECK_OK(vkm_ref_random_iq_row(t, &g_rng, 0.03f, d, k * m * X));
+        free(f);
+        s.data = d;
+        return s;
+    }
     for (int64_t r = 0; r < m * X; r++) {
         for (int64_t i = 0; i < k; i++) f[i] = 0.05f * frand();
         CHECK_OK(vkm_ref_quant_row(t, f, d + (size_t)r * s.row_bytes, k));
@@ -296,9 +313,13 @@ static void test_expert(vkm_cpu_pool *pool, bool fused, uint32_t tg, uint32_t td
 static void test_errors(void) {
     float x[256] = {0}, y[4];
     uint8_t w[1024] = {0};
-    int rc = vkm_cpu_matmul(NULL, VKM_IQ2_XXS, w, 256, 1, x, 1, y);
+    int rc = vkm_cpu_matmul(NULL, VKM_Q8_K, w, 256, 1, x, 1, y);
     CHECK(rc == VKM_EUNSUPPORTED);
-    CHECK(strstr(vkm_errmsg(), "IQ2_XXS") != NULL);
+    CHECK(strstr(vkm_errmsg(), "Q8_K") != NULL);
+    for (size_t i = 0; i < N_TYPES; i++) CHECK(vkm_cpu_has_type(g_types[i]));
+    CHECK(vkm_cpu_act_bytes(VKM_IQ4_NL, 64) == 2 * sizeof(vkm_cpu_q8) &&
+          vkm_cpu_act_bytes(VKM_IQ2_XXS, 512) == 2 * sizeof(vkm_cpu_q8k) &&
+          vkm_cpu_act_bytes(VKM_IQ3_S, 32) == 0);
     CHECK(vkm_cpu_matmul(NULL, VKM_Q4_K, w, 100, 1, x, 1, y) == VKM_EINVAL);
     CHECK(vkm_cpu_matmul(NULL, VKM_Q4_0, w, 0, 1, x, 1, y) == VKM_EINVAL);
     CHECK(!vkm_cpu_has_type(VKM_Q8_K) && vkm_cpu_act_bytes(VKM_Q8_K, 256) == 0);
@@ -309,7 +330,7 @@ static void test_errors(void) {
     vkm_cpu_pool_destroy(NULL);
     if (!vkm_cpu_isa_available(VKM_CPU_ISA_AVX2))
         CHECK(vkm_cpu_set_isa(VKM_CPU_ISA_AVX2) == VKM_EUNSUPPORTED);
-    vkm_cpu_expert ex = {512, 256, VKM_Q4_K, VKM_Q4_K, VKM_IQ4_XS, w, w, w};
+    vkm_cpu_expert ex = {512, 256, VKM_Q4_K, VKM_Q4_K, VKM_Q8_K, w, w, w};
     CHECK(vkm_cpu_expert_ffn(NULL, &ex, x, 1, y) == VKM_EUNSUPPORTED);
 }
 
@@ -326,6 +347,9 @@ int main(void) {
         test_expert(pools[ii + 1], true, VKM_Q4_K, VKM_Q6_K);
         test_expert(pools[0], false, VKM_Q4_K, VKM_Q8_0);
         test_expert(pools[2], false, VKM_F16, VKM_Q5_0);
+        test_expert(pools[1], true, VKM_IQ2_XXS, VKM_IQ3_S);
+        test_expert(pools[2], false, VKM_IQ4_XS, VKM_IQ4_NL);
+        test_expert(pools[0], true, VKM_IQ1_M, VKM_IQ2_S);
     }
     CHECK_OK(vkm_cpu_set_isa(VKM_CPU_ISA_AUTO));
     test_errors();
