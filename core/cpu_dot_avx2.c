@@ -421,10 +421,52 @@ AVX2 static inline __m256i signs_pm1(uint32_t bits) {
     return _mm256_or_si256(v, _mm256_set1_epi8(1));
 }
 
-/* the 4 sign bytes of a run's 7-bit sign indices at bits 7l of aux (IQ2_XXS, IQ3_XXS) */
-static inline uint32_t signs_of_aux(uint32_t aux) {
-    return (uint32_t)vkm_iq_signs(aux) | (uint32_t)vkm_iq_signs(aux >> 7) << 8 |
-           (uint32_t)vkm_iq_signs(aux >> 14) << 16 | (uint32_t)vkm_iq_signs(aux >> 21) << 24;
+/* For a 7-bit sign index s: the 8 bytes +-1 of a group, byte j = -1 where bit j of
+ * vkm_iq_signs(s) is set (s with its parity as bit 7), else +1. */
+static const uint64_t k_signs_pm1[128] = {
+    0x0101010101010101ull, 0xff010101010101ffull, 0xff0101010101ff01ull, 0x010101010101ffffull,
+    0xff01010101ff0101ull, 0x0101010101ff01ffull, 0x0101010101ffff01ull, 0xff01010101ffffffull,
+    0xff010101ff010101ull, 0x01010101ff0101ffull, 0x01010101ff01ff01ull, 0xff010101ff01ffffull,
+    0x01010101ffff0101ull, 0xff010101ffff01ffull, 0xff010101ffffff01ull, 0x01010101ffffffffull,
+    0xff0101ff01010101ull, 0x010101ff010101ffull, 0x010101ff0101ff01ull, 0xff0101ff0101ffffull,
+    0x010101ff01ff0101ull, 0xff0101ff01ff01ffull, 0xff0101ff01ffff01ull, 0x010101ff01ffffffull,
+    0x010101ffff010101ull, 0xff0101ffff0101ffull, 0xff0101ffff01ff01ull, 0x010101ffff01ffffull,
+    0xff0101ffffff0101ull, 0x010101ffffff01ffull, 0x010101ffffffff01ull, 0xff0101ffffffffffull,
+    0xff01ff0101010101ull, 0x0101ff01010101ffull, 0x0101ff010101ff01ull, 0xff01ff010101ffffull,
+    0x0101ff0101ff0101ull, 0xff01ff0101ff01ffull, 0xff01ff0101ffff01ull, 0x0101ff0101ffffffull,
+    0x0101ff01ff010101ull, 0xff01ff01ff0101ffull, 0xff01ff01ff01ff01ull, 0x0101ff01ff01ffffull,
+    0xff01ff01ffff0101ull, 0x0101ff01ffff01ffull, 0x0101ff01ffffff01ull, 0xff01ff01ffffffffull,
+    0x0101ffff01010101ull, 0xff01ffff010101ffull, 0xff01ffff0101ff01ull, 0x0101ffff0101ffffull,
+    0xff01ffff01ff0101ull, 0x0101ffff01ff01ffull, 0x0101ffff01ffff01ull, 0xff01ffff01ffffffull,
+    0xff01ffffff010101ull, 0x0101ffffff0101ffull, 0x0101ffffff01ff01ull, 0xff01ffffff01ffffull,
+    0x0101ffffffff0101ull, 0xff01ffffffff01ffull, 0xff01ffffffffff01ull, 0x0101ffffffffffffull,
+    0xffff010101010101ull, 0x01ff0101010101ffull, 0x01ff01010101ff01ull, 0xffff01010101ffffull,
+    0x01ff010101ff0101ull, 0xffff010101ff01ffull, 0xffff010101ffff01ull, 0x01ff010101ffffffull,
+    0x01ff0101ff010101ull, 0xffff0101ff0101ffull, 0xffff0101ff01ff01ull, 0x01ff0101ff01ffffull,
+    0xffff0101ffff0101ull, 0x01ff0101ffff01ffull, 0x01ff0101ffffff01ull, 0xffff0101ffffffffull,
+    0x01ff01ff01010101ull, 0xffff01ff010101ffull, 0xffff01ff0101ff01ull, 0x01ff01ff0101ffffull,
+    0xffff01ff01ff0101ull, 0x01ff01ff01ff01ffull, 0x01ff01ff01ffff01ull, 0xffff01ff01ffffffull,
+    0xffff01ffff010101ull, 0x01ff01ffff0101ffull, 0x01ff01ffff01ff01ull, 0xffff01ffff01ffffull,
+    0x01ff01ffffff0101ull, 0xffff01ffffff01ffull, 0xffff01ffffffff01ull, 0x01ff01ffffffffffull,
+    0x01ffff0101010101ull, 0xffffff01010101ffull, 0xffffff010101ff01ull, 0x01ffff010101ffffull,
+    0xffffff0101ff0101ull, 0x01ffff0101ff01ffull, 0x01ffff0101ffff01ull, 0xffffff0101ffffffull,
+    0xffffff01ff010101ull, 0x01ffff01ff0101ffull, 0x01ffff01ff01ff01ull, 0xffffff01ff01ffffull,
+    0x01ffff01ffff0101ull, 0xffffff01ffff01ffull, 0xffffff01ffffff01ull, 0x01ffff01ffffffffull,
+    0xffffffff01010101ull, 0x01ffffff010101ffull, 0x01ffffff0101ff01ull, 0xffffffff0101ffffull,
+    0x01ffffff01ff0101ull, 0xffffffff01ff01ffull, 0xffffffff01ffff01ull, 0x01ffffff01ffffffull,
+    0x01ffffffff010101ull, 0xffffffffff0101ffull, 0xffffffffff01ff01ull, 0x01ffffffff01ffffull,
+    0xffffffffffff0101ull, 0x01ffffffffff01ffull, 0x01ffffffffffff01ull, 0xffffffffffffffffull,
+};
+
+/* the +-1 bytes of a run's 4 groups from their 7-bit sign indices s0..s3 */
+AVX2 static inline __m256i signs7_pm1(uint32_t s0, uint32_t s1, uint32_t s2, uint32_t s3) {
+    return _mm256_setr_epi64x((long long)k_signs_pm1[s0 & 127u], (long long)k_signs_pm1[s1 & 127u],
+                              (long long)k_signs_pm1[s2 & 127u], (long long)k_signs_pm1[s3 & 127u]);
+}
+
+/* the same from the sign indices at bits 7l of aux (IQ2_XXS, IQ3_XXS) */
+AVX2 static inline __m256i signs_of_aux(uint32_t aux) {
+    return signs7_pm1(aux, aux >> 7, aux >> 14, aux >> 21);
 }
 
 /* the 8 bytes of point i of a two-words-per-point grid */
@@ -434,9 +476,10 @@ static inline long long grid64(const uint32_t *grid, uint32_t i) {
     return (long long)v;
 }
 
-/* int32 lanes += sum of g * sign * q over the run, times scale16 per int16 lane pair */
-AVX2 static inline __m256i run_sum(__m256i g, uint32_t signs, const int8_t *q, __m256i scale16) {
-    return mul_sum(g, _mm256_sign_epi8(load32(q), signs_pm1(signs)), scale16);
+/* int32 lanes += sum of g * sign * q over the run, times scale16 per int16 lane pair; pm1 the
+ * signs as +-1 bytes */
+AVX2 static inline __m256i run_sum(__m256i g, __m256i pm1, const int8_t *q, __m256i scale16) {
+    return mul_sum(g, _mm256_sign_epi8(load32(q), pm1), scale16);
 }
 
 AVX2 static inline __m256i pair_scales(int s01, int s23) {
@@ -475,9 +518,7 @@ AVX2 static float dot_iq2_xs(const uint8_t *w, const void *act, int64_t k) {
             const __m256i g = _mm256_setr_epi64x(
                 grid64(vkm_iq2xs_grid, q[0] & 511u), grid64(vkm_iq2xs_grid, q[1] & 511u),
                 grid64(vkm_iq2xs_grid, q[2] & 511u), grid64(vkm_iq2xs_grid, q[3] & 511u));
-            const uint32_t sg =
-                (uint32_t)vkm_iq_signs(q[0] >> 9) | (uint32_t)vkm_iq_signs(q[1] >> 9) << 8 |
-                (uint32_t)vkm_iq_signs(q[2] >> 9) << 16 | (uint32_t)vkm_iq_signs(q[3] >> 9) << 24;
+            const __m256i sg = signs7_pm1(q[0] >> 9, q[1] >> 9, q[2] >> 9, q[3] >> 9);
             const int sc = w[66 + ib];
             isum =
                 _mm256_add_epi32(isum, run_sum(g, sg, a->q + 32 * ib,
@@ -506,7 +547,7 @@ AVX2 static float dot_iq2_s(const uint8_t *w, const void *act, int64_t k) {
             memcpy(&sg, sgs + 4 * ib, 4);
             const int sc = scs[ib];
             isum =
-                _mm256_add_epi32(isum, run_sum(g, sg, a->q + 32 * ib,
+                _mm256_add_epi32(isum, run_sum(g, signs_pm1(sg), a->q + 32 * ib,
                                                pair_scales(2 * (sc & 0xF) + 1, 2 * (sc >> 4) + 1)));
         }
         acc =
@@ -558,8 +599,8 @@ AVX2 static float dot_iq3_s(const uint8_t *w, const void *act, int64_t k) {
             uint32_t sg;
             memcpy(&sg, sgs + 4 * ib, 4);
             const int s = ib % 2 == 0 ? scs[ib / 2] & 0xF : scs[ib / 2] >> 4;
-            isum = _mm256_add_epi32(
-                isum, run_sum(g, sg, a->q + 32 * ib, _mm256_set1_epi16((short)(2 * s + 1))));
+            isum = _mm256_add_epi32(isum, run_sum(g, signs_pm1(sg), a->q + 32 * ib,
+                                                  _mm256_set1_epi16((short)(2 * s + 1))));
         }
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(f16(w) * a->d), acc);
     }

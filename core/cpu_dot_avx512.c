@@ -95,19 +95,19 @@ AVX512 static float dot_q8_0(const uint8_t *w, const void *act, int64_t k) {
 AVX512 static float dot_q4_0(const uint8_t *w, const void *act, int64_t k) {
     const vkm_cpu_q8 *a = act;
     const int64_t nb = k / 32;
+    const __m512i eight = _mm512_set1_epi8(8);
     __m512 acc = _mm512_setzero_ps();
-    float off = 0;
     int64_t b = 0;
     for (; b + 2 <= nb; b += 2, w += 36) {
         const float d0 = f16(w) * a[b].d, d1 = f16(w + 18) * a[b + 1].d;
         const __m512i u = join(nibbles16(w + 2), nibbles16(w + 20));
         const __m512i aq = join(load32(a[b].q), load32(a[b + 1].q));
-        const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, aq);
+        /* sum (u - 8) * a as sum u * a - sum 8 * a, both by vpdpbusd */
+        const __m512i p = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u, aq),
+                                           _mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, aq));
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), join_ps(d0, d1), acc);
-        off += d0 * (float)(8 * (a[b].s[0] + a[b].s[1])) +
-               d1 * (float)(8 * (a[b + 1].s[0] + a[b + 1].s[1]));
     }
-    float s = _mm512_reduce_add_ps(acc) - off;
+    float s = _mm512_reduce_add_ps(acc);
     if (b < nb) {
         const float dd = f16(w) * a[b].d;
         __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), nibbles16(w + 2), load32(a[b].q));
