@@ -1,5 +1,6 @@
 /* cpu_matmul.c - activation quantization, the row-parallel CPU matmul and the expert FFN of
- * cpu_matmul.h; the per-type dot kernels are in cpu_dot.c (portable) and cpu_dot_avx2.c.
+ * cpu_matmul.h; the per-type dot kernels are in cpu_dot.c (portable), cpu_dot_avx2.c and
+ * cpu_dot_avx512.c.
  *
  * A matmul job hands chunks of VKM_CPU_ROW_CHUNK weight rows to the pool; each row is read
  * once and dotted with every token's activation row while it is in L1, so n tokens cost one
@@ -29,17 +30,24 @@ bool vkm_cpu_isa_available(int isa) {
         return true;
     case VKM_CPU_ISA_AVX2:
         return vkm_cpu_avx2_usable() != 0;
+    case VKM_CPU_ISA_AVX512:
+        return vkm_cpu_avx512_usable() != 0;
     default:
         return false;
     }
+}
+
+static int best_isa(void) {
+    return vkm_cpu_avx512_usable() ? VKM_CPU_ISA_AVX512
+           : vkm_cpu_avx2_usable() ? VKM_CPU_ISA_AVX2
+                                   : VKM_CPU_ISA_PORTABLE;
 }
 
 int vkm_cpu_set_isa(int isa) {
     if (!vkm_cpu_isa_available(isa))
         return vkm_error(VKM_EUNSUPPORTED, "CPU kernels: %s is not available on this CPU/build",
                          vkm_cpu_isa_name(isa));
-    if (isa == VKM_CPU_ISA_AUTO)
-        isa = vkm_cpu_avx2_usable() ? VKM_CPU_ISA_AVX2 : VKM_CPU_ISA_PORTABLE;
+    if (isa == VKM_CPU_ISA_AUTO) isa = best_isa();
     atomic_store(&g_isa, isa);
     return 0;
 }
@@ -47,7 +55,7 @@ int vkm_cpu_set_isa(int isa) {
 int vkm_cpu_isa(void) {
     int isa = atomic_load(&g_isa);
     if (!isa) {
-        isa = vkm_cpu_avx2_usable() ? VKM_CPU_ISA_AVX2 : VKM_CPU_ISA_PORTABLE;
+        isa = best_isa();
         atomic_store(&g_isa, isa);
     }
     return isa;
@@ -61,13 +69,25 @@ const char *vkm_cpu_isa_name(int isa) {
         return "portable";
     case VKM_CPU_ISA_AVX2:
         return "avx2";
+    case VKM_CPU_ISA_AVX512:
+        return "avx512";
     default:
         return "unknown";
     }
 }
 
+int vkm_cpu_isa_from_name(const char *name) {
+    for (int isa = VKM_CPU_ISA_AUTO; isa <= VKM_CPU_ISA_AVX512; isa++)
+        if (name && !strcmp(name, vkm_cpu_isa_name(isa))) return isa;
+    return -1;
+}
+
+/* The kernel for type on the selected path: a type the path has no kernel for takes the next
+ * path down (AVX-512 -> AVX2 -> portable). */
 static vkm_cpu_dot_fn dot_for(uint32_t type) {
-    vkm_cpu_dot_fn f = vkm_cpu_isa() == VKM_CPU_ISA_AVX2 ? vkm_cpu_dot_avx2(type) : NULL;
+    const int isa = vkm_cpu_isa();
+    vkm_cpu_dot_fn f = isa == VKM_CPU_ISA_AVX512 ? vkm_cpu_dot_avx512(type) : NULL;
+    if (!f && isa >= VKM_CPU_ISA_AVX2) f = vkm_cpu_dot_avx2(type);
     return f ? f : vkm_cpu_dot_portable(type);
 }
 
@@ -75,8 +95,11 @@ static bool is_float(uint32_t t) {
     return t == VKM_F32 || t == VKM_F16 || t == VKM_BF16;
 }
 
+/* Whether t takes vkm_cpu_q8k activations: the K-quants and the IQ types of 256-element blocks
+ * (every quantized type with a kernel whose block is 256). */
 static bool is_k(uint32_t t) {
-    return t == VKM_Q2_K || t == VKM_Q3_K || t == VKM_Q4_K || t == VKM_Q5_K || t == VKM_Q6_K;
+    const vkm_qtype_info *qi = vkm_qtype_get(t);
+    return qi && qi->block == 256 && vkm_cpu_dot_portable(t) != NULL;
 }
 
 bool vkm_cpu_has_type(uint32_t wtype) {

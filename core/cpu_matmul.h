@@ -4,19 +4,22 @@
  *
  * Activations are quantized once per token row to an 8-bit block format, then dotted with the
  * weight blocks in integer arithmetic: vkm_cpu_q8 (32 int8 values, a float scale d = max|x| /
- * 127, the sums of each half) for Q4_0..Q8_0, vkm_cpu_q8k (256 values, one scale, the sums of
- * each 16) for the K-quants, so a super-block is summed as integers and scaled once (like
- * ggml's Q8_0 and Q8_K); F32/F16/BF16 weights take float activations instead.
- * Kernels exist for F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K and
- * Q6_K, each in portable C and (x86-64) AVX2+FMA+F16C, chosen at run time from what the CPU
- * supports (vkm_cpu_set_isa overrides it, for tests and benchmarks). Any other type gives
- * VKM_EUNSUPPORTED naming it.
+ * 127, the sums of each half) for Q4_0..Q8_0 and IQ4_NL (blocks of 32), vkm_cpu_q8k (256 values,
+ * one scale, the sums of each 16) for the K-quants and the other IQ types (blocks of 256), so a
+ * super-block is summed as integers and scaled once (like ggml's Q8_0 and Q8_K); F32/F16/BF16
+ * weights take float activations instead.
+ * Kernels exist for F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
+ * IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ4_NL and IQ4_XS, each in portable C and
+ * (x86-64) AVX2+FMA+F16C; Q4_0, Q8_0, Q4_K and Q6_K also in AVX-512 (F/DQ/BW/VL + VNNI, where
+ * those beat AVX2). The best path the CPU and OS support is chosen at run time (vkm_cpu_set_isa
+ * overrides it, for tests and benchmarks). Any other type gives VKM_EUNSUPPORTED naming it.
  *
  * Tolerance against vkm_ref_matmul (the dequantized row dotted in double with the float x):
- *   quantized types: the weights are exact, only x is rounded (by at most d/2 per value), so for
- *     each output |y - y_ref| <= sum over the activation blocks b of x (32 values for
- *     Q4_0..Q8_0, 256 for Q2_K..Q6_K) of (max|x_b| / 254) * sum_b |w| + 1e-5 * sum |w x| (float
- *     accumulation).
+ *   quantized types (the IQ types included: their grid values times their scales are summed as
+ *     integers in units of 1/8 of the block scale, exactly): the weights are exact, only x is
+ *     rounded (by at most d/2 per value), so for each output |y - y_ref| <= sum over the
+ *     activation blocks b of x (32 values for Q4_0..Q8_0 and IQ4_NL, 256 for Q2_K..Q6_K and the
+ *     other IQ types) of (max|x_b| / 254) * sum_b |w| + 1e-5 * sum |w x| (float accumulation).
  *   F32/F16/BF16: float accumulation only: |y - y_ref| <= 1e-5 * sum |w x|.
  * The same bound holds for every ISA path; tests/test_cpu_matmul.c checks it.
  *
@@ -54,12 +57,15 @@ enum vkm_cpu_isa {
     VKM_CPU_ISA_AUTO = 0,     /* the best this CPU supports (the default) */
     VKM_CPU_ISA_PORTABLE = 1, /* plain C */
     VKM_CPU_ISA_AVX2 = 2,     /* x86-64 AVX2 + FMA + F16C */
+    VKM_CPU_ISA_AVX512 = 3,   /* AVX-512 F/DQ/BW/VL + VNNI (Q4_0, Q8_0, Q4_K, Q6_K; else AVX2) */
 };
 
-/* Selects the kernels used from now on (process-wide; not while matmuls run). AVX2 on a CPU
- * (or build) without it: VKM_EUNSUPPORTED, selection unchanged. */
+/* Selects the kernels used from now on (process-wide; not while matmuls run). An ISA the CPU
+ * (or build, or OS) lacks: VKM_EUNSUPPORTED, selection unchanged. */
 int vkm_cpu_set_isa(int isa);
-/* The path in use: VKM_CPU_ISA_PORTABLE or VKM_CPU_ISA_AVX2, and its name ("portable", "avx2"). */
+/* The path in use: VKM_CPU_ISA_PORTABLE, _AVX2 or _AVX512, and its name ("portable", "avx2",
+ * "avx512"); vkm_cpu_isa_from_name is the inverse (-1 for an unknown name). */
+int vkm_cpu_isa_from_name(const char *name);
 int vkm_cpu_isa(void);
 const char *vkm_cpu_isa_name(int isa);
 /* Whether this CPU can run `isa`. */
@@ -68,8 +74,8 @@ bool vkm_cpu_isa_available(int isa);
 /* Whether type has a CPU kernel. */
 bool vkm_cpu_has_type(uint32_t wtype);
 /* Bytes of one activation row of k elements in the format wtype's kernel takes: k/32 vkm_cpu_q8
- * blocks for Q4_0..Q8_0, k/256 vkm_cpu_q8k for the K-quants, k floats for F32/F16/BF16; 0 for a
- * bad k or type. */
+ * blocks for Q4_0..Q8_0 and IQ4_NL, k/256 vkm_cpu_q8k for the K-quants and the other IQ types, k
+ * floats for F32/F16/BF16; 0 for a bad k or type. */
 size_t vkm_cpu_act_bytes(uint32_t wtype, int64_t k);
 /* Converts x[0..k) into that format at dst (vkm_cpu_act_bytes bytes). */
 int vkm_cpu_quant_act(uint32_t wtype, const float *x, int64_t k, void *dst);

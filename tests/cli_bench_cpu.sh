@@ -21,13 +21,18 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 assert "device" not in d and d["build"]["version"]
 c = d["cpu_micro"]
-assert c["read_gbps"] > 0 and c["threads"] >= 1 and c["isa"] in ("portable", "avx2"), c
+assert c["read_gbps"] > 0 and c["threads"] >= 1 and c["isa"] in ("portable", "avx2", "avx512"), c
 g = c["gemv"]
 assert len(g) == 6 and {e["type"] for e in g} == {"Q8_0", "Q6_K", "Q4_K"}, g
 for e in g:
     assert e["gbps"] > 0 and e["seconds"] > 0 and e["k"] * e["m"] == 7168 * 2048, e
 PY
 fi
+"$vkmoe" bench --micro --cpu --quick --quiet --cpu-isa portable --cpu-threads 1 >"$out" 2>&1
+check "bench --micro --cpu --cpu-isa portable --cpu-threads 1 (got: $(tail -3 "$out"))" \
+    grep -q "^CPU: .*, 1 threads, kernels portable" "$out"
+expect "--cpu-isa refuses a bad name" 2 "--cpu-isa needs" -- "$vkmoe" bench --micro --cpu --cpu-isa sse9
+expect "--cpu-isa needs --cpu" 2 "--cpu-isa goes with" -- "$vkmoe" bench --micro --cpu-isa avx2
 expect "--cpu needs --micro" 2 "--cpu goes with --micro" -- "$vkmoe" bench --cpu -m x.gguf
 expect "--cpu refuses -m" 2 "no -m" -- "$vkmoe" bench --micro --cpu -m x.gguf
 cli_done

@@ -1,17 +1,21 @@
 /* test_cpu_matmul.c - the CPU expert kernels (core/cpu_matmul.h) against the plain-C reference
  * (vkm_ref_matmul: dequantized rows dotted in double) for every type, on random blocks and
- * awkward shapes (1 row, rows not a multiple of VKM_CPU_ROW_CHUNK, k = 256 / 2048 / 7168, 1-8
- * tokens), each ISA path this CPU has (portable always, AVX2 where supported), thread pools of
- * 0, 1 and 3 workers; the expert FFN (also through vkm_cpu_expert_of_layer, fused and split)
- * against the reference forward's expert computation; and the error paths.
+ * awkward shapes (1 row, rows not a multiple of VKM_CPU_ROW_CHUNK, k = 256 / 2048 / 7168, and
+ * 96 for the 32-blocks, 1-8 tokens), each ISA path this CPU has (portable always, AVX2 and AVX-512
+ * where supported; an unavailable one is reported as skipped), thread pools of 0, 1 and 3 workers;
+ * the expert FFN (also through vkm_cpu_expert_of_layer, fused and split) against the reference
+ * forward's expert computation; and the error paths.
  *
  * Tolerance, per output (the bound of cpu_matmul.h): for the quantized types the weights are
  * exact and only the activations are rounded to 8 bits (|err| <= d/2 = max|x_b| / 254 per
- * value, b the activation block: 32 values, 256 for the K-quants), so |y - y_ref| <= sum_b max|x_b|
- * / 254 * sum_b |w| + 1e-5 sum |w x| + 1e-6; for F32/F16/BF16 |y - y_ref| <= 1e-5 sum |w x| + 1e-6.
+ * value, b the activation block: 32 values, 256 for the K-quants and the IQ types but IQ4_NL), so
+ * |y - y_ref| <= sum_b max|x_b| / 254 * sum_b |w| + 1e-5 sum |w x| + 1e-6; for F32/F16/BF16
+ * |y - y_ref| <= 1e-5 sum |w x| + 1e-6.
  * The bound is computed from the actual data for each output. Weight blocks are random bytes with
  * their f16 scale fields replaced by random finite values, so every bit pattern of the quant fields
- * occurs (Q8_0's -128 too). */
+ * occurs (Q8_0's -128 too); IQ blocks are random bytes with their scale set for a given RMS
+ * (vkm_ref_random_iq_row), so every grid index, sign and sub-scale occurs. The expert FFN is also
+ * checked with IQ weights (IQ2_XXS/IQ3_S, IQ4_XS/IQ4_NL, IQ1_M/IQ2_S). */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -43,9 +47,10 @@ static void put16(uint8_t *p, uint16_t h) {
     p[1] = (uint8_t)(h >> 8);
 }
 
-static const uint32_t g_types[] = {VKM_F32,  VKM_F16,  VKM_BF16, VKM_Q4_0, VKM_Q4_1,
-                                   VKM_Q5_0, VKM_Q5_1, VKM_Q8_0, VKM_Q2_K, VKM_Q3_K,
-                                   VKM_Q4_K, VKM_Q5_K, VKM_Q6_K};
+static const uint32_t g_types[] = {
+    VKM_F32,    VKM_F16,   VKM_BF16,    VKM_Q4_0,  VKM_Q4_1,   VKM_Q5_0,  VKM_Q5_1,  VKM_Q8_0,
+    VKM_Q2_K,   VKM_Q3_K,  VKM_Q4_K,    VKM_Q5_K,  VKM_Q6_K,   VKM_IQ1_S, VKM_IQ1_M, VKM_IQ2_XXS,
+    VKM_IQ2_XS, VKM_IQ2_S, VKM_IQ3_XXS, VKM_IQ3_S, VKM_IQ4_NL, VKM_IQ4_XS};
 enum { N_TYPES = sizeof g_types / sizeof g_types[0] };
 
 /* Byte offsets of the f16 fields of a block, -1 terminated. */
@@ -73,6 +78,12 @@ static const int *f16_fields(uint32_t t) {
     }
 }
 
+static bool is_iq(uint32_t t) {
+    return t == VKM_IQ1_S || t == VKM_IQ1_M || t == VKM_IQ2_XXS || t == VKM_IQ2_XS ||
+           t == VKM_IQ2_S || t == VKM_IQ3_XXS || t == VKM_IQ3_S || t == VKM_IQ4_NL ||
+           t == VKM_IQ4_XS;
+}
+
 /* m random rows of type t, k elements each. */
 static uint8_t *random_rows(uint32_t t, int64_t k, int64_t m) {
     const size_t rb = vkm_ref_row_bytes(t, k), n = rb * (size_t)m;
@@ -86,6 +97,10 @@ static uint8_t *random_rows(uint32_t t, int64_t k, int64_t m) {
             else
                 put16(w + 2 * i, t == VKM_F16 ? vkm_fp16_from_f32(v) : vkm_bf16_from_f32(v));
         }
+        return w;
+    }
+    if (is_iq(t)) {
+        CHECK_OK(vkm_ref_random_iq_row(t, &g_rng, 0.02f, w, k * m));
         return w;
     }
     for (size_t i = 0; i < n; i++) w[i] = (uint8_t)rnd();
@@ -164,8 +179,8 @@ static void test_kernels(vkm_cpu_pool *pools[3]) {
     const int64_t C = VKM_CPU_ROW_CHUNK;
     const shp shapes[] = {
         {256, 1, 1}, {2048, 2 * C + 5, 3}, {7168, C - 3, 8}, {256, 3 * C + 1, 2}, {2048, 4, 1}};
-    const int isas[] = {VKM_CPU_ISA_PORTABLE, VKM_CPU_ISA_AVX2};
-    for (int ii = 0; ii < 2; ii++) {
+    const int isas[] = {VKM_CPU_ISA_PORTABLE, VKM_CPU_ISA_AVX2, VKM_CPU_ISA_AVX512};
+    for (int ii = 0; ii < 3; ii++) {
         if (!vkm_cpu_isa_available(isas[ii])) {
             printf("ISA %s: not on this CPU, skipped\n", vkm_cpu_isa_name(isas[ii]));
             continue;
@@ -177,6 +192,10 @@ static void test_kernels(vkm_cpu_pool *pools[3]) {
             for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
                 double r = check_case(pools[(ti + s) % 3], g_types[ti], shapes[s].k, shapes[s].m,
                                       shapes[s].n);
+                if (r > worst) worst = r;
+            }
+            if (vkm_qtype_get(g_types[ti])->block <= 32) { /* an odd count of 32-blocks: tails */
+                double r = check_case(pools[ti % 3], g_types[ti], 96, C + 1, 3);
                 if (r > worst) worst = r;
             }
             printf("%-8s %-5s worst |err| / bound = %.3f\n", vkm_cpu_isa_name(isas[ii]),
@@ -230,6 +249,12 @@ static vkm_tensor stacked(const char *name, uint32_t t, int64_t k, int64_t m, in
     /* realistic weights (|w| <= 0.05, quantized by the reference), so activations stay O(1) */
     float *f = xmalloc(sizeof(float) * (size_t)k);
     uint8_t *d = xmalloc(s.nbytes);
+    if (is_iq(t) && t != VKM_IQ4_NL && t != VKM_IQ4_XS) { /* no quantizer: random valid blocks */
+        CHECK_OK(vkm_ref_random_iq_row(t, &g_rng, 0.03f, d, k * m * X));
+        free(f);
+        s.data = d;
+        return s;
+    }
     for (int64_t r = 0; r < m * X; r++) {
         for (int64_t i = 0; i < k; i++) f[i] = 0.05f * frand();
         CHECK_OK(vkm_ref_quant_row(t, f, d + (size_t)r * s.row_bytes, k));
@@ -296,9 +321,13 @@ static void test_expert(vkm_cpu_pool *pool, bool fused, uint32_t tg, uint32_t td
 static void test_errors(void) {
     float x[256] = {0}, y[4];
     uint8_t w[1024] = {0};
-    int rc = vkm_cpu_matmul(NULL, VKM_IQ2_XXS, w, 256, 1, x, 1, y);
+    int rc = vkm_cpu_matmul(NULL, VKM_Q8_K, w, 256, 1, x, 1, y);
     CHECK(rc == VKM_EUNSUPPORTED);
-    CHECK(strstr(vkm_errmsg(), "IQ2_XXS") != NULL);
+    CHECK(strstr(vkm_errmsg(), "Q8_K") != NULL);
+    for (size_t i = 0; i < N_TYPES; i++) CHECK(vkm_cpu_has_type(g_types[i]));
+    CHECK(vkm_cpu_act_bytes(VKM_IQ4_NL, 64) == 2 * sizeof(vkm_cpu_q8) &&
+          vkm_cpu_act_bytes(VKM_IQ2_XXS, 512) == 2 * sizeof(vkm_cpu_q8k) &&
+          vkm_cpu_act_bytes(VKM_IQ3_S, 32) == 0);
     CHECK(vkm_cpu_matmul(NULL, VKM_Q4_K, w, 100, 1, x, 1, y) == VKM_EINVAL);
     CHECK(vkm_cpu_matmul(NULL, VKM_Q4_0, w, 0, 1, x, 1, y) == VKM_EINVAL);
     CHECK(!vkm_cpu_has_type(VKM_Q8_K) && vkm_cpu_act_bytes(VKM_Q8_K, 256) == 0);
@@ -309,7 +338,13 @@ static void test_errors(void) {
     vkm_cpu_pool_destroy(NULL);
     if (!vkm_cpu_isa_available(VKM_CPU_ISA_AVX2))
         CHECK(vkm_cpu_set_isa(VKM_CPU_ISA_AVX2) == VKM_EUNSUPPORTED);
-    vkm_cpu_expert ex = {512, 256, VKM_Q4_K, VKM_Q4_K, VKM_IQ4_XS, w, w, w};
+    if (!vkm_cpu_isa_available(VKM_CPU_ISA_AVX512))
+        CHECK(vkm_cpu_set_isa(VKM_CPU_ISA_AVX512) == VKM_EUNSUPPORTED);
+    CHECK(vkm_cpu_set_isa(9) == VKM_EUNSUPPORTED);
+    CHECK(vkm_cpu_isa_from_name("avx512") == VKM_CPU_ISA_AVX512 &&
+          vkm_cpu_isa_from_name("portable") == VKM_CPU_ISA_PORTABLE &&
+          vkm_cpu_isa_from_name("sse9") == -1);
+    vkm_cpu_expert ex = {512, 256, VKM_Q4_K, VKM_Q4_K, VKM_Q8_K, w, w, w};
     CHECK(vkm_cpu_expert_ffn(NULL, &ex, x, 1, y) == VKM_EUNSUPPORTED);
 }
 
@@ -319,13 +354,16 @@ int main(void) {
     CHECK_OK(vkm_cpu_pool_create(3, &pools[2]));
     CHECK(vkm_cpu_pool_workers(pools[2]) == 3);
     test_kernels(pools);
-    const int isas[] = {VKM_CPU_ISA_PORTABLE, VKM_CPU_ISA_AVX2};
-    for (int ii = 0; ii < 2; ii++) {
+    const int isas[] = {VKM_CPU_ISA_PORTABLE, VKM_CPU_ISA_AVX2, VKM_CPU_ISA_AVX512};
+    for (int ii = 0; ii < 3; ii++) {
         if (!vkm_cpu_isa_available(isas[ii])) continue;
         CHECK_OK(vkm_cpu_set_isa(isas[ii]));
-        test_expert(pools[ii + 1], true, VKM_Q4_K, VKM_Q6_K);
+        test_expert(pools[(ii + 1) % 3], true, VKM_Q4_K, VKM_Q6_K);
         test_expert(pools[0], false, VKM_Q4_K, VKM_Q8_0);
         test_expert(pools[2], false, VKM_F16, VKM_Q5_0);
+        test_expert(pools[1], true, VKM_IQ2_XXS, VKM_IQ3_S);
+        test_expert(pools[2], false, VKM_IQ4_XS, VKM_IQ4_NL);
+        test_expert(pools[0], true, VKM_IQ1_M, VKM_IQ2_S);
     }
     CHECK_OK(vkm_cpu_set_isa(VKM_CPU_ISA_AUTO));
     test_errors();

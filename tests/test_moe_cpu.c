@@ -1,9 +1,9 @@
 /* test_moe_cpu.c - the CPU side of a MoE layer (core/moe_cpu.c), no GPU: AUTO's cost model
  * (vkm_moe_cpu_max_tokens / _prefer), and vkm_moe_cpu_layer on the tiny fixture's first MoE
- * layer: each computed expert's output lands in the grouped rows of moe_group's layout
- * (shaders/fwd_common.h: entries by expert, tokens ascending) equal to the expert FFN of that
- * token alone, the rows of experts not asked for stay untouched, with 1, 2 and the default
- * number of threads; bad arguments are errors. */
+ * layer (and the IQ1_M fixture's, with 2 threads): each computed expert's output lands in the
+ * grouped rows of moe_group's layout (shaders/fwd_common.h: entries by expert, tokens ascending)
+ * equal to the expert FFN of that token alone, the rows of experts not asked for stay untouched,
+ * with 1, 2 and the default number of threads; bad arguments are errors. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -111,6 +111,14 @@ int main(void) {
         test_layer(m, 2);
         test_layer(m, 0);
     }
+    vkm_model_free(m);
+    vkm_gguf_close(g);
+    /* IQ experts (the IQ1_M fixture: IQ1_M gate, up and down) take the same path */
+    g = NULL;
+    m = NULL;
+    CHECK_OK(vkm_gguf_open(VKMOE_FIXTURES_DIR "/iq/small-v3-iq1_m.gguf", &g));
+    if (g) CHECK_OK(vkm_model_load(g, &m));
+    if (m) test_layer(m, 2);
     vkm_model_free(m);
     vkm_gguf_close(g);
     return check_done();

@@ -17,8 +17,8 @@
 #include "vkmoe.h"
 
 #define USAGE                                                                                      \
-    "vkmoe bench --micro [--cpu] [--quick] [--device N] [-r REPS] [--max-run S] [--json F] "       \
-    "[--quiet]\n"                                                                                  \
+    "vkmoe bench --micro [--cpu [--cpu-isa LIST] [--cpu-threads N]] [--quick] [--device N] "       \
+    "[-r REPS] [--max-run S] [--json F] [--quiet]\n"                                               \
     "       vkmoe bench -m MODEL[,MODEL...] [-p N[,N...]] [-n N[,N...]] [-pg P,N] [-d N[,N...]] "  \
     "[-r REPS] [-o md|json|csv] [--device N] [--json F] [--csv F] [--vram-budget SIZE] "           \
     "[--expert-policy lru|lfu] [--prefetch on|off] [--stats] [--quiet] [--expert-exec MODE] "      \
@@ -62,7 +62,12 @@ static void print_help(void) {
         "                in rotation beyond the caches) per type on the V3 expert shapes\n"
         "                7168x2048, 2048x7168 and V2-Lite's 2048x1408, 1408x2048, against the\n"
         "                measured memory read GB/s, with all online CPUs (no GPU needed;\n"
-        "                --quick: Q8_0 Q6_K Q4_K on the V3 shapes)\n\n"
+        "                --quick: Q8_0 Q6_K Q4_K on the V3 shapes)\n"
+        "  --cpu-isa LIST  with --cpu: the kernel paths to measure, one table each, separated\n"
+        "                by commas: portable, avx2, avx512, auto (the best this CPU runs, the\n"
+        "                default) or all (every path this CPU runs)\n"
+        "  --cpu-threads N with --cpu: computing threads (the caller's included; default 0 =\n"
+        "                one per online CPU)\n\n"
         "model benchmark (-m MODEL), like llama-bench; every list flag takes values separated\n"
         "by commas and may be repeated (-p 16,32 -p 64), and every model runs every test:\n"
         "  -m MODEL      the GGUF model; several: -m a.gguf,b.gguf or -m a.gguf -m b.gguf\n"
@@ -374,6 +379,7 @@ int cmd_bench(int argc, char **argv) {
     bool have_max_run = false, stats = false, cpu = false;
     bool tokenizer = false, have_policy = false, paging = false, have_r = false, shaders = false;
     bool serve = false, no_paging = false;
+    const char *cpu_isa = NULL;
     int par[BENCH_MAX_LIST], n_par = 0;
     uint64_t vram_budget = 0;
     int policy = VKM_EXPERT_POLICY_DEFAULT, prefetch = VKM_PREFETCH_AUTO;
@@ -394,6 +400,11 @@ int cmd_bench(int argc, char **argv) {
             quick = true;
         } else if (!strcmp(a, "--cpu")) {
             cpu = true;
+        } else if (!strcmp(a, "--cpu-isa")) {
+            if (!take_value(argc, argv, &i, &v) || !bench_cpu_parse_isas(v, NULL))
+                return cli_usage_error(USAGE, "--cpu-isa needs portable, avx2, avx512, auto or "
+                                              "all, separated by commas");
+            cpu_isa = v;
         } else if (!strcmp(a, "--quiet")) {
             quiet = true;
         } else if (!strcmp(a, "--report")) {
@@ -569,7 +580,11 @@ int cmd_bench(int argc, char **argv) {
             device >= 0 || stats || vram_budget || have_policy)
             return cli_usage_error(USAGE, "--tokenizer takes only -m, -r, --json and --quiet");
     }
-    if (exec.any && (!model || tokenizer || shaders))
+    const bool cpu_threads_only = exec.any && !exec.cpu_moe && !exec.n_cpu_moe &&
+                                  exec.expert_exec == 0 && cpu && micro && !model;
+    if (cpu_isa && !(cpu && micro))
+        return cli_usage_error(USAGE, "--cpu-isa goes with --micro --cpu");
+    if (exec.any && !cpu_threads_only && (!model || tokenizer || shaders))
         return cli_usage_error(USAGE, "--expert-exec, --cpu-moe, --n-cpu-moe and --cpu-threads "
                                       "go with -m MODEL (the model benchmark)");
     if ((stats || vram_budget) && !model)
@@ -636,7 +651,9 @@ int cmd_bench(int argc, char **argv) {
                                .quick = quick,
                                .quiet = quiet,
                                .max_run_s = max_run,
-                               .cpu = cpu};
+                               .cpu = cpu,
+                               .cpu_isa = cpu_isa,
+                               .cpu_threads = exec.cpu_threads};
         rc = cpu ? bench_cpu_run(&mo, root) : bench_micro_run(&mo, root);
     }
     if (shaders) {

@@ -27,12 +27,14 @@
 #include "gpu.h"
 
 typedef struct bench_micro_opts {
-    int device;       /* -1 = default device */
-    int reps;         /* most timed repetitions per measurement (adaptive below that) */
-    bool quick;       /* fewer types and shapes, smaller copy */
-    bool quiet;       /* no progress on stderr */
-    double max_run_s; /* skip a measurement whose single run is predicted to take longer */
-    bool cpu;         /* --cpu: the CPU expert kernels instead of the device (cmd_bench_cpu.c) */
+    int device;          /* -1 = default device */
+    int reps;            /* most timed repetitions per measurement (adaptive below that) */
+    bool quick;          /* fewer types and shapes, smaller copy */
+    bool quiet;          /* no progress on stderr */
+    double max_run_s;    /* skip a measurement whose single run is predicted to take longer */
+    bool cpu;            /* --cpu: the CPU expert kernels instead of the device (cmd_bench_cpu.c) */
+    const char *cpu_isa; /* --cpu-isa LIST (NULL = auto) */
+    int cpu_threads;     /* --cpu-threads N (0 = one per online CPU) */
 } bench_micro_opts;
 
 enum { BENCH_MAX_LIST = 16 }; /* values of one list flag (-p 16,32 -p 64 ...) */
@@ -86,9 +88,13 @@ typedef struct bench_tok_opts {
  * model benchmark adds "results" (each with its "model" path) and "model" {path, size_bytes,
  * ..., "experts"?} for one model, or "models" [...] with each model's "experts" for several. */
 int bench_micro_run(const bench_micro_opts *o, cJSON *root);
-/* --micro --cpu: uses o->quick and o->quiet; adds "cpu_micro" {cpu, isa, threads, read_gbps,
- * gemv [{type, shape, k, m, gbps, of_read, seconds}], skipped [...]}. */
+/* --micro --cpu: uses o->quick, o->quiet, o->cpu_isa and o->cpu_threads; adds "cpu_micro" {cpu,
+ * isa (the first path measured), isas [...], threads, read_gbps, gemv [{type, shape, k, m, isa,
+ * gbps, of_read, seconds}], skipped [...]}. */
 int bench_cpu_run(const bench_micro_opts *o, cJSON *root);
+/* Parses a --cpu-isa list into out[0..n) (VKM_CPU_ISA_*, n <= 4; out may be NULL): the number of
+ * paths, 0 for a bad list. "all" expands to the paths this CPU runs, "auto" to the best. */
+int bench_cpu_parse_isas(const char *list, int *out);
 int bench_model_run(const bench_model_opts *o, cJSON *root);
 /* --serve: the table on stdout, "serve" {model, n_prompt, n_gen, prefill_chunk, throughput
  * [{streams, tokens_per_s, ...}], paging_50pct [...]} in root. */

@@ -7,10 +7,11 @@
  * GEMV (n = 1 token, activations quantized once outside the timing, as per token in decode):
  * W {k, m} in several copies totalling ROTATE_BYTES, run in rotation so the weights come from
  * DRAM like an expert that is not in cache; GB/s = weight bytes / time, the median of about
- * TARGET_S seconds of runs (at least 3). Weights are PATTERN_ROWS random rows (vkm_ref_quant_row)
- * repeated. Shapes: DeepSeek-V3 experts 7168x2048 (gate/up) and 2048x7168 (down), DeepSeek-V2-
- * Lite 2048x1408 and 1408x2048 (k x m); a type whose block does not divide k is listed as
- * skipped (1408 is not a multiple of 256). --quick: Q4_K Q6_K Q8_0 on the V3 shapes, 64 MiB. */
+ * TARGET_S seconds of runs (at least 3). Weights are PATTERN_ROWS random rows (vkm_ref_quant_row;
+ * vkm_ref_random_iq_row for the IQ types it cannot quantize) repeated. Shapes: DeepSeek-V3 experts
+ * 7168x2048 (gate/up) and 2048x7168 (down), DeepSeek-V2-Lite 2048x1408 and 1408x2048 (k x m); a
+ * type whose block does not divide k is listed as skipped (1408 is not a multiple of 256). --quick:
+ * Q4_K Q6_K Q8_0 on the V3 shapes, 64 MiB. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,9 +41,10 @@ static const cpu_shape g_cpu_shapes[] = {{"v3 ffn_gate/up_exps", 7168, 2048},
                                          {"v3 ffn_down_exps", 2048, 7168},
                                          {"v2-lite ffn_gate/up_exps", 2048, 1408},
                                          {"v2-lite ffn_down_exps", 1408, 2048}};
-static const uint32_t g_cpu_types[] = {VKM_F32,  VKM_F16,  VKM_BF16, VKM_Q8_0, VKM_Q6_K,
-                                       VKM_Q5_K, VKM_Q5_1, VKM_Q5_0, VKM_Q4_K, VKM_Q4_1,
-                                       VKM_Q4_0, VKM_Q3_K, VKM_Q2_K};
+static const uint32_t g_cpu_types[] = {
+    VKM_F32,     VKM_F16,   VKM_BF16,   VKM_Q8_0,    VKM_Q6_K,  VKM_Q5_K,   VKM_Q5_1,   VKM_Q5_0,
+    VKM_Q4_K,    VKM_Q4_1,  VKM_Q4_0,   VKM_Q3_K,    VKM_Q2_K,  VKM_IQ4_XS, VKM_IQ4_NL, VKM_IQ3_S,
+    VKM_IQ3_XXS, VKM_IQ2_S, VKM_IQ2_XS, VKM_IQ2_XXS, VKM_IQ1_M, VKM_IQ1_S};
 static const uint32_t g_cpu_quick[] = {VKM_Q8_0, VKM_Q6_K, VKM_Q4_K};
 
 static double now_s(void) {
@@ -125,6 +127,10 @@ static int time_gemv(vkm_cpu_pool *pool, uint32_t type, const cpu_shape *s, bool
             x[i] = ((float)(seed >> 8) / 16777216.0f - 0.5f) * 0.1f;
         }
         rc = vkm_ref_quant_row(type, x, pat + (size_t)r * rb, s->k);
+        if (rc == VKM_EUNSUPPORTED) { /* IQ types without a quantizer: random valid blocks */
+            uint64_t st = seed | 1u;
+            rc = vkm_ref_random_iq_row(type, &st, 0.03f, pat + (size_t)r * rb, s->k);
+        }
     }
     for (size_t off = 0; !rc && off < size * (size_t)copies; off += rb)
         memcpy(w + off, pat + (off / rb % PATTERN_ROWS) * rb, rb);
@@ -173,16 +179,47 @@ static void cpu_model_name(char *buf, size_t n) {
     fclose(f);
 }
 
+int bench_cpu_parse_isas(const char *list, int *out) {
+    int n = 0;
+    char buf[128];
+    if (!list || !*list || strlen(list) >= sizeof buf) return 0;
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        const bool all = !strcmp(t, "all");
+        const int isa = all ? 0 : vkm_cpu_isa_from_name(t);
+        if (isa < 0) return 0;
+        for (int c = all ? VKM_CPU_ISA_PORTABLE : isa; c <= (all ? VKM_CPU_ISA_AVX512 : isa); c++) {
+            if (all && !vkm_cpu_isa_available(c)) continue;
+            if (n == 4) return 0;
+            if (out) out[n] = c;
+            n++;
+        }
+    }
+    return list[strlen(list) - 1] == ',' ? 0 : n;
+}
+
 int bench_cpu_run(const bench_micro_opts *o, cJSON *root) {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int workers = ncpu > 1 ? (int)(ncpu > 257 ? 256 : ncpu - 1) : 0;
+    if (o->cpu_threads > 0) workers = o->cpu_threads - 1;
+    int isas[4], n_isa = bench_cpu_parse_isas(o->cpu_isa ? o->cpu_isa : "auto", isas);
+    for (int i = 0; i < n_isa; i++) {
+        if (isas[i] == VKM_CPU_ISA_AUTO) {
+            if (vkm_cpu_set_isa(VKM_CPU_ISA_AUTO)) return cli_fail("bench: %s", vkm_errmsg());
+            isas[i] = vkm_cpu_isa();
+        }
+        if (!vkm_cpu_isa_available(isas[i]))
+            return cli_fail("bench --micro --cpu: kernels %s are not available on this CPU",
+                            vkm_cpu_isa_name(isas[i]));
+    }
     vkm_cpu_pool *pool = NULL;
     if (vkm_cpu_pool_create(workers, &pool))
         return cli_fail("bench --micro --cpu: %s", vkm_errmsg());
     char cpu[256];
     cpu_model_name(cpu, sizeof cpu);
-    const char *isa = vkm_cpu_isa_name(vkm_cpu_isa());
+    const char *isa = vkm_cpu_isa_name(isas[0]);
     cJSON *jc = cJSON_CreateObject(), *jg = cJSON_CreateArray(), *js = cJSON_CreateArray();
+    cJSON *ji = cJSON_CreateArray();
     int rc = 0;
     if (!jc || !jg || !js || !bench_json_add(root, "cpu_micro", jc)) {
         cJSON_Delete(jg);
@@ -190,7 +227,10 @@ int bench_cpu_run(const bench_micro_opts *o, cJSON *root) {
         vkm_cpu_pool_destroy(pool);
         return cli_fail("bench: out of memory");
     }
-    if (!bench_json_add(jc, "gemv", jg) || !bench_json_add(jc, "skipped", js)) {
+    for (int i = 0; ji && i < n_isa; i++)
+        cJSON_AddItemToArray(ji, cJSON_CreateString(vkm_cpu_isa_name(isas[i])));
+    if (!bench_json_add(jc, "gemv", jg) || !bench_json_add(jc, "skipped", js) ||
+        !bench_json_add(jc, "isas", ji)) {
         vkm_cpu_pool_destroy(pool);
         return cli_fail("bench: out of memory");
     }
@@ -201,42 +241,48 @@ int bench_cpu_run(const bench_micro_opts *o, cJSON *root) {
         !cJSON_AddNumberToObject(jc, "read_gbps", rd) ||
         !cJSON_AddBoolToObject(jc, "quick", o->quick))
         rc = vkm_error(VKM_ENOMEM, "out of memory");
-    printf("CPU: %s, %d threads, kernels %s\nmemory read: %.2f GB/s\n\n", cpu, workers + 1, isa,
-           rd);
-    printf(
-        "| type | shape | k x m | GEMV GB/s | of read | us/GEMV |\n|---|---|---|---:|---:|---:|\n");
+    printf("CPU: %s, %d threads, kernels %s\nmemory read: %.2f GB/s\n", cpu, workers + 1, isa, rd);
     const uint32_t *types = o->quick ? g_cpu_quick : g_cpu_types;
     const int nt = o->quick ? 3 : (int)(sizeof g_cpu_types / sizeof g_cpu_types[0]);
     const int ns = o->quick ? 2 : 4;
-    for (int ti = 0; ti < nt && !rc; ti++)
-        for (int si = 0; si < ns && !rc; si++) {
-            const cpu_shape *s = &g_cpu_shapes[si];
-            double sec;
-            size_t bytes;
-            if (!o->quiet) fprintf(stderr, "GEMV %s %s ...\n", vkm_qtype_name(types[ti]), s->name);
-            rc = time_gemv(pool, types[ti], s, o->quick, &sec, &bytes);
-            if (rc) break;
-            cJSON *e = cJSON_CreateObject();
-            if (!e || !cJSON_AddItemToArray(sec > 0 ? jg : js, e) ||
-                !cJSON_AddStringToObject(e, "type", vkm_qtype_name(types[ti])) ||
-                !cJSON_AddStringToObject(e, "shape", s->name) ||
-                !cJSON_AddNumberToObject(e, "k", (double)s->k) ||
-                !cJSON_AddNumberToObject(e, "m", (double)s->m)) {
-                rc = vkm_error(VKM_ENOMEM, "out of memory");
-                break;
+    for (int ii = 0; ii < n_isa && !rc; ii++) {
+        if ((rc = vkm_cpu_set_isa(isas[ii]))) break;
+        if (n_isa > 1 || ii > 0) printf("\nkernels %s:\n", vkm_cpu_isa_name(isas[ii]));
+        printf("\n| type | shape | k x m | GEMV GB/s | of read | us/GEMV "
+               "|\n|---|---|---|---:|---:|---:|\n");
+        for (int ti = 0; ti < nt && !rc; ti++)
+            for (int si = 0; si < ns && !rc; si++) {
+                const cpu_shape *s = &g_cpu_shapes[si];
+                double sec;
+                size_t bytes;
+                if (!o->quiet)
+                    fprintf(stderr, "GEMV %s %s ...\n", vkm_qtype_name(types[ti]), s->name);
+                rc = time_gemv(pool, types[ti], s, o->quick, &sec, &bytes);
+                if (rc) break;
+                cJSON *e = cJSON_CreateObject();
+                if (!e || !cJSON_AddItemToArray(sec > 0 ? jg : js, e) ||
+                    !cJSON_AddStringToObject(e, "type", vkm_qtype_name(types[ti])) ||
+                    !cJSON_AddStringToObject(e, "shape", s->name) ||
+                    !cJSON_AddNumberToObject(e, "k", (double)s->k) ||
+                    !cJSON_AddNumberToObject(e, "m", (double)s->m) ||
+                    !cJSON_AddStringToObject(e, "isa", vkm_cpu_isa_name(isas[ii]))) {
+                    rc = vkm_error(VKM_ENOMEM, "out of memory");
+                    break;
+                }
+                if (sec <= 0) {
+                    cJSON_AddStringToObject(e, "why", "k is not a multiple of the type's block");
+                    continue;
+                }
+                const double g = (double)bytes / sec / 1e9;
+                cJSON_AddNumberToObject(e, "gbps", g);
+                cJSON_AddNumberToObject(e, "of_read", rd > 0 ? g / rd : 0);
+                cJSON_AddNumberToObject(e, "seconds", sec);
+                printf("| %s | %s | %lldx%lld | %.2f | %.0f%% | %.0f |\n",
+                       vkm_qtype_name(types[ti]), s->name, (long long)s->k, (long long)s->m, g,
+                       rd > 0 ? 100 * g / rd : 0, sec * 1e6);
             }
-            if (sec <= 0) {
-                cJSON_AddStringToObject(e, "why", "k is not a multiple of the type's block");
-                continue;
-            }
-            const double g = (double)bytes / sec / 1e9;
-            cJSON_AddNumberToObject(e, "gbps", g);
-            cJSON_AddNumberToObject(e, "of_read", rd > 0 ? g / rd : 0);
-            cJSON_AddNumberToObject(e, "seconds", sec);
-            printf("| %s | %s | %lldx%lld | %.2f | %.0f%% | %.0f |\n", vkm_qtype_name(types[ti]),
-                   s->name, (long long)s->k, (long long)s->m, g, rd > 0 ? 100 * g / rd : 0,
-                   sec * 1e6);
-        }
+    }
+    vkm_cpu_set_isa(VKM_CPU_ISA_AUTO);
     vkm_cpu_pool_destroy(pool);
     return rc ? cli_fail("bench --micro --cpu: %s", vkm_errmsg()) : CLI_OK;
 }
