@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "../shaders/fwd_common.h"
+#include "../shaders/matmul_common.h"
 #include "err.h"
 #include "ops_matmul.h"
 
@@ -92,6 +93,10 @@ int vkm_fwd_work_layout(const vkm_hparams *hp, uint32_t max_batch, vkm_fwd_work 
     w->a = take(&p, B * E, 4);
     w->o = take(&p, B * E, 4);
     w->qa = take(&p, B * hp->n_lora_q, 4);
+    /* the 8-bit forms of a and qa (decode batches: q8x) */
+    const uint64_t B8 = B < VKM_MM_VEC_MAX_COLS ? B : VKM_MM_VEC_MAX_COLS;
+    w->aq = take(&p, E % 32 ? 0 : B8 * (E / 32), VKM_Q8X_BLOCK_BYTES);
+    w->qaq = take(&p, hp->n_lora_q % 32 ? 0 : B8 * (hp->n_lora_q / 32), VKM_Q8X_BLOCK_BYTES);
     w->q = take(&p, B * H * hp->d_qk, 4);
     w->kva = take(&p, B * D, 4);
     w->qabs = take(&p, hp->is_mla ? B * H * Ckv : 0, 4);
@@ -188,10 +193,55 @@ static vkm_gpu_arg scores(const vkm_fwd_kv *kv) {
                             : (vkm_gpu_arg){0};
 }
 
+/* ---- 8-bit activations: where the plan's norms also write their output in the Q8X form that
+ * the integer-dot GEMVs read (fuse.norm_q8; decode batches of at most VKM_MM_VEC_MAX_COLS tokens,
+ * rows of a multiple of 32 values), every norm that writes a (or qa) writes aq (qaq) in the same
+ * dispatch, so a matmul reading a or qa is given that and records no quantization of its own. */
+
+/* *xq = the 8-bit form in span q of the batch's rows of d floats in span x, and xq; or NULL. */
+static const vkm_q8x *q8x(const fwd *f, vkm_fwd_span x, vkm_fwd_span q, uint32_t d, vkm_q8x *xq) {
+    const uint32_t n = f->b->n;
+    if (!vkm_gpu_plan(f->gpu)->fuse.norm_q8 || n > VKM_MM_VEC_MAX_COLS || d == 0 || d % 32 ||
+        q.size < (size_t)n * (d / 32) * VKM_Q8X_BLOCK_BYTES)
+        return NULL;
+    *xq = (vkm_q8x){f->w->buf, x.off, d, d, n, act(f, q)};
+    return xq;
+}
+
+/* The 8-bit form of the activations at byte x_off of the work buffer: a's or qa's, or NULL. */
+static const vkm_q8x *q8x_at(const fwd *f, size_t x_off, vkm_q8x *xq) {
+    if (x_off == f->w->a.off) return q8x(f, f->w->a, f->w->aq, f->hp->n_embd, xq);
+    if (x_off == f->w->qa.off) return q8x(f, f->w->qa, f->w->qaq, f->hp->n_lora_q, xq);
+    return NULL;
+}
+
+/* y = rmsnorm(x) * nw for the batch's rows of d floats (y: a or qa, contiguous rows; x may be y),
+ * with y's 8-bit form where q8x gives one. */
+static int norm(const fwd *f, vkm_gpu_arg x, vkm_gpu_arg nw, vkm_fwd_span y, uint32_t d) {
+    vkm_q8x xq;
+    const uint32_t n = f->b->n;
+    if (q8x_at(f, y.off, &xq))
+        return vkm_op_rmsnorm_q8(f->gpu, x, nw, act(f, y), xq.q, n, d, d, d, f->hp->eps);
+    return vkm_op_rmsnorm(f->gpu, x, nw, act(f, y), n, d, d, d, f->hp->eps);
+}
+
+/* x += o, then a = rmsnorm(x) * nw (with a's 8-bit form where q8x gives one). */
+static int norm_add(const fwd *f, vkm_gpu_arg nw) {
+    const vkm_fwd_work *w = f->w;
+    const uint32_t n = f->b->n, E = f->hp->n_embd;
+    vkm_q8x xq;
+    if (q8x_at(f, w->a.off, &xq))
+        return vkm_op_rmsnorm_add_q8(f->gpu, act(f, w->x), act(f, w->o), nw, act(f, w->a), xq.q, n,
+                                     E, f->hp->eps);
+    return vkm_op_rmsnorm_add(f->gpu, act(f, w->x), act(f, w->o), nw, act(f, w->a), n, E,
+                              f->hp->eps);
+}
+
 /* y[n][ne1] = t · x[n][ne0] with x, y rows contiguous (y at byte y_off of the work buffer). */
 static int matmul(const fwd *f, const vkm_dtensor *t, size_t x_off, size_t y_off, uint32_t n) {
-    return vkm_op_matmul(f->gpu, t->type, t->buf, t->off, t->ne[0], t->ne[1], f->w->buf, x_off, n,
-                         f->w->buf, y_off);
+    vkm_q8x xq;
+    return vkm_op_matmul_xq(f->gpu, t->type, t->buf, t->off, t->ne[0], t->ne[1], f->w->buf, x_off,
+                            n, f->w->buf, y_off, q8x_at(f, x_off, &xq));
 }
 
 /* Per-head matrices (t {k, m, n_mat}): Y[i][h] (m values, y_stride apart) = t[h] · X[i][h]
@@ -221,7 +271,7 @@ static int matmul_heads(const fwd *f, const vkm_dtensor *t, vkm_fwd_span x, int6
  * writes Y row p; matrix `kind` of the experts of layer il. */
 static vkm_matmul_id experts_args(const fwd *f, uint32_t il, int kind, int64_t k, int64_t m,
                                   vkm_fwd_span x, int64_t n_x, vkm_fwd_span xrows, vkm_fwd_span y,
-                                  const vkm_fwd_expert_plan *plan) {
+                                  const vkm_fwd_expert_plan *plan, vkm_q8x *xq) {
     const vkm_dlayer *L = &f->m->layers[il];
     const vkm_dtensor *t = kind == VKM_EXPERT_DOWN      ? &L->ffn_down_exps
                            : kind == VKM_EXPERT_GATE_UP ? &L->ffn_gate_up_exps
@@ -249,7 +299,8 @@ static vkm_matmul_id experts_args(const fwd *f, uint32_t il, int kind, int64_t k
                            .mats = plan ? plan->mats : f->w->buf,
                            .mats_off = plan ? plan->mats_off : f->w->mats.off,
                            .max_per_mat = f->b->n, /* a token picks an expert at most once */
-                           .active_list = !plan};  /* moe_group writes it; paging plans do not */
+                           .active_list = !plan,   /* moe_group writes it; paging plans do not */
+                           .xq = q8x_at(f, x.off, xq)};
 }
 
 /* ------------------------------------------------------------------------- attention ---- */
@@ -283,16 +334,16 @@ static int attention(const fwd *f, uint32_t il) {
     const vkm_dtensor *qa_t = &L->attn_q_a, *kv_t = &L->attn_kv_a_mqa;
     if (vkm_gpu_plan(f->gpu)->fuse.qa_kva && Cq > 0 && qa_t->type == kv_t->type &&
         qa_t->buf == kv_t->buf) {
+        vkm_q8x xq;
         kv_rc = vkm_op_matmul_pair(f->gpu, qa_t->type, qa_t->ne[0], qa_t->buf, qa_t->off,
                                    qa_t->ne[1], kv_t->off, kv_t->ne[1], w->buf, w->a.off, n, w->buf,
-                                   w->qa.off, w->kva.off);
+                                   w->qa.off, w->kva.off, q8x_at(f, w->a.off, &xq));
         if (kv_rc < 0) return kv_rc;
     }
     /* q [n][H][Dqk] = W_q_b · norm(W_q_a · a), or W_q · a */
     if (Cq > 0) {
         if (kv_rc) VKM_TRY(matmul(f, &L->attn_q_a, w->a.off, w->qa.off, n)); /* qa [n][Cq] */
-        VKM_TRY(vkm_op_rmsnorm(f->gpu, act(f, w->qa), wt(&L->attn_q_a_norm), act(f, w->qa), n, Cq,
-                               Cq, Cq, hp->eps));
+        VKM_TRY(norm(f, act(f, w->qa), wt(&L->attn_q_a_norm), w->qa, Cq));
         VKM_TRY(matmul(f, &L->attn_q_b, w->qa.off, w->q.off, n));
     } else {
         VKM_TRY(matmul(f, &L->attn_q, w->a.off, w->q.off, n));
@@ -376,8 +427,10 @@ static int ffn(const fwd *f, const vkm_dtensor *gate, const vkm_dtensor *up,
     const vkm_fwd_work *w = f->w;
     const uint32_t n = f->b->n, F = (uint32_t)gate->ne[1];
     if (gate->type == up->type && gate->ne[0] == up->ne[0] && gate->ne[1] == up->ne[1]) {
+        vkm_q8x xq;
         VKM_TRY(vkm_op_matmul_glu(f->gpu, gate->type, gate->ne[0], F, gate->buf, gate->off, up->buf,
-                                  up->off, w->buf, w->a.off, n, w->buf, w->fu.off, act(f, w->fg)));
+                                  up->off, w->buf, w->a.off, n, w->buf, w->fu.off, act(f, w->fg),
+                                  q8x_at(f, w->a.off, &xq)));
         return matmul(f, down, w->fu.off, w->o.off, n); /* fu [n][F] */
     }
     VKM_TRY(matmul(f, gate, w->a.off, w->fg.off, n)); /* fg [n][F] */
@@ -463,6 +516,7 @@ static int moe(const fwd *f, uint32_t il, const vkm_dtensor *next_norm) {
      * eo [n*K][E] = down_e · eh (entry p reads eh row p). Paged experts: in rounds of what fits
      * the slots (vkm_fwd_page_fn), each computing its own entries' rows. */
     vkm_fwd_expert_plan plan_s, *plan = NULL;
+    vkm_q8x axq; /* a's 8-bit form, where it has one (q8x) */
     for (uint32_t round = 0;; round++) {
         if (f->b->page) {
             plan = &plan_s;
@@ -474,14 +528,14 @@ static int moe(const fwd *f, uint32_t il, const vkm_dtensor *next_norm) {
         }
         if (L->ffn_gate_up_exps.buf) { /* one stack of [gate; up] matrices */
             vkm_matmul_id a = experts_args(f, il, VKM_EXPERT_GATE_UP, E, 2 * (int64_t)Fe, w->a, n,
-                                           w->rows, w->eg, plan);
+                                           w->rows, w->eg, plan, &axq);
             VKM_TRY(vkm_op_matmul_id(f->gpu, &a));
             MARK("moe_gate_up");
             VKM_TRY(vkm_op_swiglu_in(f->gpu, act(f, w->eg), Fe, 2 * Fe, act(f, w->eh), n * K, Fe));
             MARK("moe_swiglu");
         } else { /* gate, up and swiglu in one dispatch where the kernels allow it */
             vkm_matmul_id a =
-                experts_args(f, il, VKM_EXPERT_GATE, E, Fe, w->a, n, w->rows, w->eh, plan);
+                experts_args(f, il, VKM_EXPERT_GATE, E, Fe, w->a, n, w->rows, w->eh, plan, &axq);
             const vkm_expert_loc up =
                 vkm_fwd_expert_where(f->m, il, VKM_EXPERT_UP, plan ? plan->base : 0);
             int rc = VKM_MATMUL_UNFIT;
@@ -499,13 +553,14 @@ static int moe(const fwd *f, uint32_t il, const vkm_dtensor *next_norm) {
                     const vkm_dtensor *g = &L->ffn_gate_shexp, *u = &L->ffn_up_shexp;
                     VKM_TRY(vkm_op_matmul_glu(f->gpu, g->type, E, Fe, g->buf, g->off, u->buf,
                                               u->off, w->buf, w->a.off, n, w->buf,
-                                              w->eh.off + (size_t)sh_row * Fe * 4, act(f, w->eg)));
+                                              w->eh.off + (size_t)sh_row * Fe * 4, act(f, w->eg),
+                                              q8x_at(f, w->a.off, &axq)));
                 }
             }
             MARK("moe_gate_up");
         }
         vkm_matmul_id d = experts_args(f, il, VKM_EXPERT_DOWN, Fe, E, w->eh, (int64_t)n * K,
-                                       w->iota, w->eo, plan);
+                                       w->iota, w->eo, plan, &axq);
         int rc = VKM_MATMUL_UNFIT;
         if (paired && fuse_z) { /* eh rows sh_row.. into eo rows sh_row.. */
             const vkm_matmul_second s = {L->ffn_down_shexp.off, 0, n, sh_row, sh_row};
@@ -550,7 +605,8 @@ static int moe(const fwd *f, uint32_t il, const vkm_dtensor *next_norm) {
                                         E,
                                         n * K,
                                         shared,
-                                        hp->eps};
+                                        hp->eps,
+                                        q8x_at(f, w->a.off, &axq) ? axq.q : (vkm_gpu_arg){0}};
         VKM_TRY(vkm_op_moe_combine_norm(f->gpu, &c));
     } else {
         VKM_TRY(vkm_op_moe_combine(f->gpu, act(f, w->eo), act(f, w->map), act(f, w->wts),
@@ -589,17 +645,19 @@ static int output(const fwd *f) {
     const vkm_dtensor *o = &f->m->output;
     const uint32_t E = f->hp->n_embd, V = f->hp->n_vocab;
     const vkm_fwd_work *w = f->w;
+    vkm_q8x xq;
+    const vkm_q8x *axq = q8x_at(f, w->a.off, &xq); /* the matmuls read rows of a */
     if (!f->b->n_seq)
-        return vkm_op_matmul(f->gpu, o->type, o->buf, o->off, E, V, w->buf,
-                             w->a.off + (size_t)f->b->logit_row0 * E * 4, f->b->n_logits, w->buf,
-                             w->logits.off);
+        return vkm_op_matmul_xq(f->gpu, o->type, o->buf, o->off, E, V, w->buf,
+                                w->a.off + (size_t)f->b->logit_row0 * E * 4, f->b->n_logits, w->buf,
+                                w->logits.off, axq);
     for (uint32_t i = 0; i < f->n_seq;) {
         const uint32_t last = f->seqs[i].row0 + f->seqs[i].n - 1;
         uint32_t j = i + 1; /* seqs i..j-1: consecutive last rows */
         while (j < f->n_seq && f->seqs[j].n == 1) j++;
-        VKM_TRY(vkm_op_matmul(f->gpu, o->type, o->buf, o->off, E, V, w->buf,
-                              w->a.off + (size_t)last * E * 4, j - i, w->buf,
-                              w->logits.off + (size_t)i * V * 4));
+        VKM_TRY(vkm_op_matmul_xq(f->gpu, o->type, o->buf, o->off, E, V, w->buf,
+                                 w->a.off + (size_t)last * E * 4, j - i, w->buf,
+                                 w->logits.off + (size_t)i * V * 4, axq));
         i = j;
     }
     return 0;
@@ -631,16 +689,13 @@ int vkm_fwd_record(vkm_gpu *gpu, const vkm_dmodel *m, const vkm_fwd_work *w, con
         const vkm_dlayer *L = &m->layers[il];
         /* a = norm(x) (adding the previous layer's FFN output o first: x = ffo + f_in) */
         if (il == 0)
-            VKM_TRY(vkm_op_rmsnorm(gpu, act(f, w->x), wt(&L->attn_norm), act(f, w->a), n, E, E, E,
-                                   hp->eps));
+            VKM_TRY(norm(f, act(f, w->x), wt(&L->attn_norm), w->a, E));
         else if (!normed)
-            VKM_TRY(vkm_op_rmsnorm_add(gpu, act(f, w->x), act(f, w->o), wt(&L->attn_norm),
-                                       act(f, w->a), n, E, hp->eps));
+            VKM_TRY(norm_add(f, wt(&L->attn_norm)));
         MARK("norm");
         VKM_TRY(attention(f, il)); /* o = att */
         /* x = f_in = att + x_in; a = h = norm(f_in) */
-        VKM_TRY(vkm_op_rmsnorm_add(gpu, act(f, w->x), act(f, w->o), wt(&L->ffn_norm), act(f, w->a),
-                                   n, E, hp->eps));
+        VKM_TRY(norm_add(f, wt(&L->ffn_norm)));
         MARK("norm");
         if (L->moe) { /* o = ffo, with the next norm: x = ffo + f_in, a = norm(x) */
             const vkm_dtensor *next = il + 1 < hp->n_layer ? &m->layers[il + 1].attn_norm
@@ -659,9 +714,7 @@ int vkm_fwd_record(vkm_gpu *gpu, const vkm_dmodel *m, const vkm_fwd_work *w, con
     }
     if (b->n_logits == 0) return 0;
     /* a = norm(x + o); logits [n_logits][V] = output · a[logit_row0 ..] */
-    if (!normed)
-        VKM_TRY(vkm_op_rmsnorm_add(gpu, act(f, w->x), act(f, w->o), wt(&m->output_norm),
-                                   act(f, w->a), n, E, hp->eps));
+    if (!normed) VKM_TRY(norm_add(f, wt(&m->output_norm)));
     VKM_TRY(output(f));
     MARK("output");
     return 0;

@@ -135,6 +135,8 @@ typedef struct vkm_fwd_work {
     vkm_fwd_span a;      /* f32 [B][E] normalised block input */
     vkm_fwd_span o;      /* f32 [B][E] block output */
     vkm_fwd_span qa;     /* f32 [B][Cq] compressed q */
+    vkm_fwd_span aq;     /* a, qa in the 8-bit form of the integer-dot GEMVs (Q8X of */
+    vkm_fwd_span qaq;    /* shaders/matmul_common.h), min(B, 8) rows, where the norms write it */
     vkm_fwd_span q;      /* f32 [B][H][Dqk] q_nope | q_pe per head */
     vkm_fwd_span kva;    /* f32 [B][Ckv+R] c | k_pe */
     vkm_fwd_span qabs;   /* f32 [B][H][Ckv] absorbed q (MLA) */

@@ -52,8 +52,7 @@ static const uint16_t t_gemv_id[VKM_QTYPE_COUNT] = {VKM_GEMV_TYPES(ROW_GEMV_ID)}
 #define VKM_GEMV_Q8_TYPES_IQ(X) X(IQ1_S) X(IQ1_M) X(IQ2_XXS) X(IQ2_XS) X(IQ2_S) X(IQ3_XXS) X(IQ3_S)
 #define VKM_GEMV_Q8_TYPES(X)                                                                       \
     X(Q4_0)                                                                                        \
-    X(Q4_1) X(Q5_0) X(Q5_1) X(Q8_0) X(Q2_K) X(Q3_K) X(Q4_K) X(Q5_K) X(Q6_K)                        \
-        VKM_GEMV_Q8_TYPES_IQ(X)
+    X(Q4_1) X(Q5_0) X(Q5_1) X(Q8_0) X(Q2_K) X(Q3_K) X(Q4_K) X(Q5_K) X(Q6_K) VKM_GEMV_Q8_TYPES_IQ(X)
 #define ROW_GEMV_Q8(T) ROW(GEMV_Q8, T)
 #define ROW_GEMV_Q8_ID(T) ROW(GEMV_Q8_ID, T)
 static const uint16_t t_gemv_q8[VKM_QTYPE_COUNT] = {VKM_GEMV_Q8_TYPES(ROW_GEMV_Q8)};
@@ -258,6 +257,8 @@ static void kernels_for_gpu(vkm_kernel_plan *p, const vkm_kernels_caps *c,
         p->fuse.glu = p->fuse.qa_kva = p->fuse.shared_z = false; /* gemv's forms only */
         memset(p->gemv_idot, 0, sizeof p->gemv_idot);
     }
+    /* the integer-dot GEMVs' activations come from the norms before them where they can */
+    for (uint32_t t = 0; t < VKM_QTYPE_COUNT; t++) p->fuse.norm_q8 |= p->gemv_idot[t];
 }
 
 /* ---- the CPU-device family ---- */
@@ -421,5 +422,6 @@ void vkm_kernels_print(const vkm_kernel_plan *p, FILE *f, const uint32_t *types,
     yes_no(f, "shared z", p->fuse.shared_z);
     yes_no(f, "router+group", p->fuse.router_group);
     yes_no(f, "combine+norm", p->fuse.combine_norm);
+    yes_no(f, "norm 8-bit out", p->fuse.norm_q8);
     yes_no(f, "kv norm+rope", p->fuse.kv_rope);
 }

@@ -105,6 +105,9 @@ typedef struct vkm_kernels_fusions {
     bool router_group; /* routing, top-k and grouping by expert in one dispatch (decode) */
     bool combine_norm; /* experts' weighted sum + residual add + next RMSNorm */
     bool kv_rope;      /* kv_a norm, k_pe/q_pe RoPE and the cache store in one dispatch */
+    /* the norms before matmuls (rmsnorm, rmsnorm_add, combine+norm) also write their output as
+     * 8-bit activations in decode steps, for the integer-dot GEMVs (no quant_q8 dispatch) */
+    bool norm_q8;
 } vkm_kernels_fusions;
 
 /* GEMV tuning: the specialization constants of one dispatch. */

@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "../shaders/fwd_common.h"
+#include "../shaders/matmul_common.h"
 #include "err.h"
 #include "iq_gpu.h"
 #include "qtype.h"
@@ -90,24 +91,44 @@ static int dispatch_norm(vkm_gpu *gpu, vkm_shader_id shader, const vkm_gpu_arg *
     return vkm_gpu_dispatch(gpu, k, args, n_args, p, groups(n_rows, 1), 1, 1);
 }
 
-int vkm_op_rmsnorm(vkm_gpu *gpu, vkm_gpu_arg x, vkm_gpu_arg w, vkm_gpu_arg y, uint32_t n_rows,
-                   uint32_t d, uint32_t x_stride, uint32_t y_stride, float eps) {
-    const char *op = "rmsnorm";
+/* The Q8X output of the _q8 norms: d a multiple of 32, q holds n_rows rows of d / 32 blocks. */
+static int need_q8(const char *op, vkm_gpu_arg q, uint32_t n_rows, uint32_t d) {
+    if (d % 32)
+        return vkm_error(VKM_EINVAL, "%s: d %u is not a multiple of 32 (8-bit output)", op, d);
+    return need(op, "q", q, (uint64_t)n_rows * (d / 32) * (VKM_Q8X_BLOCK_BYTES / 4), 4);
+}
+
+static int rmsnorm(vkm_gpu *gpu, const char *op, vkm_gpu_arg x, vkm_gpu_arg w, vkm_gpu_arg y,
+                   vkm_gpu_arg q, uint32_t n_rows, uint32_t d, uint32_t x_stride, uint32_t y_stride,
+                   float eps) {
     if (d == 0 || x_stride < d || y_stride < d)
         return vkm_error(VKM_EINVAL, "%s: d %u, strides %u/%u", op, d, x_stride, y_stride);
     if (n_rows == 0) return 0;
     VKM_TRY(need(op, "x", x, span(n_rows, x_stride, d, 0), 4));
     VKM_TRY(need(op, "w", w, d, 4));
     VKM_TRY(need(op, "y", y, span(n_rows, y_stride, d, 0), 4));
+    if (q.buf) VKM_TRY(need_q8(op, q, n_rows, d));
     vkm_push_rmsnorm p = {n_rows, d, x_stride, 0, y_stride, eps};
-    /* binding 3 (res) does not exist in this variant */
-    vkm_gpu_arg args[3] = {x, w, y};
-    return dispatch_norm(gpu, VKM_SH_RMSNORM, args, 3, &p, n_rows);
+    /* binding 3 (res) does not exist in this variant: the 8-bit output is binding 3 */
+    vkm_gpu_arg args[4] = {x, w, y, q};
+    return dispatch_norm(gpu, q.buf ? VKM_SH_RMSNORM_Q8 : VKM_SH_RMSNORM, args, q.buf ? 4 : 3, &p,
+                         n_rows);
 }
 
-int vkm_op_rmsnorm_add(vkm_gpu *gpu, vkm_gpu_arg x, vkm_gpu_arg res, vkm_gpu_arg w, vkm_gpu_arg y,
-                       uint32_t n_rows, uint32_t d, float eps) {
-    const char *op = "rmsnorm_add";
+int vkm_op_rmsnorm(vkm_gpu *gpu, vkm_gpu_arg x, vkm_gpu_arg w, vkm_gpu_arg y, uint32_t n_rows,
+                   uint32_t d, uint32_t x_stride, uint32_t y_stride, float eps) {
+    return rmsnorm(gpu, "rmsnorm", x, w, y, (vkm_gpu_arg){0}, n_rows, d, x_stride, y_stride, eps);
+}
+
+int vkm_op_rmsnorm_q8(vkm_gpu *gpu, vkm_gpu_arg x, vkm_gpu_arg w, vkm_gpu_arg y, vkm_gpu_arg q,
+                      uint32_t n_rows, uint32_t d, uint32_t x_stride, uint32_t y_stride,
+                      float eps) {
+    if (!q.buf) return vkm_error(VKM_EINVAL, "rmsnorm_q8: no 8-bit output");
+    return rmsnorm(gpu, "rmsnorm_q8", x, w, y, q, n_rows, d, x_stride, y_stride, eps);
+}
+
+static int rmsnorm_add(vkm_gpu *gpu, const char *op, vkm_gpu_arg x, vkm_gpu_arg res, vkm_gpu_arg w,
+                       vkm_gpu_arg y, vkm_gpu_arg q, uint32_t n_rows, uint32_t d, float eps) {
     if (d == 0) return vkm_error(VKM_EINVAL, "%s: d is 0", op);
     if (n_rows == 0) return 0;
     uint64_t n = (uint64_t)n_rows * d;
@@ -115,9 +136,22 @@ int vkm_op_rmsnorm_add(vkm_gpu *gpu, vkm_gpu_arg x, vkm_gpu_arg res, vkm_gpu_arg
     VKM_TRY(need(op, "res", res, n, 4));
     VKM_TRY(need(op, "w", w, d, 4));
     VKM_TRY(need(op, "y", y, n, 4));
+    if (q.buf) VKM_TRY(need_q8(op, q, n_rows, d));
     vkm_push_rmsnorm p = {n_rows, d, d, d, d, eps};
-    vkm_gpu_arg args[4] = {x, w, y, res};
-    return dispatch_norm(gpu, VKM_SH_RMSNORM_ADD, args, 4, &p, n_rows);
+    vkm_gpu_arg args[5] = {x, w, y, res, q};
+    return dispatch_norm(gpu, q.buf ? VKM_SH_RMSNORM_ADD_Q8 : VKM_SH_RMSNORM_ADD, args,
+                         q.buf ? 5 : 4, &p, n_rows);
+}
+
+int vkm_op_rmsnorm_add(vkm_gpu *gpu, vkm_gpu_arg x, vkm_gpu_arg res, vkm_gpu_arg w, vkm_gpu_arg y,
+                       uint32_t n_rows, uint32_t d, float eps) {
+    return rmsnorm_add(gpu, "rmsnorm_add", x, res, w, y, (vkm_gpu_arg){0}, n_rows, d, eps);
+}
+
+int vkm_op_rmsnorm_add_q8(vkm_gpu *gpu, vkm_gpu_arg x, vkm_gpu_arg res, vkm_gpu_arg w,
+                          vkm_gpu_arg y, vkm_gpu_arg q, uint32_t n_rows, uint32_t d, float eps) {
+    if (!q.buf) return vkm_error(VKM_EINVAL, "rmsnorm_add_q8: no 8-bit output");
+    return rmsnorm_add(gpu, "rmsnorm_add_q8", x, res, w, y, q, n_rows, d, eps);
 }
 
 int vkm_op_add(vkm_gpu *gpu, vkm_gpu_arg a, vkm_gpu_arg b, vkm_gpu_arg y, uint32_t n) {
@@ -703,14 +737,24 @@ int vkm_op_moe_combine_norm(vkm_gpu *gpu, const vkm_moe_combine_norm *c) {
     VKM_TRY(need(op, "x", c->x, n, 4));
     VKM_TRY(need(op, "norm_w", c->norm_w, d, 4));
     VKM_TRY(need(op, "a", c->a, n, 4));
+    const bool q8 = c->q.buf != NULL;
+    if (q8) VKM_TRY(need_q8(op, c->q, n_tok, d));
     vkm_push_moe_combine p = {n_tok, K, d, c->n_rows, d, d, c->accumulate, c->eps};
     /* unused bindings get a bound range all the same */
-    vkm_gpu_arg args[7] = {
-        c->n_rows ? c->eo : c->x, c->map, c->w, c->accumulate ? c->y : c->x, c->x, c->norm_w, c->a};
+    vkm_gpu_arg args[8] = {c->n_rows ? c->eo : c->x,
+                           c->map,
+                           c->w,
+                           c->accumulate ? c->y : c->x,
+                           c->x,
+                           c->norm_w,
+                           c->a,
+                           c->q};
     uint32_t spec[3];
     norm_spec(gpu, spec);
     spec[2] = K <= VKM_ROUTER_MAX_USED ? K : 0; /* NU: the token's rows loaded once */
     vkm_gpu_kernel *k = NULL;
-    VKM_TRY(vkm_gpu_kernel_get(gpu, VKM_SH_MOE_COMBINE_NORM, spec, 3, 7, sizeof p, &k));
-    return vkm_gpu_dispatch(gpu, k, args, 7, &p, groups(n_tok, 1), 1, 1);
+    const int n_args = q8 ? 8 : 7;
+    VKM_TRY(vkm_gpu_kernel_get(gpu, q8 ? VKM_SH_MOE_COMBINE_NORM_Q8 : VKM_SH_MOE_COMBINE_NORM, spec,
+                               3, n_args, sizeof p, &k));
+    return vkm_gpu_dispatch(gpu, k, args, n_args, &p, groups(n_tok, 1), 1, 1);
 }

@@ -31,6 +31,15 @@ int vkm_op_rmsnorm(vkm_gpu *gpu, vkm_gpu_arg x, vkm_gpu_arg w, vkm_gpu_arg y, ui
 int vkm_op_rmsnorm_add(vkm_gpu *gpu, vkm_gpu_arg x, vkm_gpu_arg res, vkm_gpu_arg w, vkm_gpu_arg y,
                        uint32_t n_rows, uint32_t d, float eps);
 
+/* The same two with y also written in the 8-bit form that gemv's integer-dot variants read (the
+ * Q8X format of shaders/matmul_common.h: row r of y as d / 32 blocks of VKM_Q8X_BLOCK_BYTES at
+ * byte 48 r d / 32 of q; d a multiple of 32), in the same dispatch: a matmul given it as its X
+ * (ops_matmul.h vkm_q8x) records no quantization of its own. */
+int vkm_op_rmsnorm_q8(vkm_gpu *gpu, vkm_gpu_arg x, vkm_gpu_arg w, vkm_gpu_arg y, vkm_gpu_arg q,
+                      uint32_t n_rows, uint32_t d, uint32_t x_stride, uint32_t y_stride, float eps);
+int vkm_op_rmsnorm_add_q8(vkm_gpu *gpu, vkm_gpu_arg x, vkm_gpu_arg res, vkm_gpu_arg w,
+                          vkm_gpu_arg y, vkm_gpu_arg q, uint32_t n_rows, uint32_t d, float eps);
+
 /* y[i] = a[i] + b[i], i < n (y may be a or b). */
 int vkm_op_add(vkm_gpu *gpu, vkm_gpu_arg a, vkm_gpu_arg b, vkm_gpu_arg y, uint32_t n);
 
@@ -197,6 +206,7 @@ typedef struct vkm_moe_combine_norm {
     uint32_t n_tok, n_used, d, n_rows;
     bool accumulate;
     float eps;
+    vkm_gpu_arg q; /* optional (q.buf NULL: none): a in 8-bit form too, as vkm_op_rmsnorm_q8's y */
 } vkm_moe_combine_norm;
 int vkm_op_moe_combine_norm(vkm_gpu *gpu, const vkm_moe_combine_norm *c);
 

@@ -229,15 +229,35 @@ static int get_kernel(vkm_gpu *gpu, tuning *tp, bool gemv, bool id, uint32_t wty
 /* gemv's integer-dot variants: records quant_q8 over the `rows` X rows of k floats that xarg and
  * pc->x_off / x_stride describe, into the gpu's scratch slot 0 in the Q8X format of
  * shaders/matmul_common.h, and points xarg and pc->x_off / x_stride (then 16-byte units) at it.
- * Once per matmul input: every window of the matmul reads the same quantized X. */
+ * Once per matmul input: every window of the matmul reads the same quantized X. Where xq holds the
+ * 8-bit form of this X (x at byte x_off, rows x_stride floats apart: xq's rows or a run of them),
+ * already written by the op that produced it, that is bound instead and nothing is recorded. */
 static int quant_x(vkm_gpu *gpu, const char *fn, int64_t k, int64_t rows, vkm_gpu_arg *xarg,
-                   vkm_matmul_push *pc) {
+                   vkm_matmul_push *pc, const vkm_q8x *xq, const vkm_gpu_buf *x, size_t x_off,
+                   int64_t x_stride) {
     const uint64_t kb = (uint64_t)k / 32, stride = 3 * kb; /* 16-byte units per row */
     const uint64_t blocks = (uint64_t)rows * kb, bytes = (uint64_t)rows * stride * 16;
     const uint64_t max = vkm_gpu_info(gpu)->max_buffer_bytes;
     if (k % 32 || bytes > UINT32_MAX || (max && bytes > max))
         return vkm_error(VKM_EINVAL, "%s: %lld x %lld activations are too large to quantize", fn,
                          (long long)rows, (long long)k);
+    const uint64_t row_floats = (uint64_t)x_stride * 4; /* bytes from one X row to the next */
+    if (xq && xq->q.buf && xq->x == x && xq->k == k &&
+        (uint64_t)(xq->x_stride ? xq->x_stride : xq->k) == (uint64_t)x_stride &&
+        x_off >= xq->x_off && (x_off - xq->x_off) % row_floats == 0) {
+        const uint64_t r0 = (x_off - xq->x_off) / row_floats; /* X's first row in xq's */
+        if (r0 + (uint64_t)rows <= (uint64_t)xq->rows) {
+            const uint64_t at = r0 * stride * 16, need = at + bytes;
+            if (xq->q.size && xq->q.size < need)
+                return vkm_error(VKM_EINVAL, "%s: the 8-bit X holds %zu bytes, %llu needed", fn,
+                                 xq->q.size, (unsigned long long)need);
+            int rc = bind_window(fn, "8-bit X", gpu, xq->q.buf, xq->q.offset + (size_t)at, bytes,
+                                 16, xarg, &pc->x_off);
+            if (rc) return rc;
+            pc->x_stride = (uint32_t)stride;
+            return 0;
+        }
+    }
     const uint64_t groups = (blocks + VKM_Q8X_WG - 1) / VKM_Q8X_WG;
     const uint32_t gx = groups < VKM_MM_MAX_GROUPS ? (uint32_t)groups : VKM_MM_MAX_GROUPS;
     const uint64_t gy = (groups + gx - 1) / gx;
@@ -351,7 +371,7 @@ static bool union_window(vkm_gpu *gpu, int n, const size_t *off, const uint64_t 
 /* vkm_op_matmul, and with m2 > 0 vkm_op_matmul_pair (or VKM_MATMUL_UNFIT). */
 static int matmul_plain(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_off, int64_t m,
                         size_t w2_off, int64_t m2, int64_t k, vkm_gpu_buf *x, size_t x_off,
-                        int64_t n, vkm_gpu_buf *y, size_t y_off, size_t y2_off) {
+                        int64_t n, vkm_gpu_buf *y, size_t y_off, size_t y2_off, const vkm_q8x *xq) {
     static const char fn[] = "vkm_op_matmul";
     const bool two = m2 > 0;
     size_t row_bytes = 0;
@@ -405,7 +425,7 @@ static int matmul_plain(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_o
     const bool gemv = n <= VKM_MM_VEC_MAX_COLS || t.lane_rows;
     if (gemv && t.gemv && t.idot) { /* 8-bit X, once for every window */
         if (two && !vkm_gpu_plan(gpu)->fuse.qa_kva) return VKM_MATMUL_UNFIT;
-        if ((rc = quant_x(gpu, fn, k, n, &args[1], &pc))) return rc;
+        if ((rc = quant_x(gpu, fn, k, n, &args[1], &pc, xq, x, x_off, k))) return rc;
     }
     for (uint64_t r0 = 0; r0 < m_all && !rc; r0 += step) {
         const uint64_t rows = m_all - r0 < step ? m_all - r0 : step;
@@ -449,15 +469,21 @@ static int matmul_plain(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_o
 
 int vkm_op_matmul(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_off, int64_t k, int64_t m,
                   vkm_gpu_buf *x, size_t x_off, int64_t n, vkm_gpu_buf *y, size_t y_off) {
-    return matmul_plain(gpu, wtype, w, w_off, m, 0, 0, k, x, x_off, n, y, y_off, 0);
+    return matmul_plain(gpu, wtype, w, w_off, m, 0, 0, k, x, x_off, n, y, y_off, 0, NULL);
+}
+
+int vkm_op_matmul_xq(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_off, int64_t k,
+                     int64_t m, vkm_gpu_buf *x, size_t x_off, int64_t n, vkm_gpu_buf *y,
+                     size_t y_off, const vkm_q8x *xq) {
+    return matmul_plain(gpu, wtype, w, w_off, m, 0, 0, k, x, x_off, n, y, y_off, 0, xq);
 }
 
 int vkm_op_matmul_pair(vkm_gpu *gpu, uint32_t wtype, int64_t k, vkm_gpu_buf *w, size_t w_off,
                        int64_t m, size_t w2_off, int64_t m2, vkm_gpu_buf *x, size_t x_off,
-                       int64_t n, vkm_gpu_buf *y, size_t y_off, size_t y2_off) {
+                       int64_t n, vkm_gpu_buf *y, size_t y_off, size_t y2_off, const vkm_q8x *xq) {
     if (m2 <= 0)
         return vkm_error(VKM_EINVAL, "vkm_op_matmul_pair: bad shape m2=%lld", (long long)m2);
-    return matmul_plain(gpu, wtype, w, w_off, m, w2_off, m2, k, x, x_off, n, y, y_off, y2_off);
+    return matmul_plain(gpu, wtype, w, w_off, m, w2_off, m2, k, x, x_off, n, y, y_off, y2_off, xq);
 }
 
 /* vkm_op_matmul_id; up_off != 0 asks for the gated form (vkm_op_matmul_id_glu) in one dispatch,
@@ -610,7 +636,8 @@ static int matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a, int64_t up_off,
         const vkm_kernel_plan *plan = vkm_gpu_plan(gpu);
         if ((up_off && !plan->fuse.glu) || (second && !plan->fuse.shared_z))
             return VKM_MATMUL_UNFIT;
-        if ((rc = quant_x(gpu, fn, a->k, a->n_x, &args[1], &pc))) return rc;
+        if ((rc = quant_x(gpu, fn, a->k, a->n_x, &args[1], &pc, a->xq, a->x, a->x_off, x_stride)))
+            return rc;
     }
     const vkm_matmul_push pc0 = pc;
     for (uint64_t e0 = 0; e0 < (uint64_t)a->n_mat && !rc; e0 += group)
@@ -740,7 +767,8 @@ int vkm_op_matmul_id_glu(vkm_gpu *gpu, const vkm_matmul_id *a, vkm_gpu_buf *up, 
 
 int vkm_op_matmul_glu(vkm_gpu *gpu, uint32_t wtype, int64_t k, int64_t m, vkm_gpu_buf *gate,
                       size_t gate_off, vkm_gpu_buf *up, size_t up_off, vkm_gpu_buf *x, size_t x_off,
-                      int64_t n, vkm_gpu_buf *y, size_t y_off, vkm_gpu_arg scratch) {
+                      int64_t n, vkm_gpu_buf *y, size_t y_off, vkm_gpu_arg scratch,
+                      const vkm_q8x *xq) {
     static const char fn[] = "vkm_op_matmul_glu";
     size_t row_bytes = 0;
     int rc = check_plain(fn, wtype, k, m, n, &row_bytes);
@@ -759,7 +787,8 @@ int vkm_op_matmul_glu(vkm_gpu *gpu, uint32_t wtype, int64_t k, int64_t m, vkm_gp
                        .y_off = y_off,
                        .n_y = n,
                        .mode = VKM_MATMUL_ID_HEADS,
-                       .n_tok = n};
+                       .n_tok = n,
+                       .xq = xq};
     if (gate && up == gate && up_off != gate_off) {
         rc = matmul_id(gpu, &a, (int64_t)up_off - (int64_t)gate_off, NULL);
         if (rc != VKM_MATMUL_UNFIT) return rc;
@@ -773,16 +802,16 @@ int vkm_op_matmul_glu(vkm_gpu *gpu, uint32_t wtype, int64_t k, int64_t m, vkm_gp
     const vkm_gpu_arg ya = {y, y_off, half};
     if (gate && up == gate && up_off == gate_off + (size_t)m * row_bytes) {
         /* up's rows follow gate's: one matmul of 2m rows, scratch rows [gate | up] */
-        if ((rc = vkm_op_matmul(gpu, wtype, gate, gate_off, k, 2 * m, x, x_off, n, scratch.buf,
-                                scratch.offset)))
+        if ((rc = vkm_op_matmul_xq(gpu, wtype, gate, gate_off, k, 2 * m, x, x_off, n, scratch.buf,
+                                   scratch.offset, xq)))
             return rc;
         return vkm_op_swiglu_in(gpu, (vkm_gpu_arg){scratch.buf, scratch.offset, 2 * half},
                                 (uint32_t)m, 2 * (uint32_t)m, ya, (uint32_t)n, (uint32_t)m);
     }
-    if ((rc = vkm_op_matmul(gpu, wtype, gate, gate_off, k, m, x, x_off, n, scratch.buf,
-                            scratch.offset)) ||
-        (rc = vkm_op_matmul(gpu, wtype, up, up_off, k, m, x, x_off, n, scratch.buf,
-                            scratch.offset + half)))
+    if ((rc = vkm_op_matmul_xq(gpu, wtype, gate, gate_off, k, m, x, x_off, n, scratch.buf,
+                               scratch.offset, xq)) ||
+        (rc = vkm_op_matmul_xq(gpu, wtype, up, up_off, k, m, x, x_off, n, scratch.buf,
+                               scratch.offset + half, xq)))
         return rc;
     return vkm_op_swiglu_in(gpu, (vkm_gpu_arg){scratch.buf, scratch.offset, 2 * half},
                             (uint32_t)(half / 4), (uint32_t)m, ya, (uint32_t)n, (uint32_t)m);

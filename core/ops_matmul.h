@@ -33,6 +33,25 @@
 int vkm_op_matmul(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_off, int64_t k, int64_t m,
                   vkm_gpu_buf *x, size_t x_off, int64_t n, vkm_gpu_buf *y, size_t y_off);
 
+/* X in the 8-bit form that gemv's integer-dot variants read (the Q8X format of
+ * shaders/matmul_common.h: row r at byte 48 r k / 32 of q), written by the op that produced X
+ * (ops.h vkm_op_rmsnorm_q8, vkm_op_rmsnorm_add_q8, vkm_op_moe_combine_norm with q): the float X
+ * it stands for is `rows` rows of k values of buffer x from byte x_off, x_stride floats apart
+ * (0 = k). A matmul given one whose X is exactly that (the same buffer, offset, k and stride, at
+ * most `rows` rows) binds q instead of recording a quantization of its own where it runs those
+ * variants; any other matmul ignores it. q.offset must be a multiple of 16. */
+typedef struct vkm_q8x {
+    vkm_gpu_buf *x;
+    size_t x_off;
+    int64_t k, x_stride, rows;
+    vkm_gpu_arg q;
+} vkm_q8x;
+
+/* vkm_op_matmul with X also given in 8-bit form (xq may be NULL). */
+int vkm_op_matmul_xq(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_off, int64_t k,
+                     int64_t m, vkm_gpu_buf *x, size_t x_off, int64_t n, vkm_gpu_buf *y,
+                     size_t y_off, const vkm_q8x *xq);
+
 /* How the indexed form finds the X and Y rows of each matrix. */
 enum vkm_matmul_id_mode {
     /* Expert dispatch: rows[n_rows] (int32) lists X row indices grouped by matrix;
@@ -72,6 +91,8 @@ typedef struct vkm_matmul_id {
     bool active_list;
     /* VKM_MATMUL_ID_HEADS: */
     int64_t n_tok; /* entries per matrix */
+    /* optional: X in 8-bit form (NULL: none) */
+    const vkm_q8x *xq;
 } vkm_matmul_id;
 
 /* The answer of vkm_op_matmul_pair / vkm_op_matmul_id_pair when the two matrices cannot be one
@@ -83,10 +104,10 @@ typedef struct vkm_matmul_id {
  * of type wtype, Y and Y2 in buffer y; otherwise as vkm_op_matmul. lavapipe spends 20-40 us on
  * every dispatch, so this saves one per layer. Only the texel kernels of CPU devices do this;
  * VKM_MATMUL_UNFIT where they cannot, or where one window cannot hold both matrices or both
- * outputs. */
+ * outputs. xq: X in 8-bit form or NULL (vkm_q8x). */
 int vkm_op_matmul_pair(vkm_gpu *gpu, uint32_t wtype, int64_t k, vkm_gpu_buf *w, size_t w_off,
                        int64_t m, size_t w2_off, int64_t m2, vkm_gpu_buf *x, size_t x_off,
-                       int64_t n, vkm_gpu_buf *y, size_t y_off, size_t y2_off);
+                       int64_t n, vkm_gpu_buf *y, size_t y_off, size_t y2_off, const vkm_q8x *xq);
 
 /* The indexed matmul described by *a (see enum vkm_matmul_id_mode). n_rows / n_tok == 0 records
  * nothing. */
@@ -105,10 +126,11 @@ int vkm_op_matmul_id_glu(vkm_gpu *gpu, const vkm_matmul_id *a, vkm_gpu_buf *up, 
 /* The gated form of vkm_op_matmul: Y (n x m) = silu(X G^T) * (X U^T), G {k, m} at gate_off in
  * `gate`, U {k, m} at up_off in `up`, same type; scratch as for vkm_op_matmul_id_glu (2 x n x m
  * f32). Where the one-dispatch form cannot run and U's rows follow G's, the fallback is one
- * matmul of 2m rows and a swiglu (two dispatches), else three. */
+ * matmul of 2m rows and a swiglu (two dispatches), else three. xq as for vkm_op_matmul_pair. */
 int vkm_op_matmul_glu(vkm_gpu *gpu, uint32_t wtype, int64_t k, int64_t m, vkm_gpu_buf *gate,
                       size_t gate_off, vkm_gpu_buf *up, size_t up_off, vkm_gpu_buf *x, size_t x_off,
-                      int64_t n, vkm_gpu_buf *y, size_t y_off, vkm_gpu_arg scratch);
+                      int64_t n, vkm_gpu_buf *y, size_t y_off, vkm_gpu_arg scratch,
+                      const vkm_q8x *xq);
 
 /* A second matrix in the dispatch of an indexed matmul in VKM_MATMUL_ID_ROWS mode (the shared
  * expert beside the routed ones): the type and shape of the stack's matrices, at w_off in the

@@ -14,6 +14,8 @@
 // Extra bindings: 4 x (f32 [n_tok][d], read-write), 5 nw (f32 [d]), 6 a (f32 [n_tok][d]). One
 // workgroup per token (grid-stride); spec 0: invocations per workgroup (at most VKM_OPS_RED_WG),
 // spec 1 SG = 1 when that is one whole subgroup (subgroupAdd, no barriers), as in rmsnorm.comp.
+// With -DQ8X_OUT as well (variant moe_combine_norm_q8) a is also written in the Q8X form, binding
+// 7, as rmsnorm.comp's rmsnorm_q8 writes y (the next layer's first matmuls read it).
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #ifdef NORM
@@ -36,9 +38,21 @@ layout(std430, set = 0, binding = 1) readonly buffer M { int map[]; };
 layout(std430, set = 0, binding = 2) readonly buffer W { float w[]; };
 #ifdef NORM
 layout(std430, set = 0, binding = 3) readonly buffer Y { float y[]; };
+#ifdef Q8X_OUT
+layout(std430, set = 0, binding = 4) coherent buffer X { float x[]; };
+#else
 layout(std430, set = 0, binding = 4) buffer X { float x[]; };
+#endif
 layout(std430, set = 0, binding = 5) readonly buffer NW { float nw[]; };
 layout(std430, set = 0, binding = 6) writeonly buffer A { float a[]; };
+#ifdef Q8X_OUT
+layout(std430, set = 0, binding = 7) writeonly buffer Q { uvec4 qdata[]; };
+layout(std430, set = 0, binding = 7) writeonly buffer H { vec4 hdata[]; };
+#define Q8X_NORM 1
+#define NQ_X(i) x[i]
+#define NQ_W(i) nw[i]
+#include "q8x.glsl"
+#endif
 #else
 layout(std430, set = 0, binding = 3) buffer Y { float y[]; };
 #endif
@@ -86,6 +100,11 @@ void main() {
         }
         const float total = rms_total(sum);
         const float scale = 1.0 / sqrt(total / float(p.d) + p.eps);
+#ifdef Q8X_OUT
+        memoryBarrierBuffer();
+        barrier();
+        norm_q8_row(xb, p.d, scale, t * 3u * (p.d / 32u));
+#endif
         for (uint c = tid; c < p.d; c += nt) a[xb + c] = (x[xb + c] * scale) * nw[c];
     }
 }

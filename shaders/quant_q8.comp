@@ -1,8 +1,8 @@
 // quant_q8.comp - the 8-bit activations of gemv's integer-dot variants: each invocation turns 32
 // consecutive values of an X row into one block of matmul_common.h's Q8X format (32 int8, then
 // (d, d * sum of the first 16, d, d * sum of the last 16)), d = max |x| / 127, q = x / d rounded to
-// nearest even. One block per invocation, blocks of a row consecutive, rows q_stride apart; the
-// grid covers n * k / 32 invocations (VKM_Q8X_WG a workgroup, rows of gx workgroups).
+// nearest even (q8x.glsl). One block per invocation, blocks of a row consecutive, rows q_stride
+// apart; the grid covers n * k / 32 invocations (VKM_Q8X_WG a workgroup, rows of gx workgroups).
 // Reference: core/ref_matmul.c vkm_ref_quant_q8x.
 #version 450
 #extension GL_GOOGLE_include_directive : require
@@ -17,6 +17,8 @@ layout(std430, set = 0, binding = 0) readonly buffer X { float xdata[]; };
 layout(std430, set = 0, binding = 1) writeonly buffer Q { uvec4 qdata[]; };
 layout(std430, set = 0, binding = 1) writeonly buffer H { vec4 hdata[]; };
 
+#include "q8x.glsl"
+
 void main() {
     const uint kb = p.k / 32u;
     const uint id = gl_GlobalInvocationID.x + gl_WorkGroupID.y * p.gx * VKM_Q8X_WG;
@@ -24,24 +26,6 @@ void main() {
     const uint r = id / kb, b = id - r * kb;
     const uint xb = p.x_off + r * p.x_stride + 32u * b;
     float v[32];
-    float amax = 0.0;
-    [[unroll]] for (uint i = 0u; i < 32u; i++) {
-        v[i] = xdata[xb + i];
-        amax = max(amax, abs(v[i]));
-    }
-    const float d = amax / 127.0, inv = amax > 0.0 ? 127.0 / amax : 0.0;
-    uint w[8];
-    int s[2] = {0, 0};
-    [[unroll]] for (uint j = 0u; j < 8u; j++) {
-        w[j] = 0u;
-        [[unroll]] for (uint t = 0u; t < 4u; t++) {
-            const int q = clamp(int(roundEven(v[4u * j + t] * inv)), -127, 127);
-            w[j] |= (uint(q) & 0xFFu) << (8u * t);
-            s[j >> 2] += q;
-        }
-    }
-    const uint o = r * p.q_stride + 3u * b;
-    qdata[o] = uvec4(w[0], w[1], w[2], w[3]);
-    qdata[o + 1u] = uvec4(w[4], w[5], w[6], w[7]);
-    hdata[o + 2u] = vec4(d, d * float(s[0]), d, d * float(s[1]));
+    [[unroll]] for (uint i = 0u; i < 32u; i++) v[i] = xdata[xb + i];
+    q8x_store(v, r * p.q_stride + 3u * b);
 }

@@ -368,7 +368,8 @@ static void test_pair(vkm_gpu *gpu, uint32_t t, int64_t k, int64_t m, int64_t m2
     CHECK_OK(vkm_gpu_upload(gpu, bx, X_UNAL, x, (size_t)(n * k) * 4));
     CHECK_OK(vkm_gpu_upload(gpu, by, 0, got, yb));
     CHECK_OK(vkm_gpu_begin(gpu));
-    const int rc = vkm_op_matmul_pair(gpu, t, k, bw, wo, m, w2o, m2, bx, X_UNAL, n, by, yo, y2o);
+    const int rc =
+        vkm_op_matmul_pair(gpu, t, k, bw, wo, m, w2o, m2, bx, X_UNAL, n, by, yo, y2o, NULL);
     CHECK_OK(vkm_gpu_submit(gpu));
     if (rc == VKM_MATMUL_UNFIT && !must) goto out;
     CHECK_MSG(rc == 0, "%s: rc %d (%s)", what, rc, vkm_errmsg());

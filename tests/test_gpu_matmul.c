@@ -32,6 +32,7 @@
 #include "gpu.h"
 #include "kernels.h"
 #include "ops_matmul.h"
+#include "q8x_check.h"
 #include "qtype.h"
 #include "ref_matmul.h"
 #include "ref_ops.h"
@@ -98,40 +99,17 @@ static void q8_rows(vkm_gpu *gpu, uint32_t wtype, int64_t cols, float *x, int64_
     free(b);
 }
 /* The idot layout: the quantized X the last matmul left in the gpu's scratch (n rows of k) vs
- * vkm_ref_quant_q8x: codes equal or one apart (a rounding tie broken the other way by an ulp of
- * x * 127 / max |x|), at most 1% of them; d within 1e-6 relative, the sums within that and 2 d. */
+ * vkm_ref_quant_q8x (q8x_check.h). */
 static void check_q8_scratch(vkm_gpu *gpu, const char *what, const float *x, int64_t n, int64_t k) {
-    const size_t rb = (size_t)(k / 32) * VKM_REF_Q8X_BLOCK, bytes = rb * (size_t)n;
+    const size_t bytes = (size_t)(k / 32) * VKM_REF_Q8X_BLOCK * (size_t)n;
     vkm_gpu_buf *b = NULL;
-    uint8_t *got = malloc(bytes), *want = malloc(rb);
+    uint8_t *got = malloc(bytes);
     CHECK_OK(vkm_gpu_scratch_buf(gpu, 0, 1, &b));
-    if (!got || !want || !b || vkm_gpu_download(gpu, b, 0, got, bytes)) {
+    if (!got || !b || vkm_gpu_download(gpu, b, 0, got, bytes))
         CHECK_MSG(0, "%s: reading the quantized X: %s", what, vkm_errmsg());
-        free(got), free(want);
-        return;
-    }
-    int off1 = 0, bad = 0;
-    for (int64_t r = 0; r < n; r++) {
-        CHECK_OK(vkm_ref_quant_q8x(x + r * k, k, want));
-        const uint8_t *g = got + (size_t)r * rb;
-        for (size_t i = 0; i < rb; i++) {
-            if (i % VKM_REF_Q8X_BLOCK < 32) {
-                const int d = (int8_t)g[i] - (int8_t)want[i];
-                off1 += d == 1 || d == -1;
-                bad += d > 1 || d < -1;
-            } else if (i % 4 == 0) { /* d, then d * the half's sum (a flipped code: d more) */
-                float a, w, d;
-                memcpy(&a, g + i, 4);
-                memcpy(&w, want + i, 4);
-                memcpy(&d, want + i - i % VKM_REF_Q8X_BLOCK + 32, 4);
-                const float tol = 1e-6f * fabsf(w) + (i % 8 == 4 ? 2.0f * d : 0.0f);
-                bad += !(fabsf(a - w) <= tol);
-            }
-        }
-    }
-    CHECK_MSG(bad == 0 && off1 * 100 <= n * k, "%s: quantized X: %d values off, %d one apart", what,
-              bad, off1);
-    free(got), free(want);
+    else
+        check_q8x(what, got, x, n, k);
+    free(got);
 }
 
 /* Compares got[n][m] (row stride gs) with want[n][m]; mag[n][m] = sum |w x|. */
@@ -285,7 +263,8 @@ static void test_plain_pair(vkm_gpu *gpu, uint32_t wtype, int64_t k, int64_t m, 
     CHECK_OK(vkm_gpu_upload(gpu, bx, X_PAD, x, (size_t)(n * k) * 4));
     CHECK_OK(vkm_gpu_upload(gpu, by, 0, got, yb));
     CHECK_OK(vkm_gpu_begin(gpu));
-    const int rc = vkm_op_matmul_pair(gpu, wtype, k, bw, wo, m, w2o, m2, bx, X_PAD, n, by, yo, y2o);
+    const int rc =
+        vkm_op_matmul_pair(gpu, wtype, k, bw, wo, m, w2o, m2, bx, X_PAD, n, by, yo, y2o, NULL);
     CHECK_OK(vkm_gpu_submit(gpu));
     if (!pair_fits(gpu, wtype, mt, n)) { /* nothing recorded */
         CHECK_MSG(rc == VKM_MATMUL_UNFIT, "%s: rc %d, want VKM_MATMUL_UNFIT", what, rc);
@@ -546,7 +525,7 @@ static void test_glu(vkm_gpu *gpu, uint32_t wtype, int64_t k, int64_t m, int64_t
         CHECK_OK(vkm_op_matmul_id_glu(gpu, &a, ubuf, u_off, scratch));
     } else {
         CHECK_OK(vkm_op_matmul_glu(gpu, wtype, k, m, bw, g_off, ubuf, u_off, bx, X_PAD, n, by,
-                                   Y_GLU_PAD, scratch));
+                                   Y_GLU_PAD, scratch, NULL));
     }
     CHECK_OK(vkm_gpu_submit(gpu));
     CHECK_OK(vkm_gpu_download(gpu, by, 0, got, yb));
@@ -828,7 +807,8 @@ static void test_errors(vkm_gpu *gpu) {
     CHECK(vkm_op_matmul_id_pair(gpu, &a, NULL, 0, NULL) == VKM_EINVAL);
     CHECK(vkm_op_matmul_id_pair(gpu, &a, NULL, 0, &sec) == VKM_EINVAL);
     CHECK(strstr(vkm_errmsg(), "second matrix") != NULL);
-    CHECK(vkm_op_matmul_pair(gpu, VKM_F32, 32, b, 0, 4, 1024, 0, b, 0, 1, b, 0, 64) == VKM_EINVAL);
+    CHECK(vkm_op_matmul_pair(gpu, VKM_F32, 32, b, 0, 4, 1024, 0, b, 0, 1, b, 0, 64, NULL) ==
+          VKM_EINVAL);
     a.mode = 7;
     CHECK(vkm_op_matmul_id(gpu, &a) == VKM_EINVAL);
     a.mode = VKM_MATMUL_ID_ROWS;
@@ -856,8 +836,9 @@ static void test_errors(vkm_gpu *gpu) {
     a.y_stride = 8; /* not contiguous */
     CHECK(vkm_op_matmul_id_glu(gpu, &a, b2, 0, enough) == VKM_EINVAL);
     const vkm_gpu_arg small1 = {b, 0, 2 * 4 * 4 - 4}; /* one column */
-    CHECK(vkm_op_matmul_glu(gpu, VKM_F32, 32, 4, b, 0, b2, 0, b, 0, 1, b, 0, small1) == VKM_EINVAL);
-    CHECK(vkm_op_matmul_glu(gpu, VKM_F32, 32, 4, b, 0, b2, 0, NULL, 0, 1, b, 0, enough) ==
+    CHECK(vkm_op_matmul_glu(gpu, VKM_F32, 32, 4, b, 0, b2, 0, b, 0, 1, b, 0, small1, NULL) ==
+          VKM_EINVAL);
+    CHECK(vkm_op_matmul_glu(gpu, VKM_F32, 32, 4, b, 0, b2, 0, NULL, 0, 1, b, 0, enough, NULL) ==
           VKM_EINVAL);
     vkm_gpu_buf_destroy(gpu, b2);
     CHECK_OK(vkm_gpu_submit(gpu));

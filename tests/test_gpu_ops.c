@@ -15,6 +15,7 @@
 #include "fp16.h"
 #include "gpu.h"
 #include "ops.h"
+#include "q8x_check.h"
 #include "qtype.h"
 #include "ref_ops.h"
 #include "ref_quant.h"
@@ -108,6 +109,58 @@ static char label_buf[256];
 /* Tolerance 1e-5 relative (plus 1e-6 absolute): the GPU sums squares in float with a tree over
  * 128 partial sums (relative error ~ 1e-7 * log2(d)), the reference in double; 1/sqrt and the
  * two products add a few ulps. */
+/* The q8 variants (y in 8-bit form too, for the integer-dot GEMVs): the same y (and x) as
+ * vkm_op_rmsnorm / _add, bit for bit, and q = y quantized (q8x_check.h); in place (y = x: the q_a
+ * norm) as well. x, w, res: the inputs of test_rmsnorm's case. */
+static void test_rmsnorm_q8(const float *x, const float *w, const float *res, uint32_t n,
+                            uint32_t d) {
+    const size_t nd = (size_t)n * d, qb = (size_t)n * (d / 32) * VKM_REF_Q8X_BLOCK;
+    float *y1 = xmalloc(nd * 4), *y2 = xmalloc(nd * 4), *x2 = xmalloc(nd * 4);
+    uint8_t *q = xmalloc(qb);
+    vkm_gpu_buf *bx = buf_new(x, nd * 4), *bx1 = buf_new(x, nd * 4), *bw = buf_new(w, d * 4),
+                *br = buf_new(res, nd * 4), *by1 = buf_new(NULL, nd * 4),
+                *by2 = buf_new(NULL, nd * 4), *bq = buf_new(NULL, qb);
+    for (int add = 0; add < 2; add++) {
+        CHECK_OK(begin());
+        if (add) {
+            CHECK_OK(vkm_op_rmsnorm_add(gpu, A(bx1), A(br), A(bw), A(by1), n, d, 1e-6f));
+            CHECK_OK(vkm_op_rmsnorm_add_q8(gpu, A(bx), A(br), A(bw), A(by2), A(bq), n, d, 1e-6f));
+        } else {
+            CHECK_OK(vkm_op_rmsnorm(gpu, A(bx1), A(bw), A(by1), n, d, d, d, 1e-6f));
+            CHECK_OK(vkm_op_rmsnorm_q8(gpu, A(bx), A(bw), A(by2), A(bq), n, d, d, d, 1e-6f));
+        }
+        CHECK_OK(submit());
+        buf_get(by1, y1, nd * 4);
+        buf_get(by2, y2, nd * 4);
+        CHECK_CLOSE(y2, y1, nd, 0.0, 0.0, "rmsnorm%s_q8 n=%u d=%u: y (exact)", add ? "_add" : "", n,
+                    d);
+        buf_get(bx, x2, nd * 4);
+        buf_get(bx1, y1, nd * 4);
+        CHECK_CLOSE(x2, y1, nd, 0.0, 0.0, "rmsnorm%s_q8 n=%u d=%u: x (exact)", add ? "_add" : "", n,
+                    d);
+        buf_get(bq, q, qb);
+        check_q8x(add ? "rmsnorm_add_q8" : "rmsnorm_q8", q, y2, n, d);
+    }
+    /* in place: y = x (x now holds the sum of the add case) */
+    CHECK_OK(begin());
+    CHECK_OK(vkm_op_rmsnorm(gpu, A(bx1), A(bw), A(bx1), n, d, d, d, 1e-6f));
+    CHECK_OK(vkm_op_rmsnorm_q8(gpu, A(bx), A(bw), A(bx), A(bq), n, d, d, d, 1e-6f));
+    CHECK_OK(submit());
+    buf_get(bx1, y1, nd * 4);
+    buf_get(bx, y2, nd * 4);
+    CHECK_CLOSE(y2, y1, nd, 0.0, 0.0, "rmsnorm_q8 in place n=%u d=%u (exact)", n, d);
+    buf_get(bq, q, qb);
+    check_q8x("rmsnorm_q8 in place", q, y2, n, d);
+    /* bad arguments record nothing: no q, q too small, d not a multiple of 32 */
+    CHECK_ERR(vkm_op_rmsnorm_q8(gpu, A(bx), A(bw), A(by2), (vkm_gpu_arg){0}, n, d, d, d, 1e-6f));
+    CHECK_ERR(vkm_op_rmsnorm_q8(gpu, A(bx), A(bw), A(by2), ((vkm_gpu_arg){bq, 0, qb - 4}), n, d, d,
+                                d, 1e-6f));
+    CHECK_ERR(vkm_op_rmsnorm_add_q8(gpu, A(bx), A(br), A(bw), A(by2), A(bq), n, d - 16, 1e-6f));
+    vkm_gpu_buf *all[] = {bx, bx1, bw, br, by1, by2, bq};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) vkm_gpu_buf_destroy(gpu, all[i]);
+    free(y1), free(y2), free(x2), free(q);
+}
+
 static void test_rmsnorm(void) {
     const uint32_t ns[] = {1, 3, 33}, ds[] = {64, 256, 7168};
     for (int a = 0; a < 3; a++)
@@ -138,6 +191,7 @@ static void test_rmsnorm(void) {
             CHECK_CLOSE(y, ref, nd, 1e-6, 1e-5, "rmsnorm_add n=%u d=%u", n, d);
             buf_get(bx, y, nd * 4);
             CHECK_CLOSE(y, sum, nd, 0.0, 0.0, "rmsnorm_add residual n=%u d=%u (exact)", n, d);
+            test_rmsnorm_q8(x, w, res, n, d);
             vkm_gpu_buf_destroy(gpu, bx);
             vkm_gpu_buf_destroy(gpu, bw);
             vkm_gpu_buf_destroy(gpu, by);
@@ -999,7 +1053,7 @@ static void test_elementwise(void) {
                         *by1 = buf_new(y0, n * D * 4), *bx1 = buf_new(x0, n * D * 4),
                         *ba1 = buf_new(NULL, n * D * 4);
             const vkm_moe_combine_norm cn = {A(be), A(bm), A(bw), A(by0), A(bx), A(bn), A(ba),
-                                             n,     K,     D,     rows,   acc,   1e-6f};
+                                             n,     K,     D,     rows,   acc,   1e-6f, {0}};
             CHECK_OK(begin());
             CHECK_OK(vkm_op_moe_combine_norm(gpu, &cn));
             CHECK_OK(vkm_op_moe_combine(gpu, A(be), A(bm), A(bw), A(by1), n, K, D, rows, acc));
@@ -1020,6 +1074,36 @@ static void test_elementwise(void) {
             vkm_moe_combine_norm bad = cn;
             bad.n_tok = n + 1; /* x, a too small */
             CHECK_ERR(vkm_op_moe_combine_norm(gpu, &bad));
+            /* moe_combine_norm_q8 (a in 8-bit form too): the same x and a, bit for bit, and q =
+             * a quantized (q8x_check.h) */
+            {
+                const size_t qb = (size_t)n * (D / 32) * VKM_REF_Q8X_BLOCK;
+                float *xq2 = xmalloc(n * D * 4);
+                uint8_t *q = xmalloc(qb);
+                vkm_gpu_buf *bxq = buf_new(x0, n * D * 4), *ba2 = buf_new(NULL, n * D * 4),
+                            *bq = buf_new(NULL, qb);
+                vkm_moe_combine_norm c8 = cn;
+                c8.x = A(bxq);
+                c8.a = A(ba2);
+                c8.q = A(bq);
+                CHECK_OK(begin());
+                CHECK_OK(vkm_op_moe_combine_norm(gpu, &c8));
+                CHECK_OK(submit());
+                buf_get(bx, g1, n * D * 4);
+                buf_get(bxq, xq2, n * D * 4);
+                CHECK_CLOSE(xq2, g1, n * D, 0.0, 0.0, "moe_combine_norm_q8 x n=%u acc=%d", n, acc);
+                buf_get(ba, g1, n * D * 4);
+                buf_get(ba2, xq2, n * D * 4);
+                CHECK_CLOSE(xq2, g1, n * D, 0.0, 0.0, "moe_combine_norm_q8 a n=%u acc=%d", n, acc);
+                buf_get(bq, q, qb);
+                check_q8x("moe_combine_norm_q8", q, xq2, n, D);
+                c8.q.size = qb - 4; /* too small */
+                CHECK_ERR(vkm_op_moe_combine_norm(gpu, &c8));
+                vkm_gpu_buf_destroy(gpu, bxq);
+                vkm_gpu_buf_destroy(gpu, ba2);
+                vkm_gpu_buf_destroy(gpu, bq);
+                free(xq2), free(q);
+            }
             vkm_gpu_buf *more[] = {by0, bx, bn, ba, by1, bx1, ba1};
             for (size_t i = 0; i < sizeof more / sizeof *more; i++)
                 vkm_gpu_buf_destroy(gpu, more[i]);

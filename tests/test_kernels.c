@@ -26,7 +26,7 @@ static void test_cpu_device(void) {
     CHECK(p.texel && p.lane64 && p.gemm_lane && p.norm_subgroup && p.attn_lane && p.attn_dec);
     CHECK(p.router_lane && p.loop_limit && p.prime_warmup);
     CHECK(p.fuse.glu && p.fuse.qa_kva && p.fuse.shared_z && p.fuse.router_group);
-    CHECK(p.fuse.combine_norm && p.fuse.kv_rope);
+    CHECK(p.fuse.combine_norm && p.fuse.kv_rope && !p.fuse.norm_q8);
     CHECK(vkm_kernels_gemv_family(&p, VKM_Q4_K, 2048) == VKM_MMK_TEX);
     const vkm_gemv_tuning t1 = vkm_kernels_gemv_tuning(&p, 2048, 2048, VKM_Q4_K, 1);
     CHECK(t1.lane_rows == 1 && t1.rows == 2 && t1.wg == 32 && !t1.sg);
@@ -117,7 +117,7 @@ static void test_gpus(void) {
         const bool acc = cases[i].caps.int_dot_accel;
         CHECK_MSG(p.gemv_idot[VKM_Q4_K] == acc && p.gemv_idot[VKM_Q8_0] == acc &&
                       p.gemv_idot[VKM_Q6_K] == acc && p.gemv_idot[VKM_Q2_K] == acc &&
-                      !p.gemv_idot[VKM_F16] && !p.gemv_idot[VKM_IQ4_XS],
+                      !p.gemv_idot[VKM_F16] && !p.gemv_idot[VKM_IQ4_XS] && p.fuse.norm_q8 == acc,
                   "%s: integer-dot GEMVs", cases[i].caps.name);
         CHECK(vkm_kernels_gemv_tuning(&p, 4096, 4096, VKM_Q4_K, 1).idot == (uint32_t)acc);
         /* gemv: 4 subgroups a workgroup, a row each, at every row count */
@@ -143,6 +143,7 @@ static void test_gpus(void) {
         CHECK(!vkm_kernels_gemv_tuning(&ks, 8192, 8192, VKM_Q4_K, 1).gemv);
         CHECK(!ks.fuse.glu && !sgp.fuse.glu); /* the gated form is gemv's, and the pairs */
         CHECK(!ks.fuse.qa_kva && !sgp.fuse.qa_kva && !ks.fuse.shared_z && !sgp.fuse.shared_z);
+        CHECK(!ks.fuse.norm_q8 && !sgp.fuse.norm_q8); /* no integer-dot GEMV to feed */
         const vkm_kernel_plan sg = plan_of(cases[i].caps, VKM_KERNELS_SG);
         CHECK(vkm_kernels_gemv_family(&sg, VKM_Q4_0, 200000) == VKM_MMK_SG);
         CHECK(vkm_kernels_gemv_family(&sg, VKM_Q4_K, 2048) == VKM_MMK_SG);
@@ -152,11 +153,13 @@ static void test_gpus(void) {
     CHECK(g.layout == VKM_KERNELS_GPU && g.arch == VKM_ARCH_CPU_DEVICE);
     check_gpu_gemv(&g);
     CHECK(g.loop_limit && g.prime_warmup); /* the driver's facts stay */
-    CHECK(!g.gemv_idot[VKM_Q4_K]);         /* lavapipe does not accelerate integer dot products */
+    CHECK(!g.gemv_idot[VKM_Q4_K] &&
+          !g.fuse.norm_q8); /* lavapipe does not accelerate integer dot products */
     /* the integer-dot GEMVs forced (test_gpu_matmul_idot, test_gpu_forward_idot): the GPU layout
      * with them for every type they cover; refused without the feature */
     const vkm_kernel_plan gi = plan_of(lavapipe(), VKM_KERNELS_IDOT);
-    CHECK(gi.layout == VKM_KERNELS_IDOT && !gi.cpu_family && gi.fuse.glu && gi.fuse.qa_kva);
+    CHECK(gi.layout == VKM_KERNELS_IDOT && !gi.cpu_family && gi.fuse.glu && gi.fuse.qa_kva &&
+          gi.fuse.norm_q8);
     CHECK(gi.gemv_idot[VKM_Q4_0] && gi.gemv_idot[VKM_Q8_0] && gi.gemv_idot[VKM_Q4_K] &&
           gi.gemv_idot[VKM_Q5_K] && gi.gemv_idot[VKM_Q6_K] && !gi.gemv_idot[VKM_F16]);
     const vkm_gemv_tuning ti = vkm_kernels_gemv_tuning(&gi, 2048, 2048, VKM_Q6_K, 1);
