@@ -1,6 +1,6 @@
 /* iq_gpu.c - the IQ grids as constant device buffers (iq_gpu.h): one slot of vkm_gpu_const_buf
  * per grid, filled from the C reference's tables (iq_tables.c, the words of shaders/iq_grids.h);
- * IQ1_S and IQ1_M share theirs. */
+ * IQ1_S and IQ1_M share theirs, IQ4_NL and IQ4_XS their byte tables (vkm_iq4_grid). */
 #include "iq_gpu.h"
 
 #include "iq_tables.h"
@@ -28,6 +28,10 @@ static const uint32_t *grid_of(uint32_t type, size_t *words, int *slot) {
     case VKM_IQ1_M:
         *words = 2048, *slot = 5;
         return vkm_iq1s_grid;
+    case VKM_IQ4_NL:
+    case VKM_IQ4_XS:
+        *words = 512, *slot = 6;
+        return vkm_iq4_grid;
     default:
         return NULL;
     }

@@ -9,8 +9,8 @@
 
 #include "gpu.h"
 
-/* Whether the kernels of weight type `type` take a grid binding (IQ1_S, IQ1_M, IQ2_*, IQ3_*; the
- * IQ4 types' 16 levels are constants in the shaders). */
+/* Whether the kernels of weight type `type` take a grid binding (every IQ type; IQ4_NL / IQ4_XS:
+ * the byte tables only gemv.comp reads, the other kernels keep the 16 levels as constants). */
 bool vkm_iq_grid_binds(uint32_t type);
 
 /* The grid buffer of `type` (created and uploaded on first use, kept with the gpu) as a binding

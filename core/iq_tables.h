@@ -18,6 +18,10 @@ extern const uint32_t vkm_iq3xxs_grid[256];
 extern const uint32_t vkm_iq3s_grid[512];
 extern const uint32_t vkm_iq1s_grid[2048]; /* nibble-packed, value + 1 */
 extern const int8_t vkm_iq4nl_values[16];
+/* IQ4_NL / IQ4_XS for the device GEMV (shaders/gemv_iq.glsl): the levels of the two nibbles of a
+ * byte b (low nibble: bits 0-15, high: bits 16-31). Words 0..255: as f16 (float X), 256..511: as
+ * int8 bytes at bits 0 and 16 (8-bit X). */
+extern const uint32_t vkm_iq4_grid[512];
 
 /* IQ1_S / IQ1_M: the offset added to every grid value, +-1/8 by the block's sign bit. */
 #define VKM_IQ1_DELTA 0.125f

@@ -48,8 +48,10 @@
 static const uint16_t t_gemv[VKM_QTYPE_COUNT] = {VKM_GEMV_TYPES(ROW_GEMV)};
 static const uint16_t t_gemv_id[VKM_QTYPE_COUNT] = {VKM_GEMV_TYPES(ROW_GEMV_ID)};
 /* gemv's integer-dot variants (shaders/gemv_q8.glsl): 8-bit activations, 4x8-bit dot products;
- * the IQ types' (gemv_iq.glsl) all but IQ4_NL / IQ4_XS (a level table, no int8 codes) */
-#define VKM_GEMV_Q8_TYPES_IQ(X) X(IQ1_S) X(IQ1_M) X(IQ2_XXS) X(IQ2_XS) X(IQ2_S) X(IQ3_XXS) X(IQ3_S)
+ * the IQ types' (gemv_iq.glsl) for all 9 (IQ1-IQ3: the signed grid bytes; IQ4_NL / IQ4_XS: their
+ * levels are int8 values, looked up as bytes from a table indexed by a byte of nibbles) */
+#define VKM_GEMV_Q8_TYPES_IQ(X)                                                                    \
+    X(IQ1_S) X(IQ1_M) X(IQ2_XXS) X(IQ2_XS) X(IQ2_S) X(IQ3_XXS) X(IQ3_S) X(IQ4_NL) X(IQ4_XS)
 #define VKM_GEMV_Q8_TYPES(X)                                                                       \
     X(Q4_0)                                                                                        \
     X(Q4_1) X(Q5_0) X(Q5_1) X(Q8_0) X(Q2_K) X(Q3_K) X(Q4_K) X(Q5_K) X(Q6_K) VKM_GEMV_Q8_TYPES_IQ(X)

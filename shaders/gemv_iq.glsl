@@ -9,27 +9,26 @@
 // block / 2 bytes past one), or, for a single byte or u16 at a per-lane offset, shifts the word
 // that holds it. Every scale, sign and index field of the run is decoded from those registers
 // with bit operations; the grid points (shaders/iq_grids.h) are words of the grid buffer
-// iq_grid (core/iq_gpu.c, bound after gemv.comp's bindings), looked up once per 8 (IQ2_*) or 4
-// (IQ3_*, IQ1_*) weights after all of the unit's block loads. Signs are applied to the grid's
-// bytes as integers (iq_neg: the negated bytes' two's complement, no carries since no grid byte
-// is 0), so each weight costs one signed-byte extract and one conversion. The run's scale
-// multiplies its dot product once (twice for the types with a scale per 16 weights).
-// With -DQ8X (all but IQ4_NL / IQ4_XS: gemv_q8_<type>, included by gemv_q8.glsl) X is 8-bit
-// (matmul_common.h's Q8X: unit u is X block u) and those signed grid bytes (IQ1: the values + 1,
-// with X's group sums for the offset) meet it in 4x8-bit dot products (fin1 / fin2 / fin_iq1:
-// exact int32 sums, scaled once by the run's and X's scales); the units' loads and decoding are
-// the same in both modes.
+// iq_grid (core/iq_gpu.c, bound after gemv.comp's bindings), looked up once per 8 (IQ2_*), 4
+// (IQ3_*, IQ1_*) or 2 (IQ4_*: a byte of two nibbles) weights after all of the unit's block
+// loads. Signs are applied to the grid's bytes as integers (iq_neg: the negated bytes' two's
+// complement, no carries since no grid byte is 0), so each weight costs one signed-byte extract
+// and one conversion. The run's scale multiplies its dot product once (twice for the types with
+// a scale per 16 weights).
+// With -DQ8X (gemv_q8_<type>, included by gemv_q8.glsl) X is 8-bit (matmul_common.h's Q8X: unit
+// u is X block u) and those signed grid bytes (IQ1: the values + 1, with X's group sums for the
+// offset; IQ4: the int8 levels) meet it in 4x8-bit dot products (fin1 / fin2 / fin_iq1: exact
+// int32 sums, scaled once by the run's and X's scales); the units' loads and decoding are the
+// same in both modes.
 
 #ifdef MUL_ID
 #define IQ_GRID_BINDING 5
 #else
 #define IQ_GRID_BINDING 3
 #endif
-#if !defined(TYPE_IQ4_NL) && !defined(TYPE_IQ4_XS)
 layout(std430, set = 0, binding = IQ_GRID_BINDING) readonly buffer IQG {
     uint iq_grid[];
 };
-#endif
 
 // the byte / u16 at even or odd byte address b (u16: b even)
 uint iq_b8(uint b) {
@@ -63,9 +62,6 @@ uint iq_ks(uint s7) {
     [[unroll]] for (uint c = 0u; c < NC; c++) s[c] = 0.0
 #if defined(Q8X)
 // ---- 8-bit X (gemv_q8.glsl's Q8X format): unit u = X block u, slot t = its word t ----
-#if defined(TYPE_IQ4_NL) || defined(TYPE_IQ4_XS)
-#error "gemv_iq.glsl: no integer-dot variant for this type"
-#endif
 uvec4 g_q[2];
 vec4 g_h;
 void load_x(uint u) {
@@ -338,18 +334,44 @@ void unit(uint rb, uint u, bool lx) {
 #endif
 
 #else // IQ4_NL, IQ4_XS
-// the 16 levels (kvalues_iq4nl: -127 -104 -83 -65, -49 -35 -22 -10, 1 13 25 38, 53 69 89 113) as
-// the int8 bytes of 4 words; level n is byte n % 4 of word n / 4, picked by selects on bits 2, 3
-float iq4_level(uint n) {
-    const uint lo = (n & 4u) != 0u ? 0xF6EADDCFu : 0xBFAD9881u;
-    const uint hi = (n & 4u) != 0u ? 0x71594535u : 0x26190D01u;
-    return float(bitfieldExtract(int((n & 8u) != 0u ? hi : lo), int(8u * (n & 3u)), 8));
+// The 16 levels (kvalues_iq4nl) through iq_grid = core/iq_tables.c's vkm_iq4_grid, indexed by a
+// qs byte b (nibbles b & 15: element j of the run, b >> 4: element 16 + j): words 0..255 hold the
+// two levels as f16 (float X: each meets X in a mixed-precision multiply-add, v_fma_mix_f32 on
+// RDNA), words 256..511 as int8 at bits 0 and 16 (8-bit X: the entries of a qs word's 4 bytes
+// joined into the int8 words of its low and high nibbles by 6 shifts / ors, then 4x8-bit dot
+// products). One load per 2 weights (16 a unit, after its block and X loads) replaces the
+// selects per weight of the 16 levels as 4 constant words: gfx1100 VALU per 256 weights 57.8 ->
+// 15.8 (IQ4_NL, float X), 11.4 with 8-bit X (README).
+#if defined(Q8X)
+#define IQ4_T 256u
+#else
+#define IQ4_T 0u
+#endif
+// the grid words of the 4 bytes of q (byte n_lo | n_hi << 4 -> the levels of n_lo and n_hi)
+uvec4 iq4_look(uint q) {
+    return uvec4(iq_grid[IQ4_T + (q & 255u)], iq_grid[IQ4_T + ((q >> 8) & 255u)],
+                 iq_grid[IQ4_T + ((q >> 16) & 255u)], iq_grid[IQ4_T + (q >> 24)]);
 }
-// the levels of the nibbles at bit 4hi of the 4 bytes of q
-vec4 iq4v(uint q, uint hi) {
-    const uint n = q >> (4u * hi);
-    return vec4(iq4_level(n & 15u), iq4_level((n >> 8) & 15u), iq4_level((n >> 16) & 15u),
-                iq4_level((n >> 24) & 15u));
+// g_acc[c] += a * the unit's dot product, g[j] the grid words of the bytes of its qs word j
+void iq4_fin(uvec4 g[4], float a) {
+#if defined(Q8X)
+    uint wq[8];
+    [[unroll]] for (uint j = 0u; j < 4u; j++) {
+        const uint lo = g[j].x | (g[j].y << 8), hi = g[j].z | (g[j].w << 8);
+        wq[j] = (lo & 0xFFFFu) | (hi << 16);
+        wq[4u + j] = (lo >> 16) | (hi & 0xFFFF0000u);
+    }
+    fin1(wq, a);
+#else
+    IQ_ZERO(s);
+    [[unroll]] for (uint j = 0u; j < 4u; j++) {
+        const vec2 h0 = unpackHalf2x16(g[j].x), h1 = unpackHalf2x16(g[j].y);
+        const vec2 h2 = unpackHalf2x16(g[j].z), h3 = unpackHalf2x16(g[j].w);
+        sdot(s, vec4(h0.x, h1.x, h2.x, h3.x), j);
+        sdot(s, vec4(h0.y, h1.y, h2.y, h3.y), 4u + j);
+    }
+    acc1(s, a);
+#endif
 }
 #if defined(TYPE_IQ4_NL)
 // 18 bytes per 32 (unit = block): d @0, qs[16] @2 as Q4_0's nibbles; x = d level
@@ -358,14 +380,9 @@ void unit(uint rb, uint u, bool lx) {
     uint w[5];
     [[unroll]] for (uint j = 0u; j < 5u; j++) w[j] = wdata[i + j];
     if (lx) load_x(u); // X after the weights: one wait for both before the grid loads
-    const float d = unpackHalf2x16(w[0] >> s8).x;
-    IQ_ZERO(s);
-    [[unroll]] for (uint j = 0u; j < 4u; j++) {
-        const uint q = realign2(w[j], w[j + 1u], s8);
-        sdot(s, iq4v(q, 0u), j);
-        sdot(s, iq4v(q, 1u), 4u + j);
-    }
-    acc1(s, d);
+    uvec4 g[4]; // every grid load of the unit first: one wait for them all
+    [[unroll]] for (uint j = 0u; j < 4u; j++) g[j] = iq4_look(realign2(w[j], w[j + 1u], s8));
+    iq4_fin(g, unpackHalf2x16(w[0] >> s8).x);
 }
 #else
 // 136 bytes: d @0, scales_h u16 @2 (bits 2ib, 2ib + 1: scale bits 4-5), scales_l[4] @4 (nibble
@@ -373,21 +390,19 @@ void unit(uint rb, uint u, bool lx) {
 // x = d (s - 32) level
 void unit(uint rb, uint u, bool lx) {
     const uint bb = rb + 136u * (u >> 3), ib = u & 7u, wi = bb >> 2, s8 = (bb & 2u) * 8u;
-    const uint a0 = wdata[wi], a1 = wdata[wi + 1u], a2 = wdata[wi + 2u];
     uint w[5];
     [[unroll]] for (uint j = 0u; j < 4u; j++) w[j] = wdata[wi + 2u + 4u * ib + j];
     w[4] = wdata[min(wi + 6u + 4u * ib, g_wlast)]; // past the data only when s8 = 0 (unused then)
-    if (lx) load_x(u); // X after the weights: one wait for both before the grid loads
+    // the header words and X written after the grid loads: RADV still issues them with the
+    // weights, and the gated form then waits once a trip for both rows' loads (twice otherwise)
+    uvec4 g[4]; // every grid load of the unit first: one wait for them all
+    [[unroll]] for (uint j = 0u; j < 4u; j++) g[j] = iq4_look(realign(w[j], w[j + 1u], s8));
+    const uint a0 = wdata[wi], a1 = wdata[wi + 1u], a2 = wdata[wi + 2u];
+    if (lx) load_x(u);
     const float d = unpackHalf2x16(a0 >> s8).x;
     const uint sh = realign2(a0, a1, s8), sl = realign(a1, a2, s8);
     const uint sc = ((sl >> (4u * ib)) & 15u) | (((sh >> (2u * ib)) & 3u) << 4);
-    IQ_ZERO(s);
-    [[unroll]] for (uint j = 0u; j < 4u; j++) {
-        const uint q = realign(w[j], w[j + 1u], s8);
-        sdot(s, iq4v(q, 0u), j);
-        sdot(s, iq4v(q, 1u), 4u + j);
-    }
-    acc1(s, d * (float(sc) - 32.0));
+    iq4_fin(g, d * (float(sc) - 32.0));
 }
 #endif
 #endif

@@ -10,8 +10,9 @@
 // type's min (Q4_1, Q5_1, Q4_K, Q5_K) take X's sums instead of a per-weight subtraction; where
 // the scale changes every 8 weights of a lane (Q2_K, Q3_K) the X sums come from a dot product
 // with ones, and Q6_K's codes are made signed (q - 32 as int8) with two bit operations per word.
-// IQ1_S .. IQ3_S (gemv_iq.glsl, one X block a run): the grid bytes with their signs applied are
-// int8 already (IQ1: values + 1, the offset from X's group sums), so a unit is 8 dot products.
+// The IQ types (gemv_iq.glsl, one X block a run): the grid bytes with their signs applied are
+// int8 already (IQ1: values + 1, the offset from X's group sums), and IQ4_NL / IQ4_XS's levels
+// are int8 values looked up as bytes, so a unit is 8 dot products.
 // The includer declares xq4 / xh4 / xq2 / xh2 (the X window as uvec4 / vec4 / uvec2 / vec2), g_xb
 // (column c's X row, in 16-byte units), NC, g_acc, g_up, swap_up(), GLU and the W readers;
 // this provides gemv_row as the float variants do. With one column, a unit's X loads (load_x) come
@@ -28,7 +29,7 @@ int dot4(uint a, uint b, int acc) {
 
 uint g_u; // the current unit
 
-#if defined(GEMV_IQ) // IQ1_S .. IQ3_S: int8 grid bytes, gemv_iq.glsl
+#if defined(GEMV_IQ) // the IQ types: int8 grid bytes or levels, gemv_iq.glsl
 #include "gemv_iq.glsl"
 
 #elif defined(TYPE_Q4_0) || defined(TYPE_Q8_0) || defined(TYPE_Q4_1) || defined(TYPE_Q5_0) ||      \

@@ -36,7 +36,7 @@ endforeach()
 # Its integer-dot variants (gemv_q8.glsl; core/kernels.c VKM_GEMV_Q8_TYPES): 8-bit activations in
 # the Q8X format of matmul_common.h, written by quant_q8 once per matmul input.
 foreach(vkm_gv_type Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K
-        IQ1_S IQ1_M IQ2_XXS IQ2_XS IQ2_S IQ3_XXS IQ3_S)
+        IQ1_S IQ1_M IQ2_XXS IQ2_XS IQ2_S IQ3_XXS IQ3_S IQ4_NL IQ4_XS)
   string(TOLOWER ${vkm_gv_type} vkm_gv_lc)
   vkm_add_shader(gemv_q8_${vkm_gv_lc} gemv.comp DEFINES TYPE_${vkm_gv_type}=1 Q8X=1)
   vkm_add_shader(gemv_q8_id_${vkm_gv_lc} gemv.comp DEFINES TYPE_${vkm_gv_type}=1 Q8X=1 MUL_ID=1)

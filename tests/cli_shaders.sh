@@ -87,9 +87,9 @@ for fam in gfx1100 navi21 polaris10; do
 done
 # the IQ fixtures (all 9 IQ types but IQ2_XS, which no fixture has; test_gpu_iq checks its
 # kernels): gemv's IQ variants build for every chip without spills, and their one-column loops
-# keep the drain and VGPR bounds above; the integer-dot ones (all IQ types but IQ4_NL / IQ4_XS)
-# where the chip accelerates 4x8-bit dot products; every fixture on gfx1100, two (IQ1_S, IQ2_XXS, IQ4_NL,
-# IQ2_S, IQ3_S) on navi21 and polaris10
+# keep the drain and VGPR bounds above; the integer-dot ones (all 9 IQ types) where the chip
+# accelerates 4x8-bit dot products; every fixture on gfx1100, two (IQ1_S, IQ2_XXS, IQ4_NL, IQ2_S,
+# IQ3_S) on navi21 and polaris10
 for fam in gfx1100 navi21 polaris10; do
     for f in iq1_s iq2_m iq1_m iq2_xxs iq3_xxs iq4_xs; do
         case $fam:$f in gfx1100:* | *:iq1_s | *:iq2_m) ;; *) continue ;; esac
@@ -102,12 +102,12 @@ for fam in gfx1100 navi21 polaris10; do
         ok "$name: every pipeline built with driver statistics (${n:-none})" \
             grep -q "vkmoe: $n pipelines built, $n with driver statistics" "$TMP/iq.err"
         ok "$name: no register spills" test "$(rows "$TMP/iq.out" | awk '$7 != 0' | wc -l)" -eq 0
-        # (float X, or 8-bit X for IQ1-IQ3 where 4x8-bit dot products are accelerated)
+        # (float X, or 8-bit X where 4x8-bit dot products are accelerated)
         g=$(rows "$TMP/iq.out" | awk '/^gemv(_q8)?(_id)?_iq/ { split($2, sp, ","); if (sp[3] == 1) n++ }
                                      END { print n + 0 }')
         ok "$name: the GPU plan uses gemv's IQ variants ($g one-column)" test "$g" -ge 2
         q=$(rows "$TMP/iq.out" | grep -c '^gemv_q8\(_id\)\?_iq')
-        if [ "$fam" = polaris10 ] || [ "$f" = iq4_xs ]; then # iq4_xs: IQ4_XS, IQ4_NL, Q6_K
+        if [ "$fam" = polaris10 ]; then
             ok "$name: no integer-dot IQ GEMVs here ($q)" test "$q" -eq 0
         else
             ok "$name: integer-dot IQ GEMVs ($q)" test "$q" -ge 1

@@ -12,8 +12,9 @@
  * llama-quantize gives attn_k_b / attn_v_b). Rows are not a multiple of a workgroup, and W lies
  * at an even offset that is no multiple of 4 (nor of 256). Where the plan picks gemv.comp for the
  * type (the gpu, idot and float layouts) also its forms one by one: plain GEMVs of 1..7 columns
- * (two counts a type, all seven over the nine types; gemv compiles one variant per count) with
- * k of 5 and 9 blocks (IQ4_NL 5 and 37), W at a multiple of 16 bytes as well as at 1002 (the
+ * (two counts a type, all seven over the nine types and each for IQ4_NL / IQ4_XS, the types
+ * whose levels come from byte tables; gemv compiles one variant per count) with k of 5 and 9
+ * blocks (IQ4_NL 5 and 37), W at a multiple of 16 bytes as well as at 1002 (the
  * 56- and 136-byte IQ1_M / IQ4_XS blocks keep one parity along a row, so both realignments are
  * reached), X aligned and not; indexed expert rows of 0..3 entries a matrix, plain and gated
  * (passes of 2 columns), per head; the two-matrix forms (q_a + kv_a; the shared expert beside
@@ -588,6 +589,9 @@ int main(int argc, char **argv) {
             test_id(gpu, t, qk == 32 ? 128 : qk, 10, 3, NULL, 0, 1, false, W_AL);
             test_pair(gpu, t, 2 * qk, 21, 9, n1, pl->fuse.qa_kva);
             test_id_pair(gpu, t, 2 * qk, 9, 4, c_dec, 5, 1, i % 2 == 0, pl->fuse.shared_z);
+            /* IQ4_NL / IQ4_XS (their byte tables): every column count of the first form */
+            for (int64_t n = 1; n <= 7 && (t == VKM_IQ4_NL || t == VKM_IQ4_XS); n++)
+                if (n != n1) test_plain(gpu, t, 5 * qk, 29, n, X_UNAL, W_AL);
         }
     }
     uint32_t verr = vkm_gpu_validation_errors(gpu);

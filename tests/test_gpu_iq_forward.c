@@ -9,7 +9,7 @@
  * were made) with the README's quantized tolerance (mean KL <= 0.03, top-1 >= 85%); the last 5
  * tokens decoded one at a time against the batch (1e-3: the GEMV and GEMM kernels sum in other
  * orders; where the plan has integer-dot GEMVs, layout idot, decode multiplies 8-bit rounded
- * activations (the K-quant, IQ1-IQ3 tensors), so the two are compared as distributions as
+ * activations (the K-quant and IQ tensors), so the two are compared as distributions as
  * in test_gpu_forward: mean KL <= 0.01, top-1 >= 90%); and the batch again under a VRAM budget that
  * pages half of the experts, which must give the resident engine's logits (1e-4: the same kernels
  * on the same data). IQ1_M's top-1 is 80%: the CPU reference agrees with llama.cpp at 27 of 33

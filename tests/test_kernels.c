@@ -113,11 +113,14 @@ static void test_gpus(void) {
                   vkm_kernels_arch_name(p.arch));
         CHECK(p.layout == VKM_KERNELS_GPU && !p.loop_limit && !p.prime_warmup);
         check_gpu_gemv(&p);
-        /* the integer-dot GEMVs where the device accelerates them, for the types they cover */
+        /* the integer-dot GEMVs where the device accelerates them, for the types they cover (all
+         * block types, the IQ types included) */
         const bool acc = cases[i].caps.int_dot_accel;
         CHECK_MSG(p.gemv_idot[VKM_Q4_K] == acc && p.gemv_idot[VKM_Q8_0] == acc &&
                       p.gemv_idot[VKM_Q6_K] == acc && p.gemv_idot[VKM_Q2_K] == acc &&
-                      !p.gemv_idot[VKM_F16] && !p.gemv_idot[VKM_IQ4_XS] && p.fuse.norm_q8 == acc,
+                      p.gemv_idot[VKM_IQ4_NL] == acc && p.gemv_idot[VKM_IQ4_XS] == acc &&
+                      p.gemv_idot[VKM_IQ2_XXS] == acc && !p.gemv_idot[VKM_F16] &&
+                      p.fuse.norm_q8 == acc,
                   "%s: integer-dot GEMVs", cases[i].caps.name);
         CHECK(vkm_kernels_gemv_tuning(&p, 4096, 4096, VKM_Q4_K, 1).idot == (uint32_t)acc);
         /* gemv: 4 subgroups a workgroup, a row each, at every row count */
@@ -172,6 +175,8 @@ static void test_gpus(void) {
     CHECK(vkm_kernels_plan(&nodot, VKM_KERNELS_IDOT, &np) == VKM_EUNSUPPORTED);
     CHECK(vkm_kernels_gemv_q8_shader(true, VKM_Q4_K) == VKM_SH_GEMV_Q8_ID_Q4_K);
     CHECK(vkm_kernels_gemv_q8_shader(false, VKM_F16) == VKM_SHADER_COUNT);
+    CHECK(vkm_kernels_gemv_q8_shader(false, VKM_IQ4_NL) == VKM_SH_GEMV_Q8_IQ4_NL);
+    CHECK(vkm_kernels_gemv_q8_shader(true, VKM_IQ4_XS) == VKM_SH_GEMV_Q8_ID_IQ4_XS);
 }
 
 static void test_tables(void) {

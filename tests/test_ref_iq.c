@@ -8,8 +8,9 @@
  * comment of core/ref_quant.c) with the grid points copied by hand from ggml-common.h's tables
  * (written in the comments as ggml prints them, element 0 in the lowest byte), so a wrong table
  * word or a wrong bit position fails here. IQ2_XS has no fixture model: this is its oracle.
- * Also: the sign-parity function against ggml's ksigns_iq2xs, a reference matmul over an IQ row,
- * and the errors (no quantizer for IQ types, rows that are not whole blocks). */
+ * Also: the sign-parity function against ggml's ksigns_iq2xs, the IQ4 byte tables of the device
+ * GEMV (vkm_iq4_grid) against the levels, a reference matmul over an IQ row, and the errors (no
+ * quantizer for IQ types, rows that are not whole blocks). */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -289,6 +290,26 @@ static void test_iq4_xs(void) {
     expect("iq4_xs run 7 hi", y, 255, (float[]){7.75f * -104}, 1);
 }
 
+/* vkm_iq4_grid (shaders/gemv_iq.glsl's IQ4 levels): for every byte b, word b holds the levels of
+ * nibbles b & 15 and b >> 4 as f16 (bits 0-15, 16-31), word 256 + b as int8 at bits 0 and 16, the
+ * other bytes 0; both equal kv (the f16 exactly: every level is a small integer). */
+static void test_iq4_grid(void) {
+    CHECK(
+        memcmp(vkm_iq4nl_values,
+               (int8_t[]){-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113},
+               16) == 0);
+    int bad = 0;
+    for (uint32_t b = 0; b < 256; b++) {
+        const float lo = kv[b & 15], hi = kv[b >> 4];
+        const uint32_t f = vkm_iq4_grid[b], q = vkm_iq4_grid[256 + b];
+        bad += vkm_fp16_to_f32((uint16_t)(f & 0xFFFF)) != lo;
+        bad += vkm_fp16_to_f32((uint16_t)(f >> 16)) != hi;
+        bad += (float)(int8_t)(q & 0xFF) != lo || (float)(int8_t)((q >> 16) & 0xFF) != hi;
+        bad += (q & 0xFF00FF00u) != 0;
+    }
+    CHECK_MSG(bad == 0, "vkm_iq4_grid: %d wrong entries", bad);
+}
+
 /* The reference matmul over IQ rows is the dot product of the dequantized row; errors. */
 static void test_matmul_errors(void) {
     static const uint32_t types[] = {VKM_IQ2_XXS, VKM_IQ2_XS, VKM_IQ2_S,  VKM_IQ3_XXS, VKM_IQ3_S,
@@ -380,6 +401,7 @@ int main(void) {
     test_iq1_m();
     test_iq4_nl();
     test_iq4_xs();
+    test_iq4_grid();
     test_matmul_errors();
     return check_done();
 }

@@ -73,7 +73,7 @@ for k in ${KERNELS:-gemv sg ksplit}; do
       row "gemv$id $n" $wpl "$b" "$build/spv/gemv${id}_$n.spv" "${args[@]}"
       ;;
     q8) # gemv's integer-dot variants (8-bit X: gemv_q8_<type>), the types they cover
-      case $n in f32 | f16 | bf16 | iq4_*) continue ;; esac
+      case $n in f32 | f16 | bf16) continue ;; esac
       id=; wpl=32
       args=(--spec "0=256" --spec "1=4" --spec "2=1") # no XAL: X is 8-bit blocks
       if [ "${GLU:-0}" = 1 ]; then id=_id wpl=64 args+=(--spec "5=1"); fi
