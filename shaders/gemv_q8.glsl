@@ -347,24 +347,41 @@ void unit(uint rb, uint u) {
 #error "gemv_q8.glsl: no integer-dot gemv kernel for this type"
 #endif
 
+// Units a lane takes per loop trip (Q8_UPT): 2 for the types whose unit is at most 13.75 bytes
+// (Q2_K 10.5, Q3_K 13.75, IQ1_S .. IQ3_S 6.25-13.75: with one unit a trip, a 64-lane row waits for
+// all its loads once per 400-880 bytes), 1 otherwise; the rest of the row in single units after
+// the loop (all of it at k = 2048, 64 units: one trip of single units, as before). Where X is
+// float its 32 VGPRs a unit leave no room for a second unit's.
+#if defined(TYPE_Q2_K) || defined(TYPE_Q3_K) || defined(TYPE_IQ1_S) || defined(TYPE_IQ1_M) ||     \
+    defined(TYPE_IQ2_XXS) || defined(TYPE_IQ2_XS) || defined(TYPE_IQ2_S) || defined(TYPE_IQ3_XXS) || \
+    defined(TYPE_IQ3_S)
+#define Q8_UPT 2u
+#else
+#define Q8_UPT 1u
+#endif
+void row_unit(uint rb, uint rb2, uint u) {
+#if defined(GEMV_IQ) // the IQ units load X themselves, after their weight words (gemv_iq.glsl)
+    unit(rb, u, true);
+    if (GLU != 0u) {
+        swap_up();
+        unit(rb2, u, false);
+        swap_up();
+    }
+#else
+    load_x(u);
+    unit(rb, u);
+    if (GLU != 0u) {
+        swap_up();
+        unit(rb2, u);
+        swap_up();
+    }
+#endif
+}
 void gemv_row(uint rb, uint rb2, uint lane, uint S) {
     const uint n = p.k / 32u;
-    for (uint u = lane; u < n; u += S) {
-#if defined(GEMV_IQ) // the IQ units load X themselves, after their weight words (gemv_iq.glsl)
-        unit(rb, u, true);
-        if (GLU != 0u) {
-            swap_up();
-            unit(rb2, u, false);
-            swap_up();
-        }
-#else
-        load_x(u);
-        unit(rb, u);
-        if (GLU != 0u) {
-            swap_up();
-            unit(rb2, u);
-            swap_up();
-        }
-#endif
-    }
+    uint t = 0u;
+    if (Q8_UPT > 1u)
+        for (; t + Q8_UPT * S <= n; t += Q8_UPT * S) // uniform trip count
+            [[unroll]] for (uint j = 0u; j < Q8_UPT; j++) row_unit(rb, rb2, t + j * S + lane);
+    for (uint u = t + lane; u < n; u += S) row_unit(rb, rb2, u);
 }

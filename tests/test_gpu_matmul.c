@@ -927,6 +927,10 @@ static void test_gemv_idot(vkm_gpu *gpu) {
         test_id_heads(gpu, ty, 2048, 5, 3, 1);
         for (int64_t n = 2; n <= 8; n++)
             if (i < 2 || n == 3 || n == 8) test_plain(gpu, ty, 512, 5, n);
+        /* 24 units a row: whole trips and a tail (Q2_K, Q3_K take 2 units a trip, Q8_UPT of
+         * gemv_q8.glsl: with 8 lanes 1 trip of 16 and 8 single units) */
+        test_plain(gpu, ty, 768, 5, 1);
+        test_glu(gpu, ty, 768, 5, 0, NULL, 1, 0);
     }
     for (int glu = 0; glu < 2; glu++) test_pair(gpu, VKM_Q4_K, 512, 33, 5, c_cols, 6, 5, glu);
     test_plain_pair(gpu, VKM_Q6_K, 256, 70, 37, 1);

@@ -75,8 +75,9 @@ for k in ${KERNELS:-gemv sg ksplit}; do
     q8) # gemv's integer-dot variants (8-bit X: gemv_q8_<type>), the types they cover
       case $n in f32 | f16 | bf16) continue ;; esac
       id=; wpl=32
+      case $n in q2_k | q3_k | iq[123]_*) wpl=64 ;; esac # two units a trip (gemv_q8.glsl Q8_UPT)
       args=(--spec "0=256" --spec "1=4" --spec "2=1") # no XAL: X is 8-bit blocks
-      if [ "${GLU:-0}" = 1 ]; then id=_id wpl=64 args+=(--spec "5=1"); fi
+      if [ "${GLU:-0}" = 1 ]; then id=_id wpl=$((wpl * 2)) args+=(--spec "5=1"); fi
       case $n in q4_k | q5_k) args+=(--spec "3=${WAL:-1}") ;; esac
       row "gemv_q8$id $n" $wpl "$b" "$build/spv/gemv_q8${id}_$n.spv" "${args[@]}"
       ;;
