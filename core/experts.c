@@ -142,7 +142,7 @@ typedef struct auto_budget {
  * describe and a margin of 1/16 of the heap budget (at most AUTO_MARGIN). */
 static int automatic_budget(vkm_engine *e, auto_budget *ab) {
     const vkm_gpu_device_info *di = vkm_gpu_info(e->gpu);
-    const vkm_session_opts so = {e->opts.n_ctx, e->opts.kv_f32, e->opts.max_batch};
+    const vkm_session_opts so = {e->opts.n_ctx, e->opts.kv_f32, e->opts.max_batch, NULL};
     vkm_session_layout lay;
     int rc = vkm_session_plan(&e->model->hp, e->gpu, &so, &lay);
     if (rc) return rc;

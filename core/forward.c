@@ -118,6 +118,7 @@ int vkm_fwd_work_layout(const vkm_hparams *hp, uint32_t max_batch, vkm_fwd_work 
     w->eh = take(&p, (BK + B) * Fe, 4); /* + the shared expert's rows (moe: paired) */
     w->eo = take(&p, X ? (BK + B) * E : 0, 4);
     w->logits = take(&p, B * hp->n_vocab, 4);
+    w->kvt = take(&p, 2 * B, 4);
     if (p.overflow)
         return vkm_error(VKM_ERANGE, "forward: work buffers for %u tokens overflow", max_batch);
     w->bytes = p.off;
@@ -157,7 +158,8 @@ int vkm_fwd_kv_layout(const vkm_hparams *hp, uint32_t n_ctx, bool f16, bool scor
     (void)k;
     kv->f16 = f16;
     kv->n_ctx = n_ctx;
-    kv->layer_bytes = (size_t)layer;
+    kv->layer_bytes = kv->layer_stride = (size_t)layer;
+    kv->pool_rows = n_ctx;
     kv->v_off = v.off;
     kv->bytes = (size_t)layer * hp->n_layer;
     if (hp->is_mla && scores) {
@@ -169,6 +171,43 @@ int vkm_fwd_kv_layout(const vkm_hparams *hp, uint32_t n_ctx, bool f16, bool scor
         kv->scores_bytes = sc.size;
         kv->bytes = p.off;
     }
+    return 0;
+}
+
+int vkm_fwd_kv_pool_layout(const vkm_hparams *hp, uint32_t n_ctx, bool f16, bool scores,
+                           uint32_t n_slots, uint32_t slot, vkm_fwd_kv *kv) {
+    if (n_slots == 0 || slot >= n_slots)
+        return vkm_error(VKM_EINVAL, "forward: KV pool slot %u of %u", slot, n_slots);
+    uint32_t rows = n_ctx; /* MLA: a slot's rows fill whole VKM_FWD_ALIGN units */
+    if (hp->is_mla && n_ctx) {
+        const uint64_t row = (uint64_t)hp->kv_dim * (f16 ? 2 : 4);
+        uint64_t g = VKM_FWD_ALIGN, r = row % VKM_FWD_ALIGN;
+        while (r) { /* gcd(row, VKM_FWD_ALIGN) */
+            const uint64_t t = g % r;
+            g = r;
+            r = t;
+        }
+        const uint64_t unit = VKM_FWD_ALIGN / g;
+        const uint64_t up = ((uint64_t)n_ctx + unit - 1) / unit * unit;
+        if (up > UINT32_MAX)
+            return vkm_error(VKM_ERANGE, "forward: a KV cache of %u positions overflows", n_ctx);
+        rows = (uint32_t)up;
+    }
+    VKM_TRY(vkm_fwd_kv_layout(hp, rows, f16, scores, kv));
+    const size_t layer = kv->layer_bytes, sc = kv->scores_bytes;
+    if (layer > SIZE_MAX / n_slots / hp->n_layer || (sc && sc > SIZE_MAX / 2 / n_slots))
+        return vkm_error(VKM_ERANGE, "forward: a KV pool of %u x %u positions overflows", n_slots,
+                         n_ctx);
+    kv->n_ctx = n_ctx;
+    kv->pooled = true;
+    kv->layer_stride = layer * n_slots;
+    kv->base = layer * slot;
+    kv->row0 = rows * slot;
+    kv->pool_rows =
+        (uint32_t)((uint64_t)rows * n_slots > UINT32_MAX ? UINT32_MAX : (uint64_t)rows * n_slots);
+    const size_t layers = kv->layer_stride * hp->n_layer;
+    if (sc) kv->scores_off = layers + sc * slot;
+    kv->bytes = layers + sc * n_slots;
     return 0;
 }
 
@@ -184,7 +223,8 @@ static vkm_gpu_arg wt(const vkm_dtensor *t) {
 
 /* The cache kv of layer il from byte `off` of the layer (K: 0, legacy V: kv->v_off). */
 static vkm_gpu_arg cache(const vkm_fwd_kv *kv, uint32_t il, size_t off) {
-    return (vkm_gpu_arg){kv->buf, (size_t)il * kv->layer_bytes + off, kv->layer_bytes - off};
+    return (vkm_gpu_arg){kv->buf, (size_t)il * kv->layer_stride + kv->base + off,
+                         kv->layer_bytes - off};
 }
 
 /* The one-query attention scratch of kv (vkm_fwd_kv.scores_off); empty for legacy files. */
@@ -318,6 +358,20 @@ static vkm_attn_shape attn_shape(const fwd *f, const vkm_fwd_seq *q) {
                             .q_row0 = q->row0};
 }
 
+/* Whether the batch's sequences take each layer's attention in one dispatch: several, every
+ * cache a slot of the same pool, work.kvt filled, and the plan's kernels do it. */
+static bool pooled(const fwd *f) {
+    if (f->n_seq < 2 || !f->b->kvt || !vkm_gpu_plan(f->gpu)->fuse.attn_pool) return false;
+    const vkm_fwd_kv *k0 = f->seqs[0].kv;
+    for (uint32_t i = 0; i < f->n_seq; i++) {
+        const vkm_fwd_kv *k = f->seqs[i].kv;
+        if (!k->pooled || k->buf != k0->buf || k->layer_stride != k0->layer_stride ||
+            k->f16 != k0->f16 || k->pool_rows != k0->pool_rows)
+            return false;
+    }
+    return true;
+}
+
 /* o[n][E] = Attention(a[n][E]) of layer il (spec §4.3-§4.4); writes the cache rows of the batch.
  * Everything but the cache stores and the attention itself is computed for the whole batch at
  * once; those two per sequence (each has its own cache). */
@@ -355,13 +409,34 @@ static int attention(const fwd *f, uint32_t il) {
         MARK("attn_kv");
     }
 
-    if (hp->is_mla) { /* spec §4.4a */
+    if (hp->is_mla && pooled(f)) { /* spec §4.4a, every sequence in one dispatch each */
+        const vkm_fwd_kv *kv = f->seqs[0].kv;
+        const vkm_gpu_arg layer = {kv->buf, (size_t)il * kv->layer_stride, kv->layer_stride};
+        const vkm_mla_kv_shape ks = {n, Ckv, D, 0, H, Dn, H * Dqk, Dqk, hp->eps, 0, act(f, w->kvt)};
+        VKM_TRY(vkm_op_mla_kv_rope(f->gpu, &f->m->rope, kv->f16, &ks, act(f, w->kva),
+                                   wt(&L->attn_kv_a_norm), act(f, w->pos), act(f, w->q), layer));
+        MARK("kv_rope");
+        VKM_TRY(matmul_heads(f, &L->attn_k_b, w->q, Dqk, w->qabs, n));
+        MARK("attn_qabs");
+        const vkm_attn_shape shape = {.n_q = n,
+                                      .n_head = H,
+                                      .n_kv = kv->pool_rows,
+                                      .kq_scale = hp->kq_scale,
+                                      .cache_f16 = kv->f16,
+                                      .state = act(f, w->ast),
+                                      .kvt = act(f, w->kvt)};
+        VKM_TRY(vkm_op_mla_attn(f->gpu, &shape, Ckv, R, Dqk, act(f, w->qabs), act(f, w->q), layer,
+                                act(f, w->ao)));
+        MARK("attn");
+        VKM_TRY(matmul_heads(f, &L->attn_v_b, w->ao, Ckv, w->u, n)); /* u [n][H][Dv] */
+        MARK("attn_vb");
+    } else if (hp->is_mla) { /* spec §4.4a */
         /* per sequence, its cache rows pos0.. = [norm(c), rope(k_pe)]; every q_pe rotated in
          * place */
         for (uint32_t i = 0; i < f->n_seq; i++) {
             const vkm_fwd_seq *q = &f->seqs[i];
-            const vkm_mla_kv_shape ks = {q->n, Ckv,     D,   q->pos0, H,
-                                         Dn,   H * Dqk, Dqk, hp->eps, q->row0};
+            const vkm_mla_kv_shape ks = {q->n,    Ckv, D,       q->pos0, H,  Dn,
+                                         H * Dqk, Dqk, hp->eps, q->row0, {0}};
             VKM_TRY(vkm_op_mla_kv_rope(f->gpu, &f->m->rope, q->kv->f16, &ks, act(f, w->kva),
                                        wt(&L->attn_kv_a_norm), act(f, w->pos), act(f, w->q),
                                        cache(q->kv, il, 0)));

@@ -160,6 +160,8 @@ typedef struct vkm_fwd_work {
     vkm_fwd_span eh;     /* f32 [B*K + B][Fe] swiglu (rows B*K..: the shared expert's, paired) */
     vkm_fwd_span eo;     /* f32 [B*K + B][E] expert outputs (likewise) */
     vkm_fwd_span logits; /* f32 [B][V] */
+    vkm_fwd_span kvt;    /* int32 [B][2] per row: its cache's first row in the pool's layer, its
+                            position + 1 (written by the host: vkm_fwd_batch.kvt) */
 } vkm_fwd_work;
 
 /* The KV cache of a session: per layer, MLA files keep the latent rows [n_ctx][Ckv+R]
@@ -168,8 +170,16 @@ typedef struct vkm_fwd_kv {
     vkm_gpu_buf *buf; /* set by the owner: at least `bytes` bytes */
     bool f16;         /* elements are f16 (default) or f32 */
     uint32_t n_ctx;
-    size_t layer_bytes; /* layer il starts at il * layer_bytes (multiple of VKM_FWD_ALIGN) */
-    size_t v_off;       /* legacy: byte offset of V inside a layer */
+    /* layer il of this cache: layer_bytes at byte il * layer_stride + base (multiples of
+     * VKM_FWD_ALIGN); a cache of its own has base 0 and layer_stride = layer_bytes */
+    size_t layer_bytes, layer_stride, base;
+    size_t v_off; /* legacy: byte offset of V inside a layer */
+    /* A slot of a KV pool (vkm_fwd_kv_pool_layout): the pool's slots lie side by side in every
+     * layer (slot s at base = s * layer_bytes), so one binding of layer_stride bytes from
+     * il * layer_stride holds all of them: pool_rows cache rows, this slot's from row0. A cache of
+     * its own: pooled false, row0 0, pool_rows n_ctx. */
+    bool pooled;
+    uint32_t row0, pool_rows;
     /* MLA with `scores` (vkm_fwd_kv_layout): the f32 [n_ctx][round_up(H, 8)] scratch of
      * one-query attention on CPU devices (ops.h vkm_attn_shape.scores), after the layers; else
      * 0 bytes */
@@ -185,6 +195,11 @@ int vkm_fwd_work_init(vkm_gpu *gpu, const vkm_fwd_work *w);
 /* Lays out the KV cache for n_ctx positions (sets everything but buf); `scores`: with the scratch
  * of one-query attention on CPU devices (MLA files; vkm_fwd_kv_scratch says when). */
 int vkm_fwd_kv_layout(const vkm_hparams *hp, uint32_t n_ctx, bool f16, bool scores, vkm_fwd_kv *kv);
+/* The same for slot `slot` of a pool of n_slots caches in one buffer of kv->bytes (the whole
+ * pool's; every slot's layout differs only in base, row0 and scores_off). MLA slots hold a whole
+ * number of rows a layer (n_ctx rounded up so that they fill whole VKM_FWD_ALIGN units). */
+int vkm_fwd_kv_pool_layout(const vkm_hparams *hp, uint32_t n_ctx, bool f16, bool scores,
+                           uint32_t n_slots, uint32_t slot, vkm_fwd_kv *kv);
 /* Whether a KV cache on `gpu` wants the one-query attention scratch: CPU devices with the texel
  * kernels (ops.h vkm_attn_shape.scores); elsewhere the scratch would never be read. */
 bool vkm_fwd_kv_scratch(vkm_gpu *gpu);
@@ -208,6 +223,10 @@ typedef struct vkm_fwd_batch {
      * sequence go to work.logits rows 0..n_seq-1 (n_logits must be n_seq, logit_row0 0). */
     const vkm_fwd_seq *seqs;
     uint32_t n_seq;
+    /* with seqs: work.kvt holds every row's (first cache row, position + 1); where every
+     * sequence's cache is a slot of the same pool and the plan has fuse.attn_pool, each MLA layer
+     * then records one kv_rope and one attention dispatch for all of them */
+    bool kvt;
     bool profile;         /* vkm_gpu_mark after each kernel */
     vkm_fwd_page_fn page; /* NULL: every expert resident, the whole batch is one recording */
     void *page_ctx;

@@ -197,6 +197,7 @@ static void gpu_defaults(vkm_kernel_plan *p) {
      * routed dispatches (types without gemv, and GEMMs, fall back to separate dispatches) */
     p->fuse.glu = p->fuse.qa_kva = p->fuse.shared_z = true;
     p->fuse.router_group = true; /* router.comp's GROUP variant for decode */
+    p->fuse.attn_pool = true;    /* mla_kv_rope / mla_attn's POOL variants */
 }
 
 /* gemv's integer-dot variants (8-bit activations, quantized once per matmul input) for every type
@@ -285,6 +286,7 @@ static void kernels_for_cpu_device(vkm_kernel_plan *p, const vkm_kernels_caps *c
     p->router_lane = true;
     p->fuse.router_group = true;
     p->fuse.glu = p->fuse.qa_kva = p->fuse.shared_z = p->texel && lane_mm;
+    p->fuse.attn_pool = false; /* the lane attention kernels take one sequence a dispatch */
 }
 
 int vkm_kernels_plan(const vkm_kernels_caps *caps, vkm_kernels_layout layout,
@@ -426,4 +428,5 @@ void vkm_kernels_print(const vkm_kernel_plan *p, FILE *f, const uint32_t *types,
     yes_no(f, "combine+norm", p->fuse.combine_norm);
     yes_no(f, "norm 8-bit out", p->fuse.norm_q8);
     yes_no(f, "kv norm+rope", p->fuse.kv_rope);
+    yes_no(f, "pooled attn", p->fuse.attn_pool);
 }

@@ -108,6 +108,9 @@ typedef struct vkm_kernels_fusions {
     /* the norms before matmuls (rmsnorm, rmsnorm_add, combine+norm) also write their output as
      * 8-bit activations in decode steps, for the integer-dot GEMVs (no quant_q8 dispatch) */
     bool norm_q8;
+    /* the attention of a multi-sequence batch whose caches share one buffer (KV pools) in one
+     * kv_rope and one attention dispatch per layer for all its sequences (GPU kernels) */
+    bool attn_pool;
 } vkm_kernels_fusions;
 
 /* GEMV tuning: the specialization constants of one dispatch. */

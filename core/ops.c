@@ -352,21 +352,45 @@ int vkm_op_mla_kv_rope(vkm_gpu *gpu, const vkm_rope_params *rp, bool cache_f16,
     VKM_TRY(need(op, "pos", pos, rows, 4));
     VKM_TRY(need(op, "q", q, span3(rows, s->q_tok_stride, s->n_head, s->q_head_stride, R, s->q_off),
                  4));
-    const uint64_t cells = ((uint64_t)s->row0 + s->n_tok) * width;
-    VKM_TRY(need(op, "cache", cache, cache_f16 ? cells / 2 : cells, 4));
-    vkm_push_mla_kv_rope p = {s->n_tok,       s->ckv,          R,
-                              s->kva_stride,  s->row0,         s->n_head,
-                              s->q_off,       s->q_tok_stride, s->q_head_stride,
-                              s->eps,         rp->theta_scale, rp->freq_scale,
-                              rp->ext_factor, rp->mscale,      rp->corr_low,
-                              rp->corr_high,  s->tok0};
-    vkm_gpu_arg args[5] = {kva, w, pos, q, cache};
+    const bool pool = s->kvt.buf != NULL;
+    uint32_t row0 = s->row0;
+    if (pool) { /* row0: the cache rows bound, the kernel writes none past them */
+        if (vkm_gpu_plan(gpu)->cpu_family)
+            return vkm_error(VKM_EUNSUPPORTED, "%s: pooled caches need the GPU kernels", op);
+        VKM_TRY(need(op, "kvt", s->kvt, 2 * rows, 4));
+        const size_t size = cache.size ? cache.size : vkm_gpu_buf_size(cache.buf) - cache.offset;
+        const uint64_t r = (uint64_t)size / ((cache_f16 ? 2 : 4) * width);
+        row0 = r < UINT32_MAX ? (uint32_t)r : UINT32_MAX;
+    } else {
+        const uint64_t cells = ((uint64_t)s->row0 + s->n_tok) * width;
+        VKM_TRY(need(op, "cache", cache, cache_f16 ? cells / 2 : cells, 4));
+    }
+    vkm_push_mla_kv_rope p = {s->n_tok,
+                              s->ckv,
+                              R,
+                              s->kva_stride,
+                              row0,
+                              s->n_head,
+                              s->q_off,
+                              s->q_tok_stride,
+                              s->q_head_stride,
+                              s->eps,
+                              rp->theta_scale,
+                              rp->freq_scale,
+                              rp->ext_factor,
+                              rp->mscale,
+                              rp->corr_low,
+                              rp->corr_high,
+                              s->tok0};
+    vkm_gpu_arg args[6] = {kva, w, pos, q, cache, s->kvt};
     uint32_t spec[2]; /* the rmsnorm kernels' workgroup, so the sums of squares are the same */
     norm_spec(gpu, spec);
     vkm_gpu_kernel *k = NULL;
-    VKM_TRY(vkm_gpu_kernel_get(gpu, cache_f16 ? VKM_SH_MLA_KV_ROPE_F16 : VKM_SH_MLA_KV_ROPE_F32,
-                               spec, 2, 5, sizeof p, &k));
-    return vkm_gpu_dispatch(gpu, k, args, 5, &p, groups(s->n_tok, 1), 1, 1);
+    const vkm_shader_id sh =
+        pool ? (cache_f16 ? VKM_SH_MLA_KV_ROPE_POOL_F16 : VKM_SH_MLA_KV_ROPE_POOL_F32)
+             : (cache_f16 ? VKM_SH_MLA_KV_ROPE_F16 : VKM_SH_MLA_KV_ROPE_F32);
+    VKM_TRY(vkm_gpu_kernel_get(gpu, sh, spec, 2, pool ? 6 : 5, sizeof p, &k));
+    return vkm_gpu_dispatch(gpu, k, args, pool ? 6 : 5, &p, groups(s->n_tok, 1), 1, 1);
 }
 
 /* Attention on CPU devices (mla_attn_lane.comp): 1, 2 or 4 queries of one head per invocation,
@@ -571,6 +595,19 @@ int vkm_op_mla_attn(vkm_gpu *gpu, const vkm_attn_shape *s, uint32_t ckv, uint32_
     VKM_TRY(attn_rows(&p, s->q_row0));
     int rc = attn_check(s->cache_f16, &p, q_abs, q, cache, cache, o);
     if (rc) return rc < 0 ? rc : 0;
+    if (s->kvt.buf) { /* every query's own cache rows (the GPU kernel's POOL variant) */
+        if (vkm_gpu_plan(gpu)->attn_lane)
+            return vkm_error(VKM_EUNSUPPORTED, "mla_attn: pooled caches need the GPU kernels");
+        VKM_TRY(need("mla_attn", "kvt", s->kvt, 2 * ((uint64_t)s->q_row0 + s->n_q), 4));
+        vkm_gpu_arg kvt = s->kvt; /* rows q_row0.. are this call's queries */
+        kvt.offset += (size_t)s->q_row0 * 8;
+        if (kvt.size) kvt.size -= (size_t)s->q_row0 * 8;
+        if (kvt.offset % vkm_gpu_info(gpu)->storage_align)
+            return vkm_error(VKM_EINVAL, "mla_attn: kvt rows from %u are not aligned", s->q_row0);
+        vkm_gpu_arg args[6] = {q_abs, q, cache, cache, o, kvt};
+        return dispatch(gpu, s->cache_f16 ? VKM_SH_MLA_ATTN_POOL_F16 : VKM_SH_MLA_ATTN_POOL_F32,
+                        args, 6, &p, sizeof p, p.n_head, groups(p.n_q, 1));
+    }
     if ((rc = attn_dec(gpu, s, &p, q_abs, q, cache, o)) <= 0) return rc;
     return attn_run(gpu, s->cache_f16, &p, q_abs, q, cache, cache, o, s->state);
 }

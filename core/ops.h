@@ -112,6 +112,12 @@ typedef struct vkm_mla_kv_shape {
     uint32_t n_head, q_off, q_tok_stride, q_head_stride;
     float eps;
     uint32_t tok0; /* the tokens' first row in kva, pos and q (a sequence of a larger batch) */
+    /* Optional (kvt.buf NULL: none), GPU kernels only (plan fuse.attn_pool): int32 [tok0 +
+     * n_tok][2], row u = (the first cache row of token u's sequence, its position + 1); token u
+     * then goes to cache row kvt[2u] + kvt[2u + 1] - 1 (row0 unused; rows outside the cache bound
+     * are not written): the tokens of several sequences whose caches share a buffer in one
+     * dispatch. */
+    vkm_gpu_arg kvt;
 } vkm_mla_kv_shape;
 int vkm_op_mla_kv_rope(vkm_gpu *gpu, const vkm_rope_params *rp, bool cache_f16,
                        const vkm_mla_kv_shape *s, vkm_gpu_arg kva, vkm_gpu_arg w, vkm_gpu_arg pos,
@@ -134,6 +140,11 @@ typedef struct vkm_attn_shape {
     /* the queries' first row in the query and output arrays (one sequence of a multi-sequence
      * batch: rows q_row0 .. q_row0 + n_q - 1 are this call's; the state scratch starts at 0) */
     uint32_t q_row0;
+    /* Optional (kvt.buf NULL: none), MLA and the GPU kernels only (plan fuse.attn_pool): int32
+     * [q_row0 + n_q][2] as vkm_mla_kv_shape.kvt: query i attends to cache rows kvt[2i] ..
+     * kvt[2i] + kvt[2i + 1] - 1 (clamped to the n_kv rows of the cache; q_pos0 unused): the
+     * queries of several sequences whose caches share a buffer in one dispatch. */
+    vkm_gpu_arg kvt;
 } vkm_attn_shape;
 
 /* Absorbed MLA attention (spec §4.4a) over the latent cache [n_ctx][ckv + n_rot]:

@@ -38,7 +38,19 @@
 #define MIB (1024.0 * 1024.0)
 #define IO_IDS 0
 #define IO_POS(s) ((size_t)(s)->max_batch * 4)
-#define IO_LOGITS(s) ((size_t)(s)->max_batch * 8)
+#define IO_KVT(s) ((size_t)(s)->max_batch * 8)
+#define IO_LOGITS(s) ((size_t)(s)->max_batch * 16)
+
+/* A KV pool: one device buffer for the caches of n_slots sessions (vkm_fwd_kv_pool_layout), so
+ * that a batch of several of them takes each layer's attention in one dispatch on GPUs. */
+struct vkm_kv_pool {
+    vkm_engine *e;
+    vkm_gpu_buf *buf;
+    int n_slots, n_ctx, users;
+    bool kv_f32;
+    bool closed; /* vkm_kv_pool_destroy was called: freed with its last session */
+    bool *used;  /* [n_slots] */
+};
 
 struct vkm_session {
     vkm_engine *e;
@@ -49,8 +61,10 @@ struct vkm_session {
     int n_past;    /* cached positions */
     vkm_fwd_kv kv;
     vkm_fwd_work w;
-    /* host-visible, mapped: int32 ids [max_batch], int32 positions [max_batch], then one row of
-     * float logits [n_vocab] (IO_* offsets) */
+    vkm_kv_pool *pool; /* the pool whose slot `slot` kv is, or NULL (a cache of its own) */
+    int slot;
+    /* host-visible, mapped: int32 ids [max_batch], int32 positions [max_batch], int32 pairs
+     * [max_batch][2] for work.kvt, then one row of float logits [n_vocab] (IO_* offsets) */
     vkm_gpu_buf *io;
     uint32_t io_rows; /* logit rows io holds (more for batched evaluations, io_grow) */
     int32_t *sel;     /* [max_batch * n_expert_used] router choices read back (paged experts) */
@@ -132,11 +146,82 @@ static int cpu_buffers(vkm_session *s) {
     return 0;
 }
 
+static void pool_free(vkm_kv_pool *p) {
+    vkm_gpu_buf_destroy(vkm_engine_gpu(p->e), p->buf);
+    free(p->used);
+    free(p);
+}
+
+int vkm_kv_pool_create(vkm_engine *e, int n_slots, const vkm_session_opts *opts,
+                       vkm_kv_pool **out) {
+    *out = NULL;
+    if (n_slots < 1 || n_slots > MAX_BATCH)
+        return vkm_error(VKM_EINVAL, "KV pool: %d slots, expected 1..%d", n_slots, MAX_BATCH);
+    const vkm_hparams *hp = &vkm_engine_model(e)->hp;
+    vkm_gpu *gpu = vkm_engine_gpu(e);
+    vkm_session_opts o = {0};
+    if (opts) o = *opts;
+    o.kv_pool = NULL;
+    vkm_session_layout lay;
+    VKM_TRY(vkm_session_plan(hp, gpu, &o, &lay));
+    vkm_fwd_kv kv;
+    VKM_TRY(vkm_fwd_kv_pool_layout(hp, (uint32_t)lay.n_ctx, !o.kv_f32, vkm_fwd_kv_scratch(gpu),
+                                   (uint32_t)n_slots, 0, &kv));
+    vkm_kv_pool *p = calloc(1, sizeof *p);
+    if (!p || !(p->used = calloc((size_t)n_slots, sizeof *p->used))) {
+        free(p);
+        return vkm_error(VKM_ENOMEM, "out of memory");
+    }
+    p->e = e;
+    p->n_slots = n_slots;
+    p->n_ctx = lay.n_ctx;
+    p->kv_f32 = o.kv_f32;
+    int rc = make_buf(gpu, kv.bytes, "KV pool", &p->buf);
+    if (rc) {
+        pool_free(p);
+        return rc;
+    }
+    *out = p;
+    return 0;
+}
+
+/* With sessions still in its slots the pool goes when the last of them does. */
+void vkm_kv_pool_destroy(vkm_kv_pool *p) {
+    if (!p) return;
+    p->closed = true;
+    if (p->users == 0) pool_free(p);
+}
+
+/* Slot `slot` of pool p as s's cache. */
+static int pool_take(vkm_session *s, vkm_kv_pool *p) {
+    if (p->e != s->e) return vkm_error(VKM_EINVAL, "session: the KV pool is another engine's");
+    int slot = 0;
+    while (slot < p->n_slots && p->used[slot]) slot++;
+    if (slot == p->n_slots)
+        return vkm_error(VKM_EINVAL, "session: all %d slots of the KV pool are in use", p->n_slots);
+    VKM_TRY(vkm_fwd_kv_pool_layout(s->dm->hp, (uint32_t)p->n_ctx, !p->kv_f32,
+                                   vkm_fwd_kv_scratch(s->gpu), (uint32_t)p->n_slots, (uint32_t)slot,
+                                   &s->kv));
+    s->kv.buf = p->buf;
+    s->n_ctx = p->n_ctx;
+    s->pool = p;
+    s->slot = slot;
+    p->used[slot] = true;
+    p->users++;
+    return 0;
+}
+
 int vkm_session_create(vkm_engine *e, const vkm_session_opts *opts, vkm_session **out) {
     *out = NULL;
     const vkm_hparams *hp = &vkm_engine_model(e)->hp;
     vkm_session_layout lay;
-    int rc = vkm_session_plan(hp, vkm_engine_gpu(e), opts, &lay);
+    vkm_session_opts o = {0};
+    if (opts) o = *opts;
+    if (o.kv_pool) { /* the pool's context and cache type */
+        o.n_ctx = o.kv_pool->n_ctx;
+        o.kv_f32 = o.kv_pool->kv_f32;
+    }
+    int rc = vkm_session_plan(hp, vkm_engine_gpu(e), &o, &lay);
     if (rc) return rc;
     const int max_batch = lay.max_batch;
 
@@ -154,7 +239,8 @@ int vkm_session_create(vkm_engine *e, const vkm_session_opts *opts, vkm_session 
         rc = vkm_error(VKM_ENOMEM, "out of memory");
         goto fail;
     }
-    if ((rc = make_buf(s->gpu, s->kv.bytes, "KV cache", &s->kv.buf)) ||
+    if ((rc = o.kv_pool ? pool_take(s, o.kv_pool)
+                        : make_buf(s->gpu, s->kv.bytes, "KV cache", &s->kv.buf)) ||
         (rc = make_buf(s->gpu, s->w.bytes, "work buffer", &s->w.buf)) ||
         (rc = vkm_fwd_work_init(s->gpu, &s->w)) ||
         (rc = vkm_gpu_buf_create(s->gpu, IO_LOGITS(s) + (size_t)hp->n_vocab * sizeof(float),
@@ -174,7 +260,12 @@ fail:
 
 void vkm_session_destroy(vkm_session *s) {
     if (!s) return;
-    vkm_gpu_buf_destroy(s->gpu, s->kv.buf);
+    if (s->pool) {
+        s->pool->used[s->slot] = false;
+        if (--s->pool->users == 0 && s->pool->closed) pool_free(s->pool);
+    } else {
+        vkm_gpu_buf_destroy(s->gpu, s->kv.buf);
+    }
     vkm_gpu_buf_destroy(s->gpu, s->w.buf);
     vkm_gpu_buf_destroy(s->gpu, s->readback);
     vkm_gpu_buf_destroy(s->gpu, s->io);
@@ -298,15 +389,19 @@ static int run_batch(vkm_session *s, const vkm_fwd_batch *b, const vkm_fwd_kv *k
     const uint64_t t0 = now_ns();
     s->batch_gpu_ns = 0;
     int rc;
+    const size_t kvt = b->kvt ? (size_t)n * 8 : 0; /* work.kvt's rows, when the batch has them */
     if (direct &&
         ((rc = vkm_gpu_upload(s->gpu, s->w.buf, s->w.ids.off, io + IO_IDS, (size_t)n * 4)) ||
-         (rc = vkm_gpu_upload(s->gpu, s->w.buf, s->w.pos.off, io + IO_POS(s), (size_t)n * 4))))
+         (rc = vkm_gpu_upload(s->gpu, s->w.buf, s->w.pos.off, io + IO_POS(s), (size_t)n * 4)) ||
+         (kvt && (rc = vkm_gpu_upload(s->gpu, s->w.buf, s->w.kvt.off, io + IO_KVT(s), kvt)))))
         return rc;
     if ((rc = vkm_gpu_begin(s->gpu)) ||
         (!direct && ((rc = vkm_gpu_record_copy(s->gpu, s->io, IO_IDS, s->w.buf, s->w.ids.off,
                                                (size_t)n * 4)) ||
                      (rc = vkm_gpu_record_copy(s->gpu, s->io, IO_POS(s), s->w.buf, s->w.pos.off,
-                                               (size_t)n * 4)))) ||
+                                               (size_t)n * 4)) ||
+                     (kvt && (rc = vkm_gpu_record_copy(s->gpu, s->io, IO_KVT(s), s->w.buf,
+                                                       s->w.kvt.off, kvt))))) ||
         (rc = vkm_fwd_record(s->gpu, s->dm, &s->w, kv, b)) ||
         (in_batch && (rc = vkm_gpu_record_copy(s->gpu, s->w.buf, s->w.logits.off, s->io,
                                                IO_LOGITS(s), n_logits * row_bytes))) ||
@@ -442,11 +537,16 @@ int vkm_session_eval_multi(vkm_session *via, const vkm_seq_eval *seqs, int n_seq
     if (!rc) {
         char *io = vkm_gpu_buf_map(via->io);
         int32_t *ids = (int32_t *)(io + IO_IDS), *pos = (int32_t *)(io + IO_POS(via));
+        int32_t *kvt = (int32_t *)(io + IO_KVT(via));
         uint32_t row = 0;
         for (int i = 0; i < n_seq; i++) {
             const vkm_seq_eval *q = &seqs[i];
             memcpy(ids + row, q->tokens, (size_t)q->n * 4);
-            for (int t = 0; t < q->n; t++) pos[row + t] = q->s->n_past + t;
+            for (int t = 0; t < q->n; t++) {
+                pos[row + t] = q->s->n_past + t;
+                kvt[2 * (row + t)] = (int32_t)q->s->kv.row0;
+                kvt[2 * (row + t) + 1] = q->s->n_past + t + 1;
+            }
             fs[i] = (vkm_fwd_seq){&q->s->kv, row, (uint32_t)q->n, (uint32_t)q->s->n_past};
             rows[i] = q->logits;
             row += (uint32_t)q->n;
@@ -454,6 +554,7 @@ int vkm_session_eval_multi(vkm_session *via, const vkm_seq_eval *seqs, int n_seq
         vkm_fwd_batch b = chunk_batch(via, (int)total, 0, 0, want ? n_seq : 0, false);
         b.seqs = fs;
         b.n_seq = (uint32_t)n_seq;
+        b.kvt = true;
         rc = run_batch(via, &b, NULL, NULL, rows);
     }
     if (!rc)
@@ -517,6 +618,7 @@ int vkm_session_warmup_batched(vkm_session *s, int n_seq, vkm_progress_fn fn, vo
         b[k - 2] = chunk_batch(s, k, 0, 0, k, true);
         b[k - 2].seqs = fs;
         b[k - 2].n_seq = (uint32_t)k;
+        b[k - 2].kvt = s->pool != NULL; /* a pool's sessions: its one-dispatch attention */
     }
     if (!rc) {
         vkm_gpu_set_progress(s->gpu, fn, user);

@@ -155,11 +155,25 @@ int vkm_engine_open(const vkm_engine_opts *opts, vkm_engine **out);
 void vkm_engine_close(vkm_engine *e); /* accepts NULL */
 void vkm_engine_get_info(const vkm_engine *e, vkm_engine_info *out);
 
+typedef struct vkm_kv_pool vkm_kv_pool;
 typedef struct vkm_session_opts {
     int n_ctx;     /* KV cache length in tokens; 0 = min(n_ctx_train, 4096) */
     bool kv_f32;   /* F32 latent KV cache instead of the default F16 */
     int max_batch; /* largest number of tokens per eval; 0 = 512 */
+    /* NULL: a KV cache of its own; else a free slot of this pool (vkm_kv_pool_create), whose
+     * n_ctx and kv_f32 then apply (the two above are ignored) */
+    vkm_kv_pool *kv_pool;
 } vkm_session_opts;
+
+/* One device buffer for the KV caches of n_slots sessions of engine e (each opts->n_ctx tokens,
+ * opts->kv_f32; NULL = the defaults): sessions created with vkm_session_opts.kv_pool take its
+ * slots. A batched evaluation of several of them (vkm_session_eval_multi) then runs each MLA
+ * layer's cache store and attention in one dispatch for all its sequences on GPUs (the kernel
+ * plan's "pooled attn"), instead of one each per sequence; the logits are the same. VKM_EINVAL
+ * for n_slots outside 1..65536 or a bad n_ctx, VKM_EDEVMEM when the pool does not fit.
+ * vkm_kv_pool_destroy with sessions still in its slots frees it with the last of them. */
+int vkm_kv_pool_create(vkm_engine *e, int n_slots, const vkm_session_opts *opts, vkm_kv_pool **out);
+void vkm_kv_pool_destroy(vkm_kv_pool *p); /* accepts NULL */
 
 /* opts may be NULL (defaults). VKM_EINVAL for a bad n_ctx (1..2^24) or max_batch (1..65536;
  * clamped to n_ctx), VKM_EDEVMEM when the cache or the work buffer does not fit. */

@@ -12,6 +12,11 @@
 // (mla_attn_f32). Elements are read in pairs: da, db, dv and all cache offsets/strides are even.
 // Bindings: 0 qa (f32), 1 qb (f32), 2 k cache, 3 v cache, 4 o (f32).
 // Grid: x = head, y = query (grid-stride). Limits: da+db <= VKM_ATTN_MAX_DK, dv <= VKM_ATTN_MAX_DV.
+// With -DPOOL (variants mla_attn_pool_f16 / _f32: the sequences of a multi-sequence batch whose
+// caches share one buffer, core/session.c's KV pools) each query has a cache of its own: binding
+// 5, int32 kvt[n_q][2], gives query i's first cache row and its key count (position + 1), so
+// query i sees rows kvt[2i] .. kvt[2i] + kvt[2i + 1] - 1 (clamped to the n_kv rows bound);
+// q_pos0 is unused.
 // Performance (correctness first): each invocation computes one key's full dot product, and every
 // (query, head) workgroup re-reads the keys; with MLA all heads share K, so handling several heads
 // per workgroup (and splitting long decodes over workgroups) is the obvious next step.
@@ -34,6 +39,9 @@ vec2 load_k(uint e) { return vec2(kc[e], kc[e + 1]); }
 vec2 load_v(uint e) { return vec2(vc[e], vc[e + 1]); }
 #endif
 layout(std430, set = 0, binding = 4) writeonly buffer O { float o[]; };
+#ifdef POOL
+layout(std430, set = 0, binding = 5) readonly buffer T { int kvt[]; };
+#endif
 layout(push_constant) uniform Push { vkm_push_attn p; };
 
 #define WG VKM_ATTN_WG
@@ -57,7 +65,13 @@ void main() {
         }
         barrier();
 
+#ifdef POOL
+        const uint kbase = min(uint(kvt[2u * i]), p.n_kv); // uniform over the workgroup
+        const uint n_keys = min(uint(kvt[2u * i + 1u]), p.n_kv - kbase);
+#else
+        const uint kbase = 0u;
         const uint n_keys = min(p.q_pos0 + i + 1, p.n_kv);
+#endif
         float m = -3.0e38, l = 0.0;
         vec2 acc[NV];
         for (uint a = 0; a < NV; a++) acc[a] = vec2(0.0);
@@ -66,7 +80,7 @@ void main() {
             const uint j = blk + tid;
             float s = -3.0e38;
             if (j < n_keys) {
-                const uint kb = j * p.k_row_stride + h * p.k_head_stride;
+                const uint kb = (kbase + j) * p.k_row_stride + h * p.k_head_stride;
                 float d = 0.0;
                 for (uint e2 = 0; e2 < dk2; e2++) d += dot(q_s[e2], load_k(kb + 2 * e2));
                 s = p.kq_scale * d;
@@ -94,7 +108,7 @@ void main() {
                 const uint c2 = tid + a * WG;
                 if (c2 >= dv2) break;
                 vec2 v = acc[a] * corr;
-                uint vb = p.v_off + blk * p.v_row_stride + h * p.v_head_stride + 2 * c2;
+                uint vb = p.v_off + (kbase + blk) * p.v_row_stride + h * p.v_head_stride + 2 * c2;
                 for (uint jj = 0; jj < nb; jj++, vb += p.v_row_stride) v += p_s[jj] * load_v(vb);
                 acc[a] = v;
             }

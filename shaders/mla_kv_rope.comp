@@ -10,6 +10,11 @@
 // width even, checked on the host) or f32 (mla_kv_rope_f32).
 // Bindings: 0 kva (f32 [n_tok][kva_stride]), 1 w (f32 [ckv]), 2 pos (int32 [n_tok]),
 // 3 q (f32, read-write), 4 cache (f16 pairs as uint, or f32; rows of ckv + n_rot values).
+// With -DPOOL (variants mla_kv_rope_pool_f16 / _f32: the sequences of a multi-sequence batch
+// whose caches share one buffer, core/session.c's KV pools) token u's cache row is
+// kvt[2u] + kvt[2u + 1] - 1 (binding 5, int32 kvt[][2]: its cache's first row, its position + 1,
+// as mla_attn.comp's POOL variant reads them), written only below row0, then the number of cache
+// rows bound.
 // One workgroup per token (grid-stride). Spec 0: invocations per workgroup (at most
 // VKM_OPS_RED_WG); spec 1 SG = 1 when that is one whole subgroup (subgroupAdd, no barriers).
 #version 450
@@ -27,6 +32,9 @@ layout(std430, set = 0, binding = 3) buffer Q { float q[]; };
 layout(std430, set = 0, binding = 4) writeonly buffer C { uint cache[]; };
 #else
 layout(std430, set = 0, binding = 4) writeonly buffer C { float cache[]; };
+#endif
+#ifdef POOL
+layout(std430, set = 0, binding = 5) readonly buffer T { int kvt[]; };
 #endif
 layout(push_constant) uniform Push { vkm_push_mla_kv_rope p; };
 
@@ -46,14 +54,21 @@ void main() {
         }
         const float total = rms_total(sum);
         const float scale = 1.0 / sqrt(total / float(p.ckv) + p.eps);
+#ifdef POOL
+        const uint crow = uint(kvt[2u * u]) + uint(kvt[2u * u + 1u]) - 1u;
+        const bool put = crow < p.row0 && uint(kvt[2u * u + 1u]) > 0u; // uniform per workgroup
+        const uint cb = put ? crow * width : 0u;
+#else
+        const bool put = true;
         const uint cb = (p.row0 + t) * width;
+#endif
 #ifdef DST_F16
-        for (uint i = 2 * tid; i < p.ckv; i += 2 * nt) {
+        for (uint i = 2 * tid; put && i < p.ckv; i += 2 * nt) {
             const vec2 v = vec2((kva[xb + i] * scale) * w[i], (kva[xb + i + 1] * scale) * w[i + 1]);
             cache[(cb + i) / 2] = packHalf2x16(v);
         }
 #else
-        for (uint i = tid; i < p.ckv; i += nt) cache[cb + i] = (kva[xb + i] * scale) * w[i];
+        for (uint i = tid; put && i < p.ckv; i += nt) cache[cb + i] = (kva[xb + i] * scale) * w[i];
 #endif
         const int ps = pos[u];
         for (uint k = tid; k < p.n_rot / 2; k += nt) {
@@ -62,12 +77,14 @@ void main() {
             const uint b = xb + p.ckv + 2 * k;
             const float x0 = kva[b], x1 = kva[b + 1];
             const vec2 r = vec2(x0 * c - x1 * s, x0 * s + x1 * c);
+            if (put) {
 #ifdef DST_F16
-            cache[(cb + p.ckv + 2 * k) / 2] = packHalf2x16(r);
+                cache[(cb + p.ckv + 2 * k) / 2] = packHalf2x16(r);
 #else
-            cache[cb + p.ckv + 2 * k] = r.x;
-            cache[cb + p.ckv + 2 * k + 1] = r.y;
+                cache[cb + p.ckv + 2 * k] = r.x;
+                cache[cb + p.ckv + 2 * k + 1] = r.y;
 #endif
+            }
             for (uint h = 0; h < p.n_head; h++) {
                 const uint qb = u * p.q_tok_stride + h * p.q_head_stride + p.q_off + 2 * k;
                 const float q0 = q[qb], q1 = q[qb + 1];

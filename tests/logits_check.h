@@ -108,7 +108,7 @@ static inline logits_stats logits_compare(const float *ref, const float *ours, i
 static inline int logits_gpu_prompt(vkm_engine *e, const int32_t *ids, int n_prompt, int n_ctx,
                                     bool kv_f32, int max_batch, int n_step, float *out) {
     vkm_session *s = NULL;
-    vkm_session_opts so = {n_ctx, kv_f32, max_batch};
+    vkm_session_opts so = {n_ctx, kv_f32, max_batch, NULL};
     int rc = vkm_session_create(e, &so, &s);
     if (rc) return rc;
     const int V = (int)vkm_engine_model(e)->hp.n_vocab, n_batch = n_prompt - n_step;
@@ -126,7 +126,7 @@ static inline int logits_gpu_prompt(vkm_engine *e, const int32_t *ids, int n_pro
 static inline void logits_check_warmup(vkm_engine *e, const int32_t *ids, int n_prompt, int n_ctx,
                                        int max_batch, float *last) {
     vkm_session *s = NULL;
-    vkm_session_opts so = {n_ctx, false, max_batch};
+    vkm_session_opts so = {n_ctx, false, max_batch, NULL};
     CHECK_OK(vkm_session_create(e, &so, &s));
     if (!s) return;
     vkm_gpu *gpu = vkm_engine_gpu(e);

@@ -150,7 +150,7 @@ static void run_fixture(const char *name, double max_kl, double min_top1, double
 
     /* errors leave the session unchanged; truncation and re-evaluation reproduce the tail */
     vkm_session *s = NULL;
-    CHECK_OK(vkm_session_create(e, &(vkm_session_opts){N_CTX, true, 0}, &s));
+    CHECK_OK(vkm_session_create(e, &(vkm_session_opts){N_CTX, true, 0, NULL}, &s));
     if (s) {
         CHECK_OK(vkm_session_eval(s, g_ids, N_PROMPT, false, other));
         CHECK(close_q8("session vs batch", batch + (size_t)(N_PROMPT - 1) * V, other, 1, V, 1e-3));
@@ -173,7 +173,7 @@ static void run_fixture(const char *name, double max_kl, double min_top1, double
         CHECK(vkm_session_eval(s, fill, 1, false, other) == VKM_ERANGE);
         vkm_session_destroy(s);
     }
-    CHECK(vkm_session_create(e, &(vkm_session_opts){-1, false, 0}, &s) == VKM_EINVAL && !s);
+    CHECK(vkm_session_create(e, &(vkm_session_opts){-1, false, 0, NULL}, &s) == VKM_EINVAL && !s);
     uint32_t verr = vkm_gpu_validation_errors(vkm_engine_gpu(e));
     printf("%-16s validation errors: %u\n", name, verr);
     CHECK(verr == 0);

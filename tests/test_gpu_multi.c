@@ -12,7 +12,11 @@
  * runs diverge; with the integer-dot GEMVs of accelerating GPUs, whose 8-bit activations only
  * some batch shapes get, mean KL <= 0.01 instead). The same with the experts paged at the minimum
  * budget, and with every routed expert computed on the CPU (cpu_moe: its 8-bit activations are
- * quantized per token, so batching changes nothing there). Bad calls (the same session twice, more
+ * quantized per token, so batching changes nothing there). Every batched run again with the
+ * sessions' caches in one KV pool (vkm_kv_pool_create): the same checks, and where the plan has
+ * the pooled attention (GPU layout, MLA) each pass of N sequences records 2 (N - 1) dispatches per
+ * layer fewer (one cache store and one attention for all); a full pool refuses a session. Bad
+ * calls (the same session twice, more
  * tokens than the batch, a token outside the vocabulary, a context overflow) are refused and change
  * nothing. */
 #include <math.h>
@@ -24,6 +28,7 @@
 #include "check.h"
 #include "engine.h"
 #include "gpu.h"
+#include "kernels.h"
 #include "logits_check.h"
 #include "vkmoe.h"
 
@@ -75,7 +80,7 @@ static const int32_t *prompt_of(int i) {
 static void run_alone(vkm_engine *e, seqdata *sd, int V) {
     for (int i = 0; i < N_SEQ; i++) {
         vkm_session *s = NULL;
-        vkm_session_opts so = {N_CTX, false, 16};
+        vkm_session_opts so = {N_CTX, false, 16, NULL};
         CHECK_OK(vkm_session_create(e, &so, &s));
         if (!s) return;
         const int32_t *pr = prompt_of(i);
@@ -101,14 +106,27 @@ static void run_alone(vkm_engine *e, seqdata *sd, int V) {
     }
 }
 
-/* The same passes batched, each in one vkm_session_eval_multi through the first session. */
-static void run_batched(vkm_engine *e, seqdata *sd, int V, const char *what) {
+/* The same passes batched, each in one vkm_session_eval_multi through the first session; with
+ * `pooled` the sessions' caches are the slots of one KV pool. last[p]: the dispatches of pass p. */
+static void run_batched(vkm_engine *e, seqdata *sd, int V, const char *what, bool pooled,
+                        uint64_t *last) {
     vkm_session *s[N_SEQ] = {0};
+    vkm_kv_pool *pool = NULL;
+    if (pooled) {
+        const vkm_session_opts po = {N_CTX, false, 0, NULL};
+        CHECK_OK(vkm_kv_pool_create(e, N_SEQ, &po, &pool));
+        if (!pool) return;
+    }
     for (int i = 0; i < N_SEQ; i++) {
         /* the first session carries the batch (its work buffer); the others only their caches */
-        vkm_session_opts so = {N_CTX, false, i == 0 ? 24 : 1};
+        vkm_session_opts so = {N_CTX, false, i == 0 ? 24 : 1, pool};
         CHECK_OK(vkm_session_create(e, &so, &s[i]));
         if (!s[i]) goto out;
+    }
+    if (pooled) { /* every slot is taken */
+        vkm_session *extra = NULL;
+        const vkm_session_opts so = {0, false, 1, pool};
+        CHECK(vkm_session_create(e, &so, &extra) == VKM_EINVAL && !extra);
     }
     /* a plan with integer-dot GEMVs (accelerating GPUs) quantizes the activations of the GEMVs
      * but not of the batched GEMMs, so batch shapes change the logits by more than rounding */
@@ -125,6 +143,9 @@ static void run_batched(vkm_engine *e, seqdata *sd, int V, const char *what) {
             q[nq++] = (vkm_seq_eval){s[i], sd[i].toks + done[i], n, got + (size_t)i * V};
         }
         CHECK_OK(vkm_session_eval_multi(s[0], q, nq));
+        vkm_dispatch_stats ds;
+        vkm_session_dispatch_stats(s[0], &ds);
+        last[p] = ds.last;
         for (int k = 0; k < nq; k++) {
             const int i = (int)(q[k].logits - got) / V;
             done[i] += q[k].n;
@@ -150,6 +171,7 @@ static void run_batched(vkm_engine *e, seqdata *sd, int V, const char *what) {
     free(got);
 out:
     for (int i = 0; i < N_SEQ; i++) vkm_session_destroy(s[i]);
+    vkm_kv_pool_destroy(pool);
 }
 
 /* vkm_session_warmup_batched builds what batched decode steps of up to N_SEQ sequences use. */
@@ -157,7 +179,7 @@ static void check_warmup(vkm_engine *e) {
     vkm_session *s[N_SEQ] = {0};
     vkm_gpu *gpu = vkm_engine_gpu(e);
     for (int i = 0; i < N_SEQ; i++) {
-        vkm_session_opts so = {N_CTX, false, i == 0 ? 24 : 1};
+        vkm_session_opts so = {N_CTX, false, i == 0 ? 24 : 1, NULL};
         CHECK_OK(vkm_session_create(e, &so, &s[i]));
         if (!s[i]) goto out;
     }
@@ -185,7 +207,7 @@ out:
 /* Refused calls change nothing. */
 static void bad_calls(vkm_engine *e) {
     vkm_session *a = NULL, *b = NULL;
-    vkm_session_opts big = {8, false, 4}, one = {8, false, 1};
+    vkm_session_opts big = {8, false, 4, NULL}, one = {8, false, 1, NULL};
     CHECK_OK(vkm_session_create(e, &big, &a));
     CHECK_OK(vkm_session_create(e, &one, &b));
     if (!a || !b) goto out;
@@ -235,7 +257,24 @@ static void run_model(const char *path, bool paged, bool cpu_moe) {
     char what[64];
     snprintf(what, sizeof what, "%s%s%s", strrchr(path, '/') + 1, paged ? " paged" : "",
              cpu_moe ? " cpu-moe" : "");
-    run_batched(e, sd, V, what);
+    uint64_t last[N_PASS], last_pooled[N_PASS];
+    run_batched(e, sd, V, what, false, last);
+    /* the same with the caches in one KV pool: the same logits; where the plan has the pooled
+     * attention (GPU kernels), each MLA layer records one cache store and one attention for all
+     * of a pass's sequences instead of one each */
+    char pw[80];
+    snprintf(pw, sizeof pw, "%s pooled", what);
+    run_batched(e, sd, V, pw, true, last_pooled);
+    const vkm_hparams *hp = &vkm_engine_model(e)->hp;
+    const bool one = vkm_gpu_plan(vkm_engine_gpu(e))->fuse.attn_pool && hp->is_mla;
+    for (int p = 0; p < N_PASS; p++) {
+        int nq = 0;
+        for (int i = 0; i < N_SEQ; i++) nq += g_plan[p][i] > 0;
+        const uint64_t fewer = one ? 2ull * (uint64_t)(nq - 1) * hp->n_layer : 0;
+        CHECK_MSG(last_pooled[p] + fewer == last[p],
+                  "%s pass %d (%d sequences): %llu dispatches pooled, %llu apart", what, p, nq,
+                  (unsigned long long)last_pooled[p], (unsigned long long)last[p]);
+    }
     if (!paged && !cpu_moe) bad_calls(e);
     for (int i = 0; i < N_SEQ; i++)
         for (int p = 0; p < N_PASS; p++) free(sd[i].want[p]);

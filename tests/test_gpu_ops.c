@@ -347,7 +347,7 @@ static void kv_rope_case(const char *what, bool f16, uint32_t n, uint32_t H, uin
                 *bp = buf_new(pos, n * 4), *bc = buf_new(NULL, ncell * es),
                 *bq2 = buf_new(q, nq * 4), *bk2 = buf_new(k, nk * 4),
                 *bc2 = buf_new(NULL, ncell * es);
-    const vkm_mla_kv_shape sh = {n, ckv, st, row0, H, dn, H * dqk, dqk, 1e-6f, 0};
+    const vkm_mla_kv_shape sh = {n, ckv, st, row0, H, dn, H * dqk, dqk, 1e-6f, 0, {0}};
     CHECK_OK(begin());
     if (n >= 2) { /* two sequences' calls (tok0, as a multi-sequence batch records them) */
         vkm_mla_kv_shape s1 = sh, s2 = sh;
@@ -597,7 +597,7 @@ static void mla_case_s(uint32_t ckv, uint32_t R, uint32_t H, uint32_t dn, bool f
                 *bc = buf_new(cpad, CACHE_OFF + nc * es), *bo = buf_new(NULL, no * 4);
     vkm_gpu_buf *bst = buf_new(NULL, (size_t)n_q * H * 2 * 4); /* state between key passes */
     vkm_gpu_buf *bsc = buf_new(sc, ns * 4);
-    vkm_attn_shape s = {n_q, H, q_pos0, n_kv, kq_scale, f16, A(bst), {0}, 0};
+    vkm_attn_shape s = {n_q, H, q_pos0, n_kv, kq_scale, f16, A(bst), {0}, 0, {0}};
     if (scratch) s.scores = A(bsc);
     const vkm_gpu_arg cache = {bc, CACHE_OFF, 0};
     CHECK_OK(begin());
@@ -693,7 +693,7 @@ static void naive_case(uint32_t dn, uint32_t R, uint32_t dv, uint32_t H, bool f1
     vkm_gpu_buf *bq = buf_new(q, nq * 4), *bk = buf_new(kb, nk * es), *bv = buf_new(vb, nv * es),
                 *bo = buf_new(NULL, no * 4);
     vkm_gpu_buf *bst = buf_new(NULL, (size_t)n_q * H * 2 * 4); /* state between key passes */
-    vkm_attn_shape s = {n_q, H, q_pos0, n_kv, kq_scale, f16, A(bst), {0}, 0};
+    vkm_attn_shape s = {n_q, H, q_pos0, n_kv, kq_scale, f16, A(bst), {0}, 0, {0}};
     CHECK_OK(begin());
     if (n_q >= 2) { /* in two calls (q_row0), as two sequences of a batch */
         vkm_attn_shape s1 = s, s2 = s;
@@ -779,7 +779,7 @@ static void test_attention(void) {
         vkm_gpu_buf *bkv = buf_new(kv, n * w * 4), *bc = buf_new(NULL, 64 * w * 2),
                     *bqa = buf_new(qa, n * H * ckv * 4), *bq = buf_new(q, n * H * dqk * 4),
                     *bo = buf_new(NULL, n * H * ckv * 4);
-        vkm_attn_shape s = {n, H, 0, n, 0.2f, true, {0}, {0}, 0};
+        vkm_attn_shape s = {n, H, 0, n, 0.2f, true, {0}, {0}, 0, {0}};
         CHECK_OK(begin());
         CHECK_OK(vkm_op_mla_kv_store(gpu, true, A(bkv), A(bc), n, w, w, 0));
         CHECK_OK(vkm_op_mla_attn(gpu, &s, ckv, R, dqk, A(bqa), A(bq), A(bc), A(bo)));

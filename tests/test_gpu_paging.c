@@ -215,7 +215,7 @@ static void run_fixture(const char *name, int n_step) {
      * batch and the steps use; the last logits are the unpaged ones */
     CHECK_OK(open_engine_pf(path, budgets[1].budget, VKM_EXPERT_LRU, VKM_PREFETCH_ON, &e));
     vkm_session *s = NULL;
-    if (e) CHECK_OK(vkm_session_create(e, &(vkm_session_opts){N_CTX, true, 0}, &s));
+    if (e) CHECK_OK(vkm_session_create(e, &(vkm_session_opts){N_CTX, true, 0, NULL}, &s));
     if (s) {
         vkm_gpu *gpu = vkm_engine_gpu(e);
         const int k0 = vkm_gpu_kernel_count(gpu), n_batch = N_PROMPT - n_step;

@@ -37,7 +37,8 @@ int gen_batch_init(gen_batch *b, gen_ctx *g, int n_slots, int prefill_chunk) {
     b->slots[0].seq = &g->seq;
     b->n_slots = 1;
     /* the other slots evaluate only through slot 0's work buffer: a one-token one each */
-    const vkm_session_opts so = {.n_ctx = g->n_ctx, .kv_f32 = g->opts->kv_f32, .max_batch = 1};
+    const vkm_session_opts so = {
+        .n_ctx = g->n_ctx, .kv_f32 = g->opts->kv_f32, .max_batch = 1, .kv_pool = g->kv_pool};
     for (int i = 1; i < n_slots; i++) {
         gen_seq *q = calloc(1, sizeof *q);
         if (!q) return cli_fail("out of memory");

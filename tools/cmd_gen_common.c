@@ -334,6 +334,11 @@ int gen_open(gen_ctx *g, const gen_opts *o, bool want_template) {
         n_ctx /= o->n_seq;
     }
     vkm_session_opts so = {.n_ctx = n_ctx, .kv_f32 = o->kv_f32};
+    /* several sequences (serve's slots): their caches in one pool, so that a step's attention is
+     * one dispatch per layer for all of them on GPUs */
+    if (o->n_seq > 1 && vkm_kv_pool_create(g->engine, o->n_seq, &so, &g->kv_pool))
+        return cli_fail_last();
+    so.kv_pool = g->kv_pool;
     if (gen_seq_open(&g->seq, g, &so, &o->sampling)) return CLI_ERROR;
     g->n_ctx = g->seq.n_ctx;
 
@@ -359,6 +364,7 @@ int gen_open(gen_ctx *g, const gen_opts *o, bool want_template) {
 
 void gen_close(gen_ctx *g) {
     gen_seq_close(&g->seq);
+    vkm_kv_pool_destroy(g->kv_pool); /* after every session of it (gen_batch_free's first) */
     vkm_engine_close(g->engine);
     vkm_tok_free(g->tok);
     free(g->eog);

@@ -53,8 +53,8 @@ typedef struct gen_opts {
     const char *stop[GEN_MAX_STOP]; /* -r/--reverse-prompt, --stop: generation ends after any */
     int n_stop;
     gen_exec exec; /* --expert-exec, --cpu-moe, --n-cpu-moe, --cpu-threads */
-    int n_seq; /* sequences sharing the context (serve --parallel): gen_open's session gets
-                  n_ctx / n_seq tokens, the engine's budget all n_ctx; 0 = 1 */
+    int n_seq;     /* sequences sharing the context (serve --parallel): gen_open's session gets
+                      n_ctx / n_seq tokens, the engine's budget all n_ctx; 0 = 1 */
 } gen_opts;
 
 /* Defaults (n_predict as given: run uses 128, chat -1). */
@@ -116,6 +116,7 @@ typedef struct gen_ctx {
     int n_vocab;
     int n_ctx;                       /* of seq (serve: of each slot) */
     gen_seq seq;                     /* the session of run and chat; serve's first slot */
+    vkm_kv_pool *kv_pool;            /* serve (n_seq > 1): every slot's KV cache, else NULL */
     int32_t think_open, think_close; /* ids of "<think>" / "</think>", -1 if absent */
     int32_t *eog;                    /* [n_eog] end-of-generation ids, masked by --ignore-eos */
     int n_eog;
