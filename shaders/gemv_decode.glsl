@@ -126,40 +126,46 @@ void gemv_row(uint rb, uint rb2, uint lane, uint S) {
 
 #else
 // ---- block types: units of 32 weights, lane, lane + S, ... ----
-// A unit's 32 X values per column are 8 slots of 4, slot t at element xel(u, t). With one column
-// they are loaded before the unit's weights are decoded, so that every load of a trip is issued
-// before its first use (RADV's scheduler keeps that order; navi21 otherwise splits them, 2-4
-// vmcnt(0) a trip); with more columns they would take 32 VGPRs each, so they are loaded at use.
+// A unit's 32 X values per column are 8 slots of 4, slot t = X elements 4 xq(u, t) .. + 3. With
+// one column they are loaded before the unit's weights are decoded, so that every load of a trip
+// is issued before its first use (RADV's scheduler keeps that order; navi21 otherwise splits
+// them, 2-4 vmcnt(0) a trip); with more columns they would take 32 VGPRs each, so they are loaded
+// at use.
 vec4 g_x[8];
 uint g_u;
-uint xel(uint u, uint t);
+uint xq(uint u, uint t);
+// X elements 4q .. 4q + 3 of column c. The aligned load indexes by the slot q itself: from an
+// element index the compiler cannot fold (4q) >> 2 back into q (it wraps), so each slot got a
+// shift and an add where it now gets an immediate load offset (~2.7 VALU per 256 weights).
+vec4 xslot(uint c, uint q) {
+    if (XAL != 0u) return xdata4[(g_xb[c] >> 2) + q];
+    return xv(c, 4u * q);
+}
 void load_x(uint u) {
     g_u = u;
     if (NC == 1u) [[unroll]]
-        for (uint t = 0u; t < 8u; t++) g_x[t] = xv(0u, xel(u, t));
+        for (uint t = 0u; t < 8u; t++) g_x[t] = xslot(0u, xq(u, t));
 }
 vec4 xs(uint c, uint t) { // X slot t of column c
-    return NC == 1u ? g_x[t] : xv(c, xel(g_u, t));
+    return NC == 1u ? g_x[t] : xslot(c, xq(g_u, t));
 }
 // g_acc[c] += dot(w, X slot t of column c)
 void fmax(vec4 w, uint t) {
     [[unroll]] for (uint c = 0u; c < NC; c++) g_acc[c] = fdot(w, xs(c, t), g_acc[c]);
 }
-#if defined(GEMV_IQ) // xel in gemv_iq.glsl
-#elif defined(TYPE_Q4_0) || defined(TYPE_Q8_0) || defined(TYPE_Q4_1) || defined(TYPE_Q5_0) ||      \
-    defined(TYPE_Q5_1)
-uint xel(uint u, uint t) {
-    return 32u * u + 4u * t;
+#if defined(GEMV_IQ) || defined(TYPE_Q4_0) || defined(TYPE_Q8_0) || defined(TYPE_Q4_1) ||          \
+    defined(TYPE_Q5_0) || defined(TYPE_Q5_1)
+uint xq(uint u, uint t) {
+    return 8u * u + t;
 }
 #elif defined(TYPE_Q4_K) || defined(TYPE_Q5_K)
-uint xel(uint u, uint t) { // slots 0..3: the low sub-block's 16, 4..7: the high one's (see unit)
-    return 256u * (u >> 3) + 64u * ((u >> 1) & 3u) + 16u * (u & 1u) + 32u * (t >> 2) +
-           4u * (t & 3u);
+uint xq(uint u, uint t) { // slots 0..3: the low sub-block's 16, 4..7: the high one's (see unit)
+    return 64u * (u >> 3) + 16u * ((u >> 1) & 3u) + 4u * (u & 1u) + 8u * (t >> 2) + (t & 3u);
 }
 #else // Q2_K, Q3_K, Q6_K: slot 2g + j = group g, word j (see unit)
-uint xel(uint u, uint t) {
+uint xq(uint u, uint t) {
     const uint v = u & 7u;
-    return 256u * (u >> 3) + 128u * (v >> 2) + 8u * (v & 3u) + 32u * (t >> 1) + 4u * (t & 1u);
+    return 64u * (u >> 3) + 32u * (v >> 2) + 2u * (v & 3u) + 8u * (t >> 1) + (t & 1u);
 }
 #endif
 

@@ -118,9 +118,6 @@ void fin_iq1(uint wq[8], float off[4], float a0, float a1) {
 }
 #else
 // ---- float X ----
-uint xel(uint u, uint t) {
-    return 32u * u + 4u * t;
-}
 // s[c] += dot(w, X slot t of column c)
 void sdot(inout float s[NC], vec4 w, uint t) {
     [[unroll]] for (uint c = 0u; c < NC; c++) s[c] = fdot(w, xs(c, t), s[c]);
