@@ -37,6 +37,8 @@
 #define ROW_MM_ID(T) ROW(MATMUL_MM_ID, T)
 #define ROW_LANE(T) ROW(MATMUL_LANE, T)
 #define ROW_LANE_ID(T) ROW(MATMUL_LANE_ID, T)
+#define ROW_LANE32(T) ROW(MATMUL_LANE32, T)
+#define ROW_LANE32_ID(T) ROW(MATMUL_LANE32_ID, T)
 #define ROW_TEX(T) ROW(MATMUL_TEX, T)
 #define ROW_TEX_ID(T) ROW(MATMUL_TEX_ID, T)
 #define ROW_GEMV(T) ROW(GEMV, T)
@@ -67,13 +69,15 @@ TABLE(t_mm, MM)
 TABLE(t_mm_id, MM_ID)
 TABLE(t_lane, LANE)
 TABLE(t_lane_id, LANE_ID)
+TABLE(t_lane32, LANE32)
+TABLE(t_lane32_id, LANE32_ID)
 TABLE(t_tex, TEX)
 TABLE(t_tex_id, TEX_ID)
 TABLE(t_get_rows, GET_ROWS)
 
 static const uint16_t *const matmul_tables[VKM_MMK_COUNT][2] = {
     [VKM_MMK_KSPLIT] = {t_vec, t_vec_id},   [VKM_MMK_SG] = {t_sg, t_sg_id},
-    [VKM_MMK_MM] = {t_mm, t_mm_id},         [VKM_MMK_LANE32] = {t_vec, t_vec_id},
+    [VKM_MMK_MM] = {t_mm, t_mm_id},         [VKM_MMK_LANE32] = {t_lane32, t_lane32_id},
     [VKM_MMK_LANE64] = {t_lane, t_lane_id}, [VKM_MMK_TEX] = {t_tex, t_tex_id},
     [VKM_MMK_GEMV] = {t_gemv, t_gemv_id},
 };
@@ -118,7 +122,7 @@ const char *vkm_kernels_arch_name(vkm_kernels_arch a) {
 const char *vkm_kernels_family_name(vkm_matmul_family f) {
     static const char *const n[VKM_MMK_COUNT] = {
         [VKM_MMK_KSPLIT] = "matmul_vec",  [VKM_MMK_SG] = "matmul_sg",
-        [VKM_MMK_MM] = "matmul_mm",       [VKM_MMK_LANE32] = "matmul_vec (LANE_ROWS)",
+        [VKM_MMK_MM] = "matmul_mm",       [VKM_MMK_LANE32] = "matmul_lane32",
         [VKM_MMK_LANE64] = "matmul_lane", [VKM_MMK_TEX] = "matmul_tex",
         [VKM_MMK_GEMV] = "gemv"};
     return (unsigned)f < VKM_MMK_COUNT ? n[f] : "unknown";

@@ -9,7 +9,7 @@
  *   op                 GPU family (discrete, integrated, virtual)    CPU-device family (lavapipe)
  *   GEMV (<= 8 cols)   gemv (straight-line loop) for every type      matmul_tex (texel buffers)
  *                      with a gemv variant (all 22); else matmul_sg  > matmul_lane (64-bit) >
- *                      or k-split matmul_vec per type and row count  matmul_vec LANE_ROWS (32-bit)
+ *                      or k-split matmul_vec per type and row count  matmul_lane32 (32-bit)
  *                      (measured on an H200)
  *   GEMM (> 8 cols)    matmul_mm (tiled, shared memory)              the GEMV kernels, 4 rows/lane
  *   rmsnorm family     workgroup reduction (VKM_OPS_RED_WG)          one subgroup, subgroupAdd
@@ -26,6 +26,9 @@
  * activations (quantized once per matmul input, quant_q8.comp) and multiplies with integer dot
  * products for the types it has those variants for (plan.gemv_idot); layout IDOT forces that on
  * any device with the feature (lavapipe: tests).
+ *
+ * The CPU-device family's shaders live in shaders/cpu/ and are recorded by core/ops_cpu.c (matmuls)
+ * and core/ops.c (attention, router, norms).
  *
  * Shader variants are named by the generated enum vkm_shader_id (build/gen/shader_ids.h); the
  * per-type variants are found here in O(1) (vkm_kernels_matmul_shader, _get_rows_shader). */
@@ -73,10 +76,10 @@ typedef enum vkm_kernels_arch {
 
 /* The matmul kernel families (each a set of shader variants, one per weight type). */
 typedef enum vkm_matmul_family {
-    VKM_MMK_KSPLIT, /* matmul_vec: GPU GEMV, a workgroup splits k (LANE_ROWS 0) */
+    VKM_MMK_KSPLIT, /* matmul_vec: GPU GEMV, a workgroup splits k */
     VKM_MMK_SG,     /* matmul_sg: GPU GEMV, subgroups per row */
     VKM_MMK_MM,     /* matmul_mm: GPU tiled GEMM */
-    VKM_MMK_LANE32, /* matmul_vec LANE_ROWS: CPU devices, 32-bit loads */
+    VKM_MMK_LANE32, /* matmul_lane32: CPU devices, 32-bit loads (shaders/cpu/matmul_lane.comp) */
     VKM_MMK_LANE64, /* matmul_lane: CPU devices, 64-bit loads */
     VKM_MMK_TEX,    /* matmul_tex: CPU devices, uniform texel buffers */
     VKM_MMK_GEMV,   /* gemv: GPU GEMV, a subgroup per row, no control flow in the main loop */
@@ -116,8 +119,8 @@ typedef struct vkm_kernels_fusions {
 /* GEMV tuning: the specialization constants of one dispatch. */
 typedef struct vkm_gemv_tuning {
     uint32_t wg;        /* threads per workgroup */
-    uint32_t rows;      /* rows per thread (LANE_ROWS) or per workgroup */
-    uint32_t lane_rows; /* 1: the CPU-device LANE_ROWS layout */
+    uint32_t rows;      /* rows per thread (lane_rows) or per workgroup */
+    uint32_t lane_rows; /* 1: the CPU family's row-per-invocation matmuls (core/ops_cpu.c) */
     uint32_t sg;        /* 1: matmul_sg, `ks` subgroups per row (GPUs) */
     uint32_t ks;
     uint32_t gemv; /* 1: gemv.comp, one subgroup per row, `rows` rows per workgroup (GPUs) */

@@ -1,9 +1,11 @@
-/* ops_matmul.c - records the matmul kernels of shaders/matmul_{vec,mm}.comp through gpu.h:
- * checks shapes and buffer extents, picks the kernel variant (GEMV for <= 8 columns, tiled GEMM
- * above; plain or indexed; one per weight type), fills the push constants of
- * shaders/matmul_common.h and sizes the grid. Where the plan gives gemv's integer-dot variant, X
- * is first quantized to 8 bits (quant_q8.comp) into a scratch buffer of the gpu that the GEMV then
- * reads (one more dispatch per matmul).
+/* ops_matmul.c - records the matmul kernels through gpu.h: checks shapes and buffer extents,
+ * picks the kernel variant (on GPUs gemv / matmul_sg / matmul_vec for <= 8 columns, the tiled
+ * matmul_mm above; plain or indexed; one per weight type), fills the push constants of
+ * shaders/matmul_common.h and sizes the grid. The CPU-device family (the plan's tuning says
+ * lane_rows: shaders/cpu/matmul_lane.comp for every column count) takes the same shapes, windows
+ * and push block, and core/ops_cpu.c picks its variant and records its dispatches. Where the plan
+ * gives gemv's integer-dot variant, X is first quantized to 8 bits (quant_q8.comp) into a scratch
+ * buffer of the gpu that the GEMV then reads (one more dispatch per matmul).
  *
  * Buffers are bound as windows that start at the byte offset rounded down to 256 (the largest
  * minStorageBufferOffsetAlignment Vulkan allows), so any tensor offset inside a big buffer works;
@@ -25,6 +27,7 @@
 #include "iq_gpu.h"
 #include "kernels.h"
 #include "ops.h"
+#include "ops_cpu.h"
 #include "qtype.h"
 
 #define WINDOW_ALIGN 256u
@@ -137,13 +140,13 @@ static tuning get_tuning(vkm_gpu *gpu, uint64_t rows, uint64_t fixed_rows, uint3
     return vkm_kernels_gemv_tuning(vkm_gpu_plan(gpu), rows, fixed_rows, wtype, cols);
 }
 
-/* Rows one GEMV workgroup computes. */
-static uint32_t vec_rows_per_wg(const tuning *t) {
-    return t->lane_rows ? t->wg * t->rows : t->rows;
+/* Rows (outputs) one GEMV workgroup computes; glu: the gated form. */
+static uint32_t vec_rows_per_wg(const tuning *t, bool glu) {
+    return t->lane_rows ? vkm_op_cpu_rows_per_wg(t, glu) : t->rows;
 }
 
-/* Whether the LANE_ROWS kernel's weight steps (32 elements for the float types, one block for
- * the others: matmul_vec.comp LBYTES) are a multiple of 16 bytes, so that 16-byte aligned rows
+/* Whether the CPU kernels' weight steps (32 elements for the float types, one block for the
+ * others: cpu/matmul_lane.comp LBYTES) are a multiple of 16 bytes, so that 16-byte aligned rows
  * keep every step aligned (WAL); the same types are those whose gemv.comp loads are 16-byte
  * pieces at multiples of 16 bytes into the row (its WAL). */
 static bool steps_aligned(uint32_t wtype) {
@@ -152,38 +155,34 @@ static bool steps_aligned(uint32_t wtype) {
 }
 
 /* The kernel variant for (GEMV or GEMM, plain or indexed, type); for GEMV `cols` (1..8) is the
- * number of X columns per pass, rounded up here to a power of two. `pc` is the dispatch's push
- * block (x_off / x_stride filled in): the LANE_ROWS layout gets XAL = 1 (spec 4) when every X row
- * starts 16-byte aligned in the X window, so its X loads are single aligned chunks, and WAL = 1
- * (spec 5) when every weight step starts 16-byte aligned, so its weight loads need no realignment
- * (llvmpipe runs both sides of a branch, so these are chosen per dispatch, not tested in the
- * shader). `pc` must have w_off (in bytes), w_row_bytes and w_mat_bytes filled in. The texel
- * kernels need W and X windows that vkm_gpu_texel_window accepts (bind_window's windows start
- * at multiples of 256). */
+ * number of X columns per pass, rounded up here to a power of two (the CPU family: core/ops_cpu.c,
+ * which may change tp->rows). `pc` is the dispatch's push block (x_off / x_stride filled in):
+ * gemv and the CPU kernels get XAL = 1 when every X row starts 16-byte aligned in the X window,
+ * so their X loads are single aligned chunks, and WAL = 1 when every weight step starts 16-byte
+ * aligned, so their weight loads need no realignment. `pc` must have w_off (in bytes),
+ * w_row_bytes and w_mat_bytes filled in; `args` are the dispatch's bindings. */
 static int get_kernel(vkm_gpu *gpu, tuning *tp, bool gemv, bool id, uint32_t wtype, int64_t cols,
                       const vkm_matmul_push *pc, const vkm_gpu_arg *args, vkm_gpu_kernel **out) {
-    const vkm_kernel_plan *plan = vkm_gpu_plan(gpu);
-    const bool tex = gemv && tp->lane_rows && vkm_gpu_texel_window(gpu, &args[0]) &&
-                     vkm_gpu_texel_window(gpu, &args[1]);
-    /* The texel kernels keep 2 rows per thread for several columns too: lavapipe compiles them
-     * like the 4-row 64-bit kernels (8-9 s for a Q4_K GEMM variant), runs them 1.2-1.3x faster
-     * (GEMM, 64 columns), and their 4-row variants compile 1.8x slower (measured, 2 cores). */
-    if (tex) tp->rows = 2;
+    /* the IQ types with a grid: one more binding, after the others (dispatch_windows binds it) */
+    const int n_bind = (id ? 5 : 3) + (vkm_iq_grid_binds(wtype) ? 1 : 0);
+    const bool xal = pc->x_off % 4 == 0 && pc->x_stride % 4 == 0;
+    const bool wal = steps_aligned(wtype) && pc->w_off % 16 == 0 && pc->w_row_bytes % 16 == 0 &&
+                     (!id || pc->w_mat_bytes % 16 == 0) && pc->glu % 16 == 0 &&
+                     pc->w2_off % 16 == 0 && pc->glu2 % 16 == 0;
+    if (gemv && tp->lane_rows)
+        return vkm_op_cpu_matmul_kernel(gpu, tp, id, wtype, cols, xal, wal, pc, args, n_bind, out);
     const tuning t = *tp;
-    const vkm_matmul_family fam = !gemv          ? VKM_MMK_MM
-                                  : t.gemv       ? VKM_MMK_GEMV
-                                  : t.sg         ? VKM_MMK_SG
-                                  : tex          ? VKM_MMK_TEX
-                                  : !t.lane_rows ? VKM_MMK_KSPLIT
-                                  : plan->lane64 ? VKM_MMK_LANE64
-                                                 : VKM_MMK_LANE32;
+    const vkm_matmul_family fam = !gemv    ? VKM_MMK_MM
+                                  : t.gemv ? VKM_MMK_GEMV
+                                  : t.sg   ? VKM_MMK_SG
+                                           : VKM_MMK_KSPLIT;
     const vkm_shader_id shader = fam == VKM_MMK_GEMV && t.idot
                                      ? vkm_kernels_gemv_q8_shader(id, wtype)
                                      : vkm_kernels_matmul_shader(fam, id, wtype);
     if (shader == VKM_SHADER_COUNT)
         return vkm_error(VKM_EUNSUPPORTED, "matmul: no %s kernel for weight type %s",
                          vkm_kernels_family_name(fam), vkm_qtype_name(wtype));
-    uint32_t spec[8];
+    uint32_t spec[6];
     int n_spec = 0;
     if (gemv) {
         uint32_t nc = 1;
@@ -198,31 +197,19 @@ static int get_kernel(vkm_gpu *gpu, tuning *tp, bool gemv, bool id, uint32_t wty
         spec[0] = t.wg;
         spec[1] = t.rows;
         spec[2] = nc;
-        spec[3] = t.sg ? t.ks : t.lane_rows;
-        n_spec = 4;
+        n_spec = 3;
         if (t.gemv) { /* WAL: 128-bit weight loads; XAL: vec4 X loads; GLU (gemv.comp) */
-            spec[3] = steps_aligned(wtype) && pc->w_off % 16 == 0 && pc->w_row_bytes % 16 == 0 &&
-                      (!id || pc->w_mat_bytes % 16 == 0) && pc->glu % 16 == 0 &&
-                      pc->w2_off % 16 == 0 && pc->glu2 % 16 == 0;
-            spec[4] = t.idot || (pc->x_off % 4 == 0 && pc->x_stride % 4 == 0); /* Q8X: unused */
+            spec[3] = wal;
+            spec[4] = t.idot || xal; /* Q8X: unused */
             spec[5] = id && pc->glu != 0;
             n_spec = 6;
-        } else if (!t.sg) { /* matmul_vec: XAL, WAL */
-            spec[4] = t.lane_rows && pc->x_off % 4 == 0 && pc->x_stride % 4 == 0;
-            spec[5] = t.lane_rows && steps_aligned(wtype) && pc->w_off % 16 == 0 &&
-                      pc->w_row_bytes % 16 == 0 && (!id || pc->w_mat_bytes % 16 == 0) &&
-                      pc->glu % 16 == 0 && pc->w2_off % 16 == 0 && pc->glu2 % 16 == 0;
-            /* IDH, GLU: the form of the dispatch (the other is compiled out) */
-            spec[6] = t.lane_rows && id && pc->mode == VKM_MM_ID_HEADS;
-            spec[7] = t.lane_rows && pc->glu != 0;
-            n_spec = 8;
+        } else if (t.sg) { /* matmul_sg: subgroups per row */
+            spec[3] = t.ks;
+            n_spec = 4;
         }
         VKM_ASSERT(spec[0] <= VKM_MM_VEC_MAX_WG &&
-                   (t.sg || t.gemv ||
-                    (spec[1] <= VKM_MM_VEC_MAX_ROWS && (t.lane_rows || spec[0] >= spec[1] * nc))));
+                   (t.sg || t.gemv || (spec[1] <= VKM_MM_VEC_MAX_ROWS && spec[0] >= spec[1] * nc)));
     }
-    /* the IQ types with a grid: one more binding, after the others (dispatch_windows binds it) */
-    const int n_bind = (id ? 5 : 3) + (vkm_iq_grid_binds(wtype) ? 1 : 0);
     return vkm_gpu_kernel_get(gpu, shader, spec, n_spec, n_bind, sizeof(vkm_matmul_push), out);
 }
 
@@ -279,39 +266,12 @@ static int quant_x(vkm_gpu *gpu, const char *fn, int64_t k, int64_t rows, vkm_gp
     return 0;
 }
 
-/* Loop iterations one LANE_ROWS invocation may spend: lavapipe (gallivm) ends a shader invocation
- * after 65535 loop iterations in all, silently, so a GEMM whose column passes times k-steps would
- * exceed it is split into several dispatches over column windows (vkm_matmul_push.c_begin/c_end);
- * the margin covers the kernel's small loops outside the k loop. */
-#define LANE_LOOP_BUDGET 50000u
-
-/* Whether the LANE_ROWS kernel walks a block of wtype in a loop over its runs of 32 elements, each
- * a loop of 8 groups (the IQ types, matmul_vec.comp): 9 loop steps a run against the limit above.
- */
-static bool lane_runs32(uint32_t wtype) {
-    switch (wtype) {
-    case VKM_IQ1_S:
-    case VKM_IQ1_M:
-    case VKM_IQ2_XXS:
-    case VKM_IQ2_XS:
-    case VKM_IQ2_S:
-    case VKM_IQ3_XXS:
-    case VKM_IQ3_S:
-    case VKM_IQ4_NL:
-    case VKM_IQ4_XS:
-        return true;
-    default:
-        return false;
-    }
-}
-
-/* Records the dispatch(es) of a matmul kernel: GPU layouts in one; the LANE_ROWS layout in
- * windows of whole NC-column passes short enough for the loop limit above (one window for all
- * but very large batches). `cols` bounds the columns (entries) of any matrix; nc_cols is what
- * get_kernel chose the kernel's columns per pass from. */
+/* Records the dispatch(es) of a matmul kernel with its bindings and the IQ grid: GPU kernels in
+ * one; the CPU family's in column windows (core/ops_cpu.c). `cols` bounds the columns (entries)
+ * of any matrix; nc_cols is what get_kernel chose the kernel's columns per pass from. */
 static int dispatch_windows(vkm_gpu *gpu, vkm_gpu_kernel *kern, const tuning *t, uint32_t wtype,
                             int64_t cols, int64_t nc_cols, const vkm_gpu_arg *args, int n_args,
-                            vkm_matmul_push *pc, uint32_t gx, uint32_t gy, uint32_t gz) {
+                            const vkm_matmul_push *pc, uint32_t gx, uint32_t gy, uint32_t gz) {
     vkm_gpu_arg all[6]; /* args and the IQ grid (iq_gpu.h) */
     int rc = vkm_iq_grid_arg(gpu, wtype, &all[n_args < 5 ? n_args : 5]);
     if (rc < 0) return rc;
@@ -320,32 +280,16 @@ static int dispatch_windows(vkm_gpu *gpu, vkm_gpu_kernel *kern, const tuning *t,
         args = all;
         n_args++;
     }
-    uint64_t window = UINT32_MAX;
-    if (t->lane_rows) {
-        const vkm_qtype_info *ti = vkm_qtype_get(wtype);
-        const bool flt = wtype == VKM_F32 || wtype == VKM_F16 || wtype == VKM_BF16;
-        uint64_t nc = 1; /* the kernel's columns per pass (get_kernel) */
-        while (nc < (uint64_t)nc_cols && nc < VKM_MM_VEC_MAX_COLS) nc *= 2;
-        /* per pass: the k steps, the float types' 4-element tail (each with a small loop per
-         * row and column), the pass's own setup */
-        uint64_t steps =
-            lane_runs32(wtype) ? pc->k / 32u * 9u + 4 : pc->k / (flt ? 32u : ti->block) + 4;
-        if (flt && pc->k % 32) steps += 8 * 5 * nc * t->rows;
-        uint64_t passes = LANE_LOOP_BUDGET / steps;
-        window = (passes ? passes : 1) * nc;
-    }
-    rc = 0;
-    for (uint64_t c = 0; c < (uint64_t)cols && !rc; c += window) {
-        pc->c_begin = (uint32_t)c;
-        pc->c_end = c + window < UINT32_MAX ? (uint32_t)(c + window) : UINT32_MAX;
-        rc = vkm_gpu_dispatch(gpu, kern, args, n_args, pc, gx, gy, gz);
-    }
-    return rc;
+    if (t->lane_rows)
+        return vkm_op_cpu_matmul_dispatch(gpu, kern, t, wtype, cols, nc_cols, args, n_args, pc, gx,
+                                          gy, gz);
+    return cols > 0 ? vkm_gpu_dispatch(gpu, kern, args, n_args, pc, gx, gy, gz) : 0;
 }
 
 /* Grid for a GEMV over m rows: row blocks spread over x and y. */
-static int vec_grid(const char *fn, const tuning *t, uint32_t m, uint32_t *gx, uint32_t *gy) {
-    const uint32_t rows = vec_rows_per_wg(t);
+static int vec_grid(const char *fn, const tuning *t, bool glu, uint32_t m, uint32_t *gx,
+                    uint32_t *gy) {
+    const uint32_t rows = vec_rows_per_wg(t, glu);
     uint32_t blocks = (m + rows - 1) / rows;
     *gx = blocks < VKM_MM_MAX_GROUPS ? blocks : VKM_MM_MAX_GROUPS;
     *gy = (blocks + *gx - 1) / *gx;
@@ -446,15 +390,14 @@ static int matmul_plain(vkm_gpu *gpu, uint32_t wtype, vkm_gpu_buf *w, size_t w_o
         /* the plan's qa_kva form: the texel kernels, where the windows are texel buffers, and
          * the gemv kernels (rows from m1 on from the second matrix) */
         if (two && !(vkm_gpu_plan(gpu)->fuse.qa_kva && gemv &&
-                     (t.gemv || (t.lane_rows && vkm_gpu_texel_window(gpu, &args[0]) &&
-                                 vkm_gpu_texel_window(gpu, &args[1])))))
+                     (t.gemv || (t.lane_rows && vkm_op_cpu_texel(gpu, args)))))
             return VKM_MATMUL_UNFIT;
         tuning tw = t;
         vkm_gpu_kernel *kern;
         if ((rc = get_kernel(gpu, &tw, gemv, false, wtype, n, &pc, args, &kern))) return rc;
         uint32_t gx, gy;
         if (gemv) {
-            if ((rc = vec_grid(fn, &tw, pc.m, &gx, &gy))) return rc;
+            if ((rc = vec_grid(fn, &tw, false, pc.m, &gx, &gy))) return rc;
         } else {
             gx = (pc.m + VKM_MM_BM - 1) / VKM_MM_BM;
             gy = (pc.n + VKM_MM_BN - 1) / VKM_MM_BN;
@@ -684,8 +627,7 @@ static int matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a, int64_t up_off,
              * up), and those of the gemv kernels (a subgroup per output, gate and up; the second
              * matrix as one more z group) */
             const vkm_kernel_plan *plan = vkm_gpu_plan(gpu);
-            const bool lane_tex = gemv && t.lane_rows && vkm_gpu_texel_window(gpu, &args[0]) &&
-                                  vkm_gpu_texel_window(gpu, &args[1]);
+            const bool lane_tex = gemv && t.lane_rows && vkm_op_cpu_texel(gpu, args);
             if ((up_off && !plan->fuse.glu) || (second && !plan->fuse.shared_z) ||
                 (second && !lane_tex && !(gemv && t.gemv)) ||
                 (up_off && !lane_tex && !(gemv && t.gemv)))
@@ -697,9 +639,7 @@ static int matmul_id(vkm_gpu *gpu, const vkm_matmul_id *a, int64_t up_off,
                 return rc;
             uint32_t gx, gy;
             if (gemv) {
-                tuning tg = tw;
-                if (up_off && tg.lane_rows) tg.rows = 1; /* one output row per thread */
-                if ((rc = vec_grid(fn, &tg, pc.m, &gx, &gy))) return rc;
+                if ((rc = vec_grid(fn, &tw, up_off != 0, pc.m, &gx, &gy))) return rc;
             } else {
                 gx = (pc.m + VKM_MM_BM - 1) / VKM_MM_BM;
                 uint64_t tiles = ((uint64_t)per_mat + VKM_MM_BN - 1) / VKM_MM_BN;

@@ -4,11 +4,12 @@
  * vkm_qtype_row_bytes(wtype, k) bytes, rows contiguous), X and Y are f32 row-major, and
  *     Y[i][j] = sum_t W[j][t] * X[i][t]      (one Y row of m values per X row of k values).
  * The functions record dispatches into the current batch: the caller brackets them with
- * vkm_gpu_begin / vkm_gpu_submit. n <= 8 columns use the GEMV kernel (matmul_vec_<type>), more
- * use the tiled GEMM (matmul_mm_<type>) except on CPU devices (lavapipe), where the GEMV kernel's
- * row-per-invocation layout does both, reading W and X as uniform texel buffers where the bound
- * windows allow (matmul_tex_<type>; else 64-bit storage loads, matmul_lane_<type>); all
- * accumulate in f32.
+ * vkm_gpu_begin / vkm_gpu_submit. n <= 8 columns use a GEMV kernel (gemv_<type>, matmul_sg_<type>
+ * or matmul_vec_<type>, as the kernel plan says), more use the tiled GEMM (matmul_mm_<type>)
+ * except on CPU devices (lavapipe), where the row-per-invocation kernels of shaders/cpu/ do both
+ * (core/ops_cpu.c), reading W and X as uniform texel buffers where the bound windows allow
+ * (matmul_tex_<type>; else 64-bit storage loads, matmul_lane_<type>, or 32-bit ones,
+ * matmul_lane32_<type>); all accumulate in f32.
  *
  * Weight types: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and the
  * IQ types IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ4_NL, IQ4_XS (whose grids the

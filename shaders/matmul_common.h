@@ -1,5 +1,7 @@
 /* matmul_common.h - limits and the push-constant layout of the matmul kernels, shared by C
- * (core/ops_matmul.c) and GLSL (shaders/matmul_*.comp).
+ * (core/ops_matmul.c) and GLSL (shaders/matmul_*.comp, gemv.comp). The CPU-device kernels
+ * (shaders/cpu/matmul_lane.comp) use these limits and a push block of their own that begins with
+ * the same fields (shaders/cpu/matmul_cpu.h).
  *
  * Y[row][j] = sum_k W[j][k] * X[xrow][k]: W is a weight matrix in its GGUF encoding (ggml {k, m},
  * m rows of w_row_bytes bytes), X and Y are f32 row-major with row strides x_stride / y_stride.
@@ -60,51 +62,57 @@
     name;
 #endif
 
-#if !defined(VULKAN) || !defined(VKM_QUANT_SHADER) /* quant_q8.comp has its own push block */
+/* The fields of vkm_matmul_push in order, U their 32-bit unsigned type: a list so that the CPU
+ * kernels' push block (cpu/matmul_cpu.h) can begin with the same ones. */
+#define VKM_MATMUL_PUSH_FIELDS(U)                                                                  \
+    U k;           /* elements per W row / X row used */                                           \
+    U m;           /* W rows = outputs per Y row */                                                \
+    U n;           /* plain: X columns (rows of X and Y); HEADS: tokens */                         \
+    U w_off;       /* byte offset of matrix 0 in the W window (even; 4-aligned for F32) */         \
+    U w_row_bytes; /* bytes per W row */                                                           \
+    U w_mat_bytes; /* bytes per matrix of a stack (m * w_row_bytes) */                             \
+    U x_off;       /* element offset of X row 0 in the X window */                                 \
+    U x_stride;    /* elements between X rows (>= k) */                                            \
+    U n_x;         /* X rows available */                                                          \
+    U y_off;       /* element offset of Y row 0 */                                                 \
+    U y_stride;    /* elements between Y rows (>= m) */                                            \
+    U n_y;         /* Y rows available */                                                          \
+    U n_mat;       /* matrices in the stack (id kernels) */                                        \
+    U mode;        /* VKM_MM_ID_ROWS or VKM_MM_ID_HEADS */                                         \
+    U rows_off;    /* element offset of rows[] in its window */                                    \
+    U mats_off;    /* element offset of mats[] in its window */                                    \
+    U n_rows;      /* entries in rows[] */                                                         \
+    U act;         /* ROWS mode: 1 = z numbers entries of the active list (see above) */           \
+    /* The fused forms (gemv.comp, cpu/matmul_lane.comp). glu: 0 = off, else the gated form, */    \
+    /* Y = silu(dot(W row j, X)) * dot(row j of the matrix glu bytes further, X). ROWS mode   */   \
+    /* only: the second matrix of the dispatch (same type and shape; the shared expert beside */   \
+    /* the routed ones), computed by the workgroups of z = x2_z (0xFFFFFFFF: none): W at byte */   \
+    /* w2_off of the W window, its gated form's up matrix glu2 bytes further (modulo 2^32),   */   \
+    /* n2 entries, entry i reading X row x2_row + i and writing Y row y2_row + i.             */   \
+    U glu;                                                                                         \
+    U x2_z;                                                                                        \
+    U w2_off;                                                                                      \
+    U glu2;                                                                                        \
+    U n2;                                                                                          \
+    U x2_row;                                                                                      \
+    U y2_row;                                                                                      \
+    /* plain form only: rows j >= m1 (0xFFFFFFFF: none) are rows j - m1 of a second matrix at */   \
+    /* byte w2_off of the W window, written to Y element y2_off + i * y2_stride + (j - m1)    */   \
+    /* for column i (two projections of the same X in one dispatch: q_a and kv_a) */               \
+    U m1;                                                                                          \
+    U y2_off;                                                                                      \
+    U y2_stride;
+
+/* The GPU kernels' block (gemv, matmul_sg, matmul_vec, matmul_mm). quant_q8.comp and the CPU
+ * kernels have their own. */
+#if !defined(VULKAN) || (!defined(VKM_QUANT_SHADER) && !defined(VKM_MATMUL_CPU_SHADER))
 VKM_PUSH_BEGIN(vkm_matmul_push)
-VKM_U32 k;           /* elements per W row / X row used */
-VKM_U32 m;           /* W rows = outputs per Y row */
-VKM_U32 n;           /* plain: X columns (rows of X and Y); HEADS: tokens */
-VKM_U32 w_off;       /* byte offset of matrix 0 in the W window (even; 4-aligned for F32) */
-VKM_U32 w_row_bytes; /* bytes per W row */
-VKM_U32 w_mat_bytes; /* bytes per matrix of a stack (m * w_row_bytes) */
-VKM_U32 x_off;       /* element offset of X row 0 in the X window */
-VKM_U32 x_stride;    /* elements between X rows (>= k) */
-VKM_U32 n_x;         /* X rows available */
-VKM_U32 y_off;       /* element offset of Y row 0 */
-VKM_U32 y_stride;    /* elements between Y rows (>= m) */
-VKM_U32 n_y;         /* Y rows available */
-VKM_U32 n_mat;       /* matrices in the stack (id kernels) */
-VKM_U32 mode;        /* VKM_MM_ID_ROWS or VKM_MM_ID_HEADS */
-VKM_U32 rows_off;    /* element offset of rows[] in its window */
-VKM_U32 mats_off;    /* element offset of mats[] in its window */
-VKM_U32 n_rows;      /* entries in rows[] */
-VKM_U32 act;         /* ROWS mode: 1 = z numbers entries of the active list (see above) */
-VKM_U32 c_begin;     /* matmul_vec: only the columns / entries c_begin <= c < c_end of each */
-VKM_U32 c_end;       /* matrix (lavapipe's 65535-iteration loop limit splits big GEMMs) */
-VKM_U32 glu;         /* matmul_vec LANE_ROWS with ROWS = 2 only, 0 = off: the gated form, Y = */
-                     /* silu(W row j · X) * (row j of the matrix glu bytes further · X) */
-/* matmul_vec LANE_ROWS, ROWS mode only: the second matrix of the dispatch (same type and shape;
- * the shared expert beside the routed ones), computed by the workgroups of z = x2_z (0xFFFFFFFF:
- * none): W at byte w2_off of the W window, its gated form's up matrix glu2 bytes further (modulo
- * 2^32), n2 entries, entry i reading X row x2_row + i and writing Y row y2_row + i. */
-VKM_U32 x2_z;
-VKM_U32 w2_off;
-VKM_U32 glu2;
-VKM_U32 n2;
-VKM_U32 x2_row;
-VKM_U32 y2_row;
-/* matmul_vec LANE_ROWS, plain form only: rows j >= m1 (0xFFFFFFFF: none) are rows j - m1 of a
- * second matrix at byte w2_off of the W window, written to Y element y2_off + i * y2_stride +
- * (j - m1) for column i (two projections of the same X in one dispatch: q_a and kv_a) */
-VKM_U32 m1;
-VKM_U32 y2_off;
-VKM_U32 y2_stride;
+VKM_MATMUL_PUSH_FIELDS(VKM_U32)
 VKM_PUSH_END(vkm_matmul_push)
 #endif
 
 #ifndef VULKAN
-_Static_assert(sizeof(vkm_matmul_push) == 30 * 4, "vkm_matmul_push must match the GLSL block");
+_Static_assert(sizeof(vkm_matmul_push) == 28 * 4, "vkm_matmul_push must match the GLSL block");
 #endif
 
 /* 8-bit activations of gemv's integer-dot variants (quant_q8.comp writes them, gemv_q8.glsl

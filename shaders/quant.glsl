@@ -7,8 +7,9 @@
 //   - `wdata`: a readonly storage buffer `uint wdata[]` holding the raw GGUF bytes (read as 32-bit
 //     words and unpacked, so no 8/16-bit storage feature is needed; blocks of 18/22/34/110/210
 //     bytes are only 2-byte aligned, hence the w_u32 that joins two words), or else a macro
-//     WORD(i) that returns word i of them (matmul_vec.comp's texel-buffer variants),
-//   - the push constants `p` (matmul_common.h), of which the float types use p.k.
+//     WORD(i) that returns word i of them (cpu/matmul_lane.comp's texel-buffer variants),
+//   - the push constants `p` (matmul_common.h; cpu/matmul_cpu.h), of which the float types use
+//     p.k.
 // It provides:
 //   QK                        elements per block (float types: a virtual block of 4)
 //   vec4 dq4(uint rb, uint e) elements e..e+3 (e % 4 == 0) of the W row starting at byte rb

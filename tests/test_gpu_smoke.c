@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../shaders/matmul_common.h"
+#include "../shaders/cpu/matmul_cpu.h"
 #include "check.h"
 #include "gpu.h"
 
@@ -302,12 +302,12 @@ static void texel_windows(vkm_gpu *gpu) {
     CHECK(!vkm_gpu_texel_window(gpu, &(vkm_gpu_arg){b, 16, 64}));    /* offset not 256-aligned */
     CHECK(!vkm_gpu_texel_window(gpu, &(vkm_gpu_arg){b, 3840, 260})); /* 272 > 256 left */
     CHECK(!vkm_gpu_texel_window(gpu, &(vkm_gpu_arg){b, 4352, 16}));  /* outside the buffer */
-    const uint32_t spec[6] = {32, 2, 1, 1, 0, 0};
+    const uint32_t spec[7] = {32, 2, 1, 0, 0, 0, 0}; /* WG, ROWS, NC, XAL, WAL, IDH, GLU */
     vkm_gpu_kernel *k = NULL;
-    CHECK_OK(
-        vkm_gpu_kernel_get(gpu, VKM_SH_MATMUL_TEX_Q4_K, spec, 6, 3, sizeof(vkm_matmul_push), &k));
+    CHECK_OK(vkm_gpu_kernel_get(gpu, VKM_SH_MATMUL_TEX_Q4_K, spec, 7, 3,
+                                sizeof(vkm_matmul_cpu_push), &k));
     if (k) {
-        vkm_matmul_push pc = {0};
+        vkm_matmul_cpu_push pc = {.c_end = 0};
         CHECK_OK(vkm_gpu_begin(gpu));
         CHECK_ERR(vkm_gpu_dispatch(gpu, k, (vkm_gpu_arg[]){{b, 16, 64}, {b, 0, 256}, {b, 0, 256}},
                                    3, &pc, 1, 1, 1));

@@ -183,7 +183,7 @@ static void test_tables(void) {
     CHECK(vkm_kernels_matmul_shader(VKM_MMK_SG, false, VKM_Q4_K) == VKM_SH_MATMUL_SG_Q4_K);
     CHECK(vkm_kernels_matmul_shader(VKM_MMK_SG, true, VKM_Q4_K) == VKM_SH_MATMUL_SG_ID_Q4_K);
     CHECK(vkm_kernels_matmul_shader(VKM_MMK_TEX, true, VKM_F16) == VKM_SH_MATMUL_TEX_ID_F16);
-    CHECK(vkm_kernels_matmul_shader(VKM_MMK_LANE32, false, VKM_Q8_0) == VKM_SH_MATMUL_VEC_Q8_0);
+    CHECK(vkm_kernels_matmul_shader(VKM_MMK_LANE32, false, VKM_Q8_0) == VKM_SH_MATMUL_LANE32_Q8_0);
     CHECK(vkm_kernels_matmul_shader(VKM_MMK_MM, false, VKM_F32) == VKM_SH_MATMUL_MM_F32);
     CHECK(vkm_kernels_matmul_shader(VKM_MMK_GEMV, false, VKM_Q4_K) == VKM_SH_GEMV_Q4_K);
     CHECK(vkm_kernels_matmul_shader(VKM_MMK_GEMV, true, VKM_Q6_K) == VKM_SH_GEMV_ID_Q6_K);
