@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "../shaders/fwd_common.h"
+#include "../shaders/cpu/attn_lane.h"
 #include "../shaders/matmul_common.h"
 #include "err.h"
 #include "iq_gpu.h"
@@ -429,10 +430,10 @@ static int attn_lane(vkm_gpu *gpu, bool cache_f16, const vkm_push_attn *p, vkm_g
     if (gy > MAX_GROUPS)
         return vkm_error(VKM_ERANGE, "%s: %llu pairs", op, (unsigned long long)pairs);
     vkm_gpu_kernel *k = NULL;
+    vkm_push_attn_lane q = {*p, 0, 0};
     VKM_TRY(vkm_gpu_kernel_get(gpu, cache_f16 ? VKM_SH_MLA_ATTN_LANE_F16 : VKM_SH_MLA_ATTN_LANE_F32,
-                               spec, 3, 6, sizeof *p, &k));
+                               spec, 3, 6, sizeof q, &k));
     const vkm_gpu_arg all[6] = {args[0], args[1], args[2], args[3], args[4], state};
-    vkm_push_attn q = *p;
     for (uint32_t i = 0; i < passes; i++) {
         q.k_begin = i * VKM_ATTN_LANE_KEYS;
         q.k_end = i + 1 == passes ? p->n_kv : q.k_begin + VKM_ATTN_LANE_KEYS;

@@ -118,7 +118,8 @@ VKM_PC_STRUCT(vkm_push_mla_kv_rope) {
  *   V_p = v[v_off + p*v_row_stride + h*v_head_stride + 0..dv) (cache, same type)
  *   o[o_off + i*o_tok_stride + h*o_head_stride + c] = sum_p softmax_p(kq_scale * Q.K_p) V_p[c]
  * over p <= q_pos0 + i and p < n_kv. Every offset, stride and dimension of the cache side is even.
- */
+ * The CPU devices' kernel (cpu/mla_attn_lane.comp) takes this block and a pass's key range
+ * (cpu/attn_lane.h). */
 VKM_PC_STRUCT(vkm_push_attn) {
     VKM_PC_U32 n_q;
     VKM_PC_U32 n_head;
@@ -141,8 +142,6 @@ VKM_PC_STRUCT(vkm_push_attn) {
     VKM_PC_U32 o_tok_stride;
     VKM_PC_U32 o_head_stride;
     VKM_PC_F32 kq_scale;
-    VKM_PC_U32 k_begin; /* mla_attn_lane.comp: this pass takes keys k_begin <= p < k_end */
-    VKM_PC_U32 k_end;
     VKM_PC_U32 o_off; /* o[o_off + i*o_tok_stride + h*o_head_stride + c] */
 };
 
@@ -238,7 +237,7 @@ _Static_assert(sizeof(vkm_push_rmsnorm) == 24, "vkm_push_rmsnorm layout");
 _Static_assert(sizeof(vkm_push_rope) == 48, "vkm_push_rope layout");
 _Static_assert(sizeof(vkm_push_kv_store) == 40, "vkm_push_kv_store layout");
 _Static_assert(sizeof(vkm_push_mla_kv_rope) == 68, "vkm_push_mla_kv_rope layout");
-_Static_assert(sizeof(vkm_push_attn) == 96, "vkm_push_attn layout");
+_Static_assert(sizeof(vkm_push_attn) == 88, "vkm_push_attn layout");
 _Static_assert(sizeof(vkm_push_attn_dec) == 60, "vkm_push_attn_dec layout");
 _Static_assert(sizeof(vkm_push_router) == 40, "vkm_push_router layout");
 _Static_assert(sizeof(vkm_push_moe_combine) == 32, "vkm_push_moe_combine layout");

@@ -60,7 +60,7 @@ uvec4 v_chunk(uint e) { return vc4[e >> 2]; }
 #define CW (8u * PPL) // pairs per span of 8 chunks
 layout(std430, set = 0, binding = 4) buffer O { float o[]; };
 layout(std430, set = 0, binding = 5) buffer S { vec2 state[]; }; // [query][head] (max, sum)
-layout(push_constant) uniform Push { vkm_push_attn p; };
+#include "attn_lane.h" // the push block: p (vkm_push_attn), k_begin, k_end
 
 #define KB 16u // keys per online-softmax block (16: 1.3x 8 with chunked loads)
 #define MAX_QL 4u // queries per invocation, at most
@@ -77,7 +77,7 @@ void main() {
     const uint first = (gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x) *
                            gl_WorkGroupSize.x + gl_LocalInvocationID.x;
     const uint dk2 = (p.da + p.db) / 2, da2 = p.da / 2, dv2 = p.dv / 2;
-    const bool first_pass = p.k_begin == 0u, last_pass = p.k_end >= p.n_kv;
+    const bool first_pass = k_begin == 0u, last_pass = k_end >= p.n_kv;
     // every lane runs the same number of rounds, so the subgroup stays converged
     const uint rounds = (n_pairs + stride - 1u - (first - gl_LocalInvocationID.x)) / stride;
     for (uint r = 0u; r < rounds; r++) {
@@ -111,12 +111,12 @@ void main() {
                 m[u] = ml.x;
                 l[u] = ml.y;
             }
-            n_keys[u] = live[u] ? min(min(p.q_pos0 + i + 1u, p.n_kv), p.k_end) : 0u;
+            n_keys[u] = live[u] ? min(min(p.q_pos0 + i + 1u, p.n_kv), k_end) : 0u;
             n_max = max(n_max, n_keys[u]);
         }
 
         const uint n_loop = subgroupMax(n_max);
-        for (uint blk = p.k_begin; blk < n_loop; blk += KB) {
+        for (uint blk = k_begin; blk < n_loop; blk += KB) {
             float s[MAX_QL][KB];
             uint kb[KB];
             [[unroll]] for (uint jj = 0u; jj < KB; jj++) {
