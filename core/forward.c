@@ -345,8 +345,17 @@ static vkm_matmul_id experts_args(const fwd *f, uint32_t il, int kind, int64_t k
 
 /* ------------------------------------------------------------------------- attention ---- */
 
-/* The shape of sequence q's attention call (its rows of the batch against its own cache). */
-static vkm_attn_shape attn_shape(const fwd *f, const vkm_fwd_seq *q) {
+/* The shape of sequence q's attention call (its rows of the batch against its own cache); pooled,
+ * of the one call for every row of the batch against the pool's rows (pooled()). */
+static vkm_attn_shape attn_shape(const fwd *f, const vkm_fwd_seq *q, bool pool) {
+    if (pool)
+        return (vkm_attn_shape){.n_q = f->b->n,
+                                .n_head = f->hp->n_head,
+                                .n_kv = q->kv->pool_rows,
+                                .kq_scale = f->hp->kq_scale,
+                                .cache_f16 = q->kv->f16,
+                                .state = act(f, f->w->ast),
+                                .kvt = act(f, f->w->kvt)};
     return (vkm_attn_shape){.n_q = q->n,
                             .n_head = f->hp->n_head,
                             .q_pos0 = q->pos0,
@@ -356,6 +365,12 @@ static vkm_attn_shape attn_shape(const fwd *f, const vkm_fwd_seq *q) {
                             .state = act(f, f->w->ast),
                             .scores = scores(q->kv),
                             .q_row0 = q->row0};
+}
+
+/* The cache binding of an MLA attention call in layer il: kv's rows, or pooled every slot's. */
+static vkm_gpu_arg attn_cache(const vkm_fwd_kv *kv, uint32_t il, bool pool) {
+    return pool ? (vkm_gpu_arg){kv->buf, (size_t)il * kv->layer_stride, kv->layer_stride}
+                : cache(kv, il, 0);
 }
 
 /* Whether the batch's sequences take each layer's attention in one dispatch: several, every
@@ -409,46 +424,36 @@ static int attention(const fwd *f, uint32_t il) {
         MARK("attn_kv");
     }
 
-    if (hp->is_mla && pooled(f)) { /* spec §4.4a, every sequence in one dispatch each */
-        const vkm_fwd_kv *kv = f->seqs[0].kv;
-        const vkm_gpu_arg layer = {kv->buf, (size_t)il * kv->layer_stride, kv->layer_stride};
-        const vkm_mla_kv_shape ks = {n, Ckv, D, 0, H, Dn, H * Dqk, Dqk, hp->eps, 0, act(f, w->kvt)};
-        VKM_TRY(vkm_op_mla_kv_rope(f->gpu, &f->m->rope, kv->f16, &ks, act(f, w->kva),
-                                   wt(&L->attn_kv_a_norm), act(f, w->pos), act(f, w->q), layer));
-        MARK("kv_rope");
-        VKM_TRY(matmul_heads(f, &L->attn_k_b, w->q, Dqk, w->qabs, n));
-        MARK("attn_qabs");
-        const vkm_attn_shape shape = {.n_q = n,
-                                      .n_head = H,
-                                      .n_kv = kv->pool_rows,
-                                      .kq_scale = hp->kq_scale,
-                                      .cache_f16 = kv->f16,
-                                      .state = act(f, w->ast),
-                                      .kvt = act(f, w->kvt)};
-        VKM_TRY(vkm_op_mla_attn(f->gpu, &shape, Ckv, R, Dqk, act(f, w->qabs), act(f, w->q), layer,
-                                act(f, w->ao)));
-        MARK("attn");
-        VKM_TRY(matmul_heads(f, &L->attn_v_b, w->ao, Ckv, w->u, n)); /* u [n][H][Dv] */
-        MARK("attn_vb");
-    } else if (hp->is_mla) { /* spec §4.4a */
+    if (hp->is_mla) { /* spec §4.4a */
         /* per sequence, its cache rows pos0.. = [norm(c), rope(k_pe)]; every q_pe rotated in
-         * place */
-        for (uint32_t i = 0; i < f->n_seq; i++) {
+         * place. Pooled: one call for every sequence (work.kvt gives each token its rows). */
+        const bool pool = pooled(f);
+        const uint32_t calls = pool ? 1 : f->n_seq;
+        for (uint32_t i = 0; i < calls; i++) {
             const vkm_fwd_seq *q = &f->seqs[i];
-            const vkm_mla_kv_shape ks = {q->n,    Ckv, D,       q->pos0, H,  Dn,
-                                         H * Dqk, Dqk, hp->eps, q->row0, {0}};
+            const vkm_mla_kv_shape ks = {pool ? n : q->n,
+                                         Ckv,
+                                         D,
+                                         pool ? 0 : q->pos0,
+                                         H,
+                                         Dn,
+                                         H * Dqk,
+                                         Dqk,
+                                         hp->eps,
+                                         pool ? 0 : q->row0,
+                                         pool ? act(f, w->kvt) : (vkm_gpu_arg){0}};
             VKM_TRY(vkm_op_mla_kv_rope(f->gpu, &f->m->rope, q->kv->f16, &ks, act(f, w->kva),
                                        wt(&L->attn_kv_a_norm), act(f, w->pos), act(f, w->q),
-                                       cache(q->kv, il, 0)));
+                                       attn_cache(q->kv, il, pool)));
         }
         MARK("kv_rope");
         /* qabs [n][H][Ckv]: head h's q_nope (first Dn of each Dqk) times attn_k_b[h] */
         VKM_TRY(matmul_heads(f, &L->attn_k_b, w->q, Dqk, w->qabs, n));
         MARK("attn_qabs");
-        for (uint32_t i = 0; i < f->n_seq; i++) { /* ao [n][H][Ckv] */
-            const vkm_attn_shape shape = attn_shape(f, &f->seqs[i]);
+        for (uint32_t i = 0; i < calls; i++) { /* ao [n][H][Ckv] */
+            const vkm_attn_shape shape = attn_shape(f, &f->seqs[i], pool);
             VKM_TRY(vkm_op_mla_attn(f->gpu, &shape, Ckv, R, Dqk, act(f, w->qabs), act(f, w->q),
-                                    cache(f->seqs[i].kv, il, 0), act(f, w->ao)));
+                                    attn_cache(f->seqs[i].kv, il, pool), act(f, w->ao)));
         }
         MARK("attn");
         VKM_TRY(matmul_heads(f, &L->attn_v_b, w->ao, Ckv, w->u, n)); /* u [n][H][Dv] */
@@ -481,7 +486,7 @@ static int attention(const fwd *f, uint32_t il) {
         MARK("kv_store");
         for (uint32_t i = 0; i < f->n_seq; i++) {
             const vkm_fwd_seq *q = &f->seqs[i];
-            const vkm_attn_shape shape = attn_shape(f, q);
+            const vkm_attn_shape shape = attn_shape(f, q, false);
             VKM_TRY(vkm_op_naive_attn(f->gpu, &shape, Dqk, Dv, act(f, w->q), cache(q->kv, il, 0),
                                       cache(q->kv, il, q->kv->v_off), act(f, w->u)));
         }

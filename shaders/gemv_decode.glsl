@@ -415,26 +415,38 @@ void unit(uint rb, uint u) {
 #else
 #error "gemv_decode.glsl: no gemv kernel for this type"
 #endif
+#endif
 
+#if defined(Q8X) || !(defined(TYPE_F32) || defined(TYPE_F16) || defined(TYPE_BF16))
+// ---- the block types' row loop (float or 8-bit X): units lane, lane + S, ..., GEMV_UPT of them
+// a lane per trip (gemv_q8.glsl sets 2 for its smallest units), the rest single after it ----
+#ifndef GEMV_UPT
+#define GEMV_UPT 1u
+#endif
+void row_unit(uint rb, uint rb2, uint u) {
+#if defined(GEMV_IQ) // the IQ units load X themselves, after their weight words (gemv_iq.glsl)
+    unit(rb, u, true);
+    if (GLU != 0u) {
+        swap_up();
+        unit(rb2, u, false);
+        swap_up();
+    }
+#else
+    load_x(u);
+    unit(rb, u);
+    if (GLU != 0u) {
+        swap_up();
+        unit(rb2, u);
+        swap_up();
+    }
+#endif
+}
 void gemv_row(uint rb, uint rb2, uint lane, uint S) {
     const uint n = p.k / 32u;
-    for (uint u = lane; u < n; u += S) {
-#if defined(GEMV_IQ) // the IQ units load X themselves, after their weight words (gemv_iq.glsl)
-        unit(rb, u, true);
-        if (GLU != 0u) {
-            swap_up();
-            unit(rb2, u, false);
-            swap_up();
-        }
-#else
-        load_x(u);
-        unit(rb, u);
-        if (GLU != 0u) {
-            swap_up();
-            unit(rb2, u);
-            swap_up();
-        }
-#endif
-    }
+    uint t = 0u;
+    if (GEMV_UPT > 1u)
+        for (; t + GEMV_UPT * S <= n; t += GEMV_UPT * S) // uniform trip count
+            [[unroll]] for (uint j = 0u; j < GEMV_UPT; j++) row_unit(rb, rb2, t + j * S + lane);
+    for (uint u = t + lane; u < n; u += S) row_unit(rb, rb2, u);
 }
 #endif

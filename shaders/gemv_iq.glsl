@@ -61,21 +61,8 @@ uint iq_ks(uint s7) {
     float s[NC];                                                                                   \
     [[unroll]] for (uint c = 0u; c < NC; c++) s[c] = 0.0
 #if defined(Q8X)
-// ---- 8-bit X (gemv_q8.glsl's Q8X format): unit u = X block u, slot t = its word t ----
-uvec4 g_q[2];
-vec4 g_h;
-void load_x(uint u) {
-    g_u = u;
-    if (NC == 1u) {
-        const uint o = g_xb[0] + 3u * u;
-        g_q[0] = xq4[o];
-        g_q[1] = xq4[o + 1u];
-        g_h = xh4[o + 2u];
-    }
-}
-uint xw(uint c, uint j) { // X word j (elements 4j .. 4j + 3) of column c
-    return NC == 1u ? g_q[j >> 2][j & 3u] : xq4[g_xb[c] + 3u * g_u + (j >> 2)][j & 3u];
-}
+// ---- 8-bit X (gemv_q8.glsl's Q8X format): unit u = X block u, slot t = its word t (load_x, xw:
+// gemv_q8.glsl) ----
 float xd(uint c) { // X's block scale of column c
     return NC == 1u ? g_h.x : xh4[g_xb[c] + 3u * g_u + 2u].x;
 }

@@ -15,7 +15,7 @@
 // are int8 values looked up as bytes, so a unit is 8 dot products.
 // The includer declares xq4 / xh4 / xq2 / xh2 (the X window as uvec4 / vec4 / uvec2 / vec2), g_xb
 // (column c's X row, in 16-byte units), NC, g_acc, g_up, swap_up(), GLU and the W readers;
-// this provides gemv_row as the float variants do. With one column, a unit's X loads (load_x) come
+// this provides the units and load_x that gemv_decode.glsl's row loop calls. With one column, a unit's X loads (load_x) come
 // before its weight loads; with more, X is loaded at use (32 VGPRs a column otherwise).
 
 spirv_instruction(extensions = ["SPV_KHR_integer_dot_product"], capabilities = [ 6019, 6018 ],
@@ -29,12 +29,9 @@ int dot4(uint a, uint b, int acc) {
 
 uint g_u; // the current unit
 
-#if defined(GEMV_IQ) // the IQ types: int8 grid bytes or levels, gemv_iq.glsl
-#include "gemv_iq.glsl"
-
-#elif defined(TYPE_Q4_0) || defined(TYPE_Q8_0) || defined(TYPE_Q4_1) || defined(TYPE_Q5_0) ||      \
-    defined(TYPE_Q5_1)
-// ---- 32-weight blocks: unit u = block u = X block u ----
+#if defined(GEMV_IQ) || defined(TYPE_Q4_0) || defined(TYPE_Q8_0) || defined(TYPE_Q4_1) ||         \
+    defined(TYPE_Q5_0) || defined(TYPE_Q5_1)
+// ---- unit u = X block u (the 32-weight blocks, the IQ types' runs of 32): its codes, scales ----
 uvec4 g_q[2];
 vec4 g_h;
 void load_x(uint u) {
@@ -49,6 +46,14 @@ void load_x(uint u) {
 uint xw(uint c, uint j) { // X word j (elements 4j .. 4j + 3) of column c
     return NC == 1u ? g_q[j >> 2][j & 3u] : xq4[g_xb[c] + 3u * g_u + (j >> 2)][j & 3u];
 }
+#endif
+
+#if defined(GEMV_IQ) // the IQ types: int8 grid bytes or levels, gemv_iq.glsl
+#include "gemv_iq.glsl"
+
+#elif defined(TYPE_Q4_0) || defined(TYPE_Q8_0) || defined(TYPE_Q4_1) || defined(TYPE_Q5_0) ||      \
+    defined(TYPE_Q5_1)
+// ---- 32-weight blocks: unit u = block u = X block u ----
 vec2 xds(uint c) { // (d, d * sum of the 32 q) of column c
     const vec4 h = NC == 1u ? g_h : xh4[g_xb[c] + 3u * g_u + 2u];
     return vec2(h.x, h.y + h.w);
@@ -347,41 +352,13 @@ void unit(uint rb, uint u) {
 #error "gemv_q8.glsl: no integer-dot gemv kernel for this type"
 #endif
 
-// Units a lane takes per loop trip (Q8_UPT): 2 for the types whose unit is at most 13.75 bytes
-// (Q2_K 10.5, Q3_K 13.75, IQ1_S .. IQ3_S 6.25-13.75: with one unit a trip, a 64-lane row waits for
-// all its loads once per 400-880 bytes), 1 otherwise; the rest of the row in single units after
-// the loop (all of it at k = 2048, 64 units: one trip of single units, as before). Where X is
-// float its 32 VGPRs a unit leave no room for a second unit's.
+// Units a lane takes per loop trip (GEMV_UPT, gemv_decode.glsl's row loop): 2 for the types
+// whose unit is at most 13.75 bytes (Q2_K 10.5, Q3_K 13.75, IQ1_S .. IQ3_S 6.25-13.75: with one
+// unit a trip, a 64-lane row waits for all its loads once per 400-880 bytes), 1 otherwise; the
+// rest of the row in single units after the loop (all of it at k = 2048, 64 units: one trip of
+// single units, as before). Where X is float its 32 VGPRs a unit leave no room for a second unit's.
 #if defined(TYPE_Q2_K) || defined(TYPE_Q3_K) || defined(TYPE_IQ1_S) || defined(TYPE_IQ1_M) ||     \
     defined(TYPE_IQ2_XXS) || defined(TYPE_IQ2_XS) || defined(TYPE_IQ2_S) || defined(TYPE_IQ3_XXS) || \
     defined(TYPE_IQ3_S)
-#define Q8_UPT 2u
-#else
-#define Q8_UPT 1u
+#define GEMV_UPT 2u
 #endif
-void row_unit(uint rb, uint rb2, uint u) {
-#if defined(GEMV_IQ) // the IQ units load X themselves, after their weight words (gemv_iq.glsl)
-    unit(rb, u, true);
-    if (GLU != 0u) {
-        swap_up();
-        unit(rb2, u, false);
-        swap_up();
-    }
-#else
-    load_x(u);
-    unit(rb, u);
-    if (GLU != 0u) {
-        swap_up();
-        unit(rb2, u);
-        swap_up();
-    }
-#endif
-}
-void gemv_row(uint rb, uint rb2, uint lane, uint S) {
-    const uint n = p.k / 32u;
-    uint t = 0u;
-    if (Q8_UPT > 1u)
-        for (; t + Q8_UPT * S <= n; t += Q8_UPT * S) // uniform trip count
-            [[unroll]] for (uint j = 0u; j < Q8_UPT; j++) row_unit(rb, rb2, t + j * S + lane);
-    for (uint u = t + lane; u < n; u += S) row_unit(rb, rb2, u);
-}
