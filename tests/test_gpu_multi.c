@@ -231,6 +231,23 @@ static void bad_calls(vkm_engine *e) {
     vkm_seq_eval ok[2] = {{b, t, 1, NULL}, {a, t, 3, NULL}};
     CHECK_OK(vkm_session_eval_multi(a, ok, 2));
     CHECK(vkm_session_n_past(a) == 3 && vkm_session_n_past(b) == 8);
+    /* KV pools: bad slot counts or context refused; a pool destroyed with a session still in it
+     * goes with that session (it keeps working until then) */
+    vkm_kv_pool *pool = NULL;
+    CHECK(vkm_kv_pool_create(e, 0, NULL, &pool) == VKM_EINVAL && !pool);
+    CHECK(vkm_kv_pool_create(e, 65537, NULL, &pool) == VKM_EINVAL && !pool);
+    const vkm_session_opts bad_ctx = {-1, false, 0, NULL};
+    CHECK(vkm_kv_pool_create(e, 2, &bad_ctx, &pool) == VKM_EINVAL && !pool);
+    CHECK_OK(vkm_kv_pool_create(e, 1, &one, &pool));
+    vkm_session *c = NULL;
+    const vkm_session_opts in_pool = {0, false, 1, pool};
+    if (pool) CHECK_OK(vkm_session_create(e, &in_pool, &c));
+    vkm_kv_pool_destroy(pool);
+    if (c) {
+        CHECK_OK(vkm_session_eval(c, t, 2, false, NULL));
+        CHECK(vkm_session_n_past(c) == 2 && vkm_session_n_ctx(c) == 8);
+    }
+    vkm_session_destroy(c);
 out:
     vkm_session_destroy(a);
     vkm_session_destroy(b);

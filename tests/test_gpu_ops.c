@@ -413,6 +413,43 @@ static void kv_rope_case(const char *what, bool f16, uint32_t n, uint32_t H, uin
         bad.ckv = ckv - 1;
         CHECK_ERR(vkm_op_mla_kv_rope(gpu, &rp, f16, &bad, A(bk), A(bw), A(bp), A(bq), A(bc)));
     }
+    /* the pooled form (a KV pool's batch: every token's row from the table kvt, row0 unused):
+     * token t's row base + pos + 1 - 1 = row0 + t gives the same cache bit for bit; on CPU
+     * devices it is refused, as is a table too short */
+    {
+        int32_t *kvt = xmalloc((size_t)n * 8);
+        for (uint32_t t = 0; t < n; t++) {
+            kvt[2 * t] = (int32_t)(row0 + t) - pos[t];
+            kvt[2 * t + 1] = pos[t] + 1;
+        }
+        vkm_gpu_buf *bt = buf_new(kvt, (size_t)n * 8), *bq3 = buf_new(q, nq * 4),
+                    *bc3 = buf_new(NULL, ncell * es);
+        vkm_mla_kv_shape sp = sh;
+        sp.row0 = 0;
+        sp.kvt = A(bt);
+        if (vkm_gpu_plan(gpu)->cpu_family) {
+            CHECK(vkm_op_mla_kv_rope(gpu, &rp, f16, &sp, A(bk), A(bw), A(bp), A(bq3), A(bc3)) ==
+                  VKM_EUNSUPPORTED);
+        } else {
+            CHECK_OK(begin());
+            CHECK_OK(vkm_op_mla_kv_rope(gpu, &rp, f16, &sp, A(bk), A(bw), A(bp), A(bq3), A(bc3)));
+            CHECK_OK(submit());
+            unsigned char *raw3 = xmalloc(ncell * es), *raw1 = xmalloc(ncell * es);
+            buf_get(bc3, raw3, ncell * es);
+            buf_get(bc, raw1, ncell * es);
+            CHECK_MSG(!memcmp(raw1, raw3, ncell * es), "mla_kv_rope %s: pooled cache", what);
+            buf_get(bq3, got, nq * 4);
+            buf_get(bq, want, nq * 4);
+            CHECK_CLOSE(got, want, nq, 0.0, 0.0, "mla_kv_rope %s: pooled q", what);
+            sp.kvt.size = (size_t)n * 8 - 4;
+            CHECK_ERR(vkm_op_mla_kv_rope(gpu, &rp, f16, &sp, A(bk), A(bw), A(bp), A(bq3), A(bc3)));
+            free(raw3), free(raw1);
+        }
+        vkm_gpu_buf_destroy(gpu, bt);
+        vkm_gpu_buf_destroy(gpu, bq3);
+        vkm_gpu_buf_destroy(gpu, bc3);
+        free(kvt);
+    }
     vkm_gpu_buf *all[] = {bq, bk, bw, bp, bc, bq2, bk2, bc2};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) vkm_gpu_buf_destroy(gpu, all[i]);
     free(q), free(k), free(w), free(qr), free(cr), free(cs), free(got), free(want), free(pos);
@@ -660,6 +697,36 @@ static void mla_case_s(uint32_t ckv, uint32_t R, uint32_t H, uint32_t dn, bool f
                     "mla_attn in two calls ckv=%u R=%u H=%u %s n_q=%u pos0=%u n_kv=%u scratch %d",
                     ckv, R, H, f16 ? "f16" : "f32", n_q, q_pos0, n_kv, scratch);
         vkm_gpu_buf_destroy(gpu, bo2);
+    }
+    { /* the pooled form (a KV pool's batch): each query's rows from the table kvt, here rows
+       * 0 .. its position (q_pos0 unused), against the reference; refused where the lane
+       * kernels run (CPU devices), as is a table too short */
+        int32_t *kvt = xmalloc((size_t)n_q * 8);
+        for (uint32_t i = 0; i < n_q; i++) {
+            kvt[2 * i] = 0;
+            kvt[2 * i + 1] = (int32_t)(q_pos0 + i + 1 < n_kv ? q_pos0 + i + 1 : n_kv);
+        }
+        vkm_gpu_buf *bt = buf_new(kvt, (size_t)n_q * 8), *bo3 = buf_new(NULL, no * 4);
+        vkm_attn_shape sp = s;
+        sp.q_pos0 = 0;
+        sp.kvt = A(bt);
+        if (vkm_gpu_plan(gpu)->attn_lane) {
+            CHECK(vkm_op_mla_attn(gpu, &sp, ckv, R, dqk, A(bqa), A(bq), cache, A(bo3)) ==
+                  VKM_EUNSUPPORTED);
+        } else {
+            CHECK_OK(begin());
+            CHECK_OK(vkm_op_mla_attn(gpu, &sp, ckv, R, dqk, A(bqa), A(bq), cache, A(bo3)));
+            CHECK_OK(submit());
+            buf_get(bo3, o, no * 4);
+            CHECK_CLOSE(o, ref, no, ATTN_ABS, ATTN_REL,
+                        "mla_attn pooled ckv=%u R=%u H=%u %s n_q=%u pos0=%u n_kv=%u", ckv, R, H,
+                        f16 ? "f16" : "f32", n_q, q_pos0, n_kv);
+            sp.kvt.size = (size_t)n_q * 8 - 4;
+            CHECK_ERR(vkm_op_mla_attn(gpu, &sp, ckv, R, dqk, A(bqa), A(bq), cache, A(bo3)));
+        }
+        vkm_gpu_buf_destroy(gpu, bt);
+        vkm_gpu_buf_destroy(gpu, bo3);
+        free(kvt);
     }
     vkm_gpu_buf_destroy(gpu, bqa);
     vkm_gpu_buf_destroy(gpu, bq);
